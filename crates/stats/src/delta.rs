@@ -1,0 +1,27 @@
+//! What a shard (or a worker) hands over: everything recorded since its
+//! previous hand-over. Deltas are merged into [`crate::RequestStats`]; they
+//! are serializable so a worker can send them to a master unchanged.
+
+use serde::{Deserialize, Serialize};
+
+use crate::entry::StatsEntry;
+use crate::errors::{ExceptionEntry, FailureEntry};
+
+/// Statistics recorded since the previous delta.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatsDelta {
+    pub entries: Vec<StatsEntry>,
+    pub failures: Vec<FailureEntry>,
+    pub exceptions: Vec<ExceptionEntry>,
+}
+
+impl StatsDelta {
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.failures.is_empty() && self.exceptions.is_empty()
+    }
+
+    /// Total requests in this delta.
+    pub fn num_requests(&self) -> u64 {
+        self.entries.iter().map(|e| e.num_requests).sum()
+    }
+}

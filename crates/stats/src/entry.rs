@@ -1,0 +1,217 @@
+//! Statistics of one `(method, name)` pair, or of all of them ("Aggregated").
+//!
+//! One type serves three roles: what a shard records during one second,
+//! what workers will ship, and the merged totals. That keeps merging in one
+//! place and makes "master total = sum of shard totals" true by construction.
+
+use serde::{Deserialize, Serialize};
+
+use crate::histogram::LatencyHistogram;
+use crate::window::PerSecondCounts;
+
+/// Counts, times and a histogram for one request name and method.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatsEntry {
+    pub method: String,
+    pub name: String,
+    pub num_requests: u64,
+    /// Requests recorded without a response time (Locust's `num_none_requests`).
+    pub num_none_requests: u64,
+    pub num_failures: u64,
+    pub total_response_time_us: u64,
+    pub min_response_time_us: Option<u64>,
+    pub max_response_time_us: u64,
+    pub total_content_length: u64,
+    /// Sum of times to first byte, for the average TTFB.
+    pub total_ttfb_us: u64,
+    pub histogram: LatencyHistogram,
+    pub per_second: PerSecondCounts,
+    /// Unix time of the first sample (or of the last reset).
+    pub start_time: f64,
+    pub last_request_timestamp: Option<f64>,
+}
+
+impl StatsEntry {
+    pub fn new(method: &str, name: &str, start_time: f64) -> Self {
+        Self {
+            method: method.to_owned(),
+            name: name.to_owned(),
+            start_time,
+            ..Self::default()
+        }
+    }
+
+    /// Record one sample. `response_time_us` is `None` for samples that
+    /// carry no timing (counted, not put in the histogram).
+    #[inline]
+    pub fn record(
+        &mut self,
+        response_time_us: Option<u64>,
+        ttfb_us: u64,
+        content_length: u64,
+        failed: bool,
+        now: f64,
+    ) {
+        self.num_requests += 1;
+        match response_time_us {
+            Some(rt) => {
+                self.total_response_time_us += rt;
+                self.min_response_time_us = Some(self.min_response_time_us.map_or(rt, |m| m.min(rt)));
+                self.max_response_time_us = self.max_response_time_us.max(rt);
+                self.histogram.record(rt);
+            }
+            None => self.num_none_requests += 1,
+        }
+        self.total_ttfb_us += ttfb_us;
+        self.total_content_length += content_length;
+        if failed {
+            self.num_failures += 1;
+        }
+        self.per_second.add(now as u64, 1, failed as u64);
+        self.last_request_timestamp = Some(now);
+    }
+
+    /// Add everything `other` recorded. Names are not compared: the caller
+    /// decides which entries belong together (e.g. all of them for the total).
+    pub fn merge(&mut self, other: &StatsEntry) {
+        self.num_requests += other.num_requests;
+        self.num_none_requests += other.num_none_requests;
+        self.num_failures += other.num_failures;
+        self.total_response_time_us += other.total_response_time_us;
+        self.min_response_time_us = match (self.min_response_time_us, other.min_response_time_us) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.max_response_time_us = self.max_response_time_us.max(other.max_response_time_us);
+        self.total_content_length += other.total_content_length;
+        self.total_ttfb_us += other.total_ttfb_us;
+        self.histogram.merge(&other.histogram);
+        self.per_second.merge(&other.per_second);
+        self.last_request_timestamp = match (self.last_request_timestamp, other.last_request_timestamp) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        if self.start_time == 0.0 || (other.start_time > 0.0 && other.start_time < self.start_time) {
+            self.start_time = other.start_time;
+        }
+    }
+
+    fn timed_requests(&self) -> u64 {
+        self.num_requests - self.num_none_requests
+    }
+
+    /// Average response time in milliseconds.
+    pub fn avg_response_time_ms(&self) -> f64 {
+        match self.timed_requests() {
+            0 => 0.0,
+            n => self.total_response_time_us as f64 / n as f64 / 1000.0,
+        }
+    }
+
+    pub fn min_response_time_ms(&self) -> Option<f64> {
+        self.min_response_time_us.map(|us| us as f64 / 1000.0)
+    }
+
+    pub fn max_response_time_ms(&self) -> f64 {
+        self.max_response_time_us as f64 / 1000.0
+    }
+
+    /// Response time at `quantile` in milliseconds (exact to 3 significant digits).
+    pub fn percentile_ms(&self, quantile: f64) -> f64 {
+        self.histogram.value_at_quantile(quantile) as f64 / 1000.0
+    }
+
+    pub fn median_response_time_ms(&self) -> f64 {
+        self.percentile_ms(0.5)
+    }
+
+    /// Average time to first byte in milliseconds.
+    pub fn avg_ttfb_ms(&self) -> f64 {
+        match self.timed_requests() {
+            0 => 0.0,
+            n => self.total_ttfb_us as f64 / n as f64 / 1000.0,
+        }
+    }
+
+    pub fn avg_content_length(&self) -> f64 {
+        match self.num_requests {
+            0 => 0.0,
+            n => self.total_content_length as f64 / n as f64,
+        }
+    }
+
+    pub fn fail_ratio(&self) -> f64 {
+        match self.num_requests {
+            0 => 0.0,
+            n => self.num_failures as f64 / n as f64,
+        }
+    }
+
+    /// Requests/s over the whole run (Locust's `total_rps`).
+    pub fn total_rps(&self) -> f64 {
+        self.rate_over_run(self.num_requests)
+    }
+
+    /// Failures/s over the whole run (Locust's `total_fail_per_sec`).
+    pub fn total_fail_per_sec(&self) -> f64 {
+        self.rate_over_run(self.num_failures)
+    }
+
+    fn rate_over_run(&self, count: u64) -> f64 {
+        match self.last_request_timestamp {
+            Some(last) if last > self.start_time => count as f64 / (last - self.start_time),
+            _ => 0.0,
+        }
+    }
+
+    /// Current requests/s and failures/s over the sliding window.
+    pub fn current_rates(&self, now: f64) -> (f64, f64) {
+        self.per_second.current_rates(now as u64, self.start_time as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_counted_as_requests_too() {
+        let mut e = StatsEntry::new("GET", "/", 100.0);
+        e.record(Some(1_000), 500, 10, false, 100.5);
+        e.record(Some(3_000), 600, 20, true, 101.0);
+        assert_eq!(e.num_requests, 2);
+        assert_eq!(e.num_failures, 1);
+        assert_eq!(e.avg_response_time_ms(), 2.0);
+        assert_eq!(e.min_response_time_ms(), Some(1.0));
+        assert_eq!(e.max_response_time_ms(), 3.0);
+        assert_eq!(e.avg_content_length(), 15.0);
+        assert_eq!(e.fail_ratio(), 0.5);
+        assert_eq!(e.total_rps(), 2.0);
+        assert_eq!(e.avg_ttfb_ms(), 0.55);
+    }
+
+    #[test]
+    fn merged_entries_equal_one_entry_that_saw_everything() {
+        let mut a = StatsEntry::new("GET", "/", 10.0);
+        let mut b = StatsEntry::new("GET", "/", 11.0);
+        let mut all = StatsEntry::new("GET", "/", 10.0);
+        for i in 0..1000u64 {
+            let rt = Some(i * 13 % 977 + 1);
+            let failed = i % 7 == 0;
+            let now = 10.0 + (i as f64) / 100.0;
+            if i % 2 == 0 { a.record(rt, 1, i, failed, now) } else { b.record(rt, 1, i, failed, now) }
+            all.record(rt, 1, i, failed, now);
+        }
+        a.merge(&b);
+        assert_eq!(a, all);
+    }
+
+    #[test]
+    fn samples_without_timing_count_but_do_not_skew_the_average() {
+        let mut e = StatsEntry::new("GET", "/", 0.0);
+        e.record(Some(2_000), 0, 0, false, 1.0);
+        e.record(None, 0, 0, false, 1.0);
+        assert_eq!(e.num_requests, 2);
+        assert_eq!(e.avg_response_time_ms(), 2.0);
+    }
+}

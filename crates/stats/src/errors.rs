@@ -1,0 +1,38 @@
+//! Failures and exceptions, grouped the way Locust groups them.
+//!
+//! A *failure* is a request that failed (status, connection error, timeout,
+//! or marked failed by the plan), grouped by `(method, name, error)`.
+//! An *exception* is an error raised by user code inside a task, grouped by
+//! `(message, location)`; the same user carries on afterwards.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+/// One row of the failures report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureEntry {
+    pub method: String,
+    pub name: String,
+    pub error: String,
+    pub occurrences: u64,
+}
+
+/// One row of the exceptions report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExceptionEntry {
+    pub count: u64,
+    pub msg: String,
+    /// Where it happened: `file:line` for Rust tasks, a traceback for plans.
+    pub traceback: String,
+    /// Which processes saw it (`local`, or worker ids once distributed).
+    pub nodes: BTreeSet<String>,
+}
+
+impl ExceptionEntry {
+    /// Fold another occurrence group of the same exception into this one.
+    pub fn merge(&mut self, other: &ExceptionEntry) {
+        self.count += other.count;
+        self.nodes.extend(other.nodes.iter().cloned());
+    }
+}

@@ -1,0 +1,186 @@
+//! An exact, mergeable latency histogram.
+//!
+//! Wraps `hdrhistogram` with the settings Swarmer uses everywhere: values in
+//! microseconds, 3 significant digits, auto-resizing so an entry that only
+//! ever sees fast responses stays small. Serialization uses the standard
+//! HdrHistogram V2 encoding so other tools can read what we ship.
+
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
+use serde::{Deserialize, Deserializer as SerdeDeserializer, Serialize, Serializer as SerdeSerializer};
+
+const SIGNIFICANT_DIGITS: u8 = 3;
+
+/// Failure to (de)serialize a histogram.
+#[derive(Debug, thiserror::Error)]
+pub enum HistogramError {
+    #[error("histogram could not be encoded: {0}")]
+    Encode(String),
+    #[error("histogram bytes are not a valid HdrHistogram V2 encoding: {0}")]
+    Decode(String),
+}
+
+/// Response times in microseconds, 3 significant digits.
+#[derive(Clone, Debug)]
+pub struct LatencyHistogram {
+    inner: Histogram<u64>,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PartialEq for LatencyHistogram {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner == other.inner
+    }
+}
+
+impl LatencyHistogram {
+    /// An empty histogram that grows as larger values arrive.
+    pub fn new() -> Self {
+        let mut inner = Histogram::new(SIGNIFICANT_DIGITS)
+            .expect("3 significant digits is within HdrHistogram's supported range");
+        inner.auto(true);
+        Self { inner }
+    }
+
+    /// Record one response time in microseconds.
+    #[inline]
+    pub fn record(&mut self, micros: u64) {
+        // Auto-resize is on, so recording cannot fail for any u64 value that
+        // fits the histogram's maximum range; the error branch is unreachable
+        // in practice but we clamp instead of panicking.
+        if self.inner.record(micros).is_err() {
+            let _ = self.inner.record(self.inner.high());
+        }
+    }
+
+    /// Add every sample of `other` to this histogram. Exact: no rounding
+    /// beyond the shared 3-significant-digit bucketing.
+    pub fn merge(&mut self, other: &LatencyHistogram) {
+        if self.inner.add(&other.inner).is_err() {
+            // Only possible when auto-resize is off, which never happens here.
+            for v in other.inner.iter_recorded() {
+                let _ = self.inner.record_n(v.value_iterated_to(), v.count_at_value());
+            }
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.inner.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+
+    /// Value at `quantile` (0.0..=1.0) in microseconds; 0 when empty.
+    pub fn value_at_quantile(&self, quantile: f64) -> u64 {
+        if self.inner.is_empty() {
+            return 0;
+        }
+        if quantile >= 1.0 {
+            return self.inner.max();
+        }
+        self.inner.value_at_quantile(quantile)
+    }
+
+    pub fn min(&self) -> u64 {
+        if self.inner.is_empty() { 0 } else { self.inner.min() }
+    }
+
+    pub fn max(&self) -> u64 {
+        self.inner.max()
+    }
+
+    pub fn clear(&mut self) {
+        self.inner.reset();
+    }
+
+    /// Encode with the HdrHistogram V2 format.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, HistogramError> {
+        let mut out = Vec::new();
+        V2Serializer::new()
+            .serialize(&self.inner, &mut out)
+            .map_err(|e| HistogramError::Encode(format!("{e:?}")))?;
+        Ok(out)
+    }
+
+    /// Decode a V2 encoding produced by [`LatencyHistogram::to_bytes`] or any
+    /// HdrHistogram implementation.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, HistogramError> {
+        let mut inner: Histogram<u64> = Deserializer::new()
+            .deserialize(&mut &bytes[..])
+            .map_err(|e| HistogramError::Decode(format!("{e:?}")))?;
+        inner.auto(true);
+        Ok(Self { inner })
+    }
+}
+
+impl Serialize for LatencyHistogram {
+    fn serialize<S: SerdeSerializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let bytes = self.to_bytes().map_err(serde::ser::Error::custom)?;
+        serializer.serialize_bytes(&bytes)
+    }
+}
+
+impl<'de> Deserialize<'de> for LatencyHistogram {
+    fn deserialize<D: SerdeDeserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes: Vec<u8> = Deserialize::deserialize(deserializer)?;
+        LatencyHistogram::from_bytes(&bytes).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_equals_recording_everything_in_one_histogram() {
+        let mut a = LatencyHistogram::new();
+        let mut b = LatencyHistogram::new();
+        let mut all = LatencyHistogram::new();
+        for v in 1..5_000u64 {
+            let micros = v * 37 % 100_000 + 1;
+            if v % 3 == 0 { a.record(micros) } else { b.record(micros) }
+            all.record(micros);
+        }
+        a.merge(&b);
+        assert_eq!(a.count(), all.count());
+        for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
+            assert_eq!(a.value_at_quantile(q), all.value_at_quantile(q), "quantile {q}");
+        }
+        assert_eq!(a, all);
+    }
+
+    #[test]
+    fn serialization_round_trips_exactly() {
+        let mut h = LatencyHistogram::new();
+        for v in [1u64, 10, 999, 1_000, 12_345, 3_000_000] {
+            h.record(v);
+        }
+        let back = LatencyHistogram::from_bytes(&h.to_bytes().unwrap()).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(back.value_at_quantile(0.5), h.value_at_quantile(0.5));
+    }
+
+    #[test]
+    fn three_significant_digits_at_microsecond_resolution() {
+        let mut h = LatencyHistogram::new();
+        h.record(123_456); // 123.456 ms
+        let p = h.value_at_quantile(0.5);
+        // 3 significant digits: within 0.1% of the recorded value.
+        assert!((p as f64 - 123_456.0).abs() / 123_456.0 < 0.001, "{p}");
+        h.record(7);
+        assert_eq!(h.min(), 7);
+    }
+
+    #[test]
+    fn garbage_bytes_are_an_error_not_a_panic() {
+        assert!(LatencyHistogram::from_bytes(b"not a histogram").is_err());
+        assert!(LatencyHistogram::from_bytes(&[]).is_err());
+    }
+}

@@ -1,0 +1,101 @@
+//! One point per second of the test's aggregated numbers, for charts and
+//! `PREFIX_stats_history.csv`.
+//!
+//! Bounded: when the buffer fills, every other point is dropped and the
+//! sampling stride doubles, so a day-long run keeps its whole shape in a
+//! fixed amount of memory.
+
+use serde::{Deserialize, Serialize};
+
+/// The aggregated state of the test at one moment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryPoint {
+    pub timestamp: f64,
+    pub user_count: u64,
+    pub current_rps: f64,
+    pub current_fail_per_sec: f64,
+    /// Current (ten-second window) percentiles in ms.
+    pub response_time_percentile_50: f64,
+    pub response_time_percentile_95: f64,
+    pub response_time_percentile_99: f64,
+    pub total_avg_response_time: f64,
+}
+
+/// A bounded, decimating series of [`HistoryPoint`]s.
+#[derive(Clone, Debug)]
+pub struct History {
+    points: Vec<HistoryPoint>,
+    capacity: usize,
+    stride: u64,
+    offered: u64,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        // Two days at one point a second before the first decimation.
+        Self::with_capacity(2 * 86_400)
+    }
+}
+
+impl History {
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self { points: Vec::new(), capacity: capacity.max(2), stride: 1, offered: 0 }
+    }
+
+    /// Offer the point of this second; kept if it falls on the current stride.
+    pub fn push(&mut self, point: HistoryPoint) {
+        let keep = self.offered % self.stride == 0;
+        self.offered += 1;
+        if !keep {
+            return;
+        }
+        if self.points.len() == self.capacity {
+            let mut i = 0;
+            self.points.retain(|_| {
+                i += 1;
+                i % 2 == 1
+            });
+            self.stride *= 2;
+        }
+        self.points.push(point);
+    }
+
+    pub fn points(&self) -> &[HistoryPoint] {
+        &self.points
+    }
+
+    pub fn clear(&mut self) {
+        *self = Self::with_capacity(self.capacity);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(t: f64) -> HistoryPoint {
+        HistoryPoint {
+            timestamp: t,
+            user_count: 0,
+            current_rps: 0.0,
+            current_fail_per_sec: 0.0,
+            response_time_percentile_50: 0.0,
+            response_time_percentile_95: 0.0,
+            response_time_percentile_99: 0.0,
+            total_avg_response_time: 0.0,
+        }
+    }
+
+    #[test]
+    fn long_runs_stay_bounded_and_keep_first_and_recent_points() {
+        let mut h = History::with_capacity(100);
+        for t in 0..10_000 {
+            h.push(point(t as f64));
+        }
+        assert!(h.points().len() <= 100);
+        assert_eq!(h.points()[0].timestamp, 0.0);
+        assert!(h.points().last().unwrap().timestamp > 9_000.0);
+        let ts: Vec<f64> = h.points().iter().map(|p| p.timestamp).collect();
+        assert!(ts.windows(2).all(|w| w[0] < w[1]));
+    }
+}

@@ -1,0 +1,147 @@
+//! The per-shard recorder: the only statistics code on the hot path.
+//!
+//! HOT PATH. Every request of every user on a shard passes through
+//! [`ShardRecorder::record`]. It runs on the shard's own thread with no lock
+//! and no channel; a known name costs one hash lookup with a borrowed key and
+//! no allocation. Allocation happens only for a name seen for the first
+//! time in the current delta and for failures (which carry an error text).
+//! Once a second the shard calls [`ShardRecorder::take_delta`] and sends the
+//! result to the aggregator.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::delta::StatsDelta;
+use crate::entry::StatsEntry;
+use crate::errors::{ExceptionEntry, FailureEntry};
+
+/// One measured request, as borrowed views so recording needs no copies.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestSample<'a> {
+    pub method: &'a str,
+    pub name: &'a str,
+    /// From sending the request to the last byte of the body; `None` when the
+    /// sample carries no timing.
+    pub response_time_us: Option<u64>,
+    pub ttfb_us: u64,
+    pub content_length: u64,
+    /// `Some(text)` when the request failed.
+    pub error: Option<&'a str>,
+}
+
+/// Records samples of one shard between two deltas.
+#[derive(Debug)]
+pub struct ShardRecorder {
+    node: String,
+    entries: HashMap<Box<str>, Vec<StatsEntry>>,
+    failures: HashMap<(String, String, String), u64>,
+    exceptions: HashMap<(String, String), u64>,
+}
+
+impl ShardRecorder {
+    /// `node` names this process in exception reports (`local`, a worker id).
+    pub fn new(node: impl Into<String>) -> Self {
+        Self {
+            node: node.into(),
+            entries: HashMap::new(),
+            failures: HashMap::new(),
+            exceptions: HashMap::new(),
+        }
+    }
+
+    /// Record one request sample at Unix time `now`.
+    #[inline]
+    pub fn record(&mut self, sample: &RequestSample<'_>, now: f64) {
+        let failed = sample.error.is_some();
+        let methods = match self.entries.get_mut(sample.name) {
+            Some(methods) => methods,
+            None => self.entries.entry(sample.name.into()).or_default(),
+        };
+        let entry = match methods.iter().position(|e| e.method == sample.method) {
+            Some(i) => &mut methods[i],
+            None => {
+                methods.push(StatsEntry::new(sample.method, sample.name, now));
+                methods.last_mut().expect("just pushed")
+            }
+        };
+        entry.record(sample.response_time_us, sample.ttfb_us, sample.content_length, failed, now);
+        if let Some(error) = sample.error {
+            *self
+                .failures
+                .entry((sample.method.to_owned(), sample.name.to_owned(), error.to_owned()))
+                .or_default() += 1;
+        }
+    }
+
+    /// Record an error raised by user code inside a task.
+    pub fn record_exception(&mut self, msg: &str, location: &str) {
+        *self.exceptions.entry((msg.to_owned(), location.to_owned())).or_default() += 1;
+    }
+
+    /// Hand over everything recorded so far and start empty.
+    pub fn take_delta(&mut self) -> StatsDelta {
+        let entries = std::mem::take(&mut self.entries).into_values().flatten().collect();
+        let failures = std::mem::take(&mut self.failures)
+            .into_iter()
+            .map(|((method, name, error), occurrences)| FailureEntry { method, name, error, occurrences })
+            .collect();
+        let exceptions = std::mem::take(&mut self.exceptions)
+            .into_iter()
+            .map(|((msg, traceback), count)| ExceptionEntry {
+                count,
+                msg,
+                traceback,
+                nodes: BTreeSet::from([self.node.clone()]),
+            })
+            .collect();
+        StatsDelta { entries, failures, exceptions }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample<'a>(method: &'a str, name: &'a str, error: Option<&'a str>) -> RequestSample<'a> {
+        RequestSample { method, name, response_time_us: Some(1_000), ttfb_us: 10, content_length: 5, error }
+    }
+
+    #[test]
+    fn entries_are_keyed_by_method_and_name() {
+        let mut r = ShardRecorder::new("local");
+        r.record(&sample("GET", "/a", None), 1.0);
+        r.record(&sample("GET", "/a", None), 1.0);
+        r.record(&sample("POST", "/a", None), 1.0);
+        r.record(&sample("GET", "/b", None), 1.0);
+        let mut d = r.take_delta();
+        d.entries.sort_by(|a, b| (&a.name, &a.method).cmp(&(&b.name, &b.method)));
+        let keys: Vec<_> = d.entries.iter().map(|e| (e.method.as_str(), e.name.as_str(), e.num_requests)).collect();
+        assert_eq!(keys, [("GET", "/a", 2), ("POST", "/a", 1), ("GET", "/b", 1)]);
+        assert!(r.take_delta().is_empty(), "a delta empties the recorder");
+    }
+
+    #[test]
+    fn failures_group_by_method_name_and_error() {
+        let mut r = ShardRecorder::new("local");
+        r.record(&sample("GET", "/a", Some("boom")), 1.0);
+        r.record(&sample("GET", "/a", Some("boom")), 1.0);
+        r.record(&sample("GET", "/a", Some("bang")), 1.0);
+        r.record(&sample("POST", "/a", Some("boom")), 1.0);
+        let mut f = r.take_delta().failures;
+        f.sort_by(|a, b| (&a.method, &a.error).cmp(&(&b.method, &b.error)));
+        let got: Vec<_> = f.iter().map(|f| (f.method.as_str(), f.error.as_str(), f.occurrences)).collect();
+        assert_eq!(got, [("GET", "bang", 1), ("GET", "boom", 2), ("POST", "boom", 1)]);
+    }
+
+    #[test]
+    fn exceptions_group_by_message_and_location() {
+        let mut r = ShardRecorder::new("w1");
+        r.record_exception("division by zero", "plan.rs:10");
+        r.record_exception("division by zero", "plan.rs:10");
+        r.record_exception("division by zero", "plan.rs:20");
+        let mut e = r.take_delta().exceptions;
+        e.sort_by(|a, b| a.traceback.cmp(&b.traceback));
+        assert_eq!(e[0].count, 2);
+        assert_eq!(e[1].count, 1);
+        assert!(e[0].nodes.contains("w1"));
+    }
+}

@@ -1,0 +1,199 @@
+//! The merged statistics of a whole test: what every surface reads.
+//!
+//! Deltas from shards (and later workers) are applied with
+//! [`RequestStats::apply`]. Entries are kept sorted by `(name, method)`, the
+//! order Locust prints them in. The "Aggregated" total is maintained
+//! alongside, and a ring of the last ten seconds of aggregated histograms
+//! gives the *current* (windowed) percentiles that charts show.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::delta::StatsDelta;
+use crate::entry::StatsEntry;
+use crate::errors::{ExceptionEntry, FailureEntry};
+use crate::histogram::LatencyHistogram;
+
+/// Above this many distinct request names the numbers get hard to read and
+/// memory grows; Locust warns once, and so do we.
+pub const TOO_MANY_NAMES: usize = 500;
+
+/// Seconds of aggregated histograms kept for current percentiles.
+const CURRENT_PERCENTILE_WINDOW_SECONDS: u64 = 10;
+
+/// All statistics of one test, merged.
+#[derive(Clone, Debug)]
+pub struct RequestStats {
+    entries: BTreeMap<(String, String), StatsEntry>,
+    total: StatsEntry,
+    failures: BTreeMap<(String, String, String), FailureEntry>,
+    exceptions: BTreeMap<(String, String), ExceptionEntry>,
+    recent: VecDeque<(u64, LatencyHistogram)>,
+    start_time: f64,
+}
+
+impl RequestStats {
+    pub fn new(start_time: f64) -> Self {
+        Self {
+            entries: BTreeMap::new(),
+            total: StatsEntry::new("", "Aggregated", start_time),
+            failures: BTreeMap::new(),
+            exceptions: BTreeMap::new(),
+            recent: VecDeque::new(),
+            start_time,
+        }
+    }
+
+    /// Fold a delta in. `now` (Unix seconds) files the delta's histogram
+    /// under the current second for the windowed percentiles.
+    pub fn apply(&mut self, delta: &StatsDelta, now: f64) {
+        let sec = now as u64;
+        for e in &delta.entries {
+            let key = (e.name.clone(), e.method.clone());
+            self.entries
+                .entry(key)
+                .or_insert_with(|| StatsEntry::new(&e.method, &e.name, self.start_time))
+                .merge(e);
+            self.total.merge(e);
+            match self.recent.back_mut() {
+                Some((s, h)) if *s == sec => h.merge(&e.histogram),
+                _ => {
+                    self.recent.push_back((sec, e.histogram.clone()));
+                }
+            }
+        }
+        while self
+            .recent
+            .front()
+            .is_some_and(|(s, _)| *s + CURRENT_PERCENTILE_WINDOW_SECONDS <= sec)
+        {
+            self.recent.pop_front();
+        }
+        for f in &delta.failures {
+            let key = (f.method.clone(), f.name.clone(), f.error.clone());
+            self.failures
+                .entry(key)
+                .and_modify(|x| x.occurrences += f.occurrences)
+                .or_insert_with(|| f.clone());
+        }
+        for x in &delta.exceptions {
+            let key = (x.msg.clone(), x.traceback.clone());
+            self.exceptions
+                .entry(key)
+                .and_modify(|e| e.merge(x))
+                .or_insert_with(|| x.clone());
+        }
+    }
+
+    /// Forget everything (Locust's `--reset-stats` and "Reset stats" button).
+    pub fn reset(&mut self, now: f64) {
+        *self = Self::new(now);
+    }
+
+    /// Entries sorted by `(name, method)`.
+    pub fn entries(&self) -> impl Iterator<Item = &StatsEntry> {
+        self.entries.values()
+    }
+
+    pub fn entry(&self, method: &str, name: &str) -> Option<&StatsEntry> {
+        self.entries.get(&(name.to_owned(), method.to_owned()))
+    }
+
+    /// The "Aggregated" row.
+    pub fn total(&self) -> &StatsEntry {
+        &self.total
+    }
+
+    pub fn failures(&self) -> impl Iterator<Item = &FailureEntry> {
+        self.failures.values()
+    }
+
+    pub fn exceptions(&self) -> impl Iterator<Item = &ExceptionEntry> {
+        self.exceptions.values()
+    }
+
+    pub fn num_names(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn start_time(&self) -> f64 {
+        self.start_time
+    }
+
+    /// Response time (ms) at `quantile` over the last ten seconds, all names.
+    pub fn current_percentile_ms(&self, quantile: f64, now: f64) -> f64 {
+        let sec = now as u64;
+        let mut merged = LatencyHistogram::new();
+        for (s, h) in &self.recent {
+            if *s + CURRENT_PERCENTILE_WINDOW_SECONDS > sec {
+                merged.merge(h);
+            }
+        }
+        merged.value_at_quantile(quantile) as f64 / 1000.0
+    }
+
+    /// Total number of failures and exceptions: the exit-code criterion.
+    pub fn error_count(&self) -> u64 {
+        self.total.num_failures + self.exceptions.values().map(|e| e.count).sum::<u64>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recorder::{RequestSample, ShardRecorder};
+
+    fn sample(name: &str, rt: u64) -> RequestSample<'_> {
+        RequestSample { method: "GET", name, response_time_us: Some(rt), ttfb_us: 0, content_length: 0, error: None }
+    }
+
+    #[test]
+    fn merged_shards_equal_a_single_recorder_exactly() {
+        let mut shards: Vec<ShardRecorder> = (0..4).map(|_| ShardRecorder::new("local")).collect();
+        let mut single = ShardRecorder::new("local");
+        for i in 0..10_000u64 {
+            let name = if i % 3 == 0 { "/a" } else { "/b" };
+            let rt = i * 7919 % 250_000 + 1;
+            shards[(i % 4) as usize].record(&sample(name, rt), 50.0);
+            single.record(&sample(name, rt), 50.0);
+        }
+        let mut merged = RequestStats::new(50.0);
+        for s in &mut shards {
+            merged.apply(&s.take_delta(), 50.0);
+        }
+        let mut reference = RequestStats::new(50.0);
+        reference.apply(&single.take_delta(), 50.0);
+        assert_eq!(merged.total(), reference.total());
+        for (a, b) in merged.entries().zip(reference.entries()) {
+            assert_eq!(a, b);
+        }
+        assert_eq!(merged.total().num_requests, 10_000);
+    }
+
+    #[test]
+    fn entries_are_sorted_by_name_then_method() {
+        let mut r = ShardRecorder::new("local");
+        r.record(&sample("/z", 1), 1.0);
+        r.record(&RequestSample { method: "POST", ..sample("/a", 1) }, 1.0);
+        r.record(&sample("/a", 1), 1.0);
+        let mut s = RequestStats::new(1.0);
+        s.apply(&r.take_delta(), 1.0);
+        let order: Vec<_> = s.entries().map(|e| format!("{} {}", e.method, e.name)).collect();
+        assert_eq!(order, ["GET /a", "POST /a", "GET /z"]);
+    }
+
+    #[test]
+    fn current_percentiles_only_see_the_last_ten_seconds() {
+        let mut s = RequestStats::new(0.0);
+        let mut r = ShardRecorder::new("local");
+        r.record(&sample("/", 900_000), 100.0);
+        s.apply(&r.take_delta(), 100.0);
+        r.record(&sample("/", 1_000), 105.0);
+        s.apply(&r.take_delta(), 105.0);
+        assert_eq!(s.current_percentile_ms(1.0, 105.0).round(), 900.0);
+        r.record(&sample("/", 1_000), 111.0);
+        s.apply(&r.take_delta(), 111.0);
+        assert_eq!(s.current_percentile_ms(1.0, 111.0), 1.0);
+        // The total still remembers the slow one.
+        assert_eq!(s.total().max_response_time_ms(), 900.0);
+    }
+}
