@@ -1,0 +1,79 @@
+//! What a request produced: status, headers, decoded body, timing, or the
+//! error that prevented a response (Locust's `response.error`).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, Version};
+
+use crate::error::HttpError;
+
+/// The outcome of one request, including redirects it followed.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// `None` when no response arrived (see `error`).
+    pub status: Option<StatusCode>,
+    pub headers: HeaderMap,
+    /// The decoded body (gzip and deflate are undone).
+    pub body: Bytes,
+    /// The final URL after redirects.
+    pub url: String,
+    pub version: Version,
+    /// From sending the request to the last body byte, redirects included.
+    pub elapsed: Duration,
+    /// From sending the request to the first response headers.
+    pub ttfb: Duration,
+    /// Why there is no response.
+    pub error: Option<HttpError>,
+}
+
+impl Response {
+    pub(crate) fn failed(url: String, error: HttpError, elapsed: Duration) -> Self {
+        Self {
+            status: None,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            url,
+            version: Version::HTTP_11,
+            elapsed,
+            ttfb: elapsed,
+            error: Some(error),
+        }
+    }
+
+    /// Status code as a number; 0 when there was no response (as in Locust).
+    pub fn status_code(&self) -> u16 {
+        self.status.map_or(0, |s| s.as_u16())
+    }
+
+    /// The body as text (invalid UTF-8 replaced).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body parsed as JSON.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Locust's default verdict: an error text when the request failed or the
+    /// status is not 2xx/3xx, `None` when it succeeded. `name` is the stats
+    /// name, used instead of the full URL so that failures of requests grouped
+    /// under one name are also grouped together.
+    pub fn default_failure(&self, name: &str) -> Option<String> {
+        if let Some(e) = &self.error {
+            return Some(e.to_string());
+        }
+        let status = self.status?;
+        if status.is_client_error() || status.is_server_error() {
+            let kind = if status.is_client_error() { "Client Error" } else { "Server Error" };
+            let reason = status.canonical_reason().unwrap_or("");
+            return Some(format!("HTTPError('{} {kind}: {reason} for url: {name}')", status.as_u16()));
+        }
+        None
+    }
+}

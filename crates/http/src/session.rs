@@ -1,0 +1,321 @@
+//! One user's HTTP client: connections, cookies, redirects, timing.
+//!
+//! HOT PATH. [`Session::send`] runs for every request a user makes. It
+//! reuses the user's open connection to the origin, builds one
+//! `http::Request`, and collects the body; the only per-request allocations
+//! are the URL, the header map and the body buffer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use bytes::Bytes;
+use cookie_store::CookieStore;
+use http::header::{
+    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, COOKIE, HOST, LOCATION,
+    SET_COOKIE, USER_AGENT,
+};
+use http::{HeaderValue, Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use url::Url;
+
+use crate::config::ClientConfig;
+use crate::connection::{self, Connection, Origin, SendError};
+use crate::decode::decode_body;
+use crate::error::HttpError;
+use crate::request::Request;
+use crate::response::Response;
+
+/// One simulated user's client. Lives on one shard; not `Send`.
+pub struct Session {
+    config: Arc<ClientConfig>,
+    base_url: String,
+    connections: Vec<(Origin, Connection)>,
+    /// Created on the first `Set-Cookie`, so users that never get cookies
+    /// pay nothing for a jar.
+    cookies: Option<Box<CookieStore>>,
+}
+
+/// One hop of a possibly redirected request.
+struct Hop {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: Bytes,
+    version: http::Version,
+    ttfb: Duration,
+}
+
+impl Session {
+    /// A session whose relative URLs are appended to `base_url` (the host).
+    pub fn new(config: Arc<ClientConfig>, base_url: impl Into<String>) -> Self {
+        let mut base_url = base_url.into();
+        while base_url.ends_with('/') {
+            base_url.pop();
+        }
+        Self { config, base_url, connections: Vec::new(), cookies: None }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Number of open connections (for tests and diagnostics).
+    pub fn open_connections(&self) -> usize {
+        self.connections.iter().filter(|(_, c)| !c.is_closed()).count()
+    }
+
+    /// The value of cookie `name` for `url`, if the jar has one.
+    pub fn cookie(&self, url: &str, name: &str) -> Option<String> {
+        let url = Url::parse(url).ok()?;
+        self.cookies
+            .as_ref()?
+            .get_request_values(&url)
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_owned())
+    }
+
+    /// Forget all cookies (a new browser session).
+    pub fn clear_cookies(&mut self) {
+        self.cookies = None;
+    }
+
+    /// Close every connection; the next request reconnects.
+    pub fn close_connections(&mut self) {
+        self.connections.clear();
+    }
+
+    /// Send `request`, following redirects. Never fails: a request that got
+    /// no response returns a [`Response`] whose `error` says why.
+    pub async fn send(&mut self, request: &Request) -> Response {
+        let started = Instant::now();
+        let url = match self.resolve(request) {
+            Ok(url) => url,
+            Err(e) => return Response::failed(request.url.clone(), e, started.elapsed()),
+        };
+        let timeout = request.timeout.or(self.config.timeout);
+        let outcome = match timeout {
+            Some(limit) => match tokio::time::timeout(limit, self.follow(request, url.clone(), started)).await {
+                Ok(r) => r,
+                Err(_) => Err(HttpError::Timeout(limit)),
+            },
+            None => self.follow(request, url.clone(), started).await,
+        };
+        match outcome {
+            Ok((hop, final_url)) => Response {
+                status: Some(hop.status),
+                headers: hop.headers,
+                body: hop.body,
+                url: final_url.into(),
+                version: hop.version,
+                elapsed: started.elapsed(),
+                ttfb: hop.ttfb,
+                error: None,
+            },
+            Err(e) => Response::failed(url.into(), e, started.elapsed()),
+        }
+    }
+
+    /// The absolute URL of `request`: Locust appends relative URLs to the
+    /// host as strings, so `http://h/api` + `/users` is `http://h/api/users`.
+    fn resolve(&self, request: &Request) -> Result<Url, HttpError> {
+        request.check()?;
+        let raw = &request.url;
+        let absolute = raw.starts_with("http://") || raw.starts_with("https://");
+        let parsed = if absolute {
+            Url::parse(raw)
+        } else if self.base_url.is_empty() {
+            return Err(HttpError::InvalidUrl(format!(
+                "relative URL {raw:?} but no host was given (use --host or set the user's host)"
+            )));
+        } else {
+            Url::parse(&format!("{}{raw}", self.base_url))
+        };
+        let mut url = parsed.map_err(|e| HttpError::InvalidUrl(format!("{raw}: {e}")))?;
+        if !request.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(request.query.iter());
+        }
+        Ok(url)
+    }
+
+    async fn follow(&mut self, request: &Request, mut url: Url, started: Instant) -> Result<(Hop, Url), HttpError> {
+        let mut method = request.method.clone();
+        let mut body = request.body.bytes();
+        let mut content_type = request.body.content_type();
+        let mut redirects = 0;
+        let mut first_ttfb = None;
+        loop {
+            let mut hop = self.exchange(&method, &url, request, body.clone(), content_type, started).await?;
+            let ttfb = *first_ttfb.get_or_insert(hop.ttfb);
+            let location = hop.headers.get(LOCATION).and_then(|v| v.to_str().ok());
+            let next = match location {
+                Some(loc) if request.allow_redirects && hop.status.is_redirection() => url.join(loc).ok(),
+                _ => None,
+            };
+            let Some(next) = next else {
+                hop.ttfb = ttfb;
+                return Ok((hop, url));
+            };
+            redirects += 1;
+            if redirects > self.config.max_redirects {
+                return Err(HttpError::TooManyRedirects(self.config.max_redirects));
+            }
+            // Browsers and `requests` turn 303 (and 301/302 after POST) into GET.
+            let to_get = hop.status == StatusCode::SEE_OTHER && method != Method::HEAD
+                || matches!(hop.status.as_u16(), 301 | 302) && method == Method::POST;
+            if to_get {
+                method = Method::GET;
+                body = Bytes::new();
+                content_type = None;
+            }
+            url = next;
+        }
+    }
+
+    /// One request/response on the origin's connection, reconnecting once
+    /// if the kept-alive connection turned out to be closed.
+    async fn exchange(
+        &mut self,
+        method: &Method,
+        url: &Url,
+        request: &Request,
+        body: Bytes,
+        content_type: Option<&'static str>,
+        started: Instant,
+    ) -> Result<Hop, HttpError> {
+        let origin = Origin::of(url)?;
+        let index = self.connection_for(&origin).await?;
+        let http2 = self.connections[index].1.is_http2();
+        let mut req = self.build(method, url, &origin, http2, request, body, content_type)?;
+        let mut reconnected = false;
+        let response = loop {
+            match self.connections[index].1.send(req).await {
+                Ok(r) => break r,
+                Err(SendError::NotSent(back)) if !reconnected => {
+                    reconnected = true;
+                    req = back;
+                    self.connections[index].1 = connection::connect(&origin, &self.config).await?;
+                    if self.connections[index].1.is_http2() != http2 {
+                        return Err(HttpError::Protocol("server changed protocol on reconnect".into()));
+                    }
+                }
+                Err(SendError::NotSent(_)) => {
+                    return Err(HttpError::Protocol("connection closed before the request was sent".into()));
+                }
+                Err(SendError::Failed(e)) => {
+                    self.connections.swap_remove(index);
+                    return Err(e);
+                }
+            }
+        };
+        let ttfb = started.elapsed();
+        let (parts, incoming) = response.into_parts();
+        let raw = incoming.collect().await?.to_bytes();
+        self.store_cookies(url, &parts.headers);
+        let encoding = parts.headers.get(CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+        let body = if *method == Method::HEAD { raw } else { decode_body(encoding, raw)? };
+        Ok(Hop { status: parts.status, headers: parts.headers, body, version: parts.version, ttfb })
+    }
+
+    async fn connection_for(&mut self, origin: &Origin) -> Result<usize, HttpError> {
+        if let Some(i) = self.connections.iter().position(|(o, _)| o == origin) {
+            if !self.connections[i].1.is_closed() {
+                return Ok(i);
+            }
+            self.connections.swap_remove(i);
+        }
+        let conn = connection::connect(origin, &self.config).await?;
+        self.connections.push((origin.clone(), conn));
+        Ok(self.connections.len() - 1)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        &self,
+        method: &Method,
+        url: &Url,
+        origin: &Origin,
+        http2: bool,
+        request: &Request,
+        body: Bytes,
+        content_type: Option<&'static str>,
+    ) -> Result<http::Request<Full<Bytes>>, HttpError> {
+        // HTTP/1.1 wants origin-form plus Host; HTTP/2 wants the absolute
+        // URI so hyper can fill :scheme and :authority.
+        let target = if http2 {
+            let mut absolute = url.clone();
+            let _ = absolute.set_username("");
+            let _ = absolute.set_password(None);
+            absolute.to_string()
+        } else {
+            match url.query() {
+                Some(q) => format!("{}?{q}", url.path()),
+                None => url.path().to_owned(),
+            }
+        };
+        let mut builder = http::Request::builder().method(method.clone()).uri(target);
+        let headers = builder.headers_mut().expect("builder has no error before headers are set");
+        headers.clone_from(&request.headers);
+        if !http2 && !headers.contains_key(HOST) {
+            let host = match url.port() {
+                Some(port) => format!("{}:{port}", url.host_str().unwrap_or(&origin.host)),
+                None => url.host_str().unwrap_or(&origin.host).to_owned(),
+            };
+            headers.insert(HOST, header_value(&host)?);
+        }
+        if !headers.contains_key(USER_AGENT) {
+            headers.insert(USER_AGENT, header_value(&self.config.user_agent)?);
+        }
+        if !headers.contains_key(ACCEPT) {
+            headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
+        }
+        if !headers.contains_key(ACCEPT_ENCODING) {
+            headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip, deflate"));
+        }
+        if let (Some(ct), false) = (content_type, headers.contains_key(CONTENT_TYPE)) {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+        }
+        if !url.username().is_empty() && !headers.contains_key(AUTHORIZATION) {
+            let user = percent_decode(url.username());
+            let pass = percent_decode(url.password().unwrap_or(""));
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            headers.insert(AUTHORIZATION, header_value(&format!("Basic {token}"))?);
+        }
+        if let Some(jar) = &self.cookies {
+            let cookie = jar
+                .get_request_values(url)
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            if !cookie.is_empty() {
+                headers.insert(COOKIE, header_value(&cookie)?);
+            }
+        }
+        builder
+            .body(Full::new(body))
+            .map_err(|e| HttpError::InvalidRequest(e.to_string()))
+    }
+
+    fn store_cookies(&mut self, url: &Url, headers: &http::HeaderMap) {
+        let mut set_cookies = headers.get_all(SET_COOKIE).iter().peekable();
+        if set_cookies.peek().is_none() {
+            return;
+        }
+        let jar = self.cookies.get_or_insert_with(Default::default);
+        for value in set_cookies {
+            if let Ok(text) = value.to_str() {
+                let _ = jar.parse(text, url);
+            }
+        }
+    }
+}
+
+fn header_value(text: &str) -> Result<HeaderValue, HttpError> {
+    HeaderValue::try_from(text).map_err(|_| HttpError::InvalidRequest(format!("invalid header value {text:?}")))
+}
+
+fn percent_decode(text: &str) -> String {
+    url::form_urlencoded::parse(format!("x={text}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,201 @@
+//! The per-user client against the real demo target on 127.0.0.1.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use swarmer_http::{ClientConfig, HttpError, HttpVersionPreference, Request, Session, TlsOptions, Version};
+use swarmer_target::{DemoTarget, TargetOptions, TlsFiles};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tls").join(name)
+}
+
+fn plain_target() -> DemoTarget {
+    DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap()
+}
+
+fn tls_target(require_client_cert: bool) -> DemoTarget {
+    let tls = TlsFiles {
+        cert: fixture("server.pem"),
+        key: fixture("server.key"),
+        client_ca: require_client_cert.then(|| fixture("ca.pem")),
+    };
+    DemoTarget::spawn("127.0.0.1:0", TargetOptions { tls: Some(tls), ..Default::default() }, 1).unwrap()
+}
+
+fn session(base: &str) -> Session {
+    Session::new(Arc::new(ClientConfig::default_config()), base)
+}
+
+fn trusting_session(base: &str, version: HttpVersionPreference, client_cert: bool) -> Session {
+    let tls = TlsOptions {
+        insecure: false,
+        ca_certs: vec![fixture("ca.pem")],
+        client_cert: client_cert.then(|| (fixture("client.pem"), fixture("client.key"))),
+    };
+    Session::new(Arc::new(ClientConfig::new(&tls, version).unwrap()), base)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn keep_alive_reuses_one_connection() {
+    let target = plain_target();
+    let mut s = session(&target.url());
+    for _ in 0..20 {
+        let r = s.send(&Request::get("/")).await;
+        assert_eq!(r.status_code(), 200, "{:?}", r.error);
+        assert_eq!(r.text(), "Our example home page.");
+        assert!(r.elapsed >= r.ttfb);
+    }
+    assert_eq!(s.open_connections(), 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cookies_from_login_are_sent_on_later_requests() {
+    let target = plain_target();
+    let mut s = session(&target.url());
+    let r = s.send(&Request::post("/login").form(&[("username", "ellen_key"), ("password", "education")])).await;
+    assert_eq!(r.status_code(), 200);
+    let r = s.send(&Request::get("/profile")).await;
+    assert_eq!(r.text(), "Profile of ellen_key");
+    // Another user (session) has its own jar.
+    let mut other = session(&target.url());
+    assert_eq!(other.send(&Request::get("/profile")).await.text(), "Profile");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn redirects_are_followed_up_to_the_limit() {
+    let target = plain_target();
+    let mut s = session(&target.url());
+    let r = s.send(&Request::get("/redirect/3")).await;
+    assert_eq!(r.status_code(), 200);
+    assert!(r.url.ends_with('/'), "{}", r.url);
+    let r = s.send(&Request::get("/redirect/2").allow_redirects(false)).await;
+    assert_eq!(r.status_code(), 302);
+
+    let mut config = ClientConfig::default_config();
+    config.max_redirects = 2;
+    let mut limited = Session::new(Arc::new(config), target.url());
+    let r = limited.send(&Request::get("/redirect/5")).await;
+    assert!(matches!(r.error, Some(HttpError::TooManyRedirects(2))), "{:?}", r.error);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn gzip_bodies_are_decoded() {
+    let target = plain_target();
+    let mut s = session(&target.url());
+    let r = s.send(&Request::get("/gzip")).await;
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert!(r.text().starts_with("gzipped body gzipped body"), "{}", r.text());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn basic_auth_comes_from_the_url() {
+    let target = plain_target();
+    let base = format!("http://alice:s3cret@{}", target.addr());
+    let mut s = session(&base);
+    assert_eq!(s.send(&Request::get("/basic-auth/alice/s3cret")).await.status_code(), 200);
+    assert_eq!(s.send(&Request::get("/basic-auth/alice/other")).await.status_code(), 401);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn query_form_json_and_headers_reach_the_server() {
+    let target = plain_target();
+    let mut s = session(&target.url());
+    let r = s.send(&Request::post("/echo?a=1").query("b", "two words").json(&serde_json::json!({"k": [1, 2]}))).await;
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["query"], "a=1&b=two+words");
+    assert_eq!(v["content_type"], "application/json");
+    assert_eq!(v["body"], r#"{"k":[1,2]}"#);
+
+    let r = s.send(&Request::get("/headers").header("User-Agent", "my-agent").header("X-Trace", "7")).await;
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["user-agent"], "my-agent");
+    assert_eq!(v["x-trace"], "7");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn timeouts_and_refused_connections_are_errors_not_panics() {
+    let target = plain_target();
+    let mut s = session(&target.url());
+    let r = s.send(&Request::get("/delay/2000").timeout(Duration::from_millis(100))).await;
+    assert!(matches!(r.error, Some(HttpError::Timeout(_))), "{:?}", r.error);
+    assert!(r.elapsed >= Duration::from_millis(100));
+    assert_eq!(r.status_code(), 0);
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut s = session(&format!("http://127.0.0.1:{port}"));
+    let r = s.send(&Request::get("/")).await;
+    assert!(matches!(r.error, Some(HttpError::Connect { .. })), "{:?}", r.error);
+    assert!(r.default_failure("/").unwrap().contains("ConnectionRefusedError"));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn status_codes_give_locust_style_failures() {
+    let target = plain_target();
+    let mut s = session(&target.url());
+    let r = s.send(&Request::get("/status/503")).await;
+    assert_eq!(
+        r.default_failure("/status/503").unwrap(),
+        "HTTPError('503 Server Error: Service Unavailable for url: /status/503')"
+    );
+    assert_eq!(s.send(&Request::get("/")).await.default_failure("/"), None);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn https_negotiates_http2_by_alpn() {
+    let target = tls_target(false);
+    let base = format!("https://localhost:{}", target.addr().port());
+    let mut s = trusting_session(&base, HttpVersionPreference::Auto, false);
+    let r = s.send(&Request::get("/version")).await;
+    assert_eq!(r.status_code(), 200, "{:?}", r.error);
+    assert_eq!(r.version, Version::HTTP_2);
+    assert_eq!(r.text(), "HTTP/2.0");
+
+    let mut h1 = trusting_session(&base, HttpVersionPreference::Http1Only, false);
+    assert_eq!(h1.send(&Request::get("/version")).await.text(), "HTTP/1.1");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn tls_verifies_certificates_unless_insecure() {
+    let target = tls_target(false);
+    let base = format!("https://localhost:{}", target.addr().port());
+    let mut strict = session(&base);
+    let r = strict.send(&Request::get("/")).await;
+    assert!(matches!(r.error, Some(HttpError::Tls(_))), "{:?}", r.error);
+
+    let insecure = TlsOptions { insecure: true, ..Default::default() };
+    let config = ClientConfig::new(&insecure, HttpVersionPreference::Auto).unwrap();
+    let mut lax = Session::new(Arc::new(config), base);
+    assert_eq!(lax.send(&Request::get("/")).await.status_code(), 200);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn client_certificates_satisfy_mutual_tls() {
+    let target = tls_target(true);
+    let base = format!("https://localhost:{}", target.addr().port());
+    let mut without = trusting_session(&base, HttpVersionPreference::Auto, false);
+    assert!(without.send(&Request::get("/")).await.error.is_some());
+    let mut with = trusting_session(&base, HttpVersionPreference::Auto, true);
+    let r = with.send(&Request::get("/")).await;
+    assert_eq!(r.status_code(), 200, "{:?}", r.error);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn prior_knowledge_h2c_on_plain_tcp() {
+    let target = plain_target();
+    let config = ClientConfig::new(&TlsOptions::default(), HttpVersionPreference::Http2Only).unwrap();
+    let mut s = Session::new(Arc::new(config), target.url());
+    let r = s.send(&Request::get("/version")).await;
+    assert_eq!(r.version, Version::HTTP_2, "{:?}", r.error);
+    assert_eq!(r.text(), "HTTP/2.0");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn bad_certificate_paths_are_reported_at_configuration() {
+    let tls = TlsOptions { ca_certs: vec![PathBuf::from("/no/such/ca.pem")], ..Default::default() };
+    let err = ClientConfig::new(&tls, HttpVersionPreference::Auto).unwrap_err();
+    assert!(err.to_string().contains("/no/such/ca.pem"), "{err}");
+}
