@@ -1,1 +1,69 @@
-//! placeholder
+//! The Swarmer engine: simulated users, their tasks, and the runner that
+//! spawns them across thread-per-core shards.
+//!
+//! Map of the crate (Locust's words where Locust has them):
+//! - [`UserClass`], [`Task`], [`TaskSet`], [`WaitTime`]: what a user does.
+//!   Built by a front end (the Rust API here, Lua plans later).
+//! - [`User`]: the context a task runs with: its HTTP [`Client`], its state,
+//!   its random numbers.
+//! - [`TaskError`]: control flow out of a task (stop this user, stop the
+//!   test, interrupt a task set, reschedule) and exceptions.
+//! - [`Plan`]: a factory of user classes. It is called once per shard, on the
+//!   shard's thread, so user code never has to be `Send`.
+//! - `dispatch`: which class the n-th user has (fixed counts first, then a
+//!   smooth weighted round robin), so ramp-down removes the newest users.
+//! - `shard`: one OS thread, one current-thread tokio runtime, many users.
+//!   Each shard records statistics into its own recorder, no locks.
+//! - [`LocalRunner`]: the state machine that starts shards, ramps users,
+//!   merges statistics every second and stops gracefully.
+//!
+//! What it does not do: parse flags, print tables, write files, serve HTTP.
+//! Surfaces read [`StatsStore`] through the runner's handle.
+
+mod client;
+mod control;
+mod cpu;
+pub mod dispatch;
+mod plan;
+mod runner;
+mod shard;
+mod stop_signal;
+mod tags;
+mod task;
+pub mod timespan;
+mod user;
+mod user_class;
+mod user_loop;
+mod wait_time;
+
+pub use client::{CatchResponse, Client};
+pub use control::{TaskError, TaskResult};
+pub use cpu::{ProcessUsage, UsageMonitor};
+pub use plan::{ClassInfo, Plan, TaskInfo};
+pub use runner::{
+    LocalRunner, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState, StatsStore, StatsView,
+};
+pub use swarmer_http::{ClientConfig, HttpVersionPreference, Request, Response, TlsOptions};
+pub use tags::TagFilter;
+pub use task::{LocalBoxFuture, Task, TaskFn, TaskSet, task_fn};
+pub use user::User;
+pub use user_class::UserClass;
+pub use wait_time::{WaitTime, between, constant, constant_pacing, constant_throughput};
+
+/// Wrap an `async fn(&mut User) -> TaskResult` as a task function.
+///
+/// ```
+/// use swarmer_engine::{task, Task, TaskResult, User};
+/// async fn index(user: &mut User) -> TaskResult {
+///     user.client.get("/").await;
+///     Ok(())
+/// }
+/// let t = Task::new("index", task!(index)).weight(2);
+/// assert_eq!(t.weight, 2);
+/// ```
+#[macro_export]
+macro_rules! task {
+    ($f:expr) => {
+        |user: &mut $crate::User| -> $crate::LocalBoxFuture<'_, $crate::TaskResult> { Box::pin($f(user)) }
+    };
+}

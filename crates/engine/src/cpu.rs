@@ -1,0 +1,83 @@
+//! The load generator's own CPU and memory, read from `/proc/self`.
+//!
+//! When the generator itself is saturated its numbers stop describing the
+//! target, so the runner warns (once) above 90% of the cores it uses.
+
+use std::time::Instant;
+
+/// CPU and memory of this process.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ProcessUsage {
+    /// Percent of one core (200.0 = two cores fully busy).
+    pub cpu_percent: f64,
+    pub rss_bytes: u64,
+}
+
+/// Samples [`ProcessUsage`] between successive calls.
+pub struct UsageMonitor {
+    last: Option<(Instant, u64)>,
+    ticks_per_second: f64,
+    page_size: u64,
+}
+
+impl Default for UsageMonitor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl UsageMonitor {
+    pub fn new() -> Self {
+        // SAFETY: sysconf has no preconditions; it only reads a constant.
+        let (ticks, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK), libc::sysconf(libc::_SC_PAGESIZE)) };
+        Self {
+            last: None,
+            ticks_per_second: if ticks > 0 { ticks as f64 } else { 100.0 },
+            page_size: if page > 0 { page as u64 } else { 4096 },
+        }
+    }
+
+    /// Usage since the previous call (CPU is 0 on the first call); `None`
+    /// where `/proc` is not available.
+    pub fn sample(&mut self) -> Option<ProcessUsage> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the command name, which is in parentheses and may
+        // itself contain spaces.
+        let after = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        let rss_pages: u64 = fields.get(21)?.parse().ok()?;
+        let ticks = utime + stime;
+        let now = Instant::now();
+        let cpu_percent = match self.last {
+            Some((then, last_ticks)) => {
+                let wall = now.duration_since(then).as_secs_f64();
+                if wall > 0.0 { (ticks - last_ticks) as f64 / self.ticks_per_second / wall * 100.0 } else { 0.0 }
+            }
+            None => 0.0,
+        };
+        self.last = Some((now, ticks));
+        Some(ProcessUsage { cpu_percent, rss_bytes: rss_pages * self.page_size })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_process_shows_cpu_and_memory() {
+        let mut m = UsageMonitor::new();
+        let first = m.sample().expect("/proc is available on Linux");
+        assert!(first.rss_bytes > 0);
+        let start = Instant::now();
+        let mut x = 0u64;
+        while start.elapsed().as_millis() < 300 {
+            x = x.wrapping_mul(31).wrapping_add(7);
+        }
+        std::hint::black_box(x);
+        let second = m.sample().unwrap();
+        assert!(second.cpu_percent > 30.0, "{second:?}");
+    }
+}

@@ -1,0 +1,129 @@
+//! A plan: the user classes of a test, built once per shard.
+//!
+//! User code holds `Rc`s and closures that are not `Send`, so a plan is not
+//! a list of classes but a `Send + Sync` *factory* of them: each shard calls
+//! it on its own thread (a Lua front end loads its VM there). The runner
+//! calls it once more on its own thread to learn names, weights and tasks.
+
+use std::sync::Arc;
+
+use crate::tags::TagFilter;
+use crate::task::{TaskKind, TaskSet};
+use crate::user_class::UserClass;
+
+type Factory = dyn Fn() -> Result<Vec<UserClass>, String> + Send + Sync;
+type Hook = dyn Fn() + Send + Sync;
+
+/// The user classes of a test and its test-level hooks.
+#[derive(Clone)]
+pub struct Plan {
+    /// Shown in reports (a file name, or the program's name).
+    pub name: String,
+    factory: Arc<Factory>,
+    pub(crate) on_test_start: Vec<Arc<Hook>>,
+    pub(crate) on_test_stop: Vec<Arc<Hook>>,
+}
+
+/// A class as surfaces see it: names and numbers, no code.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassInfo {
+    pub name: String,
+    pub weight: u32,
+    pub fixed_count: Option<u32>,
+    pub host: Option<String>,
+    pub tasks: Vec<TaskInfo>,
+}
+
+/// A task as surfaces see it, with nested sets as children.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskInfo {
+    pub name: String,
+    pub weight: u32,
+    pub children: Vec<TaskInfo>,
+}
+
+impl Plan {
+    /// A plan whose classes `factory` builds (called once per shard).
+    pub fn new<F>(name: impl Into<String>, factory: F) -> Self
+    where
+        F: Fn() -> Vec<UserClass> + Send + Sync + 'static,
+    {
+        Self::fallible(name, move || Ok(factory()))
+    }
+
+    /// A plan whose factory can fail (a script that does not load).
+    pub fn fallible<F>(name: impl Into<String>, factory: F) -> Self
+    where
+        F: Fn() -> Result<Vec<UserClass>, String> + Send + Sync + 'static,
+    {
+        Self { name: name.into(), factory: Arc::new(factory), on_test_start: Vec::new(), on_test_stop: Vec::new() }
+    }
+
+    /// Run `hook` once when a test starts (Locust's `test_start` event).
+    pub fn on_test_start(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_test_start.push(Arc::new(hook));
+        self
+    }
+
+    /// Run `hook` once when a test stops (Locust's `test_stop` event).
+    pub fn on_test_stop(mut self, hook: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_test_stop.push(Arc::new(hook));
+        self
+    }
+
+    /// Build the classes, keep the `selected` ones (all if empty), apply tag
+    /// filtering and check the numbers. Every error names what is wrong.
+    pub fn build(&self, selected: &[String], tags: &TagFilter) -> Result<Vec<UserClass>, String> {
+        let all = (self.factory)()?;
+        if all.is_empty() {
+            return Err(format!("{}: the plan defines no user class", self.name));
+        }
+        let mut classes = if selected.is_empty() {
+            all
+        } else {
+            let unknown: Vec<&str> =
+                selected.iter().filter(|s| !all.iter().any(|c| &c.name == *s)).map(String::as_str).collect();
+            if !unknown.is_empty() {
+                let known: Vec<&str> = all.iter().map(|c| c.name.as_str()).collect();
+                return Err(format!("Unknown User(s): {}. Available: {}", unknown.join(", "), known.join(", ")));
+            }
+            all.into_iter().filter(|c| selected.contains(&c.name)).collect()
+        };
+        for class in &mut classes {
+            class.wait_time.validate().map_err(|e| format!("user class {}: wait_time {e}", class.name))?;
+            if !tags.is_noop() {
+                class.tasks = tags.apply(&class.tasks);
+            }
+        }
+        Ok(classes)
+    }
+
+    /// Names and numbers of the classes [`Plan::build`] would give.
+    pub fn info(&self, selected: &[String], tags: &TagFilter) -> Result<Vec<ClassInfo>, String> {
+        Ok(self.build(selected, tags)?.iter().map(class_info).collect())
+    }
+}
+
+fn class_info(class: &UserClass) -> ClassInfo {
+    ClassInfo {
+        name: class.name.clone(),
+        weight: class.weight,
+        fixed_count: class.fixed_count,
+        host: class.host.clone(),
+        tasks: tasks_info(&class.tasks),
+    }
+}
+
+fn tasks_info(set: &TaskSet) -> Vec<TaskInfo> {
+    set.tasks
+        .iter()
+        .map(|t| TaskInfo {
+            name: t.name.clone(),
+            weight: t.weight,
+            children: match &t.kind {
+                TaskKind::Set(inner) => tasks_info(inner),
+                TaskKind::Function(_) => Vec::new(),
+            },
+        })
+        .collect()
+}

@@ -1,0 +1,177 @@
+//! A shard: one OS thread, one current-thread tokio runtime, many users.
+//!
+//! The shard builds the plan's classes on its own thread (so user code need
+//! not be `Send`), spawns and stops users on command, and once a second
+//! sends what its recorder collected to the runner. Nothing on a request's
+//! path crosses threads: users record into the shard's own recorder.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use swarmer_http::{ClientConfig, Session};
+use swarmer_stats::StatsDelta;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::task::LocalSet;
+
+use crate::client::Client;
+use crate::plan::Plan;
+use crate::stop_signal::StopSignal;
+use crate::tags::TagFilter;
+use crate::user::{ShardContext, User};
+use crate::user_class::UserClass;
+use crate::user_loop::run_user;
+
+/// How often a shard hands its statistics to the runner.
+pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What every shard needs to build its users.
+pub(crate) struct ShardSetup {
+    pub plan: Plan,
+    pub selected: Vec<String>,
+    pub tags: TagFilter,
+    pub host: Option<String>,
+    pub client: Arc<ClientConfig>,
+    pub node: String,
+}
+
+/// Runner → shard.
+#[derive(Debug)]
+pub(crate) enum ShardCommand {
+    Spawn { user_id: u64, class: usize },
+    /// Ask users to stop; force them after `timeout`.
+    Stop { user_ids: Vec<u64>, timeout: Duration },
+    /// Stop every user, send the last statistics, end the thread.
+    Shutdown,
+}
+
+/// Shard → runner.
+#[derive(Debug)]
+pub(crate) enum ShardEvent {
+    Ready,
+    Failed { shard: usize, error: String },
+    Stats { delta: StatsDelta },
+    UserStopped { user_id: u64 },
+    StopTestRequested,
+    ShutDown,
+}
+
+/// Start shard `index` on a thread of its own.
+pub(crate) fn spawn_shard(
+    index: usize,
+    setup: Arc<ShardSetup>,
+    commands: UnboundedReceiver<ShardCommand>,
+    events: UnboundedSender<ShardEvent>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("swarmer-shard-{index}"))
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = events.send(ShardEvent::Failed { shard: index, error: e.to_string() });
+                    return;
+                }
+            };
+            LocalSet::new().block_on(&runtime, run_shard(index, setup, commands, events));
+        })
+}
+
+struct LiveUser {
+    stop: Rc<StopSignal>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+async fn run_shard(
+    index: usize,
+    setup: Arc<ShardSetup>,
+    mut commands: UnboundedReceiver<ShardCommand>,
+    events: UnboundedSender<ShardEvent>,
+) {
+    let classes: Vec<Rc<UserClass>> = match setup.plan.build(&setup.selected, &setup.tags) {
+        Ok(classes) => classes.into_iter().map(Rc::new).collect(),
+        Err(error) => {
+            let _ = events.send(ShardEvent::Failed { shard: index, error });
+            return;
+        }
+    };
+    let class_names: Vec<Rc<str>> = classes.iter().map(|c| Rc::from(c.name.as_str())).collect();
+    let context = Rc::new(ShardContext::new(&setup.node, events.clone()));
+    let users: Rc<RefCell<HashMap<u64, LiveUser>>> = Rc::default();
+    let mut seeds = SmallRng::from_entropy();
+    let mut flush = tokio::time::interval(FLUSH_INTERVAL);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let _ = events.send(ShardEvent::Ready);
+
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(ShardCommand::Spawn { user_id, class }) => {
+                    let Some(class_def) = classes.get(class).cloned() else { continue };
+                    let host = setup.host.clone().or_else(|| class_def.host.clone()).unwrap_or_default();
+                    let client = Client::new(Session::new(setup.client.clone(), host), context.clone());
+                    let state = class_def.state.as_ref().map(|make| make());
+                    let rng = SmallRng::seed_from_u64(seeds.r#gen());
+                    let user = User::new(user_id, class_names[class].clone(), client, state, rng, context.clone());
+                    let stop = Rc::new(StopSignal::default());
+                    let users_ref = users.clone();
+                    let events_ref = events.clone();
+                    let stop_ref = stop.clone();
+                    let done = tokio::task::spawn_local(async move {
+                        run_user(user, class_def, stop_ref).await;
+                        users_ref.borrow_mut().remove(&user_id);
+                        let _ = events_ref.send(ShardEvent::UserStopped { user_id });
+                    });
+                    users.borrow_mut().insert(user_id, LiveUser { stop, done });
+                }
+                Some(ShardCommand::Stop { user_ids, timeout }) => {
+                    let signals: Vec<Rc<StopSignal>> = {
+                        let users = users.borrow();
+                        user_ids.iter().filter_map(|id| users.get(id).map(|u| u.stop.clone())).collect()
+                    };
+                    stop_politely(signals, timeout);
+                }
+                Some(ShardCommand::Shutdown) | None => break,
+            },
+            _ = flush.tick() => {
+                let delta = context.recorder.borrow_mut().take_delta();
+                if !delta.is_empty() {
+                    let _ = events.send(ShardEvent::Stats { delta });
+                }
+            }
+        }
+    }
+
+    // Shutdown: stop whoever is left at once, wait for their on_stop, then
+    // hand over the last statistics so none are lost.
+    let remaining: Vec<LiveUser> = users.borrow_mut().drain().map(|(_, u)| u).collect();
+    for user in &remaining {
+        user.stop.force();
+    }
+    for user in remaining {
+        let _ = user.done.await;
+    }
+    let delta = context.recorder.borrow_mut().take_delta();
+    if !delta.is_empty() {
+        let _ = events.send(ShardEvent::Stats { delta });
+    }
+    let _ = events.send(ShardEvent::ShutDown);
+}
+
+/// Ask users to stop; those still running a task after `timeout` are
+/// stopped by force. A zero timeout forces at once (Locust's default).
+fn stop_politely(signals: Vec<Rc<StopSignal>>, timeout: Duration) {
+    if timeout.is_zero() {
+        signals.iter().for_each(|s| s.force());
+        return;
+    }
+    signals.iter().for_each(|s| s.request());
+    tokio::task::spawn_local(async move {
+        tokio::time::sleep(timeout).await;
+        signals.iter().for_each(|s| s.force());
+    });
+}

@@ -1,0 +1,144 @@
+//! Wait times between tasks: Locust's `between`, `constant`,
+//! `constant_pacing`, `constant_throughput`, and none.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+/// How long a user waits after a task before picking the next one.
+#[derive(Clone, Default)]
+pub enum WaitTime {
+    /// Next task at once.
+    #[default]
+    None,
+    /// Uniformly random between `min` and `max` seconds.
+    Between(f64, f64),
+    /// Always this many seconds.
+    Constant(f64),
+    /// Start a task every this many seconds: wait what is left of the period
+    /// after the task's own run time (never negative).
+    ConstantPacing(f64),
+    /// At most this many tasks per second per user (pacing of `1/n`).
+    ConstantThroughput(f64),
+    /// Any function of your own, e.g. reading a schedule.
+    Custom(Rc<dyn Fn() -> Duration>),
+}
+
+impl std::fmt::Debug for WaitTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitTime::None => write!(f, "none"),
+            WaitTime::Between(a, b) => write!(f, "between({a}, {b})"),
+            WaitTime::Constant(t) => write!(f, "constant({t})"),
+            WaitTime::ConstantPacing(t) => write!(f, "constant_pacing({t})"),
+            WaitTime::ConstantThroughput(n) => write!(f, "constant_throughput({n})"),
+            WaitTime::Custom(_) => write!(f, "custom"),
+        }
+    }
+}
+
+/// Locust's `between(min, max)`: uniformly random seconds.
+pub fn between(min: f64, max: f64) -> WaitTime {
+    WaitTime::Between(min, max)
+}
+
+/// Locust's `constant(t)`.
+pub fn constant(seconds: f64) -> WaitTime {
+    WaitTime::Constant(seconds)
+}
+
+/// Locust's `constant_pacing(t)`.
+pub fn constant_pacing(seconds: f64) -> WaitTime {
+    WaitTime::ConstantPacing(seconds)
+}
+
+/// Locust's `constant_throughput(n)`.
+pub fn constant_throughput(tasks_per_second: f64) -> WaitTime {
+    WaitTime::ConstantThroughput(tasks_per_second)
+}
+
+impl WaitTime {
+    /// Check the numbers a plan gave; the message names what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        let bad = |what: &str, v: f64| !v.is_finite() || v < 0.0 || (what == "n" && v == 0.0);
+        match *self {
+            WaitTime::Between(a, b) if bad("t", a) || bad("t", b) || a > b => {
+                Err(format!("between({a}, {b}): expected 0 <= min <= max"))
+            }
+            WaitTime::Constant(t) | WaitTime::ConstantPacing(t) if bad("t", t) => {
+                Err(format!("{self:?}: expected a non-negative number of seconds"))
+            }
+            WaitTime::ConstantThroughput(n) if bad("n", n) => {
+                Err(format!("constant_throughput({n}): expected a positive number of tasks per second"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// How long to wait now, given when the task that just ended started.
+    pub fn next_wait(&self, rng: &mut impl Rng, task_started: Instant, now: Instant) -> Duration {
+        let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
+        let pacing = |period: f64| secs(period).saturating_sub(now.saturating_duration_since(task_started));
+        match self {
+            WaitTime::None => Duration::ZERO,
+            WaitTime::Between(a, b) if a < b => secs(rng.gen_range(*a..*b)),
+            WaitTime::Between(a, _) => secs(*a),
+            WaitTime::Constant(t) => secs(*t),
+            WaitTime::ConstantPacing(t) => pacing(*t),
+            WaitTime::ConstantThroughput(n) => pacing(1.0 / n),
+            WaitTime::Custom(f) => f(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn rng() -> rand::rngs::SmallRng {
+        rand::rngs::SmallRng::seed_from_u64(3)
+    }
+
+    #[test]
+    fn between_stays_within_bounds() {
+        let now = Instant::now();
+        let w = between(5.0, 9.0);
+        for _ in 0..1000 {
+            let d = w.next_wait(&mut rng(), now, now).as_secs_f64();
+            assert!((5.0..9.0).contains(&d), "{d}");
+        }
+    }
+
+    #[test]
+    fn constant_pacing_subtracts_the_task_run_time() {
+        let start = Instant::now();
+        let w = WaitTime::ConstantPacing(1.0);
+        assert_eq!(w.next_wait(&mut rng(), start, start + Duration::from_millis(300)), Duration::from_millis(700));
+        // A task longer than the period: no wait at all.
+        assert_eq!(w.next_wait(&mut rng(), start, start + Duration::from_secs(3)), Duration::ZERO);
+    }
+
+    #[test]
+    fn constant_throughput_is_pacing_of_one_over_n() {
+        let start = Instant::now();
+        let w = WaitTime::ConstantThroughput(4.0);
+        assert_eq!(w.next_wait(&mut rng(), start, start + Duration::from_millis(50)), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn constant_and_none() {
+        let now = Instant::now();
+        assert_eq!(WaitTime::Constant(0.1).next_wait(&mut rng(), now, now), Duration::from_millis(100));
+        assert_eq!(WaitTime::None.next_wait(&mut rng(), now, now), Duration::ZERO);
+    }
+
+    #[test]
+    fn invalid_numbers_are_named() {
+        assert!(between(9.0, 5.0).validate().unwrap_err().contains("between(9, 5)"));
+        assert!(WaitTime::ConstantThroughput(0.0).validate().is_err());
+        assert!(WaitTime::Constant(-1.0).validate().is_err());
+        assert!(between(0.0, 1.0).validate().is_ok());
+    }
+}
