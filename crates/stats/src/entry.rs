@@ -116,9 +116,16 @@ impl StatsEntry {
         self.max_response_time_us as f64 / 1000.0
     }
 
-    /// Response time at `quantile` in milliseconds (exact to 3 significant digits).
+    /// Response time at `quantile` in milliseconds (exact to 3 significant
+    /// digits). Bucket values are clamped to the exact minimum and maximum,
+    /// so a percentile never lies outside what was observed.
     pub fn percentile_ms(&self, quantile: f64) -> f64 {
-        self.histogram.value_at_quantile(quantile) as f64 / 1000.0
+        let v = self.histogram.value_at_quantile(quantile);
+        let v = match self.min_response_time_us {
+            Some(min) => v.clamp(min, self.max_response_time_us.max(min)),
+            None => v,
+        };
+        v as f64 / 1000.0
     }
 
     pub fn median_response_time_ms(&self) -> f64 {

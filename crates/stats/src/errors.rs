@@ -10,12 +10,24 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 /// One row of the failures report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FailureEntry {
     pub method: String,
     pub name: String,
     pub error: String,
     pub occurrences: u64,
+    /// Unix time of the first and the latest occurrence.
+    pub first_seen: f64,
+    pub last_seen: f64,
+}
+
+impl FailureEntry {
+    /// Fold another occurrence group of the same failure into this one.
+    pub fn merge(&mut self, other: &FailureEntry) {
+        self.occurrences += other.occurrences;
+        self.first_seen = self.first_seen.min(other.first_seen);
+        self.last_seen = self.last_seen.max(other.last_seen);
+    }
 }
 
 /// One row of the exceptions report.

@@ -96,6 +96,14 @@ impl LatencyHistogram {
         self.inner.max()
     }
 
+    /// Every distinct recorded value (highest equivalent, microseconds) with
+    /// its count, lowest first.
+    pub fn buckets(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.inner
+            .iter_recorded()
+            .map(|v| (self.inner.highest_equivalent(v.value_iterated_to()), v.count_at_value()))
+    }
+
     pub fn clear(&mut self) {
         self.inner.reset();
     }

@@ -33,7 +33,7 @@ pub struct RequestSample<'a> {
 pub struct ShardRecorder {
     node: String,
     entries: HashMap<Box<str>, Vec<StatsEntry>>,
-    failures: HashMap<(String, String, String), u64>,
+    failures: HashMap<(String, String, String), (u64, f64, f64)>,
     exceptions: HashMap<(String, String), u64>,
 }
 
@@ -65,10 +65,12 @@ impl ShardRecorder {
         };
         entry.record(sample.response_time_us, sample.ttfb_us, sample.content_length, failed, now);
         if let Some(error) = sample.error {
-            *self
+            let seen = self
                 .failures
                 .entry((sample.method.to_owned(), sample.name.to_owned(), error.to_owned()))
-                .or_default() += 1;
+                .or_insert((0, now, now));
+            seen.0 += 1;
+            seen.2 = now;
         }
     }
 
@@ -82,7 +84,14 @@ impl ShardRecorder {
         let entries = std::mem::take(&mut self.entries).into_values().flatten().collect();
         let failures = std::mem::take(&mut self.failures)
             .into_iter()
-            .map(|((method, name, error), occurrences)| FailureEntry { method, name, error, occurrences })
+            .map(|((method, name, error), (occurrences, first_seen, last_seen))| FailureEntry {
+                method,
+                name,
+                error,
+                occurrences,
+                first_seen,
+                last_seen,
+            })
             .collect();
         let exceptions = std::mem::take(&mut self.exceptions)
             .into_iter()

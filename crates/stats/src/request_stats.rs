@@ -72,7 +72,7 @@ impl RequestStats {
             let key = (f.method.clone(), f.name.clone(), f.error.clone());
             self.failures
                 .entry(key)
-                .and_modify(|x| x.occurrences += f.occurrences)
+                .and_modify(|x| x.merge(f))
                 .or_insert_with(|| f.clone());
         }
         for x in &delta.exceptions {

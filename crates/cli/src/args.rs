@@ -1,0 +1,218 @@
+//! The command line, with Locust's flag names.
+//!
+//! Every option can also come from `SWARMER_<NAME>` environment variables
+//! and from a config file (see [`crate::config_file`]), with Locust's
+//! precedence: file < environment < command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Swarmer: distributed, user-based load testing.
+#[derive(Debug, Parser)]
+#[command(name = "swarmer", version, about, args_override_self = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the built-in demo target and load-test it with the seed scenario.
+    Demo(DemoArgs),
+    /// Serve the built-in demo target (a small web site to test against).
+    Target(TargetArgs),
+}
+
+/// Options of a test run.
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// The test plan: a built-in plan as `builtin:NAME` (see --list-builtins).
+    #[arg(short = 'f', long = "locustfile", env = "SWARMER_LOCUSTFILE", value_name = "PLAN")]
+    pub locustfile: Option<String>,
+
+    /// Read options from this TOML file (default: ./swarmer.toml if present).
+    #[arg(long = "config", env = "SWARMER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Host to load test, e.g. http://10.21.32.33 (overrides the plan's hosts).
+    #[arg(short = 'H', long = "host", env = "SWARMER_HOST")]
+    pub host: Option<String>,
+
+    /// Peak number of concurrent users.
+    #[arg(short = 'u', long = "users", env = "SWARMER_USERS", default_value_t = 1)]
+    pub users: usize,
+
+    /// Rate to spawn users at (users per second).
+    #[arg(short = 'r', long = "spawn-rate", env = "SWARMER_SPAWN_RATE", default_value_t = 1.0)]
+    pub spawn_rate: f64,
+
+    /// Stop after this time, e.g. 300s, 20m, 3h, 1h30m (default: run until stopped).
+    #[arg(short = 't', long = "run-time", env = "SWARMER_RUN_TIME", value_parser = parse_span)]
+    pub run_time: Option<std::time::Duration>,
+
+    /// Run without the web UI and start the test at once.
+    #[arg(long = "headless", env = "SWARMER_HEADLESS")]
+    pub headless: bool,
+
+    /// Only run tasks with any of these tags.
+    #[arg(short = 'T', long = "tags", env = "SWARMER_TAGS", num_args = 1.., value_delimiter = ' ')]
+    pub tags: Option<Vec<String>>,
+
+    /// Do not run tasks with any of these tags (wins over --tags).
+    #[arg(short = 'E', long = "exclude-tags", env = "SWARMER_EXCLUDE_TAGS", num_args = 1.., value_delimiter = ' ')]
+    pub exclude_tags: Option<Vec<String>>,
+
+    /// Seconds users get to finish their current task when stopped (or a span like 30s).
+    #[arg(short = 's', long = "stop-timeout", env = "SWARMER_STOP_TIMEOUT", value_parser = parse_seconds, default_value = "0")]
+    pub stop_timeout: std::time::Duration,
+
+    /// Reset statistics once spawning completes.
+    #[arg(long = "reset-stats", env = "SWARMER_RESET_STATS")]
+    pub reset_stats: bool,
+
+    /// Write statistics to PREFIX_stats.csv, PREFIX_stats_history.csv, PREFIX_failures.csv, PREFIX_exceptions.csv.
+    #[arg(long = "csv", env = "SWARMER_CSV", value_name = "PREFIX")]
+    pub csv: Option<String>,
+
+    /// Write every name's statistics to the history CSV each second, not only the total.
+    #[arg(long = "csv-full-history", env = "SWARMER_CSV_FULL_HISTORY")]
+    pub csv_full_history: bool,
+
+    /// Print the final statistics as JSON to standard output.
+    #[arg(long = "json", env = "SWARMER_JSON")]
+    pub json: bool,
+
+    /// Write the final statistics as JSON to FILE.json.
+    #[arg(long = "json-file", env = "SWARMER_JSON_FILE", value_name = "FILE")]
+    pub json_file: Option<String>,
+
+    /// Print the statistics table in the console while running.
+    #[arg(long = "print-stats", env = "SWARMER_PRINT_STATS")]
+    pub print_stats: bool,
+
+    /// Only print the summary statistics at the end.
+    #[arg(long = "only-summary", env = "SWARMER_ONLY_SUMMARY")]
+    pub only_summary: bool,
+
+    /// DEBUG, INFO, WARNING, ERROR or CRITICAL.
+    #[arg(short = 'L', long = "loglevel", env = "SWARMER_LOGLEVEL", default_value = "INFO", value_parser = parse_level)]
+    pub loglevel: String,
+
+    /// Write logs to this file instead of standard error.
+    #[arg(long = "logfile", env = "SWARMER_LOGFILE")]
+    pub logfile: Option<PathBuf>,
+
+    /// Exit code when the test had failures or exceptions.
+    #[arg(long = "exit-code-on-error", env = "SWARMER_EXIT_CODE_ON_ERROR", default_value_t = 1)]
+    pub exit_code_on_error: i32,
+
+    /// List the user classes of the plan and exit.
+    #[arg(short = 'l', long = "list")]
+    pub list: bool,
+
+    /// Print the ratio of tasks per user class and exit.
+    #[arg(long = "show-task-ratio")]
+    pub show_task_ratio: bool,
+
+    /// Print the task ratios as JSON and exit.
+    #[arg(long = "show-task-ratio-json")]
+    pub show_task_ratio_json: bool,
+
+    /// Number of shard threads generating load (default: one per core).
+    #[arg(long = "shards", env = "SWARMER_SHARDS")]
+    pub shards: Option<usize>,
+
+    /// Do not verify TLS certificates of the target.
+    #[arg(long = "insecure", env = "SWARMER_INSECURE")]
+    pub insecure: bool,
+
+    /// Trust the CA certificates in this PEM file (besides the Mozilla roots).
+    #[arg(long = "ca-cert", env = "SWARMER_CA_CERT")]
+    pub ca_cert: Vec<PathBuf>,
+
+    /// Client certificate chain (PEM) for targets that require one.
+    #[arg(long = "client-cert", env = "SWARMER_CLIENT_CERT", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --client-cert.
+    #[arg(long = "client-key", env = "SWARMER_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+
+    /// HTTP version: auto (HTTP/2 by TLS ALPN), 1 (HTTP/1.1 only) or 2 (HTTP/2 only; h2c on plain TCP).
+    #[arg(long = "http-version", env = "SWARMER_HTTP_VERSION", default_value = "auto", value_parser = ["auto", "1", "2"])]
+    pub http_version: String,
+
+    /// Seconds to wait for a connection.
+    #[arg(long = "connect-timeout", env = "SWARMER_CONNECT_TIMEOUT", default_value_t = 10.0)]
+    pub connect_timeout: f64,
+
+    /// Seconds a request may take in all, redirects included (0: no limit).
+    #[arg(long = "request-timeout", env = "SWARMER_REQUEST_TIMEOUT", default_value_t = 60.0)]
+    pub request_timeout: f64,
+
+    /// User classes to run (default: all of the plan's).
+    #[arg(value_name = "UserClass")]
+    pub user_classes: Vec<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DemoArgs {
+    /// Milliseconds the target adds to every response.
+    #[arg(long = "target-delay", default_value_t = 0)]
+    pub target_delay: u64,
+
+    /// Fraction (0..1) of requests the target fails with 500.
+    #[arg(long = "target-error-rate", default_value_t = 0.0)]
+    pub target_error_rate: f64,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct TargetArgs {
+    /// Address to listen on.
+    #[arg(long = "bind", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+
+    /// Milliseconds added to every response.
+    #[arg(long = "delay", default_value_t = 0)]
+    pub delay: u64,
+
+    /// Fraction (0..1) of requests answered with 500.
+    #[arg(long = "error-rate", default_value_t = 0.0)]
+    pub error_rate: f64,
+
+    /// Worker threads serving requests.
+    #[arg(long = "threads", default_value_t = 1)]
+    pub threads: usize,
+
+    /// Serve HTTPS with this certificate chain (PEM).
+    #[arg(long = "tls-cert", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long = "tls-key", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+fn parse_span(text: &str) -> Result<std::time::Duration, String> {
+    swarmer_engine::timespan::parse_timespan(text)
+}
+
+fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s >= 0.0 => Ok(std::time::Duration::from_secs_f64(s)),
+        Ok(_) => Err(format!("{text:?}: expected a non-negative number of seconds")),
+        Err(_) => swarmer_engine::timespan::parse_timespan(text),
+    }
+}
+
+fn parse_level(text: &str) -> Result<String, String> {
+    let upper = text.to_ascii_uppercase();
+    match upper.as_str() {
+        "DEBUG" | "INFO" | "WARNING" | "WARN" | "ERROR" | "CRITICAL" => Ok(upper),
+        _ => Err(format!("{text:?}: expected DEBUG, INFO, WARNING, ERROR or CRITICAL")),
+    }
+}
