@@ -79,7 +79,7 @@ pub struct RunArgs {
     pub csv: Option<String>,
 
     /// Write every name's statistics to the history CSV each second, not only the total.
-    #[arg(long = "csv-full-history", env = "SWARMER_CSV_FULL_HISTORY")]
+    #[arg(long = "csv-full-history", env = "SWARMER_CSV_FULL_HISTORY", requires = "csv")]
     pub csv_full_history: bool,
 
     /// Print the final statistics as JSON to standard output.
@@ -161,6 +161,10 @@ pub struct RunArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct DemoArgs {
+    /// Run options (defaults for the demo: -u 20 -r 5 -t 30s, headless).
+    #[command(flatten)]
+    pub run: RunArgs,
+
     /// Milliseconds the target adds to every response.
     #[arg(long = "target-delay", default_value_t = 0)]
     pub target_delay: u64,

@@ -51,17 +51,17 @@ pub fn stats_table(stats: &RequestStats, rates: Rates, now: f64) -> String {
         .join("|");
     let _ = writeln!(out, "{separator}");
     for entry in stats.entries() {
-        let _ = writeln!(out, "{}", stats_row(entry, rates, now));
+        let _ = writeln!(out, "{}", stats_row(entry, rates, now, stats.run_seconds()));
     }
     let _ = writeln!(out, "{separator}");
-    let _ = writeln!(out, "{}", stats_row(stats.total(), rates, now));
+    let _ = writeln!(out, "{}", stats_row(stats.total(), rates, now, stats.run_seconds()));
     out
 }
 
-fn stats_row(e: &StatsEntry, rates: Rates, now: f64) -> String {
+fn stats_row(e: &StatsEntry, rates: Rates, now: f64, run_seconds: f64) -> String {
     let (rps, fps) = match rates {
         Rates::Current => e.current_rates(now),
-        Rates::Total => (e.total_rps(), e.total_fail_per_sec()),
+        Rates::Total => (e.total_rps(run_seconds), e.total_fail_per_sec(run_seconds)),
     };
     let fails = format!("{}({:.2}%)", e.num_failures, e.fail_ratio() * 100.0);
     format!(

@@ -94,7 +94,7 @@ fn percentiles(e: &StatsEntry) -> Vec<String> {
         .collect()
 }
 
-fn stats_row(e: &StatsEntry) -> String {
+fn stats_row(e: &StatsEntry, run_seconds: f64) -> String {
     let mut cols = vec![
         field(&e.method),
         field(&e.name),
@@ -105,8 +105,8 @@ fn stats_row(e: &StatsEntry) -> String {
         ms(e.min_response_time_ms().unwrap_or(0.0)),
         ms(e.max_response_time_ms()),
         trimmed(e.avg_content_length(), 3),
-        trimmed(e.total_rps(), 6),
-        trimmed(e.total_fail_per_sec(), 6),
+        trimmed(e.total_rps(run_seconds), 6),
+        trimmed(e.total_fail_per_sec(run_seconds), 6),
     ];
     cols.extend(percentiles(e));
     cols.join(",")
@@ -117,9 +117,9 @@ pub fn stats_csv(stats: &RequestStats) -> String {
     let mut out = String::new();
     let _ = write!(out, "{}\r\n", stats_header());
     for e in stats.entries() {
-        let _ = write!(out, "{}\r\n", stats_row(e));
+        let _ = write!(out, "{}\r\n", stats_row(e, stats.run_seconds()));
     }
-    let _ = write!(out, "{}\r\n", stats_row(stats.total()));
+    let _ = write!(out, "{}\r\n", stats_row(stats.total(), stats.run_seconds()));
     out
 }
 

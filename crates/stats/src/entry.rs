@@ -154,27 +154,26 @@ impl StatsEntry {
         }
     }
 
-    /// Requests/s over the whole run (Locust's `total_rps`).
-    pub fn total_rps(&self) -> f64 {
-        self.rate_over_run(self.num_requests)
+    /// Requests/s over `run_seconds` (Locust's `total_rps`). Pass the run's
+    /// duration ([`crate::RequestStats::run_seconds`]) so that a name used only
+    /// at the start (a login) does not show an inflated rate.
+    pub fn total_rps(&self, run_seconds: f64) -> f64 {
+        rate(self.num_requests, run_seconds)
     }
 
-    /// Failures/s over the whole run (Locust's `total_fail_per_sec`).
-    pub fn total_fail_per_sec(&self) -> f64 {
-        self.rate_over_run(self.num_failures)
-    }
-
-    fn rate_over_run(&self, count: u64) -> f64 {
-        match self.last_request_timestamp {
-            Some(last) if last > self.start_time => count as f64 / (last - self.start_time),
-            _ => 0.0,
-        }
+    /// Failures/s over `run_seconds` (Locust's `total_fail_per_sec`).
+    pub fn total_fail_per_sec(&self, run_seconds: f64) -> f64 {
+        rate(self.num_failures, run_seconds)
     }
 
     /// Current requests/s and failures/s over the sliding window.
     pub fn current_rates(&self, now: f64) -> (f64, f64) {
         self.per_second.current_rates(now as u64, self.start_time as u64)
     }
+}
+
+fn rate(count: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 { count as f64 / seconds } else { 0.0 }
 }
 
 #[cfg(test)]
@@ -193,7 +192,8 @@ mod tests {
         assert_eq!(e.max_response_time_ms(), 3.0);
         assert_eq!(e.avg_content_length(), 15.0);
         assert_eq!(e.fail_ratio(), 0.5);
-        assert_eq!(e.total_rps(), 2.0);
+        assert_eq!(e.total_rps(0.5), 4.0);
+        assert_eq!(e.total_fail_per_sec(0.0), 0.0);
         assert_eq!(e.avg_ttfb_ms(), 0.55);
     }
 

@@ -131,6 +131,12 @@ impl RequestStats {
         merged.value_at_quantile(quantile) as f64 / 1000.0
     }
 
+    /// Seconds from the start (or last reset) to the latest request: the
+    /// denominator of whole-run rates.
+    pub fn run_seconds(&self) -> f64 {
+        self.total.last_request_timestamp.map_or(0.0, |last| (last - self.start_time).max(0.0))
+    }
+
     /// Total number of failures and exceptions: the exit-code criterion.
     pub fn error_count(&self) -> u64 {
         self.total.num_failures + self.exceptions.values().map(|e| e.count).sum::<u64>()

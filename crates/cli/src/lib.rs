@@ -1,0 +1,169 @@
+//! The `swarmer` command line: flags, config file, logging, and the wiring
+//! of the engine to its text surfaces.
+//!
+//! - [`args`]: Locust's flag names (clap), `SWARMER_*` environment variables.
+//! - [`config_file`]: `swarmer.toml` / `--config`, merged under env and flags.
+//! - `builtin`: the plans compiled into the binary (`-f builtin:NAME`).
+//! - `headless`: one headless run from start to reports and exit code.
+//! - `outputs`: CSV, JSON and console output of a run.
+//! - `demo`: the `demo` and `target` subcommands (the built-in target).
+//!
+//! A test written in Rust calls [`run_plan`] from its `main` and gets the
+//! whole command line for free (see `examples/rust/`).
+
+pub mod args;
+mod builtin;
+pub mod config_file;
+mod demo;
+mod headless;
+mod logging;
+mod outputs;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{CommandFactory, FromArgMatches};
+pub use swarmer_engine as engine;
+use swarmer_engine::{ClientConfig, HttpVersionPreference, Plan, RunnerOptions, TagFilter, TlsOptions};
+
+use crate::args::{Cli, Command, RunArgs};
+
+/// Run a test plan with the full `swarmer` command line (for Rust tests).
+pub fn run_plan(plan: Plan) -> ExitCode {
+    main_with(Some(plan))
+}
+
+/// The `swarmer` binary: the plan comes from `-f`.
+pub fn main_binary() -> ExitCode {
+    main_with(None)
+}
+
+fn main_with(plan: Option<Plan>) -> ExitCode {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let argv = match config_file::merge_config_file(argv) {
+        Ok(a) => a,
+        Err(e) => return usage_error(&e),
+    };
+    let matches = match Cli::command().try_get_matches_from(&argv) {
+        Ok(m) => m,
+        Err(e) => e.exit(),
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("swarmer: error: could not start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = match cli.command {
+        Some(Command::Target(args)) => runtime.block_on(demo::serve_target(args)),
+        Some(Command::Demo(demo_args)) => {
+            let sub = matches.subcommand_matches("demo").expect("demo subcommand matched");
+            let run = demo::with_demo_defaults(demo_args.run.clone(), sub);
+            let plan = plan.unwrap_or_else(demo::default_plan);
+            runtime.block_on(demo::run_demo(plan, run, demo_args))
+        }
+        None => {
+            let plan = match plan {
+                Some(p) if cli.run.locustfile.is_none() => Ok(p),
+                Some(_) => Err("-f: this program defines its own plan; -f is for the swarmer binary".to_string()),
+                None => builtin::resolve_plan(cli.run.locustfile.as_deref()),
+            };
+            match plan {
+                Ok(plan) => runtime.block_on(run_with(plan, cli.run)),
+                Err(e) => return usage_error(&e),
+            }
+        }
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("swarmer: error: {message}");
+    ExitCode::from(2)
+}
+
+/// `--list`, `--show-task-ratio`, or a run. Returns the exit code.
+pub(crate) async fn run_with(plan: Plan, args: RunArgs) -> i32 {
+    if let Err(e) = logging::init(&args.loglevel, args.logfile.as_deref()) {
+        eprintln!("swarmer: error: {e}");
+        return 2;
+    }
+    let tags = TagFilter::new(args.tags.clone(), args.exclude_tags.clone().unwrap_or_default());
+    if args.list || args.show_task_ratio || args.show_task_ratio_json {
+        let classes = match plan.info(&args.user_classes, &tags) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("swarmer: error: {e}");
+                return 2;
+            }
+        };
+        if args.list {
+            print!("{}", swarmer_report::task_ratio::class_list(&classes));
+        }
+        if args.show_task_ratio {
+            print!("{}", swarmer_report::task_ratio::task_ratio_text(&classes));
+        }
+        if args.show_task_ratio_json {
+            println!("{}", swarmer_report::task_ratio::task_ratio_json(&classes));
+        }
+        return 0;
+    }
+    if !args.headless {
+        tracing::info!("The web UI is not part of this version yet: running headless (as with --headless)");
+    }
+    let options = match runner_options(&args, tags) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("swarmer: error: {e}");
+            return 2;
+        }
+    };
+    match headless::run(plan, &args, options).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("swarmer: error: {e}");
+            2
+        }
+    }
+}
+
+fn runner_options(args: &RunArgs, tags: TagFilter) -> Result<RunnerOptions, String> {
+    if !(args.spawn_rate.is_finite() && args.spawn_rate > 0.0) {
+        return Err(format!("--spawn-rate {}: expected a positive number of users per second", args.spawn_rate));
+    }
+    for (flag, v) in [("--connect-timeout", args.connect_timeout), ("--request-timeout", args.request_timeout)] {
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(format!("{flag} {v}: expected a non-negative number of seconds"));
+        }
+    }
+    let tls = TlsOptions {
+        insecure: args.insecure,
+        ca_certs: args.ca_cert.clone(),
+        client_cert: args.client_cert.clone().zip(args.client_key.clone()),
+    };
+    let version = match args.http_version.as_str() {
+        "1" => HttpVersionPreference::Http1Only,
+        "2" => HttpVersionPreference::Http2Only,
+        _ => HttpVersionPreference::Auto,
+    };
+    let mut client = ClientConfig::new(&tls, version).map_err(|e| e.to_string())?;
+    client.connect_timeout = Duration::from_secs_f64(args.connect_timeout);
+    client.timeout = (args.request_timeout > 0.0).then(|| Duration::from_secs_f64(args.request_timeout));
+    let defaults = RunnerOptions::default();
+    Ok(RunnerOptions {
+        shards: args.shards.unwrap_or(defaults.shards).max(1),
+        host: args.host.clone(),
+        client: Arc::new(client),
+        tags,
+        classes: args.user_classes.clone(),
+        stop_timeout: args.stop_timeout,
+        reset_stats: args.reset_stats,
+        node: defaults.node,
+    })
+}

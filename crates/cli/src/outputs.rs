@@ -1,0 +1,74 @@
+//! Files and streams a headless run writes: the CSV files (refreshed every
+//! second, history appended, written once more at the end), `--json`,
+//! `--json-file`, and the console tables.
+
+use std::fs::File;
+use std::io::Write;
+
+use swarmer_engine::StatsStore;
+use swarmer_report::console::{self, Rates};
+use swarmer_report::{csv, json};
+
+/// `--csv PREFIX` files.
+pub struct CsvOutput {
+    prefix: String,
+    full_history: bool,
+    history: File,
+}
+
+impl CsvOutput {
+    /// Create the files now so a bad prefix fails before the test starts.
+    pub fn create(prefix: &str, full_history: bool) -> Result<Self, String> {
+        let [_, history_name, _, _] = csv::file_names(prefix);
+        let mut history = File::create(&history_name).map_err(|e| format!("--csv {prefix}: {history_name}: {e}"))?;
+        write!(history, "{}\r\n", csv::history_header()).map_err(|e| format!("{history_name}: {e}"))?;
+        let out = Self { prefix: prefix.to_owned(), full_history, history };
+        Ok(out)
+    }
+
+    /// Append this second's history rows and rewrite the other three files.
+    pub fn tick(&mut self, store: &StatsStore, now: f64) -> Result<(), String> {
+        let rows = csv::history_rows(&store.stats, store.user_count, now, self.full_history);
+        self.history.write_all(rows.as_bytes()).map_err(|e| format!("{}_stats_history.csv: {e}", self.prefix))?;
+        self.write_snapshots(store)
+    }
+
+    /// Rewrite `_stats.csv`, `_failures.csv` and `_exceptions.csv`.
+    pub fn write_snapshots(&mut self, store: &StatsStore) -> Result<(), String> {
+        let [stats_name, _, failures_name, exceptions_name] = csv::file_names(&self.prefix);
+        for (name, body) in [
+            (stats_name, csv::stats_csv(&store.stats)),
+            (failures_name, csv::failures_csv(&store.stats)),
+            (exceptions_name, csv::exceptions_csv(&store.stats)),
+        ] {
+            std::fs::write(&name, body).map_err(|e| format!("{name}: {e}"))?;
+        }
+        self.history.flush().map_err(|e| format!("{}_stats_history.csv: {e}", self.prefix))
+    }
+}
+
+/// The live table, on standard error like Locust's stats logger.
+pub fn print_live(store: &StatsStore, now: f64) {
+    eprintln!("{}", console::stats_table(&store.stats, Rates::Current, now));
+}
+
+/// The final summary: stats table with whole-run rates, percentiles, errors.
+pub fn print_summary(store: &StatsStore, now: f64) {
+    eprintln!("{}", console::stats_table(&store.stats, Rates::Total, now));
+    eprintln!("{}", console::percentile_table(&store.stats));
+    let errors = console::error_report(&store.stats);
+    if !errors.is_empty() {
+        eprint!("{errors}");
+    }
+}
+
+/// `--json` to standard output.
+pub fn print_json(store: &StatsStore) {
+    println!("{}", json::stats_json(&store.stats));
+}
+
+/// `--json-file NAME` writes `NAME.json`.
+pub fn write_json_file(store: &StatsStore, name: &str) -> Result<(), String> {
+    let path = format!("{name}.json");
+    std::fs::write(&path, json::stats_json(&store.stats)).map_err(|e| format!("--json-file {path}: {e}"))
+}
