@@ -43,9 +43,7 @@ pub fn user_classes() -> Vec<UserClass> {
             .on_start(task!(login))
             .task(Task::new("index", task!(index)).weight(2))
             .task(Task::new("profile", task!(profile)).weight(1)),
-        UserClass::new("QuickstartUser")
-            .wait_time(constant(0.1))
-            .task(Task::new("random_page", task!(random_page))),
+        UserClass::new("QuickstartUser").wait_time(constant(0.1)).task(Task::new("random_page", task!(random_page))),
     ]
 }
 

@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start the built-in demo target and load-test it with the seed scenario.
-    Demo(DemoArgs),
+    Demo(Box<DemoArgs>),
     /// Serve the built-in demo target (a small web site to test against).
     Target(TargetArgs),
 }

@@ -32,7 +32,8 @@ pub fn resolve_plan(locustfile: Option<&str>) -> Result<Plan, String> {
         return Err(format!("no test plan given: use -f with one of {}", names.join(", ")));
     };
     if let Some(name) = spec.strip_prefix("builtin:") {
-        return builtin_plan(name).ok_or_else(|| format!("-f {spec}: no such built-in plan (have {})", names.join(", ")));
+        return builtin_plan(name)
+            .ok_or_else(|| format!("-f {spec}: no such built-in plan (have {})", names.join(", ")));
     }
     if spec.ends_with(".lua") {
         return Err(format!(

@@ -135,8 +135,9 @@ mod tests {
 
     #[test]
     fn keys_become_long_options() {
-        let got = args("users = 10\nspawn_rate = 2.5\nheadless = true\nreset-stats = false\ntags = [\"a\", \"b\"]\n", &[])
-            .unwrap();
+        let got =
+            args("users = 10\nspawn_rate = 2.5\nheadless = true\nreset-stats = false\ntags = [\"a\", \"b\"]\n", &[])
+                .unwrap();
         assert_eq!(got, ["--users", "10", "--spawn-rate", "2.5", "--headless", "--tags", "a", "b"]);
     }
 

@@ -18,7 +18,8 @@ pub fn default_plan() -> Plan {
 
 /// Demo defaults for what the user did not set: 20 users at 5/s for 30 s.
 pub fn with_demo_defaults(mut run: RunArgs, matches: &ArgMatches) -> RunArgs {
-    let unset = |id: &str| !matches!(matches.value_source(id), Some(ValueSource::CommandLine | ValueSource::EnvVariable));
+    let unset =
+        |id: &str| !matches!(matches.value_source(id), Some(ValueSource::CommandLine | ValueSource::EnvVariable));
     if unset("users") {
         run.users = 20;
     }

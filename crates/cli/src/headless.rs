@@ -68,10 +68,10 @@ pub async fn run(plan: Plan, args: &RunArgs, options: RunnerOptions) -> Result<i
                 }
             }
             _ = csv_tick.tick(), if csv.is_some() => {
-                if let (Some(out), Ok(store)) = (csv.as_mut(), handle.stats().lock()) {
-                    if let Err(e) = out.tick(&store, unix_now()) {
-                        tracing::error!("{e}");
-                    }
+                if let (Some(out), Ok(store)) = (csv.as_mut(), handle.stats().lock())
+                    && let Err(e) = out.tick(&store, unix_now())
+                {
+                    tracing::error!("{e}");
                 }
             }
         }
@@ -88,18 +88,18 @@ pub async fn run(plan: Plan, args: &RunArgs, options: RunnerOptions) -> Result<i
     let store = handle.stats().lock().map_err(|_| "statistics lock poisoned".to_string())?;
     let now = unix_now();
     let mut problems = Vec::new();
-    if let Some(out) = csv.as_mut() {
-        if let Err(e) = out.tick(&store, now) {
-            problems.push(e);
-        }
+    if let Some(out) = csv.as_mut()
+        && let Err(e) = out.tick(&store, now)
+    {
+        problems.push(e);
     }
     if args.json {
         outputs::print_json(&store);
     }
-    if let Some(name) = &args.json_file {
-        if let Err(e) = outputs::write_json_file(&store, name) {
-            problems.push(e);
-        }
+    if let Some(name) = &args.json_file
+        && let Err(e) = outputs::write_json_file(&store, name)
+    {
+        problems.push(e);
     }
     outputs::print_summary(&store, now);
     for p in &problems {

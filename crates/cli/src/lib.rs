@@ -66,7 +66,7 @@ fn main_with(plan: Option<Plan>) -> ExitCode {
             let sub = matches.subcommand_matches("demo").expect("demo subcommand matched");
             let run = demo::with_demo_defaults(demo_args.run.clone(), sub);
             let plan = plan.unwrap_or_else(demo::default_plan);
-            runtime.block_on(demo::run_demo(plan, run, demo_args))
+            runtime.block_on(demo::run_demo(plan, run, *demo_args))
         }
         None => {
             let plan = match plan {

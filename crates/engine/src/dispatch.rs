@@ -39,10 +39,8 @@ impl UserSequence {
                 *c += *w as i64;
             }
             // Highest current weight wins; ties go to the class defined first.
-            let (best, _) = current
-                .iter()
-                .enumerate()
-                .fold((0, i64::MIN), |acc, (j, &c)| if c > acc.1 { (j, c) } else { acc });
+            let (best, _) =
+                current.iter().enumerate().fold((0, i64::MIN), |acc, (j, &c)| if c > acc.1 { (j, c) } else { acc });
             current[best] -= total as i64;
             cycle.push(weighted[best].0);
         }

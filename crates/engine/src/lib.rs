@@ -40,9 +40,7 @@ pub use client::{CatchResponse, Client};
 pub use control::{TaskError, TaskResult};
 pub use cpu::{ProcessUsage, UsageMonitor};
 pub use plan::{ClassInfo, Plan, TaskInfo};
-pub use runner::{
-    LocalRunner, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState, StatsStore, StatsView,
-};
+pub use runner::{LocalRunner, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState, StatsStore, StatsView};
 pub use swarmer_http::{ClientConfig, HttpVersionPreference, Request, Response, TlsOptions};
 pub use tags::TagFilter;
 pub use task::{LocalBoxFuture, Task, TaskFn, TaskSet, task_fn};

@@ -103,7 +103,10 @@ pub type StatsView = Arc<Mutex<StatsStore>>;
 #[derive(Clone, Debug, PartialEq)]
 pub enum RunnerEvent {
     TestStarted,
-    SpawningComplete { user_count: usize, class_counts: BTreeMap<String, usize> },
+    SpawningComplete {
+        user_count: usize,
+        class_counts: BTreeMap<String, usize>,
+    },
     /// A user asked to stop the whole test (`StopTest`).
     StopTestRequested,
     TestStopped,
@@ -178,14 +181,14 @@ impl LocalRunner {
     /// host, a plan that fails to load on a shard).
     pub async fn start(plan: Plan, options: RunnerOptions) -> Result<RunnerHandle, String> {
         let classes = plan.info(&options.classes, &options.tags)?;
-        if options.host.is_none() {
-            if let Some(c) = classes.iter().find(|c| c.host.is_none()) {
-                return Err(format!(
-                    "You must specify the base host. Either in the host attribute in the User class ({}), \
-                     or on the command line using the --host option.",
-                    c.name
-                ));
-            }
+        if options.host.is_none()
+            && let Some(c) = classes.iter().find(|c| c.host.is_none())
+        {
+            return Err(format!(
+                "You must specify the base host. Either in the host attribute in the User class ({}), \
+                 or on the command line using the --host option.",
+                c.name
+            ));
         }
         let shards = options.shards.max(1);
         let setup = Arc::new(ShardSetup {
@@ -297,7 +300,11 @@ const RAMP_TICK: Duration = Duration::from_millis(10);
 const CPU_WARNING_PERCENT: f64 = 90.0;
 
 impl Actor {
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>, mut shards: mpsc::UnboundedReceiver<ShardEvent>) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut shards: mpsc::UnboundedReceiver<ShardEvent>,
+    ) {
         let mut ramp_tick = tokio::time::interval(RAMP_TICK);
         let mut second = tokio::time::interval(Duration::from_secs(1));
         second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

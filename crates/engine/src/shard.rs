@@ -42,9 +42,15 @@ pub(crate) struct ShardSetup {
 /// Runner → shard.
 #[derive(Debug)]
 pub(crate) enum ShardCommand {
-    Spawn { user_id: u64, class: usize },
+    Spawn {
+        user_id: u64,
+        class: usize,
+    },
     /// Ask users to stop; force them after `timeout`.
-    Stop { user_ids: Vec<u64>, timeout: Duration },
+    Stop {
+        user_ids: Vec<u64>,
+        timeout: Duration,
+    },
     /// Stop every user, send the last statistics, end the thread.
     Shutdown,
 }
@@ -67,18 +73,16 @@ pub(crate) fn spawn_shard(
     commands: UnboundedReceiver<ShardCommand>,
     events: UnboundedSender<ShardEvent>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(format!("swarmer-shard-{index}"))
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = events.send(ShardEvent::Failed { shard: index, error: e.to_string() });
-                    return;
-                }
-            };
-            LocalSet::new().block_on(&runtime, run_shard(index, setup, commands, events));
-        })
+    std::thread::Builder::new().name(format!("swarmer-shard-{index}")).spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = events.send(ShardEvent::Failed { shard: index, error: e.to_string() });
+                return;
+            }
+        };
+        LocalSet::new().block_on(&runtime, run_shard(index, setup, commands, events));
+    })
 }
 
 struct LiveUser {

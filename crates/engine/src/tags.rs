@@ -69,7 +69,8 @@ mod tests {
     use crate::user::User;
 
     fn t(name: &str, tags: &[&str]) -> Task {
-        let mut task = Task::new(name, |_u: &mut User| -> LocalBoxFuture<'_, TaskResult> { Box::pin(async { Ok(()) }) });
+        let mut task =
+            Task::new(name, |_u: &mut User| -> LocalBoxFuture<'_, TaskResult> { Box::pin(async { Ok(()) }) });
         for tag in tags {
             task = task.tag(*tag);
         }

@@ -105,7 +105,14 @@ impl User {
 
     /// Record a sample of any request type, as Locust's
     /// `events.request.fire` does: for protocols other than HTTP.
-    pub fn record_request(&self, request_type: &str, name: &str, response_time: Duration, length: u64, error: Option<&str>) {
+    pub fn record_request(
+        &self,
+        request_type: &str,
+        name: &str,
+        response_time: Duration,
+        length: u64,
+        error: Option<&str>,
+    ) {
         self.shard.record(&RequestSample {
             method: request_type,
             name,

@@ -85,16 +85,16 @@ fn run_task_set<'a>(
 ) -> Pin<Box<dyn Future<Output = SetExit> + 'a>> {
     Box::pin(async move {
         let wait = set.wait_time.as_ref().filter(|_| depth > 0).unwrap_or(wait);
-        if depth > 0 {
-            if let Some(on_start) = &set.on_start {
-                match call(on_start, user).await {
-                    Err(TaskError::StopUser) => return SetExit::Stop,
-                    Err(TaskError::StopTest) => {
-                        request_stop_test(user);
-                        return SetExit::Stop;
-                    }
-                    other => handle_hook_result(user, other),
+        if depth > 0
+            && let Some(on_start) = &set.on_start
+        {
+            match call(on_start, user).await {
+                Err(TaskError::StopUser) => return SetExit::Stop,
+                Err(TaskError::StopTest) => {
+                    request_stop_test(user);
+                    return SetExit::Stop;
                 }
+                other => handle_hook_result(user, other),
             }
         }
         let mut next_in_sequence = 0;
@@ -149,11 +149,11 @@ fn run_task_set<'a>(
                 }
             }
         };
-        if depth > 0 {
-            if let Some(on_stop) = &set.on_stop {
-                let result = call(on_stop, user).await;
-                handle_hook_result(user, result);
-            }
+        if depth > 0
+            && let Some(on_stop) = &set.on_stop
+        {
+            let result = call(on_stop, user).await;
+            handle_hook_result(user, result);
         }
         exit
     })

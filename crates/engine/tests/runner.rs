@@ -4,8 +4,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use swarmer_engine::{
-    LocalBoxFuture, LocalRunner, Plan, Request, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState, TagFilter,
-    Task, TaskError, TaskResult, TaskSet, User, UserClass, constant, task, task_fn,
+    LocalBoxFuture, LocalRunner, Plan, Request, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState, TagFilter, Task,
+    TaskError, TaskResult, TaskSet, User, UserClass, constant, task, task_fn,
 };
 use swarmer_target::{DemoTarget, TargetOptions};
 
@@ -116,19 +116,21 @@ fn slow_task_plan(log: Log) -> Plan {
     Plan::new("slow", move || {
         let done = log.clone();
         let stopped = log.clone();
-        vec![UserClass::new("U")
-            .task(Task::new("slow", move |user: &mut User| -> LocalBoxFuture<'_, TaskResult> {
-                let done = done.clone();
-                Box::pin(async move {
-                    user.client.get("/delay/400").await;
-                    done.lock().unwrap().push("task finished".into());
-                    Ok(())
-                })
-            }))
-            .on_stop(move |_u: &mut User| -> LocalBoxFuture<'_, TaskResult> {
-                stopped.lock().unwrap().push("on_stop".into());
-                Box::pin(async { Ok(()) })
-            })]
+        vec![
+            UserClass::new("U")
+                .task(Task::new("slow", move |user: &mut User| -> LocalBoxFuture<'_, TaskResult> {
+                    let done = done.clone();
+                    Box::pin(async move {
+                        user.client.get("/delay/400").await;
+                        done.lock().unwrap().push("task finished".into());
+                        Ok(())
+                    })
+                }))
+                .on_stop(move |_u: &mut User| -> LocalBoxFuture<'_, TaskResult> {
+                    stopped.lock().unwrap().push("on_stop".into());
+                    Box::pin(async { Ok(()) })
+                }),
+        ]
     })
 }
 
@@ -178,7 +180,9 @@ async fn catch_response_and_default_verdicts_are_recorded() {
                     let _ = user.client.send_catch(Request::get("/status/500")).await;
                     // Plain request grouped under a name.
                     for i in 0..3 {
-                        user.client.send(Request::get(format!("/index.html?ok={i}")).name("/index.html?ok=[random]")).await;
+                        user.client
+                            .send(Request::get(format!("/index.html?ok={i}")).name("/index.html?ok=[random]"))
+                            .await;
                     }
                     Err(TaskError::StopUser)
                 })
@@ -277,15 +281,17 @@ async fn nested_task_sets_interrupt_back_to_the_parent_and_sequences_keep_order(
             .task(step("pay", l.clone(), false))
             .task(step("leave", l.clone(), true));
         let stop_after = l.clone();
-        vec![UserClass::new("U")
-            .task(Task::set(checkout))
-            .task(Task::new("outer", move |_u: &mut User| -> LocalBoxFuture<'_, TaskResult> {
-                let mut log = stop_after.lock().unwrap();
-                let visits = log.iter().filter(|s| *s == "leave").count();
-                log.push("outer".into());
-                Box::pin(async move { if visits >= 3 { Err(TaskError::StopUser) } else { Ok(()) } })
-            }))
-            .weight(1)]
+        vec![
+            UserClass::new("U")
+                .task(Task::set(checkout))
+                .task(Task::new("outer", move |_u: &mut User| -> LocalBoxFuture<'_, TaskResult> {
+                    let mut log = stop_after.lock().unwrap();
+                    let visits = log.iter().filter(|s| *s == "leave").count();
+                    log.push("outer".into());
+                    Box::pin(async move { if visits >= 3 { Err(TaskError::StopUser) } else { Ok(()) } })
+                }))
+                .weight(1),
+        ]
     });
     let handle = LocalRunner::start(plan, options(&t.url(), 1)).await.unwrap();
     handle.start(1, 10.0);
@@ -314,16 +320,16 @@ async fn tags_select_which_tasks_run() {
                 })
             })
         };
-        vec![UserClass::new("U")
-            .wait_time(constant(0.01))
-            .task(Task::new("home", hit("/")).tag("web"))
-            .task(Task::new("profile", hit("/profile")).tag("web").tag("slow"))
-            .task(Task::new("index", hit("/index.html")).tag("api"))]
+        vec![
+            UserClass::new("U")
+                .wait_time(constant(0.01))
+                .task(Task::new("home", hit("/")).tag("web"))
+                .task(Task::new("profile", hit("/profile")).tag("web").tag("slow"))
+                .task(Task::new("index", hit("/index.html")).tag("api")),
+        ]
     });
-    let opts = RunnerOptions {
-        tags: TagFilter::new(Some(vec!["web".into()]), vec!["slow".into()]),
-        ..options(&t.url(), 1)
-    };
+    let opts =
+        RunnerOptions { tags: TagFilter::new(Some(vec!["web".into()]), vec!["slow".into()]), ..options(&t.url(), 1) };
     let handle = LocalRunner::start(plan, opts).await.unwrap();
     handle.start(2, 100.0);
     wait_until(|| handle.stats().lock().unwrap().stats.total().num_requests >= 10).await;

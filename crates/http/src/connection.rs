@@ -31,9 +31,7 @@ impl Origin {
             "http" => false,
             other => return Err(HttpError::InvalidUrl(format!("unsupported scheme '{other}' in {url}"))),
         };
-        let host = url
-            .host_str()
-            .ok_or_else(|| HttpError::InvalidUrl(format!("no host in {url}")))?;
+        let host = url.host_str().ok_or_else(|| HttpError::InvalidUrl(format!("no host in {url}")))?;
         // IPv6 literals come bracketed from the URL; sockets want them bare.
         let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
         let port = url.port_or_known_default().unwrap_or(if https { 443 } else { 80 });
@@ -66,10 +64,7 @@ impl Connection {
         }
     }
 
-    pub async fn send(
-        &mut self,
-        request: http::Request<Full<Bytes>>,
-    ) -> Result<http::Response<Incoming>, SendError> {
+    pub async fn send(&mut self, request: http::Request<Full<Bytes>>) -> Result<http::Response<Incoming>, SendError> {
         match self {
             Connection::Http1(sender) => {
                 if sender.ready().await.is_err() {

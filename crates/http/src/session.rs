@@ -12,8 +12,8 @@ use base64::Engine;
 use bytes::Bytes;
 use cookie_store::CookieStore;
 use http::header::{
-    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, COOKIE, HOST, LOCATION,
-    SET_COOKIE, USER_AGENT,
+    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, COOKIE, HOST, LOCATION, SET_COOKIE,
+    USER_AGENT,
 };
 use http::{HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -67,11 +67,7 @@ impl Session {
     /// The value of cookie `name` for `url`, if the jar has one.
     pub fn cookie(&self, url: &str, name: &str) -> Option<String> {
         let url = Url::parse(url).ok()?;
-        self.cookies
-            .as_ref()?
-            .get_request_values(&url)
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.to_owned())
+        self.cookies.as_ref()?.get_request_values(&url).find(|(n, _)| *n == name).map(|(_, v)| v.to_owned())
     }
 
     /// Forget all cookies (a new browser session).
@@ -281,18 +277,12 @@ impl Session {
             headers.insert(AUTHORIZATION, header_value(&format!("Basic {token}"))?);
         }
         if let Some(jar) = &self.cookies {
-            let cookie = jar
-                .get_request_values(url)
-                .map(|(n, v)| format!("{n}={v}"))
-                .collect::<Vec<_>>()
-                .join("; ");
+            let cookie = jar.get_request_values(url).map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ");
             if !cookie.is_empty() {
                 headers.insert(COOKIE, header_value(&cookie)?);
             }
         }
-        builder
-            .body(Full::new(body))
-            .map_err(|e| HttpError::InvalidRequest(e.to_string()))
+        builder.body(Full::new(body)).map_err(|e| HttpError::InvalidRequest(e.to_string()))
     }
 
     fn store_cookies(&mut self, url: &Url, headers: &http::HeaderMap) {
@@ -314,8 +304,5 @@ fn header_value(text: &str) -> Result<HeaderValue, HttpError> {
 }
 
 fn percent_decode(text: &str) -> String {
-    url::form_urlencoded::parse(format!("x={text}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+    url::form_urlencoded::parse(format!("x={text}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
 }

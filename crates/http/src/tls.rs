@@ -20,17 +20,13 @@ pub(crate) fn client_config(
         .with_safe_default_protocol_versions()
         .map_err(|e| HttpError::Tls(e.to_string()))?;
     let builder = if options.insecure {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
     } else {
         let mut roots = RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         for path in &options.ca_certs {
             for cert in read_certs(path)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| HttpError::Tls(format!("{}: {e}", path.display())))?;
+                roots.add(cert).map_err(|e| HttpError::Tls(format!("{}: {e}", path.display())))?;
             }
         }
         builder.with_root_certificates(roots)
@@ -38,12 +34,9 @@ pub(crate) fn client_config(
     let mut config = match &options.client_cert {
         Some((cert_path, key_path)) => {
             let certs = read_certs(cert_path)?;
-            let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
-                HttpError::Tls(format!("{}: no private key found: {e}", key_path.display()))
-            })?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| HttpError::Tls(format!("client certificate: {e}")))?
+            let key = PrivateKeyDer::from_pem_file(key_path)
+                .map_err(|e| HttpError::Tls(format!("{}: no private key found: {e}", key_path.display())))?;
+            builder.with_client_auth_cert(certs, key).map_err(|e| HttpError::Tls(format!("client certificate: {e}")))?
         }
         None => builder.with_no_client_auth(),
     };

@@ -46,9 +46,7 @@ pub fn stats_table(stats: &RequestStats, rates: Rates, now: f64) -> String {
         "{:<TYPE_WIDTH$} {:<TABLE_NAME_WIDTH$} {:>7} {:>12} |{:>7} {:>7} {:>7}{:>7} | {:>7} {:>11}",
         "Type", "Name", "# reqs", "# fails", "Avg", "Min", "Max", "Med", "req/s", "failures/s",
     );
-    let separator = [TYPE_WIDTH, TABLE_NAME_WIDTH, 7, 13, 7, 7, 7, 7, 8, 11]
-        .map(|w| "-".repeat(w))
-        .join("|");
+    let separator = [TYPE_WIDTH, TABLE_NAME_WIDTH, 7, 13, 7, 7, 7, 7, 8, 11].map(|w| "-".repeat(w)).join("|");
     let _ = writeln!(out, "{separator}");
     for entry in stats.entries() {
         let _ = writeln!(out, "{}", stats_row(entry, rates, now, stats.run_seconds()));
@@ -162,7 +160,14 @@ mod tests {
         let mut r = ShardRecorder::new("local");
         for (name, rt, err) in [("/", 1_500, None), ("/", 2_500, Some("boom")), ("/profile", 120_000, None)] {
             r.record(
-                &RequestSample { method: "GET", name, response_time_us: Some(rt), ttfb_us: 0, content_length: 10, error: err },
+                &RequestSample {
+                    method: "GET",
+                    name,
+                    response_time_us: Some(rt),
+                    ttfb_us: 0,
+                    content_length: 10,
+                    error: err,
+                },
                 100.0,
             );
         }
@@ -180,10 +185,17 @@ mod tests {
         assert_eq!(lines[0].find("# reqs"), Some(8 + 1 + 76 + 1 + 1));
         assert_eq!(
             lines[1],
-            format!("--------|{}|-------|-------------|-------|-------|-------|-------|--------|-----------", "-".repeat(76))
+            format!(
+                "--------|{}|-------|-------------|-------|-------|-------|-------|--------|-----------",
+                "-".repeat(76)
+            )
         );
         assert!(lines[2].starts_with("GET      /  "), "{}", lines[2]);
-        assert!(lines[2].contains("      2    1(50.00%) |   2.00    1.50    2.50   1.50 |    2.00        1.00"), "{}", lines[2]);
+        assert!(
+            lines[2].contains("      2    1(50.00%) |   2.00    1.50    2.50   1.50 |    2.00        1.00"),
+            "{}",
+            lines[2]
+        );
         assert!(lines[3].starts_with("GET      /profile "));
         assert!(lines[5].starts_with("         Aggregated "));
         assert!(lines[5].contains("      3    1(33.33%) |"), "{}", lines[5]);
@@ -194,13 +206,19 @@ mod tests {
     fn percentile_table_lists_every_reported_percentile() {
         let t = percentile_table(&stats());
         let header = t.lines().nth(1).unwrap();
-        assert!(header.ends_with("     50%    66%    75%    80%    90%    95%    98%    99%  99.9% 99.99%   100% # reqs"), "{header}");
+        assert!(
+            header.ends_with("     50%    66%    75%    80%    90%    95%    98%    99%  99.9% 99.99%   100% # reqs"),
+            "{header}"
+        );
         for label in ["50%", "66%", "75%", "80%", "90%", "95%", "98%", "99%", "99.9%", "99.99%", "100%", "# reqs"] {
             assert!(header.contains(label), "{label} missing in {header}");
         }
         assert!(t.contains("Aggregated"));
         let profile = t.lines().find(|l| l.contains("/profile")).unwrap();
-        assert!(profile.ends_with("    120    120    120    120    120    120    120    120    120    120    120      1"), "{profile}");
+        assert!(
+            profile.ends_with("    120    120    120    120    120    120    120    120    120    120    120      1"),
+            "{profile}"
+        );
     }
 
     #[test]

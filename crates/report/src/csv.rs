@@ -52,10 +52,8 @@ pub fn stats_header() -> String {
 
 /// Header of `PREFIX_stats_history.csv`.
 pub fn history_header() -> String {
-    let mut cols: Vec<String> = ["Timestamp", "User Count", "Type", "Name", "Requests/s", "Failures/s"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut cols: Vec<String> =
+        ["Timestamp", "User Count", "Type", "Name", "Requests/s", "Failures/s"].iter().map(|s| s.to_string()).collect();
     cols.extend(percentile_headers());
     cols.extend(
         [
@@ -80,11 +78,7 @@ pub const EXCEPTIONS_HEADER: &str = "Count,Message,Traceback,Nodes";
 
 /// Quote a field when it needs it (RFC 4180, as Python's csv module does).
 pub fn field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_owned()
-    }
+    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_owned() }
 }
 
 fn percentiles(e: &StatsEntry) -> Vec<String> {

@@ -38,11 +38,8 @@ pub fn entry_json(e: &StatsEntry) -> Value {
 
 /// Every entry that saw a request, as a pretty-printed JSON list.
 pub fn stats_json(stats: &RequestStats) -> String {
-    let list: Vec<Value> = stats
-        .entries()
-        .filter(|e| e.num_requests > 0 || e.num_failures > 0)
-        .map(entry_json)
-        .collect();
+    let list: Vec<Value> =
+        stats.entries().filter(|e| e.num_requests > 0 || e.num_failures > 0).map(entry_json).collect();
     serde_json::to_string_pretty(&list).unwrap_or_else(|_| "[]".into())
 }
 
@@ -55,7 +52,14 @@ mod tests {
     fn entries_use_locust_field_names() {
         let mut r = ShardRecorder::new("local");
         for rt in [1_000, 1_000, 2_000] {
-            let sample = RequestSample { method: "GET", name: "/", response_time_us: Some(rt), ttfb_us: 0, content_length: 5, error: None };
+            let sample = RequestSample {
+                method: "GET",
+                name: "/",
+                response_time_us: Some(rt),
+                ttfb_us: 0,
+                content_length: 5,
+                error: None,
+            };
             r.record(&sample, 100.0);
         }
         let mut s = RequestStats::new(100.0);

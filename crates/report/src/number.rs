@@ -47,7 +47,7 @@ mod tests {
         assert_eq!(ms(12.5), "12.5");
         assert_eq!(ms(0.1234), "0.123");
         assert_eq!(ms(0.0), "0");
-        assert_eq!(trimmed(3.14159, 2), "3.14");
+        assert_eq!(trimmed(1.23456, 2), "1.23");
     }
 
     #[test]

@@ -78,10 +78,8 @@ fn tasks_json(tasks: &[TaskInfo], ratio: f64) -> Value {
 /// `--show-task-ratio-json`: `{"per_class": {...}, "total": {...}}`.
 pub fn task_ratio_json(classes: &[ClassInfo]) -> Value {
     let ratios = class_ratios(classes);
-    let per_class: Map<String, Value> = classes
-        .iter()
-        .map(|c| (c.name.clone(), json!({ "ratio": 1.0, "tasks": tasks_json(&c.tasks, 1.0) })))
-        .collect();
+    let per_class: Map<String, Value> =
+        classes.iter().map(|c| (c.name.clone(), json!({ "ratio": 1.0, "tasks": tasks_json(&c.tasks, 1.0) }))).collect();
     let total: Map<String, Value> = classes
         .iter()
         .zip(ratios)
@@ -101,7 +99,13 @@ mod tests {
     #[test]
     fn ratios_follow_weights() {
         let classes = vec![
-            ClassInfo { name: "Web".into(), weight: 3, fixed_count: None, host: None, tasks: vec![task("index", 2), task("profile", 1)] },
+            ClassInfo {
+                name: "Web".into(),
+                weight: 3,
+                fixed_count: None,
+                host: None,
+                tasks: vec![task("index", 2), task("profile", 1)],
+            },
             ClassInfo { name: "Api".into(), weight: 1, fixed_count: None, host: None, tasks: vec![task("list", 1)] },
         ];
         let text = task_ratio_text(&classes);

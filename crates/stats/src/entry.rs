@@ -33,25 +33,13 @@ pub struct StatsEntry {
 
 impl StatsEntry {
     pub fn new(method: &str, name: &str, start_time: f64) -> Self {
-        Self {
-            method: method.to_owned(),
-            name: name.to_owned(),
-            start_time,
-            ..Self::default()
-        }
+        Self { method: method.to_owned(), name: name.to_owned(), start_time, ..Self::default() }
     }
 
     /// Record one sample. `response_time_us` is `None` for samples that
     /// carry no timing (counted, not put in the histogram).
     #[inline]
-    pub fn record(
-        &mut self,
-        response_time_us: Option<u64>,
-        ttfb_us: u64,
-        content_length: u64,
-        failed: bool,
-        now: f64,
-    ) {
+    pub fn record(&mut self, response_time_us: Option<u64>, ttfb_us: u64, content_length: u64, failed: bool, now: f64) {
         self.num_requests += 1;
         match response_time_us {
             Some(rt) => {
@@ -206,7 +194,11 @@ mod tests {
             let rt = Some(i * 13 % 977 + 1);
             let failed = i % 7 == 0;
             let now = 10.0 + (i as f64) / 100.0;
-            if i % 2 == 0 { a.record(rt, 1, i, failed, now) } else { b.record(rt, 1, i, failed, now) }
+            if i % 2 == 0 {
+                a.record(rt, 1, i, failed, now)
+            } else {
+                b.record(rt, 1, i, failed, now)
+            }
             all.record(rt, 1, i, failed, now);
         }
         a.merge(&b);

@@ -41,8 +41,8 @@ impl PartialEq for LatencyHistogram {
 impl LatencyHistogram {
     /// An empty histogram that grows as larger values arrive.
     pub fn new() -> Self {
-        let mut inner = Histogram::new(SIGNIFICANT_DIGITS)
-            .expect("3 significant digits is within HdrHistogram's supported range");
+        let mut inner =
+            Histogram::new(SIGNIFICANT_DIGITS).expect("3 significant digits is within HdrHistogram's supported range");
         inner.auto(true);
         Self { inner }
     }
@@ -99,9 +99,7 @@ impl LatencyHistogram {
     /// Every distinct recorded value (highest equivalent, microseconds) with
     /// its count, lowest first.
     pub fn buckets(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        self.inner
-            .iter_recorded()
-            .map(|v| (self.inner.highest_equivalent(v.value_iterated_to()), v.count_at_value()))
+        self.inner.iter_recorded().map(|v| (self.inner.highest_equivalent(v.value_iterated_to()), v.count_at_value()))
     }
 
     pub fn clear(&mut self) {
@@ -111,18 +109,15 @@ impl LatencyHistogram {
     /// Encode with the HdrHistogram V2 format.
     pub fn to_bytes(&self) -> Result<Vec<u8>, HistogramError> {
         let mut out = Vec::new();
-        V2Serializer::new()
-            .serialize(&self.inner, &mut out)
-            .map_err(|e| HistogramError::Encode(format!("{e:?}")))?;
+        V2Serializer::new().serialize(&self.inner, &mut out).map_err(|e| HistogramError::Encode(format!("{e:?}")))?;
         Ok(out)
     }
 
     /// Decode a V2 encoding produced by [`LatencyHistogram::to_bytes`] or any
     /// HdrHistogram implementation.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, HistogramError> {
-        let mut inner: Histogram<u64> = Deserializer::new()
-            .deserialize(&mut &bytes[..])
-            .map_err(|e| HistogramError::Decode(format!("{e:?}")))?;
+        let mut inner: Histogram<u64> =
+            Deserializer::new().deserialize(&mut &bytes[..]).map_err(|e| HistogramError::Decode(format!("{e:?}")))?;
         inner.auto(true);
         Ok(Self { inner })
     }
@@ -153,7 +148,11 @@ mod tests {
         let mut all = LatencyHistogram::new();
         for v in 1..5_000u64 {
             let micros = v * 37 % 100_000 + 1;
-            if v % 3 == 0 { a.record(micros) } else { b.record(micros) }
+            if v % 3 == 0 {
+                a.record(micros)
+            } else {
+                b.record(micros)
+            }
             all.record(micros);
         }
         a.merge(&b);

@@ -44,7 +44,7 @@ impl History {
 
     /// Offer the point of this second; kept if it falls on the current stride.
     pub fn push(&mut self, point: HistoryPoint) {
-        let keep = self.offered % self.stride == 0;
+        let keep = self.offered.is_multiple_of(self.stride);
         self.offered += 1;
         if !keep {
             return;

@@ -34,14 +34,9 @@ pub use request_stats::{RequestStats, TOO_MANY_NAMES};
 pub use window::PerSecondCounts;
 
 /// The percentiles Locust prints and writes to CSV, in order.
-pub const PERCENTILES_TO_REPORT: [f64; 11] = [
-    0.50, 0.66, 0.75, 0.80, 0.90, 0.95, 0.98, 0.99, 0.999, 0.9999, 1.0,
-];
+pub const PERCENTILES_TO_REPORT: [f64; 11] = [0.50, 0.66, 0.75, 0.80, 0.90, 0.95, 0.98, 0.99, 0.999, 0.9999, 1.0];
 
 /// Seconds since the Unix epoch as a float, the way Locust stamps its stats.
 pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }

@@ -40,12 +40,7 @@ pub struct ShardRecorder {
 impl ShardRecorder {
     /// `node` names this process in exception reports (`local`, a worker id).
     pub fn new(node: impl Into<String>) -> Self {
-        Self {
-            node: node.into(),
-            entries: HashMap::new(),
-            failures: HashMap::new(),
-            exceptions: HashMap::new(),
-        }
+        Self { node: node.into(), entries: HashMap::new(), failures: HashMap::new(), exceptions: HashMap::new() }
     }
 
     /// Record one request sample at Unix time `now`.

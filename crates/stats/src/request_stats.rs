@@ -49,10 +49,7 @@ impl RequestStats {
         let sec = now as u64;
         for e in &delta.entries {
             let key = (e.name.clone(), e.method.clone());
-            self.entries
-                .entry(key)
-                .or_insert_with(|| StatsEntry::new(&e.method, &e.name, self.start_time))
-                .merge(e);
+            self.entries.entry(key).or_insert_with(|| StatsEntry::new(&e.method, &e.name, self.start_time)).merge(e);
             self.total.merge(e);
             match self.recent.back_mut() {
                 Some((s, h)) if *s == sec => h.merge(&e.histogram),
@@ -61,26 +58,16 @@ impl RequestStats {
                 }
             }
         }
-        while self
-            .recent
-            .front()
-            .is_some_and(|(s, _)| *s + CURRENT_PERCENTILE_WINDOW_SECONDS <= sec)
-        {
+        while self.recent.front().is_some_and(|(s, _)| *s + CURRENT_PERCENTILE_WINDOW_SECONDS <= sec) {
             self.recent.pop_front();
         }
         for f in &delta.failures {
             let key = (f.method.clone(), f.name.clone(), f.error.clone());
-            self.failures
-                .entry(key)
-                .and_modify(|x| x.merge(f))
-                .or_insert_with(|| f.clone());
+            self.failures.entry(key).and_modify(|x| x.merge(f)).or_insert_with(|| f.clone());
         }
         for x in &delta.exceptions {
             let key = (x.msg.clone(), x.traceback.clone());
-            self.exceptions
-                .entry(key)
-                .and_modify(|e| e.merge(x))
-                .or_insert_with(|| x.clone());
+            self.exceptions.entry(key).and_modify(|e| e.merge(x)).or_insert_with(|| x.clone());
         }
     }
 

@@ -26,12 +26,10 @@ impl PerSecondCounts {
     pub fn add(&mut self, sec: u64, requests: u64, failures: u64) {
         // The newest second is almost always the last one: check it first
         // to avoid a tree search on the hot path.
-        if let Some((&last, counts)) = self.seconds.iter_mut().next_back() {
-            if last == sec {
-                counts.0 += requests;
-                counts.1 += failures;
-                return;
-            }
+        if let Some((_, counts)) = self.seconds.iter_mut().next_back().filter(|(last, _)| **last == sec) {
+            counts.0 += requests;
+            counts.1 += failures;
+            return;
         }
         let counts = self.seconds.entry(sec).or_insert((0, 0));
         counts.0 += requests;

@@ -1,0 +1,225 @@
+//! The `swarmer` binary as a user runs it: real processes, a real target.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use swarmer_target::{DemoTarget, TargetOptions};
+
+fn swarmer() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_swarmer"));
+    c.env_remove("SWARMER_USERS").env("NO_COLOR", "1");
+    c
+}
+
+fn target(options: TargetOptions) -> DemoTarget {
+    DemoTarget::spawn("127.0.0.1:0", options, 1).unwrap()
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("swarmer runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn first_line_with_ending(path: &Path) -> String {
+    let content = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let end = content.find("\r\n").expect("CRLF line endings") + 2;
+    content[..end].to_owned()
+}
+
+#[test]
+fn csv_files_have_locust_names_and_headers_byte_for_byte() {
+    let t = target(TargetOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("run");
+    let out = run(swarmer()
+        .args(["-f", "builtin:hello", "--headless", "-u", "2", "-r", "100", "-t", "2s", "--shards", "1"])
+        .args(["-H", &t.url(), "--csv", prefix.to_str().unwrap(), "--only-summary"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let p = |suffix: &str| dir.path().join(format!("run_{suffix}.csv"));
+    assert_eq!(
+        first_line_with_ending(&p("stats")),
+        "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,Min Response Time,\
+         Max Response Time,Average Content Size,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,\
+         99.99%,100%\r\n"
+    );
+    assert_eq!(
+        first_line_with_ending(&p("stats_history")),
+        "Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%,\
+         Total Request Count,Total Failure Count,Total Median Response Time,Total Average Response Time,\
+         Total Min Response Time,Total Max Response Time,Total Average Content Size\r\n"
+    );
+    assert_eq!(first_line_with_ending(&p("failures")), "Method,Name,Error,Occurrences,First Seen,Last Seen\r\n");
+    assert_eq!(first_line_with_ending(&p("exceptions")), "Count,Message,Traceback,Nodes\r\n");
+    let stats = std::fs::read_to_string(p("stats")).unwrap();
+    let rows: Vec<&str> = stats.lines().collect();
+    assert!(rows[1].starts_with("GET,/,"), "{stats}");
+    assert!(rows[2].starts_with(",Aggregated,"), "{stats}");
+    let count: u64 = rows[2].split(',').nth(2).unwrap().parse().unwrap();
+    assert!(count > 100, "{count} requests in 2 s");
+    let history = std::fs::read_to_string(p("stats_history")).unwrap();
+    assert!(history.lines().count() >= 3, "one row a second: {history}");
+}
+
+#[test]
+fn unknown_options_exit_2_with_a_suggestion() {
+    let out = run(swarmer().args(["--usres", "3"]));
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("--usres") && err.contains("--users"), "{err}");
+}
+
+#[test]
+fn invalid_values_name_the_flag() {
+    let out = run(swarmer().args(["-f", "builtin:hello", "-t", "5x"]));
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("--run-time") && err.contains("expected e.g. 20, 20s"), "{err}");
+
+    let out = run(swarmer().args(["-f", "builtin:hello", "--csv-full-history"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--csv"), "{}", text(&out.stderr));
+
+    let out = run(swarmer().args(["-f", "builtin:hello", "--headless", "-H", "http://127.0.0.1:9", "-r", "0"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--spawn-rate 0"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn plans_that_cannot_be_loaded_are_exit_2() {
+    let out = run(swarmer().args(["-f", "plan.lua", "--headless"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("-f plan.lua"), "{}", text(&out.stderr));
+    let out = run(swarmer().args(["-f", "builtin:nope"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("builtin:seed"), "{}", text(&out.stderr));
+    let out = run(swarmer().args(["-f", "builtin:seed", "--headless", "NoSuchUser"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("Unknown User(s): NoSuchUser"), "{}", text(&out.stderr));
+    let out = run(swarmer().args(["-f", "builtin:seed", "--headless", "-t", "1s"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--host"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn list_and_task_ratio_describe_the_plan() {
+    let out = run(swarmer().args(["-f", "builtin:seed", "--list"]));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout), "Available Users:\n    WebsiteUser\n    QuickstartUser\n");
+    let out = run(swarmer().args(["-f", "builtin:seed", "--show-task-ratio", "WebsiteUser"]));
+    let ratio = text(&out.stdout);
+    assert!(ratio.contains("- index: 66.7%") && ratio.contains("- profile: 33.3%"), "{ratio}");
+    assert!(!ratio.contains("QuickstartUser"), "class selection applies: {ratio}");
+}
+
+/// The most users the history CSV saw.
+fn peak_users(args: &[&str], env: &[(&str, &str)], dir: &Path, host: &str) -> u64 {
+    let prefix = dir.join("peak");
+    let mut cmd = swarmer();
+    cmd.current_dir(dir)
+        .args(["-f", "builtin:hello", "--headless", "-r", "100", "-t", "2s", "--shards", "1", "--only-summary"])
+        .args(["-H", host, "--csv", prefix.to_str().unwrap()])
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let history = std::fs::read_to_string(dir.join("peak_stats_history.csv")).unwrap();
+    history.lines().skip(1).map(|l| l.split(',').nth(1).unwrap().parse::<u64>().unwrap()).max().unwrap()
+}
+
+#[test]
+fn config_file_then_environment_then_command_line() {
+    let t = target(TargetOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("swarmer.toml"), "users = 3\n").unwrap();
+    assert_eq!(peak_users(&[], &[], dir.path(), &t.url()), 3, "file");
+    assert_eq!(peak_users(&[], &[("SWARMER_USERS", "2")], dir.path(), &t.url()), 2, "env beats file");
+    assert_eq!(peak_users(&["-u", "4"], &[("SWARMER_USERS", "2")], dir.path(), &t.url()), 4, "CLI beats env");
+    std::fs::write(dir.path().join("other.toml"), "users = 5\n").unwrap();
+    assert_eq!(peak_users(&["--config", "other.toml"], &[], dir.path(), &t.url()), 5, "--config FILE");
+
+    std::fs::write(dir.path().join("swarmer.toml"), "usres = 3\n").unwrap();
+    let out = run(swarmer().current_dir(dir.path()).args(["-f", "builtin:hello", "--list"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown option 'usres' (did you mean 'users'?)"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn failures_set_the_exit_code_and_are_reported() {
+    let t = target(TargetOptions { error_rate: 1.0, ..Default::default() });
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("f");
+    let out = run(swarmer()
+        .args(["-f", "builtin:hello", "--headless", "-u", "1", "-r", "10", "-t", "1s", "--exit-code-on-error", "3"])
+        .args(["-H", &t.url(), "--csv", prefix.to_str().unwrap()]));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("Error report") && err.contains("GET /: HTTPError('500 Server Error"), "{err}");
+    let failures = std::fs::read_to_string(dir.path().join("f_failures.csv")).unwrap();
+    assert!(
+        failures
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("GET,/,HTTPError('500 Server Error: Internal Server Error for url: /'),"),
+        "{failures}"
+    );
+}
+
+#[test]
+fn json_goes_to_stdout_with_locust_fields() {
+    let t = target(TargetOptions::default());
+    let out = run(swarmer()
+        .args(["-f", "builtin:hello", "--headless", "-u", "1", "-r", "10", "-t", "1s", "--json", "--only-summary"])
+        .args(["-H", &t.url()]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is only JSON");
+    assert_eq!(v[0]["name"], "/");
+    assert_eq!(v[0]["method"], "GET");
+    assert!(v[0]["num_requests"].as_u64().unwrap() > 10);
+}
+
+#[test]
+fn sigterm_stops_gracefully_and_loses_no_statistics() {
+    let t = target(TargetOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("term");
+    let json = dir.path().join("term");
+    let child = swarmer()
+        .args(["-f", "builtin:hello", "--headless", "-u", "4", "-r", "100", "-t", "60s", "--shards", "2"])
+        .args(["-H", &t.url(), "--csv", prefix.to_str().unwrap(), "--json-file", json.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "stopped promptly");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("Got SIGTERM signal"));
+    let stats = std::fs::read_to_string(dir.path().join("term_stats.csv")).unwrap();
+    let aggregated: u64 = stats.lines().last().unwrap().split(',').nth(2).unwrap().parse().unwrap();
+    let entries: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("term.json")).unwrap()).unwrap();
+    let json_total: u64 = entries.as_array().unwrap().iter().map(|e| e["num_requests"].as_u64().unwrap()).sum();
+    assert!(aggregated > 100);
+    assert_eq!(aggregated, json_total, "CSV and JSON agree on the final totals");
+}
+
+#[test]
+fn demo_runs_the_seed_scenario_against_the_built_in_target() {
+    let out = run(swarmer().args(["demo", "-t", "2s", "-u", "4", "-r", "10"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("Demo target listening on http://127.0.0.1:"), "{err}");
+    assert!(err.contains("/index.html?ok=[random]") && err.contains("POST     /login"), "{err}");
+    assert!(err.contains("Response time percentiles"), "{err}");
+}
