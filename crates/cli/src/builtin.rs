@@ -10,10 +10,14 @@ mod seed_plan;
 #[path = "../../../examples/rust/hello_plan.rs"]
 mod hello_plan;
 
+#[path = "../../../examples/rust/idle_plan.rs"]
+mod idle_plan;
+
 /// Names and one-line descriptions of the built-in plans.
-pub const BUILTINS: [(&str, &str); 2] = [
+pub const BUILTINS: [(&str, &str); 3] = [
     ("seed", "Locust's quick start: log in, browse / and /profile; and a random-query user"),
     ("hello", "GET / in a loop with no wait (the benchmark user)"),
+    ("idle", "one GET / per user, then an hour's wait (the memory benchmark)"),
 ];
 
 /// The plan called `name`, if there is one.
@@ -21,6 +25,7 @@ pub fn builtin_plan(name: &str) -> Option<Plan> {
     match name {
         "seed" => Some(seed_plan::plan()),
         "hello" => Some(hello_plan::plan()),
+        "idle" => Some(idle_plan::plan()),
         _ => None,
     }
 }

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Swarmer benchmarks: requests/s against wrk on the same target, and RSS per
+# idle user. Anyone can run it: `bash bench/run.sh` (installs wrk and nginx
+# with apt when missing and root; falls back to the built-in target).
+#
+# Layout on a 2-core machine: the target is pinned to core 1, the load
+# generator (wrk, then Swarmer) to core 0, so both get one core each.
+# Environment: DURATION (default 10s), USERS (50), IDLE_USERS (5000).
+set -euo pipefail
+ulimit -n 65536 2>/dev/null || true
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10s}
+USERS=${USERS:-50}
+IDLE_USERS=${IDLE_USERS:-5000}
+GEN_CPU=${GEN_CPU:-0}
+TARGET_CPU=${TARGET_CPU:-1}
+work=$(mktemp -d)
+cleanup() { [ -n "${target_pid:-}" ] && kill "$target_pid" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get install -y wrk nginx-light || (apt-get update && apt-get install -y wrk nginx-light)) >/dev/null 2>&1 || true
+  fi
+fi
+command -v wrk >/dev/null || { echo "wrk is needed (apt-get install wrk)"; exit 1; }
+
+cargo build --release -p swarmer --bins --examples >/dev/null
+bin=target/release/swarmer
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+if command -v nginx >/dev/null; then
+  mkdir -p "$work/tmp"
+  sed -e "s|BENCH_DIR|$work|g" -e "s|BENCH_PORT|$port|g" bench/nginx.conf > "$work/nginx.conf"
+  taskset -c "$TARGET_CPU" nginx -c "$work/nginx.conf" -p "$work" &
+  target_pid=$!
+  target_name="nginx $(nginx -v 2>&1 | sed 's/.*nginx\///')"
+else
+  taskset -c "$TARGET_CPU" "$bin" target --bind "127.0.0.1:$port" --threads 1 2>/dev/null &
+  target_pid=$!
+  target_name="swarmer built-in target"
+fi
+url="http://127.0.0.1:$port"
+for _ in $(seq 50); do curl -fs "$url/" >/dev/null 2>&1 && break; sleep 0.1; done
+
+echo "target: $target_name on CPU $TARGET_CPU; generators on CPU $GEN_CPU; $USERS connections/users; $DURATION"
+wrk_rps=$(taskset -c "$GEN_CPU" wrk -t1 -c"$USERS" -d"$DURATION" "$url/" | awk '/Requests\/sec/ {print $2}')
+echo "wrk:                 $wrk_rps req/s"
+
+swarmer_rps() { # $1: program, rest: extra args
+  local program=$1; shift
+  taskset -c "$GEN_CPU" "$program" "$@" --headless -H "$url" -u "$USERS" -r 100000 -t "$DURATION" --shards 1 \
+    --only-summary --json 2>/dev/null \
+    | python3 -c 'import json,sys; e=json.load(sys.stdin); n=sum(x["num_requests"] for x in e); t=max(x["last_request_timestamp"] for x in e)-min(x["start_time"] for x in e); print(f"{n/t:.0f}")'
+}
+rust_rps=$(swarmer_rps target/release/examples/hello_loop)
+echo "swarmer (Rust API):  $rust_rps req/s  = $(python3 -c "print(f'{$rust_rps/$wrk_rps:.2f}')") x wrk"
+
+# RSS per idle user: users that made one request and now wait an hour.
+rss_at() { # $1 users -> RSS in KiB once they are all spawned
+  taskset -c "$GEN_CPU" "$bin" -f builtin:idle --headless -H "$url" -u "$1" -r 100000 -t 30s --shards 1 \
+    --only-summary >/dev/null 2>&1 &
+  local pid=$! rss
+  sleep 8
+  rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+  kill -TERM $pid; wait $pid 2>/dev/null || true
+  echo "$rss"
+}
+base=$(rss_at 100)
+full=$(rss_at $((IDLE_USERS + 100)))
+per_user=$(python3 -c "print(f'{($full-$base)*1024/$IDLE_USERS/1024:.2f}')")
+echo "RSS per idle user:   $per_user KiB ($IDLE_USERS users: ${base} KiB -> ${full} KiB)"
