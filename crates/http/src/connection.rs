@@ -1,20 +1,21 @@
-//! One keep-alive connection to one origin: TCP, optional TLS, and an
-//! HTTP/1.1 or HTTP/2 handshake. The connection's driver runs as a tokio
-//! task on the current thread; the session keeps the sending half.
+//! One keep-alive connection to one origin: TCP, optional TLS, then either
+//! our HTTP/1.1 codec (driven by the user's task) or an HTTP/2 handshake
+//! (hyper; its driver runs as a task on the same thread).
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use http::{HeaderMap, Method};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
 use crate::config::{ClientConfig, HttpVersionPreference};
 use crate::error::HttpError;
+use crate::h1::{H1Connection, H1Error, RawResponse, Stream};
 
 /// Where a connection goes: scheme, host and port.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,16 +40,17 @@ impl Origin {
     }
 }
 
-/// The sending half of an open connection.
+/// An open connection: our own HTTP/1.1 codec, or hyper's HTTP/2 client.
 pub(crate) enum Connection {
-    Http1(http1::SendRequest<Full<Bytes>>),
+    Http1(H1Connection),
     Http2(http2::SendRequest<Full<Bytes>>),
 }
 
 /// Outcome of sending on a connection that may have gone stale.
 pub(crate) enum SendError {
-    /// The request was never written: safe to retry on a new connection.
-    NotSent(http::Request<Full<Bytes>>),
+    /// The request got no answer because the kept-alive connection was
+    /// closed: safe to retry on a new connection.
+    NotSent,
     Failed(HttpError),
 }
 
@@ -57,32 +59,48 @@ impl Connection {
         matches!(self, Connection::Http2(_))
     }
 
-    pub fn is_closed(&self) -> bool {
+    /// Whether a new request can go on this connection.
+    pub fn is_usable(&self) -> bool {
         match self {
-            Connection::Http1(s) => s.is_closed(),
-            Connection::Http2(s) => s.is_closed(),
+            Connection::Http1(c) => c.is_usable(),
+            Connection::Http2(s) => !s.is_closed(),
         }
     }
 
-    pub async fn send(&mut self, request: http::Request<Full<Bytes>>) -> Result<http::Response<Incoming>, SendError> {
+    /// Send one request and read the whole response. `target` is the
+    /// origin-form for HTTP/1.1 and the absolute URI for HTTP/2.
+    pub async fn send(
+        &mut self,
+        method: &Method,
+        target: &str,
+        headers: HeaderMap,
+        body: Bytes,
+        started: Instant,
+    ) -> Result<RawResponse, SendError> {
         match self {
-            Connection::Http1(sender) => {
-                if sender.ready().await.is_err() {
-                    return Err(SendError::NotSent(request));
-                }
-                sender.try_send_request(request).await.map_err(|mut e| match e.take_message() {
-                    Some(req) => SendError::NotSent(req),
-                    None => SendError::Failed(e.into_error().into()),
-                })
-            }
+            Connection::Http1(conn) => conn.send(method, target, &headers, &body, started).await.map_err(|e| match e {
+                H1Error::Stale => SendError::NotSent,
+                H1Error::Failed(e) => SendError::Failed(e),
+            }),
             Connection::Http2(sender) => {
-                if sender.ready().await.is_err() {
-                    return Err(SendError::NotSent(request));
+                let mut builder = http::Request::builder().method(method.clone()).uri(target);
+                if let Some(h) = builder.headers_mut() {
+                    *h = headers;
                 }
-                sender.try_send_request(request).await.map_err(|mut e| match e.take_message() {
-                    Some(req) => SendError::NotSent(req),
+                let request = builder
+                    .body(Full::new(body))
+                    .map_err(|e| SendError::Failed(HttpError::InvalidRequest(e.to_string())))?;
+                if sender.ready().await.is_err() {
+                    return Err(SendError::NotSent);
+                }
+                let response = sender.try_send_request(request).await.map_err(|mut e| match e.take_message() {
+                    Some(_) => SendError::NotSent,
                     None => SendError::Failed(e.into_error().into()),
-                })
+                })?;
+                let ttfb = started.elapsed();
+                let (parts, incoming) = response.into_parts();
+                let body = incoming.collect().await.map_err(|e| SendError::Failed(e.into()))?.to_bytes();
+                Ok(RawResponse { status: parts.status, version: parts.version, headers: parts.headers, body, ttfb })
             }
         }
     }
@@ -91,6 +109,7 @@ impl Connection {
 /// Open a connection to `origin`, negotiating the protocol.
 pub(crate) async fn connect(origin: &Origin, config: &ClientConfig) -> Result<Connection, HttpError> {
     let tcp = tcp_connect(origin, config.connect_timeout).await?;
+    let prior_knowledge = config.version == HttpVersionPreference::Http2Only;
     if origin.https {
         let server_name = ServerName::try_from(origin.host.clone())
             .map_err(|e| HttpError::InvalidUrl(format!("{}: {e}", origin.host)))?;
@@ -98,31 +117,27 @@ pub(crate) async fn connect(origin: &Origin, config: &ClientConfig) -> Result<Co
             .connect(server_name, tcp)
             .await
             .map_err(|e| HttpError::Tls(format!("{}:{}: {e}", origin.host, origin.port)))?;
-        let negotiated_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-        let h2 = negotiated_h2 || config.version == HttpVersionPreference::Http2Only;
-        handshake(TokioIo::new(tls), h2).await
+        if tls.get_ref().1.alpn_protocol() == Some(b"h2") || prior_knowledge {
+            http2_handshake(TokioIo::new(tls)).await
+        } else {
+            Ok(Connection::Http1(H1Connection::new(Stream::Tls(Box::new(tls)))))
+        }
+    } else if prior_knowledge {
+        http2_handshake(TokioIo::new(tcp)).await
     } else {
-        handshake(TokioIo::new(tcp), config.version == HttpVersionPreference::Http2Only).await
+        Ok(Connection::Http1(H1Connection::new(Stream::Tcp(tcp))))
     }
 }
 
-async fn handshake<T>(io: TokioIo<T>, http2: bool) -> Result<Connection, HttpError>
+async fn http2_handshake<T>(io: TokioIo<T>) -> Result<Connection, HttpError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    if http2 {
-        let (sender, conn) = http2::Builder::new(TokioExecutor::new()).handshake(io).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(Connection::Http2(sender))
-    } else {
-        let (sender, conn) = http1::Builder::new().handshake(io).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(Connection::Http1(sender))
-    }
+    let (sender, conn) = http2::Builder::new(TokioExecutor::new()).handshake(io).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(Connection::Http2(sender))
 }
 
 async fn tcp_connect(origin: &Origin, timeout: Duration) -> Result<TcpStream, HttpError> {

@@ -22,6 +22,7 @@ mod config;
 mod connection;
 mod decode;
 mod error;
+mod h1;
 mod request;
 mod response;
 mod session;

@@ -1,9 +1,9 @@
 //! One user's HTTP client: connections, cookies, redirects, timing.
 //!
 //! HOT PATH. [`Session::send`] runs for every request a user makes. It
-//! reuses the user's open connection to the origin, builds one
-//! `http::Request`, and collects the body; the only per-request allocations
-//! are the URL, the header map and the body buffer.
+//! reuses the user's open connection to the origin, builds the request
+//! head, and collects the body; the per-request allocations are the URL,
+//! the header map and the body.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,8 +15,7 @@ use http::header::{
     ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, COOKIE, HOST, LOCATION, SET_COOKIE,
     USER_AGENT,
 };
-use http::{HeaderValue, Method, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use url::Url;
 
 use crate::config::ClientConfig;
@@ -61,7 +60,7 @@ impl Session {
 
     /// Number of open connections (for tests and diagnostics).
     pub fn open_connections(&self) -> usize {
-        self.connections.iter().filter(|(_, c)| !c.is_closed()).count()
+        self.connections.iter().filter(|(_, c)| c.is_usable()).count()
     }
 
     /// The value of cookie `name` for `url`, if the jar has one.
@@ -179,23 +178,20 @@ impl Session {
         started: Instant,
     ) -> Result<Hop, HttpError> {
         let origin = Origin::of(url)?;
-        let index = self.connection_for(&origin).await?;
-        let http2 = self.connections[index].1.is_http2();
-        let mut req = self.build(method, url, &origin, http2, request, body, content_type)?;
-        let mut reconnected = false;
-        let response = loop {
-            match self.connections[index].1.send(req).await {
-                Ok(r) => break r,
-                Err(SendError::NotSent(back)) if !reconnected => {
-                    reconnected = true;
-                    req = back;
-                    self.connections[index].1 = connection::connect(&origin, &self.config).await?;
-                    if self.connections[index].1.is_http2() != http2 {
-                        return Err(HttpError::Protocol("server changed protocol on reconnect".into()));
-                    }
+        let mut retried = false;
+        let raw = loop {
+            let index = self.connection_for(&origin).await?;
+            let http2 = self.connections[index].1.is_http2();
+            let (target, headers) = self.head(url, &origin, http2, request, content_type)?;
+            match self.connections[index].1.send(method, &target, headers, body.clone(), started).await {
+                Ok(raw) => break raw,
+                Err(SendError::NotSent) if !retried => {
+                    retried = true;
+                    self.connections.swap_remove(index);
                 }
-                Err(SendError::NotSent(_)) => {
-                    return Err(HttpError::Protocol("connection closed before the request was sent".into()));
+                Err(SendError::NotSent) => {
+                    self.connections.swap_remove(index);
+                    return Err(HttpError::Protocol("connection closed before the response".into()));
                 }
                 Err(SendError::Failed(e)) => {
                     self.connections.swap_remove(index);
@@ -203,18 +199,15 @@ impl Session {
                 }
             }
         };
-        let ttfb = started.elapsed();
-        let (parts, incoming) = response.into_parts();
-        let raw = incoming.collect().await?.to_bytes();
-        self.store_cookies(url, &parts.headers);
-        let encoding = parts.headers.get(CONTENT_ENCODING).and_then(|v| v.to_str().ok());
-        let body = if *method == Method::HEAD { raw } else { decode_body(encoding, raw)? };
-        Ok(Hop { status: parts.status, headers: parts.headers, body, version: parts.version, ttfb })
+        self.store_cookies(url, &raw.headers);
+        let encoding = raw.headers.get(CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+        let body = if *method == Method::HEAD { raw.body } else { decode_body(encoding, raw.body)? };
+        Ok(Hop { status: raw.status, headers: raw.headers, body, version: raw.version, ttfb: raw.ttfb })
     }
 
     async fn connection_for(&mut self, origin: &Origin) -> Result<usize, HttpError> {
         if let Some(i) = self.connections.iter().position(|(o, _)| o == origin) {
-            if !self.connections[i].1.is_closed() {
+            if self.connections[i].1.is_usable() {
                 return Ok(i);
             }
             self.connections.swap_remove(i);
@@ -224,19 +217,17 @@ impl Session {
         Ok(self.connections.len() - 1)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn build(
+    /// The request target and the headers to send. HTTP/1.1 wants the
+    /// origin-form plus Host; HTTP/2 wants the absolute URI so :scheme and
+    /// :authority can be filled.
+    fn head(
         &self,
-        method: &Method,
         url: &Url,
         origin: &Origin,
         http2: bool,
         request: &Request,
-        body: Bytes,
         content_type: Option<&'static str>,
-    ) -> Result<http::Request<Full<Bytes>>, HttpError> {
-        // HTTP/1.1 wants origin-form plus Host; HTTP/2 wants the absolute
-        // URI so hyper can fill :scheme and :authority.
+    ) -> Result<(String, HeaderMap), HttpError> {
         let target = if http2 {
             let mut absolute = url.clone();
             let _ = absolute.set_username("");
@@ -248,13 +239,12 @@ impl Session {
                 None => url.path().to_owned(),
             }
         };
-        let mut builder = http::Request::builder().method(method.clone()).uri(target);
-        let headers = builder.headers_mut().expect("builder has no error before headers are set");
-        headers.clone_from(&request.headers);
+        let mut headers = request.headers.clone();
         if !http2 && !headers.contains_key(HOST) {
+            let host = url.host_str().unwrap_or(&origin.host);
             let host = match url.port() {
-                Some(port) => format!("{}:{port}", url.host_str().unwrap_or(&origin.host)),
-                None => url.host_str().unwrap_or(&origin.host).to_owned(),
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_owned(),
             };
             headers.insert(HOST, header_value(&host)?);
         }
@@ -282,7 +272,7 @@ impl Session {
                 headers.insert(COOKIE, header_value(&cookie)?);
             }
         }
-        builder.body(Full::new(body)).map_err(|e| HttpError::InvalidRequest(e.to_string()))
+        Ok((target, headers))
     }
 
     fn store_cookies(&mut self, url: &Url, headers: &http::HeaderMap) {

@@ -199,3 +199,31 @@ async fn bad_certificate_paths_are_reported_at_configuration() {
     let err = ClientConfig::new(&tls, HttpVersionPreference::Auto).unwrap_err();
     assert!(err.to_string().contains("/no/such/ca.pem"), "{err}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_kept_alive_connection_closed_by_the_server_is_retried_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A server that answers one request per connection, then closes it
+    // without saying `Connection: close`, as idle-timeout servers do.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = [0u8; 2048];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+        }
+    });
+    let mut s = session(&format!("http://{addr}"));
+    for _ in 0..3 {
+        let r = s.send(&Request::get("/")).await;
+        assert_eq!(r.status_code(), 200, "{:?}", r.error);
+        assert_eq!(r.text(), "ok");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
