@@ -82,28 +82,37 @@ impl Connection {
                 H1Error::Stale => SendError::NotSent,
                 H1Error::Failed(e) => SendError::Failed(e),
             }),
-            Connection::Http2(sender) => {
-                let mut builder = http::Request::builder().method(method.clone()).uri(target);
-                if let Some(h) = builder.headers_mut() {
-                    *h = headers;
-                }
-                let request = builder
-                    .body(Full::new(body))
-                    .map_err(|e| SendError::Failed(HttpError::InvalidRequest(e.to_string())))?;
-                if sender.ready().await.is_err() {
-                    return Err(SendError::NotSent);
-                }
-                let response = sender.try_send_request(request).await.map_err(|mut e| match e.take_message() {
-                    Some(_) => SendError::NotSent,
-                    None => SendError::Failed(e.into_error().into()),
-                })?;
-                let ttfb = started.elapsed();
-                let (parts, incoming) = response.into_parts();
-                let body = incoming.collect().await.map_err(|e| SendError::Failed(e.into()))?.to_bytes();
-                Ok(RawResponse { status: parts.status, version: parts.version, headers: parts.headers, body, ttfb })
-            }
+            Connection::Http2(sender) => Box::pin(http2_send(sender, method, target, headers, body, started)).await,
         }
     }
+}
+
+/// One HTTP/2 exchange (boxed by the caller to keep HTTP/1's future small).
+async fn http2_send(
+    sender: &mut http2::SendRequest<Full<Bytes>>,
+    method: &Method,
+    target: &str,
+    headers: HeaderMap,
+    body: Bytes,
+    started: Instant,
+) -> Result<RawResponse, SendError> {
+    let mut builder = http::Request::builder().method(method.clone()).uri(target);
+    if let Some(h) = builder.headers_mut() {
+        *h = headers;
+    }
+    let request =
+        builder.body(Full::new(body)).map_err(|e| SendError::Failed(HttpError::InvalidRequest(e.to_string())))?;
+    if sender.ready().await.is_err() {
+        return Err(SendError::NotSent);
+    }
+    let response = sender.try_send_request(request).await.map_err(|mut e| match e.take_message() {
+        Some(_) => SendError::NotSent,
+        None => SendError::Failed(e.into_error().into()),
+    })?;
+    let ttfb = started.elapsed();
+    let (parts, incoming) = response.into_parts();
+    let body = incoming.collect().await.map_err(|e| SendError::Failed(e.into()))?.to_bytes();
+    Ok(RawResponse { status: parts.status, version: parts.version, headers: parts.headers, body, ttfb })
 }
 
 /// Open a connection to `origin`, negotiating the protocol.

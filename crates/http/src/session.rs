@@ -212,7 +212,10 @@ impl Session {
             }
             self.connections.swap_remove(i);
         }
-        let conn = connection::connect(origin, &self.config).await?;
+        // Boxed: the TLS and HTTP/2 handshakes make a large future, and
+        // keeping it inline would make every request's future (and the
+        // copies of it) that large, although connecting is rare.
+        let conn = Box::pin(connection::connect(origin, &self.config)).await?;
         self.connections.push((origin.clone(), conn));
         Ok(self.connections.len() - 1)
     }
