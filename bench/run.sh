@@ -56,16 +56,21 @@ rust_rps=$(swarmer_rps target/release/examples/hello_loop)
 echo "swarmer (Rust API):  $rust_rps req/s  = $(python3 -c "print(f'{$rust_rps/$wrk_rps:.2f}')") x wrk"
 
 # RSS per idle user: users that made one request and now wait an hour.
-rss_at() { # $1 users -> RSS in KiB once they are all spawned
-  taskset -c "$GEN_CPU" "$bin" -f builtin:idle --headless -H "$url" -u "$1" -r 100000 -t 30s --shards 1 \
+# Measured twice: ramped at 1000 users/s (few requests in flight at once),
+# and all at once (every user mid-request together: transient read buffers
+# that the allocator keeps afterwards count too).
+rss_at() { # $1 users, $2 spawn rate -> RSS in KiB once they are all spawned
+  taskset -c "$GEN_CPU" "$bin" -f builtin:idle --headless -H "$url" -u "$1" -r "$2" -t 30s --shards 1 \
     --only-summary >/dev/null 2>&1 &
   local pid=$! rss
-  sleep 8
+  sleep 10
   rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
   kill -TERM $pid; wait $pid 2>/dev/null || true
   echo "$rss"
 }
-base=$(rss_at 100)
-full=$(rss_at $((IDLE_USERS + 100)))
-per_user=$(python3 -c "print(f'{($full-$base)*1024/$IDLE_USERS/1024:.2f}')")
-echo "RSS per idle user:   $per_user KiB ($IDLE_USERS users: ${base} KiB -> ${full} KiB)"
+for rate in 1000 1000000; do
+  base=$(rss_at 100 "$rate")
+  full=$(rss_at $((IDLE_USERS + 100)) "$rate")
+  per_user=$(python3 -c "print(f'{($full-$base)/$IDLE_USERS:.2f}')")
+  echo "RSS per idle user:   $per_user KiB at spawn rate $rate/s ($IDLE_USERS users: ${base} KiB -> ${full} KiB)"
+done

@@ -31,7 +31,13 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
 /// Buffers larger than this are not returned to the pool.
 const POOLED_CAPACITY: usize = 64 * 1024;
-const READ_CHUNK: usize = 8 * 1024;
+/// Most buffers the pool keeps; a burst of simultaneous requests beyond it
+/// frees its buffers afterwards instead of keeping them for ever.
+const POOLED_BUFFERS: usize = 256;
+/// First size of a buffer; it doubles while a response needs more. Small,
+/// because most responses of a load test are small and thousands of users
+/// may be mid-request at once during a ramp.
+const INITIAL_CAPACITY: usize = 2 * 1024;
 
 thread_local! {
     /// Buffers of this thread's in-flight requests, reused across requests.
@@ -39,13 +45,18 @@ thread_local! {
 }
 
 fn take_buffer() -> Vec<u8> {
-    POOL.with(|p| p.borrow_mut().pop()).unwrap_or_else(|| Vec::with_capacity(READ_CHUNK))
+    POOL.with(|p| p.borrow_mut().pop()).unwrap_or_else(|| Vec::with_capacity(INITIAL_CAPACITY))
 }
 
 fn give_back(mut buf: Vec<u8>) {
     if buf.capacity() <= POOLED_CAPACITY {
         buf.clear();
-        POOL.with(|p| p.borrow_mut().push(buf));
+        POOL.with(|p| {
+            let mut pool = p.borrow_mut();
+            if pool.len() < POOLED_BUFFERS {
+                pool.push(buf);
+            }
+        });
     }
 }
 
@@ -273,8 +284,8 @@ impl H1Connection {
 
     /// Append what the socket has to `buf`; `false` at end of stream.
     async fn read_more(&mut self, buf: &mut Vec<u8>) -> std::io::Result<bool> {
-        if buf.capacity() - buf.len() < READ_CHUNK / 2 {
-            buf.reserve(READ_CHUNK.max(buf.len() / 2));
+        if buf.capacity() - buf.len() < INITIAL_CAPACITY / 2 {
+            buf.reserve(buf.len().max(INITIAL_CAPACITY));
         }
         Ok(self.stream.read_buf(buf).await? > 0)
     }
