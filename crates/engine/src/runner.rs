@@ -255,6 +255,7 @@ impl LocalRunner {
             warned_names: false,
             quitting: None,
             shut_down: 0,
+            stats_epoch: 0,
         };
         tokio::spawn(actor.run(command_rx, event_rx));
         Ok(RunnerHandle { commands, stats, events, classes: Arc::new(classes) })
@@ -294,6 +295,8 @@ struct Actor {
     warned_names: bool,
     quitting: Option<oneshot::Sender<()>>,
     shut_down: usize,
+    /// Number of statistics resets; deltas recorded before the latest are dropped.
+    stats_epoch: u64,
 }
 
 const RAMP_TICK: Duration = Duration::from_millis(10);
@@ -489,7 +492,10 @@ impl Actor {
     /// Returns true when the last shard has shut down.
     fn on_shard_event(&mut self, event: ShardEvent) -> bool {
         match event {
-            ShardEvent::Stats { delta } => {
+            ShardEvent::Stats { delta, epoch } => {
+                if epoch != self.stats_epoch {
+                    return false;
+                }
                 if let Ok(mut store) = self.stats.lock() {
                     store.stats.apply(&delta, unix_now());
                 }
@@ -523,7 +529,13 @@ impl Actor {
         false
     }
 
+    /// Forget every statistic recorded so far, exactly: shards drop what
+    /// they hold, and deltas already on their way are dropped by epoch.
     fn reset_stats(&mut self) {
+        self.stats_epoch += 1;
+        for tx in &self.shard_tx {
+            let _ = tx.send(ShardCommand::ResetStats { epoch: self.stats_epoch });
+        }
         if let Ok(mut store) = self.stats.lock() {
             store.stats.reset(unix_now());
         }

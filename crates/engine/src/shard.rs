@@ -51,6 +51,10 @@ pub(crate) enum ShardCommand {
         user_ids: Vec<u64>,
         timeout: Duration,
     },
+    /// Drop what was recorded so far; later deltas carry `epoch`.
+    ResetStats {
+        epoch: u64,
+    },
     /// Stop every user, send the last statistics, end the thread.
     Shutdown,
 }
@@ -59,9 +63,19 @@ pub(crate) enum ShardCommand {
 #[derive(Debug)]
 pub(crate) enum ShardEvent {
     Ready,
-    Failed { shard: usize, error: String },
-    Stats { delta: StatsDelta },
-    UserStopped { user_id: u64 },
+    Failed {
+        shard: usize,
+        error: String,
+    },
+    /// Recorded since the previous delta; `epoch` is the statistics reset
+    /// it was recorded after, so the runner can drop pre-reset deltas.
+    Stats {
+        delta: StatsDelta,
+        epoch: u64,
+    },
+    UserStopped {
+        user_id: u64,
+    },
     StopTestRequested,
     ShutDown,
 }
@@ -107,6 +121,7 @@ async fn run_shard(
     let context = Rc::new(ShardContext::new(&setup.node, events.clone()));
     let users: Rc<RefCell<HashMap<u64, LiveUser>>> = Rc::default();
     let mut seeds = SmallRng::from_entropy();
+    let mut epoch = 0;
     let mut flush = tokio::time::interval(FLUSH_INTERVAL);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let _ = events.send(ShardEvent::Ready);
@@ -139,12 +154,16 @@ async fn run_shard(
                     };
                     stop_politely(signals, timeout);
                 }
+                Some(ShardCommand::ResetStats { epoch: new }) => {
+                    epoch = new;
+                    let _ = context.recorder.borrow_mut().take_delta();
+                }
                 Some(ShardCommand::Shutdown) | None => break,
             },
             _ = flush.tick() => {
                 let delta = context.recorder.borrow_mut().take_delta();
                 if !delta.is_empty() {
-                    let _ = events.send(ShardEvent::Stats { delta });
+                    let _ = events.send(ShardEvent::Stats { delta, epoch });
                 }
             }
         }
@@ -161,7 +180,7 @@ async fn run_shard(
     }
     let delta = context.recorder.borrow_mut().take_delta();
     if !delta.is_empty() {
-        let _ = events.send(ShardEvent::Stats { delta });
+        let _ = events.send(ShardEvent::Stats { delta, epoch });
     }
     let _ = events.send(ShardEvent::ShutDown);
 }

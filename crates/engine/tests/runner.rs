@@ -375,3 +375,61 @@ async fn unknown_classes_and_missing_hosts_are_clear_errors() {
     let err = LocalRunner::start(plan, RunnerOptions::default()).await.err().unwrap();
     assert!(err.contains("--host"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn reset_stats_forgets_the_ramp_once_spawning_completes() {
+    let t = target();
+    let plan = Plan::new("reset", || {
+        vec![
+            UserClass::new("U")
+                .on_start(|user: &mut User| -> LocalBoxFuture<'_, TaskResult> {
+                    Box::pin(async move {
+                        user.client.get("/status/503").await;
+                        Ok(())
+                    })
+                })
+                .wait_time(constant(0.05))
+                .task(Task::new("root", task!(get_root))),
+        ]
+    });
+    let opts = RunnerOptions { reset_stats: true, ..options(&t.url(), 1) };
+    let handle = LocalRunner::start(plan, opts).await.unwrap();
+    handle.start(3, 3.0);
+    wait_for_state(&handle, RunnerState::Running).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    handle.quit().await;
+    let store = handle.stats().lock().unwrap();
+    assert!(store.stats.entry("GET", "/").is_some_and(|e| e.num_requests > 0));
+    // Spawning completes when the last user is spawned; that user's own
+    // on_start request comes after the reset, the first two users' do not.
+    let on_start = store.stats.entry("GET", "/status/503").map(|e| e.num_requests);
+    assert_eq!(on_start, Some(1), "the first two users' on_start requests were reset");
+    assert_eq!(store.stats.total().num_failures, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn too_many_request_names_warn_once() {
+    let t = target();
+    let plan = Plan::new("names", || {
+        vec![UserClass::new("U").task(Task::new("many", |user: &mut User| -> LocalBoxFuture<'_, TaskResult> {
+            Box::pin(async move {
+                for i in 0..520 {
+                    user.client.get(&format!("/index.html?id={i}")).await;
+                }
+                Err(TaskError::StopUser)
+            })
+        }))]
+    });
+    let handle = LocalRunner::start(plan, options(&t.url(), 1)).await.unwrap();
+    let mut events = handle.subscribe();
+    handle.start(1, 10.0);
+    let warning = loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await.unwrap().unwrap() {
+            // The CPU warning may come too on a busy machine.
+            RunnerEvent::Warning(w) if w.contains("request names") => break w,
+            _ => continue,
+        }
+    };
+    assert!(warning.contains("More than 500 different request names"), "{warning}");
+    handle.quit().await;
+}
