@@ -223,3 +223,91 @@ fn demo_runs_the_seed_scenario_against_the_built_in_target() {
     assert!(err.contains("/index.html?ok=[random]") && err.contains("POST     /login"), "{err}");
     assert!(err.contains("Response time percentiles"), "{err}");
 }
+
+fn fixture(name: &str) -> String {
+    format!("{}/../../tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn hello_against(url: &str, extra: &[&str]) -> Output {
+    run(swarmer()
+        .args(["-f", "builtin:hello", "--headless", "-u", "2", "-r", "10", "-t", "1s", "--only-summary", "--json"])
+        .args(["-H", url])
+        .args(extra))
+}
+
+fn requests_and_failures(out: &Output) -> (u64, u64) {
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out.stderr)));
+    let sum = |key: &str| v.as_array().unwrap().iter().map(|e| e[key].as_u64().unwrap()).sum();
+    (sum("num_requests"), sum("num_failures"))
+}
+
+#[test]
+fn tls_flags_verify_trust_and_skip_verification() {
+    let tls = swarmer_target::TlsFiles {
+        cert: fixture("server.pem").into(),
+        key: fixture("server.key").into(),
+        client_ca: None,
+    };
+    let t = target(TargetOptions { tls: Some(tls), ..Default::default() });
+    let url = format!("https://localhost:{}", t.addr().port());
+
+    let out = hello_against(&url, &[]);
+    assert_eq!(out.status.code(), Some(1), "an unknown CA fails verification");
+    let err = text(&out.stderr);
+    assert!(err.contains("SSLError"), "{err}");
+
+    let out = hello_against(&url, &["--ca-cert", &fixture("ca.pem")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let (requests, failures) = requests_and_failures(&out);
+    assert!(requests > 10 && failures == 0);
+
+    let out = hello_against(&url, &["--insecure"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn client_certificates_from_the_command_line() {
+    let tls = swarmer_target::TlsFiles {
+        cert: fixture("server.pem").into(),
+        key: fixture("server.key").into(),
+        client_ca: Some(fixture("ca.pem").into()),
+    };
+    let t = target(TargetOptions { tls: Some(tls), ..Default::default() });
+    let url = format!("https://localhost:{}", t.addr().port());
+    let out = hello_against(&url, &["--ca-cert", &fixture("ca.pem")]);
+    assert_eq!(out.status.code(), Some(1), "the server requires a client certificate");
+    let out = hello_against(
+        &url,
+        &[
+            "--ca-cert",
+            &fixture("ca.pem"),
+            "--client-cert",
+            &fixture("client.pem"),
+            "--client-key",
+            &fixture("client.key"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = hello_against(&url, &["--client-cert", "/no/such.pem", "--client-key", "/no/such.key"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("/no/such.pem"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn http2_prior_knowledge_and_alpn_from_the_command_line() {
+    let t = target(TargetOptions::default());
+    let out = hello_against(&t.url(), &["--http-version", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let (requests, failures) = requests_and_failures(&out);
+    assert!(requests > 10 && failures == 0);
+
+    let tls = swarmer_target::TlsFiles {
+        cert: fixture("server.pem").into(),
+        key: fixture("server.key").into(),
+        client_ca: None,
+    };
+    let t = target(TargetOptions { tls: Some(tls), ..Default::default() });
+    let url = format!("https://localhost:{}", t.addr().port());
+    let out = hello_against(&url, &["--insecure", "--http-version", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
