@@ -1,36 +1,61 @@
 //! The HTTP client a task uses (`user.client`, Locust's `self.client`):
 //! a [`Session`] that records every response into the shard's statistics.
 //!
+//! A `Client` is a cheap handle (`Clone`): front ends such as Lua keep a
+//! copy in their own user object. If two coroutines of one user send at the
+//! same time, the second gets a connection of its own for that request, as a
+//! browser opens a second connection.
+//!
 //! HOT PATH: one recorder borrow per request, no lock, no channel.
 
+use std::cell::RefCell;
 use std::ops::Deref;
 use std::rc::Rc;
+use std::sync::Arc;
 
-use swarmer_http::{Method, Request, Response, Session};
+use swarmer_http::{ClientConfig, Method, Request, Response, Session};
 use swarmer_stats::RequestSample;
 
 use crate::user::ShardContext;
 
 /// A user's HTTP client.
+#[derive(Clone)]
 pub struct Client {
-    session: Session,
+    session: Rc<RefCell<Session>>,
+    /// The session's settings, for a sibling session when it is busy.
+    config: Arc<ClientConfig>,
+    base_url: Rc<str>,
     shard: Rc<ShardContext>,
 }
 
 impl Client {
-    pub(crate) fn new(session: Session, shard: Rc<ShardContext>) -> Self {
-        Self { session, shard }
+    pub(crate) fn new(config: Arc<ClientConfig>, base_url: String, shard: Rc<ShardContext>) -> Self {
+        let session = Session::new(config.clone(), base_url.as_str());
+        Self { session: Rc::new(RefCell::new(session)), config, base_url: base_url.into(), shard }
     }
 
     /// `GET url` and record it under `url`.
-    pub async fn get(&mut self, url: &str) -> Response {
+    pub async fn get(&self, url: &str) -> Response {
         self.send(Request::get(url)).await
+    }
+
+    /// Send on the user's session, or on a sibling session (own connection,
+    /// same host) when another coroutine of this user is mid-request.
+    #[allow(clippy::await_holding_refcell_ref)] // Single-threaded; a concurrent borrow falls back to a sibling.
+    async fn exchange(&self, request: &Request) -> Response {
+        match self.session.try_borrow_mut() {
+            Ok(mut session) => session.send(request).await,
+            Err(_) => {
+                let mut sibling = Session::new(self.config.clone(), self.base_url.to_string());
+                sibling.send(request).await
+            }
+        }
     }
 
     /// Send and record: a failure if no response came or the status is not
     /// 2xx/3xx (Locust's default).
-    pub async fn send(&mut self, request: Request) -> Response {
-        let response = self.session.send(&request).await;
+    pub async fn send(&self, request: Request) -> Response {
+        let response = self.exchange(&request).await;
         let name = request.stats_name();
         let failure = response.default_failure(name);
         record(&self.shard, request.method.as_str(), name, &response, failure.as_deref());
@@ -40,15 +65,16 @@ impl Client {
     /// Send, and let the task decide success or failure (Locust's
     /// `catch_response=True`). Recorded when the returned value is marked
     /// or dropped; unmarked, Locust's default verdict applies.
-    pub async fn send_catch(&mut self, request: Request) -> CatchResponse {
-        let response = self.session.send(&request).await;
+    pub async fn send_catch(&self, request: Request) -> CatchResponse {
+        let response = self.exchange(&request).await;
         let name = request.name.unwrap_or(request.url);
         CatchResponse { response, method: request.method, name, shard: self.shard.clone(), recorded: false }
     }
 
-    /// The underlying session (cookies, connections).
-    pub fn session(&mut self) -> &mut Session {
-        &mut self.session
+    /// The underlying session (cookies, connections). Panics if called
+    /// while a request of this user is in flight.
+    pub fn session(&self) -> std::cell::RefMut<'_, Session> {
+        self.session.borrow_mut()
     }
 }
 

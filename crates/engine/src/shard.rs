@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use swarmer_http::{ClientConfig, Session};
+use swarmer_http::ClientConfig;
 use swarmer_stats::StatsDelta;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::LocalSet;
@@ -132,7 +132,7 @@ async fn run_shard(
                 Some(ShardCommand::Spawn { user_id, class }) => {
                     let Some(class_def) = classes.get(class).cloned() else { continue };
                     let host = setup.host.clone().or_else(|| class_def.host.clone()).unwrap_or_default();
-                    let client = Client::new(Session::new(setup.client.clone(), host), context.clone());
+                    let client = Client::new(setup.client.clone(), host, context.clone());
                     let state = class_def.state.as_ref().map(|make| make());
                     let rng = SmallRng::seed_from_u64(seeds.r#gen());
                     let user = User::new(user_id, class_names[class].clone(), client, state, rng, context.clone());
