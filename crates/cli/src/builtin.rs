@@ -30,7 +30,7 @@ pub fn builtin_plan(name: &str) -> Option<Plan> {
     }
 }
 
-/// Resolve `-f`: `builtin:NAME` or an error naming what is accepted.
+/// Resolve `-f`: a Lua plan file, `builtin:NAME`, or an error naming what is accepted.
 pub fn resolve_plan(locustfile: Option<&str>) -> Result<Plan, String> {
     let names: Vec<String> = BUILTINS.iter().map(|(n, _)| format!("builtin:{n}")).collect();
     let Some(spec) = locustfile else {
@@ -41,11 +41,7 @@ pub fn resolve_plan(locustfile: Option<&str>) -> Result<Plan, String> {
             .ok_or_else(|| format!("-f {spec}: no such built-in plan (have {})", names.join(", ")));
     }
     if spec.ends_with(".lua") {
-        return Err(format!(
-            "-f {spec}: Lua test plans are not part of this version yet; use a built-in plan ({}) or write the test \
-             as a Rust program (see examples/rust/)",
-            names.join(", ")
-        ));
+        return swarmer_lua::load_plan(std::path::Path::new(spec)).map_err(|e| e.to_string());
     }
-    Err(format!("-f {spec}: expected builtin:NAME ({})", names.join(", ")))
+    Err(format!("-f {spec}: expected a Lua plan (plan.lua) or builtin:NAME ({})", names.join(", ")))
 }

@@ -115,6 +115,30 @@ impl CatchResponse {
         &self.response
     }
 
+    /// Record as a success now (later marks are ignored). For front ends
+    /// that hold the response in a shared cell.
+    pub fn mark_success(&mut self) {
+        self.finish(None);
+    }
+
+    /// Record as a failure now (later marks are ignored).
+    pub fn mark_failure(&mut self, message: &str) {
+        self.finish(Some(message));
+    }
+
+    /// Record with Locust's default verdict unless already marked.
+    pub fn finish_default(&mut self) {
+        if !self.recorded {
+            let failure = self.response.default_failure(&self.name);
+            self.finish(failure.as_deref());
+        }
+    }
+
+    /// Whether a verdict has been recorded.
+    pub fn is_recorded(&self) -> bool {
+        self.recorded
+    }
+
     fn finish(&mut self, error: Option<&str>) {
         if !self.recorded {
             self.recorded = true;
@@ -132,9 +156,6 @@ impl Deref for CatchResponse {
 
 impl Drop for CatchResponse {
     fn drop(&mut self) {
-        if !self.recorded {
-            let failure = self.response.default_failure(&self.name);
-            self.finish(failure.as_deref());
-        }
+        self.finish_default();
     }
 }

@@ -1,0 +1,180 @@
+//! Lua definitions → engine user classes.
+//!
+//! Reads `swarmer._users` after the plan ran, and builds a
+//! [`UserClass`] per definition: weight, fixed_count, host, wait time,
+//! hooks, and tasks (functions, `swarmer.task` entries, task sets). Each
+//! task becomes an engine task whose body calls the Lua function in a
+//! coroutine ([`crate::call`]).
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use mlua::{Function, Lua, Table, Value};
+use swarmer_engine::{Task, TaskFn, TaskSet, User, UserClass, WaitTime};
+
+use crate::call::{self, ClassContext, LuaUser};
+use crate::module;
+
+/// Build every registered class.
+pub fn build(lua: &Lua) -> mlua::Result<Vec<UserClass>> {
+    let m = module::module(lua)?;
+    let users: Table = m.get("_users")?;
+    let mut classes = Vec::new();
+    for def in users.sequence_values::<Table>() {
+        classes.push(build_class(lua, &m, def?)?);
+    }
+    Ok(classes)
+}
+
+fn build_class(lua: &Lua, m: &Table, def: Table) -> mlua::Result<UserClass> {
+    let name: String = def.get("name")?;
+    let context = Rc::new(ClassContext {
+        lua: lua.clone(),
+        run: m.get("_run")?,
+        new_user: m.get("_new_user")?,
+        control: m.get("_CONTROL")?,
+        def: def.clone(),
+    });
+    let mut class = UserClass::new(&name).state(LuaUser::default);
+    if let Some(weight) = def.get::<Option<u32>>("weight")? {
+        class = class.weight(weight);
+    }
+    if let Some(count) = def.get::<Option<u32>>("fixed_count")? {
+        class = class.fixed_count(count);
+    }
+    if let Some(host) = def.get::<Option<String>>("host")? {
+        class = class.host(host);
+    }
+    if let Some(wait) = wait_time(m, def.get("wait_time")?)? {
+        class = class.wait_time(wait);
+    }
+    class.on_start = def.get::<Option<Function>>("on_start")?.map(|f| lua_fn(&context, f));
+    class.on_stop = def.get::<Option<Function>>("on_stop")?.map(|f| lua_fn(&context, f));
+    let tasks: Table = def.get("tasks")?;
+    for task in tasks_of(lua, m, &context, &tasks)? {
+        class = class.task(task);
+    }
+    if class.tasks.tasks.is_empty() {
+        let at: String = def.get("where")?;
+        return Err(mlua::Error::runtime(format!("{at}: user class {name} has no tasks")));
+    }
+    Ok(class)
+}
+
+/// The engine body of a Lua function.
+fn lua_fn(context: &Rc<ClassContext>, function: Function) -> TaskFn {
+    let context = context.clone();
+    Rc::new(move |user: &mut User| {
+        let context = context.clone();
+        let function = function.clone();
+        Box::pin(async move { call::run(&context, user, &function).await })
+    })
+}
+
+/// Entries of a `tasks` list: array entries in order, then named entries
+/// (`name = function`) sorted by name so every shard builds the same list.
+fn tasks_of(lua: &Lua, m: &Table, context: &Rc<ClassContext>, tasks: &Table) -> mlua::Result<Vec<Task>> {
+    let mut out = Vec::new();
+    for value in tasks.clone().sequence_values::<Value>() {
+        out.push(task_of(lua, m, context, None, value?)?);
+    }
+    let mut named: Vec<(String, Value)> = Vec::new();
+    for pair in tasks.clone().pairs::<Value, Value>() {
+        let (key, value) = pair?;
+        if let Value::String(s) = key {
+            named.push((s.to_str()?.to_string(), value));
+        }
+    }
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, value) in named {
+        out.push(task_of(lua, m, context, Some(name), value)?);
+    }
+    Ok(out)
+}
+
+fn task_of(lua: &Lua, m: &Table, context: &Rc<ClassContext>, name: Option<String>, value: Value) -> mlua::Result<Task> {
+    let task_mt: Table = m.get("_TASK")?;
+    let set_mt: Table = m.get("_TASKSET")?;
+    match value {
+        Value::Function(f) => {
+            let name = name.unwrap_or_else(|| function_name(&f));
+            Ok(Task::from_fn(name, lua_fn(context, f)))
+        }
+        Value::Table(t) if t.metatable().as_ref() == Some(&set_mt) => task_set(lua, m, context, t),
+        Value::Table(t) if t.metatable().as_ref() == Some(&task_mt) => {
+            let weight: u32 = t.get("weight")?;
+            let tags: Vec<String> = t.get("tags")?;
+            let run: Value = t.get("run")?;
+            let explicit: Option<String> = t.get("name")?;
+            let mut task = match run {
+                Value::Table(set) => task_set(lua, m, context, set)?,
+                Value::Function(f) => {
+                    let name = explicit.clone().or(name).unwrap_or_else(|| function_name(&f));
+                    Task::from_fn(name, lua_fn(context, f))
+                }
+                other => {
+                    return Err(mlua::Error::runtime(format!("a task must run a function, got {}", other.type_name())));
+                }
+            };
+            if let Some(n) = explicit {
+                task.name = n;
+            }
+            task.weight = weight;
+            task.tags.extend(tags);
+            Ok(task)
+        }
+        other => Err(mlua::Error::runtime(format!(
+            "tasks may hold functions, swarmer.task(...) or swarmer.task_set(...), got a {}",
+            other.type_name()
+        ))),
+    }
+}
+
+fn task_set(lua: &Lua, m: &Table, context: &Rc<ClassContext>, t: Table) -> mlua::Result<Task> {
+    let name: String = t.get("name")?;
+    let sequential: bool = t.get("sequential")?;
+    let mut set = if sequential { TaskSet::sequential(&name) } else { TaskSet::new(&name) };
+    for task in tasks_of(lua, m, context, &t.get::<Table>("tasks")?)? {
+        set = set.task(task);
+    }
+    if set.tasks.is_empty() {
+        return Err(mlua::Error::runtime(format!("task set {name} has no tasks")));
+    }
+    set.wait_time = wait_time(m, t.get("wait_time")?)?;
+    set.on_start = t.get::<Option<Function>>("on_start")?.map(|f| lua_fn(context, f));
+    set.on_stop = t.get::<Option<Function>>("on_stop")?.map(|f| lua_fn(context, f));
+    let mut task = Task::set(set).weight(t.get("weight")?);
+    task.tags = t.get("tags")?;
+    Ok(task)
+}
+
+/// `task@plan.lua:12` for an anonymous function, its name otherwise.
+fn function_name(f: &Function) -> String {
+    let info = f.info();
+    match info.name {
+        Some(name) => name,
+        None => format!("task@{}:{}", info.short_src.unwrap_or_default(), info.line_defined.unwrap_or(0)),
+    }
+}
+
+fn wait_time(m: &Table, value: Value) -> mlua::Result<Option<WaitTime>> {
+    let wait_mt: Table = m.get("_WAIT")?;
+    match value {
+        Value::Nil => Ok(None),
+        Value::Table(t) if t.metatable().as_ref() == Some(&wait_mt) => {
+            let kind: String = t.get("kind")?;
+            let a: f64 = t.get(1)?;
+            Ok(Some(match kind.as_str() {
+                "between" => WaitTime::Between(a, t.get(2)?),
+                "constant" => WaitTime::Constant(a),
+                "constant_pacing" => WaitTime::ConstantPacing(a),
+                _ => WaitTime::ConstantThroughput(a),
+            }))
+        }
+        Value::Function(f) => Ok(Some(WaitTime::Custom(Rc::new(move || {
+            let seconds = f.call::<f64>(()).unwrap_or(0.0);
+            Duration::from_secs_f64(if seconds.is_finite() && seconds > 0.0 { seconds } else { 0.0 })
+        })))),
+        other => Err(mlua::Error::runtime(format!("invalid wait_time: a {}", other.type_name()))),
+    }
+}

@@ -1,0 +1,47 @@
+//! Lua test plans: the locustfile of Swarmer (`swarmer -f plan.lua`).
+//!
+//! A plan is an ordinary Lua 5.4 file that registers user classes with
+//! `swarmer.user(name, definition)`. Each engine shard loads the plan into a
+//! VM of its own ([`vm`]); every task call runs in a Lua coroutine, and the
+//! calls that wait (`self.client:get`, `swarmer.sleep`) are async Rust
+//! underneath, so the plan reads as blocking code while thousands of users
+//! share one thread. This crate is a thin layer over the engine's public API:
+//! it turns Lua definitions into [`swarmer_engine::UserClass`]es.
+//!
+//! Map:
+//! - [`vm`]: creating a VM for a plan (`require` next to the plan, the
+//!   `swarmer` module) and running the plan file.
+//! - `module`: the `swarmer` module (wait times, registration, control flow, sleep).
+//! - `classes`: Lua definitions → engine user classes, tasks and task sets.
+//! - `call`: running one Lua task in a coroutine and mapping its errors.
+//! - `client`: `self.client` and responses.
+//!
+//! What it does not do: schedule users, record statistics, parse flags.
+
+mod call;
+mod classes;
+mod client;
+mod module;
+pub mod vm;
+
+use std::path::{Path, PathBuf};
+
+use swarmer_engine::Plan;
+
+/// A plan that could not be loaded. The message names the file and line.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PlanError(pub String);
+
+/// Load the plan at `path` once to check it (syntax, definitions), then
+/// return an engine [`Plan`] that loads it again on each shard.
+pub fn load_plan(path: &Path) -> Result<Plan, PlanError> {
+    let path: PathBuf = path.to_path_buf();
+    if !path.is_file() {
+        return Err(PlanError(format!("{}: no such plan file", path.display())));
+    }
+    // Load once here so errors are reported before any shard starts.
+    vm::load_classes(&path).map_err(PlanError)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(Plan::fallible(name, move || vm::load_classes(&path)))
+}

@@ -1,0 +1,166 @@
+-- The `swarmer` module as plans see it. The parts that wait (sleep, HTTP)
+-- are added from Rust; everything else is plain Lua so that errors point at
+-- the plan's own lines.
+local swarmer = {}
+
+-- The only parts of the debug library plans get, indirectly: locations for
+-- error messages and tracebacks for exceptions. The library itself is
+-- removed from the plan's globals after this prelude runs.
+local getinfo, traceback = debug.getinfo, debug.traceback
+
+-- Control flow: raised as errors carrying this metatable; the runner maps
+-- them to Locust's StopUser, StopTest, InterruptTaskSet, RescheduleTask.
+local CONTROL = {}
+swarmer._CONTROL = CONTROL
+local function control(kind, reschedule)
+  return setmetatable({ kind = kind, reschedule = reschedule }, CONTROL)
+end
+function swarmer.stop_user() error(control("stop_user"), 0) end
+function swarmer.stop_test() error(control("stop_test"), 0) end
+function swarmer.interrupt(reschedule)
+  if reschedule == nil then reschedule = true end
+  error(control("interrupt", reschedule), 0)
+end
+function swarmer.reschedule() error(control("reschedule"), 0) end
+function swarmer.reschedule_now() error(control("reschedule_now"), 0) end
+
+-- Wait times.
+local WAIT = {}
+swarmer._WAIT = WAIT
+local function seconds(fname, value, what)
+  if type(value) ~= "number" or value ~= value or value < 0 then
+    error(("%s: %s must be a non-negative number of seconds, got %s"):format(fname, what, tostring(value)), 3)
+  end
+end
+function swarmer.between(min, max)
+  seconds("between", min, "min"); seconds("between", max, "max")
+  if min > max then error(("between(%s, %s): min must not exceed max"):format(min, max), 2) end
+  return setmetatable({ kind = "between", min, max }, WAIT)
+end
+function swarmer.constant(t) seconds("constant", t, "the wait"); return setmetatable({ kind = "constant", t }, WAIT) end
+function swarmer.constant_pacing(t)
+  seconds("constant_pacing", t, "the period"); return setmetatable({ kind = "constant_pacing", t }, WAIT)
+end
+function swarmer.constant_throughput(n)
+  if type(n) ~= "number" or not (n > 0) then
+    error(("constant_throughput: expected a positive number of tasks per second, got %s"):format(tostring(n)), 2)
+  end
+  return setmetatable({ kind = "constant_throughput", n }, WAIT)
+end
+
+-- Tasks and task sets.
+local TASK, TASKSET = {}, {}
+swarmer._TASK, swarmer._TASKSET = TASK, TASKSET
+local function where(level)
+  local info = getinfo(level + 1, "Sl")
+  return info and (info.short_src .. ":" .. info.currentline) or "?"
+end
+local function check_weight(weight, level)
+  if math.type(weight) ~= "integer" or weight < 0 then
+    error(("task weight must be a non-negative integer, got %s"):format(tostring(weight)), level + 1)
+  end
+end
+local function check_tags(tags, level)
+  if type(tags) ~= "table" then error("tags must be a list of strings", level + 1) end
+  for _, t in ipairs(tags) do
+    if type(t) ~= "string" then error("tags must be a list of strings, got " .. tostring(t), level + 1) end
+  end
+end
+
+--- swarmer.task(fn) | task(name, fn) | task(name, weight, fn) | task{name=, weight=, tags=, run=}
+function swarmer.task(a, b, c)
+  local t
+  if type(a) == "table" and getmetatable(a) == nil then
+    t = { name = a.name, weight = a.weight or 1, tags = a.tags or {}, run = a.run or a[1] }
+  elseif type(a) == "function" then
+    t = { weight = 1, run = a, tags = {} }
+  elseif c == nil then
+    t = { name = a, weight = 1, run = b, tags = {} }
+  else
+    t = { name = a, weight = b, run = c, tags = {} }
+  end
+  if type(t.run) ~= "function" and getmetatable(t.run) ~= TASKSET then
+    error("swarmer.task: expected a function (or a task set) to run, got " .. type(t.run), 2)
+  end
+  if t.name ~= nil and type(t.name) ~= "string" then error("swarmer.task: name must be a string", 2) end
+  check_weight(t.weight, 2)
+  check_tags(t.tags, 2)
+  t.where = where(2)
+  return setmetatable(t, TASK)
+end
+
+local function make_set(fname, name, def, sequential)
+  if type(name) ~= "string" then error(fname .. ": expected a name, then a definition table", 3) end
+  if type(def) ~= "table" or type(def.tasks) ~= "table" then
+    error(fname .. "(" .. name .. "): the definition needs a `tasks` list", 3)
+  end
+  local set = { name = name, tasks = def.tasks, wait_time = def.wait_time, on_start = def.on_start,
+                on_stop = def.on_stop, sequential = sequential, weight = def.weight or 1, tags = def.tags or {} }
+  check_weight(set.weight, 3)
+  check_tags(set.tags, 3)
+  return setmetatable(set, TASKSET)
+end
+function swarmer.task_set(name, def) return make_set("swarmer.task_set", name, def, false) end
+function swarmer.sequential_task_set(name, def) return make_set("swarmer.sequential_task_set", name, def, true) end
+
+-- User classes, in the order they are registered.
+swarmer._users = {}
+local registered = {}
+function swarmer.user(name, def)
+  if type(name) ~= "string" or name == "" then error("swarmer.user: expected a class name, then a definition table", 2) end
+  if type(def) ~= "table" then error("swarmer.user(" .. name .. "): expected a definition table", 2) end
+  if registered[name] then error("swarmer.user: a user class named " .. name .. " already exists", 2) end
+  if def.weight ~= nil and (math.type(def.weight) ~= "integer" or def.weight < 0) then
+    error("swarmer.user(" .. name .. "): weight must be a non-negative integer", 2)
+  end
+  if def.fixed_count ~= nil and (math.type(def.fixed_count) ~= "integer" or def.fixed_count < 0) then
+    error("swarmer.user(" .. name .. "): fixed_count must be a non-negative integer", 2)
+  end
+  if def.host ~= nil and type(def.host) ~= "string" then error("swarmer.user(" .. name .. "): host must be a string", 2) end
+  local wt = def.wait_time
+  if wt ~= nil and getmetatable(wt) ~= WAIT and type(wt) ~= "function" then
+    error("swarmer.user(" .. name .. "): wait_time must be swarmer.between(...), constant(...), constant_pacing(...), "
+      .. "constant_throughput(...) or a function returning seconds", 2)
+  end
+  if type(def.tasks) ~= "table" then error("swarmer.user(" .. name .. "): the definition needs a `tasks` list", 2) end
+  registered[name] = true
+  def.name = name
+  def.where = where(2)
+  table.insert(swarmer._users, def)
+  return def
+end
+
+-- What this process is (the distributed runners fill in "master"/"worker").
+swarmer.runner = { role = "local" }
+
+-- The per-user object (`self`): its own fields, then the class's, then
+-- these helpers.
+local USER_METHODS = {
+  stop_user = function(_) swarmer.stop_user() end,
+  stop_test = function(_) swarmer.stop_test() end,
+  interrupt = function(_, reschedule) swarmer.interrupt(reschedule) end,
+  reschedule = function(_) swarmer.reschedule() end,
+  sleep = function(_, s) return swarmer.sleep(s) end,
+}
+function swarmer._new_user(def, client, id)
+  local self = { client = client, id = id, class_name = def.name }
+  return setmetatable(self, { __index = function(_, k)
+    local v = def[k]
+    if v ~= nil then return v end
+    return USER_METHODS[k]
+  end })
+end
+
+-- Run one task body; nil on success, else a control table or
+-- { message =, traceback = }.
+local function handler(e)
+  if getmetatable(e) == CONTROL then return e end
+  return { message = tostring(e), traceback = traceback(nil, 2) }
+end
+function swarmer._run(fn, self)
+  local ok, err = xpcall(fn, handler, self)
+  if ok then return nil end
+  return err
+end
+
+return swarmer

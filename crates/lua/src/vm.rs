@@ -1,0 +1,50 @@
+//! One Lua VM per shard: standard libraries, `require` resolving next to
+//! the plan, the `swarmer` module, then the plan file itself.
+
+use std::path::Path;
+
+use mlua::{Lua, LuaOptions, StdLib};
+use swarmer_engine::UserClass;
+
+use crate::{classes, module};
+
+/// Create a VM, run the plan, and build the user classes it registered.
+/// Errors name the file and line (`plan.lua:12: …`).
+pub fn load_classes(path: &Path) -> Result<Vec<UserClass>, String> {
+    let lua = new_vm(path).map_err(|e| clean(&e))?;
+    run_plan_file(&lua, path)?;
+    classes::build(&lua).map_err(|e| format!("{}: {}", path.display(), clean(&e)))
+}
+
+/// A VM whose `require` looks next to the plan and which has `swarmer`.
+pub fn new_vm(plan: &Path) -> mlua::Result<Lua> {
+    // SAFETY: the debug library is loaded only so the prelude can capture
+    // `debug.getinfo` and `debug.traceback` (read-only introspection); the
+    // prelude's installer removes `debug` from the globals and from
+    // `package.loaded` before any plan code runs, so plans cannot reach the
+    // functions that could break memory safety.
+    let lua = unsafe { Lua::unsafe_new_with(StdLib::ALL_SAFE | StdLib::DEBUG, LuaOptions::default()) };
+    let dir = plan.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let package: mlua::Table = lua.globals().get("package")?;
+    let dir = dir.to_string_lossy();
+    package.set("path", format!("{dir}/?.lua;{dir}/?/init.lua"))?;
+    package.set("cpath", "")?;
+    module::install(&lua, &dir)?;
+    Ok(lua)
+}
+
+fn run_plan_file(lua: &Lua, path: &Path) -> Result<(), String> {
+    let source = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let display = path.display().to_string();
+    lua.load(source).set_name(format!("@{display}")).exec().map_err(|e| clean(&e))
+}
+
+/// The first, most useful line of a Lua error (the traceback is elsewhere).
+pub(crate) fn clean(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::RuntimeError(m) => m.clone(),
+        mlua::Error::CallbackError { cause, .. } => clean(cause),
+        other => other.to_string(),
+    }
+}
