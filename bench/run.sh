@@ -54,6 +54,8 @@ swarmer_rps() { # $1: program, rest: extra args
 }
 rust_rps=$(swarmer_rps target/release/examples/hello_loop)
 echo "swarmer (Rust API):  $rust_rps req/s  = $(python3 -c "print(f'{$rust_rps/$wrk_rps:.2f}')") x wrk"
+lua_rps=$(swarmer_rps "$bin" -f examples/lua/hello/plan.lua)
+echo "swarmer (Lua plan):  $lua_rps req/s  = $(python3 -c "print(f'{$lua_rps/$wrk_rps:.2f}')") x wrk, $(python3 -c "print(f'{$lua_rps/$rust_rps:.2f}')") x Rust API"
 
 # RSS per idle user: users that made one request and now wait an hour.
 # Measured twice: ramped at 1000 users/s (few requests in flight at once),
