@@ -90,9 +90,25 @@ fn invalid_values_name_the_flag() {
 
 #[test]
 fn plans_that_cannot_be_loaded_are_exit_2() {
-    let out = run(swarmer().args(["-f", "plan.lua", "--headless"]));
+    let out = run(swarmer().args(["-f", "/no/such/plan.lua", "--headless"]));
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("-f plan.lua"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("/no/such/plan.lua: no such plan file"), "{}", text(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.lua");
+    std::fs::write(
+        &bad,
+        "local s = require('swarmer')
+s.user('A', {
+  tasks = { function(self) self.client:get('/') end end },
+})
+",
+    )
+    .unwrap();
+    let t = target(TargetOptions::default());
+    let out = run(swarmer().args(["-f", bad.to_str().unwrap(), "--headless", "-t", "1s", "-H", &t.url()]));
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("bad.lua:3:") && !err.contains("Aggregated"), "exit before any load: {err}");
     let out = run(swarmer().args(["-f", "builtin:nope"]));
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("builtin:seed"), "{}", text(&out.stderr));
@@ -102,6 +118,20 @@ fn plans_that_cannot_be_loaded_are_exit_2() {
     let out = run(swarmer().args(["-f", "builtin:seed", "--headless", "-t", "1s"]));
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--host"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_lua_plan_runs_from_the_command_line() {
+    let t = target(TargetOptions::default());
+    let plan = format!("{}/../../examples/lua/random_query/plan.lua", env!("CARGO_MANIFEST_DIR"));
+    let out = run(swarmer()
+        .args(["-f", &plan, "--headless", "-u", "2", "-r", "10", "-t", "1s", "--json", "--only-summary"])
+        .args(["-H", &t.url()]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["name"], "/index.html?ok=[random]");
+    let out = run(swarmer().args(["-f", &plan, "--list"]));
+    assert_eq!(text(&out.stdout), "Available Users:\n    QuickstartUser\n");
 }
 
 #[test]

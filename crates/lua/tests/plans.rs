@@ -1,0 +1,267 @@
+//! Lua plans end to end: loaded per shard, run by the engine's runner
+//! against the real demo target on 127.0.0.1.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use swarmer_engine::{LocalRunner, RunnerHandle, RunnerOptions, RunnerState, TagFilter};
+use swarmer_target::{DemoTarget, TargetOptions};
+
+fn target() -> DemoTarget {
+    DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap()
+}
+
+fn write_plan(dir: &Path, source: &str) -> PathBuf {
+    let path = dir.join("plan.lua");
+    std::fs::write(&path, source).unwrap();
+    path
+}
+
+fn example(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/lua").join(name).join("plan.lua")
+}
+
+async fn start(path: &Path, host: &str, shards: usize, tags: TagFilter) -> RunnerHandle {
+    let plan = swarmer_lua::load_plan(path).unwrap_or_else(|e| panic!("{e}"));
+    let options = RunnerOptions { shards, host: Some(host.into()), tags, ..Default::default() };
+    LocalRunner::start(plan, options).await.unwrap()
+}
+
+async fn run_for(handle: &RunnerHandle, users: usize, duration: Duration) {
+    handle.start(users, 1000.0);
+    tokio::time::sleep(duration).await;
+    handle.quit().await;
+}
+
+fn count(handle: &RunnerHandle, method: &str, name: &str) -> (u64, u64) {
+    let store = handle.stats().lock().unwrap();
+    store.stats.entry(method, name).map_or((0, 0), |e| (e.num_requests, e.num_failures))
+}
+
+#[test]
+fn syntax_errors_name_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(
+        dir.path(),
+        "local swarmer = require('swarmer')\n\nswarmer.user('A', {\n  tasks = { function(self) end end },\n})\n",
+    );
+    let err = swarmer_lua::load_plan(&path).err().unwrap().to_string();
+    assert!(err.contains("plan.lua:4:"), "{err}");
+}
+
+#[test]
+fn definition_errors_name_the_plan_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(dir.path(), "local s = require('swarmer')\ns.user('A', { weight = 'heavy', tasks = {} })\n");
+    let err = swarmer_lua::load_plan(&path).err().unwrap().to_string();
+    assert!(err.contains("plan.lua:2:") && err.contains("weight must be a non-negative integer"), "{err}");
+
+    let path = write_plan(
+        dir.path(),
+        "local s = require('swarmer')\ns.user('A', { wait_time = s.between(9, 5), tasks = {} })\n",
+    );
+    let err = swarmer_lua::load_plan(&path).err().unwrap().to_string();
+    assert!(err.contains("plan.lua:2:") && err.contains("between(9, 5)"), "{err}");
+
+    let path = write_plan(dir.path(), "local s = require('swarmer')\ns.user('A', { tasks = {} })\n");
+    let err = swarmer_lua::load_plan(&path).err().unwrap().to_string();
+    assert!(err.contains("plan.lua:2: user class A has no tasks"), "{err}");
+
+    let err = swarmer_lua::load_plan(Path::new("/no/such/plan.lua")).err().unwrap().to_string();
+    assert!(err.contains("/no/such/plan.lua"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn quickstart_logs_in_on_start_then_runs_weighted_tasks() {
+    let t = target();
+    let handle = start(&example("quickstart"), &t.url(), 2, TagFilter::default()).await;
+    run_for(&handle, 4, Duration::from_millis(1500)).await;
+    assert_eq!(count(&handle, "POST", "/login"), (4, 0));
+    let (index, _) = count(&handle, "GET", "/");
+    let (profile, _) = count(&handle, "GET", "/profile");
+    assert_eq!(index + profile, 4, "one task each before the 5-9 s wait");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_multi_file_plan_requires_its_common_module_and_keeps_cookies() {
+    let t = target();
+    let handle = start(&example("multi_file"), &t.url(), 1, TagFilter::default()).await;
+    run_for(&handle, 3, Duration::from_millis(800)).await;
+    assert_eq!(count(&handle, "POST", "/login"), (3, 0));
+    let (profiles, failures) = count(&handle, "GET", "/profile");
+    assert!(profiles >= 6, "{profiles}");
+    assert_eq!(failures, 0, "each user's session cookie came back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn random_query_is_grouped_under_its_name() {
+    let t = target();
+    let handle = start(&example("random_query"), &t.url(), 1, TagFilter::default()).await;
+    run_for(&handle, 2, Duration::from_millis(700)).await;
+    let (n, f) = count(&handle, "GET", "/index.html?ok=[random]");
+    assert!(n >= 6 && f == 0, "{n} {f}");
+    assert_eq!(handle.stats().lock().unwrap().stats.num_names(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn errors_in_tasks_and_on_start_are_exceptions_and_users_carry_on() {
+    let t = target();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(
+        dir.path(),
+        r#"local swarmer = require("swarmer")
+swarmer.user("Clumsy", {
+  wait_time = swarmer.constant(0.02),
+  on_start = function(self)
+    error("no login today")
+  end,
+  tasks = {
+    oops = function(self)
+      self.client:get("/")
+      local missing = nil
+      return missing.field
+    end,
+  },
+})
+"#,
+    );
+    let handle = start(&path, &t.url(), 1, TagFilter::default()).await;
+    run_for(&handle, 2, Duration::from_millis(600)).await;
+    let store = handle.stats().lock().unwrap();
+    let exceptions: Vec<_> = store.stats.exceptions().collect();
+    let on_start = exceptions.iter().find(|e| e.msg.contains("no login today")).expect("on_start error recorded");
+    assert_eq!(on_start.count, 2);
+    assert!(on_start.msg.contains("plan.lua:5:"), "{}", on_start.msg);
+    let in_task = exceptions.iter().find(|e| e.msg.contains("attempt to index")).expect("task error recorded");
+    assert!(in_task.msg.contains("plan.lua:11:"), "{}", in_task.msg);
+    assert!(in_task.traceback.contains("stack traceback"), "{}", in_task.traceback);
+    let requests = store.stats.entry("GET", "/").unwrap().num_requests;
+    assert!(requests >= 10, "users kept running after errors: {requests}");
+    assert_eq!(in_task.count, requests, "one exception per task");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn request_options_and_catch_response() {
+    let t = target();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(
+        dir.path(),
+        r#"local swarmer = require("swarmer")
+swarmer.user("Careful", {
+  wait_time = swarmer.constant(10),
+  tasks = {
+    function(self)
+      local r = self.client:post("/echo", {
+        params = { a = 1, b = "two words" },
+        json = { items = { 1, 2 }, name = "x" },
+        headers = { ["X-Trace"] = "7" },
+        name = "echo-json",
+        catch_response = true,
+      })
+      local body = r:json()
+      if body.query == "a=1&b=two+words" and body.content_type == "application/json" then
+        r:success()
+      else
+        r:failure("echo mismatch: " .. r.text)
+      end
+      local form = self.client:post("/echo", { data = { user = "ellen" }, name = "echo-form" }):json()
+      assert(form.body == "user=ellen", form.body)
+      local h = self.client:get("/headers", { headers = { ["User-Agent"] = "lua-agent" } }):json()
+      assert(h["user-agent"] == "lua-agent", h["user-agent"])
+      -- 404 marked as success, 200 marked as failure, 500 left unmarked.
+      self.client:get("/missing", { catch_response = true }):success()
+      self.client:get("/", { catch_response = true }):failure("wrong page")
+      self.client:get("/status/500", { catch_response = true })
+      local plain = self.client:get("/status/503")
+      assert(plain.status_code == 503 and not plain.ok)
+      swarmer.stop_user()
+    end,
+  },
+})
+"#,
+    );
+    let handle = start(&path, &t.url(), 1, TagFilter::default()).await;
+    run_for(&handle, 1, Duration::from_millis(500)).await;
+    assert_eq!(count(&handle, "POST", "echo-json"), (1, 0));
+    assert_eq!(count(&handle, "POST", "echo-form"), (1, 0));
+    assert_eq!(count(&handle, "GET", "/missing"), (1, 0));
+    assert_eq!(count(&handle, "GET", "/"), (1, 1));
+    assert_eq!(count(&handle, "GET", "/status/500"), (1, 1), "unmarked: default verdict at task end");
+    assert_eq!(count(&handle, "GET", "/status/503"), (1, 1));
+    let store = handle.stats().lock().unwrap();
+    assert_eq!(store.stats.exceptions().count(), 0, "{:?}", store.stats.exceptions().collect::<Vec<_>>());
+    assert!(store.stats.failures().any(|f| f.error == "wrong page"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn task_sets_interrupt_sequences_keep_order_and_stop_user_ends_the_user() {
+    let t = target();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(
+        dir.path(),
+        r#"local swarmer = require("swarmer")
+local checkout = swarmer.sequential_task_set("checkout", {
+  tasks = {
+    function(self) self.client:get("/index.html", { name = "1-cart" }) end,
+    function(self) self.client:get("/index.html", { name = "2-pay" }) end,
+    function(self)
+      self.visits = (self.visits or 0) + 1
+      self:interrupt()
+    end,
+  },
+})
+swarmer.user("Buyer", {
+  tasks = {
+    checkout,
+    swarmer.task("leave", 1, function(self)
+      if (self.visits or 0) >= 3 then
+        self.client:get("/", { name = "done" })
+        self:stop_user()
+      end
+    end),
+  },
+})
+"#,
+    );
+    let handle = start(&path, &t.url(), 1, TagFilter::default()).await;
+    handle.start(1, 10.0);
+    for _ in 0..300 {
+        if count(&handle, "GET", "done").0 == 1 && handle.stats().lock().unwrap().user_count == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    handle.quit().await;
+    assert_eq!(count(&handle, "GET", "done").0, 1, "the user stopped itself once");
+    let (cart, _) = count(&handle, "GET", "1-cart");
+    let (pay, _) = count(&handle, "GET", "2-pay");
+    assert_eq!(cart, pay, "sequences run whole");
+    assert!(cart >= 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn tags_and_environment_variables() {
+    let t = target();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(
+        dir.path(),
+        r#"local swarmer = require("swarmer")
+local page = os.getenv("SWARMER_TEST_PAGE") or "/missing-env"
+swarmer.user("Tagged", {
+  wait_time = swarmer.constant(0.02),
+  tasks = {
+    swarmer.task{ name = "web", tags = { "web" }, run = function(self) self.client:get(page) end },
+    swarmer.task{ name = "api", tags = { "api" }, run = function(self) self.client:get("/headers") end },
+  },
+})
+"#,
+    );
+    // SAFETY: set before any thread of this test reads the environment.
+    unsafe { std::env::set_var("SWARMER_TEST_PAGE", "/profile") };
+    let handle = start(&path, &t.url(), 1, TagFilter::new(Some(vec!["web".into()]), vec![])).await;
+    run_for(&handle, 1, Duration::from_millis(400)).await;
+    assert_eq!(handle.state(), RunnerState::Stopped);
+    let store = handle.stats().lock().unwrap();
+    let names: Vec<&str> = store.stats.entries().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["/profile"]);
+}
