@@ -71,6 +71,26 @@ impl Client {
         CatchResponse { response, method: request.method, name, shard: self.shard.clone(), recorded: false }
     }
 
+    /// Record a sample of any request type (Locust's `events.request.fire`),
+    /// for protocols other than HTTP and for timed blocks of plan code.
+    pub fn record_request(
+        &self,
+        request_type: &str,
+        name: &str,
+        response_time: std::time::Duration,
+        length: u64,
+        error: Option<&str>,
+    ) {
+        self.shard.record(&RequestSample {
+            method: request_type,
+            name,
+            response_time_us: Some(response_time.as_micros() as u64),
+            ttfb_us: 0,
+            content_length: length,
+            error,
+        });
+    }
+
     /// The underlying session (cookies, connections). Panics if called
     /// while a request of this user is in flight.
     pub fn session(&self) -> std::cell::RefMut<'_, Session> {

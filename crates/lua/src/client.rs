@@ -51,6 +51,40 @@ impl UserData for LuaClient {
                 async move { send(&lua, client, pending, method, url, opts).await }
             });
         }
+        // Record a sample of any type (Locust's events.request.fire).
+        methods.add_method("fire_request", |_, this, t: Table| {
+            let request_type: String = t.get("request_type")?;
+            let name: String = t.get("name")?;
+            let ms: f64 = t.get::<Option<f64>>("response_time")?.unwrap_or(0.0);
+            if !(ms.is_finite() && ms >= 0.0) {
+                return Err(mlua::Error::runtime(format!(
+                    "fire_request: response_time must be milliseconds >= 0, got {ms}"
+                )));
+            }
+            let length: u64 = t.get::<Option<u64>>("response_length")?.unwrap_or(0);
+            let error: Option<String> = t.get::<Option<Value>>("exception")?.map(|v| display(&v));
+            this.client.record_request(
+                &request_type,
+                &name,
+                Duration::from_secs_f64(ms / 1000.0),
+                length,
+                error.as_deref(),
+            );
+            Ok(())
+        });
+        // Time a function (it may wait) and record it as a request; an error
+        // inside is recorded as the failure and raised again.
+        methods.add_async_method("measure", |_, this, (request_type, name, body): (String, String, mlua::Function)| {
+            let client = this.client.clone();
+            drop(this);
+            async move {
+                let started = std::time::Instant::now();
+                let result = body.call_async::<mlua::MultiValue>(()).await;
+                let error = result.as_ref().err().map(crate::vm::clean);
+                client.record_request(&request_type, &name, started.elapsed(), 0, error.as_deref());
+                result
+            }
+        });
         methods.add_async_method("request", |lua, this, (method, url, opts): (String, String, Option<Table>)| {
             let (client, pending) = (this.client.clone(), this.pending.clone());
             drop(this);
@@ -149,6 +183,13 @@ fn sorted_pairs(t: &Table) -> mlua::Result<Vec<(String, String)>> {
     }
     pairs.sort();
     Ok(pairs)
+}
+
+fn display(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.to_string_lossy(),
+        other => other.to_string().unwrap_or_else(|_| other.type_name().to_owned()),
+    }
 }
 
 fn scalar(v: Value) -> mlua::Result<String> {

@@ -265,3 +265,37 @@ swarmer.user("Tagged", {
     let names: Vec<&str> = store.stats.entries().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["/profile"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn measure_and_fire_request_record_other_protocols() {
+    let t = target();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(
+        dir.path(),
+        r#"local swarmer = require("swarmer")
+swarmer.user("Custom", {
+  wait_time = swarmer.constant(10),
+  tasks = {
+    function(self)
+      self.client:measure("grpc", "Greeter/SayHello", function() swarmer.sleep(0.05) end)
+      pcall(function()
+        self.client:measure("grpc", "Greeter/Fail", function() error("unavailable") end)
+      end)
+      self.client:fire_request{ request_type = "redis", name = "GET key", response_time = 12.5, response_length = 3 }
+      self.client:fire_request{ request_type = "redis", name = "SET key", response_time = 1, exception = "READONLY" }
+    end,
+  },
+})
+"#,
+    );
+    let handle = start(&path, &t.url(), 1, TagFilter::default()).await;
+    run_for(&handle, 1, Duration::from_millis(400)).await;
+    let store = handle.stats().lock().unwrap();
+    let hello = store.stats.entry("grpc", "Greeter/SayHello").unwrap();
+    assert_eq!((hello.num_requests, hello.num_failures), (1, 0));
+    assert!(hello.min_response_time_ms().unwrap() >= 50.0, "the sleep was timed");
+    assert_eq!(store.stats.entry("grpc", "Greeter/Fail").unwrap().num_failures, 1);
+    let get = store.stats.entry("redis", "GET key").unwrap();
+    assert_eq!((get.max_response_time_ms(), get.total_content_length), (12.5, 3));
+    assert!(store.stats.failures().any(|f| f.error == "READONLY" && f.method == "redis"));
+}
