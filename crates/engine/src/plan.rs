@@ -5,14 +5,71 @@
 //! it on its own thread (a Lua front end loads its VM there). The runner
 //! calls it once more on its own thread to learn names, weights and tasks.
 
-use std::sync::Arc;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
+use swarmer_stats::{History, RequestStats};
+
+use crate::runner::{RunnerState, StatsStore, StatsView};
 use crate::tags::TagFilter;
-use crate::task::{TaskKind, TaskSet};
+use crate::task::{LocalBoxFuture, TaskKind, TaskSet};
 use crate::user_class::UserClass;
 
-type Factory = dyn Fn() -> Result<Vec<UserClass>, String> + Send + Sync;
+type Factory = dyn Fn(&ShardInfo) -> Result<ShardPlan, String> + Send + Sync;
 type Hook = dyn Fn() + Send + Sync;
+
+/// A hook a shard runs (test start, test stop, quitting); not `Send`.
+pub type ShardHook = Rc<dyn Fn() -> LocalBoxFuture<'static, ()>>;
+
+/// Hooks a front end registers per shard (Lua's `swarmer.events`).
+#[derive(Clone, Default)]
+pub struct ShardHooks {
+    /// Run on every shard when a test starts, before its users spawn.
+    pub test_start: Vec<ShardHook>,
+    /// Run on every shard when a test has stopped.
+    pub test_stop: Vec<ShardHook>,
+    /// Run on every shard when the process quits, before the last statistics leave.
+    pub quitting: Vec<ShardHook>,
+}
+
+/// What a plan factory builds for one shard.
+pub struct ShardPlan {
+    pub classes: Vec<UserClass>,
+    pub hooks: ShardHooks,
+}
+
+/// What a plan factory is told about the shard it builds for.
+#[derive(Clone)]
+pub struct ShardInfo {
+    /// 0-based index of this shard.
+    pub index: usize,
+    /// Number of shards in this process.
+    pub count: usize,
+    /// True when the plan is only being inspected (names, weights), not run:
+    /// start no background work then.
+    pub probe: bool,
+    /// The runner's merged statistics (read-only use: live totals).
+    pub stats: StatsView,
+    stop_test: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl ShardInfo {
+    pub(crate) fn new(index: usize, count: usize, stats: StatsView, stop_test: Arc<dyn Fn() + Send + Sync>) -> Self {
+        Self { index, count, probe: false, stats, stop_test }
+    }
+
+    /// For inspecting a plan outside a run.
+    pub fn probe() -> Self {
+        let stats =
+            Arc::new(Mutex::new(StatsStore::new(RunnerState::Ready, RequestStats::new(0.0), History::default())));
+        Self { index: 0, count: 1, probe: true, stats, stop_test: Arc::new(|| {}) }
+    }
+
+    /// Ask the runner to stop the test (Locust's `runner.quit()` from a plan).
+    pub fn request_stop_test(&self) {
+        (self.stop_test)()
+    }
+}
 
 /// The user classes of a test and its test-level hooks.
 #[derive(Clone)]
@@ -56,6 +113,15 @@ impl Plan {
     where
         F: Fn() -> Result<Vec<UserClass>, String> + Send + Sync + 'static,
     {
+        Self::per_shard(name, move |_| factory().map(|classes| ShardPlan { classes, hooks: ShardHooks::default() }))
+    }
+
+    /// A plan built per shard with knowledge of the shard, and per-shard
+    /// hooks (what the Lua front end uses).
+    pub fn per_shard<F>(name: impl Into<String>, factory: F) -> Self
+    where
+        F: Fn(&ShardInfo) -> Result<ShardPlan, String> + Send + Sync + 'static,
+    {
         Self { name: name.into(), factory: Arc::new(factory), on_test_start: Vec::new(), on_test_stop: Vec::new() }
     }
 
@@ -74,7 +140,12 @@ impl Plan {
     /// Build the classes, keep the `selected` ones (all if empty), apply tag
     /// filtering and check the numbers. Every error names what is wrong.
     pub fn build(&self, selected: &[String], tags: &TagFilter) -> Result<Vec<UserClass>, String> {
-        let all = (self.factory)()?;
+        Ok(self.build_for(&ShardInfo::probe(), selected, tags)?.classes)
+    }
+
+    /// [`Plan::build`] for a given shard, with the shard's hooks.
+    pub fn build_for(&self, shard: &ShardInfo, selected: &[String], tags: &TagFilter) -> Result<ShardPlan, String> {
+        let ShardPlan { classes: all, hooks } = (self.factory)(shard)?;
         if all.is_empty() {
             return Err(format!("{}: the plan defines no user class", self.name));
         }
@@ -95,7 +166,7 @@ impl Plan {
                 class.tasks = tags.apply(&class.tasks);
             }
         }
-        Ok(classes)
+        Ok(ShardPlan { classes, hooks })
     }
 
     /// Names and numbers of the classes [`Plan::build`] would give.

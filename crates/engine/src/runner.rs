@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::cpu::{ProcessUsage, UsageMonitor};
 use crate::dispatch::UserSequence;
-use crate::plan::{ClassInfo, Plan};
+use crate::plan::{ClassInfo, Plan, ShardInfo};
 use crate::shard::{ShardCommand, ShardEvent, ShardSetup, spawn_shard};
 use crate::tags::TagFilter;
 
@@ -94,6 +94,22 @@ pub struct StatsStore {
     pub usage: ProcessUsage,
     pub test_started: Option<f64>,
     pub test_stopped: Option<f64>,
+}
+
+impl StatsStore {
+    pub(crate) fn new(state: RunnerState, stats: RequestStats, history: History) -> Self {
+        Self {
+            stats,
+            history,
+            state,
+            user_count: 0,
+            target_user_count: 0,
+            class_counts: BTreeMap::new(),
+            usage: ProcessUsage::default(),
+            test_started: None,
+            test_stopped: None,
+        }
+    }
 }
 
 /// Shared read access to the runner's statistics.
@@ -191,6 +207,11 @@ impl LocalRunner {
             ));
         }
         let shards = options.shards.max(1);
+        let stats = Arc::new(Mutex::new(StatsStore::new(
+            RunnerState::Ready,
+            RequestStats::new(unix_now()),
+            History::default(),
+        )));
         let setup = Arc::new(ShardSetup {
             plan: plan.clone(),
             selected: options.classes.clone(),
@@ -204,7 +225,12 @@ impl LocalRunner {
         let mut threads = Vec::with_capacity(shards);
         for index in 0..shards {
             let (tx, rx) = mpsc::unbounded_channel();
-            let thread = spawn_shard(index, setup.clone(), rx, event_tx.clone())
+            let stop_tx = event_tx.clone();
+            let stop_test: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+                let _ = stop_tx.send(ShardEvent::StopTestRequested);
+            });
+            let info = ShardInfo::new(index, shards, stats.clone(), stop_test);
+            let thread = spawn_shard(info, setup.clone(), rx, event_tx.clone())
                 .map_err(|e| format!("could not start shard thread {index}: {e}"))?;
             shard_tx.push(tx);
             threads.push(thread);
@@ -221,18 +247,6 @@ impl LocalRunner {
                 None => return Err("shard threads ended before they were ready".into()),
             }
         }
-        let now = unix_now();
-        let stats = Arc::new(Mutex::new(StatsStore {
-            stats: RequestStats::new(now),
-            history: History::default(),
-            state: RunnerState::Ready,
-            user_count: 0,
-            target_user_count: 0,
-            class_counts: BTreeMap::new(),
-            usage: ProcessUsage::default(),
-            test_started: None,
-            test_stopped: None,
-        }));
         let (events, _) = broadcast::channel(256);
         let (commands, command_rx) = mpsc::unbounded_channel();
         let sequence = UserSequence::new(&classes.iter().map(|c| (c.weight, c.fixed_count)).collect::<Vec<_>>());
@@ -388,6 +402,9 @@ impl Actor {
             for hook in &self.plan.on_test_start {
                 hook();
             }
+            for tx in &self.shard_tx {
+                let _ = tx.send(ShardCommand::TestStart);
+            }
             self.emit(RunnerEvent::TestStarted);
         }
         tracing::info!("Ramping to {target} users at a rate of {spawn_rate:.2} per second");
@@ -475,6 +492,9 @@ impl Actor {
         self.set_state(RunnerState::Stopped);
         for hook in &self.plan.on_test_stop {
             hook();
+        }
+        for tx in &self.shard_tx {
+            let _ = tx.send(ShardCommand::TestStop);
         }
         self.emit(RunnerEvent::TestStopped);
         self.maybe_shutdown();

@@ -19,7 +19,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::LocalSet;
 
 use crate::client::Client;
-use crate::plan::Plan;
+use crate::plan::{Plan, ShardHook, ShardHooks, ShardInfo};
 use crate::stop_signal::StopSignal;
 use crate::tags::TagFilter;
 use crate::user::{ShardContext, User};
@@ -42,6 +42,10 @@ pub(crate) struct ShardSetup {
 /// Runner → shard.
 #[derive(Debug)]
 pub(crate) enum ShardCommand {
+    /// Run the plan's test-start hooks (before the users that follow spawn).
+    TestStart,
+    /// Run the plan's test-stop hooks.
+    TestStop,
     Spawn {
         user_id: u64,
         class: usize,
@@ -82,11 +86,12 @@ pub(crate) enum ShardEvent {
 
 /// Start shard `index` on a thread of its own.
 pub(crate) fn spawn_shard(
-    index: usize,
+    info: ShardInfo,
     setup: Arc<ShardSetup>,
     commands: UnboundedReceiver<ShardCommand>,
     events: UnboundedSender<ShardEvent>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let index = info.index;
     std::thread::Builder::new().name(format!("swarmer-shard-{index}")).spawn(move || {
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt,
@@ -95,7 +100,7 @@ pub(crate) fn spawn_shard(
                 return;
             }
         };
-        LocalSet::new().block_on(&runtime, run_shard(index, setup, commands, events));
+        LocalSet::new().block_on(&runtime, run_shard(info, setup, commands, events));
     })
 }
 
@@ -105,18 +110,20 @@ struct LiveUser {
 }
 
 async fn run_shard(
-    index: usize,
+    info: ShardInfo,
     setup: Arc<ShardSetup>,
     mut commands: UnboundedReceiver<ShardCommand>,
     events: UnboundedSender<ShardEvent>,
 ) {
-    let classes: Vec<Rc<UserClass>> = match setup.plan.build(&setup.selected, &setup.tags) {
-        Ok(classes) => classes.into_iter().map(Rc::new).collect(),
-        Err(error) => {
-            let _ = events.send(ShardEvent::Failed { shard: index, error });
-            return;
-        }
-    };
+    let index = info.index;
+    let (classes, hooks): (Vec<Rc<UserClass>>, ShardHooks) =
+        match setup.plan.build_for(&info, &setup.selected, &setup.tags) {
+            Ok(plan) => (plan.classes.into_iter().map(Rc::new).collect(), plan.hooks),
+            Err(error) => {
+                let _ = events.send(ShardEvent::Failed { shard: index, error });
+                return;
+            }
+        };
     let class_names: Vec<Rc<str>> = classes.iter().map(|c| Rc::from(c.name.as_str())).collect();
     let context = Rc::new(ShardContext::new(&setup.node, events.clone()));
     let users: Rc<RefCell<HashMap<u64, LiveUser>>> = Rc::default();
@@ -129,6 +136,8 @@ async fn run_shard(
     loop {
         tokio::select! {
             command = commands.recv() => match command {
+                Some(ShardCommand::TestStart) => run_hooks(&hooks.test_start).await,
+                Some(ShardCommand::TestStop) => run_hooks(&hooks.test_stop).await,
                 Some(ShardCommand::Spawn { user_id, class }) => {
                     let Some(class_def) = classes.get(class).cloned() else { continue };
                     let host = setup.host.clone().or_else(|| class_def.host.clone()).unwrap_or_default();
@@ -178,11 +187,18 @@ async fn run_shard(
     for user in remaining {
         let _ = user.done.await;
     }
+    run_hooks(&hooks.quitting).await;
     let delta = context.recorder.borrow_mut().take_delta();
     if !delta.is_empty() {
         let _ = events.send(ShardEvent::Stats { delta, epoch });
     }
     let _ = events.send(ShardEvent::ShutDown);
+}
+
+async fn run_hooks(hooks: &[ShardHook]) {
+    for hook in hooks {
+        hook().await;
+    }
 }
 
 /// Ask users to stop; those still running a task after `timeout` are

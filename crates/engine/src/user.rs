@@ -113,14 +113,7 @@ impl User {
         length: u64,
         error: Option<&str>,
     ) {
-        self.shard.record(&RequestSample {
-            method: request_type,
-            name,
-            response_time_us: Some(response_time.as_micros() as u64),
-            ttfb_us: 0,
-            content_length: length,
-            error,
-        });
+        self.client.record_request(request_type, name, response_time, length, error);
     }
 
     /// Time `work` and record it as a request of `request_type` and `name`;

@@ -26,7 +26,7 @@ pub mod vm;
 
 use std::path::{Path, PathBuf};
 
-use swarmer_engine::Plan;
+use swarmer_engine::{Plan, ShardInfo};
 
 /// A plan that could not be loaded. The message names the file and line.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +41,7 @@ pub fn load_plan(path: &Path) -> Result<Plan, PlanError> {
         return Err(PlanError(format!("{}: no such plan file", path.display())));
     }
     // Load once here so errors are reported before any shard starts.
-    vm::load_classes(&path).map_err(PlanError)?;
+    vm::load_shard_plan(&path, &ShardInfo::probe()).map_err(PlanError)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    Ok(Plan::fallible(name, move || vm::load_classes(&path)))
+    Ok(Plan::per_shard(name, move |shard| vm::load_shard_plan(&path, shard)))
 }

@@ -3,13 +3,30 @@
 
 use std::time::Duration;
 
-use mlua::{Lua, Table};
+use mlua::{Function, Lua, Table};
+use swarmer_engine::ShardInfo;
 
 const PRELUDE: &str = include_str!("prelude.lua");
 
-/// Make `swarmer` a global and `require("swarmer")`-able.
-pub fn install(lua: &Lua, _plan_dir: &str) -> mlua::Result<()> {
+/// Make `swarmer` a global and `require("swarmer")`-able, for the shard
+/// described by `shard` (or a probe VM that only inspects the plan).
+pub fn install(lua: &Lua, shard: &ShardInfo) -> mlua::Result<()> {
+    lua.set_app_data(shard.clone());
     let module: Table = lua.load(PRELUDE).set_name("@swarmer").eval()?;
+    let runner: Table = module.get("runner")?;
+    runner.set("shard", shard.index)?;
+    runner.set("shards", shard.count)?;
+    module.set("spawn", lua.create_function(spawn)?)?;
+    module.set("stats", lua.create_function(stats)?)?;
+    module.set(
+        "quit",
+        lua.create_function(|lua, ()| {
+            if let Some(shard) = lua.app_data_ref::<ShardInfo>() {
+                shard.request_stop_test();
+            }
+            Ok(())
+        })?,
+    )?;
     module.set(
         "sleep",
         lua.create_async_function(|_, seconds: f64| async move {
@@ -28,6 +45,57 @@ pub fn install(lua: &Lua, _plan_dir: &str) -> mlua::Result<()> {
     loaded.set("swarmer", module)?;
     loaded.set("debug", mlua::Value::Nil)?;
     Ok(())
+}
+
+/// `swarmer.spawn(fn)`: run `fn` as a background coroutine on this shard
+/// (Locust's `gevent.spawn`). Errors inside are logged.
+fn spawn(lua: &Lua, body: Function) -> mlua::Result<()> {
+    let probe = lua.app_data_ref::<ShardInfo>().is_none_or(|s| s.probe);
+    if probe {
+        return Err(mlua::Error::runtime(format!(
+            "{}swarmer.spawn: only available while a test runs (from an event listener, on_start or a task)",
+            caller_location(lua)
+        )));
+    }
+    tokio::task::spawn_local(async move {
+        if let Err(e) = body.call_async::<()>(()).await {
+            tracing::error!("background coroutine failed: {}", crate::vm::clean(&e));
+        }
+    });
+    Ok(())
+}
+
+/// `plan.lua:12: ` for the Lua code that called the running Rust function.
+pub fn caller_location(lua: &Lua) -> String {
+    lua.inspect_stack(1, |debug| {
+        let source = debug.source().short_src.map(|s| s.into_owned()).unwrap_or_default();
+        match debug.current_line() {
+            Some(line) => format!("{source}:{line}: "),
+            None => String::new(),
+        }
+    })
+    .unwrap_or_default()
+}
+
+/// `swarmer.stats()`: live totals of the whole test (all shards), as
+/// Locust's `environment.runner.stats.total` and `runner.user_count`.
+fn stats(lua: &Lua, (): ()) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    let Some(shard) = lua.app_data_ref::<ShardInfo>() else { return Ok(t) };
+    let Ok(store) = shard.stats.lock() else { return Ok(t) };
+    let total = store.stats.total();
+    let now = swarmer_engine::unix_now();
+    let (rps, fps) = total.current_rates(now);
+    t.set("state", store.state.as_str())?;
+    t.set("user_count", store.user_count)?;
+    t.set("num_requests", total.num_requests)?;
+    t.set("num_failures", total.num_failures)?;
+    t.set("fail_ratio", total.fail_ratio())?;
+    t.set("current_rps", rps)?;
+    t.set("current_fail_per_sec", fps)?;
+    t.set("total_rps", total.total_rps(store.stats.run_seconds()))?;
+    t.set("avg_response_time", total.avg_response_time_ms())?;
+    Ok(t)
 }
 
 const REGISTRY_KEY: &str = "swarmer.module";

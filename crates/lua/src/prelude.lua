@@ -130,8 +130,33 @@ function swarmer.user(name, def)
   return def
 end
 
--- What this process is (the distributed runners fill in "master"/"worker").
-swarmer.runner = { role = "local" }
+-- What this process is (the distributed runners fill in "master"/"worker");
+-- `shard` (0-based) and `shards` are set from Rust for each VM.
+swarmer.runner = { role = "local", shard = 0, shards = 1 }
+
+-- Event hooks, with Locust's names. Listeners run in every shard's VM.
+local Event = {}
+Event.__index = Event
+function Event:add_listener(fn)
+  if type(fn) ~= "function" then error("add_listener: expected a function", 2) end
+  table.insert(self._listeners, fn)
+  return fn
+end
+local AVAILABLE = { "init", "test_start", "test_stop", "quitting" }
+local events = {}
+for _, name in ipairs(AVAILABLE) do events[name] = setmetatable({ name = name, _listeners = {} }, Event) end
+swarmer.events = setmetatable(events, { __index = function(_, k)
+  error(("swarmer.events.%s is not available (events: %s)"):format(tostring(k), table.concat(AVAILABLE, ", ")), 2)
+end })
+-- Run every listener of an event; returns the error messages of those that failed.
+function swarmer._fire(name)
+  local failed = {}
+  for _, fn in ipairs(rawget(events, name)._listeners) do
+    local ok, err = xpcall(fn, function(e) return tostring(e) .. "\n" .. traceback(nil, 2) end)
+    if not ok then table.insert(failed, err) end
+  end
+  return failed
+end
 
 -- The per-user object (`self`): its own fields, then the class's, then
 -- these helpers.

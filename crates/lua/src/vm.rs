@@ -3,21 +3,54 @@
 
 use std::path::Path;
 
-use mlua::{Lua, LuaOptions, StdLib};
-use swarmer_engine::UserClass;
+use std::rc::Rc;
+
+use mlua::{Function, Lua, LuaOptions, StdLib, Table};
+use swarmer_engine::{ShardHook, ShardHooks, ShardInfo, ShardPlan};
 
 use crate::{classes, module};
 
-/// Create a VM, run the plan, and build the user classes it registered.
+/// Create a VM for `shard`, run the plan, build the user classes it
+/// registered and its event hooks, and fire `init` (not for a probe).
 /// Errors name the file and line (`plan.lua:12: …`).
-pub fn load_classes(path: &Path) -> Result<Vec<UserClass>, String> {
-    let lua = new_vm(path).map_err(|e| clean(&e))?;
+pub fn load_shard_plan(path: &Path, shard: &ShardInfo) -> Result<ShardPlan, String> {
+    let lua = new_vm(path, shard).map_err(|e| clean(&e))?;
     run_plan_file(&lua, path)?;
-    classes::build(&lua).map_err(|e| format!("{}: {}", path.display(), clean(&e)))
+    let classes = classes::build(&lua).map_err(|e| format!("{}: {}", path.display(), clean(&e)))?;
+    let fire: Function = module::module(&lua).and_then(|m| m.get("_fire")).map_err(|e| clean(&e))?;
+    if !shard.probe {
+        report(&fire.call::<Table>("init"), "init");
+    }
+    let hooks = ShardHooks {
+        test_start: vec![hook(&fire, "test_start")],
+        test_stop: vec![hook(&fire, "test_stop")],
+        quitting: vec![hook(&fire, "quitting")],
+    };
+    Ok(ShardPlan { classes, hooks })
+}
+
+/// A shard hook that fires the Lua event `name` (listeners may wait).
+fn hook(fire: &Function, name: &'static str) -> ShardHook {
+    let fire = fire.clone();
+    Rc::new(move || {
+        let fire = fire.clone();
+        Box::pin(async move { report(&fire.call_async::<Table>(name).await, name) })
+    })
+}
+
+fn report(outcome: &mlua::Result<Table>, event: &str) {
+    match outcome {
+        Ok(failed) => {
+            for message in failed.clone().sequence_values::<String>().flatten() {
+                tracing::error!("a {event} listener failed: {message}");
+            }
+        }
+        Err(e) => tracing::error!("firing {event} failed: {}", clean(e)),
+    }
 }
 
 /// A VM whose `require` looks next to the plan and which has `swarmer`.
-pub fn new_vm(plan: &Path) -> mlua::Result<Lua> {
+pub fn new_vm(plan: &Path, shard: &ShardInfo) -> mlua::Result<Lua> {
     // SAFETY: the debug library is loaded only so the prelude can capture
     // `debug.getinfo` and `debug.traceback` (read-only introspection); the
     // prelude's installer removes `debug` from the globals and from
@@ -29,7 +62,7 @@ pub fn new_vm(plan: &Path) -> mlua::Result<Lua> {
     let dir = dir.to_string_lossy();
     package.set("path", format!("{dir}/?.lua;{dir}/?/init.lua"))?;
     package.set("cpath", "")?;
-    module::install(&lua, &dir)?;
+    module::install(&lua, shard)?;
     Ok(lua)
 }
 

@@ -299,3 +299,45 @@ swarmer.user("Custom", {
     assert_eq!((get.max_response_time_ms(), get.total_content_length), (12.5, 3));
     assert!(store.stats.failures().any(|f| f.error == "READONLY" && f.method == "redis"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_background_checker_stops_the_test_when_the_failure_ratio_passes_20_percent() {
+    let t = target();
+    let handle = start(&example("fail_ratio_checker"), &t.url(), 2, TagFilter::default()).await;
+    let mut events = handle.subscribe();
+    handle.start(4, 100.0);
+    let stopped = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(swarmer_engine::RunnerEvent::TestStopped) = events.recv().await {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(stopped.is_ok(), "the checker stopped the test");
+    handle.quit().await;
+    let store = handle.stats().lock().unwrap();
+    assert!(store.stats.total().fail_ratio() > 0.2, "{}", store.stats.total().fail_ratio());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn test_data_lifecycle_hooks_run_in_order() {
+    let t = target();
+    let handle = start(&example("test_data_lifecycle"), &t.url(), 2, TagFilter::default()).await;
+    run_for(&handle, 4, Duration::from_millis(600)).await;
+    assert_eq!(count(&handle, "lifecycle", "4-user-start-sees-init-and-test-start"), (4, 0));
+    assert_eq!(count(&handle, "lifecycle", "6-user-stop"), (4, 0));
+    let (profiles, failures) = count(&handle, "GET", "/profile");
+    assert!(profiles >= 8 && failures == 0, "{profiles} {failures}");
+}
+
+#[test]
+fn spawn_outside_a_test_and_unknown_events_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(dir.path(), "local s = require('swarmer')\ns.spawn(function() end)\n");
+    let err = swarmer_lua::load_plan(&path).err().unwrap().to_string();
+    assert!(err.contains("plan.lua:2:") && err.contains("only available while a test runs"), "{err}");
+    let path = write_plan(dir.path(), "local s = require('swarmer')\ns.events.bogus:add_listener(print)\n");
+    let err = swarmer_lua::load_plan(&path).err().unwrap().to_string();
+    assert!(err.contains("plan.lua:2:") && err.contains("swarmer.events.bogus is not available"), "{err}");
+}
