@@ -39,7 +39,7 @@ mod wait_time;
 pub use client::{CatchResponse, Client};
 pub use control::{TaskError, TaskResult};
 pub use cpu::{ProcessUsage, UsageMonitor};
-pub use plan::{ClassInfo, Plan, ShardHook, ShardHooks, ShardInfo, ShardPlan, TaskInfo};
+pub use plan::{ClassInfo, Plan, ShardHook, ShardHooks, ShardInfo, ShardPlan, SharedData, TaskInfo};
 pub use runner::{LocalRunner, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState, StatsStore, StatsView};
 pub use swarmer_http::{ClientConfig, HttpVersionPreference, Request, Response, TlsOptions};
 pub use swarmer_stats::unix_now;

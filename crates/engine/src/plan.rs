@@ -5,6 +5,8 @@
 //! it on its own thread (a Lua front end loads its VM there). The runner
 //! calls it once more on its own thread to learn names, weights and tasks.
 
+use std::any::Any;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
@@ -38,6 +40,10 @@ pub struct ShardPlan {
     pub hooks: ShardHooks,
 }
 
+/// Read-only data a front end loads once per process and shares between
+/// shards (a CSV of test users, say), keyed by a name of its choosing.
+pub type SharedData = Arc<Mutex<HashMap<String, Arc<dyn Any + Send + Sync>>>>;
+
 /// What a plan factory is told about the shard it builds for.
 #[derive(Clone)]
 pub struct ShardInfo {
@@ -50,19 +56,27 @@ pub struct ShardInfo {
     pub probe: bool,
     /// The runner's merged statistics (read-only use: live totals).
     pub stats: StatsView,
+    /// Data shared by all shards of this process.
+    pub shared: SharedData,
     stop_test: Arc<dyn Fn() + Send + Sync>,
 }
 
 impl ShardInfo {
-    pub(crate) fn new(index: usize, count: usize, stats: StatsView, stop_test: Arc<dyn Fn() + Send + Sync>) -> Self {
-        Self { index, count, probe: false, stats, stop_test }
+    pub(crate) fn new(
+        index: usize,
+        count: usize,
+        stats: StatsView,
+        shared: SharedData,
+        stop_test: Arc<dyn Fn() + Send + Sync>,
+    ) -> Self {
+        Self { index, count, probe: false, stats, shared, stop_test }
     }
 
     /// For inspecting a plan outside a run.
     pub fn probe() -> Self {
         let stats =
             Arc::new(Mutex::new(StatsStore::new(RunnerState::Ready, RequestStats::new(0.0), History::default())));
-        Self { index: 0, count: 1, probe: true, stats, stop_test: Arc::new(|| {}) }
+        Self { index: 0, count: 1, probe: true, stats, shared: SharedData::default(), stop_test: Arc::new(|| {}) }
     }
 
     /// Ask the runner to stop the test (Locust's `runner.quit()` from a plan).

@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::cpu::{ProcessUsage, UsageMonitor};
 use crate::dispatch::UserSequence;
-use crate::plan::{ClassInfo, Plan, ShardInfo};
+use crate::plan::{ClassInfo, Plan, ShardInfo, SharedData};
 use crate::shard::{ShardCommand, ShardEvent, ShardSetup, spawn_shard};
 use crate::tags::TagFilter;
 
@@ -223,13 +223,14 @@ impl LocalRunner {
         let (event_tx, mut event_rx) = mpsc::unbounded_channel();
         let mut shard_tx = Vec::with_capacity(shards);
         let mut threads = Vec::with_capacity(shards);
+        let shared = SharedData::default();
         for index in 0..shards {
             let (tx, rx) = mpsc::unbounded_channel();
             let stop_tx = event_tx.clone();
             let stop_test: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
                 let _ = stop_tx.send(ShardEvent::StopTestRequested);
             });
-            let info = ShardInfo::new(index, shards, stats.clone(), stop_test);
+            let info = ShardInfo::new(index, shards, stats.clone(), shared.clone(), stop_test);
             let thread = spawn_shard(info, setup.clone(), rx, event_tx.clone())
                 .map_err(|e| format!("could not start shard thread {index}: {e}"))?;
             shard_tx.push(tx);

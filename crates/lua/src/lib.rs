@@ -15,12 +15,14 @@
 //! - `classes`: Lua definitions → engine user classes, tasks and task sets.
 //! - `call`: running one Lua task in a coroutine and mapping its errors.
 //! - `client`: `self.client` and responses.
+//! - `data`: CSV datasets shared by all shards, JSON files, random helpers.
 //!
 //! What it does not do: schedule users, record statistics, parse flags.
 
 mod call;
 mod classes;
 mod client;
+mod data;
 mod module;
 pub mod vm;
 

@@ -10,13 +10,15 @@ const PRELUDE: &str = include_str!("prelude.lua");
 
 /// Make `swarmer` a global and `require("swarmer")`-able, for the shard
 /// described by `shard` (or a probe VM that only inspects the plan).
-pub fn install(lua: &Lua, shard: &ShardInfo) -> mlua::Result<()> {
+pub fn install(lua: &Lua, shard: &ShardInfo, plan_dir: &std::path::Path) -> mlua::Result<()> {
     lua.set_app_data(shard.clone());
+    lua.set_app_data(crate::data::PlanDir(plan_dir.to_path_buf()));
     let module: Table = lua.load(PRELUDE).set_name("@swarmer").eval()?;
     let runner: Table = module.get("runner")?;
     runner.set("shard", shard.index)?;
     runner.set("shards", shard.count)?;
     module.set("spawn", lua.create_function(spawn)?)?;
+    crate::data::install(lua, &module)?;
     module.set("stats", lua.create_function(stats)?)?;
     module.set(
         "quit",

@@ -59,10 +59,10 @@ pub fn new_vm(plan: &Path, shard: &ShardInfo) -> mlua::Result<Lua> {
     let lua = unsafe { Lua::unsafe_new_with(StdLib::ALL_SAFE | StdLib::DEBUG, LuaOptions::default()) };
     let dir = plan.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let package: mlua::Table = lua.globals().get("package")?;
-    let dir = dir.to_string_lossy();
-    package.set("path", format!("{dir}/?.lua;{dir}/?/init.lua"))?;
+    let dir_text = dir.to_string_lossy();
+    package.set("path", format!("{dir_text}/?.lua;{dir_text}/?/init.lua"))?;
     package.set("cpath", "")?;
-    module::install(&lua, shard)?;
+    module::install(&lua, shard, dir)?;
     Ok(lua)
 }
 

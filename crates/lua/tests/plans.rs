@@ -341,3 +341,24 @@ fn spawn_outside_a_test_and_unknown_events_are_clear_errors() {
     let err = swarmer_lua::load_plan(&path).err().unwrap().to_string();
     assert!(err.contains("plan.lua:2:") && err.contains("swarmer.events.bogus is not available"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn csv_rows_are_unique_per_user_across_shards_and_json_loads() {
+    let t = target();
+    let handle = start(&example("test_data"), &t.url(), 2, TagFilter::default()).await;
+    // Four users, three rows: the fourth user finds none and stops itself.
+    run_for(&handle, 4, Duration::from_millis(700)).await;
+    assert_eq!(count(&handle, "POST", "/login"), (3, 0));
+    let (profiles, wrong_user) = count(&handle, "GET", "/profile");
+    assert!(profiles >= 6, "{profiles}");
+    assert_eq!(wrong_user, 0, "every user kept its own account");
+    assert!(count(&handle, "GET", "/index.html?product=[name]").0 >= 6);
+}
+
+#[test]
+fn missing_data_files_name_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(dir.path(), "local s = require('swarmer')\nlocal d = s.csv('nope.csv')\n");
+    let err = swarmer_lua::load_plan(&path).err().unwrap().to_string();
+    assert!(err.contains("plan.lua:2:") && err.contains("nope.csv"), "{err}");
+}
