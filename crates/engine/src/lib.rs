@@ -39,10 +39,13 @@ mod wait_time;
 pub use client::{CatchResponse, Client};
 pub use control::{TaskError, TaskResult};
 pub use cpu::{ProcessUsage, UsageMonitor};
-pub use plan::{ClassInfo, Plan, ShardHook, ShardHooks, ShardInfo, ShardPlan, SharedData, TaskInfo};
+pub use plan::{
+    ClassInfo, Notice, NoticeHook, Plan, RequestHook, ShardHook, ShardHooks, ShardInfo, ShardPlan, SharedData,
+    TaskInfo, UserErrorHook,
+};
 pub use runner::{LocalRunner, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState, StatsStore, StatsView};
 pub use swarmer_http::{ClientConfig, HttpVersionPreference, Request, Response, TlsOptions};
-pub use swarmer_stats::unix_now;
+pub use swarmer_stats::{RequestSample, unix_now};
 pub use tags::TagFilter;
 pub use task::{LocalBoxFuture, Task, TaskFn, TaskSet, task_fn};
 pub use user::User;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-use swarmer_stats::{History, RequestStats};
+use swarmer_stats::{History, RequestSample, RequestStats};
 
 use crate::runner::{RunnerState, StatsStore, StatsView};
 use crate::tags::TagFilter;
@@ -23,6 +23,33 @@ type Hook = dyn Fn() + Send + Sync;
 /// A hook a shard runs (test start, test stop, quitting); not `Send`.
 pub type ShardHook = Rc<dyn Fn() -> LocalBoxFuture<'static, ()>>;
 
+/// Something the runner tells every shard about (Locust's events of the
+/// same names).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Notice {
+    SpawningComplete {
+        user_count: usize,
+    },
+    ResetStats,
+    TestStopping,
+    CpuWarning {
+        cpu_percent: f64,
+    },
+    /// Every few seconds: this process's CPU (percent of one core) and RSS.
+    UsageMonitor {
+        cpu_percent: f64,
+        rss_bytes: u64,
+    },
+}
+
+/// Called for each notice.
+pub type NoticeHook = Rc<dyn Fn(Notice) -> LocalBoxFuture<'static, ()>>;
+/// Called for every request sample recorded on the shard (keep it cheap:
+/// it runs on the hot path, only when set).
+pub type RequestHook = Rc<dyn Fn(&RequestSample<'_>)>;
+/// Called for every exception raised by user code on the shard.
+pub type UserErrorHook = Rc<dyn Fn(&str, &str)>;
+
 /// Hooks a front end registers per shard (Lua's `swarmer.events`).
 #[derive(Clone, Default)]
 pub struct ShardHooks {
@@ -32,6 +59,9 @@ pub struct ShardHooks {
     pub test_stop: Vec<ShardHook>,
     /// Run on every shard when the process quits, before the last statistics leave.
     pub quitting: Vec<ShardHook>,
+    pub notice: Option<NoticeHook>,
+    pub request: Option<RequestHook>,
+    pub user_error: Option<UserErrorHook>,
 }
 
 /// What a plan factory builds for one shard.

@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::cpu::{ProcessUsage, UsageMonitor};
 use crate::dispatch::UserSequence;
-use crate::plan::{ClassInfo, Plan, ShardInfo, SharedData};
+use crate::plan::{ClassInfo, Notice, Plan, ShardInfo, SharedData};
 use crate::shard::{ShardCommand, ShardEvent, ShardSetup, spawn_shard};
 use crate::tags::TagFilter;
 
@@ -271,6 +271,7 @@ impl LocalRunner {
             quitting: None,
             shut_down: 0,
             stats_epoch: 0,
+            seconds: 0,
         };
         tokio::spawn(actor.run(command_rx, event_rx));
         Ok(RunnerHandle { commands, stats, events, classes: Arc::new(classes) })
@@ -312,10 +313,13 @@ struct Actor {
     shut_down: usize,
     /// Number of statistics resets; deltas recorded before the latest are dropped.
     stats_epoch: u64,
+    seconds: u64,
 }
 
 const RAMP_TICK: Duration = Duration::from_millis(10);
 const CPU_WARNING_PERCENT: f64 = 90.0;
+/// How often shards hear the process's CPU and memory (Locust's `usage_monitor`).
+const USAGE_MONITOR_SECONDS: u64 = 5;
 
 impl Actor {
     async fn run(
@@ -366,6 +370,12 @@ impl Actor {
         self.every_second();
         if let Some(done) = self.quitting.take() {
             let _ = done.send(());
+        }
+    }
+
+    fn notify_shards(&self, notice: Notice) {
+        for tx in &self.shard_tx {
+            let _ = tx.send(ShardCommand::Notice(notice.clone()));
         }
     }
 
@@ -447,6 +457,7 @@ impl Actor {
                 tracing::info!("Resetting stats");
                 self.reset_stats();
             }
+            self.notify_shards(Notice::SpawningComplete { user_count: self.live.len() });
             self.emit(RunnerEvent::SpawningComplete { user_count: self.live.len(), class_counts });
         }
     }
@@ -480,6 +491,7 @@ impl Actor {
             return;
         }
         self.ramp = None;
+        self.notify_shards(Notice::TestStopping);
         self.set_state(RunnerState::Stopping);
         let all: Vec<Slot> = self.live.drain(..).collect();
         self.stop_slots(all);
@@ -557,6 +569,7 @@ impl Actor {
         for tx in &self.shard_tx {
             let _ = tx.send(ShardCommand::ResetStats { epoch: self.stats_epoch });
         }
+        self.notify_shards(Notice::ResetStats);
         if let Ok(mut store) = self.stats.lock() {
             store.stats.reset(unix_now());
         }
@@ -609,8 +622,13 @@ impl Actor {
                 ));
             }
         }
+        self.seconds += 1;
+        if self.seconds.is_multiple_of(USAGE_MONITOR_SECONDS) {
+            self.notify_shards(Notice::UsageMonitor { cpu_percent: usage.cpu_percent, rss_bytes: usage.rss_bytes });
+        }
         if !self.warned_cpu && usage.cpu_percent > CPU_WARNING_PERCENT * shards {
             self.warned_cpu = true;
+            self.notify_shards(Notice::CpuWarning { cpu_percent: usage.cpu_percent });
             warnings.push(format!(
                 "CPU usage above {CPU_WARNING_PERCENT}% of the {shards} core(s) in use ({:.0}%)! The load generator \
                  may be the bottleneck and response times may be inflated. Use more shards, processes or workers.",

@@ -19,7 +19,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::LocalSet;
 
 use crate::client::Client;
-use crate::plan::{Plan, ShardHook, ShardHooks, ShardInfo};
+use crate::plan::{Notice, Plan, ShardHook, ShardHooks, ShardInfo};
 use crate::stop_signal::StopSignal;
 use crate::tags::TagFilter;
 use crate::user::{ShardContext, User};
@@ -46,6 +46,8 @@ pub(crate) enum ShardCommand {
     TestStart,
     /// Run the plan's test-stop hooks.
     TestStop,
+    /// Tell the plan's listeners what happened.
+    Notice(Notice),
     Spawn {
         user_id: u64,
         class: usize,
@@ -126,6 +128,7 @@ async fn run_shard(
         };
     let class_names: Vec<Rc<str>> = classes.iter().map(|c| Rc::from(c.name.as_str())).collect();
     let context = Rc::new(ShardContext::new(&setup.node, events.clone()));
+    context.set_hooks(hooks.request.clone(), hooks.user_error.clone());
     let users: Rc<RefCell<HashMap<u64, LiveUser>>> = Rc::default();
     let mut seeds = SmallRng::from_entropy();
     let mut epoch = 0;
@@ -138,6 +141,11 @@ async fn run_shard(
             command = commands.recv() => match command {
                 Some(ShardCommand::TestStart) => run_hooks(&hooks.test_start).await,
                 Some(ShardCommand::TestStop) => run_hooks(&hooks.test_stop).await,
+                Some(ShardCommand::Notice(notice)) => {
+                    if let Some(hook) = &hooks.notice {
+                        hook(notice).await;
+                    }
+                }
                 Some(ShardCommand::Spawn { user_id, class }) => {
                     let Some(class_def) = classes.get(class).cloned() else { continue };
                     let host = setup.host.clone().or_else(|| class_def.host.clone()).unwrap_or_default();

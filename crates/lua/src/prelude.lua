@@ -142,21 +142,25 @@ function Event:add_listener(fn)
   table.insert(self._listeners, fn)
   return fn
 end
-local AVAILABLE = { "init", "test_start", "test_stop", "quitting" }
+local AVAILABLE = { "init", "test_start", "test_stopping", "test_stop", "quitting", "spawning_complete",
+                    "request", "user_error", "reset_stats", "usage_monitor", "cpu_warning" }
 local events = {}
 for _, name in ipairs(AVAILABLE) do events[name] = setmetatable({ name = name, _listeners = {} }, Event) end
 swarmer.events = setmetatable(events, { __index = function(_, k)
   error(("swarmer.events.%s is not available (events: %s)"):format(tostring(k), table.concat(AVAILABLE, ", ")), 2)
 end })
--- Run every listener of an event; returns the error messages of those that failed.
-function swarmer._fire(name)
+-- Run every listener of an event with the event's arguments; returns the
+-- error messages of those that failed.
+local function on_error(e) return tostring(e) .. "\n" .. traceback(nil, 2) end
+function swarmer._fire(name, ...)
   local failed = {}
   for _, fn in ipairs(rawget(events, name)._listeners) do
-    local ok, err = xpcall(fn, function(e) return tostring(e) .. "\n" .. traceback(nil, 2) end)
+    local ok, err = xpcall(fn, on_error, ...)
     if not ok then table.insert(failed, err) end
   end
   return failed
 end
+function swarmer._listening(name) return #rawget(events, name)._listeners > 0 end
 
 -- The per-user object (`self`): its own fields, then the class's, then
 -- these helpers.

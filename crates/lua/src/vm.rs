@@ -6,7 +6,9 @@ use std::path::Path;
 use std::rc::Rc;
 
 use mlua::{Function, Lua, LuaOptions, StdLib, Table};
-use swarmer_engine::{ShardHook, ShardHooks, ShardInfo, ShardPlan};
+use swarmer_engine::{
+    Notice, NoticeHook, RequestHook, RequestSample, ShardHook, ShardHooks, ShardInfo, ShardPlan, UserErrorHook,
+};
 
 use crate::{classes, module};
 
@@ -17,16 +19,80 @@ pub fn load_shard_plan(path: &Path, shard: &ShardInfo) -> Result<ShardPlan, Stri
     let lua = new_vm(path, shard).map_err(|e| clean(&e))?;
     run_plan_file(&lua, path)?;
     let classes = classes::build(&lua).map_err(|e| format!("{}: {}", path.display(), clean(&e)))?;
-    let fire: Function = module::module(&lua).and_then(|m| m.get("_fire")).map_err(|e| clean(&e))?;
+    let m = module::module(&lua).map_err(|e| clean(&e))?;
+    let fire: Function = m.get("_fire").map_err(|e| clean(&e))?;
+    let listening: Function = m.get("_listening").map_err(|e| clean(&e))?;
     if !shard.probe {
         report(&fire.call::<Table>("init"), "init");
     }
+    // Per-sample and per-exception listeners cost a Lua call each, so they
+    // are only hooked in when the plan has some (after init, which may add).
+    let wants = |event: &str| listening.call::<bool>(event).unwrap_or(false);
     let hooks = ShardHooks {
         test_start: vec![hook(&fire, "test_start")],
         test_stop: vec![hook(&fire, "test_stop")],
         quitting: vec![hook(&fire, "quitting")],
+        notice: Some(notice_hook(&lua, &fire)),
+        request: wants("request").then(|| request_hook(&lua, &fire)),
+        user_error: wants("user_error").then(|| user_error_hook(&fire)),
     };
     Ok(ShardPlan { classes, hooks })
+}
+
+/// Runner notices → `spawning_complete(user_count)`, `reset_stats()`,
+/// `test_stopping()`, `cpu_warning(percent)`, `usage_monitor(cpu_percent, rss_bytes)`.
+fn notice_hook(lua: &Lua, fire: &Function) -> NoticeHook {
+    let (lua, fire) = (lua.clone(), fire.clone());
+    Rc::new(move |notice: Notice| {
+        let (lua, fire) = (lua.clone(), fire.clone());
+        Box::pin(async move {
+            let (name, args): (&str, mlua::MultiValue) = match notice {
+                Notice::SpawningComplete { user_count } => ("spawning_complete", args(&lua, user_count)),
+                Notice::ResetStats => ("reset_stats", mlua::MultiValue::new()),
+                Notice::TestStopping => ("test_stopping", mlua::MultiValue::new()),
+                Notice::CpuWarning { cpu_percent } => ("cpu_warning", args(&lua, cpu_percent)),
+                Notice::UsageMonitor { cpu_percent, rss_bytes } => {
+                    ("usage_monitor", args(&lua, (cpu_percent, rss_bytes)))
+                }
+            };
+            let mut call = mlua::MultiValue::new();
+            call.push_back(mlua::Value::String(lua.create_string(name).expect("a short string")));
+            call.extend(args);
+            report(&fire.call_async::<Table>(call).await, name);
+        })
+    })
+}
+
+fn args(lua: &Lua, values: impl mlua::IntoLuaMulti) -> mlua::MultiValue {
+    values.into_lua_multi(lua).unwrap_or_default()
+}
+
+/// Every sample → `request{request_type, name, response_time, response_length, exception}`.
+fn request_hook(lua: &Lua, fire: &Function) -> RequestHook {
+    let (lua, fire) = (lua.clone(), fire.clone());
+    Rc::new(move |sample: &RequestSample<'_>| {
+        let table = (|| -> mlua::Result<Table> {
+            let t = lua.create_table()?;
+            t.set("request_type", sample.method)?;
+            t.set("name", sample.name)?;
+            t.set("response_time", sample.response_time_us.map(|us| us as f64 / 1000.0))?;
+            t.set("response_length", sample.content_length)?;
+            t.set("exception", sample.error)?;
+            Ok(t)
+        })();
+        match table {
+            Ok(t) => report(&fire.call::<Table>(("request", t)), "request"),
+            Err(e) => tracing::error!("request event: {}", clean(&e)),
+        }
+    })
+}
+
+/// Every exception in user code → `user_error(message, traceback)`.
+fn user_error_hook(fire: &Function) -> UserErrorHook {
+    let fire = fire.clone();
+    Rc::new(move |message: &str, traceback: &str| {
+        report(&fire.call::<Table>(("user_error", message, traceback)), "user_error")
+    })
 }
 
 /// A shard hook that fires the Lua event `name` (listeners may wait).

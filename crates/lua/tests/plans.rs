@@ -362,3 +362,59 @@ fn missing_data_files_name_the_file_and_line() {
     let err = swarmer_lua::load_plan(&path).err().unwrap().to_string();
     assert!(err.contains("plan.lua:2:") && err.contains("nope.csv"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn event_listeners_hear_locusts_events_in_order() {
+    let t = target();
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("events.log");
+    let path = write_plan(
+        dir.path(),
+        &format!(
+            r#"local swarmer = require("swarmer")
+local log = assert(io.open("{log}", "a"))
+local function note(s) log:write(s .. "\n"); log:flush() end
+swarmer.events.init:add_listener(function() note("init " .. swarmer.runner.shard) end)
+for _, name in ipairs({{ "test_start", "test_stopping", "test_stop", "quitting", "reset_stats" }}) do
+  swarmer.events[name]:add_listener(function() note(name) end)
+end
+swarmer.events.spawning_complete:add_listener(function(n) note("spawning_complete " .. n) end)
+local seen = 0
+swarmer.events.request:add_listener(function(r)
+  if seen == 0 then note(("request %s %s %s"):format(r.request_type, r.name, tostring(r.exception))) end
+  seen = seen + 1
+end)
+swarmer.events.user_error:add_listener(function(message) note("user_error " .. message) end)
+swarmer.user("U", {{
+  wait_time = swarmer.constant(0.05),
+  tasks = {{ function(self) self.client:get("/status/500"); error("boom") end }},
+}})
+"#,
+            log = log_path.display()
+        ),
+    );
+    let handle = start(&path, &t.url(), 1, TagFilter::default()).await;
+    handle.start(2, 100.0);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    handle.reset_stats();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    handle.quit().await;
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    let position = |prefix: &str| {
+        lines.iter().position(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix} missing: {log}"))
+    };
+    assert!(position("init 0") < position("test_start"));
+    assert!(position("test_start") < position("spawning_complete 2"));
+    assert!(
+        lines.contains(
+            &"request GET /status/500 HTTPError('500 Server Error: Internal Server Error for url: /status/500')"
+        ),
+        "{log}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with("user_error ") && l.contains("plan.lua:17: boom")), "{log}");
+    assert!(position("reset_stats") < position("test_stopping"));
+    let stop = lines.iter().position(|l| *l == "test_stop").unwrap_or_else(|| panic!("test_stop missing: {log}"));
+    assert!(position("test_stopping") < stop);
+    assert!(stop < position("quitting"));
+}
