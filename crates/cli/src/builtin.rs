@@ -31,7 +31,10 @@ pub fn builtin_plan(name: &str) -> Option<Plan> {
 }
 
 /// Resolve `-f`: a Lua plan file, `builtin:NAME`, or an error naming what is accepted.
-pub fn resolve_plan(locustfile: Option<&str>) -> Result<Plan, String> {
+pub fn resolve_plan(
+    locustfile: Option<&str>,
+    options: std::collections::HashMap<String, String>,
+) -> Result<Plan, String> {
     let names: Vec<String> = BUILTINS.iter().map(|(n, _)| format!("builtin:{n}")).collect();
     let Some(spec) = locustfile else {
         return Err(format!("no test plan given: use -f with one of {}", names.join(", ")));
@@ -41,7 +44,7 @@ pub fn resolve_plan(locustfile: Option<&str>) -> Result<Plan, String> {
             .ok_or_else(|| format!("-f {spec}: no such built-in plan (have {})", names.join(", ")));
     }
     if spec.ends_with(".lua") {
-        return swarmer_lua::load_plan(std::path::Path::new(spec)).map_err(|e| e.to_string());
+        return swarmer_lua::load_plan_with_options(std::path::Path::new(spec), options).map_err(|e| e.to_string());
     }
     Err(format!("-f {spec}: expected a Lua plan (plan.lua) or builtin:NAME ({})", names.join(", ")))
 }

@@ -7,6 +7,7 @@
 //! - `headless`: one headless run from start to reports and exit code.
 //! - `outputs`: CSV, JSON and console output of a run.
 //! - `demo`: the `demo` and `target` subcommands (the built-in target).
+//! - `plan_options`: options a Lua plan declares (`swarmer.add_option`).
 //!
 //! A test written in Rust calls [`run_plan`] from its `main` and gets the
 //! whole command line for free (see `examples/rust/`).
@@ -24,6 +25,7 @@ mod demo;
 mod headless;
 mod logging;
 mod outputs;
+mod plan_options;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -51,10 +53,14 @@ fn main_with(plan: Option<Plan>) -> ExitCode {
         Ok(a) => a,
         Err(e) => return usage_error(&e),
     };
-    let matches = match Cli::command().try_get_matches_from(&argv) {
+    // A Lua plan may declare options of its own: add them before parsing,
+    // so they are accepted and shown in --help.
+    let plan_options = plan_options::declared(&argv);
+    let matches = match plan_options::add_to(Cli::command(), &plan_options).try_get_matches_from(&argv) {
         Ok(m) => m,
         Err(e) => e.exit(),
     };
+    let option_values = plan_options::values(&matches, &plan_options);
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => e.exit(),
@@ -78,7 +84,7 @@ fn main_with(plan: Option<Plan>) -> ExitCode {
             let plan = match plan {
                 Some(p) if cli.run.locustfile.is_none() => Ok(p),
                 Some(_) => Err("-f: this program defines its own plan; -f is for the swarmer binary".to_string()),
-                None => builtin::resolve_plan(cli.run.locustfile.as_deref()),
+                None => builtin::resolve_plan(cli.run.locustfile.as_deref(), option_values),
             };
             match plan {
                 Ok(plan) => runtime.block_on(run_with(plan, cli.run)),

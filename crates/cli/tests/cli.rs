@@ -341,3 +341,26 @@ fn http2_prior_knowledge_and_alpn_from_the_command_line() {
     let out = hello_against(&url, &["--insecure", "--http-version", "2"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_lua_plan_declares_its_own_command_line_options() {
+    let plan = format!("{}/../../examples/lua/custom_options/plan.lua", env!("CARGO_MANIFEST_DIR"));
+    let out = run(swarmer().args(["-f", &plan, "--help"]));
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out.stdout);
+    assert!(help.contains("--page <VALUE>") && help.contains("[plan] Path every user requests (default: /)"), "{help}");
+    assert!(help.contains("--verbose"), "{help}");
+
+    let t = target(TargetOptions::default());
+    let out = run(swarmer()
+        .args(["-f", &plan, "--headless", "-u", "1", "-r", "10", "-t", "1s", "--json", "--only-summary"])
+        .args(["-H", &t.url(), "--page", "/profile", "--pause", "0.05"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["name"], "/profile");
+    assert!(v[0]["num_requests"].as_u64().unwrap() >= 10, "the pause option applied: {}", v[0]["num_requests"]);
+
+    let out = run(swarmer().args(["-f", &plan, "--headless", "-H", &t.url(), "--pause", "soon"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--pause: expected a number"), "{}", text(&out.stderr));
+}

@@ -14,6 +14,12 @@ pub fn install(lua: &Lua, shard: &ShardInfo, plan_dir: &std::path::Path) -> mlua
     lua.set_app_data(shard.clone());
     lua.set_app_data(crate::data::PlanDir(plan_dir.to_path_buf()));
     let module: Table = lua.load(PRELUDE).set_name("@swarmer").eval()?;
+    module.set(
+        "_option_value",
+        lua.create_function(|lua, name: String| {
+            Ok(lua.app_data_ref::<OptionValues>().and_then(|v| v.0.get(&name).cloned()))
+        })?,
+    )?;
     let runner: Table = module.get("runner")?;
     runner.set("shard", shard.index)?;
     runner.set("shards", shard.count)?;
@@ -99,6 +105,10 @@ fn stats(lua: &Lua, (): ()) -> mlua::Result<Table> {
     t.set("avg_response_time", total.avg_response_time_ms())?;
     Ok(t)
 }
+
+/// Values given on the command line for the plan's own options.
+#[derive(Clone, Default)]
+pub struct OptionValues(pub std::sync::Arc<std::collections::HashMap<String, String>>);
 
 const REGISTRY_KEY: &str = "swarmer.module";
 

@@ -130,6 +130,40 @@ function swarmer.user(name, def)
   return def
 end
 
+-- Custom command-line options (Locust's init_command_line_parser):
+-- swarmer.add_option{ name = "my-option", default = "x", help = "...", type = "string"|"number"|"boolean" }
+-- declares `--my-option` (shown in `swarmer -f plan.lua --help`); its value
+-- is swarmer.options.my_option.
+swarmer._options = {}
+swarmer.options = {}
+function swarmer.add_option(spec)
+  if type(spec) ~= "table" or type(spec.name) ~= "string" or not spec.name:match("^[%a][%w%-]*$") then
+    error("swarmer.add_option: expected { name = \"my-option\", default = ..., help = ..., type = ... }", 2)
+  end
+  local kind = spec.type or (type(spec.default) == "number" and "number")
+    or (type(spec.default) == "boolean" and "boolean") or "string"
+  if kind ~= "string" and kind ~= "number" and kind ~= "boolean" then
+    error("swarmer.add_option(" .. spec.name .. "): type must be string, number or boolean", 2)
+  end
+  table.insert(swarmer._options, { name = spec.name, help = spec.help or "", type = kind,
+                                    default = spec.default ~= nil and tostring(spec.default) or nil })
+  local key = spec.name:gsub("%-", "_")
+  local given = swarmer._option_value(spec.name)
+  local value = spec.default
+  if given ~= nil then
+    if kind == "number" then
+      value = tonumber(given)
+      if value == nil then error(("--%s: expected a number, got %q"):format(spec.name, given), 2) end
+    elseif kind == "boolean" then
+      value = given == "true"
+    else
+      value = given
+    end
+  end
+  swarmer.options[key] = value
+  return value
+end
+
 -- What this process is (the distributed runners fill in "master"/"worker");
 -- `shard` (0-based) and `shards` are set from Rust for each VM.
 swarmer.runner = { role = "local", shard = 0, shards = 1 }

@@ -10,13 +10,15 @@ use swarmer_engine::{
     Notice, NoticeHook, RequestHook, RequestSample, ShardHook, ShardHooks, ShardInfo, ShardPlan, UserErrorHook,
 };
 
+use crate::module::OptionValues;
 use crate::{classes, module};
 
 /// Create a VM for `shard`, run the plan, build the user classes it
 /// registered and its event hooks, and fire `init` (not for a probe).
 /// Errors name the file and line (`plan.lua:12: …`).
-pub fn load_shard_plan(path: &Path, shard: &ShardInfo) -> Result<ShardPlan, String> {
+pub fn load_shard_plan(path: &Path, shard: &ShardInfo, options: &OptionValues) -> Result<ShardPlan, String> {
     let lua = new_vm(path, shard).map_err(|e| clean(&e))?;
+    lua.set_app_data(options.clone());
     run_plan_file(&lua, path)?;
     let classes = classes::build(&lua).map_err(|e| format!("{}: {}", path.display(), clean(&e)))?;
     let m = module::module(&lua).map_err(|e| clean(&e))?;
@@ -113,6 +115,25 @@ fn report(outcome: &mlua::Result<Table>, event: &str) {
         }
         Err(e) => tracing::error!("firing {event} failed: {}", clean(e)),
     }
+}
+
+/// The options a plan declares with `swarmer.add_option`.
+pub fn declared_options(path: &Path) -> Result<Vec<crate::PlanOption>, String> {
+    let lua = new_vm(path, &ShardInfo::probe()).map_err(|e| clean(&e))?;
+    run_plan_file(&lua, path)?;
+    let list: Table = module::module(&lua).and_then(|m| m.get("_options")).map_err(|e| clean(&e))?;
+    let mut out = Vec::new();
+    for spec in list.sequence_values::<Table>() {
+        let spec = spec.map_err(|e| clean(&e))?;
+        let get = |k: &str| spec.get::<Option<String>>(k).map_err(|e| clean(&e));
+        out.push(crate::PlanOption {
+            name: get("name")?.unwrap_or_default(),
+            help: get("help")?.unwrap_or_default(),
+            default: get("default")?,
+            boolean: get("type")?.as_deref() == Some("boolean"),
+        });
+    }
+    Ok(out)
 }
 
 /// A VM whose `require` looks next to the plan and which has `swarmer`.

@@ -1,0 +1,70 @@
+//! Options a Lua plan declares with `swarmer.add_option` (Locust's
+//! `init_command_line_parser`): found by loading the plan named by `-f`
+//! before the command line is parsed, added as `--name` flags (so `--help`
+//! lists them), and handed back to the plan as `swarmer.options`.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::Path;
+
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use swarmer_lua::PlanOption;
+
+/// The options of the Lua plan named by `-f` in `argv` (or
+/// `SWARMER_LOCUSTFILE`); none when there is no such plan or it does not
+/// load (the run reports that error itself).
+pub fn declared(argv: &[OsString]) -> Vec<PlanOption> {
+    let Some(plan) = locustfile(argv) else { return Vec::new() };
+    if !plan.ends_with(".lua") {
+        return Vec::new();
+    }
+    swarmer_lua::declared_options(Path::new(&plan)).unwrap_or_default()
+}
+
+fn locustfile(argv: &[OsString]) -> Option<String> {
+    let mut args = argv.iter().skip(1).map(|a| a.to_string_lossy().into_owned());
+    while let Some(arg) = args.next() {
+        if arg == "-f" || arg == "--locustfile" {
+            return args.next();
+        }
+        if let Some(v) = arg.strip_prefix("--locustfile=").or_else(|| arg.strip_prefix("-f").filter(|v| !v.is_empty()))
+        {
+            return Some(v.to_owned());
+        }
+    }
+    std::env::var("SWARMER_LOCUSTFILE").ok()
+}
+
+fn id(option: &PlanOption) -> String {
+    format!("plan-option-{}", option.name)
+}
+
+/// `command` with one flag per plan option.
+pub fn add_to(mut command: Command, options: &[PlanOption]) -> Command {
+    for option in options {
+        let mut help = format!("[plan] {}", option.help);
+        if let Some(default) = &option.default {
+            help.push_str(&format!(" (default: {default})"));
+        }
+        let arg = Arg::new(id(option)).long(option.name.clone()).help(help);
+        let arg = if option.boolean { arg.action(ArgAction::SetTrue) } else { arg.value_name("VALUE") };
+        command = command.arg(arg);
+    }
+    command
+}
+
+/// The values given for the plan's options.
+pub fn values(matches: &ArgMatches, options: &[PlanOption]) -> HashMap<String, String> {
+    let mut values = HashMap::new();
+    for option in options {
+        let id = id(option);
+        if option.boolean {
+            if matches.get_flag(&id) {
+                values.insert(option.name.clone(), "true".to_owned());
+            }
+        } else if let Some(v) = matches.get_one::<String>(&id) {
+            values.insert(option.name.clone(), v.clone());
+        }
+    }
+    values
+}
