@@ -88,10 +88,10 @@ fn percentiles(e: &StatsEntry) -> Vec<String> {
         .collect()
 }
 
-fn stats_row(e: &StatsEntry, run_seconds: f64) -> String {
-    let mut cols = vec![
-        field(&e.method),
-        field(&e.name),
+/// Request and failure counts, median, average, min and max response time,
+/// average content size: the same seven columns in both files.
+fn counts_and_times(e: &StatsEntry) -> [String; 7] {
+    [
         e.num_requests.to_string(),
         e.num_failures.to_string(),
         ms(e.median_response_time_ms()),
@@ -99,9 +99,13 @@ fn stats_row(e: &StatsEntry, run_seconds: f64) -> String {
         ms(e.min_response_time_ms().unwrap_or(0.0)),
         ms(e.max_response_time_ms()),
         trimmed(e.avg_content_length(), 3),
-        trimmed(e.total_rps(run_seconds), 6),
-        trimmed(e.total_fail_per_sec(run_seconds), 6),
-    ];
+    ]
+}
+
+fn stats_row(e: &StatsEntry, run_seconds: f64) -> String {
+    let mut cols = vec![field(&e.method), field(&e.name)];
+    cols.extend(counts_and_times(e));
+    cols.extend([trimmed(e.total_rps(run_seconds), 6), trimmed(e.total_fail_per_sec(run_seconds), 6)]);
     cols.extend(percentiles(e));
     cols.join(",")
 }
@@ -135,15 +139,7 @@ pub fn history_rows(stats: &RequestStats, user_count: usize, now: f64, full_hist
             format!("{fps:.6}"),
         ];
         cols.extend(current_percentiles);
-        cols.extend([
-            e.num_requests.to_string(),
-            e.num_failures.to_string(),
-            ms(e.median_response_time_ms()),
-            ms(e.avg_response_time_ms()),
-            ms(e.min_response_time_ms().unwrap_or(0.0)),
-            ms(e.max_response_time_ms()),
-            trimmed(e.avg_content_length(), 3),
-        ]);
+        cols.extend(counts_and_times(e));
         let _ = write!(out, "{}\r\n", cols.join(","));
     };
     if full_history {
