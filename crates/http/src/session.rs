@@ -32,6 +32,10 @@ pub struct Session {
     /// `base_url` parsed once, when it has no path of its own: relative
     /// URLs then only set the path and query instead of a full parse.
     parsed_base: Option<Url>,
+    /// Header values made once per session instead of once per request:
+    /// the Host of the base URL and the User-Agent.
+    base_host: Option<HeaderValue>,
+    user_agent: Option<HeaderValue>,
     connections: Vec<(Origin, Connection)>,
     /// Created on the first `Set-Cookie`, so users that never get cookies
     /// pay nothing for a jar.
@@ -55,7 +59,9 @@ impl Session {
             base_url.pop();
         }
         let parsed_base = Url::parse(&base_url).ok().filter(|u| u.path() == "/" && u.query().is_none());
-        Self { config, base_url, parsed_base, connections: Vec::new(), cookies: None }
+        let base_host = parsed_base.as_ref().and_then(|u| HeaderValue::try_from(host_of(u)?).ok());
+        let user_agent = HeaderValue::try_from(config.user_agent.as_str()).ok();
+        Self { config, base_url, parsed_base, base_host, user_agent, connections: Vec::new(), cookies: None }
     }
 
     pub fn base_url(&self) -> &str {
@@ -260,15 +266,20 @@ impl Session {
         };
         let mut headers = request.headers.clone();
         if !http2 && !headers.contains_key(HOST) {
-            let host = url.host_str().unwrap_or(&origin.host);
-            let host = match url.port() {
-                Some(port) => format!("{host}:{port}"),
-                None => host.to_owned(),
+            let same_as_base =
+                self.parsed_base.as_ref().is_some_and(|b| b.host_str() == url.host_str() && b.port() == url.port());
+            let value = match (&self.base_host, same_as_base) {
+                (Some(v), true) => v.clone(),
+                _ => header_value(&host_of(url).unwrap_or_else(|| origin.host.clone()))?,
             };
-            headers.insert(HOST, header_value(&host)?);
+            headers.insert(HOST, value);
         }
         if !headers.contains_key(USER_AGENT) {
-            headers.insert(USER_AGENT, header_value(&self.config.user_agent)?);
+            let value = match &self.user_agent {
+                Some(v) => v.clone(),
+                None => header_value(&self.config.user_agent)?,
+            };
+            headers.insert(USER_AGENT, value);
         }
         if !headers.contains_key(ACCEPT) {
             headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
@@ -306,6 +317,15 @@ impl Session {
             }
         }
     }
+}
+
+/// `host[:port]` as the Host header wants it (the port only when explicit).
+fn host_of(url: &Url) -> Option<String> {
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    })
 }
 
 fn header_value(text: &str) -> Result<HeaderValue, HttpError> {

@@ -112,6 +112,12 @@ async fn query_form_json_and_headers_reach_the_server() {
     let v: serde_json::Value = r.json().unwrap();
     assert_eq!(v["user-agent"], "my-agent");
     assert_eq!(v["x-trace"], "7");
+    assert_eq!(v["host"], target.addr().to_string());
+    let v: serde_json::Value = s.send(&Request::get("/headers")).await.json().unwrap();
+    assert_eq!(v["user-agent"], format!("swarmer/{}", env!("CARGO_PKG_VERSION")));
+    let other = format!("http://localhost:{}/headers", target.addr().port());
+    let v: serde_json::Value = s.send(&Request::get(other.as_str())).await.json().unwrap();
+    assert_eq!(v["host"], format!("localhost:{}", target.addr().port()), "an absolute URL gets its own Host");
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -48,13 +48,13 @@ pub async fn run(context: &ClassContext, user: &mut User, body: &Function) -> Ta
 
 fn user_object(context: &ClassContext, user: &mut User) -> mlua::Result<(Table, Pending)> {
     let id = user.id();
+    if let Some(LuaUser { self_table: Some(table), pending }) = user.state::<LuaUser>() {
+        return Ok((table.clone(), pending.clone()));
+    }
     let client = user.client.clone();
     let Some(state) = user.state::<LuaUser>() else {
         return Err(mlua::Error::runtime("internal: the Lua user state is missing"));
     };
-    if let Some(table) = &state.self_table {
-        return Ok((table.clone(), state.pending.clone()));
-    }
     let lua_client = LuaClient::new(client, state.pending.clone());
     let client_ud: AnyUserData = context.lua.create_userdata(lua_client)?;
     let table: Table = context.new_user.call((context.def.clone(), client_ud, id))?;
