@@ -35,23 +35,8 @@ impl LuaClient {
 
 impl UserData for LuaClient {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        for (name, method) in [
-            ("get", Method::GET),
-            ("post", Method::POST),
-            ("put", Method::PUT),
-            ("patch", Method::PATCH),
-            ("delete", Method::DELETE),
-            ("head", Method::HEAD),
-            ("options", Method::OPTIONS),
-        ] {
-            methods.add_async_method(name, move |lua, this, (url, opts): (String, Option<Table>)| {
-                let method = method.clone();
-                let (client, pending) = (this.client.clone(), this.pending.clone());
-                drop(this);
-                async move { send(&lua, client, pending, method, url, opts).await }
-            });
-        }
-        // Record a sample of any type (Locust's events.request.fire).
+        // Record a sample of any type (Locust's events.request.fire). The
+        // requests themselves go through the coroutine driver (`perform`).
         methods.add_method("fire_request", |_, this, t: Table| {
             let request_type: String = t.get("request_type")?;
             let name: String = t.get("name")?;
@@ -72,39 +57,24 @@ impl UserData for LuaClient {
             );
             Ok(())
         });
-        // Time a function (it may wait) and record it as a request; an error
-        // inside is recorded as the failure and raised again.
-        methods.add_async_method("measure", |_, this, (request_type, name, body): (String, String, mlua::Function)| {
-            let client = this.client.clone();
-            drop(this);
-            async move {
-                let started = std::time::Instant::now();
-                let result = body.call_async::<mlua::MultiValue>(()).await;
-                let error = result.as_ref().err().map(crate::vm::clean);
-                client.record_request(&request_type, &name, started.elapsed(), 0, error.as_deref());
-                result
-            }
-        });
-        methods.add_async_method("request", |lua, this, (method, url, opts): (String, String, Option<Table>)| {
-            let (client, pending) = (this.client.clone(), this.pending.clone());
-            drop(this);
-            async move {
-                let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
-                    .map_err(|_| mlua::Error::runtime(format!("request: invalid method {method:?}")))?;
-                send(&lua, client, pending, method, url, opts).await
-            }
-        });
     }
 }
 
-async fn send(
+/// One request a user's coroutine asked for: `client` is its `self.client`
+/// userdata. Bad options are an `Err` naming the option.
+pub async fn perform(
     lua: &Lua,
-    client: Client,
-    pending: Pending,
-    method: Method,
+    client: &mlua::AnyUserData,
+    method: &str,
     url: String,
     opts: Option<Table>,
 ) -> mlua::Result<LuaResponse> {
+    let (client, pending) = {
+        let this = client.borrow::<LuaClient>()?;
+        (this.client.clone(), this.pending.clone())
+    };
+    let method = Method::from_bytes(method.as_bytes())
+        .map_err(|_| mlua::Error::runtime(format!("request: invalid method {method:?}")))?;
     let (request, catch) = build_request(lua, method, url, opts)?;
     if catch {
         let response = Rc::new(RefCell::new(client.send_catch(request).await));

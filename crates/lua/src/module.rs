@@ -1,8 +1,6 @@
 //! Installs the `swarmer` module: the Lua prelude (`prelude.lua`) plus the
 //! functions that wait, which are async Rust.
 
-use std::time::Duration;
-
 use mlua::{Function, Lua, Table};
 use swarmer_engine::ShardInfo;
 
@@ -35,16 +33,8 @@ pub fn install(lua: &Lua, shard: &ShardInfo, plan_dir: &std::path::Path) -> mlua
             Ok(())
         })?,
     )?;
-    module.set(
-        "sleep",
-        lua.create_async_function(|_, seconds: f64| async move {
-            if !(seconds.is_finite() && seconds >= 0.0) {
-                return Err(mlua::Error::runtime(format!("sleep: expected non-negative seconds, got {seconds}")));
-            }
-            tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
-            Ok(())
-        })?,
-    )?;
+    let started = std::time::Instant::now();
+    module.set("_clock", lua.create_function(move |_, ()| Ok(started.elapsed().as_secs_f64()))?)?;
     // The prelude captured what it needs from `debug`; plans do not get it.
     lua.globals().set("debug", mlua::Value::Nil)?;
     lua.set_named_registry_value(REGISTRY_KEY, module.clone())?;
@@ -65,8 +55,10 @@ fn spawn(lua: &Lua, body: Function) -> mlua::Result<()> {
             caller_location(lua)
         )));
     }
+    let thread = lua.create_thread(body)?;
+    let lua = lua.clone();
     tokio::task::spawn_local(async move {
-        if let Err(e) = body.call_async::<()>(()).await {
+        if let Err(e) = crate::call::drive(&lua, &thread, mlua::MultiValue::new()).await {
             tracing::error!("background coroutine failed: {}", crate::vm::clean(&e));
         }
     });

@@ -164,6 +164,40 @@ function swarmer.add_option(spec)
   return value
 end
 
+-- Everything that waits yields to Swarmer's driver (crates/lua/src/call.rs)
+-- with an operation code; the driver does the work as async Rust and
+-- resumes the coroutine with the result, or with (nil, message) on error.
+local yield = coroutine.yield
+local OP_REQUEST, OP_SLEEP = 1, 2
+
+function swarmer.sleep(seconds)
+  local _, err = yield(OP_SLEEP, seconds)
+  if err then error(err, 2) end
+end
+
+-- `self.client`: requests yield to the driver; the rest is the userdata's.
+local CLIENT = {}
+CLIENT.__index = CLIENT
+local function request(client, method, url, opts)
+  local response, err = yield(OP_REQUEST, client._ud, method, url, opts)
+  if err then error(err, 3) end
+  return response
+end
+for _, name in ipairs({ "get", "post", "put", "patch", "delete", "head", "options" }) do
+  local method = name:upper()
+  CLIENT[name] = function(client, url, opts) return request(client, method, url, opts) end
+end
+function CLIENT.request(client, method, url, opts) return request(client, tostring(method):upper(), url, opts) end
+function CLIENT.fire_request(client, t) return client._ud:fire_request(t) end
+function CLIENT.measure(client, request_type, name, fn)
+  local started = swarmer._clock()
+  local ok, err = pcall(fn)
+  client._ud:fire_request{ request_type = request_type, name = name,
+                           response_time = (swarmer._clock() - started) * 1000,
+                           exception = (not ok) and tostring(err) or nil }
+  if not ok then error(err, 0) end
+end
+
 -- What this process is (the distributed runners fill in "master"/"worker");
 -- `shard` (0-based) and `shards` are set from Rust for each VM.
 swarmer.runner = { role = "local", shard = 0, shards = 1 }
@@ -206,7 +240,7 @@ local USER_METHODS = {
   sleep = function(_, s) return swarmer.sleep(s) end,
 }
 function swarmer._new_user(def, client, id)
-  local self = { client = client, id = id, class_name = def.name }
+  local self = { client = setmetatable({ _ud = client }, CLIENT), id = id, class_name = def.name }
   return setmetatable(self, { __index = function(_, k)
     local v = def[k]
     if v ~= nil then return v end

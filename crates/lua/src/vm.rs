@@ -31,9 +31,9 @@ pub fn load_shard_plan(path: &Path, shard: &ShardInfo, options: &OptionValues) -
     // are only hooked in when the plan has some (after init, which may add).
     let wants = |event: &str| listening.call::<bool>(event).unwrap_or(false);
     let hooks = ShardHooks {
-        test_start: vec![hook(&fire, "test_start")],
-        test_stop: vec![hook(&fire, "test_stop")],
-        quitting: vec![hook(&fire, "quitting")],
+        test_start: vec![hook(&lua, &fire, "test_start")],
+        test_stop: vec![hook(&lua, &fire, "test_stop")],
+        quitting: vec![hook(&lua, &fire, "quitting")],
         notice: Some(notice_hook(&lua, &fire)),
         request: wants("request").then(|| request_hook(&lua, &fire)),
         user_error: wants("user_error").then(|| user_error_hook(&fire)),
@@ -60,7 +60,7 @@ fn notice_hook(lua: &Lua, fire: &Function) -> NoticeHook {
             let mut call = mlua::MultiValue::new();
             call.push_back(mlua::Value::String(lua.create_string(name).expect("a short string")));
             call.extend(args);
-            report(&fire.call_async::<Table>(call).await, name);
+            report(&fire_async(&lua, &fire, call).await, name);
         })
     })
 }
@@ -98,12 +98,25 @@ fn user_error_hook(fire: &Function) -> UserErrorHook {
 }
 
 /// A shard hook that fires the Lua event `name` (listeners may wait).
-fn hook(fire: &Function, name: &'static str) -> ShardHook {
-    let fire = fire.clone();
+fn hook(lua: &Lua, fire: &Function, name: &'static str) -> ShardHook {
+    let (lua, fire) = (lua.clone(), fire.clone());
     Rc::new(move || {
-        let fire = fire.clone();
-        Box::pin(async move { report(&fire.call_async::<Table>(name).await, name) })
+        let (lua, fire) = (lua.clone(), fire.clone());
+        Box::pin(async move {
+            let outcome = fire_async(&lua, &fire, (name,)).await;
+            report(&outcome, name);
+        })
     })
+}
+
+/// Fire an event in a coroutine of its own, so listeners may wait.
+async fn fire_async(lua: &Lua, fire: &Function, args: impl mlua::IntoLuaMulti) -> mlua::Result<Table> {
+    let thread = lua.create_thread(fire.clone())?;
+    let out = crate::call::drive(lua, &thread, args.into_lua_multi(lua)?).await?;
+    match out.into_iter().next() {
+        Some(mlua::Value::Table(t)) => Ok(t),
+        _ => lua.create_table(),
+    }
 }
 
 fn report(outcome: &mlua::Result<Table>, event: &str) {
