@@ -1,9 +1,10 @@
 //! Running one Lua task body for one user.
 //!
 //! The body runs through `swarmer._run` (an `xpcall` with a traceback
-//! handler) inside a coroutine that mlua drives as a Rust future: when the
-//! body calls something that waits, the coroutine yields and the shard runs
-//! other users. The outcome maps to the engine's [`TaskError`]: control
+//! handler) inside a coroutine driven by [`drive`]: when the body calls
+//! something that waits, the coroutine yields an operation, the user's task
+//! awaits it (other users of the shard run meanwhile) and resumes the
+//! coroutine with the result. The outcome maps to the engine's [`TaskError`]: control
 //! tables to StopUser/StopTest/Interrupt/Reschedule, anything else to an
 //! exception with the Lua message and traceback.
 

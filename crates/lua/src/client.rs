@@ -4,8 +4,9 @@
 //! options, request) take Locust's request options as a table: `name`,
 //! `headers`, `params`, `data` (table → form, string → body), `json`,
 //! `body`, `timeout` (seconds), `allow_redirects`, `catch_response`.
-//! The call is async Rust: the user's coroutine yields until the response
-//! has arrived. A response offers `status_code`, `ok`, `text`, `content`,
+//! The methods live in the Lua prelude: they yield to the coroutine driver
+//! ([`crate::call::drive`]), which calls [`perform`] and resumes the
+//! coroutine with the response. A response offers `status_code`, `ok`, `text`, `content`,
 //! `headers`, `url`, `elapsed`, `error`, `json()`, and with
 //! `catch_response` also `success()` and `failure(msg)`.
 

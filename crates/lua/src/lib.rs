@@ -13,7 +13,8 @@
 //!   `swarmer` module) and running the plan file.
 //! - `module`: the `swarmer` module (wait times, registration, control flow, sleep).
 //! - `classes`: Lua definitions → engine user classes, tasks and task sets.
-//! - `call`: running one Lua task in a coroutine and mapping its errors.
+//! - `call`: the coroutine driver (requests and sleeps as async Rust), and
+//!   running one Lua task and mapping its errors.
 //! - `client`: `self.client` and responses.
 //! - `data`: CSV datasets shared by all shards, JSON files, random helpers.
 //!
