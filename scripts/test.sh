@@ -1,10 +1,24 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone. Installs what the tests need
-# (nothing beyond the Rust toolchain for now), then checks formatting and
-# lints, then runs every test of the workspace.
+# (Debian's chromium for the browser tests, and playwright-core from npm),
+# then checks formatting and lints, runs every test of the workspace, and
+# the web UI's browser tests against the freshly built binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+# What the browser tests need: chromium from apt (a test tool's own browser
+# download cannot work here), playwright-core from the npm registry.
+if ! command -v chromium >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+(cd tests/ui && npm ci --no-audit --no-fund --loglevel=error)
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+cargo build --locked --bin swarmer
+(cd tests/ui && SWARMER_BIN="$PWD/../../target/debug/swarmer" npm test)

@@ -157,6 +157,9 @@ pub struct RunArgs {
     /// User classes to run (default: all of the plan's).
     #[arg(value_name = "UserClass")]
     pub user_classes: Vec<String>,
+
+    #[command(flatten)]
+    pub web: crate::web_args::WebArgs,
 }
 
 #[derive(Debug, Args, Clone)]

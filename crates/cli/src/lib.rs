@@ -4,7 +4,9 @@
 //! - [`args`]: Locust's flag names (clap), `SWARMER_*` environment variables.
 //! - [`config_file`]: `swarmer.toml` / `--config`, merged under env and flags.
 //! - `builtin`: the plans compiled into the binary (`-f builtin:NAME`).
-//! - `headless`: one headless run from start to reports and exit code.
+//! - `run`: one run, headless or with the web UI, from start to reports
+//!   and exit code.
+//! - `web_args`: the web UI's flags (`--web-port`, `--web-login`, TLS, …).
 //! - `outputs`: CSV, JSON and console output of a run.
 //! - `demo`: the `demo` and `target` subcommands (the built-in target).
 //! - `plan_options`: options a Lua plan declares (`swarmer.add_option`).
@@ -22,10 +24,11 @@ pub mod args;
 mod builtin;
 pub mod config_file;
 mod demo;
-mod headless;
 mod logging;
 mod outputs;
 mod plan_options;
+mod run;
+mod web_args;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -102,7 +105,8 @@ fn usage_error(message: &str) -> ExitCode {
 
 /// `--list`, `--show-task-ratio`, or a run. Returns the exit code.
 pub(crate) async fn run_with(plan: Plan, args: RunArgs) -> i32 {
-    if let Err(e) = logging::init(&args.loglevel, args.logfile.as_deref()) {
+    let logs = swarmer_web::LogBuffer::default();
+    if let Err(e) = logging::init(&args.loglevel, args.logfile.as_deref(), &logs) {
         eprintln!("swarmer: error: {e}");
         return 2;
     }
@@ -126,9 +130,6 @@ pub(crate) async fn run_with(plan: Plan, args: RunArgs) -> i32 {
         }
         return 0;
     }
-    if !args.headless {
-        tracing::info!("The web UI is not part of this version yet: running headless (as with --headless)");
-    }
     let options = match runner_options(&args, tags) {
         Ok(o) => o,
         Err(e) => {
@@ -136,7 +137,7 @@ pub(crate) async fn run_with(plan: Plan, args: RunArgs) -> i32 {
             return 2;
         }
     };
-    match headless::run(plan, &args, options).await {
+    match run::run(plan, &args, options, logs).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("swarmer: error: {e}");
@@ -177,5 +178,7 @@ fn runner_options(args: &RunArgs, tags: TagFilter) -> Result<RunnerOptions, Stri
         stop_timeout: args.stop_timeout,
         reset_stats: args.reset_stats,
         node: defaults.node,
+        // The web UI's start form can give the host.
+        host_required: args.headless,
     })
 }

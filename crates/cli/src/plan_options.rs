@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::path::Path;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
-use swarmer_lua::PlanOption;
+use swarmer_lua::{OptionKind, PlanOption};
 
 /// The options of the Lua plan named by `-f` in `argv` (or
 /// `SWARMER_LOCUSTFILE`); none when there is no such plan or it does not
@@ -47,7 +47,8 @@ pub fn add_to(mut command: Command, options: &[PlanOption]) -> Command {
             help.push_str(&format!(" (default: {default})"));
         }
         let arg = Arg::new(id(option)).long(option.name.clone()).help(help);
-        let arg = if option.boolean { arg.action(ArgAction::SetTrue) } else { arg.value_name("VALUE") };
+        let arg =
+            if option.kind == OptionKind::Boolean { arg.action(ArgAction::SetTrue) } else { arg.value_name("VALUE") };
         command = command.arg(arg);
     }
     command
@@ -58,7 +59,7 @@ pub fn values(matches: &ArgMatches, options: &[PlanOption]) -> HashMap<String, S
     let mut values = HashMap::new();
     for option in options {
         let id = id(option);
-        if option.boolean {
+        if option.kind == OptionKind::Boolean {
             if matches.get_flag(&id) {
                 values.insert(option.name.clone(), "true".to_owned());
             }

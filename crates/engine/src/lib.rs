@@ -10,6 +10,8 @@
 //!   test, interrupt a task set, reschedule) and exceptions.
 //! - [`Plan`]: a factory of user classes. It is called once per shard, on the
 //!   shard's thread, so user code never has to be `Send`.
+//! - [`PlanOption`], [`OptionValues`]: options a plan declares for itself,
+//!   set from the command line or the web UI's form.
 //! - `dispatch`: which class the n-th user has (fixed counts first, then a
 //!   smooth weighted round robin), so ramp-down removes the newest users.
 //! - `shard`: one OS thread, one current-thread tokio runtime, many users.
@@ -25,6 +27,7 @@ mod control;
 mod cpu;
 pub mod dispatch;
 mod plan;
+mod plan_options;
 mod runner;
 mod shard;
 mod stop_signal;
@@ -43,7 +46,11 @@ pub use plan::{
     ClassInfo, Notice, NoticeHook, Plan, RequestHook, ShardHook, ShardHooks, ShardInfo, ShardPlan, SharedData,
     TaskInfo, UserErrorHook,
 };
-pub use runner::{LocalRunner, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState, StatsStore, StatsView};
+pub use plan_options::{OptionKind, OptionValues, PlanOption};
+pub use runner::{
+    LocalRunner, PlanSummary, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState, StatsStore, StatsView,
+    TestSettings,
+};
 pub use swarmer_http::{ClientConfig, HttpVersionPreference, Request, Response, TlsOptions};
 pub use swarmer_stats::{RequestSample, unix_now};
 pub use tags::TagFilter;

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use swarmer_stats::{History, RequestSample, RequestStats};
 
+use crate::plan_options::{OptionValues, PlanOption};
 use crate::runner::{RunnerState, StatsStore, StatsView};
 use crate::tags::TagFilter;
 use crate::task::{LocalBoxFuture, TaskKind, TaskSet};
@@ -123,6 +124,10 @@ pub struct Plan {
     factory: Arc<Factory>,
     pub(crate) on_test_start: Vec<Arc<Hook>>,
     pub(crate) on_test_stop: Vec<Arc<Hook>>,
+    /// Options the plan declares (shown in `--help` and the web UI's form).
+    pub options: Vec<PlanOption>,
+    /// The values in force for those options.
+    pub option_values: OptionValues,
 }
 
 /// A class as surfaces see it: names and numbers, no code.
@@ -166,7 +171,21 @@ impl Plan {
     where
         F: Fn(&ShardInfo) -> Result<ShardPlan, String> + Send + Sync + 'static,
     {
-        Self { name: name.into(), factory: Arc::new(factory), on_test_start: Vec::new(), on_test_stop: Vec::new() }
+        Self {
+            name: name.into(),
+            factory: Arc::new(factory),
+            on_test_start: Vec::new(),
+            on_test_stop: Vec::new(),
+            options: Vec::new(),
+            option_values: OptionValues::default(),
+        }
+    }
+
+    /// Declare the plan's own options and the store its code reads them from.
+    pub fn with_options(mut self, options: Vec<PlanOption>, values: OptionValues) -> Self {
+        self.options = options;
+        self.option_values = values;
+        self
     }
 
     /// Run `hook` once when a test starts (Locust's `test_start` event).

@@ -22,6 +22,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::cpu::{ProcessUsage, UsageMonitor};
 use crate::dispatch::UserSequence;
 use crate::plan::{ClassInfo, Notice, Plan, ShardInfo, SharedData};
+use crate::plan_options::{OptionValues, PlanOption};
 use crate::shard::{ShardCommand, ShardEvent, ShardSetup, spawn_shard};
 use crate::tags::TagFilter;
 
@@ -42,6 +43,9 @@ pub struct RunnerOptions {
     pub reset_stats: bool,
     /// This process's name in reports.
     pub node: String,
+    /// Refuse to start the runner when a class has no host and `host` is
+    /// not set. A web UI clears it: its start form gives the host.
+    pub host_required: bool,
 }
 
 impl Default for RunnerOptions {
@@ -55,6 +59,7 @@ impl Default for RunnerOptions {
             stop_timeout: Duration::ZERO,
             reset_stats: false,
             node: "local".into(),
+            host_required: true,
         }
     }
 }
@@ -129,8 +134,21 @@ pub enum RunnerEvent {
     Warning(String),
 }
 
+/// What a test is started (or re-targeted) with: Locust's start form.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TestSettings {
+    pub users: usize,
+    pub spawn_rate: f64,
+    /// The host for this test; `None` keeps the current one. Only applied
+    /// when no test is running.
+    pub host: Option<String>,
+    /// The classes to run (Locust's class picker); `None` keeps the current
+    /// selection. Only applied when no test is running.
+    pub classes: Option<Vec<String>>,
+}
+
 enum Command {
-    Start { users: usize, spawn_rate: f64 },
+    Start(TestSettings),
     Stop,
     ResetStats,
     Quit(oneshot::Sender<()>),
@@ -143,13 +161,67 @@ pub struct RunnerHandle {
     stats: StatsView,
     events: broadcast::Sender<RunnerEvent>,
     classes: Arc<Vec<ClassInfo>>,
+    host: Arc<Mutex<Option<String>>>,
+    plan: Arc<PlanSummary>,
+}
+
+/// What surfaces show of the plan.
+pub struct PlanSummary {
+    pub name: String,
+    pub options: Vec<PlanOption>,
+    pub option_values: OptionValues,
 }
 
 impl RunnerHandle {
     /// Ramp to `users` at `spawn_rate` users/s; also changes the target of a
     /// running test (down removes the newest users first).
     pub fn start(&self, users: usize, spawn_rate: f64) {
-        let _ = self.commands.send(Command::Start { users, spawn_rate });
+        let _ = self.commands.send(Command::Start(TestSettings { users, spawn_rate, host: None, classes: None }));
+    }
+
+    /// [`RunnerHandle::start`] with a host and a class selection, checked
+    /// first: the error names what is wrong (an unknown class, no host).
+    pub fn start_test(&self, settings: TestSettings) -> Result<(), String> {
+        if let Some(picked) = &settings.classes {
+            if picked.is_empty() {
+                return Err("user_classes: pick at least one user class".into());
+            }
+            let unknown: Vec<&str> =
+                picked.iter().filter(|p| !self.classes.iter().any(|c| &c.name == *p)).map(String::as_str).collect();
+            if !unknown.is_empty() {
+                let known: Vec<&str> = self.classes.iter().map(|c| c.name.as_str()).collect();
+                return Err(format!(
+                    "user_classes: unknown user class(es) {}; available: {}",
+                    unknown.join(", "),
+                    known.join(", ")
+                ));
+            }
+        }
+        let running = !matches!(self.state(), RunnerState::Ready | RunnerState::Stopped);
+        if !running {
+            let host = match &settings.host {
+                Some(h) => Some(h.clone()),
+                None => self.host(),
+            };
+            if host.is_none() {
+                let picked = |c: &&ClassInfo| settings.classes.as_ref().is_none_or(|p| p.contains(&c.name));
+                if let Some(c) = self.classes.iter().filter(picked).find(|c| c.host.is_none()) {
+                    return Err(format!("host: user class {} has no host; give one", c.name));
+                }
+            }
+        }
+        let _ = self.commands.send(Command::Start(settings));
+        Ok(())
+    }
+
+    /// The host given for the test (`--host` or the start form), if any.
+    pub fn host(&self) -> Option<String> {
+        self.host.lock().ok().and_then(|h| h.clone())
+    }
+
+    /// The plan's name and options.
+    pub fn plan(&self) -> &PlanSummary {
+        &self.plan
     }
 
     /// Stop every user (gracefully within the stop timeout).
@@ -197,7 +269,8 @@ impl LocalRunner {
     /// host, a plan that fails to load on a shard).
     pub async fn start(plan: Plan, options: RunnerOptions) -> Result<RunnerHandle, String> {
         let classes = plan.info(&options.classes, &options.tags)?;
-        if options.host.is_none()
+        if options.host_required
+            && options.host.is_none()
             && let Some(c) = classes.iter().find(|c| c.host.is_none())
         {
             return Err(format!(
@@ -216,7 +289,6 @@ impl LocalRunner {
             plan: plan.clone(),
             selected: options.classes.clone(),
             tags: options.tags.clone(),
-            host: options.host.clone(),
             client: options.client.clone(),
             node: options.node.clone(),
         });
@@ -251,7 +323,15 @@ impl LocalRunner {
         let (events, _) = broadcast::channel(256);
         let (commands, command_rx) = mpsc::unbounded_channel();
         let sequence = UserSequence::new(&classes.iter().map(|c| (c.weight, c.fixed_count)).collect::<Vec<_>>());
+        let host = Arc::new(Mutex::new(options.host.clone()));
+        let summary = Arc::new(PlanSummary {
+            name: plan.name.clone(),
+            options: plan.options.clone(),
+            option_values: plan.option_values.clone(),
+        });
         let actor = Actor {
+            host: host.clone(),
+            class_weights: classes.iter().map(|c| (c.weight, c.fixed_count)).collect(),
             plan,
             options,
             class_names: classes.iter().map(|c| c.name.clone()).collect(),
@@ -274,7 +354,7 @@ impl LocalRunner {
             seconds: 0,
         };
         tokio::spawn(actor.run(command_rx, event_rx));
-        Ok(RunnerHandle { commands, stats, events, classes: Arc::new(classes) })
+        Ok(RunnerHandle { commands, stats, events, classes: Arc::new(classes), host, plan: summary })
     }
 }
 
@@ -293,6 +373,11 @@ struct Ramp {
 
 struct Actor {
     plan: Plan,
+    /// The host users spawned from now on get (shared with the handles).
+    host: Arc<Mutex<Option<String>>>,
+    /// `(weight, fixed_count)` of every class, to rebuild the sequence
+    /// when the class picker selects a subset.
+    class_weights: Vec<(u32, Option<u32>)>,
     options: RunnerOptions,
     class_names: Vec<String>,
     sequence: UserSequence,
@@ -334,7 +419,7 @@ impl Actor {
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
-                    Some(Command::Start { users, spawn_rate }) => self.start(users, spawn_rate),
+                    Some(Command::Start(settings)) => self.start(settings),
                     Some(Command::Stop) => self.stop(),
                     Some(Command::ResetStats) => self.reset_stats(),
                     Some(Command::Quit(done)) => {
@@ -398,9 +483,26 @@ impl Actor {
         }
     }
 
-    fn start(&mut self, users: usize, spawn_rate: f64) {
+    fn start(&mut self, settings: TestSettings) {
         if self.quitting.is_some() {
             return;
+        }
+        let TestSettings { users, spawn_rate, host, classes } = settings;
+        if matches!(self.state, RunnerState::Ready | RunnerState::Stopped) {
+            if let Some(host) = host
+                && let Ok(mut current) = self.host.lock()
+            {
+                *current = Some(host).filter(|h| !h.is_empty());
+            }
+            if let Some(picked) = classes {
+                let weights: Vec<(u32, Option<u32>)> = self
+                    .class_weights
+                    .iter()
+                    .zip(&self.class_names)
+                    .map(|(w, name)| if picked.contains(name) { *w } else { (0, None) })
+                    .collect();
+                self.sequence = UserSequence::new(&weights);
+            }
         }
         let target = match self.sequence.capacity() {
             Some(cap) if users > cap => {
@@ -468,7 +570,8 @@ impl Actor {
         let shard = position % self.shard_tx.len();
         let id = self.next_user_id;
         self.next_user_id += 1;
-        let _ = self.shard_tx[shard].send(ShardCommand::Spawn { user_id: id, class });
+        let host = self.host.lock().ok().and_then(|h| h.clone());
+        let _ = self.shard_tx[shard].send(ShardCommand::Spawn { user_id: id, class, host });
         self.live.push(Slot { id, class, shard });
     }
 

@@ -34,7 +34,6 @@ pub(crate) struct ShardSetup {
     pub plan: Plan,
     pub selected: Vec<String>,
     pub tags: TagFilter,
-    pub host: Option<String>,
     pub client: Arc<ClientConfig>,
     pub node: String,
 }
@@ -51,16 +50,13 @@ pub(crate) enum ShardCommand {
     Spawn {
         user_id: u64,
         class: usize,
+        /// Overrides the class's host (`--host` or the start form).
+        host: Option<String>,
     },
     /// Ask users to stop; force them after `timeout`.
-    Stop {
-        user_ids: Vec<u64>,
-        timeout: Duration,
-    },
+    Stop { user_ids: Vec<u64>, timeout: Duration },
     /// Drop what was recorded so far; later deltas carry `epoch`.
-    ResetStats {
-        epoch: u64,
-    },
+    ResetStats { epoch: u64 },
     /// Stop every user, send the last statistics, end the thread.
     Shutdown,
 }
@@ -146,9 +142,9 @@ async fn run_shard(
                         hook(notice).await;
                     }
                 }
-                Some(ShardCommand::Spawn { user_id, class }) => {
+                Some(ShardCommand::Spawn { user_id, class, host }) => {
                     let Some(class_def) = classes.get(class).cloned() else { continue };
-                    let host = setup.host.clone().or_else(|| class_def.host.clone()).unwrap_or_default();
+                    let host = host.or_else(|| class_def.host.clone()).unwrap_or_default();
                     let client = Client::new(setup.client.clone(), host, context.clone());
                     let state = class_def.state.as_ref().map(|make| make());
                     let rng = SmallRng::seed_from_u64(seeds.r#gen());

@@ -29,9 +29,8 @@ pub mod vm;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use module::OptionValues;
+use swarmer_engine::OptionValues;
 use swarmer_engine::{Plan, ShardInfo};
 
 /// A plan that could not be loaded. The message names the file and line.
@@ -40,15 +39,7 @@ use swarmer_engine::{Plan, ShardInfo};
 pub struct PlanError(pub String);
 
 /// A command-line option a plan declares with `swarmer.add_option`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PlanOption {
-    /// Long name without dashes (`my-option` for `--my-option`).
-    pub name: String,
-    pub help: String,
-    pub default: Option<String>,
-    /// A flag without a value.
-    pub boolean: bool,
-}
+pub use swarmer_engine::{OptionKind, PlanOption};
 
 /// Load the plan at `path` once to check it (syntax, definitions), then
 /// return an engine [`Plan`] that loads it again on each shard.
@@ -62,11 +53,14 @@ pub fn load_plan_with_options(path: &Path, values: HashMap<String, String>) -> R
     if !path.is_file() {
         return Err(PlanError(format!("{}: no such plan file", path.display())));
     }
-    let values = OptionValues(Arc::new(values));
+    let values = OptionValues::new(values);
     // Load once here so errors are reported before any shard starts.
     vm::load_shard_plan(&path, &ShardInfo::probe(), &values).map_err(PlanError)?;
+    let declared = vm::declared_options(&path).map_err(PlanError)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    Ok(Plan::per_shard(name, move |shard| vm::load_shard_plan(&path, shard, &values)))
+    let shard_values = values.clone();
+    Ok(Plan::per_shard(name, move |shard| vm::load_shard_plan(&path, shard, &shard_values))
+        .with_options(declared, values))
 }
 
 /// The options the plan at `path` declares, to add them to the command line.

@@ -2,7 +2,7 @@
 //! functions that wait, which are async Rust.
 
 use mlua::{Function, Lua, Table};
-use swarmer_engine::ShardInfo;
+use swarmer_engine::{OptionValues, ShardInfo};
 
 const PRELUDE: &str = include_str!("prelude.lua");
 
@@ -14,9 +14,7 @@ pub fn install(lua: &Lua, shard: &ShardInfo, plan_dir: &std::path::Path) -> mlua
     let module: Table = lua.load(PRELUDE).set_name("@swarmer").eval()?;
     module.set(
         "_option_value",
-        lua.create_function(|lua, name: String| {
-            Ok(lua.app_data_ref::<OptionValues>().and_then(|v| v.0.get(&name).cloned()))
-        })?,
+        lua.create_function(|lua, name: String| Ok(lua.app_data_ref::<OptionValues>().and_then(|v| v.get(&name))))?,
     )?;
     let runner: Table = module.get("runner")?;
     runner.set("shard", shard.index)?;
@@ -97,10 +95,6 @@ fn stats(lua: &Lua, (): ()) -> mlua::Result<Table> {
     t.set("avg_response_time", total.avg_response_time_ms())?;
     Ok(t)
 }
-
-/// Values given on the command line for the plan's own options.
-#[derive(Clone, Default)]
-pub struct OptionValues(pub std::sync::Arc<std::collections::HashMap<String, String>>);
 
 const REGISTRY_KEY: &str = "swarmer.module";
 

@@ -135,7 +135,30 @@ end
 -- declares `--my-option` (shown in `swarmer -f plan.lua --help`); its value
 -- is swarmer.options.my_option.
 swarmer._options = {}
-swarmer.options = {}
+-- Values are looked up on every read (not copied at load), so a value set
+-- in the web UI's start form reaches the next test's users.
+local option_specs = {}
+local function option_value(spec)
+  local given = swarmer._option_value(spec.name)
+  if given == nil then return spec.default end
+  if spec.kind == "number" then
+    local n = tonumber(given)
+    if n == nil then error(("--%s: expected a number, got %q"):format(spec.name, given), 3) end
+    return n
+  elseif spec.kind == "boolean" then
+    return given == "true"
+  end
+  return given
+end
+swarmer.options = setmetatable({}, {
+  __index = function(_, key)
+    local spec = option_specs[key]
+    if spec then return option_value(spec) end
+  end,
+  __newindex = function(_, key)
+    error("swarmer.options." .. tostring(key) .. " is read-only: declare options with swarmer.add_option", 2)
+  end,
+})
 function swarmer.add_option(spec)
   if type(spec) ~= "table" or type(spec.name) ~= "string" or not spec.name:match("^[%a][%w%-]*$") then
     error("swarmer.add_option: expected { name = \"my-option\", default = ..., help = ..., type = ... }", 2)
@@ -148,20 +171,9 @@ function swarmer.add_option(spec)
   table.insert(swarmer._options, { name = spec.name, help = spec.help or "", type = kind,
                                     default = spec.default ~= nil and tostring(spec.default) or nil })
   local key = spec.name:gsub("%-", "_")
-  local given = swarmer._option_value(spec.name)
-  local value = spec.default
-  if given ~= nil then
-    if kind == "number" then
-      value = tonumber(given)
-      if value == nil then error(("--%s: expected a number, got %q"):format(spec.name, given), 2) end
-    elseif kind == "boolean" then
-      value = given == "true"
-    else
-      value = given
-    end
-  end
-  swarmer.options[key] = value
-  return value
+  local entry = { name = spec.name, kind = kind, default = spec.default }
+  option_specs[key] = entry
+  return option_value(entry)
 end
 
 -- Everything that waits yields to Swarmer's driver (crates/lua/src/call.rs)

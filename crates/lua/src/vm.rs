@@ -7,10 +7,10 @@ use std::rc::Rc;
 
 use mlua::{Function, Lua, LuaOptions, StdLib, Table};
 use swarmer_engine::{
-    Notice, NoticeHook, RequestHook, RequestSample, ShardHook, ShardHooks, ShardInfo, ShardPlan, UserErrorHook,
+    Notice, NoticeHook, OptionValues, RequestHook, RequestSample, ShardHook, ShardHooks, ShardInfo, ShardPlan,
+    UserErrorHook,
 };
 
-use crate::module::OptionValues;
 use crate::{classes, module};
 
 /// Create a VM for `shard`, run the plan, build the user classes it
@@ -143,7 +143,11 @@ pub fn declared_options(path: &Path) -> Result<Vec<crate::PlanOption>, String> {
             name: get("name")?.unwrap_or_default(),
             help: get("help")?.unwrap_or_default(),
             default: get("default")?,
-            boolean: get("type")?.as_deref() == Some("boolean"),
+            kind: match get("type")?.as_deref() {
+                Some("boolean") => crate::OptionKind::Boolean,
+                Some("number") => crate::OptionKind::Number,
+                _ => crate::OptionKind::String,
+            },
         });
     }
     Ok(out)

@@ -7,6 +7,8 @@
 //!   `PREFIX_failures.csv`, `PREFIX_exceptions.csv` (same names, same
 //!   headers as Locust).
 //! - [`json`]: the final statistics as Locust's `--json` prints them.
+//! - [`live`]: the live statistics as Locust's web API serves them.
+//! - [`html`]: the self-contained HTML report with its charts.
 //! - [`task_ratio`]: `--show-task-ratio` and `--list`.
 //!
 //! Everything here is a pure function of [`swarmer_stats::RequestStats`] (and
@@ -15,6 +17,8 @@
 
 pub mod console;
 pub mod csv;
+pub mod html;
 pub mod json;
+pub mod live;
 pub mod number;
 pub mod task_ratio;

@@ -88,6 +88,29 @@ pub fn task_ratio_json(classes: &[ClassInfo]) -> Value {
     json!({ "per_class": per_class, "total": total })
 }
 
+/// `GET /tasks` (Locust's "Current ratio"): like [`task_ratio_json`], but
+/// a class's ratio is its share of the users running now; with no users
+/// running, the share its weight gives it.
+pub fn current_ratio_json(classes: &[ClassInfo], counts: &std::collections::BTreeMap<String, usize>) -> Value {
+    let running: usize = classes.iter().map(|c| counts.get(&c.name).copied().unwrap_or(0)).sum();
+    let ratios: Vec<f64> = if running == 0 {
+        class_ratios(classes)
+    } else {
+        classes.iter().map(|c| counts.get(&c.name).copied().unwrap_or(0) as f64 / running as f64).collect()
+    };
+    let per_class: Map<String, Value> = classes
+        .iter()
+        .zip(&ratios)
+        .map(|(c, r)| (c.name.clone(), json!({ "ratio": r, "tasks": tasks_json(&c.tasks, 1.0) })))
+        .collect();
+    let total: Map<String, Value> = classes
+        .iter()
+        .zip(&ratios)
+        .map(|(c, r)| (c.name.clone(), json!({ "ratio": r, "tasks": tasks_json(&c.tasks, *r) })))
+        .collect();
+    json!({ "per_class": per_class, "total": total })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +137,10 @@ mod tests {
         let v = task_ratio_json(&classes);
         assert_eq!(v["total"]["Api"]["tasks"]["list"]["ratio"], 0.25);
         assert_eq!(class_list(&classes), "Available Users:\n    Web\n    Api\n");
+        let counts = [("Web".to_string(), 1), ("Api".to_string(), 3)].into_iter().collect();
+        let current = current_ratio_json(&classes, &counts);
+        assert_eq!(current["total"]["Api"]["ratio"], 0.75);
+        assert_eq!(current["total"]["Web"]["tasks"]["profile"]["ratio"], 0.25 / 3.0);
+        assert_eq!(current["per_class"]["Web"]["tasks"]["index"]["ratio"], 2.0 / 3.0);
     }
 }

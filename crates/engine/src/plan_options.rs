@@ -1,0 +1,103 @@
+//! Options a plan declares for itself (Locust's `init_command_line_parser`
+//! arguments): their specification, and the values in force.
+//!
+//! The values live behind one shared lock because more than one surface
+//! sets them: the command line before the run, and the web UI's start form
+//! before each test. Plans read them when they need them (not once at load),
+//! so a value changed in the form reaches the users of the next test.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// The type of an option's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptionKind {
+    String,
+    Number,
+    Boolean,
+}
+
+impl OptionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OptionKind::String => "string",
+            OptionKind::Number => "number",
+            OptionKind::Boolean => "boolean",
+        }
+    }
+}
+
+/// One option a plan declares: `--name` on the command line, a field of the
+/// same name in the web UI's start form.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanOption {
+    /// Long name without dashes (`my-option` for `--my-option`).
+    pub name: String,
+    pub help: String,
+    pub default: Option<String>,
+    pub kind: OptionKind,
+}
+
+impl PlanOption {
+    /// Check a value given for this option; the error names the option.
+    pub fn check(&self, value: &str) -> Result<(), String> {
+        match self.kind {
+            OptionKind::Number if value.trim().parse::<f64>().is_err() => {
+                Err(format!("{}: expected a number, got {value:?}", self.name))
+            }
+            OptionKind::Boolean if !matches!(value, "true" | "false") => {
+                Err(format!("{}: expected true or false, got {value:?}", self.name))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The values given for a plan's options, shared by every shard and surface.
+#[derive(Clone, Default, Debug)]
+pub struct OptionValues(Arc<RwLock<HashMap<String, String>>>);
+
+impl OptionValues {
+    pub fn new(values: HashMap<String, String>) -> Self {
+        Self(Arc::new(RwLock::new(values)))
+    }
+
+    /// The value given for `name`, if any (the plan applies its default).
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.0.read().ok().and_then(|v| v.get(name).cloned())
+    }
+
+    pub fn set(&self, name: &str, value: String) {
+        if let Ok(mut v) = self.0.write() {
+            v.insert(name.to_owned(), value);
+        }
+    }
+
+    /// Every value given, for display.
+    pub fn snapshot(&self) -> HashMap<String, String> {
+        self.0.read().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_booleans_are_checked_by_kind() {
+        let number = PlanOption { name: "n".into(), help: String::new(), default: None, kind: OptionKind::Number };
+        assert!(number.check("2.5").is_ok());
+        assert!(number.check("two").unwrap_err().contains("n: expected a number"));
+        let flag = PlanOption { kind: OptionKind::Boolean, ..number };
+        assert!(flag.check("true").is_ok());
+        assert!(flag.check("yes").is_err());
+    }
+
+    #[test]
+    fn values_set_through_one_handle_are_seen_through_its_clones() {
+        let values = OptionValues::default();
+        let other = values.clone();
+        values.set("env", "staging".into());
+        assert_eq!(other.get("env").as_deref(), Some("staging"));
+    }
+}

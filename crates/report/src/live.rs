@@ -1,0 +1,177 @@
+//! The live statistics as JSON in the shape of Locust's `GET
+//! /stats/requests` (same field names and meanings), so scripts and
+//! exporters written for Locust read Swarmer unchanged. The web API, its
+//! push stream and the HTML report all render through here.
+//!
+//! Times are milliseconds. Unlike Locust, which rounds percentiles to two
+//! significant digits, values come from the HdrHistogram at microsecond
+//! resolution and are given to the microsecond (three decimals).
+
+use serde_json::{Value, json};
+use swarmer_engine::StatsStore;
+use swarmer_stats::{HistoryPoint, RequestStats, StatsEntry};
+
+/// Percentiles of the `stats[]` rows (Locust's `PERCENTILES_TO_STATISTICS`).
+pub const ROW_PERCENTILES: [f64; 2] = [0.95, 0.99];
+/// Percentiles of `current_response_time_percentiles` (Locust charts 0.5
+/// and 0.95; Swarmer adds 0.99).
+pub const CHART_PERCENTILES: [f64; 3] = [0.5, 0.95, 0.99];
+
+/// Round to the microsecond when the value is in milliseconds.
+pub fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
+/// Locust's key for a percentile: `response_time_percentile_0.95`.
+pub fn percentile_key(q: f64) -> String {
+    format!("response_time_percentile_{q}")
+}
+
+/// One row of `stats[]`.
+pub fn request_row(e: &StatsEntry, run_seconds: f64, now: f64) -> Value {
+    let (current_rps, current_fail_per_sec) = e.current_rates(now);
+    let mut row = json!({
+        "method": e.method,
+        "name": e.name,
+        "num_requests": e.num_requests,
+        "num_failures": e.num_failures,
+        "min_response_time": round3(e.min_response_time_ms().unwrap_or(0.0)),
+        "max_response_time": round3(e.max_response_time_ms()),
+        "avg_response_time": round3(e.avg_response_time_ms()),
+        "median_response_time": round3(e.median_response_time_ms()),
+        "current_rps": current_rps,
+        "current_fail_per_sec": current_fail_per_sec,
+        "total_rps": e.total_rps(run_seconds),
+        "total_fail_per_sec": e.total_fail_per_sec(run_seconds),
+        "avg_content_length": e.avg_content_length(),
+    });
+    for q in ROW_PERCENTILES {
+        row[percentile_key(q)] = json!(round3(e.percentile_ms(q)));
+    }
+    row
+}
+
+/// Every row, sorted by name then method, then the "Aggregated" row.
+pub fn request_rows(stats: &RequestStats, now: f64) -> Vec<Value> {
+    let run_seconds = stats.run_seconds();
+    let mut entries: Vec<&StatsEntry> = stats.entries().collect();
+    entries.sort_by(|a, b| (&a.name, &a.method).cmp(&(&b.name, &b.method)));
+    let mut rows: Vec<Value> = entries.into_iter().map(|e| request_row(e, run_seconds, now)).collect();
+    let mut total = request_row(stats.total(), run_seconds, now);
+    total["method"] = json!("");
+    total["name"] = json!("Aggregated");
+    rows.push(total);
+    rows
+}
+
+/// The whole `/stats/requests` answer for a local (not distributed) runner.
+pub fn requests_payload(store: &StatsStore, now: f64) -> Value {
+    let stats = &store.stats;
+    let rows = request_rows(stats, now);
+    let total = rows.last().cloned().unwrap_or(Value::Null);
+    let errors: Vec<Value> = stats
+        .failures()
+        .map(|f| {
+            json!({
+                "method": f.method,
+                "name": f.name,
+                "error": f.error,
+                "occurrences": f.occurrences,
+                "first_seen": f.first_seen,
+                "last_seen": f.last_seen,
+            })
+        })
+        .collect();
+    let mut current = serde_json::Map::new();
+    for q in CHART_PERCENTILES {
+        current.insert(percentile_key(q), json!(round3(stats.current_percentile_ms(q, now))));
+    }
+    json!({
+        "stats": rows,
+        "errors": errors,
+        "current_rps": total["current_rps"],
+        "current_fail_per_sec": total["current_fail_per_sec"],
+        "total_rps": total["total_rps"],
+        "total_fail_per_sec": total["total_fail_per_sec"],
+        "total_avg_response_time": total["avg_response_time"],
+        "fail_ratio": stats.total().fail_ratio(),
+        "current_response_time_percentiles": current,
+        "state": store.state.as_str(),
+        "user_count": store.user_count,
+        "target_user_count": store.target_user_count,
+        "class_counts": store.class_counts,
+        "cpu_usage": store.usage.cpu_percent,
+        "memory_usage": store.usage.rss_bytes,
+    })
+}
+
+/// One chart point: `[unix seconds, users, rps, fail/s, p50, p95, p99, avg]`
+/// (arrays keep a day of points small).
+pub fn history_point(p: &HistoryPoint) -> Value {
+    json!([
+        p.timestamp,
+        p.user_count,
+        p.current_rps,
+        p.current_fail_per_sec,
+        round3(p.response_time_percentile_50),
+        round3(p.response_time_percentile_95),
+        round3(p.response_time_percentile_99),
+        round3(p.total_avg_response_time),
+    ])
+}
+
+/// The chart history as a list of [`history_point`]s.
+pub fn history_payload(store: &StatsStore) -> Value {
+    Value::Array(store.history.points().iter().map(history_point).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarmer_stats::{RequestSample, ShardRecorder};
+
+    #[test]
+    fn rows_carry_locusts_field_names_and_end_with_aggregated() {
+        let mut r = ShardRecorder::new("local");
+        for (name, rt) in [("/b", 1_500), ("/a", 2_000), ("/a", 4_000)] {
+            let sample = RequestSample {
+                method: "GET",
+                name,
+                response_time_us: Some(rt),
+                ttfb_us: 0,
+                content_length: 10,
+                error: None,
+            };
+            r.record(&sample, 100.0);
+        }
+        let mut stats = RequestStats::new(99.0);
+        stats.apply(&r.take_delta(), 100.0);
+        let rows = request_rows(&stats, 101.0);
+        let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["/a", "/b", "Aggregated"]);
+        let a = &rows[0];
+        for key in [
+            "method",
+            "num_requests",
+            "num_failures",
+            "min_response_time",
+            "max_response_time",
+            "current_rps",
+            "current_fail_per_sec",
+            "avg_response_time",
+            "median_response_time",
+            "total_rps",
+            "total_fail_per_sec",
+            "response_time_percentile_0.95",
+            "response_time_percentile_0.99",
+            "avg_content_length",
+        ] {
+            assert!(a.get(key).is_some(), "missing {key} in {a}");
+        }
+        assert_eq!(a["num_requests"], 2);
+        assert_eq!(a["min_response_time"], 2.0);
+        assert_eq!(a["max_response_time"], 4.0);
+        assert_eq!(rows[2]["method"], "");
+        assert_eq!(rows[2]["num_requests"], 3);
+    }
+}

@@ -1,0 +1,142 @@
+//! Starting, changing, stopping and resetting a test: Locust's `/swarm`,
+//! `/stop` and `/stats/reset`, with the same form fields and answers.
+//!
+//! Unlike Locust, bad input never turns into a 500: every wrong field gets
+//! a 400 whose JSON names it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{RawQuery, State};
+use serde_json::{Value, json};
+use swarmer_engine::TestSettings;
+use swarmer_engine::timespan::parse_timespan;
+
+use crate::error::ApiError;
+use crate::routes::BODY_LIMIT;
+use crate::state::AppState;
+
+/// What a `/swarm` form asks for, checked.
+#[derive(Debug, PartialEq)]
+pub struct SwarmForm {
+    pub settings: TestSettings,
+    pub run_time: Option<Duration>,
+    /// Values for the plan's own options, by option name.
+    pub options: Vec<(String, String)>,
+}
+
+/// `POST /swarm`: `user_count`, `spawn_rate`, `host`, `run_time`,
+/// `user_classes` (repeated; with `--class-picker`), and the plan's options.
+pub async fn swarm(
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body =
+        body.map_err(|_| ApiError::bad_field("body", format!("larger than the {} KiB limit", BODY_LIMIT / 1024)))?;
+    // A form in the body, or (for curl one-liners) in the query string.
+    let fields: Vec<(String, String)> = if body.is_empty() {
+        form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect()
+    } else {
+        form_urlencoded::parse(&body).into_owned().collect()
+    };
+    let form = parse_swarm_form(&fields, &state)?;
+    for (name, value) in &form.options {
+        state.runner.plan().option_values.set(name, value.clone());
+    }
+    let picked = form.settings.classes.clone();
+    state.start_test(form.settings, form.run_time).map_err(field_error)?;
+    let mut answer = json!({
+        "success": true,
+        "message": "Swarming started",
+        "host": state.runner.host(),
+    });
+    if let Some(run_time) = form.run_time {
+        answer["run_time"] = json!(run_time.as_secs());
+    }
+    if let Some(mut classes) = picked {
+        classes.sort();
+        answer["user_classes"] = json!(classes);
+    }
+    Ok(Json(answer))
+}
+
+/// Engine errors start with the field they are about (`host: …`).
+fn field_error(message: String) -> ApiError {
+    let field = ["user_classes", "host"].into_iter().find(|f| message.starts_with(&format!("{f}:"))).unwrap_or("form");
+    ApiError::bad_field(field, message)
+}
+
+fn parse_swarm_form(fields: &[(String, String)], state: &AppState) -> Result<SwarmForm, ApiError> {
+    let one = |name: &str| fields.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_owned());
+    let users = match one("user_count") {
+        None => return Err(ApiError::bad_field("user_count", "missing: how many users to run")),
+        Some(v) => v.parse::<usize>().map_err(|_| {
+            ApiError::bad_field("user_count", format!("expected a whole number of users (0 or more), got {v:?}"))
+        })?,
+    };
+    let spawn_rate = match one("spawn_rate") {
+        None => return Err(ApiError::bad_field("spawn_rate", "missing: how many users to start per second")),
+        Some(v) => match v.parse::<f64>() {
+            Ok(r) if r.is_finite() && r > 0.0 => r,
+            _ => {
+                return Err(ApiError::bad_field(
+                    "spawn_rate",
+                    format!("expected a positive number of users per second, got {v:?}"),
+                ));
+            }
+        },
+    };
+    let host = match one("host") {
+        None => None,
+        Some(h) if h.is_empty() => Some(String::new()),
+        Some(h) => {
+            let h = h.replace(['<', '>'], "");
+            if !(h.starts_with("http://") || h.starts_with("https://")) || h.len() <= "https://".len() {
+                return Err(ApiError::bad_field("host", format!("expected an http:// or https:// URL, got {h:?}")));
+            }
+            Some(h.trim_end_matches('/').to_owned())
+        }
+    };
+    let run_time = match one("run_time").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => Some(parse_timespan(&v).map_err(|_| {
+            ApiError::bad_field("run_time", format!("expected a duration such as 20, 20s, 3m, 2h or 1h20m, got {v:?}"))
+        })?),
+    };
+    let classes = if state.options.class_picker {
+        let picked: Vec<String> = fields
+            .iter()
+            .filter(|(k, _)| k == "user_classes")
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+            .collect();
+        (!picked.is_empty()).then_some(picked)
+    } else {
+        None
+    };
+    let mut options = Vec::new();
+    for option in &state.runner.plan().options {
+        let key = option.name.replace('-', "_");
+        if let Some(value) = one(&option.name).or_else(|| one(&key)) {
+            option.check(&value).map_err(|e| ApiError { field: None, ..ApiError::bad_field("option", e) })?;
+            options.push((option.name.clone(), value));
+        }
+    }
+    Ok(SwarmForm { settings: TestSettings { users, spawn_rate, host, classes }, run_time, options })
+}
+
+/// `GET|POST /stop`.
+pub async fn stop(State(state): State<Arc<AppState>>) -> Json<Value> {
+    state.stop_test();
+    Json(json!({ "success": true, "message": "Test stopped" }))
+}
+
+/// `GET|POST /stats/reset`: forget every statistic so far, exactly.
+pub async fn reset(State(state): State<Arc<AppState>>) -> &'static str {
+    state.runner.reset_stats();
+    "ok"
+}

@@ -1,0 +1,53 @@
+//! Read-only views: `/exceptions`, `/tasks` (current task ratios),
+//! `/logs`, `/worker-count` and the OpenAPI description of this API.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+use crate::state::AppState;
+
+/// The OpenAPI 3 description of every endpoint (kept next to the router;
+/// a test checks that every route is described).
+pub const OPENAPI: &str = include_str!("../../assets/openapi.json");
+
+pub async fn exceptions(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let list: Vec<Value> = state
+        .runner
+        .stats()
+        .lock()
+        .map(|store| {
+            store
+                .stats
+                .exceptions()
+                .map(|e| {
+                    let nodes: Vec<&str> = e.nodes.iter().map(String::as_str).collect();
+                    json!({ "count": e.count, "msg": e.msg, "traceback": e.traceback, "nodes": nodes.join(", ") })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Json(json!({ "exceptions": list }))
+}
+
+pub async fn tasks(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let counts = state.runner.stats().lock().map(|s| s.class_counts.clone()).unwrap_or_default();
+    Json(swarmer_report::task_ratio::current_ratio_json(state.runner.classes(), &counts))
+}
+
+/// Locust's shape: this process's lines under "master", workers' by id.
+pub async fn logs(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({ "master": state.options.logs.lines(), "workers": {} }))
+}
+
+pub async fn worker_count() -> Json<Value> {
+    Json(json!({ "worker_count": 0 }))
+}
+
+pub async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}

@@ -1,0 +1,56 @@
+//! `GET /stream`: Server-Sent Events, one `stats` event a second with the
+//! `/stats/requests` JSON and the newest chart point, so the page updates
+//! live without polling. One task renders the message once a second for
+//! every subscriber (a hundred open tabs cost one rendering, not a
+//! hundred); it runs only while someone listens.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use serde_json::json;
+
+use crate::api::stats::requests_value;
+use crate::state::AppState;
+
+const INTERVAL: Duration = Duration::from_secs(1);
+
+pub async fn stream(State(state): State<Arc<AppState>>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    if state.stream.receiver_count() == 0 {
+        tokio::spawn(publish(state.clone()));
+    }
+    let mut updates = state.stream.subscribe();
+    // The first event goes out at once, fresh; then one per rendering.
+    state.stream.send_replace(Arc::from(message(&state).to_string()));
+    updates.mark_changed();
+    let events = futures_util::stream::unfold(updates, |mut updates| async move {
+        updates.changed().await.ok()?;
+        let message = updates.borrow_and_update().clone();
+        Some((Ok(Event::default().event("stats").data(&*message)), updates))
+    });
+    Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+/// Render once a second while anyone listens; end when the last one leaves.
+async fn publish(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(INTERVAL);
+    loop {
+        tick.tick().await;
+        if state.stream.send(Arc::from(message(&state).to_string())).is_err() {
+            return; // nobody listens
+        }
+    }
+}
+
+/// `/stats/requests` plus the newest chart point and the host.
+fn message(state: &AppState) -> serde_json::Value {
+    let mut message = requests_value(state);
+    if let Ok(store) = state.runner.stats().lock() {
+        message["history_point"] = store.history.points().last().map(swarmer_report::live::history_point).into();
+    }
+    message["host"] = json!(state.runner.host());
+    message
+}

@@ -1,0 +1,114 @@
+//! The router: every path, under `--web-base-path`, behind the login check
+//! when `--web-login` is on. Locust's paths keep Locust's methods; the ones
+//! Locust 2.47 made POST-only (`/stop`, `/stats/reset`) accept GET too,
+//! because older scripts use it.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use crate::api::{control, downloads, info, metrics, stats, stream};
+use crate::auth;
+use crate::pages;
+use crate::state::AppState;
+
+/// Largest request body accepted (a start form is a few hundred bytes).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let inner = Router::new()
+        .route("/", get(pages::index))
+        .route("/login", get(pages::login_page).post(pages::login_submit))
+        .route("/logout", post(pages::logout))
+        .route("/assets/{file}", get(pages::asset))
+        .route("/swarm", post(control::swarm))
+        .route("/stop", get(control::stop).post(control::stop))
+        .route("/stats/reset", get(control::reset).post(control::reset))
+        .route("/stats/requests", get(stats::requests))
+        .route("/stats/history", get(stats::history))
+        .route("/stats/requests/csv", get(downloads::requests_csv))
+        .route("/stats/failures/csv", get(downloads::failures_csv))
+        .route("/stats/requests_full_history/csv", get(downloads::full_history_csv))
+        .route("/exceptions/csv", get(downloads::exceptions_csv))
+        .route("/stats/report", get(downloads::report))
+        .route("/stats/json", get(downloads::json))
+        .route("/exceptions", get(info::exceptions))
+        .route("/tasks", get(info::tasks))
+        .route("/logs", get(info::logs))
+        .route("/worker-count", get(info::worker_count))
+        .route("/openapi.json", get(info::openapi))
+        .route("/metrics", get(metrics::metrics))
+        .route("/stream", get(stream::stream))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(state.clone(), require_login))
+        .layer(middleware::map_response(security_headers))
+        .with_state(state.clone());
+    let base = state.options.base_path.clone();
+    if base.is_empty() {
+        return inner;
+    }
+    let home = base.clone();
+    Router::new()
+        .route(&format!("{base}/"), get(move || async move { Redirect::temporary(&home) }))
+        .nest(&base, inner)
+        .fallback(not_found)
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, axum::Json(json!({ "success": false, "message": "no such page" }))).into_response()
+}
+
+/// No framing by other sites, no MIME sniffing, no referrer leaks. There is
+/// no CORS header: browsers keep other origins out of the API.
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    response
+}
+
+/// With `--web-login`: a valid session cookie or basic-auth header, else
+/// the login page (a browser asking for the UI) or 401 (anything else).
+async fn require_login(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let Some(credentials) = &state.options.credentials else {
+        return next.run(request).await;
+    };
+    let path = request.uri().path();
+    let relative = path.strip_prefix(state.options.base_path.as_str()).unwrap_or(path);
+    if relative == "/login" {
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    let by_cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(auth::session_cookie)
+        .any(|token| state.sessions.is_valid(token));
+    let by_basic =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).is_some_and(|v| credentials.verify_basic(v));
+    if by_cookie || by_basic {
+        return next.run(request).await;
+    }
+    if request.method() == Method::GET && (relative == "/" || relative.is_empty()) {
+        return Redirect::to(&state.path("/login")).into_response();
+    }
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        axum::Json(json!({ "success": false, "message": "authentication required: log in or use basic auth" })),
+    )
+        .into_response();
+    // The UI's own requests must not make the browser pop up its dialog.
+    if !headers.contains_key("x-swarmer-ui") {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"swarmer\""));
+    }
+    response
+}

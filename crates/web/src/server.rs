@@ -1,0 +1,179 @@
+//! Binding and serving: plain HTTP, or HTTPS with rustls when
+//! `--tls-cert`/`--tls-key` are given. One accept loop; each connection is
+//! its own task (a slow TLS handshake never holds up the others).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use swarmer_engine::{RunnerHandle, TestSettings};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::Credentials;
+use crate::logs::LogBuffer;
+use crate::state::AppState;
+
+/// A certificate chain and its key (PEM files).
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// What the start form shows before anyone types (`-u`, `-r`, `-t`).
+#[derive(Clone, Debug)]
+pub struct FormDefaults {
+    pub users: usize,
+    pub spawn_rate: f64,
+    pub run_time: Option<Duration>,
+}
+
+/// How the web UI is served.
+pub struct WebOptions {
+    /// Address to bind (`--web-host`; empty or `*` means every interface).
+    pub host: String,
+    /// `-P/--web-port`; 0 picks a free port.
+    pub port: u16,
+    /// `--web-base-path`: every route lives under it ("" or "/x").
+    pub base_path: String,
+    pub tls: Option<TlsFiles>,
+    /// `--web-login`: who may use the UI and API.
+    pub credentials: Option<Credentials>,
+    /// `--class-picker`: the form offers the plan's classes to choose from.
+    pub class_picker: bool,
+    pub defaults: FormDefaults,
+    /// The `--csv-full-history` file, served by `/stats/requests_full_history/csv`.
+    pub full_history_csv: Option<PathBuf>,
+    pub logs: LogBuffer,
+}
+
+/// A running web server.
+pub struct WebServer {
+    addr: SocketAddr,
+    scheme: &'static str,
+    state: Arc<AppState>,
+    accept_loop: tokio::task::JoinHandle<()>,
+}
+
+impl WebServer {
+    /// Bind and start serving on the current tokio runtime. Errors name the
+    /// address or file that failed.
+    pub async fn start(runner: RunnerHandle, options: WebOptions) -> Result<WebServer, String> {
+        if !options.base_path.is_empty() && (!options.base_path.starts_with('/') || options.base_path.ends_with('/')) {
+            return Err(format!(
+                "--web-base-path {:?}: expected a path that starts with a slash and does not end with one, e.g. /swarmer",
+                options.base_path
+            ));
+        }
+        let tls = match &options.tls {
+            Some(files) => Some(TlsAcceptor::from(Arc::new(tls_config(files)?))),
+            None => None,
+        };
+        let host = match options.host.as_str() {
+            "" | "*" => "0.0.0.0",
+            h => h,
+        };
+        let bind =
+            if host.contains(':') { format!("[{host}]:{}", options.port) } else { format!("{host}:{}", options.port) };
+        let listener =
+            TcpListener::bind(&bind).await.map_err(|e| format!("web UI: could not listen on {bind}: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| format!("web UI: {e}"))?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let state = Arc::new(AppState::new(runner, options, tls.is_some()));
+        let router = crate::routes::router(state.clone());
+        let accept_loop = tokio::spawn(accept(listener, tls, router));
+        Ok(WebServer { addr, scheme, state, accept_loop })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The UI's address as a browser on this machine reaches it.
+    pub fn url(&self) -> String {
+        let ip = if self.addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { self.addr.ip().to_string() };
+        let ip = if ip.contains(':') { format!("[{ip}]") } else { ip };
+        format!("{}://{ip}:{}{}", self.scheme, self.addr.port(), self.state.options.base_path)
+    }
+
+    /// Start a test as the form would (`--autostart`), with its run time.
+    pub fn start_test(&self, settings: TestSettings, run_time: Option<Duration>) -> Result<(), String> {
+        self.state.start_test(settings, run_time)
+    }
+
+    /// Stop accepting connections.
+    pub fn shutdown(&self) {
+        self.accept_loop.abort();
+    }
+}
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        self.accept_loop.abort();
+    }
+}
+
+/// How long a client gets to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn accept(listener: TcpListener, tls: Option<TlsAcceptor>, router: axum::Router) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: wait, do not spin.
+                tracing::warn!("web UI: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let result = match tls {
+                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls_stream)) => {
+                        builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service).await
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!("web UI: TLS handshake with {peer} failed: {e}");
+                        return;
+                    }
+                    Err(_) => return,
+                },
+                None => builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await,
+            };
+            if let Err(e) = result {
+                tracing::debug!("web UI: connection from {peer}: {e}");
+            }
+        });
+    }
+}
+
+fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("--tls-cert {}: {e}", files.cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("--tls-cert {}: no certificate in the file", files.cert.display()));
+    }
+    let key =
+        PrivateKeyDer::from_pem_file(&files.key).map_err(|e| format!("--tls-key {}: {e}", files.key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}

@@ -1,0 +1,184 @@
+// The web UI in a real browser (Debian's chromium, driven by
+// playwright-core) against real processes: the demo target and swarmer.
+"use strict";
+
+const test = require("node:test");
+const assert = require("node:assert/strict");
+const fs = require("node:fs");
+const path = require("node:path");
+const { execFileSync } = require("node:child_process");
+const h = require("./harness");
+
+let browser;
+let target;
+
+test.before(async () => {
+  target = await h.startTarget();
+  browser = await h.launchBrowser();
+});
+
+test.after(async () => {
+  if (browser) await browser.close();
+  h.stop(target);
+});
+
+async function number(page, selector) {
+  const text = await page.locator(selector).innerText();
+  return Number(text.replace(/[^0-9.]/g, ""));
+}
+
+test("a test is started from the form, watched live, edited, stopped and downloaded", async () => {
+  const swarmer = await h.startSwarmer(target.url);
+  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1366, height: 900 } });
+  const page = await context.newPage();
+  try {
+    await page.goto(swarmer.url);
+    await page.locator("#start-form").waitFor();
+    await page.fill("#f-users", "6");
+    await page.fill("#f-rate", "20");
+    await page.click("#f-start");
+
+    // The header and the table follow the test live.
+    await page.waitForFunction(() => document.getElementById("h-users").textContent === "6", null, { timeout: 15000 });
+    await page.waitForFunction(() => document.getElementById("h-state").textContent === "RUNNING");
+    await page.locator("#stats-table tbody tr").first().waitFor();
+    const before = await number(page, "#stats-table tfoot td:nth-child(3)");
+    await page.waitForTimeout(2500);
+    const after = await number(page, "#stats-table tfoot td:nth-child(3)");
+    assert.ok(after > before, `requests grew: ${before} -> ${after}`);
+    const names = await page.locator("#stats-table tbody td:nth-child(2)").allInnerTexts();
+    assert.ok(names.includes("/login"), `names in the table: ${names}`);
+
+    // Charts are drawn and move.
+    await page.click("button[data-tab=charts]");
+    await page.locator("#chart-rps canvas").waitFor();
+    await page.waitForTimeout(1500);
+    const first = await page.locator("#chart-rps").screenshot();
+    await page.waitForTimeout(2500);
+    const second = await page.locator("#chart-rps").screenshot();
+    assert.ok(!first.equals(second), "the requests/s chart changed as points arrived");
+    assert.ok((await h.distinctColours(page, second)) > 20, "the chart is not blank");
+    assert.equal(await page.locator("#charts canvas").count(), 3);
+    await page.screenshot({ fullPage: true, path: path.join(h.artifactsDir(), "charts.png") });
+    await page.click("button[data-tab=stats]");
+    await page.screenshot({ path: path.join(h.artifactsDir(), "statistics.png") });
+
+    // Edit the user count while running.
+    await page.click("#btn-edit");
+    await page.fill("#e-users", "3");
+    await page.click("#e-apply");
+    await page.waitForFunction(() => document.getElementById("h-users").textContent === "3", null, { timeout: 15000 });
+
+    // Stop, then download the CSV.
+    await page.click("#btn-stop");
+    await page.waitForFunction(() => document.getElementById("h-state").textContent === "STOPPED", null, { timeout: 15000 });
+    await page.click("button[data-tab=downloads]");
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#dl-requests")]);
+    const csv = fs.readFileSync(await download.path(), "utf8");
+    assert.match(csv, /^Type,Name,Request Count,Failure Count,Median Response Time/);
+    assert.match(csv, /\r\n,Aggregated,\d+/);
+    assert.match(download.suggestedFilename(), /^Swarmer_.*_requests\.csv$/);
+
+    const shot = await page.screenshot({ fullPage: true, path: path.join(h.artifactsDir(), "dashboard.png") });
+    assert.ok((await h.distinctColours(page, shot)) > 50, "the screenshot is not blank");
+
+    // New test brings the form back.
+    await page.click("#btn-new");
+    await page.locator("#start-form").waitFor();
+  } finally {
+    await context.close();
+    h.stop(swarmer);
+  }
+});
+
+test("with --web-login the UI asks for a password and the API refuses strangers", async () => {
+  const swarmer = await h.startSwarmer(target.url, ["--web-login"], { SWARMER_WEB_AUTH: "alice:s3cret" });
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  try {
+    const anonymous = await fetch(swarmer.url + "/stats/requests");
+    assert.equal(anonymous.status, 401);
+    const basic = await fetch(swarmer.url + "/stats/requests", {
+      headers: { Authorization: "Basic " + Buffer.from("alice:s3cret").toString("base64") },
+    });
+    assert.equal(basic.status, 200);
+
+    await page.goto(swarmer.url);
+    assert.match(page.url(), /\/login$/);
+    await page.fill("#username", "alice");
+    await page.fill("#password", "wrong");
+    await page.click("#login");
+    await page.locator(".error").waitFor();
+    await page.fill("#username", "alice");
+    await page.fill("#password", "s3cret");
+    await page.click("#login");
+    await page.locator("#start-form").waitFor();
+    const cookies = await context.cookies();
+    const session = cookies.find((c) => c.name === "swarmer_session");
+    assert.ok(session && session.httpOnly && session.sameSite === "Strict", JSON.stringify(cookies));
+    // Logged in, the live stream works through the cookie.
+    await page.waitForFunction(() => document.getElementById("h-state").textContent === "READY");
+  } finally {
+    await context.close();
+    h.stop(swarmer);
+  }
+});
+
+test("the page fits a phone and has a dark theme", async () => {
+  const swarmer = await h.startSwarmer(target.url, ["--autostart", "-u", "2", "-r", "10"]);
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true });
+  const page = await context.newPage();
+  try {
+    await page.goto(swarmer.url);
+    await page.waitForFunction(() => document.getElementById("h-state").textContent === "RUNNING", null, { timeout: 15000 });
+    await page.click("#btn-theme");
+    const theme = await page.evaluate(() => document.documentElement.getAttribute("data-theme"));
+    const background = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    assert.ok(theme === "dark" || theme === "light");
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 1, `the page is wider than the phone by ${overflow}px`);
+    const shot = await page.screenshot({ path: path.join(h.artifactsDir(), "phone.png") });
+    assert.ok((await h.distinctColours(page, shot)) > 20);
+    await page.click("#btn-theme");
+    const other = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    assert.notEqual(background, other, "the theme button switches colours");
+  } finally {
+    await context.close();
+    h.stop(swarmer);
+  }
+});
+
+test("the HTML report opens offline with every name and its charts", async () => {
+  const dir = h.tempDir();
+  const report = path.join(dir, "report.html");
+  const json = path.join(dir, "stats");
+  execFileSync(h.BIN, [
+    "-f", "builtin:seed", "-H", target.url, "--headless", "-u", "5", "-r", "10", "-t", "4s",
+    "--html", report, "--json-file", json, "--only-summary", "-L", "ERROR",
+  ], { stdio: ["ignore", "ignore", "inherit"] });
+  const names = JSON.parse(fs.readFileSync(json + ".json", "utf8")).map((e) => e.name);
+  assert.ok(names.length >= 2);
+  const context = await browser.newContext({ offline: true });
+  const page = await context.newPage();
+  const requested = [];
+  await context.route("**/*", (route) => {
+    if (route.request().url().startsWith("file:")) return route.continue();
+    requested.push(route.request().url());
+    return route.abort();
+  });
+  try {
+    await page.goto("file://" + report);
+    await page.locator("#charts canvas").first().waitFor();
+    assert.equal(await page.locator("#charts canvas").count(), 3);
+    await page.screenshot({ fullPage: true, path: path.join(h.artifactsDir(), "charts.png") });
+    await page.click("button[data-tab=stats]");
+    await page.screenshot({ path: path.join(h.artifactsDir(), "statistics.png") });
+    const tableNames = await page.locator("#requests tbody td:nth-child(2)").allInnerTexts();
+    for (const name of names) assert.ok(tableNames.includes(name), `${name} in the report`);
+    assert.deepEqual(requested, [], "the report loads nothing from the network");
+    const shot = await page.locator("#chart-rps").screenshot();
+    assert.ok((await h.distinctColours(page, shot)) > 20, "the chart is drawn");
+  } finally {
+    await context.close();
+  }
+});
