@@ -364,3 +364,47 @@ fn a_lua_plan_declares_its_own_command_line_options() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--pause: expected a number"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn autostart_with_autoquit_runs_the_test_serves_the_ui_and_quits_with_reports() {
+    let t = target(TargetOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("report.html");
+    let started = Instant::now();
+    let out = run(swarmer()
+        .args(["-f", "builtin:hello", "--autostart", "--autoquit", "1", "-u", "2", "-r", "100", "-t", "2s"])
+        .args(["--web-host", "127.0.0.1", "-P", "0", "--shards", "1", "-H", &t.url()])
+        .args(["--html", html.to_str().unwrap()]));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("Starting web interface at http://127.0.0.1:"), "{stderr}");
+    assert!(stderr.contains("quitting in 1 seconds (--autoquit)"), "{stderr}");
+    assert!(started.elapsed() >= Duration::from_secs(3), "ran the 2 s test, then waited 1 s");
+    let report = std::fs::read_to_string(&html).unwrap();
+    assert!(report.contains("<td class=\"text\">/</td>"), "the report names the request");
+}
+
+#[test]
+fn web_flags_that_cannot_work_are_refused_before_anything_runs() {
+    let out = run(swarmer().args(["-f", "builtin:hello", "-H", "http://127.0.0.1:9", "--autoquit", "5"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--autoquit is only meaningful in combination with --autostart"));
+    let out = run(swarmer().env_remove("SWARMER_WEB_AUTH").args([
+        "-f",
+        "builtin:hello",
+        "-H",
+        "http://127.0.0.1:9",
+        "--web-login",
+        "-P",
+        "0",
+    ]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--web-login: give the accounts with --web-login-file"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(swarmer().args(["-f", "builtin:hello", "-H", "http://127.0.0.1:9", "--web-base-path", "nope/"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--web-base-path \"nope/\""), "{}", text(&out.stderr));
+}

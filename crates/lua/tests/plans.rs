@@ -418,3 +418,26 @@ swarmer.user("U", {{
     assert!(position("test_stopping") < stop);
     assert!(stop < position("quitting"));
 }
+
+#[tokio::test]
+async fn plan_options_are_read_when_used_so_a_new_value_reaches_the_next_test() {
+    let t = target();
+    let path = example("custom_options");
+    let plan =
+        swarmer_lua::load_plan_with_options(&path, [("page".to_string(), "/profile".to_string())].into()).unwrap();
+    let declared: Vec<&str> = plan.options.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(declared, ["page", "pause", "verbose"]);
+    let values = plan.option_values.clone();
+    let options = RunnerOptions { shards: 1, host: Some(t.url()), ..Default::default() };
+    let handle = swarmer_engine::LocalRunner::start(plan, options).await.unwrap();
+    handle.start(1, 1000.0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    handle.stop();
+    // Shards hand over their statistics once a second.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(count(&handle, "GET", "/profile").0 > 0);
+    // What the web UI's form does before the next test.
+    values.set("page", "/headers".into());
+    run_for(&handle, 1, Duration::from_millis(500)).await;
+    assert!(count(&handle, "GET", "/headers").0 > 0, "the new value reached the users");
+}

@@ -112,3 +112,23 @@ async fn require_login(State(state): State<Arc<AppState>>, request: Request, nex
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every route of the router is in the OpenAPI description.
+    #[test]
+    fn openapi_describes_every_route() {
+        let spec: serde_json::Value = serde_json::from_str(crate::api::info::OPENAPI).unwrap();
+        let source = include_str!("routes.rs");
+        let routes: Vec<&str> = source
+            .split(".route(\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .filter(|p| p.starts_with('/'))
+            .collect();
+        assert!(routes.len() > 20, "{routes:?}");
+        for route in routes {
+            assert!(spec["paths"].get(route).is_some(), "{route} is not in assets/openapi.json");
+        }
+    }
+}

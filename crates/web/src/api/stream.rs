@@ -37,6 +37,7 @@ pub async fn stream(State(state): State<Arc<AppState>>) -> Sse<impl Stream<Item 
 /// Render once a second while anyone listens; end when the last one leaves.
 async fn publish(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(INTERVAL);
+    tick.tick().await; // the first tick is immediate; the subscriber already has a fresh message
     loop {
         tick.tick().await;
         if state.stream.send(Arc::from(message(&state).to_string())).is_err() {
