@@ -357,7 +357,7 @@ async fn the_stream_pushes_stats_every_second() {
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.to_ascii_lowercase().contains("content-type: text/event-stream"));
     assert!(elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(8), "{elapsed:?}");
-    let data = text.lines().filter_map(|l| l.strip_prefix("data: ")).last().unwrap();
+    let data = text.lines().filter_map(|l| l.strip_prefix("data: ")).next_back().unwrap();
     let message: Value = serde_json::from_str(data).unwrap();
     assert!(message["stats"].is_array() && message.get("history_point").is_some());
 }
