@@ -148,6 +148,41 @@ test("the page fits a phone and has a dark theme", async () => {
   }
 });
 
+test("thousands of names stay readable: filter, pages, sorting; plan options are in the form", async () => {
+  const plan = path.join(__dirname, "fixtures", "many_names.lua");
+  const swarmer = await h.startProcess(
+    ["-f", plan, "-H", target.url, "--web-host", "127.0.0.1", "-P", "0"], "Starting web interface at");
+  swarmer.child.removeAllListeners("exit");
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  try {
+    await page.goto(swarmer.url);
+    const option = page.locator("#f-options input[name=names]");
+    await option.waitFor();
+    assert.equal(await option.inputValue(), "1500");
+    await option.fill("1200");
+    await page.fill("#f-users", "20");
+    await page.fill("#f-rate", "100");
+    await page.click("#f-start");
+    await page.waitForFunction(() => /^1200 of 1200 names$/.test(document.getElementById("stats-count").textContent),
+      null, { timeout: 20000 });
+    assert.equal(await page.locator("#stats-table tbody tr").count(), 100, "one page of rows is drawn");
+    assert.equal(await page.locator("#page-info").innerText(), "page 1 of 12");
+    await page.click("#page-next");
+    assert.equal(await page.locator("#stats-table tbody tr td:nth-child(2)").first().innerText(), "/item/0100");
+    await page.fill("#stats-search", "/item/07");
+    await page.waitForFunction(() => document.getElementById("stats-count").textContent.startsWith("100 of"));
+    assert.equal(await page.locator("#page-info").innerText(), "page 1 of 1");
+    await page.fill("#stats-search", "");
+    await page.click("#stats-table th[data-key=name]");
+    await page.click("#stats-table th[data-key=name]");
+    assert.equal(await page.locator("#stats-table tbody tr td:nth-child(2)").first().innerText(), "/item/1199");
+  } finally {
+    await context.close();
+    h.stop(swarmer);
+  }
+});
+
 test("the HTML report opens offline with every name and its charts", async () => {
   const dir = h.tempDir();
   const report = path.join(dir, "report.html");
