@@ -15,7 +15,7 @@
     var grid = { stroke: cssVar("--grid", "#ddd"), width: 1 };
     var text = cssVar("--fg", "#222");
     return [
-      { stroke: text, grid: grid, ticks: grid },
+      { stroke: text, grid: grid, ticks: grid, space: 110 },
       { stroke: text, grid: grid, ticks: grid, size: 60 },
     ];
   }

@@ -188,6 +188,12 @@ async fn swarm_starts_a_test_and_stats_use_locusts_field_names() {
     for key in ["method", "error", "first_seen", "last_seen"] {
         assert!(error.get(key).is_some(), "error lacks {key}");
     }
+    // The chart history: one point a second, [time, users, rps, fail/s, p50, p95, p99, avg].
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let history = s.json("/stats/history").await;
+    let point = history.as_array().unwrap().last().expect("a chart point").as_array().unwrap().clone();
+    assert_eq!(point.len(), 8);
+    assert_eq!(point[1], 4, "users");
     // Edit: the same endpoint changes the user count of the running test.
     s.post("/swarm", &[("user_count", "2"), ("spawn_rate", "100")]).await;
     for _ in 0..200 {
