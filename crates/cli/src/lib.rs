@@ -180,5 +180,6 @@ fn runner_options(args: &RunArgs, tags: TagFilter) -> Result<RunnerOptions, Stri
         node: defaults.node,
         // The web UI's start form can give the host.
         host_required: args.headless,
+        delta_sink: None,
     })
 }

@@ -83,7 +83,7 @@ pub async fn run(plan: Plan, args: &RunArgs, options: RunnerOptions, logs: LogBu
     match &web {
         None => handle.start(args.users, args.spawn_rate),
         Some(web) if args.web.autostart => {
-            let settings = TestSettings { users: args.users, spawn_rate: args.spawn_rate, host: None, classes: None };
+            let settings = TestSettings { users: args.users, spawn_rate: args.spawn_rate, ..Default::default() };
             web.start_test(settings, run_time)?;
         }
         Some(_) => {}

@@ -48,8 +48,8 @@ pub use plan::{
 };
 pub use plan_options::{OptionKind, OptionValues, PlanOption};
 pub use runner::{
-    LocalRunner, PlanSummary, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState, StatsStore, StatsView,
-    TestSettings,
+    LocalRunner, PlanSummary, RunnerChannels, RunnerCommand, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState,
+    StatsStore, StatsView, TestSettings, WorkerStatus,
 };
 pub use swarmer_http::{ClientConfig, HttpVersionPreference, Request, Response, TlsOptions};
 pub use swarmer_stats::{RequestSample, unix_now};

@@ -57,6 +57,8 @@ pub(crate) enum ShardCommand {
     Stop { user_ids: Vec<u64>, timeout: Duration },
     /// Drop what was recorded so far; later deltas carry `epoch`.
     ResetStats { epoch: u64 },
+    /// Send what was recorded so far now, then `Flushed`.
+    Flush,
     /// Stop every user, send the last statistics, end the thread.
     Shutdown,
 }
@@ -79,6 +81,8 @@ pub(crate) enum ShardEvent {
         user_id: u64,
     },
     StopTestRequested,
+    /// Answer to `Flush`, after its statistics.
+    Flushed,
     ShutDown,
 }
 
@@ -170,6 +174,13 @@ async fn run_shard(
                 Some(ShardCommand::ResetStats { epoch: new }) => {
                     epoch = new;
                     let _ = context.recorder.borrow_mut().take_delta();
+                }
+                Some(ShardCommand::Flush) => {
+                    let delta = context.recorder.borrow_mut().take_delta();
+                    if !delta.is_empty() {
+                        let _ = events.send(ShardEvent::Stats { delta, epoch });
+                    }
+                    let _ = events.send(ShardEvent::Flushed);
                 }
                 Some(ShardCommand::Shutdown) | None => break,
             },

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use swarmer_engine::{
     LocalBoxFuture, LocalRunner, Plan, Request, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState, TagFilter, Task,
-    TaskError, TaskResult, TaskSet, User, UserClass, constant, task, task_fn,
+    TaskError, TaskResult, TaskSet, TestSettings, User, UserClass, constant, task, task_fn,
 };
 use swarmer_target::{DemoTarget, TargetOptions};
 
@@ -431,5 +431,47 @@ async fn too_many_request_names_warn_once() {
         }
     };
     assert!(warning.contains("More than 500 different request names"), "{warning}");
+    handle.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn exact_class_counts_are_reached_and_changed_by_stopping_the_surplus() {
+    let t = target();
+    let plan = Plan::new("counts", || {
+        vec![
+            UserClass::new("A").weight(5).wait_time(constant(0.05)).task(Task::new("root", task!(get_root))),
+            UserClass::new("B").weight(1).wait_time(constant(0.05)).task(Task::new("root", task!(get_root))),
+            UserClass::new("F").fixed_count(1).wait_time(constant(0.05)).task(Task::new("root", task!(get_root))),
+        ]
+    });
+    let (sink, mut deltas) = tokio::sync::mpsc::unbounded_channel();
+    let opts = RunnerOptions { delta_sink: Some(sink), ..options(&t.url(), 2) };
+    let handle = LocalRunner::start(plan, opts).await.unwrap();
+    let counts = |h: &RunnerHandle| h.stats().lock().unwrap().class_counts.clone();
+    let settings = |c: Vec<usize>| TestSettings { spawn_rate: 1000.0, class_counts: Some(c), ..Default::default() };
+    handle.start_test(settings(vec![1, 3, 0])).unwrap();
+    wait_for_state(&handle, RunnerState::Running).await;
+    let c = counts(&handle);
+    assert_eq!((c["A"], c["B"], c["F"]), (1, 3, 0), "weights and fixed counts give way to exact counts");
+    handle.start_test(settings(vec![2, 1, 1])).unwrap();
+    wait_until(|| {
+        let c = counts(&handle);
+        (c["A"], c["B"], c["F"]) == (2, 1, 1)
+    })
+    .await;
+    wait_for_state(&handle, RunnerState::Running).await;
+    assert_eq!(handle.stats().lock().unwrap().user_count, 4);
+    // A flush hands every shard's numbers over at once, to the sink too.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    handle.stop();
+    wait_for_state(&handle, RunnerState::Stopped).await;
+    handle.flush().await;
+    let mut forwarded = 0;
+    while let Ok(delta) = deltas.try_recv() {
+        forwarded += delta.num_requests();
+    }
+    let merged = handle.stats().lock().unwrap().stats.total().num_requests;
+    assert!(forwarded > 0);
+    assert_eq!(forwarded, merged, "the sink saw exactly what the runner merged");
     handle.quit().await;
 }

@@ -126,7 +126,7 @@ fn parse_swarm_form(fields: &[(String, String)], state: &AppState) -> Result<Swa
             options.push((option.name.clone(), value));
         }
     }
-    Ok(SwarmForm { settings: TestSettings { users, spawn_rate, host, classes }, run_time, options })
+    Ok(SwarmForm { settings: TestSettings { users, spawn_rate, host, classes, class_counts: None }, run_time, options })
 }
 
 /// `GET|POST /stop`.

@@ -1,0 +1,488 @@
+//! The runner's actor: one tokio task that owns the state machine, the
+//! ramp and the merged statistics.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use swarmer_stats::{HistoryPoint, TOO_MANY_NAMES, unix_now};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::handle::RunnerCommand;
+use super::{RunnerEvent, RunnerOptions, RunnerState, StatsView, TestSettings};
+use crate::cpu::UsageMonitor;
+use crate::dispatch::UserSequence;
+use crate::plan::{Notice, Plan};
+use crate::shard::{ShardCommand, ShardEvent};
+
+pub(super) struct Slot {
+    id: u64,
+    class: usize,
+    shard: usize,
+}
+
+pub(super) struct Ramp {
+    from: usize,
+    target: usize,
+    rate: f64,
+    started: Instant,
+    /// Users started or stopped so far (per-class targets only).
+    done: usize,
+}
+
+pub(super) struct Actor {
+    pub(super) plan: Plan,
+    /// The host users spawned from now on get (shared with the handles).
+    pub(super) host: Arc<Mutex<Option<String>>>,
+    /// `(weight, fixed_count)` of every class, to rebuild the sequence
+    /// when the class picker selects a subset.
+    pub(super) class_weights: Vec<(u32, Option<u32>)>,
+    pub(super) options: RunnerOptions,
+    pub(super) class_names: Vec<String>,
+    pub(super) sequence: UserSequence,
+    pub(super) shard_tx: Vec<mpsc::UnboundedSender<ShardCommand>>,
+    pub(super) threads: Vec<std::thread::JoinHandle<()>>,
+    pub(super) stats: StatsView,
+    pub(super) events: broadcast::Sender<RunnerEvent>,
+    /// Live users, oldest first: ramp-down pops from the end.
+    pub(super) live: Vec<Slot>,
+    pub(super) stopping: HashSet<u64>,
+    pub(super) next_user_id: u64,
+    pub(super) ramp: Option<Ramp>,
+    pub(super) state: RunnerState,
+    pub(super) usage: UsageMonitor,
+    pub(super) warned_cpu: bool,
+    pub(super) warned_names: bool,
+    pub(super) quitting: Option<oneshot::Sender<()>>,
+    pub(super) shut_down: usize,
+    /// Number of statistics resets; deltas recorded before the latest are dropped.
+    pub(super) stats_epoch: u64,
+    pub(super) seconds: u64,
+    /// Exact per-class user counts to reach (a cluster worker's share),
+    /// instead of the first N positions of the sequence.
+    pub(super) targets: Option<Vec<usize>>,
+    /// Flushes in progress: shards still to answer, and who waits.
+    pub(super) flushes: Vec<(usize, oneshot::Sender<()>)>,
+}
+
+const RAMP_TICK: Duration = Duration::from_millis(10);
+const CPU_WARNING_PERCENT: f64 = 90.0;
+/// How often shards hear the process's CPU and memory (Locust's `usage_monitor`).
+const USAGE_MONITOR_SECONDS: u64 = 5;
+
+impl Actor {
+    pub(super) async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<RunnerCommand>,
+        mut shards: mpsc::UnboundedReceiver<ShardEvent>,
+    ) {
+        let mut ramp_tick = tokio::time::interval(RAMP_TICK);
+        let mut second = tokio::time::interval(Duration::from_secs(1));
+        second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let _ = self.usage.sample();
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(RunnerCommand::Start(settings)) => self.start(settings),
+                    Some(RunnerCommand::Stop) => self.stop(),
+                    Some(RunnerCommand::ResetStats) => self.reset_stats(),
+                    Some(RunnerCommand::Flush(reply)) => {
+                        for tx in &self.shard_tx {
+                            let _ = tx.send(ShardCommand::Flush);
+                        }
+                        self.flushes.push((self.shard_tx.len(), reply));
+                    }
+                    Some(RunnerCommand::Quit(done)) => {
+                        self.quitting = Some(done);
+                        self.stop();
+                        self.maybe_shutdown();
+                    }
+                    None => {
+                        // Every handle is gone: quit without anyone waiting.
+                        if self.quitting.is_none() {
+                            let (tx, _) = oneshot::channel();
+                            self.quitting = Some(tx);
+                            self.stop();
+                            self.maybe_shutdown();
+                        }
+                    }
+                },
+                event = shards.recv() => match event {
+                    Some(event) => {
+                        if self.on_shard_event(event) {
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                _ = ramp_tick.tick(), if self.ramp.is_some() => self.ramp_step(),
+                _ = second.tick() => self.every_second(),
+            }
+        }
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        self.every_second();
+        if let Some(done) = self.quitting.take() {
+            let _ = done.send(());
+        }
+    }
+
+    fn notify_shards(&self, notice: Notice) {
+        for tx in &self.shard_tx {
+            let _ = tx.send(ShardCommand::Notice(notice.clone()));
+        }
+    }
+
+    fn emit(&self, event: RunnerEvent) {
+        let _ = self.events.send(event);
+    }
+
+    fn set_state(&mut self, state: RunnerState) {
+        self.state = state;
+        if let Ok(mut store) = self.stats.lock() {
+            store.state = state;
+            match state {
+                RunnerState::Spawning if store.test_started.is_none() || store.test_stopped.is_some() => {
+                    store.test_started = Some(unix_now());
+                    store.test_stopped = None;
+                }
+                RunnerState::Stopped => store.test_stopped = Some(unix_now()),
+                _ => {}
+            }
+        }
+    }
+
+    fn start(&mut self, settings: TestSettings) {
+        if self.quitting.is_some() {
+            return;
+        }
+        let TestSettings { users, spawn_rate, host, classes, class_counts } = settings;
+        if matches!(self.state, RunnerState::Ready | RunnerState::Stopped) {
+            if let Some(host) = host
+                && let Ok(mut current) = self.host.lock()
+            {
+                *current = Some(host).filter(|h| !h.is_empty());
+            }
+            if let Some(picked) = classes {
+                let weights: Vec<(u32, Option<u32>)> = self
+                    .class_weights
+                    .iter()
+                    .zip(&self.class_names)
+                    .map(|(w, name)| if picked.contains(name) { *w } else { (0, None) })
+                    .collect();
+                self.sequence = UserSequence::new(&weights);
+            }
+        }
+        let target = match (&class_counts, self.sequence.capacity()) {
+            (Some(counts), _) => counts.iter().sum(),
+            (None, Some(cap)) if users > cap => {
+                tracing::warn!("only {cap} users can be placed: every class has a fixed_count");
+                cap
+            }
+            _ => users,
+        };
+        self.targets = class_counts.map(|mut counts| {
+            counts.resize(self.class_names.len(), 0);
+            counts
+        });
+        if matches!(self.state, RunnerState::Ready | RunnerState::Stopped) {
+            for hook in &self.plan.on_test_start {
+                hook();
+            }
+            for tx in &self.shard_tx {
+                let _ = tx.send(ShardCommand::TestStart);
+            }
+            self.emit(RunnerEvent::TestStarted);
+        }
+        tracing::info!("Ramping to {target} users at a rate of {spawn_rate:.2} per second");
+        self.set_state(RunnerState::Spawning);
+        if let Ok(mut store) = self.stats.lock() {
+            store.target_user_count = target;
+        }
+        let rate = if spawn_rate.is_finite() && spawn_rate > 0.0 { spawn_rate } else { f64::INFINITY };
+        self.ramp = Some(Ramp { from: self.live.len(), target, rate, started: Instant::now(), done: 0 });
+        self.ramp_step();
+    }
+
+    fn ramp_step(&mut self) {
+        let Some(ramp) = &self.ramp else { return };
+        let due = if ramp.rate.is_infinite() {
+            usize::MAX
+        } else {
+            (ramp.rate * ramp.started.elapsed().as_secs_f64()).floor() as usize + 1
+        };
+        if self.targets.is_some() {
+            self.reconcile_step(due);
+            return;
+        }
+        let (target, from) = (ramp.target, ramp.from);
+        if target > self.live.len() {
+            let desired = target.min(from.saturating_add(due));
+            while self.live.len() < desired {
+                self.spawn_next();
+            }
+        } else if target < self.live.len() {
+            let desired = target.max(from.saturating_sub(due));
+            let removed: Vec<Slot> = self.live.drain(desired..).collect();
+            self.stop_slots(removed);
+        }
+        self.publish_counts();
+        if self.live.len() == target {
+            self.spawning_complete();
+        }
+    }
+
+    /// Per-class targets: stop surplus users (newest first), then start the
+    /// missing ones, the class furthest from its target first, at most
+    /// `due` changes since the ramp began.
+    fn reconcile_step(&mut self, due: usize) {
+        let (Some(targets), Some(ramp)) = (self.targets.clone(), self.ramp.as_mut()) else { return };
+        let mut budget = due.saturating_sub(ramp.done);
+        let mut counts = vec![0usize; targets.len()];
+        for slot in &self.live {
+            counts[slot.class] += 1;
+        }
+        let mut removed = Vec::new();
+        let mut i = self.live.len();
+        while i > 0 && budget > 0 {
+            i -= 1;
+            let class = self.live[i].class;
+            if counts[class] > targets[class] {
+                counts[class] -= 1;
+                removed.push(self.live.remove(i));
+                budget -= 1;
+            }
+        }
+        let mut spawned = 0;
+        while budget > 0 {
+            let next = (0..targets.len()).filter(|&c| counts[c] < targets[c]).max_by(|&a, &b| {
+                let gap = |c: usize| (targets[c] - counts[c]) as f64 / targets[c] as f64;
+                gap(a).total_cmp(&gap(b)).then(b.cmp(&a))
+            });
+            let Some(class) = next else { break };
+            self.spawn_class(class);
+            counts[class] += 1;
+            budget -= 1;
+            spawned += 1;
+        }
+        if let Some(ramp) = self.ramp.as_mut() {
+            ramp.done += removed.len() + spawned;
+        }
+        self.stop_slots(removed);
+        self.publish_counts();
+        if counts == targets {
+            self.spawning_complete();
+        }
+    }
+
+    fn spawning_complete(&mut self) {
+        self.ramp = None;
+        self.set_state(RunnerState::Running);
+        let class_counts = self.class_counts();
+        let pretty: Vec<String> = class_counts.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
+        tracing::info!("All users spawned: {{{}}} ({} total users)", pretty.join(", "), self.live.len());
+        if self.options.reset_stats {
+            tracing::info!("Resetting stats");
+            self.reset_stats();
+        }
+        self.notify_shards(Notice::SpawningComplete { user_count: self.live.len() });
+        self.emit(RunnerEvent::SpawningComplete { user_count: self.live.len(), class_counts });
+    }
+
+    fn spawn_next(&mut self) {
+        let Some(class) = self.sequence.class_at(self.live.len()) else { return };
+        self.spawn_class(class);
+    }
+
+    fn spawn_class(&mut self, class: usize) {
+        let shard = self.live.len() % self.shard_tx.len();
+        let id = self.next_user_id;
+        self.next_user_id += 1;
+        let host = self.host.lock().ok().and_then(|h| h.clone());
+        let _ = self.shard_tx[shard].send(ShardCommand::Spawn { user_id: id, class, host });
+        self.live.push(Slot { id, class, shard });
+    }
+
+    fn stop_slots(&mut self, slots: Vec<Slot>) {
+        let mut per_shard: Vec<Vec<u64>> = vec![Vec::new(); self.shard_tx.len()];
+        for slot in slots {
+            self.stopping.insert(slot.id);
+            per_shard[slot.shard].push(slot.id);
+        }
+        for (shard, user_ids) in per_shard.into_iter().enumerate() {
+            if !user_ids.is_empty() {
+                let timeout = self.options.stop_timeout;
+                let _ = self.shard_tx[shard].send(ShardCommand::Stop { user_ids, timeout });
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        if matches!(self.state, RunnerState::Ready | RunnerState::Stopped) {
+            return;
+        }
+        self.ramp = None;
+        self.notify_shards(Notice::TestStopping);
+        self.set_state(RunnerState::Stopping);
+        let all: Vec<Slot> = self.live.drain(..).collect();
+        self.stop_slots(all);
+        self.publish_counts();
+        if self.stopping.is_empty() {
+            self.finish_stop();
+        }
+    }
+
+    fn finish_stop(&mut self) {
+        self.set_state(RunnerState::Stopped);
+        for hook in &self.plan.on_test_stop {
+            hook();
+        }
+        for tx in &self.shard_tx {
+            let _ = tx.send(ShardCommand::TestStop);
+        }
+        self.emit(RunnerEvent::TestStopped);
+        self.maybe_shutdown();
+    }
+
+    /// Once stopped and asked to quit, tell every shard to shut down.
+    fn maybe_shutdown(&mut self) {
+        if self.quitting.is_some() && matches!(self.state, RunnerState::Ready | RunnerState::Stopped) {
+            for tx in &self.shard_tx {
+                let _ = tx.send(ShardCommand::Shutdown);
+            }
+        }
+    }
+
+    /// Returns true when the last shard has shut down.
+    fn on_shard_event(&mut self, event: ShardEvent) -> bool {
+        match event {
+            ShardEvent::Stats { delta, epoch } => {
+                if epoch != self.stats_epoch {
+                    return false;
+                }
+                if let Some(sink) = &self.options.delta_sink {
+                    let _ = sink.send(delta.clone());
+                }
+                if let Ok(mut store) = self.stats.lock() {
+                    store.stats.apply(&delta, unix_now());
+                }
+            }
+            ShardEvent::UserStopped { user_id } => {
+                if !self.stopping.remove(&user_id) {
+                    // The user ended itself (StopUser): it is not replaced.
+                    self.live.retain(|s| s.id != user_id);
+                    self.publish_counts();
+                }
+                if self.state == RunnerState::Stopping && self.stopping.is_empty() {
+                    self.finish_stop();
+                }
+            }
+            ShardEvent::StopTestRequested => {
+                if !matches!(self.state, RunnerState::Stopping | RunnerState::Stopped) {
+                    tracing::info!("A user asked to stop the test (StopTest)");
+                    self.emit(RunnerEvent::StopTestRequested);
+                    self.stop();
+                }
+            }
+            ShardEvent::ShutDown => {
+                self.shut_down += 1;
+                return self.shut_down == self.shard_tx.len();
+            }
+            ShardEvent::Failed { shard, error } => {
+                self.emit(RunnerEvent::Warning(format!("shard {shard} failed: {error}")));
+            }
+            ShardEvent::Flushed => {
+                for (waiting, _) in &mut self.flushes {
+                    *waiting = waiting.saturating_sub(1);
+                }
+                let (done, waiting): (Vec<_>, Vec<_>) = self.flushes.drain(..).partition(|(n, _)| *n == 0);
+                self.flushes = waiting;
+                for (_, reply) in done {
+                    let _ = reply.send(());
+                }
+            }
+            ShardEvent::Ready => {}
+        }
+        false
+    }
+
+    /// Forget every statistic recorded so far, exactly: shards drop what
+    /// they hold, and deltas already on their way are dropped by epoch.
+    fn reset_stats(&mut self) {
+        self.stats_epoch += 1;
+        for tx in &self.shard_tx {
+            let _ = tx.send(ShardCommand::ResetStats { epoch: self.stats_epoch });
+        }
+        self.notify_shards(Notice::ResetStats);
+        if let Ok(mut store) = self.stats.lock() {
+            store.stats.reset(unix_now());
+        }
+    }
+
+    fn class_counts(&self) -> BTreeMap<String, usize> {
+        let mut counts: BTreeMap<String, usize> = self.class_names.iter().map(|n| (n.clone(), 0)).collect();
+        for slot in &self.live {
+            *counts.entry(self.class_names[slot.class].clone()).or_default() += 1;
+        }
+        counts
+    }
+
+    fn publish_counts(&self) {
+        let counts = self.class_counts();
+        if let Ok(mut store) = self.stats.lock() {
+            store.user_count = self.live.len();
+            store.class_counts = counts;
+        }
+    }
+
+    fn every_second(&mut self) {
+        let usage = self.usage.sample().unwrap_or_default();
+        let shards = self.shard_tx.len() as f64;
+        let mut warnings = Vec::new();
+        if let Ok(mut store) = self.stats.lock() {
+            store.usage = usage;
+            let now = unix_now();
+            if matches!(self.state, RunnerState::Spawning | RunnerState::Running | RunnerState::Stopping) {
+                let total = store.stats.total();
+                let (rps, fps) = total.current_rates(now);
+                let point = HistoryPoint {
+                    timestamp: now,
+                    user_count: store.user_count as u64,
+                    current_rps: rps,
+                    current_fail_per_sec: fps,
+                    response_time_percentile_50: store.stats.current_percentile_ms(0.5, now),
+                    response_time_percentile_95: store.stats.current_percentile_ms(0.95, now),
+                    response_time_percentile_99: store.stats.current_percentile_ms(0.99, now),
+                    total_avg_response_time: total.avg_response_time_ms(),
+                };
+                store.history.push(point);
+            }
+            if !self.warned_names && store.stats.num_names() > TOO_MANY_NAMES {
+                self.warned_names = true;
+                warnings.push(format!(
+                    "More than {TOO_MANY_NAMES} different request names ({}). Group dynamic URLs with a request name \
+                     (e.g. /item?id=[id]): the statistics get hard to read and use more memory.",
+                    store.stats.num_names()
+                ));
+            }
+        }
+        self.seconds += 1;
+        if self.seconds.is_multiple_of(USAGE_MONITOR_SECONDS) {
+            self.notify_shards(Notice::UsageMonitor { cpu_percent: usage.cpu_percent, rss_bytes: usage.rss_bytes });
+        }
+        if !self.warned_cpu && usage.cpu_percent > CPU_WARNING_PERCENT * shards {
+            self.warned_cpu = true;
+            self.notify_shards(Notice::CpuWarning { cpu_percent: usage.cpu_percent });
+            warnings.push(format!(
+                "CPU usage above {CPU_WARNING_PERCENT}% of the {shards} core(s) in use ({:.0}%)! The load generator \
+                 may be the bottleneck and response times may be inflated. Use more shards, processes or workers.",
+                usage.cpu_percent
+            ));
+        }
+        for w in warnings {
+            tracing::warn!("{w}");
+            self.emit(RunnerEvent::Warning(w));
+        }
+    }
+}

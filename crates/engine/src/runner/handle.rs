@@ -1,0 +1,166 @@
+//! [`RunnerHandle`]: how surfaces (console, web, cluster) drive a runner.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::{RunnerEvent, RunnerState, StatsView, TestSettings};
+use crate::plan::ClassInfo;
+use crate::plan_options::{OptionValues, PlanOption};
+
+/// What a handle asks of the runner behind it.
+#[derive(Debug)]
+pub enum RunnerCommand {
+    Start(TestSettings),
+    Stop,
+    ResetStats,
+    Quit(oneshot::Sender<()>),
+    /// Have every shard hand over what it recorded now; answer when done.
+    Flush(oneshot::Sender<()>),
+}
+
+/// A cloneable, `Send` handle to a running [`LocalRunner`].
+#[derive(Clone)]
+pub struct RunnerHandle {
+    commands: mpsc::UnboundedSender<RunnerCommand>,
+    stats: StatsView,
+    events: broadcast::Sender<RunnerEvent>,
+    classes: Arc<Vec<ClassInfo>>,
+    host: Arc<Mutex<Option<String>>>,
+    plan: Arc<PlanSummary>,
+}
+
+/// What surfaces show of the plan.
+pub struct PlanSummary {
+    pub name: String,
+    pub options: Vec<PlanOption>,
+    pub option_values: OptionValues,
+}
+
+/// The other ends of a [`RunnerHandle`], for the loop that runs behind it.
+pub struct RunnerChannels {
+    pub handle: RunnerHandle,
+    pub commands: mpsc::UnboundedReceiver<RunnerCommand>,
+    pub events: broadcast::Sender<RunnerEvent>,
+    /// The host of the test (the handle shows it; the loop changes it).
+    pub host: Arc<Mutex<Option<String>>>,
+}
+
+impl RunnerHandle {
+    /// A handle over a runner loop of the caller's (a cluster master): the
+    /// loop reads the commands, updates `stats` and sends the events.
+    pub fn remote(
+        stats: StatsView,
+        classes: Vec<ClassInfo>,
+        host: Option<String>,
+        plan: PlanSummary,
+    ) -> RunnerChannels {
+        let (events, _) = broadcast::channel(256);
+        let (commands_tx, commands) = mpsc::unbounded_channel();
+        let host = Arc::new(Mutex::new(host));
+        let handle = RunnerHandle {
+            commands: commands_tx,
+            stats,
+            events: events.clone(),
+            classes: Arc::new(classes),
+            host: host.clone(),
+            plan: Arc::new(plan),
+        };
+        RunnerChannels { handle, commands, events, host }
+    }
+
+    /// Ramp to `users` at `spawn_rate` users/s; also changes the target of a
+    /// running test (down removes the newest users first).
+    pub fn start(&self, users: usize, spawn_rate: f64) {
+        let _ = self.commands.send(RunnerCommand::Start(TestSettings { users, spawn_rate, ..Default::default() }));
+    }
+
+    /// [`RunnerHandle::start`] with a host and a class selection, checked
+    /// first: the error names what is wrong (an unknown class, no host).
+    pub fn start_test(&self, settings: TestSettings) -> Result<(), String> {
+        if let Some(picked) = &settings.classes {
+            if picked.is_empty() {
+                return Err("user_classes: pick at least one user class".into());
+            }
+            let unknown: Vec<&str> =
+                picked.iter().filter(|p| !self.classes.iter().any(|c| &c.name == *p)).map(String::as_str).collect();
+            if !unknown.is_empty() {
+                let known: Vec<&str> = self.classes.iter().map(|c| c.name.as_str()).collect();
+                return Err(format!(
+                    "user_classes: unknown user class(es) {}; available: {}",
+                    unknown.join(", "),
+                    known.join(", ")
+                ));
+            }
+        }
+        let running = !matches!(self.state(), RunnerState::Ready | RunnerState::Stopped);
+        if !running {
+            let host = match &settings.host {
+                Some(h) => Some(h.clone()),
+                None => self.host(),
+            };
+            if host.is_none() {
+                let picked = |c: &&ClassInfo| settings.classes.as_ref().is_none_or(|p| p.contains(&c.name));
+                if let Some(c) = self.classes.iter().filter(picked).find(|c| c.host.is_none()) {
+                    return Err(format!("host: user class {} has no host; give one", c.name));
+                }
+            }
+        }
+        let _ = self.commands.send(RunnerCommand::Start(settings));
+        Ok(())
+    }
+
+    /// The host given for the test (`--host` or the start form), if any.
+    pub fn host(&self) -> Option<String> {
+        self.host.lock().ok().and_then(|h| h.clone())
+    }
+
+    /// The plan's name and options.
+    pub fn plan(&self) -> &PlanSummary {
+        &self.plan
+    }
+
+    /// Stop every user (gracefully within the stop timeout).
+    pub fn stop(&self) {
+        let _ = self.commands.send(RunnerCommand::Stop);
+    }
+
+    pub fn reset_stats(&self) {
+        let _ = self.commands.send(RunnerCommand::ResetStats);
+    }
+
+    /// Stop the test, collect the last statistics from every shard, end the
+    /// shard threads. Resolves when all of that is done.
+    pub async fn quit(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(RunnerCommand::Quit(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Make every shard hand over what it recorded so far (the delta sink
+    /// and the statistics have it when this returns).
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(RunnerCommand::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    pub fn stats(&self) -> &StatsView {
+        &self.stats
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<RunnerEvent> {
+        self.events.subscribe()
+    }
+
+    /// The classes this runner runs (after selection and tag filtering).
+    pub fn classes(&self) -> &[ClassInfo] {
+        &self.classes
+    }
+
+    pub fn state(&self) -> RunnerState {
+        self.stats.lock().map(|s| s.state).unwrap_or(RunnerState::Stopped)
+    }
+}
