@@ -160,6 +160,9 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub web: crate::web_args::WebArgs,
+
+    #[command(flatten)]
+    pub cluster: crate::cluster_args::ClusterArgs,
 }
 
 #[derive(Debug, Args, Clone)]

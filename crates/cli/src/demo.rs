@@ -38,7 +38,7 @@ pub async fn run_demo(plan: Plan, mut run: RunArgs, args: DemoArgs) -> i32 {
     let options = TargetOptions {
         delay: Duration::from_millis(args.target_delay),
         error_rate: args.target_error_rate,
-        tls: None,
+        ..Default::default()
     };
     let target = match DemoTarget::spawn("127.0.0.1:0", options, 1) {
         Ok(t) => t,
@@ -51,7 +51,7 @@ pub async fn run_demo(plan: Plan, mut run: RunArgs, args: DemoArgs) -> i32 {
     if run.host.is_none() {
         run.host = Some(target.url());
     }
-    let code = crate::run_with(plan, run).await;
+    let code = crate::run_with(plan, run, false).await;
     drop(target);
     code
 }
@@ -59,7 +59,12 @@ pub async fn run_demo(plan: Plan, mut run: RunArgs, args: DemoArgs) -> i32 {
 /// `swarmer target`: serve until Ctrl-C.
 pub async fn serve_target(args: TargetArgs) -> i32 {
     let tls = args.tls_cert.zip(args.tls_key).map(|(cert, key)| TlsFiles { cert, key, client_ca: None });
-    let options = TargetOptions { delay: Duration::from_millis(args.delay), error_rate: args.error_rate, tls };
+    let options = TargetOptions {
+        delay: Duration::from_millis(args.delay),
+        error_rate: args.error_rate,
+        tls,
+        ..Default::default()
+    };
     let target = match DemoTarget::spawn(&args.bind, options, args.threads) {
         Ok(t) => t,
         Err(e) => {

@@ -10,6 +10,7 @@
 //! - `outputs`: CSV, JSON and console output of a run.
 //! - `demo`: the `demo` and `target` subcommands (the built-in target).
 //! - `plan_options`: options a Lua plan declares (`swarmer.add_option`).
+//! - `cluster_args`, `cluster_mode`: `--master`, `--worker`, `--processes`.
 //!
 //! A test written in Rust calls [`run_plan`] from its `main` and gets the
 //! whole command line for free (see `examples/rust/`).
@@ -22,6 +23,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod args;
 mod builtin;
+mod cluster_args;
+mod cluster_mode;
 pub mod config_file;
 mod demo;
 mod logging;
@@ -83,14 +86,30 @@ fn main_with(plan: Option<Plan>) -> ExitCode {
             let plan = plan.unwrap_or_else(demo::default_plan);
             runtime.block_on(demo::run_demo(plan, run, *demo_args))
         }
+        None if cli.run.cluster.worker => {
+            let run = cli.run;
+            if run.locustfile.is_some() && plan.is_some() {
+                return usage_error("-f: this program defines its own plan; -f is for the swarmer binary");
+            }
+            let logs = swarmer_web::LogBuffer::default();
+            if let Err(e) = logging::init(&run.loglevel, run.logfile.as_deref(), &logs) {
+                return usage_error(&e);
+            }
+            let tags = TagFilter::new(run.tags.clone(), run.exclude_tags.clone().unwrap_or_default());
+            match runner_options(&run, tags) {
+                Ok(options) => runtime.block_on(cluster_mode::run_worker(plan, run, options, option_values)),
+                Err(e) => return usage_error(&e),
+            }
+        }
         None => {
+            let program_plan = plan.is_some();
             let plan = match plan {
                 Some(p) if cli.run.locustfile.is_none() => Ok(p),
                 Some(_) => Err("-f: this program defines its own plan; -f is for the swarmer binary".to_string()),
                 None => builtin::resolve_plan(cli.run.locustfile.as_deref(), option_values),
             };
             match plan {
-                Ok(plan) => runtime.block_on(run_with(plan, cli.run)),
+                Ok(plan) => runtime.block_on(run_with(plan, cli.run, program_plan)),
                 Err(e) => return usage_error(&e),
             }
         }
@@ -104,7 +123,7 @@ fn usage_error(message: &str) -> ExitCode {
 }
 
 /// `--list`, `--show-task-ratio`, or a run. Returns the exit code.
-pub(crate) async fn run_with(plan: Plan, args: RunArgs) -> i32 {
+pub(crate) async fn run_with(plan: Plan, args: RunArgs, program_plan: bool) -> i32 {
     let logs = swarmer_web::LogBuffer::default();
     if let Err(e) = logging::init(&args.loglevel, args.logfile.as_deref(), &logs) {
         eprintln!("swarmer: error: {e}");
@@ -137,7 +156,9 @@ pub(crate) async fn run_with(plan: Plan, args: RunArgs) -> i32 {
             return 2;
         }
     };
-    match run::run(plan, &args, options, logs).await {
+    let code = run::run(plan, &args, options, logs, program_plan).await;
+    cluster_mode::reap_children();
+    match code {
         Ok(code) => code,
         Err(e) => {
             eprintln!("swarmer: error: {e}");

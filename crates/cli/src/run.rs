@@ -16,6 +16,7 @@ use swarmer_stats::unix_now;
 use swarmer_web::{FormDefaults, LogBuffer, TlsFiles, WebOptions, WebServer};
 
 use crate::args::RunArgs;
+use crate::cluster_mode;
 use crate::outputs::{self, CsvOutput};
 
 /// Console table interval (Locust's `CONSOLE_STATS_INTERVAL_SEC`).
@@ -33,7 +34,13 @@ enum EndReason {
 }
 
 /// Run the test; returns the process exit code.
-pub async fn run(plan: Plan, args: &RunArgs, options: RunnerOptions, logs: LogBuffer) -> Result<i32, String> {
+pub async fn run(
+    plan: Plan,
+    args: &RunArgs,
+    options: RunnerOptions,
+    logs: LogBuffer,
+    program_plan: bool,
+) -> Result<i32, String> {
     let headless = args.headless;
     args.web.check()?;
     let credentials = if headless { None } else { args.web.credentials()? };
@@ -41,7 +48,13 @@ pub async fn run(plan: Plan, args: &RunArgs, options: RunnerOptions, logs: LogBu
         Some(prefix) => Some(CsvOutput::create(prefix, args.csv_full_history)?),
         None => None,
     };
-    let handle = LocalRunner::start(plan, options).await?;
+    let distributed = args.cluster.master || args.cluster.processes.is_some();
+    let (handle, master) = if distributed {
+        let (handle, master) = cluster_mode::start_master(plan, args, options, program_plan).await?;
+        (handle, Some(master))
+    } else {
+        (LocalRunner::start(plan, options).await?, None)
+    };
     let web = if headless {
         None
     } else {
@@ -79,6 +92,11 @@ pub async fn run(plan: Plan, args: &RunArgs, options: RunnerOptions, logs: LogBu
         (Some(_), _) if !args.web.autostart => {}
         (_, Some(d)) => tracing::info!("Run time limit set to {} seconds", d.as_secs()),
         (_, None) => tracing::info!("No run time limit set, use CTRL+C to interrupt"),
+    }
+    if let Some(master) = &master
+        && (headless || args.web.autostart)
+    {
+        cluster_mode::wait_for_workers(master, args).await?;
     }
     match &web {
         None => handle.start(args.users, args.spawn_rate),

@@ -200,6 +200,16 @@ impl Plan {
         self
     }
 
+    /// Run the test-start hooks (a runner of another kind calls this).
+    pub fn run_test_start_hooks(&self) {
+        self.on_test_start.iter().for_each(|hook| hook());
+    }
+
+    /// Run the test-stop hooks.
+    pub fn run_test_stop_hooks(&self) {
+        self.on_test_stop.iter().for_each(|hook| hook());
+    }
+
     /// Build the classes, keep the `selected` ones (all if empty), apply tag
     /// filtering and check the numbers. Every error names what is wrong.
     pub fn build(&self, selected: &[String], tags: &TagFilter) -> Result<Vec<UserClass>, String> {

@@ -64,7 +64,8 @@ pub fn request_rows(stats: &RequestStats, now: f64) -> Vec<Value> {
     rows
 }
 
-/// The whole `/stats/requests` answer for a local (not distributed) runner.
+/// The whole `/stats/requests` answer (with `workers` and `worker_count`
+/// on a cluster master).
 pub fn requests_payload(store: &StatsStore, now: f64) -> Value {
     let stats = &store.stats;
     let rows = request_rows(stats, now);
@@ -86,7 +87,7 @@ pub fn requests_payload(store: &StatsStore, now: f64) -> Value {
     for q in CHART_PERCENTILES {
         current.insert(percentile_key(q), json!(round3(stats.current_percentile_ms(q, now))));
     }
-    json!({
+    let mut payload = json!({
         "stats": rows,
         "errors": errors,
         "current_rps": total["current_rps"],
@@ -102,7 +103,12 @@ pub fn requests_payload(store: &StatsStore, now: f64) -> Value {
         "class_counts": store.class_counts,
         "cpu_usage": store.usage.cpu_percent,
         "memory_usage": store.usage.rss_bytes,
-    })
+    });
+    if let Some(workers) = &store.workers {
+        payload["workers"] = json!(workers);
+        payload["worker_count"] = json!(workers.iter().filter(|w| w.state != "missing").count());
+    }
+    payload
 }
 
 /// One chart point: `[unix seconds, users, rps, fail/s, p50, p95, p99, avg]`

@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -46,11 +47,14 @@ pub struct TargetOptions {
     /// Fraction (0..1) of requests answered with 500.
     pub error_rate: f64,
     pub tls: Option<TlsFiles>,
+    /// Requests answered so far (tests compare it with what a run recorded).
+    pub served: Arc<AtomicU64>,
 }
 
 /// A running demo target. Stops when dropped.
 pub struct DemoTarget {
     addr: SocketAddr,
+    served: Arc<AtomicU64>,
     https: bool,
     accept_loop: Option<JoinHandle<()>>,
     thread: Option<(std::thread::JoinHandle<()>, tokio::sync::oneshot::Sender<()>)>,
@@ -62,8 +66,9 @@ impl DemoTarget {
         let (listener, tls) = listen(addr, &options).await?;
         let local = listener.local_addr().map_err(|source| TargetError::Bind { addr: addr.into(), source })?;
         let https = tls.is_some();
+        let served = options.served.clone();
         let handle = tokio::spawn(accept_loop(listener, tls, Arc::new(options)));
-        Ok(Self { addr: local, https, accept_loop: Some(handle), thread: None })
+        Ok(Self { addr: local, served, https, accept_loop: Some(handle), thread: None })
     }
 
     /// Start on a thread of its own with a `threads`-worker runtime: for
@@ -77,6 +82,7 @@ impl DemoTarget {
         let (listener, tls) = listen_std(addr, &options)?;
         let local = listener.local_addr().map_err(|source| TargetError::Bind { addr: addr.into(), source })?;
         let https = tls.is_some();
+        let served = options.served.clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("demo-target".into())
@@ -92,11 +98,16 @@ impl DemoTarget {
                 runtime.shutdown_timeout(Duration::from_millis(100));
             })
             .map_err(TargetError::Runtime)?;
-        Ok(Self { addr: local, https, accept_loop: None, thread: Some((thread, stop_tx)) })
+        Ok(Self { addr: local, served, https, accept_loop: None, thread: Some((thread, stop_tx)) })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Responses sent so far.
+    pub fn requests_served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
     }
 
     /// Base URL, e.g. `http://127.0.0.1:8080`.
@@ -190,6 +201,7 @@ async fn handle(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    options.served.fetch_add(1, Ordering::Relaxed);
     if routes::should_inject_error(options.error_rate) {
         let mut r = hyper::Response::new(Full::new(Bytes::from_static(b"injected error")));
         *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;

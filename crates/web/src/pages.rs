@@ -60,7 +60,7 @@ pub async fn index(State(state): State<Arc<AppState>>) -> Html<String> {
         },
         "login": state.options.credentials.is_some(),
         "full_history": state.options.full_history_csv.is_some(),
-        "is_distributed": false,
+        "is_distributed": state.runner.stats().lock().map(|s| s.workers.is_some()).unwrap_or(false),
     });
     Html(
         INDEX

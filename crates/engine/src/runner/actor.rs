@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use swarmer_stats::{HistoryPoint, TOO_MANY_NAMES, unix_now};
+use swarmer_stats::{TOO_MANY_NAMES, unix_now};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::handle::RunnerCommand;
@@ -141,15 +141,7 @@ impl Actor {
     fn set_state(&mut self, state: RunnerState) {
         self.state = state;
         if let Ok(mut store) = self.stats.lock() {
-            store.state = state;
-            match state {
-                RunnerState::Spawning if store.test_started.is_none() || store.test_stopped.is_some() => {
-                    store.test_started = Some(unix_now());
-                    store.test_stopped = None;
-                }
-                RunnerState::Stopped => store.test_stopped = Some(unix_now()),
-                _ => {}
-            }
+            store.set_state(state, unix_now());
         }
     }
 
@@ -444,19 +436,7 @@ impl Actor {
             store.usage = usage;
             let now = unix_now();
             if matches!(self.state, RunnerState::Spawning | RunnerState::Running | RunnerState::Stopping) {
-                let total = store.stats.total();
-                let (rps, fps) = total.current_rates(now);
-                let point = HistoryPoint {
-                    timestamp: now,
-                    user_count: store.user_count as u64,
-                    current_rps: rps,
-                    current_fail_per_sec: fps,
-                    response_time_percentile_50: store.stats.current_percentile_ms(0.5, now),
-                    response_time_percentile_95: store.stats.current_percentile_ms(0.95, now),
-                    response_time_percentile_99: store.stats.current_percentile_ms(0.99, now),
-                    total_avg_response_time: total.avg_response_time_ms(),
-                };
-                store.history.push(point);
+                store.sample_history(now);
             }
             if !self.warned_names && store.stats.num_names() > TOO_MANY_NAMES {
                 self.warned_names = true;

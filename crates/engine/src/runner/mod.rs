@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use swarmer_http::ClientConfig;
-use swarmer_stats::{History, RequestStats, StatsDelta};
+use swarmer_stats::{History, HistoryPoint, RequestStats, StatsDelta};
 use tokio::sync::mpsc;
 
 use crate::cpu::ProcessUsage;
@@ -141,6 +141,37 @@ impl StatsStore {
             test_stopped: None,
             workers: None,
         }
+    }
+
+    /// Record a state change, and when a test started or stopped.
+    pub fn set_state(&mut self, state: RunnerState, now: f64) {
+        self.state = state;
+        match state {
+            RunnerState::Spawning if self.test_started.is_none() || self.test_stopped.is_some() => {
+                self.test_started = Some(now);
+                self.test_stopped = None;
+            }
+            RunnerState::Stopped => self.test_stopped = Some(now),
+            _ => {}
+        }
+    }
+
+    /// Append this second's point to the chart history (aggregated rates,
+    /// current percentiles, users).
+    pub fn sample_history(&mut self, now: f64) {
+        let total = self.stats.total();
+        let (rps, fps) = total.current_rates(now);
+        let point = HistoryPoint {
+            timestamp: now,
+            user_count: self.user_count as u64,
+            current_rps: rps,
+            current_fail_per_sec: fps,
+            response_time_percentile_50: self.stats.current_percentile_ms(0.5, now),
+            response_time_percentile_95: self.stats.current_percentile_ms(0.95, now),
+            response_time_percentile_99: self.stats.current_percentile_ms(0.99, now),
+            total_avg_response_time: total.avg_response_time_ms(),
+        };
+        self.history.push(point);
     }
 }
 

@@ -44,8 +44,14 @@ pub async fn logs(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({ "master": state.options.logs.lines(), "workers": {} }))
 }
 
-pub async fn worker_count() -> Json<Value> {
-    Json(json!({ "worker_count": 0 }))
+pub async fn worker_count(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let count = state
+        .runner
+        .stats()
+        .lock()
+        .map(|s| s.workers.as_ref().map_or(0, |w| w.iter().filter(|w| w.state != "missing").count()))
+        .unwrap_or(0);
+    Json(json!({ "worker_count": count }))
 }
 
 pub async fn openapi() -> impl IntoResponse {

@@ -1,0 +1,395 @@
+//! Distributed runs as users run them: a master and worker processes of the
+//! real binary on 127.0.0.1, against the real demo target.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use swarmer_target::{DemoTarget, TargetOptions};
+
+const TOKEN: &str = "test-cluster-token-0123456789";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn plan() -> String {
+    repo().join("examples/lua/cluster/plan.lua").to_string_lossy().into_owned()
+}
+
+/// A running `swarmer` whose output is collected line by line.
+struct Proc {
+    child: Child,
+    output: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    fn start(args: &[&str], token: &str) -> Proc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_swarmer"))
+            .args(args)
+            .env("SWARMER_CLUSTER_TOKEN", token)
+            .env("NO_COLOR", "1")
+            .env_remove("SWARMER_USERS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("swarmer starts");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        for stream in
+            [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())]
+        {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    output.lock().unwrap().push(line);
+                }
+            });
+        }
+        Proc { child, output }
+    }
+
+    fn text(&self) -> String {
+        self.output.lock().unwrap().join("\n")
+    }
+
+    /// Wait until a line contains `needle`; returns that line.
+    fn wait_for(&self, needle: &str, within: Duration) -> String {
+        let started = Instant::now();
+        loop {
+            if let Some(line) = self.output.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            assert!(started.elapsed() < within, "no {needle:?} within {within:?} in:\n{}", self.text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> i32 {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(started.elapsed() < within, "still running after {within:?}:\n{}", self.text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The port after `marker` (`... listening on 127.0.0.1:PORT`).
+fn port_after(line: &str, marker: &str) -> String {
+    let rest = &line[line.find(marker).unwrap() + marker.len()..];
+    let port: String = rest.rsplit(':').next().unwrap().chars().take_while(|c| c.is_ascii_digit()).collect();
+    assert!(!port.is_empty(), "no port in {line:?}");
+    port
+}
+
+fn worker(master_port: &str, extra: &[&str], token: &str) -> Proc {
+    let mut args = vec!["--worker", "-f", "-", "--master-port", master_port, "--shards", "1"];
+    args.extend_from_slice(extra);
+    Proc::start(&args, token)
+}
+
+/// GET `path` from the web UI at `base` (HTTP/1.0, so the body ends at close).
+fn get_json(base: &str, path: &str) -> Value {
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
+}
+
+fn total_requests(stats: &Value) -> u64 {
+    stats["stats"].as_array().unwrap().last().unwrap()["num_requests"].as_u64().unwrap()
+}
+
+fn wait_until(within: Duration, mut check: impl FnMut() -> bool, what: &str) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn master_and_three_workers_split_users_ship_the_plan_and_count_every_request() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("stats");
+    let mut master = Proc::start(
+        &[
+            "-f",
+            &plan(),
+            "--master",
+            "--headless",
+            "--expect-workers",
+            "3",
+            "-u",
+            "30",
+            "-r",
+            "100",
+            "-t",
+            "3s",
+            "--stop-timeout",
+            "5",
+            "-H",
+            &t.url(),
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            "0",
+            "--json-file",
+            json.to_str().unwrap(),
+            "--only-summary",
+        ],
+        TOKEN,
+    );
+    let port = port_after(&master.wait_for("Cluster master listening on", Duration::from_secs(20)), "listening on ");
+    let workers: Vec<Proc> = (0..3).map(|_| worker(&port, &[], TOKEN)).collect();
+    assert_eq!(master.wait_exit(Duration::from_secs(40)), 0, "{}", master.text());
+    let log = master.text();
+    assert!(log.contains("Ramping to 30 users at a rate of 100.00 per second over 3 workers"), "{log}");
+    for w in &workers {
+        w.wait_for("Received the plan plan.lua (3 files)", Duration::from_secs(5));
+        w.wait_for("Ramping to 10 users", Duration::from_secs(5));
+        w.wait_for("The master asked this worker to quit", Duration::from_secs(10));
+    }
+    // Every request the target answered is in the master's report: the
+    // workers flushed their last statistics before acknowledging the stop.
+    let entries: Value = serde_json::from_str(&std::fs::read_to_string(json.with_extension("json")).unwrap()).unwrap();
+    let recorded: u64 = entries.as_array().unwrap().iter().map(|e| e["num_requests"].as_u64().unwrap()).sum();
+    let names: Vec<&str> = entries.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"/ (browse)") && names.contains(&"/login"), "{names:?}: the shipped module ran");
+    assert!(recorded > 100, "{recorded}");
+    assert_eq!(recorded, t.requests_served(), "master total = every request the target served");
+}
+
+#[test]
+fn a_killed_worker_goes_missing_and_the_others_carry_its_users() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let mut master = Proc::start(
+        &[
+            "-f",
+            &plan(),
+            "--master",
+            "--autostart",
+            "--expect-workers",
+            "3",
+            "-u",
+            "12",
+            "-r",
+            "100",
+            "-H",
+            &t.url(),
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            "0",
+            "--web-host",
+            "127.0.0.1",
+            "-P",
+            "0",
+            "--heartbeat-timeout",
+            "2",
+        ],
+        TOKEN,
+    );
+    let port = port_after(&master.wait_for("Cluster master listening on", Duration::from_secs(20)), "listening on ");
+    let web = master.wait_for("Starting web interface at", Duration::from_secs(20));
+    let base = web[web.find("http://").unwrap()..].trim().to_owned();
+    let mut workers: Vec<Proc> = (0..3).map(|_| worker(&port, &[], TOKEN)).collect();
+    master.wait_for("All users spawned: 12 users over 3 workers", Duration::from_secs(20));
+    let stats = get_json(&base, "/stats/requests");
+    assert_eq!(stats["worker_count"], 3);
+    assert_eq!(stats["workers"].as_array().unwrap().len(), 3);
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = total_requests(&get_json(&base, "/stats/requests"));
+    workers[0].kill9();
+    let killed = Instant::now();
+    wait_until(
+        Duration::from_secs(5),
+        || {
+            let s = get_json(&base, "/stats/requests");
+            let workers = s["workers"].as_array().unwrap();
+            let missing = workers.iter().filter(|w| w["state"] == "missing").count();
+            let users: u64 = workers.iter().map(|w| w["user_count"].as_u64().unwrap()).sum();
+            missing == 1 && users == 12 && s["worker_count"] == 2
+        },
+        "one worker missing and the two others running all 12 users",
+    );
+    assert!(killed.elapsed() < Duration::from_secs(5));
+    let after = total_requests(&get_json(&base, "/stats/requests"));
+    assert!(after >= before, "the killed worker's reported samples stay: {before} -> {after}");
+    master.signal(libc::SIGTERM);
+    assert_eq!(master.wait_exit(Duration::from_secs(30)), 0, "{}", master.text());
+    for w in &mut workers[1..] {
+        assert_eq!(w.wait_exit(Duration::from_secs(10)), 0, "{}", w.text());
+    }
+}
+
+#[test]
+fn workers_that_lose_their_master_stop_their_users_and_wait() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let mut master = Proc::start(
+        &[
+            "-f",
+            &plan(),
+            "--master",
+            "--autostart",
+            "-u",
+            "2",
+            "-r",
+            "100",
+            "-H",
+            &t.url(),
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            "0",
+            "--web-host",
+            "127.0.0.1",
+            "-P",
+            "0",
+        ],
+        TOKEN,
+    );
+    let port = port_after(&master.wait_for("Cluster master listening on", Duration::from_secs(20)), "listening on ");
+    let mut w = worker(&port, &["--master-timeout", "1"], TOKEN);
+    w.wait_for("All users spawned", Duration::from_secs(20));
+    master.kill9();
+    w.wait_for("Lost the master", Duration::from_secs(5));
+    w.wait_for("stopping this worker's users; waiting for the master to come back", Duration::from_secs(6));
+    let served = t.requests_served();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(t.requests_served(), served, "no user runs without the master");
+    assert!(w.is_running(), "the worker waits to reconnect");
+}
+
+#[test]
+fn wrong_tokens_missing_tls_and_garbage_are_refused_and_nothing_runs() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let fixtures = repo().join("tests/fixtures/tls");
+    let f = |name: &str| fixtures.join(name).to_string_lossy().into_owned();
+    let master = Proc::start(
+        &[
+            "-f",
+            &plan(),
+            "--master",
+            "--autostart",
+            "-u",
+            "2",
+            "-r",
+            "100",
+            "-H",
+            &t.url(),
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            "0",
+            "--web-host",
+            "127.0.0.1",
+            "-P",
+            "0",
+            "--cluster-tls-cert",
+            &f("server.pem"),
+            "--cluster-tls-key",
+            &f("server.key"),
+        ],
+        TOKEN,
+    );
+    let port = port_after(&master.wait_for("Cluster master listening on", Duration::from_secs(20)), "listening on ");
+    let web = master.wait_for("Starting web interface at", Duration::from_secs(20));
+    let base = web[web.find("http://").unwrap()..].trim().to_owned();
+
+    // Garbage on the cluster port: dropped, the master carries on.
+    let mut raw = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    raw.write_all(b"\x16\x03\x01 this is not a TLS hello nor HTTP/2 \x00\xff\x00\xff").unwrap();
+    drop(raw);
+
+    // No TLS against a TLS master: never connects.
+    let mut plain = worker(&port, &[], TOKEN);
+    plain.wait_for("Could not reach the master", Duration::from_secs(10));
+
+    // TLS, but the wrong token: the worker sees the master cannot prove its
+    // token and refuses to run anything.
+    let mut wrong = worker(&port, &["--cluster-ca", &f("ca.pem")], "some-other-token-9876543210");
+    assert_eq!(wrong.wait_exit(Duration::from_secs(15)), 2, "{}", wrong.text());
+    assert!(wrong.text().contains("did not prove the cluster token"), "{}", wrong.text());
+    master.wait_for("refused worker", Duration::from_secs(5));
+    let stats = get_json(&base, "/stats/requests");
+    assert_eq!(stats["worker_count"], 0);
+    assert_eq!(stats["state"], "ready", "nothing runs");
+    assert_eq!(t.requests_served(), 0);
+
+    // The right token over TLS joins and runs.
+    let good = worker(&port, &["--cluster-ca", &f("ca.pem")], TOKEN);
+    good.wait_for("Connected to the master", Duration::from_secs(15));
+    wait_until(Duration::from_secs(15), || t.requests_served() > 0, "the TLS worker runs users");
+    plain.kill9();
+}
+
+#[test]
+fn processes_starts_local_workers_under_a_master() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("stats");
+    let mut master = Proc::start(
+        &[
+            "-f",
+            &plan(),
+            "--processes",
+            "2",
+            "--headless",
+            "--expect-workers",
+            "2",
+            "-u",
+            "4",
+            "-r",
+            "100",
+            "-t",
+            "2s",
+            "--stop-timeout",
+            "5",
+            "-H",
+            &t.url(),
+            "--json-file",
+            json.to_str().unwrap(),
+            "--only-summary",
+        ],
+        "",
+    );
+    assert_eq!(master.wait_exit(Duration::from_secs(40)), 0, "{}", master.text());
+    assert!(master.text().contains("Started 2 worker processes"));
+    assert!(master.text().contains("over 2 workers"));
+    let entries: Value = serde_json::from_str(&std::fs::read_to_string(json.with_extension("json")).unwrap()).unwrap();
+    let recorded: u64 = entries.as_array().unwrap().iter().map(|e| e["num_requests"].as_u64().unwrap()).sum();
+    assert_eq!(recorded, t.requests_served());
+    assert!(Path::new(&plan()).exists());
+}

@@ -1,0 +1,180 @@
+//! The plan a master ships to `-f -` workers: the plan file and every Lua
+//! module and data file next to it (below its folder), and a digest that
+//! tells whether a worker with its own copy runs the same plan.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::proto;
+
+/// Files shipped with a plan, by extension.
+const SHIPPED: [&str; 6] = ["lua", "csv", "json", "txt", "tsv", "toml"];
+/// Largest bundle shipped (the protocol's message limit leaves room).
+const MAX_BUNDLE_BYTES: u64 = 24 * 1024 * 1024;
+const MAX_DEPTH: usize = 4;
+
+/// A plan and its files.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bundle {
+    /// The file to load, relative to the bundle, or a built-in plan's name.
+    pub entry: String,
+    /// `(relative path, content)`, sorted by path.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+impl Bundle {
+    /// A plan that is not a file (`builtin:NAME`, a Rust program): only its
+    /// name travels; the worker must have the same one.
+    pub fn named(name: &str) -> Self {
+        Self { entry: name.to_owned(), files: Vec::new() }
+    }
+
+    /// The plan file at `path` and the files next to it.
+    pub fn from_plan_file(path: &Path) -> Result<Self, String> {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let entry = path.file_name().ok_or_else(|| format!("{}: not a file", path.display()))?;
+        let mut files = Vec::new();
+        let mut size = 0;
+        collect(dir, dir, 0, &mut files, &mut size)?;
+        let entry = entry.to_string_lossy().into_owned();
+        if !files.iter().any(|(p, _)| *p == entry) {
+            files.push((entry.clone(), std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?));
+        }
+        files.sort();
+        Ok(Self { entry, files })
+    }
+
+    /// SHA-256 over the entry and every file (path and content).
+    pub fn digest(&self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(self.entry.as_bytes());
+        for (path, content) in &self.files {
+            hasher.update([0]);
+            hasher.update(path.as_bytes());
+            hasher.update((content.len() as u64).to_be_bytes());
+            hasher.update(content);
+        }
+        hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn to_proto(&self) -> proto::PlanBundle {
+        proto::PlanBundle {
+            entry: self.entry.clone(),
+            files: self
+                .files
+                .iter()
+                .map(|(path, content)| proto::PlanFile { path: path.clone(), content: content.clone() })
+                .collect(),
+            digest: self.digest(),
+        }
+    }
+
+    /// A received bundle, checked: its digest matches, and no path leaves
+    /// the folder it is written to.
+    pub fn from_proto(bundle: &proto::PlanBundle) -> Result<Self, String> {
+        let mut files = Vec::with_capacity(bundle.files.len());
+        for f in &bundle.files {
+            let path = Path::new(&f.path);
+            if path.is_absolute() || path.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+                return Err(format!("plan bundle: refusing the path {:?}", f.path));
+            }
+            files.push((f.path.clone(), f.content.clone()));
+        }
+        let received = Self { entry: bundle.entry.clone(), files };
+        if received.digest() != bundle.digest {
+            return Err("plan bundle: the digest does not match its content".into());
+        }
+        Ok(received)
+    }
+
+    /// Write the files below `dir`; returns the entry's path (or the
+    /// built-in name when there are no files).
+    pub fn write_to(&self, dir: &Path) -> Result<String, String> {
+        if self.files.is_empty() {
+            return Ok(self.entry.clone());
+        }
+        for (path, content) in &self.files {
+            let target = dir.join(path);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+            }
+            std::fs::write(&target, content).map_err(|e| format!("{}: {e}", target.display()))?;
+        }
+        Ok(dir.join(&self.entry).to_string_lossy().into_owned())
+    }
+}
+
+fn collect(
+    root: &Path,
+    dir: &Path,
+    depth: usize,
+    out: &mut Vec<(String, Vec<u8>)>,
+    size: &mut u64,
+) -> Result<(), String> {
+    if depth > MAX_DEPTH {
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for path in entries {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.starts_with('.') || name == "target" || name == "node_modules" {
+            continue;
+        }
+        if path.is_dir() {
+            collect(root, &path, depth + 1, out, size)?;
+        } else if path.extension().and_then(|e| e.to_str()).is_some_and(|e| SHIPPED.contains(&e)) {
+            let content = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            *size += content.len() as u64;
+            if *size > MAX_BUNDLE_BYTES {
+                return Err(format!(
+                    "{}: the plan's folder holds more than {} MiB of plan and data files; move the plan to a folder of its own",
+                    root.display(),
+                    MAX_BUNDLE_BYTES / (1024 * 1024)
+                ));
+            }
+            let relative = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+            out.push((relative, content));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_folder_round_trips_and_its_digest_tells_changes() {
+        let dir = std::env::temp_dir().join(format!("swarmer-bundle-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("common")).unwrap();
+        std::fs::write(dir.join("plan.lua"), "require('common.auth')").unwrap();
+        std::fs::write(dir.join("common/auth.lua"), "return {}").unwrap();
+        std::fs::write(dir.join("users.csv"), "name\nalice\n").unwrap();
+        std::fs::write(dir.join("notes.bin"), [0u8, 1]).unwrap();
+        let bundle = Bundle::from_plan_file(&dir.join("plan.lua")).unwrap();
+        let paths: Vec<&str> = bundle.files.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["common/auth.lua", "plan.lua", "users.csv"]);
+        let back = Bundle::from_proto(&bundle.to_proto()).unwrap();
+        assert_eq!(back, bundle);
+        let out = dir.join("out");
+        let entry = back.write_to(&out).unwrap();
+        assert_eq!(std::fs::read_to_string(out.join("common/auth.lua")).unwrap(), "return {}");
+        assert!(entry.ends_with("plan.lua"));
+        std::fs::write(dir.join("users.csv"), "name\nbob\n").unwrap();
+        assert_ne!(Bundle::from_plan_file(&dir.join("plan.lua")).unwrap().digest(), bundle.digest());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bundles_that_escape_their_folder_or_lie_are_refused() {
+        let mut p = Bundle { entry: "plan.lua".into(), files: vec![("../evil.lua".into(), b"x".to_vec())] }.to_proto();
+        assert!(Bundle::from_proto(&p).unwrap_err().contains("refusing the path"));
+        p.files[0].path = "plan.lua".into();
+        assert!(Bundle::from_proto(&p).unwrap_err().contains("digest"));
+    }
+}

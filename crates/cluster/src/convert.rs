@@ -1,0 +1,172 @@
+//! Statistics deltas to and from protocol messages. The histogram travels
+//! as HdrHistogram V2 bytes, so the master's merge is exact.
+
+use swarmer_stats::{ExceptionEntry, FailureEntry, LatencyHistogram, PerSecondCounts, StatsDelta, StatsEntry};
+
+use crate::proto;
+
+pub fn delta_to_report(delta: &StatsDelta, epoch: u64) -> proto::StatsReport {
+    proto::StatsReport {
+        epoch,
+        entries: delta.entries.iter().map(entry_to_proto).collect(),
+        failures: delta
+            .failures
+            .iter()
+            .map(|f| proto::Failure {
+                method: f.method.clone(),
+                name: f.name.clone(),
+                error: f.error.clone(),
+                occurrences: f.occurrences,
+                first_seen: f.first_seen,
+                last_seen: f.last_seen,
+            })
+            .collect(),
+        exceptions: delta
+            .exceptions
+            .iter()
+            .map(|e| proto::Exception {
+                count: e.count,
+                msg: e.msg.clone(),
+                traceback: e.traceback.clone(),
+                nodes: e.nodes.iter().cloned().collect(),
+            })
+            .collect(),
+    }
+}
+
+fn entry_to_proto(e: &StatsEntry) -> proto::Entry {
+    let failures: std::collections::HashMap<u64, u64> = e.per_second.failures_by_second().collect();
+    proto::Entry {
+        method: e.method.clone(),
+        name: e.name.clone(),
+        num_requests: e.num_requests,
+        num_none_requests: e.num_none_requests,
+        num_failures: e.num_failures,
+        total_response_time_us: e.total_response_time_us,
+        min_response_time_us: e.min_response_time_us,
+        max_response_time_us: e.max_response_time_us,
+        total_content_length: e.total_content_length,
+        total_ttfb_us: e.total_ttfb_us,
+        histogram: e.histogram.to_bytes().unwrap_or_default(),
+        per_second: e
+            .per_second
+            .requests_by_second()
+            .map(|(second, requests)| proto::SecondCount {
+                second,
+                requests,
+                failures: failures.get(&second).copied().unwrap_or(0),
+            })
+            .collect(),
+        start_time: e.start_time,
+        last_request_timestamp: e.last_request_timestamp,
+    }
+}
+
+/// A report back into a delta; errors name what was malformed.
+pub fn report_to_delta(report: &proto::StatsReport) -> Result<StatsDelta, String> {
+    let mut entries = Vec::with_capacity(report.entries.len());
+    for e in &report.entries {
+        let histogram = LatencyHistogram::from_bytes(&e.histogram)
+            .map_err(|err| format!("entry {} {}: bad histogram: {err}", e.method, e.name))?;
+        if histogram.count() + e.num_none_requests != e.num_requests {
+            return Err(format!(
+                "entry {} {}: {} requests but the histogram holds {}",
+                e.method,
+                e.name,
+                e.num_requests,
+                histogram.count()
+            ));
+        }
+        let mut per_second = PerSecondCounts::default();
+        for s in &e.per_second {
+            per_second.add(s.second, s.requests, s.failures);
+        }
+        entries.push(StatsEntry {
+            method: e.method.clone(),
+            name: e.name.clone(),
+            num_requests: e.num_requests,
+            num_none_requests: e.num_none_requests,
+            num_failures: e.num_failures,
+            total_response_time_us: e.total_response_time_us,
+            min_response_time_us: e.min_response_time_us,
+            max_response_time_us: e.max_response_time_us,
+            total_content_length: e.total_content_length,
+            total_ttfb_us: e.total_ttfb_us,
+            histogram,
+            per_second,
+            start_time: e.start_time,
+            last_request_timestamp: e.last_request_timestamp,
+        });
+    }
+    Ok(StatsDelta {
+        entries,
+        failures: report
+            .failures
+            .iter()
+            .map(|f| FailureEntry {
+                method: f.method.clone(),
+                name: f.name.clone(),
+                error: f.error.clone(),
+                occurrences: f.occurrences,
+                first_seen: f.first_seen,
+                last_seen: f.last_seen,
+            })
+            .collect(),
+        exceptions: report
+            .exceptions
+            .iter()
+            .map(|e| ExceptionEntry {
+                count: e.count,
+                msg: e.msg.clone(),
+                traceback: e.traceback.clone(),
+                nodes: e.nodes.iter().cloned().collect(),
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarmer_stats::{RequestSample, ShardRecorder};
+
+    #[test]
+    fn a_delta_survives_the_wire_exactly() {
+        let mut r = ShardRecorder::new("w1");
+        for (i, rt) in [1_200u64, 3_400, 98_000, 15].iter().enumerate() {
+            let error = (i == 2).then_some("boom");
+            let sample = RequestSample {
+                method: "GET",
+                name: "/x",
+                response_time_us: Some(*rt),
+                ttfb_us: 3,
+                content_length: 7,
+                error,
+            };
+            r.record(&sample, 1_000.0 + i as f64);
+        }
+        r.record_exception("oops", "plan.lua:3");
+        let delta = r.take_delta();
+        let back = report_to_delta(&delta_to_report(&delta, 4)).unwrap();
+        assert_eq!(back, delta);
+    }
+
+    #[test]
+    fn a_report_whose_counts_disagree_is_refused() {
+        let mut r = ShardRecorder::new("w1");
+        let sample = RequestSample {
+            method: "GET",
+            name: "/x",
+            response_time_us: Some(5),
+            ttfb_us: 0,
+            content_length: 0,
+            error: None,
+        };
+        r.record(&sample, 1.0);
+        let mut report = delta_to_report(&r.take_delta(), 0);
+        report.entries[0].num_requests = 99;
+        assert!(report_to_delta(&report).unwrap_err().contains("99 requests"));
+        report.entries[0].histogram = vec![1, 2, 3];
+        assert!(report_to_delta(&report).unwrap_err().contains("bad histogram"));
+    }
+}

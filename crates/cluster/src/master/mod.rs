@@ -1,0 +1,159 @@
+//! The master: serves the cluster port, and runs the loop behind an engine
+//! [`RunnerHandle`] that turns "start N users" into each worker's share,
+//! merges the workers' statistics exactly, watches their heartbeats and
+//! moves a lost worker's users to the others at once.
+//!
+//! The master runs no users itself. Its state follows Locust's: ready →
+//! spawning → running → stopping → stopped; it is "running" once every
+//! worker reports its share running, "stopped" once every worker has
+//! stopped and sent its last statistics.
+
+mod service;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use swarmer_engine::{
+    Plan, PlanSummary, RunnerChannels, RunnerHandle, RunnerOptions, RunnerState, StatsStore, UsageMonitor,
+};
+use swarmer_stats::{History, RequestStats, unix_now};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use crate::auth::{ClusterTls, ClusterToken, read};
+use crate::bundle::Bundle;
+use crate::proto::cluster_server::ClusterServer;
+use service::ClusterService;
+use state::MasterLoop;
+
+/// How the master listens and judges its workers.
+pub struct MasterOptions {
+    /// `--master-bind-host` (empty or `*`: every interface).
+    pub bind_host: String,
+    /// `--master-bind-port` (0: any free port).
+    pub bind_port: u16,
+    pub token: ClusterToken,
+    pub tls: ClusterTls,
+    /// A worker silent this long is missing and its users move.
+    pub heartbeat_timeout: Duration,
+    /// The plan as workers receive it (`-f -`) or must match.
+    pub bundle: Bundle,
+}
+
+/// A running master.
+pub struct Master {
+    handle: RunnerHandle,
+    addr: SocketAddr,
+}
+
+impl Master {
+    /// Check the plan, bind the cluster port, start the loop. Errors name
+    /// the flag or address at fault.
+    pub async fn start(plan: Plan, runner: RunnerOptions, options: MasterOptions) -> Result<Master, String> {
+        let classes = plan.info(&runner.classes, &runner.tags)?;
+        let host = match options.bind_host.as_str() {
+            "" | "*" => "0.0.0.0",
+            h => h,
+        };
+        let bind = if host.contains(':') {
+            format!("[{host}]:{}", options.bind_port)
+        } else {
+            format!("{host}:{}", options.bind_port)
+        };
+        let listener = TcpListener::bind(&bind)
+            .await
+            .map_err(|e| format!("--master-bind-port: could not listen on {bind}: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let mut server = Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(2)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(5)));
+        if let Some(config) = server_tls(&options.tls)? {
+            server = server.tls_config(config).map_err(|e| format!("cluster TLS: {e}"))?;
+        } else {
+            tracing::warn!(
+                "The cluster port is not encrypted (no --cluster-tls-cert): workers prove the token, but anyone on the \
+                 network can read the traffic"
+            );
+        }
+        let stats = Arc::new(Mutex::new(StatsStore::new(
+            RunnerState::Ready,
+            RequestStats::new(unix_now()),
+            History::default(),
+        )));
+        if let Ok(mut store) = stats.lock() {
+            store.workers = Some(Vec::new());
+        }
+        let summary = PlanSummary {
+            name: plan.name.clone(),
+            options: plan.options.clone(),
+            option_values: plan.option_values.clone(),
+        };
+        let RunnerChannels { handle, commands, events, host } =
+            RunnerHandle::remote(stats.clone(), classes.clone(), runner.host.clone(), summary);
+        let (worker_tx, worker_rx) = tokio::sync::mpsc::unbounded_channel();
+        let digest = options.bundle.digest();
+        let service = Arc::new(ClusterService {
+            events: worker_tx,
+            token: options.token.clone(),
+            bundle: Arc::new(options.bundle),
+            digest,
+            options: plan.option_values.clone(),
+            sessions: AtomicU64::new(0),
+        });
+        let svc = ClusterServer::new(service)
+            .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(crate::MAX_MESSAGE_BYTES);
+        let incoming = TcpListenerStream::new(listener);
+        tokio::spawn(async move {
+            if let Err(e) = server.add_service(svc).serve_with_incoming(incoming).await {
+                tracing::error!("the cluster server stopped: {e}");
+            }
+        });
+        let master =
+            MasterLoop::new(plan, runner, classes, stats, events, host, options.heartbeat_timeout, UsageMonitor::new());
+        tokio::spawn(master.run(commands, worker_rx));
+        tracing::info!("Cluster master listening on {addr}");
+        Ok(Master { handle, addr })
+    }
+
+    pub fn handle(&self) -> RunnerHandle {
+        self.handle.clone()
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Workers connected and not missing.
+    pub fn worker_count(&self) -> usize {
+        worker_count(&self.handle)
+    }
+}
+
+/// Workers of a master's handle that are connected and not missing.
+pub fn worker_count(handle: &RunnerHandle) -> usize {
+    handle
+        .stats()
+        .lock()
+        .map(|s| s.workers.as_ref().map_or(0, |w| w.iter().filter(|w| w.state != "missing").count()))
+        .unwrap_or(0)
+}
+
+fn server_tls(tls: &ClusterTls) -> Result<Option<ServerTlsConfig>, String> {
+    let (Some(cert), Some(key)) = (&tls.cert, &tls.key) else {
+        if tls.cert.is_some() || tls.key.is_some() {
+            return Err("--cluster-tls-cert and --cluster-tls-key go together".into());
+        }
+        return Ok(None);
+    };
+    let identity = Identity::from_pem(read(cert, "--cluster-tls-cert")?, read(key, "--cluster-tls-key")?);
+    let mut config = ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &tls.ca {
+        config = config.client_ca_root(Certificate::from_pem(read(ca, "--cluster-ca")?));
+    }
+    Ok(Some(config))
+}

@@ -1,0 +1,181 @@
+//! The gRPC side of the master: one task per worker stream. It runs the
+//! token handshake, checks the plan, welcomes the worker, then passes what
+//! the worker says to the master's loop as [`WorkerEvent`]s. Nothing a
+//! worker sends before it has proved the token reaches the loop.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::Stream;
+use swarmer_engine::OptionValues;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auth::{ClusterToken, nonce};
+use crate::bundle::Bundle;
+use crate::proto::{self, master_message, worker_message};
+
+/// How long a connecting worker gets for each handshake step.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a worker's stream tells the master's loop.
+#[derive(Debug)]
+pub enum WorkerEvent {
+    Joined { id: String, session: u64, cores: u32, hostname: String, tx: mpsc::Sender<proto::MasterMessage> },
+    Heartbeat { id: String, session: u64, beat: proto::Heartbeat },
+    Stats { id: String, session: u64, report: proto::StatsReport },
+    Stopped { id: String, session: u64 },
+    QuitAck { id: String, session: u64 },
+    Custom { id: String, message: proto::CustomMessage },
+    Gone { id: String, session: u64, reason: String },
+}
+
+pub struct ClusterService {
+    pub events: mpsc::UnboundedSender<WorkerEvent>,
+    pub token: ClusterToken,
+    pub bundle: Arc<Bundle>,
+    pub digest: String,
+    pub options: OptionValues,
+    pub sessions: AtomicU64,
+}
+
+type Outbound = Pin<Box<dyn Stream<Item = Result<proto::MasterMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl proto::cluster_server::Cluster for Arc<ClusterService> {
+    type JoinStream = Outbound;
+
+    async fn join(
+        &self,
+        request: Request<Streaming<proto::WorkerMessage>>,
+    ) -> Result<Response<Self::JoinStream>, Status> {
+        let peer = request.remote_addr();
+        let inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(256);
+        let service = self.clone();
+        let session = self.sessions.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move { service.session(peer, session, inbound, tx).await });
+        Ok(Response::new(Box::pin(futures_util::StreamExt::map(ReceiverStream::new(rx), Ok))))
+    }
+}
+
+fn message(kind: master_message::Kind) -> proto::MasterMessage {
+    proto::MasterMessage { kind: Some(kind) }
+}
+
+impl ClusterService {
+    async fn refuse(&self, tx: &mpsc::Sender<proto::MasterMessage>, peer: Option<SocketAddr>, who: &str, reason: &str) {
+        let from = peer.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
+        tracing::warn!("refused {who} from {from}: {reason}");
+        let _ = tx.send(message(master_message::Kind::Reject(proto::Reject { reason: reason.to_owned() }))).await;
+    }
+
+    async fn session(
+        self: Arc<Self>,
+        peer: Option<SocketAddr>,
+        session: u64,
+        mut inbound: Streaming<proto::WorkerMessage>,
+        tx: mpsc::Sender<proto::MasterMessage>,
+    ) {
+        // 1. Hello.
+        let hello = match step(&mut inbound).await {
+            Ok(Some(worker_message::Kind::Hello(h))) => h,
+            Ok(_) => return self.refuse(&tx, peer, "a connection", "the first message was not a hello").await,
+            Err(e) => return self.refuse(&tx, peer, "a connection", &e).await,
+        };
+        let who = format!("worker {:?}", hello.worker_id);
+        if hello.protocol != crate::PROTOCOL {
+            let reason = format!("protocol version {} (this master speaks {})", hello.protocol, crate::PROTOCOL);
+            return self.refuse(&tx, peer, &who, &reason).await;
+        }
+        if hello.worker_id.is_empty() || hello.worker_id.len() > 200 || hello.nonce.len() < 16 {
+            return self.refuse(&tx, peer, &who, "malformed hello").await;
+        }
+        // 2. Prove the token to the worker, then have it prove the token.
+        let master_nonce = nonce();
+        let proof = self.token.master_proof(&hello.nonce, &master_nonce);
+        let challenge = proto::Challenge { nonce: master_nonce.clone(), proof };
+        if tx.send(message(master_message::Kind::Challenge(challenge))).await.is_err() {
+            return;
+        }
+        match step(&mut inbound).await {
+            Ok(Some(worker_message::Kind::Proof(p)))
+                if self.token.check_worker_proof(&master_nonce, &hello.nonce, &p.proof) => {}
+            Ok(Some(worker_message::Kind::Proof(_))) => {
+                return self.refuse(&tx, peer, &who, "wrong cluster token").await;
+            }
+            Ok(_) => return self.refuse(&tx, peer, &who, "no token proof").await,
+            Err(e) => return self.refuse(&tx, peer, &who, &e).await,
+        }
+        // 3. Same plan?
+        if !hello.plan_digest.is_empty() && hello.plan_digest != self.digest {
+            let reason = format!(
+                "its plan differs from the master's (digest {} vs {}): run the same plan, or start the worker with -f - to receive the master's",
+                short(&hello.plan_digest),
+                short(&self.digest)
+            );
+            return self.refuse(&tx, peer, &who, &reason).await;
+        }
+        let welcome = proto::Welcome {
+            plan: hello.plan_digest.is_empty().then(|| self.bundle.to_proto()),
+            options: self.options.snapshot().into_iter().collect(),
+            ..Default::default()
+        };
+        if tx.send(message(master_message::Kind::Welcome(welcome))).await.is_err() {
+            return;
+        }
+        let id = hello.worker_id.clone();
+        let joined =
+            WorkerEvent::Joined { id: id.clone(), session, cores: hello.cores.max(1), hostname: hello.hostname, tx };
+        if self.events.send(joined).is_err() {
+            return;
+        }
+        // 4. The worker's life.
+        let reason = loop {
+            let event = match next(&mut inbound).await {
+                Ok(Some(worker_message::Kind::Heartbeat(beat))) => {
+                    WorkerEvent::Heartbeat { id: id.clone(), session, beat }
+                }
+                Ok(Some(worker_message::Kind::Stats(report))) => WorkerEvent::Stats { id: id.clone(), session, report },
+                Ok(Some(worker_message::Kind::Stopped(_))) => WorkerEvent::Stopped { id: id.clone(), session },
+                Ok(Some(worker_message::Kind::QuitAck(_))) => WorkerEvent::QuitAck { id: id.clone(), session },
+                Ok(Some(worker_message::Kind::Custom(mut m))) => {
+                    m.worker_id = id.clone();
+                    WorkerEvent::Custom { id: id.clone(), message: m }
+                }
+                Ok(Some(other)) => {
+                    tracing::warn!("worker {id}: unexpected message {other:?} ignored");
+                    continue;
+                }
+                Ok(None) => break "disconnected".to_string(),
+                Err(e) => break e,
+            };
+            if self.events.send(event).is_err() {
+                return;
+            }
+        };
+        let _ = self.events.send(WorkerEvent::Gone { id, session, reason });
+    }
+}
+
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(12)]
+}
+
+/// The next message of a handshake step, which must come in time.
+async fn step(inbound: &mut Streaming<proto::WorkerMessage>) -> Result<Option<worker_message::Kind>, String> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, next(inbound)).await.unwrap_or_else(|_| Err("handshake timed out".into()))
+}
+
+/// The next message's content (heartbeats watch the pace after the handshake).
+async fn next(inbound: &mut Streaming<proto::WorkerMessage>) -> Result<Option<worker_message::Kind>, String> {
+    match inbound.message().await {
+        Ok(Some(m)) => m.kind.map(Some).ok_or_else(|| "an empty message".to_string()),
+        Ok(None) => Ok(None),
+        Err(status) => Err(format!("stream error: {}", status.message())),
+    }
+}

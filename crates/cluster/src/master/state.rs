@@ -1,0 +1,490 @@
+//! The master's loop: the test's state, the workers' shares, the merged
+//! statistics. One tokio task; it reads the handle's commands and the
+//! workers' events, and once a second checks heartbeats and samples the
+//! history.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use swarmer_engine::{
+    ClassInfo, Plan, RunnerCommand, RunnerEvent, RunnerOptions, RunnerState, StatsView, TestSettings, UsageMonitor,
+    WorkerStatus,
+};
+use swarmer_stats::unix_now;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::service::WorkerEvent;
+use crate::assign::assign;
+use crate::convert::report_to_delta;
+use crate::proto::{self, master_message};
+
+/// How long stopping workers get to answer before the master stops waiting.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long quitting workers get to send their last statistics.
+const QUIT_GRACE: Duration = Duration::from_secs(10);
+
+struct Worker {
+    session: u64,
+    cores: u32,
+    tx: mpsc::Sender<proto::MasterMessage>,
+    state: String,
+    user_count: usize,
+    cpu: f64,
+    rss: u64,
+    last_seen: Instant,
+    missing: bool,
+    /// Users per class this worker was given.
+    share: Vec<usize>,
+    stopped: bool,
+    quit: bool,
+}
+
+pub(super) struct MasterLoop {
+    plan: Plan,
+    options: RunnerOptions,
+    classes: Vec<ClassInfo>,
+    weights: Vec<(u32, Option<u32>)>,
+    stats: StatsView,
+    events: broadcast::Sender<RunnerEvent>,
+    host: Arc<Mutex<Option<String>>>,
+    heartbeat_timeout: Duration,
+    usage: UsageMonitor,
+    workers: BTreeMap<String, Worker>,
+    state: RunnerState,
+    target_users: usize,
+    spawn_rate: f64,
+    epoch: u64,
+    stop_started: Option<Instant>,
+    quitting: Option<(oneshot::Sender<()>, Instant)>,
+}
+
+impl MasterLoop {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        plan: Plan,
+        options: RunnerOptions,
+        classes: Vec<ClassInfo>,
+        stats: StatsView,
+        events: broadcast::Sender<RunnerEvent>,
+        host: Arc<Mutex<Option<String>>>,
+        heartbeat_timeout: Duration,
+        usage: UsageMonitor,
+    ) -> Self {
+        let weights = classes.iter().map(|c| (c.weight, c.fixed_count)).collect();
+        Self {
+            plan,
+            options,
+            classes,
+            weights,
+            stats,
+            events,
+            host,
+            heartbeat_timeout,
+            usage,
+            workers: BTreeMap::new(),
+            state: RunnerState::Ready,
+            target_users: 0,
+            spawn_rate: 1.0,
+            epoch: 0,
+            stop_started: None,
+            quitting: None,
+        }
+    }
+
+    pub(super) async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<RunnerCommand>,
+        mut workers: mpsc::UnboundedReceiver<WorkerEvent>,
+    ) {
+        let mut second = tokio::time::interval(Duration::from_secs(1));
+        second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let _ = self.usage.sample();
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => {
+                        if self.quitting.is_none() {
+                            self.begin_quit(oneshot::channel().0);
+                        }
+                    }
+                },
+                event = workers.recv() => match event {
+                    Some(event) => self.on_worker(event),
+                    None => break,
+                },
+                _ = second.tick() => self.every_second(),
+            }
+            if self.quit_done() {
+                break;
+            }
+        }
+        if let Some((reply, _)) = self.quitting.take() {
+            let _ = reply.send(());
+        }
+    }
+
+    fn on_command(&mut self, command: RunnerCommand) {
+        match command {
+            RunnerCommand::Start(settings) => self.start(settings),
+            RunnerCommand::Stop => self.stop(),
+            RunnerCommand::ResetStats => self.reset_stats(),
+            RunnerCommand::Quit(reply) => self.begin_quit(reply),
+            // Workers report every second on their own; nothing to wait for.
+            RunnerCommand::Flush(reply) => {
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn live_ids(&self) -> Vec<String> {
+        self.workers.iter().filter(|(_, w)| !w.missing).map(|(id, _)| id.clone()).collect()
+    }
+
+    fn send(&self, id: &str, kind: master_message::Kind) {
+        if let Some(w) = self.workers.get(id)
+            && w.tx.try_send(proto::MasterMessage { kind: Some(kind) }).is_err()
+        {
+            tracing::warn!("worker {id}: its message queue is full or closed; message dropped");
+        }
+    }
+
+    fn broadcast(&self, kind: master_message::Kind) {
+        for id in self.live_ids() {
+            self.send(&id, kind.clone());
+        }
+    }
+
+    fn set_state(&mut self, state: RunnerState) {
+        self.state = state;
+        if let Ok(mut store) = self.stats.lock() {
+            store.set_state(state, unix_now());
+        }
+    }
+
+    fn start(&mut self, settings: TestSettings) {
+        if self.quitting.is_some() {
+            return;
+        }
+        if self.live_ids().is_empty() {
+            tracing::warn!("No worker is connected yet: the test cannot start (start workers with --worker)");
+            return;
+        }
+        let idle = matches!(self.state, RunnerState::Ready | RunnerState::Stopped);
+        if idle {
+            if let Some(host) = settings.host
+                && let Ok(mut current) = self.host.lock()
+            {
+                *current = Some(host).filter(|h| !h.is_empty());
+            }
+            if let Some(picked) = &settings.classes {
+                self.weights = self
+                    .classes
+                    .iter()
+                    .map(|c| if picked.contains(&c.name) { (c.weight, c.fixed_count) } else { (0, None) })
+                    .collect();
+            }
+            self.plan.run_test_start_hooks();
+            let _ = self.events.send(RunnerEvent::TestStarted);
+        }
+        self.target_users = settings.users;
+        self.spawn_rate =
+            if settings.spawn_rate.is_finite() && settings.spawn_rate > 0.0 { settings.spawn_rate } else { 1e9 };
+        tracing::info!(
+            "Ramping to {} users at a rate of {:.2} per second over {} workers",
+            self.target_users,
+            settings.spawn_rate,
+            self.live_ids().len()
+        );
+        self.set_state(RunnerState::Spawning);
+        if let Ok(mut store) = self.stats.lock() {
+            store.target_user_count = self.target_users;
+        }
+        self.dispatch();
+    }
+
+    /// Give every live worker its share of the users and of the spawn rate.
+    fn dispatch(&mut self) {
+        if !matches!(self.state, RunnerState::Spawning | RunnerState::Running) {
+            return;
+        }
+        let ids = self.live_ids();
+        let cores: Vec<u32> = ids.iter().map(|id| self.workers[id].cores).collect();
+        let shares = assign(&self.weights, self.target_users, &cores);
+        let total: usize = shares.iter().flatten().sum();
+        let host = self.host.lock().ok().and_then(|h| h.clone()).unwrap_or_default();
+        for (id, share) in ids.iter().zip(shares) {
+            let users: usize = share.iter().sum();
+            let rate =
+                if total == 0 { self.spawn_rate } else { (self.spawn_rate * users as f64 / total as f64).max(0.01) };
+            let assign = proto::Assign {
+                class_counts: share.iter().map(|n| *n as u32).collect(),
+                spawn_rate: rate,
+                host: host.clone(),
+            };
+            if let Some(w) = self.workers.get_mut(id) {
+                w.share = share;
+                w.stopped = false;
+            }
+            self.send(id, master_message::Kind::Assign(assign));
+        }
+        if self.state == RunnerState::Running {
+            self.set_state(RunnerState::Spawning);
+        }
+        self.publish();
+    }
+
+    fn stop(&mut self) {
+        if matches!(self.state, RunnerState::Ready | RunnerState::Stopped | RunnerState::Stopping) {
+            return;
+        }
+        self.set_state(RunnerState::Stopping);
+        for w in self.workers.values_mut() {
+            w.stopped = w.missing;
+        }
+        self.stop_started = Some(Instant::now());
+        self.broadcast(master_message::Kind::Stop(proto::Stop {}));
+        self.check_stopped();
+    }
+
+    fn check_stopped(&mut self) {
+        if self.state != RunnerState::Stopping {
+            return;
+        }
+        let all = self.workers.values().all(|w| w.stopped || w.missing);
+        let late = self.stop_started.is_some_and(|t| t.elapsed() > self.options.stop_timeout + STOP_GRACE);
+        if all || late {
+            if late && !all {
+                tracing::warn!("Some workers did not confirm the stop in time; the test is marked stopped");
+            }
+            self.stop_started = None;
+            self.set_state(RunnerState::Stopped);
+            self.plan.run_test_stop_hooks();
+            let _ = self.events.send(RunnerEvent::TestStopped);
+            if self.quitting.is_some() {
+                self.broadcast(master_message::Kind::Quit(proto::Quit {}));
+            }
+        }
+    }
+
+    fn reset_stats(&mut self) {
+        self.epoch += 1;
+        self.broadcast(master_message::Kind::ResetStats(proto::ResetStats { epoch: self.epoch }));
+        if let Ok(mut store) = self.stats.lock() {
+            store.stats.reset(unix_now());
+        }
+    }
+
+    fn begin_quit(&mut self, reply: oneshot::Sender<()>) {
+        self.quitting = Some((reply, Instant::now()));
+        if matches!(self.state, RunnerState::Ready | RunnerState::Stopped) {
+            self.broadcast(master_message::Kind::Quit(proto::Quit {}));
+        } else {
+            self.stop();
+        }
+    }
+
+    /// Quitting, and every worker has sent its last statistics (or the
+    /// grace period is over).
+    fn quit_done(&self) -> bool {
+        let Some((_, since)) = &self.quitting else { return false };
+        if !matches!(self.state, RunnerState::Ready | RunnerState::Stopped) {
+            return since.elapsed() > self.options.stop_timeout + STOP_GRACE + QUIT_GRACE;
+        }
+        let all = self.workers.values().all(|w| w.quit || w.missing);
+        if !all && since.elapsed() > QUIT_GRACE + self.options.stop_timeout + STOP_GRACE {
+            let late: Vec<&str> =
+                self.workers.iter().filter(|(_, w)| !w.quit && !w.missing).map(|(id, _)| id.as_str()).collect();
+            tracing::warn!("Workers {} did not send their last statistics in time", late.join(", "));
+            return true;
+        }
+        all
+    }
+
+    fn on_worker(&mut self, event: WorkerEvent) {
+        let current = |workers: &BTreeMap<String, Worker>, id: &str, session: u64| {
+            workers.get(id).is_some_and(|w| w.session == session)
+        };
+        match event {
+            WorkerEvent::Joined { id, session, cores, hostname, tx } => {
+                let rejoined = self.workers.contains_key(&id);
+                self.workers.insert(
+                    id.clone(),
+                    Worker {
+                        session,
+                        cores,
+                        tx,
+                        state: "ready".into(),
+                        user_count: 0,
+                        cpu: 0.0,
+                        rss: 0,
+                        last_seen: Instant::now(),
+                        missing: false,
+                        share: vec![0; self.classes.len()],
+                        stopped: true,
+                        quit: false,
+                    },
+                );
+                let n = self.live_ids().len();
+                tracing::info!(
+                    "Worker {id} ({hostname}, {cores} cores) {} (workers: {n})",
+                    if rejoined { "reconnected" } else { "connected" }
+                );
+                if self.epoch > 0 {
+                    self.send(&id, master_message::Kind::ResetStats(proto::ResetStats { epoch: self.epoch }));
+                }
+                if self.quitting.is_some() {
+                    self.send(&id, master_message::Kind::Quit(proto::Quit {}));
+                }
+                self.dispatch();
+            }
+            WorkerEvent::Heartbeat { id, session, beat } => {
+                if !current(&self.workers, &id, session) {
+                    return;
+                }
+                let back = {
+                    let w = self.workers.get_mut(&id).expect("checked above");
+                    w.last_seen = Instant::now();
+                    w.state = beat.state;
+                    w.user_count = beat.user_count as usize;
+                    w.cpu = beat.cpu_percent;
+                    w.rss = beat.rss_bytes;
+                    std::mem::replace(&mut w.missing, false)
+                };
+                if back {
+                    tracing::info!("Worker {id} is back");
+                    self.dispatch();
+                }
+            }
+            WorkerEvent::Stats { id, session, report } => {
+                if !current(&self.workers, &id, session) && !self.workers.contains_key(&id) {
+                    return;
+                }
+                if report.epoch != self.epoch {
+                    return; // recorded before the latest reset
+                }
+                match report_to_delta(&report) {
+                    Ok(delta) => {
+                        if let Ok(mut store) = self.stats.lock() {
+                            store.stats.apply(&delta, unix_now());
+                        }
+                    }
+                    Err(e) => tracing::warn!("worker {id}: malformed statistics dropped: {e}"),
+                }
+            }
+            WorkerEvent::Stopped { id, session } => {
+                if let Some(w) = self.workers.get_mut(&id).filter(|w| w.session == session) {
+                    w.stopped = true;
+                    w.user_count = 0;
+                }
+                self.check_stopped();
+            }
+            WorkerEvent::QuitAck { id, session } => {
+                if let Some(w) = self.workers.get_mut(&id).filter(|w| w.session == session) {
+                    w.quit = true;
+                }
+            }
+            WorkerEvent::Custom { id, message } => {
+                tracing::info!("worker {id} sent a {:?} message ({} bytes)", message.r#type, message.data.len());
+            }
+            WorkerEvent::Gone { id, session, reason } => {
+                if !current(&self.workers, &id, session) {
+                    return;
+                }
+                if let Some(w) = self.workers.get_mut(&id) {
+                    if w.quit {
+                        self.workers.remove(&id);
+                        return;
+                    }
+                    w.missing = true;
+                    w.state = "missing".into();
+                    w.user_count = 0;
+                }
+                tracing::warn!("Worker {id} is missing ({reason}); its users move to the other workers");
+                self.dispatch();
+                self.check_stopped();
+            }
+        }
+        self.publish();
+    }
+
+    fn every_second(&mut self) {
+        let timeout = self.heartbeat_timeout;
+        let silent: Vec<String> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| !w.missing && w.last_seen.elapsed() > timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &silent {
+            if let Some(w) = self.workers.get_mut(id) {
+                w.missing = true;
+                w.state = "missing".into();
+                w.user_count = 0;
+            }
+            tracing::warn!("Worker {id} sent no heartbeat for {:.0?}: missing; its users move to the others", timeout);
+        }
+        if !silent.is_empty() {
+            self.dispatch();
+            self.check_stopped();
+        }
+        self.broadcast(master_message::Kind::Heartbeat(proto::Heartbeat {
+            state: self.state.as_str().into(),
+            ..Default::default()
+        }));
+        self.check_stopped();
+        let live: Vec<&Worker> = self.workers.values().filter(|w| !w.missing).collect();
+        let running: usize = live.iter().map(|w| w.user_count).sum();
+        let assigned: usize = live.iter().map(|w| w.share.iter().sum::<usize>()).sum();
+        let settled = live.iter().all(|w| w.state == "running" || w.share.iter().sum::<usize>() == 0);
+        let workers = live.len();
+        if self.state == RunnerState::Spawning && running == assigned && settled {
+            self.set_state(RunnerState::Running);
+            let class_counts = self.class_counts();
+            tracing::info!("All users spawned: {running} users over {workers} workers");
+            let _ = self.events.send(RunnerEvent::SpawningComplete { user_count: running, class_counts });
+        }
+        let usage = self.usage.sample().unwrap_or_default();
+        self.publish();
+        if let Ok(mut store) = self.stats.lock() {
+            store.usage = usage;
+            if matches!(self.state, RunnerState::Spawning | RunnerState::Running | RunnerState::Stopping) {
+                store.sample_history(unix_now());
+            }
+        }
+    }
+
+    fn class_counts(&self) -> BTreeMap<String, usize> {
+        let mut counts: BTreeMap<String, usize> = self.classes.iter().map(|c| (c.name.clone(), 0)).collect();
+        for w in self.workers.values().filter(|w| !w.missing) {
+            for (class, n) in self.classes.iter().zip(&w.share) {
+                *counts.entry(class.name.clone()).or_default() += n;
+            }
+        }
+        counts
+    }
+
+    /// Copy the workers' numbers into the store the surfaces read.
+    fn publish(&self) {
+        let statuses: Vec<WorkerStatus> = self
+            .workers
+            .iter()
+            .map(|(id, w)| WorkerStatus {
+                id: id.clone(),
+                state: w.state.clone(),
+                user_count: w.user_count,
+                cpu_usage: w.cpu,
+                memory_usage: w.rss,
+                cores: w.cores,
+            })
+            .collect();
+        let users: usize = self.workers.values().filter(|w| !w.missing).map(|w| w.user_count).sum();
+        let counts = self.class_counts();
+        if let Ok(mut store) = self.stats.lock() {
+            store.workers = Some(statuses);
+            store.user_count = users;
+            store.class_counts = counts;
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! A worker: connects to the master, proves the token (and checks the
+//! master's proof), gets the plan (`-f -`) or checks its own against the
+//! master's, then runs the engine's `LocalRunner` with the share of users
+//! the master assigns. Every second it sends a heartbeat (state, users, CPU,
+//! memory) and the statistics its shards handed over; on stop and on quit
+//! it flushes the shards first, so the master's totals hold every request.
+//!
+//! If the master goes away (stream closed, or no heartbeat for
+//! `master_timeout`), the worker keeps its users running for that long,
+//! then stops them, and keeps trying to reconnect; a master that refuses it
+//! (wrong token, other plan) ends it with that reason.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use swarmer_engine::{
+    LocalRunner, Plan, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState, TestSettings, UsageMonitor,
+};
+use swarmer_stats::StatsDelta;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::auth::{ClusterTls, ClusterToken, nonce, read};
+use crate::bundle::Bundle;
+use crate::convert::delta_to_report;
+use crate::proto::{self, cluster_client::ClusterClient, master_message, worker_message};
+
+/// Loads a plan by path or built-in name (the command line knows how).
+pub type PlanLoader = Box<dyn Fn(&str) -> Result<Plan, String> + Send + Sync>;
+
+/// How a worker finds and trusts its master.
+pub struct WorkerOptions {
+    pub master_host: String,
+    pub master_port: u16,
+    pub token: ClusterToken,
+    pub tls: ClusterTls,
+    /// This worker's id (unique in the cluster; kept across reconnects).
+    pub id: String,
+    pub cores: u32,
+    /// This worker's own plan, or `None` to run the master's (`-f -`).
+    pub plan: Option<Bundle>,
+    /// Without the master this long, stop the users (and keep reconnecting).
+    pub master_timeout: Duration,
+    /// Shards and HTTP client settings of the local runner.
+    pub runner: RunnerOptions,
+}
+
+/// Why a session with the master ended.
+enum SessionEnd {
+    Quit,
+    Lost(String),
+}
+
+/// Run until the master says quit. Errors are fatal refusals (wrong token,
+/// a master that cannot prove the token, another plan, a plan that fails).
+pub async fn run(options: WorkerOptions, load: PlanLoader) -> Result<(), String> {
+    let mut runner: Option<(RunnerHandle, mpsc::UnboundedReceiver<StatsDelta>)> = None;
+    let mut lost_since: Option<Instant> = None;
+    let mut attempts = 0u64;
+    let url = format!(
+        "{}://{}:{}",
+        if options.tls.is_enabled() { "https" } else { "http" },
+        options.master_host,
+        options.master_port
+    );
+    loop {
+        match connect(&options, &url).await {
+            Ok(Connected { client_tx, inbound, welcome }) => {
+                attempts = 0;
+                tracing::info!("Connected to the master at {url} as worker {}", options.id);
+                if runner.is_none() {
+                    runner = Some(start_runner(&options, &welcome, &load).await?);
+                }
+                let (handle, deltas) = runner.as_mut().expect("started above");
+                match session(&options, handle, deltas, client_tx, inbound).await {
+                    SessionEnd::Quit => return Ok(()),
+                    SessionEnd::Lost(reason) => {
+                        tracing::warn!("Lost the master: {reason}; reconnecting");
+                        lost_since = Some(Instant::now());
+                    }
+                }
+            }
+            Err(Failure::Refused(reason)) => return Err(reason),
+            Err(Failure::Retry(reason)) => {
+                attempts += 1;
+                if attempts == 1 || attempts.is_multiple_of(10) {
+                    tracing::warn!("Could not reach the master at {url}: {reason} (retrying every second)");
+                }
+            }
+        }
+        if let (Some(since), Some((handle, _))) = (lost_since, &runner)
+            && since.elapsed() >= options.master_timeout
+            && matches!(handle.state(), RunnerState::Spawning | RunnerState::Running)
+        {
+            tracing::warn!(
+                "No master for {:.0?}: stopping this worker's users; waiting for the master to come back",
+                options.master_timeout
+            );
+            handle.stop();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+enum Failure {
+    Refused(String),
+    Retry(String),
+}
+
+struct Connected {
+    client_tx: mpsc::Sender<proto::WorkerMessage>,
+    inbound: tonic::Streaming<proto::MasterMessage>,
+    welcome: proto::Welcome,
+}
+
+fn msg(kind: worker_message::Kind) -> proto::WorkerMessage {
+    proto::WorkerMessage { kind: Some(kind) }
+}
+
+async fn channel(options: &WorkerOptions, url: &str) -> Result<Channel, Failure> {
+    let mut endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|e| Failure::Refused(format!("--master-host {}: {e}", options.master_host)))?
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(2))
+        .keep_alive_timeout(Duration::from_secs(5));
+    if options.tls.is_enabled() {
+        let mut tls = ClientTlsConfig::new()
+            .domain_name(options.tls.server_name.clone().unwrap_or_else(|| options.master_host.clone()));
+        if let Some(ca) = &options.tls.ca {
+            tls = tls.ca_certificate(Certificate::from_pem(read(ca, "--cluster-ca").map_err(Failure::Refused)?));
+        }
+        if let (Some(cert), Some(key)) = (&options.tls.cert, &options.tls.key) {
+            let identity = Identity::from_pem(
+                read(cert, "--cluster-tls-cert").map_err(Failure::Refused)?,
+                read(key, "--cluster-tls-key").map_err(Failure::Refused)?,
+            );
+            tls = tls.identity(identity);
+        }
+        endpoint = endpoint.tls_config(tls).map_err(|e| Failure::Refused(format!("cluster TLS: {e}")))?;
+    }
+    endpoint.connect().await.map_err(|e| Failure::Retry(describe(&e)))
+}
+
+fn describe(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+async fn connect(options: &WorkerOptions, url: &str) -> Result<Connected, Failure> {
+    let channel = channel(options, url).await?;
+    let mut client = ClusterClient::new(channel)
+        .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(crate::MAX_MESSAGE_BYTES);
+    let (client_tx, rx) = mpsc::channel(256);
+    let worker_nonce = nonce();
+    let hello = proto::Hello {
+        protocol: crate::PROTOCOL,
+        worker_id: options.id.clone(),
+        hostname: hostname(),
+        cores: options.cores,
+        plan_digest: options.plan.as_ref().map(Bundle::digest).unwrap_or_default(),
+        nonce: worker_nonce.clone(),
+    };
+    client_tx.send(msg(worker_message::Kind::Hello(hello))).await.map_err(|_| Failure::Retry("closed".into()))?;
+    let mut inbound = client
+        .join(ReceiverStream::new(rx))
+        .await
+        .map_err(|status| Failure::Retry(status.message().to_string()))?
+        .into_inner();
+    let next = |m: Result<Option<proto::MasterMessage>, tonic::Status>| match m {
+        Ok(Some(proto::MasterMessage { kind: Some(kind) })) => Ok(kind),
+        Ok(_) => Err(Failure::Retry("the master closed the stream".into())),
+        Err(status) => Err(Failure::Retry(status.message().to_owned())),
+    };
+    let challenge = match next(inbound.message().await)? {
+        master_message::Kind::Challenge(c) => c,
+        master_message::Kind::Reject(r) => {
+            return Err(Failure::Refused(format!("the master refused this worker: {}", r.reason)));
+        }
+        other => return Err(Failure::Refused(format!("the master answered {other:?} instead of proving the token"))),
+    };
+    if !options.token.check_master_proof(&worker_nonce, &challenge.nonce, &challenge.proof) {
+        return Err(Failure::Refused(format!(
+            "the server at {url} did not prove the cluster token: refusing to run its plan (wrong --cluster-token?)"
+        )));
+    }
+    let proof = options.token.worker_proof(&challenge.nonce, &worker_nonce);
+    client_tx
+        .send(msg(worker_message::Kind::Proof(proto::Proof { proof })))
+        .await
+        .map_err(|_| Failure::Retry("closed".into()))?;
+    match next(inbound.message().await)? {
+        master_message::Kind::Welcome(welcome) => Ok(Connected { client_tx, inbound, welcome }),
+        master_message::Kind::Reject(r) => {
+            Err(Failure::Refused(format!("the master refused this worker: {}", r.reason)))
+        }
+        other => Err(Failure::Refused(format!("the master answered {other:?} instead of a welcome"))),
+    }
+}
+
+async fn start_runner(
+    options: &WorkerOptions,
+    welcome: &proto::Welcome,
+    load: &PlanLoader,
+) -> Result<(RunnerHandle, mpsc::UnboundedReceiver<StatsDelta>), String> {
+    let entry = match (&options.plan, &welcome.plan) {
+        (Some(own), _) => own.entry.clone(),
+        (None, Some(shipped)) => {
+            let bundle = Bundle::from_proto(shipped)?;
+            let dir = plan_dir(&options.id);
+            let entry = bundle.write_to(&dir)?;
+            tracing::info!("Received the plan {} ({} files) into {}", bundle.entry, bundle.files.len(), dir.display());
+            entry
+        }
+        (None, None) => return Err("the master sent no plan".into()),
+    };
+    let plan = load(&entry)?;
+    for (name, value) in &welcome.options {
+        plan.option_values.set(name, value.clone());
+    }
+    let (sink, deltas) = mpsc::unbounded_channel();
+    let runner_options = RunnerOptions {
+        delta_sink: Some(sink),
+        host_required: false,
+        node: options.id.clone(),
+        ..options.runner.clone()
+    };
+    let handle = LocalRunner::start(plan, runner_options).await?;
+    Ok((handle, deltas))
+}
+
+fn plan_dir(id: &str) -> PathBuf {
+    let safe: String = id.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    std::env::temp_dir().join(format!("swarmer-plan-{safe}"))
+}
+
+async fn session(
+    options: &WorkerOptions,
+    handle: &RunnerHandle,
+    deltas: &mut mpsc::UnboundedReceiver<StatsDelta>,
+    tx: mpsc::Sender<proto::WorkerMessage>,
+    mut inbound: tonic::Streaming<proto::MasterMessage>,
+) -> SessionEnd {
+    let mut events = handle.subscribe();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut usage = UsageMonitor::new();
+    let mut epoch = 0u64;
+    let mut last_master = Instant::now();
+    let mut stop_requested = false;
+    loop {
+        tokio::select! {
+            message = inbound.message() => {
+                let kind = match message {
+                    Ok(Some(proto::MasterMessage { kind: Some(kind) })) => kind,
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return SessionEnd::Lost("the master closed the stream".into()),
+                    Err(status) => return SessionEnd::Lost(status.message().to_owned()),
+                };
+                last_master = Instant::now();
+                match kind {
+                    master_message::Kind::Assign(a) => {
+                        stop_requested = false;
+                        let settings = TestSettings {
+                            spawn_rate: a.spawn_rate,
+                            host: Some(a.host),
+                            class_counts: Some(a.class_counts.iter().map(|n| *n as usize).collect()),
+                            ..Default::default()
+                        };
+                        if let Err(e) = handle.start_test(settings) {
+                            tracing::error!("cannot run the assigned users: {e}");
+                        }
+                    }
+                    master_message::Kind::Stop(_) => {
+                        stop_requested = true;
+                        if matches!(handle.state(), RunnerState::Ready | RunnerState::Stopped) {
+                            report_stopped(handle, deltas, &tx, epoch).await;
+                        } else {
+                            handle.stop();
+                        }
+                    }
+                    master_message::Kind::Quit(_) => {
+                        handle.quit().await;
+                        send_stats(deltas, &tx, epoch).await;
+                        let _ = tx.send(msg(worker_message::Kind::QuitAck(proto::QuitAck {}))).await;
+                        // Let the last messages leave before the process ends.
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        tracing::info!("The master asked this worker to quit");
+                        return SessionEnd::Quit;
+                    }
+                    master_message::Kind::ResetStats(r) => {
+                        handle.reset_stats();
+                        epoch = r.epoch;
+                        while deltas.try_recv().is_ok() {}
+                    }
+                    master_message::Kind::Custom(m) => {
+                        tracing::info!("the master sent a {:?} message ({} bytes)", m.r#type, m.data.len());
+                    }
+                    master_message::Kind::Heartbeat(_) => {}
+                    other => tracing::debug!("unexpected message from the master: {other:?}"),
+                }
+            }
+            event = events.recv() => {
+                if let Ok(RunnerEvent::TestStopped) = event {
+                    // Stopped by the master, or by a user (StopTest): either
+                    // way the master hears it after the last statistics.
+                    let _ = stop_requested;
+                    report_stopped(handle, deltas, &tx, epoch).await;
+                }
+            }
+            _ = tick.tick() => {
+                if last_master.elapsed() > options.master_timeout {
+                    return SessionEnd::Lost(format!("no heartbeat for {:.0?}", options.master_timeout));
+                }
+                let u = usage.sample().unwrap_or_default();
+                let (state, users) = handle.stats().lock().map(|s| (s.state, s.user_count)).unwrap_or((RunnerState::Ready, 0));
+                let beat = proto::Heartbeat {
+                    state: state.as_str().into(),
+                    user_count: users as u32,
+                    cpu_percent: u.cpu_percent,
+                    rss_bytes: u.rss_bytes,
+                };
+                if tx.send(msg(worker_message::Kind::Heartbeat(beat))).await.is_err() {
+                    return SessionEnd::Lost("the stream to the master closed".into());
+                }
+                send_stats(deltas, &tx, epoch).await;
+            }
+        }
+    }
+}
+
+/// Flush the shards, send every statistic, then say stopped.
+async fn report_stopped(
+    handle: &RunnerHandle,
+    deltas: &mut mpsc::UnboundedReceiver<StatsDelta>,
+    tx: &mpsc::Sender<proto::WorkerMessage>,
+    epoch: u64,
+) {
+    handle.flush().await;
+    send_stats(deltas, tx, epoch).await;
+    let _ = tx.send(msg(worker_message::Kind::Stopped(proto::Stopped {}))).await;
+}
+
+async fn send_stats(
+    deltas: &mut mpsc::UnboundedReceiver<StatsDelta>,
+    tx: &mpsc::Sender<proto::WorkerMessage>,
+    epoch: u64,
+) {
+    while let Ok(delta) = deltas.try_recv() {
+        let report = delta_to_report(&delta, epoch);
+        if tx.send(msg(worker_message::Kind::Stats(report))).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// This machine's name, for the master's log.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// A worker id: host, process, and a random suffix (Locust's shape).
+pub fn new_worker_id() -> String {
+    use rand::Rng;
+    format!("{}_{}_{:08x}", hostname(), std::process::id(), rand::thread_rng().r#gen::<u32>())
+}
