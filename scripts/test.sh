@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone. Installs what the tests need
-# (Debian's chromium for the browser tests, and playwright-core from npm),
+# (Debian's chromium for the browser tests, playwright-core from npm, PyYAML),
 # then checks formatting and lints, runs every test of the workspace, and
 # the web UI's browser tests against the freshly built binary.
 set -euo pipefail
@@ -16,9 +16,12 @@ if ! command -v chromium >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 (cd tests/ui && npm ci --no-audit --no-fund --loglevel=error)
+# PyYAML for the deployment checks (Debian's python3-yaml, or pip).
+python3 -c "import yaml" 2>/dev/null || python3 -m pip install --quiet --user pyyaml
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 cargo build --locked --bin swarmer
+python3 tests/deploy/check_deploy.py target/debug/swarmer
 (cd tests/ui && SWARMER_BIN="$PWD/../../target/debug/swarmer" npm test)
