@@ -1,4 +1,5 @@
-//! Statistics deltas to and from protocol messages. The histogram travels
+//! Statistics deltas to and from protocol messages (public for tools that
+//! speak the protocol, like the simulated workers of bench/cluster.sh). The histogram travels
 //! as HdrHistogram V2 bytes, so the master's merge is exact.
 
 use swarmer_stats::{ExceptionEntry, FailureEntry, LatencyHistogram, PerSecondCounts, StatsDelta, StatsEntry};

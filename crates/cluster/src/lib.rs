@@ -24,7 +24,7 @@
 pub mod assign;
 pub mod auth;
 pub mod bundle;
-mod convert;
+pub mod convert;
 pub mod master;
 pub mod worker;
 
