@@ -198,9 +198,8 @@ fn runner_options(args: &RunArgs, tags: TagFilter) -> Result<RunnerOptions, Stri
         classes: args.user_classes.clone(),
         stop_timeout: args.stop_timeout,
         reset_stats: args.reset_stats,
-        node: defaults.node,
         // The web UI's start form can give the host.
         host_required: args.headless,
-        delta_sink: None,
+        ..defaults
     })
 }

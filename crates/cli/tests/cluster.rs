@@ -393,3 +393,53 @@ fn processes_starts_local_workers_under_a_master() {
     assert_eq!(recorded, t.requests_served());
     assert!(Path::new(&plan()).exists());
 }
+
+#[test]
+fn custom_messages_split_test_data_over_workers_and_report_back() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("stats");
+    let plan = repo().join("examples/lua/cluster_messages/plan.lua").to_string_lossy().into_owned();
+    let mut master = Proc::start(
+        &[
+            "-f",
+            &plan,
+            "--master",
+            "--headless",
+            "--expect-workers",
+            "2",
+            "-u",
+            "4",
+            "-r",
+            "100",
+            "-t",
+            "2s",
+            "-H",
+            &t.url(),
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            "0",
+            "--json-file",
+            json.to_str().unwrap(),
+            "--only-summary",
+        ],
+        TOKEN,
+    );
+    let port = port_after(&master.wait_for("Cluster master listening on", Duration::from_secs(20)), "listening on ");
+    let _workers: Vec<Proc> = (0..2).map(|_| worker(&port, &[], TOKEN)).collect();
+    assert_eq!(master.wait_exit(Duration::from_secs(40)), 0, "{}", master.text());
+    assert_eq!(master.text().matches(" received 2 users").count(), 2, "{}", master.text());
+    let entries: Value = serde_json::from_str(&std::fs::read_to_string(json.with_extension("json")).unwrap()).unwrap();
+    let logins: Vec<(String, u64)> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"].as_str().unwrap().starts_with("login as "))
+        .map(|e| (e["name"].as_str().unwrap().to_owned(), e["num_requests"].as_u64().unwrap()))
+        .collect();
+    let mut names: Vec<&str> = logins.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["login as alice", "login as bob", "login as carol", "login as dave"], "each account used once");
+    assert!(logins.iter().all(|(_, n)| *n == 1), "{logins:?}");
+}

@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use swarmer_engine::{
-    LocalRunner, Plan, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState, TestSettings, UsageMonitor,
+    ClusterMessage, LocalRunner, NodeRole, Plan, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState, TestSettings,
+    UsageMonitor,
 };
 use swarmer_stats::StatsDelta;
 use tokio::sync::mpsc;
@@ -56,6 +57,7 @@ enum SessionEnd {
 /// a master that cannot prove the token, another plan, a plan that fails).
 pub async fn run(options: WorkerOptions, load: PlanLoader) -> Result<(), String> {
     let mut runner: Option<(RunnerHandle, mpsc::UnboundedReceiver<StatsDelta>)> = None;
+    let (message_tx, mut messages) = mpsc::unbounded_channel();
     let mut lost_since: Option<Instant> = None;
     let mut attempts = 0u64;
     let url = format!(
@@ -70,10 +72,10 @@ pub async fn run(options: WorkerOptions, load: PlanLoader) -> Result<(), String>
                 attempts = 0;
                 tracing::info!("Connected to the master at {url} as worker {}", options.id);
                 if runner.is_none() {
-                    runner = Some(start_runner(&options, &welcome, &load).await?);
+                    runner = Some(start_runner(&options, &welcome, &load, message_tx.clone()).await?);
                 }
                 let (handle, deltas) = runner.as_mut().expect("started above");
-                match session(&options, handle, deltas, client_tx, inbound).await {
+                match session(&options, handle, deltas, &mut messages, client_tx, inbound).await {
                     SessionEnd::Quit => return Ok(()),
                     SessionEnd::Lost(reason) => {
                         tracing::warn!("Lost the master: {reason}; reconnecting");
@@ -209,6 +211,7 @@ async fn start_runner(
     options: &WorkerOptions,
     welcome: &proto::Welcome,
     load: &PlanLoader,
+    messages: mpsc::UnboundedSender<ClusterMessage>,
 ) -> Result<(RunnerHandle, mpsc::UnboundedReceiver<StatsDelta>), String> {
     let entry = match (&options.plan, &welcome.plan) {
         (Some(own), _) => own.entry.clone(),
@@ -230,6 +233,8 @@ async fn start_runner(
         delta_sink: Some(sink),
         host_required: false,
         node: options.id.clone(),
+        role: NodeRole::Worker(options.id.clone()),
+        message_out: Some(messages),
         ..options.runner.clone()
     };
     let handle = LocalRunner::start(plan, runner_options).await?;
@@ -245,6 +250,7 @@ async fn session(
     options: &WorkerOptions,
     handle: &RunnerHandle,
     deltas: &mut mpsc::UnboundedReceiver<StatsDelta>,
+    messages: &mut mpsc::UnboundedReceiver<ClusterMessage>,
     tx: mpsc::Sender<proto::WorkerMessage>,
     mut inbound: tonic::Streaming<proto::MasterMessage>,
 ) -> SessionEnd {
@@ -300,10 +306,21 @@ async fn session(
                         while deltas.try_recv().is_ok() {}
                     }
                     master_message::Kind::Custom(m) => {
-                        tracing::info!("the master sent a {:?} message ({} bytes)", m.r#type, m.data.len());
+                        let data = String::from_utf8_lossy(&m.data).into_owned();
+                        handle.deliver_message(ClusterMessage { kind: m.r#type, data, peer: "master".into() });
                     }
                     master_message::Kind::Heartbeat(_) => {}
                     other => tracing::debug!("unexpected message from the master: {other:?}"),
+                }
+            }
+            Some(message) = messages.recv() => {
+                let custom = proto::CustomMessage {
+                    r#type: message.kind,
+                    data: message.data.into_bytes(),
+                    worker_id: options.id.clone(),
+                };
+                if tx.send(msg(worker_message::Kind::Custom(custom))).await.is_err() {
+                    return SessionEnd::Lost("the stream to the master closed".into());
                 }
             }
             event = events.recv() => {

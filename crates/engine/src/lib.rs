@@ -43,8 +43,8 @@ pub use client::{CatchResponse, Client};
 pub use control::{TaskError, TaskResult};
 pub use cpu::{ProcessUsage, UsageMonitor};
 pub use plan::{
-    ClassInfo, Notice, NoticeHook, Plan, RequestHook, ShardHook, ShardHooks, ShardInfo, ShardPlan, SharedData,
-    TaskInfo, UserErrorHook,
+    ClassInfo, ClusterMessage, NodeRole, Notice, NoticeHook, Plan, RequestHook, ShardHook, ShardHooks, ShardInfo,
+    ShardPlan, SharedData, TaskInfo, UserErrorHook,
 };
 pub use plan_options::{OptionKind, OptionValues, PlanOption};
 pub use runner::{

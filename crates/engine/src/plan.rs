@@ -41,6 +41,40 @@ pub enum Notice {
         cpu_percent: f64,
         rss_bytes: u64,
     },
+    /// A custom message from another process of the cluster.
+    Message(ClusterMessage),
+}
+
+/// A custom message between master and workers (Locust's
+/// `register_message` / `send_message`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterMessage {
+    /// The message type handlers are registered for.
+    pub kind: String,
+    /// The payload, as JSON text.
+    pub data: String,
+    /// Sending: the worker to send to (empty: every worker, or the master
+    /// from a worker). Received: who sent it (a worker id, or "master").
+    pub peer: String,
+}
+
+/// What this process is in a test.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum NodeRole {
+    #[default]
+    Local,
+    Master,
+    Worker(String),
+}
+
+impl NodeRole {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NodeRole::Local => "local",
+            NodeRole::Master => "master",
+            NodeRole::Worker(_) => "worker",
+        }
+    }
 }
 
 /// Called for each notice.
@@ -89,7 +123,10 @@ pub struct ShardInfo {
     pub stats: StatsView,
     /// Data shared by all shards of this process.
     pub shared: SharedData,
+    /// Local, master or worker.
+    pub role: NodeRole,
     stop_test: Arc<dyn Fn() + Send + Sync>,
+    messages: Option<tokio::sync::mpsc::UnboundedSender<ClusterMessage>>,
 }
 
 impl ShardInfo {
@@ -99,15 +136,46 @@ impl ShardInfo {
         stats: StatsView,
         shared: SharedData,
         stop_test: Arc<dyn Fn() + Send + Sync>,
+        role: NodeRole,
+        messages: Option<tokio::sync::mpsc::UnboundedSender<ClusterMessage>>,
     ) -> Self {
-        Self { index, count, probe: false, stats, shared, stop_test }
+        Self { index, count, probe: false, stats, shared, role, stop_test, messages }
+    }
+
+    /// Send a custom message to the master (from a worker) or to workers
+    /// (from the master). Errors when this process is not in a cluster.
+    pub fn send_message(&self, message: ClusterMessage) -> Result<(), String> {
+        match &self.messages {
+            Some(tx) => tx.send(message).map_err(|_| "the cluster connection is closed".to_string()),
+            None => Err("this process is not part of a distributed run (--master or --worker)".into()),
+        }
+    }
+
+    /// On a master: the ids of the connected workers.
+    pub fn workers(&self) -> Vec<String> {
+        self.stats
+            .lock()
+            .ok()
+            .and_then(|s| {
+                s.workers.as_ref().map(|w| w.iter().filter(|w| w.state != "missing").map(|w| w.id.clone()).collect())
+            })
+            .unwrap_or_default()
     }
 
     /// For inspecting a plan outside a run.
     pub fn probe() -> Self {
         let stats =
             Arc::new(Mutex::new(StatsStore::new(RunnerState::Ready, RequestStats::new(0.0), History::default())));
-        Self { index: 0, count: 1, probe: true, stats, shared: SharedData::default(), stop_test: Arc::new(|| {}) }
+        Self {
+            index: 0,
+            count: 1,
+            probe: true,
+            stats,
+            shared: SharedData::default(),
+            role: NodeRole::Local,
+            stop_test: Arc::new(|| {}),
+            messages: None,
+        }
     }
 
     /// Ask the runner to stop the test (Locust's `runner.quit()` from a plan).

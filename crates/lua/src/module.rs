@@ -19,6 +19,22 @@ pub fn install(lua: &Lua, shard: &ShardInfo, plan_dir: &std::path::Path) -> mlua
     let runner: Table = module.get("runner")?;
     runner.set("shard", shard.index)?;
     runner.set("shards", shard.count)?;
+    runner.set("role", shard.role.as_str())?;
+    if let swarmer_engine::NodeRole::Worker(id) = &shard.role {
+        runner.set("worker_id", id.as_str())?;
+    }
+    runner.set(
+        "workers",
+        lua.create_function(|lua, ()| Ok(lua.app_data_ref::<ShardInfo>().map(|s| s.workers()).unwrap_or_default()))?,
+    )?;
+    module.set(
+        "_send_message",
+        lua.create_function(|lua, (kind, data, to): (String, String, Option<String>)| {
+            let shard = lua.app_data_ref::<ShardInfo>().ok_or_else(|| mlua::Error::runtime("no shard"))?;
+            let message = swarmer_engine::ClusterMessage { kind, data, peer: to.unwrap_or_default() };
+            shard.send_message(message).map_err(|e| mlua::Error::runtime(format!("send_message: {e}")))
+        })?,
+    )?;
     module.set("spawn", lua.create_function(spawn)?)?;
     crate::data::install(lua, &module)?;
     module.set("stats", lua.create_function(stats)?)?;

@@ -210,9 +210,29 @@ function CLIENT.measure(client, request_type, name, fn)
   if not ok then error(err, 0) end
 end
 
--- What this process is (the distributed runners fill in "master"/"worker");
--- `shard` (0-based) and `shards` are set from Rust for each VM.
+-- What this process is: role "local", "master" or "worker" (with its
+-- `worker_id`), `shard` (0-based) and `shards`; set from Rust for each VM.
+-- `swarmer.runner.workers()` lists the connected workers (on a master).
 swarmer.runner = { role = "local", shard = 0, shards = 1 }
+
+-- Custom messages between master and workers (Locust's register_message /
+-- send_message). Data is any JSON-able value; a handler gets (data, from).
+local message_handlers = {}
+function swarmer.register_message(kind, fn)
+  if type(kind) ~= "string" or type(fn) ~= "function" then
+    error("register_message: expected (type, function(data, from))", 2)
+  end
+  message_handlers[kind] = fn
+end
+function swarmer.send_message(kind, data, to)
+  if type(kind) ~= "string" then error("send_message: expected a message type (string)", 2) end
+  swarmer._send_message(kind, swarmer.json_encode(data), to)
+end
+function swarmer._deliver(kind, text, from)
+  local fn = message_handlers[kind]
+  if not fn then error(("no handler for %q messages (swarmer.register_message)"):format(kind)) end
+  fn(swarmer.json_decode(text), from)
+end
 
 -- Event hooks, with Locust's names. Listeners run in every shard's VM.
 local Event = {}

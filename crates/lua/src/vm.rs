@@ -42,7 +42,8 @@ pub fn load_shard_plan(path: &Path, shard: &ShardInfo, options: &OptionValues) -
 }
 
 /// Runner notices → `spawning_complete(user_count)`, `reset_stats()`,
-/// `test_stopping()`, `cpu_warning(percent)`, `usage_monitor(cpu_percent, rss_bytes)`.
+/// `test_stopping()`, `cpu_warning(percent)`, `usage_monitor(cpu_percent, rss_bytes)`;
+/// custom messages go to the handler `swarmer.register_message` gave.
 fn notice_hook(lua: &Lua, fire: &Function) -> NoticeHook {
     let (lua, fire) = (lua.clone(), fire.clone());
     Rc::new(move |notice: Notice| {
@@ -55,6 +56,13 @@ fn notice_hook(lua: &Lua, fire: &Function) -> NoticeHook {
                 Notice::CpuWarning { cpu_percent } => ("cpu_warning", args(&lua, cpu_percent)),
                 Notice::UsageMonitor { cpu_percent, rss_bytes } => {
                     ("usage_monitor", args(&lua, (cpu_percent, rss_bytes)))
+                }
+                Notice::Message(m) => {
+                    let deliver = module::module(&lua).and_then(|m| m.get::<Function>("_deliver"));
+                    if let Err(e) = deliver.and_then(|f| f.call::<()>((m.kind.clone(), m.data, m.peer))) {
+                        tracing::error!("the handler of {:?} messages failed: {}", m.kind, clean(&e));
+                    }
+                    return;
                 }
             };
             let mut call = mlua::MultiValue::new();

@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use swarmer_engine::{
-    Plan, PlanSummary, RunnerChannels, RunnerHandle, RunnerOptions, RunnerState, StatsStore, UsageMonitor,
+    LocalRunner, NodeRole, Plan, PlanSummary, RunnerChannels, RunnerHandle, RunnerOptions, RunnerState, StatsStore,
+    UsageMonitor,
 };
 use swarmer_stats::{History, RequestStats, unix_now};
 use tokio::net::TcpListener;
@@ -113,9 +114,22 @@ impl Master {
                 tracing::error!("the cluster server stopped: {e}");
             }
         });
+        // The plan runs on the master too, without users: its test_start and
+        // test_stop listeners and message handlers (role "master").
+        let (message_tx, message_rx) = tokio::sync::mpsc::unbounded_channel();
+        let control_options = RunnerOptions {
+            shards: 1,
+            role: NodeRole::Master,
+            message_out: Some(message_tx),
+            stats: Some(stats.clone()),
+            host_required: false,
+            delta_sink: None,
+            ..runner.clone()
+        };
+        let control = LocalRunner::start(plan.clone(), control_options).await?;
         let master =
             MasterLoop::new(plan, runner, classes, stats, events, host, options.heartbeat_timeout, UsageMonitor::new());
-        tokio::spawn(master.run(commands, worker_rx));
+        tokio::spawn(master.run(commands, worker_rx, control, message_rx));
         tracing::info!("Cluster master listening on {addr}");
         Ok(Master { handle, addr })
     }

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use swarmer_engine::{
-    ClassInfo, Plan, RunnerCommand, RunnerEvent, RunnerOptions, RunnerState, StatsView, TestSettings, UsageMonitor,
-    WorkerStatus,
+    ClassInfo, ClusterMessage, Plan, RunnerCommand, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState, StatsView,
+    TestSettings, UsageMonitor, WorkerStatus,
 };
 use swarmer_stats::unix_now;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -57,6 +57,8 @@ pub(super) struct MasterLoop {
     epoch: u64,
     stop_started: Option<Instant>,
     quitting: Option<(oneshot::Sender<()>, Instant)>,
+    /// The plan's runner on the master (no users: listeners and handlers).
+    control: Option<RunnerHandle>,
 }
 
 impl MasterLoop {
@@ -89,6 +91,7 @@ impl MasterLoop {
             epoch: 0,
             stop_started: None,
             quitting: None,
+            control: None,
         }
     }
 
@@ -96,14 +99,20 @@ impl MasterLoop {
         mut self,
         mut commands: mpsc::UnboundedReceiver<RunnerCommand>,
         mut workers: mpsc::UnboundedReceiver<WorkerEvent>,
+        control: RunnerHandle,
+        mut messages: mpsc::UnboundedReceiver<ClusterMessage>,
     ) {
         let mut second = tokio::time::interval(Duration::from_secs(1));
         second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let _ = self.usage.sample();
+        let mut control_events = control.subscribe();
+        self.control = Some(control);
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
-                    Some(command) => self.on_command(command),
+                    Some(command) => {
+                        self.on_command(command, &mut messages).await;
+                    }
                     None => {
                         if self.quitting.is_none() {
                             self.begin_quit(oneshot::channel().0);
@@ -114,20 +123,55 @@ impl MasterLoop {
                     Some(event) => self.on_worker(event),
                     None => break,
                 },
+                message = messages.recv() => {
+                    if let Some(message) = message {
+                        self.route(message);
+                    }
+                }
+                event = control_events.recv() => {
+                    // The plan asked to stop the test (swarmer.quit() on the master).
+                    if let Ok(RunnerEvent::StopTestRequested) = event {
+                        self.stop();
+                    }
+                }
                 _ = second.tick() => self.every_second(),
             }
             if self.quit_done() {
                 break;
             }
         }
+        if let Some(control) = self.control.take() {
+            control.quit().await;
+        }
         if let Some((reply, _)) = self.quitting.take() {
             let _ = reply.send(());
         }
     }
 
-    fn on_command(&mut self, command: RunnerCommand) {
+    async fn on_command(&mut self, command: RunnerCommand, messages: &mut mpsc::UnboundedReceiver<ClusterMessage>) {
         match command {
-            RunnerCommand::Start(settings) => self.start(settings),
+            RunnerCommand::Start(settings) => {
+                let idle = matches!(self.state, RunnerState::Ready | RunnerState::Stopped);
+                if idle && !self.live_ids().is_empty() && self.quitting.is_none() {
+                    // The plan's test_start listeners run here first; what they
+                    // send reaches each worker before its users.
+                    if let Some(control) = &self.control {
+                        control.run_test_hooks(true).await;
+                    }
+                    while let Ok(message) = messages.try_recv() {
+                        self.route(message);
+                    }
+                }
+                self.start(settings)
+            }
+            RunnerCommand::Deliver(message) => {
+                if let Some(control) = &self.control {
+                    control.deliver_message(message);
+                }
+            }
+            RunnerCommand::TestHooks { done, .. } => {
+                let _ = done.send(());
+            }
             RunnerCommand::Stop => self.stop(),
             RunnerCommand::ResetStats => self.reset_stats(),
             RunnerCommand::Quit(reply) => self.begin_quit(reply),
@@ -135,6 +179,19 @@ impl MasterLoop {
             RunnerCommand::Flush(reply) => {
                 let _ = reply.send(());
             }
+        }
+    }
+
+    /// A message from the master's plan to one worker (or every worker).
+    fn route(&self, message: ClusterMessage) {
+        let custom =
+            proto::CustomMessage { r#type: message.kind, data: message.data.into_bytes(), worker_id: String::new() };
+        if message.peer.is_empty() {
+            self.broadcast(master_message::Kind::Custom(custom));
+        } else if self.workers.contains_key(&message.peer) {
+            self.send(&message.peer, master_message::Kind::Custom(custom));
+        } else {
+            tracing::warn!("send_message: no worker {:?}; message {:?} dropped", message.peer, custom.r#type);
         }
     }
 
@@ -261,6 +318,9 @@ impl MasterLoop {
             self.stop_started = None;
             self.set_state(RunnerState::Stopped);
             self.plan.run_test_stop_hooks();
+            if let Some(control) = self.control.clone() {
+                tokio::spawn(async move { control.run_test_hooks(false).await });
+            }
             let _ = self.events.send(RunnerEvent::TestStopped);
             if self.quitting.is_some() {
                 self.broadcast(master_message::Kind::Quit(proto::Quit {}));
@@ -386,7 +446,10 @@ impl MasterLoop {
                 }
             }
             WorkerEvent::Custom { id, message } => {
-                tracing::info!("worker {id} sent a {:?} message ({} bytes)", message.r#type, message.data.len());
+                if let Some(control) = &self.control {
+                    let data = String::from_utf8_lossy(&message.data).into_owned();
+                    control.deliver_message(ClusterMessage { kind: message.r#type, data, peer: id });
+                }
             }
             WorkerEvent::Gone { id, session, reason } => {
                 if !current(&self.workers, &id, session) {

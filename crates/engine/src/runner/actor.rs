@@ -86,11 +86,14 @@ impl Actor {
                     Some(RunnerCommand::Start(settings)) => self.start(settings),
                     Some(RunnerCommand::Stop) => self.stop(),
                     Some(RunnerCommand::ResetStats) => self.reset_stats(),
-                    Some(RunnerCommand::Flush(reply)) => {
+                    Some(RunnerCommand::Flush(reply)) => self.flush(reply),
+                    Some(RunnerCommand::Deliver(message)) => self.notify_shards(Notice::Message(message)),
+                    Some(RunnerCommand::TestHooks { start, done }) => {
                         for tx in &self.shard_tx {
-                            let _ = tx.send(ShardCommand::Flush);
+                            let _ = tx.send(if start { ShardCommand::TestStart } else { ShardCommand::TestStop });
                         }
-                        self.flushes.push((self.shard_tx.len(), reply));
+                        // Shards take commands in order: the flush answers after the hooks ran.
+                        self.flush(done);
                     }
                     Some(RunnerCommand::Quit(done)) => {
                         self.quitting = Some(done);
@@ -126,6 +129,13 @@ impl Actor {
         if let Some(done) = self.quitting.take() {
             let _ = done.send(());
         }
+    }
+
+    fn flush(&mut self, reply: oneshot::Sender<()>) {
+        for tx in &self.shard_tx {
+            let _ = tx.send(ShardCommand::Flush);
+        }
+        self.flushes.push((self.shard_tx.len(), reply));
     }
 
     fn notify_shards(&self, notice: Notice) {

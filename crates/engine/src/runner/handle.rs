@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{RunnerEvent, RunnerState, StatsView, TestSettings};
-use crate::plan::ClassInfo;
+use crate::plan::{ClassInfo, ClusterMessage};
 use crate::plan_options::{OptionValues, PlanOption};
 
 /// What a handle asks of the runner behind it.
@@ -17,6 +17,14 @@ pub enum RunnerCommand {
     Quit(oneshot::Sender<()>),
     /// Have every shard hand over what it recorded now; answer when done.
     Flush(oneshot::Sender<()>),
+    /// Hand a custom message to the plan's handlers on every shard.
+    Deliver(ClusterMessage),
+    /// Run the plan's test-start (true) or test-stop hooks on the shards
+    /// without starting users (a master's plan); answer when they ran.
+    TestHooks {
+        start: bool,
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// A cloneable, `Send` handle to a running [`LocalRunner`].
@@ -143,6 +151,20 @@ impl RunnerHandle {
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
         if self.commands.send(RunnerCommand::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Hand a custom message to the plan's handlers.
+    pub fn deliver_message(&self, message: ClusterMessage) {
+        let _ = self.commands.send(RunnerCommand::Deliver(message));
+    }
+
+    /// Run the plan's test-start or test-stop hooks without users; resolves
+    /// once every shard ran them.
+    pub async fn run_test_hooks(&self, start: bool) {
+        let (done, rx) = oneshot::channel();
+        if self.commands.send(RunnerCommand::TestHooks { start, done }).is_ok() {
             let _ = rx.await;
         }
     }

@@ -34,11 +34,9 @@ impl LocalRunner {
             ));
         }
         let shards = options.shards.max(1);
-        let stats = Arc::new(Mutex::new(StatsStore::new(
-            RunnerState::Ready,
-            RequestStats::new(unix_now()),
-            History::default(),
-        )));
+        let stats = options.stats.clone().unwrap_or_else(|| {
+            Arc::new(Mutex::new(StatsStore::new(RunnerState::Ready, RequestStats::new(unix_now()), History::default())))
+        });
         let setup = Arc::new(ShardSetup {
             plan: plan.clone(),
             selected: options.classes.clone(),
@@ -56,7 +54,15 @@ impl LocalRunner {
             let stop_test: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
                 let _ = stop_tx.send(ShardEvent::StopTestRequested);
             });
-            let info = ShardInfo::new(index, shards, stats.clone(), shared.clone(), stop_test);
+            let info = ShardInfo::new(
+                index,
+                shards,
+                stats.clone(),
+                shared.clone(),
+                stop_test,
+                options.role.clone(),
+                options.message_out.clone(),
+            );
             let thread = spawn_shard(info, setup.clone(), rx, event_tx.clone())
                 .map_err(|e| format!("could not start shard thread {index}: {e}"))?;
             shard_tx.push(tx);

@@ -27,6 +27,7 @@ use swarmer_stats::{History, HistoryPoint, RequestStats, StatsDelta};
 use tokio::sync::mpsc;
 
 use crate::cpu::ProcessUsage;
+use crate::plan::{ClusterMessage, NodeRole};
 use crate::tags::TagFilter;
 
 pub use handle::{PlanSummary, RunnerChannels, RunnerCommand, RunnerHandle};
@@ -55,6 +56,13 @@ pub struct RunnerOptions {
     /// Also hand every statistics delta the shards send to this channel
     /// (a cluster worker forwards them to its master).
     pub delta_sink: Option<mpsc::UnboundedSender<StatsDelta>>,
+    /// Local, master or worker (plans can ask).
+    pub role: NodeRole,
+    /// Where the plan's custom messages go (a cluster connection).
+    pub message_out: Option<mpsc::UnboundedSender<ClusterMessage>>,
+    /// Use this store instead of a new one (a master's plan runner reads
+    /// the cluster's merged statistics and workers through it).
+    pub stats: Option<StatsView>,
 }
 
 impl Default for RunnerOptions {
@@ -70,6 +78,9 @@ impl Default for RunnerOptions {
             node: "local".into(),
             host_required: true,
             delta_sink: None,
+            role: NodeRole::Local,
+            message_out: None,
+            stats: None,
         }
     }
 }
