@@ -183,6 +183,26 @@ test("thousands of names stay readable: filter, pages, sorting; plan options are
   }
 });
 
+test("a master shows its workers: header count and the Workers tab", async () => {
+  const swarmer = await h.startSwarmer(target.url, ["--processes", "2", "--expect-workers", "2", "--autostart", "-u", "4", "-r", "20"]);
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  try {
+    await page.goto(swarmer.url);
+    await page.waitForFunction(() => document.getElementById("h-workers").textContent === "2", null, { timeout: 20000 });
+    assert.equal(await page.locator("#h-workers-box").isVisible(), true);
+    await page.click("#tab-workers-button");
+    await page.waitForFunction(() => document.querySelectorAll("#workers-table tbody tr").length === 2);
+    const states = await page.locator("#workers-table tbody td:nth-child(2)").allInnerTexts();
+    await page.waitForFunction(() => Array.from(document.querySelectorAll("#workers-table tbody td:nth-child(3)"))
+      .reduce((sum, td) => sum + Number(td.textContent), 0) === 4, null, { timeout: 15000 });
+    assert.ok(states.every((s) => ["ready", "spawning", "running"].includes(s)), states.join(","));
+  } finally {
+    await context.close();
+    h.stop(swarmer);
+  }
+});
+
 test("the HTML report opens offline with every name and its charts", async () => {
   const dir = h.tempDir();
   const report = path.join(dir, "report.html");

@@ -3,6 +3,7 @@
 //! processes on this machine).
 
 use std::collections::HashMap;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -212,6 +213,15 @@ pub fn spawn_workers(
             .stdin(Stdio::null());
         if !program_plan {
             command.args(["-f", "-"]);
+        }
+        // The children end with this process, even if it is killed.
+        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches
+        // no memory of the parent; it runs between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
         }
         if let Some(ca) = &args.cluster.cluster_ca {
             command.arg("--cluster-ca").arg(ca);
