@@ -60,6 +60,9 @@ pub fn print_summary(store: &StatsStore, now: f64) {
     if !errors.is_empty() {
         eprint!("{errors}");
     }
+    for note in &store.notes {
+        eprintln!("Note: {note}");
+    }
 }
 
 /// `--json` to standard output.

@@ -247,6 +247,8 @@ fn a_killed_worker_goes_missing_and_the_others_carry_its_users() {
     assert!(killed.elapsed() < Duration::from_secs(5));
     let after = total_requests(&get_json(&base, "/stats/requests"));
     assert!(after >= before, "the killed worker's reported samples stay: {before} -> {after}");
+    let notes = get_json(&base, "/stats/requests")["notes"].clone();
+    assert!(notes[0].as_str().unwrap().contains("was lost during the test"), "the results say so: {notes}");
     master.signal(libc::SIGTERM);
     assert_eq!(master.wait_exit(Duration::from_secs(30)), 0, "{}", master.text());
     for w in &mut workers[1..] {

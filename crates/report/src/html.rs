@@ -71,6 +71,9 @@ pub fn render(store: &StatsStore, meta: &ReportMeta<'_>, now: f64) -> String {
         stats.total().num_requests,
         stats.total().num_failures,
     );
+    for note in &store.notes {
+        let _ = writeln!(body, "<p class=\"note\" role=\"note\"><b>Note:</b> {}</p>", escape(note));
+    }
     body.push_str("<h2>Request statistics</h2>\n");
     body.push_str(&request_table(store, now));
     body.push_str("<h2>Response time percentiles (ms)</h2>\n");

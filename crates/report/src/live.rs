@@ -103,6 +103,7 @@ pub fn requests_payload(store: &StatsStore, now: f64) -> Value {
         "class_counts": store.class_counts,
         "cpu_usage": store.usage.cpu_percent,
         "memory_usage": store.usage.rss_bytes,
+        "notes": store.notes,
     });
     if let Some(workers) = &store.workers {
         payload["workers"] = json!(workers);

@@ -333,6 +333,7 @@ impl MasterLoop {
         self.broadcast(master_message::Kind::ResetStats(proto::ResetStats { epoch: self.epoch }));
         if let Ok(mut store) = self.stats.lock() {
             store.stats.reset(unix_now());
+            store.notes.clear();
         }
     }
 
@@ -465,11 +466,27 @@ impl MasterLoop {
                     w.user_count = 0;
                 }
                 tracing::warn!("Worker {id} is missing ({reason}); its users move to the other workers");
+                self.note_lost(&id, &reason);
                 self.dispatch();
                 self.check_stopped();
             }
         }
         self.publish();
+    }
+
+    /// Say in the results that a worker's last second may be missing.
+    fn note_lost(&self, id: &str, why: &str) {
+        if !matches!(self.state, RunnerState::Spawning | RunnerState::Running | RunnerState::Stopping) {
+            return;
+        }
+        let note = format!(
+            "Worker {id} was lost during the test at {} ({why}): the statistics it had not yet sent (at most its last \
+             second) are missing from these results.",
+            swarmer_stats::utc_timestamp(unix_now())
+        );
+        if let Ok(mut store) = self.stats.lock() {
+            store.notes.push(note);
+        }
     }
 
     fn every_second(&mut self) {
@@ -487,6 +504,7 @@ impl MasterLoop {
                 w.user_count = 0;
             }
             tracing::warn!("Worker {id} sent no heartbeat for {:.0?}: missing; its users move to the others", timeout);
+            self.note_lost(id, "no heartbeat");
         }
         if !silent.is_empty() {
             self.dispatch();

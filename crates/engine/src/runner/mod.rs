@@ -122,6 +122,8 @@ pub struct StatsStore {
     pub test_stopped: Option<f64>,
     /// On a cluster master, its workers; `None` elsewhere.
     pub workers: Option<Vec<WorkerStatus>>,
+    /// What a reader of the results must know (a worker lost mid-test).
+    pub notes: Vec<String>,
 }
 
 /// A worker as a master sees it (Locust's `workers[]` entries).
@@ -151,6 +153,7 @@ impl StatsStore {
             test_started: None,
             test_stopped: None,
             workers: None,
+            notes: Vec::new(),
         }
     }
 
