@@ -5,7 +5,8 @@
 #
 # Layout on a 2-core machine: the target is pinned to core 1, the load
 # generator (wrk, then Swarmer) to core 0, so both get one core each.
-# Environment: DURATION (default 10s), USERS (50), IDLE_USERS (5000).
+# Environment: DURATION (default 10s), USERS (50), IDLE_USERS (5000),
+# RSS=0 to skip the memory part.
 set -euo pipefail
 ulimit -n 65536 2>/dev/null || true
 cd "$(dirname "$0")/.."
@@ -56,6 +57,8 @@ rust_rps=$(swarmer_rps target/release/examples/hello_loop)
 echo "swarmer (Rust API):  $rust_rps req/s  = $(python3 -c "print(f'{$rust_rps/$wrk_rps:.2f}')") x wrk"
 lua_rps=$(swarmer_rps "$bin" -f examples/lua/hello/plan.lua)
 echo "swarmer (Lua plan):  $lua_rps req/s  = $(python3 -c "print(f'{$lua_rps/$wrk_rps:.2f}')") x wrk, $(python3 -c "print(f'{$lua_rps/$rust_rps:.2f}')") x Rust API"
+
+[ "${RSS:-1}" = 0 ] && exit 0
 
 # RSS per idle user: users that made one request and now wait an hour.
 # Measured twice: ramped at 1000 users/s (few requests in flight at once),

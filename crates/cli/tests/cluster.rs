@@ -445,3 +445,51 @@ fn custom_messages_split_test_data_over_workers_and_report_back() {
     assert_eq!(names, ["login as alice", "login as bob", "login as carol", "login as dave"], "each account used once");
     assert!(logins.iter().all(|(_, n)| *n == 1), "{logins:?}");
 }
+
+#[test]
+fn mutual_tls_admits_only_workers_with_a_certificate_from_the_ca() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let fixtures = repo().join("tests/fixtures/tls");
+    let f = |name: &str| fixtures.join(name).to_string_lossy().into_owned();
+    let master = Proc::start(
+        &[
+            "-f",
+            &plan(),
+            "--master",
+            "--autostart",
+            "-u",
+            "2",
+            "-r",
+            "100",
+            "-H",
+            &t.url(),
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            "0",
+            "--web-host",
+            "127.0.0.1",
+            "-P",
+            "0",
+            "--cluster-tls-cert",
+            &f("server.pem"),
+            "--cluster-tls-key",
+            &f("server.key"),
+            "--cluster-ca",
+            &f("ca.pem"),
+        ],
+        TOKEN,
+    );
+    let port = port_after(&master.wait_for("Cluster master listening on", Duration::from_secs(20)), "listening on ");
+    let web = master.wait_for("Starting web interface at", Duration::from_secs(20));
+    let base = web[web.find("http://").unwrap()..].trim().to_owned();
+    let mut anonymous = worker(&port, &["--cluster-ca", &f("ca.pem")], TOKEN);
+    anonymous.wait_for("Could not reach the master", Duration::from_secs(10));
+    assert_eq!(get_json(&base, "/stats/requests")["worker_count"], 0, "no client certificate, no entry");
+    let client =
+        ["--cluster-ca", &f("ca.pem"), "--cluster-tls-cert", &f("client.pem"), "--cluster-tls-key", &f("client.key")];
+    let good = worker(&port, &client, TOKEN);
+    good.wait_for("Connected to the master", Duration::from_secs(15));
+    wait_until(Duration::from_secs(15), || t.requests_served() > 0, "the worker with a certificate runs users");
+    anonymous.kill9();
+}
