@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use mlua::{AnyUserData, FromLua, Function, IntoLuaMulti, Lua, MultiValue, Table, Thread, ThreadStatus, Value};
+use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, Table, Thread, ThreadStatus, Value};
 use swarmer_engine::{TaskError, TaskResult, User};
 
 use crate::client::{LuaClient, Pending, perform};
@@ -36,28 +36,32 @@ pub struct LuaUser {
 const OP_REQUEST: i64 = 1;
 const OP_SLEEP: i64 = 2;
 
+/// What a coroutine yields: an operation code and up to four operands
+/// (read straight off the Lua stack: no list is built per step).
+type Yielded = (Value, Value, Value, Value, Value);
+
 /// Run `thread` to completion: each time it yields an operation (an HTTP
 /// request, a sleep), do it as async Rust and resume it with the result.
 /// This is what makes `self.client:get` look blocking: one resume and one
-/// yield per request, no future boxed per call.
-pub async fn drive(lua: &Lua, thread: &Thread, first: MultiValue) -> mlua::Result<MultiValue> {
-    let mut args = first;
+/// yield per request, no future boxed per call. Returns the first value
+/// the coroutine's function returned.
+pub async fn drive(lua: &Lua, thread: &Thread, first: impl IntoLuaMulti) -> mlua::Result<Value> {
+    let mut step: Yielded = thread.resume(first)?;
     loop {
-        let out: MultiValue = thread.resume(args)?;
         if thread.status() != ThreadStatus::Resumable {
-            return Ok(out);
+            return Ok(step.0);
         }
-        let mut values = out.into_iter();
-        args = match values.next() {
-            Some(Value::Integer(OP_REQUEST)) => {
-                let client = match values.next() {
-                    Some(Value::UserData(ud)) => ud,
-                    _ => return Err(mlua::Error::runtime("internal: a request without a client")),
+        let (op, a, b, c, d) = step;
+        step = match op {
+            Value::Integer(OP_REQUEST) => {
+                let Value::UserData(client) = a else {
+                    return Err(mlua::Error::runtime("internal: a request without a client"));
                 };
-                let method = String::from_lua(values.next().unwrap_or(Value::Nil), lua)?;
-                let url = values.next().unwrap_or(Value::Nil);
-                let opts = values.next().unwrap_or(Value::Nil);
-                let result = match (url, opts) {
+                let method = match &b {
+                    Value::String(m) => m.to_str()?,
+                    other => return Err(mlua::Error::runtime(format!("expected a method, got {}", other.type_name()))),
+                };
+                let result = match (c, d) {
                     (Value::String(url), Value::Nil) => {
                         perform(lua, &client, &method, url.to_str()?.to_string(), None).await
                     }
@@ -72,22 +76,20 @@ pub async fn drive(lua: &Lua, thread: &Thread, first: MultiValue) -> mlua::Resul
                     }
                 };
                 match result {
-                    Ok(response) => (response,).into_lua_multi(lua)?,
-                    Err(e) => (Value::Nil, crate::vm::clean(&e)).into_lua_multi(lua)?,
+                    Ok(response) => thread.resume(response)?,
+                    Err(e) => thread.resume((Value::Nil, crate::vm::clean(&e)))?,
                 }
             }
-            Some(Value::Integer(OP_SLEEP)) => match values.next() {
-                Some(Value::Integer(s)) if s >= 0 => {
+            Value::Integer(OP_SLEEP) => match a {
+                Value::Integer(s) if s >= 0 => {
                     tokio::time::sleep(Duration::from_secs(s as u64)).await;
-                    MultiValue::new()
+                    thread.resume(())?
                 }
-                Some(Value::Number(s)) if s.is_finite() && s >= 0.0 => {
+                Value::Number(s) if s.is_finite() && s >= 0.0 => {
                     tokio::time::sleep(Duration::from_secs_f64(s)).await;
-                    MultiValue::new()
+                    thread.resume(())?
                 }
-                other => {
-                    (Value::Nil, format!("sleep: expected non-negative seconds, got {other:?}")).into_lua_multi(lua)?
-                }
+                other => thread.resume((Value::Nil, format!("sleep: expected non-negative seconds, got {other:?}")))?,
             },
             _ => {
                 return Err(mlua::Error::runtime(
@@ -103,10 +105,7 @@ pub async fn drive(lua: &Lua, thread: &Thread, first: MultiValue) -> mlua::Resul
 pub async fn run(context: &ClassContext, user: &mut User, body: &Function) -> TaskResult {
     let (self_table, pending) = user_object(context, user).map_err(|e| lua_exception(&e))?;
     let outcome = match context.lua.create_thread(context.run.clone()) {
-        Ok(thread) => match (body.clone(), self_table).into_lua_multi(&context.lua) {
-            Ok(args) => drive(&context.lua, &thread, args).await.map(|mut out| out.pop_front().unwrap_or(Value::Nil)),
-            Err(e) => Err(e),
-        },
+        Ok(thread) => drive(&context.lua, &thread, (body, &self_table)).await,
         Err(e) => Err(e),
     };
     // Catch-response results the task did not mark get Locust's default.

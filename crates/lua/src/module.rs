@@ -72,7 +72,7 @@ fn spawn(lua: &Lua, body: Function) -> mlua::Result<()> {
     let thread = lua.create_thread(body)?;
     let lua = lua.clone();
     tokio::task::spawn_local(async move {
-        if let Err(e) = crate::call::drive(&lua, &thread, mlua::MultiValue::new()).await {
+        if let Err(e) = crate::call::drive(&lua, &thread, ()).await {
             tracing::error!("background coroutine failed: {}", crate::vm::clean(&e));
         }
     });

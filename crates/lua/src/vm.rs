@@ -120,9 +120,8 @@ fn hook(lua: &Lua, fire: &Function, name: &'static str) -> ShardHook {
 /// Fire an event in a coroutine of its own, so listeners may wait.
 async fn fire_async(lua: &Lua, fire: &Function, args: impl mlua::IntoLuaMulti) -> mlua::Result<Table> {
     let thread = lua.create_thread(fire.clone())?;
-    let out = crate::call::drive(lua, &thread, args.into_lua_multi(lua)?).await?;
-    match out.into_iter().next() {
-        Some(mlua::Value::Table(t)) => Ok(t),
+    match crate::call::drive(lua, &thread, args).await? {
+        mlua::Value::Table(t) => Ok(t),
         _ => lua.create_table(),
     }
 }
