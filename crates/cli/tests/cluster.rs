@@ -188,7 +188,13 @@ fn master_and_three_workers_split_users_ship_the_plan_and_count_every_request() 
     let names: Vec<&str> = entries.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"/ (browse)") && names.contains(&"/login"), "{names:?}: the shipped module ran");
     assert!(recorded > 100, "{recorded}");
-    assert_eq!(recorded, t.requests_served(), "master total = every request the target served");
+    assert_eq!(
+        recorded,
+        t.requests_served(),
+        "master total = every request the target served:\n{}\n{}",
+        master.text(),
+        workers.iter().map(|w| w.text()).collect::<Vec<_>>().join("\n---\n")
+    );
 }
 
 #[test]

@@ -81,6 +81,12 @@ impl Bundle {
             }
             files.push((f.path.clone(), f.content.clone()));
         }
+        let entry = Path::new(&bundle.entry);
+        if !files.is_empty()
+            && (entry.is_absolute() || entry.components().any(|c| !matches!(c, std::path::Component::Normal(_))))
+        {
+            return Err(format!("plan bundle: refusing the entry {:?}", bundle.entry));
+        }
         let received = Self { entry: bundle.entry.clone(), files };
         if received.digest() != bundle.digest {
             return Err("plan bundle: the digest does not match its content".into());

@@ -38,3 +38,5 @@ pub mod proto {
 pub const PROTOCOL: u32 = 1;
 /// Largest protocol message accepted (a plan bundle with its data files).
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
+/// Largest message a master reads from a worker (a second of statistics).
+pub const MAX_REPORT_BYTES: usize = 16 * 1024 * 1024;

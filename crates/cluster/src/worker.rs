@@ -58,6 +58,8 @@ enum SessionEnd {
 pub async fn run(options: WorkerOptions, load: PlanLoader) -> Result<(), String> {
     let mut runner: Option<(RunnerHandle, mpsc::UnboundedReceiver<StatsDelta>)> = None;
     let (message_tx, mut messages) = mpsc::unbounded_channel();
+    // The statistics epoch survives reconnects: reports recorded meanwhile keep it.
+    let mut epoch = 0u64;
     let mut lost_since: Option<Instant> = None;
     let mut attempts = 0u64;
     let url = format!(
@@ -75,7 +77,19 @@ pub async fn run(options: WorkerOptions, load: PlanLoader) -> Result<(), String>
                     runner = Some(start_runner(&options, &welcome, &load, message_tx.clone()).await?);
                 }
                 let (handle, deltas) = runner.as_mut().expect("started above");
-                match session(&options, handle, deltas, &mut messages, client_tx, inbound).await {
+                if matches!(handle.state(), RunnerState::Spawning | RunnerState::Running) {
+                    // Users from before the break: the master (maybe a new one)
+                    // assigns this worker's share again if its test runs.
+                    tracing::info!("Back with the master: stopping the users from before until it assigns a share");
+                    handle.stop();
+                }
+                if welcome.stats_epoch != epoch {
+                    // The master reset its statistics while this worker was away.
+                    handle.reset_stats();
+                    while deltas.try_recv().is_ok() {}
+                    epoch = welcome.stats_epoch;
+                }
+                match session(&options, handle, deltas, &mut messages, &mut epoch, client_tx, inbound).await {
                     SessionEnd::Quit => return Ok(()),
                     SessionEnd::Lost(reason) => {
                         tracing::warn!("Lost the master: {reason}; reconnecting");
@@ -251,13 +265,13 @@ async fn session(
     handle: &RunnerHandle,
     deltas: &mut mpsc::UnboundedReceiver<StatsDelta>,
     messages: &mut mpsc::UnboundedReceiver<ClusterMessage>,
+    epoch: &mut u64,
     tx: mpsc::Sender<proto::WorkerMessage>,
     mut inbound: tonic::Streaming<proto::MasterMessage>,
 ) -> SessionEnd {
     let mut events = handle.subscribe();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut usage = UsageMonitor::new();
-    let mut epoch = 0u64;
     let mut last_master = Instant::now();
     let mut stop_requested = false;
     loop {
@@ -286,14 +300,14 @@ async fn session(
                     master_message::Kind::Stop(_) => {
                         stop_requested = true;
                         if matches!(handle.state(), RunnerState::Ready | RunnerState::Stopped) {
-                            report_stopped(handle, deltas, &tx, epoch).await;
+                            report_stopped(handle, deltas, &tx, *epoch).await;
                         } else {
                             handle.stop();
                         }
                     }
                     master_message::Kind::Quit(_) => {
                         handle.quit().await;
-                        send_stats(deltas, &tx, epoch).await;
+                        send_stats(deltas, &tx, *epoch).await;
                         let _ = tx.send(msg(worker_message::Kind::QuitAck(proto::QuitAck {}))).await;
                         // Let the last messages leave before the process ends.
                         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -301,9 +315,11 @@ async fn session(
                         return SessionEnd::Quit;
                     }
                     master_message::Kind::ResetStats(r) => {
-                        handle.reset_stats();
-                        epoch = r.epoch;
-                        while deltas.try_recv().is_ok() {}
+                        if r.epoch != *epoch {
+                            handle.reset_stats();
+                            *epoch = r.epoch;
+                            while deltas.try_recv().is_ok() {}
+                        }
                     }
                     master_message::Kind::Custom(m) => {
                         let data = String::from_utf8_lossy(&m.data).into_owned();
@@ -328,7 +344,7 @@ async fn session(
                     // Stopped by the master, or by a user (StopTest): either
                     // way the master hears it after the last statistics.
                     let _ = stop_requested;
-                    report_stopped(handle, deltas, &tx, epoch).await;
+                    report_stopped(handle, deltas, &tx, *epoch).await;
                 }
             }
             _ = tick.tick() => {
@@ -346,7 +362,7 @@ async fn session(
                 if tx.send(msg(worker_message::Kind::Heartbeat(beat))).await.is_err() {
                     return SessionEnd::Lost("the stream to the master closed".into());
                 }
-                send_stats(deltas, &tx, epoch).await;
+                send_stats(deltas, &tx, *epoch).await;
             }
         }
     }

@@ -106,7 +106,7 @@ pub struct LoginForm {
 }
 
 /// How long a wrong password waits before its answer (slows guessing).
-const FAILED_LOGIN_DELAY: Duration = Duration::from_millis(400);
+pub(crate) const FAILED_LOGIN_DELAY: Duration = Duration::from_millis(400);
 
 /// `POST /login`: check, open a session, set its cookie.
 pub async fn login_submit(State(state): State<Arc<AppState>>, Form(form): Form<LoginForm>) -> Response {

@@ -47,6 +47,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/stream", get(stream::stream))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(refuse_cross_site))
         .layer(middleware::from_fn_with_state(state.clone(), require_login))
         .layer(middleware::map_response(security_headers))
         .with_state(state.clone());
@@ -66,7 +67,8 @@ async fn not_found() -> Response {
 }
 
 /// No framing by other sites, no MIME sniffing, no referrer leaks. There is
-/// no CORS header: browsers keep other origins out of the API.
+/// no CORS header, so other sites' pages cannot read the API's answers
+/// (what they could still *send* is refused by [`refuse_cross_site`]).
 async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
@@ -75,14 +77,52 @@ async fn security_headers(mut response: Response) -> Response {
     response
 }
 
+/// Paths that change something (start, stop, reset, log in or out).
+const CHANGING: [&str; 5] = ["/swarm", "/stop", "/stats/reset", "/login", "/logout"];
+
+/// Refuse requests that change something when a browser says another site
+/// sent them (`Sec-Fetch-Site`, or an `Origin` other than this host): a
+/// page elsewhere cannot start, stop or reset a test through a visitor's
+/// browser. Scripts (curl, exporters) send neither header and are not
+/// affected.
+async fn refuse_cross_site(request: Request, next: Next) -> Response {
+    let changing = CHANGING.contains(&request.uri().path())
+        && (request.method() != Method::GET || request.uri().path() != "/login");
+    if changing {
+        let headers = request.headers();
+        // Browsers that send Sec-Fetch-Site are judged by it alone (with our
+        // no-referrer policy a same-origin form posts `Origin: null`); older
+        // ones by an Origin naming another host.
+        let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+        let cross_fetch = matches!(fetch_site, Some("cross-site" | "same-site"));
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+        let cross_origin = fetch_site.is_none()
+            && match (origin, host) {
+                (Some(origin), Some(host)) if origin != "null" => {
+                    origin.split_once("://").map(|(_, h)| h) != Some(host)
+                }
+                _ => false,
+            };
+        if cross_fetch || cross_origin {
+            return (
+                StatusCode::FORBIDDEN,
+                axum::Json(json!({ "success": false, "message": "refused: this request came from another site" })),
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
 /// With `--web-login`: a valid session cookie or basic-auth header, else
 /// the login page (a browser asking for the UI) or 401 (anything else).
 async fn require_login(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let Some(credentials) = &state.options.credentials else {
         return next.run(request).await;
     };
-    let path = request.uri().path();
-    let relative = path.strip_prefix(state.options.base_path.as_str()).unwrap_or(path);
+    // Under --web-base-path the router has already stripped the prefix.
+    let relative = request.uri().path().to_owned();
     if relative == "/login" {
         return next.run(request).await;
     }
@@ -97,6 +137,10 @@ async fn require_login(State(state): State<Arc<AppState>>, request: Request, nex
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).is_some_and(|v| credentials.verify_basic(v));
     if by_cookie || by_basic {
         return next.run(request).await;
+    }
+    if headers.contains_key(header::AUTHORIZATION) {
+        // A wrong password: answer slowly, as the login form does.
+        tokio::time::sleep(crate::pages::FAILED_LOGIN_DELAY).await;
     }
     if request.method() == Method::GET && (relative == "/" || relative.is_empty()) {
         return Redirect::to(&state.path("/login")).into_response();

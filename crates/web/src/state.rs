@@ -23,12 +23,22 @@ pub struct AppState {
     /// The latest push message (the same JSON as `/stats/requests` plus the
     /// newest chart point), rendered once a second for every subscriber.
     pub stream: watch::Sender<Arc<str>>,
+    /// A publisher task is rendering `stream` (at most one runs).
+    pub publishing: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
     pub fn new(runner: RunnerHandle, options: WebOptions, tls: bool) -> Self {
         let (stream, _) = watch::channel(Arc::from(""));
-        Self { runner, options, sessions: Sessions::default(), tls, run_timer: Mutex::new(None), stream }
+        Self {
+            runner,
+            options,
+            sessions: Sessions::default(),
+            tls,
+            run_timer: Mutex::new(None),
+            stream,
+            publishing: Default::default(),
+        }
     }
 
     /// Start (or re-target) a test and arm its run-time timer. Errors name

@@ -500,3 +500,47 @@ async fn the_page_embeds_its_configuration() {
     let openapi = s.json("/openapi.json").await;
     assert_eq!(openapi["openapi"], "3.0.3");
 }
+
+#[tokio::test]
+async fn other_sites_cannot_start_stop_or_reset_a_test() {
+    let mut s = setup().await;
+    let form = [("user_count", "1"), ("spawn_rate", "1")];
+    let cross = Request::post("/swarm").form(&form).header("sec-fetch-site", "cross-site");
+    assert_eq!(s.client.send(&cross).await.status_code(), 403);
+    let foreign = Request::post("/swarm").form(&form).header("origin", "http://evil.example");
+    assert_eq!(s.client.send(&foreign).await.status_code(), 403);
+    let image = Request::get("/stop").header("sec-fetch-site", "cross-site");
+    assert_eq!(s.client.send(&image).await.status_code(), 403);
+    assert_eq!(s.runner.state(), RunnerState::Ready, "nothing started");
+    // The page itself (same origin) and scripts (no such headers) may.
+    let origin = s.web.url();
+    let own = Request::post("/swarm").form(&form).header("origin", &origin).header("sec-fetch-site", "same-origin");
+    assert_eq!(s.client.send(&own).await.status_code(), 200);
+    assert_eq!(s.get("/stop").await.status_code(), 200);
+    // Reading is allowed from anywhere (a link to the UI from a chat, say).
+    assert_eq!(s.client.send(&Request::get("/").header("sec-fetch-site", "cross-site")).await.status_code(), 200);
+}
+
+#[tokio::test]
+async fn absurd_user_counts_are_refused() {
+    let mut s = setup().await;
+    let r = s.post("/swarm", &[("user_count", "100000000000"), ("spawn_rate", "1")]).await;
+    assert_eq!(r.status_code(), 400);
+    assert!(r.json::<Value>().unwrap()["message"].as_str().unwrap().contains("at most"));
+}
+
+#[tokio::test]
+async fn login_works_under_a_base_path_that_looks_like_a_route() {
+    let credentials = Credentials::parse("alice:s3cret", "test").unwrap();
+    let options = WebOptions { credentials: Some(credentials), base_path: "/log".into(), ..web_options() };
+    let mut s = setup_with(options, true).await;
+    let root = s.web.url().trim_end_matches("/log").to_owned();
+    let page = s.client.send(&Request::get(format!("{root}/log/login"))).await;
+    assert_eq!(page.status_code(), 200, "the login page is reachable");
+    assert!(page.text().contains("action=\"/log/login\""));
+    let login = Request::post(format!("{root}/log/login"))
+        .form(&[("username", "alice"), ("password", "s3cret")])
+        .allow_redirects(false);
+    assert_eq!(s.client.send(&login).await.header("location"), Some("/log"));
+    assert_eq!(s.client.send(&Request::get(format!("{root}/log/stats/requests"))).await.status_code(), 200);
+}

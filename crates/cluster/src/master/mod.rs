@@ -71,7 +71,8 @@ impl Master {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let mut server = Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(2)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(5)));
+            .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+            .max_concurrent_streams(Some(4));
         if let Some(config) = server_tls(&options.tls)? {
             server = server.tls_config(config).map_err(|e| format!("cluster TLS: {e}"))?;
         } else {
@@ -97,6 +98,7 @@ impl Master {
             RunnerHandle::remote(stats.clone(), classes.clone(), runner.host.clone(), summary);
         let (worker_tx, worker_rx) = tokio::sync::mpsc::unbounded_channel();
         let digest = options.bundle.digest();
+        let epoch = Arc::new(AtomicU64::new(0));
         let service = Arc::new(ClusterService {
             events: worker_tx,
             token: options.token.clone(),
@@ -104,9 +106,13 @@ impl Master {
             digest,
             options: plan.option_values.clone(),
             sessions: AtomicU64::new(0),
+            epoch: epoch.clone(),
         });
+        // Workers send heartbeats and statistics, never bundles: a smaller
+        // limit on what the master reads keeps unauthenticated peers from
+        // making it buffer much.
         let svc = ClusterServer::new(service)
-            .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)
+            .max_decoding_message_size(crate::MAX_REPORT_BYTES)
             .max_encoding_message_size(crate::MAX_MESSAGE_BYTES);
         let incoming = TcpListenerStream::new(listener);
         tokio::spawn(async move {
@@ -129,7 +135,7 @@ impl Master {
         let control = LocalRunner::start(plan.clone(), control_options).await?;
         let master =
             MasterLoop::new(plan, runner, classes, stats, events, host, options.heartbeat_timeout, UsageMonitor::new());
-        tokio::spawn(master.run(commands, worker_rx, control, message_rx));
+        tokio::spawn(master.run(commands, worker_rx, control, message_rx, epoch));
         tracing::info!("Cluster master listening on {addr}");
         Ok(Master { handle, addr })
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures_util::Stream;
 use swarmer_engine::OptionValues;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{ClusterToken, nonce};
@@ -25,7 +25,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// What a worker's stream tells the master's loop.
 #[derive(Debug)]
 pub enum WorkerEvent {
-    Joined { id: String, session: u64, cores: u32, hostname: String, tx: mpsc::Sender<proto::MasterMessage> },
+    Joined { id: String, session: u64, cores: u32, hostname: String, tx: mpsc::UnboundedSender<proto::MasterMessage> },
     Heartbeat { id: String, session: u64, beat: proto::Heartbeat },
     Stats { id: String, session: u64, report: proto::StatsReport },
     Stopped { id: String, session: u64 },
@@ -41,6 +41,8 @@ pub struct ClusterService {
     pub digest: String,
     pub options: OptionValues,
     pub sessions: AtomicU64,
+    /// The master's statistics epoch (resets so far), told to joining workers.
+    pub epoch: Arc<AtomicU64>,
 }
 
 type Outbound = Pin<Box<dyn Stream<Item = Result<proto::MasterMessage, Status>> + Send>>;
@@ -55,11 +57,13 @@ impl proto::cluster_server::Cluster for Arc<ClusterService> {
     ) -> Result<Response<Self::JoinStream>, Status> {
         let peer = request.remote_addr();
         let inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(256);
+        // Unbounded: control messages (assign, stop, quit) are never dropped;
+        // a worker that stops reading is found by its missing heartbeats.
+        let (tx, rx) = mpsc::unbounded_channel();
         let service = self.clone();
         let session = self.sessions.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move { service.session(peer, session, inbound, tx).await });
-        Ok(Response::new(Box::pin(futures_util::StreamExt::map(ReceiverStream::new(rx), Ok))))
+        Ok(Response::new(Box::pin(futures_util::StreamExt::map(UnboundedReceiverStream::new(rx), Ok))))
     }
 }
 
@@ -68,10 +72,16 @@ fn message(kind: master_message::Kind) -> proto::MasterMessage {
 }
 
 impl ClusterService {
-    async fn refuse(&self, tx: &mpsc::Sender<proto::MasterMessage>, peer: Option<SocketAddr>, who: &str, reason: &str) {
+    async fn refuse(
+        &self,
+        tx: &mpsc::UnboundedSender<proto::MasterMessage>,
+        peer: Option<SocketAddr>,
+        who: &str,
+        reason: &str,
+    ) {
         let from = peer.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
         tracing::warn!("refused {who} from {from}: {reason}");
-        let _ = tx.send(message(master_message::Kind::Reject(proto::Reject { reason: reason.to_owned() }))).await;
+        let _ = tx.send(message(master_message::Kind::Reject(proto::Reject { reason: reason.to_owned() })));
     }
 
     async fn session(
@@ -79,7 +89,7 @@ impl ClusterService {
         peer: Option<SocketAddr>,
         session: u64,
         mut inbound: Streaming<proto::WorkerMessage>,
-        tx: mpsc::Sender<proto::MasterMessage>,
+        tx: mpsc::UnboundedSender<proto::MasterMessage>,
     ) {
         // 1. Hello.
         let hello = match step(&mut inbound).await {
@@ -99,7 +109,7 @@ impl ClusterService {
         let master_nonce = nonce();
         let proof = self.token.master_proof(&hello.nonce, &master_nonce);
         let challenge = proto::Challenge { nonce: master_nonce.clone(), proof };
-        if tx.send(message(master_message::Kind::Challenge(challenge))).await.is_err() {
+        if tx.send(message(master_message::Kind::Challenge(challenge))).is_err() {
             return;
         }
         match step(&mut inbound).await {
@@ -123,9 +133,10 @@ impl ClusterService {
         let welcome = proto::Welcome {
             plan: hello.plan_digest.is_empty().then(|| self.bundle.to_proto()),
             options: self.options.snapshot().into_iter().collect(),
+            stats_epoch: self.epoch.load(Ordering::Relaxed),
             ..Default::default()
         };
-        if tx.send(message(master_message::Kind::Welcome(welcome))).await.is_err() {
+        if tx.send(message(master_message::Kind::Welcome(welcome))).is_err() {
             return;
         }
         let id = hello.worker_id.clone();
@@ -162,8 +173,8 @@ impl ClusterService {
     }
 }
 
-fn short(digest: &str) -> &str {
-    &digest[..digest.len().min(12)]
+fn short(digest: &str) -> String {
+    digest.chars().take(12).collect()
 }
 
 /// The next message of a handshake step, which must come in time.

@@ -27,7 +27,7 @@ const QUIT_GRACE: Duration = Duration::from_secs(10);
 struct Worker {
     session: u64,
     cores: u32,
-    tx: mpsc::Sender<proto::MasterMessage>,
+    tx: mpsc::UnboundedSender<proto::MasterMessage>,
     state: String,
     user_count: usize,
     cpu: f64,
@@ -59,6 +59,8 @@ pub(super) struct MasterLoop {
     quitting: Option<(oneshot::Sender<()>, Instant)>,
     /// The plan's runner on the master (no users: listeners and handlers).
     control: Option<RunnerHandle>,
+    /// `epoch`, for the gRPC side to tell joining workers.
+    shared_epoch: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl MasterLoop {
@@ -92,6 +94,7 @@ impl MasterLoop {
             stop_started: None,
             quitting: None,
             control: None,
+            shared_epoch: Arc::default(),
         }
     }
 
@@ -101,7 +104,11 @@ impl MasterLoop {
         mut workers: mpsc::UnboundedReceiver<WorkerEvent>,
         control: RunnerHandle,
         mut messages: mpsc::UnboundedReceiver<ClusterMessage>,
+        epoch: Arc<std::sync::atomic::AtomicU64>,
     ) {
+        self.shared_epoch = epoch;
+        // A closed input is not polled again (it would answer at once, forever).
+        let (mut commands_open, mut messages_open, mut control_open) = (true, true, true);
         let mut second = tokio::time::interval(Duration::from_secs(1));
         second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let _ = self.usage.sample();
@@ -109,11 +116,12 @@ impl MasterLoop {
         self.control = Some(control);
         loop {
             tokio::select! {
-                command = commands.recv() => match command {
+                command = commands.recv(), if commands_open => match command {
                     Some(command) => {
                         self.on_command(command, &mut messages).await;
                     }
                     None => {
+                        commands_open = false;
                         if self.quitting.is_none() {
                             self.begin_quit(oneshot::channel().0);
                         }
@@ -123,17 +131,16 @@ impl MasterLoop {
                     Some(event) => self.on_worker(event),
                     None => break,
                 },
-                message = messages.recv() => {
-                    if let Some(message) = message {
-                        self.route(message);
-                    }
-                }
-                event = control_events.recv() => {
+                message = messages.recv(), if messages_open => match message {
+                    Some(message) => self.route(message),
+                    None => messages_open = false,
+                },
+                event = control_events.recv(), if control_open => match event {
                     // The plan asked to stop the test (swarmer.quit() on the master).
-                    if let Ok(RunnerEvent::StopTestRequested) = event {
-                        self.stop();
-                    }
-                }
+                    Ok(RunnerEvent::StopTestRequested) => self.stop(),
+                    Err(broadcast::error::RecvError::Closed) => control_open = false,
+                    _ => {}
+                },
                 _ = second.tick() => self.every_second(),
             }
             if self.quit_done() {
@@ -158,6 +165,9 @@ impl MasterLoop {
                     if let Some(control) = &self.control {
                         control.run_test_hooks(true).await;
                     }
+                    // Heartbeats were not read meanwhile: do not count that time.
+                    let now = Instant::now();
+                    self.workers.values_mut().for_each(|w| w.last_seen = now);
                     while let Ok(message) = messages.try_recv() {
                         self.route(message);
                     }
@@ -182,6 +192,26 @@ impl MasterLoop {
         }
     }
 
+    /// A worker that joined (`silent_return` false) or whose heartbeats came
+    /// back on the same stream: a share if a test runs. A worker that comes
+    /// back while no test runs may still run users from before: stop them.
+    /// (A worker that reconnects stops its users itself.)
+    fn catch_up(&mut self, id: &str, silent_return: bool) {
+        match self.state {
+            RunnerState::Spawning | RunnerState::Running => self.dispatch(),
+            _ if !silent_return => {}
+            state => {
+                if state == RunnerState::Stopping
+                    && let Some(w) = self.workers.get_mut(id)
+                {
+                    w.stopped = false;
+                }
+                self.send(id, master_message::Kind::Stop(proto::Stop {}));
+                self.check_stopped();
+            }
+        }
+    }
+
     /// A message from the master's plan to one worker (or every worker).
     fn route(&self, message: ClusterMessage) {
         let custom =
@@ -201,9 +231,9 @@ impl MasterLoop {
 
     fn send(&self, id: &str, kind: master_message::Kind) {
         if let Some(w) = self.workers.get(id)
-            && w.tx.try_send(proto::MasterMessage { kind: Some(kind) }).is_err()
+            && w.tx.send(proto::MasterMessage { kind: Some(kind) }).is_err()
         {
-            tracing::warn!("worker {id}: its message queue is full or closed; message dropped");
+            tracing::debug!("worker {id}: its stream is closed; message dropped");
         }
     }
 
@@ -330,6 +360,7 @@ impl MasterLoop {
 
     fn reset_stats(&mut self) {
         self.epoch += 1;
+        self.shared_epoch.store(self.epoch, std::sync::atomic::Ordering::Relaxed);
         self.broadcast(master_message::Kind::ResetStats(proto::ResetStats { epoch: self.epoch }));
         if let Ok(mut store) = self.stats.lock() {
             store.stats.reset(unix_now());
@@ -392,13 +423,10 @@ impl MasterLoop {
                     "Worker {id} ({hostname}, {cores} cores) {} (workers: {n})",
                     if rejoined { "reconnected" } else { "connected" }
                 );
-                if self.epoch > 0 {
-                    self.send(&id, master_message::Kind::ResetStats(proto::ResetStats { epoch: self.epoch }));
-                }
                 if self.quitting.is_some() {
                     self.send(&id, master_message::Kind::Quit(proto::Quit {}));
                 }
-                self.dispatch();
+                self.catch_up(&id, false);
             }
             WorkerEvent::Heartbeat { id, session, beat } => {
                 if !current(&self.workers, &id, session) {
@@ -415,7 +443,9 @@ impl MasterLoop {
                 };
                 if back {
                     tracing::info!("Worker {id} is back");
-                    self.dispatch();
+                    // It may have missed a reset while it was silent.
+                    self.send(&id, master_message::Kind::ResetStats(proto::ResetStats { epoch: self.epoch }));
+                    self.catch_up(&id, true);
                 }
             }
             WorkerEvent::Stats { id, session, report } => {

@@ -19,6 +19,10 @@ use crate::error::ApiError;
 use crate::routes::BODY_LIMIT;
 use crate::state::AppState;
 
+/// The most users one form may ask for (a typo with extra zeros must not
+/// freeze the runner that places them).
+const MAX_USERS: usize = 10_000_000;
+
 /// What a `/swarm` form asks for, checked.
 #[derive(Debug, PartialEq)]
 pub struct SwarmForm {
@@ -74,9 +78,16 @@ fn parse_swarm_form(fields: &[(String, String)], state: &AppState) -> Result<Swa
     let one = |name: &str| fields.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_owned());
     let users = match one("user_count") {
         None => return Err(ApiError::bad_field("user_count", "missing: how many users to run")),
-        Some(v) => v.parse::<usize>().map_err(|_| {
-            ApiError::bad_field("user_count", format!("expected a whole number of users (0 or more), got {v:?}"))
-        })?,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if n <= MAX_USERS => n,
+            Ok(_) => return Err(ApiError::bad_field("user_count", format!("at most {MAX_USERS} users, got {v}"))),
+            Err(_) => {
+                return Err(ApiError::bad_field(
+                    "user_count",
+                    format!("expected a whole number of users (0 or more), got {v:?}"),
+                ));
+            }
+        },
     };
     let spawn_rate = match one("spawn_rate") {
         None => return Err(ApiError::bad_field("spawn_rate", "missing: how many users to start per second")),

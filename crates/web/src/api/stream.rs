@@ -2,10 +2,12 @@
 //! `/stats/requests` JSON and the newest chart point, so the page updates
 //! live without polling. One task renders the message once a second for
 //! every subscriber (a hundred open tabs cost one rendering, not a
-//! hundred); it runs only while someone listens.
+//! hundred); it runs only while someone listens, and there is only ever
+//! one (`AppState::publishing`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -19,10 +21,10 @@ use crate::state::AppState;
 const INTERVAL: Duration = Duration::from_secs(1);
 
 pub async fn stream(State(state): State<Arc<AppState>>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    if state.stream.receiver_count() == 0 {
+    let mut updates = state.stream.subscribe();
+    if state.publishing.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok() {
         tokio::spawn(publish(state.clone()));
     }
-    let mut updates = state.stream.subscribe();
     // The first event goes out at once, fresh; then one per rendering.
     state.stream.send_replace(Arc::from(message(&state).to_string()));
     updates.mark_changed();
@@ -41,7 +43,14 @@ async fn publish(state: Arc<AppState>) {
     loop {
         tick.tick().await;
         if state.stream.send(Arc::from(message(&state).to_string())).is_err() {
-            return; // nobody listens
+            // Nobody listens: stop, unless someone subscribed just now and
+            // saw this publisher still running.
+            state.publishing.store(false, Ordering::Release);
+            if state.stream.receiver_count() == 0
+                || state.publishing.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err()
+            {
+                return;
+            }
         }
     }
 }
