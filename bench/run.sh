@@ -61,11 +61,11 @@ echo "swarmer (Lua plan):  $lua_rps req/s  = $(python3 -c "print(f'{$lua_rps/$wr
 [ "${RSS:-1}" = 0 ] && exit 0
 
 # RSS per idle user: users that made one request and now wait an hour.
-# Measured twice: ramped at 1000 users/s (few requests in flight at once),
+# Rust users measured twice: ramped at 1000 users/s (few requests in flight at once),
 # and all at once (every user mid-request together: transient read buffers
-# that the allocator keeps afterwards count too).
-rss_at() { # $1 users, $2 spawn rate -> RSS in KiB once they are all spawned
-  taskset -c "$GEN_CPU" "$bin" -f builtin:idle --headless -H "$url" -u "$1" -r "$2" -t 30s --shards 1 \
+# that the allocator keeps afterwards count too); Lua users ramped.
+rss_at() { # $1 users, $2 spawn rate, $3 plan -> RSS in KiB once they are all spawned
+  taskset -c "$GEN_CPU" "$bin" -f "$3" --headless -H "$url" -u "$1" -r "$2" -t 30s --shards 1 \
     --only-summary >/dev/null 2>&1 &
   local pid=$! rss
   sleep 10
@@ -73,9 +73,10 @@ rss_at() { # $1 users, $2 spawn rate -> RSS in KiB once they are all spawned
   kill -TERM $pid; wait $pid 2>/dev/null || true
   echo "$rss"
 }
-for rate in 1000 1000000; do
-  base=$(rss_at 100 "$rate")
-  full=$(rss_at $((IDLE_USERS + 100)) "$rate")
+for plan_rate in builtin:idle:1000 builtin:idle:1000000 examples/lua/idle/plan.lua:1000; do
+  plan=${plan_rate%:*}; rate=${plan_rate##*:}
+  base=$(rss_at 100 "$rate" "$plan")
+  full=$(rss_at $((IDLE_USERS + 100)) "$rate" "$plan")
   per_user=$(python3 -c "print(f'{($full-$base)/$IDLE_USERS:.2f}')")
-  echo "RSS per idle user:   $per_user KiB at spawn rate $rate/s ($IDLE_USERS users: ${base} KiB -> ${full} KiB)"
+  echo "RSS per idle user:   $per_user KiB, $plan at spawn rate $rate/s ($IDLE_USERS users: ${base} KiB -> ${full} KiB)"
 done

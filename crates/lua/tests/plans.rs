@@ -441,3 +441,11 @@ async fn plan_options_are_read_when_used_so_a_new_value_reaches_the_next_test() 
     run_for(&handle, 1, Duration::from_millis(500)).await;
     assert!(count(&handle, "GET", "/headers").0 > 0, "the new value reached the users");
 }
+
+#[tokio::test]
+async fn the_idle_benchmark_plan_makes_one_request_per_user_then_waits() {
+    let t = target();
+    let handle = start(&example("idle"), &t.url(), 1, TagFilter::default()).await;
+    run_for(&handle, 3, Duration::from_millis(400)).await;
+    assert_eq!(count(&handle, "GET", "/"), (3, 0));
+}
