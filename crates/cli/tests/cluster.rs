@@ -115,6 +115,42 @@ fn worker(master_port: &str, extra: &[&str], token: &str) -> Proc {
     Proc::start(&args, token)
 }
 
+/// A master on a free cluster port, and (unless headless) a web UI on a free port.
+struct MasterProc {
+    proc: Proc,
+    port: String,
+    base: String,
+}
+
+/// `swarmer -f PLAN --master -H TARGET` on 127.0.0.1 with `flags` (split on
+/// spaces) and `extra` arguments (which may hold spaces).
+fn start_master(plan: &str, target: &str, flags: &str, extra: &[&str], token: &str) -> MasterProc {
+    let mut args: Vec<&str> =
+        vec!["-f", plan, "-H", target, "--master-bind-host", "127.0.0.1", "--master-bind-port", "0"];
+    if !flags.contains("--processes") {
+        args.push("--master");
+    }
+    args.extend(flags.split_whitespace());
+    let headless = flags.contains("--headless") || flags.contains("--processes");
+    if !headless {
+        args.extend(["--web-host", "127.0.0.1", "-P", "0"]);
+    }
+    args.extend_from_slice(extra);
+    let proc = Proc::start(&args, token);
+    let port = if flags.contains("--processes") {
+        String::new()
+    } else {
+        port_after(&proc.wait_for("Cluster master listening on", Duration::from_secs(20)), "listening on ")
+    };
+    let base = if headless {
+        String::new()
+    } else {
+        let web = proc.wait_for("Starting web interface at", Duration::from_secs(20));
+        web[web.find("http://").unwrap()..].trim().to_owned()
+    };
+    MasterProc { proc, port, base }
+}
+
 /// GET `path` from the web UI at `base` (HTTP/1.0, so the body ends at close).
 fn get_json(base: &str, path: &str) -> Value {
     let addr = base.trim_start_matches("http://");
@@ -143,38 +179,16 @@ fn master_and_three_workers_split_users_ship_the_plan_and_count_every_request() 
     let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("stats");
-    let mut master = Proc::start(
-        &[
-            "-f",
-            &plan(),
-            "--master",
-            "--headless",
-            "--expect-workers",
-            "3",
-            "-u",
-            "30",
-            "-r",
-            "100",
-            "-t",
-            "3s",
-            "--stop-timeout",
-            "5",
-            "-H",
-            &t.url(),
-            "--master-bind-host",
-            "127.0.0.1",
-            "--master-bind-port",
-            "0",
-            "--json-file",
-            json.to_str().unwrap(),
-            "--only-summary",
-        ],
+    let mut master = start_master(
+        &plan(),
+        &t.url(),
+        "--headless --expect-workers 3 -u 30 -r 100 -t 3s --stop-timeout 5 --only-summary",
+        &["--json-file", json.to_str().unwrap()],
         TOKEN,
     );
-    let port = port_after(&master.wait_for("Cluster master listening on", Duration::from_secs(20)), "listening on ");
-    let workers: Vec<Proc> = (0..3).map(|_| worker(&port, &[], TOKEN)).collect();
-    assert_eq!(master.wait_exit(Duration::from_secs(40)), 0, "{}", master.text());
-    let log = master.text();
+    let workers: Vec<Proc> = (0..3).map(|_| worker(&master.port, &[], TOKEN)).collect();
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{}", master.proc.text());
+    let log = master.proc.text();
     assert!(log.contains("Ramping to 30 users at a rate of 100.00 per second over 3 workers"), "{log}");
     for w in &workers {
         w.wait_for("Received the plan plan.lua (3 files)", Duration::from_secs(5));
@@ -192,7 +206,7 @@ fn master_and_three_workers_split_users_ship_the_plan_and_count_every_request() 
         recorded,
         t.requests_served(),
         "master total = every request the target served:\n{}\n{}",
-        master.text(),
+        master.proc.text(),
         workers.iter().map(|w| w.text()).collect::<Vec<_>>().join("\n---\n")
     );
 }
@@ -200,49 +214,26 @@ fn master_and_three_workers_split_users_ship_the_plan_and_count_every_request() 
 #[test]
 fn a_killed_worker_goes_missing_and_the_others_carry_its_users() {
     let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
-    let mut master = Proc::start(
-        &[
-            "-f",
-            &plan(),
-            "--master",
-            "--autostart",
-            "--expect-workers",
-            "3",
-            "-u",
-            "12",
-            "-r",
-            "100",
-            "-H",
-            &t.url(),
-            "--master-bind-host",
-            "127.0.0.1",
-            "--master-bind-port",
-            "0",
-            "--web-host",
-            "127.0.0.1",
-            "-P",
-            "0",
-            "--heartbeat-timeout",
-            "2",
-        ],
+    let mut master = start_master(
+        &plan(),
+        &t.url(),
+        "--autostart --expect-workers 3 -u 12 -r 100 --heartbeat-timeout 2",
+        &[],
         TOKEN,
     );
-    let port = port_after(&master.wait_for("Cluster master listening on", Duration::from_secs(20)), "listening on ");
-    let web = master.wait_for("Starting web interface at", Duration::from_secs(20));
-    let base = web[web.find("http://").unwrap()..].trim().to_owned();
-    let mut workers: Vec<Proc> = (0..3).map(|_| worker(&port, &[], TOKEN)).collect();
-    master.wait_for("All users spawned: 12 users over 3 workers", Duration::from_secs(20));
-    let stats = get_json(&base, "/stats/requests");
+    let mut workers: Vec<Proc> = (0..3).map(|_| worker(&master.port, &[], TOKEN)).collect();
+    master.proc.wait_for("All users spawned: 12 users over 3 workers", Duration::from_secs(20));
+    let stats = get_json(&master.base, "/stats/requests");
     assert_eq!(stats["worker_count"], 3);
     assert_eq!(stats["workers"].as_array().unwrap().len(), 3);
     std::thread::sleep(Duration::from_millis(1500));
-    let before = total_requests(&get_json(&base, "/stats/requests"));
+    let before = total_requests(&get_json(&master.base, "/stats/requests"));
     workers[0].kill9();
     let killed = Instant::now();
     wait_until(
         Duration::from_secs(5),
         || {
-            let s = get_json(&base, "/stats/requests");
+            let s = get_json(&master.base, "/stats/requests");
             let workers = s["workers"].as_array().unwrap();
             let missing = workers.iter().filter(|w| w["state"] == "missing").count();
             let users: u64 = workers.iter().map(|w| w["user_count"].as_u64().unwrap()).sum();
@@ -251,12 +242,12 @@ fn a_killed_worker_goes_missing_and_the_others_carry_its_users() {
         "one worker missing and the two others running all 12 users",
     );
     assert!(killed.elapsed() < Duration::from_secs(5));
-    let after = total_requests(&get_json(&base, "/stats/requests"));
+    let after = total_requests(&get_json(&master.base, "/stats/requests"));
     assert!(after >= before, "the killed worker's reported samples stay: {before} -> {after}");
-    let notes = get_json(&base, "/stats/requests")["notes"].clone();
+    let notes = get_json(&master.base, "/stats/requests")["notes"].clone();
     assert!(notes[0].as_str().unwrap().contains("was lost during the test"), "the results say so: {notes}");
-    master.signal(libc::SIGTERM);
-    assert_eq!(master.wait_exit(Duration::from_secs(30)), 0, "{}", master.text());
+    master.proc.signal(libc::SIGTERM);
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(30)), 0, "{}", master.proc.text());
     for w in &mut workers[1..] {
         assert_eq!(w.wait_exit(Duration::from_secs(10)), 0, "{}", w.text());
     }
@@ -265,33 +256,10 @@ fn a_killed_worker_goes_missing_and_the_others_carry_its_users() {
 #[test]
 fn workers_that_lose_their_master_stop_their_users_and_wait() {
     let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
-    let mut master = Proc::start(
-        &[
-            "-f",
-            &plan(),
-            "--master",
-            "--autostart",
-            "-u",
-            "2",
-            "-r",
-            "100",
-            "-H",
-            &t.url(),
-            "--master-bind-host",
-            "127.0.0.1",
-            "--master-bind-port",
-            "0",
-            "--web-host",
-            "127.0.0.1",
-            "-P",
-            "0",
-        ],
-        TOKEN,
-    );
-    let port = port_after(&master.wait_for("Cluster master listening on", Duration::from_secs(20)), "listening on ");
-    let mut w = worker(&port, &["--master-timeout", "1"], TOKEN);
+    let mut master = start_master(&plan(), &t.url(), "--autostart -u 2 -r 100", &[], TOKEN);
+    let mut w = worker(&master.port, &["--master-timeout", "1"], TOKEN);
     w.wait_for("All users spawned", Duration::from_secs(20));
-    master.kill9();
+    master.proc.kill9();
     w.wait_for("Lost the master", Duration::from_secs(5));
     w.wait_for("stopping this worker's users; waiting for the master to come back", Duration::from_secs(6));
     let served = t.requests_served();
@@ -305,59 +273,36 @@ fn wrong_tokens_missing_tls_and_garbage_are_refused_and_nothing_runs() {
     let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
     let fixtures = repo().join("tests/fixtures/tls");
     let f = |name: &str| fixtures.join(name).to_string_lossy().into_owned();
-    let master = Proc::start(
-        &[
-            "-f",
-            &plan(),
-            "--master",
-            "--autostart",
-            "-u",
-            "2",
-            "-r",
-            "100",
-            "-H",
-            &t.url(),
-            "--master-bind-host",
-            "127.0.0.1",
-            "--master-bind-port",
-            "0",
-            "--web-host",
-            "127.0.0.1",
-            "-P",
-            "0",
-            "--cluster-tls-cert",
-            &f("server.pem"),
-            "--cluster-tls-key",
-            &f("server.key"),
-        ],
+    let master = start_master(
+        &plan(),
+        &t.url(),
+        "--autostart -u 2 -r 100",
+        &["--cluster-tls-cert", &f("server.pem"), "--cluster-tls-key", &f("server.key")],
         TOKEN,
     );
-    let port = port_after(&master.wait_for("Cluster master listening on", Duration::from_secs(20)), "listening on ");
-    let web = master.wait_for("Starting web interface at", Duration::from_secs(20));
-    let base = web[web.find("http://").unwrap()..].trim().to_owned();
 
     // Garbage on the cluster port: dropped, the master carries on.
-    let mut raw = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    let mut raw = std::net::TcpStream::connect(format!("127.0.0.1:{}", master.port)).unwrap();
     raw.write_all(b"\x16\x03\x01 this is not a TLS hello nor HTTP/2 \x00\xff\x00\xff").unwrap();
     drop(raw);
 
     // No TLS against a TLS master: never connects.
-    let mut plain = worker(&port, &[], TOKEN);
+    let mut plain = worker(&master.port, &[], TOKEN);
     plain.wait_for("Could not reach the master", Duration::from_secs(10));
 
     // TLS, but the wrong token: the worker sees the master cannot prove its
     // token and refuses to run anything.
-    let mut wrong = worker(&port, &["--cluster-ca", &f("ca.pem")], "some-other-token-9876543210");
+    let mut wrong = worker(&master.port, &["--cluster-ca", &f("ca.pem")], "some-other-token-9876543210");
     assert_eq!(wrong.wait_exit(Duration::from_secs(15)), 2, "{}", wrong.text());
     assert!(wrong.text().contains("did not prove the cluster token"), "{}", wrong.text());
-    master.wait_for("refused worker", Duration::from_secs(5));
-    let stats = get_json(&base, "/stats/requests");
+    master.proc.wait_for("refused worker", Duration::from_secs(5));
+    let stats = get_json(&master.base, "/stats/requests");
     assert_eq!(stats["worker_count"], 0);
     assert_eq!(stats["state"], "ready", "nothing runs");
     assert_eq!(t.requests_served(), 0);
 
     // The right token over TLS joins and runs.
-    let good = worker(&port, &["--cluster-ca", &f("ca.pem")], TOKEN);
+    let good = worker(&master.port, &["--cluster-ca", &f("ca.pem")], TOKEN);
     good.wait_for("Connected to the master", Duration::from_secs(15));
     wait_until(Duration::from_secs(15), || t.requests_served() > 0, "the TLS worker runs users");
     plain.kill9();
@@ -368,34 +313,16 @@ fn processes_starts_local_workers_under_a_master() {
     let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("stats");
-    let mut master = Proc::start(
-        &[
-            "-f",
-            &plan(),
-            "--processes",
-            "2",
-            "--headless",
-            "--expect-workers",
-            "2",
-            "-u",
-            "4",
-            "-r",
-            "100",
-            "-t",
-            "2s",
-            "--stop-timeout",
-            "5",
-            "-H",
-            &t.url(),
-            "--json-file",
-            json.to_str().unwrap(),
-            "--only-summary",
-        ],
+    let mut master = start_master(
+        &plan(),
+        &t.url(),
+        "--processes 2 --headless --expect-workers 2 -u 4 -r 100 -t 2s --stop-timeout 5 --only-summary",
+        &["--json-file", json.to_str().unwrap()],
         "",
     );
-    assert_eq!(master.wait_exit(Duration::from_secs(40)), 0, "{}", master.text());
-    assert!(master.text().contains("Started 2 worker processes"));
-    assert!(master.text().contains("over 2 workers"));
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{}", master.proc.text());
+    assert!(master.proc.text().contains("Started 2 worker processes"));
+    assert!(master.proc.text().contains("over 2 workers"));
     let entries: Value = serde_json::from_str(&std::fs::read_to_string(json.with_extension("json")).unwrap()).unwrap();
     let recorded: u64 = entries.as_array().unwrap().iter().map(|e| e["num_requests"].as_u64().unwrap()).sum();
     assert_eq!(recorded, t.requests_served());
@@ -408,36 +335,16 @@ fn custom_messages_split_test_data_over_workers_and_report_back() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("stats");
     let plan = repo().join("examples/lua/cluster_messages/plan.lua").to_string_lossy().into_owned();
-    let mut master = Proc::start(
-        &[
-            "-f",
-            &plan,
-            "--master",
-            "--headless",
-            "--expect-workers",
-            "2",
-            "-u",
-            "4",
-            "-r",
-            "100",
-            "-t",
-            "2s",
-            "-H",
-            &t.url(),
-            "--master-bind-host",
-            "127.0.0.1",
-            "--master-bind-port",
-            "0",
-            "--json-file",
-            json.to_str().unwrap(),
-            "--only-summary",
-        ],
+    let mut master = start_master(
+        &plan,
+        &t.url(),
+        "--headless --expect-workers 2 -u 4 -r 100 -t 2s --only-summary",
+        &["--json-file", json.to_str().unwrap()],
         TOKEN,
     );
-    let port = port_after(&master.wait_for("Cluster master listening on", Duration::from_secs(20)), "listening on ");
-    let _workers: Vec<Proc> = (0..2).map(|_| worker(&port, &[], TOKEN)).collect();
-    assert_eq!(master.wait_exit(Duration::from_secs(40)), 0, "{}", master.text());
-    assert_eq!(master.text().matches(" received 2 users").count(), 2, "{}", master.text());
+    let _workers: Vec<Proc> = (0..2).map(|_| worker(&master.port, &[], TOKEN)).collect();
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{}", master.proc.text());
+    assert_eq!(master.proc.text().matches(" received 2 users").count(), 2, "{}", master.proc.text());
     let entries: Value = serde_json::from_str(&std::fs::read_to_string(json.with_extension("json")).unwrap()).unwrap();
     let logins: Vec<(String, u64)> = entries
         .as_array()
@@ -457,44 +364,19 @@ fn mutual_tls_admits_only_workers_with_a_certificate_from_the_ca() {
     let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
     let fixtures = repo().join("tests/fixtures/tls");
     let f = |name: &str| fixtures.join(name).to_string_lossy().into_owned();
-    let master = Proc::start(
-        &[
-            "-f",
-            &plan(),
-            "--master",
-            "--autostart",
-            "-u",
-            "2",
-            "-r",
-            "100",
-            "-H",
-            &t.url(),
-            "--master-bind-host",
-            "127.0.0.1",
-            "--master-bind-port",
-            "0",
-            "--web-host",
-            "127.0.0.1",
-            "-P",
-            "0",
-            "--cluster-tls-cert",
-            &f("server.pem"),
-            "--cluster-tls-key",
-            &f("server.key"),
-            "--cluster-ca",
-            &f("ca.pem"),
-        ],
+    let master = start_master(
+        &plan(),
+        &t.url(),
+        "--autostart -u 2 -r 100",
+        &["--cluster-tls-cert", &f("server.pem"), "--cluster-tls-key", &f("server.key"), "--cluster-ca", &f("ca.pem")],
         TOKEN,
     );
-    let port = port_after(&master.wait_for("Cluster master listening on", Duration::from_secs(20)), "listening on ");
-    let web = master.wait_for("Starting web interface at", Duration::from_secs(20));
-    let base = web[web.find("http://").unwrap()..].trim().to_owned();
-    let mut anonymous = worker(&port, &["--cluster-ca", &f("ca.pem")], TOKEN);
+    let mut anonymous = worker(&master.port, &["--cluster-ca", &f("ca.pem")], TOKEN);
     anonymous.wait_for("Could not reach the master", Duration::from_secs(10));
-    assert_eq!(get_json(&base, "/stats/requests")["worker_count"], 0, "no client certificate, no entry");
+    assert_eq!(get_json(&master.base, "/stats/requests")["worker_count"], 0, "no client certificate, no entry");
     let client =
         ["--cluster-ca", &f("ca.pem"), "--cluster-tls-cert", &f("client.pem"), "--cluster-tls-key", &f("client.key")];
-    let good = worker(&port, &client, TOKEN);
+    let good = worker(&master.port, &client, TOKEN);
     good.wait_for("Connected to the master", Duration::from_secs(15));
     wait_until(Duration::from_secs(15), || t.requests_served() > 0, "the worker with a certificate runs users");
     anonymous.kill9();

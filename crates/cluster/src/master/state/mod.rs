@@ -1,7 +1,8 @@
 //! The master's loop: the test's state, the workers' shares, the merged
 //! statistics. One tokio task; it reads the handle's commands and the
 //! workers' events, and once a second checks heartbeats and samples the
-//! history.
+//! history. What workers report, and the once-a-second checks, are in
+//! `workers`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -9,14 +10,15 @@ use std::time::{Duration, Instant};
 
 use swarmer_engine::{
     ClassInfo, ClusterMessage, Plan, RunnerCommand, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState, StatsView,
-    TestSettings, UsageMonitor, WorkerStatus,
+    TestSettings, UsageMonitor,
 };
 use swarmer_stats::unix_now;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+mod workers;
+
 use super::service::WorkerEvent;
 use crate::assign::assign;
-use crate::convert::report_to_delta;
 use crate::proto::{self, master_message};
 
 /// How long stopping workers get to answer before the master stops waiting.
@@ -392,210 +394,5 @@ impl MasterLoop {
             return true;
         }
         all
-    }
-
-    fn on_worker(&mut self, event: WorkerEvent) {
-        let current = |workers: &BTreeMap<String, Worker>, id: &str, session: u64| {
-            workers.get(id).is_some_and(|w| w.session == session)
-        };
-        match event {
-            WorkerEvent::Joined { id, session, cores, hostname, tx } => {
-                let rejoined = self.workers.contains_key(&id);
-                self.workers.insert(
-                    id.clone(),
-                    Worker {
-                        session,
-                        cores,
-                        tx,
-                        state: "ready".into(),
-                        user_count: 0,
-                        cpu: 0.0,
-                        rss: 0,
-                        last_seen: Instant::now(),
-                        missing: false,
-                        share: vec![0; self.classes.len()],
-                        stopped: true,
-                        quit: false,
-                    },
-                );
-                let n = self.live_ids().len();
-                tracing::info!(
-                    "Worker {id} ({hostname}, {cores} cores) {} (workers: {n})",
-                    if rejoined { "reconnected" } else { "connected" }
-                );
-                if self.quitting.is_some() {
-                    self.send(&id, master_message::Kind::Quit(proto::Quit {}));
-                }
-                self.catch_up(&id, false);
-            }
-            WorkerEvent::Heartbeat { id, session, beat } => {
-                if !current(&self.workers, &id, session) {
-                    return;
-                }
-                let back = {
-                    let w = self.workers.get_mut(&id).expect("checked above");
-                    w.last_seen = Instant::now();
-                    w.state = beat.state;
-                    w.user_count = beat.user_count as usize;
-                    w.cpu = beat.cpu_percent;
-                    w.rss = beat.rss_bytes;
-                    std::mem::replace(&mut w.missing, false)
-                };
-                if back {
-                    tracing::info!("Worker {id} is back");
-                    // It may have missed a reset while it was silent.
-                    self.send(&id, master_message::Kind::ResetStats(proto::ResetStats { epoch: self.epoch }));
-                    self.catch_up(&id, true);
-                }
-            }
-            WorkerEvent::Stats { id, session, report } => {
-                if !current(&self.workers, &id, session) && !self.workers.contains_key(&id) {
-                    return;
-                }
-                if report.epoch != self.epoch {
-                    return; // recorded before the latest reset
-                }
-                match report_to_delta(&report) {
-                    Ok(delta) => {
-                        if let Ok(mut store) = self.stats.lock() {
-                            store.stats.apply(&delta, unix_now());
-                        }
-                    }
-                    Err(e) => tracing::warn!("worker {id}: malformed statistics dropped: {e}"),
-                }
-            }
-            WorkerEvent::Stopped { id, session } => {
-                if let Some(w) = self.workers.get_mut(&id).filter(|w| w.session == session) {
-                    w.stopped = true;
-                    w.user_count = 0;
-                }
-                self.check_stopped();
-            }
-            WorkerEvent::QuitAck { id, session } => {
-                if let Some(w) = self.workers.get_mut(&id).filter(|w| w.session == session) {
-                    w.quit = true;
-                }
-            }
-            WorkerEvent::Custom { id, message } => {
-                if let Some(control) = &self.control {
-                    let data = String::from_utf8_lossy(&message.data).into_owned();
-                    control.deliver_message(ClusterMessage { kind: message.r#type, data, peer: id });
-                }
-            }
-            WorkerEvent::Gone { id, session, reason } => {
-                if !current(&self.workers, &id, session) {
-                    return;
-                }
-                if let Some(w) = self.workers.get_mut(&id) {
-                    if w.quit {
-                        self.workers.remove(&id);
-                        return;
-                    }
-                    w.missing = true;
-                    w.state = "missing".into();
-                    w.user_count = 0;
-                }
-                tracing::warn!("Worker {id} is missing ({reason}); its users move to the other workers");
-                self.note_lost(&id, &reason);
-                self.dispatch();
-                self.check_stopped();
-            }
-        }
-        self.publish();
-    }
-
-    /// Say in the results that a worker's last second may be missing.
-    fn note_lost(&self, id: &str, why: &str) {
-        if !matches!(self.state, RunnerState::Spawning | RunnerState::Running | RunnerState::Stopping) {
-            return;
-        }
-        let note = format!(
-            "Worker {id} was lost during the test at {} ({why}): the statistics it had not yet sent (at most its last \
-             second) are missing from these results.",
-            swarmer_stats::utc_timestamp(unix_now())
-        );
-        if let Ok(mut store) = self.stats.lock() {
-            store.notes.push(note);
-        }
-    }
-
-    fn every_second(&mut self) {
-        let timeout = self.heartbeat_timeout;
-        let silent: Vec<String> = self
-            .workers
-            .iter()
-            .filter(|(_, w)| !w.missing && w.last_seen.elapsed() > timeout)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in &silent {
-            if let Some(w) = self.workers.get_mut(id) {
-                w.missing = true;
-                w.state = "missing".into();
-                w.user_count = 0;
-            }
-            tracing::warn!("Worker {id} sent no heartbeat for {:.0?}: missing; its users move to the others", timeout);
-            self.note_lost(id, "no heartbeat");
-        }
-        if !silent.is_empty() {
-            self.dispatch();
-            self.check_stopped();
-        }
-        self.broadcast(master_message::Kind::Heartbeat(proto::Heartbeat {
-            state: self.state.as_str().into(),
-            ..Default::default()
-        }));
-        self.check_stopped();
-        let live: Vec<&Worker> = self.workers.values().filter(|w| !w.missing).collect();
-        let running: usize = live.iter().map(|w| w.user_count).sum();
-        let assigned: usize = live.iter().map(|w| w.share.iter().sum::<usize>()).sum();
-        let settled = live.iter().all(|w| w.state == "running" || w.share.iter().sum::<usize>() == 0);
-        let workers = live.len();
-        if self.state == RunnerState::Spawning && running == assigned && settled {
-            self.set_state(RunnerState::Running);
-            let class_counts = self.class_counts();
-            tracing::info!("All users spawned: {running} users over {workers} workers");
-            let _ = self.events.send(RunnerEvent::SpawningComplete { user_count: running, class_counts });
-        }
-        let usage = self.usage.sample().unwrap_or_default();
-        self.publish();
-        if let Ok(mut store) = self.stats.lock() {
-            store.usage = usage;
-            if matches!(self.state, RunnerState::Spawning | RunnerState::Running | RunnerState::Stopping) {
-                store.sample_history(unix_now());
-            }
-        }
-    }
-
-    fn class_counts(&self) -> BTreeMap<String, usize> {
-        let mut counts: BTreeMap<String, usize> = self.classes.iter().map(|c| (c.name.clone(), 0)).collect();
-        for w in self.workers.values().filter(|w| !w.missing) {
-            for (class, n) in self.classes.iter().zip(&w.share) {
-                *counts.entry(class.name.clone()).or_default() += n;
-            }
-        }
-        counts
-    }
-
-    /// Copy the workers' numbers into the store the surfaces read.
-    fn publish(&self) {
-        let statuses: Vec<WorkerStatus> = self
-            .workers
-            .iter()
-            .map(|(id, w)| WorkerStatus {
-                id: id.clone(),
-                state: w.state.clone(),
-                user_count: w.user_count,
-                cpu_usage: w.cpu,
-                memory_usage: w.rss,
-                cores: w.cores,
-            })
-            .collect();
-        let users: usize = self.workers.values().filter(|w| !w.missing).map(|w| w.user_count).sum();
-        let counts = self.class_counts();
-        if let Ok(mut store) = self.stats.lock() {
-            store.workers = Some(statuses);
-            store.user_count = users;
-            store.class_counts = counts;
-        }
     }
 }
