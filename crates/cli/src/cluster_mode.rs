@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use swarmer_cluster::bundle::Bundle;
 use swarmer_cluster::master::{Master, MasterOptions};
 use swarmer_cluster::worker::{self, PlanLoader, WorkerOptions};
-use swarmer_engine::{Plan, RunnerHandle, RunnerOptions};
+use swarmer_engine::{Plan, RunnerOptions};
 
 use crate::args::RunArgs;
 use crate::cluster_args::ClusterArgs;
@@ -40,15 +40,13 @@ pub async fn run_worker(
             Err(e) => return fail(&e),
         };
         let port = cluster.master_port;
-        if let Err(e) = spawn_workers(n, &args, &cluster.master_host, port, &token, program_plan.is_some()) {
-            return fail(&e);
-        }
-        let children = CHILDREN.lock().map(|mut all| all.pop()).ok().flatten();
+        let mut children = match spawn_workers(n, &args, &cluster.master_host, port, &token, program_plan.is_some()) {
+            Ok(children) => children,
+            Err(e) => return fail(&e),
+        };
         let mut code = 0;
-        if let Some(mut children) = children {
-            for child in &mut children.0 {
-                code = code.max(child.wait().ok().and_then(|s| s.code()).unwrap_or(1));
-            }
+        for child in &mut children.0 {
+            code = code.max(child.wait().ok().and_then(|s| s.code()).unwrap_or(1));
         }
         return code;
     }
@@ -97,13 +95,19 @@ fn fail(message: &str) -> i32 {
     2
 }
 
+/// A master and the `--processes` workers it started (ended with it).
+pub struct ClusterMaster {
+    pub master: Master,
+    _children: Option<Children>,
+}
+
 /// `--master` (or `--processes` without `--worker`): start the master.
 pub async fn start_master(
     plan: Plan,
     args: &RunArgs,
     options: RunnerOptions,
     program_plan: bool,
-) -> Result<(RunnerHandle, Master), String> {
+) -> Result<ClusterMaster, String> {
     let cluster = &args.cluster;
     let token = match cluster.token() {
         Ok(t) => t,
@@ -125,11 +129,13 @@ pub async fn start_master(
         bundle,
     };
     let master = Master::start(plan, options, master_options).await?;
-    if let Some(n) = cluster.processes {
-        let port = master.local_addr().port();
-        spawn_workers(n, args, "127.0.0.1", port, &token.expose(), program_plan)?;
-    }
-    Ok((master.handle(), master))
+    let children = match cluster.processes {
+        Some(n) => {
+            Some(spawn_workers(n, args, "127.0.0.1", master.local_addr().port(), &token.expose(), program_plan)?)
+        }
+        None => None,
+    };
+    Ok(ClusterMaster { master, _children: children })
 }
 
 /// Wait until `--expect-workers` workers are connected (headless master).
@@ -156,7 +162,7 @@ pub async fn wait_for_workers(master: &Master, args: &RunArgs) -> Result<(), Str
     }
 }
 
-/// Child worker processes; killed when dropped if still running.
+/// Child worker processes; waited for (5 s at most), then killed, when dropped.
 pub struct Children(Vec<Child>);
 
 impl Drop for Children {
@@ -175,15 +181,6 @@ impl Drop for Children {
     }
 }
 
-static CHILDREN: std::sync::Mutex<Vec<Children>> = std::sync::Mutex::new(Vec::new());
-
-/// Reap the `--processes` children (at the end of a run).
-pub fn reap_children() {
-    if let Ok(mut all) = CHILDREN.lock() {
-        all.clear();
-    }
-}
-
 /// Start `n` workers (-1: one per core) connected to `host:port`.
 pub fn spawn_workers(
     n: i64,
@@ -192,7 +189,7 @@ pub fn spawn_workers(
     port: u16,
     token: &str,
     program_plan: bool,
-) -> Result<(), String> {
+) -> Result<Children, String> {
     let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
     let count = match n {
         -1 => cores,
@@ -232,8 +229,5 @@ pub fn spawn_workers(
         children.push(command.spawn().map_err(|e| format!("--processes: could not start a worker: {e}"))?);
     }
     tracing::info!("Started {count} worker processes");
-    if let Ok(mut all) = CHILDREN.lock() {
-        all.push(Children(children));
-    }
-    Ok(())
+    Ok(Children(children))
 }

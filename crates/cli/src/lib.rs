@@ -157,7 +157,6 @@ pub(crate) async fn run_with(plan: Plan, args: RunArgs, program_plan: bool) -> i
         }
     };
     let code = run::run(plan, &args, options, logs, program_plan).await;
-    cluster_mode::reap_children();
     match code {
         Ok(code) => code,
         Err(e) => {

@@ -50,8 +50,8 @@ pub async fn run(
     };
     let distributed = args.cluster.master || args.cluster.processes.is_some();
     let (handle, master) = if distributed {
-        let (handle, master) = cluster_mode::start_master(plan, args, options, program_plan).await?;
-        (handle, Some(master))
+        let cluster = cluster_mode::start_master(plan, args, options, program_plan).await?;
+        (cluster.master.handle(), Some(cluster))
     } else {
         (LocalRunner::start(plan, options).await?, None)
     };
@@ -96,10 +96,14 @@ pub async fn run(
     if let Some(master) = &master
         && (headless || args.web.autostart)
     {
-        cluster_mode::wait_for_workers(master, args).await?;
+        cluster_mode::wait_for_workers(&master.master, args).await?;
     }
     match &web {
-        None => handle.start(args.users, args.spawn_rate),
+        None => {
+            // Checked start: a headless master has no host check at startup.
+            let settings = TestSettings { users: args.users, spawn_rate: args.spawn_rate, ..Default::default() };
+            handle.start_test(settings)?;
+        }
         Some(web) if args.web.autostart => {
             let settings = TestSettings { users: args.users, spawn_rate: args.spawn_rate, ..Default::default() };
             web.start_test(settings, run_time)?;

@@ -195,30 +195,37 @@ fn master_and_three_workers_split_users_ship_the_plan_and_count_every_request() 
         w.wait_for("Ramping to 10 users", Duration::from_secs(5));
         w.wait_for("The master asked this worker to quit", Duration::from_secs(10));
     }
-    // Every request the target answered is in the master's report: the
-    // workers flushed their last statistics before acknowledging the stop.
+    // The master's total is exactly the sum of what the workers reported:
+    // they flushed their last statistics before acknowledging the stop.
     let entries: Value = serde_json::from_str(&std::fs::read_to_string(json.with_extension("json")).unwrap()).unwrap();
     let recorded: u64 = entries.as_array().unwrap().iter().map(|e| e["num_requests"].as_u64().unwrap()).sum();
     let names: Vec<&str> = entries.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"/ (browse)") && names.contains(&"/login"), "{names:?}: the shipped module ran");
     assert!(recorded > 100, "{recorded}");
-    assert_eq!(
-        recorded,
-        t.requests_served(),
-        "master total = every request the target served:\n{}\n{}",
-        master.proc.text(),
-        workers.iter().map(|w| w.text()).collect::<Vec<_>>().join("\n---\n")
-    );
+    let reported: u64 = workers
+        .iter()
+        .map(|w| {
+            let line = w.wait_for("it reported", Duration::from_secs(5));
+            line.split("it reported ").nth(1).unwrap().split(' ').next().unwrap().parse::<u64>().unwrap()
+        })
+        .sum();
+    assert_eq!(recorded, reported, "master total = sum of the workers' reports");
+    // And that is every request the target answered, but for the odd one a
+    // client never saw completed (the target counts a request on arrival).
+    let served = t.requests_served();
+    assert!(served >= recorded && served - recorded <= 3, "target served {served}, recorded {recorded}");
 }
 
 #[test]
 fn a_killed_worker_goes_missing_and_the_others_carry_its_users() {
     let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("stats");
     let mut master = start_master(
         &plan(),
         &t.url(),
-        "--autostart --expect-workers 3 -u 12 -r 100 --heartbeat-timeout 2",
-        &[],
+        "--autostart --expect-workers 3 -u 12 -r 100 --heartbeat-timeout 2 --stop-timeout 5",
+        &["--json-file", json.to_str().unwrap()],
         TOKEN,
     );
     let mut workers: Vec<Proc> = (0..3).map(|_| worker(&master.port, &[], TOKEN)).collect();
@@ -226,7 +233,7 @@ fn a_killed_worker_goes_missing_and_the_others_carry_its_users() {
     let stats = get_json(&master.base, "/stats/requests");
     assert_eq!(stats["worker_count"], 3);
     assert_eq!(stats["workers"].as_array().unwrap().len(), 3);
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(4000));
     let before = total_requests(&get_json(&master.base, "/stats/requests"));
     workers[0].kill9();
     let killed = Instant::now();
@@ -251,6 +258,18 @@ fn a_killed_worker_goes_missing_and_the_others_carry_its_users() {
     for w in &mut workers[1..] {
         assert_eq!(w.wait_exit(Duration::from_secs(10)), 0, "{}", w.text());
     }
+    // All the killed worker lost is what it had not yet sent (about a
+    // second); its share of the first 4 s (about a third of `before`) stays.
+    let final_total: u64 =
+        serde_json::from_str::<Value>(&std::fs::read_to_string(json.with_extension("json")).unwrap())
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["num_requests"].as_u64().unwrap())
+            .sum();
+    let lost = t.requests_served() - final_total;
+    assert!(final_total >= after && lost * 6 < before, "lost {lost} of the killed worker's ~{} requests", before / 3);
 }
 
 #[test]
@@ -325,8 +344,10 @@ fn processes_starts_local_workers_under_a_master() {
     assert!(master.proc.text().contains("over 2 workers"));
     let entries: Value = serde_json::from_str(&std::fs::read_to_string(json.with_extension("json")).unwrap()).unwrap();
     let recorded: u64 = entries.as_array().unwrap().iter().map(|e| e["num_requests"].as_u64().unwrap()).sum();
-    assert_eq!(recorded, t.requests_served());
+    let served = t.requests_served();
+    assert!(served >= recorded && served - recorded <= 3, "target served {served}, recorded {recorded}");
     assert!(Path::new(&plan()).exists());
+    assert!(recorded > 0, "the local workers ran users");
 }
 
 #[test]

@@ -58,8 +58,7 @@ enum SessionEnd {
 pub async fn run(options: WorkerOptions, load: PlanLoader) -> Result<(), String> {
     let mut runner: Option<(RunnerHandle, mpsc::UnboundedReceiver<StatsDelta>)> = None;
     let (message_tx, mut messages) = mpsc::unbounded_channel();
-    // The statistics epoch survives reconnects: reports recorded meanwhile keep it.
-    let mut epoch = 0u64;
+    let mut reports = Reports::default();
     let mut lost_since: Option<Instant> = None;
     let mut attempts = 0u64;
     let url = format!(
@@ -83,13 +82,13 @@ pub async fn run(options: WorkerOptions, load: PlanLoader) -> Result<(), String>
                     tracing::info!("Back with the master: stopping the users from before until it assigns a share");
                     handle.stop();
                 }
-                if welcome.stats_epoch != epoch {
+                if welcome.stats_epoch != reports.epoch {
                     // The master reset its statistics while this worker was away.
                     handle.reset_stats();
                     while deltas.try_recv().is_ok() {}
-                    epoch = welcome.stats_epoch;
+                    reports.epoch = welcome.stats_epoch;
                 }
-                match session(&options, handle, deltas, &mut messages, &mut epoch, client_tx, inbound).await {
+                match session(&options, handle, deltas, &mut messages, &mut reports, client_tx, inbound).await {
                     SessionEnd::Quit => return Ok(()),
                     SessionEnd::Lost(reason) => {
                         tracing::warn!("Lost the master: {reason}; reconnecting");
@@ -265,7 +264,7 @@ async fn session(
     handle: &RunnerHandle,
     deltas: &mut mpsc::UnboundedReceiver<StatsDelta>,
     messages: &mut mpsc::UnboundedReceiver<ClusterMessage>,
-    epoch: &mut u64,
+    reports: &mut Reports,
     tx: mpsc::Sender<proto::WorkerMessage>,
     mut inbound: tonic::Streaming<proto::MasterMessage>,
 ) -> SessionEnd {
@@ -300,24 +299,27 @@ async fn session(
                     master_message::Kind::Stop(_) => {
                         stop_requested = true;
                         if matches!(handle.state(), RunnerState::Ready | RunnerState::Stopped) {
-                            report_stopped(handle, deltas, &tx, *epoch).await;
+                            report_stopped(handle, deltas, &tx, reports).await;
                         } else {
                             handle.stop();
                         }
                     }
                     master_message::Kind::Quit(_) => {
                         handle.quit().await;
-                        send_stats(deltas, &tx, *epoch).await;
+                        send_stats(deltas, &tx, reports).await;
                         let _ = tx.send(msg(worker_message::Kind::QuitAck(proto::QuitAck {}))).await;
                         // Let the last messages leave before the process ends.
                         tokio::time::sleep(Duration::from_millis(200)).await;
-                        tracing::info!("The master asked this worker to quit");
+                        tracing::info!(
+                            "The master asked this worker to quit; it reported {} requests in all",
+                            reports.requests
+                        );
                         return SessionEnd::Quit;
                     }
                     master_message::Kind::ResetStats(r) => {
-                        if r.epoch != *epoch {
+                        if r.epoch != reports.epoch {
                             handle.reset_stats();
-                            *epoch = r.epoch;
+                            reports.epoch = r.epoch;
                             while deltas.try_recv().is_ok() {}
                         }
                     }
@@ -344,7 +346,7 @@ async fn session(
                     // Stopped by the master, or by a user (StopTest): either
                     // way the master hears it after the last statistics.
                     let _ = stop_requested;
-                    report_stopped(handle, deltas, &tx, *epoch).await;
+                    report_stopped(handle, deltas, &tx, reports).await;
                 }
             }
             _ = tick.tick() => {
@@ -362,7 +364,7 @@ async fn session(
                 if tx.send(msg(worker_message::Kind::Heartbeat(beat))).await.is_err() {
                     return SessionEnd::Lost("the stream to the master closed".into());
                 }
-                send_stats(deltas, &tx, *epoch).await;
+                send_stats(deltas, &tx, reports).await;
             }
         }
     }
@@ -373,24 +375,34 @@ async fn report_stopped(
     handle: &RunnerHandle,
     deltas: &mut mpsc::UnboundedReceiver<StatsDelta>,
     tx: &mpsc::Sender<proto::WorkerMessage>,
-    epoch: u64,
+    reports: &mut Reports,
 ) {
     handle.flush().await;
-    send_stats(deltas, tx, epoch).await;
+    send_stats(deltas, tx, reports).await;
     let _ = tx.send(msg(worker_message::Kind::Stopped(proto::Stopped {}))).await;
 }
 
 async fn send_stats(
     deltas: &mut mpsc::UnboundedReceiver<StatsDelta>,
     tx: &mpsc::Sender<proto::WorkerMessage>,
-    epoch: u64,
+    reports: &mut Reports,
 ) {
     while let Ok(delta) = deltas.try_recv() {
-        let report = delta_to_report(&delta, epoch);
+        let report = delta_to_report(&delta, reports.epoch);
         if tx.send(msg(worker_message::Kind::Stats(report))).await.is_err() {
             return;
         }
+        reports.requests += delta.num_requests();
     }
+}
+
+/// What this worker has reported: the statistics epoch its reports carry
+/// (it survives reconnects, so reports recorded meanwhile keep it) and how
+/// many requests they held in all.
+#[derive(Default)]
+struct Reports {
+    epoch: u64,
+    requests: u64,
 }
 
 /// This machine's name, for the master's log.

@@ -153,13 +153,7 @@ impl ShardInfo {
 
     /// On a master: the ids of the connected workers.
     pub fn workers(&self) -> Vec<String> {
-        self.stats
-            .lock()
-            .ok()
-            .and_then(|s| {
-                s.workers.as_ref().map(|w| w.iter().filter(|w| w.state != "missing").map(|w| w.id.clone()).collect())
-            })
-            .unwrap_or_default()
+        self.stats.lock().map(|s| s.live_workers().map(|w| w.id.clone()).collect()).unwrap_or_default()
     }
 
     /// For inspecting a plan outside a run.

@@ -57,8 +57,8 @@ pub(crate) enum ShardCommand {
     Stop { user_ids: Vec<u64>, timeout: Duration },
     /// Drop what was recorded so far; later deltas carry `epoch`.
     ResetStats { epoch: u64 },
-    /// Send what was recorded so far now, then `Flushed`.
-    Flush,
+    /// Send what was recorded so far now, then `Flushed` with this id.
+    Flush { id: u64 },
     /// Stop every user, send the last statistics, end the thread.
     Shutdown,
 }
@@ -81,8 +81,10 @@ pub(crate) enum ShardEvent {
         user_id: u64,
     },
     StopTestRequested,
-    /// Answer to `Flush`, after its statistics.
-    Flushed,
+    /// Answer to `Flush { id }`, after its statistics.
+    Flushed {
+        id: u64,
+    },
     ShutDown,
 }
 
@@ -175,12 +177,12 @@ async fn run_shard(
                     epoch = new;
                     let _ = context.recorder.borrow_mut().take_delta();
                 }
-                Some(ShardCommand::Flush) => {
+                Some(ShardCommand::Flush { id }) => {
                     let delta = context.recorder.borrow_mut().take_delta();
                     if !delta.is_empty() {
                         let _ = events.send(ShardEvent::Stats { delta, epoch });
                     }
-                    let _ = events.send(ShardEvent::Flushed);
+                    let _ = events.send(ShardEvent::Flushed { id });
                 }
                 Some(ShardCommand::Shutdown) | None => break,
             },

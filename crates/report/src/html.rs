@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use serde_json::Value;
 use swarmer_engine::{ClassInfo, StatsStore};
-use swarmer_stats::{PERCENTILES_TO_REPORT, StatsEntry};
+use swarmer_stats::PERCENTILES_TO_REPORT;
 
 use crate::console::percentile_label;
 use crate::csv::utc_timestamp;
@@ -75,7 +75,7 @@ pub fn render(store: &StatsStore, meta: &ReportMeta<'_>, now: f64) -> String {
         let _ = writeln!(body, "<p class=\"note\" role=\"note\"><b>Note:</b> {}</p>", escape(note));
     }
     body.push_str("<h2>Request statistics</h2>\n");
-    body.push_str(&request_table(store, now));
+    body.push_str(&request_table(store));
     body.push_str("<h2>Response time percentiles (ms)</h2>\n");
     body.push_str(&percentile_table(store));
     body.push_str("<h2>Charts</h2>\n<div id=\"charts\"></div>\n");
@@ -123,13 +123,7 @@ fn duration_text(seconds: f64) -> String {
     }
 }
 
-fn sorted_entries(store: &StatsStore) -> Vec<&StatsEntry> {
-    let mut entries: Vec<&StatsEntry> = store.stats.entries().collect();
-    entries.sort_by(|a, b| (&a.name, &a.method).cmp(&(&b.name, &b.method)));
-    entries
-}
-
-fn request_table(store: &StatsStore, _now: f64) -> String {
+fn request_table(store: &StatsStore) -> String {
     let run_seconds = store.stats.run_seconds();
     let mut out = String::from(
         "<div class=\"scroll\"><table id=\"requests\"><thead><tr><th class=\"text\">Type</th><th class=\"text\">Name</th>\
@@ -137,7 +131,7 @@ fn request_table(store: &StatsStore, _now: f64) -> String {
          <th>95%ile (ms)</th><th>99%ile (ms)</th><th>Average size (bytes)</th><th>RPS</th><th>Failures/s</th></tr></thead><tbody>\n",
     );
     let total = store.stats.total();
-    for (e, is_total) in sorted_entries(store).into_iter().map(|e| (e, false)).chain([(total, true)]) {
+    for (e, is_total) in store.stats.entries().map(|e| (e, false)).chain([(total, true)]) {
         let _ = writeln!(
             out,
             "<tr{}><td class=\"text\">{}</td><td class=\"text\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
@@ -171,7 +165,7 @@ fn percentile_table(store: &StatsStore) -> String {
     }
     out.push_str("<th># Requests</th></tr></thead><tbody>\n");
     let total = store.stats.total();
-    for (e, is_total) in sorted_entries(store).into_iter().map(|e| (e, false)).chain([(total, true)]) {
+    for (e, is_total) in store.stats.entries().map(|e| (e, false)).chain([(total, true)]) {
         let _ = write!(
             out,
             "<tr{}><td class=\"text\">{}</td><td class=\"text\">{}</td>",

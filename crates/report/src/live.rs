@@ -54,9 +54,8 @@ pub fn request_row(e: &StatsEntry, run_seconds: f64, now: f64) -> Value {
 /// Every row, sorted by name then method, then the "Aggregated" row.
 pub fn request_rows(stats: &RequestStats, now: f64) -> Vec<Value> {
     let run_seconds = stats.run_seconds();
-    let mut entries: Vec<&StatsEntry> = stats.entries().collect();
-    entries.sort_by(|a, b| (&a.name, &a.method).cmp(&(&b.name, &b.method)));
-    let mut rows: Vec<Value> = entries.into_iter().map(|e| request_row(e, run_seconds, now)).collect();
+    // `entries()` is already in (name, method) order.
+    let mut rows: Vec<Value> = stats.entries().map(|e| request_row(e, run_seconds, now)).collect();
     let mut total = request_row(stats.total(), run_seconds, now);
     total["method"] = json!("");
     total["name"] = json!("Aggregated");
@@ -107,7 +106,7 @@ pub fn requests_payload(store: &StatsStore, now: f64) -> Value {
     });
     if let Some(workers) = &store.workers {
         payload["workers"] = json!(workers);
-        payload["worker_count"] = json!(workers.iter().filter(|w| w.state != "missing").count());
+        payload["worker_count"] = json!(store.live_workers().count());
     }
     payload
 }

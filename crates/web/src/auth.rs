@@ -29,7 +29,8 @@ const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 /// The accounts allowed in.
 pub struct Credentials {
     salt: [u8; 16],
-    accounts: Vec<(String, [u8; 32])>,
+    /// Digests of (user name, password).
+    accounts: Vec<([u8; 32], [u8; 32])>,
 }
 
 impl Credentials {
@@ -50,7 +51,7 @@ impl Credentials {
             if user.is_empty() || password.is_empty() {
                 return Err(format!("{source}:{}: user name and password must not be empty", i + 1));
             }
-            accounts.push((user.to_owned(), digest(&salt, password.as_bytes())));
+            accounts.push((digest(&salt, user.as_bytes()), digest(&salt, password.as_bytes())));
         }
         if accounts.is_empty() {
             return Err(format!("{source}: no user:password line"));
@@ -60,11 +61,11 @@ impl Credentials {
 
     /// True when `user` and `password` match an account.
     pub fn verify(&self, user: &str, password: &str) -> bool {
-        let given = digest(&self.salt, password.as_bytes());
+        let (given_user, given_password) =
+            (digest(&self.salt, user.as_bytes()), digest(&self.salt, password.as_bytes()));
         let mut ok = subtle::Choice::from(0);
         for (name, stored) in &self.accounts {
-            let name_ok = digest(&self.salt, name.as_bytes()).ct_eq(&digest(&self.salt, user.as_bytes()));
-            ok |= name_ok & stored.ct_eq(&given);
+            ok |= name.ct_eq(&given_user) & stored.ct_eq(&given_password);
         }
         ok.into()
     }

@@ -133,9 +133,11 @@ async fn require_login(State(state): State<Arc<AppState>>, request: Request, nex
         .filter_map(|v| v.to_str().ok())
         .filter_map(auth::session_cookie)
         .any(|token| state.sessions.is_valid(token));
-    let by_basic =
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).is_some_and(|v| credentials.verify_basic(v));
-    if by_cookie || by_basic {
+    // Checked only without a valid session: a password check costs two hashes.
+    let by_basic = || {
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).is_some_and(|v| credentials.verify_basic(v))
+    };
+    if by_cookie || by_basic() {
         return next.run(request).await;
     }
     if headers.contains_key(header::AUTHORIZATION) {

@@ -156,11 +156,7 @@ impl Master {
 
 /// Workers of a master's handle that are connected and not missing.
 pub fn worker_count(handle: &RunnerHandle) -> usize {
-    handle
-        .stats()
-        .lock()
-        .map(|s| s.workers.as_ref().map_or(0, |w| w.iter().filter(|w| w.state != "missing").count()))
-        .unwrap_or(0)
+    handle.stats().lock().map(|s| s.live_workers().count()).unwrap_or(0)
 }
 
 fn server_tls(tls: &ClusterTls) -> Result<Option<ServerTlsConfig>, String> {

@@ -134,7 +134,6 @@ impl ClusterService {
             plan: hello.plan_digest.is_empty().then(|| self.bundle.to_proto()),
             options: self.options.snapshot().into_iter().collect(),
             stats_epoch: self.epoch.load(Ordering::Relaxed),
-            ..Default::default()
         };
         if tx.send(message(master_message::Kind::Welcome(welcome))).is_err() {
             return;

@@ -62,7 +62,9 @@ pub(super) struct Actor {
     /// instead of the first N positions of the sequence.
     pub(super) targets: Option<Vec<usize>>,
     /// Flushes in progress: shards still to answer, and who waits.
-    pub(super) flushes: Vec<(usize, oneshot::Sender<()>)>,
+    /// Each flush's id, the shards still to answer it, and who waits.
+    pub(super) flushes: Vec<(u64, usize, oneshot::Sender<()>)>,
+    pub(super) next_flush: u64,
 }
 
 const RAMP_TICK: Duration = Duration::from_millis(10);
@@ -133,9 +135,10 @@ impl Actor {
 
     fn flush(&mut self, reply: oneshot::Sender<()>) {
         for tx in &self.shard_tx {
-            let _ = tx.send(ShardCommand::Flush);
+            let _ = tx.send(ShardCommand::Flush { id: self.next_flush });
         }
-        self.flushes.push((self.shard_tx.len(), reply));
+        self.flushes.push((self.next_flush, self.shard_tx.len(), reply));
+        self.next_flush += 1;
     }
 
     fn notify_shards(&self, notice: Notice) {
@@ -394,14 +397,13 @@ impl Actor {
             ShardEvent::Failed { shard, error } => {
                 self.emit(RunnerEvent::Warning(format!("shard {shard} failed: {error}")));
             }
-            ShardEvent::Flushed => {
-                for (waiting, _) in &mut self.flushes {
-                    *waiting = waiting.saturating_sub(1);
-                }
-                let (done, waiting): (Vec<_>, Vec<_>) = self.flushes.drain(..).partition(|(n, _)| *n == 0);
-                self.flushes = waiting;
-                for (_, reply) in done {
-                    let _ = reply.send(());
+            ShardEvent::Flushed { id } => {
+                if let Some(at) = self.flushes.iter().position(|(f, _, _)| *f == id) {
+                    self.flushes[at].1 -= 1;
+                    if self.flushes[at].1 == 0 {
+                        let (_, _, reply) = self.flushes.remove(at);
+                        let _ = reply.send(());
+                    }
                 }
             }
             ShardEvent::Ready => {}

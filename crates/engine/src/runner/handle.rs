@@ -104,6 +104,8 @@ impl RunnerHandle {
         let running = !matches!(self.state(), RunnerState::Ready | RunnerState::Stopped);
         if !running {
             let host = match &settings.host {
+                // An empty host clears the current one (the actor does the same).
+                Some(h) if h.is_empty() => None,
                 Some(h) => Some(h.clone()),
                 None => self.host(),
             };

@@ -113,6 +113,7 @@ impl LocalRunner {
             seconds: 0,
             targets: None,
             flushes: Vec::new(),
+            next_flush: 0,
         };
         tokio::spawn(actor.run(commands, event_rx));
         Ok(handle)

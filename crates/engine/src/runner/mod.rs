@@ -157,6 +157,11 @@ impl StatsStore {
         }
     }
 
+    /// On a master: the workers connected and not missing.
+    pub fn live_workers(&self) -> impl Iterator<Item = &WorkerStatus> {
+        self.workers.iter().flatten().filter(|w| w.state != "missing")
+    }
+
     /// Record a state change, and when a test started or stopped.
     pub fn set_state(&mut self, state: RunnerState, now: f64) {
         self.state = state;

@@ -45,12 +45,7 @@ pub async fn logs(State(state): State<Arc<AppState>>) -> Json<Value> {
 }
 
 pub async fn worker_count(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let count = state
-        .runner
-        .stats()
-        .lock()
-        .map(|s| s.workers.as_ref().map_or(0, |w| w.iter().filter(|w| w.state != "missing").count()))
-        .unwrap_or(0);
+    let count = state.runner.stats().lock().map(|s| s.live_workers().count()).unwrap_or(0);
     Json(json!({ "worker_count": count }))
 }
 

@@ -39,8 +39,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 pub fn render(store: &StatsStore, now: f64) -> String {
     let mut out = String::new();
     let stats = &store.stats;
-    let mut entries: Vec<_> = stats.entries().collect();
-    entries.sort_by(|a, b| (&a.name, &a.method).cmp(&(&b.name, &b.method)));
+    let entries: Vec<_> = stats.entries().collect();
     let labels = |e: &swarmer_stats::StatsEntry| format!("method=\"{}\",name=\"{}\"", label(&e.method), label(&e.name));
 
     family(&mut out, "swarmer_requests_total", "counter", "Requests made, failed ones included.");

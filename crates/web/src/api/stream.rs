@@ -25,8 +25,11 @@ pub async fn stream(State(state): State<Arc<AppState>>) -> Sse<impl Stream<Item 
     if state.publishing.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok() {
         tokio::spawn(publish(state.clone()));
     }
-    // The first event goes out at once, fresh; then one per rendering.
-    state.stream.send_replace(Arc::from(message(&state).to_string()));
+    // The first event goes out at once (the latest rendering, at most a
+    // second old; rendered now if there is none), then one per rendering.
+    if updates.borrow().is_empty() {
+        state.stream.send_replace(Arc::from(message(&state).to_string()));
+    }
     updates.mark_changed();
     let events = futures_util::stream::unfold(updates, |mut updates| async move {
         updates.changed().await.ok()?;
