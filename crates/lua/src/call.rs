@@ -1,143 +1,100 @@
 //! Running one Lua task body for one user.
 //!
-//! The body runs through `swarmer._run` (an `xpcall` with a traceback
-//! handler) inside a coroutine driven by [`drive`]: when the body calls
-//! something that waits, the coroutine yields an operation, the user's task
-//! awaits it (other users of the shard run meanwhile) and resumes the
-//! coroutine with the result. The outcome maps to the engine's [`TaskError`]: control
-//! tables to StopUser/StopTest/Interrupt/Reschedule, anything else to an
-//! exception with the Lua message and traceback.
+//! The body runs as the function of a coroutine from the VM's pool,
+//! driven by [`crate::driver::drive`]. What it raises maps to the engine's
+//! [`TaskError`]: control tables to StopUser/StopTest/Interrupt/Reschedule,
+//! anything else to an exception with the Lua message and the coroutine's
+//! traceback (a coroutine that died keeps its stack for that).
 
-use std::time::Duration;
+use std::rc::Rc;
 
-use mlua::{AnyUserData, Function, IntoLuaMulti, Lua, Table, Thread, ThreadStatus, Value};
+use mlua::{Function, RegistryKey, Table, Value};
 use swarmer_engine::{TaskError, TaskResult, User};
 
-use crate::client::{LuaClient, Pending, perform};
+use crate::client::{ClientCore, Clients};
+use crate::driver::{self, Ended};
+use crate::threads::ThreadPool;
 
 /// What every task of a class needs.
 pub struct ClassContext {
     pub lua: mlua::Lua,
-    pub run: Function,
     pub new_user: Function,
     pub control: Table,
     pub def: Table,
+    /// The VM's users' clients and free coroutines, shared by its classes.
+    pub clients: Rc<Clients>,
+    pub threads: Rc<ThreadPool>,
 }
 
-/// A user's Lua side: its `self` table (made on first use) and the
-/// catch-response results still waiting for a verdict.
+/// A user's Lua side, made on its first task: its `self` table (kept in
+/// the registry) and its client. The client leaves the VM's list with
+/// the user.
 #[derive(Default)]
 pub struct LuaUser {
-    self_table: Option<Table>,
-    pending: Pending,
+    made: Option<MadeUser>,
 }
 
-/// Operation codes a coroutine yields with (see `prelude.lua`).
-const OP_REQUEST: i64 = 1;
-const OP_SLEEP: i64 = 2;
+struct MadeUser {
+    self_key: RegistryKey,
+    client_id: usize,
+    core: Rc<ClientCore>,
+    clients: Rc<Clients>,
+}
 
-/// What a coroutine yields: an operation code and up to four operands
-/// (read straight off the Lua stack: no list is built per step).
-type Yielded = (Value, Value, Value, Value, Value);
-
-/// Run `thread` to completion: each time it yields an operation (an HTTP
-/// request, a sleep), do it as async Rust and resume it with the result.
-/// This is what makes `self.client:get` look blocking: one resume and one
-/// yield per request, no future boxed per call. Returns the first value
-/// the coroutine's function returned.
-pub async fn drive(lua: &Lua, thread: &Thread, first: impl IntoLuaMulti) -> mlua::Result<Value> {
-    let mut step: Yielded = thread.resume(first)?;
-    loop {
-        if thread.status() != ThreadStatus::Resumable {
-            return Ok(step.0);
-        }
-        let (op, a, b, c, d) = step;
-        step = match op {
-            Value::Integer(OP_REQUEST) => {
-                let Value::UserData(client) = a else {
-                    return Err(mlua::Error::runtime("internal: a request without a client"));
-                };
-                let method = match &b {
-                    Value::String(m) => m.to_str()?,
-                    other => return Err(mlua::Error::runtime(format!("expected a method, got {}", other.type_name()))),
-                };
-                let result = match (c, d) {
-                    (Value::String(url), Value::Nil) => {
-                        perform(lua, &client, &method, url.to_str()?.to_string(), None).await
-                    }
-                    (Value::String(url), Value::Table(t)) => {
-                        perform(lua, &client, &method, url.to_str()?.to_string(), Some(t)).await
-                    }
-                    (url, Value::Nil | Value::Table(_)) => {
-                        Err(mlua::Error::runtime(format!("expected a URL string, got {}", url.type_name())))
-                    }
-                    (_, opts) => {
-                        Err(mlua::Error::runtime(format!("expected an options table, got {}", opts.type_name())))
-                    }
-                };
-                match result {
-                    Ok(response) => thread.resume(response)?,
-                    Err(e) => thread.resume((Value::Nil, crate::vm::clean(&e)))?,
-                }
-            }
-            Value::Integer(OP_SLEEP) => match a {
-                Value::Integer(s) if s >= 0 => {
-                    tokio::time::sleep(Duration::from_secs(s as u64)).await;
-                    thread.resume(())?
-                }
-                Value::Number(s) if s.is_finite() && s >= 0.0 => {
-                    tokio::time::sleep(Duration::from_secs_f64(s)).await;
-                    thread.resume(())?
-                }
-                other => thread.resume((Value::Nil, format!("sleep: expected non-negative seconds, got {other:?}")))?,
-            },
-            _ => {
-                return Err(mlua::Error::runtime(
-                    "coroutine.yield from a task, hook or background coroutine is not supported; use coroutine.wrap \
-                     inside your own code, or swarmer.sleep",
-                ));
-            }
-        };
+impl Drop for MadeUser {
+    fn drop(&mut self) {
+        self.clients.remove(self.client_id);
     }
 }
 
-/// Call `body(self)` for `user`.
-pub async fn run(context: &ClassContext, user: &mut User, body: &Function) -> TaskResult {
-    let (self_table, pending) = user_object(context, user).map_err(|e| lua_exception(&e))?;
-    let outcome = match context.lua.create_thread(context.run.clone()) {
-        Ok(thread) => drive(&context.lua, &thread, (body, &self_table)).await,
-        Err(e) => Err(e),
-    };
-    // Catch-response results the task did not mark get Locust's default.
-    let unmarked: Vec<_> = pending.borrow_mut().drain(..).collect();
-    for response in unmarked {
-        response.borrow_mut().finish_default();
+/// Call `body(self)` for `user`; `body` is a registry key of the task's function.
+pub async fn run(context: &ClassContext, user: &mut User, body: &RegistryKey) -> TaskResult {
+    let (self_id, core) = user_object(context, user).map_err(|e| lua_exception(&e))?;
+    let outcome = async {
+        let thread = context.threads.take(&context.lua)?;
+        driver::push_registered(&thread, &[body.id(), self_id])?;
+        driver::drive(&context.lua, &context.clients, &thread, 1, false).await
     }
+    .await;
+    core.finish_pending();
     match outcome {
-        Ok(Value::Nil) => Ok(()),
-        Ok(Value::Table(t)) => Err(table_outcome(context, &t)),
-        Ok(other) => Err(TaskError::exception_at(format!("unexpected task outcome {other:?}"), "")),
+        Ok(Ended::Returned(_)) => Ok(()),
+        Ok(Ended::Raised { error: Value::Table(t), traceback }) => Err(table_outcome(context, &t, traceback)),
+        Ok(Ended::Raised { error, traceback }) => {
+            Err(TaskError::exception_at(driver::error_message(&error), traceback))
+        }
         Err(e) => Err(lua_exception(&e)),
     }
 }
 
-fn user_object(context: &ClassContext, user: &mut User) -> mlua::Result<(Table, Pending)> {
+fn user_object(context: &ClassContext, user: &mut User) -> mlua::Result<(std::ffi::c_int, Rc<ClientCore>)> {
     let id = user.id();
-    if let Some(LuaUser { self_table: Some(table), pending }) = user.state::<LuaUser>() {
-        return Ok((table.clone(), pending.clone()));
-    }
     let client = user.client.clone();
     let Some(state) = user.state::<LuaUser>() else {
         return Err(mlua::Error::runtime("internal: the Lua user state is missing"));
     };
-    let lua_client = LuaClient::new(client, state.pending.clone());
-    let client_ud: AnyUserData = context.lua.create_userdata(lua_client)?;
-    let table: Table = context.new_user.call((context.def.clone(), client_ud, id))?;
-    state.self_table = Some(table.clone());
-    Ok((table, state.pending.clone()))
+    if let Some(made) = &state.made {
+        return Ok((made.self_key.id(), made.core.clone()));
+    }
+    let (client_id, core) = context.clients.add(client);
+    let made = (|| {
+        let table: Table = context.new_user.call((context.def.clone(), client_id, id))?;
+        context.lua.create_registry_value(table)
+    })();
+    let self_key = match made {
+        Ok(key) => key,
+        Err(e) => {
+            context.clients.remove(client_id);
+            return Err(e);
+        }
+    };
+    let made = MadeUser { self_key, client_id, core: core.clone(), clients: context.clients.clone() };
+    let self_id = made.self_key.id();
+    state.made = Some(made);
+    Ok((self_id, core))
 }
 
-fn table_outcome(context: &ClassContext, t: &Table) -> TaskError {
+fn table_outcome(context: &ClassContext, t: &Table, traceback: String) -> TaskError {
     if t.metatable().as_ref() == Some(&context.control) {
         let kind: String = t.get("kind").unwrap_or_default();
         return match kind.as_str() {
@@ -148,9 +105,7 @@ fn table_outcome(context: &ClassContext, t: &Table) -> TaskError {
             _ => TaskError::RescheduleNow,
         };
     }
-    let message: String = t.get("message").unwrap_or_else(|_| "error".into());
-    let traceback: String = t.get("traceback").unwrap_or_default();
-    TaskError::exception_at(message, traceback)
+    TaskError::exception_at(driver::error_message(&Value::Table(t.clone())), traceback)
 }
 
 fn lua_exception(e: &mlua::Error) -> TaskError {

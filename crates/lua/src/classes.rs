@@ -13,27 +13,38 @@ use mlua::{Function, Lua, Table, Value};
 use swarmer_engine::{Task, TaskFn, TaskSet, User, UserClass, WaitTime};
 
 use crate::call::{self, ClassContext, LuaUser};
+use crate::client::Clients;
 use crate::module;
+use crate::threads::ThreadPool;
 
 /// Build every registered class.
 pub fn build(lua: &Lua) -> mlua::Result<Vec<UserClass>> {
     let m = module::module(lua)?;
     let users: Table = m.get("_users")?;
+    let threads = Rc::new(ThreadPool::new(lua)?);
+    let clients = module::clients(lua)?;
     let mut classes = Vec::new();
     for def in users.sequence_values::<Table>() {
-        classes.push(build_class(lua, &m, def?)?);
+        classes.push(build_class(lua, &m, def?, &clients, &threads)?);
     }
     Ok(classes)
 }
 
-fn build_class(lua: &Lua, m: &Table, def: Table) -> mlua::Result<UserClass> {
+fn build_class(
+    lua: &Lua,
+    m: &Table,
+    def: Table,
+    clients: &Rc<Clients>,
+    threads: &Rc<ThreadPool>,
+) -> mlua::Result<UserClass> {
     let name: String = def.get("name")?;
     let context = Rc::new(ClassContext {
         lua: lua.clone(),
-        run: m.get("_run")?,
         new_user: m.get("_new_user")?,
         control: m.get("_CONTROL")?,
         def: def.clone(),
+        clients: clients.clone(),
+        threads: threads.clone(),
     });
     let mut class = UserClass::new(&name).state(LuaUser::default);
     if let Some(weight) = def.get::<Option<u32>>("weight")? {
@@ -48,8 +59,8 @@ fn build_class(lua: &Lua, m: &Table, def: Table) -> mlua::Result<UserClass> {
     if let Some(wait) = wait_time(m, def.get("wait_time")?)? {
         class = class.wait_time(wait);
     }
-    class.on_start = def.get::<Option<Function>>("on_start")?.map(|f| lua_fn(&context, f));
-    class.on_stop = def.get::<Option<Function>>("on_stop")?.map(|f| lua_fn(&context, f));
+    class.on_start = def.get::<Option<Function>>("on_start")?.map(|f| lua_fn(&context, f)).transpose()?;
+    class.on_stop = def.get::<Option<Function>>("on_stop")?.map(|f| lua_fn(&context, f)).transpose()?;
     let tasks: Table = def.get("tasks")?;
     for task in tasks_of(lua, m, &context, &tasks)? {
         class = class.task(task);
@@ -62,13 +73,14 @@ fn build_class(lua: &Lua, m: &Table, def: Table) -> mlua::Result<UserClass> {
 }
 
 /// The engine body of a Lua function.
-fn lua_fn(context: &Rc<ClassContext>, function: Function) -> TaskFn {
+fn lua_fn(context: &Rc<ClassContext>, function: Function) -> mlua::Result<TaskFn> {
     let context = context.clone();
-    Rc::new(move |user: &mut User| {
+    let body = Rc::new(context.lua.create_registry_value(function)?);
+    Ok(Rc::new(move |user: &mut User| {
         let context = context.clone();
-        let function = function.clone();
-        Box::pin(async move { call::run(&context, user, &function).await })
-    })
+        let body = body.clone();
+        Box::pin(async move { call::run(&context, user, &body).await })
+    }))
 }
 
 /// Entries of a `tasks` list: array entries in order, then named entries
@@ -98,7 +110,7 @@ fn task_of(lua: &Lua, m: &Table, context: &Rc<ClassContext>, name: Option<String
     match value {
         Value::Function(f) => {
             let name = name.unwrap_or_else(|| function_name(&f));
-            Ok(Task::from_fn(name, lua_fn(context, f)))
+            Ok(Task::from_fn(name, lua_fn(context, f)?))
         }
         Value::Table(t) if t.metatable().as_ref() == Some(&set_mt) => task_set(lua, m, context, t),
         Value::Table(t) if t.metatable().as_ref() == Some(&task_mt) => {
@@ -110,7 +122,7 @@ fn task_of(lua: &Lua, m: &Table, context: &Rc<ClassContext>, name: Option<String
                 Value::Table(set) => task_set(lua, m, context, set)?,
                 Value::Function(f) => {
                     let name = explicit.clone().or(name).unwrap_or_else(|| function_name(&f));
-                    Task::from_fn(name, lua_fn(context, f))
+                    Task::from_fn(name, lua_fn(context, f)?)
                 }
                 other => {
                     return Err(mlua::Error::runtime(format!("a task must run a function, got {}", other.type_name())));
@@ -141,8 +153,8 @@ fn task_set(lua: &Lua, m: &Table, context: &Rc<ClassContext>, t: Table) -> mlua:
         return Err(mlua::Error::runtime(format!("task set {name} has no tasks")));
     }
     set.wait_time = wait_time(m, t.get("wait_time")?)?;
-    set.on_start = t.get::<Option<Function>>("on_start")?.map(|f| lua_fn(context, f));
-    set.on_stop = t.get::<Option<Function>>("on_stop")?.map(|f| lua_fn(context, f));
+    set.on_start = t.get::<Option<Function>>("on_start")?.map(|f| lua_fn(context, f)).transpose()?;
+    set.on_stop = t.get::<Option<Function>>("on_stop")?.map(|f| lua_fn(context, f)).transpose()?;
     let mut task = Task::set(set).weight(t.get("weight")?);
     task.tags = t.get("tags")?;
     Ok(task)

@@ -1,88 +1,156 @@
-//! `self.client` and the responses it returns.
+//! `self.client`: the clients of a VM's users and the requests they make.
 //!
 //! `self.client:get(url, opts)` (and post, put, patch, delete, head,
 //! options, request) take Locust's request options as a table: `name`,
 //! `headers`, `params`, `data` (table → form, string → body), `json`,
 //! `body`, `timeout` (seconds), `allow_redirects`, `catch_response`.
 //! The methods live in the Lua prelude: they yield to the coroutine driver
-//! ([`crate::call::drive`]), which calls [`perform`] and resumes the
-//! coroutine with the response. A response offers `status_code`, `ok`, `text`, `content`,
-//! `headers`, `url`, `elapsed`, `error`, `json()`, and with
-//! `catch_response` also `success()` and `failure(msg)`.
+//! ([`crate::driver`]) with the client's number in this VM's [`Clients`];
+//! the driver calls [`perform`] and resumes the coroutine with the
+//! response as plain values, of which the prelude makes a response table
+//! (`status_code`, `ok`, `text`, `content`, `headers`, `url`, `elapsed`,
+//! `error`, `json()`, and with `catch_response` also `success()` and
+//! `failure(msg)`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
-use mlua::{Lua, LuaSerdeExt, Table, UserData, UserDataFields, UserDataMethods, Value};
+use mlua::{Lua, LuaSerdeExt, Table, Value};
+use slab::Slab;
 use swarmer_engine::{CatchResponse, Client, Request, Response};
 use swarmer_http::Method;
 
-/// Catch responses of a user waiting for a verdict; the task runner gives
-/// them Locust's default verdict when the task ends.
-pub type Pending = Rc<RefCell<Vec<Rc<RefCell<CatchResponse>>>>>;
-
-/// The `self.client` userdata.
-pub struct LuaClient {
+/// One user's client as the Lua side reaches it.
+pub struct ClientCore {
     client: Client,
-    pending: Pending,
+    /// Catch responses waiting for a verdict, by number; the task runner
+    /// gives them Locust's default verdict when the task ends.
+    pending: RefCell<Vec<(u64, CatchResponse)>>,
+    /// The number the next catch response gets (never reused, so a
+    /// response kept past its task cannot mark a later one).
+    next_catch: Cell<u64>,
 }
 
-impl LuaClient {
-    pub fn new(client: Client, pending: Pending) -> Self {
-        Self { client, pending }
+impl ClientCore {
+    /// Give every catch response not yet marked Locust's default verdict.
+    pub fn finish_pending(&self) {
+        let unmarked: Vec<_> = self.pending.borrow_mut().drain(..).collect();
+        for (_, mut response) in unmarked {
+            response.finish_default();
+        }
     }
 }
 
-impl UserData for LuaClient {
-    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        // Record a sample of any type (Locust's events.request.fire). The
-        // requests themselves go through the coroutine driver (`perform`).
-        methods.add_method("fire_request", |_, this, t: Table| {
-            let request_type: String = t.get("request_type")?;
-            let name: String = t.get("name")?;
-            let ms: f64 = t.get::<Option<f64>>("response_time")?.unwrap_or(0.0);
-            if !(ms.is_finite() && ms >= 0.0) {
-                return Err(mlua::Error::runtime(format!(
-                    "fire_request: response_time must be milliseconds >= 0, got {ms}"
-                )));
-            }
-            let length: u64 = t.get::<Option<u64>>("response_length")?.unwrap_or(0);
-            let error: Option<String> = t.get::<Option<Value>>("exception")?.map(|v| display(&v));
-            this.client.record_request(
-                &request_type,
-                &name,
-                Duration::from_secs_f64(ms / 1000.0),
-                length,
-                error.as_deref(),
-            );
-            Ok(())
-        });
+/// The clients of one VM's users, by number (the `_id` of a Lua
+/// `self.client`). A user's entry goes when the user does.
+#[derive(Default)]
+pub struct Clients {
+    slots: RefCell<Slab<Rc<ClientCore>>>,
+    /// A buffer reused to hand responses' headers to Lua.
+    scratch: RefCell<Vec<u8>>,
+}
+
+impl Clients {
+    /// Call `f` with the (emptied) scratch buffer.
+    pub fn with_scratch<R>(&self, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        let mut buf = self.scratch.borrow_mut();
+        buf.clear();
+        f(&mut buf)
+    }
+
+    pub fn add(&self, client: Client) -> (usize, Rc<ClientCore>) {
+        let core = Rc::new(ClientCore { client, pending: RefCell::default(), next_catch: Cell::new(1) });
+        (self.slots.borrow_mut().insert(core.clone()), core)
+    }
+
+    pub fn remove(&self, id: usize) {
+        self.slots.borrow_mut().try_remove(id);
+    }
+
+    pub fn get(&self, id: i64) -> mlua::Result<Rc<ClientCore>> {
+        usize::try_from(id)
+            .ok()
+            .and_then(|id| self.slots.borrow().get(id).cloned())
+            .ok_or_else(|| mlua::Error::runtime("this client's user has stopped"))
     }
 }
 
-/// One request a user's coroutine asked for: `client` is its `self.client`
-/// userdata. Bad options are an `Err` naming the option.
+/// `swarmer._fire_request(client, t)`: record a sample of any type
+/// (Locust's `events.request.fire`).
+pub fn fire_request(clients: &Clients, id: i64, t: &Table) -> mlua::Result<()> {
+    let core = clients.get(id)?;
+    let request_type: String = t.get("request_type")?;
+    let name: String = t.get("name")?;
+    let ms: f64 = t.get::<Option<f64>>("response_time")?.unwrap_or(0.0);
+    if !(ms.is_finite() && ms >= 0.0) {
+        return Err(mlua::Error::runtime(format!("fire_request: response_time must be milliseconds >= 0, got {ms}")));
+    }
+    let length: u64 = t.get::<Option<u64>>("response_length")?.unwrap_or(0);
+    let error: Option<String> = t.get::<Option<Value>>("exception")?.map(|v| display(&v));
+    core.client.record_request(&request_type, &name, Duration::from_secs_f64(ms / 1000.0), length, error.as_deref());
+    Ok(())
+}
+
+/// `swarmer._verdict(client, seq, failure)`: a catch response's verdict
+/// (`r:success()`, `r:failure(msg)`). One whose task has ended was
+/// already recorded, and is left so, as in Locust.
+pub fn verdict(clients: &Clients, id: i64, seq: u64, failure: Option<String>) -> mlua::Result<()> {
+    let core = clients.get(id)?;
+    let mut pending = core.pending.borrow_mut();
+    if let Some((_, response)) = pending.iter_mut().find(|(n, _)| *n == seq) {
+        match failure {
+            None => response.mark_success(),
+            Some(message) => response.mark_failure(&message),
+        }
+    }
+    Ok(())
+}
+
+/// What a request gives back to its coroutine. Lives on the stack for a
+/// moment: boxing the response would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+pub enum Outcome {
+    Plain(Response),
+    /// A catch response, kept in the client's pending list under this number.
+    Catch(u64),
+}
+
+/// One request a coroutine asked for. Bad options are an `Err` naming the
+/// option.
 pub async fn perform(
     lua: &Lua,
-    client: &mlua::AnyUserData,
-    method: &str,
+    core: &ClientCore,
+    method: Method,
     url: String,
     opts: Option<Table>,
-) -> mlua::Result<LuaResponse> {
-    let (client, pending) = {
-        let this = client.borrow::<LuaClient>()?;
-        (this.client.clone(), this.pending.clone())
-    };
-    let method = Method::from_bytes(method.as_bytes())
-        .map_err(|_| mlua::Error::runtime(format!("request: invalid method {method:?}")))?;
+) -> mlua::Result<Outcome> {
     let (request, catch) = build_request(lua, method, url, opts)?;
     if catch {
-        let response = Rc::new(RefCell::new(client.send_catch(request).await));
-        pending.borrow_mut().push(response.clone());
-        Ok(LuaResponse::Catch(response))
+        let seq = core.next_catch.get();
+        core.next_catch.set(seq + 1);
+        let response = core.client.send_catch(request).await;
+        core.pending.borrow_mut().push((seq, response));
+        Ok(Outcome::Catch(seq))
     } else {
-        Ok(LuaResponse::Plain(Rc::new(client.send(request).await)))
+        Ok(Outcome::Plain(core.client.send(request).await))
+    }
+}
+
+/// Call `f` with the response behind `outcome` (for a catch response, the
+/// one in `core`'s pending list, there until its task ends).
+pub fn with_response<R>(
+    core: &ClientCore,
+    outcome: &Outcome,
+    f: impl FnOnce(&Response, Option<u64>) -> R,
+) -> Option<R> {
+    match outcome {
+        Outcome::Plain(response) => Some(f(response, None)),
+        Outcome::Catch(seq) => {
+            let pending = core.pending.borrow();
+            let (_, response) = pending.iter().find(|(n, _)| n == seq)?;
+            Some(f(response.response(), Some(*seq)))
+        }
     }
 }
 
@@ -170,67 +238,5 @@ fn scalar(v: Value) -> mlua::Result<String> {
         Value::Number(n) => Ok(n.to_string()),
         Value::Boolean(b) => Ok(b.to_string()),
         other => Err(mlua::Error::runtime(format!("expected a string or number, got {}", other.type_name()))),
-    }
-}
-
-/// A response as Lua sees it.
-pub enum LuaResponse {
-    Plain(Rc<Response>),
-    Catch(Rc<RefCell<CatchResponse>>),
-}
-
-impl LuaResponse {
-    fn with<R>(&self, f: impl FnOnce(&Response) -> R) -> R {
-        match self {
-            LuaResponse::Plain(r) => f(r),
-            LuaResponse::Catch(c) => f(c.borrow().response()),
-        }
-    }
-}
-
-impl UserData for LuaResponse {
-    fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
-        fields.add_field_method_get("status_code", |_, this| Ok(this.with(|r| r.status_code())));
-        fields.add_field_method_get("ok", |_, this| {
-            Ok(this
-                .with(|r| r.error.is_none() && r.status.is_some_and(|s| !s.is_client_error() && !s.is_server_error())))
-        });
-        fields.add_field_method_get("text", |lua, this| this.with(|r| lua.create_string(&r.body)));
-        fields.add_field_method_get("content", |lua, this| this.with(|r| lua.create_string(&r.body)));
-        fields.add_field_method_get("url", |_, this| Ok(this.with(|r| r.url.clone())));
-        fields.add_field_method_get("elapsed", |_, this| Ok(this.with(|r| r.elapsed.as_secs_f64())));
-        fields.add_field_method_get("error", |_, this| Ok(this.with(|r| r.error.as_ref().map(|e| e.to_string()))));
-        fields.add_field_method_get("headers", |lua, this| {
-            this.with(|r| {
-                let t = lua.create_table()?;
-                for (name, value) in &r.headers {
-                    t.set(name.as_str(), String::from_utf8_lossy(value.as_bytes()).into_owned())?;
-                }
-                Ok(t)
-            })
-        });
-    }
-
-    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("json", |lua, this, ()| {
-            let value: serde_json::Value = this
-                .with(|r| serde_json::from_slice(&r.body))
-                .map_err(|e| mlua::Error::runtime(format!("response body is not JSON: {e}")))?;
-            lua.to_value(&value)
-        });
-        methods.add_method("success", |_, this, ()| match this {
-            LuaResponse::Catch(c) => {
-                c.borrow_mut().mark_success();
-                Ok(())
-            }
-            LuaResponse::Plain(_) => Err(mlua::Error::runtime("success() needs catch_response = true")),
-        });
-        methods.add_method("failure", |_, this, message: String| match this {
-            LuaResponse::Catch(c) => {
-                c.borrow_mut().mark_failure(&message);
-                Ok(())
-            }
-            LuaResponse::Plain(_) => Err(mlua::Error::runtime("failure() needs catch_response = true")),
-        });
     }
 }

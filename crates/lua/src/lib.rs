@@ -13,9 +13,11 @@
 //!   `swarmer` module) and running the plan file.
 //! - `module`: the `swarmer` module (wait times, registration, control flow, sleep).
 //! - `classes`: Lua definitions → engine user classes, tasks and task sets.
-//! - `call`: the coroutine driver (requests and sleeps as async Rust), and
-//!   running one Lua task and mapping its errors.
-//! - `client`: `self.client` and responses.
+//! - `driver`: the coroutine driver (requests and sleeps as async Rust,
+//!   through Lua's C API).
+//! - `call`: running one Lua task for a user and mapping its errors.
+//! - `threads`: the coroutines task calls run in, reused between calls.
+//! - `client`: the users' clients, the requests they make, catch responses.
 //! - `data`: CSV datasets shared by all shards, JSON files, random helpers.
 //!
 //! What it does not do: schedule users, record statistics, parse flags.
@@ -24,7 +26,9 @@ mod call;
 mod classes;
 mod client;
 mod data;
+mod driver;
 mod module;
+mod threads;
 pub mod vm;
 
 use std::collections::HashMap;

@@ -1,8 +1,12 @@
 //! Installs the `swarmer` module: the Lua prelude (`prelude.lua`) plus the
 //! functions that wait, which are async Rust.
 
+use std::rc::Rc;
+
 use mlua::{Function, Lua, Table};
 use swarmer_engine::{OptionValues, ShardInfo};
+
+use crate::client::Clients;
 
 const PRELUDE: &str = include_str!("prelude.lua");
 
@@ -10,6 +14,7 @@ const PRELUDE: &str = include_str!("prelude.lua");
 /// described by `shard` (or a probe VM that only inspects the plan).
 pub fn install(lua: &Lua, shard: &ShardInfo, plan_dir: &std::path::Path) -> mlua::Result<()> {
     lua.set_app_data(shard.clone());
+    lua.set_app_data(Rc::new(Clients::default()));
     lua.set_app_data(crate::data::PlanDir(plan_dir.to_path_buf()));
     let module: Table = lua.load(PRELUDE).set_name("@swarmer").eval()?;
     module.set(
@@ -36,6 +41,16 @@ pub fn install(lua: &Lua, shard: &ShardInfo, plan_dir: &std::path::Path) -> mlua
         })?,
     )?;
     module.set("spawn", lua.create_function(spawn)?)?;
+    module.set(
+        "_fire_request",
+        lua.create_function(|lua, (id, t): (i64, Table)| crate::client::fire_request(&*clients(lua)?, id, &t))?,
+    )?;
+    module.set(
+        "_verdict",
+        lua.create_function(|lua, (id, seq, failure): (i64, u64, Option<String>)| {
+            crate::client::verdict(&*clients(lua)?, id, seq, failure)
+        })?,
+    )?;
     crate::data::install(lua, &module)?;
     module.set("stats", lua.create_function(stats)?)?;
     module.set(
@@ -59,6 +74,13 @@ pub fn install(lua: &Lua, shard: &ShardInfo, plan_dir: &std::path::Path) -> mlua
     Ok(())
 }
 
+/// The clients of this VM's users (see [`Clients`]).
+pub fn clients(lua: &Lua) -> mlua::Result<Rc<Clients>> {
+    lua.app_data_ref::<Rc<Clients>>()
+        .map(|c| c.clone())
+        .ok_or_else(|| mlua::Error::runtime("internal: the VM has no client list"))
+}
+
 /// `swarmer.spawn(fn)`: run `fn` as a background coroutine on this shard
 /// (Locust's `gevent.spawn`). Errors inside are logged.
 fn spawn(lua: &Lua, body: Function) -> mlua::Result<()> {
@@ -70,9 +92,11 @@ fn spawn(lua: &Lua, body: Function) -> mlua::Result<()> {
         )));
     }
     let thread = lua.create_thread(body)?;
+    let clients = clients(lua)?;
     let lua = lua.clone();
     tokio::task::spawn_local(async move {
-        if let Err(e) = crate::call::drive(&lua, &thread, ()).await {
+        let ended = crate::driver::drive(&lua, &clients, &thread, 0, false).await;
+        if let Err(e) = ended.and_then(|ended| ended.into_result()) {
             tracing::error!("background coroutine failed: {}", crate::vm::clean(&e));
         }
     });

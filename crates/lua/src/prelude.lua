@@ -190,23 +190,62 @@ end
 -- `self.client`: requests yield to the driver; the rest is the userdata's.
 local CLIENT = {}
 CLIENT.__index = CLIENT
+
+-- Responses: the driver resumes a request with plain values (see
+-- `push_response` in crates/lua/src/driver.rs), kept as they come in the
+-- array part of a table: 1 status code, 2 body, 3 headers as "name: value"
+-- lines, 4 elapsed seconds, 5 final URL, 6 error, 7 catch number, 8 client.
+-- Fields are read through this metatable; `headers` is made on first use.
+local RESPONSE_METHODS = {}
+local RESPONSE_FIELDS = { status_code = 1, text = 2, content = 2, elapsed = 4, url = 5, error = 6 }
+local RESPONSE = { __index = function(r, key)
+  local i = RESPONSE_FIELDS[key]
+  if i then return rawget(r, i) end
+  if key == "ok" then return rawget(r, 6) == nil and rawget(r, 1) < 400 end
+  if key == "headers" then
+    local headers = {}
+    for name, value in rawget(r, 3):gmatch("([^:\n]*): ([^\n]*)\n") do
+      local seen = headers[name]
+      headers[name] = seen and (seen .. ", " .. value) or value
+    end
+    rawset(r, "headers", headers)
+    return headers
+  end
+  return RESPONSE_METHODS[key]
+end }
+function RESPONSE_METHODS.json(r)
+  local ok, value = pcall(swarmer.json_decode, rawget(r, 2))
+  if not ok then error("response body is not JSON: " .. tostring(value):gsub("^json_decode: ", ""), 2) end
+  return value
+end
+local function verdict(r, fname, failure)
+  local seq = rawget(r, 7)
+  if not seq then error(fname .. "() needs catch_response = true", 3) end
+  swarmer._verdict(rawget(r, 8), seq, failure)
+end
+function RESPONSE_METHODS.success(r) verdict(r, "success", nil) end
+function RESPONSE_METHODS.failure(r, message)
+  if message == nil then message = "failure" end
+  verdict(r, "failure", tostring(message))
+end
+
 local function request(client, method, url, opts)
-  local response, err = yield(OP_REQUEST, client._ud, method, url, opts)
-  if err then error(err, 3) end
-  return response
+  local r = { yield(OP_REQUEST, client._id, method, url, opts) }
+  if r[1] == nil then error(r[2], 3) end
+  return setmetatable(r, RESPONSE)
 end
 for _, name in ipairs({ "get", "post", "put", "patch", "delete", "head", "options" }) do
   local method = name:upper()
   CLIENT[name] = function(client, url, opts) return request(client, method, url, opts) end
 end
 function CLIENT.request(client, method, url, opts) return request(client, tostring(method):upper(), url, opts) end
-function CLIENT.fire_request(client, t) return client._ud:fire_request(t) end
+function CLIENT.fire_request(client, t) return swarmer._fire_request(client._id, t) end
 function CLIENT.measure(client, request_type, name, fn)
   local started = swarmer._clock()
   local ok, err = pcall(fn)
-  client._ud:fire_request{ request_type = request_type, name = name,
-                           response_time = (swarmer._clock() - started) * 1000,
-                           exception = (not ok) and tostring(err) or nil }
+  swarmer._fire_request(client._id, { request_type = request_type, name = name,
+                                      response_time = (swarmer._clock() - started) * 1000,
+                                      exception = (not ok) and tostring(err) or nil })
   if not ok then error(err, 0) end
 end
 
@@ -272,7 +311,7 @@ local USER_METHODS = {
   sleep = function(_, s) return swarmer.sleep(s) end,
 }
 function swarmer._new_user(def, client, id)
-  local self = { client = setmetatable({ _ud = client }, CLIENT), id = id, class_name = def.name }
+  local self = { client = setmetatable({ _id = client }, CLIENT), id = id, class_name = def.name }
   return setmetatable(self, { __index = function(_, k)
     local v = def[k]
     if v ~= nil then return v end

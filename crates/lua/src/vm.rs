@@ -120,7 +120,8 @@ fn hook(lua: &Lua, fire: &Function, name: &'static str) -> ShardHook {
 /// Fire an event in a coroutine of its own, so listeners may wait.
 async fn fire_async(lua: &Lua, fire: &Function, args: impl mlua::IntoLuaMulti) -> mlua::Result<Table> {
     let thread = lua.create_thread(fire.clone())?;
-    match crate::call::drive(lua, &thread, args).await? {
+    let nargs = crate::driver::push_args(lua, &thread, args)?;
+    match crate::driver::drive(lua, &*crate::module::clients(lua)?, &thread, nargs, true).await?.into_result()? {
         mlua::Value::Table(t) => Ok(t),
         _ => lua.create_table(),
     }

@@ -1,0 +1,363 @@
+//! The coroutine driver: what makes `self.client:get` look blocking.
+//!
+//! A task body, an event listener or a background function runs in a Lua
+//! coroutine. When it calls something that waits, the coroutine yields an
+//! operation (an HTTP request, a sleep; see `prelude.lua`); [`drive`] does
+//! the operation as async Rust, so the shard's other users run meanwhile,
+//! and resumes the coroutine with the result.
+//!
+//! This is the hottest path of a Lua plan (two resumes per request), so it
+//! talks to the coroutine through Lua's C API (`mlua::ffi`) rather than
+//! through mlua's value conversions, which take a registry reference for
+//! every string, table and userdata that crosses. The rules that keep it
+//! sound:
+//! - the coroutine is kept alive by the [`Thread`] handle for the whole
+//!   drive, and only this driver touches its stack while it is suspended;
+//! - strings read from the stack are copied into Rust before the values
+//!   are popped;
+//! - every push is preceded by `lua_checkstack`;
+//! - values pushed without protection are numbers, nil and strings, as in
+//!   mlua's own fast path: with no memory limit set, the only error they can
+//!   raise is out-of-memory, which aborts the process as a Rust allocation
+//!   failure would;
+//! - anything that may raise a Lua error (converting a table, `__tostring`,
+//!   building a traceback) goes through [`Lua::exec_raw`], which is protected.
+
+use std::ffi::{c_char, c_int};
+use std::ptr;
+use std::time::Duration;
+
+use mlua::{IntoLuaMulti, Lua, Table, Thread, Value, ffi};
+use swarmer_engine::Response;
+use swarmer_http::Method;
+
+use crate::client::{self, Clients};
+
+/// Operation codes a coroutine yields with (see `prelude.lua`).
+const OP_REQUEST: ffi::lua_Integer = 1;
+const OP_SLEEP: ffi::lua_Integer = 2;
+
+/// Most values the driver pushes at once (a response).
+const MAX_PUSH: c_int = 8;
+
+/// The raw state of `thread`.
+pub fn state_of(thread: &Thread) -> *mut ffi::lua_State {
+    // A thread's pointer is its `lua_State` (`lua_topointer` on a thread).
+    thread.to_pointer() as *mut ffi::lua_State
+}
+
+/// Push the registry values `ids` (`RegistryKey::id`s) onto `thread`.
+pub fn push_registered(thread: &Thread, ids: &[c_int]) -> mlua::Result<()> {
+    let l = state_of(thread);
+    // SAFETY: `l` is alive (held by `thread`) and not running; rawgeti
+    // on the registry cannot raise an error.
+    unsafe {
+        if ffi::lua_checkstack(l, ids.len() as c_int) == 0 {
+            return Err(mlua::Error::StackError);
+        }
+        for &id in ids {
+            ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, ffi::lua_Integer::from(id));
+        }
+    }
+    Ok(())
+}
+
+/// Push `args` onto `thread` (for cold paths: listeners, background
+/// functions). Returns how many values were pushed.
+pub fn push_args(lua: &Lua, thread: &Thread, args: impl IntoLuaMulti) -> mlua::Result<c_int> {
+    let l = state_of(thread);
+    // SAFETY: the values are moved between two states of one Lua inside a
+    // protected call; `l` is alive and not running.
+    unsafe {
+        let before = ffi::lua_gettop(l);
+        lua.exec_raw::<()>(args, |state| {
+            let n = ffi::lua_gettop(state);
+            if ffi::lua_checkstack(l, n) != 0 {
+                ffi::lua_xmove(state, l, n);
+            }
+        })?;
+        let pushed = ffi::lua_gettop(l) - before;
+        Ok(pushed)
+    }
+}
+
+/// How a coroutine ended.
+pub enum Ended {
+    /// Its function returned: the first value it returned.
+    Returned(Value),
+    /// It raised an error (or a control table such as `swarmer.stop_user`),
+    /// with the coroutine's traceback at that point.
+    Raised { error: Value, traceback: String },
+}
+
+impl Ended {
+    /// The returned value, or an error whose message is the raised one.
+    pub fn into_result(self) -> mlua::Result<Value> {
+        match self {
+            Ended::Returned(value) => Ok(value),
+            Ended::Raised { error, traceback } => {
+                Err(mlua::Error::runtime(format!("{}\n{traceback}", error_message(&error))))
+            }
+        }
+    }
+}
+
+/// The text of an error object.
+pub fn error_message(error: &Value) -> String {
+    match error {
+        Value::String(s) => s.to_string_lossy(),
+        Value::Error(e) => crate::vm::clean(e),
+        other => other.to_string().unwrap_or_else(|_| format!("a {} error", other.type_name())),
+    }
+}
+
+/// Run `thread` (its function and `nargs` arguments are on its stack) to
+/// its end, doing every operation it yields. A coroutine that returned
+/// has an empty stack afterwards, so a pool can reuse it. With
+/// `want_result` false, what its function returned is not converted
+/// (`Ended::Returned(Nil)`).
+pub async fn drive(
+    lua: &Lua,
+    clients: &Clients,
+    thread: &Thread,
+    nargs: c_int,
+    want_result: bool,
+) -> mlua::Result<Ended> {
+    let l = state_of(thread);
+    let mut nargs = nargs;
+    loop {
+        let mut nres: c_int = 0;
+        // SAFETY: `l` is alive and suspended (or new), its arguments pushed.
+        let status = unsafe { ffi::lua_resume(l, ptr::null_mut(), nargs, &mut nres) };
+        match status {
+            ffi::LUA_OK => return unsafe { returned(lua, l, if want_result { nres } else { 0 }) },
+            ffi::LUA_YIELD => {}
+            _ => return unsafe { raised(lua, l) },
+        }
+        // SAFETY: the `nres` yielded values are on top of `l`'s stack.
+        let op = unsafe { read_op(lua, l, nres) };
+        unsafe { ffi::lua_settop(l, -nres - 1) };
+        nargs = match op? {
+            Op::Request { client, method, url, opts } => match clients.get(client) {
+                Err(e) => unsafe { push_error(l, &crate::vm::clean(&e)) },
+                Ok(core) => match client::perform(lua, &core, method, url, opts).await {
+                    Ok(outcome) => {
+                        let pushed = client::with_response(&core, &outcome, |response, seq| unsafe {
+                            push_response(l, clients, response, seq.map(|seq| (seq, client)))
+                        });
+                        match pushed {
+                            Some(n) => n,
+                            None => unsafe { push_error(l, "internal: a catch response went missing") },
+                        }
+                    }
+                    Err(e) => unsafe { push_error(l, &crate::vm::clean(&e)) },
+                },
+            },
+            Op::Sleep(duration) => {
+                tokio::time::sleep(duration).await;
+                0
+            }
+            Op::Invalid(message) => unsafe { push_error(l, &message) },
+        };
+    }
+}
+
+/// An operation a coroutine yielded.
+enum Op {
+    Request {
+        client: i64,
+        method: Method,
+        url: String,
+        opts: Option<Table>,
+    },
+    Sleep(Duration),
+    /// Bad operands: the coroutine is resumed with `(nil, message)`.
+    Invalid(String),
+}
+
+/// Read the operation the coroutine yielded (`nres` values on top of `l`).
+/// An `Err` ends the drive (a yield that is not one of ours).
+unsafe fn read_op(lua: &Lua, l: *mut ffi::lua_State, nres: c_int) -> mlua::Result<Op> {
+    unsafe {
+        let base = ffi::lua_gettop(l) - nres + 1;
+        let arg = |i: c_int| base + i;
+        let code = if nres > 0 && ffi::lua_type(l, base) == ffi::LUA_TNUMBER && ffi::lua_isinteger(l, base) != 0 {
+            ffi::lua_tointegerx(l, base, ptr::null_mut())
+        } else {
+            0
+        };
+        match code {
+            OP_REQUEST => {
+                if ffi::lua_isinteger(l, arg(1)) == 0 {
+                    return Ok(Op::Invalid("request: call it on self.client (client:get(...))".into()));
+                }
+                let client = ffi::lua_tointegerx(l, arg(1), ptr::null_mut());
+                let Some(method) = string_at(l, arg(2)) else {
+                    return Ok(Op::Invalid("request: the method must be a string".into()));
+                };
+                let Ok(method) = Method::from_bytes(method) else {
+                    let shown = String::from_utf8_lossy(method).into_owned();
+                    return Ok(Op::Invalid(format!("request: invalid method {shown:?}")));
+                };
+                let url = match string_at(l, arg(3)).map(std::str::from_utf8) {
+                    Some(Ok(url)) => url.to_owned(),
+                    Some(Err(_)) => return Ok(Op::Invalid("request: the URL is not valid UTF-8".into())),
+                    None => {
+                        let kind = type_name(l, arg(3));
+                        return Ok(Op::Invalid(format!("expected a URL string, got {kind}")));
+                    }
+                };
+                let opts = match ffi::lua_type(l, arg(4)) {
+                    ffi::LUA_TNIL | ffi::LUA_TNONE => None,
+                    ffi::LUA_TTABLE => match value_at(lua, l, arg(4))? {
+                        Value::Table(t) => Some(t),
+                        _ => None,
+                    },
+                    _ => {
+                        let kind = type_name(l, arg(4));
+                        return Ok(Op::Invalid(format!("expected an options table, got {kind}")));
+                    }
+                };
+                Ok(Op::Request { client, method, url, opts })
+            }
+            OP_SLEEP => {
+                let seconds = if nres > 1 && ffi::lua_type(l, arg(1)) == ffi::LUA_TNUMBER {
+                    ffi::lua_tonumberx(l, arg(1), ptr::null_mut())
+                } else {
+                    f64::NAN
+                };
+                if seconds.is_finite() && seconds >= 0.0 {
+                    Ok(Op::Sleep(Duration::from_secs_f64(seconds)))
+                } else {
+                    let shown = if nres > 1 && ffi::lua_type(l, arg(1)) == ffi::LUA_TNUMBER {
+                        seconds.to_string()
+                    } else {
+                        format!("a {}", type_name(l, arg(1)))
+                    };
+                    Ok(Op::Invalid(format!("sleep: expected non-negative seconds, got {shown}")))
+                }
+            }
+            _ => Err(mlua::Error::runtime(
+                "coroutine.yield from a task, hook or background coroutine is not supported; use coroutine.wrap \
+                 inside your own code, or swarmer.sleep",
+            )),
+        }
+    }
+}
+
+/// The bytes of the string at `idx` (not numbers: no conversion in place).
+unsafe fn string_at<'a>(l: *mut ffi::lua_State, idx: c_int) -> Option<&'a [u8]> {
+    unsafe {
+        if ffi::lua_type(l, idx) != ffi::LUA_TSTRING {
+            return None;
+        }
+        let mut len = 0;
+        let data = ffi::lua_tolstring(l, idx, &mut len);
+        Some(std::slice::from_raw_parts(data as *const u8, len))
+    }
+}
+
+unsafe fn type_name(l: *mut ffi::lua_State, idx: c_int) -> String {
+    unsafe {
+        let name = ffi::lua_typename(l, ffi::lua_type(l, idx));
+        std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned()
+    }
+}
+
+/// The value at `idx` as an mlua value (protected; for tables and errors).
+unsafe fn value_at(lua: &Lua, l: *mut ffi::lua_State, idx: c_int) -> mlua::Result<Value> {
+    unsafe {
+        if ffi::lua_checkstack(l, 1) == 0 {
+            return Err(mlua::Error::StackError);
+        }
+        ffi::lua_pushvalue(l, idx);
+        lua.exec_raw::<Value>((), |state| ffi::lua_xmove(l, state, 1))
+    }
+}
+
+/// The coroutine returned: its first result, and an empty stack.
+unsafe fn returned(lua: &Lua, l: *mut ffi::lua_State, nres: c_int) -> mlua::Result<Ended> {
+    unsafe {
+        let first = ffi::lua_gettop(l) - nres + 1; // with nres 0: not read
+        let value = if nres == 0 || ffi::lua_type(l, first) == ffi::LUA_TNIL {
+            Ok(Value::Nil)
+        } else {
+            value_at(lua, l, first)
+        };
+        ffi::lua_settop(l, 0);
+        value.map(Ended::Returned)
+    }
+}
+
+/// The coroutine died with an error (its object on top of its stack, which
+/// is kept as it was when the error was raised, for the traceback).
+unsafe fn raised(lua: &Lua, l: *mut ffi::lua_State) -> mlua::Result<Ended> {
+    unsafe {
+        let error = value_at(lua, l, -1)?;
+        let traceback = lua.exec_raw::<String>((), |state| ffi::luaL_traceback(state, l, ptr::null(), 0))?;
+        Ok(Ended::Raised { error, traceback })
+    }
+}
+
+/// Resume values for a failed operation: `nil, message`.
+unsafe fn push_error(l: *mut ffi::lua_State, message: &str) -> c_int {
+    unsafe {
+        if ffi::lua_checkstack(l, 2) == 0 {
+            return 0;
+        }
+        ffi::lua_pushnil(l);
+        push_bytes(l, message.as_bytes());
+        2
+    }
+}
+
+/// Resume values for a response: status code, body, headers as
+/// `name: value` lines, elapsed seconds, final URL, error, and for a catch
+/// response its number and client.
+/// The prelude's `request` makes the response table of them. Nothing of
+/// the Rust response stays behind in Lua, so the garbage collector sees
+/// all the memory a response holds.
+unsafe fn push_response(
+    l: *mut ffi::lua_State,
+    clients: &Clients,
+    response: &Response,
+    catch: Option<(u64, i64)>,
+) -> c_int {
+    unsafe {
+        if ffi::lua_checkstack(l, MAX_PUSH) == 0 {
+            return 0;
+        }
+        ffi::lua_pushinteger(l, ffi::lua_Integer::from(response.status_code()));
+        push_bytes(l, &response.body);
+        clients.with_scratch(|head| {
+            for (name, value) in &response.headers {
+                head.extend_from_slice(name.as_str().as_bytes());
+                head.extend_from_slice(b": ");
+                head.extend_from_slice(value.as_bytes());
+                head.push(b'\n');
+            }
+            push_bytes(l, head);
+        });
+        ffi::lua_pushnumber(l, response.elapsed.as_secs_f64());
+        push_bytes(l, response.url.as_bytes());
+        match (&response.error, catch) {
+            (Some(e), _) => push_bytes(l, e.to_string().as_bytes()),
+            (None, Some(_)) => ffi::lua_pushnil(l),
+            (None, None) => return 5,
+        }
+        match catch {
+            Some((seq, client)) => {
+                ffi::lua_pushinteger(l, seq as ffi::lua_Integer);
+                ffi::lua_pushinteger(l, client);
+                8
+            }
+            None => 6,
+        }
+    }
+}
+
+unsafe fn push_bytes(l: *mut ffi::lua_State, bytes: &[u8]) {
+    unsafe {
+        ffi::lua_pushlstring(l, bytes.as_ptr() as *const c_char, bytes.len());
+    }
+}

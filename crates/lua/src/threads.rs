@@ -1,0 +1,113 @@
+//! Reusing coroutines between task calls.
+//!
+//! Every task call runs in a coroutine. Creating one per call costs a
+//! thread object and its stack, and the garbage collector then has to
+//! trace and free them: on the benchmark plan that was a large part of
+//! the Lua overhead per request. A shard's VM keeps the coroutines that
+//! finished cleanly and hands them out again; one that did not finish (the
+//! user was stopped mid-request, or it died with an error) is left to the
+//! collector.
+
+use std::cell::RefCell;
+
+use mlua::{Function, Lua, Thread, ThreadStatus};
+
+/// Finished coroutines kept for reuse: enough for the users of a shard
+/// that finish a task at the same moment, without holding memory for
+/// thousands after a burst.
+const KEEP: usize = 256;
+
+/// The free coroutines of one VM.
+pub struct ThreadPool {
+    free: RefCell<Vec<Thread>>,
+    /// What a new coroutine is created with (Lua wants a function; it is
+    /// removed at once).
+    placeholder: Function,
+}
+
+impl ThreadPool {
+    pub fn new(lua: &Lua) -> mlua::Result<Self> {
+        Ok(Self { free: RefCell::default(), placeholder: lua.create_function(|_, ()| Ok(()))? })
+    }
+
+    /// A coroutine with an empty stack: push its function and arguments,
+    /// then drive it.
+    pub fn take(&self, lua: &Lua) -> mlua::Result<Pooled<'_>> {
+        let reused = self.free.borrow_mut().pop();
+        let thread = match reused {
+            Some(thread) => thread,
+            None => {
+                let thread = lua.create_thread(self.placeholder.clone())?;
+                // SAFETY: a new coroutine, not running; settop cannot fail.
+                unsafe { mlua::ffi::lua_settop(crate::driver::state_of(&thread), 0) };
+                thread
+            }
+        };
+        Ok(Pooled { pool: self, thread: Some(thread) })
+    }
+}
+
+/// A coroutine on loan: it goes back to the pool when dropped, if it ran
+/// to its end.
+pub struct Pooled<'a> {
+    pool: &'a ThreadPool,
+    thread: Option<Thread>,
+}
+
+impl std::ops::Deref for Pooled<'_> {
+    type Target = Thread;
+    fn deref(&self) -> &Thread {
+        self.thread.as_ref().expect("a pooled coroutine is present until dropped")
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        let Some(thread) = self.thread.take() else { return };
+        // Finished: status OK with an empty stack (the driver empties it).
+        if thread.status() != ThreadStatus::Finished {
+            return;
+        }
+        let mut free = self.pool.free.borrow_mut();
+        if free.len() < KEEP {
+            free.push(thread);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::Clients;
+    use crate::driver;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_finished_coroutine_is_reused_and_an_unfinished_one_is_not() {
+        let lua = Lua::new();
+        let pool = ThreadPool::new(&lua).unwrap();
+        let clients = Clients::default();
+        let double: Function = lua.load("return function(x) return x * 2 end").eval().unwrap();
+        let first_ptr = {
+            let thread = pool.take(&lua).unwrap();
+            let n = driver::push_args(&lua, &thread, (double.clone(), 21)).unwrap();
+            let out = driver::drive(&lua, &clients, &thread, n - 1, true).await.unwrap().into_result().unwrap();
+            assert_eq!(out, mlua::Value::Integer(42));
+            thread.to_pointer()
+        };
+        let halt: Function = lua.load("return function() coroutine.yield(2, 3600) end").eval().unwrap();
+        {
+            let thread = pool.take(&lua).unwrap();
+            assert_eq!(thread.to_pointer(), first_ptr, "the finished coroutine is handed out again");
+            driver::push_args(&lua, &thread, halt.clone()).unwrap();
+            // A sleep of an hour: dropped while suspended, so not kept.
+            let drive = driver::drive(&lua, &clients, &thread, 0, true);
+            assert!(tokio::time::timeout(std::time::Duration::from_millis(20), drive).await.is_err());
+        }
+        assert!(pool.free.borrow().is_empty());
+        let thread = pool.take(&lua).unwrap();
+        assert_ne!(thread.to_pointer(), first_ptr);
+        let n = driver::push_args(&lua, &thread, (double.clone(), 5)).unwrap();
+        let out = driver::drive(&lua, &clients, &thread, n - 1, true).await.unwrap().into_result().unwrap();
+        assert_eq!(out, mlua::Value::Integer(10));
+    }
+}
