@@ -16,10 +16,10 @@
 //! - strings read from the stack are copied into Rust before the values
 //!   are popped;
 //! - every push is preceded by `lua_checkstack`;
-//! - values pushed without protection are numbers, nil and strings, as in
-//!   mlua's own fast path: with no memory limit set, the only error they can
-//!   raise is out-of-memory, which aborts the process as a Rust allocation
-//!   failure would;
+//! - values pushed without protection are numbers, nil, strings and
+//!   tables, as in mlua's own fast path: with no memory limit set, the only
+//!   error they can raise is out-of-memory, which aborts the process as a
+//!   Rust allocation failure would;
 //! - anything that may raise a Lua error (converting a table, `__tostring`,
 //!   building a traceback) goes through [`Lua::exec_raw`], which is protected.
 
@@ -36,9 +36,6 @@ use crate::client::{self, Clients};
 /// Operation codes a coroutine yields with (see `prelude.lua`).
 const OP_REQUEST: ffi::lua_Integer = 1;
 const OP_SLEEP: ffi::lua_Integer = 2;
-
-/// Most values the driver pushes at once (a response).
-const MAX_PUSH: c_int = 8;
 
 /// The raw state of `thread`.
 pub fn state_of(thread: &Thread) -> *mut ffi::lua_State {
@@ -311,12 +308,12 @@ unsafe fn push_error(l: *mut ffi::lua_State, message: &str) -> c_int {
     }
 }
 
-/// Resume values for a response: status code, body, headers as
-/// `name: value` lines, elapsed seconds, final URL, error, and for a catch
-/// response its number and client.
-/// The prelude's `request` makes the response table of them. Nothing of
-/// the Rust response stays behind in Lua, so the garbage collector sees
-/// all the memory a response holds.
+/// Resume values for a response: one table with, in its array part, the
+/// status code, body, headers as `name: value` lines, elapsed seconds,
+/// final URL, error, and for a catch response its number and client; its
+/// metatable is the prelude's `RESPONSE`. Nothing of the Rust response
+/// stays behind in Lua, so the garbage collector sees all the memory a
+/// response holds.
 unsafe fn push_response(
     l: *mut ffi::lua_State,
     clients: &Clients,
@@ -324,11 +321,19 @@ unsafe fn push_response(
     catch: Option<(u64, i64)>,
 ) -> c_int {
     unsafe {
-        if ffi::lua_checkstack(l, MAX_PUSH) == 0 {
+        if ffi::lua_checkstack(l, 3) == 0 {
             return 0;
         }
+        let len = match (&response.error, catch) {
+            (_, Some(_)) => 8,
+            (Some(_), None) => 6,
+            (None, None) => 5,
+        };
+        ffi::lua_createtable(l, len, 0);
         ffi::lua_pushinteger(l, ffi::lua_Integer::from(response.status_code()));
+        ffi::lua_rawseti(l, -2, 1);
         push_bytes(l, &response.body);
+        ffi::lua_rawseti(l, -2, 2);
         clients.with_scratch(|head| {
             for (name, value) in &response.headers {
                 head.extend_from_slice(name.as_str().as_bytes());
@@ -338,21 +343,24 @@ unsafe fn push_response(
             }
             push_bytes(l, head);
         });
+        ffi::lua_rawseti(l, -2, 3);
         ffi::lua_pushnumber(l, response.elapsed.as_secs_f64());
+        ffi::lua_rawseti(l, -2, 4);
         push_bytes(l, response.url.as_bytes());
-        match (&response.error, catch) {
-            (Some(e), _) => push_bytes(l, e.to_string().as_bytes()),
-            (None, Some(_)) => ffi::lua_pushnil(l),
-            (None, None) => return 5,
+        ffi::lua_rawseti(l, -2, 5);
+        if let Some(e) = &response.error {
+            push_bytes(l, e.to_string().as_bytes());
+            ffi::lua_rawseti(l, -2, 6);
         }
-        match catch {
-            Some((seq, client)) => {
-                ffi::lua_pushinteger(l, seq as ffi::lua_Integer);
-                ffi::lua_pushinteger(l, client);
-                8
-            }
-            None => 6,
+        if let Some((seq, client)) = catch {
+            ffi::lua_pushinteger(l, seq as ffi::lua_Integer);
+            ffi::lua_rawseti(l, -2, 7);
+            ffi::lua_pushinteger(l, client);
+            ffi::lua_rawseti(l, -2, 8);
         }
+        ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, ffi::lua_Integer::from(clients.response_metatable()));
+        ffi::lua_setmetatable(l, -2);
+        1
     }
 }
 

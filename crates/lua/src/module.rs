@@ -14,9 +14,10 @@ const PRELUDE: &str = include_str!("prelude.lua");
 /// described by `shard` (or a probe VM that only inspects the plan).
 pub fn install(lua: &Lua, shard: &ShardInfo, plan_dir: &std::path::Path) -> mlua::Result<()> {
     lua.set_app_data(shard.clone());
-    lua.set_app_data(Rc::new(Clients::default()));
     lua.set_app_data(crate::data::PlanDir(plan_dir.to_path_buf()));
     let module: Table = lua.load(PRELUDE).set_name("@swarmer").eval()?;
+    let response_metatable = lua.create_registry_value(module.get::<Table>("_RESPONSE")?)?;
+    lua.set_app_data(Rc::new(Clients::new(response_metatable)));
     module.set(
         "_option_value",
         lua.create_function(|lua, name: String| Ok(lua.app_data_ref::<OptionValues>().and_then(|v| v.get(&name))))?,

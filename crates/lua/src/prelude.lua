@@ -191,11 +191,12 @@ end
 local CLIENT = {}
 CLIENT.__index = CLIENT
 
--- Responses: the driver resumes a request with plain values (see
--- `push_response` in crates/lua/src/driver.rs), kept as they come in the
--- array part of a table: 1 status code, 2 body, 3 headers as "name: value"
--- lines, 4 elapsed seconds, 5 final URL, 6 error, 7 catch number, 8 client.
--- Fields are read through this metatable; `headers` is made on first use.
+-- Responses: the driver resumes a request with a table of plain values
+-- (see `push_response` in crates/lua/src/driver.rs) in its array part:
+-- 1 status code, 2 body, 3 headers as "name: value" lines, 4 elapsed
+-- seconds, 5 final URL, 6 error, 7 catch number, 8 client; with this
+-- metatable (`swarmer._RESPONSE`), through which fields are read.
+-- `headers` is made on first use.
 local RESPONSE_METHODS = {}
 local RESPONSE_FIELDS = { status_code = 1, text = 2, content = 2, elapsed = 4, url = 5, error = 6 }
 local RESPONSE = { __index = function(r, key)
@@ -229,16 +230,25 @@ function RESPONSE_METHODS.failure(r, message)
   verdict(r, "failure", tostring(message))
 end
 
-local function request(client, method, url, opts)
-  local r = { yield(OP_REQUEST, client._id, method, url, opts) }
-  if r[1] == nil then error(r[2], 3) end
-  return setmetatable(r, RESPONSE)
+swarmer._RESPONSE = RESPONSE
+
+-- One function per method, each yielding straight to the driver (this is
+-- the path every request takes, so it is kept short).
+local function method_function(method)
+  return function(client, url, opts)
+    local r, err = yield(OP_REQUEST, client._id, method, url, opts)
+    if r == nil then error(err, 2) end
+    return r
+  end
 end
 for _, name in ipairs({ "get", "post", "put", "patch", "delete", "head", "options" }) do
-  local method = name:upper()
-  CLIENT[name] = function(client, url, opts) return request(client, method, url, opts) end
+  CLIENT[name] = method_function(name:upper())
 end
-function CLIENT.request(client, method, url, opts) return request(client, tostring(method):upper(), url, opts) end
+function CLIENT.request(client, method, url, opts)
+  local r, err = yield(OP_REQUEST, client._id, tostring(method):upper(), url, opts)
+  if r == nil then error(err, 2) end
+  return r
+end
 function CLIENT.fire_request(client, t) return swarmer._fire_request(client._id, t) end
 function CLIENT.measure(client, request_type, name, fn)
   local started = swarmer._clock()

@@ -85,7 +85,7 @@ mod tests {
     async fn a_finished_coroutine_is_reused_and_an_unfinished_one_is_not() {
         let lua = Lua::new();
         let pool = ThreadPool::new(&lua).unwrap();
-        let clients = Clients::default();
+        let clients = Clients::new(lua.create_registry_value(lua.create_table().unwrap()).unwrap());
         let double: Function = lua.load("return function(x) return x * 2 end").eval().unwrap();
         let first_ptr = {
             let thread = pool.take(&lua).unwrap();
