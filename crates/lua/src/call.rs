@@ -11,8 +11,8 @@ use std::rc::Rc;
 use mlua::{Function, RegistryKey, Table, Value};
 use swarmer_engine::{TaskError, TaskResult, User};
 
-use crate::client::{ClientCore, Clients};
-use crate::driver::{self, Ended};
+use crate::client::ClientCore;
+use crate::driver::{self, Bridge, Ended};
 use crate::threads::ThreadPool;
 
 /// What every task of a class needs.
@@ -22,7 +22,7 @@ pub struct ClassContext {
     pub control: Table,
     pub def: Table,
     /// The VM's users' clients and free coroutines, shared by its classes.
-    pub clients: Rc<Clients>,
+    pub bridge: Rc<Bridge>,
     pub threads: Rc<ThreadPool>,
 }
 
@@ -38,12 +38,12 @@ struct MadeUser {
     self_key: RegistryKey,
     client_id: usize,
     core: Rc<ClientCore>,
-    clients: Rc<Clients>,
+    bridge: Rc<Bridge>,
 }
 
 impl Drop for MadeUser {
     fn drop(&mut self) {
-        self.clients.remove(self.client_id);
+        self.bridge.clients.remove(self.client_id);
     }
 }
 
@@ -53,7 +53,7 @@ pub async fn run(context: &ClassContext, user: &mut User, body: &RegistryKey) ->
     let outcome = async {
         let thread = context.threads.take(&context.lua)?;
         driver::push_registered(&thread, &[body.id(), self_id])?;
-        driver::drive(&context.lua, &context.clients, &thread, 1, false).await
+        driver::drive(&context.lua, &context.bridge, &thread, 1, false).await
     }
     .await;
     core.finish_pending();
@@ -76,7 +76,7 @@ fn user_object(context: &ClassContext, user: &mut User) -> mlua::Result<(std::ff
     if let Some(made) = &state.made {
         return Ok((made.self_key.id(), made.core.clone()));
     }
-    let (client_id, core) = context.clients.add(client);
+    let (client_id, core) = context.bridge.clients.add(client);
     let made = (|| {
         let table: Table = context.new_user.call((context.def.clone(), client_id, id))?;
         context.lua.create_registry_value(table)
@@ -84,11 +84,11 @@ fn user_object(context: &ClassContext, user: &mut User) -> mlua::Result<(std::ff
     let self_key = match made {
         Ok(key) => key,
         Err(e) => {
-            context.clients.remove(client_id);
+            context.bridge.clients.remove(client_id);
             return Err(e);
         }
     };
-    let made = MadeUser { self_key, client_id, core: core.clone(), clients: context.clients.clone() };
+    let made = MadeUser { self_key, client_id, core: core.clone(), bridge: context.bridge.clone() };
     let self_id = made.self_key.id();
     state.made = Some(made);
     Ok((self_id, core))

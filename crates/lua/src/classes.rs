@@ -13,7 +13,7 @@ use mlua::{Function, Lua, Table, Value};
 use swarmer_engine::{Task, TaskFn, TaskSet, User, UserClass, WaitTime};
 
 use crate::call::{self, ClassContext, LuaUser};
-use crate::client::Clients;
+use crate::driver::Bridge;
 use crate::module;
 use crate::threads::ThreadPool;
 
@@ -22,10 +22,10 @@ pub fn build(lua: &Lua) -> mlua::Result<Vec<UserClass>> {
     let m = module::module(lua)?;
     let users: Table = m.get("_users")?;
     let threads = Rc::new(ThreadPool::new(lua)?);
-    let clients = module::clients(lua)?;
+    let bridge = module::bridge(lua)?;
     let mut classes = Vec::new();
     for def in users.sequence_values::<Table>() {
-        classes.push(build_class(lua, &m, def?, &clients, &threads)?);
+        classes.push(build_class(lua, &m, def?, &bridge, &threads)?);
     }
     Ok(classes)
 }
@@ -34,7 +34,7 @@ fn build_class(
     lua: &Lua,
     m: &Table,
     def: Table,
-    clients: &Rc<Clients>,
+    bridge: &Rc<Bridge>,
     threads: &Rc<ThreadPool>,
 ) -> mlua::Result<UserClass> {
     let name: String = def.get("name")?;
@@ -43,7 +43,7 @@ fn build_class(
         new_user: m.get("_new_user")?,
         control: m.get("_CONTROL")?,
         def: def.clone(),
-        clients: clients.clone(),
+        bridge: bridge.clone(),
         threads: threads.clone(),
     });
     let mut class = UserClass::new(&name).state(LuaUser::default);

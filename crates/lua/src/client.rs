@@ -16,7 +16,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
-use mlua::{Lua, LuaSerdeExt, RegistryKey, Table, Value};
+use mlua::{Lua, LuaSerdeExt, Table, Value};
 use slab::Slab;
 use swarmer_engine::{CatchResponse, Client, Request, Response};
 use swarmer_http::Method;
@@ -35,6 +35,9 @@ pub struct ClientCore {
 impl ClientCore {
     /// Give every catch response not yet marked Locust's default verdict.
     pub fn finish_pending(&self) {
+        if self.pending.borrow().is_empty() {
+            return;
+        }
         let unmarked: Vec<_> = self.pending.borrow_mut().drain(..).collect();
         for (_, mut response) in unmarked {
             response.finish_default();
@@ -44,31 +47,12 @@ impl ClientCore {
 
 /// The clients of one VM's users, by number (the `_id` of a Lua
 /// `self.client`). A user's entry goes when the user does.
+#[derive(Default)]
 pub struct Clients {
     slots: RefCell<Slab<Rc<ClientCore>>>,
-    /// A buffer reused to hand responses' headers to Lua.
-    scratch: RefCell<Vec<u8>>,
-    /// The metatable of response tables (`swarmer._RESPONSE`).
-    response_metatable: RegistryKey,
 }
 
 impl Clients {
-    pub fn new(response_metatable: RegistryKey) -> Self {
-        Self { slots: RefCell::default(), scratch: RefCell::default(), response_metatable }
-    }
-
-    /// The registry id of the response metatable.
-    pub fn response_metatable(&self) -> std::ffi::c_int {
-        self.response_metatable.id()
-    }
-
-    /// Call `f` with the (emptied) scratch buffer.
-    pub fn with_scratch<R>(&self, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
-        let mut buf = self.scratch.borrow_mut();
-        buf.clear();
-        f(&mut buf)
-    }
-
     pub fn add(&self, client: Client) -> (usize, Rc<ClientCore>) {
         let core = Rc::new(ClientCore { client, pending: RefCell::default(), next_catch: Cell::new(1) });
         (self.slots.borrow_mut().insert(core.clone()), core)

@@ -28,10 +28,17 @@ use std::ptr;
 use std::time::Duration;
 
 use mlua::{IntoLuaMulti, Lua, Table, Thread, Value, ffi};
-use swarmer_engine::Response;
 use swarmer_http::Method;
 
 use crate::client::{self, Clients};
+use crate::responses::Responses;
+
+/// What the driver needs of a VM: its users' clients, and how responses
+/// reach Lua.
+pub struct Bridge {
+    pub clients: Clients,
+    pub responses: Responses,
+}
 
 /// Operation codes a coroutine yields with (see `prelude.lua`).
 const OP_REQUEST: ffi::lua_Integer = 1;
@@ -115,7 +122,7 @@ pub fn error_message(error: &Value) -> String {
 /// (`Ended::Returned(Nil)`).
 pub async fn drive(
     lua: &Lua,
-    clients: &Clients,
+    bridge: &Bridge,
     thread: &Thread,
     nargs: c_int,
     want_result: bool,
@@ -135,12 +142,12 @@ pub async fn drive(
         let op = unsafe { read_op(lua, l, nres) };
         unsafe { ffi::lua_settop(l, -nres - 1) };
         nargs = match op? {
-            Op::Request { client, method, url, opts } => match clients.get(client) {
+            Op::Request { client, method, url, opts } => match bridge.clients.get(client) {
                 Err(e) => unsafe { push_error(l, &crate::vm::clean(&e)) },
                 Ok(core) => match client::perform(lua, &core, method, url, opts).await {
                     Ok(outcome) => {
                         let pushed = client::with_response(&core, &outcome, |response, seq| unsafe {
-                            push_response(l, clients, response, seq.map(|seq| (seq, client)))
+                            bridge.responses.push(l, response, seq.map(|seq| (seq, client)))
                         });
                         match pushed {
                             Some(n) => n,
@@ -308,63 +315,7 @@ unsafe fn push_error(l: *mut ffi::lua_State, message: &str) -> c_int {
     }
 }
 
-/// Resume values for a response: one table with, in its array part, the
-/// status code, body, headers as `name: value` lines, elapsed seconds,
-/// final URL, error, and for a catch response its number and client; its
-/// metatable is the prelude's `RESPONSE`. Nothing of the Rust response
-/// stays behind in Lua, so the garbage collector sees all the memory a
-/// response holds.
-unsafe fn push_response(
-    l: *mut ffi::lua_State,
-    clients: &Clients,
-    response: &Response,
-    catch: Option<(u64, i64)>,
-) -> c_int {
-    unsafe {
-        if ffi::lua_checkstack(l, 3) == 0 {
-            return 0;
-        }
-        let len = match (&response.error, catch) {
-            (_, Some(_)) => 8,
-            (Some(_), None) => 6,
-            (None, None) => 5,
-        };
-        ffi::lua_createtable(l, len, 0);
-        ffi::lua_pushinteger(l, ffi::lua_Integer::from(response.status_code()));
-        ffi::lua_rawseti(l, -2, 1);
-        push_bytes(l, &response.body);
-        ffi::lua_rawseti(l, -2, 2);
-        clients.with_scratch(|head| {
-            for (name, value) in &response.headers {
-                head.extend_from_slice(name.as_str().as_bytes());
-                head.extend_from_slice(b": ");
-                head.extend_from_slice(value.as_bytes());
-                head.push(b'\n');
-            }
-            push_bytes(l, head);
-        });
-        ffi::lua_rawseti(l, -2, 3);
-        ffi::lua_pushnumber(l, response.elapsed.as_secs_f64());
-        ffi::lua_rawseti(l, -2, 4);
-        push_bytes(l, response.url.as_bytes());
-        ffi::lua_rawseti(l, -2, 5);
-        if let Some(e) = &response.error {
-            push_bytes(l, e.to_string().as_bytes());
-            ffi::lua_rawseti(l, -2, 6);
-        }
-        if let Some((seq, client)) = catch {
-            ffi::lua_pushinteger(l, seq as ffi::lua_Integer);
-            ffi::lua_rawseti(l, -2, 7);
-            ffi::lua_pushinteger(l, client);
-            ffi::lua_rawseti(l, -2, 8);
-        }
-        ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, ffi::lua_Integer::from(clients.response_metatable()));
-        ffi::lua_setmetatable(l, -2);
-        1
-    }
-}
-
-unsafe fn push_bytes(l: *mut ffi::lua_State, bytes: &[u8]) {
+pub(crate) unsafe fn push_bytes(l: *mut ffi::lua_State, bytes: &[u8]) {
     unsafe {
         ffi::lua_pushlstring(l, bytes.as_ptr() as *const c_char, bytes.len());
     }

@@ -7,6 +7,8 @@ use mlua::{Function, Lua, Table};
 use swarmer_engine::{OptionValues, ShardInfo};
 
 use crate::client::Clients;
+use crate::driver::Bridge;
+use crate::responses::Responses;
 
 const PRELUDE: &str = include_str!("prelude.lua");
 
@@ -16,8 +18,8 @@ pub fn install(lua: &Lua, shard: &ShardInfo, plan_dir: &std::path::Path) -> mlua
     lua.set_app_data(shard.clone());
     lua.set_app_data(crate::data::PlanDir(plan_dir.to_path_buf()));
     let module: Table = lua.load(PRELUDE).set_name("@swarmer").eval()?;
-    let response_metatable = lua.create_registry_value(module.get::<Table>("_RESPONSE")?)?;
-    lua.set_app_data(Rc::new(Clients::new(response_metatable)));
+    let responses = Responses::new(lua, module.get::<Table>("_RESPONSE")?)?;
+    lua.set_app_data(Rc::new(Bridge { clients: Clients::default(), responses }));
     module.set(
         "_option_value",
         lua.create_function(|lua, name: String| Ok(lua.app_data_ref::<OptionValues>().and_then(|v| v.get(&name))))?,
@@ -44,12 +46,12 @@ pub fn install(lua: &Lua, shard: &ShardInfo, plan_dir: &std::path::Path) -> mlua
     module.set("spawn", lua.create_function(spawn)?)?;
     module.set(
         "_fire_request",
-        lua.create_function(|lua, (id, t): (i64, Table)| crate::client::fire_request(&*clients(lua)?, id, &t))?,
+        lua.create_function(|lua, (id, t): (i64, Table)| crate::client::fire_request(&bridge(lua)?.clients, id, &t))?,
     )?;
     module.set(
         "_verdict",
         lua.create_function(|lua, (id, seq, failure): (i64, u64, Option<String>)| {
-            crate::client::verdict(&*clients(lua)?, id, seq, failure)
+            crate::client::verdict(&bridge(lua)?.clients, id, seq, failure)
         })?,
     )?;
     crate::data::install(lua, &module)?;
@@ -75,9 +77,9 @@ pub fn install(lua: &Lua, shard: &ShardInfo, plan_dir: &std::path::Path) -> mlua
     Ok(())
 }
 
-/// The clients of this VM's users (see [`Clients`]).
-pub fn clients(lua: &Lua) -> mlua::Result<Rc<Clients>> {
-    lua.app_data_ref::<Rc<Clients>>()
+/// This VM's users' clients and response bridge (see [`Bridge`]).
+pub fn bridge(lua: &Lua) -> mlua::Result<Rc<Bridge>> {
+    lua.app_data_ref::<Rc<Bridge>>()
         .map(|c| c.clone())
         .ok_or_else(|| mlua::Error::runtime("internal: the VM has no client list"))
 }
@@ -93,10 +95,10 @@ fn spawn(lua: &Lua, body: Function) -> mlua::Result<()> {
         )));
     }
     let thread = lua.create_thread(body)?;
-    let clients = clients(lua)?;
+    let bridge = bridge(lua)?;
     let lua = lua.clone();
     tokio::task::spawn_local(async move {
-        let ended = crate::driver::drive(&lua, &clients, &thread, 0, false).await;
+        let ended = crate::driver::drive(&lua, &bridge, &thread, 0, false).await;
         if let Err(e) = ended.and_then(|ended| ended.into_result()) {
             tracing::error!("background coroutine failed: {}", crate::vm::clean(&e));
         }

@@ -79,18 +79,22 @@ impl Drop for Pooled<'_> {
 mod tests {
     use super::*;
     use crate::client::Clients;
-    use crate::driver;
+    use crate::driver::{self, Bridge};
+    use crate::responses::Responses;
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_finished_coroutine_is_reused_and_an_unfinished_one_is_not() {
         let lua = Lua::new();
         let pool = ThreadPool::new(&lua).unwrap();
-        let clients = Clients::new(lua.create_registry_value(lua.create_table().unwrap()).unwrap());
+        let bridge = Bridge {
+            clients: Clients::default(),
+            responses: Responses::new(&lua, lua.create_table().unwrap()).unwrap(),
+        };
         let double: Function = lua.load("return function(x) return x * 2 end").eval().unwrap();
         let first_ptr = {
             let thread = pool.take(&lua).unwrap();
             let n = driver::push_args(&lua, &thread, (double.clone(), 21)).unwrap();
-            let out = driver::drive(&lua, &clients, &thread, n - 1, true).await.unwrap().into_result().unwrap();
+            let out = driver::drive(&lua, &bridge, &thread, n - 1, true).await.unwrap().into_result().unwrap();
             assert_eq!(out, mlua::Value::Integer(42));
             thread.to_pointer()
         };
@@ -100,14 +104,14 @@ mod tests {
             assert_eq!(thread.to_pointer(), first_ptr, "the finished coroutine is handed out again");
             driver::push_args(&lua, &thread, halt.clone()).unwrap();
             // A sleep of an hour: dropped while suspended, so not kept.
-            let drive = driver::drive(&lua, &clients, &thread, 0, true);
+            let drive = driver::drive(&lua, &bridge, &thread, 0, true);
             assert!(tokio::time::timeout(std::time::Duration::from_millis(20), drive).await.is_err());
         }
         assert!(pool.free.borrow().is_empty());
         let thread = pool.take(&lua).unwrap();
         assert_ne!(thread.to_pointer(), first_ptr);
         let n = driver::push_args(&lua, &thread, (double.clone(), 5)).unwrap();
-        let out = driver::drive(&lua, &clients, &thread, n - 1, true).await.unwrap().into_result().unwrap();
+        let out = driver::drive(&lua, &bridge, &thread, n - 1, true).await.unwrap().into_result().unwrap();
         assert_eq!(out, mlua::Value::Integer(10));
     }
 }

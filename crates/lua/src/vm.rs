@@ -121,7 +121,7 @@ fn hook(lua: &Lua, fire: &Function, name: &'static str) -> ShardHook {
 async fn fire_async(lua: &Lua, fire: &Function, args: impl mlua::IntoLuaMulti) -> mlua::Result<Table> {
     let thread = lua.create_thread(fire.clone())?;
     let nargs = crate::driver::push_args(lua, &thread, args)?;
-    match crate::driver::drive(lua, &*crate::module::clients(lua)?, &thread, nargs, true).await?.into_result()? {
+    match crate::driver::drive(lua, &*crate::module::bridge(lua)?, &thread, nargs, true).await?.into_result()? {
         mlua::Value::Table(t) => Ok(t),
         _ => lua.create_table(),
     }

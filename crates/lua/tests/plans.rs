@@ -193,6 +193,64 @@ swarmer.user("Careful", {
     assert!(store.stats.failures().any(|f| f.error == "wrong page"));
 }
 
+/// Responses are plain tables made by the driver, whose strings may be
+/// reused from the previous response: each must keep its own values, even
+/// when kept after later requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn responses_keep_their_own_values_after_later_requests() {
+    let t = target();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(
+        dir.path(),
+        r#"local swarmer = require("swarmer")
+local function check(cond, what) if not cond then error("check failed: " .. what, 2) end end
+swarmer.user("Keeper", {
+  wait_time = swarmer.constant(10),
+  tasks = {
+    function(self)
+      local kept = {}
+      for i = 1, 3 do
+        kept[#kept + 1] = { "home", self.client:get("/") }
+        kept[#kept + 1] = { "echo", self.client:get("/echo?n=" .. i), i }
+        kept[#kept + 1] = { "home", self.client:get("/") }
+        kept[#kept + 1] = { "index", self.client:get("/index.html") }
+      end
+      for n, k in ipairs(kept) do
+        local kind, r, i = k[1], k[2], k[3]
+        check(r.status_code == 200 and r.ok and r.error == nil, n .. " status")
+        check(r.content == r.text, n .. " content")
+        check(r.elapsed >= 0, n .. " elapsed")
+        if kind == "home" then
+          check(r.text == "Our example home page.", n .. " home text " .. r.text)
+          check(r.url:match("/$"), n .. " home url " .. r.url)
+          check(r.headers["content-type"]:match("^text/html"), n .. " home type")
+        elseif kind == "index" then
+          check(r.text:match("<h1>Index</h1>"), n .. " index text " .. r.text)
+          check(r.url:match("/index.html$"), n .. " index url " .. r.url)
+        else
+          check(r:json().query == "n=" .. i, n .. " echo query " .. r.text)
+          check(r.url:match("/echo%?n=" .. i .. "$"), n .. " echo url " .. r.url)
+          check(r.headers["content-type"] == "application/json", n .. " echo type")
+        end
+        check(tonumber(r.headers["content-length"]) == #r.text, n .. " length")
+      end
+      local failed = self.client:get("http://127.0.0.1:9/", { timeout = 2 })
+      check(failed.status_code == 0 and not failed.ok and failed.error ~= nil, "failed request " .. tostring(failed.error))
+      check(failed.text == "" and next(failed.headers) == nil, "failed request body and headers")
+      self.client:get("/", { name = "checked" })
+    end,
+  },
+})
+"#,
+    );
+    let handle = start(&path, &t.url(), 1, TagFilter::default()).await;
+    run_for(&handle, 1, Duration::from_millis(800)).await;
+    let store = handle.stats().lock().unwrap();
+    assert_eq!(store.stats.exceptions().count(), 0, "{:?}", store.stats.exceptions().collect::<Vec<_>>());
+    drop(store);
+    assert_eq!(count(&handle, "GET", "checked"), (1, 0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn task_sets_interrupt_sequences_keep_order_and_stop_user_ends_the_user() {
     let t = target();
