@@ -52,7 +52,7 @@ pub async fn run(context: &ClassContext, user: &mut User, body: &RegistryKey) ->
     let (self_id, core) = user_object(context, user).map_err(|e| lua_exception(&e))?;
     let outcome = async {
         let thread = context.threads.take(&context.lua)?;
-        driver::push_registered(&thread, &[body.id(), self_id])?;
+        thread.push_registered(&[body.id(), self_id])?;
         driver::drive(&context.lua, &context.bridge, &thread, 1, false).await
     }
     .await;

@@ -50,22 +50,6 @@ pub fn state_of(thread: &Thread) -> *mut ffi::lua_State {
     thread.to_pointer() as *mut ffi::lua_State
 }
 
-/// Push the registry values `ids` (`RegistryKey::id`s) onto `thread`.
-pub fn push_registered(thread: &Thread, ids: &[c_int]) -> mlua::Result<()> {
-    let l = state_of(thread);
-    // SAFETY: `l` is alive (held by `thread`) and not running; rawgeti
-    // on the registry cannot raise an error.
-    unsafe {
-        if ffi::lua_checkstack(l, ids.len() as c_int) == 0 {
-            return Err(mlua::Error::StackError);
-        }
-        for &id in ids {
-            ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, ffi::lua_Integer::from(id));
-        }
-    }
-    Ok(())
-}
-
 /// Push `args` onto `thread` (for cold paths: listeners, background
 /// functions). Returns how many values were pushed.
 pub fn push_args(lua: &Lua, thread: &Thread, args: impl IntoLuaMulti) -> mlua::Result<c_int> {

@@ -10,7 +10,11 @@
 
 use std::cell::RefCell;
 
-use mlua::{Function, Lua, Thread, ThreadStatus};
+use std::ffi::c_int;
+
+use mlua::{Function, Lua, Thread, ffi};
+
+use crate::driver;
 
 /// Finished coroutines kept for reuse: enough for the users of a shard
 /// that finish a task at the same moment, without holding memory for
@@ -39,11 +43,12 @@ impl ThreadPool {
             None => {
                 let thread = lua.create_thread(self.placeholder.clone())?;
                 // SAFETY: a new coroutine, not running; settop cannot fail.
-                unsafe { mlua::ffi::lua_settop(crate::driver::state_of(&thread), 0) };
+                unsafe { ffi::lua_settop(driver::state_of(&thread), 0) };
                 thread
             }
         };
-        Ok(Pooled { pool: self, thread: Some(thread) })
+        let state = driver::state_of(&thread);
+        Ok(Pooled { pool: self, thread: Some(thread), state })
     }
 }
 
@@ -52,6 +57,25 @@ impl ThreadPool {
 pub struct Pooled<'a> {
     pool: &'a ThreadPool,
     thread: Option<Thread>,
+    state: *mut ffi::lua_State,
+}
+
+impl Pooled<'_> {
+    /// Push the registry values `ids` (`RegistryKey::id`s): the function
+    /// and arguments to run.
+    pub fn push_registered(&self, ids: &[c_int]) -> mlua::Result<()> {
+        // SAFETY: the coroutine is alive (held by `thread`) and not running;
+        // rawgeti on the registry cannot raise an error.
+        unsafe {
+            if ffi::lua_checkstack(self.state, ids.len() as c_int) == 0 {
+                return Err(mlua::Error::StackError);
+            }
+            for &id in ids {
+                ffi::lua_rawgeti(self.state, ffi::LUA_REGISTRYINDEX, ffi::lua_Integer::from(id));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl std::ops::Deref for Pooled<'_> {
@@ -64,8 +88,11 @@ impl std::ops::Deref for Pooled<'_> {
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
         let Some(thread) = self.thread.take() else { return };
-        // Finished: status OK with an empty stack (the driver empties it).
-        if thread.status() != ThreadStatus::Finished {
+        // Reusable: it returned (status OK, and the driver emptied its
+        // stack), rather than died with an error or was left suspended.
+        // SAFETY: the coroutine is alive until `thread` drops, below.
+        let finished = unsafe { ffi::lua_status(self.state) == ffi::LUA_OK && ffi::lua_gettop(self.state) == 0 };
+        if !finished {
             return;
         }
         let mut free = self.pool.free.borrow_mut();
@@ -79,7 +106,7 @@ impl Drop for Pooled<'_> {
 mod tests {
     use super::*;
     use crate::client::Clients;
-    use crate::driver::{self, Bridge};
+    use crate::driver::Bridge;
     use crate::responses::Responses;
 
     #[tokio::test(flavor = "current_thread")]
