@@ -7,6 +7,8 @@ local swarmer = {}
 -- error messages and tracebacks for exceptions. The library itself is
 -- removed from the plan's globals after this prelude runs.
 local getinfo, traceback = debug.getinfo, debug.traceback
+-- Responses keep their values as user values of a userdata (see below).
+local getuservalue, setuservalue = debug.getuservalue, debug.setuservalue
 
 -- Control flow: raised as errors carrying this metatable; the runner maps
 -- them to Locust's StopUser, StopTest, InterruptTaskSet, RescheduleTask.
@@ -191,38 +193,42 @@ end
 local CLIENT = {}
 CLIENT.__index = CLIENT
 
--- Responses: the driver resumes a request with a table of plain values
--- (see `push_response` in crates/lua/src/driver.rs) in its array part:
--- 1 status code, 2 body, 3 headers as "name: value" lines, 4 elapsed
--- seconds, 5 final URL, 6 error, 7 catch number, 8 client; with this
--- metatable (`swarmer._RESPONSE`), through which fields are read.
--- `headers` is made on first use.
+-- Responses: the driver resumes a request with a userdata whose user
+-- values are (see crates/lua/src/responses.rs): 1 status code, 2 body,
+-- 3 headers as "name: value" lines, 4 elapsed seconds, 5 final URL,
+-- 6 error, 7 catch number, 8 client; with this metatable
+-- (`swarmer._RESPONSE`), through which fields are read. `headers` is made
+-- on first use and kept in place of its lines.
 local RESPONSE_METHODS = {}
 local RESPONSE_FIELDS = { status_code = 1, text = 2, content = 2, elapsed = 4, url = 5, error = 6 }
-local RESPONSE = { __index = function(r, key)
+local RESPONSE = { __name = "response", __index = function(r, key)
   local i = RESPONSE_FIELDS[key]
-  if i then return rawget(r, i) end
-  if key == "ok" then return rawget(r, 6) == nil and rawget(r, 1) < 400 end
+  if i then return (getuservalue(r, i)) end
+  if key == "ok" then return getuservalue(r, 6) == nil and getuservalue(r, 1) < 400 end
   if key == "headers" then
-    local headers = {}
-    for name, value in rawget(r, 3):gmatch("([^:\n]*): ([^\n]*)\n") do
-      local seen = headers[name]
-      headers[name] = seen and (seen .. ", " .. value) or value
+    local headers = getuservalue(r, 3)
+    if type(headers) == "string" then
+      local lines = headers
+      headers = {}
+      for name, value in lines:gmatch("([^:\n]*): ([^\n]*)\n") do
+        local seen = headers[name]
+        headers[name] = seen and (seen .. ", " .. value) or value
+      end
+      setuservalue(r, headers, 3)
     end
-    rawset(r, "headers", headers)
     return headers
   end
   return RESPONSE_METHODS[key]
 end }
 function RESPONSE_METHODS.json(r)
-  local ok, value = pcall(swarmer.json_decode, rawget(r, 2))
+  local ok, value = pcall(swarmer.json_decode, (getuservalue(r, 2)))
   if not ok then error("response body is not JSON: " .. tostring(value):gsub("^json_decode: ", ""), 2) end
   return value
 end
 local function verdict(r, fname, failure)
-  local seq = rawget(r, 7)
+  local seq = getuservalue(r, 7)
   if not seq then error(fname .. "() needs catch_response = true", 3) end
-  swarmer._verdict(rawget(r, 8), seq, failure)
+  swarmer._verdict(getuservalue(r, 8), seq, failure)
 end
 function RESPONSE_METHODS.success(r) verdict(r, "success", nil) end
 function RESPONSE_METHODS.failure(r, message)

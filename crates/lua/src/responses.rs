@@ -1,13 +1,13 @@
 //! How a response reaches Lua.
 //!
-//! The driver resumes a request's coroutine with one table holding, in its
-//! array part: 1 status code, 2 body, 3 headers as `name: value` lines,
-//! 4 elapsed seconds, 5 final URL, 6 error, and for a catch response 7 its
-//! number and 8 its client. Its metatable is the prelude's `RESPONSE`,
-//! through which plans read `status_code`, `text`, `headers`, `json()`...
-//! Nothing of the Rust response stays behind in Lua (no userdata, no
-//! finalizer), so the garbage collector sees all the memory a response
-//! holds.
+//! The driver resumes a request's coroutine with a userdata without
+//! payload whose user values are: 1 status code, 2 body, 3 headers as
+//! `name: value` lines, 4 elapsed seconds, 5 final URL, 6 error, and for
+//! a catch response 7 its number and 8 its client: one allocation per
+//! response. Its metatable is the prelude's `RESPONSE`, through which
+//! plans read `status_code`, `text`, `headers`, `json()`... It has no
+//! `__gc` (no finalizer), and nothing of the Rust response stays behind in
+//! Lua, so the garbage collector sees all the memory a response holds.
 //!
 //! Load tests ask for the same URLs again and again, and servers often send
 //! the same body and headers each time, so the last string of each part
@@ -53,7 +53,7 @@ impl Responses {
         })
     }
 
-    /// Push the response table for `response` onto `l` (see the module
+    /// Push the response userdata for `response` onto `l` (see the module
     /// doc); `catch` is its catch number and client. Returns how many
     /// values were pushed (1, or 0 if the stack cannot grow).
     ///
@@ -64,16 +64,16 @@ impl Responses {
             if ffi::lua_checkstack(l, 4) == 0 {
                 return 0;
             }
-            let len = match (&response.error, catch) {
+            let values = match (&response.error, catch) {
                 (_, Some(_)) => 8,
                 (Some(_), None) => 6,
                 (None, None) => 5,
             };
-            ffi::lua_createtable(l, len, 0);
+            ffi::lua_newuserdatauv(l, 0, values);
             ffi::lua_pushinteger(l, ffi::lua_Integer::from(response.status_code()));
-            ffi::lua_rawseti(l, -2, 1);
+            ffi::lua_setiuservalue(l, -2, 1);
             self.push_kept(l, Part::Body, &response.body);
-            ffi::lua_rawseti(l, -2, 2);
+            ffi::lua_setiuservalue(l, -2, 2);
             let mut head = self.scratch.borrow_mut();
             head.clear();
             for (name, value) in &response.headers {
@@ -84,20 +84,20 @@ impl Responses {
             }
             self.push_kept(l, Part::Head, &head);
             drop(head);
-            ffi::lua_rawseti(l, -2, 3);
+            ffi::lua_setiuservalue(l, -2, 3);
             ffi::lua_pushnumber(l, response.elapsed.as_secs_f64());
-            ffi::lua_rawseti(l, -2, 4);
+            ffi::lua_setiuservalue(l, -2, 4);
             self.push_kept(l, Part::Url, response.url.as_bytes());
-            ffi::lua_rawseti(l, -2, 5);
+            ffi::lua_setiuservalue(l, -2, 5);
             if let Some(e) = &response.error {
                 push_bytes(l, e.to_string().as_bytes());
-                ffi::lua_rawseti(l, -2, 6);
+                ffi::lua_setiuservalue(l, -2, 6);
             }
             if let Some((seq, client)) = catch {
                 ffi::lua_pushinteger(l, seq as ffi::lua_Integer);
-                ffi::lua_rawseti(l, -2, 7);
+                ffi::lua_setiuservalue(l, -2, 7);
                 ffi::lua_pushinteger(l, client);
-                ffi::lua_rawseti(l, -2, 8);
+                ffi::lua_setiuservalue(l, -2, 8);
             }
             ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, ffi::lua_Integer::from(self.metatable.id()));
             ffi::lua_setmetatable(l, -2);
