@@ -27,7 +27,7 @@ use std::ffi::{c_char, c_int};
 use std::ptr;
 use std::time::Duration;
 
-use mlua::{IntoLuaMulti, Lua, Table, Thread, Value, ffi};
+use mlua::{Function, IntoLuaMulti, Lua, Table, Thread, Value, ffi};
 use swarmer_http::Method;
 
 use crate::client::{self, Clients};
@@ -40,20 +40,45 @@ pub struct Bridge {
     pub responses: Responses,
 }
 
+/// The methods of `self.client:get` ... `:options`, by the number the
+/// prelude's method functions yield (1-based, in this order).
+const METHODS: [Method; 7] =
+    [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::HEAD, Method::OPTIONS];
+
 /// Operation codes a coroutine yields with (see `prelude.lua`).
 const OP_REQUEST: ffi::lua_Integer = 1;
 const OP_SLEEP: ffi::lua_Integer = 2;
 
-/// The raw state of `thread`.
-pub fn state_of(thread: &Thread) -> *mut ffi::lua_State {
-    // A thread's pointer is its `lua_State` (`lua_topointer` on a thread).
-    thread.to_pointer() as *mut ffi::lua_State
+/// A coroutine and its raw state (looked up once).
+pub struct Coroutine {
+    /// Keeps the coroutine alive (only the raw state is used).
+    _thread: Thread,
+    state: *mut ffi::lua_State,
 }
 
-/// Push `args` onto `thread` (for cold paths: listeners, background
+impl Coroutine {
+    /// A coroutine that will run `function`.
+    pub fn new(lua: &Lua, function: Function) -> mlua::Result<Self> {
+        let thread = lua.create_thread(function)?;
+        // A thread's pointer is its `lua_State` (`lua_topointer` on a thread).
+        let state = thread.to_pointer() as *mut ffi::lua_State;
+        Ok(Self { _thread: thread, state })
+    }
+
+    pub fn state(&self) -> *mut ffi::lua_State {
+        self.state
+    }
+
+    #[cfg(test)]
+    pub fn thread(&self) -> &Thread {
+        &self._thread
+    }
+}
+
+/// Push `args` onto `coroutine` (for cold paths: listeners, background
 /// functions). Returns how many values were pushed.
-pub fn push_args(lua: &Lua, thread: &Thread, args: impl IntoLuaMulti) -> mlua::Result<c_int> {
-    let l = state_of(thread);
+pub fn push_args(lua: &Lua, coroutine: &Coroutine, args: impl IntoLuaMulti) -> mlua::Result<c_int> {
+    let l = coroutine.state();
     // SAFETY: the values are moved between two states of one Lua inside a
     // protected call; `l` is alive and not running.
     unsafe {
@@ -107,11 +132,11 @@ pub fn error_message(error: &Value) -> String {
 pub async fn drive(
     lua: &Lua,
     bridge: &Bridge,
-    thread: &Thread,
+    coroutine: &Coroutine,
     nargs: c_int,
     want_result: bool,
 ) -> mlua::Result<Ended> {
-    let l = state_of(thread);
+    let l = coroutine.state();
     let mut nargs = nargs;
     loop {
         let mut nres: c_int = 0;
@@ -180,12 +205,23 @@ unsafe fn read_op(lua: &Lua, l: *mut ffi::lua_State, nres: c_int) -> mlua::Resul
                     return Ok(Op::Invalid("request: call it on self.client (client:get(...))".into()));
                 }
                 let client = ffi::lua_tointegerx(l, arg(1), ptr::null_mut());
-                let Some(method) = string_at(l, arg(2)) else {
-                    return Ok(Op::Invalid("request: the method must be a string".into()));
-                };
-                let Ok(method) = Method::from_bytes(method) else {
-                    let shown = String::from_utf8_lossy(method).into_owned();
-                    return Ok(Op::Invalid(format!("request: invalid method {shown:?}")));
+                let method = if ffi::lua_isinteger(l, arg(2)) != 0 {
+                    let code = ffi::lua_tointegerx(l, arg(2), ptr::null_mut());
+                    match usize::try_from(code).ok().and_then(|c| METHODS.get(c.wrapping_sub(1))) {
+                        Some(method) => method.clone(),
+                        None => return Ok(Op::Invalid(format!("request: no method numbered {code}"))),
+                    }
+                } else {
+                    let Some(name) = string_at(l, arg(2)) else {
+                        return Ok(Op::Invalid("request: the method must be a string".into()));
+                    };
+                    match Method::from_bytes(name) {
+                        Ok(method) => method,
+                        Err(_) => {
+                            let shown = String::from_utf8_lossy(name).into_owned();
+                            return Ok(Op::Invalid(format!("request: invalid method {shown:?}")));
+                        }
+                    }
                 };
                 let url = match string_at(l, arg(3)).map(std::str::from_utf8) {
                     Some(Ok(url)) => url.to_owned(),

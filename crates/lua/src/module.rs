@@ -94,7 +94,7 @@ fn spawn(lua: &Lua, body: Function) -> mlua::Result<()> {
             caller_location(lua)
         )));
     }
-    let thread = lua.create_thread(body)?;
+    let thread = crate::driver::Coroutine::new(lua, body)?;
     let bridge = bridge(lua)?;
     let lua = lua.clone();
     tokio::task::spawn_local(async move {

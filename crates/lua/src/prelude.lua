@@ -239,16 +239,17 @@ end
 swarmer._RESPONSE = RESPONSE
 
 -- One function per method, each yielding straight to the driver (this is
--- the path every request takes, so it is kept short).
-local function method_function(method)
+-- the path every request takes, so it is kept short). The method goes as
+-- its number in this list (the driver's `METHODS`); `request` sends a name.
+local function method_function(code)
   return function(client, url, opts)
-    local r, err = yield(OP_REQUEST, client._id, method, url, opts)
+    local r, err = yield(OP_REQUEST, client._id, code, url, opts)
     if r == nil then error(err, 2) end
     return r
   end
 end
-for _, name in ipairs({ "get", "post", "put", "patch", "delete", "head", "options" }) do
-  CLIENT[name] = method_function(name:upper())
+for code, name in ipairs({ "get", "post", "put", "patch", "delete", "head", "options" }) do
+  CLIENT[name] = method_function(code)
 end
 function CLIENT.request(client, method, url, opts)
   local r, err = yield(OP_REQUEST, client._id, tostring(method):upper(), url, opts)

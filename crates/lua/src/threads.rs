@@ -12,9 +12,9 @@ use std::cell::RefCell;
 
 use std::ffi::c_int;
 
-use mlua::{Function, Lua, Thread, ffi};
+use mlua::{Function, Lua, ffi};
 
-use crate::driver;
+use crate::driver::Coroutine;
 
 /// Finished coroutines kept for reuse: enough for the users of a shard
 /// that finish a task at the same moment, without holding memory for
@@ -23,7 +23,7 @@ const KEEP: usize = 256;
 
 /// The free coroutines of one VM.
 pub struct ThreadPool {
-    free: RefCell<Vec<Thread>>,
+    free: RefCell<Vec<Coroutine>>,
     /// What a new coroutine is created with (Lua wants a function; it is
     /// removed at once).
     placeholder: Function,
@@ -38,17 +38,16 @@ impl ThreadPool {
     /// then drive it.
     pub fn take(&self, lua: &Lua) -> mlua::Result<Pooled<'_>> {
         let reused = self.free.borrow_mut().pop();
-        let thread = match reused {
-            Some(thread) => thread,
+        let coroutine = match reused {
+            Some(coroutine) => coroutine,
             None => {
-                let thread = lua.create_thread(self.placeholder.clone())?;
+                let coroutine = Coroutine::new(lua, self.placeholder.clone())?;
                 // SAFETY: a new coroutine, not running; settop cannot fail.
-                unsafe { ffi::lua_settop(driver::state_of(&thread), 0) };
-                thread
+                unsafe { ffi::lua_settop(coroutine.state(), 0) };
+                coroutine
             }
         };
-        let state = driver::state_of(&thread);
-        Ok(Pooled { pool: self, thread: Some(thread), state })
+        Ok(Pooled { pool: self, coroutine: Some(coroutine) })
     }
 }
 
@@ -56,22 +55,22 @@ impl ThreadPool {
 /// to its end.
 pub struct Pooled<'a> {
     pool: &'a ThreadPool,
-    thread: Option<Thread>,
-    state: *mut ffi::lua_State,
+    coroutine: Option<Coroutine>,
 }
 
 impl Pooled<'_> {
     /// Push the registry values `ids` (`RegistryKey::id`s): the function
     /// and arguments to run.
     pub fn push_registered(&self, ids: &[c_int]) -> mlua::Result<()> {
-        // SAFETY: the coroutine is alive (held by `thread`) and not running;
-        // rawgeti on the registry cannot raise an error.
+        let l = self.state();
+        // SAFETY: the coroutine is alive and not running; rawgeti on the
+        // registry cannot raise an error.
         unsafe {
-            if ffi::lua_checkstack(self.state, ids.len() as c_int) == 0 {
+            if ffi::lua_checkstack(l, ids.len() as c_int) == 0 {
                 return Err(mlua::Error::StackError);
             }
             for &id in ids {
-                ffi::lua_rawgeti(self.state, ffi::LUA_REGISTRYINDEX, ffi::lua_Integer::from(id));
+                ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, ffi::lua_Integer::from(id));
             }
         }
         Ok(())
@@ -79,25 +78,26 @@ impl Pooled<'_> {
 }
 
 impl std::ops::Deref for Pooled<'_> {
-    type Target = Thread;
-    fn deref(&self) -> &Thread {
-        self.thread.as_ref().expect("a pooled coroutine is present until dropped")
+    type Target = Coroutine;
+    fn deref(&self) -> &Coroutine {
+        self.coroutine.as_ref().expect("a pooled coroutine is present until dropped")
     }
 }
 
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
-        let Some(thread) = self.thread.take() else { return };
+        let Some(coroutine) = self.coroutine.take() else { return };
         // Reusable: it returned (status OK, and the driver emptied its
         // stack), rather than died with an error or was left suspended.
-        // SAFETY: the coroutine is alive until `thread` drops, below.
-        let finished = unsafe { ffi::lua_status(self.state) == ffi::LUA_OK && ffi::lua_gettop(self.state) == 0 };
+        let l = coroutine.state();
+        // SAFETY: the coroutine is alive until `coroutine` drops, below.
+        let finished = unsafe { ffi::lua_status(l) == ffi::LUA_OK && ffi::lua_gettop(l) == 0 };
         if !finished {
             return;
         }
         let mut free = self.pool.free.borrow_mut();
         if free.len() < KEEP {
-            free.push(thread);
+            free.push(coroutine);
         }
     }
 }
@@ -106,7 +106,7 @@ impl Drop for Pooled<'_> {
 mod tests {
     use super::*;
     use crate::client::Clients;
-    use crate::driver::Bridge;
+    use crate::driver::{self, Bridge};
     use crate::responses::Responses;
 
     #[tokio::test(flavor = "current_thread")]
@@ -123,12 +123,12 @@ mod tests {
             let n = driver::push_args(&lua, &thread, (double.clone(), 21)).unwrap();
             let out = driver::drive(&lua, &bridge, &thread, n - 1, true).await.unwrap().into_result().unwrap();
             assert_eq!(out, mlua::Value::Integer(42));
-            thread.to_pointer()
+            thread.thread().to_pointer()
         };
         let halt: Function = lua.load("return function() coroutine.yield(2, 3600) end").eval().unwrap();
         {
             let thread = pool.take(&lua).unwrap();
-            assert_eq!(thread.to_pointer(), first_ptr, "the finished coroutine is handed out again");
+            assert_eq!(thread.thread().to_pointer(), first_ptr, "the finished coroutine is handed out again");
             driver::push_args(&lua, &thread, halt.clone()).unwrap();
             // A sleep of an hour: dropped while suspended, so not kept.
             let drive = driver::drive(&lua, &bridge, &thread, 0, true);
@@ -136,7 +136,7 @@ mod tests {
         }
         assert!(pool.free.borrow().is_empty());
         let thread = pool.take(&lua).unwrap();
-        assert_ne!(thread.to_pointer(), first_ptr);
+        assert_ne!(thread.thread().to_pointer(), first_ptr);
         let n = driver::push_args(&lua, &thread, (double.clone(), 5)).unwrap();
         let out = driver::drive(&lua, &bridge, &thread, n - 1, true).await.unwrap().into_result().unwrap();
         assert_eq!(out, mlua::Value::Integer(10));

@@ -119,7 +119,7 @@ fn hook(lua: &Lua, fire: &Function, name: &'static str) -> ShardHook {
 
 /// Fire an event in a coroutine of its own, so listeners may wait.
 async fn fire_async(lua: &Lua, fire: &Function, args: impl mlua::IntoLuaMulti) -> mlua::Result<Table> {
-    let thread = lua.create_thread(fire.clone())?;
+    let thread = crate::driver::Coroutine::new(lua, fire.clone())?;
     let nargs = crate::driver::push_args(lua, &thread, args)?;
     match crate::driver::drive(lua, &*crate::module::bridge(lua)?, &thread, nargs, true).await?.into_result()? {
         mlua::Value::Table(t) => Ok(t),

@@ -234,6 +234,14 @@ swarmer.user("Keeper", {
         end
         check(tonumber(r.headers["content-length"]) == #r.text, n .. " length")
       end
+      for _, m in ipairs({ "get", "post", "put", "patch", "delete", "options" }) do
+        local r = self.client[m](self.client, "/echo", { name = "method" })
+        check(r:json().method == m:upper(), m .. " sent as " .. r.text)
+      end
+      check(self.client:head("/").text == "", "head has no body")
+      check(self.client:request("delete", "/echo", { name = "method" }):json().method == "DELETE", "request(name)")
+      local ok, err = pcall(self.client.request, self.client, "BAD METHOD", "/echo")
+      check(not ok and tostring(err):match("invalid method"), "a bad method is an error: " .. tostring(err))
       local failed = self.client:get("http://127.0.0.1:9/", { timeout = 2 })
       check(failed.status_code == 0 and not failed.ok and failed.error ~= nil, "failed request " .. tostring(failed.error))
       check(failed.text == "" and next(failed.headers) == nil, "failed request body and headers")
@@ -249,6 +257,9 @@ swarmer.user("Keeper", {
     assert_eq!(store.stats.exceptions().count(), 0, "{:?}", store.stats.exceptions().collect::<Vec<_>>());
     drop(store);
     assert_eq!(count(&handle, "GET", "checked"), (1, 0));
+    assert_eq!(count(&handle, "PUT", "method"), (1, 0));
+    assert_eq!(count(&handle, "DELETE", "method"), (2, 0));
+    assert_eq!(count(&handle, "HEAD", "/"), (1, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
