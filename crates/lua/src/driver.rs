@@ -194,19 +194,20 @@ unsafe fn read_op(lua: &Lua, l: *mut ffi::lua_State, nres: c_int) -> mlua::Resul
     unsafe {
         let base = ffi::lua_gettop(l) - nres + 1;
         let arg = |i: c_int| base + i;
-        let code = if nres > 0 && ffi::lua_type(l, base) == ffi::LUA_TNUMBER && ffi::lua_isinteger(l, base) != 0 {
-            ffi::lua_tointegerx(l, base, ptr::null_mut())
-        } else {
-            0
+        // One call per operand on this path (lua_tointegerx says whether
+        // the value was an integer).
+        let integer_at = |idx: c_int| {
+            let mut is_integer = 0;
+            let n = ffi::lua_tointegerx(l, idx, &mut is_integer);
+            (is_integer != 0).then_some(n)
         };
+        let code = if nres > 0 { integer_at(base).unwrap_or(0) } else { 0 };
         match code {
             OP_REQUEST => {
-                if ffi::lua_isinteger(l, arg(1)) == 0 {
+                let Some(client) = integer_at(arg(1)) else {
                     return Ok(Op::Invalid("request: call it on self.client (client:get(...))".into()));
-                }
-                let client = ffi::lua_tointegerx(l, arg(1), ptr::null_mut());
-                let method = if ffi::lua_isinteger(l, arg(2)) != 0 {
-                    let code = ffi::lua_tointegerx(l, arg(2), ptr::null_mut());
+                };
+                let method = if let Some(code) = integer_at(arg(2)) {
                     match usize::try_from(code).ok().and_then(|c| METHODS.get(c.wrapping_sub(1))) {
                         Some(method) => method.clone(),
                         None => return Ok(Op::Invalid(format!("request: no method numbered {code}"))),
@@ -269,15 +270,13 @@ unsafe fn read_op(lua: &Lua, l: *mut ffi::lua_State, nres: c_int) -> mlua::Resul
     }
 }
 
-/// The bytes of the string at `idx` (not numbers: no conversion in place).
+/// The bytes of the string at `idx` (a number is converted in place, as
+/// Lua's string functions do; anything else is `None`).
 unsafe fn string_at<'a>(l: *mut ffi::lua_State, idx: c_int) -> Option<&'a [u8]> {
     unsafe {
-        if ffi::lua_type(l, idx) != ffi::LUA_TSTRING {
-            return None;
-        }
         let mut len = 0;
         let data = ffi::lua_tolstring(l, idx, &mut len);
-        Some(std::slice::from_raw_parts(data as *const u8, len))
+        (!data.is_null()).then(|| std::slice::from_raw_parts(data as *const u8, len))
     }
 }
 

@@ -14,11 +14,12 @@
 //! is kept: when the next response has the same bytes, that Lua string is
 //! reused instead of making (and later collecting) a new one.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_int};
 
 use mlua::{Lua, RegistryKey, Table, ffi};
 use swarmer_engine::Response;
+use swarmer_http::HeaderMap;
 
 use crate::driver::push_bytes;
 
@@ -39,6 +40,9 @@ enum Part {
 pub struct Responses {
     metatable: RegistryKey,
     kept: [RegistryKey; 3],
+    /// The bytes of each kept string, read once when it was kept (Lua
+    /// does not move strings, and the registry holds it until replaced).
+    kept_bytes: [Cell<(*const u8, usize)>; 3],
     /// A buffer reused to build the header lines.
     scratch: RefCell<Vec<u8>>,
 }
@@ -49,6 +53,7 @@ impl Responses {
         Ok(Self {
             metatable: lua.create_registry_value(metatable)?,
             kept: [empty()?, empty()?, empty()?],
+            kept_bytes: Default::default(),
             scratch: RefCell::default(),
         })
     }
@@ -74,16 +79,21 @@ impl Responses {
             ffi::lua_setiuservalue(l, -2, 1);
             self.push_kept(l, Part::Body, &response.body);
             ffi::lua_setiuservalue(l, -2, 2);
-            let mut head = self.scratch.borrow_mut();
-            head.clear();
-            for (name, value) in &response.headers {
-                head.extend_from_slice(name.as_str().as_bytes());
-                head.extend_from_slice(b": ");
-                head.extend_from_slice(value.as_bytes());
-                head.push(b'\n');
+            // Header lines: most responses repeat the last ones, which are
+            // then checked in place rather than written out again.
+            if lines_match(self.kept(Part::Head), &response.headers) {
+                self.push_kept_as_is(l, Part::Head);
+            } else {
+                let mut head = self.scratch.borrow_mut();
+                head.clear();
+                for (name, value) in &response.headers {
+                    head.extend_from_slice(name.as_str().as_bytes());
+                    head.extend_from_slice(b": ");
+                    head.extend_from_slice(value.as_bytes());
+                    head.push(b'\n');
+                }
+                self.push_kept(l, Part::Head, &head);
             }
-            self.push_kept(l, Part::Head, &head);
-            drop(head);
             ffi::lua_setiuservalue(l, -2, 3);
             ffi::lua_pushnumber(l, response.elapsed.as_secs_f64());
             ffi::lua_setiuservalue(l, -2, 4);
@@ -105,23 +115,84 @@ impl Responses {
         }
     }
 
+    /// The bytes of the kept string for `part`.
+    fn kept(&self, part: Part) -> &[u8] {
+        let (data, len) = self.kept_bytes[part as usize].get();
+        if len == 0 {
+            return &[];
+        }
+        // SAFETY: the registry holds the string until `push_kept` replaces
+        // it (and updates these bytes); Lua does not move strings.
+        unsafe { std::slice::from_raw_parts(data, len) }
+    }
+
+    /// Push the kept string for `part`.
+    unsafe fn push_kept_as_is(&self, l: *mut ffi::lua_State, part: Part) {
+        let slot = ffi::lua_Integer::from(self.kept[part as usize].id());
+        unsafe { ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, slot) };
+    }
+
     /// Push a string with `bytes`: the kept one for `part` if it has the
     /// same bytes, else a new one, which is then kept.
     unsafe fn push_kept(&self, l: *mut ffi::lua_State, part: Part, bytes: &[u8]) {
         unsafe {
-            let slot = ffi::lua_Integer::from(self.kept[part as usize].id());
-            ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, slot);
-            let mut len = 0;
-            let kept = ffi::lua_tolstring(l, -1, &mut len);
-            if !kept.is_null() && std::slice::from_raw_parts(kept as *const u8, len) == bytes {
+            if self.kept(part) == bytes {
+                self.push_kept_as_is(l, part);
                 return;
             }
-            ffi::lua_settop(l, -2);
+            let slot = ffi::lua_Integer::from(self.kept[part as usize].id());
             ffi::lua_pushlstring(l, bytes.as_ptr() as *const c_char, bytes.len());
             if bytes.len() <= MAX_KEPT {
                 ffi::lua_pushvalue(l, -1);
                 ffi::lua_rawseti(l, ffi::LUA_REGISTRYINDEX, slot);
+                let mut len = 0;
+                let data = ffi::lua_tolstring(l, -1, &mut len);
+                self.kept_bytes[part as usize].set((data as *const u8, len));
             }
         }
+    }
+}
+
+/// Whether `kept` is exactly the `name: value` lines of `headers`.
+fn lines_match(kept: &[u8], headers: &HeaderMap) -> bool {
+    let mut rest = kept;
+    for (name, value) in headers {
+        let (name, value) = (name.as_str().as_bytes(), value.as_bytes());
+        let len = name.len() + 2 + value.len() + 1;
+        if rest.len() < len {
+            return false;
+        }
+        let (line, after) = rest.split_at(len);
+        let (head, tail) = line.split_at(name.len());
+        if head != name || &tail[..2] != b": " || &tail[2..tail.len() - 1] != value || tail[tail.len() - 1] != b'\n' {
+            return false;
+        }
+        rest = after;
+    }
+    rest.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarmer_http::HeaderName;
+    use swarmer_http::HeaderValue;
+
+    #[test]
+    fn header_lines_match_only_the_same_headers_in_the_same_order() {
+        let mut headers = HeaderMap::new();
+        let (content_type, set_cookie) =
+            (HeaderName::from_static("content-type"), HeaderName::from_static("set-cookie"));
+        headers.insert(content_type, HeaderValue::from_static("text/html"));
+        headers.append(set_cookie.clone(), HeaderValue::from_static("a=1"));
+        headers.append(set_cookie, HeaderValue::from_static("b=2"));
+        let lines = b"content-type: text/html\nset-cookie: a=1\nset-cookie: b=2\n";
+        assert!(lines_match(lines, &headers));
+        assert!(!lines_match(&lines[..lines.len() - 1], &headers));
+        assert!(!lines_match(b"content-type: text/html\nset-cookie: a=1\nset-cookie: b=3\n", &headers));
+        assert!(!lines_match(b"content-type: text/html\nset-cookie: a=1\nset-cookie: b=2\nx: y\n", &headers));
+        assert!(!lines_match(b"content-typ: text/html\nset-cookie: a=1\nset-cookie: b=2\n", &headers));
+        assert!(lines_match(b"", &HeaderMap::new()));
+        assert!(!lines_match(b"x: y\n", &HeaderMap::new()));
     }
 }
