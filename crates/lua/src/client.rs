@@ -111,7 +111,10 @@ pub enum Outcome {
 }
 
 /// One request a coroutine asked for. Bad options are an `Err` naming the
-/// option.
+/// option. The HTTP future is boxed here, on its own: the task's future
+/// then stays small, and the whole costs fewer instructions per request
+/// (one large box built in place rather than a 3 KB task future copied
+/// into its box).
 pub async fn perform(
     lua: &Lua,
     core: &ClientCore,
@@ -123,11 +126,11 @@ pub async fn perform(
     if catch {
         let seq = core.next_catch.get();
         core.next_catch.set(seq + 1);
-        let response = core.client.send_catch(request).await;
+        let response = Box::pin(core.client.send_catch(request)).await;
         core.pending.borrow_mut().push((seq, response));
         Ok(Outcome::Catch(seq))
     } else {
-        Ok(Outcome::Plain(core.client.send(request).await))
+        Ok(Outcome::Plain(Box::pin(core.client.send(request)).await))
     }
 }
 
