@@ -5,12 +5,13 @@
 #
 # Layout on a 2-core machine: the target is pinned to core 1, the load
 # generator (wrk, then Swarmer) to core 0, so both get one core each.
-# Environment: DURATION (default 10s), USERS (50), IDLE_USERS (5000),
-# RSS=0 to skip the memory part.
+# Environment: DURATION (default 10s per run), ROUNDS (3), USERS (50),
+# IDLE_USERS (5000), RSS=0 to skip the memory part.
 set -euo pipefail
 ulimit -n 65536 2>/dev/null || true
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-3}
 USERS=${USERS:-50}
 IDLE_USERS=${IDLE_USERS:-5000}
 GEN_CPU=${GEN_CPU:-0}
@@ -43,9 +44,7 @@ fi
 url="http://127.0.0.1:$port"
 for _ in $(seq 50); do curl -fs "$url/" >/dev/null 2>&1 && break; sleep 0.1; done
 
-echo "target: $target_name on CPU $TARGET_CPU; generators on CPU $GEN_CPU; $USERS connections/users; $DURATION"
-wrk_rps=$(taskset -c "$GEN_CPU" wrk -t1 -c"$USERS" -d"$DURATION" "$url/" | awk '/Requests\/sec/ {print $2}')
-echo "wrk:                 $wrk_rps req/s"
+echo "target: $target_name on CPU $TARGET_CPU; generators on CPU $GEN_CPU; $USERS connections/users; $DURATION x $ROUNDS rounds"
 
 swarmer_rps() { # $1: program, rest: extra args
   local program=$1; shift
@@ -53,10 +52,27 @@ swarmer_rps() { # $1: program, rest: extra args
     --only-summary --json 2>/dev/null \
     | python3 -c 'import json,sys; e=json.load(sys.stdin); n=sum(x["num_requests"] for x in e); t=max(x["last_request_timestamp"] for x in e)-min(x["start_time"] for x in e); print(f"{n/t:.0f}")'
 }
-rust_rps=$(swarmer_rps target/release/examples/hello_loop)
-echo "swarmer (Rust API):  $rust_rps req/s  = $(python3 -c "print(f'{$rust_rps/$wrk_rps:.2f}')") x wrk"
-lua_rps=$(swarmer_rps "$bin" -f examples/lua/hello/plan.lua)
-echo "swarmer (Lua plan):  $lua_rps req/s  = $(python3 -c "print(f'{$lua_rps/$wrk_rps:.2f}')") x wrk, $(python3 -c "print(f'{$lua_rps/$rust_rps:.2f}')") x Rust API"
+# Rounds of wrk, Rust API, Lua plan back to back: a shared machine's load
+# drifts, so each round's ratios compare runs made moments apart, and the
+# medians over the rounds are reported.
+rounds=()
+for round in $(seq "$ROUNDS"); do
+  wrk_rps=$(taskset -c "$GEN_CPU" wrk -t1 -c"$USERS" -d"$DURATION" "$url/" | awk '/Requests\/sec/ {print $2}')
+  rust_rps=$(swarmer_rps target/release/examples/hello_loop)
+  lua_rps=$(swarmer_rps "$bin" -f examples/lua/hello/plan.lua)
+  echo "round $round: wrk $wrk_rps, Rust API $rust_rps, Lua plan $lua_rps req/s"
+  rounds+=("$wrk_rps $rust_rps $lua_rps")
+done
+printf '%s\n' "${rounds[@]}" | python3 -c '
+import statistics, sys
+rows = [list(map(float, line.split())) for line in sys.stdin if line.strip()]
+med = lambda xs: statistics.median(xs)
+wrk, rust, lua = (med([r[i] for r in rows]) for i in range(3))
+print(f"wrk:                 {wrk:.0f} req/s (median)")
+print(f"swarmer (Rust API):  {rust:.0f} req/s  = {med([r[1] / r[0] for r in rows]):.2f} x wrk")
+print(f"swarmer (Lua plan):  {lua:.0f} req/s  = {med([r[2] / r[0] for r in rows]):.2f} x wrk, "
+      f"{med([r[2] / r[1] for r in rows]):.2f} x Rust API")
+'
 
 [ "${RSS:-1}" = 0 ] && exit 0
 
