@@ -36,7 +36,7 @@ pub struct LuaUser {
 
 struct MadeUser {
     self_key: RegistryKey,
-    client_id: usize,
+    client_id: i64,
     core: Rc<ClientCore>,
     bridge: Rc<Bridge>,
 }

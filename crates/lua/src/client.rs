@@ -6,11 +6,14 @@
 //! `body`, `timeout` (seconds), `allow_redirects`, `catch_response`.
 //! The methods live in the Lua prelude: they yield to the coroutine driver
 //! ([`crate::driver`]) with the client's number in this VM's [`Clients`];
-//! the driver calls [`perform`] and resumes the coroutine with the
-//! response as plain values, of which the prelude makes a response table
-//! (`status_code`, `ok`, `text`, `content`, `headers`, `url`, `elapsed`,
-//! `error`, `json()`, and with `catch_response` also `success()` and
-//! `failure(msg)`).
+//! the driver calls [`perform`] and resumes the coroutine with a response
+//! object (`crate::responses`: `status_code`, `ok`, `text`, `content`,
+//! `headers`, `url`, `elapsed`, `error`, `json()`, and with
+//! `catch_response` also `success()` and `failure(msg)`).
+//!
+//! Catch responses wait in their client's list until the task of that
+//! client's user ends (also those made by a background coroutine or a
+//! listener with a kept client), then get Locust's default verdict.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -27,8 +30,9 @@ pub struct ClientCore {
     /// Catch responses waiting for a verdict, by number; the task runner
     /// gives them Locust's default verdict when the task ends.
     pending: RefCell<Vec<(u64, CatchResponse)>>,
-    /// The number the next catch response gets (never reused, so a
-    /// response kept past its task cannot mark a later one).
+    /// The number the next catch response gets (never reused within the
+    /// client, so a response kept past its task cannot mark a later one;
+    /// client numbers are not reused either).
     next_catch: Cell<u64>,
 }
 
@@ -49,24 +53,60 @@ impl ClientCore {
 /// `self.client`). A user's entry goes when the user does.
 #[derive(Default)]
 pub struct Clients {
-    slots: RefCell<Slab<Rc<ClientCore>>>,
+    numbered: RefCell<Numbered<Rc<ClientCore>>>,
 }
 
 impl Clients {
-    pub fn add(&self, client: Client) -> (usize, Rc<ClientCore>) {
+    /// Add a user's client; returns its number.
+    pub fn add(&self, client: Client) -> (i64, Rc<ClientCore>) {
         let core = Rc::new(ClientCore { client, pending: RefCell::default(), next_catch: Cell::new(1) });
-        (self.slots.borrow_mut().insert(core.clone()), core)
+        (self.numbered.borrow_mut().add(core.clone()), core)
     }
 
-    pub fn remove(&self, id: usize) {
-        self.slots.borrow_mut().try_remove(id);
+    pub fn remove(&self, id: i64) {
+        self.numbered.borrow_mut().remove(id);
     }
 
     pub fn get(&self, id: i64) -> mlua::Result<Rc<ClientCore>> {
-        usize::try_from(id)
-            .ok()
-            .and_then(|id| self.slots.borrow().get(id).cloned())
-            .ok_or_else(|| mlua::Error::runtime("this client's user has stopped"))
+        self.numbered.borrow().get(id).cloned().ok_or_else(|| mlua::Error::runtime("this client's user has stopped"))
+    }
+}
+
+/// Values by number. A number is a slot and a generation, so a number kept
+/// after its value was removed is refused rather than reaching the value
+/// now in that slot.
+struct Numbered<T> {
+    slots: Slab<(u32, T)>,
+    generation: u32,
+}
+
+impl<T> Default for Numbered<T> {
+    fn default() -> Self {
+        Self { slots: Slab::new(), generation: 0 }
+    }
+}
+
+impl<T> Numbered<T> {
+    fn add(&mut self, value: T) -> i64 {
+        // 31 bits of generation keep the number a positive Lua integer.
+        self.generation = self.generation.wrapping_add(1) & 0x7fff_ffff;
+        let slot = self.slots.insert((self.generation, value));
+        (i64::from(self.generation) << 32) | slot as i64
+    }
+
+    fn slot(&self, id: i64) -> Option<usize> {
+        let slot = (id & 0xffff_ffff) as usize;
+        self.slots.get(slot).filter(|(generation, _)| i64::from(*generation) == id >> 32).map(|_| slot)
+    }
+
+    fn get(&self, id: i64) -> Option<&T> {
+        self.slot(id).map(|slot| &self.slots[slot].1)
+    }
+
+    fn remove(&mut self, id: i64) {
+        if let Some(slot) = self.slot(id) {
+            self.slots.remove(slot);
+        }
     }
 }
 
@@ -77,22 +117,28 @@ pub fn fire_request(clients: &Clients, id: i64, t: &Table) -> mlua::Result<()> {
     let request_type: String = t.get("request_type")?;
     let name: String = t.get("name")?;
     let ms: f64 = t.get::<Option<f64>>("response_time")?.unwrap_or(0.0);
-    if !(ms.is_finite() && ms >= 0.0) {
+    let Some(elapsed) = Duration::try_from_secs_f64(ms / 1000.0).ok().filter(|_| ms.is_finite()) else {
         return Err(mlua::Error::runtime(format!("fire_request: response_time must be milliseconds >= 0, got {ms}")));
-    }
+    };
     let length: u64 = t.get::<Option<u64>>("response_length")?.unwrap_or(0);
     let error: Option<String> = t.get::<Option<Value>>("exception")?.map(|v| display(&v));
-    core.client.record_request(&request_type, &name, Duration::from_secs_f64(ms / 1000.0), length, error.as_deref());
+    core.client.record_request(&request_type, &name, elapsed, length, error.as_deref());
     Ok(())
 }
 
 /// `swarmer._verdict(client, seq, failure)`: a catch response's verdict
-/// (`r:success()`, `r:failure(msg)`). One whose task has ended was
-/// already recorded, and is left so, as in Locust.
+/// (`r:success()`, `r:failure(msg)`). One whose task has ended (or whose
+/// user has stopped) was already recorded, and is left so, as in Locust.
 pub fn verdict(clients: &Clients, id: i64, seq: u64, failure: Option<String>) -> mlua::Result<()> {
-    let core = clients.get(id)?;
-    let mut pending = core.pending.borrow_mut();
-    if let Some((_, response)) = pending.iter_mut().find(|(n, _)| *n == seq) {
+    let Ok(core) = clients.get(id) else { return Ok(()) };
+    // Out of the list before recording: recording runs `request`
+    // listeners, which may give other responses of this client theirs.
+    let taken = {
+        let mut pending = core.pending.borrow_mut();
+        let position = pending.iter().position(|(n, _)| *n == seq);
+        position.map(|i| pending.remove(i).1)
+    };
+    if let Some(mut response) = taken {
         match failure {
             None => response.mark_success(),
             Some(message) => response.mark_failure(&message),
@@ -195,10 +241,14 @@ fn build_request(lua: &Lua, method: Method, url: String, opts: Option<Table>) ->
         request = request.body(body.as_bytes().to_vec());
     }
     if let Some(seconds) = opts.get::<Option<f64>>("timeout")? {
-        if !(seconds.is_finite() && seconds > 0.0) {
-            return Err(mlua::Error::runtime(format!("timeout must be a positive number of seconds, got {seconds}")));
+        match Duration::try_from_secs_f64(seconds) {
+            Ok(timeout) if seconds > 0.0 => request = request.timeout(timeout),
+            _ => {
+                return Err(mlua::Error::runtime(format!(
+                    "timeout must be a positive number of seconds, got {seconds}"
+                )));
+            }
         }
-        request = request.timeout(Duration::from_secs_f64(seconds));
     }
     if let Some(allow) = opts.get::<Option<bool>>("allow_redirects")? {
         request = request.allow_redirects(allow);
@@ -235,5 +285,24 @@ fn scalar(v: Value) -> mlua::Result<String> {
         Value::Number(n) => Ok(n.to_string()),
         Value::Boolean(b) => Ok(b.to_string()),
         other => Err(mlua::Error::runtime(format!("expected a string or number, got {}", other.type_name()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Numbered;
+
+    #[test]
+    fn a_number_kept_after_removal_does_not_reach_the_next_value_in_its_slot() {
+        let mut numbered = Numbered::default();
+        let first = numbered.add("first user");
+        numbered.remove(first);
+        let second = numbered.add("second user");
+        assert_eq!(first & 0xffff_ffff, second & 0xffff_ffff, "the slot is reused");
+        assert_eq!(numbered.get(first), None);
+        assert_eq!(numbered.get(second), Some(&"second user"));
+        numbered.remove(first);
+        assert_eq!(numbered.get(second), Some(&"second user"), "a stale number removes nothing");
+        assert!(second > 0 && numbered.get(-1).is_none() && numbered.get(i64::MAX).is_none());
     }
 }

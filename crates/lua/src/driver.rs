@@ -11,15 +11,18 @@
 //! through mlua's value conversions, which take a registry reference for
 //! every string, table and userdata that crosses. The rules that keep it
 //! sound:
-//! - the coroutine is kept alive by the [`Thread`] handle for the whole
-//!   drive, and only this driver touches its stack while it is suspended;
+//! - the coroutine is kept alive by its [`Thread`] handle for the whole
+//!   drive; its stack is read afresh at every yield (a plan may itself
+//!   resume or close a coroutine it got from `coroutine.running()`: that
+//!   is memory-safe, only its own requests then go astray);
 //! - strings read from the stack are copied into Rust before the values
 //!   are popped;
 //! - every push is preceded by `lua_checkstack`;
-//! - values pushed without protection are numbers, nil, strings and
-//!   tables, as in mlua's own fast path: with no memory limit set, the only
-//!   error they can raise is out-of-memory, which aborts the process as a
-//!   Rust allocation failure would;
+//! - the calls made without protection (pushing numbers, nil, strings and
+//!   a userdata, setting its user values and metatable, writing registry
+//!   slots) can only raise out-of-memory, as in mlua's own fast path: the
+//!   VM has no memory limit (`vm::new_vm`), so mlua aborts the process on
+//!   it, as a Rust allocation failure would;
 //! - anything that may raise a Lua error (converting a table, `__tostring`,
 //!   building a traceback) goes through [`Lua::exec_raw`], which is protected.
 
@@ -60,8 +63,12 @@ impl Coroutine {
     /// A coroutine that will run `function`.
     pub fn new(lua: &Lua, function: Function) -> mlua::Result<Self> {
         let thread = lua.create_thread(function)?;
-        // A thread's pointer is its `lua_State` (`lua_topointer` on a thread).
-        let state = thread.to_pointer() as *mut ffi::lua_State;
+        let mut state = ptr::null_mut();
+        // SAFETY: a protected call that only reads the thread pushed as its argument.
+        unsafe { lua.exec_raw::<()>(thread.clone(), |s| state = ffi::lua_tothread(s, -1))? };
+        if state.is_null() {
+            return Err(mlua::Error::runtime("internal: a coroutine without a state"));
+        }
         Ok(Self { _thread: thread, state })
     }
 
@@ -83,14 +90,18 @@ pub fn push_args(lua: &Lua, coroutine: &Coroutine, args: impl IntoLuaMulti) -> m
     // protected call; `l` is alive and not running.
     unsafe {
         let before = ffi::lua_gettop(l);
+        let mut moved = false;
         lua.exec_raw::<()>(args, |state| {
             let n = ffi::lua_gettop(state);
             if ffi::lua_checkstack(l, n) != 0 {
                 ffi::lua_xmove(state, l, n);
+                moved = true;
             }
         })?;
-        let pushed = ffi::lua_gettop(l) - before;
-        Ok(pushed)
+        if !moved {
+            return Err(mlua::Error::StackError);
+        }
+        Ok(ffi::lua_gettop(l) - before)
     }
 }
 
@@ -159,7 +170,7 @@ pub async fn drive(
                             bridge.responses.push(l, response, seq.map(|seq| (seq, client)))
                         });
                         match pushed {
-                            Some(n) => n,
+                            Some(pushed) => pushed,
                             None => unsafe { push_error(l, "internal: a catch response went missing") },
                         }
                     }
@@ -168,10 +179,10 @@ pub async fn drive(
             },
             Op::Sleep(duration) => {
                 tokio::time::sleep(duration).await;
-                0
+                Ok(0)
             }
             Op::Invalid(message) => unsafe { push_error(l, &message) },
-        };
+        }?;
     }
 }
 
@@ -207,7 +218,8 @@ unsafe fn read_op(lua: &Lua, l: *mut ffi::lua_State, nres: c_int) -> mlua::Resul
                 let Some(client) = integer_at(arg(1)) else {
                     return Ok(Op::Invalid("request: call it on self.client (client:get(...))".into()));
                 };
-                let method = if let Some(code) = integer_at(arg(2)) {
+                let numbered = ffi::lua_type(l, arg(2)) == ffi::LUA_TNUMBER;
+                let method = if let Some(code) = integer_at(arg(2)).filter(|_| numbered) {
                     match usize::try_from(code).ok().and_then(|c| METHODS.get(c.wrapping_sub(1))) {
                         Some(method) => method.clone(),
                         None => return Ok(Op::Invalid(format!("request: no method numbered {code}"))),
@@ -251,8 +263,8 @@ unsafe fn read_op(lua: &Lua, l: *mut ffi::lua_State, nres: c_int) -> mlua::Resul
                 } else {
                     f64::NAN
                 };
-                if seconds.is_finite() && seconds >= 0.0 {
-                    Ok(Op::Sleep(Duration::from_secs_f64(seconds)))
+                if let Ok(duration) = Duration::try_from_secs_f64(seconds) {
+                    Ok(Op::Sleep(duration))
                 } else {
                     let shown = if nres > 1 && ffi::lua_type(l, arg(1)) == ffi::LUA_TNUMBER {
                         seconds.to_string()
@@ -313,24 +325,31 @@ unsafe fn returned(lua: &Lua, l: *mut ffi::lua_State, nres: c_int) -> mlua::Resu
 }
 
 /// The coroutine died with an error (its object on top of its stack, which
-/// is kept as it was when the error was raised, for the traceback).
+/// is kept as it was when the error was raised, for the traceback). Then
+/// it is closed: its pending `<close>` variables are closed (as `xpcall`
+/// would have on the way out) and it can be reused.
 unsafe fn raised(lua: &Lua, l: *mut ffi::lua_State) -> mlua::Result<Ended> {
     unsafe {
-        let error = value_at(lua, l, -1)?;
-        let traceback = lua.exec_raw::<String>((), |state| ffi::luaL_traceback(state, l, ptr::null(), 0))?;
-        Ok(Ended::Raised { error, traceback })
+        let error = value_at(lua, l, -1);
+        let traceback = lua.exec_raw::<mlua::String>((), |state| ffi::luaL_traceback(state, l, ptr::null(), 0));
+        // Protected inside; with a dead coroutine it returns the original
+        // error status, its object left on the stack, which is emptied.
+        ffi::lua_closethread(l, ptr::null_mut());
+        ffi::lua_settop(l, 0);
+        let traceback = traceback.map(|t| t.to_string_lossy()).unwrap_or_default();
+        Ok(Ended::Raised { error: error?, traceback })
     }
 }
 
 /// Resume values for a failed operation: `nil, message`.
-unsafe fn push_error(l: *mut ffi::lua_State, message: &str) -> c_int {
+unsafe fn push_error(l: *mut ffi::lua_State, message: &str) -> mlua::Result<c_int> {
     unsafe {
         if ffi::lua_checkstack(l, 2) == 0 {
-            return 0;
+            return Err(mlua::Error::StackError);
         }
         ffi::lua_pushnil(l);
         push_bytes(l, message.as_bytes());
-        2
+        Ok(2)
     }
 }
 

@@ -18,7 +18,7 @@
 //! - `call`: running one Lua task for a user and mapping its errors.
 //! - `threads`: the coroutines task calls run in, reused between calls.
 //! - `client`: the users' clients, the requests they make, catch responses.
-//! - `responses`: how a response reaches Lua (a plain table).
+//! - `responses`: how a response reaches Lua (a userdata of plain values).
 //! - `data`: CSV datasets shared by all shards, JSON files, random helpers.
 //!
 //! What it does not do: schedule users, record statistics, parse flags.

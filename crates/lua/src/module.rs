@@ -19,6 +19,9 @@ pub fn install(lua: &Lua, shard: &ShardInfo, plan_dir: &std::path::Path) -> mlua
     lua.set_app_data(crate::data::PlanDir(plan_dir.to_path_buf()));
     let module: Table = lua.load(PRELUDE).set_name("@swarmer").eval()?;
     let responses = Responses::new(lua, module.get::<Table>("_RESPONSE")?)?;
+    // Out of the plan's reach: a `__gc` added to it would give every
+    // response a finalizer.
+    module.set("_RESPONSE", mlua::Value::Nil)?;
     lua.set_app_data(Rc::new(Bridge { clients: Clients::default(), responses }));
     module.set(
         "_option_value",

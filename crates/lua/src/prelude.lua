@@ -178,7 +178,7 @@ function swarmer.add_option(spec)
   return option_value(entry)
 end
 
--- Everything that waits yields to Swarmer's driver (crates/lua/src/call.rs)
+-- Everything that waits yields to Swarmer's driver (crates/lua/src/driver.rs)
 -- with an operation code; the driver does the work as async Rust and
 -- resumes the coroutine with the result, or with (nil, message) on error.
 local yield = coroutine.yield
@@ -189,7 +189,8 @@ function swarmer.sleep(seconds)
   if err then error(err, 2) end
 end
 
--- `self.client`: requests yield to the driver; the rest is the userdata's.
+-- `self.client`: a table holding the client's number in this VM (`_id`);
+-- requests yield to the driver, the rest calls into Rust with the number.
 local CLIENT = {}
 CLIENT.__index = CLIENT
 
@@ -204,7 +205,10 @@ local RESPONSE_FIELDS = { status_code = 1, text = 2, content = 2, elapsed = 4, u
 local RESPONSE = { __name = "response", __index = function(r, key)
   local i = RESPONSE_FIELDS[key]
   if i then return (getuservalue(r, i)) end
-  if key == "ok" then return getuservalue(r, 6) == nil and getuservalue(r, 1) < 400 end
+  if key == "ok" then
+    local status = getuservalue(r, 1)
+    return getuservalue(r, 6) == nil and not (status >= 400 and status < 600)
+  end
   if key == "headers" then
     local headers = getuservalue(r, 3)
     if type(headers) == "string" then
@@ -334,18 +338,6 @@ function swarmer._new_user(def, client, id)
     if v ~= nil then return v end
     return USER_METHODS[k]
   end })
-end
-
--- Run one task body; nil on success, else a control table or
--- { message =, traceback = }.
-local function handler(e)
-  if getmetatable(e) == CONTROL then return e end
-  return { message = tostring(e), traceback = traceback(nil, 2) }
-end
-function swarmer._run(fn, self)
-  local ok, err = xpcall(fn, handler, self)
-  if ok then return nil end
-  return err
 end
 
 return swarmer

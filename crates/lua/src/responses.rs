@@ -4,10 +4,11 @@
 //! payload whose user values are: 1 status code, 2 body, 3 headers as
 //! `name: value` lines, 4 elapsed seconds, 5 final URL, 6 error, and for
 //! a catch response 7 its number and 8 its client: one allocation per
-//! response. Its metatable is the prelude's `RESPONSE`, through which
-//! plans read `status_code`, `text`, `headers`, `json()`... It has no
-//! `__gc` (no finalizer), and nothing of the Rust response stays behind in
-//! Lua, so the garbage collector sees all the memory a response holds.
+//! response. Its metatable is the prelude's `RESPONSE` (taken out of the
+//! plan's reach at start), through which plans read `status_code`, `text`,
+//! `headers`, `json()`... It has no `__gc` (no finalizer), and nothing of
+//! the Rust response stays behind in Lua, so the garbage collector sees
+//! all the memory a response holds.
 //!
 //! Load tests ask for the same URLs again and again, and servers often send
 //! the same body and headers each time, so the last string of each part
@@ -60,14 +61,19 @@ impl Responses {
 
     /// Push the response userdata for `response` onto `l` (see the module
     /// doc); `catch` is its catch number and client. Returns how many
-    /// values were pushed (1, or 0 if the stack cannot grow).
+    /// values were pushed (1).
     ///
     /// # Safety
     /// `l` is a live coroutine of this VM that is not running.
-    pub unsafe fn push(&self, l: *mut ffi::lua_State, response: &Response, catch: Option<(u64, i64)>) -> c_int {
+    pub unsafe fn push(
+        &self,
+        l: *mut ffi::lua_State,
+        response: &Response,
+        catch: Option<(u64, i64)>,
+    ) -> mlua::Result<c_int> {
         unsafe {
             if ffi::lua_checkstack(l, 4) == 0 {
-                return 0;
+                return Err(mlua::Error::StackError);
             }
             let values = match (&response.error, catch) {
                 (_, Some(_)) => 8,
@@ -111,7 +117,7 @@ impl Responses {
             }
             ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, ffi::lua_Integer::from(self.metatable.id()));
             ffi::lua_setmetatable(l, -2);
-            1
+            Ok(1)
         }
     }
 

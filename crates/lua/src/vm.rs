@@ -168,6 +168,9 @@ pub fn new_vm(plan: &Path, shard: &ShardInfo) -> mlua::Result<Lua> {
     // prelude's installer removes `debug` from the globals and from
     // `package.loaded` before any plan code runs, so plans cannot reach the
     // functions that could break memory safety.
+    //
+    // No memory limit is ever set on this VM: the coroutine driver's
+    // unprotected pushes rely on that (see `driver.rs`).
     let lua = unsafe { Lua::unsafe_new_with(StdLib::ALL_SAFE | StdLib::DEBUG, LuaOptions::default()) };
     let dir = plan.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let package: mlua::Table = lua.globals().get("package")?;

@@ -193,9 +193,9 @@ swarmer.user("Careful", {
     assert!(store.stats.failures().any(|f| f.error == "wrong page"));
 }
 
-/// Responses are plain tables made by the driver, whose strings may be
-/// reused from the previous response: each must keep its own values, even
-/// when kept after later requests.
+/// Responses are made by the driver, and their strings may be reused from
+/// the previous response: each must keep its own values, even when kept
+/// after later requests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn responses_keep_their_own_values_after_later_requests() {
     let t = target();
@@ -260,6 +260,62 @@ swarmer.user("Keeper", {
     assert_eq!(count(&handle, "PUT", "method"), (1, 0));
     assert_eq!(count(&handle, "DELETE", "method"), (2, 0));
     assert_eq!(count(&handle, "HEAD", "/"), (1, 0));
+}
+
+/// Edges of the coroutine driver: a client kept after its user stopped is
+/// refused (not handed to whichever user comes next), `<close>` variables
+/// of a task that raises are closed, and out-of-range durations are
+/// errors, not panics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn kept_clients_close_variables_and_bad_durations() {
+    let t = target();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(
+        dir.path(),
+        r#"local swarmer = require("swarmer")
+local kept
+local raised, closed = 0, 0
+swarmer.user("Short", {
+  fixed_count = 1,
+  tasks = { function(self) kept = self.client; self:stop_user() end },
+})
+swarmer.user("Long", {
+  fixed_count = 1,
+  wait_time = swarmer.constant(0.02),
+  tasks = { function(self)
+    if kept then
+      local ok, err = pcall(kept.get, kept, "/")
+      if not ok then
+        assert(tostring(err):match("this client's user has stopped"), err)
+        self.client:get("/", { name = "refused" })
+        kept = nil
+      end
+    end
+    if raised < 3 then
+      raised = raised + 1
+      local guard <close> = setmetatable({}, { __close = function() closed = closed + 1 end })
+      error("boom")
+    end
+    local ok, err = pcall(swarmer.sleep, 1e20)
+    assert(not ok and tostring(err):match("sleep: expected non%-negative seconds"), tostring(err))
+    ok, err = pcall(self.client.get, self.client, "/", { timeout = 1e300 })
+    assert(not ok and tostring(err):match("timeout must be a positive number"), tostring(err))
+    if kept == nil then
+      self.client:get("/", { name = "closed " .. closed })
+      self:stop_user()
+    end
+  end },
+})
+"#,
+    );
+    let handle = start(&path, &t.url(), 1, TagFilter::default()).await;
+    run_for(&handle, 2, Duration::from_millis(800)).await;
+    assert_eq!(count(&handle, "GET", "refused"), (1, 0));
+    assert_eq!(count(&handle, "GET", "closed 3"), (1, 0));
+    let store = handle.stats().lock().unwrap();
+    let errors: Vec<_> = store.stats.exceptions().map(|e| (e.msg.clone(), e.count)).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].0.contains("boom") && errors[0].1 == 3, "{errors:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
