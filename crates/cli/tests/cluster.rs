@@ -290,13 +290,11 @@ fn workers_that_lose_their_master_stop_their_users_and_wait() {
 #[test]
 fn wrong_tokens_missing_tls_and_garbage_are_refused_and_nothing_runs() {
     let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
-    let fixtures = repo().join("tests/fixtures/tls");
-    let f = |name: &str| fixtures.join(name).to_string_lossy().into_owned();
     let master = start_master(
         &plan(),
         &t.url(),
         "--autostart -u 2 -r 100",
-        &["--cluster-tls-cert", &f("server.pem"), "--cluster-tls-key", &f("server.key")],
+        &["--cluster-tls-cert", &tls("server.pem"), "--cluster-tls-key", &tls("server.key")],
         TOKEN,
     );
 
@@ -311,7 +309,7 @@ fn wrong_tokens_missing_tls_and_garbage_are_refused_and_nothing_runs() {
 
     // TLS, but the wrong token: the worker sees the master cannot prove its
     // token and refuses to run anything.
-    let mut wrong = worker(&master.port, &["--cluster-ca", &f("ca.pem")], "some-other-token-9876543210");
+    let mut wrong = worker(&master.port, &["--cluster-ca", &tls("ca.pem")], "some-other-token-9876543210");
     assert_eq!(wrong.wait_exit(Duration::from_secs(15)), 2, "{}", wrong.text());
     assert!(wrong.text().contains("did not prove the cluster token"), "{}", wrong.text());
     master.proc.wait_for("refused worker", Duration::from_secs(5));
@@ -321,7 +319,7 @@ fn wrong_tokens_missing_tls_and_garbage_are_refused_and_nothing_runs() {
     assert_eq!(t.requests_served(), 0);
 
     // The right token over TLS joins and runs.
-    let good = worker(&master.port, &["--cluster-ca", &f("ca.pem")], TOKEN);
+    let good = worker(&master.port, &["--cluster-ca", &tls("ca.pem")], TOKEN);
     good.wait_for("Connected to the master", Duration::from_secs(15));
     wait_until(Duration::from_secs(15), || t.requests_served() > 0, "the TLS worker runs users");
     plain.kill9();
@@ -383,22 +381,38 @@ fn custom_messages_split_test_data_over_workers_and_report_back() {
 #[test]
 fn mutual_tls_admits_only_workers_with_a_certificate_from_the_ca() {
     let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
-    let fixtures = repo().join("tests/fixtures/tls");
-    let f = |name: &str| fixtures.join(name).to_string_lossy().into_owned();
     let master = start_master(
         &plan(),
         &t.url(),
         "--autostart -u 2 -r 100",
-        &["--cluster-tls-cert", &f("server.pem"), "--cluster-tls-key", &f("server.key"), "--cluster-ca", &f("ca.pem")],
+        &[
+            "--cluster-tls-cert",
+            &tls("server.pem"),
+            "--cluster-tls-key",
+            &tls("server.key"),
+            "--cluster-ca",
+            &tls("ca.pem"),
+        ],
         TOKEN,
     );
-    let mut anonymous = worker(&master.port, &["--cluster-ca", &f("ca.pem")], TOKEN);
+    let mut anonymous = worker(&master.port, &["--cluster-ca", &tls("ca.pem")], TOKEN);
     anonymous.wait_for("Could not reach the master", Duration::from_secs(10));
     assert_eq!(get_json(&master.base, "/stats/requests")["worker_count"], 0, "no client certificate, no entry");
-    let client =
-        ["--cluster-ca", &f("ca.pem"), "--cluster-tls-cert", &f("client.pem"), "--cluster-tls-key", &f("client.key")];
+    let client = [
+        "--cluster-ca",
+        &tls("ca.pem"),
+        "--cluster-tls-cert",
+        &tls("client.pem"),
+        "--cluster-tls-key",
+        &tls("client.key"),
+    ];
     let good = worker(&master.port, &client, TOKEN);
     good.wait_for("Connected to the master", Duration::from_secs(15));
     wait_until(Duration::from_secs(15), || t.requests_served() > 0, "the worker with a certificate runs users");
     anonymous.kill9();
+}
+
+/// The path of a test TLS file (`tests/fixtures/tls`).
+fn tls(name: &str) -> String {
+    repo().join("tests/fixtures/tls").join(name).to_string_lossy().into_owned()
 }

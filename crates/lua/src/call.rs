@@ -68,29 +68,21 @@ pub async fn run(context: &ClassContext, user: &mut User, body: &RegistryKey) ->
 }
 
 fn user_object(context: &ClassContext, user: &mut User) -> mlua::Result<(std::ffi::c_int, Rc<ClientCore>)> {
-    let id = user.id();
-    let client = user.client.clone();
+    if let Some(made) = user.state::<LuaUser>().and_then(|state| state.made.as_ref()) {
+        return Ok((made.self_key.id(), made.core.clone()));
+    }
+    let (id, client) = (user.id(), user.client.clone());
     let Some(state) = user.state::<LuaUser>() else {
         return Err(mlua::Error::runtime("internal: the Lua user state is missing"));
     };
-    if let Some(made) = &state.made {
-        return Ok((made.self_key.id(), made.core.clone()));
-    }
     let (client_id, core) = context.bridge.clients.add(client);
-    let made = (|| {
-        let table: Table = context.new_user.call((context.def.clone(), client_id, id))?;
-        context.lua.create_registry_value(table)
-    })();
-    let self_key = match made {
-        Ok(key) => key,
-        Err(e) => {
-            context.bridge.clients.remove(client_id);
-            return Err(e);
-        }
-    };
-    let made = MadeUser { self_key, client_id, core: core.clone(), bridge: context.bridge.clone() };
-    let self_id = made.self_key.id();
-    state.made = Some(made);
+    let self_key = context
+        .new_user
+        .call::<Table>((context.def.clone(), client_id, id))
+        .and_then(|table| context.lua.create_registry_value(table))
+        .inspect_err(|_| context.bridge.clients.remove(client_id))?;
+    let self_id = self_key.id();
+    state.made = Some(MadeUser { self_key, client_id, core: core.clone(), bridge: context.bridge.clone() });
     Ok((self_id, core))
 }
 

@@ -147,53 +147,32 @@ pub fn verdict(clients: &Clients, id: i64, seq: u64, failure: Option<String>) ->
     Ok(())
 }
 
-/// What a request gives back to its coroutine. Lives on the stack for a
-/// moment: boxing the response would cost an allocation per request.
-#[allow(clippy::large_enum_variant)]
-pub enum Outcome {
-    Plain(Response),
-    /// A catch response, kept in the client's pending list under this number.
-    Catch(u64),
-}
-
-/// One request a coroutine asked for. Bad options are an `Err` naming the
-/// option. The HTTP future is boxed here, on its own: the task's future
-/// then stays small, and the whole costs fewer instructions per request
-/// (one large box built in place rather than a 3 KB task future copied
-/// into its box).
-pub async fn perform(
+/// One request a coroutine asked for: `hand_over` gets the response (and
+/// for a catch response its number) before it is dropped or, for a catch
+/// response, kept in the client's pending list. Bad options are an `Err`
+/// naming the option. The HTTP future is boxed here, on its own: the
+/// task's future then stays small, and the whole costs fewer instructions
+/// per request (one large box built in place rather than a 3 KB task
+/// future copied into its box).
+pub async fn perform<R>(
     lua: &Lua,
     core: &ClientCore,
     method: Method,
     url: String,
     opts: Option<Table>,
-) -> mlua::Result<Outcome> {
+    hand_over: impl FnOnce(&Response, Option<u64>) -> R,
+) -> mlua::Result<R> {
     let (request, catch) = build_request(lua, method, url, opts)?;
     if catch {
         let seq = core.next_catch.get();
         core.next_catch.set(seq + 1);
         let response = Box::pin(core.client.send_catch(request)).await;
+        let handed = hand_over(response.response(), Some(seq));
         core.pending.borrow_mut().push((seq, response));
-        Ok(Outcome::Catch(seq))
+        Ok(handed)
     } else {
-        Ok(Outcome::Plain(Box::pin(core.client.send(request)).await))
-    }
-}
-
-/// Call `f` with the response behind `outcome` (for a catch response, the
-/// one in `core`'s pending list, there until its task ends).
-pub fn with_response<R>(
-    core: &ClientCore,
-    outcome: &Outcome,
-    f: impl FnOnce(&Response, Option<u64>) -> R,
-) -> Option<R> {
-    match outcome {
-        Outcome::Plain(response) => Some(f(response, None)),
-        Outcome::Catch(seq) => {
-            let pending = core.pending.borrow();
-            let (_, response) = pending.iter().find(|(n, _)| n == seq)?;
-            Some(f(response.response(), Some(*seq)))
-        }
+        let response = Box::pin(core.client.send(request)).await;
+        Ok(hand_over(&response, None))
     }
 }
 

@@ -162,21 +162,21 @@ pub async fn drive(
         let op = unsafe { read_op(lua, l, nres) };
         unsafe { ffi::lua_settop(l, -nres - 1) };
         nargs = match op? {
-            Op::Request { client, method, url, opts } => match bridge.clients.get(client) {
-                Err(e) => unsafe { push_error(l, &crate::vm::clean(&e)) },
-                Ok(core) => match client::perform(lua, &core, method, url, opts).await {
-                    Ok(outcome) => {
-                        let pushed = client::with_response(&core, &outcome, |response, seq| unsafe {
+            Op::Request { client, method, url, opts } => {
+                let performed = match bridge.clients.get(client) {
+                    Ok(core) => {
+                        let push = |response: &_, seq: Option<u64>| unsafe {
                             bridge.responses.push(l, response, seq.map(|seq| (seq, client)))
-                        });
-                        match pushed {
-                            Some(pushed) => pushed,
-                            None => unsafe { push_error(l, "internal: a catch response went missing") },
-                        }
+                        };
+                        client::perform(lua, &core, method, url, opts, push).await
                     }
+                    Err(e) => Err(e),
+                };
+                match performed {
+                    Ok(pushed) => pushed,
                     Err(e) => unsafe { push_error(l, &crate::vm::clean(&e)) },
-                },
-            },
+                }
+            }
             Op::Sleep(duration) => {
                 tokio::time::sleep(duration).await;
                 Ok(0)
