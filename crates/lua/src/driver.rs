@@ -186,6 +186,73 @@ pub async fn drive(
     }
 }
 
+/// The request methods of `self.client` (`get` ... `options`, in the order
+/// of [`METHODS`]), as a sequence: C functions, so that a request is one
+/// call from the task into a yield, with no Lua function and no
+/// `coroutine.yield` in between.
+pub fn request_methods(lua: &Lua) -> mlua::Result<Table> {
+    let functions: [ffi::lua_CFunction; 7] = [
+        request_method::<1>,
+        request_method::<2>,
+        request_method::<3>,
+        request_method::<4>,
+        request_method::<5>,
+        request_method::<6>,
+        request_method::<7>,
+    ];
+    let methods = lua.create_table()?;
+    for (i, function) in functions.into_iter().enumerate() {
+        // SAFETY: a protected call; each function is a closure over the
+        // key `_id`, which is what it expects as its upvalue 1.
+        let method = unsafe {
+            lua.exec_raw::<Function>((), |state| {
+                ffi::lua_pushstring(state, c"_id".as_ptr());
+                ffi::lua_pushcclosure(state, function, 1);
+            })?
+        };
+        methods.raw_set(i + 1, method)?;
+    }
+    Ok(methods)
+}
+
+/// `client:<method>(url, opts)`: yields `(client, url, opts, client._id,
+/// CODE, OP_REQUEST)` to [`drive`] (the prelude's `request` yields the
+/// same with a method name), which resumes it with the response, or with
+/// `(nil, message)`, raised here at the caller's line. Upvalue 1 is the
+/// string `"_id"`.
+///
+/// It calls nothing that can raise an error.
+unsafe extern "C-unwind" fn request_method<const CODE: ffi::lua_Integer>(l: *mut ffi::lua_State) -> c_int {
+    unsafe {
+        // Lua gives a C function 20 free slots beyond its arguments.
+        ffi::lua_settop(l, 3);
+        if ffi::lua_type(l, 1) == ffi::LUA_TTABLE {
+            ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
+            ffi::lua_rawget(l, 1);
+        } else {
+            ffi::lua_pushnil(l); // read_op explains how to call it
+        }
+        ffi::lua_pushinteger(l, CODE);
+        ffi::lua_pushinteger(l, OP_REQUEST);
+        ffi::lua_yieldk(l, 6, 0, Some(request_resumed))
+    }
+}
+
+/// The continuation of [`request_method`]: its stack holds what the driver
+/// resumed it with.
+unsafe extern "C-unwind" fn request_resumed(l: *mut ffi::lua_State, _: c_int, _: ffi::lua_KContext) -> c_int {
+    unsafe {
+        if ffi::lua_type(l, 1) == ffi::LUA_TNIL {
+            ffi::luaL_where(l, 1);
+            ffi::lua_pushvalue(l, 2);
+            ffi::lua_concat(l, 2);
+            ffi::lua_error(l);
+        }
+        ffi::lua_settop(l, 1);
+        1
+    }
+}
+
 /// An operation a coroutine yielded.
 enum Op {
     Request {
@@ -203,7 +270,8 @@ enum Op {
 /// An `Err` ends the drive (a yield that is not one of ours).
 unsafe fn read_op(lua: &Lua, l: *mut ffi::lua_State, nres: c_int) -> mlua::Result<Op> {
     unsafe {
-        let base = ffi::lua_gettop(l) - nres + 1;
+        let top = ffi::lua_gettop(l);
+        let base = top - nres + 1;
         let arg = |i: c_int| base + i;
         // One call per operand on this path (lua_tointegerx says whether
         // the value was an integer).
@@ -212,20 +280,27 @@ unsafe fn read_op(lua: &Lua, l: *mut ffi::lua_State, nres: c_int) -> mlua::Resul
             let n = ffi::lua_tointegerx(l, idx, &mut is_integer);
             (is_integer != 0).then_some(n)
         };
-        let code = if nres > 0 { integer_at(base).unwrap_or(0) } else { 0 };
+        // The operands, then the code: (client, url, opts, id, method,
+        // OP_REQUEST) or (seconds, OP_SLEEP).
+        let code = match nres {
+            6 | 2 => integer_at(top).unwrap_or(0),
+            _ => 0,
+        };
+        let code = if (code == OP_REQUEST) == (nres == 6) { code } else { 0 };
         match code {
             OP_REQUEST => {
-                let Some(client) = integer_at(arg(1)) else {
+                let (url_at, opts_at, id_at, method_at) = (arg(1), arg(2), arg(3), arg(4));
+                let Some(client) = integer_at(id_at) else {
                     return Ok(Op::Invalid("request: call it on self.client (client:get(...))".into()));
                 };
-                let numbered = ffi::lua_type(l, arg(2)) == ffi::LUA_TNUMBER;
-                let method = if let Some(code) = integer_at(arg(2)).filter(|_| numbered) {
+                let numbered = ffi::lua_type(l, method_at) == ffi::LUA_TNUMBER;
+                let method = if let Some(code) = integer_at(method_at).filter(|_| numbered) {
                     match usize::try_from(code).ok().and_then(|c| METHODS.get(c.wrapping_sub(1))) {
                         Some(method) => method.clone(),
                         None => return Ok(Op::Invalid(format!("request: no method numbered {code}"))),
                     }
                 } else {
-                    let Some(name) = string_at(l, arg(2)) else {
+                    let Some(name) = string_at(l, method_at) else {
                         return Ok(Op::Invalid("request: the method must be a string".into()));
                     };
                     match Method::from_bytes(name) {
@@ -236,40 +311,40 @@ unsafe fn read_op(lua: &Lua, l: *mut ffi::lua_State, nres: c_int) -> mlua::Resul
                         }
                     }
                 };
-                let url = match string_at(l, arg(3)).map(std::str::from_utf8) {
+                let url = match string_at(l, url_at).map(std::str::from_utf8) {
                     Some(Ok(url)) => url.to_owned(),
                     Some(Err(_)) => return Ok(Op::Invalid("request: the URL is not valid UTF-8".into())),
                     None => {
-                        let kind = type_name(l, arg(3));
+                        let kind = type_name(l, url_at);
                         return Ok(Op::Invalid(format!("expected a URL string, got {kind}")));
                     }
                 };
-                let opts = match ffi::lua_type(l, arg(4)) {
+                let opts = match ffi::lua_type(l, opts_at) {
                     ffi::LUA_TNIL | ffi::LUA_TNONE => None,
-                    ffi::LUA_TTABLE => match value_at(lua, l, arg(4))? {
+                    ffi::LUA_TTABLE => match value_at(lua, l, opts_at)? {
                         Value::Table(t) => Some(t),
                         _ => None,
                     },
                     _ => {
-                        let kind = type_name(l, arg(4));
+                        let kind = type_name(l, opts_at);
                         return Ok(Op::Invalid(format!("expected an options table, got {kind}")));
                     }
                 };
                 Ok(Op::Request { client, method, url, opts })
             }
             OP_SLEEP => {
-                let seconds = if nres > 1 && ffi::lua_type(l, arg(1)) == ffi::LUA_TNUMBER {
-                    ffi::lua_tonumberx(l, arg(1), ptr::null_mut())
+                let seconds = if ffi::lua_type(l, base) == ffi::LUA_TNUMBER {
+                    ffi::lua_tonumberx(l, base, ptr::null_mut())
                 } else {
                     f64::NAN
                 };
                 if let Ok(duration) = Duration::try_from_secs_f64(seconds) {
                     Ok(Op::Sleep(duration))
                 } else {
-                    let shown = if nres > 1 && ffi::lua_type(l, arg(1)) == ffi::LUA_TNUMBER {
+                    let shown = if ffi::lua_type(l, base) == ffi::LUA_TNUMBER {
                         seconds.to_string()
                     } else {
-                        format!("a {}", type_name(l, arg(1)))
+                        format!("a {}", type_name(l, base))
                     };
                     Ok(Op::Invalid(format!("sleep: expected non-negative seconds, got {shown}")))
                 }

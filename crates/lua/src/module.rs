@@ -17,7 +17,8 @@ const PRELUDE: &str = include_str!("prelude.lua");
 pub fn install(lua: &Lua, shard: &ShardInfo, plan_dir: &std::path::Path) -> mlua::Result<()> {
     lua.set_app_data(shard.clone());
     lua.set_app_data(crate::data::PlanDir(plan_dir.to_path_buf()));
-    let module: Table = lua.load(PRELUDE).set_name("@swarmer").eval()?;
+    let methods = crate::driver::request_methods(lua)?;
+    let module: Table = lua.load(PRELUDE).set_name("@swarmer").call(methods)?;
     let responses = Responses::new(lua, module.get::<Table>("_RESPONSE")?)?;
     // Out of the plan's reach: a `__gc` added to it would give every
     // response a finalizer.

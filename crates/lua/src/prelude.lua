@@ -2,6 +2,9 @@
 -- are added from Rust; everything else is plain Lua so that errors point at
 -- the plan's own lines.
 local swarmer = {}
+-- The request methods of `self.client` (get ... options), C functions
+-- from crates/lua/src/driver.rs that yield straight to the driver.
+local request_methods = ...
 
 -- The only parts of the debug library plans get, indirectly: locations for
 -- error messages and tracebacks for exceptions. The library itself is
@@ -179,13 +182,14 @@ function swarmer.add_option(spec)
 end
 
 -- Everything that waits yields to Swarmer's driver (crates/lua/src/driver.rs)
--- with an operation code; the driver does the work as async Rust and
--- resumes the coroutine with the result, or with (nil, message) on error.
+-- its operands, then an operation code; the driver does the work as async
+-- Rust and resumes the coroutine with the result, or with (nil, message)
+-- on error.
 local yield = coroutine.yield
 local OP_REQUEST, OP_SLEEP = 1, 2
 
 function swarmer.sleep(seconds)
-  local _, err = yield(OP_SLEEP, seconds)
+  local _, err = yield(seconds, OP_SLEEP)
   if err then error(err, 2) end
 end
 
@@ -242,21 +246,14 @@ end
 
 swarmer._RESPONSE = RESPONSE
 
--- One function per method, each yielding straight to the driver (this is
--- the path every request takes, so it is kept short). The method goes as
--- its number in this list (the driver's `METHODS`); `request` sends a name.
-local function method_function(code)
-  return function(client, url, opts)
-    local r, err = yield(OP_REQUEST, client._id, code, url, opts)
-    if r == nil then error(err, 2) end
-    return r
-  end
-end
+-- `get` ... `options` yield straight to the driver from C (this is the
+-- path every request takes); `request` sends the method's name instead of
+-- its number in that list (the driver's `METHODS`).
 for code, name in ipairs({ "get", "post", "put", "patch", "delete", "head", "options" }) do
-  CLIENT[name] = method_function(code)
+  CLIENT[name] = request_methods[code]
 end
 function CLIENT.request(client, method, url, opts)
-  local r, err = yield(OP_REQUEST, client._id, tostring(method):upper(), url, opts)
+  local r, err = yield(client, url, opts, client._id, tostring(method):upper(), OP_REQUEST)
   if r == nil then error(err, 2) end
   return r
 end

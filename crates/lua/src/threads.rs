@@ -125,7 +125,7 @@ mod tests {
             assert_eq!(out, mlua::Value::Integer(42));
             thread.thread().to_pointer()
         };
-        let halt: Function = lua.load("return function() coroutine.yield(2, 3600) end").eval().unwrap();
+        let halt: Function = lua.load("return function() coroutine.yield(3600, 2) end").eval().unwrap();
         {
             let thread = pool.take(&lua).unwrap();
             assert_eq!(thread.thread().to_pointer(), first_ptr, "the finished coroutine is handed out again");
