@@ -112,7 +112,7 @@ async fn http2_send(
     let ttfb = started.elapsed();
     let (parts, incoming) = response.into_parts();
     let body = incoming.collect().await.map_err(|e| SendError::Failed(e.into()))?.to_bytes();
-    Ok(RawResponse { status: parts.status, version: parts.version, headers: parts.headers, body, ttfb })
+    Ok(RawResponse { status: parts.status, version: parts.version, headers: parts.headers, head_id: 0, body, ttfb })
 }
 
 /// Open a connection to `origin`, negotiating the protocol.

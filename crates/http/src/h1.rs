@@ -101,6 +101,8 @@ pub(crate) struct RawResponse {
     pub status: StatusCode,
     pub version: Version,
     pub headers: HeaderMap,
+    /// See [`crate::head_id`].
+    pub head_id: u64,
     pub body: Bytes,
     pub ttfb: Duration,
 }
@@ -196,6 +198,7 @@ impl H1Connection {
                 buf.drain(..head_len);
                 continue;
             }
+            let head_id = crate::head_id::of(&buf[..head_len]);
             let no_body =
                 *method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
             let chunked = headers
@@ -226,7 +229,7 @@ impl H1Connection {
             if !keep_alive {
                 self.reusable = false;
             }
-            return Ok(RawResponse { status, version, headers, body, ttfb });
+            return Ok(RawResponse { status, version, headers, head_id, body, ttfb });
         }
     }
 

@@ -23,6 +23,7 @@ mod connection;
 mod decode;
 mod error;
 mod h1;
+mod head_id;
 mod request;
 mod response;
 mod session;
@@ -30,6 +31,7 @@ mod tls;
 
 pub use config::{ClientConfig, HttpVersionPreference, TlsOptions};
 pub use error::HttpError;
+pub use head_id::number_heads_on_this_thread;
 pub use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 pub use request::{Body, Request};
 pub use response::Response;

@@ -14,6 +14,11 @@ pub struct Response {
     /// `None` when no response arrived (see `error`).
     pub status: Option<StatusCode>,
     pub headers: HeaderMap,
+    /// Equal nonzero numbers mean the same status line and the same headers
+    /// in the same order, byte for byte (numbers are never reused in a
+    /// process); 0 means not numbered. Lets a consumer that converts
+    /// headers skip the work when they are the ones it converted last.
+    pub head_id: u64,
     /// The decoded body (gzip and deflate are undone).
     pub body: Bytes,
     /// The final URL after redirects.
@@ -32,6 +37,7 @@ impl Response {
         Self {
             status: None,
             headers: HeaderMap::new(),
+            head_id: 0,
             body: Bytes::new(),
             url,
             version: Version::HTTP_11,

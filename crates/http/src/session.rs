@@ -46,6 +46,7 @@ pub struct Session {
 struct Hop {
     status: StatusCode,
     headers: http::HeaderMap,
+    head_id: u64,
     body: Bytes,
     version: http::Version,
     ttfb: Duration,
@@ -109,6 +110,7 @@ impl Session {
             Ok((hop, final_url)) => Response {
                 status: Some(hop.status),
                 headers: hop.headers,
+                head_id: hop.head_id,
                 body: hop.body,
                 url: final_url.into(),
                 version: hop.version,
@@ -224,7 +226,14 @@ impl Session {
         self.store_cookies(url, &raw.headers);
         let encoding = raw.headers.get(CONTENT_ENCODING).and_then(|v| v.to_str().ok());
         let body = if *method == Method::HEAD { raw.body } else { decode_body(encoding, raw.body)? };
-        Ok(Hop { status: raw.status, headers: raw.headers, body, version: raw.version, ttfb: raw.ttfb })
+        Ok(Hop {
+            status: raw.status,
+            headers: raw.headers,
+            head_id: raw.head_id,
+            body,
+            version: raw.version,
+            ttfb: raw.ttfb,
+        })
     }
 
     async fn connection_for(&mut self, origin: &Origin) -> Result<usize, HttpError> {

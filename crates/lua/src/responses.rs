@@ -13,7 +13,9 @@
 //! Load tests ask for the same URLs again and again, and servers often send
 //! the same body and headers each time, so the last string of each part
 //! is kept: when the next response has the same bytes, that Lua string is
-//! reused instead of making (and later collecting) a new one.
+//! reused instead of making (and later collecting) a new one. For the
+//! header lines, the HTTP layer's head number (`Response::head_id`) says
+//! in one comparison that they are the kept ones.
 
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_int};
@@ -44,17 +46,23 @@ pub struct Responses {
     /// The bytes of each kept string, read once when it was kept (Lua
     /// does not move strings, and the registry holds it until replaced).
     kept_bytes: [Cell<(*const u8, usize)>; 3],
+    /// The HTTP layer's number of the head whose lines are kept (0: none;
+    /// see `Response::head_id`).
+    kept_head_id: Cell<u64>,
     /// A buffer reused to build the header lines.
     scratch: RefCell<Vec<u8>>,
 }
 
 impl Responses {
     pub fn new(lua: &Lua, metatable: Table) -> mlua::Result<Self> {
+        // A VM lives on its shard's thread, where its users' responses are read.
+        swarmer_http::number_heads_on_this_thread();
         let empty = || lua.create_registry_value(lua.create_string("")?);
         Ok(Self {
             metatable: lua.create_registry_value(metatable)?,
             kept: [empty()?, empty()?, empty()?],
             kept_bytes: Default::default(),
+            kept_head_id: Cell::new(0),
             scratch: RefCell::default(),
         })
     }
@@ -85,10 +93,15 @@ impl Responses {
             ffi::lua_setiuservalue(l, -2, 1);
             self.push_kept(l, Part::Body, &response.body);
             ffi::lua_setiuservalue(l, -2, 2);
-            // Header lines: most responses repeat the last ones, which are
-            // then checked in place rather than written out again.
-            if lines_match(self.kept(Part::Head), &response.headers) {
+            // Header lines: most responses repeat the last ones. The HTTP
+            // layer's head number says so in one comparison; else they are
+            // checked in place rather than written out again.
+            let head_id = response.head_id;
+            if head_id != 0 && head_id == self.kept_head_id.get() {
                 self.push_kept_as_is(l, Part::Head);
+            } else if lines_match(self.kept(Part::Head), &response.headers) {
+                self.push_kept_as_is(l, Part::Head);
+                self.kept_head_id.set(head_id);
             } else {
                 let mut head = self.scratch.borrow_mut();
                 head.clear();
@@ -99,6 +112,9 @@ impl Responses {
                     head.push(b'\n');
                 }
                 self.push_kept(l, Part::Head, &head);
+                // Kept only if short enough: else no number stands for it.
+                let kept = head.len() <= MAX_KEPT;
+                self.kept_head_id.set(if kept { head_id } else { 0 });
             }
             ffi::lua_setiuservalue(l, -2, 3);
             ffi::lua_pushnumber(l, response.elapsed.as_secs_f64());

@@ -211,7 +211,10 @@ swarmer.user("Keeper", {
       local kept = {}
       for i = 1, 3 do
         kept[#kept + 1] = { "home", self.client:get("/") }
+        kept[#kept + 1] = { "home", self.client:get("/") }
         kept[#kept + 1] = { "echo", self.client:get("/echo?n=" .. i), i }
+        -- A longer body: the same headers but for Content-Length.
+        kept[#kept + 1] = { "echo", self.client:get("/echo?n=" .. i * 1000), i * 1000 }
         kept[#kept + 1] = { "home", self.client:get("/") }
         kept[#kept + 1] = { "index", self.client:get("/index.html") }
       end
