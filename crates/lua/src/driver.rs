@@ -2,9 +2,11 @@
 //!
 //! A task body, an event listener or a background function runs in a Lua
 //! coroutine. When it calls something that waits, the coroutine yields an
-//! operation (an HTTP request, a sleep; see `prelude.lua`); [`drive`] does
-//! the operation as async Rust, so the shard's other users run meanwhile,
-//! and resumes the coroutine with the result.
+//! operation, its operands first and its code last: an HTTP request (from
+//! the C functions `client:get` ... `:options` here, or the prelude's
+//! `client:request`) or a sleep (the prelude's `swarmer.sleep`). [`drive`]
+//! does the operation as async Rust, so the shard's other users run
+//! meanwhile, and resumes the coroutine with the result.
 //!
 //! This is the hottest path of a Lua plan (two resumes per request), so it
 //! talks to the coroutine through Lua's C API (`mlua::ffi`) rather than
