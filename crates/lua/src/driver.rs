@@ -20,11 +20,11 @@
 //! - strings read from the stack are copied into Rust before the values
 //!   are popped;
 //! - every push is preceded by `lua_checkstack`;
-//! - the calls made without protection (pushing numbers, nil, strings and
-//!   a userdata, setting its user values and metatable, writing registry
-//!   slots) can only raise out-of-memory, as in mlua's own fast path: the
-//!   VM has no memory limit (`vm::new_vm`), so mlua aborts the process on
-//!   it, as a Rust allocation failure would;
+//! - the calls made without protection (pushing numbers, nil, strings, a
+//!   userdata and a table, setting user values, table slots and a
+//!   metatable, writing registry slots) can only raise out-of-memory, as
+//!   in mlua's own fast path: the VM has no memory limit (`vm::new_vm`),
+//!   so mlua aborts the process on it, as a Rust allocation failure would;
 //! - anything that may raise a Lua error (converting a table, `__tostring`,
 //!   building a traceback) goes through [`Lua::exec_raw`], which is protected.
 

@@ -199,26 +199,28 @@ local CLIENT = {}
 CLIENT.__index = CLIENT
 
 -- Responses: the driver resumes a request with a userdata whose user
--- values are (see crates/lua/src/responses.rs): 1 status code, 2 body,
--- 3 headers as "name: value" lines, 4 elapsed seconds, 5 final URL,
--- 6 error, 7 catch number, 8 client; with this metatable
--- (`swarmer._RESPONSE`), through which fields are read. `headers` is made
--- on first use and kept in place of its lines.
+-- values are (see crates/lua/src/responses.rs): 1 its parts {status code,
+-- body, headers as "name: value" lines, final URL}, which responses with
+-- the same parts share, 2 elapsed seconds, 3 the headers table once made,
+-- 4 error, 5 catch number, 6 client; with this metatable
+-- (`swarmer._RESPONSE`), through which fields are read.
 local RESPONSE_METHODS = {}
-local RESPONSE_FIELDS = { status_code = 1, text = 2, content = 2, elapsed = 4, url = 5, error = 6 }
+local PARTS = { status_code = 1, text = 2, content = 2, url = 4 }
+local OWN = { elapsed = 2, error = 4 }
 local RESPONSE = { __name = "response", __index = function(r, key)
-  local i = RESPONSE_FIELDS[key]
+  local i = PARTS[key]
+  if i then return getuservalue(r, 1)[i] end
+  i = OWN[key]
   if i then return (getuservalue(r, i)) end
   if key == "ok" then
-    local status = getuservalue(r, 1)
-    return getuservalue(r, 6) == nil and not (status >= 400 and status < 600)
+    local status = getuservalue(r, 1)[1]
+    return getuservalue(r, 4) == nil and not (status >= 400 and status < 600)
   end
   if key == "headers" then
     local headers = getuservalue(r, 3)
-    if type(headers) == "string" then
-      local lines = headers
+    if headers == nil then
       headers = {}
-      for name, value in lines:gmatch("([^:\n]*): ([^\n]*)\n") do
+      for name, value in getuservalue(r, 1)[3]:gmatch("([^:\n]*): ([^\n]*)\n") do
         local seen = headers[name]
         headers[name] = seen and (seen .. ", " .. value) or value
       end
@@ -229,14 +231,14 @@ local RESPONSE = { __name = "response", __index = function(r, key)
   return RESPONSE_METHODS[key]
 end }
 function RESPONSE_METHODS.json(r)
-  local ok, value = pcall(swarmer.json_decode, (getuservalue(r, 2)))
+  local ok, value = pcall(swarmer.json_decode, getuservalue(r, 1)[2])
   if not ok then error("response body is not JSON: " .. tostring(value):gsub("^json_decode: ", ""), 2) end
   return value
 end
 local function verdict(r, fname, failure)
-  local seq = getuservalue(r, 7)
+  local seq = getuservalue(r, 5)
   if not seq then error(fname .. "() needs catch_response = true", 3) end
-  swarmer._verdict(getuservalue(r, 8), seq, failure)
+  swarmer._verdict(getuservalue(r, 6), seq, failure)
 end
 function RESPONSE_METHODS.success(r) verdict(r, "success", nil) end
 function RESPONSE_METHODS.failure(r, message)

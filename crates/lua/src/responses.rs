@@ -1,10 +1,10 @@
 //! How a response reaches Lua.
 //!
 //! The driver resumes a request's coroutine with a userdata without
-//! payload whose user values are: 1 status code, 2 body, 3 headers as
-//! `name: value` lines, 4 elapsed seconds, 5 final URL, 6 error, and for
-//! a catch response 7 its number and 8 its client: one allocation per
-//! response. Its metatable is the prelude's `RESPONSE` (taken out of the
+//! payload whose user values are: 1 its parts, a table {status code, body,
+//! headers as `name: value` lines, final URL}; 2 elapsed seconds; 3 the
+//! headers table, made by the prelude on first use; 4 error; and for a
+//! catch response 5 its number and 6 its client. Its metatable is the prelude's `RESPONSE` (taken out of the
 //! plan's reach at start), through which plans read `status_code`, `text`,
 //! `headers`, `json()`... It has no `__gc` (no finalizer), and nothing of
 //! the Rust response stays behind in Lua, so the garbage collector sees
@@ -15,7 +15,11 @@
 //! is kept: when the next response has the same bytes, that Lua string is
 //! reused instead of making (and later collecting) a new one. For the
 //! header lines, the HTTP layer's head number (`Response::head_id`) says
-//! in one comparison that they are the kept ones.
+//! in one comparison that they are the kept ones. The last parts table is
+//! kept too, and shared by every response whose parts are all the kept
+//! ones: then a response costs one small allocation and two user values.
+//! Plans cannot reach a parts table (only the prelude reads user values),
+//! so sharing it is invisible to them.
 
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_int};
@@ -49,6 +53,10 @@ pub struct Responses {
     /// The HTTP layer's number of the head whose lines are kept (0: none;
     /// see `Response::head_id`).
     kept_head_id: Cell<u64>,
+    /// The kept parts table (a registry slot) and its status code: `None`
+    /// when the table in the slot does not hold the kept strings.
+    parts: RegistryKey,
+    kept_status: Cell<Option<u16>>,
     /// A buffer reused to build the header lines.
     scratch: RefCell<Vec<u8>>,
 }
@@ -63,6 +71,8 @@ impl Responses {
             kept: [empty()?, empty()?, empty()?],
             kept_bytes: Default::default(),
             kept_head_id: Cell::new(0),
+            parts: lua.create_registry_value(lua.create_table()?)?,
+            kept_status: Cell::new(None),
             scratch: RefCell::default(),
         })
     }
@@ -84,24 +94,62 @@ impl Responses {
                 return Err(mlua::Error::StackError);
             }
             let values = match (&response.error, catch) {
-                (_, Some(_)) => 8,
-                (Some(_), None) => 6,
-                (None, None) => 5,
+                (_, Some(_)) => 6,
+                (Some(_), None) => 4,
+                (None, None) => 3,
             };
             ffi::lua_newuserdatauv(l, 0, values);
-            ffi::lua_pushinteger(l, ffi::lua_Integer::from(response.status_code()));
+            self.push_parts(l, response);
             ffi::lua_setiuservalue(l, -2, 1);
-            self.push_kept(l, Part::Body, &response.body);
+            ffi::lua_pushnumber(l, response.elapsed.as_secs_f64());
             ffi::lua_setiuservalue(l, -2, 2);
-            // Header lines: most responses repeat the last ones. The HTTP
-            // layer's head number says so in one comparison; else they are
-            // checked in place rather than written out again.
+            if let Some(e) = &response.error {
+                push_bytes(l, e.to_string().as_bytes());
+                ffi::lua_setiuservalue(l, -2, 4);
+            }
+            if let Some((seq, client)) = catch {
+                ffi::lua_pushinteger(l, seq as ffi::lua_Integer);
+                ffi::lua_setiuservalue(l, -2, 5);
+                ffi::lua_pushinteger(l, client);
+                ffi::lua_setiuservalue(l, -2, 6);
+            }
+            ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, ffi::lua_Integer::from(self.metatable.id()));
+            ffi::lua_setmetatable(l, -2);
+            Ok(1)
+        }
+    }
+
+    /// Push the parts table of `response`: the kept one when status, body,
+    /// header lines and URL are all the kept ones, else a new one, which is
+    /// then kept (if each of its strings could be).
+    unsafe fn push_parts(&self, l: *mut ffi::lua_State, response: &Response) {
+        unsafe {
+            let status = response.status_code();
+            // Header lines: the HTTP layer's head number says in one
+            // comparison that they are the kept ones; else they are checked
+            // in place rather than written out again.
             let head_id = response.head_id;
-            if head_id != 0 && head_id == self.kept_head_id.get() {
-                self.push_kept_as_is(l, Part::Head);
-            } else if lines_match(self.kept(Part::Head), &response.headers) {
-                self.push_kept_as_is(l, Part::Head);
+            let same_head = (head_id != 0 && head_id == self.kept_head_id.get())
+                || lines_match(self.kept(Part::Head), &response.headers);
+            if same_head {
                 self.kept_head_id.set(head_id);
+            }
+            let same = same_head
+                && self.kept_status.get() == Some(status)
+                && self.kept(Part::Body) == &response.body[..]
+                && self.kept(Part::Url) == response.url.as_bytes();
+            let parts_slot = ffi::lua_Integer::from(self.parts.id());
+            if same {
+                ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, parts_slot);
+                return;
+            }
+            ffi::lua_createtable(l, 4, 0);
+            ffi::lua_pushinteger(l, ffi::lua_Integer::from(status));
+            ffi::lua_rawseti(l, -2, 1);
+            let mut all_kept = self.push_kept(l, Part::Body, &response.body);
+            ffi::lua_rawseti(l, -2, 2);
+            if same_head {
+                self.push_kept_as_is(l, Part::Head);
             } else {
                 let mut head = self.scratch.borrow_mut();
                 head.clear();
@@ -111,29 +159,20 @@ impl Responses {
                     head.extend_from_slice(value.as_bytes());
                     head.push(b'\n');
                 }
-                self.push_kept(l, Part::Head, &head);
-                // Kept only if short enough: else no number stands for it.
-                let kept = head.len() <= MAX_KEPT;
+                let kept = self.push_kept(l, Part::Head, &head);
                 self.kept_head_id.set(if kept { head_id } else { 0 });
+                all_kept &= kept;
             }
-            ffi::lua_setiuservalue(l, -2, 3);
-            ffi::lua_pushnumber(l, response.elapsed.as_secs_f64());
-            ffi::lua_setiuservalue(l, -2, 4);
-            self.push_kept(l, Part::Url, response.url.as_bytes());
-            ffi::lua_setiuservalue(l, -2, 5);
-            if let Some(e) = &response.error {
-                push_bytes(l, e.to_string().as_bytes());
-                ffi::lua_setiuservalue(l, -2, 6);
+            ffi::lua_rawseti(l, -2, 3);
+            all_kept &= self.push_kept(l, Part::Url, response.url.as_bytes());
+            ffi::lua_rawseti(l, -2, 4);
+            // Kept only if it holds the kept strings: the test above
+            // compares against those.
+            if all_kept {
+                ffi::lua_pushvalue(l, -1);
+                ffi::lua_rawseti(l, ffi::LUA_REGISTRYINDEX, parts_slot);
             }
-            if let Some((seq, client)) = catch {
-                ffi::lua_pushinteger(l, seq as ffi::lua_Integer);
-                ffi::lua_setiuservalue(l, -2, 7);
-                ffi::lua_pushinteger(l, client);
-                ffi::lua_setiuservalue(l, -2, 8);
-            }
-            ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, ffi::lua_Integer::from(self.metatable.id()));
-            ffi::lua_setmetatable(l, -2);
-            Ok(1)
+            self.kept_status.set(all_kept.then_some(status));
         }
     }
 
@@ -155,22 +194,25 @@ impl Responses {
     }
 
     /// Push a string with `bytes`: the kept one for `part` if it has the
-    /// same bytes, else a new one, which is then kept.
-    unsafe fn push_kept(&self, l: *mut ffi::lua_State, part: Part, bytes: &[u8]) {
+    /// same bytes, else a new one, which is then kept if it is not too
+    /// long. Returns whether the pushed string is the kept one.
+    unsafe fn push_kept(&self, l: *mut ffi::lua_State, part: Part, bytes: &[u8]) -> bool {
         unsafe {
             if self.kept(part) == bytes {
                 self.push_kept_as_is(l, part);
-                return;
+                return true;
             }
             let slot = ffi::lua_Integer::from(self.kept[part as usize].id());
             ffi::lua_pushlstring(l, bytes.as_ptr() as *const c_char, bytes.len());
-            if bytes.len() <= MAX_KEPT {
-                ffi::lua_pushvalue(l, -1);
-                ffi::lua_rawseti(l, ffi::LUA_REGISTRYINDEX, slot);
-                let mut len = 0;
-                let data = ffi::lua_tolstring(l, -1, &mut len);
-                self.kept_bytes[part as usize].set((data as *const u8, len));
+            if bytes.len() > MAX_KEPT {
+                return false;
             }
+            ffi::lua_pushvalue(l, -1);
+            ffi::lua_rawseti(l, ffi::LUA_REGISTRYINDEX, slot);
+            let mut len = 0;
+            let data = ffi::lua_tolstring(l, -1, &mut len);
+            self.kept_bytes[part as usize].set((data as *const u8, len));
+            true
         }
     }
 }
@@ -204,6 +246,61 @@ mod tests {
     use super::*;
     use swarmer_http::HeaderName;
     use swarmer_http::HeaderValue;
+
+    fn response(body: &[u8], head_id: u64) -> Response {
+        let mut headers = HeaderMap::new();
+        headers.insert(HeaderName::from_static("content-type"), HeaderValue::from_static("text/plain"));
+        Response {
+            status: Some(swarmer_http::StatusCode::OK),
+            headers,
+            head_id,
+            body: body.to_vec().into(),
+            url: "http://127.0.0.1/x".into(),
+            version: swarmer_http::Version::HTTP_11,
+            elapsed: std::time::Duration::from_millis(1),
+            ttfb: std::time::Duration::from_millis(1),
+            error: None,
+        }
+    }
+
+    /// The body a pushed response shows (its parts' second slot).
+    fn body_of(lua: &Lua, responses: &Responses, response: &Response) -> Vec<u8> {
+        // SAFETY: a protected call on this VM's state, leaving one string.
+        let body = unsafe {
+            lua.exec_raw::<mlua::String>((), |l| {
+                responses.push(l, response, None).unwrap();
+                ffi::lua_getiuservalue(l, -1, 1);
+                ffi::lua_rawgeti(l, -1, 2);
+                ffi::lua_replace(l, -3);
+                ffi::lua_pop(l, 1);
+            })
+        };
+        body.unwrap().as_bytes().to_vec()
+    }
+
+    #[test]
+    fn a_parts_table_holding_a_string_too_long_to_keep_is_not_shared() {
+        let lua = Lua::new();
+        let responses = Responses::new(&lua, lua.create_table().unwrap()).unwrap();
+        let small = response(b"small", 7);
+        let large_body = vec![b'x'; MAX_KEPT + 1];
+        // Same status, headers (same head number) and URL: only the body
+        // differs, and it is too long to be kept.
+        let large = response(&large_body, 7);
+        assert_eq!(body_of(&lua, &responses, &small), b"small");
+        assert_eq!(body_of(&lua, &responses, &small), b"small");
+        assert_eq!(body_of(&lua, &responses, &large), large_body);
+        assert_eq!(body_of(&lua, &responses, &small), b"small", "not the large response's parts");
+        assert_eq!(body_of(&lua, &responses, &response(b"other", 7)), b"other");
+        // Headers too long to keep: the body of that response is kept, and
+        // the next response with that body and the earlier headers must not
+        // get the earlier parts.
+        let mut long_head = response(b"new body", 8);
+        let value = HeaderValue::from_bytes(&vec![b'v'; MAX_KEPT + 1]).unwrap();
+        long_head.headers.insert(HeaderName::from_static("x-long"), value);
+        assert_eq!(body_of(&lua, &responses, &long_head), b"new body");
+        assert_eq!(body_of(&lua, &responses, &response(b"new body", 9)), b"new body");
+    }
 
     #[test]
     fn header_lines_match_only_the_same_headers_in_the_same_order() {

@@ -237,6 +237,12 @@ swarmer.user("Keeper", {
         end
         check(tonumber(r.headers["content-length"]) == #r.text, n .. " length")
       end
+      -- Two responses with the same status, body, headers and URL: each
+      -- has its own headers table.
+      local a, b = self.client:get("/"), self.client:get("/")
+      a.headers["x-mine"] = "a"
+      check(b.headers["x-mine"] == nil and a.headers["x-mine"] == "a", "headers tables are per response")
+      check(a.text == b.text and a.status_code == b.status_code and a.url == b.url, "same parts")
       for _, m in ipairs({ "get", "post", "put", "patch", "delete", "options" }) do
         local r = self.client[m](self.client, "/echo", { name = "method" })
         check(r:json().method == m:upper(), m .. " sent as " .. r.text)
