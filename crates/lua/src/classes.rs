@@ -79,7 +79,7 @@ fn lua_fn(context: &Rc<ClassContext>, function: Function) -> mlua::Result<TaskFn
     Ok(Rc::new(move |user: &mut User| {
         let context = context.clone();
         let body = body.clone();
-        Box::pin(async move { call::run(&context, user, &body).await })
+        crate::in_place::boxed(move || async move { call::run(&context, user, &body).await })
     }))
 }
 

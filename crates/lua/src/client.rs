@@ -166,22 +166,14 @@ pub async fn perform<R>(
     if catch {
         let seq = core.next_catch.get();
         core.next_catch.set(seq + 1);
-        let response = boxed_in_place(|| core.client.send_catch(request)).await;
+        let response = crate::in_place::boxed(|| core.client.send_catch(request)).await;
         let handed = hand_over(response.response(), Some(seq));
         core.pending.borrow_mut().push((seq, response));
         Ok(handed)
     } else {
-        let response = boxed_in_place(|| core.client.send(request)).await;
+        let response = crate::in_place::boxed(|| core.client.send(request)).await;
         Ok(hand_over(&response, None))
     }
-}
-
-/// `make()` in a box allocated before it is called, so that the future
-/// can be written straight into the box rather than built on the stack
-/// and copied (an HTTP exchange's future is 2.6 KB).
-fn boxed_in_place<F: std::future::Future>(make: impl FnOnce() -> F) -> std::pin::Pin<Box<F>> {
-    let slot = Box::<F>::new_uninit();
-    Box::into_pin(Box::write(slot, make()))
 }
 
 fn build_request(lua: &Lua, method: Method, url: String, opts: Option<Table>) -> mlua::Result<(Request, bool)> {

@@ -19,6 +19,7 @@
 //! - `threads`: the coroutines task calls run in, reused between calls.
 //! - `client`: the users' clients, the requests they make, catch responses.
 //! - `responses`: how a response reaches Lua (a userdata of plain values).
+//! - `in_place`: boxing a future without copying it off the stack.
 //! - `data`: CSV datasets shared by all shards, JSON files, random helpers.
 //!
 //! What it does not do: schedule users, record statistics, parse flags.
@@ -28,6 +29,7 @@ mod classes;
 mod client;
 mod data;
 mod driver;
+mod in_place;
 mod module;
 mod responses;
 mod threads;
