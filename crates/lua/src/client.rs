@@ -49,7 +49,7 @@ impl ClientCore {
     }
 }
 
-/// The clients of one VM's users, by number (the `_id` of a Lua
+/// The clients of one VM's users, by number (slot 1 of a Lua
 /// `self.client`). A user's entry goes when the user does.
 #[derive(Default)]
 pub struct Clients {

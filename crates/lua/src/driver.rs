@@ -204,39 +204,35 @@ pub fn request_methods(lua: &Lua) -> mlua::Result<Table> {
     ];
     let methods = lua.create_table()?;
     for (i, function) in functions.into_iter().enumerate() {
-        // SAFETY: a protected call; each function is a closure over the
-        // key `_id`, which is what it expects as its upvalue 1.
-        let method = unsafe {
-            lua.exec_raw::<Function>((), |state| {
-                ffi::lua_pushstring(state, c"_id".as_ptr());
-                ffi::lua_pushcclosure(state, function, 1);
-            })?
-        };
-        methods.raw_set(i + 1, method)?;
+        // SAFETY: each follows Lua's protocol for C functions (below).
+        methods.raw_set(i + 1, unsafe { lua.create_c_function(function)? })?;
     }
     Ok(methods)
 }
 
-/// `client:<method>(url, opts)`: yields `(client, url, opts, client._id,
+/// `client:<method>(url, opts)`: yields its arguments then `(client[1],
 /// CODE, OP_REQUEST)` to [`drive`] (the prelude's `request` yields the
-/// same with a method name), which resumes it with the response, or with
-/// `(nil, message)`, raised here at the caller's line. Upvalue 1 is the
-/// string `"_id"`.
+/// same with a method name; `client[1]` is the client's number), which
+/// resumes it with the response, or with `(nil, message)`, raised here at
+/// the caller's line.
 ///
 /// It calls nothing that can raise an error.
 unsafe extern "C-unwind" fn request_method<const CODE: ffi::lua_Integer>(l: *mut ffi::lua_State) -> c_int {
     unsafe {
         // Lua gives a C function 20 free slots beyond its arguments.
-        ffi::lua_settop(l, 3);
+        let mut n = ffi::lua_gettop(l);
+        if n == 0 {
+            ffi::lua_pushnil(l); // no client: read_op explains how to call it
+            n = 1;
+        }
         if ffi::lua_type(l, 1) == ffi::LUA_TTABLE {
-            ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
-            ffi::lua_rawget(l, 1);
+            ffi::lua_rawgeti(l, 1, 1);
         } else {
-            ffi::lua_pushnil(l); // read_op explains how to call it
+            ffi::lua_pushnil(l);
         }
         ffi::lua_pushinteger(l, CODE);
         ffi::lua_pushinteger(l, OP_REQUEST);
-        ffi::lua_yieldk(l, 6, 0, Some(request_resumed))
+        ffi::lua_yieldk(l, n + 3, 0, Some(request_resumed))
     }
 }
 
@@ -282,16 +278,24 @@ unsafe fn read_op(lua: &Lua, l: *mut ffi::lua_State, nres: c_int) -> mlua::Resul
             let n = ffi::lua_tointegerx(l, idx, &mut is_integer);
             (is_integer != 0).then_some(n)
         };
-        // The operands, then the code: (client, url, opts, id, method,
+        // The operands, then the code: (client, url, opts..., id, method,
         // OP_REQUEST) or (seconds, OP_SLEEP).
         let code = match nres {
-            6 | 2 => integer_at(top).unwrap_or(0),
+            0 => 0,
+            _ => integer_at(top).unwrap_or(0),
+        };
+        let code = match code {
+            OP_REQUEST if nres >= 4 => code,
+            OP_SLEEP if nres == 2 => code,
             _ => 0,
         };
-        let code = if (code == OP_REQUEST) == (nres == 6) { code } else { 0 };
         match code {
             OP_REQUEST => {
-                let (url_at, opts_at, id_at, method_at) = (arg(1), arg(2), arg(3), arg(4));
+                // After the client: the URL and the options, if given.
+                let given = nres - 3;
+                let url_at = (given >= 2).then(|| arg(1));
+                let opts_at = (given >= 3).then(|| arg(2));
+                let (id_at, method_at) = (top - 2, top - 1);
                 let Some(client) = integer_at(id_at) else {
                     return Ok(Op::Invalid("request: call it on self.client (client:get(...))".into()));
                 };
@@ -313,22 +317,22 @@ unsafe fn read_op(lua: &Lua, l: *mut ffi::lua_State, nres: c_int) -> mlua::Resul
                         }
                     }
                 };
-                let url = match string_at(l, url_at).map(std::str::from_utf8) {
+                let url = match url_at.and_then(|at| string_at(l, at)).map(std::str::from_utf8) {
                     Some(Ok(url)) => url.to_owned(),
                     Some(Err(_)) => return Ok(Op::Invalid("request: the URL is not valid UTF-8".into())),
                     None => {
-                        let kind = type_name(l, url_at);
+                        let kind = url_at.map_or_else(|| "no value".into(), |at| type_name(l, at));
                         return Ok(Op::Invalid(format!("expected a URL string, got {kind}")));
                     }
                 };
-                let opts = match ffi::lua_type(l, opts_at) {
+                let opts = match opts_at.map_or(ffi::LUA_TNONE, |at| ffi::lua_type(l, at)) {
                     ffi::LUA_TNIL | ffi::LUA_TNONE => None,
-                    ffi::LUA_TTABLE => match value_at(lua, l, opts_at)? {
+                    ffi::LUA_TTABLE => match value_at(lua, l, opts_at.unwrap_or(top))? {
                         Value::Table(t) => Some(t),
                         _ => None,
                     },
-                    _ => {
-                        let kind = type_name(l, opts_at);
+                    kind => {
+                        let kind = std::ffi::CStr::from_ptr(ffi::lua_typename(l, kind)).to_string_lossy();
                         return Ok(Op::Invalid(format!("expected an options table, got {kind}")));
                     }
                 };

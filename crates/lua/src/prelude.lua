@@ -193,7 +193,7 @@ function swarmer.sleep(seconds)
   if err then error(err, 2) end
 end
 
--- `self.client`: a table holding the client's number in this VM (`_id`);
+-- `self.client`: a table holding the client's number in this VM (at [1]);
 -- requests yield to the driver, the rest calls into Rust with the number.
 local CLIENT = {}
 CLIENT.__index = CLIENT
@@ -255,15 +255,15 @@ for code, name in ipairs({ "get", "post", "put", "patch", "delete", "head", "opt
   CLIENT[name] = request_methods[code]
 end
 function CLIENT.request(client, method, url, opts)
-  local r, err = yield(client, url, opts, client._id, tostring(method):upper(), OP_REQUEST)
+  local r, err = yield(client, url, opts, client[1], tostring(method):upper(), OP_REQUEST)
   if r == nil then error(err, 2) end
   return r
 end
-function CLIENT.fire_request(client, t) return swarmer._fire_request(client._id, t) end
+function CLIENT.fire_request(client, t) return swarmer._fire_request(client[1], t) end
 function CLIENT.measure(client, request_type, name, fn)
   local started = swarmer._clock()
   local ok, err = pcall(fn)
-  swarmer._fire_request(client._id, { request_type = request_type, name = name,
+  swarmer._fire_request(client[1], { request_type = request_type, name = name,
                                       response_time = (swarmer._clock() - started) * 1000,
                                       exception = (not ok) and tostring(err) or nil })
   if not ok then error(err, 0) end
@@ -331,7 +331,7 @@ local USER_METHODS = {
   sleep = function(_, s) return swarmer.sleep(s) end,
 }
 function swarmer._new_user(def, client, id)
-  local self = { client = setmetatable({ _id = client }, CLIENT), id = id, class_name = def.name }
+  local self = { client = setmetatable({ client }, CLIENT), id = id, class_name = def.name }
   return setmetatable(self, { __index = function(_, k)
     local v = def[k]
     if v ~= nil then return v end
