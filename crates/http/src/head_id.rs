@@ -32,10 +32,10 @@ pub fn number_heads_on_this_thread() {
 /// The number of the head whose raw bytes (status line and header lines)
 /// are `head`.
 pub(crate) fn of(head: &[u8]) -> u64 {
-    if !ON.with(Cell::get) {
+    if !ON.try_with(Cell::get).unwrap_or(false) {
         return 0;
     }
-    LAST.with(|last| {
+    LAST.try_with(|last| {
         let mut last = last.borrow_mut();
         if last.1 != 0 && last.0 == head {
             return last.1;
@@ -50,6 +50,7 @@ pub(crate) fn of(head: &[u8]) -> u64 {
         }
         id
     })
+    .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -28,11 +28,11 @@
 //! - anything that may raise a Lua error (converting a table, `__tostring`,
 //!   building a traceback) goes through [`Lua::exec_raw`], which is protected.
 
-use std::ffi::{c_char, c_int};
+use std::ffi::{c_char, c_int, c_void};
 use std::ptr;
 use std::time::Duration;
 
-use mlua::{Function, IntoLuaMulti, Lua, Table, Thread, Value, ffi};
+use mlua::{Function, IntoLuaMulti, LightUserData, Lua, Table, Thread, Value, ffi};
 use swarmer_http::Method;
 
 use crate::client::{self, Clients};
@@ -50,9 +50,24 @@ pub struct Bridge {
 const METHODS: [Method; 7] =
     [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::HEAD, Method::OPTIONS];
 
-/// Operation codes a coroutine yields with (see `prelude.lua`).
-const OP_REQUEST: ffi::lua_Integer = 1;
-const OP_SLEEP: ffi::lua_Integer = 2;
+/// Operation codes a coroutine yields with, last (see `prelude.lua`):
+/// light userdata, which Lua code cannot make, so a plan's own
+/// `coroutine.yield` is never taken for an operation.
+static OP_REQUEST_TAG: u8 = 1;
+static OP_SLEEP_TAG: u8 = 2;
+
+fn op_request() -> *mut c_void {
+    &OP_REQUEST_TAG as *const u8 as *mut c_void
+}
+
+fn op_sleep() -> *mut c_void {
+    &OP_SLEEP_TAG as *const u8 as *mut c_void
+}
+
+/// The operation codes, as the prelude gets them (request, sleep).
+pub fn operation_codes() -> (LightUserData, LightUserData) {
+    (LightUserData(op_request()), LightUserData(op_sleep()))
+}
 
 /// A coroutine and its raw state (looked up once).
 pub struct Coroutine {
@@ -216,7 +231,8 @@ pub fn request_methods(lua: &Lua) -> mlua::Result<Table> {
 /// resumes it with the response, or with `(nil, message)`, raised here at
 /// the caller's line.
 ///
-/// It calls nothing that can raise an error.
+/// Only `lua_yieldk` can raise (where a yield is not allowed), which
+/// longjmps out of this frame: it holds nothing that needs dropping.
 unsafe extern "C-unwind" fn request_method<const CODE: ffi::lua_Integer>(l: *mut ffi::lua_State) -> c_int {
     unsafe {
         // Lua gives a C function 20 free slots beyond its arguments.
@@ -231,23 +247,36 @@ unsafe extern "C-unwind" fn request_method<const CODE: ffi::lua_Integer>(l: *mut
             ffi::lua_pushnil(l);
         }
         ffi::lua_pushinteger(l, CODE);
-        ffi::lua_pushinteger(l, OP_REQUEST);
+        ffi::lua_pushlightuserdata(l, op_request());
         ffi::lua_yieldk(l, n + 3, 0, Some(request_resumed))
     }
 }
 
 /// The continuation of [`request_method`]: its stack holds what the driver
-/// resumed it with.
+/// resumed it with: a response, `(nil, message)`, or (when a plan resumed
+/// a coroutine of its own that made a request) anything else.
 unsafe extern "C-unwind" fn request_resumed(l: *mut ffi::lua_State, _: c_int, _: ffi::lua_KContext) -> c_int {
     unsafe {
-        if ffi::lua_type(l, 1) == ffi::LUA_TNIL {
-            ffi::luaL_where(l, 1);
-            ffi::lua_pushvalue(l, 2);
-            ffi::lua_concat(l, 2);
-            ffi::lua_error(l);
+        if ffi::lua_type(l, 1) == ffi::LUA_TUSERDATA {
+            ffi::lua_settop(l, 1);
+            return 1;
         }
-        ffi::lua_settop(l, 1);
-        1
+        let failed = ffi::lua_type(l, 1) == ffi::LUA_TNIL && ffi::lua_type(l, 2) == ffi::LUA_TSTRING;
+        // Room for two values: the call had 20 free slots, and at most two
+        // values stay.
+        ffi::lua_settop(l, 2);
+        if !failed {
+            ffi::lua_pushstring(
+                l,
+                c"a request was resumed without a response (requests cannot be made inside a coroutine of the plan's own)"
+                    .as_ptr(),
+            );
+            ffi::lua_replace(l, 2);
+        }
+        ffi::luaL_where(l, 1);
+        ffi::lua_pushvalue(l, 2);
+        ffi::lua_concat(l, 2);
+        ffi::lua_error(l);
     }
 }
 
@@ -262,6 +291,14 @@ enum Op {
     Sleep(Duration),
     /// Bad operands: the coroutine is resumed with `(nil, message)`.
     Invalid(String),
+}
+
+/// Which operation a yield is.
+enum Code {
+    Request,
+    Sleep,
+    /// Not one of ours.
+    Other,
 }
 
 /// Read the operation the coroutine yielded (`nres` values on top of `l`).
@@ -279,18 +316,16 @@ unsafe fn read_op(lua: &Lua, l: *mut ffi::lua_State, nres: c_int) -> mlua::Resul
             (is_integer != 0).then_some(n)
         };
         // The operands, then the code: (client, url, opts..., id, method,
-        // OP_REQUEST) or (seconds, OP_SLEEP).
-        let code = match nres {
-            0 => 0,
-            _ => integer_at(top).unwrap_or(0),
+        // request) or (seconds, sleep).
+        let code = if nres > 0 { ffi::lua_touserdata(l, top) } else { ptr::null_mut() };
+        let is_light = nres > 0 && ffi::lua_type(l, top) == ffi::LUA_TLIGHTUSERDATA;
+        let op = match (is_light, code) {
+            (true, c) if c == op_request() && nres >= 4 => Code::Request,
+            (true, c) if c == op_sleep() && nres == 2 => Code::Sleep,
+            _ => Code::Other,
         };
-        let code = match code {
-            OP_REQUEST if nres >= 4 => code,
-            OP_SLEEP if nres == 2 => code,
-            _ => 0,
-        };
-        match code {
-            OP_REQUEST => {
+        match op {
+            Code::Request => {
                 // After the client: the URL and the options, if given.
                 let given = nres - 3;
                 let url_at = (given >= 2).then(|| arg(1));
@@ -338,7 +373,7 @@ unsafe fn read_op(lua: &Lua, l: *mut ffi::lua_State, nres: c_int) -> mlua::Resul
                 };
                 Ok(Op::Request { client, method, url, opts })
             }
-            OP_SLEEP => {
+            Code::Sleep => {
                 let seconds = if ffi::lua_type(l, base) == ffi::LUA_TNUMBER {
                     ffi::lua_tonumberx(l, base, ptr::null_mut())
                 } else {
@@ -355,7 +390,7 @@ unsafe fn read_op(lua: &Lua, l: *mut ffi::lua_State, nres: c_int) -> mlua::Resul
                     Ok(Op::Invalid(format!("sleep: expected non-negative seconds, got {shown}")))
                 }
             }
-            _ => Err(mlua::Error::runtime(
+            Code::Other => Err(mlua::Error::runtime(
                 "coroutine.yield from a task, hook or background coroutine is not supported; use coroutine.wrap \
                  inside your own code, or swarmer.sleep",
             )),

@@ -18,8 +18,14 @@ pub fn install(lua: &Lua, shard: &ShardInfo, plan_dir: &std::path::Path) -> mlua
     lua.set_app_data(shard.clone());
     lua.set_app_data(crate::data::PlanDir(plan_dir.to_path_buf()));
     let methods = crate::driver::request_methods(lua)?;
-    let module: Table = lua.load(PRELUDE).set_name("@swarmer").call(methods)?;
+    let (request, sleep) = crate::driver::operation_codes();
+    let module: Table = lua.load(PRELUDE).set_name("@swarmer").call((methods, request, sleep))?;
     let responses = Responses::new(lua, module.get::<Table>("_RESPONSE")?)?;
+    if !shard.probe {
+        // A shard's VM lives on the shard's thread, where its users'
+        // responses are read: numbered heads spare comparing header lines.
+        swarmer_http::number_heads_on_this_thread();
+    }
     // Out of the plan's reach: a `__gc` added to it would give every
     // response a finalizer.
     module.set("_RESPONSE", mlua::Value::Nil)?;

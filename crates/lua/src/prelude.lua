@@ -4,7 +4,8 @@
 local swarmer = {}
 -- The request methods of `self.client` (get ... options), C functions
 -- from crates/lua/src/driver.rs that yield straight to the driver.
-local request_methods = ...
+-- The operation codes they yield last, which Lua code cannot make.
+local request_methods, OP_REQUEST, OP_SLEEP = ...
 
 -- The only parts of the debug library plans get, indirectly: locations for
 -- error messages and tracebacks for exceptions. The library itself is
@@ -186,7 +187,6 @@ end
 -- Rust and resumes the coroutine with the result, or with (nil, message)
 -- on error.
 local yield = coroutine.yield
-local OP_REQUEST, OP_SLEEP = 1, 2
 
 function swarmer.sleep(seconds)
   local _, err = yield(seconds, OP_SLEEP)

@@ -63,8 +63,6 @@ pub struct Responses {
 
 impl Responses {
     pub fn new(lua: &Lua, metatable: Table) -> mlua::Result<Self> {
-        // A VM lives on its shard's thread, where its users' responses are read.
-        swarmer_http::number_heads_on_this_thread();
         let empty = || lua.create_registry_value(lua.create_string("")?);
         Ok(Self {
             metatable: lua.create_registry_value(metatable)?,
@@ -263,19 +261,45 @@ mod tests {
         }
     }
 
-    /// The body a pushed response shows (its parts' second slot).
-    fn body_of(lua: &Lua, responses: &Responses, response: &Response) -> Vec<u8> {
-        // SAFETY: a protected call on this VM's state, leaving one string.
-        let body = unsafe {
-            lua.exec_raw::<mlua::String>((), |l| {
+    /// The parts table of a pushed response.
+    fn parts_of(lua: &Lua, responses: &Responses, response: &Response) -> Table {
+        // SAFETY: a protected call on this VM's state, leaving one table.
+        let parts = unsafe {
+            lua.exec_raw::<Table>((), |l| {
                 responses.push(l, response, None).unwrap();
                 ffi::lua_getiuservalue(l, -1, 1);
-                ffi::lua_rawgeti(l, -1, 2);
-                ffi::lua_replace(l, -3);
-                ffi::lua_pop(l, 1);
+                ffi::lua_replace(l, -2);
             })
         };
-        body.unwrap().as_bytes().to_vec()
+        parts.unwrap()
+    }
+
+    /// The body a pushed response shows (its parts' second slot).
+    fn body_of(lua: &Lua, responses: &Responses, response: &Response) -> Vec<u8> {
+        parts_of(lua, responses, response).get::<mlua::String>(2).unwrap().as_bytes().to_vec()
+    }
+
+    #[test]
+    fn responses_share_parts_only_when_status_body_headers_and_url_are_the_same() {
+        let lua = Lua::new();
+        let responses = Responses::new(&lua, lua.create_table().unwrap()).unwrap();
+        // Not numbered (head number 0): the header lines are compared.
+        let ok = response(b"same", 0);
+        let first = parts_of(&lua, &responses, &ok);
+        assert_eq!(first.get::<u16>(1).unwrap(), 200);
+        assert_eq!(first.get::<String>(3).unwrap(), "content-type: text/plain\n");
+        assert_eq!(first.get::<String>(4).unwrap(), "http://127.0.0.1/x");
+        assert_eq!(parts_of(&lua, &responses, &ok).to_pointer(), first.to_pointer(), "shared");
+        let mut teapot = response(b"same", 0);
+        teapot.status = Some(swarmer_http::StatusCode::IM_A_TEAPOT);
+        assert_eq!(parts_of(&lua, &responses, &teapot).get::<u16>(1).unwrap(), 418, "only the status differs");
+        let mut moved = response(b"same", 0);
+        moved.url = "http://127.0.0.1/y".into();
+        assert_eq!(parts_of(&lua, &responses, &moved).get::<String>(4).unwrap(), "http://127.0.0.1/y");
+        let mut retyped = response(b"same", 0);
+        retyped.headers.insert(HeaderName::from_static("content-type"), HeaderValue::from_static("text/html"));
+        let lines = parts_of(&lua, &responses, &retyped).get::<String>(3).unwrap();
+        assert_eq!(lines, "content-type: text/html\n");
     }
 
     #[test]

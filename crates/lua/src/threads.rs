@@ -125,13 +125,13 @@ mod tests {
             assert_eq!(out, mlua::Value::Integer(42));
             thread.thread().to_pointer()
         };
-        let halt: Function = lua.load("return function() coroutine.yield(3600, 2) end").eval().unwrap();
+        let halt: Function = lua.load("return function(sleep) coroutine.yield(3600, sleep) end").eval().unwrap();
         {
             let thread = pool.take(&lua).unwrap();
             assert_eq!(thread.thread().to_pointer(), first_ptr, "the finished coroutine is handed out again");
-            driver::push_args(&lua, &thread, halt.clone()).unwrap();
+            let n = driver::push_args(&lua, &thread, (halt.clone(), driver::operation_codes().1)).unwrap();
             // A sleep of an hour: dropped while suspended, so not kept.
-            let drive = driver::drive(&lua, &bridge, &thread, 0, true);
+            let drive = driver::drive(&lua, &bridge, &thread, n - 1, true);
             assert!(tokio::time::timeout(std::time::Duration::from_millis(20), drive).await.is_err());
         }
         assert!(pool.free.borrow().is_empty());

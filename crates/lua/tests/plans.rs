@@ -141,6 +141,41 @@ swarmer.user("Clumsy", {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_plans_own_yields_and_resumes_are_not_taken_for_operations() {
+    let t = target();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(
+        dir.path(),
+        r#"local swarmer = require("swarmer")
+local function check(cond, what) if not cond then error("check failed: " .. what, 2) end end
+swarmer.user("Yielder", {
+  wait_time = swarmer.constant(0.02),
+  tasks = {
+    function(self)
+      -- A request inside a coroutine of the plan's own yields to the plan.
+      local co = coroutine.wrap(function() return self.client:get("/") end)
+      co()
+      local ok, err = pcall(co)
+      check(not ok and tostring(err):match("plan.lua:%d+: a request was resumed without a response"),
+        "own coroutine " .. tostring(err))
+      -- Values shaped like the driver's operations are still a plan's own yield.
+      coroutine.yield(0.01, 2)
+    end,
+  },
+})
+"#,
+    );
+    let handle = start(&path, &t.url(), 1, TagFilter::default()).await;
+    run_for(&handle, 1, Duration::from_millis(300)).await;
+    let store = handle.stats().lock().unwrap();
+    let exceptions: Vec<_> = store.stats.exceptions().collect();
+    assert_eq!(exceptions.len(), 1, "{exceptions:?}");
+    assert!(exceptions[0].msg.contains("coroutine.yield from a task"), "{}", exceptions[0].msg);
+    assert!(exceptions[0].count >= 2, "{:?}", exceptions[0]);
+    assert!(store.stats.entry("GET", "/").is_none(), "no request was made");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn request_options_and_catch_response() {
     let t = target();
     let dir = tempfile::tempdir().unwrap();
