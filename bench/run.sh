@@ -5,13 +5,13 @@
 #
 # Layout on a 2-core machine: the target is pinned to core 1, the load
 # generator (wrk, then Swarmer) to core 0, so both get one core each.
-# Environment: DURATION (default 10s per run), ROUNDS (3), USERS (50),
+# Environment: DURATION (default 6s per run), ROUNDS (7), USERS (50),
 # IDLE_USERS (5000), RSS=0 to skip the memory part.
 set -euo pipefail
 ulimit -n 65536 2>/dev/null || true
 cd "$(dirname "$0")/.."
-DURATION=${DURATION:-10s}
-ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-6s}
+ROUNDS=${ROUNDS:-7}
 USERS=${USERS:-50}
 IDLE_USERS=${IDLE_USERS:-5000}
 GEN_CPU=${GEN_CPU:-0}
