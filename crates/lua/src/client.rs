@@ -4,8 +4,9 @@
 //! options, request) take Locust's request options as a table: `name`,
 //! `headers`, `params`, `data` (table → form, string → body), `json`,
 //! `body`, `timeout` (seconds), `allow_redirects`, `catch_response`.
-//! The methods live in the Lua prelude: they yield to the coroutine driver
-//! ([`crate::driver`]) with the client's number in this VM's [`Clients`];
+//! The methods (C functions in [`crate::driver`], `request` in the prelude)
+//! yield to the coroutine driver with the client's number in this VM's
+//! [`Clients`];
 //! the driver calls [`perform`] and resumes the coroutine with a response
 //! object (`crate::responses`: `status_code`, `ok`, `text`, `content`,
 //! `headers`, `url`, `elapsed`, `error`, `json()`, and with

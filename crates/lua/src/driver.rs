@@ -19,7 +19,9 @@
 //!   is memory-safe, only its own requests then go astray);
 //! - strings read from the stack are copied into Rust before the values
 //!   are popped;
-//! - every push is preceded by `lua_checkstack`;
+//! - every push from the driver is preceded by `lua_checkstack`; the C
+//!   functions below push at most four values, within the 20 free slots
+//!   Lua gives every C function call;
 //! - the calls made without protection (pushing numbers, nil, strings, a
 //!   userdata and a table, setting user values, table slots and a
 //!   metatable, writing registry slots) can only raise out-of-memory, as
@@ -45,8 +47,8 @@ pub struct Bridge {
     pub responses: Responses,
 }
 
-/// The methods of `self.client:get` ... `:options`, by the number the
-/// prelude's method functions yield (1-based, in this order).
+/// The methods of `self.client:get` ... `:options`, by the number their C
+/// functions ([`request_method`]) yield (1-based, in this order).
 const METHODS: [Method; 7] =
     [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::HEAD, Method::OPTIONS];
 
@@ -317,11 +319,14 @@ unsafe fn read_op(lua: &Lua, l: *mut ffi::lua_State, nres: c_int) -> mlua::Resul
         };
         // The operands, then the code: (client, url, opts..., id, method,
         // request) or (seconds, sleep).
-        let code = if nres > 0 { ffi::lua_touserdata(l, top) } else { ptr::null_mut() };
-        let is_light = nres > 0 && ffi::lua_type(l, top) == ffi::LUA_TLIGHTUSERDATA;
-        let op = match (is_light, code) {
-            (true, c) if c == op_request() && nres >= 4 => Code::Request,
-            (true, c) if c == op_sleep() && nres == 2 => Code::Sleep,
+        let tag = if nres > 0 && ffi::lua_type(l, top) == ffi::LUA_TLIGHTUSERDATA {
+            ffi::lua_touserdata(l, top)
+        } else {
+            ptr::null_mut()
+        };
+        let op = match tag {
+            t if t == op_request() && nres >= 4 => Code::Request,
+            t if t == op_sleep() && nres == 2 => Code::Sleep,
             _ => Code::Other,
         };
         match op {
@@ -360,14 +365,14 @@ unsafe fn read_op(lua: &Lua, l: *mut ffi::lua_State, nres: c_int) -> mlua::Resul
                         return Ok(Op::Invalid(format!("expected a URL string, got {kind}")));
                     }
                 };
-                let opts = match opts_at.map_or(ffi::LUA_TNONE, |at| ffi::lua_type(l, at)) {
-                    ffi::LUA_TNIL | ffi::LUA_TNONE => None,
-                    ffi::LUA_TTABLE => match value_at(lua, l, opts_at.unwrap_or(top))? {
+                let opts = match opts_at.map(|at| (at, ffi::lua_type(l, at))) {
+                    None | Some((_, ffi::LUA_TNIL)) => None,
+                    Some((at, ffi::LUA_TTABLE)) => match value_at(lua, l, at)? {
                         Value::Table(t) => Some(t),
                         _ => None,
                     },
-                    kind => {
-                        let kind = std::ffi::CStr::from_ptr(ffi::lua_typename(l, kind)).to_string_lossy();
+                    Some((at, _)) => {
+                        let kind = type_name(l, at);
                         return Ok(Op::Invalid(format!("expected an options table, got {kind}")));
                     }
                 };

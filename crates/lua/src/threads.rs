@@ -4,9 +4,9 @@
 //! thread object and its stack, and the garbage collector then has to
 //! trace and free them: on the benchmark plan that was a large part of
 //! the Lua overhead per request. A shard's VM keeps the coroutines that
-//! finished cleanly and hands them out again; one that did not finish (the
-//! user was stopped mid-request, or it died with an error) is left to the
-//! collector.
+//! finished (returned, or died with an error and were then closed by the
+//! driver) and hands them out again; one left suspended (its user was
+//! stopped mid-request) is left to the collector.
 
 use std::cell::RefCell;
 
