@@ -128,6 +128,19 @@ impl Setup {
         }
         panic!("fewer than {at_least} requests recorded");
     }
+
+    /// Waits until the `fail` task has run at least once. Which task a user
+    /// picks is random, so a count of requests alone does not promise one.
+    async fn wait_for_a_failure(&mut self) -> Value {
+        for _ in 0..100 {
+            let stats = self.json("/stats/requests").await;
+            if !stats["errors"].as_array().unwrap().is_empty() {
+                return stats;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no failure recorded");
+    }
 }
 
 #[tokio::test]
@@ -140,7 +153,8 @@ async fn swarm_starts_a_test_and_stats_use_locusts_field_names() {
     assert_eq!(answer["message"], "Swarming started");
     assert_eq!(answer["host"], s.target_url.as_str());
     s.wait_for(RunnerState::Running).await;
-    let stats = s.wait_for_requests(20).await;
+    s.wait_for_requests(20).await;
+    let stats = s.wait_for_a_failure().await;
     for key in [
         "stats",
         "errors",
@@ -262,6 +276,7 @@ async fn downloads_carry_locusts_formats() {
     let mut s = setup_with(WebOptions { full_history_csv: Some(history), ..web_options() }, true).await;
     s.post("/swarm", &[("user_count", "3"), ("spawn_rate", "100")]).await;
     s.wait_for_requests(10).await;
+    s.wait_for_a_failure().await;
     let r = s.get("/stats/requests/csv").await;
     assert_eq!(r.status_code(), 200);
     assert_eq!(r.header("content-type"), Some("text/csv; charset=utf-8"));
@@ -320,7 +335,8 @@ async fn exceptions_tasks_logs_and_worker_count_have_locusts_shapes() {
 async fn metrics_are_prometheus_text() {
     let mut s = setup().await;
     s.post("/swarm", &[("user_count", "2"), ("spawn_rate", "100")]).await;
-    let stats = s.wait_for_requests(10).await;
+    s.wait_for_requests(10).await;
+    let stats = s.wait_for_a_failure().await;
     let r = s.get("/metrics").await;
     assert!(r.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
     let text = r.text();
