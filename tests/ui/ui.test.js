@@ -165,7 +165,7 @@ test("thousands of names stay readable: filter, pages, sorting; plan options are
     await page.fill("#f-rate", "100");
     await page.click("#f-start");
     await page.waitForFunction(() => /^1200 of 1200 names$/.test(document.getElementById("stats-count").textContent),
-      null, { timeout: 20000 });
+      null, { timeout: 60000 });
     assert.equal(await page.locator("#stats-table tbody tr").count(), 100, "one page of rows is drawn");
     assert.equal(await page.locator("#page-info").innerText(), "page 1 of 12");
     await page.click("#page-next");

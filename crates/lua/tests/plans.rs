@@ -2,7 +2,7 @@
 //! against the real demo target on 127.0.0.1.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use swarmer_engine::{LocalRunner, RunnerHandle, RunnerOptions, RunnerState, TagFilter};
 use swarmer_target::{DemoTarget, TargetOptions};
@@ -27,10 +27,31 @@ async fn start(path: &Path, host: &str, shards: usize, tags: TagFilter) -> Runne
     LocalRunner::start(plan, options).await.unwrap()
 }
 
-async fn run_for(handle: &RunnerHandle, users: usize, duration: Duration) {
+/// Starts `users`, waits until `done` holds (every shard's statistics are
+/// handed over before each look), then quits. A slow machine only makes it
+/// wait longer; asserting after the quit also catches anything extra.
+async fn run_until(handle: &RunnerHandle, users: usize, what: &str, done: impl FnMut(&RunnerHandle) -> bool) {
     handle.start(users, 1000.0);
-    tokio::time::sleep(duration).await;
+    wait_until(handle, what, done).await;
     handle.quit().await;
+}
+
+/// Waits up to 15 s until `done` holds of the running test.
+async fn wait_until(handle: &RunnerHandle, what: &str, mut done: impl FnMut(&RunnerHandle) -> bool) {
+    let started = Instant::now();
+    loop {
+        handle.flush().await;
+        if done(handle) {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "not within 15 s: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn exception_count(handle: &RunnerHandle, containing: &str) -> u64 {
+    let store = handle.stats().lock().unwrap();
+    store.stats.exceptions().filter(|e| e.msg.contains(containing)).map(|e| e.count).sum()
 }
 
 fn count(handle: &RunnerHandle, method: &str, name: &str) -> (u64, u64) {
@@ -75,7 +96,10 @@ fn definition_errors_name_the_plan_line() {
 async fn quickstart_logs_in_on_start_then_runs_weighted_tasks() {
     let t = target();
     let handle = start(&example("quickstart"), &t.url(), 2, TagFilter::default()).await;
-    run_for(&handle, 4, Duration::from_millis(1500)).await;
+    run_until(&handle, 4, "four logins and four tasks", |h| {
+        count(h, "POST", "/login").0 == 4 && count(h, "GET", "/").0 + count(h, "GET", "/profile").0 == 4
+    })
+    .await;
     assert_eq!(count(&handle, "POST", "/login"), (4, 0));
     let (index, _) = count(&handle, "GET", "/");
     let (profile, _) = count(&handle, "GET", "/profile");
@@ -86,7 +110,7 @@ async fn quickstart_logs_in_on_start_then_runs_weighted_tasks() {
 async fn a_multi_file_plan_requires_its_common_module_and_keeps_cookies() {
     let t = target();
     let handle = start(&example("multi_file"), &t.url(), 1, TagFilter::default()).await;
-    run_for(&handle, 3, Duration::from_millis(800)).await;
+    run_until(&handle, 3, "six profiles", |h| count(h, "GET", "/profile").0 >= 6).await;
     assert_eq!(count(&handle, "POST", "/login"), (3, 0));
     let (profiles, failures) = count(&handle, "GET", "/profile");
     assert!(profiles >= 6, "{profiles}");
@@ -97,7 +121,7 @@ async fn a_multi_file_plan_requires_its_common_module_and_keeps_cookies() {
 async fn random_query_is_grouped_under_its_name() {
     let t = target();
     let handle = start(&example("random_query"), &t.url(), 1, TagFilter::default()).await;
-    run_for(&handle, 2, Duration::from_millis(700)).await;
+    run_until(&handle, 2, "six requests", |h| count(h, "GET", "/index.html?ok=[random]").0 >= 6).await;
     let (n, f) = count(&handle, "GET", "/index.html?ok=[random]");
     assert!(n >= 6 && f == 0, "{n} {f}");
     assert_eq!(handle.stats().lock().unwrap().stats.num_names(), 1);
@@ -126,7 +150,10 @@ swarmer.user("Clumsy", {
 "#,
     );
     let handle = start(&path, &t.url(), 1, TagFilter::default()).await;
-    run_for(&handle, 2, Duration::from_millis(600)).await;
+    run_until(&handle, 2, "both on_start errors and ten requests", |h| {
+        exception_count(h, "no login today") == 2 && count(h, "GET", "/").0 >= 10
+    })
+    .await;
     let store = handle.stats().lock().unwrap();
     let exceptions: Vec<_> = store.stats.exceptions().collect();
     let on_start = exceptions.iter().find(|e| e.msg.contains("no login today")).expect("on_start error recorded");
@@ -166,7 +193,7 @@ swarmer.user("Yielder", {
 "#,
     );
     let handle = start(&path, &t.url(), 1, TagFilter::default()).await;
-    run_for(&handle, 1, Duration::from_millis(300)).await;
+    run_until(&handle, 1, "two refused yields", |h| exception_count(h, "coroutine.yield from a task") >= 2).await;
     let store = handle.stats().lock().unwrap();
     let exceptions: Vec<_> = store.stats.exceptions().collect();
     assert_eq!(exceptions.len(), 1, "{exceptions:?}");
@@ -216,7 +243,7 @@ swarmer.user("Careful", {
 "#,
     );
     let handle = start(&path, &t.url(), 1, TagFilter::default()).await;
-    run_for(&handle, 1, Duration::from_millis(500)).await;
+    run_until(&handle, 1, "the last request", |h| count(h, "GET", "/status/503").0 == 1).await;
     assert_eq!(count(&handle, "POST", "echo-json"), (1, 0));
     assert_eq!(count(&handle, "POST", "echo-form"), (1, 0));
     assert_eq!(count(&handle, "GET", "/missing"), (1, 0));
@@ -307,7 +334,7 @@ swarmer.user("Keeper", {
 "#,
     );
     let handle = start(&path, &t.url(), 1, TagFilter::default()).await;
-    run_for(&handle, 1, Duration::from_millis(800)).await;
+    run_until(&handle, 1, "the last request", |h| count(h, "HEAD", "/").0 == 1).await;
     let store = handle.stats().lock().unwrap();
     assert_eq!(store.stats.exceptions().count(), 0, "{:?}", store.stats.exceptions().collect::<Vec<_>>());
     drop(store);
@@ -364,7 +391,10 @@ swarmer.user("Long", {
 "#,
     );
     let handle = start(&path, &t.url(), 1, TagFilter::default()).await;
-    run_for(&handle, 2, Duration::from_millis(800)).await;
+    run_until(&handle, 2, "every edge", |h| {
+        count(h, "GET", "refused").0 == 1 && count(h, "GET", "closed 3").0 == 1 && exception_count(h, "boom") == 3
+    })
+    .await;
     assert_eq!(count(&handle, "GET", "refused"), (1, 0));
     assert_eq!(count(&handle, "GET", "closed 3"), (1, 0));
     let store = handle.stats().lock().unwrap();
@@ -420,13 +450,13 @@ swarmer.user("Buyer", {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-async fn tags_and_environment_variables() {
+async fn tags_pick_the_tasks_that_run() {
     let t = target();
     let dir = tempfile::tempdir().unwrap();
     let path = write_plan(
         dir.path(),
         r#"local swarmer = require("swarmer")
-local page = os.getenv("SWARMER_TEST_PAGE") or "/missing-env"
+local page = "/profile"
 swarmer.user("Tagged", {
   wait_time = swarmer.constant(0.02),
   tasks = {
@@ -436,10 +466,8 @@ swarmer.user("Tagged", {
 })
 "#,
     );
-    // SAFETY: set before any thread of this test reads the environment.
-    unsafe { std::env::set_var("SWARMER_TEST_PAGE", "/profile") };
     let handle = start(&path, &t.url(), 1, TagFilter::new(Some(vec!["web".into()]), vec![])).await;
-    run_for(&handle, 1, Duration::from_millis(400)).await;
+    run_until(&handle, 1, "ten requests", |h| h.stats().lock().unwrap().stats.total().num_requests >= 10).await;
     assert_eq!(handle.state(), RunnerState::Stopped);
     let store = handle.stats().lock().unwrap();
     let names: Vec<&str> = store.stats.entries().map(|e| e.name.as_str()).collect();
@@ -469,7 +497,13 @@ swarmer.user("Custom", {
 "#,
     );
     let handle = start(&path, &t.url(), 1, TagFilter::default()).await;
-    run_for(&handle, 1, Duration::from_millis(400)).await;
+    run_until(&handle, 1, "every sample", |h| {
+        let store = h.stats().lock().unwrap();
+        ["Greeter/SayHello", "Greeter/Fail"].iter().all(|n| store.stats.entry("grpc", n).is_some())
+            && store.stats.entry("redis", "GET key").is_some()
+            && store.stats.failures().any(|f| f.error == "READONLY")
+    })
+    .await;
     let store = handle.stats().lock().unwrap();
     let hello = store.stats.entry("grpc", "Greeter/SayHello").unwrap();
     assert_eq!((hello.num_requests, hello.num_failures), (1, 0));
@@ -504,7 +538,10 @@ async fn a_background_checker_stops_the_test_when_the_failure_ratio_passes_20_pe
 async fn test_data_lifecycle_hooks_run_in_order() {
     let t = target();
     let handle = start(&example("test_data_lifecycle"), &t.url(), 2, TagFilter::default()).await;
-    run_for(&handle, 4, Duration::from_millis(600)).await;
+    run_until(&handle, 4, "four users started and eight profiles", |h| {
+        count(h, "lifecycle", "4-user-start-sees-init-and-test-start").0 == 4 && count(h, "GET", "/profile").0 >= 8
+    })
+    .await;
     assert_eq!(count(&handle, "lifecycle", "4-user-start-sees-init-and-test-start"), (4, 0));
     assert_eq!(count(&handle, "lifecycle", "6-user-stop"), (4, 0));
     let (profiles, failures) = count(&handle, "GET", "/profile");
@@ -527,7 +564,12 @@ async fn csv_rows_are_unique_per_user_across_shards_and_json_loads() {
     let t = target();
     let handle = start(&example("test_data"), &t.url(), 2, TagFilter::default()).await;
     // Four users, three rows: the fourth user finds none and stops itself.
-    run_for(&handle, 4, Duration::from_millis(700)).await;
+    run_until(&handle, 4, "three logins, six profiles, six products", |h| {
+        count(h, "POST", "/login").0 == 3
+            && count(h, "GET", "/profile").0 >= 6
+            && count(h, "GET", "/index.html?product=[name]").0 >= 6
+    })
+    .await;
     assert_eq!(count(&handle, "POST", "/login"), (3, 0));
     let (profiles, wrong_user) = count(&handle, "GET", "/profile");
     assert!(profiles >= 6, "{profiles}");
@@ -611,14 +653,12 @@ async fn plan_options_are_read_when_used_so_a_new_value_reaches_the_next_test() 
     let options = RunnerOptions { shards: 1, host: Some(t.url()), ..Default::default() };
     let handle = swarmer_engine::LocalRunner::start(plan, options).await.unwrap();
     handle.start(1, 1000.0);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until(&handle, "a request to /profile", |h| count(h, "GET", "/profile").0 > 0).await;
     handle.stop();
-    // Shards hand over their statistics once a second.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert!(count(&handle, "GET", "/profile").0 > 0);
+    wait_until(&handle, "the test to stop", |h| h.state() == RunnerState::Stopped).await;
     // What the web UI's form does before the next test.
     values.set("page", "/headers".into());
-    run_for(&handle, 1, Duration::from_millis(500)).await;
+    run_until(&handle, 1, "a request to /headers", |h| count(h, "GET", "/headers").0 > 0).await;
     assert!(count(&handle, "GET", "/headers").0 > 0, "the new value reached the users");
 }
 
@@ -626,6 +666,10 @@ async fn plan_options_are_read_when_used_so_a_new_value_reaches_the_next_test() 
 async fn the_idle_benchmark_plan_makes_one_request_per_user_then_waits() {
     let t = target();
     let handle = start(&example("idle"), &t.url(), 1, TagFilter::default()).await;
-    run_for(&handle, 3, Duration::from_millis(400)).await;
+    handle.start(3, 1000.0);
+    wait_until(&handle, "three requests", |h| count(h, "GET", "/").0 == 3).await;
+    // And no more: each user waits after its one request.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    handle.quit().await;
     assert_eq!(count(&handle, "GET", "/"), (3, 0));
 }

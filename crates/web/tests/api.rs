@@ -129,17 +129,19 @@ impl Setup {
         panic!("fewer than {at_least} requests recorded");
     }
 
-    /// Waits until the `fail` task has run at least once. Which task a user
-    /// picks is random, so a count of requests alone does not promise one.
-    async fn wait_for_a_failure(&mut self) -> Value {
+    /// Waits until the Web class's `root` and `fail` tasks have each run at
+    /// least once. Which task a user picks is random, so a count of
+    /// requests alone promises neither.
+    async fn wait_for_both_web_tasks(&mut self) -> Value {
         for _ in 0..100 {
             let stats = self.json("/stats/requests").await;
-            if !stats["errors"].as_array().unwrap().is_empty() {
+            let root = stats["stats"].as_array().unwrap().iter().any(|r| r["name"] == "/");
+            if root && !stats["errors"].as_array().unwrap().is_empty() {
                 return stats;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("no failure recorded");
+        panic!("the root and fail tasks did not both run");
     }
 }
 
@@ -154,7 +156,7 @@ async fn swarm_starts_a_test_and_stats_use_locusts_field_names() {
     assert_eq!(answer["host"], s.target_url.as_str());
     s.wait_for(RunnerState::Running).await;
     s.wait_for_requests(20).await;
-    let stats = s.wait_for_a_failure().await;
+    let stats = s.wait_for_both_web_tasks().await;
     for key in [
         "stats",
         "errors",
@@ -203,9 +205,17 @@ async fn swarm_starts_a_test_and_stats_use_locusts_field_names() {
         assert!(error.get(key).is_some(), "error lacks {key}");
     }
     // The chart history: one point a second, [time, users, rps, fail/s, p50, p95, p99, avg].
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let history = s.json("/stats/history").await;
-    let point = history.as_array().unwrap().last().expect("a chart point").as_array().unwrap().clone();
+    let mut point = Vec::new();
+    for _ in 0..100 {
+        let history = s.json("/stats/history").await;
+        if let Some(last) = history.as_array().unwrap().last() {
+            point = last.as_array().unwrap().clone();
+            if point[1] == 4 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(point.len(), 8);
     assert_eq!(point[1], 4, "users");
     // Edit: the same endpoint changes the user count of the running test.
@@ -276,7 +286,7 @@ async fn downloads_carry_locusts_formats() {
     let mut s = setup_with(WebOptions { full_history_csv: Some(history), ..web_options() }, true).await;
     s.post("/swarm", &[("user_count", "3"), ("spawn_rate", "100")]).await;
     s.wait_for_requests(10).await;
-    s.wait_for_a_failure().await;
+    s.wait_for_both_web_tasks().await;
     let r = s.get("/stats/requests/csv").await;
     assert_eq!(r.status_code(), 200);
     assert_eq!(r.header("content-type"), Some("text/csv; charset=utf-8"));
@@ -336,7 +346,7 @@ async fn metrics_are_prometheus_text() {
     let mut s = setup().await;
     s.post("/swarm", &[("user_count", "2"), ("spawn_rate", "100")]).await;
     s.wait_for_requests(10).await;
-    let stats = s.wait_for_a_failure().await;
+    let stats = s.wait_for_both_web_tasks().await;
     let r = s.get("/metrics").await;
     assert!(r.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
     let text = r.text();
