@@ -391,6 +391,7 @@ async fn reset_stats_forgets_the_ramp_once_spawning_completes() {
             UserClass::new("U")
                 .on_start(|user: &mut User| -> LocalBoxFuture<'_, TaskResult> {
                     Box::pin(async move {
+                        tokio::time::sleep(Duration::from_millis(250)).await;
                         user.client.get("/status/503").await;
                         Ok(())
                     })
@@ -401,7 +402,7 @@ async fn reset_stats_forgets_the_ramp_once_spawning_completes() {
     });
     let opts = RunnerOptions { reset_stats: true, ..options(&t.url(), 1) };
     let handle = LocalRunner::start(plan, opts).await.unwrap();
-    handle.start(3, 3.0);
+    handle.start(3, 2.0);
     wait_for_state(&handle, RunnerState::Running).await;
     for _ in 0..100 {
         handle.flush().await;
@@ -414,10 +415,11 @@ async fn reset_stats_forgets_the_ramp_once_spawning_completes() {
     handle.quit().await;
     let store = handle.stats().lock().unwrap();
     assert!(store.stats.entry("GET", "/").is_some_and(|e| e.num_requests > 0));
-    // Spawning completes when the last user is spawned; that user's own
-    // on_start request comes after the reset, the first user's (333 ms
-    // earlier) does not. The second user's is reset too, unless a stalled
-    // machine spawned it in the same step as the third.
+    // Users start at 0, 0.5 and 1 s, and each makes its on_start request
+    // 250 ms after it starts. Spawning completes (and the statistics are
+    // reset) when the last user starts: its request comes 250 ms after the
+    // reset, the first two users' 500 and 250 ms before it. (Unless the
+    // machine stalls for half a second and starts the last two together.)
     let on_start = store.stats.entry("GET", "/status/503").map_or(0, |e| e.num_requests);
     assert!((1..=2).contains(&on_start), "on_start requests after the reset: {on_start}");
     assert_eq!(store.stats.total().num_failures, on_start);
