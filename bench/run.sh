@@ -6,7 +6,9 @@
 # Layout on a 2-core machine: the target is pinned to core 1, the load
 # generator (wrk, then Swarmer) to core 0, so both get one core each.
 # Environment: DURATION (default 6s per run), ROUNDS (7), USERS (50),
-# IDLE_USERS (5000), RSS=0 to skip the memory part.
+# IDLE_USERS (5000), RSS=0 to skip the memory part, PEERS=0 to skip the
+# peers (Locust and Goose, installed from PyPI and crates.io on first use
+# into target/bench-peers; a peer that cannot be installed is skipped).
 set -euo pipefail
 ulimit -n 65536 2>/dev/null || true
 cd "$(dirname "$0")/.."
@@ -44,13 +46,55 @@ fi
 url="http://127.0.0.1:$port"
 for _ in $(seq 50); do curl -fs "$url/" >/dev/null 2>&1 && break; sleep 0.1; done
 
+# Peers: the same user (GET / in a loop, no wait) for Locust (FastHttpUser,
+# its faster client; one process, as Locust runs per core) and for Goose.
+peers=target/bench-peers
+locust_bin="" goose_bin=""
+if [ "${PEERS:-1}" = 1 ]; then
+  mkdir -p "$peers"
+  if [ ! -x "$peers/locust/bin/locust" ]; then
+    if ! python3 -m venv "$peers/locust" >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      apt-get install -y python3-venv >/dev/null 2>&1 && rm -rf "$peers/locust" && python3 -m venv "$peers/locust" >/dev/null 2>&1
+    fi
+    "$peers/locust/bin/pip" install -q locust >"$work/locust.log" 2>&1 || true
+  fi
+  if [ -x "$peers/locust/bin/locust" ]; then
+    locust_bin=$peers/locust/bin/locust
+  else
+    echo "Locust skipped: could not install it ($(tail -1 "$work/locust.log" 2>/dev/null))"
+  fi
+  if cargo build --release --manifest-path bench/peers/goose/Cargo.toml --target-dir "$peers/goose" \
+      >"$work/goose.log" 2>&1; then
+    goose_bin=$peers/goose/release/swarmer-bench-goose
+  else
+    echo "Goose skipped: could not build it ($(grep -m1 error "$work/goose.log"))"
+  fi
+fi
+
 echo "target: $target_name on CPU $TARGET_CPU; generators on CPU $GEN_CPU; $USERS connections/users; $DURATION x $ROUNDS rounds"
 
+# Requests/s from Locust's --json layout (Swarmer's --json has the same):
+# requests over the time from the first request to the last.
+rps_of_json() {
+  python3 -c 'import json,sys; e=json.load(sys.stdin); n=sum(x["num_requests"] for x in e); t=max(x["last_request_timestamp"] for x in e)-min(x["start_time"] for x in e); print(f"{n/t:.0f}")' 2>/dev/null || echo "-"
+}
 swarmer_rps() { # $1: program, rest: extra args
   local program=$1; shift
   taskset -c "$GEN_CPU" "$program" "$@" --headless -H "$url" -u "$USERS" -r 100000 -t "$DURATION" --shards 1 \
-    --only-summary --json 2>/dev/null \
-    | python3 -c 'import json,sys; e=json.load(sys.stdin); n=sum(x["num_requests"] for x in e); t=max(x["last_request_timestamp"] for x in e)-min(x["start_time"] for x in e); print(f"{n/t:.0f}")'
+    --only-summary --json 2>/dev/null | rps_of_json
+}
+goose_rps() { # Goose's own figure: requests over the time all users ran
+  [ -n "$goose_bin" ] || { echo "-"; return; }
+  taskset -c "$GEN_CPU" "$goose_bin" --scenarios hello -H "$url" -u "$USERS" -r 100000 -t "$DURATION" 2>/dev/null \
+    | python3 -c '
+import sys
+lines = sys.stdin.read().split("=== PER REQUEST METRICS ===")[1].splitlines()
+print(next(l.split("|")[3].strip() for l in lines if l.strip().startswith("GET /")))' 2>/dev/null || echo "-"
+}
+locust_rps() {
+  [ -n "$locust_bin" ] || { echo "-"; return; }
+  taskset -c "$GEN_CPU" "$locust_bin" -f bench/peers/locustfile.py HelloUser --headless -H "$url" -u "$USERS" \
+    -r 100000 -t "$DURATION" --only-summary --json 2>/dev/null | rps_of_json
 }
 # Rounds of wrk, Rust API, Lua plan back to back: a shared machine's load
 # drifts, so each round's ratios compare runs made moments apart, and the
@@ -60,18 +104,28 @@ for round in $(seq "$ROUNDS"); do
   wrk_rps=$(taskset -c "$GEN_CPU" wrk -t1 -c"$USERS" -d"$DURATION" "$url/" | awk '/Requests\/sec/ {print $2}')
   rust_rps=$(swarmer_rps target/release/examples/hello_loop)
   lua_rps=$(swarmer_rps "$bin" -f examples/lua/hello/plan.lua)
-  echo "round $round: wrk $wrk_rps, Rust API $rust_rps, Lua plan $lua_rps req/s"
-  rounds+=("$wrk_rps $rust_rps $lua_rps")
+  locust=$(locust_rps)
+  goose=$(goose_rps)
+  echo "round $round: wrk $wrk_rps, Rust API $rust_rps, Lua plan $lua_rps, Locust $locust, Goose $goose req/s"
+  rounds+=("$wrk_rps $rust_rps $lua_rps $locust $goose")
 done
 printf '%s\n' "${rounds[@]}" | python3 -c '
 import statistics, sys
-rows = [list(map(float, line.split())) for line in sys.stdin if line.strip()]
-med = lambda xs: statistics.median(xs)
-wrk, rust, lua = (med([r[i] for r in rows]) for i in range(3))
-print(f"wrk:                 {wrk:.0f} req/s (median)")
-print(f"swarmer (Rust API):  {rust:.0f} req/s  = {med([r[1] / r[0] for r in rows]):.2f} x wrk")
-print(f"swarmer (Lua plan):  {lua:.0f} req/s  = {med([r[2] / r[0] for r in rows]):.2f} x wrk, "
-      f"{med([r[2] / r[1] for r in rows]):.2f} x Rust API")
+rows = [[None if v == "-" else float(v) for v in line.split()] for line in sys.stdin if line.strip()]
+def med(i, over=None):
+    """Median of column i, or of the per-round ratios of i to column over."""
+    xs = [r[i] / r[over] if over is not None else r[i] for r in rows
+          if r[i] is not None and (over is None or r[over])]
+    return statistics.median(xs) if xs else None
+print(f"wrk:                 {med(0):.0f} req/s (median)")
+print(f"swarmer (Rust API):  {med(1):.0f} req/s  = {med(1, 0):.2f} x wrk")
+print(f"swarmer (Lua plan):  {med(2):.0f} req/s  = {med(2, 0):.2f} x wrk, {med(2, 1):.2f} x Rust API")
+for i, label in ((3, "Locust FastHttpUser:"), (4, "Goose:")):
+    if med(i) is None:
+        print(f"{label:<21}skipped")
+    else:
+        print(f"{label:<21}{med(i):.0f} req/s  = {med(i, 0):.2f} x wrk; swarmer Rust API = "
+              f"{med(1, i):.1f} x, Lua plan = {med(2, i):.1f} x this")
 '
 
 [ "${RSS:-1}" = 0 ] && exit 0
@@ -79,20 +133,31 @@ print(f"swarmer (Lua plan):  {lua:.0f} req/s  = {med([r[2] / r[0] for r in rows]
 # RSS per idle user: users that made one request and now wait an hour.
 # Rust users measured twice: ramped at 1000 users/s (few requests in flight at once),
 # and all at once (every user mid-request together: transient read buffers
-# that the allocator keeps afterwards count too); Lua users ramped.
-rss_at() { # $1 users, $2 spawn rate, $3 plan -> RSS in KiB once they are all spawned
-  taskset -c "$GEN_CPU" "$bin" -f "$3" --headless -H "$url" -u "$1" -r "$2" -t 30s --shards 1 \
-    --only-summary >/dev/null 2>&1 &
+# that the allocator keeps afterwards count too); Lua users and the peers' ramped.
+rss_at() { # $1 users, $2 spawn rate, rest: the generator's command -> RSS in KiB once they are all spawned
+  local users=$1 rate=$2; shift 2
+  "$@" -H "$url" -u "$users" -r "$rate" -t 30s >/dev/null 2>&1 &
   local pid=$! rss
-  sleep 10
+  sleep $((10 + users / 1000))
   rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
   kill -TERM $pid; wait $pid 2>/dev/null || true
   echo "$rss"
 }
+per_user() { # $1 label, $2 spawn rate, rest: the generator's command
+  local label=$1 rate=$2; shift 2
+  local base full
+  base=$(rss_at 100 "$rate" "$@")
+  full=$(rss_at $((IDLE_USERS + 100)) "$rate" "$@")
+  echo "RSS per idle user:   $(python3 -c "print(f'{($full-$base)/$IDLE_USERS:.2f}')") KiB, $label at spawn rate $rate/s" \
+    "($IDLE_USERS users: ${base} KiB -> ${full} KiB)"
+}
+# (Each command is run as is, no shell function: its process is the one measured.)
 for plan_rate in builtin:idle:1000 builtin:idle:1000000 examples/lua/idle/plan.lua:1000; do
   plan=${plan_rate%:*}; rate=${plan_rate##*:}
-  base=$(rss_at 100 "$rate" "$plan")
-  full=$(rss_at $((IDLE_USERS + 100)) "$rate" "$plan")
-  per_user=$(python3 -c "print(f'{($full-$base)/$IDLE_USERS:.2f}')")
-  echo "RSS per idle user:   $per_user KiB, $plan at spawn rate $rate/s ($IDLE_USERS users: ${base} KiB -> ${full} KiB)"
+  per_user "swarmer $plan" "$rate" taskset -c "$GEN_CPU" "$bin" -f "$plan" --headless --shards 1 --only-summary
 done
+if [ -n "$locust_bin" ]; then
+  per_user "Locust FastHttpUser" 1000 taskset -c "$GEN_CPU" "$locust_bin" -f bench/peers/locustfile.py IdleUser \
+    --headless --only-summary
+fi
+[ -z "$goose_bin" ] || per_user "Goose" 1000 taskset -c "$GEN_CPU" "$goose_bin" --scenarios idle
