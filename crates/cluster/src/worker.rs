@@ -242,7 +242,11 @@ async fn start_runner(
         plan.option_values.set(name, value.clone());
     }
     let (sink, deltas) = mpsc::unbounded_channel();
+    // The master's --stop-timeout governs the whole test, as in Locust (the
+    // first master's, should this worker later join another).
+    let stop_timeout = Duration::try_from_secs_f64(welcome.stop_timeout_seconds).unwrap_or(options.runner.stop_timeout);
     let runner_options = RunnerOptions {
+        stop_timeout,
         delta_sink: Some(sink),
         host_required: false,
         node: options.id.clone(),

@@ -107,6 +107,7 @@ impl Master {
             options: plan.option_values.clone(),
             sessions: AtomicU64::new(0),
             epoch: epoch.clone(),
+            stop_timeout: runner.stop_timeout,
         });
         // Workers send heartbeats and statistics, never bundles: a smaller
         // limit on what the master reads keeps unauthenticated peers from

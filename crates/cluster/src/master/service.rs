@@ -41,6 +41,8 @@ pub struct ClusterService {
     pub digest: String,
     pub options: OptionValues,
     pub sessions: AtomicU64,
+    /// The master's `--stop-timeout`, told to joining workers.
+    pub stop_timeout: Duration,
     /// The master's statistics epoch (resets so far), told to joining workers.
     pub epoch: Arc<AtomicU64>,
 }
@@ -134,6 +136,7 @@ impl ClusterService {
             plan: hello.plan_digest.is_empty().then(|| self.bundle.to_proto()),
             options: self.options.snapshot().into_iter().collect(),
             stats_epoch: self.epoch.load(Ordering::Relaxed),
+            stop_timeout_seconds: self.stop_timeout.as_secs_f64(),
         };
         if tx.send(message(master_message::Kind::Welcome(welcome))).is_err() {
             return;
