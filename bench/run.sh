@@ -4,7 +4,8 @@
 # with apt when missing and root; falls back to the built-in target).
 #
 # Layout on a 2-core machine: the target is pinned to core 1, the load
-# generator (wrk, then Swarmer) to core 0, so both get one core each.
+# generators (wrk, Swarmer, then the peers, one after another) to core 0, so
+# the target and the generator running get one core each.
 # Environment: DURATION (default 6s per run), ROUNDS (7), USERS (50),
 # IDLE_USERS (5000), RSS=0 to skip the memory part, PEERS=0 to skip the
 # peers (Locust and Goose, installed from PyPI and crates.io on first use
@@ -52,18 +53,20 @@ peers=target/bench-peers
 locust_bin="" goose_bin=""
 if [ "${PEERS:-1}" = 1 ]; then
   mkdir -p "$peers"
-  if [ ! -x "$peers/locust/bin/locust" ]; then
+  locust_version=2.47.0
+  if ! "$peers/locust/bin/pip" show locust 2>/dev/null | grep -qx "Version: $locust_version"; then
     if ! python3 -m venv "$peers/locust" >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-      apt-get install -y python3-venv >/dev/null 2>&1 && rm -rf "$peers/locust" && python3 -m venv "$peers/locust" >/dev/null 2>&1
+      { (apt-get install -y python3-venv || (apt-get update && apt-get install -y python3-venv)) >/dev/null 2>&1 \
+        && rm -rf "$peers/locust" && python3 -m venv "$peers/locust" >/dev/null 2>&1; } || true
     fi
-    "$peers/locust/bin/pip" install -q locust >"$work/locust.log" 2>&1 || true
+    "$peers/locust/bin/pip" install -q "locust==$locust_version" >"$work/locust.log" 2>&1 || true
   fi
   if [ -x "$peers/locust/bin/locust" ]; then
     locust_bin=$peers/locust/bin/locust
   else
     echo "Locust skipped: could not install it ($(tail -1 "$work/locust.log" 2>/dev/null))"
   fi
-  if cargo build --release --manifest-path bench/peers/goose/Cargo.toml --target-dir "$peers/goose" \
+  if cargo build --release --locked --manifest-path bench/peers/goose/Cargo.toml --target-dir "$peers/goose" \
       >"$work/goose.log" 2>&1; then
     goose_bin=$peers/goose/release/swarmer-bench-goose
   else
@@ -73,6 +76,9 @@ fi
 
 echo "target: $target_name on CPU $TARGET_CPU; generators on CPU $GEN_CPU; $USERS connections/users; $DURATION x $ROUNDS rounds"
 
+# Each generator's figure, or "-" when it failed: a run's exit code (which
+# is 1 after any failed request, in Locust and Swarmer alike) never ends
+# the benchmark, its output is read either way.
 # Requests/s from Locust's --json layout (Swarmer's --json has the same):
 # requests over the time from the first request to the last.
 rps_of_json() {
@@ -80,28 +86,38 @@ rps_of_json() {
 }
 swarmer_rps() { # $1: program, rest: extra args
   local program=$1; shift
-  taskset -c "$GEN_CPU" "$program" "$@" --headless -H "$url" -u "$USERS" -r 100000 -t "$DURATION" --shards 1 \
-    --only-summary --json 2>/dev/null | rps_of_json
+  local out
+  out=$(taskset -c "$GEN_CPU" "$program" "$@" --headless -H "$url" -u "$USERS" -r 100000 -t "$DURATION" --shards 1 \
+    --only-summary --json 2>/dev/null) || true
+  printf '%s' "$out" | rps_of_json
 }
 goose_rps() { # Goose's own figure: requests over the time all users ran
   [ -n "$goose_bin" ] || { echo "-"; return; }
-  taskset -c "$GEN_CPU" "$goose_bin" --scenarios hello -H "$url" -u "$USERS" -r 100000 -t "$DURATION" 2>/dev/null \
-    | python3 -c '
+  local out
+  out=$(taskset -c "$GEN_CPU" "$goose_bin" --scenarios hello -H "$url" -u "$USERS" -r 100000 -t "$DURATION" \
+    2>/dev/null) || true
+  # The last metrics table is the final one (Goose may print one when all
+  # users have started, before it resets its metrics).
+  printf '%s' "$out" | python3 -c '
 import sys
-lines = sys.stdin.read().split("=== PER REQUEST METRICS ===")[1].splitlines()
-print(next(l.split("|")[3].strip() for l in lines if l.strip().startswith("GET /")))' 2>/dev/null || echo "-"
+lines = sys.stdin.read().split("=== PER REQUEST METRICS ===")[-1].splitlines()
+rps = float(next(l.split("|")[3] for l in lines if l.strip().startswith("GET /")))
+print(f"{rps:.0f}" if rps > 0 else "-")' 2>/dev/null || echo "-"
 }
 locust_rps() {
   [ -n "$locust_bin" ] || { echo "-"; return; }
-  taskset -c "$GEN_CPU" "$locust_bin" -f bench/peers/locustfile.py HelloUser --headless -H "$url" -u "$USERS" \
-    -r 100000 -t "$DURATION" --only-summary --json 2>/dev/null | rps_of_json
+  local out
+  out=$(taskset -c "$GEN_CPU" "$locust_bin" -f bench/peers/locustfile.py HelloUser --headless -H "$url" \
+    -u "$USERS" -r 100000 -t "$DURATION" --only-summary --json 2>/dev/null) || true
+  printf '%s' "$out" | rps_of_json
 }
-# Rounds of wrk, Rust API, Lua plan back to back: a shared machine's load
+# Rounds of wrk, Rust API, Lua plan, Locust, Goose back to back: a shared machine's load
 # drifts, so each round's ratios compare runs made moments apart, and the
 # medians over the rounds are reported.
 rounds=()
 for round in $(seq "$ROUNDS"); do
-  wrk_rps=$(taskset -c "$GEN_CPU" wrk -t1 -c"$USERS" -d"$DURATION" "$url/" | awk '/Requests\/sec/ {print $2}')
+  wrk_rps=$({ taskset -c "$GEN_CPU" wrk -t1 -c"$USERS" -d"$DURATION" "$url/" || true; } | awk '/Requests\/sec/ {print $2}')
+  wrk_rps=${wrk_rps:--}
   rust_rps=$(swarmer_rps target/release/examples/hello_loop)
   lua_rps=$(swarmer_rps "$bin" -f examples/lua/hello/plan.lua)
   locust=$(locust_rps)
@@ -117,15 +133,20 @@ def med(i, over=None):
     xs = [r[i] / r[over] if over is not None else r[i] for r in rows
           if r[i] is not None and (over is None or r[over])]
     return statistics.median(xs) if xs else None
-print(f"wrk:                 {med(0):.0f} req/s (median)")
-print(f"swarmer (Rust API):  {med(1):.0f} req/s  = {med(1, 0):.2f} x wrk")
-print(f"swarmer (Lua plan):  {med(2):.0f} req/s  = {med(2, 0):.2f} x wrk, {med(2, 1):.2f} x Rust API")
+def fmt(x, spec):
+    return "-" if x is None else format(x, spec)
+N, R, X = ".0f", ".2f", ".1f"  # request rates, ratios to wrk and Rust, ratios to a peer
+print("(ratios are medians of the per-round ratios, not ratios of the medians)")
+print(f"wrk:                 {fmt(med(0), N)} req/s (median)")
+print(f"swarmer (Rust API):  {fmt(med(1), N)} req/s  = {fmt(med(1, 0), R)} x wrk")
+print(f"swarmer (Lua plan):  {fmt(med(2), N)} req/s  = {fmt(med(2, 0), R)} x wrk, "
+      f"{fmt(med(2, 1), R)} x Rust API")
 for i, label in ((3, "Locust FastHttpUser:"), (4, "Goose:")):
     if med(i) is None:
         print(f"{label:<21}skipped")
     else:
-        print(f"{label:<21}{med(i):.0f} req/s  = {med(i, 0):.2f} x wrk; swarmer Rust API = "
-              f"{med(1, i):.1f} x, Lua plan = {med(2, i):.1f} x this")
+        print(f"{label:<21}{fmt(med(i), N)} req/s  = {fmt(med(i, 0), R)} x wrk; swarmer Rust API = "
+              f"{fmt(med(1, i), X)} x, Lua plan = {fmt(med(2, i), X)} x this")
 '
 
 [ "${RSS:-1}" = 0 ] && exit 0
@@ -139,8 +160,8 @@ rss_at() { # $1 users, $2 spawn rate, rest: the generator's command -> RSS in Ki
   "$@" -H "$url" -u "$users" -r "$rate" -t 30s >/dev/null 2>&1 &
   local pid=$! rss
   sleep $((10 + users / 1000))
-  rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
-  kill -TERM $pid; wait $pid 2>/dev/null || true
+  rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status 2>/dev/null) || rss=""
+  kill -TERM $pid 2>/dev/null || true; wait $pid 2>/dev/null || true
   echo "$rss"
 }
 per_user() { # $1 label, $2 spawn rate, rest: the generator's command
@@ -148,6 +169,10 @@ per_user() { # $1 label, $2 spawn rate, rest: the generator's command
   local base full
   base=$(rss_at 100 "$rate" "$@")
   full=$(rss_at $((IDLE_USERS + 100)) "$rate" "$@")
+  if [ -z "$base" ] || [ -z "$full" ]; then
+    echo "RSS per idle user:   -, $label: the generator had exited before it was measured"
+    return
+  fi
   echo "RSS per idle user:   $(python3 -c "print(f'{($full-$base)/$IDLE_USERS:.2f}')") KiB, $label at spawn rate $rate/s" \
     "($IDLE_USERS users: ${base} KiB -> ${full} KiB)"
 }

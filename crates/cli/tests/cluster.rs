@@ -266,6 +266,7 @@ fn a_killed_worker_goes_missing_and_the_others_carry_its_users() {
     std::thread::sleep(Duration::from_millis(8000));
     let before = total_requests(&get_json(&master.base, "/stats/requests"));
     workers[0].kill9();
+    let killed = Instant::now();
     wait_until(
         Duration::from_secs(15),
         || {
@@ -277,6 +278,9 @@ fn a_killed_worker_goes_missing_and_the_others_carry_its_users() {
         },
         "one worker missing and the two others running all 12 users",
     );
+    // Seen at once (the stream closes) and the users moved within a few
+    // heartbeats; the bound is loose for a loaded machine.
+    assert!(killed.elapsed() < Duration::from_secs(10), "took {:?}", killed.elapsed());
     let after = total_requests(&get_json(&master.base, "/stats/requests"));
     assert!(after >= before, "the killed worker's reported samples stay: {before} -> {after}");
     let notes = get_json(&master.base, "/stats/requests")["notes"].clone();

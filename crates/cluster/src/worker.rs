@@ -244,7 +244,10 @@ async fn start_runner(
     let (sink, deltas) = mpsc::unbounded_channel();
     // The master's --stop-timeout governs the whole test, as in Locust (the
     // first master's, should this worker later join another).
-    let stop_timeout = Duration::try_from_secs_f64(welcome.stop_timeout_seconds).unwrap_or(options.runner.stop_timeout);
+    let stop_timeout = welcome
+        .stop_timeout_seconds
+        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+        .unwrap_or(options.runner.stop_timeout);
     let runner_options = RunnerOptions {
         stop_timeout,
         delta_sink: Some(sink),

@@ -243,7 +243,10 @@ swarmer.user("Careful", {
 "#,
     );
     let handle = start(&path, &t.url(), 1, TagFilter::default()).await;
-    run_until(&handle, 1, "the last request", |h| count(h, "GET", "/status/503").0 == 1).await;
+    run_until(&handle, 1, "the last two requests", |h| {
+        count(h, "GET", "/status/500").0 == 1 && count(h, "GET", "/status/503").0 == 1
+    })
+    .await;
     assert_eq!(count(&handle, "POST", "echo-json"), (1, 0));
     assert_eq!(count(&handle, "POST", "echo-form"), (1, 0));
     assert_eq!(count(&handle, "GET", "/missing"), (1, 0));
@@ -334,7 +337,7 @@ swarmer.user("Keeper", {
 "#,
     );
     let handle = start(&path, &t.url(), 1, TagFilter::default()).await;
-    run_until(&handle, 1, "the last request", |h| count(h, "HEAD", "/").0 == 1).await;
+    run_until(&handle, 1, "the last request", |h| count(h, "GET", "checked").0 == 1).await;
     let store = handle.stats().lock().unwrap();
     assert_eq!(store.stats.exceptions().count(), 0, "{:?}", store.stats.exceptions().collect::<Vec<_>>());
     drop(store);
@@ -616,10 +619,11 @@ swarmer.user("U", {{
         ),
     );
     let handle = start(&path, &t.url(), 1, TagFilter::default()).await;
+    let logged = |what: &str| std::fs::read_to_string(&log_path).is_ok_and(|log| log.contains(what));
     handle.start(2, 100.0);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    wait_until(&handle, "a request and a user error heard", |_| logged("request GET") && logged("user_error")).await;
     handle.reset_stats();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until(&handle, "the reset heard", |_| logged("reset_stats")).await;
     handle.quit().await;
     let log = std::fs::read_to_string(&log_path).unwrap();
     let lines: Vec<&str> = log.lines().collect();

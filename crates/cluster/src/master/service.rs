@@ -136,7 +136,7 @@ impl ClusterService {
             plan: hello.plan_digest.is_empty().then(|| self.bundle.to_proto()),
             options: self.options.snapshot().into_iter().collect(),
             stats_epoch: self.epoch.load(Ordering::Relaxed),
-            stop_timeout_seconds: self.stop_timeout.as_secs_f64(),
+            stop_timeout_seconds: Some(self.stop_timeout.as_secs_f64()),
         };
         if tx.send(message(master_message::Kind::Welcome(welcome))).is_err() {
             return;
