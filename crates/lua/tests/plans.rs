@@ -621,7 +621,10 @@ swarmer.user("U", {{
     let handle = start(&path, &t.url(), 1, TagFilter::default()).await;
     let logged = |what: &str| std::fs::read_to_string(&log_path).is_ok_and(|log| log.contains(what));
     handle.start(2, 100.0);
-    wait_until(&handle, "a request and a user error heard", |_| logged("request GET") && logged("user_error")).await;
+    wait_until(&handle, "spawning complete, a request and a user error heard", |_| {
+        logged("spawning_complete") && logged("request GET") && logged("user_error")
+    })
+    .await;
     handle.reset_stats();
     wait_until(&handle, "the reset heard", |_| logged("reset_stats")).await;
     handle.quit().await;
