@@ -4,9 +4,10 @@
 //! payload whose user values are: 1 its parts, a table {status code, body,
 //! headers as `name: value` lines, final URL}; 2 elapsed seconds; 3 the
 //! headers table, made by the prelude on first use; 4 error; and for a
-//! catch response 5 its number and 6 its client. Its metatable is the prelude's `RESPONSE` (taken out of the
-//! plan's reach at start), through which plans read `status_code`, `text`,
-//! `headers`, `json()`... It has no `__gc` (no finalizer), and nothing of
+//! catch response 5 its number and 6 its client. Its metatable is the
+//! prelude's `RESPONSE` (taken out of the plan's reach at start), through
+//! which plans read `status_code`, `text`, `headers`, `json()`... It has
+//! no `__gc` (no finalizer), and nothing of
 //! the Rust response stays behind in Lua, so the garbage collector sees
 //! all the memory a response holds.
 //!

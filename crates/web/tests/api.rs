@@ -117,31 +117,35 @@ impl Setup {
         panic!("never reached {state:?}");
     }
 
-    async fn wait_for_requests(&mut self, at_least: u64) -> Value {
+    /// GETs the JSON at `path` every 100 ms (for up to 10 s) until `done`
+    /// holds of it; returns it.
+    async fn poll(&mut self, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
         for _ in 0..100 {
-            let stats = self.json("/stats/requests").await;
-            let total = stats["stats"].as_array().unwrap().last().unwrap()["num_requests"].as_u64().unwrap();
-            if total >= at_least {
-                return stats;
+            let value = self.json(path).await;
+            if done(&value) {
+                return value;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("fewer than {at_least} requests recorded");
+        panic!("{path}: never {what}");
+    }
+
+    async fn wait_for_requests(&mut self, at_least: u64) -> Value {
+        self.poll("/stats/requests", &format!("{at_least} requests"), |stats| {
+            stats["stats"].as_array().unwrap().last().unwrap()["num_requests"].as_u64().unwrap() >= at_least
+        })
+        .await
     }
 
     /// Waits until the Web class's `root` and `fail` tasks have each run at
     /// least once. Which task a user picks is random, so a count of
     /// requests alone promises neither.
     async fn wait_for_both_web_tasks(&mut self) -> Value {
-        for _ in 0..100 {
-            let stats = self.json("/stats/requests").await;
-            let root = stats["stats"].as_array().unwrap().iter().any(|r| r["name"] == "/");
-            if root && !stats["errors"].as_array().unwrap().is_empty() {
-                return stats;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the root and fail tasks did not both run");
+        self.poll("/stats/requests", "both the root and fail tasks", |stats| {
+            stats["stats"].as_array().unwrap().iter().any(|r| r["name"] == "/")
+                && !stats["errors"].as_array().unwrap().is_empty()
+        })
+        .await
     }
 }
 
@@ -205,17 +209,10 @@ async fn swarm_starts_a_test_and_stats_use_locusts_field_names() {
         assert!(error.get(key).is_some(), "error lacks {key}");
     }
     // The chart history: one point a second, [time, users, rps, fail/s, p50, p95, p99, avg].
-    let mut point = Vec::new();
-    for _ in 0..100 {
-        let history = s.json("/stats/history").await;
-        if let Some(last) = history.as_array().unwrap().last() {
-            point = last.as_array().unwrap().clone();
-            if point[1] == 4 {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let history = s
+        .poll("/stats/history", "a point with 4 users", |h| h.as_array().unwrap().last().is_some_and(|p| p[1] == 4))
+        .await;
+    let point = history.as_array().unwrap().last().unwrap().as_array().unwrap().clone();
     assert_eq!(point.len(), 8);
     assert_eq!(point[1], 4, "users");
     // Edit: the same endpoint changes the user count of the running test.
