@@ -30,7 +30,7 @@ pub enum Command {
 /// Options of a test run.
 #[derive(Debug, Args, Clone)]
 pub struct RunArgs {
-    /// The test plan: a built-in plan as `builtin:NAME` (see --list-builtins).
+    /// The test plan: a Lua file (plan.lua), or a built-in plan: builtin:seed, builtin:hello or builtin:idle.
     #[arg(short = 'f', long = "locustfile", env = "SWARMER_LOCUSTFILE", value_name = "PLAN")]
     pub locustfile: Option<String>,
 
@@ -153,6 +153,11 @@ pub struct RunArgs {
     /// Seconds a request may take in all, redirects included (0: no limit).
     #[arg(long = "request-timeout", env = "SWARMER_REQUEST_TIMEOUT", default_value_t = 60.0)]
     pub request_timeout: f64,
+
+    /// Largest response body accepted, in bytes, as received and after
+    /// decompression (a larger one is a failed request, not a memory blow-up).
+    #[arg(long = "max-body-size", env = "SWARMER_MAX_BODY_SIZE", default_value_t = swarmer_engine::DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_size: usize,
 
     /// User classes to run (default: all of the plan's).
     #[arg(value_name = "UserClass")]

@@ -48,3 +48,30 @@ pub fn resolve_plan(
     }
     Err(format!("-f {spec}: expected a Lua plan (plan.lua) or builtin:NAME ({})", names.join(", ")))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// `-f`'s help lists the built-in plans by hand: it must name each one,
+    /// and no other.
+    #[test]
+    fn the_locustfile_help_names_exactly_the_built_in_plans() {
+        let command = crate::args::Cli::command();
+        let locustfile = command.get_arguments().find(|a| a.get_long() == Some("locustfile")).unwrap();
+        let help = locustfile.get_help().unwrap().to_string();
+        let mut named: Vec<&str> = help
+            .split("builtin:")
+            .skip(1)
+            .map(|rest| rest.split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap())
+            .filter(|name| *name != "NAME")
+            .collect();
+        named.sort_unstable();
+        let mut builtins: Vec<&str> = BUILTINS.iter().map(|(name, _)| *name).collect();
+        builtins.sort_unstable();
+        assert_eq!(named, builtins, "{help}");
+        assert!(named.iter().all(|name| builtin_plan(name).is_some()));
+    }
+}

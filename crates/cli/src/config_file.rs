@@ -4,6 +4,8 @@
 //!
 //! Keys are the long option names (`users = 10`, `spawn-rate = 2`,
 //! `headless = true`, `tags = ["a", "b"]`); underscores work as dashes.
+//! Values must have their option's TOML type: `headless = "yes"` is an
+//! error naming the key and the type expected, not a user class `yes`.
 //! The file's options are placed before the command line's, so the command
 //! line wins; an option whose environment variable is set is skipped, so
 //! the environment wins over the file.
@@ -14,6 +16,7 @@ use std::path::{Path, PathBuf};
 use clap::CommandFactory;
 
 use crate::args::Cli;
+use crate::option_kind::OptionShape;
 
 /// Default config file looked for in the working directory.
 pub const DEFAULT_CONFIG: &str = "swarmer.toml";
@@ -61,76 +64,58 @@ fn config_path(argv: &[OsString]) -> Option<PathBuf> {
 
 /// Turn the file into command-line arguments. `env_is_set(NAME)` tells
 /// whether an option's environment variable is set (then the file's value
-/// is skipped).
+/// is skipped). Each value must have its option's type (see
+/// `option_kind`); an error names the file, the key, the type
+/// expected and the value found.
 pub fn to_args(path: &Path, text: &str, env_is_set: impl Fn(&str) -> bool) -> Result<Vec<OsString>, String> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| format!("{}: {e}", path.display()))?;
-    let command = Cli::command();
-    let known: Vec<(String, Option<String>, bool)> = command
-        .get_arguments()
-        .filter_map(|a| {
-            let long = a.get_long()?.to_owned();
-            let env = a.get_env().map(|e| e.to_string_lossy().into_owned());
-            Some((long, env, a.get_num_args().is_some_and(|n| n.max_values() > 1)))
-        })
-        .collect();
+    let mut command = Cli::command();
+    command.build();
+    let known: Vec<OptionShape> = command.get_arguments().filter_map(OptionShape::of).collect();
     let mut args = Vec::new();
     for (key, value) in table {
         let name = key.replace('_', "-");
         if name == "config" {
             continue;
         }
-        let Some((long, env, multiple)) = known.iter().find(|(l, _, _)| *l == name) else {
+        let Some(option) = known.iter().find(|o| o.long == name) else {
             let suggestion = known
                 .iter()
-                .map(|(l, _, _)| (strsim::jaro_winkler(l, &name), l))
+                .map(|o| (strsim::jaro_winkler(&o.long, &name), &o.long))
                 .filter(|(score, _)| *score > 0.8)
                 .max_by(|a, b| a.0.total_cmp(&b.0))
                 .map(|(_, l)| format!(" (did you mean '{l}'?)"))
                 .unwrap_or_default();
             return Err(format!("{}: unknown option '{key}'{suggestion}", path.display()));
         };
-        if env.as_deref().is_some_and(&env_is_set) {
+        if option.env.as_deref().is_some_and(&env_is_set) {
             continue;
         }
-        let flag = OsString::from(format!("--{long}"));
-        match value {
-            toml::Value::Boolean(true) => args.push(flag),
-            toml::Value::Boolean(false) => {}
-            toml::Value::Array(items) => {
-                if !multiple {
-                    return Err(format!("{}: option '{key}' takes one value, not a list", path.display()));
-                }
-                args.push(flag);
-                for item in items {
-                    args.push(scalar(path, &key, &item)?.into());
-                }
-            }
-            other => {
-                args.push(flag);
-                args.push(scalar(path, &key, &other)?.into());
-            }
-        }
+        args.extend(option.args_for(&value).map_err(|e| format!("{}: {key}: {e}", path.display()))?);
     }
     Ok(args)
 }
 
-fn scalar(path: &Path, key: &str, value: &toml::Value) -> Result<String, String> {
-    match value {
-        toml::Value::String(s) => Ok(s.clone()),
-        toml::Value::Integer(i) => Ok(i.to_string()),
-        toml::Value::Float(f) => Ok(f.to_string()),
-        toml::Value::Boolean(b) => Ok(b.to_string()),
-        _ => Err(format!("{}: option '{key}' has a value of an unsupported type", path.display())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
 
     fn args(text: &str, env: &[&str]) -> Result<Vec<String>, String> {
         to_args(Path::new("swarmer.toml"), text, |n| env.contains(&n))
             .map(|v| v.into_iter().map(|s| s.into_string().unwrap()).collect())
+    }
+
+    fn err(text: &str) -> String {
+        args(text, &[]).unwrap_err()
+    }
+
+    /// The file's arguments as clap reads them.
+    fn parsed(text: &str) -> crate::args::RunArgs {
+        let mut argv = vec!["swarmer".to_owned()];
+        argv.extend(args(text, &[]).unwrap());
+        Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}")).run
     }
 
     #[test]
@@ -140,19 +125,91 @@ mod tests {
                 .unwrap();
         // Keys come out in the table's (sorted) order; order does not matter
         // to the parser.
-        assert_eq!(got, ["--headless", "--spawn-rate", "2.5", "--tags", "a", "b", "--users", "10"]);
+        assert_eq!(got, ["--headless", "--spawn-rate=2.5", "--tags=a", "--tags=b", "--users=10"]);
     }
 
     #[test]
     fn environment_wins_over_the_file() {
-        assert_eq!(args("users = 10\nhost = \"http://x\"", &["SWARMER_USERS"]).unwrap(), ["--host", "http://x"]);
+        assert_eq!(args("users = 10\nhost = \"http://x\"", &["SWARMER_USERS"]).unwrap(), ["--host=http://x"]);
     }
 
     #[test]
     fn unknown_keys_are_named_with_a_suggestion() {
         let err = args("usres = 3", &[]).unwrap_err();
         assert_eq!(err, "swarmer.toml: unknown option 'usres' (did you mean 'users'?)");
-        assert!(args("users = [1, 2]", &[]).unwrap_err().contains("takes one value"));
         assert!(args("users = ", &[]).unwrap_err().starts_with("swarmer.toml:"));
+    }
+
+    #[test]
+    fn switches_take_only_toml_booleans() {
+        assert_eq!(
+            err("headless = \"yes\""),
+            "swarmer.toml: headless: expected a boolean (true or false), got the string \"yes\""
+        );
+        assert_eq!(
+            err("headless = 1"),
+            "swarmer.toml: headless: expected a boolean (true or false), got the integer 1"
+        );
+        assert_eq!(
+            err("reset_stats = [true]"),
+            "swarmer.toml: reset_stats: expected a boolean (true or false), got a list"
+        );
+    }
+
+    #[test]
+    fn numeric_options_take_only_toml_numbers() {
+        assert_eq!(err("spawn-rate = true"), "swarmer.toml: spawn-rate: expected a number, got the boolean true");
+        assert_eq!(err("spawn-rate = \"2\""), "swarmer.toml: spawn-rate: expected a number, got the string \"2\"");
+        assert_eq!(err("users = 2.5"), "swarmer.toml: users: expected a non-negative integer, got the number 2.5");
+        assert_eq!(err("users = [1, 2]"), "swarmer.toml: users: expected a non-negative integer, got a list");
+        assert_eq!(parsed("spawn-rate = 3").spawn_rate, 3.0);
+    }
+
+    #[test]
+    fn negative_numbers_are_refused_or_passed_as_values() {
+        assert_eq!(err("users = -5"), "swarmer.toml: users: expected a non-negative integer, got the integer -5");
+        assert_eq!(
+            err("web-port = 70000"),
+            "swarmer.toml: web-port: expected an integer from 0 to 65535, got the integer 70000"
+        );
+        assert_eq!(
+            err("run-time = -5"),
+            "swarmer.toml: run-time: expected a non-negative number of seconds or a time span string like \"1h30m\", got the integer -5"
+        );
+        // Signed options take a negative number as their value, not as a flag.
+        assert_eq!(parsed("exit-code-on-error = -3").exit_code_on_error, -3);
+        // A negative rate reaches the check that names the flag.
+        assert_eq!(parsed("spawn-rate = -1.5").spawn_rate, -1.5);
+    }
+
+    #[test]
+    fn strings_starting_with_a_dash_are_values_not_flags() {
+        let run = parsed("host = \"-x\"\ntags = [\"-a\", \"b\"]\ncsv = \"--json\"\nlogfile = \"-\"");
+        assert_eq!(run.host.as_deref(), Some("-x"));
+        assert_eq!(run.tags, Some(vec!["-a".to_owned(), "b".to_owned()]));
+        assert_eq!(run.csv.as_deref(), Some("--json"));
+        assert!(!run.json, "--json came only as --csv's value");
+        assert_eq!(run.logfile, Some(PathBuf::from("-")));
+    }
+
+    #[test]
+    fn string_options_take_only_toml_strings_or_one_of_their_values() {
+        assert_eq!(err("host = 5"), "swarmer.toml: host: expected a string, got the integer 5");
+        assert_eq!(err("host = true"), "swarmer.toml: host: expected a string, got the boolean true");
+        assert_eq!(err("tags = [\"a\", 1]"), "swarmer.toml: tags: expected a string, got the integer 1 in the list");
+        assert_eq!(
+            err("http-version = 3"),
+            "swarmer.toml: http-version: expected one of \"auto\", \"1\", \"2\", got the integer 3"
+        );
+        assert_eq!(parsed("http-version = 2").http_version, "2");
+        assert_eq!(
+            parsed("run-time = \"1m30s\"\nstop-timeout = 2.5").run_time,
+            Some(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(
+            parsed("ca-cert = [\"a.pem\", \"b.pem\"]").ca_cert,
+            [PathBuf::from("a.pem"), PathBuf::from("b.pem")]
+        );
+        assert_eq!(err("help = true"), "swarmer.toml: help: cannot be set in a config file");
     }
 }

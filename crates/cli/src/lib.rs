@@ -3,6 +3,8 @@
 //!
 //! - [`args`]: Locust's flag names (clap), `SWARMER_*` environment variables.
 //! - [`config_file`]: `swarmer.toml` / `--config`, merged under env and flags.
+//! - `option_kind`: what each option takes (from clap's definitions), to
+//!   check the config file's TOML types before clap sees the values.
 //! - `builtin`: the plans compiled into the binary (`-f builtin:NAME`).
 //! - `run`: one run, headless or with the web UI, from start to reports
 //!   and exit code.
@@ -28,6 +30,7 @@ mod cluster_mode;
 pub mod config_file;
 mod demo;
 mod logging;
+mod option_kind;
 mod outputs;
 mod plan_options;
 mod run;
@@ -187,6 +190,7 @@ fn runner_options(args: &RunArgs, tags: TagFilter) -> Result<RunnerOptions, Stri
     };
     let mut client = ClientConfig::new(&tls, version).map_err(|e| e.to_string())?;
     client.connect_timeout = Duration::from_secs_f64(args.connect_timeout);
+    client.max_body_bytes = args.max_body_size;
     client.timeout = (args.request_timeout > 0.0).then(|| Duration::from_secs_f64(args.request_timeout));
     let defaults = RunnerOptions::default();
     Ok(RunnerOptions {

@@ -20,7 +20,10 @@ pub fn init(level: &str, logfile: Option<&Path>, logs: &LogBuffer) -> Result<(),
     let filter = EnvFilter::new(format!(
         "warn,swarmer={level},swarmer_engine={level},swarmer_http={level},swarmer_lua={level},swarmer_web={level}"
     ));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
+    // A log line that cannot be written (standard error closed with the
+    // terminal, after a SIGHUP) is dropped: by default the subscriber
+    // reports it with `eprintln!`, which panics on the same closed stream.
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true).log_internal_errors(false);
     let result = match logfile {
         Some(path) => {
             let file = std::fs::OpenOptions::new()

@@ -1,6 +1,10 @@
 //! Files and streams a headless run writes: the CSV files (refreshed every
 //! second, history appended, written once more at the end), `--json`,
 //! `--json-file`, and the console tables.
+//!
+//! Console output never panics (as `println!` does when its stream is
+//! closed): after a hang-up the terminal is gone, and the run must still
+//! write its report files and exit.
 
 use std::fs::File;
 use std::io::Write;
@@ -49,25 +53,36 @@ impl CsvOutput {
 
 /// The live table, on standard error like Locust's stats logger.
 pub fn print_live(store: &StatsStore, now: f64) {
-    eprintln!("{}", console::stats_table(&store.stats, Rates::Current, now));
+    to_stderr(&format!("{}\n", console::stats_table(&store.stats, Rates::Current, now)));
 }
 
 /// The final summary: stats table with whole-run rates, percentiles, errors.
 pub fn print_summary(store: &StatsStore, now: f64) {
-    eprintln!("{}", console::stats_table(&store.stats, Rates::Total, now));
-    eprintln!("{}", console::percentile_table(&store.stats));
-    let errors = console::error_report(&store.stats);
-    if !errors.is_empty() {
-        eprint!("{errors}");
-    }
+    let mut text = format!(
+        "{}\n{}\n{}",
+        console::stats_table(&store.stats, Rates::Total, now),
+        console::percentile_table(&store.stats),
+        console::error_report(&store.stats)
+    );
     for note in &store.notes {
-        eprintln!("Note: {note}");
+        text.push_str(&format!("Note: {note}\n"));
     }
+    to_stderr(&text);
 }
 
-/// `--json` to standard output.
-pub fn print_json(store: &StatsStore) {
-    println!("{}", json::stats_json(&store.stats));
+/// Standard error is for people watching; if it is gone (a closed
+/// terminal), the text is dropped.
+fn to_stderr(text: &str) {
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// `--json` to standard output. Unlike the console tables this is a
+/// report, so failing to write it is an error.
+pub fn print_json(store: &StatsStore) -> Result<(), String> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", json::stats_json(&store.stats))
+        .and_then(|()| stdout.flush())
+        .map_err(|e| format!("--json: standard output: {e}"))
 }
 
 /// `--json-file NAME` writes `NAME.json`.

@@ -1,13 +1,17 @@
 //! One run, headless or with the web UI, from start to reports and exit
 //! code.
 //!
-//! Headless: start the test at once, stop at `--run-time`, Ctrl-C, SIGTERM
-//! or a `StopTest`. With the web UI: serve it, start a test only when asked
-//! (the form, the API, or `--autostart`); a stopped test leaves the UI up
-//! until Ctrl-C/SIGTERM or `--autoquit`. Both print the table every two
-//! seconds (the UI only with `--print-stats`), write CSV every second, and
-//! at the end collect the last statistics from every shard and write every
-//! report. Nothing recorded is lost on a graceful stop.
+//! Headless: start the test at once, stop at `--run-time`, Ctrl-C, SIGTERM,
+//! SIGHUP or a `StopTest`. With the web UI: serve it, start a test only when
+//! asked (the form, the API, or `--autostart`); a stopped test leaves the UI
+//! up until Ctrl-C/SIGTERM/SIGHUP or `--autoquit`. Both print the table
+//! every two seconds (the UI only with `--print-stats`), write CSV every
+//! second, and at the end collect the last statistics from every shard and
+//! write every report. Nothing recorded is lost on a graceful stop.
+//!
+//! SIGHUP (the terminal closed, the remote shell dropped) is a stop like
+//! SIGTERM: the reports are files the user still wants, and the console
+//! writes that follow may fail without stopping them.
 
 use std::time::Duration;
 
@@ -116,6 +120,7 @@ pub async fn run(
     let mut csv_tick = tokio::time::interval(CSV_INTERVAL);
     let mut terminate = signal_stream(tokio::signal::unix::SignalKind::terminate())?;
     let mut interrupt = signal_stream(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut hangup = signal_stream(tokio::signal::unix::SignalKind::hangup())?;
     let print_live = if headless { !args.only_summary } else { args.print_stats };
     let mut quit_at: Option<tokio::time::Instant> = None;
 
@@ -127,6 +132,7 @@ pub async fn run(
             _ = until_quit => break EndReason::AutoQuit,
             _ = terminate.recv() => break EndReason::Signal("SIGTERM"),
             _ = interrupt.recv() => break EndReason::Signal("SIGINT"),
+            _ = hangup.recv() => break EndReason::Signal("SIGHUP"),
             event = events.recv() => {
                 if let Ok(RunnerEvent::TestStopped) = event {
                     if headless {
@@ -174,7 +180,8 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// Write every report from the final statistics; returns the exit code.
+/// Write every report from the final statistics, the files first (the
+/// console may be gone after a SIGHUP); returns the exit code.
 fn finish(handle: &RunnerHandle, args: &RunArgs, csv: Option<&mut CsvOutput>) -> Result<i32, String> {
     let store = handle.stats().lock().map_err(|_| "statistics lock poisoned".to_string())?;
     let now = unix_now();
@@ -183,9 +190,6 @@ fn finish(handle: &RunnerHandle, args: &RunArgs, csv: Option<&mut CsvOutput>) ->
         && let Err(e) = out.tick(&store, now)
     {
         problems.push(e);
-    }
-    if args.json {
-        outputs::print_json(&store);
     }
     if let Some(name) = &args.json_file
         && let Err(e) = outputs::write_json_file(&store, name)
@@ -203,6 +207,11 @@ fn finish(handle: &RunnerHandle, args: &RunArgs, csv: Option<&mut CsvOutput>) ->
         if let Err(e) = std::fs::write(path, html) {
             problems.push(format!("--html {}: {e}", path.display()));
         }
+    }
+    if args.json
+        && let Err(e) = outputs::print_json(&store)
+    {
+        problems.push(e);
     }
     outputs::print_summary(&store, now);
     for p in &problems {

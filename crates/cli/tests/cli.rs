@@ -180,6 +180,61 @@ fn config_file_then_environment_then_command_line() {
 }
 
 #[test]
+fn config_file_values_of_the_wrong_type_name_the_key_and_the_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("swarmer.toml");
+    let refused = |toml: &str| {
+        std::fs::write(&file, toml).unwrap();
+        let out = run(swarmer().current_dir(dir.path()).args(["-f", "builtin:hello", "--list"]));
+        assert_eq!(out.status.code(), Some(2), "{toml}: {}", text(&out.stderr));
+        text(&out.stderr)
+    };
+    assert_eq!(
+        refused("headless = \"yes\"\n"),
+        "swarmer: error: swarmer.toml: headless: expected a boolean (true or false), got the string \"yes\"\n"
+    );
+    assert_eq!(
+        refused("spawn-rate = true\n"),
+        "swarmer: error: swarmer.toml: spawn-rate: expected a number, got the boolean true\n"
+    );
+    assert_eq!(
+        refused("users = -5\n"),
+        "swarmer: error: swarmer.toml: users: expected a non-negative integer, got the integer -5\n"
+    );
+    // A string starting with '-' is the option's value, not a flag.
+    std::fs::write(&file, "host = \"-x\"\nexit-code-on-error = -1\n").unwrap();
+    let out = run(swarmer().current_dir(dir.path()).args(["-f", "builtin:hello", "--list"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+/// Every `--flag` the help text mentions is one `swarmer` defines.
+#[test]
+fn help_mentions_only_flags_that_exist() {
+    for command in [&["--help"][..], &["demo", "--help"], &["target", "--help"]] {
+        let out = run(swarmer().args(command));
+        assert_eq!(out.status.code(), Some(0));
+        let help = text(&out.stdout);
+        // Option lines are "  -x, --name …" or "      --name …";
+        // descriptions are indented further.
+        let defined: Vec<&str> = help
+            .lines()
+            .map(|line| (line.len() - line.trim_start().len(), line.trim_start()))
+            .filter(|(indent, line)| *indent <= 6 && line.starts_with('-'))
+            .map(|(_, line)| line)
+            .filter_map(|line| line.split_whitespace().take(2).find(|w| w.starts_with("--")))
+            .map(|w| w.trim_end_matches(','))
+            .collect();
+        assert!(defined.contains(&"--headless") || command[0] == "target", "{help}");
+        let mentioned = help
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .filter(|w| w.strip_prefix("--").is_some_and(|name| name.starts_with(|c: char| c.is_ascii_lowercase())));
+        for flag in mentioned {
+            assert!(defined.contains(&flag), "`swarmer {}` mentions {flag}, which is no flag", command.join(" "));
+        }
+    }
+}
+
+#[test]
 fn failures_set_the_exit_code_and_are_reported() {
     let t = target(TargetOptions { error_rate: 1.0, ..Default::default() });
     let dir = tempfile::tempdir().unwrap();
@@ -242,6 +297,66 @@ fn sigterm_stops_gracefully_and_loses_no_statistics() {
     let json_total: u64 = entries.as_array().unwrap().iter().map(|e| e["num_requests"].as_u64().unwrap()).sum();
     assert!(aggregated > 100);
     assert_eq!(aggregated, json_total, "CSV and JSON agree on the final totals");
+}
+
+/// The `Aggregated` request count of a `_stats.csv`, once it has one.
+fn aggregated_requests(stats_csv: &Path) -> Option<u64> {
+    let stats = std::fs::read_to_string(stats_csv).ok()?;
+    let last = stats.lines().last()?;
+    last.starts_with(",Aggregated,").then(|| last.split(',').nth(2)?.parse().ok())?
+}
+
+/// A closed terminal: SIGHUP, and standard output and error gone with it.
+/// Without a SIGHUP handler the process dies at once with no reports;
+/// with one but printing with `eprintln!`, it panics on the closed stream
+/// before writing them.
+#[test]
+fn sighup_with_the_terminal_gone_stops_gracefully_and_writes_every_report() {
+    let t = target(TargetOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("hup");
+    let html = dir.path().join("hup.html");
+    let mut child = swarmer()
+        .args(["-f", "builtin:hello", "--headless", "-u", "2", "-r", "100", "-t", "60s", "--shards", "1"])
+        .args(["-H", &t.url(), "--csv", prefix.to_str().unwrap(), "--json-file", prefix.to_str().unwrap()])
+        .args(["--html", html.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stats_csv = dir.path().join("hup_stats.csv");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while aggregated_requests(&stats_csv).unwrap_or(0) == 0 {
+        assert!(Instant::now() < deadline, "no requests recorded within 30 s");
+        assert!(child.try_wait().unwrap().is_none(), "swarmer exited before the signal");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    let signalled = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if signalled.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("still running 10 s after SIGHUP");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0), "{status}");
+    let csv_total = aggregated_requests(&stats_csv).unwrap();
+    assert!(csv_total > 0);
+    let history = std::fs::read_to_string(dir.path().join("hup_stats_history.csv")).unwrap();
+    assert!(history.lines().count() >= 2, "{history}");
+    let entries: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("hup.json")).unwrap()).unwrap();
+    let json_total: u64 = entries.as_array().unwrap().iter().map(|e| e["num_requests"].as_u64().unwrap()).sum();
+    assert_eq!(json_total, csv_total, "CSV and JSON agree on the final totals");
+    let report = std::fs::read_to_string(&html).unwrap();
+    assert!(report.contains("<td class=\"text\">/</td>"), "the HTML report names the request");
 }
 
 #[test]
@@ -443,4 +558,33 @@ fn web_flags_that_cannot_work_are_refused_before_anything_runs() {
     let out = run(swarmer().args(["-f", "builtin:hello", "-H", "http://127.0.0.1:9", "--web-base-path", "nope/"]));
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--web-base-path \"nope/\""), "{}", text(&out.stderr));
+}
+
+#[test]
+fn max_body_size_turns_larger_responses_into_failures_from_the_flag_and_from_a_plan() {
+    let t = target(TargetOptions::default());
+    let (requests, failures) = requests_and_failures(&hello_against(&t.url(), &["--max-body-size", "1"]));
+    assert!(requests > 0 && failures == requests, "every body is over 1 byte: {requests} requests, {failures} failed");
+    let (requests, failures) = requests_and_failures(&hello_against(&t.url(), &[]));
+    assert!(requests > 0 && failures == 0, "the default limit lets them through");
+    // A plan's request option overrides the flag for that request.
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.lua");
+    std::fs::write(
+        &plan,
+        "local swarmer = require('swarmer')\n\
+         swarmer.user('U', { tasks = { function(self)\n\
+           self.client:get('/', { name = 'small', max_body = 1 })\n\
+           self.client:get('/', { name = 'default' })\n\
+         end } })\n",
+    )
+    .unwrap();
+    let out = run(swarmer()
+        .args(["-f", plan.to_str().unwrap(), "--headless", "-u", "1", "-r", "10", "-t", "1s", "--only-summary"])
+        .args(["--json", "-H", &t.url()]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out.stderr)));
+    let row = |name: &str| v.as_array().unwrap().iter().find(|e| e["name"] == name).cloned().unwrap();
+    let (small, default) = (row("small"), row("default"));
+    assert_eq!(small["num_failures"], small["num_requests"], "{small}");
+    assert_eq!(default["num_failures"], 0, "{default}");
 }

@@ -91,6 +91,12 @@ impl Client {
         });
     }
 
+    /// Record an exception (an error in user code) in the shard's
+    /// statistics, for front ends that notice one outside a task's result.
+    pub fn record_exception(&self, message: &str, location: &str) {
+        self.shard.record_exception(message, location);
+    }
+
     /// The underlying session (cookies, connections). Panics if called
     /// while a request of this user is in flight.
     pub fn session(&self) -> std::cell::RefMut<'_, Session> {

@@ -51,7 +51,7 @@ pub use runner::{
     LocalRunner, PlanSummary, RunnerChannels, RunnerCommand, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState,
     StatsStore, StatsView, TestSettings, WorkerStatus,
 };
-pub use swarmer_http::{ClientConfig, HttpVersionPreference, Request, Response, TlsOptions};
+pub use swarmer_http::{ClientConfig, DEFAULT_MAX_BODY_BYTES, HttpVersionPreference, Request, Response, TlsOptions};
 pub use swarmer_stats::{RequestSample, unix_now};
 pub use tags::TagFilter;
 pub use task::{LocalBoxFuture, Task, TaskFn, TaskSet, task_fn};

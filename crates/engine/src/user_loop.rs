@@ -142,7 +142,12 @@ fn run_task_set<'a>(
             }
             let started = user.task_started;
             let delay = wait.next_wait(user.rng(), started, Instant::now());
-            if !delay.is_zero() {
+            if delay.is_zero() {
+                // Even without a wait, the shard's other users, its timers
+                // and its commands get a turn now and then: a task that
+                // never waits on I/O must not take the shard over.
+                tokio::task::coop::consume_budget().await;
+            } else {
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = stop.requested() => break SetExit::Stop,

@@ -30,6 +30,18 @@ pub struct TlsOptions {
     pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
+/// Default for [`ClientConfig::max_body_bytes`]: 64 MiB.
+///
+/// Why this size: the responses a load test fetches (pages, API answers,
+/// scripts, images) are rarely more than a few MiB, and even large
+/// downloads such as exports fit in 64 MiB, so real targets do not hit it.
+/// What it prevents is one broken or hostile response (an endless chunked
+/// body, a gzip bomb, a `Content-Length` of petabytes) taking the whole
+/// load generator's memory, which would end the test for every user. The
+/// bound is per response: a test whose many users download large files at
+/// once needs memory for users x body size and should lower it.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
 /// Everything a session needs that is the same for all users. Cheap to
 /// clone (the TLS configuration is shared).
 #[derive(Clone, Debug)]
@@ -41,6 +53,12 @@ pub struct ClientConfig {
     pub timeout: Option<Duration>,
     pub max_redirects: usize,
     pub user_agent: String,
+    /// Largest response body accepted, in bytes, both as received and after
+    /// undoing gzip or deflate; a larger one fails the request with
+    /// [`HttpError::BodyTooLarge`] instead of being read into memory.
+    /// [`crate::Request::max_body`] overrides it for one request. Default
+    /// [`DEFAULT_MAX_BODY_BYTES`].
+    pub max_body_bytes: usize,
 }
 
 impl ClientConfig {
@@ -54,10 +72,12 @@ impl ClientConfig {
             timeout: Some(Duration::from_secs(60)),
             max_redirects: 30,
             user_agent: concat!("swarmer/", env!("CARGO_PKG_VERSION")).to_owned(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         })
     }
 
-    /// Defaults: Mozilla roots, HTTP/2 by ALPN, 10 s connect, 60 s total.
+    /// Defaults: Mozilla roots, HTTP/2 by ALPN, 10 s connect, 60 s total,
+    /// 64 MiB bodies.
     pub fn default_config() -> Self {
         Self::new(&TlsOptions::default(), HttpVersionPreference::Auto)
             .expect("the default TLS configuration reads no files and cannot fail")

@@ -5,8 +5,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{HeaderMap, Method};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 
 use crate::config::{ClientConfig, HttpVersionPreference};
 use crate::error::HttpError;
-use crate::h1::{H1Connection, H1Error, RawResponse, Stream};
+use crate::h1::{self, H1Connection, H1Error, RawResponse, Stream};
 
 /// Where a connection goes: scheme, host and port.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,9 +48,13 @@ pub(crate) enum Connection {
 
 /// Outcome of sending on a connection that may have gone stale.
 pub(crate) enum SendError {
-    /// The request got no answer because the kept-alive connection was
-    /// closed: safe to retry on a new connection.
+    /// The kept-alive connection was closed and the request was not sent
+    /// on it: safe to send on a new connection, whatever the method.
     NotSent,
+    /// The kept-alive connection closed without answering after the
+    /// request was (partly) written: the server may have acted on it, so
+    /// only an idempotent request may be sent again.
+    Stale,
     Failed(HttpError),
 }
 
@@ -67,8 +71,9 @@ impl Connection {
         }
     }
 
-    /// Send one request and read the whole response. `target` is the
-    /// origin-form for HTTP/1.1 and the absolute URI for HTTP/2.
+    /// Send one request and read the whole response, whose body may be at
+    /// most `max_body` bytes. `target` is the origin-form for HTTP/1.1 and
+    /// the absolute URI for HTTP/2.
     pub async fn send(
         &mut self,
         method: &Method,
@@ -76,13 +81,19 @@ impl Connection {
         headers: HeaderMap,
         body: Bytes,
         started: Instant,
+        max_body: usize,
     ) -> Result<RawResponse, SendError> {
         match self {
-            Connection::Http1(conn) => conn.send(method, target, &headers, &body, started).await.map_err(|e| match e {
-                H1Error::Stale => SendError::NotSent,
-                H1Error::Failed(e) => SendError::Failed(e),
-            }),
-            Connection::Http2(sender) => Box::pin(http2_send(sender, method, target, headers, body, started)).await,
+            Connection::Http1(conn) => {
+                conn.send(method, target, &headers, &body, started, max_body).await.map_err(|e| match e {
+                    H1Error::NotSent => SendError::NotSent,
+                    H1Error::Stale => SendError::Stale,
+                    H1Error::Failed(e) => SendError::Failed(e),
+                })
+            }
+            Connection::Http2(sender) => {
+                Box::pin(http2_send(sender, method, target, headers, body, started, max_body)).await
+            }
         }
     }
 }
@@ -95,6 +106,7 @@ async fn http2_send(
     headers: HeaderMap,
     body: Bytes,
     started: Instant,
+    max_body: usize,
 ) -> Result<RawResponse, SendError> {
     let mut builder = http::Request::builder().method(method.clone()).uri(target);
     if let Some(h) = builder.headers_mut() {
@@ -111,8 +123,41 @@ async fn http2_send(
     })?;
     let ttfb = started.elapsed();
     let (parts, incoming) = response.into_parts();
-    let body = incoming.collect().await.map_err(|e| SendError::Failed(e.into()))?.to_bytes();
+    let no_body =
+        *method == Method::HEAD || parts.status == StatusCode::NO_CONTENT || parts.status == StatusCode::NOT_MODIFIED;
+    if !no_body && h1::content_length(&parts.headers).map_err(SendError::Failed)?.is_some_and(|n| n > max_body as u64) {
+        return Err(SendError::Failed(HttpError::BodyTooLarge { limit: max_body, decoded: false }));
+    }
+    let body = collect_limited(incoming, max_body).await.map_err(SendError::Failed)?;
     Ok(RawResponse { status: parts.status, version: parts.version, headers: parts.headers, head_id: 0, body, ttfb })
+}
+
+/// The data of `incoming`, failing as soon as it passes `limit` bytes. A
+/// body in one frame is returned as it is, without a copy.
+async fn collect_limited(mut incoming: hyper::body::Incoming, limit: usize) -> Result<Bytes, HttpError> {
+    let mut first = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
+    let mut total = 0usize;
+    while let Some(frame) = incoming.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue; // trailers
+        };
+        total = total.saturating_add(data.len());
+        if total > limit {
+            return Err(HttpError::BodyTooLarge { limit, decoded: false });
+        }
+        match &mut joined {
+            Some(joined) => joined.extend_from_slice(&data),
+            None if first.is_empty() => first = data,
+            None => {
+                let mut both = BytesMut::with_capacity(first.len() + data.len());
+                both.extend_from_slice(&first);
+                both.extend_from_slice(&data);
+                joined = Some(both);
+            }
+        }
+    }
+    Ok(joined.map_or(first, BytesMut::freeze))
 }
 
 /// Open a connection to `origin`, negotiating the protocol.

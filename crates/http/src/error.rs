@@ -26,6 +26,35 @@ pub enum HttpError {
     Decode(String),
     #[error("InvalidRequest: {0}")]
     InvalidRequest(String),
+    /// The response body was larger than the limit: the request's
+    /// [`crate::Request::max_body`] or else [`crate::ClientConfig::max_body_bytes`].
+    /// `decoded` says whether the limit was hit while undoing the
+    /// `Content-Encoding` (a small gzip body can inflate to gigabytes).
+    /// Reading stops at the limit, so memory never grows past it.
+    #[error("BodyTooLarge: {}response body larger than the {} limit (max body size)", decoded_word(*.decoded), ByteSize(*.limit))]
+    BodyTooLarge { limit: usize, decoded: bool },
+}
+
+fn decoded_word(decoded: bool) -> &'static str {
+    if decoded { "decoded " } else { "" }
+}
+
+/// A byte count as people write limits: `64 MiB`, `512 KiB`, `1000 bytes`.
+struct ByteSize(usize);
+
+impl std::fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const KIB: usize = 1024;
+        const MIB: usize = 1024 * KIB;
+        const GIB: usize = 1024 * MIB;
+        match self.0 {
+            n if n >= GIB && n % GIB == 0 => write!(f, "{} GiB", n / GIB),
+            n if n >= MIB && n % MIB == 0 => write!(f, "{} MiB", n / MIB),
+            n if n >= KIB && n % KIB == 0 => write!(f, "{} KiB", n / KIB),
+            1 => f.write_str("1 byte"),
+            n => write!(f, "{n} bytes"),
+        }
+    }
 }
 
 impl From<hyper::Error> for HttpError {
@@ -39,5 +68,24 @@ impl From<hyper::Error> for HttpError {
             source = s.source();
         }
         HttpError::Protocol(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_too_large_names_the_limit_and_the_setting() {
+        let e = HttpError::BodyTooLarge { limit: 64 << 20, decoded: false };
+        assert_eq!(e.to_string(), "BodyTooLarge: response body larger than the 64 MiB limit (max body size)");
+        let e = HttpError::BodyTooLarge { limit: 1500, decoded: true };
+        assert_eq!(
+            e.to_string(),
+            "BodyTooLarge: decoded response body larger than the 1500 bytes limit (max body size)"
+        );
+        assert_eq!(ByteSize(2 << 30).to_string(), "2 GiB");
+        assert_eq!(ByteSize(3 << 10).to_string(), "3 KiB");
+        assert_eq!(ByteSize(0).to_string(), "0 bytes");
     }
 }

@@ -52,6 +52,8 @@ pub struct Request {
     /// Overrides the configured total timeout.
     pub timeout: Option<Duration>,
     pub allow_redirects: bool,
+    /// Overrides [`crate::ClientConfig::max_body_bytes`] for this request.
+    pub max_body: Option<usize>,
     /// First invalid builder input, reported when the request is sent.
     pub(crate) invalid: Option<String>,
 }
@@ -67,6 +69,7 @@ impl Request {
             body: Body::Empty,
             timeout: None,
             allow_redirects: true,
+            max_body: None,
             invalid: None,
         }
     }
@@ -148,6 +151,15 @@ impl Request {
 
     pub fn allow_redirects(mut self, allow: bool) -> Self {
         self.allow_redirects = allow;
+        self
+    }
+
+    /// Accept a response body of at most `bytes` (received, and again after
+    /// decoding gzip or deflate) for this request, instead of the
+    /// configured [`crate::ClientConfig::max_body_bytes`]: a larger body
+    /// fails with [`HttpError::BodyTooLarge`].
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = Some(bytes);
         self
     }
 

@@ -3,7 +3,7 @@
 //! HOT PATH. [`Session::send`] runs for every request a user makes. It
 //! reuses the user's open connection to the origin, builds the request
 //! head, and collects the body; the per-request allocations are the URL,
-//! the header map and the body.
+//! the header map and the body. The body limit costs integer compares.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -202,30 +202,40 @@ impl Session {
         started: Instant,
     ) -> Result<Hop, HttpError> {
         let origin = Origin::of(url)?;
+        let max_body = request.max_body.unwrap_or(self.config.max_body_bytes);
         let mut retried = false;
         let raw = loop {
             let index = self.connection_for(&origin).await?;
             let http2 = self.connections[index].1.is_http2();
             let (target, headers) = self.head(url, &origin, http2, request, content_type)?;
-            match self.connections[index].1.send(method, &target, headers, body.clone(), started).await {
+            let sent = self.connections[index].1.send(method, &target, headers, body.clone(), started, max_body).await;
+            let error = match sent {
                 Ok(raw) => break raw,
-                Err(SendError::NotSent) if !retried => {
-                    retried = true;
-                    self.connections.swap_remove(index);
+                // Sending again is safe when the request never left, or
+                // when sending it twice means the same as once (RFC 9110
+                // §9.2.2); a POST or PATCH that may have reached the
+                // server fails instead of possibly being acted on twice.
+                Err(SendError::NotSent) if !retried => None,
+                Err(SendError::Stale) if !retried && method.is_idempotent() => None,
+                Err(SendError::NotSent | SendError::Stale) if retried => {
+                    Some(HttpError::Protocol("connection closed before the response".into()))
                 }
-                Err(SendError::NotSent) => {
-                    self.connections.swap_remove(index);
-                    return Err(HttpError::Protocol("connection closed before the response".into()));
-                }
-                Err(SendError::Failed(e)) => {
-                    self.connections.swap_remove(index);
-                    return Err(e);
-                }
+                Err(SendError::NotSent | SendError::Stale) => Some(HttpError::Protocol(
+                    "the server closed the kept-alive connection after the request was sent, without \
+                     answering; not sent again because the method is not idempotent"
+                        .into(),
+                )),
+                Err(SendError::Failed(e)) => Some(e),
+            };
+            self.connections.swap_remove(index);
+            match error {
+                None => retried = true,
+                Some(e) => return Err(e),
             }
         };
         self.store_cookies(url, &raw.headers);
         let encoding = raw.headers.get(CONTENT_ENCODING).and_then(|v| v.to_str().ok());
-        let body = if *method == Method::HEAD { raw.body } else { decode_body(encoding, raw.body)? };
+        let body = if *method == Method::HEAD { raw.body } else { decode_body(encoding, raw.body, max_body)? };
         Ok(Hop {
             status: raw.status,
             headers: raw.headers,

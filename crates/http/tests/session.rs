@@ -233,3 +233,28 @@ async fn a_kept_alive_connection_closed_by_the_server_is_retried_once() {
     }
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn bodies_are_limited_by_the_configuration_and_each_request() {
+    let target = plain_target();
+    for version in [HttpVersionPreference::Http1Only, HttpVersionPreference::Http2Only] {
+        let mut config = ClientConfig::new(&TlsOptions::default(), version).unwrap();
+        assert_eq!(config.max_body_bytes, swarmer_http::DEFAULT_MAX_BODY_BYTES);
+        config.max_body_bytes = 1000;
+        let mut s = Session::new(Arc::new(config), target.url());
+        let r = s.send(&Request::get("/bytes/1000")).await;
+        assert_eq!((r.status_code(), r.body.len()), (200, 1000), "{version:?}: exactly the limit: {:?}", r.error);
+        let r = s.send(&Request::get("/bytes/1001")).await;
+        assert!(
+            matches!(r.error, Some(HttpError::BodyTooLarge { limit: 1000, decoded: false })),
+            "{version:?}: {:?}",
+            r.error
+        );
+        let r = s.send(&Request::get("/bytes/5000").max_body(5000)).await;
+        assert_eq!(r.body.len(), 5000, "{version:?}: a request's limit overrides the configuration's");
+        let r = s.send(&Request::get("/bytes/500").max_body(499)).await;
+        assert!(matches!(r.error, Some(HttpError::BodyTooLarge { limit: 499, .. })), "{version:?}: {:?}", r.error);
+        // A failed request does not spoil the session.
+        assert_eq!(s.send(&Request::get("/")).await.status_code(), 200);
+    }
+}

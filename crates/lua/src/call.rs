@@ -6,7 +6,9 @@
 //! anything else to an exception with the Lua message and the coroutine's
 //! traceback (a coroutine that died keeps its stack for that).
 
+use std::cell::Cell;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use mlua::{Function, RegistryKey, Table, Value};
 use swarmer_engine::{TaskError, TaskResult, User};
@@ -47,15 +49,19 @@ impl Drop for MadeUser {
     }
 }
 
-/// Call `body(self)` for `user`; `body` is a registry key of the task's function.
-pub async fn run(context: &ClassContext, user: &mut User, body: &RegistryKey) -> TaskResult {
+/// Call `body(self)` for `user`; `body` is a registry key of the task's
+/// function, `name` the task's name.
+pub async fn run(context: &ClassContext, user: &mut User, body: &RegistryKey, name: &str) -> TaskResult {
     let (self_id, core) = user_object(context, user).map_err(|e| lua_exception(&e))?;
+    let busy_since = Cell::new(None);
+    let mut stuck = StuckReport { busy_since: &busy_since, core: &core, task: name, armed: true };
     let outcome = async {
         let thread = context.threads.take(&context.lua)?;
         thread.push_registered(&[body.id(), self_id])?;
-        driver::drive(&context.lua, &context.bridge, &thread, 1, false).await
+        driver::drive(&context.lua, &context.bridge, &thread, 1, false, &busy_since).await
     }
     .await;
+    stuck.armed = false;
     core.finish_pending();
     match outcome {
         Ok(Ended::Returned(_)) => Ok(()),
@@ -64,6 +70,36 @@ pub async fn run(context: &ClassContext, user: &mut User, body: &RegistryKey) ->
             Err(TaskError::exception_at(driver::error_message(&error), traceback))
         }
         Err(e) => Err(lua_exception(&e)),
+    }
+}
+
+/// Reports a task whose user was stopped while it ran Lua code that had
+/// not waited on anything for a while (an endless loop): the run ends at
+/// its time all the same (the driver yields such code to the shard), and
+/// the exceptions table names the task that never finished.
+struct StuckReport<'a> {
+    busy_since: &'a Cell<Option<Instant>>,
+    core: &'a ClientCore,
+    task: &'a str,
+    armed: bool,
+}
+
+/// Running this long without waiting when stopped is reported.
+const STUCK_AFTER: Duration = Duration::from_secs(1);
+
+impl Drop for StuckReport<'_> {
+    fn drop(&mut self) {
+        let Some(since) = self.busy_since.get().filter(|_| self.armed) else { return };
+        let busy = since.elapsed();
+        if busy >= STUCK_AFTER {
+            let message = format!(
+                "task {} was stopped with its user after running Lua code for {:.1} s without waiting on anything \
+                 (an endless loop?)",
+                self.task,
+                busy.as_secs_f64()
+            );
+            self.core.record_exception(&message, self.task);
+        }
     }
 }
 

@@ -59,8 +59,8 @@ fn build_class(
     if let Some(wait) = wait_time(m, def.get("wait_time")?)? {
         class = class.wait_time(wait);
     }
-    class.on_start = def.get::<Option<Function>>("on_start")?.map(|f| lua_fn(&context, f)).transpose()?;
-    class.on_stop = def.get::<Option<Function>>("on_stop")?.map(|f| lua_fn(&context, f)).transpose()?;
+    class.on_start = def.get::<Option<Function>>("on_start")?.map(|f| lua_fn(&context, f, "on_start")).transpose()?;
+    class.on_stop = def.get::<Option<Function>>("on_stop")?.map(|f| lua_fn(&context, f, "on_stop")).transpose()?;
     let tasks: Table = def.get("tasks")?;
     for task in tasks_of(lua, m, &context, &tasks)? {
         class = class.task(task);
@@ -73,13 +73,15 @@ fn build_class(
 }
 
 /// The engine body of a Lua function.
-fn lua_fn(context: &Rc<ClassContext>, function: Function) -> mlua::Result<TaskFn> {
+fn lua_fn(context: &Rc<ClassContext>, function: Function, name: &str) -> mlua::Result<TaskFn> {
     let context = context.clone();
     let body = Rc::new(context.lua.create_registry_value(function)?);
+    let name: Rc<str> = Rc::from(name);
     Ok(Rc::new(move |user: &mut User| {
         let context = context.clone();
         let body = body.clone();
-        crate::in_place::boxed(move || async move { call::run(&context, user, &body).await })
+        let name = name.clone();
+        crate::in_place::boxed(move || async move { call::run(&context, user, &body, &name).await })
     }))
 }
 
@@ -110,7 +112,8 @@ fn task_of(lua: &Lua, m: &Table, context: &Rc<ClassContext>, name: Option<String
     match value {
         Value::Function(f) => {
             let name = name.unwrap_or_else(|| function_name(&f));
-            Ok(Task::from_fn(name, lua_fn(context, f)?))
+            let body = lua_fn(context, f, &name)?;
+            Ok(Task::from_fn(name, body))
         }
         Value::Table(t) if t.metatable().as_ref() == Some(&set_mt) => task_set(lua, m, context, t),
         Value::Table(t) if t.metatable().as_ref() == Some(&task_mt) => {
@@ -122,7 +125,10 @@ fn task_of(lua: &Lua, m: &Table, context: &Rc<ClassContext>, name: Option<String
                 Value::Table(set) => task_set(lua, m, context, set)?,
                 Value::Function(f) => {
                     let name = explicit.clone().or(name).unwrap_or_else(|| function_name(&f));
-                    Task::from_fn(name, lua_fn(context, f)?)
+                    {
+                        let body = lua_fn(context, f, &name)?;
+                        Task::from_fn(name, body)
+                    }
                 }
                 other => {
                     return Err(mlua::Error::runtime(format!("a task must run a function, got {}", other.type_name())));
@@ -153,8 +159,8 @@ fn task_set(lua: &Lua, m: &Table, context: &Rc<ClassContext>, t: Table) -> mlua:
         return Err(mlua::Error::runtime(format!("task set {name} has no tasks")));
     }
     set.wait_time = wait_time(m, t.get("wait_time")?)?;
-    set.on_start = t.get::<Option<Function>>("on_start")?.map(|f| lua_fn(context, f)).transpose()?;
-    set.on_stop = t.get::<Option<Function>>("on_stop")?.map(|f| lua_fn(context, f)).transpose()?;
+    set.on_start = t.get::<Option<Function>>("on_start")?.map(|f| lua_fn(context, f, "on_start")).transpose()?;
+    set.on_stop = t.get::<Option<Function>>("on_stop")?.map(|f| lua_fn(context, f, "on_stop")).transpose()?;
     let mut task = Task::set(set).weight(t.get("weight")?);
     task.tags = t.get("tags")?;
     Ok(task)

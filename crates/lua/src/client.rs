@@ -3,7 +3,8 @@
 //! `self.client:get(url, opts)` (and post, put, patch, delete, head,
 //! options, request) take Locust's request options as a table: `name`,
 //! `headers`, `params`, `data` (table → form, string → body), `json`,
-//! `body`, `timeout` (seconds), `allow_redirects`, `catch_response`.
+//! `body`, `timeout` (seconds), `max_body` (bytes; `--max-body-size` for
+//! one request), `allow_redirects`, `catch_response`.
 //! The methods (C functions in [`crate::driver`], `request` in the prelude)
 //! yield to the coroutine driver with the client's number in this VM's
 //! [`Clients`];
@@ -38,6 +39,11 @@ pub struct ClientCore {
 }
 
 impl ClientCore {
+    /// Record an exception in this user's name (see `call::StuckReport`).
+    pub fn record_exception(&self, message: &str, location: &str) {
+        self.client.record_exception(message, location);
+    }
+
     /// Give every catch response not yet marked Locust's default verdict.
     pub fn finish_pending(&self) {
         if self.pending.borrow().is_empty() {
@@ -230,6 +236,9 @@ fn build_request(lua: &Lua, method: Method, url: String, opts: Option<Table>) ->
             }
         }
     }
+    if let Some(bytes) = opts.get::<Option<usize>>("max_body")? {
+        request = request.max_body(bytes);
+    }
     if let Some(allow) = opts.get::<Option<bool>>("allow_redirects")? {
         request = request.allow_redirects(allow);
     }
@@ -237,8 +246,8 @@ fn build_request(lua: &Lua, method: Method, url: String, opts: Option<Table>) ->
     Ok((request, catch))
 }
 
-const KNOWN_OPTIONS: [&str; 9] =
-    ["name", "headers", "params", "data", "json", "body", "timeout", "allow_redirects", "catch_response"];
+const KNOWN_OPTIONS: [&str; 10] =
+    ["name", "headers", "params", "data", "json", "body", "timeout", "max_body", "allow_redirects", "catch_response"];
 
 /// A table's string pairs sorted by key (Lua's own order is unspecified).
 fn sorted_pairs(t: &Table) -> mlua::Result<Vec<(String, String)>> {

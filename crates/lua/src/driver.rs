@@ -19,20 +19,34 @@
 //!   is memory-safe, only its own requests then go astray);
 //! - strings read from the stack are copied into Rust before the values
 //!   are popped;
-//! - every push from the driver is preceded by `lua_checkstack`; the C
-//!   functions below push at most four values, within the 20 free slots
-//!   Lua gives every C function call;
-//! - the calls made without protection (pushing numbers, nil, strings, a
-//!   userdata and a table, setting user values, table slots and a
-//!   metatable, writing registry slots) can only raise out-of-memory, as
-//!   in mlua's own fast path: the VM has no memory limit (`vm::new_vm`),
-//!   so mlua aborts the process on it, as a Rust allocation failure would;
-//! - anything that may raise a Lua error (converting a table, `__tostring`,
-//!   building a traceback) goes through [`Lua::exec_raw`], which is protected.
+//! - nothing that can allocate is ever called on a suspended coroutine: an
+//!   allocation may run a step of the garbage collector, whose `__gc`
+//!   finalizers run on the allocating thread, and Lua lets a finalizer
+//!   resume the very coroutine it runs on, unwinding frames the driver
+//!   still uses (a hostile plan crashed the process that way). Values for
+//!   a suspended coroutine (responses, error messages, arguments) are
+//!   built on the VM's main state inside a protected call
+//!   ([`Lua::exec_raw`]) and moved across with `lua_xmove`, which only
+//!   copies; on the coroutine itself the driver only reads values of
+//!   known type (strings are read only when they are strings: converting
+//!   a number would allocate), pops what was yielded, reads the registry
+//!   and calls `lua_checkstack`, which may grow the stack but runs no
+//!   collector step and reports failure instead of raising;
+//! - so every call that may raise (allocation included, which raises
+//!   once a memory limit is set) runs protected, or inside a C function
+//!   Lua itself called; none of those frames holds a Rust value with a
+//!   destructor, since an error unwinds them with `longjmp`;
+//! - every push is preceded by `lua_checkstack`; the C functions below
+//!   push at most four values, within the 20 free slots Lua gives every C
+//!   function call;
+//! - the count hook ([`install_hook`]) yields only the coroutine being
+//!   driven, only where `lua_isyieldable` says Lua allows it, with no
+//!   values, as Lua requires of hooks.
 
+use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_void};
 use std::ptr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mlua::{Function, IntoLuaMulti, LightUserData, Lua, Table, Thread, Value, ffi};
 use swarmer_http::Method;
@@ -69,6 +83,69 @@ fn op_sleep() -> *mut c_void {
 /// The operation codes, as the prelude gets them (request, sleep).
 pub fn operation_codes() -> (LightUserData, LightUserData) {
     (LightUserData(op_request()), LightUserData(op_sleep()))
+}
+
+/// How often the count hook runs, in Lua instructions: often enough that a
+/// task without I/O gives the shard's other users a turn within tens of
+/// microseconds, rarely enough to cost nothing measurable per request.
+const HOOK_EVERY: c_int = 1000;
+
+/// Hook runs in a row without a chance to yield (Lua code on the main
+/// state, in a metamethod, a `table.sort` comparator or a plan's own
+/// coroutine) after which that code is stopped with an error: about a
+/// billion instructions, several seconds of a shard that runs nothing else.
+const BUSY_LIMIT: u32 = 1_000_000;
+
+thread_local! {
+    /// The coroutine this thread's driver is resuming (the hook yields
+    /// only it: a plan's own coroutines must never see a yield they did
+    /// not make).
+    static DRIVEN: Cell<*mut ffi::lua_State> = const { Cell::new(ptr::null_mut()) };
+    /// Set by the hook when it yielded the driven coroutine.
+    static PAUSED: Cell<bool> = const { Cell::new(false) };
+    /// Hook runs since the driver last got control back.
+    static BUSY: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Install the count hook on a new VM's main state (coroutines made
+/// later inherit it). It makes Lua code interruptible: a task that runs
+/// without waiting is yielded to the shard every [`HOOK_EVERY`]
+/// instructions, so other users, timers and stop commands still run; code
+/// that cannot yield is stopped after [`BUSY_LIMIT`] runs of the hook.
+pub fn install_hook(lua: &Lua) -> mlua::Result<()> {
+    // SAFETY: a protected call on the main state; setting a hook cannot fail.
+    unsafe { lua.exec_raw::<()>((), |s| ffi::lua_sethook(s, Some(count_hook), ffi::LUA_MASKCOUNT, HOOK_EVERY)) }
+}
+
+/// Forget earlier hook runs (before code that may legitimately run long
+/// on the main state starts afresh, such as the plan file).
+pub fn reset_busy() {
+    BUSY.set(0);
+}
+
+/// The count hook (see [`install_hook`]). It holds nothing with a
+/// destructor: `luaL_error` unwinds it with `longjmp`.
+unsafe extern "C-unwind" fn count_hook(l: *mut ffi::lua_State, _: *mut ffi::lua_Debug) {
+    // SAFETY: called by Lua on the running thread `l`; a hook may yield
+    // (no values) where `lua_isyieldable` allows, and may raise.
+    unsafe {
+        if DRIVEN.get() == l && ffi::lua_isyieldable(l) != 0 {
+            PAUSED.set(true);
+            ffi::lua_yield(l, 0);
+            return;
+        }
+        let busy = BUSY.get() + 1;
+        if busy < BUSY_LIMIT {
+            BUSY.set(busy);
+            return;
+        }
+        BUSY.set(0);
+        ffi::luaL_error(
+            l,
+            c"Lua code ran about a billion instructions without a chance to wait (an endless loop?); Swarmer stopped it so the shard can go on"
+                .as_ptr(),
+        );
+    }
 }
 
 /// A coroutine and its raw state (looked up once).
@@ -165,16 +242,32 @@ pub async fn drive(
     coroutine: &Coroutine,
     nargs: c_int,
     want_result: bool,
+    busy_since: &Cell<Option<Instant>>,
 ) -> mlua::Result<Ended> {
     let l = coroutine.state();
     let mut nargs = nargs;
+    let mut resumed_at = Instant::now();
     loop {
         let mut nres: c_int = 0;
+        let previous = DRIVEN.replace(l);
         // SAFETY: `l` is alive and suspended (or new), its arguments pushed.
         let status = unsafe { ffi::lua_resume(l, ptr::null_mut(), nargs, &mut nres) };
+        DRIVEN.set(previous);
+        BUSY.set(0);
+        let paused = PAUSED.replace(false);
         match status {
             ffi::LUA_OK => return unsafe { returned(lua, l, if want_result { nres } else { 0 }) },
-            ffi::LUA_YIELD => {}
+            ffi::LUA_YIELD if paused => {
+                // The hook yielded a coroutine that runs without waiting:
+                // the shard's other tasks get a turn, then it goes on.
+                if busy_since.get().is_none() {
+                    busy_since.set(Some(resumed_at));
+                }
+                tokio::task::yield_now().await;
+                nargs = 0;
+                continue;
+            }
+            ffi::LUA_YIELD => busy_since.set(None),
             _ => return unsafe { raised(lua, l) },
         }
         // SAFETY: the `nres` yielded values are on top of `l`'s stack.
@@ -185,7 +278,7 @@ pub async fn drive(
                 let performed = match bridge.clients.get(client) {
                     Ok(core) => {
                         let push = |response: &_, seq: Option<u64>| unsafe {
-                            bridge.responses.push(l, response, seq.map(|seq| (seq, client)))
+                            bridge.responses.push(lua, l, response, seq.map(|seq| (seq, client)))
                         };
                         client::perform(lua, &core, method, url, opts, push).await
                     }
@@ -193,15 +286,16 @@ pub async fn drive(
                 };
                 match performed {
                     Ok(pushed) => pushed,
-                    Err(e) => unsafe { push_error(l, &crate::vm::clean(&e)) },
+                    Err(e) => push_error(lua, l, &crate::vm::clean(&e)),
                 }
             }
             Op::Sleep(duration) => {
                 tokio::time::sleep(duration).await;
                 Ok(0)
             }
-            Op::Invalid(message) => unsafe { push_error(l, &message) },
+            Op::Invalid(message) => push_error(lua, l, &message),
         }?;
+        resumed_at = Instant::now();
     }
 }
 
@@ -403,10 +497,13 @@ unsafe fn read_op(lua: &Lua, l: *mut ffi::lua_State, nres: c_int) -> mlua::Resul
     }
 }
 
-/// The bytes of the string at `idx` (a number is converted in place, as
-/// Lua's string functions do; anything else is `None`).
+/// The bytes of the string at `idx`; anything else is `None` (a number is
+/// not converted: that would allocate on a suspended coroutine).
 unsafe fn string_at<'a>(l: *mut ffi::lua_State, idx: c_int) -> Option<&'a [u8]> {
     unsafe {
+        if ffi::lua_type(l, idx) != ffi::LUA_TSTRING {
+            return None;
+        }
         let mut len = 0;
         let data = ffi::lua_tolstring(l, idx, &mut len);
         (!data.is_null()).then(|| std::slice::from_raw_parts(data as *const u8, len))
@@ -462,16 +559,25 @@ unsafe fn raised(lua: &Lua, l: *mut ffi::lua_State) -> mlua::Result<Ended> {
     }
 }
 
-/// Resume values for a failed operation: `nil, message`.
-unsafe fn push_error(l: *mut ffi::lua_State, message: &str) -> mlua::Result<c_int> {
+/// Resume values for a failed operation: `nil, message`, built on the
+/// main state and moved onto the suspended coroutine `l` (see the module
+/// doc).
+fn push_error(lua: &Lua, l: *mut ffi::lua_State, message: &str) -> mlua::Result<c_int> {
+    let mut moved = false;
+    // SAFETY: a protected call on the main state whose closure holds only
+    // references; `l` is alive (its `Coroutine` is borrowed by `drive`)
+    // and not running; `lua_xmove` copies after `lua_checkstack`.
     unsafe {
-        if ffi::lua_checkstack(l, 2) == 0 {
-            return Err(mlua::Error::StackError);
-        }
-        ffi::lua_pushnil(l);
-        push_bytes(l, message.as_bytes());
-        Ok(2)
+        lua.exec_raw::<()>((), |s| {
+            ffi::lua_pushnil(s);
+            push_bytes(s, message.as_bytes());
+            if ffi::lua_checkstack(l, 2) != 0 {
+                ffi::lua_xmove(s, l, 2);
+                moved = true;
+            }
+        })?;
     }
+    if moved { Ok(2) } else { Err(mlua::Error::StackError) }
 }
 
 pub(crate) unsafe fn push_bytes(l: *mut ffi::lua_State, bytes: &[u8]) {

@@ -108,7 +108,7 @@ fn spawn(lua: &Lua, body: Function) -> mlua::Result<()> {
     let bridge = bridge(lua)?;
     let lua = lua.clone();
     tokio::task::spawn_local(async move {
-        let ended = crate::driver::drive(&lua, &bridge, &thread, 0, false).await;
+        let ended = crate::driver::drive(&lua, &bridge, &thread, 0, false, &Default::default()).await;
         if let Err(e) = ended.and_then(|ended| ended.into_result()) {
             tracing::error!("background coroutine failed: {}", crate::vm::clean(&e));
         }

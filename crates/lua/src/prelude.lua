@@ -13,10 +13,16 @@ local request_methods, OP_REQUEST, OP_SLEEP = ...
 local getinfo, traceback = debug.getinfo, debug.traceback
 -- Responses keep their values as user values of a userdata (see below).
 local getuservalue, setuservalue = debug.getuservalue, debug.setuservalue
+-- Every metatable below is sealed (`__metatable`): a plan can neither read
+-- nor replace it (`getmetatable(response).__index = ...` would change
+-- every later response of the shard). The prelude compares metatables
+-- with the debug library's raw getter.
+local metatable_of = debug.getmetatable
+local SEALED = "swarmer: this metatable is protected"
 
 -- Control flow: raised as errors carrying this metatable; the runner maps
 -- them to Locust's StopUser, StopTest, InterruptTaskSet, RescheduleTask.
-local CONTROL = {}
+local CONTROL = { __metatable = SEALED }
 swarmer._CONTROL = CONTROL
 local function control(kind, reschedule)
   return setmetatable({ kind = kind, reschedule = reschedule }, CONTROL)
@@ -31,7 +37,7 @@ function swarmer.reschedule() error(control("reschedule"), 0) end
 function swarmer.reschedule_now() error(control("reschedule_now"), 0) end
 
 -- Wait times.
-local WAIT = {}
+local WAIT = { __metatable = SEALED }
 swarmer._WAIT = WAIT
 local function seconds(fname, value, what)
   if type(value) ~= "number" or value ~= value or value < 0 then
@@ -55,7 +61,7 @@ function swarmer.constant_throughput(n)
 end
 
 -- Tasks and task sets.
-local TASK, TASKSET = {}, {}
+local TASK, TASKSET = { __metatable = SEALED }, { __metatable = SEALED }
 swarmer._TASK, swarmer._TASKSET = TASK, TASKSET
 local function where(level)
   local info = getinfo(level + 1, "Sl")
@@ -76,7 +82,7 @@ end
 --- swarmer.task(fn) | task(name, fn) | task(name, weight, fn) | task{name=, weight=, tags=, run=}
 function swarmer.task(a, b, c)
   local t
-  if type(a) == "table" and getmetatable(a) == nil then
+  if type(a) == "table" and metatable_of(a) == nil then
     t = { name = a.name, weight = a.weight or 1, tags = a.tags or {}, run = a.run or a[1] }
   elseif type(a) == "function" then
     t = { weight = 1, run = a, tags = {} }
@@ -85,7 +91,7 @@ function swarmer.task(a, b, c)
   else
     t = { name = a, weight = b, run = c, tags = {} }
   end
-  if type(t.run) ~= "function" and getmetatable(t.run) ~= TASKSET then
+  if type(t.run) ~= "function" and metatable_of(t.run) ~= TASKSET then
     error("swarmer.task: expected a function (or a task set) to run, got " .. type(t.run), 2)
   end
   if t.name ~= nil and type(t.name) ~= "string" then error("swarmer.task: name must be a string", 2) end
@@ -124,7 +130,7 @@ function swarmer.user(name, def)
   end
   if def.host ~= nil and type(def.host) ~= "string" then error("swarmer.user(" .. name .. "): host must be a string", 2) end
   local wt = def.wait_time
-  if wt ~= nil and getmetatable(wt) ~= WAIT and type(wt) ~= "function" then
+  if wt ~= nil and metatable_of(wt) ~= WAIT and type(wt) ~= "function" then
     error("swarmer.user(" .. name .. "): wait_time must be swarmer.between(...), constant(...), constant_pacing(...), "
       .. "constant_throughput(...) or a function returning seconds", 2)
   end
@@ -157,6 +163,7 @@ local function option_value(spec)
   return given
 end
 swarmer.options = setmetatable({}, {
+  __metatable = SEALED,
   __index = function(_, key)
     local spec = option_specs[key]
     if spec then return option_value(spec) end
@@ -195,7 +202,7 @@ end
 
 -- `self.client`: a table holding the client's number in this VM (at [1]);
 -- requests yield to the driver, the rest calls into Rust with the number.
-local CLIENT = {}
+local CLIENT = { __metatable = SEALED }
 CLIENT.__index = CLIENT
 
 -- Responses: the driver resumes a request with a userdata whose user
@@ -207,7 +214,7 @@ CLIENT.__index = CLIENT
 local RESPONSE_METHODS = {}
 local PARTS = { status_code = 1, text = 2, content = 2, url = 4 }
 local OWN = { elapsed = 2, error = 4 }
-local RESPONSE = { __name = "response", __index = function(r, key)
+local RESPONSE = { __name = "response", __metatable = SEALED, __index = function(r, key)
   local i = PARTS[key]
   if i then return getuservalue(r, 1)[i] end
   i = OWN[key]
@@ -294,7 +301,7 @@ function swarmer._deliver(kind, text, from)
 end
 
 -- Event hooks, with Locust's names. Listeners run in every shard's VM.
-local Event = {}
+local Event = { __metatable = SEALED }
 Event.__index = Event
 function Event:add_listener(fn)
   if type(fn) ~= "function" then error("add_listener: expected a function", 2) end
@@ -305,7 +312,7 @@ local AVAILABLE = { "init", "test_start", "test_stopping", "test_stop", "quittin
                     "request", "user_error", "reset_stats", "usage_monitor", "cpu_warning" }
 local events = {}
 for _, name in ipairs(AVAILABLE) do events[name] = setmetatable({ name = name, _listeners = {} }, Event) end
-swarmer.events = setmetatable(events, { __index = function(_, k)
+swarmer.events = setmetatable(events, { __metatable = SEALED, __index = function(_, k)
   error(("swarmer.events.%s is not available (events: %s)"):format(tostring(k), table.concat(AVAILABLE, ", ")), 2)
 end })
 -- Run every listener of an event with the event's arguments; returns the
@@ -332,7 +339,7 @@ local USER_METHODS = {
 }
 function swarmer._new_user(def, client, id)
   local self = { client = setmetatable({ client }, CLIENT), id = id, class_name = def.name }
-  return setmetatable(self, { __index = function(_, k)
+  return setmetatable(self, { __metatable = SEALED, __index = function(_, k)
     local v = def[k]
     if v ~= nil then return v end
     return USER_METHODS[k]

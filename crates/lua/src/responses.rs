@@ -76,63 +76,110 @@ impl Responses {
         })
     }
 
-    /// Push the response userdata for `response` onto `l` (see the module
-    /// doc); `catch` is its catch number and client. Returns how many
-    /// values were pushed (1).
+    /// Push the response userdata for `response` onto the coroutine `l`
+    /// (see the module doc); `catch` is its catch number and client.
+    /// Returns how many values were pushed (1).
+    ///
+    /// The values are built on the VM's main state inside a protected call
+    /// and moved onto `l` with `lua_xmove`: an allocation may run a step of
+    /// the collector, whose `__gc` finalizers run on the allocating thread
+    /// and may resume it, which must never be the suspended `l`; and an
+    /// allocation failure (with a memory limit) raises, which must be
+    /// caught. Nothing with a destructor lives in the protected frame.
     ///
     /// # Safety
     /// `l` is a live coroutine of this VM that is not running.
     pub unsafe fn push(
         &self,
+        lua: &Lua,
         l: *mut ffi::lua_State,
         response: &Response,
         catch: Option<(u64, i64)>,
     ) -> mlua::Result<c_int> {
-        unsafe {
-            if ffi::lua_checkstack(l, 4) == 0 {
-                return Err(mlua::Error::StackError);
+        let error_text = response.error.as_ref().map(|e| e.to_string());
+        let head_id = response.head_id;
+        // Header lines: the HTTP layer's head number says in one comparison
+        // that they are the kept ones; else they are checked in place
+        // rather than written out again. Written out (outside the protected
+        // call) only when they differ.
+        let same_head = (head_id != 0 && head_id == self.kept_head_id.get())
+            || lines_match(self.kept(Part::Head), &response.headers);
+        if same_head {
+            self.kept_head_id.set(head_id);
+        }
+        let mut head = self.scratch.take();
+        head.clear();
+        if !same_head {
+            for (name, value) in &response.headers {
+                head.extend_from_slice(name.as_str().as_bytes());
+                head.extend_from_slice(b": ");
+                head.extend_from_slice(value.as_bytes());
+                head.push(b'\n');
             }
-            let values = match (&response.error, catch) {
+        }
+        let mut moved = false;
+        let (head_lines, error_text) = (&head[..], error_text.as_deref());
+        // SAFETY: a protected call on the main state; the closure holds
+        // only references and Cells; `l` is alive and not running, and
+        // `lua_xmove` only copies values after `lua_checkstack` made room.
+        let built = unsafe {
+            lua.exec_raw::<()>((), |s| {
+                self.build(s, response, catch, same_head, head_lines, error_text);
+                if ffi::lua_checkstack(l, 1) != 0 {
+                    ffi::lua_xmove(s, l, 1);
+                    moved = true;
+                }
+            })
+        };
+        self.scratch.replace(head);
+        built?;
+        if moved { Ok(1) } else { Err(mlua::Error::StackError) }
+    }
+
+    /// Build the response userdata on `s`, a running state (inside a
+    /// protected call), leaving it on top.
+    unsafe fn build(
+        &self,
+        s: *mut ffi::lua_State,
+        response: &Response,
+        catch: Option<(u64, i64)>,
+        same_head: bool,
+        head_lines: &[u8],
+        error_text: Option<&str>,
+    ) {
+        unsafe {
+            let values = match (error_text, catch) {
                 (_, Some(_)) => 6,
                 (Some(_), None) => 4,
                 (None, None) => 3,
             };
-            ffi::lua_newuserdatauv(l, 0, values);
-            self.push_parts(l, response);
-            ffi::lua_setiuservalue(l, -2, 1);
-            ffi::lua_pushnumber(l, response.elapsed.as_secs_f64());
-            ffi::lua_setiuservalue(l, -2, 2);
-            if let Some(e) = &response.error {
-                push_bytes(l, e.to_string().as_bytes());
-                ffi::lua_setiuservalue(l, -2, 4);
+            ffi::lua_newuserdatauv(s, 0, values);
+            self.push_parts(s, response, same_head, head_lines);
+            ffi::lua_setiuservalue(s, -2, 1);
+            ffi::lua_pushnumber(s, response.elapsed.as_secs_f64());
+            ffi::lua_setiuservalue(s, -2, 2);
+            if let Some(e) = error_text {
+                push_bytes(s, e.as_bytes());
+                ffi::lua_setiuservalue(s, -2, 4);
             }
             if let Some((seq, client)) = catch {
-                ffi::lua_pushinteger(l, seq as ffi::lua_Integer);
-                ffi::lua_setiuservalue(l, -2, 5);
-                ffi::lua_pushinteger(l, client);
-                ffi::lua_setiuservalue(l, -2, 6);
+                ffi::lua_pushinteger(s, seq as ffi::lua_Integer);
+                ffi::lua_setiuservalue(s, -2, 5);
+                ffi::lua_pushinteger(s, client);
+                ffi::lua_setiuservalue(s, -2, 6);
             }
-            ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, ffi::lua_Integer::from(self.metatable.id()));
-            ffi::lua_setmetatable(l, -2);
-            Ok(1)
+            ffi::lua_rawgeti(s, ffi::LUA_REGISTRYINDEX, ffi::lua_Integer::from(self.metatable.id()));
+            ffi::lua_setmetatable(s, -2);
         }
     }
 
     /// Push the parts table of `response`: the kept one when status, body,
     /// header lines and URL are all the kept ones, else a new one, which is
     /// then kept (if each of its strings could be).
-    unsafe fn push_parts(&self, l: *mut ffi::lua_State, response: &Response) {
+    unsafe fn push_parts(&self, l: *mut ffi::lua_State, response: &Response, same_head: bool, head_lines: &[u8]) {
         unsafe {
             let status = response.status_code();
-            // Header lines: the HTTP layer's head number says in one
-            // comparison that they are the kept ones; else they are checked
-            // in place rather than written out again.
             let head_id = response.head_id;
-            let same_head = (head_id != 0 && head_id == self.kept_head_id.get())
-                || lines_match(self.kept(Part::Head), &response.headers);
-            if same_head {
-                self.kept_head_id.set(head_id);
-            }
             let same = same_head
                 && self.kept_status.get() == Some(status)
                 && self.kept(Part::Body) == &response.body[..]
@@ -142,6 +189,10 @@ impl Responses {
                 ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, parts_slot);
                 return;
             }
+            // Until the new table is kept, none is: an allocation failure
+            // part-way leaves no kept table that disagrees with the kept
+            // strings.
+            self.kept_status.set(None);
             ffi::lua_createtable(l, 4, 0);
             ffi::lua_pushinteger(l, ffi::lua_Integer::from(status));
             ffi::lua_rawseti(l, -2, 1);
@@ -150,15 +201,7 @@ impl Responses {
             if same_head {
                 self.push_kept_as_is(l, Part::Head);
             } else {
-                let mut head = self.scratch.borrow_mut();
-                head.clear();
-                for (name, value) in &response.headers {
-                    head.extend_from_slice(name.as_str().as_bytes());
-                    head.extend_from_slice(b": ");
-                    head.extend_from_slice(value.as_bytes());
-                    head.push(b'\n');
-                }
-                let kept = self.push_kept(l, Part::Head, &head);
+                let kept = self.push_kept(l, Part::Head, head_lines);
                 self.kept_head_id.set(if kept { head_id } else { 0 });
                 all_kept &= kept;
             }
@@ -262,14 +305,22 @@ mod tests {
         }
     }
 
-    /// The parts table of a pushed response.
+    thread_local! {
+        static STATE: std::cell::Cell<*mut ffi::lua_State> = const { std::cell::Cell::new(std::ptr::null_mut()) };
+    }
+
+    /// The parts table of a response pushed onto a coroutine.
     fn parts_of(lua: &Lua, responses: &Responses, response: &Response) -> Table {
         // SAFETY: a protected call on this VM's state, leaving one table.
         let parts = unsafe {
-            lua.exec_raw::<Table>((), |l| {
-                responses.push(l, response, None).unwrap();
-                ffi::lua_getiuservalue(l, -1, 1);
-                ffi::lua_replace(l, -2);
+            let thread = lua.create_thread(lua.create_function(|_, ()| Ok(())).unwrap()).unwrap();
+            let l = lua.exec_raw::<()>(thread.clone(), |s| STATE.set(ffi::lua_tothread(s, -1))).map(|_| STATE.get());
+            let l = l.unwrap();
+            responses.push(lua, l, response, None).unwrap();
+            lua.exec_raw::<Table>((), |s| {
+                ffi::lua_xmove(l, s, 1);
+                ffi::lua_getiuservalue(s, -1, 1);
+                ffi::lua_replace(s, -2);
             })
         };
         parts.unwrap()

@@ -121,7 +121,11 @@ mod tests {
         let first_ptr = {
             let thread = pool.take(&lua).unwrap();
             let n = driver::push_args(&lua, &thread, (double.clone(), 21)).unwrap();
-            let out = driver::drive(&lua, &bridge, &thread, n - 1, true).await.unwrap().into_result().unwrap();
+            let out = driver::drive(&lua, &bridge, &thread, n - 1, true, &Default::default())
+                .await
+                .unwrap()
+                .into_result()
+                .unwrap();
             assert_eq!(out, mlua::Value::Integer(42));
             thread.thread().to_pointer()
         };
@@ -131,14 +135,19 @@ mod tests {
             assert_eq!(thread.thread().to_pointer(), first_ptr, "the finished coroutine is handed out again");
             let n = driver::push_args(&lua, &thread, (halt.clone(), driver::operation_codes().1)).unwrap();
             // A sleep of an hour: dropped while suspended, so not kept.
-            let drive = driver::drive(&lua, &bridge, &thread, n - 1, true);
+            let busy = std::cell::Cell::default();
+            let drive = driver::drive(&lua, &bridge, &thread, n - 1, true, &busy);
             assert!(tokio::time::timeout(std::time::Duration::from_millis(20), drive).await.is_err());
         }
         assert!(pool.free.borrow().is_empty());
         let thread = pool.take(&lua).unwrap();
         assert_ne!(thread.thread().to_pointer(), first_ptr);
         let n = driver::push_args(&lua, &thread, (double.clone(), 5)).unwrap();
-        let out = driver::drive(&lua, &bridge, &thread, n - 1, true).await.unwrap().into_result().unwrap();
+        let out = driver::drive(&lua, &bridge, &thread, n - 1, true, &Default::default())
+            .await
+            .unwrap()
+            .into_result()
+            .unwrap();
         assert_eq!(out, mlua::Value::Integer(10));
     }
 }

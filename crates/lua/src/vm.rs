@@ -121,7 +121,10 @@ fn hook(lua: &Lua, fire: &Function, name: &'static str) -> ShardHook {
 async fn fire_async(lua: &Lua, fire: &Function, args: impl mlua::IntoLuaMulti) -> mlua::Result<Table> {
     let thread = crate::driver::Coroutine::new(lua, fire.clone())?;
     let nargs = crate::driver::push_args(lua, &thread, args)?;
-    match crate::driver::drive(lua, &*crate::module::bridge(lua)?, &thread, nargs, true).await?.into_result()? {
+    match crate::driver::drive(lua, &*crate::module::bridge(lua)?, &thread, nargs, true, &Default::default())
+        .await?
+        .into_result()?
+    {
         mlua::Value::Table(t) => Ok(t),
         _ => lua.create_table(),
     }
@@ -169,14 +172,21 @@ pub fn new_vm(plan: &Path, shard: &ShardInfo) -> mlua::Result<Lua> {
     // `package.loaded` before any plan code runs, so plans cannot reach the
     // functions that could break memory safety.
     //
-    // No memory limit is ever set on this VM: the coroutine driver's
-    // unprotected pushes rely on that (see `driver.rs`).
+    // `package.loadlib` and the C-library searchers are removed below, so
+    // a plan cannot load native code either.
     let lua = unsafe { Lua::unsafe_new_with(StdLib::ALL_SAFE | StdLib::DEBUG, LuaOptions::default()) };
+    crate::driver::install_hook(&lua)?;
     let dir = plan.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let package: mlua::Table = lua.globals().get("package")?;
     let dir_text = dir.to_string_lossy();
     package.set("path", format!("{dir_text}/?.lua;{dir_text}/?/init.lua"))?;
     package.set("cpath", "")?;
+    package.set("loadlib", mlua::Value::Nil)?;
+    // Only the preload and Lua-file searchers: no C libraries.
+    let searchers: Table = package.get("searchers")?;
+    for i in (3..=searchers.raw_len()).rev() {
+        searchers.raw_remove(i)?;
+    }
     module::install(&lua, shard, dir)?;
     Ok(lua)
 }
@@ -184,6 +194,7 @@ pub fn new_vm(plan: &Path, shard: &ShardInfo) -> mlua::Result<Lua> {
 fn run_plan_file(lua: &Lua, path: &Path) -> Result<(), String> {
     let source = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let display = path.display().to_string();
+    crate::driver::reset_busy();
     lua.load(source).set_name(format!("@{display}")).exec().map_err(|e| clean(&e))
 }
 
