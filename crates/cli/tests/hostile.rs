@@ -157,7 +157,13 @@ fn plans_that_attack_coroutines_metatables_and_the_collector_end_normally_with_r
             "self.client:get('/')\nerror(BAD)",
         ),
         ("yield_numbers_as_operands", "", "pcall(coroutine.yield, 1, 2, 3)\nself.client:get(12345)"),
-        ("load_binary_and_c", "", "assert(package.loadlib == nil)\nself.client:get('/')"),
+        (
+            "load_binary_and_c",
+            "",
+            "assert(package.loadlib == nil)\n\
+             assert(load(string.dump(function() end)) == nil, 'binary chunks are refused')\n\
+             self.client:get('/')",
+        ),
     ];
     for (name, top, body) in attacks {
         let plan = format!("{top}\n{}", plan_with_task(&t.url(), body));

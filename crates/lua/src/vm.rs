@@ -182,6 +182,16 @@ pub fn new_vm(plan: &Path, shard: &ShardInfo) -> mlua::Result<Lua> {
     package.set("path", format!("{dir_text}/?.lua;{dir_text}/?/init.lua"))?;
     package.set("cpath", "")?;
     package.set("loadlib", mlua::Value::Nil)?;
+    // Text chunks only: Lua does not verify precompiled bytecode, and a
+    // crafted binary chunk can corrupt memory.
+    lua.load(
+        "local load, loadfile = load, loadfile\n\
+         _G.load = function(chunk, name, _, env) return load(chunk, name, 't', env) end\n\
+         _G.loadfile = function(file, _, env) return loadfile(file, 't', env) end\n\
+         _G.dofile = function(file) return assert(_G.loadfile(file))() end",
+    )
+    .set_name("=swarmer")
+    .exec()?;
     // Only the preload and Lua-file searchers: no C libraries.
     let searchers: Table = package.get("searchers")?;
     for i in (3..=searchers.raw_len()).rev() {
