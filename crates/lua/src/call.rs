@@ -56,9 +56,9 @@ pub async fn run(context: &ClassContext, user: &mut User, body: &RegistryKey, na
     let busy_since = Cell::new(None);
     let mut stuck = StuckReport { busy_since: &busy_since, core: &core, task: name, armed: true };
     let outcome = async {
-        let thread = context.threads.take(&context.lua)?;
+        let mut thread = context.threads.take(&context.lua)?;
         thread.push_registered(&[body.id(), self_id])?;
-        driver::drive(&context.lua, &context.bridge, &thread, 1, false, &busy_since).await
+        driver::drive(&context.bridge, &mut thread, 1, false, &busy_since).await
     }
     .await;
     stuck.armed = false;

@@ -21,7 +21,7 @@ use crate::threads::ThreadPool;
 pub fn build(lua: &Lua) -> mlua::Result<Vec<UserClass>> {
     let m = module::module(lua)?;
     let users: Table = m.get("_users")?;
-    let threads = Rc::new(ThreadPool::new(lua)?);
+    let threads = Rc::new(ThreadPool::default());
     let bridge = module::bridge(lua)?;
     let mut classes = Vec::new();
     for def in users.sequence_values::<Table>() {

@@ -13,8 +13,9 @@
 //!   `swarmer` module) and running the plan file.
 //! - `module`: the `swarmer` module (wait times, registration, control flow, sleep).
 //! - `classes`: Lua definitions → engine user classes, tasks and task sets.
-//! - `driver`: the coroutine driver (requests and sleeps as async Rust,
-//!   through Lua's C API).
+//! - `driver`: the coroutine driver (requests and sleeps as async Rust).
+//! - `raw`: every call into Lua's C API, behind safe functions, with the
+//!   rules that keep them sound; the rest of the crate denies `unsafe`.
 //! - `call`: running one Lua task for a user and mapping its errors.
 //! - `threads`: the coroutines task calls run in, reused between calls.
 //! - `client`: the users' clients, the requests they make, catch responses.
@@ -24,6 +25,8 @@
 //!
 //! What it does not do: schedule users, record statistics, parse flags.
 
+#![deny(unsafe_code)]
+
 mod call;
 mod classes;
 mod client;
@@ -31,6 +34,8 @@ mod data;
 mod driver;
 mod in_place;
 mod module;
+#[allow(unsafe_code)]
+mod raw;
 mod responses;
 mod threads;
 pub mod vm;

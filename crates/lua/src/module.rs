@@ -14,12 +14,12 @@ const PRELUDE: &str = include_str!("prelude.lua");
 
 /// Make `swarmer` a global and `require("swarmer")`-able, for the shard
 /// described by `shard` (or a probe VM that only inspects the plan).
-pub fn install(lua: &Lua, shard: &ShardInfo, plan_dir: &std::path::Path) -> mlua::Result<()> {
+pub fn install(lua: &Lua, shard: &ShardInfo, plan_dir: &std::path::Path, debug: Table) -> mlua::Result<()> {
     lua.set_app_data(shard.clone());
     lua.set_app_data(crate::data::PlanDir(plan_dir.to_path_buf()));
-    let methods = crate::driver::request_methods(lua)?;
-    let (request, sleep) = crate::driver::operation_codes();
-    let module: Table = lua.load(PRELUDE).set_name("@swarmer").call((methods, request, sleep))?;
+    let methods = crate::raw::request_methods(lua)?;
+    let (request, sleep) = crate::raw::operation_codes();
+    let module: Table = lua.load(PRELUDE).set_name("@swarmer").call((methods, request, sleep, debug))?;
     let responses = Responses::new(lua, module.get::<Table>("_RESPONSE")?)?;
     if !shard.probe {
         // A shard's VM lives on the shard's thread, where its users'
@@ -77,13 +77,10 @@ pub fn install(lua: &Lua, shard: &ShardInfo, plan_dir: &std::path::Path) -> mlua
     )?;
     let started = std::time::Instant::now();
     module.set("_clock", lua.create_function(move |_, ()| Ok(started.elapsed().as_secs_f64()))?)?;
-    // The prelude captured what it needs from `debug`; plans do not get it.
-    lua.globals().set("debug", mlua::Value::Nil)?;
     lua.set_named_registry_value(REGISTRY_KEY, module.clone())?;
     lua.globals().set("swarmer", module.clone())?;
     let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
     loaded.set("swarmer", module)?;
-    loaded.set("debug", mlua::Value::Nil)?;
     Ok(())
 }
 
@@ -104,11 +101,11 @@ fn spawn(lua: &Lua, body: Function) -> mlua::Result<()> {
             caller_location(lua)
         )));
     }
-    let thread = crate::driver::Coroutine::new(lua, body)?;
+    let mut thread = crate::raw::Coroutine::new(lua)?;
+    thread.push_args(body)?;
     let bridge = bridge(lua)?;
-    let lua = lua.clone();
     tokio::task::spawn_local(async move {
-        let ended = crate::driver::drive(&lua, &bridge, &thread, 0, false, &Default::default()).await;
+        let ended = crate::driver::drive(&bridge, &mut thread, 0, false, &Default::default()).await;
         if let Err(e) = ended.and_then(|ended| ended.into_result()) {
             tracing::error!("background coroutine failed: {}", crate::vm::clean(&e));
         }

@@ -3,13 +3,13 @@
 -- the plan's own lines.
 local swarmer = {}
 -- The request methods of `self.client` (get ... options), C functions
--- from crates/lua/src/driver.rs that yield straight to the driver.
+-- from crates/lua/src/raw/requests.rs that yield straight to the driver.
 -- The operation codes they yield last, which Lua code cannot make.
-local request_methods, OP_REQUEST, OP_SLEEP = ...
+-- The parts of the debug library the prelude needs (the library itself
+-- is out of the plans' reach): plans get locations for error messages and
+-- tracebacks for exceptions through it, indirectly.
+local request_methods, OP_REQUEST, OP_SLEEP, debug = ...
 
--- The only parts of the debug library plans get, indirectly: locations for
--- error messages and tracebacks for exceptions. The library itself is
--- removed from the plan's globals after this prelude runs.
 local getinfo, traceback = debug.getinfo, debug.traceback
 -- Responses keep their values as user values of a userdata (see below).
 local getuservalue, setuservalue = debug.getuservalue, debug.setuservalue

@@ -14,100 +14,124 @@
 //! Load tests ask for the same URLs again and again, and servers often send
 //! the same body and headers each time, so the last string of each part
 //! is kept: when the next response has the same bytes, that Lua string is
-//! reused instead of making (and later collecting) a new one. For the
-//! header lines, the HTTP layer's head number (`Response::head_id`) says
-//! in one comparison that they are the kept ones. The last parts table is
+//! reused instead of making (and later collecting) a new one (a copy of
+//! its bytes is kept on the Rust side to compare with). For the header
+//! lines, the HTTP layer's head number (`Response::head_id`) says in one
+//! comparison that they are the kept ones. The last parts table is
 //! kept too, and shared by every response whose parts are all the kept
 //! ones: then a response costs one small allocation and two user values.
 //! Plans cannot reach a parts table (only the prelude reads user values),
 //! so sharing it is invisible to them.
 
-use std::cell::{Cell, RefCell};
-use std::ffi::{c_char, c_int};
+use std::cell::RefCell;
+use std::ffi::c_int;
 
-use mlua::{Lua, RegistryKey, Table, ffi};
+use mlua::{Lua, Table};
 use swarmer_engine::Response;
 use swarmer_http::HeaderMap;
 
-use crate::driver::push_bytes;
+use crate::raw::{Coroutine, Piece, Slot};
 
 /// Strings longer than this are not kept for reuse (the comparison stays
 /// cheap and a large body is not held after its test needed it).
 const MAX_KEPT: usize = 64 * 1024;
 
-/// The parts whose last string is kept.
-#[derive(Clone, Copy)]
-enum Part {
-    Body = 0,
-    Head = 1,
-    Url = 2,
+/// The parts whose last string is kept, by their index in [`Kept::parts`].
+const BODY: usize = 0;
+const HEAD: usize = 1;
+const URL: usize = 2;
+
+/// Per VM: the response metatable, the kept parts table and strings.
+pub struct Responses {
+    metatable: Slot,
+    /// The kept parts table.
+    parts: Slot,
+    kept: RefCell<Kept>,
 }
 
-/// Per VM: the response metatable and the kept strings (registry slots
-/// whose values the driver replaces in place).
-pub struct Responses {
-    metatable: RegistryKey,
-    kept: [RegistryKey; 3],
-    /// The bytes of each kept string, read once when it was kept (Lua
-    /// does not move strings, and the registry holds it until replaced).
-    kept_bytes: [Cell<(*const u8, usize)>; 3],
+struct Kept {
+    /// Body, header lines, URL.
+    parts: [KeptString; 3],
     /// The HTTP layer's number of the head whose lines are kept (0: none;
     /// see `Response::head_id`).
-    kept_head_id: Cell<u64>,
-    /// The kept parts table (a registry slot) and its status code: `None`
-    /// when the table in the slot does not hold the kept strings.
-    parts: RegistryKey,
-    kept_status: Cell<Option<u16>>,
-    /// A buffer reused to build the header lines.
-    scratch: RefCell<Vec<u8>>,
+    head_id: u64,
+    /// The status code in the kept parts table: `None` when that table
+    /// does not hold the kept strings.
+    status: Option<u16>,
+    /// A buffer reused to write the header lines.
+    scratch: Vec<u8>,
+}
+
+/// A kept string: in a registry slot, with a copy of its bytes.
+struct KeptString {
+    slot: Slot,
+    bytes: Vec<u8>,
+    /// False while the slot may hold other bytes (a build failed part-way).
+    valid: bool,
+}
+
+/// What a response part becomes.
+#[derive(Clone, Copy, PartialEq)]
+enum Use {
+    /// The kept string.
+    Reuse,
+    /// A new string, kept from now on.
+    Keep,
+    /// A new string, too long to keep.
+    Plain,
+}
+
+impl KeptString {
+    fn decide(&self, bytes: &[u8]) -> Use {
+        if self.valid && self.bytes == bytes {
+            Use::Reuse
+        } else if bytes.len() <= MAX_KEPT {
+            Use::Keep
+        } else {
+            Use::Plain
+        }
+    }
+
+    fn piece<'a>(&'a self, decided: Use, bytes: &'a [u8]) -> Piece<'a> {
+        match decided {
+            Use::Reuse => Piece::Slot(&self.slot),
+            Use::Keep => Piece::Kept(bytes, &self.slot),
+            Use::Plain => Piece::Bytes(bytes),
+        }
+    }
 }
 
 impl Responses {
     pub fn new(lua: &Lua, metatable: Table) -> mlua::Result<Self> {
-        let empty = || lua.create_registry_value(lua.create_string("")?);
+        let empty = || -> mlua::Result<KeptString> {
+            Ok(KeptString { slot: Slot::new(lua, "")?, bytes: Vec::new(), valid: true })
+        };
         Ok(Self {
-            metatable: lua.create_registry_value(metatable)?,
-            kept: [empty()?, empty()?, empty()?],
-            kept_bytes: Default::default(),
-            kept_head_id: Cell::new(0),
-            parts: lua.create_registry_value(lua.create_table()?)?,
-            kept_status: Cell::new(None),
-            scratch: RefCell::default(),
+            metatable: Slot::new(lua, metatable)?,
+            parts: Slot::new(lua, lua.create_table()?)?,
+            kept: RefCell::new(Kept {
+                parts: [empty()?, empty()?, empty()?],
+                head_id: 0,
+                status: None,
+                scratch: Vec::new(),
+            }),
         })
     }
 
-    /// Push the response userdata for `response` onto the coroutine `l`
-    /// (see the module doc); `catch` is its catch number and client.
-    /// Returns how many values were pushed (1).
-    ///
-    /// The values are built on the VM's main state inside a protected call
-    /// and moved onto `l` with `lua_xmove`: an allocation may run a step of
-    /// the collector, whose `__gc` finalizers run on the allocating thread
-    /// and may resume it, which must never be the suspended `l`; and an
-    /// allocation failure (with a memory limit) raises, which must be
-    /// caught. Nothing with a destructor lives in the protected frame.
-    ///
-    /// # Safety
-    /// `l` is a live coroutine of this VM that is not running.
-    pub unsafe fn push(
-        &self,
-        lua: &Lua,
-        l: *mut ffi::lua_State,
-        response: &Response,
-        catch: Option<(u64, i64)>,
-    ) -> mlua::Result<c_int> {
-        let error_text = response.error.as_ref().map(|e| e.to_string());
+    /// Push the response userdata for `response` onto `coroutine` (see
+    /// the module doc); `catch` is its catch number and client. Returns
+    /// how many values were pushed (1).
+    pub fn push(&self, coroutine: &Coroutine, response: &Response, catch: Option<(u64, i64)>) -> mlua::Result<c_int> {
+        let mut kept = self.kept.try_borrow_mut().map_err(|_| mlua::Error::runtime("internal: nested response"))?;
+        let kept = &mut *kept;
+        let status = response.status_code();
         let head_id = response.head_id;
         // Header lines: the HTTP layer's head number says in one comparison
         // that they are the kept ones; else they are checked in place
-        // rather than written out again. Written out (outside the protected
-        // call) only when they differ.
-        let same_head = (head_id != 0 && head_id == self.kept_head_id.get())
-            || lines_match(self.kept(Part::Head), &response.headers);
-        if same_head {
-            self.kept_head_id.set(head_id);
-        }
-        let mut head = self.scratch.take();
+        // rather than written out again. Written out only when they differ.
+        let same_head = kept.parts[HEAD].valid
+            && ((head_id != 0 && head_id == kept.head_id) || lines_match(&kept.parts[HEAD].bytes, &response.headers));
+        let mut head = std::mem::take(&mut kept.scratch);
         head.clear();
         if !same_head {
             for (name, value) in &response.headers {
@@ -117,146 +141,93 @@ impl Responses {
                 head.push(b'\n');
             }
         }
-        let mut moved = false;
-        let (head_lines, error_text) = (&head[..], error_text.as_deref());
-        // SAFETY: a protected call on the main state; the closure holds
-        // only references and Cells; `l` is alive and not running, and
-        // `lua_xmove` only copies values after `lua_checkstack` made room.
-        let built = unsafe {
-            lua.exec_raw::<()>((), |s| {
-                self.build(s, response, catch, same_head, head_lines, error_text);
-                if ffi::lua_checkstack(l, 1) != 0 {
-                    ffi::lua_xmove(s, l, 1);
-                    moved = true;
+        let uses = [
+            kept.parts[BODY].decide(&response.body),
+            if same_head { Use::Reuse } else { kept.parts[HEAD].decide(&head) },
+            kept.parts[URL].decide(response.url.as_bytes()),
+        ];
+        let all_reused = uses.iter().all(|u| *u == Use::Reuse) && kept.status == Some(status);
+        let all_kept = !uses.contains(&Use::Plain);
+        // Until the build succeeded, what it replaces is not trusted.
+        for (part, used) in kept.parts.iter_mut().zip(uses) {
+            part.valid &= used != Use::Keep;
+        }
+        if !all_reused {
+            kept.status = None;
+        }
+        // The kept lines are this head's, or will be replaced.
+        kept.head_id = if same_head { head_id } else { 0 };
+        let built = self.build(coroutine, response, catch, kept, &uses, all_reused, &head);
+        if built.is_ok() {
+            for (i, used) in uses.into_iter().enumerate() {
+                if used != Use::Keep {
+                    continue;
                 }
-            })
-        };
-        self.scratch.replace(head);
-        built?;
-        if moved { Ok(1) } else { Err(mlua::Error::StackError) }
+                let bytes = &mut kept.parts[i].bytes;
+                match i {
+                    BODY => copy_into(bytes, &response.body),
+                    HEAD => std::mem::swap(bytes, &mut head),
+                    _ => copy_into(bytes, response.url.as_bytes()),
+                }
+                kept.parts[i].valid = true;
+            }
+            if uses[HEAD] == Use::Keep {
+                kept.head_id = head_id;
+            }
+            if !all_reused && all_kept {
+                kept.status = Some(status);
+            }
+        }
+        kept.scratch = head;
+        built
     }
 
-    /// Build the response userdata on `s`, a running state (inside a
-    /// protected call), leaving it on top.
-    unsafe fn build(
+    /// Build the response userdata on `coroutine`: the kept parts table
+    /// when everything is reused, else a new one (kept when its strings
+    /// all are).
+    #[allow(clippy::too_many_arguments)]
+    fn build(
         &self,
-        s: *mut ffi::lua_State,
+        coroutine: &Coroutine,
         response: &Response,
         catch: Option<(u64, i64)>,
-        same_head: bool,
-        head_lines: &[u8],
-        error_text: Option<&str>,
-    ) {
-        unsafe {
-            let values = match (error_text, catch) {
-                (_, Some(_)) => 6,
-                (Some(_), None) => 4,
-                (None, None) => 3,
-            };
-            ffi::lua_newuserdatauv(s, 0, values);
-            self.push_parts(s, response, same_head, head_lines);
-            ffi::lua_setiuservalue(s, -2, 1);
-            ffi::lua_pushnumber(s, response.elapsed.as_secs_f64());
-            ffi::lua_setiuservalue(s, -2, 2);
-            if let Some(e) = error_text {
-                push_bytes(s, e.as_bytes());
-                ffi::lua_setiuservalue(s, -2, 4);
+        kept: &Kept,
+        uses: &[Use; 3],
+        all_reused: bool,
+        head: &[u8],
+    ) -> mlua::Result<c_int> {
+        let items = [
+            Piece::Integer(i64::from(response.status_code())),
+            kept.parts[BODY].piece(uses[BODY], &response.body),
+            kept.parts[HEAD].piece(uses[HEAD], head),
+            kept.parts[URL].piece(uses[URL], response.url.as_bytes()),
+        ];
+        let keep_table = !uses.contains(&Use::Plain);
+        let parts =
+            if all_reused { Piece::Slot(&self.parts) } else { Piece::Table(&items, keep_table.then_some(&self.parts)) };
+        let error_text = response.error.as_ref().map(|e| e.to_string());
+        let error = error_text.as_deref().map_or(Piece::Nil, |e| Piece::Bytes(e.as_bytes()));
+        let elapsed = Piece::Number(response.elapsed.as_secs_f64());
+        // User values: parts, elapsed, headers (made by the prelude), error,
+        // and for a catch response its number and client.
+        let values = match catch {
+            Some((seq, client)) => {
+                [parts, elapsed, Piece::Nil, error, Piece::Integer(seq as i64), Piece::Integer(client)]
             }
-            if let Some((seq, client)) = catch {
-                ffi::lua_pushinteger(s, seq as ffi::lua_Integer);
-                ffi::lua_setiuservalue(s, -2, 5);
-                ffi::lua_pushinteger(s, client);
-                ffi::lua_setiuservalue(s, -2, 6);
-            }
-            ffi::lua_rawgeti(s, ffi::LUA_REGISTRYINDEX, ffi::lua_Integer::from(self.metatable.id()));
-            ffi::lua_setmetatable(s, -2);
-        }
+            None => [parts, elapsed, Piece::Nil, error, Piece::Nil, Piece::Nil],
+        };
+        let count = match (&error_text, catch) {
+            (_, Some(_)) => 6,
+            (Some(_), None) => 4,
+            (None, None) => 3,
+        };
+        coroutine.build(&[Piece::Userdata(&values[..count], &self.metatable)])
     }
+}
 
-    /// Push the parts table of `response`: the kept one when status, body,
-    /// header lines and URL are all the kept ones, else a new one, which is
-    /// then kept (if each of its strings could be).
-    unsafe fn push_parts(&self, l: *mut ffi::lua_State, response: &Response, same_head: bool, head_lines: &[u8]) {
-        unsafe {
-            let status = response.status_code();
-            let head_id = response.head_id;
-            let same = same_head
-                && self.kept_status.get() == Some(status)
-                && self.kept(Part::Body) == &response.body[..]
-                && self.kept(Part::Url) == response.url.as_bytes();
-            let parts_slot = ffi::lua_Integer::from(self.parts.id());
-            if same {
-                ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, parts_slot);
-                return;
-            }
-            // Until the new table is kept, none is: an allocation failure
-            // part-way leaves no kept table that disagrees with the kept
-            // strings.
-            self.kept_status.set(None);
-            ffi::lua_createtable(l, 4, 0);
-            ffi::lua_pushinteger(l, ffi::lua_Integer::from(status));
-            ffi::lua_rawseti(l, -2, 1);
-            let mut all_kept = self.push_kept(l, Part::Body, &response.body);
-            ffi::lua_rawseti(l, -2, 2);
-            if same_head {
-                self.push_kept_as_is(l, Part::Head);
-            } else {
-                let kept = self.push_kept(l, Part::Head, head_lines);
-                self.kept_head_id.set(if kept { head_id } else { 0 });
-                all_kept &= kept;
-            }
-            ffi::lua_rawseti(l, -2, 3);
-            all_kept &= self.push_kept(l, Part::Url, response.url.as_bytes());
-            ffi::lua_rawseti(l, -2, 4);
-            // Kept only if it holds the kept strings: the test above
-            // compares against those.
-            if all_kept {
-                ffi::lua_pushvalue(l, -1);
-                ffi::lua_rawseti(l, ffi::LUA_REGISTRYINDEX, parts_slot);
-            }
-            self.kept_status.set(all_kept.then_some(status));
-        }
-    }
-
-    /// The bytes of the kept string for `part`.
-    fn kept(&self, part: Part) -> &[u8] {
-        let (data, len) = self.kept_bytes[part as usize].get();
-        if len == 0 {
-            return &[];
-        }
-        // SAFETY: the registry holds the string until `push_kept` replaces
-        // it (and updates these bytes); Lua does not move strings.
-        unsafe { std::slice::from_raw_parts(data, len) }
-    }
-
-    /// Push the kept string for `part`.
-    unsafe fn push_kept_as_is(&self, l: *mut ffi::lua_State, part: Part) {
-        let slot = ffi::lua_Integer::from(self.kept[part as usize].id());
-        unsafe { ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, slot) };
-    }
-
-    /// Push a string with `bytes`: the kept one for `part` if it has the
-    /// same bytes, else a new one, which is then kept if it is not too
-    /// long. Returns whether the pushed string is the kept one.
-    unsafe fn push_kept(&self, l: *mut ffi::lua_State, part: Part, bytes: &[u8]) -> bool {
-        unsafe {
-            if self.kept(part) == bytes {
-                self.push_kept_as_is(l, part);
-                return true;
-            }
-            let slot = ffi::lua_Integer::from(self.kept[part as usize].id());
-            ffi::lua_pushlstring(l, bytes.as_ptr() as *const c_char, bytes.len());
-            if bytes.len() > MAX_KEPT {
-                return false;
-            }
-            ffi::lua_pushvalue(l, -1);
-            ffi::lua_rawseti(l, ffi::LUA_REGISTRYINDEX, slot);
-            let mut len = 0;
-            let data = ffi::lua_tolstring(l, -1, &mut len);
-            self.kept_bytes[part as usize].set((data as *const u8, len));
-            true
-        }
-    }
+fn copy_into(kept: &mut Vec<u8>, bytes: &[u8]) {
+    kept.clear();
+    kept.extend_from_slice(bytes);
 }
 
 /// Whether `kept` is exactly the `name: value` lines of `headers`.
@@ -305,25 +276,27 @@ mod tests {
         }
     }
 
-    thread_local! {
-        static STATE: std::cell::Cell<*mut ffi::lua_State> = const { std::cell::Cell::new(std::ptr::null_mut()) };
+    /// The parts table of a response pushed onto a coroutine: the
+    /// coroutine runs `debug.getuservalue(response, 1)`.
+    fn parts_of(lua: &Lua, responses: &Responses, response: &Response) -> Table {
+        let getuservalue: mlua::Function = lua.named_registry_value("getuservalue").unwrap();
+        let mut coroutine = Coroutine::new(lua).unwrap();
+        coroutine.push_args(getuservalue).unwrap();
+        responses.push(&coroutine, response, None).unwrap();
+        coroutine.push_args(1).unwrap();
+        let crate::raw::Resumed::Returned(n) = coroutine.resume(2) else { panic!("getuservalue failed") };
+        match coroutine.finish_returned(n, true).unwrap() {
+            mlua::Value::Table(parts) => parts,
+            other => panic!("parts: {other:?}"),
+        }
     }
 
-    /// The parts table of a response pushed onto a coroutine.
-    fn parts_of(lua: &Lua, responses: &Responses, response: &Response) -> Table {
-        // SAFETY: a protected call on this VM's state, leaving one table.
-        let parts = unsafe {
-            let thread = lua.create_thread(lua.create_function(|_, ()| Ok(())).unwrap()).unwrap();
-            let l = lua.exec_raw::<()>(thread.clone(), |s| STATE.set(ffi::lua_tothread(s, -1))).map(|_| STATE.get());
-            let l = l.unwrap();
-            responses.push(lua, l, response, None).unwrap();
-            lua.exec_raw::<Table>((), |s| {
-                ffi::lua_xmove(l, s, 1);
-                ffi::lua_getiuservalue(s, -1, 1);
-                ffi::lua_replace(s, -2);
-            })
-        };
-        parts.unwrap()
+    /// A VM with `debug.getuservalue` in its registry, and its responses.
+    fn vm() -> (Lua, Responses) {
+        let (lua, debug) = crate::raw::new_lua().unwrap();
+        lua.set_named_registry_value("getuservalue", debug.get::<mlua::Function>("getuservalue").unwrap()).unwrap();
+        let responses = Responses::new(&lua, lua.create_table().unwrap()).unwrap();
+        (lua, responses)
     }
 
     /// The body a pushed response shows (its parts' second slot).
@@ -333,8 +306,7 @@ mod tests {
 
     #[test]
     fn responses_share_parts_only_when_status_body_headers_and_url_are_the_same() {
-        let lua = Lua::new();
-        let responses = Responses::new(&lua, lua.create_table().unwrap()).unwrap();
+        let (lua, responses) = vm();
         // Not numbered (head number 0): the header lines are compared.
         let ok = response(b"same", 0);
         let first = parts_of(&lua, &responses, &ok);
@@ -356,8 +328,7 @@ mod tests {
 
     #[test]
     fn a_parts_table_holding_a_string_too_long_to_keep_is_not_shared() {
-        let lua = Lua::new();
-        let responses = Responses::new(&lua, lua.create_table().unwrap()).unwrap();
+        let (lua, responses) = vm();
         let small = response(b"small", 7);
         let large_body = vec![b'x'; MAX_KEPT + 1];
         // Same status, headers (same head number) and URL: only the body
@@ -376,6 +347,23 @@ mod tests {
         long_head.headers.insert(HeaderName::from_static("x-long"), value);
         assert_eq!(body_of(&lua, &responses, &long_head), b"new body");
         assert_eq!(body_of(&lua, &responses, &response(b"new body", 9)), b"new body");
+    }
+
+    #[test]
+    fn a_response_that_does_not_fit_a_memory_limit_is_an_error_and_later_ones_are_whole() {
+        let (lua, responses) = vm();
+        let small = response(b"small", 3);
+        assert_eq!(body_of(&lua, &responses, &small), b"small");
+        // Just under the kept size, so building it would also keep it.
+        let large = response(&vec![b'y'; MAX_KEPT], 3);
+        lua.set_memory_limit(lua.used_memory() + 16 * 1024).unwrap();
+        let coroutine = Coroutine::new(&lua).unwrap();
+        let error = responses.push(&coroutine, &large, None).unwrap_err();
+        assert!(error.to_string().contains("memory"), "{error}");
+        lua.set_memory_limit(0).unwrap();
+        assert_eq!(body_of(&lua, &responses, &large), large.body, "not the body kept before the failure");
+        assert_eq!(body_of(&lua, &responses, &small), b"small");
+        assert_eq!(body_of(&lua, &responses, &small), b"small");
     }
 
     #[test]

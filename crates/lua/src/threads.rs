@@ -10,11 +10,9 @@
 
 use std::cell::RefCell;
 
-use std::ffi::c_int;
+use mlua::Lua;
 
-use mlua::{Function, Lua, ffi};
-
-use crate::driver::Coroutine;
+use crate::raw::Coroutine;
 
 /// Finished coroutines kept for reuse: enough for the users of a shard
 /// that finish a task at the same moment, without holding memory for
@@ -22,30 +20,19 @@ use crate::driver::Coroutine;
 const KEEP: usize = 256;
 
 /// The free coroutines of one VM.
+#[derive(Default)]
 pub struct ThreadPool {
     free: RefCell<Vec<Coroutine>>,
-    /// What a new coroutine is created with (Lua wants a function; it is
-    /// removed at once).
-    placeholder: Function,
 }
 
 impl ThreadPool {
-    pub fn new(lua: &Lua) -> mlua::Result<Self> {
-        Ok(Self { free: RefCell::default(), placeholder: lua.create_function(|_, ()| Ok(()))? })
-    }
-
     /// A coroutine with an empty stack: push its function and arguments,
     /// then drive it.
     pub fn take(&self, lua: &Lua) -> mlua::Result<Pooled<'_>> {
         let reused = self.free.borrow_mut().pop();
         let coroutine = match reused {
             Some(coroutine) => coroutine,
-            None => {
-                let coroutine = Coroutine::new(lua, self.placeholder.clone())?;
-                // SAFETY: a new coroutine, not running; settop cannot fail.
-                unsafe { ffi::lua_settop(coroutine.state(), 0) };
-                coroutine
-            }
+            None => Coroutine::new(lua)?,
         };
         Ok(Pooled { pool: self, coroutine: Some(coroutine) })
     }
@@ -58,25 +45,6 @@ pub struct Pooled<'a> {
     coroutine: Option<Coroutine>,
 }
 
-impl Pooled<'_> {
-    /// Push the registry values `ids` (`RegistryKey::id`s): the function
-    /// and arguments to run.
-    pub fn push_registered(&self, ids: &[c_int]) -> mlua::Result<()> {
-        let l = self.state();
-        // SAFETY: the coroutine is alive and not running; rawgeti on the
-        // registry cannot raise an error.
-        unsafe {
-            if ffi::lua_checkstack(l, ids.len() as c_int) == 0 {
-                return Err(mlua::Error::StackError);
-            }
-            for &id in ids {
-                ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, ffi::lua_Integer::from(id));
-            }
-        }
-        Ok(())
-    }
-}
-
 impl std::ops::Deref for Pooled<'_> {
     type Target = Coroutine;
     fn deref(&self) -> &Coroutine {
@@ -84,15 +52,18 @@ impl std::ops::Deref for Pooled<'_> {
     }
 }
 
+impl std::ops::DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Coroutine {
+        self.coroutine.as_mut().expect("a pooled coroutine is present until dropped")
+    }
+}
+
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
         let Some(coroutine) = self.coroutine.take() else { return };
-        // Reusable: it returned (status OK, and the driver emptied its
-        // stack), rather than died with an error or was left suspended.
-        let l = coroutine.state();
-        // SAFETY: the coroutine is alive until `coroutine` drops, below.
-        let finished = unsafe { ffi::lua_status(l) == ffi::LUA_OK && ffi::lua_gettop(l) == 0 };
-        if !finished {
+        // Reusable: it returned (and the driver emptied its stack), rather
+        // than died with an error or was left suspended.
+        if !coroutine.is_reusable() {
             return;
         }
         let mut free = self.pool.free.borrow_mut();
@@ -108,20 +79,21 @@ mod tests {
     use crate::client::Clients;
     use crate::driver::{self, Bridge};
     use crate::responses::Responses;
+    use mlua::Function;
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_finished_coroutine_is_reused_and_an_unfinished_one_is_not() {
         let lua = Lua::new();
-        let pool = ThreadPool::new(&lua).unwrap();
+        let pool = ThreadPool::default();
         let bridge = Bridge {
             clients: Clients::default(),
             responses: Responses::new(&lua, lua.create_table().unwrap()).unwrap(),
         };
         let double: Function = lua.load("return function(x) return x * 2 end").eval().unwrap();
         let first_ptr = {
-            let thread = pool.take(&lua).unwrap();
-            let n = driver::push_args(&lua, &thread, (double.clone(), 21)).unwrap();
-            let out = driver::drive(&lua, &bridge, &thread, n - 1, true, &Default::default())
+            let mut thread = pool.take(&lua).unwrap();
+            let n = thread.push_args((double.clone(), 21)).unwrap();
+            let out = driver::drive(&bridge, &mut thread, n - 1, true, &Default::default())
                 .await
                 .unwrap()
                 .into_result()
@@ -131,23 +103,20 @@ mod tests {
         };
         let halt: Function = lua.load("return function(sleep) coroutine.yield(3600, sleep) end").eval().unwrap();
         {
-            let thread = pool.take(&lua).unwrap();
+            let mut thread = pool.take(&lua).unwrap();
             assert_eq!(thread.thread().to_pointer(), first_ptr, "the finished coroutine is handed out again");
-            let n = driver::push_args(&lua, &thread, (halt.clone(), driver::operation_codes().1)).unwrap();
+            let n = thread.push_args((halt.clone(), crate::raw::operation_codes().1)).unwrap();
             // A sleep of an hour: dropped while suspended, so not kept.
             let busy = std::cell::Cell::default();
-            let drive = driver::drive(&lua, &bridge, &thread, n - 1, true, &busy);
+            let drive = driver::drive(&bridge, &mut thread, n - 1, true, &busy);
             assert!(tokio::time::timeout(std::time::Duration::from_millis(20), drive).await.is_err());
         }
         assert!(pool.free.borrow().is_empty());
-        let thread = pool.take(&lua).unwrap();
+        let mut thread = pool.take(&lua).unwrap();
         assert_ne!(thread.thread().to_pointer(), first_ptr);
-        let n = driver::push_args(&lua, &thread, (double.clone(), 5)).unwrap();
-        let out = driver::drive(&lua, &bridge, &thread, n - 1, true, &Default::default())
-            .await
-            .unwrap()
-            .into_result()
-            .unwrap();
+        let n = thread.push_args((double.clone(), 5)).unwrap();
+        let out =
+            driver::drive(&bridge, &mut thread, n - 1, true, &Default::default()).await.unwrap().into_result().unwrap();
         assert_eq!(out, mlua::Value::Integer(10));
     }
 }

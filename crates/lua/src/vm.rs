@@ -5,7 +5,7 @@ use std::path::Path;
 
 use std::rc::Rc;
 
-use mlua::{Function, Lua, LuaOptions, StdLib, Table};
+use mlua::{Function, Lua, Table};
 use swarmer_engine::{
     Notice, NoticeHook, OptionValues, RequestHook, RequestSample, ShardHook, ShardHooks, ShardInfo, ShardPlan,
     UserErrorHook,
@@ -119,9 +119,10 @@ fn hook(lua: &Lua, fire: &Function, name: &'static str) -> ShardHook {
 
 /// Fire an event in a coroutine of its own, so listeners may wait.
 async fn fire_async(lua: &Lua, fire: &Function, args: impl mlua::IntoLuaMulti) -> mlua::Result<Table> {
-    let thread = crate::driver::Coroutine::new(lua, fire.clone())?;
-    let nargs = crate::driver::push_args(lua, &thread, args)?;
-    match crate::driver::drive(lua, &*crate::module::bridge(lua)?, &thread, nargs, true, &Default::default())
+    let mut thread = crate::raw::Coroutine::new(lua)?;
+    thread.push_args(fire.clone())?;
+    let nargs = thread.push_args(args)?;
+    match crate::driver::drive(&*crate::module::bridge(lua)?, &mut thread, nargs, true, &Default::default())
         .await?
         .into_result()?
     {
@@ -166,45 +167,22 @@ pub fn declared_options(path: &Path) -> Result<Vec<crate::PlanOption>, String> {
 
 /// A VM whose `require` looks next to the plan and which has `swarmer`.
 pub fn new_vm(plan: &Path, shard: &ShardInfo) -> mlua::Result<Lua> {
-    // SAFETY: the debug library is loaded only so the prelude can capture
-    // `debug.getinfo` and `debug.traceback` (read-only introspection); the
-    // prelude's installer removes `debug` from the globals and from
-    // `package.loaded` before any plan code runs, so plans cannot reach the
-    // functions that could break memory safety.
-    //
-    // `package.loadlib` and the C-library searchers are removed below, so
-    // a plan cannot load native code either.
-    let lua = unsafe { Lua::unsafe_new_with(StdLib::ALL_SAFE | StdLib::DEBUG, LuaOptions::default()) };
-    crate::driver::install_hook(&lua)?;
+    // No native code, no bytecode, no debug library for plans (see
+    // `raw::new_lua`); the prelude gets the debug functions it needs.
+    let (lua, debug) = crate::raw::new_lua()?;
+    crate::raw::install_hook(&lua)?;
     let dir = plan.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let package: mlua::Table = lua.globals().get("package")?;
     let dir_text = dir.to_string_lossy();
     package.set("path", format!("{dir_text}/?.lua;{dir_text}/?/init.lua"))?;
-    package.set("cpath", "")?;
-    package.set("loadlib", mlua::Value::Nil)?;
-    // Text chunks only: Lua does not verify precompiled bytecode, and a
-    // crafted binary chunk can corrupt memory.
-    lua.load(
-        "local load, loadfile = load, loadfile\n\
-         _G.load = function(chunk, name, _, env) return load(chunk, name, 't', env) end\n\
-         _G.loadfile = function(file, _, env) return loadfile(file, 't', env) end\n\
-         _G.dofile = function(file) return assert(_G.loadfile(file))() end",
-    )
-    .set_name("=swarmer")
-    .exec()?;
-    // Only the preload and Lua-file searchers: no C libraries.
-    let searchers: Table = package.get("searchers")?;
-    for i in (3..=searchers.raw_len()).rev() {
-        searchers.raw_remove(i)?;
-    }
-    module::install(&lua, shard, dir)?;
+    module::install(&lua, shard, dir, debug)?;
     Ok(lua)
 }
 
 fn run_plan_file(lua: &Lua, path: &Path) -> Result<(), String> {
     let source = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let display = path.display().to_string();
-    crate::driver::reset_busy();
+    crate::raw::reset_busy();
     lua.load(source).set_name(format!("@{display}")).exec().map_err(|e| clean(&e))
 }
 
