@@ -2,7 +2,9 @@
 //!
 //! Every option can also come from `SWARMER_<NAME>` environment variables
 //! and from a config file (see [`crate::config_file`]), with Locust's
-//! precedence: file < environment < command line.
+//! precedence: file < environment < command line. Values are checked by
+//! their parsers here, wherever they come from, so that a bad value from
+//! the environment can be reported as such (see `crate::sources`).
 
 use std::path::PathBuf;
 
@@ -47,7 +49,7 @@ pub struct RunArgs {
     pub users: usize,
 
     /// Rate to spawn users at (users per second).
-    #[arg(short = 'r', long = "spawn-rate", env = "SWARMER_SPAWN_RATE", default_value_t = 1.0)]
+    #[arg(short = 'r', long = "spawn-rate", env = "SWARMER_SPAWN_RATE", default_value_t = 1.0, value_parser = parse_rate)]
     pub spawn_rate: f64,
 
     /// Stop after this time, e.g. 300s, 20m, 3h, 1h30m (default: run until stopped).
@@ -147,11 +149,11 @@ pub struct RunArgs {
     pub http_version: String,
 
     /// Seconds to wait for a connection.
-    #[arg(long = "connect-timeout", env = "SWARMER_CONNECT_TIMEOUT", default_value_t = 10.0)]
+    #[arg(long = "connect-timeout", env = "SWARMER_CONNECT_TIMEOUT", default_value_t = 10.0, value_parser = parse_timeout)]
     pub connect_timeout: f64,
 
     /// Seconds a request may take in all, redirects included (0: no limit).
-    #[arg(long = "request-timeout", env = "SWARMER_REQUEST_TIMEOUT", default_value_t = 60.0)]
+    #[arg(long = "request-timeout", env = "SWARMER_REQUEST_TIMEOUT", default_value_t = 60.0, value_parser = parse_timeout)]
     pub request_timeout: f64,
 
     /// Largest response body accepted, in bytes, as received and after
@@ -216,12 +218,42 @@ fn parse_span(text: &str) -> Result<std::time::Duration, String> {
     swarmer_engine::timespan::parse_timespan(text)
 }
 
+/// Seconds as a number, or a time span like "1m30s".
 fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
     match text.trim().parse::<f64>() {
-        Ok(s) if s.is_finite() && s >= 0.0 => Ok(std::time::Duration::from_secs_f64(s)),
-        Ok(_) => Err(format!("{text:?}: expected a non-negative number of seconds")),
+        Ok(_) => parse_timeout(text).map(std::time::Duration::from_secs_f64),
         Err(_) => swarmer_engine::timespan::parse_timespan(text),
     }
+}
+
+/// `--spawn-rate`: users per second, more than zero.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match parse_number(text)? {
+        rate if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err("expected a positive number of users per second".to_owned()),
+    }
+}
+
+/// A number of seconds a `Duration` can hold: not negative, not too large.
+pub(crate) fn parse_timeout(text: &str) -> Result<f64, String> {
+    let seconds = parse_number(text)?;
+    match std::time::Duration::try_from_secs_f64(seconds) {
+        Ok(_) => Ok(seconds),
+        Err(_) if seconds > 0.0 => Err("too many seconds".to_owned()),
+        Err(_) => Err("expected a non-negative number of seconds".to_owned()),
+    }
+}
+
+/// Like [`parse_timeout`], and more than zero.
+pub(crate) fn parse_positive_timeout(text: &str) -> Result<f64, String> {
+    match parse_timeout(text)? {
+        seconds if seconds > 0.0 => Ok(seconds),
+        _ => Err("expected a positive number of seconds".to_owned()),
+    }
+}
+
+fn parse_number(text: &str) -> Result<f64, String> {
+    text.trim().parse::<f64>().map_err(|e| e.to_string())
 }
 
 fn parse_level(text: &str) -> Result<String, String> {

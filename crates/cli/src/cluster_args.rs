@@ -2,10 +2,11 @@
 //! cluster crate's options.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Args;
 use swarmer_cluster::auth::{ClusterTls, ClusterToken};
+
+use crate::args::parse_positive_timeout;
 
 /// Options of master and worker processes.
 #[derive(Debug, Args, Clone, Default)]
@@ -43,7 +44,7 @@ pub struct ClusterArgs {
     pub master_port: u16,
 
     /// Start N worker processes on this machine (-1: one per core); without --worker this process is their master.
-    #[arg(long = "processes", env = "SWARMER_PROCESSES", allow_negative_numbers = true)]
+    #[arg(long = "processes", env = "SWARMER_PROCESSES", allow_negative_numbers = true, value_parser = parse_processes)]
     pub processes: Option<i64>,
 
     /// Shared secret of the cluster (at least 16 characters; prefer the environment variable or --cluster-token-file).
@@ -71,11 +72,11 @@ pub struct ClusterArgs {
     pub cluster_server_name: Option<String>,
 
     /// Master: seconds without a heartbeat before a worker is missing and its users move.
-    #[arg(long = "heartbeat-timeout", env = "SWARMER_HEARTBEAT_TIMEOUT", default_value_t = 3.0)]
+    #[arg(long = "heartbeat-timeout", env = "SWARMER_HEARTBEAT_TIMEOUT", default_value_t = 3.0, value_parser = parse_positive_timeout)]
     pub heartbeat_timeout: f64,
 
     /// Worker: seconds without the master before its users stop (it keeps reconnecting).
-    #[arg(long = "master-timeout", env = "SWARMER_MASTER_TIMEOUT", default_value_t = 10.0)]
+    #[arg(long = "master-timeout", env = "SWARMER_MASTER_TIMEOUT", default_value_t = 10.0, value_parser = parse_positive_timeout)]
     pub master_timeout: f64,
 }
 
@@ -104,12 +105,12 @@ impl ClusterArgs {
             server_name: self.cluster_server_name.clone(),
         }
     }
+}
 
-    pub fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
-        if value.is_finite() && value > 0.0 {
-            Ok(Duration::from_secs_f64(value))
-        } else {
-            Err(format!("{flag} {value}: expected a positive number of seconds"))
-        }
+/// `--processes`: a number of processes, or -1 for one per core.
+fn parse_processes(text: &str) -> Result<i64, String> {
+    match text.trim().parse::<i64>().map_err(|e| e.to_string())? {
+        n if n == -1 || n >= 1 => Ok(n),
+        _ => Err("expected a number of processes, or -1 for one per core".to_owned()),
     }
 }

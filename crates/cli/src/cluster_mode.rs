@@ -13,7 +13,6 @@ use swarmer_cluster::worker::{self, PlanLoader, WorkerOptions};
 use swarmer_engine::{Plan, RunnerOptions};
 
 use crate::args::RunArgs;
-use crate::cluster_args::ClusterArgs;
 
 /// The plan a cluster process announces: its files, or its name.
 pub fn bundle_for(spec: Option<&str>, program_plan: Option<&Plan>) -> Result<Bundle, String> {
@@ -63,10 +62,7 @@ pub async fn run_worker(
         Ok(t) => t,
         Err(e) => return fail(&e),
     };
-    let master_timeout = match ClusterArgs::seconds(cluster.master_timeout, "--master-timeout") {
-        Ok(d) => d,
-        Err(e) => return fail(&e),
-    };
+    let master_timeout = Duration::from_secs_f64(cluster.master_timeout);
     let cores = options.shards as u32;
     let loader: PlanLoader = Box::new(move |entry: &str| match &program_plan {
         Some(plan) => Ok(plan.clone()),
@@ -125,7 +121,7 @@ pub async fn start_master(
         bind_port: if cluster.processes.is_some() && !cluster.master { 0 } else { cluster.master_bind_port },
         token: token.clone(),
         tls: cluster.tls(),
-        heartbeat_timeout: ClusterArgs::seconds(cluster.heartbeat_timeout, "--heartbeat-timeout")?,
+        heartbeat_timeout: Duration::from_secs_f64(cluster.heartbeat_timeout),
         bundle,
     };
     let master = Master::start(plan, options, master_options).await?;

@@ -6,9 +6,11 @@
 //! `headless = true`, `tags = ["a", "b"]`); underscores work as dashes.
 //! Values must have their option's TOML type: `headless = "yes"` is an
 //! error naming the key and the type expected, not a user class `yes`.
-//! The file's options are placed before the command line's, so the command
-//! line wins; an option whose environment variable is set is skipped, so
-//! the environment wins over the file.
+//! The file's options are placed before the command line's. An option
+//! whose environment variable is set is skipped, so the environment wins
+//! over the file; an option the command line gives is skipped too, so the
+//! command line wins, and a list given there (`--tags b`) replaces the
+//! file's list instead of adding to it.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -21,28 +23,37 @@ use crate::option_kind::OptionShape;
 /// Default config file looked for in the working directory.
 pub const DEFAULT_CONFIG: &str = "swarmer.toml";
 
-/// `argv` with the config file's options spliced in.
-pub fn merge_config_file(argv: Vec<OsString>) -> Result<Vec<OsString>, String> {
-    let Some(path) = config_path(&argv) else {
-        return Ok(argv);
+/// The config file's options, each as the arguments that give it; none
+/// when there is no config file.
+#[derive(Debug, Default)]
+pub struct FileOptions {
+    options: Vec<FileOption>,
+}
+
+/// One option of the file: its long name and its arguments.
+pub type FileOption = (String, Vec<OsString>);
+
+/// The options of the config file `argv` names (`--config`,
+/// `SWARMER_CONFIG`, or `./swarmer.toml` if present), checked.
+pub fn read(argv: &[OsString]) -> Result<FileOptions, String> {
+    let Some(path) = config_path(argv) else {
+        return Ok(FileOptions::default());
     };
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let file_args = to_args(&path, &text, |name| std::env::var_os(name).is_some())?;
-    let mut merged = Vec::with_capacity(argv.len() + file_args.len());
-    let mut rest = argv.into_iter();
-    merged.extend(rest.next());
-    // Options belong after a subcommand's name when there is one.
-    let rest: Vec<OsString> = rest.collect();
-    let subcommand = rest.first().filter(|a| matches!(a.to_str(), Some("demo"))).cloned();
-    if let Some(sub) = &subcommand {
-        merged.push(sub.clone());
-        merged.extend(file_args);
-        merged.extend(rest.into_iter().skip(1));
-    } else {
-        merged.extend(file_args);
-        merged.extend(rest);
+    let options = to_args(&path, &text, |name| std::env::var_os(name).is_some())?;
+    Ok(FileOptions { options })
+}
+
+impl FileOptions {
+    /// `argv` with the file's options spliced in, except those for which
+    /// `on_command_line(long name)` holds.
+    pub fn merge(&self, argv: &[OsString], on_command_line: impl Fn(&str) -> bool) -> Vec<OsString> {
+        // After the program, and after a subcommand's name when there is one.
+        let demo = argv.get(1).is_some_and(|a| *a == "demo");
+        let split = argv.len().min(1 + usize::from(demo));
+        let file_args = self.options.iter().filter(|(long, _)| !on_command_line(long)).flat_map(|(_, args)| args);
+        argv[..split].iter().chain(file_args).chain(&argv[split..]).cloned().collect()
     }
-    Ok(merged)
 }
 
 fn config_path(argv: &[OsString]) -> Option<PathBuf> {
@@ -62,12 +73,12 @@ fn config_path(argv: &[OsString]) -> Option<PathBuf> {
     Path::new(DEFAULT_CONFIG).exists().then(|| PathBuf::from(DEFAULT_CONFIG))
 }
 
-/// Turn the file into command-line arguments. `env_is_set(NAME)` tells
-/// whether an option's environment variable is set (then the file's value
-/// is skipped). Each value must have its option's type (see
-/// `option_kind`); an error names the file, the key, the type
-/// expected and the value found.
-pub fn to_args(path: &Path, text: &str, env_is_set: impl Fn(&str) -> bool) -> Result<Vec<OsString>, String> {
+/// Turn the file into command-line arguments, option by option (long name
+/// and arguments). `env_is_set(NAME)` tells whether an option's
+/// environment variable is set (then the file's value is skipped). Each
+/// value must have its option's type (see `option_kind`); an error names
+/// the file, the key, the type expected and the value found.
+pub fn to_args(path: &Path, text: &str, env_is_set: impl Fn(&str) -> bool) -> Result<Vec<FileOption>, String> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| format!("{}: {e}", path.display()))?;
     let mut command = Cli::command();
     command.build();
@@ -91,7 +102,8 @@ pub fn to_args(path: &Path, text: &str, env_is_set: impl Fn(&str) -> bool) -> Re
         if option.env.as_deref().is_some_and(&env_is_set) {
             continue;
         }
-        args.extend(option.args_for(&value).map_err(|e| format!("{}: {key}: {e}", path.display()))?);
+        let option_args = option.args_for(&value).map_err(|e| format!("{}: {key}: {e}", path.display()))?;
+        args.push((option.long.clone(), option_args));
     }
     Ok(args)
 }
@@ -104,7 +116,7 @@ mod tests {
 
     fn args(text: &str, env: &[&str]) -> Result<Vec<String>, String> {
         to_args(Path::new("swarmer.toml"), text, |n| env.contains(&n))
-            .map(|v| v.into_iter().map(|s| s.into_string().unwrap()).collect())
+            .map(|v| v.into_iter().flat_map(|(_, args)| args).map(|s| s.into_string().unwrap()).collect())
     }
 
     fn err(text: &str) -> String {
@@ -131,6 +143,22 @@ mod tests {
     #[test]
     fn environment_wins_over_the_file() {
         assert_eq!(args("users = 10\nhost = \"http://x\"", &["SWARMER_USERS"]).unwrap(), ["--host=http://x"]);
+    }
+
+    #[test]
+    fn the_command_line_replaces_the_files_options_lists_too() {
+        let options = to_args(Path::new("swarmer.toml"), "tags = [\"a\", \"b\"]\nusers = 3", |_| false).unwrap();
+        let file = FileOptions { options };
+        let argv = |args: &[&str]| args.iter().map(OsString::from).collect::<Vec<_>>();
+        let on_command_line = |long: &str| long == "tags";
+        assert_eq!(
+            file.merge(&argv(&["swarmer", "-T", "c"]), on_command_line),
+            argv(&["swarmer", "--users=3", "-T", "c"])
+        );
+        assert_eq!(
+            file.merge(&argv(&["swarmer", "demo", "-T", "c"]), |_| false),
+            argv(&["swarmer", "demo", "--tags=a", "--tags=b", "--users=3", "-T", "c"])
+        );
     }
 
     #[test]
@@ -178,8 +206,10 @@ mod tests {
         );
         // Signed options take a negative number as their value, not as a flag.
         assert_eq!(parsed("exit-code-on-error = -3").exit_code_on_error, -3);
-        // A negative rate reaches the check that names the flag.
-        assert_eq!(parsed("spawn-rate = -1.5").spawn_rate, -1.5);
+        // A negative rate reaches the parser that names the flag.
+        let argv = ["swarmer".to_owned()].into_iter().chain(args("spawn-rate = -1.5", &[]).unwrap());
+        let err = Cli::try_parse_from(argv).unwrap_err().to_string();
+        assert!(err.contains("'-1.5' for '--spawn-rate") && err.contains("expected a positive number"), "{err}");
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! - [`config_file`]: `swarmer.toml` / `--config`, merged under env and flags.
 //! - `option_kind`: what each option takes (from clap's definitions), to
 //!   check the config file's TOML types before clap sees the values.
+//! - `sources`: whether a value came from the command line or the
+//!   environment (the file's options the command line replaces; errors
+//!   that name the environment variable of a bad value).
 //! - `builtin`: the plans compiled into the binary (`-f builtin:NAME`).
 //! - `run`: one run, headless or with the web UI, from start to reports
 //!   and exit code.
@@ -34,15 +37,18 @@ mod option_kind;
 mod outputs;
 mod plan_options;
 mod run;
+mod sources;
 mod web_args;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{CommandFactory, FromArgMatches};
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
 pub use swarmer_engine as engine;
 use swarmer_engine::{ClientConfig, HttpVersionPreference, Plan, RunnerOptions, TagFilter, TlsOptions};
+use swarmer_lua::PlanOption;
 
 use crate::args::{Cli, Command, RunArgs};
 
@@ -57,17 +63,9 @@ pub fn main_binary() -> ExitCode {
 }
 
 fn main_with(plan: Option<Plan>) -> ExitCode {
-    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let argv = match config_file::merge_config_file(argv) {
-        Ok(a) => a,
-        Err(e) => return usage_error(&e),
-    };
-    // A Lua plan may declare options of its own: add them before parsing,
-    // so they are accepted and shown in --help.
-    let plan_options = plan_options::declared(&argv);
-    let matches = match plan_options::add_to(Cli::command(), &plan_options).try_get_matches_from(&argv) {
-        Ok(m) => m,
-        Err(e) => e.exit(),
+    let (matches, plan_options) = match parse_command_line() {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
     };
     let option_values = plan_options::values(&matches, &plan_options);
     let cli = match Cli::from_arg_matches(&matches) {
@@ -120,6 +118,26 @@ fn main_with(plan: Option<Plan>) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
+/// The command line with the config file merged in, parsed, and the
+/// options the plan declares; on a usage error, the exit code.
+fn parse_command_line() -> Result<(ArgMatches, Vec<PlanOption>), ExitCode> {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let file = config_file::read(&argv).map_err(|e| usage_error(&e))?;
+    // A Lua plan may declare options of its own (its -f may come from the
+    // file): add them before parsing, so they are accepted and shown in --help.
+    let plan_options = plan_options::declared(&file.merge(&argv, |_| false));
+    let mut command = plan_options::add_to(Cli::command(), &plan_options);
+    let given = sources::on_command_line(&command, &argv);
+    let argv = file.merge(&argv, |long| given.iter().any(|g| g == long));
+    match command.try_get_matches_from_mut(&argv) {
+        Ok(matches) => Ok((matches, plan_options)),
+        Err(e) => match sources::env_error(&command, &argv, &e) {
+            Some(message) => Err(usage_error(&message)),
+            None => e.exit(),
+        },
+    }
+}
+
 fn usage_error(message: &str) -> ExitCode {
     eprintln!("swarmer: error: {message}");
     ExitCode::from(2)
@@ -170,14 +188,6 @@ pub(crate) async fn run_with(plan: Plan, args: RunArgs, program_plan: bool) -> i
 }
 
 fn runner_options(args: &RunArgs, tags: TagFilter) -> Result<RunnerOptions, String> {
-    if !(args.spawn_rate.is_finite() && args.spawn_rate > 0.0) {
-        return Err(format!("--spawn-rate {}: expected a positive number of users per second", args.spawn_rate));
-    }
-    for (flag, v) in [("--connect-timeout", args.connect_timeout), ("--request-timeout", args.request_timeout)] {
-        if !(v.is_finite() && v >= 0.0) {
-            return Err(format!("{flag} {v}: expected a non-negative number of seconds"));
-        }
-    }
     let tls = TlsOptions {
         insecure: args.insecure,
         ca_certs: args.ca_cert.clone(),

@@ -85,7 +85,58 @@ fn invalid_values_name_the_flag() {
 
     let out = run(swarmer().args(["-f", "builtin:hello", "--headless", "-H", "http://127.0.0.1:9", "-r", "0"]));
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("--spawn-rate 0"), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("'0' for '--spawn-rate") && err.contains("expected a positive number"), "{err}");
+}
+
+/// `swarmer ARGS` with `VAR=VALUE` in its environment, refused as a usage
+/// error; its standard error.
+fn refused_with_env(var: &str, value: &str, args: &[&str]) -> String {
+    let out = run(swarmer().env(var, value).args(args));
+    assert_eq!(out.status.code(), Some(2), "{var}={value} swarmer {args:?}: {}", text(&out.stderr));
+    text(&out.stderr)
+}
+
+#[test]
+fn invalid_values_from_the_environment_name_the_variable() {
+    let headless = ["-f", "builtin:hello", "--headless", "-H", "http://127.0.0.1:9", "-t", "1s"];
+    assert_eq!(
+        refused_with_env("SWARMER_USERS", "abc", &headless),
+        "swarmer: error: invalid value \"abc\" in environment variable SWARMER_USERS for --users: \
+         invalid digit found in string\n"
+    );
+    assert_eq!(
+        refused_with_env("SWARMER_SPAWN_RATE", "-3", &headless),
+        "swarmer: error: invalid value \"-3\" in environment variable SWARMER_SPAWN_RATE for --spawn-rate: \
+         expected a positive number of users per second\n"
+    );
+    let list = ["-f", "builtin:hello", "--list"];
+    assert_eq!(
+        refused_with_env("SWARMER_HEADLESS", "maybe", &list),
+        "swarmer: error: invalid value \"maybe\" in environment variable SWARMER_HEADLESS for --headless: \
+         expected one of \"true\", \"false\"\n"
+    );
+    assert_eq!(
+        refused_with_env("SWARMER_HTTP_VERSION", "3", &list),
+        "swarmer: error: invalid value \"3\" in environment variable SWARMER_HTTP_VERSION for --http-version: \
+         expected one of \"auto\", \"1\", \"2\"\n"
+    );
+    let err = refused_with_env("SWARMER_CONNECT_TIMEOUT", "1e300", &list);
+    assert!(err.contains("environment variable SWARMER_CONNECT_TIMEOUT for --connect-timeout: too many"), "{err}");
+    let err = refused_with_env("SWARMER_RUN_TIME", "soon", &["demo"]);
+    assert!(
+        err.contains("\"soon\" in environment variable SWARMER_RUN_TIME for --run-time: invalid time span"),
+        "{err}"
+    );
+    let err = refused_with_env("SWARMER_MASTER_TIMEOUT", "0", &["--worker", "--master-port", "9"]);
+    assert!(err.contains("SWARMER_MASTER_TIMEOUT for --master-timeout: expected a positive number"), "{err}");
+
+    // The command line wins, so the environment's bad value is not read.
+    let out = run(swarmer().env("SWARMER_USERS", "abc").args(["-f", "builtin:hello", "-u", "2", "--list"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // A bad value on the command line is clap's own error, naming the flag.
+    let err = refused_with_env("SWARMER_USERS", "abc", &["-f", "builtin:hello", "-u", "x", "--list"]);
+    assert!(err.contains("invalid value 'x' for '--users <USERS>'") && !err.contains("SWARMER_USERS"), "{err}");
 }
 
 #[test]
@@ -177,6 +228,42 @@ fn config_file_then_environment_then_command_line() {
     let out = run(swarmer().current_dir(dir.path()).args(["-f", "builtin:hello", "--list"]));
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("unknown option 'usres' (did you mean 'users'?)"), "{}", text(&out.stderr));
+}
+
+/// The names of the tasks `swarmer -f plan.lua --show-task-ratio-json
+/// ARGS` would run, in `dir` (where its config file is).
+fn tasks_run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Vec<String> {
+    let mut cmd = swarmer();
+    cmd.current_dir(dir).env_remove("SWARMER_TAGS").args(["-f", "plan.lua", "--show-task-ratio-json"]).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["total"]["U"]["tasks"].as_object().unwrap().keys().cloned().collect()
+}
+
+#[test]
+fn a_list_from_the_command_line_or_environment_replaces_the_config_files_list() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("plan.lua"),
+        "local swarmer = require('swarmer')\n\
+         swarmer.add_option{ name = 'flavour', help = 'unused' }\n\
+         local function task(tag) return swarmer.task{ name = tag, tags = { tag }, run = function() end } end\n\
+         swarmer.user('U', { tasks = { task('a'), task('b'), task('c'), task('d') } })\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("swarmer.toml"), "tags = [\"a\", \"b\", \"c\"]\nexclude-tags = [\"b\"]\n").unwrap();
+    let tasks = |args: &[&str], env: &[(&str, &str)]| tasks_run(dir.path(), args, env);
+    assert_eq!(tasks(&[], &[]), ["a", "c"], "the file's lists");
+    assert_eq!(tasks(&["-T", "c", "d"], &[]), ["c", "d"], "--tags replaces the file's tags");
+    assert_eq!(tasks(&["--tags=d"], &[]), ["d"], "--tags=VALUE too");
+    assert_eq!(tasks(&["-E", "c"], &[]), ["a", "b"], "--exclude-tags replaces the file's");
+    assert_eq!(tasks(&["--flavour", "x", "-T", "d"], &[]), ["d"], "after an option of the plan's");
+    assert_eq!(tasks(&[], &[("SWARMER_TAGS", "b d")]), ["d"], "the environment replaces the file's tags");
+    assert_eq!(tasks(&["-T", "a"], &[("SWARMER_TAGS", "b d")]), ["a"], "the command line replaces the environment's");
 }
 
 #[test]
