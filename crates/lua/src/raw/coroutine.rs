@@ -254,7 +254,7 @@ impl Coroutine {
         // SAFETY: the state is alive; this only reads the top.
         let top = unsafe { ffi::lua_gettop(self.state) };
         let n = nres.clamp(0, top);
-        Yielded { coroutine: self, base: top - n + 1, n, top }
+        Yielded { coroutine: self, base: top - n + 1, n, top, stale: false }
     }
 
     /// The value at `idx` (1 ≤ idx ≤ top) as an mlua value.
@@ -283,15 +283,18 @@ impl Coroutine {
 }
 
 /// The values a coroutine yielded, read in place. Indexes count from 0
-/// (the first yielded value). Every read checks that the coroutine's
-/// stack is still the one it yielded: Lua code run meanwhile (a finalizer
-/// during [`Yielded::value`]) may have resumed or closed it, and then
-/// nothing more is read or popped.
+/// (the first yielded value). It holds the coroutine mutably, so nothing
+/// else resumes it meanwhile; but Lua code that [`Yielded::value`] runs (a
+/// finalizer) may resume or close it, and then nothing more is read or
+/// popped.
 pub struct Yielded<'c> {
     coroutine: &'c mut Coroutine,
     base: c_int,
     n: c_int,
     top: c_int,
+    /// Set when the stack changed during [`Yielded::value`] (only Lua code
+    /// can change it, and only that method runs any).
+    stale: bool,
 }
 
 impl Yielded<'_> {
@@ -301,9 +304,7 @@ impl Yielded<'_> {
 
     /// The stack index of value `i`, if the stack is unchanged.
     fn index(&self, i: c_int) -> Option<c_int> {
-        // SAFETY: the state is alive; reading the top.
-        let top = unsafe { ffi::lua_gettop(self.coroutine.state) };
-        (i >= 0 && i < self.n && top == self.top).then_some(self.base + i)
+        (i >= 0 && i < self.n && !self.stale).then_some(self.base + i)
     }
 
     pub fn kind(&self, i: c_int) -> Kind {
@@ -356,8 +357,12 @@ impl Yielded<'_> {
     /// collector step may run finalizers), hence `&mut`.
     pub fn value(&mut self, i: c_int) -> mlua::Result<Value> {
         let idx = self.index(i).ok_or(mlua::Error::StackError)?;
-        // SAFETY: a checked index.
-        unsafe { self.coroutine.value_at(idx) }
+        // SAFETY: a checked index; then reading the top.
+        unsafe {
+            let value = self.coroutine.value_at(idx);
+            self.stale |= ffi::lua_gettop(self.coroutine.state) != self.top;
+            value
+        }
     }
 
     /// Pop the yielded values (the coroutine can then be resumed with new
@@ -366,7 +371,7 @@ impl Yielded<'_> {
         // SAFETY: popping exactly the values the resume left on top of an
         // unchanged stack, as Lua's protocol asks of a resumer.
         unsafe {
-            if ffi::lua_gettop(self.coroutine.state) == self.top {
+            if !self.stale && ffi::lua_gettop(self.coroutine.state) == self.top {
                 ffi::lua_settop(self.coroutine.state, self.base - 1);
             }
         }

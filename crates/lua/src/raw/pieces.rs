@@ -8,6 +8,7 @@
 //! plain values, so nothing is skipped that needed dropping.
 
 use std::ffi::{c_char, c_int, c_void};
+use std::mem::MaybeUninit;
 
 use mlua::{IntoLua, Lua, RegistryKey, Value, ffi};
 
@@ -61,65 +62,134 @@ pub enum Piece<'a> {
 /// Deeper descriptions are refused (ours are three levels deep).
 const MAX_NESTING: usize = 8;
 
+/// Stack slots pushing a piece takes beyond the pieces before it: each
+/// of its levels (0 to [`MAX_NESTING`]) holds one value (its table or
+/// userdata), and the deepest pushes at most two more (an item and a copy
+/// to keep).
+const ROOM: c_int = MAX_NESTING as c_int + 3;
+
 impl Piece<'_> {
-    /// The stack slots pushing it takes at most, if every slot it names
-    /// belongs to `vm` and it is not nested too deeply.
-    fn room(&self, vm: *const c_void, nesting: usize) -> Option<c_int> {
-        if nesting > MAX_NESTING {
-            return None;
-        }
-        let items =
-            |items: &[Piece]| items.iter().try_fold(0, |most, item| Some(most.max(item.room(vm, nesting + 1)?)));
-        match self {
-            Piece::Nil | Piece::Integer(_) | Piece::Number(_) | Piece::Bytes(_) => Some(1),
-            Piece::Kept(_, slot) => (slot.vm == vm).then_some(2),
-            Piece::Slot(slot) => (slot.vm == vm).then_some(1),
-            Piece::Table(list, keep) => {
-                let ours = keep.is_none_or(|slot| slot.vm == vm);
-                Some(1 + items(list)?.max(1)).filter(|_| ours)
+    /// Whether every slot it names belongs to `vm` and it is not nested
+    /// too deeply.
+    fn fits(&self, vm: *const c_void, nesting: usize) -> bool {
+        let items = |items: &[Piece]| items.iter().all(|item| item.fits(vm, nesting + 1));
+        nesting <= MAX_NESTING
+            && match self {
+                Piece::Nil | Piece::Integer(_) | Piece::Number(_) | Piece::Bytes(_) => true,
+                Piece::Kept(_, slot) | Piece::Slot(slot) => slot.vm == vm,
+                Piece::Table(list, keep) => keep.is_none_or(|slot| slot.vm == vm) && items(list),
+                Piece::Userdata(list, meta) => meta.vm == vm && items(list),
             }
-            Piece::Userdata(list, meta) => Some(1 + items(list)?.max(1)).filter(|_| meta.vm == vm),
-        }
     }
+}
+
+/// One build, as the protected call sees it (through a light userdata).
+struct Build<'p, 'a> {
+    pieces: &'p [Piece<'a>],
+    /// The coroutine the values go to.
+    to: *mut ffi::lua_State,
+    built: bool,
+    moved: bool,
 }
 
 impl Coroutine {
     /// Push `pieces` onto this coroutine (which must not be running; see
     /// the module doc). Returns how many values were pushed.
     pub fn build(&self, pieces: &[Piece]) -> mlua::Result<c_int> {
-        let refused = || mlua::Error::runtime("internal: a value to build names another VM or nests too deeply");
+        if !pieces.iter().all(|piece| piece.fits(self.vm, 0)) {
+            return Err(mlua::Error::runtime("internal: a value to build names another VM or nests too deeply"));
+        }
         let n = c_int::try_from(pieces.len()).map_err(|_| mlua::Error::StackError)?;
-        let room = pieces.iter().try_fold(0, |most: c_int, piece| Some(most.max(piece.room(self.vm, 0)?)));
-        let room = room.ok_or_else(refused)?;
-        let l = self.state;
-        let (mut built, mut moved) = (true, false);
-        // SAFETY: a protected call on the VM's running state (never this
-        // suspended coroutine); the closure and the interpreter hold only
-        // references and plain values (see the module doc); room is made
-        // before pushing; `lua_xmove` only copies, after `lua_checkstack`
-        // made room on the coroutine.
+        let mut build = Build { pieces, to: self.state, built: true, moved: false };
+        let main = self.vm as *mut ffi::lua_State;
+        // SAFETY: `main` is this VM's main thread, alive while `self.lua`
+        // is. When it runs nothing (no active call), the build runs there
+        // in a protected call of our own (`run_build` follows Lua's
+        // protocol for C functions); else (Lua code is running and called
+        // back into Rust) inside mlua's protected call on the running
+        // state. Either way never on this suspended coroutine, and the
+        // frames an error unwinds hold no destructor (see the module doc).
         unsafe {
-            self.lua.exec_raw::<()>((), |s| {
-                if ffi::lua_checkstack(s, n + room) == 0 {
-                    built = false;
-                    return;
-                }
-                for piece in pieces {
-                    if !push(s, piece) {
-                        built = false;
-                        return;
-                    }
-                }
-                if ffi::lua_checkstack(l, n) != 0 {
-                    ffi::lua_xmove(s, l, n);
-                    moved = true;
-                }
-            })?;
+            let mut ar = MaybeUninit::<ffi::lua_Debug>::zeroed();
+            if ffi::lua_getstack(main, 0, ar.as_mut_ptr()) == 0 {
+                protected_build(main, &mut build)?;
+            } else {
+                self.lua.exec_raw::<()>((), |s| build_on(s, &mut build))?;
+            }
         }
-        if !built {
-            return Err(mlua::Error::runtime("internal: a registry slot holds a value of the wrong type"));
+        if !build.built {
+            return Err(mlua::Error::runtime("internal: no stack room, or a registry slot of the wrong type"));
         }
-        if moved { Ok(n) } else { Err(mlua::Error::StackError) }
+        if build.moved { Ok(n) } else { Err(mlua::Error::StackError) }
+    }
+}
+
+/// Run `build` in a protected call on `main`, an idle main thread, and
+/// leave its stack as it was.
+///
+/// # Safety
+/// `main` is a live main thread with no active call.
+unsafe fn protected_build(main: *mut ffi::lua_State, build: &mut Build) -> mlua::Result<()> {
+    unsafe {
+        let top = ffi::lua_gettop(main);
+        if ffi::lua_checkstack(main, 2) == 0 {
+            return Err(mlua::Error::StackError);
+        }
+        ffi::lua_pushcfunction(main, run_build);
+        ffi::lua_pushlightuserdata(main, build as *mut Build as *mut c_void);
+        let status = ffi::lua_pcall(main, 1, 0, 0);
+        let outcome = match status {
+            ffi::LUA_OK => Ok(()),
+            ffi::LUA_ERRMEM => Err(mlua::Error::MemoryError("not enough memory".into())),
+            _ => {
+                let mut len = 0;
+                let text = ffi::lua_tolstring(main, -1, &mut len);
+                let message = if text.is_null() {
+                    "an error while building a value".into()
+                } else {
+                    String::from_utf8_lossy(std::slice::from_raw_parts(text as *const u8, len)).into_owned()
+                };
+                Err(mlua::Error::runtime(message))
+            }
+        };
+        ffi::lua_settop(main, top);
+        outcome
+    }
+}
+
+/// The C function [`protected_build`] calls: its argument is the build.
+unsafe extern "C-unwind" fn run_build(s: *mut ffi::lua_State) -> c_int {
+    // SAFETY: the light userdata is the `Build` that `protected_build`
+    // passed, borrowed for this call only.
+    unsafe {
+        let build = &mut *(ffi::lua_touserdata(s, 1) as *mut Build);
+        ffi::lua_settop(s, 0);
+        build_on(s, build);
+    }
+    0
+}
+
+/// Push the pieces on `s` and move them onto the coroutine.
+///
+/// # Safety
+/// `s` is running, inside a protected call, and not the coroutine.
+unsafe fn build_on(s: *mut ffi::lua_State, build: &mut Build) {
+    unsafe {
+        let n = build.pieces.len() as c_int;
+        if ffi::lua_checkstack(s, n + ROOM) == 0 {
+            build.built = false;
+            return;
+        }
+        for piece in build.pieces {
+            if !push(s, piece) {
+                build.built = false;
+                return;
+            }
+        }
+        if ffi::lua_checkstack(build.to, n) != 0 {
+            ffi::lua_xmove(s, build.to, n);
+            build.moved = true;
+        }
     }
 }
 
@@ -127,8 +197,8 @@ impl Coroutine {
 /// table (then what was pushed is left for the caller's stack guard).
 ///
 /// # Safety
-/// `s` is running (inside a protected call) with the room [`Piece::room`]
-/// computed, and every slot named belongs to its VM.
+/// `s` is running (inside a protected call) with [`ROOM`] free slots, and
+/// every slot named belongs to its VM.
 unsafe fn push(s: *mut ffi::lua_State, piece: &Piece) -> bool {
     unsafe {
         match *piece {
