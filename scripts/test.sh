@@ -27,6 +27,9 @@ python3 -c "import yaml" 2>/dev/null || python3 -m pip install --quiet --user py
 export CFLAGS="${CFLAGS:-} -DLUA_USE_APICHECK"
 
 cargo fmt --all -- --check
+# No dependency a crate does not use (cargo-machete, from crates.io).
+command -v cargo-machete >/dev/null 2>&1 || cargo install --locked --quiet cargo-machete
+cargo machete
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 CFLAGS="$CFLAGS -DLUAI_ASSERT" CARGO_TARGET_DIR=target/lua-checks cargo test -p swarmer-lua --locked

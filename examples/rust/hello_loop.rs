@@ -7,6 +7,10 @@
 
 mod hello_plan;
 
+// Swarmer's allocator, as the `swarmer` binary uses it (see `swarmer::Allocator`).
+#[global_allocator]
+static GLOBAL: swarmer::Allocator = swarmer::Allocator;
+
 fn main() -> std::process::ExitCode {
     swarmer::run_plan(hello_plan::plan())
 }

@@ -20,11 +20,14 @@
 //! A test written in Rust calls [`run_plan`] from its `main` and gets the
 //! whole command line for free (see `examples/rust/`).
 
-/// mimalloc instead of the system allocator: a load generator makes many
-/// small, short-lived allocations per request (headers, bodies, Lua values);
-/// bench/run.sh measured glibc's malloc/free at ~17% of a Lua shard's time.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// The allocator the `swarmer` binary uses, for test programs to choose
+/// too (`#[global_allocator] static A: swarmer::Allocator =
+/// swarmer::Allocator;`): mimalloc instead of the system allocator, since a
+/// load generator makes many small, short-lived allocations per request
+/// (headers, bodies, Lua values); bench/run.sh measured glibc's
+/// malloc/free at ~17% of a Lua shard's time. The library does not set it:
+/// a program linking Swarmer chooses its own allocator.
+pub use mimalloc::MiMalloc as Allocator;
 
 pub mod args;
 mod builtin;
