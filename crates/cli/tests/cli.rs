@@ -675,3 +675,40 @@ fn max_body_size_turns_larger_responses_into_failures_from_the_flag_and_from_a_p
     assert_eq!(small["num_failures"], small["num_requests"], "{small}");
     assert_eq!(default["num_failures"], 0, "{default}");
 }
+
+/// How many times the top level of a plan ran in a run with `args`: the
+/// plan appends a line to a log each time.
+fn top_level_runs(args: &[&str]) -> usize {
+    let t = target(TargetOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("top_level.log");
+    let plan = dir.path().join("plan.lua");
+    std::fs::write(
+        &plan,
+        "local swarmer = require('swarmer')\n\
+         local log = assert(io.open(os.getenv('TOP_LEVEL_LOG'), 'a'))\n\
+         log:write('ran\\n')\n\
+         log:close()\n\
+         swarmer.user('U', { wait_time = swarmer.constant(0.2), tasks = { function(self) self.client:get('/') end } })\n",
+    )
+    .unwrap();
+    let out = run(swarmer()
+        .env("TOP_LEVEL_LOG", &log)
+        .args(["-f", plan.to_str().unwrap(), "-H", &t.url(), "--headless", "-u", "2", "-r", "20", "-t", "1s"])
+        .args(["--only-summary"])
+        .args(args));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    std::fs::read_to_string(&log).unwrap().lines().count()
+}
+
+#[test]
+fn a_plans_top_level_runs_once_per_process_plus_once_per_shard() {
+    // One load describes the plan (its options, classes and tasks) for the
+    // whole process; each shard's VM loads it once more.
+    assert_eq!(top_level_runs(&["--shards", "2"]), 1 + 2);
+    assert_eq!(top_level_runs(&["--shards", "1"]), 1 + 1);
+    // A master (its description, and the VM its event listeners run in,
+    // as Locust's master runs them) and two worker processes of one shard
+    // each.
+    assert_eq!(top_level_runs(&["--processes", "2", "--shards", "1"]), (1 + 1) + 2 * (1 + 1));
+}

@@ -10,6 +10,9 @@
 //!   test, interrupt a task set, reschedule) and exceptions.
 //! - [`Plan`]: a factory of user classes. It is called once per shard, on the
 //!   shard's thread, so user code never has to be `Send`.
+//! - [`ClassOutline`]: a class without its code (`Send`), from which a
+//!   front end that loads a plan once per process answers questions about
+//!   it (the Lua front end), so only shards load the plan again.
 //! - [`PlanOption`], [`OptionValues`]: options a plan declares for itself,
 //!   set from the command line or the web UI's form.
 //! - `dispatch`: which class the n-th user has (fixed counts first, then a
@@ -26,6 +29,7 @@ mod client;
 mod control;
 mod cpu;
 pub mod dispatch;
+mod outline;
 mod plan;
 mod plan_options;
 mod runner;
@@ -42,6 +46,7 @@ mod wait_time;
 pub use client::{CatchResponse, Client};
 pub use control::{TaskError, TaskResult};
 pub use cpu::{ProcessUsage, UsageMonitor};
+pub use outline::ClassOutline;
 pub use plan::{
     ClassInfo, ClusterMessage, NodeRole, Notice, NoticeHook, Plan, RequestHook, ShardHook, ShardHooks, ShardInfo,
     ShardPlan, SharedData, TaskInfo, UserErrorHook,

@@ -42,9 +42,10 @@ pub mod vm;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use swarmer_engine::OptionValues;
-use swarmer_engine::{Plan, ShardInfo};
+use swarmer_engine::{ClassOutline, Plan, ShardHooks, ShardPlan};
 
 /// A plan that could not be loaded. The message names the file and line.
 #[derive(Debug, thiserror::Error)]
@@ -55,28 +56,66 @@ pub struct PlanError(pub String);
 pub use swarmer_engine::{OptionKind, PlanOption};
 
 /// Load the plan at `path` once to check it (syntax, definitions), then
-/// return an engine [`Plan`] that loads it again on each shard.
+/// return an engine [`Plan`] that loads it again on each shard. Questions
+/// about the plan (class names, weights, tasks) are answered from what the
+/// first load found: a plan's top level runs once per process plus once
+/// per shard.
 pub fn load_plan(path: &Path) -> Result<Plan, PlanError> {
     load_plan_with_options(path, HashMap::new())
 }
 
 /// [`load_plan`] with values for the plan's own options (`--my-option`).
+/// The plan's top level sees them on the shards; the first load, which
+/// finds the options (before the command line can be parsed), does not,
+/// as with Locust.
 pub fn load_plan_with_options(path: &Path, values: HashMap<String, String>) -> Result<Plan, PlanError> {
     let path: PathBuf = path.to_path_buf();
-    if !path.is_file() {
-        return Err(PlanError(format!("{}: no such plan file", path.display())));
-    }
+    let description = describe(&path)?;
     let values = OptionValues::new(values);
-    // Load once here so errors are reported before any shard starts.
-    vm::load_shard_plan(&path, &ShardInfo::probe(), &values).map_err(PlanError)?;
-    let declared = vm::declared_options(&path).map_err(PlanError)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let outlines = description.outlines.clone();
     let shard_values = values.clone();
-    Ok(Plan::per_shard(name, move |shard| vm::load_shard_plan(&path, shard, &shard_values))
-        .with_options(declared, values))
+    let plan = Plan::per_shard(name, move |shard| {
+        if shard.probe {
+            let classes = outlines.iter().map(ClassOutline::to_class).collect();
+            return Ok(ShardPlan { classes, hooks: ShardHooks::default() });
+        }
+        vm::load_shard_plan(&path, shard, &shard_values)
+    });
+    Ok(plan.with_options(description.options.clone(), values))
 }
 
 /// The options the plan at `path` declares, to add them to the command line.
 pub fn declared_options(path: &Path) -> Result<Vec<PlanOption>, PlanError> {
-    vm::declared_options(path).map_err(PlanError)
+    Ok(describe(path)?.options.clone())
+}
+
+/// What loading a plan once tells a process.
+struct Description {
+    /// The text it was loaded from: a plan file changed since is loaded again.
+    source: String,
+    options: Vec<PlanOption>,
+    outlines: Vec<ClassOutline>,
+}
+
+/// The description of the plan at `path`: loaded the first time it is
+/// asked for in this process (or when the file changed), then kept.
+fn describe(path: &Path) -> Result<Arc<Description>, PlanError> {
+    static DESCRIBED: Mutex<Vec<(PathBuf, Arc<Description>)>> = Mutex::new(Vec::new());
+    if !path.is_file() {
+        return Err(PlanError(format!("{}: no such plan file", path.display())));
+    }
+    let source = std::fs::read_to_string(path).map_err(|e| PlanError(format!("{}: {e}", path.display())))?;
+    let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    // A poisoned lock only means another thread panicked while it held
+    // the list; the list itself is always whole.
+    let mut described = DESCRIBED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, found)) = described.iter().find(|(p, d)| *p == key && d.source == source) {
+        return Ok(found.clone());
+    }
+    let (options, outlines) = vm::describe_plan(path).map_err(PlanError)?;
+    let description = Arc::new(Description { source, options, outlines });
+    described.retain(|(p, _)| *p != key);
+    described.push((key, description.clone()));
+    Ok(description)
 }

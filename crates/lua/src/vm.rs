@@ -7,8 +7,8 @@ use std::rc::Rc;
 
 use mlua::{Function, Lua, Table};
 use swarmer_engine::{
-    Notice, NoticeHook, OptionValues, RequestHook, RequestSample, ShardHook, ShardHooks, ShardInfo, ShardPlan,
-    UserErrorHook,
+    ClassOutline, Notice, NoticeHook, OptionValues, RequestHook, RequestSample, ShardHook, ShardHooks, ShardInfo,
+    ShardPlan, UserErrorHook,
 };
 
 use crate::{classes, module};
@@ -142,11 +142,19 @@ fn report(outcome: &mlua::Result<Table>, event: &str) {
     }
 }
 
-/// The options a plan declares with `swarmer.add_option`.
-pub fn declared_options(path: &Path) -> Result<Vec<crate::PlanOption>, String> {
+/// Load the plan once to describe it: the options it declares with
+/// `swarmer.add_option` and the outlines of its user classes.
+pub fn describe_plan(path: &Path) -> Result<(Vec<crate::PlanOption>, Vec<ClassOutline>), String> {
     let lua = new_vm(path, &ShardInfo::probe()).map_err(|e| clean(&e))?;
     run_plan_file(&lua, path)?;
-    let list: Table = module::module(&lua).and_then(|m| m.get("_options")).map_err(|e| clean(&e))?;
+    let classes = classes::build(&lua).map_err(|e| format!("{}: {}", path.display(), clean(&e)))?;
+    let outlines = classes.iter().map(ClassOutline::of).collect::<Result<Vec<_>, _>>()?;
+    Ok((declared_options(&lua)?, outlines))
+}
+
+/// The options the plan in `lua` declared with `swarmer.add_option`.
+fn declared_options(lua: &Lua) -> Result<Vec<crate::PlanOption>, String> {
+    let list: Table = module::module(lua).and_then(|m| m.get("_options")).map_err(|e| clean(&e))?;
     let mut out = Vec::new();
     for spec in list.sequence_values::<Table>() {
         let spec = spec.map_err(|e| clean(&e))?;
