@@ -68,12 +68,14 @@ pub async fn run_worker(
         Some(plan) => Ok(plan.clone()),
         None => crate::builtin::resolve_plan(Some(entry), option_values.clone()),
     });
+    let id = worker::new_worker_id();
+    crate::logging::set_node(format!("worker {id}"));
     let worker_options = WorkerOptions {
         master_host: cluster.master_host.clone(),
         master_port: cluster.master_port,
         token,
         tls: cluster.tls(),
-        id: worker::new_worker_id(),
+        id,
         cores,
         plan,
         master_timeout,
@@ -105,6 +107,7 @@ pub async fn start_master(
     program_plan: bool,
 ) -> Result<ClusterMaster, String> {
     let cluster = &args.cluster;
+    crate::logging::set_node("master");
     let token = match cluster.token() {
         Ok(t) => t,
         // Local children only: a fresh secret nobody else knows.

@@ -676,9 +676,9 @@ fn max_body_size_turns_larger_responses_into_failures_from_the_flag_and_from_a_p
     assert_eq!(default["num_failures"], 0, "{default}");
 }
 
-/// How many times the top level of a plan ran in a run with `args`: the
-/// plan appends a line to a log each time.
-fn top_level_runs(args: &[&str]) -> usize {
+/// How many times the top level of a plan ran in a run with `args` (the
+/// plan appends a line to a file each time), and the run's log.
+fn top_level_runs(args: &[&str]) -> (usize, String) {
     let t = target(TargetOptions::default());
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("top_level.log");
@@ -698,17 +698,21 @@ fn top_level_runs(args: &[&str]) -> usize {
         .args(["--only-summary"])
         .args(args));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    std::fs::read_to_string(&log).unwrap().lines().count()
+    (std::fs::read_to_string(&log).unwrap().lines().count(), text(&out.stderr))
 }
 
 #[test]
 fn a_plans_top_level_runs_once_per_process_plus_once_per_shard() {
     // One load describes the plan (its options, classes and tasks) for the
     // whole process; each shard's VM loads it once more.
-    assert_eq!(top_level_runs(&["--shards", "2"]), 1 + 2);
-    assert_eq!(top_level_runs(&["--shards", "1"]), 1 + 1);
+    assert_eq!(top_level_runs(&["--shards", "2"]).0, 1 + 2);
+    assert_eq!(top_level_runs(&["--shards", "1"]).0, 1 + 1);
     // A master (its description, and the VM its event listeners run in,
     // as Locust's master runs them) and two worker processes of one shard
     // each.
-    assert_eq!(top_level_runs(&["--processes", "2", "--shards", "1"]), (1 + 1) + 2 * (1 + 1));
+    let (runs, log) = top_level_runs(&["--processes", "2", "--shards", "1", "-L", "INFO"]);
+    assert_eq!(runs, (1 + 1) + 2 * (1 + 1));
+    // Each log line says which node it comes from.
+    assert!(log.lines().any(|l| l.starts_with("[master] ") && l.contains("Cluster master listening")), "{log}");
+    assert!(log.lines().any(|l| l.starts_with("[worker ") && l.contains("Connected to the master")), "{log}");
 }
