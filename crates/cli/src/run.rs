@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use swarmer_engine::{LocalRunner, Plan, RunnerEvent, RunnerHandle, RunnerOptions, TestSettings};
+use swarmer_engine::{LocalRunner, LockExt, Plan, RunnerEvent, RunnerHandle, RunnerOptions, TestSettings};
 use swarmer_stats::unix_now;
 use swarmer_web::{FormDefaults, LogBuffer, TlsFiles, WebOptions, WebServer};
 
@@ -145,13 +145,11 @@ pub async fn run(
                 }
             }
             _ = console_tick.tick(), if print_live => {
-                if let Ok(store) = handle.stats().lock() {
-                    outputs::print_live(&store, unix_now());
-                }
+                outputs::print_live(&handle.stats().lock_or_recover(), unix_now());
             }
             _ = csv_tick.tick(), if csv.is_some() => {
-                if let (Some(out), Ok(store)) = (csv.as_mut(), handle.stats().lock())
-                    && let Err(e) = out.tick(&store, unix_now())
+                if let Some(out) = csv.as_mut()
+                    && let Err(e) = out.tick(&handle.stats().lock_or_recover(), unix_now())
                 {
                     tracing::error!("{e}");
                 }
@@ -183,7 +181,7 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 /// Write every report from the final statistics, the files first (the
 /// console may be gone after a SIGHUP); returns the exit code.
 fn finish(handle: &RunnerHandle, args: &RunArgs, csv: Option<&mut CsvOutput>) -> Result<i32, String> {
-    let store = handle.stats().lock().map_err(|_| "statistics lock poisoned".to_string())?;
+    let store = handle.stats().lock_or_recover();
     let now = unix_now();
     let mut problems = Vec::new();
     if let Some(out) = csv

@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use swarmer_engine::{
-    ClusterMessage, LocalRunner, NodeRole, Plan, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState, TestSettings,
-    UsageMonitor,
+    ClusterMessage, LocalRunner, LockExt, NodeRole, Plan, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState,
+    TestSettings, UsageMonitor,
 };
 use swarmer_stats::StatsDelta;
 use tokio::sync::mpsc;
@@ -361,7 +361,10 @@ async fn session(
                     return SessionEnd::Lost(format!("no heartbeat for {:.0?}", options.master_timeout));
                 }
                 let u = usage.sample().unwrap_or_default();
-                let (state, users) = handle.stats().lock().map(|s| (s.state, s.user_count)).unwrap_or((RunnerState::Ready, 0));
+                let (state, users) = {
+                    let store = handle.stats().lock_or_recover();
+                    (store.state, store.user_count)
+                };
                 let beat = proto::Heartbeat {
                     state: state.as_str().into(),
                     user_count: users as u32,

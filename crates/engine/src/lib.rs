@@ -21,6 +21,8 @@
 //!   Each shard records statistics into its own recorder, no locks.
 //! - [`LocalRunner`]: the state machine that starts shards, ramps users,
 //!   merges statistics every second and stops gracefully.
+//! - [`LockExt`]: `lock_or_recover` takes a std mutex even after a panic
+//!   poisoned it (warning once), so shared state keeps being updated.
 //!
 //! What it does not do: parse flags, print tables, write files, serve HTTP.
 //! Surfaces read [`StatsStore`] through the runner's handle.
@@ -29,6 +31,7 @@ mod client;
 mod control;
 mod cpu;
 pub mod dispatch;
+mod lock;
 mod outline;
 mod plan;
 mod plan_options;
@@ -46,6 +49,7 @@ mod wait_time;
 pub use client::{CatchResponse, Client};
 pub use control::{TaskError, TaskResult};
 pub use cpu::{ProcessUsage, UsageMonitor};
+pub use lock::LockExt;
 pub use outline::ClassOutline;
 pub use plan::{
     ClassInfo, ClusterMessage, NodeRole, Notice, NoticeHook, Plan, RequestHook, ShardHook, ShardHooks, ShardInfo,

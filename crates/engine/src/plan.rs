@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use swarmer_stats::{History, RequestSample, RequestStats};
 
+use crate::lock::LockExt;
 use crate::plan_options::{OptionValues, PlanOption};
 use crate::runner::{RunnerState, StatsStore, StatsView};
 use crate::tags::TagFilter;
@@ -153,7 +154,7 @@ impl ShardInfo {
 
     /// On a master: the ids of the connected workers.
     pub fn workers(&self) -> Vec<String> {
-        self.stats.lock().map(|s| s.live_workers().map(|w| w.id.clone()).collect()).unwrap_or_default()
+        self.stats.lock_or_recover().live_workers().map(|w| w.id.clone()).collect()
     }
 
     /// For inspecting a plan outside a run.

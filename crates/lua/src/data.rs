@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mlua::{Lua, LuaSerdeExt, Table, UserData, UserDataMethods, Value};
 use rand::Rng;
-use swarmer_engine::ShardInfo;
+use swarmer_engine::{LockExt, ShardInfo};
 
 use crate::module::caller_location;
 
@@ -99,7 +99,7 @@ pub fn install(lua: &Lua, module: &Table) -> mlua::Result<()> {
             let fail = |e: String| mlua::Error::runtime(format!("{}swarmer.csv: {e}", caller_location(lua)));
             let dataset = match shared {
                 Some(shared) => {
-                    let mut store = shared.lock().map_err(|_| fail("shared data lock poisoned".into()))?;
+                    let mut store = shared.lock_or_recover();
                     match store.get(&key).cloned().and_then(|d| d.downcast::<Dataset>().ok()) {
                         Some(d) => d,
                         None => {

@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use mlua::{Function, Lua, Table};
-use swarmer_engine::{OptionValues, ShardInfo};
+use swarmer_engine::{LockExt, OptionValues, ShardInfo};
 
 use crate::client::Clients;
 use crate::driver::Bridge;
@@ -130,7 +130,7 @@ pub fn caller_location(lua: &Lua) -> String {
 fn stats(lua: &Lua, (): ()) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     let Some(shard) = lua.app_data_ref::<ShardInfo>() else { return Ok(t) };
-    let Ok(store) = shard.stats.lock() else { return Ok(t) };
+    let store = shard.stats.lock_or_recover();
     let total = store.stats.total();
     let now = swarmer_engine::unix_now();
     let (rps, fps) = total.current_rates(now);

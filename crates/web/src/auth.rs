@@ -20,6 +20,7 @@ use base64::Engine as _;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use swarmer_engine::LockExt;
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "swarmer_session";
@@ -103,7 +104,8 @@ impl Sessions {
         let mut token = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut token);
         let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token);
-        if let Ok(mut live) = self.live.lock() {
+        {
+            let mut live = self.live.lock_or_recover();
             let now = Instant::now();
             live.retain(|_, expires| *expires > now);
             live.insert(digest(b"", text.as_bytes()), now + SESSION_LIFETIME);
@@ -113,13 +115,11 @@ impl Sessions {
 
     pub fn is_valid(&self, token: &str) -> bool {
         let key = digest(b"", token.as_bytes());
-        self.live.lock().map(|live| live.get(&key).is_some_and(|expires| *expires > Instant::now())).unwrap_or(false)
+        self.live.lock_or_recover().get(&key).is_some_and(|expires| *expires > Instant::now())
     }
 
     pub fn close(&self, token: &str) {
-        if let Ok(mut live) = self.live.lock() {
-            live.remove(&digest(b"", token.as_bytes()));
-        }
+        self.live.lock_or_recover().remove(&digest(b"", token.as_bytes()));
     }
 }
 

@@ -6,6 +6,8 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
+use swarmer_engine::LockExt;
+
 /// How many lines `/logs` returns at most (Locust keeps 500).
 const CAPACITY: usize = 500;
 
@@ -21,17 +23,16 @@ impl LogBuffer {
         if line.is_empty() {
             return;
         }
-        if let Ok(mut lines) = self.0.lock() {
-            if lines.len() == CAPACITY {
-                lines.pop_front();
-            }
-            lines.push_back(line.to_owned());
+        let mut lines = self.0.lock_or_recover();
+        if lines.len() == CAPACITY {
+            lines.pop_front();
         }
+        lines.push_back(line.to_owned());
     }
 
     /// The lines kept, oldest first.
     pub fn lines(&self) -> Vec<String> {
-        self.0.lock().map(|l| l.iter().cloned().collect()).unwrap_or_default()
+        self.0.lock_or_recover().iter().cloned().collect()
     }
 }
 

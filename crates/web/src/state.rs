@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use swarmer_engine::{RunnerHandle, RunnerState, TestSettings};
+use swarmer_engine::{LockExt, RunnerHandle, RunnerState, TestSettings};
 use tokio::sync::watch;
 
 use crate::auth::Sessions;
@@ -70,9 +70,8 @@ impl AppState {
     }
 
     fn replace_timer(&self, timer: Option<tokio::task::AbortHandle>) {
-        if let Ok(mut slot) = self.run_timer.lock()
-            && let Some(old) = std::mem::replace(&mut *slot, timer)
-        {
+        let mut slot = self.run_timer.lock_or_recover();
+        if let Some(old) = std::mem::replace(&mut *slot, timer) {
             old.abort();
         }
     }

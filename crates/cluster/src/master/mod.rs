@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use swarmer_engine::{
-    LocalRunner, NodeRole, Plan, PlanSummary, RunnerChannels, RunnerHandle, RunnerOptions, RunnerState, StatsStore,
-    UsageMonitor,
+    LocalRunner, LockExt, NodeRole, Plan, PlanSummary, RunnerChannels, RunnerHandle, RunnerOptions, RunnerState,
+    StatsStore, UsageMonitor,
 };
 use swarmer_stats::{History, RequestStats, unix_now};
 use tokio::net::TcpListener;
@@ -86,9 +86,7 @@ impl Master {
             RequestStats::new(unix_now()),
             History::default(),
         )));
-        if let Ok(mut store) = stats.lock() {
-            store.workers = Some(Vec::new());
-        }
+        stats.lock_or_recover().workers = Some(Vec::new());
         let summary = PlanSummary {
             name: plan.name.clone(),
             options: plan.options.clone(),
@@ -157,7 +155,7 @@ impl Master {
 
 /// Workers of a master's handle that are connected and not missing.
 pub fn worker_count(handle: &RunnerHandle) -> usize {
-    handle.stats().lock().map(|s| s.live_workers().count()).unwrap_or(0)
+    handle.stats().lock_or_recover().live_workers().count()
 }
 
 fn server_tls(tls: &ClusterTls) -> Result<Option<ServerTlsConfig>, String> {

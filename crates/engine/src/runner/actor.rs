@@ -12,6 +12,7 @@ use super::handle::RunnerCommand;
 use super::{RunnerEvent, RunnerOptions, RunnerState, StatsView, TestSettings};
 use crate::cpu::UsageMonitor;
 use crate::dispatch::UserSequence;
+use crate::lock::LockExt;
 use crate::plan::{Notice, Plan};
 use crate::shard::{ShardCommand, ShardEvent};
 
@@ -153,9 +154,7 @@ impl Actor {
 
     fn set_state(&mut self, state: RunnerState) {
         self.state = state;
-        if let Ok(mut store) = self.stats.lock() {
-            store.set_state(state, unix_now());
-        }
+        self.stats.lock_or_recover().set_state(state, unix_now());
     }
 
     fn start(&mut self, settings: TestSettings) {
@@ -164,10 +163,8 @@ impl Actor {
         }
         let TestSettings { users, spawn_rate, host, classes, class_counts } = settings;
         if matches!(self.state, RunnerState::Ready | RunnerState::Stopped) {
-            if let Some(host) = host
-                && let Ok(mut current) = self.host.lock()
-            {
-                *current = Some(host).filter(|h| !h.is_empty());
+            if let Some(host) = host {
+                *self.host.lock_or_recover() = Some(host).filter(|h| !h.is_empty());
             }
             if let Some(picked) = classes {
                 let weights: Vec<(u32, Option<u32>)> = self
@@ -202,9 +199,7 @@ impl Actor {
         }
         tracing::info!("Ramping to {target} users at a rate of {spawn_rate:.2} per second");
         self.set_state(RunnerState::Spawning);
-        if let Ok(mut store) = self.stats.lock() {
-            store.target_user_count = target;
-        }
+        self.stats.lock_or_recover().target_user_count = target;
         let rate = if spawn_rate.is_finite() && spawn_rate > 0.0 { spawn_rate } else { f64::INFINITY };
         self.ramp = Some(Ramp { from: self.live.len(), target, rate, started: Instant::now(), done: 0 });
         self.ramp_step();
@@ -304,7 +299,7 @@ impl Actor {
         let shard = self.live.len() % self.shard_tx.len();
         let id = self.next_user_id;
         self.next_user_id += 1;
-        let host = self.host.lock().ok().and_then(|h| h.clone());
+        let host = self.host.lock_or_recover().clone();
         let _ = self.shard_tx[shard].send(ShardCommand::Spawn { user_id: id, class, host });
         self.live.push(Slot { id, class, shard });
     }
@@ -369,9 +364,7 @@ impl Actor {
                 if let Some(sink) = &self.options.delta_sink {
                     let _ = sink.send(delta.clone());
                 }
-                if let Ok(mut store) = self.stats.lock() {
-                    store.stats.apply(&delta, unix_now());
-                }
+                self.stats.lock_or_recover().stats.apply(&delta, unix_now());
             }
             ShardEvent::UserStopped { user_id } => {
                 if !self.stopping.remove(&user_id) {
@@ -419,9 +412,7 @@ impl Actor {
             let _ = tx.send(ShardCommand::ResetStats { epoch: self.stats_epoch });
         }
         self.notify_shards(Notice::ResetStats);
-        if let Ok(mut store) = self.stats.lock() {
-            store.stats.reset(unix_now());
-        }
+        self.stats.lock_or_recover().stats.reset(unix_now());
     }
 
     fn class_counts(&self) -> BTreeMap<String, usize> {
@@ -434,17 +425,17 @@ impl Actor {
 
     fn publish_counts(&self) {
         let counts = self.class_counts();
-        if let Ok(mut store) = self.stats.lock() {
-            store.user_count = self.live.len();
-            store.class_counts = counts;
-        }
+        let mut store = self.stats.lock_or_recover();
+        store.user_count = self.live.len();
+        store.class_counts = counts;
     }
 
     fn every_second(&mut self) {
         let usage = self.usage.sample().unwrap_or_default();
         let shards = self.shard_tx.len() as f64;
         let mut warnings = Vec::new();
-        if let Ok(mut store) = self.stats.lock() {
+        {
+            let mut store = self.stats.lock_or_recover();
             store.usage = usage;
             let now = unix_now();
             if matches!(self.state, RunnerState::Spawning | RunnerState::Running | RunnerState::Stopping) {

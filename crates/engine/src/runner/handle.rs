@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{RunnerEvent, RunnerState, StatsView, TestSettings};
+use crate::lock::LockExt;
 use crate::plan::{ClassInfo, ClusterMessage};
 use crate::plan_options::{OptionValues, PlanOption};
 
@@ -122,7 +123,7 @@ impl RunnerHandle {
 
     /// The host given for the test (`--host` or the start form), if any.
     pub fn host(&self) -> Option<String> {
-        self.host.lock().ok().and_then(|h| h.clone())
+        self.host.lock_or_recover().clone()
     }
 
     /// The plan's name and options.
@@ -185,6 +186,6 @@ impl RunnerHandle {
     }
 
     pub fn state(&self) -> RunnerState {
-        self.stats.lock().map(|s| s.state).unwrap_or(RunnerState::Stopped)
+        self.stats.lock_or_recover().state
     }
 }

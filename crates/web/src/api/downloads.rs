@@ -7,7 +7,7 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use swarmer_engine::{StatsStore, unix_now};
+use swarmer_engine::{LockExt, StatsStore, unix_now};
 use swarmer_report::html::{ReportMeta, render};
 
 use crate::error::ApiError;
@@ -46,10 +46,8 @@ fn download(
     content_type: &'static str,
     make: impl Fn(&StatsStore) -> String,
 ) -> Response {
-    match state.runner.stats().lock() {
-        Ok(store) => attachment(make(&store), content_type, file_name(state, &store, suffix, extension)),
-        Err(_) => ApiError::not_found("statistics unavailable").into_response(),
-    }
+    let store = state.runner.stats().lock_or_recover();
+    attachment(make(&store), content_type, file_name(state, &store, suffix, extension))
 }
 
 fn csv_download(state: &AppState, suffix: &str, make: impl Fn(&StatsStore) -> String) -> Response {
@@ -77,10 +75,7 @@ pub async fn full_history_csv(State(state): State<Arc<AppState>>) -> Response {
     };
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            let name = match state.runner.stats().lock() {
-                Ok(store) => file_name(&state, &store, "requests_full_history", "csv"),
-                Err(_) => "stats_history.csv".into(),
-            };
+            let name = file_name(&state, &state.runner.stats().lock_or_recover(), "requests_full_history", "csv");
             attachment(text, "text/csv; charset=utf-8", name)
         }
         Err(e) => ApiError::not_found(format!("{}: {e}", path.display())).into_response(),
@@ -99,9 +94,7 @@ pub struct ReportQuery {
 
 /// `GET /stats/report[?download=1]`: the HTML report.
 pub async fn report(State(state): State<Arc<AppState>>, Query(query): Query<ReportQuery>) -> Response {
-    let Ok(store) = state.runner.stats().lock() else {
-        return ApiError::not_found("statistics unavailable").into_response();
-    };
+    let store = state.runner.stats().lock_or_recover();
     let host = state.runner.host();
     let meta = ReportMeta { plan: &state.runner.plan().name, host: host.as_deref(), classes: state.runner.classes() };
     let html = render(&store, &meta, unix_now());

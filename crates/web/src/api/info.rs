@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
+use swarmer_engine::LockExt;
 
 use crate::state::AppState;
 
@@ -19,23 +20,19 @@ pub async fn exceptions(State(state): State<Arc<AppState>>) -> Json<Value> {
     let list: Vec<Value> = state
         .runner
         .stats()
-        .lock()
-        .map(|store| {
-            store
-                .stats
-                .exceptions()
-                .map(|e| {
-                    let nodes: Vec<&str> = e.nodes.iter().map(String::as_str).collect();
-                    json!({ "count": e.count, "msg": e.msg, "traceback": e.traceback, "nodes": nodes.join(", ") })
-                })
-                .collect()
+        .lock_or_recover()
+        .stats
+        .exceptions()
+        .map(|e| {
+            let nodes: Vec<&str> = e.nodes.iter().map(String::as_str).collect();
+            json!({ "count": e.count, "msg": e.msg, "traceback": e.traceback, "nodes": nodes.join(", ") })
         })
-        .unwrap_or_default();
+        .collect();
     Json(json!({ "exceptions": list }))
 }
 
 pub async fn tasks(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let counts = state.runner.stats().lock().map(|s| s.class_counts.clone()).unwrap_or_default();
+    let counts = state.runner.stats().lock_or_recover().class_counts.clone();
     Json(swarmer_report::task_ratio::current_ratio_json(state.runner.classes(), &counts))
 }
 
@@ -45,7 +42,7 @@ pub async fn logs(State(state): State<Arc<AppState>>) -> Json<Value> {
 }
 
 pub async fn worker_count(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let count = state.runner.stats().lock().map(|s| s.live_workers().count()).unwrap_or(0);
+    let count = state.runner.stats().lock_or_recover().live_workers().count();
     Json(json!({ "worker_count": count }))
 }
 

@@ -15,14 +15,14 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use swarmer_engine::{RunnerState, StatsStore};
+use swarmer_engine::{LockExt, RunnerState, StatsStore};
 
 use crate::state::AppState;
 
 const QUANTILES: [f64; 5] = [0.5, 0.9, 0.95, 0.99, 1.0];
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let text = state.runner.stats().lock().map(|store| render(&store, swarmer_engine::unix_now())).unwrap_or_default();
+    let text = render(&state.runner.stats().lock_or_recover(), swarmer_engine::unix_now());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }
 

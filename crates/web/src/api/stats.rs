@@ -6,17 +6,14 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
-use swarmer_engine::unix_now;
+use serde_json::Value;
+use swarmer_engine::{LockExt, unix_now};
 
 use crate::state::AppState;
 
 /// The `/stats/requests` answer, as the push stream also sends it.
 pub fn requests_value(state: &AppState) -> Value {
-    match state.runner.stats().lock() {
-        Ok(store) => swarmer_report::live::requests_payload(&store, unix_now()),
-        Err(_) => json!({ "stats": [], "errors": [], "state": "missing", "user_count": 0 }),
-    }
+    swarmer_report::live::requests_payload(&state.runner.stats().lock_or_recover(), unix_now())
 }
 
 pub async fn requests(State(state): State<Arc<AppState>>) -> Json<Value> {
@@ -24,6 +21,6 @@ pub async fn requests(State(state): State<Arc<AppState>>) -> Json<Value> {
 }
 
 pub async fn history(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let points = state.runner.stats().lock().map(|s| swarmer_report::live::history_payload(&s)).unwrap_or(json!([]));
+    let points = swarmer_report::live::history_payload(&state.runner.stats().lock_or_recover());
     Json(points)
 }

@@ -14,6 +14,7 @@ use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde_json::json;
+use swarmer_engine::LockExt;
 
 use crate::api::stats::requests_value;
 use crate::state::AppState;
@@ -61,7 +62,8 @@ async fn publish(state: Arc<AppState>) {
 /// `/stats/requests` plus the newest chart point and the host.
 fn message(state: &AppState) -> serde_json::Value {
     let mut message = requests_value(state);
-    if let Ok(store) = state.runner.stats().lock() {
+    {
+        let store = state.runner.stats().lock_or_recover();
         message["history_point"] = store.history.points().last().map(swarmer_report::live::history_point).into();
     }
     message["host"] = json!(state.runner.host());

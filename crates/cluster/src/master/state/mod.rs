@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use swarmer_engine::{
-    ClassInfo, ClusterMessage, Plan, RunnerCommand, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState, StatsView,
-    TestSettings, UsageMonitor,
+    ClassInfo, ClusterMessage, LockExt, Plan, RunnerCommand, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState,
+    StatsView, TestSettings, UsageMonitor,
 };
 use swarmer_stats::unix_now;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -247,9 +247,7 @@ impl MasterLoop {
 
     fn set_state(&mut self, state: RunnerState) {
         self.state = state;
-        if let Ok(mut store) = self.stats.lock() {
-            store.set_state(state, unix_now());
-        }
+        self.stats.lock_or_recover().set_state(state, unix_now());
     }
 
     fn start(&mut self, settings: TestSettings) {
@@ -262,10 +260,8 @@ impl MasterLoop {
         }
         let idle = matches!(self.state, RunnerState::Ready | RunnerState::Stopped);
         if idle {
-            if let Some(host) = settings.host
-                && let Ok(mut current) = self.host.lock()
-            {
-                *current = Some(host).filter(|h| !h.is_empty());
+            if let Some(host) = settings.host {
+                *self.host.lock_or_recover() = Some(host).filter(|h| !h.is_empty());
             }
             if let Some(picked) = &settings.classes {
                 self.weights = self
@@ -287,9 +283,7 @@ impl MasterLoop {
             self.live_ids().len()
         );
         self.set_state(RunnerState::Spawning);
-        if let Ok(mut store) = self.stats.lock() {
-            store.target_user_count = self.target_users;
-        }
+        self.stats.lock_or_recover().target_user_count = self.target_users;
         self.dispatch();
     }
 
@@ -302,7 +296,7 @@ impl MasterLoop {
         let cores: Vec<u32> = ids.iter().map(|id| self.workers[id].cores).collect();
         let shares = assign(&self.weights, self.target_users, &cores);
         let total: usize = shares.iter().flatten().sum();
-        let host = self.host.lock().ok().and_then(|h| h.clone()).unwrap_or_default();
+        let host = self.host.lock_or_recover().clone().unwrap_or_default();
         for (id, share) in ids.iter().zip(shares) {
             let users: usize = share.iter().sum();
             let rate =
@@ -364,10 +358,9 @@ impl MasterLoop {
         self.epoch += 1;
         self.shared_epoch.store(self.epoch, std::sync::atomic::Ordering::Relaxed);
         self.broadcast(master_message::Kind::ResetStats(proto::ResetStats { epoch: self.epoch }));
-        if let Ok(mut store) = self.stats.lock() {
-            store.stats.reset(unix_now());
-            store.notes.clear();
-        }
+        let mut store = self.stats.lock_or_recover();
+        store.stats.reset(unix_now());
+        store.notes.clear();
     }
 
     fn begin_quit(&mut self, reply: oneshot::Sender<()>) {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use swarmer_engine::{ClusterMessage, RunnerEvent, RunnerState, WorkerStatus};
+use swarmer_engine::{ClusterMessage, LockExt, RunnerEvent, RunnerState, WorkerStatus};
 use swarmer_stats::unix_now;
 
 use super::{MasterLoop, Worker};
@@ -77,9 +77,7 @@ impl MasterLoop {
                 }
                 match report_to_delta(&report) {
                     Ok(delta) => {
-                        if let Ok(mut store) = self.stats.lock() {
-                            store.stats.apply(&delta, unix_now());
-                        }
+                        self.stats.lock_or_recover().stats.apply(&delta, unix_now());
                     }
                     Err(e) => tracing::warn!("worker {id}: malformed statistics dropped: {e}"),
                 }
@@ -134,9 +132,7 @@ impl MasterLoop {
              second) are missing from these results.",
             swarmer_stats::utc_timestamp(unix_now())
         );
-        if let Ok(mut store) = self.stats.lock() {
-            store.notes.push(note);
-        }
+        self.stats.lock_or_recover().notes.push(note);
     }
 
     pub(super) fn every_second(&mut self) {
@@ -178,11 +174,10 @@ impl MasterLoop {
         }
         let usage = self.usage.sample().unwrap_or_default();
         self.publish();
-        if let Ok(mut store) = self.stats.lock() {
-            store.usage = usage;
-            if matches!(self.state, RunnerState::Spawning | RunnerState::Running | RunnerState::Stopping) {
-                store.sample_history(unix_now());
-            }
+        let mut store = self.stats.lock_or_recover();
+        store.usage = usage;
+        if matches!(self.state, RunnerState::Spawning | RunnerState::Running | RunnerState::Stopping) {
+            store.sample_history(unix_now());
         }
     }
 
@@ -212,10 +207,9 @@ impl MasterLoop {
             .collect();
         let users: usize = self.workers.values().filter(|w| !w.missing).map(|w| w.user_count).sum();
         let counts = self.class_counts();
-        if let Ok(mut store) = self.stats.lock() {
-            store.workers = Some(statuses);
-            store.user_count = users;
-            store.class_counts = counts;
-        }
+        let mut store = self.stats.lock_or_recover();
+        store.workers = Some(statuses);
+        store.user_count = users;
+        store.class_counts = counts;
     }
 }
