@@ -181,6 +181,7 @@ impl Drop for Children {
 }
 
 /// Start `n` workers (-1: one per core) connected to `host:port`.
+#[allow(unsafe_code)] // prctl(PR_SET_PDEATHSIG) in the child, below
 pub fn spawn_workers(
     n: i64,
     args: &RunArgs,
@@ -210,7 +211,8 @@ pub fn spawn_workers(
         if !program_plan {
             command.args(["-f", "-"]);
         }
-        // The children end with this process, even if it is killed.
+        // The children end with this process, even if it is killed (the
+        // other libc call of the workspace: std has no parent-death signal).
         // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches
         // no memory of the parent; it runs between fork and exec.
         unsafe {

@@ -1,5 +1,8 @@
 //! The `swarmer` binary as a user runs it: real processes, a real target.
 
+// The tests send signals to the processes they start (libc::kill).
+#![allow(unsafe_code)]
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -1,6 +1,9 @@
 //! Distributed runs as users run them: a master and worker processes of the
 //! real binary on 127.0.0.1, against the real demo target.
 
+// The tests send signals to the processes they start (libc::kill).
+#![allow(unsafe_code)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -27,6 +27,9 @@ impl Default for UsageMonitor {
 }
 
 impl UsageMonitor {
+    // One of the two libc calls of the workspace (the clock tick and page
+    // size have no std equivalent).
+    #[allow(unsafe_code)]
     pub fn new() -> Self {
         // SAFETY: sysconf has no preconditions; it only reads a constant.
         let (ticks, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK), libc::sysconf(libc::_SC_PAGESIZE)) };
@@ -66,6 +69,7 @@ impl UsageMonitor {
 mod tests {
     use super::*;
 
+    #[allow(unsafe_code)] // libc's thread CPU clock, for the test only
     fn thread_cpu_seconds() -> f64 {
         let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
         // SAFETY: `t` is a valid timespec for the call to write.

@@ -84,6 +84,8 @@ impl Kind {
 /// # Safety
 /// `s` is a state of a live VM with a free stack slot.
 pub(super) unsafe fn vm_of_state(s: *mut ffi::lua_State) -> *const c_void {
+    // SAFETY: per the contract above; the registry's main-thread slot
+    // always holds the main thread, and one slot is pushed and popped.
     unsafe {
         ffi::lua_rawgeti(s, ffi::LUA_REGISTRYINDEX, ffi::LUA_RIDX_MAINTHREAD);
         let main = ffi::lua_tothread(s, -1);
@@ -141,6 +143,8 @@ impl Coroutine {
     /// nor dead.
     unsafe fn is_idle(&self) -> bool {
         let l = self.state;
+        // SAFETY: the state is alive (see the type); `lua_getstack` only
+        // reads, into a zeroed `lua_Debug` it may fill.
         unsafe {
             let mut ar = MaybeUninit::<ffi::lua_Debug>::zeroed();
             ffi::lua_status(l) == ffi::LUA_OK && ffi::lua_getstack(l, 0, ar.as_mut_ptr()) == 0

@@ -130,6 +130,9 @@ impl Coroutine {
 /// # Safety
 /// `main` is a live main thread with no active call.
 unsafe fn protected_build(main: *mut ffi::lua_State, build: &mut Build) -> mlua::Result<()> {
+    // SAFETY: per the contract above: two slots are made before pushing the
+    // function and its argument, `lua_pcall` catches what the build raises,
+    // and the stack is set back to its old top afterwards.
     unsafe {
         let top = ffi::lua_gettop(main);
         if ffi::lua_checkstack(main, 2) == 0 {
@@ -174,6 +177,8 @@ unsafe extern "C-unwind" fn run_build(s: *mut ffi::lua_State) -> c_int {
 /// # Safety
 /// `s` is running, inside a protected call, and not the coroutine.
 unsafe fn build_on(s: *mut ffi::lua_State, build: &mut Build) {
+    // SAFETY: per the contract above: room is made on `s` before pushing,
+    // and on the coroutine before `lua_xmove` copies the values across.
     unsafe {
         let n = build.pieces.len() as c_int;
         if ffi::lua_checkstack(s, n + ROOM) == 0 {
@@ -200,6 +205,9 @@ unsafe fn build_on(s: *mut ffi::lua_State, build: &mut Build) {
 /// `s` is running (inside a protected call) with [`ROOM`] free slots, and
 /// every slot named belongs to its VM.
 unsafe fn push(s: *mut ffi::lua_State, piece: &Piece) -> bool {
+    // SAFETY: per the contract above; each nesting level uses one slot and
+    // the deepest two more, within ROOM; `lua_setmetatable` gets a table
+    // (checked), the others get the types they are given here.
     unsafe {
         match *piece {
             Piece::Nil => ffi::lua_pushnil(s),
@@ -254,6 +262,7 @@ unsafe fn push(s: *mut ffi::lua_State, piece: &Piece) -> bool {
 /// # Safety
 /// `s` is running with a free slot.
 unsafe fn push_bytes(s: *mut ffi::lua_State, bytes: &[u8]) {
+    // SAFETY: per the contract above; Lua copies the bytes.
     unsafe {
         ffi::lua_pushlstring(s, bytes.as_ptr() as *const c_char, bytes.len());
     }
