@@ -7,7 +7,7 @@
 //! so a value changed in the form reaches the users of the next test.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 /// The type of an option's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +54,8 @@ impl PlanOption {
 }
 
 /// The values given for a plan's options, shared by every shard and surface.
+/// Each access is one map operation, so a lock poisoned by a panic
+/// elsewhere still holds whole values and is taken anyway.
 #[derive(Clone, Default, Debug)]
 pub struct OptionValues(Arc<RwLock<HashMap<String, String>>>);
 
@@ -64,18 +66,16 @@ impl OptionValues {
 
     /// The value given for `name`, if any (the plan applies its default).
     pub fn get(&self, name: &str) -> Option<String> {
-        self.0.read().ok().and_then(|v| v.get(name).cloned())
+        self.0.read().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
     }
 
     pub fn set(&self, name: &str, value: String) {
-        if let Ok(mut v) = self.0.write() {
-            v.insert(name.to_owned(), value);
-        }
+        self.0.write().unwrap_or_else(PoisonError::into_inner).insert(name.to_owned(), value);
     }
 
     /// Every value given, for display.
     pub fn snapshot(&self) -> HashMap<String, String> {
-        self.0.read().map(|v| v.clone()).unwrap_or_default()
+        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
 
