@@ -44,10 +44,19 @@ where
 /// The filter: `level` for Swarmer's crates, warnings from the others,
 /// then `RUST_LOG`'s directives (later ones win for the targets they name).
 fn filter(level: &str, rust_log: Option<&str>) -> Result<EnvFilter, String> {
-    let mut directives = format!(
-        "warn,swarmer={level},swarmer_engine={level},swarmer_http={level},swarmer_lua={level},swarmer_web={level}"
-    );
-    directives.push_str(&format!(",swarmer_cluster={level},swarmer_report={level}"));
+    let crates = [
+        "swarmer",
+        "swarmer_engine",
+        "swarmer_http",
+        "swarmer_lua",
+        "swarmer_web",
+        "swarmer_cluster",
+        "swarmer_report",
+    ];
+    let mut directives = String::from("warn");
+    for name in crates {
+        directives.push_str(&format!(",{name}={level}"));
+    }
     if let Some(extra) = rust_log.map(str::trim).filter(|d| !d.is_empty()) {
         directives.push(',');
         directives.push_str(extra);

@@ -719,3 +719,29 @@ fn a_plans_top_level_runs_once_per_process_plus_once_per_shard() {
     assert!(log.lines().any(|l| l.starts_with("[master] ") && l.contains("Cluster master listening")), "{log}");
     assert!(log.lines().any(|l| l.starts_with("[worker ") && l.contains("Connected to the master")), "{log}");
 }
+
+#[test]
+fn rust_log_directives_refine_the_level_and_a_bad_one_is_a_usage_error() {
+    let t = target(TargetOptions::default());
+    let run_logged = |rust_log: Option<&str>| {
+        let mut cmd = swarmer();
+        cmd.args(["-f", "builtin:hello", "-H", &t.url(), "--headless", "-u", "1", "-r", "10", "-t", "1s"]).args([
+            "--only-summary",
+            "-L",
+            "INFO",
+        ]);
+        match rust_log {
+            Some(directives) => cmd.env("RUST_LOG", directives),
+            None => cmd.env_remove("RUST_LOG"),
+        };
+        run(&mut cmd)
+    };
+    let plain = run_logged(None);
+    assert!(text(&plain.stderr).contains("Run time limit set"), "{}", text(&plain.stderr));
+    let quieted = run_logged(Some("swarmer::run=off"));
+    assert_eq!(quieted.status.code(), Some(0), "{}", text(&quieted.stderr));
+    assert!(!text(&quieted.stderr).contains("Run time limit set"), "{}", text(&quieted.stderr));
+    let bad = run_logged(Some("swarmer=loud"));
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("RUST_LOG=swarmer=loud"), "{}", text(&bad.stderr));
+}

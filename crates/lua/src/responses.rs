@@ -157,7 +157,7 @@ impl Responses {
         }
         // The kept lines are this head's, or will be replaced.
         kept.head_id = if same_head { head_id } else { 0 };
-        let built = self.build(coroutine, response, catch, kept, &uses, all_reused, &head);
+        let built = self.build(coroutine, response, catch, kept, &uses, (all_reused, all_kept), &head);
         if built.is_ok() {
             for (i, used) in uses.into_iter().enumerate() {
                 if used != Use::Keep {
@@ -193,7 +193,7 @@ impl Responses {
         catch: Option<(u64, i64)>,
         kept: &Kept,
         uses: &[Use; 3],
-        all_reused: bool,
+        (all_reused, all_kept): (bool, bool),
         head: &[u8],
     ) -> mlua::Result<c_int> {
         let items = [
@@ -202,9 +202,8 @@ impl Responses {
             kept.parts[HEAD].piece(uses[HEAD], head),
             kept.parts[URL].piece(uses[URL], response.url.as_bytes()),
         ];
-        let keep_table = !uses.contains(&Use::Plain);
         let parts =
-            if all_reused { Piece::Slot(&self.parts) } else { Piece::Table(&items, keep_table.then_some(&self.parts)) };
+            if all_reused { Piece::Slot(&self.parts) } else { Piece::Table(&items, all_kept.then_some(&self.parts)) };
         let error_text = response.error.as_ref().map(|e| e.to_string());
         let error = error_text.as_deref().map_or(Piece::Nil, |e| Piece::Bytes(e.as_bytes()));
         let elapsed = Piece::Number(response.elapsed.as_secs_f64());

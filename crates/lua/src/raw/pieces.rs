@@ -145,8 +145,14 @@ unsafe fn protected_build(main: *mut ffi::lua_State, build: &mut Build) -> mlua:
             ffi::LUA_OK => Ok(()),
             ffi::LUA_ERRMEM => Err(mlua::Error::MemoryError("not enough memory".into())),
             _ => {
+                // Only a string is read: converting a number would allocate,
+                // unprotected.
                 let mut len = 0;
-                let text = ffi::lua_tolstring(main, -1, &mut len);
+                let text = if ffi::lua_type(main, -1) == ffi::LUA_TSTRING {
+                    ffi::lua_tolstring(main, -1, &mut len)
+                } else {
+                    std::ptr::null()
+                };
                 let message = if text.is_null() {
                     "an error while building a value".into()
                 } else {
@@ -310,6 +316,26 @@ mod tests {
         let n = coroutine.build(&[Piece::Bytes(&big)]).unwrap();
         let value = run(&mut coroutine, n).unwrap();
         assert_eq!(value.as_string().map(|s| s.as_bytes().len()), Some(big.len()));
+    }
+
+    #[test]
+    fn values_are_built_from_inside_a_lua_call_too() {
+        // Lua code running on the main state calls back into Rust, which
+        // builds for a coroutine: the main state is busy, so the build runs
+        // in mlua's protected call on the running state instead.
+        let (lua, _) = new_lua().unwrap();
+        let identity: mlua::Function = lua.load("return function(...) return ... end").eval().unwrap();
+        let built = lua
+            .create_function(move |lua, ()| {
+                let mut coroutine = Coroutine::new(lua)?;
+                coroutine.push_args(identity.clone())?;
+                let n = coroutine.build(&[Piece::Bytes(b"from a callback")])?;
+                run(&mut coroutine, n).map_err(mlua::Error::runtime)
+            })
+            .unwrap();
+        lua.globals().set("built", built).unwrap();
+        let value: String = lua.load("return (built())").eval().unwrap();
+        assert_eq!(value, "from a callback");
     }
 
     #[test]
