@@ -261,8 +261,8 @@ impl H1Connection {
             }
             let ttfb = started.elapsed();
             let head_id = crate::head_id::of(&buf[..head.len]);
-            let Head { len, status, version, headers, keep_alive } = head;
-            let framing = head::framing(*method == Method::HEAD, status, &headers).map_err(H1Error::Failed)?;
+            let Head { len, status, version, headers, body: body_headers, keep_alive } = head;
+            let framing = head::framing(*method == Method::HEAD, status, &body_headers).map_err(H1Error::Failed)?;
             let body = match framing {
                 Framing::Empty => Bytes::new(),
                 Framing::Length(length) => self.read_length(buf, len, length, max_body).await?,
@@ -270,7 +270,7 @@ impl H1Connection {
                     // Both framings at once hints at request smuggling
                     // (RFC 9112 §6.3): chunked wins, and the connection
                     // is not trusted with another request.
-                    if headers.contains_key(CONTENT_LENGTH) {
+                    if body_headers.has_length {
                         self.reusable = false;
                     }
                     self.read_chunked(buf, len, max_body).await?
@@ -419,7 +419,7 @@ fn write_head(buf: &mut Vec<u8>, method: &Method, target: &str, headers: &Header
         buf.extend_from_slice(b"\r\n");
     }
     let needs_length = body_len > 0 || matches!(*method, Method::POST | Method::PUT | Method::PATCH);
-    if needs_length && !headers.contains_key(http::header::CONTENT_LENGTH) {
+    if needs_length && !headers.contains_key(CONTENT_LENGTH) {
         buf.extend_from_slice(b"content-length: ");
         buf.extend_from_slice(body_len.to_string().as_bytes());
         buf.extend_from_slice(b"\r\n");

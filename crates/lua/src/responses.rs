@@ -355,11 +355,11 @@ mod tests {
         assert_eq!(body_of(&lua, &responses, &small), b"small");
         // Just under the kept size, so building it would also keep it.
         let large = response(&vec![b'y'; MAX_KEPT], 3);
-        lua.set_memory_limit(lua.used_memory() + 16 * 1024).unwrap();
+        crate::raw::set_memory_limit(&lua, lua.used_memory() + 16 * 1024).unwrap();
         let coroutine = Coroutine::new(&lua).unwrap();
         let error = responses.push(&coroutine, &large, None).unwrap_err();
         assert!(error.to_string().contains("memory"), "{error}");
-        lua.set_memory_limit(0).unwrap();
+        crate::raw::set_memory_limit(&lua, 0).unwrap();
         assert_eq!(body_of(&lua, &responses, &large), large.body, "not the body kept before the failure");
         assert_eq!(body_of(&lua, &responses, &small), b"small");
         assert_eq!(body_of(&lua, &responses, &small), b"small");

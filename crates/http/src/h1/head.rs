@@ -4,6 +4,8 @@
 //! Pure functions over bytes, so that property tests can feed them anything.
 
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use std::mem::MaybeUninit;
+
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
 
 use crate::error::HttpError;
@@ -21,6 +23,8 @@ pub(crate) struct Head {
     pub status: StatusCode,
     pub version: Version,
     pub headers: HeaderMap,
+    /// What the headers say about the body's framing.
+    pub body: BodyHeaders,
     /// Whether the connection stays open after this response.
     pub keep_alive: bool,
 }
@@ -32,9 +36,11 @@ fn protocol(message: &str) -> HttpError {
 /// Parse the response head at the start of `buf`: `Ok(None)` while it is
 /// incomplete, an error when it is invalid or longer than [`MAX_HEAD`].
 pub(crate) fn parse(buf: &[u8]) -> Result<Option<Head>, HttpError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut slots);
-    let len = match response.parse(buf) {
+    // Uninitialised slots: zeroing 128 of them cost more than the parse.
+    let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut response, buf, &mut slots)
+    {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
             return Err(protocol("response head larger than 64 KiB"));
@@ -48,6 +54,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<Head>, HttpError> {
     let status = StatusCode::from_u16(response.code.unwrap_or(0)).map_err(|_| protocol("invalid status code"))?;
     let version = if response.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
     let mut headers = HeaderMap::with_capacity(response.headers.len());
+    let mut body = BodyHeaders::default();
     let mut keep_alive = version == Version::HTTP_11;
     for h in response.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| protocol("invalid header name"))?;
@@ -59,9 +66,10 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<Head>, HttpError> {
                 keep_alive = true;
             }
         }
+        body.see(&name, h.value);
         headers.append(name, value);
     }
-    Ok(Some(Head { len, status, version, headers, keep_alive }))
+    Ok(Some(Head { len, status, version, headers, body, keep_alive }))
 }
 
 fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
@@ -81,10 +89,77 @@ pub(crate) enum Framing {
     UntilClose,
 }
 
+/// What a message's headers say about how its body is framed, gathered
+/// header by header as they are parsed (no lookups afterwards).
+#[derive(Debug, Default)]
+pub(crate) struct BodyHeaders {
+    /// Whether the last `Transfer-Encoding` ends in `chunked`; `None`
+    /// when there is none.
+    chunked: Option<bool>,
+    /// Whether there is a `Content-Length` header at all.
+    pub has_length: bool,
+    /// The `Content-Length` so far (see [`content_length`]).
+    length: Option<u64>,
+    /// Why the `Content-Length` headers are invalid, once they are.
+    length_error: Option<String>,
+}
+
+impl BodyHeaders {
+    /// Gathered from every header of `headers`.
+    pub(crate) fn of(headers: &HeaderMap) -> Self {
+        let mut body = Self::default();
+        for (name, value) in headers {
+            body.see(name, value.as_bytes());
+        }
+        body
+    }
+
+    /// Take one header into account, in the order they came.
+    fn see(&mut self, name: &HeaderName, value: &[u8]) {
+        if *name == TRANSFER_ENCODING {
+            let final_coding = value.rsplit(|&b| b == b',').next().unwrap_or(b"");
+            self.chunked = Some(trim_whitespace(final_coding).eq_ignore_ascii_case(b"chunked"));
+        } else if *name == CONTENT_LENGTH {
+            self.has_length = true;
+            if self.length_error.is_none() {
+                self.see_length(value);
+            }
+        }
+    }
+
+    fn see_length(&mut self, value: &[u8]) {
+        for item in value.split(|&b| b == b',') {
+            let Some(length) = digits(trim_whitespace(item)) else {
+                self.length_error = Some(format!(
+                    "invalid Content-Length {:?}: expected digits only (RFC 9112 §6.3)",
+                    String::from_utf8_lossy(value)
+                ));
+                return;
+            };
+            match self.length {
+                Some(previous) if previous != length => {
+                    self.length_error =
+                        Some(format!("conflicting Content-Length values {previous} and {length} (RFC 9112 §6.3)"));
+                    return;
+                }
+                _ => self.length = Some(length),
+            }
+        }
+    }
+
+    /// The `Content-Length`, if any (see [`content_length`]).
+    fn content_length(&self) -> Result<Option<u64>, HttpError> {
+        match &self.length_error {
+            Some(error) => Err(HttpError::Protocol(error.clone())),
+            None => Ok(self.length),
+        }
+    }
+}
+
 /// The framing of a response body, per RFC 9112 §6.3: no body for HEAD,
 /// 1xx, 204 and 304; `Transfer-Encoding` wins over `Content-Length`; an
 /// invalid `Content-Length` is an error, not a read-until-close.
-pub(crate) fn framing(head_request: bool, status: StatusCode, headers: &HeaderMap) -> Result<Framing, HttpError> {
+pub(crate) fn framing(head_request: bool, status: StatusCode, body: &BodyHeaders) -> Result<Framing, HttpError> {
     if head_request
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -92,17 +167,12 @@ pub(crate) fn framing(head_request: bool, status: StatusCode, headers: &HeaderMa
     {
         return Ok(Framing::Empty);
     }
-    if let Some(last) = headers.get_all(TRANSFER_ENCODING).iter().next_back() {
-        let final_coding = last.as_bytes().rsplit(|&b| b == b',').next().unwrap_or(b"");
-        return Ok(if trim_whitespace(final_coding).eq_ignore_ascii_case(b"chunked") {
-            Framing::Chunked
-        } else {
-            // RFC 9112 §6.3 item 4: a response whose last coding is not
-            // chunked is delimited by the connection closing.
-            Framing::UntilClose
-        });
+    if let Some(chunked) = body.chunked {
+        // RFC 9112 §6.3 item 4: a response whose last coding is not
+        // chunked is delimited by the connection closing.
+        return Ok(if chunked { Framing::Chunked } else { Framing::UntilClose });
     }
-    Ok(match content_length(headers)? {
+    Ok(match body.content_length()? {
         Some(length) => Framing::Length(length),
         None => Framing::UntilClose,
     })
@@ -113,26 +183,7 @@ pub(crate) fn framing(head_request: bool, status: StatusCode, headers: &HeaderMa
 /// is accepted only when every value is the same (RFC 9110 §8.6). A number
 /// too big for `u64` saturates at `u64::MAX`, which no body limit allows.
 pub(crate) fn content_length(headers: &HeaderMap) -> Result<Option<u64>, HttpError> {
-    let mut found = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for item in value.as_bytes().split(|&b| b == b',') {
-            let Some(length) = digits(trim_whitespace(item)) else {
-                return Err(HttpError::Protocol(format!(
-                    "invalid Content-Length {:?}: expected digits only (RFC 9112 §6.3)",
-                    String::from_utf8_lossy(value.as_bytes())
-                )));
-            };
-            match found {
-                Some(previous) if previous != length => {
-                    return Err(HttpError::Protocol(format!(
-                        "conflicting Content-Length values {previous} and {length} (RFC 9112 §6.3)"
-                    )));
-                }
-                _ => found = Some(length),
-            }
-        }
-    }
-    Ok(found)
+    BodyHeaders::of(headers).content_length()
 }
 
 /// The number `text` spells in decimal digits, saturating; `None` unless
@@ -170,7 +221,7 @@ mod tests {
     }
 
     fn framing_of(lines: &[(&str, &str)]) -> Result<Framing, HttpError> {
-        framing(false, StatusCode::OK, &headers(lines))
+        framing(false, StatusCode::OK, &BodyHeaders::of(&headers(lines)))
     }
 
     #[test]
@@ -204,9 +255,9 @@ mod tests {
         assert_eq!(framing_of(&chunked).unwrap(), Framing::Chunked);
         assert_eq!(framing_of(&[("transfer-encoding", "chunked, gzip")]).unwrap(), Framing::UntilClose);
         let bad = headers(&[("content-length", "-1")]);
-        assert_eq!(framing(true, StatusCode::OK, &bad).unwrap(), Framing::Empty, "HEAD");
+        assert_eq!(framing(true, StatusCode::OK, &BodyHeaders::of(&bad)).unwrap(), Framing::Empty, "HEAD");
         for status in [StatusCode::CONTINUE, StatusCode::NO_CONTENT, StatusCode::NOT_MODIFIED] {
-            assert_eq!(framing(false, status, &bad).unwrap(), Framing::Empty, "{status}");
+            assert_eq!(framing(false, status, &BodyHeaders::of(&bad)).unwrap(), Framing::Empty, "{status}");
         }
     }
 
@@ -239,7 +290,7 @@ mod tests {
             let mut raw = b"HTTP/1.1 200 OK\r\n".to_vec();
             raw.extend_from_slice(&bytes);
             if let Ok(Some(head)) = parse(&raw) {
-                let _ = framing(false, head.status, &head.headers);
+                let _ = framing(false, head.status, &head.body);
             }
         }
 

@@ -1,12 +1,15 @@
 //! A coroutine the driver runs, and a view of the values it yields.
 
+use std::cell::Cell;
 use std::ffi::{c_int, c_void};
 use std::mem::MaybeUninit;
 use std::ptr;
+use std::rc::Rc;
 
 use mlua::{IntoLuaMulti, Lua, Thread, Value, ffi};
 
 use super::hook;
+use super::vm::MemoryLimit;
 
 /// A coroutine of a VM and its raw state. It holds the VM and the thread,
 /// so the raw state is alive for as long as this is.
@@ -16,6 +19,8 @@ pub struct Coroutine {
     pub(super) state: *mut ffi::lua_State,
     /// Which VM it belongs to (see [`super::Slot`]).
     pub(super) vm: *const c_void,
+    /// Whether its VM has a memory limit (see [`super::vm::MemoryLimit`]).
+    pub(super) limited: Rc<Cell<bool>>,
 }
 
 /// How a resume ended.
@@ -119,7 +124,7 @@ impl Coroutine {
         if state.is_null() || vm.is_null() {
             return Err(mlua::Error::runtime("internal: a coroutine without a state"));
         }
-        Ok(Self { lua: lua.clone(), _thread: thread, state, vm })
+        Ok(Self { lua: lua.clone(), _thread: thread, state, vm, limited: MemoryLimit::of(lua) })
     }
 
     /// The VM this coroutine belongs to.

@@ -19,10 +19,16 @@
 //!   reads of known types, pops, registry reads and `lua_checkstack`
 //!   (which may grow the stack but runs no collector step) happen.
 //! - **Whatever may raise runs protected.** Allocation raises once a
-//!   memory limit is set, so every push that allocates runs inside a
-//!   protected call (`Lua::exec_raw`) or a C function Lua called, and the
-//!   Rust frames an error unwinds with `longjmp` hold only references and
-//!   plain values, never a destructor: values to build are described by
+//!   memory limit is set, so while a VM has one ([`set_memory_limit`] is
+//!   the only way to set it; clippy refuses mlua's setter elsewhere) every
+//!   push that allocates runs inside a protected call (`Lua::exec_raw`,
+//!   our own `lua_pcall`) or a C function Lua called. Without a limit a
+//!   failed allocation aborts the process instead of raising, and values
+//!   are built on the idle main state without a protected call (the
+//!   pushes used raise nothing else; a finalizer's error is caught by
+//!   Lua's own protected call around it). Either way the Rust frames an
+//!   error could unwind with `longjmp` hold only references and plain
+//!   values, never a destructor: values to build are described by
 //!   [`Piece`]s and pushed by an interpreter in this module, so no code
 //!   from elsewhere runs inside those frames.
 //! - **The stack is checked, not assumed.** Room is made with
@@ -46,3 +52,5 @@ pub use hook::{install_hook, reset_busy};
 pub use pieces::{Piece, Slot};
 pub use requests::{Operation, operation_codes, request_methods};
 pub use vm::new_lua;
+#[cfg(test)]
+pub use vm::set_memory_limit;

@@ -68,24 +68,11 @@ const MAX_NESTING: usize = 8;
 /// to keep).
 const ROOM: c_int = MAX_NESTING as c_int + 3;
 
-impl Piece<'_> {
-    /// Whether every slot it names belongs to `vm` and it is not nested
-    /// too deeply.
-    fn fits(&self, vm: *const c_void, nesting: usize) -> bool {
-        let items = |items: &[Piece]| items.iter().all(|item| item.fits(vm, nesting + 1));
-        nesting <= MAX_NESTING
-            && match self {
-                Piece::Nil | Piece::Integer(_) | Piece::Number(_) | Piece::Bytes(_) => true,
-                Piece::Kept(_, slot) | Piece::Slot(slot) => slot.vm == vm,
-                Piece::Table(list, keep) => keep.is_none_or(|slot| slot.vm == vm) && items(list),
-                Piece::Userdata(list, meta) => meta.vm == vm && items(list),
-            }
-    }
-}
-
 /// One build, as the protected call sees it (through a light userdata).
 struct Build<'p, 'a> {
     pieces: &'p [Piece<'a>],
+    /// The VM every slot named must belong to.
+    vm: *const c_void,
     /// The coroutine the values go to.
     to: *mut ffi::lua_State,
     built: bool,
@@ -96,29 +83,35 @@ impl Coroutine {
     /// Push `pieces` onto this coroutine (which must not be running; see
     /// the module doc). Returns how many values were pushed.
     pub fn build(&self, pieces: &[Piece]) -> mlua::Result<c_int> {
-        if !pieces.iter().all(|piece| piece.fits(self.vm, 0)) {
-            return Err(mlua::Error::runtime("internal: a value to build names another VM or nests too deeply"));
-        }
         let n = c_int::try_from(pieces.len()).map_err(|_| mlua::Error::StackError)?;
-        let mut build = Build { pieces, to: self.state, built: true, moved: false };
+        let mut build = Build { pieces, vm: self.vm, to: self.state, built: true, moved: false };
         let main = self.vm as *mut ffi::lua_State;
         // SAFETY: `main` is this VM's main thread, alive while `self.lua`
-        // is. When it runs nothing (no active call), the build runs there
-        // in a protected call of our own (`run_build` follows Lua's
-        // protocol for C functions); else (Lua code is running and called
-        // back into Rust) inside mlua's protected call on the running
-        // state. Either way never on this suspended coroutine, and the
-        // frames an error unwinds hold no destructor (see the module doc).
+        // is. When it runs nothing (no active call), the build runs there:
+        // directly when the VM has no memory limit (nothing it does can
+        // raise, see the module doc), else in a protected call of our own
+        // (`run_build` follows Lua's protocol for C functions). When Lua
+        // code is running (and called back into Rust), inside mlua's
+        // protected call on the running state. Never on this suspended
+        // coroutine, and the frames an error unwinds hold no destructor.
         unsafe {
             let mut ar = MaybeUninit::<ffi::lua_Debug>::zeroed();
             if ffi::lua_getstack(main, 0, ar.as_mut_ptr()) == 0 {
-                protected_build(main, &mut build)?;
+                if self.limited.get() {
+                    protected_build(main, &mut build)?;
+                } else {
+                    let top = ffi::lua_gettop(main);
+                    build_on(main, &mut build);
+                    ffi::lua_settop(main, top);
+                }
             } else {
                 self.lua.exec_raw::<()>((), |s| build_on(s, &mut build))?;
             }
         }
         if !build.built {
-            return Err(mlua::Error::runtime("internal: no stack room, or a registry slot of the wrong type"));
+            return Err(mlua::Error::runtime(
+                "internal: no stack room, a registry slot of another VM or of the wrong type, or pieces nested too deeply",
+            ));
         }
         if build.moved { Ok(n) } else { Err(mlua::Error::StackError) }
     }
@@ -181,7 +174,8 @@ unsafe extern "C-unwind" fn run_build(s: *mut ffi::lua_State) -> c_int {
 /// Push the pieces on `s` and move them onto the coroutine.
 ///
 /// # Safety
-/// `s` is running, inside a protected call, and not the coroutine.
+/// `s` is a state of the coroutine's VM, not the coroutine: running inside
+/// a protected call, or idle when the VM has no memory limit.
 unsafe fn build_on(s: *mut ffi::lua_State, build: &mut Build) {
     // SAFETY: per the contract above: room is made on `s` before pushing,
     // and on the coroutine before `lua_xmove` copies the values across.
@@ -192,7 +186,7 @@ unsafe fn build_on(s: *mut ffi::lua_State, build: &mut Build) {
             return;
         }
         for piece in build.pieces {
-            if !push(s, piece) {
+            if !push(s, piece, build.vm, 0) {
                 build.built = false;
                 return;
             }
@@ -204,16 +198,28 @@ unsafe fn build_on(s: *mut ffi::lua_State, build: &mut Build) {
     }
 }
 
-/// Push `piece` on `s`. False when a metatable slot does not hold a
-/// table (then what was pushed is left for the caller's stack guard).
+/// Push `piece`, at depth `nesting`, on `s`. False when it names a slot
+/// of another VM than `vm`, nests deeper than [`MAX_NESTING`], or a
+/// metatable slot does not hold a table (then what was pushed is left for
+/// the caller's stack guard).
 ///
 /// # Safety
-/// `s` is running (inside a protected call) with [`ROOM`] free slots, and
-/// every slot named belongs to its VM.
-unsafe fn push(s: *mut ffi::lua_State, piece: &Piece) -> bool {
+/// `s` is a state of the VM `vm`, which [`build_on`] may push on, with
+/// [`ROOM`] free slots.
+unsafe fn push(s: *mut ffi::lua_State, piece: &Piece, vm: *const c_void, nesting: usize) -> bool {
+    let fits = nesting <= MAX_NESTING
+        && match piece {
+            Piece::Nil | Piece::Integer(_) | Piece::Number(_) | Piece::Bytes(_) => true,
+            Piece::Kept(_, slot) | Piece::Slot(slot) | Piece::Userdata(_, slot) => slot.vm == vm,
+            Piece::Table(_, keep) => keep.is_none_or(|slot| slot.vm == vm),
+        };
+    if !fits {
+        return false;
+    }
     // SAFETY: per the contract above; each nesting level uses one slot and
-    // the deepest two more, within ROOM; `lua_setmetatable` gets a table
-    // (checked), the others get the types they are given here.
+    // the deepest two more, within ROOM (the depth is checked above);
+    // every slot is this VM's (checked above); `lua_setmetatable` gets a
+    // table (checked), the others get the types they are given here.
     unsafe {
         match *piece {
             Piece::Nil => ffi::lua_pushnil(s),
@@ -231,7 +237,7 @@ unsafe fn push(s: *mut ffi::lua_State, piece: &Piece) -> bool {
             Piece::Table(items, keep) => {
                 ffi::lua_createtable(s, c_int::try_from(items.len()).unwrap_or(0), 0);
                 for (i, item) in (1..).zip(items) {
-                    if !push(s, item) {
+                    if !push(s, item, vm, nesting + 1) {
                         return false;
                     }
                     ffi::lua_rawseti(s, -2, i);
@@ -248,7 +254,7 @@ unsafe fn push(s: *mut ffi::lua_State, piece: &Piece) -> bool {
                     if matches!(value, Piece::Nil) {
                         continue;
                     }
-                    if !push(s, value) {
+                    if !push(s, value, vm, nesting + 1) {
                         return false;
                     }
                     ffi::lua_setiuservalue(s, -2, i);
@@ -297,7 +303,7 @@ mod tests {
         let (lua, _) = new_lua().unwrap();
         let identity: mlua::Function = lua.load("return function(...) return ... end").eval().unwrap();
         let mut coroutine = Coroutine::new(&lua).unwrap();
-        lua.set_memory_limit(lua.used_memory() + 256 * 1024).unwrap();
+        crate::raw::set_memory_limit(&lua, lua.used_memory() + 256 * 1024).unwrap();
         // Building a value larger than the limit allows fails cleanly.
         let big = vec![b'x'; 4 << 20];
         let error = coroutine.build(&[Piece::Bytes(&big)]).unwrap_err();
@@ -311,7 +317,7 @@ mod tests {
         // The coroutine was closed and emptied; with the limit lifted the
         // same coroutine and VM work again.
         assert!(coroutine.is_reusable());
-        lua.set_memory_limit(0).unwrap();
+        crate::raw::set_memory_limit(&lua, 0).unwrap();
         coroutine.push_args(identity).unwrap();
         let n = coroutine.build(&[Piece::Bytes(&big)]).unwrap();
         let value = run(&mut coroutine, n).unwrap();

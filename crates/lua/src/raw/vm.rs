@@ -2,6 +2,9 @@
 //! library the prelude needs handed over and the library itself, native
 //! libraries and binary chunks out of every plan's reach.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use mlua::{Function, Lua, LuaOptions, StdLib, Table, Value};
 
 /// The debug functions the prelude is given (and no plan code is).
@@ -21,6 +24,7 @@ pub fn new_lua() -> mlua::Result<(Lua, Table)> {
     // only the prelude gets, and removed before this returns, before any
     // code of a plan can run.
     let lua = unsafe { Lua::unsafe_new_with(StdLib::ALL_SAFE | StdLib::DEBUG, LuaOptions::default()) };
+    lua.set_app_data(MemoryLimit::default());
     let globals = lua.globals();
     let debug: Table = globals.get("debug")?;
     let kept = lua.create_table()?;
@@ -46,4 +50,52 @@ pub fn new_lua() -> mlua::Result<(Lua, Table)> {
     .set_name("=swarmer")
     .exec()?;
     Ok((lua, kept))
+}
+
+/// Whether a VM has a memory limit, shared by the VM's app data and its
+/// [`super::Coroutine`]s. Without one, an allocation that fails aborts
+/// the process (mlua's allocator) instead of raising, so building values
+/// cannot raise and needs no protected call; with one it can, so values
+/// are built protected. Only [`set_memory_limit`] sets a limit (clippy's
+/// `disallowed-methods` refuses mlua's own setter everywhere else), and it
+/// raises this flag first. A VM not made by [`new_lua`] counts as limited.
+#[derive(Clone)]
+pub(super) struct MemoryLimit(pub(super) Rc<Cell<bool>>);
+
+impl Default for MemoryLimit {
+    fn default() -> Self {
+        Self(Rc::new(Cell::new(false)))
+    }
+}
+
+impl MemoryLimit {
+    /// The flag of `lua`'s VM.
+    pub(super) fn of(lua: &Lua) -> Rc<Cell<bool>> {
+        match lua.app_data_ref::<MemoryLimit>() {
+            Some(limit) => limit.0.clone(),
+            None => Rc::new(Cell::new(true)),
+        }
+    }
+}
+
+/// Limit the memory `lua`'s VM may use to `bytes` (0: no limit); returns
+/// the previous limit. Past the limit, allocations raise Lua's memory
+/// error. The flag that makes value building protected is raised before
+/// a limit is set and lowered only after it is lifted. (Only tests set a
+/// limit today; the resource guard of issue 19 will.)
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)]
+pub fn set_memory_limit(lua: &Lua, bytes: usize) -> mlua::Result<usize> {
+    let flag = match lua.app_data_ref::<MemoryLimit>() {
+        Some(limit) => limit.0.clone(),
+        None => {
+            let limit = MemoryLimit(Rc::new(Cell::new(true)));
+            lua.set_app_data(limit.clone());
+            limit.0
+        }
+    };
+    flag.set(true);
+    let previous = lua.set_memory_limit(bytes)?;
+    flag.set(bytes > 0);
+    Ok(previous)
 }
