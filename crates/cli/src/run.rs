@@ -86,12 +86,9 @@ pub async fn run(
         Some(web)
     };
     let mut events = handle.subscribe();
+    // The runner owns the run time: it stops the test when it is up. A
+    // headless run then ends; with the UI, the process stays.
     let run_time = args.run_time.filter(|d| !d.is_zero());
-    let deadline = match &web {
-        // With the UI, the run time stops the test (the UI's timer), not the process.
-        Some(_) => None,
-        None => run_time.map(|d| tokio::time::Instant::now() + d),
-    };
     match (&web, run_time) {
         (Some(_), _) if !args.web.autostart => {}
         (_, Some(d)) => tracing::info!("Run time limit set to {} seconds", d.as_secs()),
@@ -105,12 +102,14 @@ pub async fn run(
     match &web {
         None => {
             // Checked start: a headless master has no host check at startup.
-            let settings = TestSettings { users: args.users, spawn_rate: args.spawn_rate, ..Default::default() };
+            let settings =
+                TestSettings { users: args.users, spawn_rate: args.spawn_rate, run_time, ..Default::default() };
             handle.start_test(settings)?;
         }
         Some(web) if args.web.autostart => {
-            let settings = TestSettings { users: args.users, spawn_rate: args.spawn_rate, ..Default::default() };
-            web.start_test(settings, run_time)?;
+            let settings =
+                TestSettings { users: args.users, spawn_rate: args.spawn_rate, run_time, ..Default::default() };
+            web.start_test(settings)?;
         }
         Some(_) => {}
     }
@@ -125,15 +124,16 @@ pub async fn run(
     let mut quit_at: Option<tokio::time::Instant> = None;
 
     let reason = loop {
-        let until_deadline = sleep_until(deadline);
         let until_quit = sleep_until(quit_at);
         tokio::select! {
-            _ = until_deadline => break EndReason::RunTime,
             _ = until_quit => break EndReason::AutoQuit,
             _ = terminate.recv() => break EndReason::Signal("SIGTERM"),
             _ = interrupt.recv() => break EndReason::Signal("SIGINT"),
             _ = hangup.recv() => break EndReason::Signal("SIGHUP"),
             event = events.recv() => {
+                if let Ok(RunnerEvent::RunTimeReached) = event && headless {
+                    break EndReason::RunTime;
+                }
                 if let Ok(RunnerEvent::TestStopped) = event {
                     if headless {
                         break EndReason::TestStopped;

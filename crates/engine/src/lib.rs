@@ -57,8 +57,8 @@ pub use plan::{
 };
 pub use plan_options::{OptionKind, OptionValues, PlanOption};
 pub use runner::{
-    LocalRunner, PlanSummary, RunnerChannels, RunnerCommand, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState,
-    StatsStore, StatsView, TestSettings, WorkerStatus,
+    Begin, ClassWeight, LocalRunner, PlanSummary, RunnerChannels, RunnerCommand, RunnerCore, RunnerEvent, RunnerHandle,
+    RunnerOptions, RunnerState, StatsStore, StatsView, TestSettings, WorkerStatus, sleep_until,
 };
 pub use swarmer_http::{ClientConfig, DEFAULT_MAX_BODY_BYTES, HttpVersionPreference, Request, Response, TlsOptions};
 pub use swarmer_stats::{RequestSample, unix_now};

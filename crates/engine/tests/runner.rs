@@ -494,3 +494,42 @@ async fn exact_class_counts_are_reached_and_changed_by_stopping_the_surplus() {
     assert_eq!(forwarded, merged, "the sink saw exactly what the runner merged");
     handle.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn the_runner_stops_the_test_when_its_run_time_is_up() {
+    let t = target();
+    let plan = Plan::new("run time", || {
+        vec![UserClass::new("U").wait_time(constant(0.05)).task(Task::new("root", task!(get_root)))]
+    });
+    let handle = LocalRunner::start(plan, options(&t.url(), 1)).await.unwrap();
+    let mut events = handle.subscribe();
+    let started = std::time::Instant::now();
+    let settings = |users, run_time| TestSettings { users, spawn_rate: 100.0, run_time, ..Default::default() };
+    handle.start_test(settings(2, Some(Duration::from_millis(800)))).unwrap();
+    wait_for_state(&handle, RunnerState::Running).await;
+    // A new target without a run time keeps the test's clock.
+    handle.start_test(settings(3, None)).unwrap();
+    let mut saw = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await.expect("the run time never ended it") {
+            Ok(RunnerEvent::RunTimeReached) => saw.push("run time"),
+            Ok(RunnerEvent::TestStopped) => break,
+            _ => {}
+        }
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(saw, ["run time"]);
+    assert!(elapsed >= Duration::from_millis(800) && elapsed < Duration::from_secs(5), "{elapsed:?}");
+    assert_eq!(handle.state(), RunnerState::Stopped);
+    // A new test without a run time has none: it is still running later.
+    handle.start_test(settings(1, None)).unwrap();
+    wait_for_state(&handle, RunnerState::Running).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(handle.state(), RunnerState::Running);
+    // A zero run time removes a limit.
+    handle.start_test(settings(1, Some(Duration::from_millis(300)))).unwrap();
+    handle.start_test(settings(1, Some(Duration::ZERO))).unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(handle.state(), RunnerState::Running);
+    handle.quit().await;
+}

@@ -100,9 +100,10 @@ impl WebServer {
         format!("{}://{ip}:{}{}", self.scheme, self.addr.port(), self.state.options.base_path)
     }
 
-    /// Start a test as the form would (`--autostart`), with its run time.
-    pub fn start_test(&self, settings: TestSettings, run_time: Option<Duration>) -> Result<(), String> {
-        self.state.start_test(settings, run_time)
+    /// Start a test as the form would (`--autostart`), with the run time
+    /// in `settings`.
+    pub fn start_test(&self, settings: TestSettings) -> Result<(), String> {
+        self.state.start_test(settings)
     }
 
     /// Stop accepting connections.

@@ -1,15 +1,16 @@
-//! The runner's actor: one tokio task that owns the state machine, the
-//! ramp and the merged statistics.
+//! The local runner's actor: one tokio task that owns the ramp, the
+//! users' placement on the shards and the merging of their statistics;
+//! the lifecycle is the shared [`RunnerCore`]'s.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use swarmer_stats::{TOO_MANY_NAMES, unix_now};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
+use super::core::{Begin, RunnerCore, sleep_until};
 use super::handle::RunnerCommand;
-use super::{RunnerEvent, RunnerOptions, RunnerState, StatsView, TestSettings};
+use super::{RunnerEvent, RunnerOptions, RunnerState, TestSettings};
 use crate::cpu::UsageMonitor;
 use crate::dispatch::UserSequence;
 use crate::lock::LockExt;
@@ -32,32 +33,22 @@ pub(super) struct Ramp {
 }
 
 pub(super) struct Actor {
+    pub(super) core: RunnerCore,
     pub(super) plan: Plan,
-    /// The host users spawned from now on get (shared with the handles).
-    pub(super) host: Arc<Mutex<Option<String>>>,
-    /// `(weight, fixed_count)` of every class, to rebuild the sequence
-    /// when the class picker selects a subset.
-    pub(super) class_weights: Vec<(u32, Option<u32>)>,
     pub(super) options: RunnerOptions,
-    pub(super) class_names: Vec<String>,
     pub(super) sequence: UserSequence,
     pub(super) shard_tx: Vec<mpsc::UnboundedSender<ShardCommand>>,
     pub(super) threads: Vec<std::thread::JoinHandle<()>>,
-    pub(super) stats: StatsView,
-    pub(super) events: broadcast::Sender<RunnerEvent>,
     /// Live users, oldest first: ramp-down pops from the end.
     pub(super) live: Vec<Slot>,
     pub(super) stopping: HashSet<u64>,
     pub(super) next_user_id: u64,
     pub(super) ramp: Option<Ramp>,
-    pub(super) state: RunnerState,
     pub(super) usage: UsageMonitor,
     pub(super) warned_cpu: bool,
     pub(super) warned_names: bool,
     pub(super) quitting: Option<oneshot::Sender<()>>,
     pub(super) shut_down: usize,
-    /// Number of statistics resets; deltas recorded before the latest are dropped.
-    pub(super) stats_epoch: u64,
     pub(super) seconds: u64,
     /// Exact per-class user counts to reach (a cluster worker's share),
     /// instead of the first N positions of the sequence.
@@ -122,6 +113,10 @@ impl Actor {
                     None => break,
                 },
                 _ = ramp_tick.tick(), if self.ramp.is_some() => self.ramp_step(),
+                _ = sleep_until(self.core.deadline()) => {
+                    self.core.run_time_reached();
+                    self.stop();
+                }
                 _ = second.tick() => self.every_second(),
             }
         }
@@ -149,58 +144,42 @@ impl Actor {
     }
 
     fn emit(&self, event: RunnerEvent) {
-        let _ = self.events.send(event);
-    }
-
-    fn set_state(&mut self, state: RunnerState) {
-        self.state = state;
-        self.stats.lock_or_recover().set_state(state, unix_now());
+        self.core.emit(event);
     }
 
     fn start(&mut self, settings: TestSettings) {
-        if self.quitting.is_some() {
+        let begin = self.core.begin(&settings);
+        if begin == Begin::Refused {
             return;
         }
-        let TestSettings { users, spawn_rate, host, classes, class_counts } = settings;
-        if matches!(self.state, RunnerState::Ready | RunnerState::Stopped) {
-            if let Some(host) = host {
-                *self.host.lock_or_recover() = Some(host).filter(|h| !h.is_empty());
-            }
-            if let Some(picked) = classes {
-                let weights: Vec<(u32, Option<u32>)> = self
-                    .class_weights
-                    .iter()
-                    .zip(&self.class_names)
-                    .map(|(w, name)| if picked.contains(name) { *w } else { (0, None) })
-                    .collect();
-                self.sequence = UserSequence::new(&weights);
-            }
+        if begin == Begin::Fresh && settings.classes.is_some() {
+            // The class picker's selection: the sequence follows it.
+            self.sequence = UserSequence::new(self.core.weights());
         }
-        let target = match (&class_counts, self.sequence.capacity()) {
+        let target = match (&settings.class_counts, self.sequence.capacity()) {
             (Some(counts), _) => counts.iter().sum(),
-            (None, Some(cap)) if users > cap => {
+            (None, Some(cap)) if settings.users > cap => {
                 tracing::warn!("only {cap} users can be placed: every class has a fixed_count");
                 cap
             }
-            _ => users,
+            _ => settings.users,
         };
-        self.targets = class_counts.map(|mut counts| {
-            counts.resize(self.class_names.len(), 0);
+        self.targets = settings.class_counts.map(|mut counts| {
+            counts.resize(self.core.class_names().len(), 0);
             counts
         });
-        if matches!(self.state, RunnerState::Ready | RunnerState::Stopped) {
+        if begin == Begin::Fresh {
             for hook in &self.plan.on_test_start {
                 hook();
             }
             for tx in &self.shard_tx {
                 let _ = tx.send(ShardCommand::TestStart);
             }
-            self.emit(RunnerEvent::TestStarted);
+            self.core.started();
         }
-        tracing::info!("Ramping to {target} users at a rate of {spawn_rate:.2} per second");
-        self.set_state(RunnerState::Spawning);
-        self.stats.lock_or_recover().target_user_count = target;
-        let rate = if spawn_rate.is_finite() && spawn_rate > 0.0 { spawn_rate } else { f64::INFINITY };
+        tracing::info!("Ramping to {target} users at a rate of {:.2} per second", settings.spawn_rate);
+        self.core.enter_spawning(target);
+        let rate = self.core.spawn_rate();
         self.ramp = Some(Ramp { from: self.live.len(), target, rate, started: Instant::now(), done: 0 });
         self.ramp_step();
     }
@@ -278,7 +257,6 @@ impl Actor {
 
     fn spawning_complete(&mut self) {
         self.ramp = None;
-        self.set_state(RunnerState::Running);
         let class_counts = self.class_counts();
         let pretty: Vec<String> = class_counts.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
         tracing::info!("All users spawned: {{{}}} ({} total users)", pretty.join(", "), self.live.len());
@@ -287,7 +265,7 @@ impl Actor {
             self.reset_stats();
         }
         self.notify_shards(Notice::SpawningComplete { user_count: self.live.len() });
-        self.emit(RunnerEvent::SpawningComplete { user_count: self.live.len(), class_counts });
+        self.core.spawning_complete(self.live.len(), class_counts);
     }
 
     fn spawn_next(&mut self) {
@@ -299,7 +277,7 @@ impl Actor {
         let shard = self.live.len() % self.shard_tx.len();
         let id = self.next_user_id;
         self.next_user_id += 1;
-        let host = self.host.lock_or_recover().clone();
+        let host = self.core.host();
         let _ = self.shard_tx[shard].send(ShardCommand::Spawn { user_id: id, class, host });
         self.live.push(Slot { id, class, shard });
     }
@@ -319,12 +297,13 @@ impl Actor {
     }
 
     fn stop(&mut self) {
-        if matches!(self.state, RunnerState::Ready | RunnerState::Stopped) {
+        if self.core.is_idle() {
             return;
         }
         self.ramp = None;
-        self.notify_shards(Notice::TestStopping);
-        self.set_state(RunnerState::Stopping);
+        if self.core.begin_stop() {
+            self.notify_shards(Notice::TestStopping);
+        }
         let all: Vec<Slot> = self.live.drain(..).collect();
         self.stop_slots(all);
         self.publish_counts();
@@ -334,20 +313,19 @@ impl Actor {
     }
 
     fn finish_stop(&mut self) {
-        self.set_state(RunnerState::Stopped);
         for hook in &self.plan.on_test_stop {
             hook();
         }
         for tx in &self.shard_tx {
             let _ = tx.send(ShardCommand::TestStop);
         }
-        self.emit(RunnerEvent::TestStopped);
+        self.core.stopped();
         self.maybe_shutdown();
     }
 
     /// Once stopped and asked to quit, tell every shard to shut down.
     fn maybe_shutdown(&mut self) {
-        if self.quitting.is_some() && matches!(self.state, RunnerState::Ready | RunnerState::Stopped) {
+        if self.quitting.is_some() && self.core.is_idle() {
             for tx in &self.shard_tx {
                 let _ = tx.send(ShardCommand::Shutdown);
             }
@@ -358,13 +336,13 @@ impl Actor {
     fn on_shard_event(&mut self, event: ShardEvent) -> bool {
         match event {
             ShardEvent::Stats { delta, epoch } => {
-                if epoch != self.stats_epoch {
+                if epoch != self.core.epoch() {
                     return false;
                 }
                 if let Some(sink) = &self.options.delta_sink {
                     let _ = sink.send(delta.clone());
                 }
-                self.stats.lock_or_recover().stats.apply(&delta, unix_now());
+                self.core.stats().lock_or_recover().stats.apply(&delta, unix_now());
             }
             ShardEvent::UserStopped { user_id } => {
                 if !self.stopping.remove(&user_id) {
@@ -372,12 +350,12 @@ impl Actor {
                     self.live.retain(|s| s.id != user_id);
                     self.publish_counts();
                 }
-                if self.state == RunnerState::Stopping && self.stopping.is_empty() {
+                if self.core.state() == RunnerState::Stopping && self.stopping.is_empty() {
                     self.finish_stop();
                 }
             }
             ShardEvent::StopTestRequested => {
-                if !matches!(self.state, RunnerState::Stopping | RunnerState::Stopped) {
+                if !matches!(self.core.state(), RunnerState::Stopping | RunnerState::Stopped) {
                     tracing::info!("A user asked to stop the test (StopTest)");
                     self.emit(RunnerEvent::StopTestRequested);
                     self.stop();
@@ -407,25 +385,25 @@ impl Actor {
     /// Forget every statistic recorded so far, exactly: shards drop what
     /// they hold, and deltas already on their way are dropped by epoch.
     fn reset_stats(&mut self) {
-        self.stats_epoch += 1;
+        let epoch = self.core.reset_stats();
         for tx in &self.shard_tx {
-            let _ = tx.send(ShardCommand::ResetStats { epoch: self.stats_epoch });
+            let _ = tx.send(ShardCommand::ResetStats { epoch });
         }
         self.notify_shards(Notice::ResetStats);
-        self.stats.lock_or_recover().stats.reset(unix_now());
     }
 
     fn class_counts(&self) -> BTreeMap<String, usize> {
-        let mut counts: BTreeMap<String, usize> = self.class_names.iter().map(|n| (n.clone(), 0)).collect();
+        let names = self.core.class_names();
+        let mut counts: BTreeMap<String, usize> = names.iter().map(|n| (n.clone(), 0)).collect();
         for slot in &self.live {
-            *counts.entry(self.class_names[slot.class].clone()).or_default() += 1;
+            *counts.entry(names[slot.class].clone()).or_default() += 1;
         }
         counts
     }
 
     fn publish_counts(&self) {
         let counts = self.class_counts();
-        let mut store = self.stats.lock_or_recover();
+        let mut store = self.core.stats().lock_or_recover();
         store.user_count = self.live.len();
         store.class_counts = counts;
     }
@@ -435,10 +413,10 @@ impl Actor {
         let shards = self.shard_tx.len() as f64;
         let mut warnings = Vec::new();
         {
-            let mut store = self.stats.lock_or_recover();
+            let mut store = self.core.stats().lock_or_recover();
             store.usage = usage;
             let now = unix_now();
-            if matches!(self.state, RunnerState::Spawning | RunnerState::Running | RunnerState::Stopping) {
+            if self.core.is_active() {
                 store.sample_history(now);
             }
             if !self.warned_names && store.stats.num_names() > TOO_MANY_NAMES {

@@ -7,6 +7,7 @@ use swarmer_stats::{History, RequestStats, unix_now};
 use tokio::sync::mpsc;
 
 use super::actor::Actor;
+use super::core::RunnerCore;
 use super::handle::RunnerChannels;
 use super::{PlanSummary, RunnerHandle, RunnerOptions, RunnerState, StatsStore};
 use crate::cpu::UsageMonitor;
@@ -89,27 +90,21 @@ impl LocalRunner {
         let RunnerChannels { handle, commands, events, host } =
             RunnerHandle::remote(stats.clone(), classes.clone(), options.host.clone(), summary);
         let actor = Actor {
-            host: host.clone(),
-            class_weights: classes.iter().map(|c| (c.weight, c.fixed_count)).collect(),
+            core: RunnerCore::new(&classes, stats, events, host),
             plan,
             options,
-            class_names: classes.iter().map(|c| c.name.clone()).collect(),
             sequence,
             shard_tx,
             threads,
-            stats: stats.clone(),
-            events: events.clone(),
             live: Vec::new(),
             stopping: HashSet::new(),
             next_user_id: 0,
             ramp: None,
-            state: RunnerState::Ready,
             usage: UsageMonitor::new(),
             warned_cpu: false,
             warned_names: false,
             quitting: None,
             shut_down: 0,
-            stats_epoch: 0,
             seconds: 0,
             targets: None,
             flushes: Vec::new(),

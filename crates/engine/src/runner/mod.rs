@@ -5,6 +5,10 @@
 //!   cluster master builds one over its own loop with [`RunnerHandle::remote`].
 //! - `local`: [`LocalRunner::start`]: check the plan, start the shards and
 //!   the actor.
+//! - `core`: [`RunnerCore`], the lifecycle every runner shares (state,
+//!   host and class selection, target and rate, run time, statistics
+//!   epoch, events); the local actor and the cluster master embed it and
+//!   differ only in where users are placed.
 //! - `actor`: the tokio task that owns the state, the ramp and the merged
 //!   statistics. Shards send it statistics deltas once a second; it merges
 //!   them into the [`StatsStore`] and samples the history. It never sees
@@ -14,6 +18,7 @@
 //! and a stopped test can be started again.
 
 mod actor;
+mod core;
 mod handle;
 mod local;
 
@@ -30,6 +35,7 @@ use crate::cpu::ProcessUsage;
 use crate::plan::{ClusterMessage, NodeRole};
 use crate::tags::TagFilter;
 
+pub use self::core::{Begin, ClassWeight, RunnerCore, sleep_until};
 pub use handle::{PlanSummary, RunnerChannels, RunnerCommand, RunnerHandle};
 pub use local::LocalRunner;
 
@@ -207,6 +213,8 @@ pub enum RunnerEvent {
     },
     /// A user asked to stop the whole test (`StopTest`).
     StopTestRequested,
+    /// The test's run time is up; the runner stops it.
+    RunTimeReached,
     TestStopped,
     Warning(String),
 }
@@ -225,4 +233,8 @@ pub struct TestSettings {
     /// Exact users per class (by the plan's class order), instead of
     /// `users` placed by weight: a cluster worker's share of the test.
     pub class_counts: Option<Vec<usize>>,
+    /// Stop the test this long after this start (`--run-time`, the web
+    /// form's run time). `None` keeps a running test's limit (a new test
+    /// then has none); zero removes it.
+    pub run_time: Option<Duration>,
 }

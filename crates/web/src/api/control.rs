@@ -5,7 +5,6 @@
 //! a 400 whose JSON names it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -26,8 +25,8 @@ const MAX_USERS: usize = 10_000_000;
 /// What a `/swarm` form asks for, checked.
 #[derive(Debug, PartialEq)]
 pub struct SwarmForm {
+    /// With the form's run time, if given.
     pub settings: TestSettings,
-    pub run_time: Option<Duration>,
     /// Values for the plan's own options, by option name.
     pub options: Vec<(String, String)>,
 }
@@ -52,13 +51,14 @@ pub async fn swarm(
         state.runner.plan().option_values.set(name, value.clone());
     }
     let picked = form.settings.classes.clone();
-    state.start_test(form.settings, form.run_time).map_err(field_error)?;
+    let run_time = form.settings.run_time;
+    state.start_test(form.settings).map_err(field_error)?;
     let mut answer = json!({
         "success": true,
         "message": "Swarming started",
         "host": state.runner.host(),
     });
-    if let Some(run_time) = form.run_time {
+    if let Some(run_time) = run_time {
         answer["run_time"] = json!(run_time.as_secs());
     }
     if let Some(mut classes) = picked {
@@ -137,7 +137,8 @@ fn parse_swarm_form(fields: &[(String, String)], state: &AppState) -> Result<Swa
             options.push((option.name.clone(), value));
         }
     }
-    Ok(SwarmForm { settings: TestSettings { users, spawn_rate, host, classes, class_counts: None }, run_time, options })
+    let settings = TestSettings { users, spawn_rate, host, classes, class_counts: None, run_time };
+    Ok(SwarmForm { settings, options })
 }
 
 /// `GET|POST /stop`.

@@ -1,5 +1,6 @@
-//! The master's loop: the test's state, the workers' shares, the merged
-//! statistics. One tokio task; it reads the handle's commands and the
+//! The master's loop: the workers' shares and the merged statistics
+//! around the shared runner core (`swarmer_engine::RunnerCore`: state,
+//! host and class selection, target, run time, statistics epoch). One tokio task; it reads the handle's commands and the
 //! workers' events, and once a second checks heartbeats and samples the
 //! history. What workers report, and the once-a-second checks, are in
 //! `workers`.
@@ -9,10 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use swarmer_engine::{
-    ClassInfo, ClusterMessage, LockExt, Plan, RunnerCommand, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState,
-    StatsView, TestSettings, UsageMonitor,
+    Begin, ClassInfo, ClusterMessage, Plan, RunnerCommand, RunnerCore, RunnerEvent, RunnerHandle, RunnerOptions,
+    RunnerState, StatsView, TestSettings, UsageMonitor, sleep_until,
 };
-use swarmer_stats::unix_now;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 mod workers;
@@ -43,20 +43,13 @@ struct Worker {
 }
 
 pub(super) struct MasterLoop {
+    core: RunnerCore,
     plan: Plan,
     options: RunnerOptions,
     classes: Vec<ClassInfo>,
-    weights: Vec<(u32, Option<u32>)>,
-    stats: StatsView,
-    events: broadcast::Sender<RunnerEvent>,
-    host: Arc<Mutex<Option<String>>>,
     heartbeat_timeout: Duration,
     usage: UsageMonitor,
     workers: BTreeMap<String, Worker>,
-    state: RunnerState,
-    target_users: usize,
-    spawn_rate: f64,
-    epoch: u64,
     stop_started: Option<Instant>,
     quitting: Option<(oneshot::Sender<()>, Instant)>,
     /// The plan's runner on the master (no users: listeners and handlers).
@@ -77,22 +70,14 @@ impl MasterLoop {
         heartbeat_timeout: Duration,
         usage: UsageMonitor,
     ) -> Self {
-        let weights = classes.iter().map(|c| (c.weight, c.fixed_count)).collect();
         Self {
+            core: RunnerCore::new(&classes, stats, events, host),
             plan,
             options,
             classes,
-            weights,
-            stats,
-            events,
-            host,
             heartbeat_timeout,
             usage,
             workers: BTreeMap::new(),
-            state: RunnerState::Ready,
-            target_users: 0,
-            spawn_rate: 1.0,
-            epoch: 0,
             stop_started: None,
             quitting: None,
             control: None,
@@ -144,6 +129,10 @@ impl MasterLoop {
                     _ => {}
                 },
                 _ = second.tick() => self.every_second(),
+                _ = sleep_until(self.core.deadline()) => {
+                    self.core.run_time_reached();
+                    self.stop();
+                }
             }
             if self.quit_done() {
                 break;
@@ -160,8 +149,7 @@ impl MasterLoop {
     async fn on_command(&mut self, command: RunnerCommand, messages: &mut mpsc::UnboundedReceiver<ClusterMessage>) {
         match command {
             RunnerCommand::Start(settings) => {
-                let idle = matches!(self.state, RunnerState::Ready | RunnerState::Stopped);
-                if idle && !self.live_ids().is_empty() && self.quitting.is_none() {
+                if self.core.is_idle() && !self.live_ids().is_empty() && self.quitting.is_none() {
                     // The plan's test_start listeners run here first; what they
                     // send reaches each worker before its users.
                     if let Some(control) = &self.control {
@@ -199,7 +187,7 @@ impl MasterLoop {
     /// back while no test runs may still run users from before: stop them.
     /// (A worker that reconnects stops its users itself.)
     fn catch_up(&mut self, id: &str, silent_return: bool) {
-        match self.state {
+        match self.core.state() {
             RunnerState::Spawning | RunnerState::Running => self.dispatch(),
             _ if !silent_return => {}
             state => {
@@ -245,62 +233,43 @@ impl MasterLoop {
         }
     }
 
-    fn set_state(&mut self, state: RunnerState) {
-        self.state = state;
-        self.stats.lock_or_recover().set_state(state, unix_now());
-    }
-
     fn start(&mut self, settings: TestSettings) {
-        if self.quitting.is_some() {
+        if self.core.is_quitting() {
             return;
         }
         if self.live_ids().is_empty() {
             tracing::warn!("No worker is connected yet: the test cannot start (start workers with --worker)");
             return;
         }
-        let idle = matches!(self.state, RunnerState::Ready | RunnerState::Stopped);
-        if idle {
-            if let Some(host) = settings.host {
-                *self.host.lock_or_recover() = Some(host).filter(|h| !h.is_empty());
-            }
-            if let Some(picked) = &settings.classes {
-                self.weights = self
-                    .classes
-                    .iter()
-                    .map(|c| if picked.contains(&c.name) { (c.weight, c.fixed_count) } else { (0, None) })
-                    .collect();
-            }
+        if self.core.begin(&settings) == Begin::Fresh {
             self.plan.run_test_start_hooks();
-            let _ = self.events.send(RunnerEvent::TestStarted);
+            self.core.started();
         }
-        self.target_users = settings.users;
-        self.spawn_rate =
-            if settings.spawn_rate.is_finite() && settings.spawn_rate > 0.0 { settings.spawn_rate } else { 1e9 };
         tracing::info!(
             "Ramping to {} users at a rate of {:.2} per second over {} workers",
-            self.target_users,
+            settings.users,
             settings.spawn_rate,
             self.live_ids().len()
         );
-        self.set_state(RunnerState::Spawning);
-        self.stats.lock_or_recover().target_user_count = self.target_users;
+        self.core.enter_spawning(settings.users);
         self.dispatch();
     }
 
     /// Give every live worker its share of the users and of the spawn rate.
     fn dispatch(&mut self) {
-        if !matches!(self.state, RunnerState::Spawning | RunnerState::Running) {
+        if !matches!(self.core.state(), RunnerState::Spawning | RunnerState::Running) {
             return;
         }
         let ids = self.live_ids();
         let cores: Vec<u32> = ids.iter().map(|id| self.workers[id].cores).collect();
-        let shares = assign(&self.weights, self.target_users, &cores);
+        let shares = assign(self.core.weights(), self.core.target(), &cores);
         let total: usize = shares.iter().flatten().sum();
-        let host = self.host.lock_or_recover().clone().unwrap_or_default();
+        let host = self.core.host().unwrap_or_default();
+        // Workers read a rate that is not finite and positive as "all at once".
+        let spawn_rate = if self.core.spawn_rate().is_finite() { self.core.spawn_rate() } else { 1e9 };
         for (id, share) in ids.iter().zip(shares) {
             let users: usize = share.iter().sum();
-            let rate =
-                if total == 0 { self.spawn_rate } else { (self.spawn_rate * users as f64 / total as f64).max(0.01) };
+            let rate = if total == 0 { spawn_rate } else { (spawn_rate * users as f64 / total as f64).max(0.01) };
             let assign = proto::Assign {
                 class_counts: share.iter().map(|n| *n as u32).collect(),
                 spawn_rate: rate,
@@ -312,17 +281,16 @@ impl MasterLoop {
             }
             self.send(id, master_message::Kind::Assign(assign));
         }
-        if self.state == RunnerState::Running {
-            self.set_state(RunnerState::Spawning);
+        if self.core.state() == RunnerState::Running {
+            self.core.set_state(RunnerState::Spawning);
         }
         self.publish();
     }
 
     fn stop(&mut self) {
-        if matches!(self.state, RunnerState::Ready | RunnerState::Stopped | RunnerState::Stopping) {
+        if !self.core.begin_stop() {
             return;
         }
-        self.set_state(RunnerState::Stopping);
         for w in self.workers.values_mut() {
             w.stopped = w.missing;
         }
@@ -332,7 +300,7 @@ impl MasterLoop {
     }
 
     fn check_stopped(&mut self) {
-        if self.state != RunnerState::Stopping {
+        if self.core.state() != RunnerState::Stopping {
             return;
         }
         let all = self.workers.values().all(|w| w.stopped || w.missing);
@@ -342,12 +310,11 @@ impl MasterLoop {
                 tracing::warn!("Some workers did not confirm the stop in time; the test is marked stopped");
             }
             self.stop_started = None;
-            self.set_state(RunnerState::Stopped);
             self.plan.run_test_stop_hooks();
             if let Some(control) = self.control.clone() {
                 tokio::spawn(async move { control.run_test_hooks(false).await });
             }
-            let _ = self.events.send(RunnerEvent::TestStopped);
+            self.core.stopped();
             if self.quitting.is_some() {
                 self.broadcast(master_message::Kind::Quit(proto::Quit {}));
             }
@@ -355,17 +322,15 @@ impl MasterLoop {
     }
 
     fn reset_stats(&mut self) {
-        self.epoch += 1;
-        self.shared_epoch.store(self.epoch, std::sync::atomic::Ordering::Relaxed);
-        self.broadcast(master_message::Kind::ResetStats(proto::ResetStats { epoch: self.epoch }));
-        let mut store = self.stats.lock_or_recover();
-        store.stats.reset(unix_now());
-        store.notes.clear();
+        let epoch = self.core.reset_stats();
+        self.shared_epoch.store(epoch, std::sync::atomic::Ordering::Relaxed);
+        self.broadcast(master_message::Kind::ResetStats(proto::ResetStats { epoch }));
     }
 
     fn begin_quit(&mut self, reply: oneshot::Sender<()>) {
         self.quitting = Some((reply, Instant::now()));
-        if matches!(self.state, RunnerState::Ready | RunnerState::Stopped) {
+        self.core.set_quitting();
+        if self.core.is_idle() {
             self.broadcast(master_message::Kind::Quit(proto::Quit {}));
         } else {
             self.stop();
@@ -376,7 +341,7 @@ impl MasterLoop {
     /// grace period is over).
     fn quit_done(&self) -> bool {
         let Some((_, since)) = &self.quitting else { return false };
-        if !matches!(self.state, RunnerState::Ready | RunnerState::Stopped) {
+        if !self.core.is_idle() {
             return since.elapsed() > self.options.stop_timeout + STOP_GRACE + QUIT_GRACE;
         }
         let all = self.workers.values().all(|w| w.quit || w.missing);

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use swarmer_engine::{ClusterMessage, LockExt, RunnerEvent, RunnerState, WorkerStatus};
+use swarmer_engine::{ClusterMessage, LockExt, RunnerState, WorkerStatus};
 use swarmer_stats::unix_now;
 
 use super::{MasterLoop, Worker};
@@ -64,7 +64,8 @@ impl MasterLoop {
                 if back {
                     tracing::info!("Worker {id} is back");
                     // It may have missed a reset while it was silent.
-                    self.send(&id, master_message::Kind::ResetStats(proto::ResetStats { epoch: self.epoch }));
+                    let epoch = self.core.epoch();
+                    self.send(&id, master_message::Kind::ResetStats(proto::ResetStats { epoch }));
                     self.catch_up(&id, true);
                 }
             }
@@ -72,12 +73,12 @@ impl MasterLoop {
                 if !current(&self.workers, &id, session) && !self.workers.contains_key(&id) {
                     return;
                 }
-                if report.epoch != self.epoch {
+                if report.epoch != self.core.epoch() {
                     return; // recorded before the latest reset
                 }
                 match report_to_delta(&report) {
                     Ok(delta) => {
-                        self.stats.lock_or_recover().stats.apply(&delta, unix_now());
+                        self.core.stats().lock_or_recover().stats.apply(&delta, unix_now());
                     }
                     Err(e) => tracing::warn!("worker {id}: malformed statistics dropped: {e}"),
                 }
@@ -124,7 +125,7 @@ impl MasterLoop {
 
     /// Say in the results that a worker's last second may be missing.
     pub(super) fn note_lost(&self, id: &str, why: &str) {
-        if !matches!(self.state, RunnerState::Spawning | RunnerState::Running | RunnerState::Stopping) {
+        if !self.core.is_active() {
             return;
         }
         let note = format!(
@@ -132,7 +133,7 @@ impl MasterLoop {
              second) are missing from these results.",
             swarmer_stats::utc_timestamp(unix_now())
         );
-        self.stats.lock_or_recover().notes.push(note);
+        self.core.stats().lock_or_recover().notes.push(note);
     }
 
     pub(super) fn every_second(&mut self) {
@@ -157,7 +158,7 @@ impl MasterLoop {
             self.check_stopped();
         }
         self.broadcast(master_message::Kind::Heartbeat(proto::Heartbeat {
-            state: self.state.as_str().into(),
+            state: self.core.state().as_str().into(),
             ..Default::default()
         }));
         self.check_stopped();
@@ -166,17 +167,16 @@ impl MasterLoop {
         let assigned: usize = live.iter().map(|w| w.share.iter().sum::<usize>()).sum();
         let settled = live.iter().all(|w| w.state == "running" || w.share.iter().sum::<usize>() == 0);
         let workers = live.len();
-        if self.state == RunnerState::Spawning && running == assigned && settled {
-            self.set_state(RunnerState::Running);
+        if self.core.state() == RunnerState::Spawning && running == assigned && settled {
             let class_counts = self.class_counts();
             tracing::info!("All users spawned: {running} users over {workers} workers");
-            let _ = self.events.send(RunnerEvent::SpawningComplete { user_count: running, class_counts });
+            self.core.spawning_complete(running, class_counts);
         }
         let usage = self.usage.sample().unwrap_or_default();
         self.publish();
-        let mut store = self.stats.lock_or_recover();
+        let mut store = self.core.stats().lock_or_recover();
         store.usage = usage;
-        if matches!(self.state, RunnerState::Spawning | RunnerState::Running | RunnerState::Stopping) {
+        if self.core.is_active() {
             store.sample_history(unix_now());
         }
     }
@@ -207,7 +207,7 @@ impl MasterLoop {
             .collect();
         let users: usize = self.workers.values().filter(|w| !w.missing).map(|w| w.user_count).sum();
         let counts = self.class_counts();
-        let mut store = self.stats.lock_or_recover();
+        let mut store = self.core.stats().lock_or_recover();
         store.workers = Some(statuses);
         store.user_count = users;
         store.class_counts = counts;
