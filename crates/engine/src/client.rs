@@ -16,7 +16,7 @@ use std::sync::Arc;
 use swarmer_http::{ClientConfig, Method, Request, Response, Session};
 use swarmer_stats::RequestSample;
 
-use crate::user::ShardContext;
+use crate::shard_context::ShardContext;
 
 /// A user's HTTP client.
 #[derive(Clone)]

@@ -35,8 +35,10 @@ mod lock;
 mod outline;
 mod plan;
 mod plan_options;
+mod read_model;
 mod runner;
 mod shard;
+mod shard_context;
 mod stop_signal;
 mod tags;
 mod task;
@@ -52,14 +54,16 @@ pub use cpu::{ProcessUsage, UsageMonitor};
 pub use lock::LockExt;
 pub use outline::ClassOutline;
 pub use plan::{
-    ClassInfo, ClusterMessage, NodeRole, Notice, NoticeHook, Plan, RequestHook, ShardHook, ShardHooks, ShardInfo,
-    ShardPlan, SharedData, TaskInfo, UserErrorHook,
+    ClassInfo, ClusterMessage, NodeRole, Notice, NoticeHook, Plan, ShardHook, ShardHooks, ShardInfo, ShardPlan,
+    SharedData, TaskInfo,
 };
 pub use plan_options::{OptionKind, OptionValues, PlanOption};
+pub use read_model::{RunnerState, StatsGuard, StatsReader, StatsStore, StatsView, WorkerState, WorkerStatus};
 pub use runner::{
     Begin, ClassWeight, LocalRunner, PlanSummary, RunnerChannels, RunnerCommand, RunnerCore, RunnerEvent, RunnerHandle,
-    RunnerOptions, RunnerState, StatsStore, StatsView, TestSettings, WorkerStatus, sleep_until,
+    RunnerOptions, TestSettings, sleep_until,
 };
+pub use shard_context::{RequestHook, UserErrorHook};
 pub use swarmer_http::{ClientConfig, DEFAULT_MAX_BODY_BYTES, HttpVersionPreference, Request, Response, TlsOptions};
 pub use swarmer_stats::{RequestSample, unix_now};
 pub use tags::TagFilter;

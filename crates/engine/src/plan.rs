@@ -10,11 +10,9 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-use swarmer_stats::{History, RequestSample, RequestStats};
-
-use crate::lock::LockExt;
 use crate::plan_options::{OptionValues, PlanOption};
-use crate::runner::{RunnerState, StatsStore, StatsView};
+use crate::read_model::StatsReader;
+use crate::shard_context::{RequestHook, UserErrorHook};
 use crate::tags::TagFilter;
 use crate::task::{LocalBoxFuture, TaskKind, TaskSet};
 use crate::user_class::UserClass;
@@ -80,12 +78,6 @@ impl NodeRole {
 
 /// Called for each notice.
 pub type NoticeHook = Rc<dyn Fn(Notice) -> LocalBoxFuture<'static, ()>>;
-/// Called for every request sample recorded on the shard (keep it cheap:
-/// it runs on the hot path, only when set).
-pub type RequestHook = Rc<dyn Fn(&RequestSample<'_>)>;
-/// Called for every exception raised by user code on the shard.
-pub type UserErrorHook = Rc<dyn Fn(&str, &str)>;
-
 /// Hooks a front end registers per shard (Lua's `swarmer.events`).
 #[derive(Clone, Default)]
 pub struct ShardHooks {
@@ -120,8 +112,8 @@ pub struct ShardInfo {
     /// True when the plan is only being inspected (names, weights), not run:
     /// start no background work then.
     pub probe: bool,
-    /// The runner's merged statistics (read-only use: live totals).
-    pub stats: StatsView,
+    /// The runner's merged statistics, read-only (live totals).
+    pub stats: StatsReader,
     /// Data shared by all shards of this process.
     pub shared: SharedData,
     /// Local, master or worker.
@@ -134,7 +126,7 @@ impl ShardInfo {
     pub(crate) fn new(
         index: usize,
         count: usize,
-        stats: StatsView,
+        stats: StatsReader,
         shared: SharedData,
         stop_test: Arc<dyn Fn() + Send + Sync>,
         role: NodeRole,
@@ -154,18 +146,16 @@ impl ShardInfo {
 
     /// On a master: the ids of the connected workers.
     pub fn workers(&self) -> Vec<String> {
-        self.stats.lock_or_recover().live_workers().map(|w| w.id.clone()).collect()
+        self.stats.read().live_workers().map(|w| w.id.clone()).collect()
     }
 
     /// For inspecting a plan outside a run.
     pub fn probe() -> Self {
-        let stats =
-            Arc::new(Mutex::new(StatsStore::new(RunnerState::Ready, RequestStats::new(0.0), History::default())));
         Self {
             index: 0,
             count: 1,
             probe: true,
-            stats,
+            stats: StatsReader::detached(),
             shared: SharedData::default(),
             role: NodeRole::Local,
             stop_test: Arc::new(|| {}),

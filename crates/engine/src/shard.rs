@@ -14,15 +14,15 @@ use std::time::Duration;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use swarmer_http::ClientConfig;
-use swarmer_stats::StatsDelta;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::LocalSet;
 
 use crate::client::Client;
 use crate::plan::{Notice, Plan, ShardHook, ShardHooks, ShardInfo};
+use crate::shard_context::{ShardContext, ShardEvent};
 use crate::stop_signal::StopSignal;
 use crate::tags::TagFilter;
-use crate::user::{ShardContext, User};
+use crate::user::User;
 use crate::user_class::UserClass;
 use crate::user_loop::run_user;
 
@@ -61,31 +61,6 @@ pub(crate) enum ShardCommand {
     Flush { id: u64 },
     /// Stop every user, send the last statistics, end the thread.
     Shutdown,
-}
-
-/// Shard → runner.
-#[derive(Debug)]
-pub(crate) enum ShardEvent {
-    Ready,
-    Failed {
-        shard: usize,
-        error: String,
-    },
-    /// Recorded since the previous delta; `epoch` is the statistics reset
-    /// it was recorded after, so the runner can drop pre-reset deltas.
-    Stats {
-        delta: StatsDelta,
-        epoch: u64,
-    },
-    UserStopped {
-        user_id: u64,
-    },
-    StopTestRequested,
-    /// Answer to `Flush { id }`, after its statistics.
-    Flushed {
-        id: u64,
-    },
-    ShutDown,
 }
 
 /// Start shard `index` on a thread of its own.

@@ -1,71 +1,14 @@
 //! The context a task runs with: Locust's `self` inside a user.
 
 use std::any::Any;
-use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
-use swarmer_stats::{RequestSample, ShardRecorder};
-use tokio::sync::mpsc::UnboundedSender;
 
 use crate::client::Client;
-use crate::plan::{RequestHook, UserErrorHook};
-use crate::shard::ShardEvent;
-
-/// What every user of a shard shares: the shard's recorder and clock.
-pub(crate) struct ShardContext {
-    pub recorder: RefCell<ShardRecorder>,
-    /// Front-end listeners of every sample and every exception, if any.
-    request_hook: RefCell<Option<RequestHook>>,
-    user_error_hook: RefCell<Option<UserErrorHook>>,
-    clock_instant: Instant,
-    clock_unix: f64,
-    pub events: UnboundedSender<ShardEvent>,
-}
-
-impl ShardContext {
-    pub fn new(node: &str, events: UnboundedSender<ShardEvent>) -> Self {
-        Self {
-            recorder: RefCell::new(ShardRecorder::new(node)),
-            request_hook: RefCell::new(None),
-            user_error_hook: RefCell::new(None),
-            clock_instant: Instant::now(),
-            clock_unix: swarmer_stats::unix_now(),
-            events,
-        }
-    }
-
-    /// Unix time from the monotonic clock: one `Instant::now()` per call.
-    #[inline]
-    pub fn now_unix(&self) -> f64 {
-        self.clock_unix + self.clock_instant.elapsed().as_secs_f64()
-    }
-
-    pub fn set_hooks(&self, request: Option<RequestHook>, user_error: Option<UserErrorHook>) {
-        *self.request_hook.borrow_mut() = request;
-        *self.user_error_hook.borrow_mut() = user_error;
-    }
-
-    #[inline]
-    pub fn record(&self, sample: &RequestSample<'_>) {
-        let now = self.now_unix();
-        self.recorder.borrow_mut().record(sample, now);
-        let hook = self.request_hook.borrow().clone();
-        if let Some(hook) = hook {
-            hook(sample);
-        }
-    }
-
-    pub fn record_exception(&self, message: &str, location: &str) {
-        self.recorder.borrow_mut().record_exception(message, location);
-        let hook = self.user_error_hook.borrow().clone();
-        if let Some(hook) = hook {
-            hook(message, location);
-        }
-    }
-}
+use crate::shard_context::ShardContext;
 
 /// One simulated user, as its tasks see it.
 pub struct User {

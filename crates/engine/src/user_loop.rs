@@ -14,7 +14,6 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use crate::control::{TaskError, TaskResult};
-use crate::shard::ShardEvent;
 use crate::stop_signal::StopSignal;
 use crate::task::{TaskFn, TaskKind, TaskSet};
 use crate::user::User;
@@ -73,7 +72,7 @@ fn handle_hook_result(user: &User, result: TaskResult) {
 }
 
 fn request_stop_test(user: &User) {
-    let _ = user.shard.events.send(ShardEvent::StopTestRequested);
+    user.shard.request_stop_test();
 }
 
 fn run_task_set<'a>(

@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use mlua::{Function, Lua, Table};
-use swarmer_engine::{LockExt, OptionValues, ShardInfo};
+use swarmer_engine::{OptionValues, ShardInfo};
 
 use crate::client::Clients;
 use crate::driver::Bridge;
@@ -130,19 +130,30 @@ pub fn caller_location(lua: &Lua) -> String {
 fn stats(lua: &Lua, (): ()) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     let Some(shard) = lua.app_data_ref::<ShardInfo>() else { return Ok(t) };
-    let store = shard.stats.lock_or_recover();
-    let total = store.stats.total();
+    // Copy what is needed and let go of the store before touching Lua: a
+    // table write may run a finalizer that calls back in here.
     let now = swarmer_engine::unix_now();
-    let (rps, fps) = total.current_rates(now);
-    t.set("state", store.state.as_str())?;
-    t.set("user_count", store.user_count)?;
-    t.set("num_requests", total.num_requests)?;
-    t.set("num_failures", total.num_failures)?;
-    t.set("fail_ratio", total.fail_ratio())?;
-    t.set("current_rps", rps)?;
-    t.set("current_fail_per_sec", fps)?;
-    t.set("total_rps", total.total_rps(store.stats.run_seconds()))?;
-    t.set("avg_response_time", total.avg_response_time_ms())?;
+    let (state, numbers): (_, [(&str, mlua::Value); 8]) = {
+        let store = shard.stats.read();
+        let total = store.stats.total();
+        let (rps, fps) = total.current_rates(now);
+        let numbers = [
+            ("user_count", mlua::Value::Integer(store.user_count as i64)),
+            ("num_requests", mlua::Value::Integer(total.num_requests as i64)),
+            ("num_failures", mlua::Value::Integer(total.num_failures as i64)),
+            ("fail_ratio", mlua::Value::Number(total.fail_ratio())),
+            ("current_rps", mlua::Value::Number(rps)),
+            ("current_fail_per_sec", mlua::Value::Number(fps)),
+            ("total_rps", mlua::Value::Number(total.total_rps(store.stats.run_seconds()))),
+            ("avg_response_time", mlua::Value::Number(total.avg_response_time_ms())),
+        ];
+        (store.state, numbers)
+    };
+    drop(shard);
+    for (key, value) in numbers {
+        t.set(key, value)?;
+    }
+    t.set("state", state.as_str())?;
     Ok(t)
 }
 

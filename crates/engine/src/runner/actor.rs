@@ -10,12 +10,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::core::{Begin, RunnerCore, sleep_until};
 use super::handle::RunnerCommand;
-use super::{RunnerEvent, RunnerOptions, RunnerState, TestSettings};
+use super::{RunnerEvent, RunnerOptions, TestSettings};
 use crate::cpu::UsageMonitor;
 use crate::dispatch::UserSequence;
 use crate::lock::LockExt;
 use crate::plan::{Notice, Plan};
-use crate::shard::{ShardCommand, ShardEvent};
+use crate::read_model::RunnerState;
+use crate::shard::ShardCommand;
+use crate::shard_context::ShardEvent;
 
 pub(super) struct Slot {
     id: u64,
@@ -39,6 +41,8 @@ pub(super) struct Actor {
     pub(super) sequence: UserSequence,
     pub(super) shard_tx: Vec<mpsc::UnboundedSender<ShardCommand>>,
     pub(super) threads: Vec<std::thread::JoinHandle<()>>,
+    /// Live users per class (by the plan's class order).
+    pub(super) per_class: Vec<usize>,
     /// Live users, oldest first: ramp-down pops from the end.
     pub(super) live: Vec<Slot>,
     pub(super) stopping: HashSet<u64>,
@@ -59,7 +63,9 @@ pub(super) struct Actor {
     pub(super) next_flush: u64,
 }
 
-const RAMP_TICK: Duration = Duration::from_millis(10);
+/// Past the moment a ramp's next user is due, so that floating-point
+/// rounding never wakes the actor a hair before it.
+const RAMP_MARGIN: Duration = Duration::from_micros(50);
 const CPU_WARNING_PERCENT: f64 = 90.0;
 /// How often shards hear the process's CPU and memory (Locust's `usage_monitor`).
 const USAGE_MONITOR_SECONDS: u64 = 5;
@@ -70,7 +76,6 @@ impl Actor {
         mut commands: mpsc::UnboundedReceiver<RunnerCommand>,
         mut shards: mpsc::UnboundedReceiver<ShardEvent>,
     ) {
-        let mut ramp_tick = tokio::time::interval(RAMP_TICK);
         let mut second = tokio::time::interval(Duration::from_secs(1));
         second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let _ = self.usage.sample();
@@ -112,7 +117,7 @@ impl Actor {
                     }
                     None => break,
                 },
-                _ = ramp_tick.tick(), if self.ramp.is_some() => self.ramp_step(),
+                _ = sleep_until(self.next_ramp_step()), if self.ramp.is_some() => self.ramp_step(),
                 _ = sleep_until(self.core.deadline()) => {
                     self.core.run_time_reached();
                     self.stop();
@@ -184,6 +189,15 @@ impl Actor {
         self.ramp_step();
     }
 
+    /// When the ramp's next user is due: after `n` changes since it began,
+    /// the next is due `n / rate` seconds after its start.
+    fn next_ramp_step(&self) -> Option<tokio::time::Instant> {
+        let ramp = self.ramp.as_ref()?;
+        let done = if self.targets.is_some() { ramp.done } else { self.live.len().abs_diff(ramp.from) };
+        let after = Duration::try_from_secs_f64(done as f64 / ramp.rate).unwrap_or(Duration::ZERO);
+        Some(tokio::time::Instant::from_std(ramp.started) + after + RAMP_MARGIN)
+    }
+
     fn ramp_step(&mut self) {
         let Some(ramp) = &self.ramp else { return };
         let due = if ramp.rate.is_infinite() {
@@ -218,21 +232,27 @@ impl Actor {
     fn reconcile_step(&mut self, due: usize) {
         let (Some(targets), Some(ramp)) = (self.targets.clone(), self.ramp.as_mut()) else { return };
         let mut budget = due.saturating_sub(ramp.done);
-        let mut counts = vec![0usize; targets.len()];
-        for slot in &self.live {
-            counts[slot.class] += 1;
-        }
-        let mut removed = Vec::new();
-        let mut i = self.live.len();
-        while i > 0 && budget > 0 {
-            i -= 1;
-            let class = self.live[i].class;
-            if counts[class] > targets[class] {
-                counts[class] -= 1;
-                removed.push(self.live.remove(i));
+        let mut counts = self.per_class.clone();
+        // Newest first: mark the surplus, then take it out in one pass.
+        let mut doomed = vec![false; self.live.len()];
+        for (i, slot) in self.live.iter().enumerate().rev() {
+            if budget == 0 {
+                break;
+            }
+            if counts[slot.class] > targets[slot.class] {
+                counts[slot.class] -= 1;
+                doomed[i] = true;
                 budget -= 1;
             }
         }
+        let mut index = 0;
+        let removed: Vec<Slot> = self
+            .live
+            .extract_if(.., |_| {
+                index += 1;
+                doomed[index - 1]
+            })
+            .collect();
         let mut spawned = 0;
         while budget > 0 {
             let next = (0..targets.len()).filter(|&c| counts[c] < targets[c]).max_by(|&a, &b| {
@@ -280,11 +300,13 @@ impl Actor {
         let host = self.core.host();
         let _ = self.shard_tx[shard].send(ShardCommand::Spawn { user_id: id, class, host });
         self.live.push(Slot { id, class, shard });
+        self.per_class[class] += 1;
     }
 
     fn stop_slots(&mut self, slots: Vec<Slot>) {
         let mut per_shard: Vec<Vec<u64>> = vec![Vec::new(); self.shard_tx.len()];
         for slot in slots {
+            self.per_class[slot.class] -= 1;
             self.stopping.insert(slot.id);
             per_shard[slot.shard].push(slot.id);
         }
@@ -347,7 +369,10 @@ impl Actor {
             ShardEvent::UserStopped { user_id } => {
                 if !self.stopping.remove(&user_id) {
                     // The user ended itself (StopUser): it is not replaced.
-                    self.live.retain(|s| s.id != user_id);
+                    if let Some(at) = self.live.iter().rposition(|s| s.id == user_id) {
+                        let slot = self.live.remove(at);
+                        self.per_class[slot.class] -= 1;
+                    }
                     self.publish_counts();
                 }
                 if self.core.state() == RunnerState::Stopping && self.stopping.is_empty() {
@@ -393,12 +418,7 @@ impl Actor {
     }
 
     fn class_counts(&self) -> BTreeMap<String, usize> {
-        let names = self.core.class_names();
-        let mut counts: BTreeMap<String, usize> = names.iter().map(|n| (n.clone(), 0)).collect();
-        for slot in &self.live {
-            *counts.entry(names[slot.class].clone()).or_default() += 1;
-        }
-        counts
+        self.core.class_names().iter().cloned().zip(self.per_class.iter().copied()).collect()
     }
 
     fn publish_counts(&self) {

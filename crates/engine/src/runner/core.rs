@@ -18,9 +18,10 @@ use swarmer_stats::unix_now;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use super::{RunnerEvent, RunnerState, StatsView, TestSettings};
+use super::{RunnerEvent, TestSettings};
 use crate::lock::LockExt;
 use crate::plan::ClassInfo;
+use crate::read_model::{RunnerState, StatsView};
 
 /// A class's `(weight, fixed_count)`, as the user sequence and the
 /// workers' shares are built from.

@@ -4,10 +4,11 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::{RunnerEvent, RunnerState, StatsView, TestSettings};
+use super::{RunnerEvent, TestSettings};
 use crate::lock::LockExt;
 use crate::plan::{ClassInfo, ClusterMessage};
 use crate::plan_options::{OptionValues, PlanOption};
+use crate::read_model::{RunnerState, StatsView};
 
 /// What a handle asks of the runner behind it.
 #[derive(Debug)]
@@ -28,7 +29,7 @@ pub enum RunnerCommand {
     },
 }
 
-/// A cloneable, `Send` handle to a running [`LocalRunner`].
+/// A cloneable, `Send` handle to a running [`LocalRunner`](super::LocalRunner).
 #[derive(Clone)]
 pub struct RunnerHandle {
     commands: mpsc::UnboundedSender<RunnerCommand>,

@@ -9,11 +9,13 @@ use tokio::sync::mpsc;
 use super::actor::Actor;
 use super::core::RunnerCore;
 use super::handle::RunnerChannels;
-use super::{PlanSummary, RunnerHandle, RunnerOptions, RunnerState, StatsStore};
+use super::{PlanSummary, RunnerHandle, RunnerOptions};
 use crate::cpu::UsageMonitor;
 use crate::dispatch::UserSequence;
 use crate::plan::{Plan, ShardInfo, SharedData};
-use crate::shard::{ShardEvent, ShardSetup, spawn_shard};
+use crate::read_model::{RunnerState, StatsReader, StatsStore};
+use crate::shard::{ShardSetup, spawn_shard};
+use crate::shard_context::ShardEvent;
 
 /// Starts runners.
 pub struct LocalRunner;
@@ -58,7 +60,7 @@ impl LocalRunner {
             let info = ShardInfo::new(
                 index,
                 shards,
-                stats.clone(),
+                StatsReader::new(stats.clone()),
                 shared.clone(),
                 stop_test,
                 options.role.clone(),
@@ -96,6 +98,7 @@ impl LocalRunner {
             sequence,
             shard_tx,
             threads,
+            per_class: vec![0; classes.len()],
             live: Vec::new(),
             stopping: HashSet::new(),
             next_user_id: 0,

@@ -11,7 +11,7 @@
 //!   differ only in where users are placed.
 //! - `actor`: the tokio task that owns the state, the ramp and the merged
 //!   statistics. Shards send it statistics deltas once a second; it merges
-//!   them into the [`StatsStore`] and samples the history. It never sees
+//!   them into the [`crate::StatsStore`] and samples the history. It never sees
 //!   single requests.
 //!
 //! States follow Locust: ready → spawning → running → stopping → stopped,
@@ -23,16 +23,15 @@ mod handle;
 mod local;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use swarmer_http::ClientConfig;
-use swarmer_stats::{History, HistoryPoint, RequestStats, StatsDelta};
+use swarmer_stats::StatsDelta;
 use tokio::sync::mpsc;
 
-use crate::cpu::ProcessUsage;
 use crate::plan::{ClusterMessage, NodeRole};
+use crate::read_model::StatsView;
 use crate::tags::TagFilter;
 
 pub use self::core::{Begin, ClassWeight, RunnerCore, sleep_until};
@@ -90,118 +89,6 @@ impl Default for RunnerOptions {
         }
     }
 }
-
-/// Locust's runner states.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunnerState {
-    Ready,
-    Spawning,
-    Running,
-    Stopping,
-    Stopped,
-}
-
-impl RunnerState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunnerState::Ready => "ready",
-            RunnerState::Spawning => "spawning",
-            RunnerState::Running => "running",
-            RunnerState::Stopping => "stopping",
-            RunnerState::Stopped => "stopped",
-        }
-    }
-}
-
-/// Everything surfaces read, behind one mutex taken once a second by the
-/// runner and whenever a surface renders.
-pub struct StatsStore {
-    pub stats: RequestStats,
-    pub history: History,
-    pub state: RunnerState,
-    pub user_count: usize,
-    pub target_user_count: usize,
-    pub class_counts: BTreeMap<String, usize>,
-    pub usage: ProcessUsage,
-    pub test_started: Option<f64>,
-    pub test_stopped: Option<f64>,
-    /// On a cluster master, its workers; `None` elsewhere.
-    pub workers: Option<Vec<WorkerStatus>>,
-    /// What a reader of the results must know (a worker lost mid-test).
-    pub notes: Vec<String>,
-}
-
-/// A worker as a master sees it (Locust's `workers[]` entries).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct WorkerStatus {
-    pub id: String,
-    /// ready, spawning, running, stopping, stopped, or missing.
-    pub state: String,
-    pub user_count: usize,
-    /// Percent of one core.
-    pub cpu_usage: f64,
-    /// Resident memory, bytes.
-    pub memory_usage: u64,
-    pub cores: u32,
-}
-
-impl StatsStore {
-    pub fn new(state: RunnerState, stats: RequestStats, history: History) -> Self {
-        Self {
-            stats,
-            history,
-            state,
-            user_count: 0,
-            target_user_count: 0,
-            class_counts: BTreeMap::new(),
-            usage: ProcessUsage::default(),
-            test_started: None,
-            test_stopped: None,
-            workers: None,
-            notes: Vec::new(),
-        }
-    }
-
-    /// On a master: the workers connected and not missing.
-    pub fn live_workers(&self) -> impl Iterator<Item = &WorkerStatus> {
-        self.workers.iter().flatten().filter(|w| w.state != "missing")
-    }
-
-    /// Record a state change, and when a test started or stopped.
-    pub fn set_state(&mut self, state: RunnerState, now: f64) {
-        self.state = state;
-        match state {
-            RunnerState::Spawning if self.test_started.is_none() || self.test_stopped.is_some() => {
-                self.test_started = Some(now);
-                self.test_stopped = None;
-            }
-            RunnerState::Stopped => self.test_stopped = Some(now),
-            _ => {}
-        }
-    }
-
-    /// Append this second's point to the chart history (aggregated rates,
-    /// current percentiles, users).
-    pub fn sample_history(&mut self, now: f64) {
-        let total = self.stats.total();
-        let (rps, fps) = total.current_rates(now);
-        let point = HistoryPoint {
-            timestamp: now,
-            user_count: self.user_count as u64,
-            current_rps: rps,
-            current_fail_per_sec: fps,
-            response_time_percentile_50: self.stats.current_percentile_ms(0.5, now),
-            response_time_percentile_95: self.stats.current_percentile_ms(0.95, now),
-            response_time_percentile_99: self.stats.current_percentile_ms(0.99, now),
-            total_avg_response_time: total.avg_response_time_ms(),
-        };
-        self.history.push(point);
-    }
-}
-
-/// Shared read access to the runner's statistics.
-pub type StatsView = Arc<Mutex<StatsStore>>;
 
 /// Things that happen to a test, for surfaces to react to.
 #[derive(Clone, Debug, PartialEq)]

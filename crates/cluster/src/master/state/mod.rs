@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use swarmer_engine::{
     Begin, ClassInfo, ClusterMessage, Plan, RunnerCommand, RunnerCore, RunnerEvent, RunnerHandle, RunnerOptions,
-    RunnerState, StatsView, TestSettings, UsageMonitor, sleep_until,
+    RunnerState, StatsView, TestSettings, UsageMonitor, WorkerState, sleep_until,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -30,7 +30,7 @@ struct Worker {
     session: u64,
     cores: u32,
     tx: mpsc::UnboundedSender<proto::MasterMessage>,
-    state: String,
+    state: WorkerState,
     user_count: usize,
     cpu: f64,
     rss: u64,

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use swarmer_engine::{ClusterMessage, LockExt, RunnerState, WorkerStatus};
+use swarmer_engine::{ClusterMessage, LockExt, RunnerState, WorkerState, WorkerStatus};
 use swarmer_stats::unix_now;
 
 use super::{MasterLoop, Worker};
@@ -27,7 +27,7 @@ impl MasterLoop {
                         session,
                         cores,
                         tx,
-                        state: "ready".into(),
+                        state: WorkerState::Ready,
                         user_count: 0,
                         cpu: 0.0,
                         rss: 0,
@@ -55,7 +55,10 @@ impl MasterLoop {
                 let back = {
                     let w = self.workers.get_mut(&id).expect("checked above");
                     w.last_seen = Instant::now();
-                    w.state = beat.state;
+                    match RunnerState::parse(&beat.state) {
+                        Some(state) => w.state = state.into(),
+                        None => tracing::debug!("worker {id}: unknown state {:?} in a heartbeat ignored", beat.state),
+                    }
                     w.user_count = beat.user_count as usize;
                     w.cpu = beat.cpu_percent;
                     w.rss = beat.rss_bytes;
@@ -111,7 +114,7 @@ impl MasterLoop {
                         return;
                     }
                     w.missing = true;
-                    w.state = "missing".into();
+                    w.state = WorkerState::Missing;
                     w.user_count = 0;
                 }
                 tracing::warn!("Worker {id} is missing ({reason}); its users move to the other workers");
@@ -147,7 +150,7 @@ impl MasterLoop {
         for id in &silent {
             if let Some(w) = self.workers.get_mut(id) {
                 w.missing = true;
-                w.state = "missing".into();
+                w.state = WorkerState::Missing;
                 w.user_count = 0;
             }
             tracing::warn!("Worker {id} sent no heartbeat for {:.0?}: missing; its users move to the others", timeout);
@@ -165,7 +168,7 @@ impl MasterLoop {
         let live: Vec<&Worker> = self.workers.values().filter(|w| !w.missing).collect();
         let running: usize = live.iter().map(|w| w.user_count).sum();
         let assigned: usize = live.iter().map(|w| w.share.iter().sum::<usize>()).sum();
-        let settled = live.iter().all(|w| w.state == "running" || w.share.iter().sum::<usize>() == 0);
+        let settled = live.iter().all(|w| w.state == WorkerState::Running || w.share.iter().sum::<usize>() == 0);
         let workers = live.len();
         if self.core.state() == RunnerState::Spawning && running == assigned && settled {
             let class_counts = self.class_counts();
@@ -198,7 +201,7 @@ impl MasterLoop {
             .iter()
             .map(|(id, w)| WorkerStatus {
                 id: id.clone(),
-                state: w.state.clone(),
+                state: w.state,
                 user_count: w.user_count,
                 cpu_usage: w.cpu,
                 memory_usage: w.rss,

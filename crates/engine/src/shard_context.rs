@@ -1,0 +1,105 @@
+//! What every user of one shard shares: the shard's statistics recorder
+//! and clock, the front end's request and error listeners, and the channel
+//! on which the shard reports to its runner ([`ShardEvent`]).
+//!
+//! Users, their clients and the user loop write here; the shard thread
+//! creates it and drains the recorder once a second. Nothing here crosses
+//! threads except the events.
+//!
+//! HOT PATH: [`ShardContext::record`] runs once per request.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Instant;
+
+use swarmer_stats::{RequestSample, ShardRecorder, StatsDelta};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Called for every request sample recorded on the shard (keep it cheap:
+/// it runs on the hot path, only when set).
+pub type RequestHook = Rc<dyn Fn(&RequestSample<'_>)>;
+/// Called for every exception raised by user code on the shard.
+pub type UserErrorHook = Rc<dyn Fn(&str, &str)>;
+
+/// Shard → runner.
+#[derive(Debug)]
+pub(crate) enum ShardEvent {
+    Ready,
+    Failed {
+        shard: usize,
+        error: String,
+    },
+    /// Recorded since the previous delta; `epoch` is the statistics reset
+    /// it was recorded after, so the runner can drop pre-reset deltas.
+    Stats {
+        delta: StatsDelta,
+        epoch: u64,
+    },
+    UserStopped {
+        user_id: u64,
+    },
+    StopTestRequested,
+    /// Answer to `Flush { id }`, after its statistics.
+    Flushed {
+        id: u64,
+    },
+    ShutDown,
+}
+
+/// What every user of a shard shares: the shard's recorder and clock.
+pub(crate) struct ShardContext {
+    pub recorder: RefCell<ShardRecorder>,
+    /// Front-end listeners of every sample and every exception, if any.
+    request_hook: RefCell<Option<RequestHook>>,
+    user_error_hook: RefCell<Option<UserErrorHook>>,
+    clock_instant: Instant,
+    clock_unix: f64,
+    pub events: UnboundedSender<ShardEvent>,
+}
+
+impl ShardContext {
+    pub fn new(node: &str, events: UnboundedSender<ShardEvent>) -> Self {
+        Self {
+            recorder: RefCell::new(ShardRecorder::new(node)),
+            request_hook: RefCell::new(None),
+            user_error_hook: RefCell::new(None),
+            clock_instant: Instant::now(),
+            clock_unix: swarmer_stats::unix_now(),
+            events,
+        }
+    }
+
+    /// Unix time from the monotonic clock: one `Instant::now()` per call.
+    #[inline]
+    pub fn now_unix(&self) -> f64 {
+        self.clock_unix + self.clock_instant.elapsed().as_secs_f64()
+    }
+
+    pub fn set_hooks(&self, request: Option<RequestHook>, user_error: Option<UserErrorHook>) {
+        *self.request_hook.borrow_mut() = request;
+        *self.user_error_hook.borrow_mut() = user_error;
+    }
+
+    #[inline]
+    pub fn record(&self, sample: &RequestSample<'_>) {
+        let now = self.now_unix();
+        self.recorder.borrow_mut().record(sample, now);
+        let hook = self.request_hook.borrow().clone();
+        if let Some(hook) = hook {
+            hook(sample);
+        }
+    }
+
+    /// A user asked to stop the whole test (`StopTest`).
+    pub fn request_stop_test(&self) {
+        let _ = self.events.send(ShardEvent::StopTestRequested);
+    }
+
+    pub fn record_exception(&self, message: &str, location: &str) {
+        self.recorder.borrow_mut().record_exception(message, location);
+        let hook = self.user_error_hook.borrow().clone();
+        if let Some(hook) = hook {
+            hook(message, location);
+        }
+    }
+}
