@@ -8,19 +8,25 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
+
+use crate::config::{HttpVersion, LogLevel};
 
 /// Swarmer: distributed, user-based load testing.
 #[derive(Debug, Parser)]
 #[command(name = "swarmer", version, about, args_override_self = true, max_term_width = 100)]
 pub struct Cli {
+    /// `demo` or `target`; none for a test run.
     #[command(subcommand)]
     pub command: Option<Command>,
 
+    /// The run's flags (those of a plain `swarmer` command line).
     #[command(flatten)]
     pub run: RunArgs,
 }
 
+/// The subcommands besides a plain run.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start the built-in demo target and load-test it with the seed scenario.
@@ -101,8 +107,8 @@ pub struct RunArgs {
     pub only_summary: bool,
 
     /// DEBUG, INFO, WARNING, ERROR or CRITICAL.
-    #[arg(short = 'L', long = "loglevel", env = "SWARMER_LOGLEVEL", default_value = "INFO", value_parser = parse_level)]
-    pub loglevel: String,
+    #[arg(short = 'L', long = "loglevel", env = "SWARMER_LOGLEVEL", default_value = "INFO", value_parser = LogLevel::parse)]
+    pub loglevel: LogLevel,
 
     /// Write logs to this file instead of standard error.
     #[arg(long = "logfile", env = "SWARMER_LOGFILE")]
@@ -145,8 +151,9 @@ pub struct RunArgs {
     pub client_key: Option<PathBuf>,
 
     /// HTTP version: auto (HTTP/2 by TLS ALPN), 1 (HTTP/1.1 only) or 2 (HTTP/2 only; h2c on plain TCP).
-    #[arg(long = "http-version", env = "SWARMER_HTTP_VERSION", default_value = "auto", value_parser = ["auto", "1", "2"])]
-    pub http_version: String,
+    #[arg(long = "http-version", env = "SWARMER_HTTP_VERSION", default_value = "auto",
+          value_parser = PossibleValuesParser::new(HttpVersion::NAMES).map(HttpVersion::from_name))]
+    pub http_version: HttpVersion,
 
     /// Seconds to wait for a connection.
     #[arg(long = "connect-timeout", env = "SWARMER_CONNECT_TIMEOUT", default_value_t = 10.0, value_parser = parse_timeout)]
@@ -165,13 +172,16 @@ pub struct RunArgs {
     #[arg(value_name = "UserClass")]
     pub user_classes: Vec<String>,
 
+    /// The web UI's flags.
     #[command(flatten)]
     pub web: crate::web_args::WebArgs,
 
+    /// The distributed-run flags.
     #[command(flatten)]
     pub cluster: crate::cluster_args::ClusterArgs,
 }
 
+/// `swarmer demo`: a run's flags plus the demo target's.
 #[derive(Debug, Args, Clone)]
 pub struct DemoArgs {
     /// Run options (defaults for the demo: -u 20 -r 5 -t 30s, headless).
@@ -187,6 +197,7 @@ pub struct DemoArgs {
     pub target_error_rate: f64,
 }
 
+/// `swarmer target`: where and how to serve the demo target.
 #[derive(Debug, Args, Clone)]
 pub struct TargetArgs {
     /// Address to listen on.
@@ -254,12 +265,4 @@ pub(crate) fn parse_positive_timeout(text: &str) -> Result<f64, String> {
 
 fn parse_number(text: &str) -> Result<f64, String> {
     text.trim().parse::<f64>().map_err(|e| e.to_string())
-}
-
-fn parse_level(text: &str) -> Result<String, String> {
-    let upper = text.to_ascii_uppercase();
-    match upper.as_str() {
-        "DEBUG" | "INFO" | "WARNING" | "WARN" | "ERROR" | "CRITICAL" => Ok(upper),
-        _ => Err(format!("{text:?}: expected DEBUG, INFO, WARNING, ERROR or CRITICAL")),
-    }
 }

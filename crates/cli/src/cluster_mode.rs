@@ -12,7 +12,7 @@ use swarmer_cluster::master::{Master, MasterOptions};
 use swarmer_cluster::worker::{self, PlanLoader, WorkerOptions};
 use swarmer_engine::{Plan, RunnerOptions};
 
-use crate::args::RunArgs;
+use crate::config::{ChildWorkers, ClusterRole, MasterConfig, RunConfig};
 
 /// The plan a cluster process announces: its files, or its name.
 pub fn bundle_for(spec: Option<&str>, program_plan: Option<&Plan>) -> Result<Bundle, String> {
@@ -24,32 +24,28 @@ pub fn bundle_for(spec: Option<&str>, program_plan: Option<&Plan>) -> Result<Bun
     }
 }
 
-/// `--worker`: run until the master says quit. Returns the exit code.
-pub async fn run_worker(
-    program_plan: Option<Plan>,
-    args: RunArgs,
-    options: RunnerOptions,
-    option_values: HashMap<String, String>,
-) -> i32 {
-    let cluster = &args.cluster;
-    if let Some(n) = cluster.processes {
-        // `--worker --processes N`: N worker processes, this one only waits.
-        let token = match cluster.token() {
-            Ok(t) => t.expose(),
-            Err(e) => return fail(&e),
-        };
-        let port = cluster.master_port;
-        let mut children = match spawn_workers(n, &args, &cluster.master_host, port, &token, program_plan.is_some()) {
-            Ok(children) => children,
-            Err(e) => return fail(&e),
-        };
-        let mut code = 0;
-        for child in &mut children.0 {
-            code = code.max(child.wait().ok().and_then(|s| s.code()).unwrap_or(1));
+/// `--worker` (or `--worker --processes N`): run until the master says
+/// quit. Returns the exit code.
+pub async fn run_worker(program_plan: Option<Plan>, config: RunConfig, option_values: HashMap<String, String>) -> i32 {
+    let worker = match config.cluster {
+        ClusterRole::Worker(worker) => worker,
+        ClusterRole::WorkerProcesses { master_host, master_port, token, children } => {
+            // `--worker --processes N`: N worker processes, this one only waits.
+            let exposed = token.expose();
+            let mut children =
+                match spawn_workers(&children, &master_host, master_port, &exposed, program_plan.is_some()) {
+                    Ok(children) => children,
+                    Err(e) => return fail(&e),
+                };
+            let mut code = 0;
+            for child in &mut children.0 {
+                code = code.max(child.wait().ok().and_then(|s| s.code()).unwrap_or(1));
+            }
+            return code;
         }
-        return code;
-    }
-    let spec = args.locustfile.as_deref();
+        ClusterRole::Local | ClusterRole::Master(_) => return fail("not a worker: --worker is not set"),
+    };
+    let spec = config.plan.as_deref();
     let own = if spec == Some("-") { None } else { Some(spec) };
     let plan = match own {
         None => None,
@@ -58,11 +54,7 @@ pub async fn run_worker(
             Err(e) => return fail(&e),
         },
     };
-    let token = match cluster.token() {
-        Ok(t) => t,
-        Err(e) => return fail(&e),
-    };
-    let master_timeout = Duration::from_secs_f64(cluster.master_timeout);
+    let options = config.runner;
     let cores = options.shards as u32;
     let loader: PlanLoader = Box::new(move |entry: &str| match &program_plan {
         Some(plan) => Ok(plan.clone()),
@@ -71,14 +63,14 @@ pub async fn run_worker(
     let id = worker::new_worker_id();
     crate::logging::set_node(format!("worker {id}"));
     let worker_options = WorkerOptions {
-        master_host: cluster.master_host.clone(),
-        master_port: cluster.master_port,
-        token,
-        tls: cluster.tls(),
+        master_host: worker.master_host,
+        master_port: worker.master_port,
+        token: worker.token,
+        tls: worker.tls,
         id,
         cores,
         plan,
-        master_timeout,
+        master_timeout: worker.master_timeout,
         runner: options,
     };
     match worker::run(worker_options, loader).await {
@@ -96,68 +88,74 @@ fn fail(message: &str) -> i32 {
 /// A master and the `--processes` workers it started (ended with it).
 pub struct ClusterMaster {
     pub master: Master,
+    expect_workers: usize,
+    expect_workers_max_wait: Option<Duration>,
     _children: Option<Children>,
 }
 
 /// `--master` (or `--processes` without `--worker`): start the master.
 pub async fn start_master(
     plan: Plan,
-    args: &RunArgs,
+    plan_spec: Option<&str>,
+    config: MasterConfig,
     options: RunnerOptions,
     program_plan: bool,
 ) -> Result<ClusterMaster, String> {
-    let cluster = &args.cluster;
     crate::logging::set_node("master");
-    let token = match cluster.token() {
-        Ok(t) => t,
-        // Local children only: a fresh secret nobody else knows.
-        Err(_) if cluster.processes.is_some() && !cluster.master => swarmer_cluster::auth::ClusterToken::random(),
-        Err(e) => return Err(e),
-    };
-    let bundle = bundle_for(args.locustfile.as_deref(), program_plan.then_some(&plan))?;
+    let bundle = bundle_for(plan_spec, program_plan.then_some(&plan))?;
     let master_options = MasterOptions {
-        bind_host: if cluster.processes.is_some() && !cluster.master {
-            "127.0.0.1".into()
-        } else {
-            cluster.master_bind_host.clone()
-        },
-        bind_port: if cluster.processes.is_some() && !cluster.master { 0 } else { cluster.master_bind_port },
-        token: token.clone(),
-        tls: cluster.tls(),
-        heartbeat_timeout: Duration::from_secs_f64(cluster.heartbeat_timeout),
+        bind_host: config.bind_host,
+        bind_port: config.bind_port,
+        token: config.token.clone(),
+        tls: config.tls,
+        heartbeat_timeout: config.heartbeat_timeout,
         bundle,
     };
     let master = Master::start(plan, options, master_options).await?;
-    let children = match cluster.processes {
-        Some(n) => {
-            Some(spawn_workers(n, args, "127.0.0.1", master.local_addr().port(), &token.expose(), program_plan)?)
-        }
+    let children = match &config.children {
+        Some(children) => Some(spawn_workers(
+            children,
+            "127.0.0.1",
+            master.local_addr().port(),
+            &config.token.expose(),
+            program_plan,
+        )?),
         None => None,
     };
-    Ok(ClusterMaster { master, _children: children })
+    Ok(ClusterMaster {
+        master,
+        expect_workers: config.expect_workers,
+        expect_workers_max_wait: config.expect_workers_max_wait,
+        _children: children,
+    })
 }
 
-/// Wait until `--expect-workers` workers are connected (headless master).
-pub async fn wait_for_workers(master: &Master, args: &RunArgs) -> Result<(), String> {
-    let want = args.cluster.expect_workers.max(1);
-    let max_wait = args.cluster.expect_workers_max_wait;
-    let started = Instant::now();
-    let mut last = usize::MAX;
-    loop {
-        let have = master.worker_count();
-        if have >= want {
-            return Ok(());
+impl ClusterMaster {
+    /// Wait until `--expect-workers` workers are connected (headless or
+    /// autostarted master).
+    pub async fn wait_for_workers(&self) -> Result<(), String> {
+        let want = self.expect_workers;
+        let started = Instant::now();
+        let mut last = usize::MAX;
+        loop {
+            let have = self.master.worker_count();
+            if have >= want {
+                return Ok(());
+            }
+            if have != last {
+                tracing::info!("Waiting for workers to be ready, {have} of {want} connected");
+                last = have;
+            }
+            if let Some(max_wait) = self.expect_workers_max_wait
+                && started.elapsed() > max_wait
+            {
+                return Err(format!(
+                    "only {have} of the {want} expected workers connected within {} s (--expect-workers-max-wait)",
+                    max_wait.as_secs()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        if have != last {
-            tracing::info!("Waiting for workers to be ready, {have} of {want} connected");
-            last = have;
-        }
-        if max_wait > 0 && started.elapsed() > Duration::from_secs(max_wait) {
-            return Err(format!(
-                "only {have} of the {want} expected workers connected within {max_wait} s (--expect-workers-max-wait)"
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -180,29 +178,23 @@ impl Drop for Children {
     }
 }
 
-/// Start `n` workers (-1: one per core) connected to `host:port`.
+/// Start `children.count` workers connected to `host:port`.
 #[allow(unsafe_code)] // prctl(PR_SET_PDEATHSIG) in the child, below
 pub fn spawn_workers(
-    n: i64,
-    args: &RunArgs,
+    children_config: &ChildWorkers,
     host: &str,
     port: u16,
     token: &str,
     program_plan: bool,
 ) -> Result<Children, String> {
-    let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
-    let count = match n {
-        -1 => cores,
-        n if n >= 1 => n as usize,
-        n => return Err(format!("--processes {n}: expected a number of processes, or -1 for one per core")),
-    };
+    let count = children_config.count;
     let exe = std::env::current_exe().map_err(|e| format!("--processes: cannot find this program: {e}"))?;
     let mut children = Vec::with_capacity(count);
     for _ in 0..count {
         let mut command = Command::new(&exe);
         command
             .args(["--worker", "--master-host", host, "--master-port", &port.to_string()])
-            .args(["--shards", &args.shards.unwrap_or(1).to_string(), "-L", &args.loglevel])
+            .args(["--shards", &children_config.shards.to_string(), "-L", children_config.log_level.as_str()])
             .env("SWARMER_CLUSTER_TOKEN", token)
             .env_remove("SWARMER_MASTER")
             .env_remove("SWARMER_PROCESSES")
@@ -221,10 +213,10 @@ pub fn spawn_workers(
                 Ok(())
             });
         }
-        if let Some(ca) = &args.cluster.cluster_ca {
+        if let Some(ca) = &children_config.cluster_ca {
             command.arg("--cluster-ca").arg(ca);
         }
-        if let Some(name) = &args.cluster.cluster_server_name {
+        if let Some(name) = &children_config.cluster_server_name {
             command.args(["--cluster-server-name", name]);
         }
         children.push(command.spawn().map_err(|e| format!("--processes: could not start a worker: {e}"))?);

@@ -51,7 +51,10 @@ pub async fn run_demo(plan: Plan, mut run: RunArgs, args: DemoArgs) -> i32 {
     if run.host.is_none() {
         run.host = Some(target.url());
     }
-    let code = crate::run_with(plan, run, false).await;
+    let code = match crate::configure(run) {
+        Ok(config) => crate::run_with(plan, config, false).await,
+        Err(code) => code,
+    };
     drop(target);
     code
 }

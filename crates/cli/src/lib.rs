@@ -3,6 +3,8 @@
 //!
 //! - [`args`]: Locust's flag names (clap), `SWARMER_*` environment variables.
 //! - [`config_file`]: `swarmer.toml` / `--config`, merged under env and flags.
+//! - [`config`]: the second stage: the parsed flags become one validated,
+//!   typed [`config::RunConfig`] that the runs below take.
 //! - `option_kind`: what each option takes (from clap's definitions), to
 //!   check the config file's TOML types before clap sees the values.
 //! - `sources`: whether a value came from the command line or the
@@ -33,6 +35,7 @@ pub mod args;
 mod builtin;
 mod cluster_args;
 mod cluster_mode;
+pub mod config;
 pub mod config_file;
 mod demo;
 mod logging;
@@ -45,15 +48,14 @@ mod web_args;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 pub use swarmer_engine as engine;
-use swarmer_engine::{ClientConfig, HttpVersionPreference, Plan, RunnerOptions, TagFilter, TlsOptions};
+use swarmer_engine::Plan;
 use swarmer_lua::PlanOption;
 
 use crate::args::{Cli, Command, RunArgs};
+use crate::config::{ClusterRole, RunConfig};
 
 /// Run a test plan with the full `swarmer` command line (for Rust tests).
 pub fn run_plan(plan: Plan) -> ExitCode {
@@ -90,33 +92,10 @@ fn main_with(plan: Option<Plan>) -> ExitCode {
             let plan = plan.unwrap_or_else(demo::default_plan);
             runtime.block_on(demo::run_demo(plan, run, *demo_args))
         }
-        None if cli.run.cluster.worker => {
-            let run = cli.run;
-            if run.locustfile.is_some() && plan.is_some() {
-                return usage_error("-f: this program defines its own plan; -f is for the swarmer binary");
-            }
-            let logs = swarmer_web::LogBuffer::default();
-            if let Err(e) = logging::init(&run.loglevel, run.logfile.as_deref(), &logs) {
-                return usage_error(&e);
-            }
-            let tags = TagFilter::new(run.tags.clone(), run.exclude_tags.clone().unwrap_or_default());
-            match runner_options(&run, tags) {
-                Ok(options) => runtime.block_on(cluster_mode::run_worker(plan, run, options, option_values)),
-                Err(e) => return usage_error(&e),
-            }
+        None if cli.run.locustfile.is_some() && plan.is_some() => {
+            return usage_error("-f: this program defines its own plan; -f is for the swarmer binary");
         }
-        None => {
-            let program_plan = plan.is_some();
-            let plan = match plan {
-                Some(p) if cli.run.locustfile.is_none() => Ok(p),
-                Some(_) => Err("-f: this program defines its own plan; -f is for the swarmer binary".to_string()),
-                None => builtin::resolve_plan(cli.run.locustfile.as_deref(), option_values),
-            };
-            match plan {
-                Ok(plan) => runtime.block_on(run_with(plan, cli.run, program_plan)),
-                Err(e) => return usage_error(&e),
-            }
-        }
+        None => runtime.block_on(run_command_line(plan, cli.run, option_values)),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
@@ -146,76 +125,73 @@ fn usage_error(message: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// `--list`, `--show-task-ratio`, or a run. Returns the exit code.
-pub(crate) async fn run_with(plan: Plan, args: RunArgs, program_plan: bool) -> i32 {
-    let logs = swarmer_web::LogBuffer::default();
-    if let Err(e) = logging::init(&args.loglevel, args.logfile.as_deref(), &logs) {
+/// The second stage of the command line (a [`RunConfig`]), then logging;
+/// on an error, the exit code after saying what was wrong.
+pub(crate) fn configure(args: RunArgs) -> Result<RunConfig, i32> {
+    let config = RunConfig::new(args).map_err(|e| {
         eprintln!("swarmer: error: {e}");
-        return 2;
+        2
+    })?;
+    if let Err(e) = logging::init(&config.log) {
+        eprintln!("swarmer: error: {e}");
+        return Err(2);
     }
-    let tags = TagFilter::new(args.tags.clone(), args.exclude_tags.clone().unwrap_or_default());
-    if args.list || args.show_task_ratio || args.show_task_ratio_json {
-        let classes = match plan.info(&args.user_classes, &tags) {
+    Ok(config)
+}
+
+/// A worker, or a run of this program's plan or of `-f`'s. Returns the exit code.
+async fn run_command_line(
+    program_plan: Option<Plan>,
+    args: RunArgs,
+    option_values: std::collections::HashMap<String, String>,
+) -> i32 {
+    let config = match configure(args) {
+        Ok(configured) => configured,
+        Err(code) => return code,
+    };
+    if matches!(config.cluster, ClusterRole::Worker(_) | ClusterRole::WorkerProcesses { .. }) {
+        return cluster_mode::run_worker(program_plan, config, option_values).await;
+    }
+    let from_program = program_plan.is_some();
+    let plan = match program_plan {
+        Some(plan) => plan,
+        None => match builtin::resolve_plan(config.plan.as_deref(), option_values) {
+            Ok(plan) => plan,
+            Err(e) => {
+                eprintln!("swarmer: error: {e}");
+                return 2;
+            }
+        },
+    };
+    run_with(plan, config, from_program).await
+}
+
+/// `--list`, `--show-task-ratio`, or a run. Returns the exit code.
+pub(crate) async fn run_with(plan: Plan, config: RunConfig, program_plan: bool) -> i32 {
+    if config.inspect.any() {
+        let classes = match plan.info(&config.runner.classes, &config.runner.tags) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("swarmer: error: {e}");
                 return 2;
             }
         };
-        if args.list {
+        if config.inspect.list {
             print!("{}", swarmer_report::task_ratio::class_list(&classes));
         }
-        if args.show_task_ratio {
+        if config.inspect.task_ratio {
             print!("{}", swarmer_report::task_ratio::task_ratio_text(&classes));
         }
-        if args.show_task_ratio_json {
+        if config.inspect.task_ratio_json {
             println!("{}", swarmer_report::task_ratio::task_ratio_json(&classes));
         }
         return 0;
     }
-    let options = match runner_options(&args, tags) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("swarmer: error: {e}");
-            return 2;
-        }
-    };
-    let code = run::run(plan, &args, options, logs, program_plan).await;
-    match code {
+    match run::run(plan, config, program_plan).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("swarmer: error: {e}");
             2
         }
     }
-}
-
-fn runner_options(args: &RunArgs, tags: TagFilter) -> Result<RunnerOptions, String> {
-    let tls = TlsOptions {
-        insecure: args.insecure,
-        ca_certs: args.ca_cert.clone(),
-        client_cert: args.client_cert.clone().zip(args.client_key.clone()),
-    };
-    let version = match args.http_version.as_str() {
-        "1" => HttpVersionPreference::Http1Only,
-        "2" => HttpVersionPreference::Http2Only,
-        _ => HttpVersionPreference::Auto,
-    };
-    let mut client = ClientConfig::new(&tls, version).map_err(|e| e.to_string())?;
-    client.connect_timeout = Duration::from_secs_f64(args.connect_timeout);
-    client.max_body_bytes = args.max_body_size;
-    client.timeout = (args.request_timeout > 0.0).then(|| Duration::from_secs_f64(args.request_timeout));
-    let defaults = RunnerOptions::default();
-    Ok(RunnerOptions {
-        shards: args.shards.unwrap_or(defaults.shards).max(1),
-        host: args.host.clone(),
-        client: Arc::new(client),
-        tags,
-        classes: args.user_classes.clone(),
-        stop_timeout: args.stop_timeout,
-        reset_stats: args.reset_stats,
-        // The web UI's start form can give the host.
-        host_required: args.headless,
-        ..defaults
-    })
 }

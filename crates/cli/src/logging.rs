@@ -6,16 +6,16 @@
 
 use std::fmt;
 use std::io::IsTerminal;
-use std::path::Path;
 use std::sync::OnceLock;
 
-use swarmer_web::LogBuffer;
 use tracing::{Event, Subscriber};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::{Format, Writer};
 use tracing_subscriber::fmt::writer::MakeWriterExt;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
+
+use crate::config::LogConfig;
 
 /// The node this process is in a distributed run, shown on every line.
 static NODE: OnceLock<String> = OnceLock::new();
@@ -66,14 +66,10 @@ fn filter(level: &str, rust_log: Option<&str>) -> Result<EnvFilter, String> {
 
 /// Install the global logger; every line also goes to `logs` (the web
 /// UI's `/logs`). Errors name the log file that failed.
-pub fn init(level: &str, logfile: Option<&Path>, logs: &LogBuffer) -> Result<(), String> {
-    let level = match level {
-        "DEBUG" => "debug",
-        "INFO" => "info",
-        "WARNING" | "WARN" => "warn",
-        _ => "error",
-    };
-    let filter = filter(level, std::env::var("RUST_LOG").ok().as_deref())?;
+pub fn init(config: &LogConfig) -> Result<(), String> {
+    let logs = &config.lines;
+    let logfile = config.file.as_deref();
+    let filter = filter(config.level.directive(), std::env::var("RUST_LOG").ok().as_deref())?;
     // A log line that cannot be written (standard error closed with the
     // terminal, after a SIGHUP) is dropped: by default the subscriber
     // reports it with `eprintln!`, which panics on the same closed stream.

@@ -15,12 +15,12 @@
 
 use std::time::Duration;
 
-use swarmer_engine::{LocalRunner, LockExt, Plan, RunnerEvent, RunnerHandle, RunnerOptions, TestSettings};
+use swarmer_engine::{LocalRunner, LockExt, Plan, RunnerEvent, RunnerHandle};
 use swarmer_stats::unix_now;
-use swarmer_web::{FormDefaults, LogBuffer, TlsFiles, WebOptions, WebServer};
+use swarmer_web::WebServer;
 
-use crate::args::RunArgs;
 use crate::cluster_mode;
+use crate::config::{ClusterRole, Outputs, RunConfig};
 use crate::outputs::{self, CsvOutput};
 
 /// Console table interval (Locust's `CONSOLE_STATS_INTERVAL_SEC`).
@@ -38,79 +38,48 @@ enum EndReason {
 }
 
 /// Run the test; returns the process exit code.
-pub async fn run(
-    plan: Plan,
-    args: &RunArgs,
-    options: RunnerOptions,
-    logs: LogBuffer,
-    program_plan: bool,
-) -> Result<i32, String> {
-    let headless = args.headless;
-    args.web.check()?;
-    let credentials = if headless { None } else { args.web.credentials()? };
-    let mut csv = match &args.csv {
-        Some(prefix) => Some(CsvOutput::create(prefix, args.csv_full_history)?),
+pub async fn run(plan: Plan, config: RunConfig, program_plan: bool) -> Result<i32, String> {
+    let RunConfig { runner, test, web, outputs, exit_code_on_error, cluster, plan: plan_spec, .. } = config;
+    let headless = web.is_none();
+    let autostart = web.as_ref().is_some_and(|w| w.autostart);
+    let autoquit = web.as_ref().and_then(|w| w.autoquit);
+    let mut csv = match &outputs.csv {
+        Some(prefix) => Some(CsvOutput::create(prefix, outputs.csv_full_history)?),
         None => None,
     };
-    let distributed = args.cluster.master || args.cluster.processes.is_some();
-    let (handle, master) = if distributed {
-        let cluster = cluster_mode::start_master(plan, args, options, program_plan).await?;
-        (cluster.master.handle(), Some(cluster))
-    } else {
-        (LocalRunner::start(plan, options).await?, None)
+    let (handle, master) = match cluster {
+        ClusterRole::Master(master_config) => {
+            let cluster =
+                cluster_mode::start_master(plan, plan_spec.as_deref(), master_config, runner, program_plan).await?;
+            (cluster.master.handle(), Some(cluster))
+        }
+        _ => (LocalRunner::start(plan, runner).await?, None),
     };
-    let web = if headless {
-        None
-    } else {
-        let full_history = args
-            .csv
-            .as_ref()
-            .filter(|_| args.csv_full_history)
-            .map(|prefix| std::path::PathBuf::from(swarmer_report::csv::file_names(prefix)[1].clone()));
-        let web = WebServer::start(
-            handle.clone(),
-            WebOptions {
-                host: args.web.web_host.clone(),
-                port: args.web.web_port,
-                base_path: args.web.web_base_path.clone(),
-                tls: args.web.tls_cert.clone().zip(args.web.tls_key.clone()).map(|(cert, key)| TlsFiles { cert, key }),
-                credentials,
-                class_picker: args.web.class_picker,
-                defaults: FormDefaults { users: args.users, spawn_rate: args.spawn_rate, run_time: args.run_time },
-                full_history_csv: full_history,
-                logs,
-            },
-        )
-        .await?;
-        tracing::info!("Starting web interface at {}", web.url());
-        Some(web)
+    let web = match web {
+        None => None,
+        Some(web) => {
+            let web = WebServer::start(handle.clone(), web.server).await?;
+            tracing::info!("Starting web interface at {}", web.url());
+            Some(web)
+        }
     };
     let mut events = handle.subscribe();
     // The runner owns the run time: it stops the test when it is up. A
     // headless run then ends; with the UI, the process stays.
-    let run_time = args.run_time.filter(|d| !d.is_zero());
-    match (&web, run_time) {
-        (Some(_), _) if !args.web.autostart => {}
+    match (&web, test.run_time) {
+        (Some(_), _) if !autostart => {}
         (_, Some(d)) => tracing::info!("Run time limit set to {} seconds", d.as_secs()),
         (_, None) => tracing::info!("No run time limit set, use CTRL+C to interrupt"),
     }
     if let Some(master) = &master
-        && (headless || args.web.autostart)
+        && (headless || autostart)
     {
-        cluster_mode::wait_for_workers(&master.master, args).await?;
+        master.wait_for_workers().await?;
     }
     match &web {
-        None => {
-            // Checked start: a headless master has no host check at startup.
-            let settings =
-                TestSettings { users: args.users, spawn_rate: args.spawn_rate, run_time, ..Default::default() };
-            handle.start_test(settings)?;
-        }
-        Some(web) if args.web.autostart => {
-            let settings =
-                TestSettings { users: args.users, spawn_rate: args.spawn_rate, run_time, ..Default::default() };
-            web.start_test(settings)?;
-        }
+        // Checked start: a headless master has no host check at startup.
+        None => handle.start_test(test.clone())?,
+        Some(web) if autostart => web.start_test(test.clone())?,
         Some(_) => {}
     }
 
@@ -120,7 +89,7 @@ pub async fn run(
     let mut terminate = signal_stream(tokio::signal::unix::SignalKind::terminate())?;
     let mut interrupt = signal_stream(tokio::signal::unix::SignalKind::interrupt())?;
     let mut hangup = signal_stream(tokio::signal::unix::SignalKind::hangup())?;
-    let print_live = if headless { !args.only_summary } else { args.print_stats };
+    let print_live = outputs.print_live;
     let mut quit_at: Option<tokio::time::Instant> = None;
 
     let reason = loop {
@@ -138,9 +107,9 @@ pub async fn run(
                     if headless {
                         break EndReason::TestStopped;
                     }
-                    if let Ok(seconds) = u64::try_from(args.web.autoquit) {
-                        tracing::info!("The test stopped: quitting in {seconds} seconds (--autoquit)");
-                        quit_at = Some(tokio::time::Instant::now() + Duration::from_secs(seconds));
+                    if let Some(after) = autoquit {
+                        tracing::info!("The test stopped: quitting in {} seconds (--autoquit)", after.as_secs());
+                        quit_at = Some(tokio::time::Instant::now() + after);
                     }
                 }
             }
@@ -168,7 +137,7 @@ pub async fn run(
     if let Some(web) = &web {
         web.shutdown();
     }
-    finish(&handle, args, csv.as_mut())
+    finish(&handle, &outputs, exit_code_on_error, csv.as_mut())
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
@@ -180,7 +149,12 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 
 /// Write every report from the final statistics, the files first (the
 /// console may be gone after a SIGHUP); returns the exit code.
-fn finish(handle: &RunnerHandle, args: &RunArgs, csv: Option<&mut CsvOutput>) -> Result<i32, String> {
+fn finish(
+    handle: &RunnerHandle,
+    outputs: &Outputs,
+    exit_code_on_error: i32,
+    csv: Option<&mut CsvOutput>,
+) -> Result<i32, String> {
     let store = handle.stats().lock_or_recover();
     let now = unix_now();
     let mut problems = Vec::new();
@@ -189,12 +163,12 @@ fn finish(handle: &RunnerHandle, args: &RunArgs, csv: Option<&mut CsvOutput>) ->
     {
         problems.push(e);
     }
-    if let Some(name) = &args.json_file
+    if let Some(name) = &outputs.json_file
         && let Err(e) = outputs::write_json_file(&store, name)
     {
         problems.push(e);
     }
-    if let Some(path) = &args.web.html {
+    if let Some(path) = &outputs.html {
         let host = handle.host();
         let meta = swarmer_report::html::ReportMeta {
             plan: &handle.plan().name,
@@ -206,7 +180,7 @@ fn finish(handle: &RunnerHandle, args: &RunArgs, csv: Option<&mut CsvOutput>) ->
             problems.push(format!("--html {}: {e}", path.display()));
         }
     }
-    if args.json
+    if outputs.json
         && let Err(e) = outputs::print_json(&store)
     {
         problems.push(e);
@@ -215,7 +189,7 @@ fn finish(handle: &RunnerHandle, args: &RunArgs, csv: Option<&mut CsvOutput>) ->
     for p in &problems {
         tracing::error!("{p}");
     }
-    let code = if store.stats.error_count() > 0 { args.exit_code_on_error } else { 0 };
+    let code = if store.stats.error_count() > 0 { exit_code_on_error } else { 0 };
     let code = if problems.is_empty() { code } else { code.max(1) };
     tracing::info!("Shutting down (exit code {code})");
     Ok(code)
