@@ -30,6 +30,9 @@ cargo fmt --all -- --check
 # No dependency a crate does not use (cargo-machete, from crates.io).
 command -v cargo-machete >/dev/null 2>&1 || cargo install --locked --quiet cargo-machete
 cargo machete
+# Every dependency under a permissive licence (an SPDX allow list; no
+# advisory check: the RustSec database is on GitHub, out of CI's reach).
+python3 scripts/check_licenses.py
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 CFLAGS="$CFLAGS -DLUAI_ASSERT" CARGO_TARGET_DIR=target/lua-checks cargo test -p swarmer-lua --locked
