@@ -72,10 +72,12 @@ impl ClusterToken {
         self.mac(b"worker", master_nonce, worker_nonce)
     }
 
+    /// True if `proof` is the master's proof for these nonces (compared in constant time).
     pub fn check_master_proof(&self, worker_nonce: &[u8], master_nonce: &[u8], proof: &[u8]) -> bool {
         self.master_proof(worker_nonce, master_nonce).ct_eq(proof).into()
     }
 
+    /// True if `proof` is the worker's proof for these nonces (compared in constant time).
     pub fn check_worker_proof(&self, master_nonce: &[u8], worker_nonce: &[u8], proof: &[u8]) -> bool {
         self.worker_proof(master_nonce, worker_nonce).ct_eq(proof).into()
     }
@@ -94,6 +96,7 @@ pub struct ClusterTls {
     /// Master: its certificate chain and key. Worker: a client certificate
     /// for mutual TLS.
     pub cert: Option<PathBuf>,
+    /// The private key of `cert` (given together with it).
     pub key: Option<PathBuf>,
     /// Master: require client certificates signed by this CA (mutual TLS).
     /// Worker: trust this CA for the master's certificate.
@@ -104,6 +107,7 @@ pub struct ClusterTls {
 }
 
 impl ClusterTls {
+    /// True when the cluster port uses TLS: a certificate or a CA is given.
     pub fn is_enabled(&self) -> bool {
         self.cert.is_some() || self.ca.is_some()
     }

@@ -58,6 +58,7 @@ impl Bundle {
         hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// The bundle as a protocol message, with its digest.
     pub fn to_proto(&self) -> proto::PlanBundle {
         proto::PlanBundle {
             entry: self.entry.clone(),

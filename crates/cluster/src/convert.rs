@@ -6,6 +6,8 @@ use swarmer_stats::{ExceptionEntry, FailureEntry, LatencyHistogram, PerSecondCou
 
 use crate::proto;
 
+/// A delta as the `StatsReport` a worker sends, stamped with the statistics `epoch` it belongs to
+/// (the master drops reports from before its latest reset).
 pub fn delta_to_report(delta: &StatsDelta, epoch: u64) -> proto::StatsReport {
     proto::StatsReport {
         epoch,

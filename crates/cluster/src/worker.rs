@@ -32,12 +32,18 @@ pub type PlanLoader = Box<dyn Fn(&str) -> Result<Plan, String> + Send + Sync>;
 
 /// How a worker finds and trusts its master.
 pub struct WorkerOptions {
+    /// Host name or address of the master (`--master-host`).
     pub master_host: String,
+    /// The master's cluster port (`--master-port`).
     pub master_port: u16,
+    /// The cluster's shared secret, proved to the master (never sent).
     pub token: ClusterToken,
+    /// TLS to the master: a CA to trust, a client certificate, the name to expect.
     pub tls: ClusterTls,
     /// This worker's id (unique in the cluster; kept across reconnects).
     pub id: String,
+    /// Cores this worker offers (the CLI passes its shard count); the master splits
+    /// users in proportion.
     pub cores: u32,
     /// This worker's own plan, or `None` to run the master's (`-f -`).
     pub plan: Option<Bundle>,

@@ -22,13 +22,21 @@ pub enum TaskError {
     StopTest,
     /// Leave the current task set (Locust's `interrupt(reschedule)`); with
     /// `reschedule` the parent picks its next task at once, else it waits.
-    Interrupt { reschedule: bool },
+    Interrupt {
+        /// True: the parent picks its next task at once; false: it waits first.
+        reschedule: bool,
+    },
     /// Wait, then pick the next task (Locust's `RescheduleTask`).
     Reschedule,
     /// Pick the next task without waiting (`RescheduleTaskImmediately`).
     RescheduleNow,
     /// An error in user code: recorded as an exception, the user continues.
-    Exception { message: String, location: String },
+    Exception {
+        /// The error text (with its sources, when converted from an error).
+        message: String,
+        /// Where it was raised: `file:line` for Rust code, a traceback for Lua plans.
+        location: String,
+    },
 }
 
 impl TaskError {

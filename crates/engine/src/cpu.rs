@@ -10,6 +10,7 @@ use std::time::Instant;
 pub struct ProcessUsage {
     /// Percent of one core (200.0 = two cores fully busy).
     pub cpu_percent: f64,
+    /// Resident memory in bytes.
     pub rss_bytes: u64,
 }
 
@@ -27,6 +28,7 @@ impl Default for UsageMonitor {
 }
 
 impl UsageMonitor {
+    /// A monitor with no previous sample: the first [`Self::sample`] reports 0% CPU.
     // One of the two libc calls of the workspace (the clock tick and page
     // size have no std equivalent).
     #[allow(unsafe_code)]

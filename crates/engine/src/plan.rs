@@ -27,17 +27,25 @@ pub type ShardHook = Rc<dyn Fn() -> LocalBoxFuture<'static, ()>>;
 /// same names).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Notice {
+    /// Every user of the current target has been started.
     SpawningComplete {
+        /// Number of users running.
         user_count: usize,
     },
+    /// The statistics were reset (`--reset-stats` after spawning, or a reset request).
     ResetStats,
+    /// The test is stopping: its users are being stopped.
     TestStopping,
+    /// This process's CPU went above 90% of the cores it uses (sent once).
     CpuWarning {
+        /// Percent of one core (200.0 = two cores fully busy).
         cpu_percent: f64,
     },
     /// Every few seconds: this process's CPU (percent of one core) and RSS.
     UsageMonitor {
+        /// Percent of one core (200.0 = two cores fully busy).
         cpu_percent: f64,
+        /// Resident memory in bytes.
         rss_bytes: u64,
     },
     /// A custom message from another process of the cluster.
@@ -60,13 +68,17 @@ pub struct ClusterMessage {
 /// What this process is in a test.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum NodeRole {
+    /// A single process runs the test and its users (the default).
     #[default]
     Local,
+    /// A cluster master: coordinates workers and runs no users itself.
     Master,
+    /// A cluster worker; holds the worker's id.
     Worker(String),
 }
 
 impl NodeRole {
+    /// `"local"`, `"master"` or `"worker"` (without the worker's id).
     pub fn as_str(&self) -> &'static str {
         match self {
             NodeRole::Local => "local",
@@ -87,14 +99,19 @@ pub struct ShardHooks {
     pub test_stop: Vec<ShardHook>,
     /// Run on every shard when the process quits, before the last statistics leave.
     pub quitting: Vec<ShardHook>,
+    /// Called with every [`Notice`] the runner sends; `None` ignores them.
     pub notice: Option<NoticeHook>,
+    /// Called for every request sample recorded on the shard; `None`: no hook.
     pub request: Option<RequestHook>,
+    /// Called with the message and location of every exception in user code on the shard.
     pub user_error: Option<UserErrorHook>,
 }
 
 /// What a plan factory builds for one shard.
 pub struct ShardPlan {
+    /// The user classes, in the plan's order.
     pub classes: Vec<UserClass>,
+    /// The shard's event hooks.
     pub hooks: ShardHooks,
 }
 
@@ -186,18 +203,26 @@ pub struct Plan {
 /// A class as surfaces see it: names and numbers, no code.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClassInfo {
+    /// The class's name.
     pub name: String,
+    /// Relative share of the weighted users.
     pub weight: u32,
+    /// Exactly this many users, if the class has a fixed count; `None` for a weighted class.
     pub fixed_count: Option<u32>,
+    /// The class's own default host, if any.
     pub host: Option<String>,
+    /// The class's tasks, nested sets with their children.
     pub tasks: Vec<TaskInfo>,
 }
 
 /// A task as surfaces see it, with nested sets as children.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaskInfo {
+    /// The task's name (a nested set's name for a set).
     pub name: String,
+    /// Relative chance of being picked among its siblings.
     pub weight: u32,
+    /// The tasks of a nested set; empty for a function task.
     pub children: Vec<TaskInfo>,
 }
 

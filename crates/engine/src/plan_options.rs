@@ -12,12 +12,16 @@ use std::sync::{Arc, PoisonError, RwLock};
 /// The type of an option's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OptionKind {
+    /// Any text.
     String,
+    /// A number; checked to parse as one.
     Number,
+    /// `true` or `false`; a flag on the command line.
     Boolean,
 }
 
 impl OptionKind {
+    /// The kind's name in the web UI's JSON: `string`, `number` or `boolean`.
     pub fn as_str(self) -> &'static str {
         match self {
             OptionKind::String => "string",
@@ -33,8 +37,11 @@ impl OptionKind {
 pub struct PlanOption {
     /// Long name without dashes (`my-option` for `--my-option`).
     pub name: String,
+    /// One-line description, shown in `--help` and the web UI's form.
     pub help: String,
+    /// The default as text, shown in `--help` and filled into the form; `None` if there is none.
     pub default: Option<String>,
+    /// The type of the option's value.
     pub kind: OptionKind,
 }
 
@@ -60,6 +67,7 @@ impl PlanOption {
 pub struct OptionValues(Arc<RwLock<HashMap<String, String>>>);
 
 impl OptionValues {
+    /// A store holding `values`, keyed by option name (without dashes).
     pub fn new(values: HashMap<String, String>) -> Self {
         Self(Arc::new(RwLock::new(values)))
     }
@@ -69,6 +77,7 @@ impl OptionValues {
         self.0.read().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
     }
 
+    /// Set the value of option `name`; every clone sees it.
     pub fn set(&self, name: &str, value: String) {
         self.0.write().unwrap_or_else(PoisonError::into_inner).insert(name.to_owned(), value);
     }

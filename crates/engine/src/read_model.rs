@@ -20,14 +20,20 @@ use crate::lock::LockExt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunnerState {
+    /// No test has run yet.
     Ready,
+    /// Users are being started towards the target.
     Spawning,
+    /// Every user of the target is running.
     Running,
+    /// Users are being stopped, each within the stop timeout.
     Stopping,
+    /// The test is over; it can be started again.
     Stopped,
 }
 
 impl RunnerState {
+    /// The lower-case name Locust uses: `ready`, `spawning`, `running`, `stopping` or `stopped`.
     pub fn as_str(self) -> &'static str {
         match self {
             RunnerState::Ready => "ready",
@@ -51,11 +57,18 @@ impl RunnerState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkerState {
+    /// Connected; no test has run on it yet.
     Ready,
+    /// Starting its share of the users.
     Spawning,
+    /// Running its share of the users.
     Running,
+    /// Stopping its users.
     Stopping,
+    /// Its users have stopped.
     Stopped,
+    /// Silent past the heartbeat timeout, or its connection dropped; its users are
+    /// given to other workers.
     Missing,
 }
 
@@ -74,14 +87,23 @@ impl From<RunnerState> for WorkerState {
 /// Everything surfaces read, behind one mutex taken once a second by the
 /// runner and whenever a surface renders.
 pub struct StatsStore {
+    /// The merged request statistics of the test.
     pub stats: RequestStats,
+    /// One point per second of the test, for the charts and the history CSV.
     pub history: History,
+    /// The runner's state.
     pub state: RunnerState,
+    /// Users running now (on a master, summed over its workers).
     pub user_count: usize,
+    /// Users the current ramp goes to.
     pub target_user_count: usize,
+    /// Users running per class name.
     pub class_counts: BTreeMap<String, usize>,
+    /// This process's CPU and memory at the latest sample.
     pub usage: ProcessUsage,
+    /// Unix time the current (or latest) test started; `None` before the first test.
     pub test_started: Option<f64>,
+    /// Unix time the latest test stopped; `None` while a test runs or before the first.
     pub test_stopped: Option<f64>,
     /// On a cluster master, its workers; `None` elsewhere.
     pub workers: Option<Vec<WorkerStatus>>,
@@ -92,17 +114,22 @@ pub struct StatsStore {
 /// A worker as a master sees it (Locust's `workers[]` entries).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct WorkerStatus {
+    /// The worker's id (unique in the cluster).
     pub id: String,
+    /// The worker's state as the master last saw it.
     pub state: WorkerState,
+    /// Users running on the worker, from its latest heartbeat.
     pub user_count: usize,
     /// Percent of one core.
     pub cpu_usage: f64,
     /// Resident memory, bytes.
     pub memory_usage: u64,
+    /// CPU cores the worker offers; its share of the users is weighed by them.
     pub cores: u32,
 }
 
 impl StatsStore {
+    /// A store in `state` over `stats` and `history`, with no users, tests, workers or notes.
     pub fn new(state: RunnerState, stats: RequestStats, history: History) -> Self {
         Self {
             stats,

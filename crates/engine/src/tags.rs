@@ -12,14 +12,18 @@ use crate::task::{Task, TaskKind, TaskSet};
 pub struct TagFilter {
     /// `Some`: only tasks carrying at least one of these tags run.
     pub include: Option<HashSet<String>>,
+    /// Tasks carrying any of these tags never run, even if included.
     pub exclude: HashSet<String>,
 }
 
 impl TagFilter {
+    /// A filter keeping tasks with any tag in `include` (`None`: every task) and
+    /// dropping those with any tag in `exclude`.
     pub fn new(include: Option<Vec<String>>, exclude: Vec<String>) -> Self {
         Self { include: include.map(|v| v.into_iter().collect()), exclude: exclude.into_iter().collect() }
     }
 
+    /// True when the filter keeps every task (no tags included or excluded).
     pub fn is_noop(&self) -> bool {
         self.include.is_none() && self.exclude.is_empty()
     }

@@ -40,9 +40,13 @@ pub enum TaskKind {
 /// A task with its weight and tags.
 #[derive(Clone)]
 pub struct Task {
+    /// Shown in the task list and ratios; a nested set's task takes the set's name.
     pub name: String,
+    /// Relative chance of being picked among its set's tasks (0: never picked).
     pub weight: u32,
+    /// Tags for `--tags` / `--exclude-tags`; a nested set's tags apply to its tasks.
     pub tags: Vec<String>,
+    /// The function to run or the nested set to enter.
     pub kind: TaskKind,
 }
 
@@ -65,11 +69,13 @@ impl Task {
         Self { name: name.into(), weight: 1, tags: Vec::new(), kind: TaskKind::Function(body) }
     }
 
+    /// Set the task's weight: its relative chance of being picked (default 1).
     pub fn weight(mut self, weight: u32) -> Self {
         self.weight = weight;
         self
     }
 
+    /// Add a tag, for `--tags` / `--exclude-tags`.
     pub fn tag(mut self, tag: impl Into<String>) -> Self {
         self.tags.push(tag.into());
         self
@@ -79,17 +85,25 @@ impl Task {
 /// A group of tasks (Locust's `TaskSet` / `SequentialTaskSet`).
 #[derive(Clone)]
 pub struct TaskSet {
+    /// The set's name, also that of the task entering it.
     pub name: String,
+    /// The tasks to pick from, in the order given.
     pub tasks: Vec<Task>,
+    /// True: tasks run in the order given, round and round, ignoring weights;
+    /// false: picked by weight.
     pub sequential: bool,
     /// Overrides the user's wait time inside this set.
     pub wait_time: Option<WaitTime>,
+    /// Runs each time a user enters this set as a nested task, before its first task.
     pub on_start: Option<TaskFn>,
+    /// Runs each time a user leaves this set as a nested task (also on a requested
+    /// stop, not a forced one).
     pub on_stop: Option<TaskFn>,
     cumulative: Vec<u32>,
 }
 
 impl TaskSet {
+    /// An empty set of weighted tasks, with the user's wait time and no hooks.
     pub fn new(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
@@ -107,17 +121,20 @@ impl TaskSet {
         Self { sequential: true, ..Self::new(name) }
     }
 
+    /// Add a task.
     pub fn task(mut self, task: Task) -> Self {
         self.tasks.push(task);
         self.reindex();
         self
     }
 
+    /// Wait `wait` between the tasks of this set instead of the user's wait time.
     pub fn wait_time(mut self, wait: WaitTime) -> Self {
         self.wait_time = Some(wait);
         self
     }
 
+    /// Run `body` each time a user enters this set (Locust's `TaskSet.on_start`).
     pub fn on_start<F>(mut self, body: F) -> Self
     where
         F: for<'a> Fn(&'a mut User) -> LocalBoxFuture<'a, TaskResult> + 'static,
@@ -126,6 +143,7 @@ impl TaskSet {
         self
     }
 
+    /// Run `body` each time a user leaves this set (Locust's `TaskSet.on_stop`).
     pub fn on_stop<F>(mut self, body: F) -> Self
     where
         F: for<'a> Fn(&'a mut User) -> LocalBoxFuture<'a, TaskResult> + 'static,

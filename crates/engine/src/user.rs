@@ -40,6 +40,7 @@ impl User {
         self.id
     }
 
+    /// The name of the user's class.
     pub fn class_name(&self) -> &str {
         &self.class_name
     }

@@ -14,6 +14,7 @@ pub type StateFactory = Rc<dyn Fn() -> Box<dyn Any>>;
 /// One kind of simulated user.
 #[derive(Clone)]
 pub struct UserClass {
+    /// The class's name, shown in reports and used by the class picker.
     pub name: String,
     /// Relative share of the weighted users (ignored with `fixed_count`).
     pub weight: u32,
@@ -21,14 +22,20 @@ pub struct UserClass {
     pub fixed_count: Option<u32>,
     /// Default host when `--host` is not given.
     pub host: Option<String>,
+    /// How long a user waits between tasks (default: no wait).
     pub wait_time: WaitTime,
+    /// The tasks a user of this class picks from.
     pub tasks: TaskSet,
+    /// Runs once when a user starts, before its first task (Locust's `on_start`).
     pub on_start: Option<TaskFn>,
+    /// Runs once when a user stops, even after a forced stop (Locust's `on_stop`).
     pub on_stop: Option<TaskFn>,
+    /// Builds each user's own state; `None`: users have none.
     pub state: Option<StateFactory>,
 }
 
 impl UserClass {
+    /// A class named `name` with weight 1, no wait, no tasks and no hooks.
     pub fn new(name: impl Into<String>) -> Self {
         let name = name.into();
         Self {
@@ -44,26 +51,32 @@ impl UserClass {
         }
     }
 
+    /// Set the class's relative share of the weighted users (default 1).
     pub fn weight(mut self, weight: u32) -> Self {
         self.weight = weight;
         self
     }
 
+    /// Run exactly `count` users of this class, placed before weighted ones
+    /// (Locust's `fixed_count`).
     pub fn fixed_count(mut self, count: u32) -> Self {
         self.fixed_count = Some(count);
         self
     }
 
+    /// The host this class's users target when `--host` is not given.
     pub fn host(mut self, host: impl Into<String>) -> Self {
         self.host = Some(host.into());
         self
     }
 
+    /// Set how long a user waits between tasks.
     pub fn wait_time(mut self, wait: WaitTime) -> Self {
         self.wait_time = wait;
         self
     }
 
+    /// Add a task to the user's own task list.
     pub fn task(mut self, task: Task) -> Self {
         self.tasks = self.tasks.task(task);
         self
@@ -74,6 +87,7 @@ impl UserClass {
         self.task(Task::set(set))
     }
 
+    /// Run `body` once when each user starts, before its first task.
     pub fn on_start<F>(mut self, body: F) -> Self
     where
         F: for<'a> Fn(&'a mut User) -> LocalBoxFuture<'a, TaskResult> + 'static,
@@ -82,6 +96,7 @@ impl UserClass {
         self
     }
 
+    /// Run `body` once when each user stops, even when its task was cut short.
     pub fn on_stop<F>(mut self, body: F) -> Self
     where
         F: for<'a> Fn(&'a mut User) -> LocalBoxFuture<'a, TaskResult> + 'static,

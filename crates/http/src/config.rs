@@ -47,11 +47,17 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
     pub(crate) tls: Arc<rustls::ClientConfig>,
+    /// Which HTTP version new connections speak.
     pub version: HttpVersionPreference,
+    /// Time allowed to resolve the host and open the TCP connection (the TLS
+    /// handshake is not included); default 10 s.
     pub connect_timeout: Duration,
     /// Total time for one request including redirects; `None` waits forever.
     pub timeout: Option<Duration>,
+    /// Redirects followed for one request before it fails with
+    /// [`HttpError::TooManyRedirects`]; default 30.
     pub max_redirects: usize,
+    /// `User-Agent` sent when a request sets none; default `swarmer/` and the crate version.
     pub user_agent: String,
     /// Largest response body accepted, in bytes, both as received and after
     /// undoing gzip or deflate; a larger one fails the request with

@@ -6,24 +6,52 @@ use std::time::Duration;
 /// whose error text is this error's `Display`.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum HttpError {
+    /// The URL could not be parsed, has no host or an unsupported scheme, or
+    /// is relative with no base URL to join it to.
     #[error("InvalidURL: {0}")]
     InvalidUrl(String),
+    /// The host name could not be resolved to an address.
     #[error("ConnectionError: could not resolve {host}: {reason}")]
-    Resolve { host: String, reason: String },
+    Resolve {
+        /// The host name looked up.
+        host: String,
+        /// The resolver's error text.
+        reason: String,
+    },
+    /// No address of the host accepted a TCP connection.
     #[error("ConnectionRefusedError: {addr}: {reason}")]
-    Connect { addr: String, reason: String },
+    Connect {
+        /// `host:port` connected to.
+        addr: String,
+        /// The last connection error, or "no address" if the name resolved to none.
+        reason: String,
+    },
+    /// Resolving and connecting took longer than [`crate::ClientConfig::connect_timeout`].
     #[error("ConnectTimeout: no connection to {addr} within {timeout:?}")]
-    ConnectTimeout { addr: String, timeout: Duration },
+    ConnectTimeout {
+        /// `host:port` connected to.
+        addr: String,
+        /// The connect timeout that ran out.
+        timeout: Duration,
+    },
+    /// Loading certificate files, or the TLS handshake with the server, failed.
     #[error("SSLError: {0}")]
     Tls(String),
+    /// The whole request, redirects included, took longer than its timeout
+    /// (the request's own or [`crate::ClientConfig::timeout`]).
     #[error("ReadTimeout: no complete response within {0:?}")]
     Timeout(Duration),
+    /// The connection failed or closed, or the server's response was not valid HTTP.
     #[error("ConnectionError: {0}")]
     Protocol(String),
+    /// More redirects than [`crate::ClientConfig::max_redirects`] (the number held).
     #[error("TooManyRedirects: exceeded {0} redirects")]
     TooManyRedirects(usize),
+    /// The body could not be decompressed as its `Content-Encoding` says.
     #[error("ContentDecodingError: {0}")]
     Decode(String),
+    /// The request could not be built: an invalid header name or value, or a JSON
+    /// body that failed to serialize.
     #[error("InvalidRequest: {0}")]
     InvalidRequest(String),
     /// The response body was larger than the limit: the request's
@@ -32,7 +60,12 @@ pub enum HttpError {
     /// `Content-Encoding` (a small gzip body can inflate to gigabytes).
     /// Reading stops at the limit, so memory never grows past it.
     #[error("BodyTooLarge: {}response body larger than the {} limit (max body size)", decoded_word(*.decoded), ByteSize(*.limit))]
-    BodyTooLarge { limit: usize, decoded: bool },
+    BodyTooLarge {
+        /// The limit that was exceeded, in bytes.
+        limit: usize,
+        /// True if the limit was hit while decompressing, false if on the wire.
+        decoded: bool,
+    },
 }
 
 fn decoded_word(decoded: bool) -> &'static str {

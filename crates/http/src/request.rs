@@ -11,6 +11,7 @@ use crate::error::HttpError;
 /// A request body and the content type it implies.
 #[derive(Clone, Debug, Default)]
 pub enum Body {
+    /// No body (the default).
     #[default]
     Empty,
     /// Raw bytes, content type left to the headers.
@@ -41,16 +42,22 @@ impl Body {
 /// One HTTP request as a task describes it.
 #[derive(Clone, Debug)]
 pub struct Request {
+    /// The HTTP method.
     pub method: Method,
     /// A path appended to the user's host (`/items`), or an absolute URL.
     pub url: String,
     /// The name statistics are grouped under; defaults to `url`.
     pub name: Option<String>,
+    /// Headers to send; the session adds defaults such as `User-Agent` and
+    /// `Accept-Encoding` for those missing.
     pub headers: HeaderMap,
+    /// Query parameters, appended to any query already in `url`.
     pub query: Vec<(String, String)>,
+    /// The body; a form or JSON body also sets `Content-Type` when the headers have none.
     pub body: Body,
     /// Overrides the configured total timeout.
     pub timeout: Option<Duration>,
+    /// Follow redirects (the default); false returns the 3xx response itself.
     pub allow_redirects: bool,
     /// Overrides [`crate::ClientConfig::max_body_bytes`] for this request.
     pub max_body: Option<usize>,
@@ -59,6 +66,7 @@ pub struct Request {
 }
 
 impl Request {
+    /// A request for `url` with `method`, no headers or body, following redirects.
     pub fn new(method: Method, url: impl Into<String>) -> Self {
         Self {
             method,
@@ -74,24 +82,31 @@ impl Request {
         }
     }
 
+    /// A `GET` request for `url`.
     pub fn get(url: impl Into<String>) -> Self {
         Self::new(Method::GET, url)
     }
+    /// A `POST` request for `url`.
     pub fn post(url: impl Into<String>) -> Self {
         Self::new(Method::POST, url)
     }
+    /// A `PUT` request for `url`.
     pub fn put(url: impl Into<String>) -> Self {
         Self::new(Method::PUT, url)
     }
+    /// A `PATCH` request for `url`.
     pub fn patch(url: impl Into<String>) -> Self {
         Self::new(Method::PATCH, url)
     }
+    /// A `DELETE` request for `url`.
     pub fn delete(url: impl Into<String>) -> Self {
         Self::new(Method::DELETE, url)
     }
+    /// A `HEAD` request for `url`.
     pub fn head(url: impl Into<String>) -> Self {
         Self::new(Method::HEAD, url)
     }
+    /// An `OPTIONS` request for `url`.
     pub fn options(url: impl Into<String>) -> Self {
         Self::new(Method::OPTIONS, url)
     }
@@ -144,11 +159,14 @@ impl Request {
         self
     }
 
+    /// Allow this request `timeout` in total, redirects included, instead of the
+    /// configured timeout.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 
+    /// Whether to follow redirects (true by default).
     pub fn allow_redirects(mut self, allow: bool) -> Self {
         self.allow_redirects = allow;
         self

@@ -13,6 +13,7 @@ use crate::error::HttpError;
 pub struct Response {
     /// `None` when no response arrived (see `error`).
     pub status: Option<StatusCode>,
+    /// Headers of the final response; empty when no response arrived.
     pub headers: HeaderMap,
     /// Equal nonzero numbers mean the same status line and the same headers
     /// in the same order, byte for byte (numbers are never reused in a
@@ -23,6 +24,7 @@ pub struct Response {
     pub body: Bytes,
     /// The final URL after redirects.
     pub url: String,
+    /// HTTP version of the final response (HTTP/1.1 when none arrived).
     pub version: Version,
     /// From sending the request to the last body byte, redirects included.
     pub elapsed: Duration,
@@ -62,6 +64,7 @@ impl Response {
         serde_json::from_slice(&self.body)
     }
 
+    /// The first value of header `name` (any case) as text; `None` if absent or not visible ASCII.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }

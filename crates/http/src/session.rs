@@ -65,6 +65,7 @@ impl Session {
         Self { config, base_url, parsed_base, base_host, user_agent, connections: Vec::new(), cookies: None }
     }
 
+    /// The base URL given to [`Session::new`], trailing slashes removed; empty if none was given.
     pub fn base_url(&self) -> &str {
         &self.base_url
     }

@@ -17,7 +17,9 @@ use crate::number::{ms, trimmed};
 const TEMPLATE: &str = include_str!("../assets/report.html");
 /// uPlot 1.6.32, MIT licence (assets/vendor/uplot/LICENSE).
 pub const UPLOT_JS: &str = include_str!("../assets/vendor/uplot/uPlot.iife.min.js");
+/// uPlot's stylesheet, same version as [`UPLOT_JS`]; inlined into the report.
 pub const UPLOT_CSS: &str = include_str!("../assets/vendor/uplot/uPlot.min.css");
+/// uPlot's MIT licence text; the web UI serves it as `uPlot-LICENSE.txt`.
 pub const UPLOT_LICENSE: &str = include_str!("../assets/vendor/uplot/LICENSE");
 /// The chart definitions shared by the report and the web UI.
 pub const CHARTS_JS: &str = include_str!("../assets/charts.js");
@@ -26,7 +28,10 @@ pub const CHARTS_JS: &str = include_str!("../assets/charts.js");
 pub struct ReportMeta<'a> {
     /// The plan's name (a file name or a program's).
     pub plan: &'a str,
+    /// The host given for the test (`--host` or the start form); `None` prints
+    /// "(the plan's hosts)".
     pub host: Option<&'a str>,
+    /// The plan's user classes, for the task ratio section.
     pub classes: &'a [ClassInfo],
 }
 

@@ -10,12 +10,16 @@ use crate::errors::{ExceptionEntry, FailureEntry};
 /// Statistics recorded since the previous delta.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StatsDelta {
+    /// Per-`(method, name)` statistics recorded since the previous delta.
     pub entries: Vec<StatsEntry>,
+    /// Failures since the previous delta, one per `(method, name, error)`.
     pub failures: Vec<FailureEntry>,
+    /// Exceptions raised by user code since the previous delta, one per `(message, location)`.
     pub exceptions: Vec<ExceptionEntry>,
 }
 
 impl StatsDelta {
+    /// True when nothing at all was recorded.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty() && self.failures.is_empty() && self.exceptions.is_empty()
     }

@@ -12,26 +12,38 @@ use crate::window::PerSecondCounts;
 /// Counts, times and a histogram for one request name and method.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StatsEntry {
+    /// Request method or type, e.g. `GET` (Locust's `method`); empty for the "Aggregated" row.
     pub method: String,
+    /// Request name: the URL unless the task named it; "Aggregated" for the total row.
     pub name: String,
+    /// Requests recorded, failed ones included.
     pub num_requests: u64,
     /// Requests recorded without a response time (Locust's `num_none_requests`).
     pub num_none_requests: u64,
+    /// Requests that failed (a subset of `num_requests`).
     pub num_failures: u64,
+    /// Sum of response times in microseconds, for the average.
     pub total_response_time_us: u64,
+    /// Shortest response time in microseconds; `None` until a timed request is recorded.
     pub min_response_time_us: Option<u64>,
+    /// Longest response time in microseconds; 0 until a timed request is recorded.
     pub max_response_time_us: u64,
+    /// Sum of response body sizes in bytes, for the average.
     pub total_content_length: u64,
     /// Sum of times to first byte, for the average TTFB.
     pub total_ttfb_us: u64,
+    /// Response times in microseconds, for percentiles.
     pub histogram: LatencyHistogram,
+    /// Requests and failures per Unix second, for current rates and per-second JSON.
     pub per_second: PerSecondCounts,
     /// Unix time of the first sample (or of the last reset).
     pub start_time: f64,
+    /// Unix time of the latest sample; `None` until one is recorded.
     pub last_request_timestamp: Option<f64>,
 }
 
 impl StatsEntry {
+    /// An empty entry for `method` and `name` whose statistics start at Unix time `start_time`.
     pub fn new(method: &str, name: &str, start_time: f64) -> Self {
         Self { method: method.to_owned(), name: name.to_owned(), start_time, ..Self::default() }
     }
@@ -96,10 +108,12 @@ impl StatsEntry {
         }
     }
 
+    /// Shortest response time in milliseconds; `None` if no timed request was recorded.
     pub fn min_response_time_ms(&self) -> Option<f64> {
         self.min_response_time_us.map(|us| us as f64 / 1000.0)
     }
 
+    /// Longest response time in milliseconds; 0 if no timed request was recorded.
     pub fn max_response_time_ms(&self) -> f64 {
         self.max_response_time_us as f64 / 1000.0
     }
@@ -116,6 +130,7 @@ impl StatsEntry {
         v as f64 / 1000.0
     }
 
+    /// Median response time in milliseconds ([`Self::percentile_ms`] at 0.5).
     pub fn median_response_time_ms(&self) -> f64 {
         self.percentile_ms(0.5)
     }
@@ -128,6 +143,7 @@ impl StatsEntry {
         }
     }
 
+    /// Average response body size in bytes over all requests; 0 when there are none.
     pub fn avg_content_length(&self) -> f64 {
         match self.num_requests {
             0 => 0.0,
@@ -135,6 +151,7 @@ impl StatsEntry {
         }
     }
 
+    /// Share of requests that failed, from 0.0 to 1.0; 0 when there are none.
     pub fn fail_ratio(&self) -> f64 {
         match self.num_requests {
             0 => 0.0,

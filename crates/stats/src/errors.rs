@@ -12,12 +12,17 @@ use serde::{Deserialize, Serialize};
 /// One row of the failures report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FailureEntry {
+    /// Method or request type of the failed request, e.g. `GET`.
     pub method: String,
+    /// Request name of the failed request.
     pub name: String,
+    /// The error text, as shown in the report.
     pub error: String,
+    /// How many times this failure happened.
     pub occurrences: u64,
     /// Unix time of the first and the latest occurrence.
     pub first_seen: f64,
+    /// Unix time of the latest occurrence.
     pub last_seen: f64,
 }
 
@@ -33,7 +38,9 @@ impl FailureEntry {
 /// One row of the exceptions report.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExceptionEntry {
+    /// How many times this exception was raised.
     pub count: u64,
+    /// The error message.
     pub msg: String,
     /// Where it happened: `file:line` for Rust tasks, a traceback for plans.
     pub traceback: String,

@@ -14,8 +14,10 @@ const SIGNIFICANT_DIGITS: u8 = 3;
 /// Failure to (de)serialize a histogram.
 #[derive(Debug, thiserror::Error)]
 pub enum HistogramError {
+    /// Serializing failed; holds hdrhistogram's error, formatted.
     #[error("histogram could not be encoded: {0}")]
     Encode(String),
+    /// The bytes could not be decoded; holds hdrhistogram's error, formatted.
     #[error("histogram bytes are not a valid HdrHistogram V2 encoding: {0}")]
     Decode(String),
 }
@@ -69,10 +71,12 @@ impl LatencyHistogram {
         }
     }
 
+    /// Number of recorded values.
     pub fn count(&self) -> u64 {
         self.inner.len()
     }
 
+    /// True when nothing has been recorded.
     pub fn is_empty(&self) -> bool {
         self.inner.is_empty()
     }
@@ -88,10 +92,12 @@ impl LatencyHistogram {
         self.inner.value_at_quantile(quantile)
     }
 
+    /// Smallest recorded value in microseconds (to 3 significant digits); 0 when empty.
     pub fn min(&self) -> u64 {
         if self.inner.is_empty() { 0 } else { self.inner.min() }
     }
 
+    /// Largest recorded value in microseconds (to 3 significant digits); 0 when empty.
     pub fn max(&self) -> u64 {
         self.inner.max()
     }
@@ -102,6 +108,7 @@ impl LatencyHistogram {
         self.inner.iter_recorded().map(|v| (self.inner.highest_equivalent(v.value_iterated_to()), v.count_at_value()))
     }
 
+    /// Remove every recorded value; min and max read 0 again.
     pub fn clear(&mut self) {
         self.inner.reset();
     }

@@ -10,14 +10,21 @@ use serde::{Deserialize, Serialize};
 /// The aggregated state of the test at one moment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HistoryPoint {
+    /// Unix time of the point, in seconds.
     pub timestamp: f64,
+    /// Users running at that moment.
     pub user_count: u64,
+    /// Requests per second over the current window (Locust's `current_rps`).
     pub current_rps: f64,
+    /// Failures per second over the current window (Locust's `current_fail_per_sec`).
     pub current_fail_per_sec: f64,
     /// Current (ten-second window) percentiles in ms.
     pub response_time_percentile_50: f64,
+    /// Current 95th percentile response time in milliseconds.
     pub response_time_percentile_95: f64,
+    /// Current 99th percentile response time in milliseconds.
     pub response_time_percentile_99: f64,
+    /// Average response time of the whole run so far in milliseconds, all names.
     pub total_avg_response_time: f64,
 }
 
@@ -38,6 +45,7 @@ impl Default for History {
 }
 
 impl History {
+    /// An empty history that keeps at most `capacity` points (at least 2) before decimating.
     pub fn with_capacity(capacity: usize) -> Self {
         Self { points: Vec::new(), capacity: capacity.max(2), stride: 1, offered: 0 }
     }
@@ -60,10 +68,12 @@ impl History {
         self.points.push(point);
     }
 
+    /// The kept points, oldest first.
     pub fn points(&self) -> &[HistoryPoint] {
         &self.points
     }
 
+    /// Drop every point and start again at one point a second, keeping the capacity.
     pub fn clear(&mut self) {
         *self = Self::with_capacity(self.capacity);
     }

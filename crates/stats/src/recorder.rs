@@ -17,12 +17,16 @@ use crate::errors::{ExceptionEntry, FailureEntry};
 /// One measured request, as borrowed views so recording needs no copies.
 #[derive(Clone, Copy, Debug)]
 pub struct RequestSample<'a> {
+    /// Request method or type, e.g. `GET`.
     pub method: &'a str,
+    /// Request name the sample is filed under.
     pub name: &'a str,
     /// From sending the request to the last byte of the body; `None` when the
     /// sample carries no timing.
     pub response_time_us: Option<u64>,
+    /// Time to first byte in microseconds; 0 when not measured.
     pub ttfb_us: u64,
+    /// Size of the response body in bytes (for other request types, the length reported).
     pub content_length: u64,
     /// `Some(text)` when the request failed.
     pub error: Option<&'a str>,

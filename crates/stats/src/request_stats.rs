@@ -32,6 +32,7 @@ pub struct RequestStats {
 }
 
 impl RequestStats {
+    /// Empty statistics whose run starts at Unix time `start_time`.
     pub fn new(start_time: f64) -> Self {
         Self {
             entries: BTreeMap::new(),
@@ -81,6 +82,7 @@ impl RequestStats {
         self.entries.values()
     }
 
+    /// The entry for `method` and `name`; `None` if that pair was never recorded.
     pub fn entry(&self, method: &str, name: &str) -> Option<&StatsEntry> {
         self.entries.get(&(name.to_owned(), method.to_owned()))
     }
@@ -90,18 +92,22 @@ impl RequestStats {
         &self.total
     }
 
+    /// Failures grouped and sorted by `(method, name, error)`.
     pub fn failures(&self) -> impl Iterator<Item = &FailureEntry> {
         self.failures.values()
     }
 
+    /// Exceptions grouped and sorted by `(message, location)`.
     pub fn exceptions(&self) -> impl Iterator<Item = &ExceptionEntry> {
         self.exceptions.values()
     }
 
+    /// Number of distinct `(method, name)` entries, compared with [`TOO_MANY_NAMES`].
     pub fn num_names(&self) -> usize {
         self.entries.len()
     }
 
+    /// Unix time the statistics started (or were last reset).
     pub fn start_time(&self) -> f64 {
         self.start_time
     }

@@ -22,10 +22,18 @@ use crate::routes;
 /// Why the target could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
+    /// The listening socket could not be bound or set up.
     #[error("could not listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        /// The address as given, e.g. `127.0.0.1:8080`.
+        addr: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The certificate, key or client CA could not be loaded or used; the text says why.
     #[error("TLS setup failed: {0}")]
     Tls(String),
+    /// The tokio runtime or its thread could not be started.
     #[error("could not start the target's runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -33,7 +41,9 @@ pub enum TargetError {
 /// Certificate files for serving HTTPS.
 #[derive(Clone, Debug)]
 pub struct TlsFiles {
+    /// PEM file with the server's certificate chain.
     pub cert: PathBuf,
+    /// PEM file with the server's private key.
     pub key: PathBuf,
     /// When set, clients must present a certificate signed by this CA.
     pub client_ca: Option<PathBuf>,
@@ -46,6 +56,7 @@ pub struct TargetOptions {
     pub delay: Duration,
     /// Fraction (0..1) of requests answered with 500.
     pub error_rate: f64,
+    /// Serve HTTPS with these files; `None` serves plain HTTP.
     pub tls: Option<TlsFiles>,
     /// Requests answered so far (tests compare it with what a run recorded).
     pub served: Arc<AtomicU64>,
@@ -101,6 +112,7 @@ impl DemoTarget {
         Ok(Self { addr: local, served, https, accept_loop: None, thread: Some((thread, stop_tx)) })
     }
 
+    /// The address actually bound (with the real port when `addr` asked for port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

@@ -113,11 +113,13 @@ impl Sessions {
         text
     }
 
+    /// True if `token` belongs to an open session that has not expired (sessions last 12 hours).
     pub fn is_valid(&self, token: &str) -> bool {
         let key = digest(b"", token.as_bytes());
         self.live.lock_or_recover().get(&key).is_some_and(|expires| *expires > Instant::now())
     }
 
+    /// End the session of `token` (logging out); unknown tokens are ignored.
     pub fn close(&self, token: &str) {
         self.live.lock_or_recover().remove(&digest(b"", token.as_bytes()));
     }

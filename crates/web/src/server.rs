@@ -20,15 +20,20 @@ use crate::state::AppState;
 /// A certificate chain and its key (PEM files).
 #[derive(Clone, Debug)]
 pub struct TlsFiles {
+    /// PEM file with the certificate chain (`--tls-cert`).
     pub cert: PathBuf,
+    /// PEM file with the private key (`--tls-key`).
     pub key: PathBuf,
 }
 
 /// What the start form shows before anyone types (`-u`, `-r`, `-t`).
 #[derive(Clone, Debug)]
 pub struct FormDefaults {
+    /// Number of users (`-u`).
     pub users: usize,
+    /// Users started per second (`-r`).
     pub spawn_rate: f64,
+    /// Run time (`-t`); `None` leaves the field empty ("until stopped").
     pub run_time: Option<Duration>,
 }
 
@@ -40,14 +45,17 @@ pub struct WebOptions {
     pub port: u16,
     /// `--web-base-path`: every route lives under it ("" or "/x").
     pub base_path: String,
+    /// `--tls-cert`/`--tls-key`: serve HTTPS; `None` serves plain HTTP.
     pub tls: Option<TlsFiles>,
     /// `--web-login`: who may use the UI and API.
     pub credentials: Option<Credentials>,
     /// `--class-picker`: the form offers the plan's classes to choose from.
     pub class_picker: bool,
+    /// What the start form is filled in with.
     pub defaults: FormDefaults,
     /// The `--csv-full-history` file, served by `/stats/requests_full_history/csv`.
     pub full_history_csv: Option<PathBuf>,
+    /// Recent log lines, served by `/logs`.
     pub logs: LogBuffer,
 }
 
@@ -89,6 +97,7 @@ impl WebServer {
         Ok(WebServer { addr, scheme, state, accept_loop })
     }
 
+    /// The address bound, with the real port when `port` was 0.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }

@@ -37,7 +37,9 @@ pub struct MasterOptions {
     pub bind_host: String,
     /// `--master-bind-port` (0: any free port).
     pub bind_port: u16,
+    /// The cluster's shared secret; a worker must prove it knows it before it may join.
     pub token: ClusterToken,
+    /// TLS of the cluster port; without a certificate the port is not encrypted.
     pub tls: ClusterTls,
     /// A worker silent this long is missing and its users move.
     pub heartbeat_timeout: Duration,
@@ -139,10 +141,12 @@ impl Master {
         Ok(Master { handle, addr })
     }
 
+    /// The handle surfaces control and read the distributed test through.
     pub fn handle(&self) -> RunnerHandle {
         self.handle.clone()
     }
 
+    /// The cluster port's address, with the real port when `bind_port` was 0.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }

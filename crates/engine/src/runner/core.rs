@@ -62,6 +62,8 @@ pub struct RunnerCore {
 }
 
 impl RunnerCore {
+    /// A ready core for `classes` that publishes to `stats` and `events` and shares
+    /// `host` with the handles.
     pub fn new(
         classes: &[ClassInfo],
         stats: StatsView,
@@ -85,6 +87,7 @@ impl RunnerCore {
         }
     }
 
+    /// The runner's state.
     pub fn state(&self) -> RunnerState {
         self.state
     }
@@ -105,14 +108,17 @@ impl RunnerCore {
         self.stats.lock_or_recover().set_state(state, unix_now());
     }
 
+    /// Send `event` to the surfaces subscribed (none listening is fine).
     pub fn emit(&self, event: RunnerEvent) {
         let _ = self.events.send(event);
     }
 
+    /// The read model this core publishes to.
     pub fn stats(&self) -> &StatsView {
         &self.stats
     }
 
+    /// The plan's class names, in the plan's order.
     pub fn class_names(&self) -> &[String] {
         &self.class_names
     }

@@ -13,9 +13,13 @@ use crate::read_model::{RunnerState, StatsView};
 /// What a handle asks of the runner behind it.
 #[derive(Debug)]
 pub enum RunnerCommand {
+    /// Start a test, or give the running one a new target (see [`RunnerHandle::start_test`]).
     Start(TestSettings),
+    /// Stop every user, each within the stop timeout.
     Stop,
+    /// Forget every statistic recorded so far.
     ResetStats,
+    /// Stop the test, collect the shards' last statistics and end them; answer when done.
     Quit(oneshot::Sender<()>),
     /// Have every shard hand over what it recorded now; answer when done.
     Flush(oneshot::Sender<()>),
@@ -24,7 +28,9 @@ pub enum RunnerCommand {
     /// Run the plan's test-start (true) or test-stop hooks on the shards
     /// without starting users (a master's plan); answer when they ran.
     TestHooks {
+        /// True: the test-start hooks; false: the test-stop hooks.
         start: bool,
+        /// Answered once every shard ran them.
         done: oneshot::Sender<()>,
     },
 }
@@ -42,15 +48,21 @@ pub struct RunnerHandle {
 
 /// What surfaces show of the plan.
 pub struct PlanSummary {
+    /// The plan's name (a file name, or the program's).
     pub name: String,
+    /// The options the plan declares.
     pub options: Vec<PlanOption>,
+    /// The values in force for those options, shared with the plan.
     pub option_values: OptionValues,
 }
 
 /// The other ends of a [`RunnerHandle`], for the loop that runs behind it.
 pub struct RunnerChannels {
+    /// The handle to give to surfaces.
     pub handle: RunnerHandle,
+    /// What the handles ask of the loop.
     pub commands: mpsc::UnboundedReceiver<RunnerCommand>,
+    /// Where the loop sends the test's events; the handle's subscribers receive them.
     pub events: broadcast::Sender<RunnerEvent>,
     /// The host of the test (the handle shows it; the loop changes it).
     pub host: Arc<Mutex<Option<String>>>,
@@ -137,6 +149,7 @@ impl RunnerHandle {
         let _ = self.commands.send(RunnerCommand::Stop);
     }
 
+    /// Forget every statistic recorded so far (Locust's "Reset stats").
     pub fn reset_stats(&self) {
         let _ = self.commands.send(RunnerCommand::ResetStats);
     }
@@ -173,10 +186,12 @@ impl RunnerHandle {
         }
     }
 
+    /// The read model (merged statistics, history, state, user counts); hold its lock briefly.
     pub fn stats(&self) -> &StatsView {
         &self.stats
     }
 
+    /// Receive the test's events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<RunnerEvent> {
         self.events.subscribe()
     }
@@ -186,6 +201,7 @@ impl RunnerHandle {
         &self.classes
     }
 
+    /// The runner's state, as last published to the read model.
     pub fn state(&self) -> RunnerState {
         self.stats.lock_or_recover().state
     }

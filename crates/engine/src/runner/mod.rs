@@ -45,7 +45,9 @@ pub struct RunnerOptions {
     pub shards: usize,
     /// Overrides every class's host (`--host`).
     pub host: Option<String>,
+    /// HTTP settings shared by every user's session.
     pub client: Arc<ClientConfig>,
+    /// `--tags` / `--exclude-tags`: which tasks run.
     pub tags: TagFilter,
     /// Class names to run (all when empty).
     pub classes: Vec<String>,
@@ -93,23 +95,32 @@ impl Default for RunnerOptions {
 /// Things that happen to a test, for surfaces to react to.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RunnerEvent {
+    /// A new test started (after its test-start hooks ran).
     TestStarted,
+    /// Every user of the target has been started.
     SpawningComplete {
+        /// Users running.
         user_count: usize,
+        /// Users running per class name.
         class_counts: BTreeMap<String, usize>,
     },
     /// A user asked to stop the whole test (`StopTest`).
     StopTestRequested,
     /// The test's run time is up; the runner stops it.
     RunTimeReached,
+    /// Every user has stopped: the test is over.
     TestStopped,
+    /// Something the operator should know, as text (high CPU, too many request
+    /// names, a failed shard).
     Warning(String),
 }
 
 /// What a test is started (or re-targeted) with: Locust's start form.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TestSettings {
+    /// Users to ramp to, placed by class weight.
     pub users: usize,
+    /// Users started per second; 0 or less (or infinite) starts them all at once.
     pub spawn_rate: f64,
     /// The host for this test; `None` keeps the current one. Only applied
     /// when no test is running.
