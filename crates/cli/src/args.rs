@@ -226,14 +226,14 @@ pub struct TargetArgs {
 }
 
 fn parse_span(text: &str) -> Result<std::time::Duration, String> {
-    swarmer_engine::timespan::parse_timespan(text)
+    swarmer_engine::timespan::parse_timespan(text).map_err(|e| e.to_string())
 }
 
 /// Seconds as a number, or a time span like "1m30s".
 fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
     match text.trim().parse::<f64>() {
         Ok(_) => parse_timeout(text).map(std::time::Duration::from_secs_f64),
-        Err(_) => swarmer_engine::timespan::parse_timespan(text),
+        Err(_) => swarmer_engine::timespan::parse_timespan(text).map_err(|e| e.to_string()),
     }
 }
 

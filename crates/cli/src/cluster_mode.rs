@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use swarmer_cluster::bundle::Bundle;
 use swarmer_cluster::master::{Master, MasterOptions};
 use swarmer_cluster::worker::{self, PlanLoader, WorkerOptions};
-use swarmer_engine::{Plan, RunnerOptions};
+use swarmer_engine::{Plan, PlanError, RunnerOptions};
 
 use crate::config::{ChildWorkers, ClusterRole, MasterConfig, RunConfig};
 
@@ -18,7 +18,9 @@ use crate::config::{ChildWorkers, ClusterRole, MasterConfig, RunConfig};
 pub fn bundle_for(spec: Option<&str>, program_plan: Option<&Plan>) -> Result<Bundle, String> {
     match (program_plan, spec) {
         (Some(plan), _) => Ok(Bundle::named(&plan.name)),
-        (None, Some(spec)) if spec.ends_with(".lua") => Bundle::from_plan_file(std::path::Path::new(spec)),
+        (None, Some(spec)) if spec.ends_with(".lua") => {
+            Bundle::from_plan_file(std::path::Path::new(spec)).map_err(|e| e.to_string())
+        }
         (None, Some(spec)) => Ok(Bundle::named(spec)),
         (None, None) => Err("no test plan given: use -f".into()),
     }
@@ -58,7 +60,7 @@ pub async fn run_worker(program_plan: Option<Plan>, config: RunConfig, option_va
     let cores = options.shards as u32;
     let loader: PlanLoader = Box::new(move |entry: &str| match &program_plan {
         Some(plan) => Ok(plan.clone()),
-        None => crate::builtin::resolve_plan(Some(entry), option_values.clone()),
+        None => crate::builtin::resolve_plan(Some(entry), option_values.clone()).map_err(PlanError::Load),
     });
     let id = worker::new_worker_id();
     crate::logging::set_node(format!("worker {id}"));
@@ -75,7 +77,7 @@ pub async fn run_worker(program_plan: Option<Plan>, config: RunConfig, option_va
     };
     match worker::run(worker_options, loader).await {
         Ok(()) => 0,
-        Err(e) => fail(&e),
+        Err(e) => fail(&e.to_string()),
     }
 }
 
@@ -100,7 +102,7 @@ pub async fn start_master(
     config: MasterConfig,
     options: RunnerOptions,
     program_plan: bool,
-) -> Result<ClusterMaster, String> {
+) -> Result<ClusterMaster, crate::run::RunError> {
     crate::logging::set_node("master");
     let bundle = bundle_for(plan_spec, program_plan.then_some(&plan))?;
     let master_options = MasterOptions {

@@ -37,8 +37,11 @@ enum EndReason {
     AutoQuit,
 }
 
+/// Errors of any crate below, as the message the user reads.
+pub type RunError = Box<dyn std::error::Error>;
+
 /// Run the test; returns the process exit code.
-pub async fn run(plan: Plan, config: RunConfig, program_plan: bool) -> Result<i32, String> {
+pub async fn run(plan: Plan, config: RunConfig, program_plan: bool) -> Result<i32, RunError> {
     let RunConfig { runner, test, web, outputs, exit_code_on_error, cluster, plan: plan_spec, .. } = config;
     let headless = web.is_none();
     let autostart = web.as_ref().is_some_and(|w| w.autostart);
@@ -137,7 +140,7 @@ pub async fn run(plan: Plan, config: RunConfig, program_plan: bool) -> Result<i3
     if let Some(web) = &web {
         web.shutdown();
     }
-    finish(&handle, &outputs, exit_code_on_error, csv.as_mut())
+    Ok(finish(&handle, &outputs, exit_code_on_error, csv.as_mut())?)
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

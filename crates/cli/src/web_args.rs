@@ -83,7 +83,7 @@ impl WebArgs {
             }
             return Ok(None);
         }
-        Credentials::parse(&text, &sources.join(" and ")).map(Some)
+        Credentials::parse(&text, &sources.join(" and ")).map(Some).map_err(|e| e.to_string())
     }
 
     /// Check flag combinations Locust also refuses.

@@ -12,6 +12,7 @@
 
 use std::path::PathBuf;
 
+use crate::error::{ClusterError, TokenTooShort};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
@@ -32,10 +33,10 @@ pub const MIN_TOKEN_LEN: usize = 16;
 
 impl ClusterToken {
     /// A token given by the user; errors say why it is not acceptable.
-    pub fn new(text: &str) -> Result<Self, String> {
+    pub fn new(text: &str) -> Result<Self, TokenTooShort> {
         let text = text.trim();
         if text.len() < MIN_TOKEN_LEN {
-            return Err(format!("the cluster token must have at least {MIN_TOKEN_LEN} characters"));
+            return Err(TokenTooShort);
         }
         Ok(Self(text.as_bytes().to_vec()))
     }
@@ -113,8 +114,8 @@ impl ClusterTls {
     }
 }
 
-pub(crate) fn read(path: &PathBuf, what: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{what} {}: {e}", path.display()))
+pub(crate) fn read(path: &PathBuf, flag: &'static str) -> Result<Vec<u8>, ClusterError> {
+    std::fs::read(path).map_err(|source| ClusterError::File { flag, path: path.clone(), source })
 }
 
 #[cfg(test)]
@@ -135,7 +136,7 @@ mod tests {
 
     #[test]
     fn short_tokens_are_refused() {
-        assert!(ClusterToken::new("short").unwrap_err().contains("at least 16"));
+        assert!(ClusterToken::new("short").unwrap_err().to_string().contains("at least 16"));
         assert_eq!(ClusterToken::random().expose().len(), 48);
     }
 }

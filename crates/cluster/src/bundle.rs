@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::error::BundleError;
 use crate::proto;
 
 /// Files shipped with a plan, by extension.
@@ -31,15 +32,15 @@ impl Bundle {
     }
 
     /// The plan file at `path` and the files next to it.
-    pub fn from_plan_file(path: &Path) -> Result<Self, String> {
+    pub fn from_plan_file(path: &Path) -> Result<Self, BundleError> {
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let entry = path.file_name().ok_or_else(|| format!("{}: not a file", path.display()))?;
+        let entry = path.file_name().ok_or_else(|| BundleError::NotAFile(path.to_path_buf()))?;
         let mut files = Vec::new();
         let mut size = 0;
         collect(dir, dir, 0, &mut files, &mut size)?;
         let entry = entry.to_string_lossy().into_owned();
         if !files.iter().any(|(p, _)| *p == entry) {
-            files.push((entry.clone(), std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?));
+            files.push((entry.clone(), std::fs::read(path).map_err(io_error(path))?));
         }
         files.sort();
         Ok(Self { entry, files })
@@ -73,12 +74,12 @@ impl Bundle {
 
     /// A received bundle, checked: its digest matches, and no path leaves
     /// the folder it is written to.
-    pub fn from_proto(bundle: &proto::PlanBundle) -> Result<Self, String> {
+    pub fn from_proto(bundle: &proto::PlanBundle) -> Result<Self, BundleError> {
         let mut files = Vec::with_capacity(bundle.files.len());
         for f in &bundle.files {
             let path = Path::new(&f.path);
             if path.is_absolute() || path.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-                return Err(format!("plan bundle: refusing the path {:?}", f.path));
+                return Err(BundleError::UnsafePath(f.path.clone()));
             }
             files.push((f.path.clone(), f.content.clone()));
         }
@@ -86,30 +87,35 @@ impl Bundle {
         if !files.is_empty()
             && (entry.is_absolute() || entry.components().any(|c| !matches!(c, std::path::Component::Normal(_))))
         {
-            return Err(format!("plan bundle: refusing the entry {:?}", bundle.entry));
+            return Err(BundleError::UnsafeEntry(bundle.entry.clone()));
         }
         let received = Self { entry: bundle.entry.clone(), files };
         if received.digest() != bundle.digest {
-            return Err("plan bundle: the digest does not match its content".into());
+            return Err(BundleError::Digest);
         }
         Ok(received)
     }
 
     /// Write the files below `dir`; returns the entry's path (or the
     /// built-in name when there are no files).
-    pub fn write_to(&self, dir: &Path) -> Result<String, String> {
+    pub fn write_to(&self, dir: &Path) -> Result<String, BundleError> {
         if self.files.is_empty() {
             return Ok(self.entry.clone());
         }
         for (path, content) in &self.files {
             let target = dir.join(path);
             if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+                std::fs::create_dir_all(parent).map_err(io_error(parent))?;
             }
-            std::fs::write(&target, content).map_err(|e| format!("{}: {e}", target.display()))?;
+            std::fs::write(&target, content).map_err(io_error(&target))?;
         }
         Ok(dir.join(&self.entry).to_string_lossy().into_owned())
     }
+}
+
+/// An I/O error about `path`.
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> BundleError + '_ {
+    move |source| BundleError::Io { path: path.to_path_buf(), source }
 }
 
 fn collect(
@@ -118,14 +124,12 @@ fn collect(
     depth: usize,
     out: &mut Vec<(String, Vec<u8>)>,
     size: &mut u64,
-) -> Result<(), String> {
+) -> Result<(), BundleError> {
     if depth > MAX_DEPTH {
         return Ok(());
     }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(dir).map_err(io_error(dir))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
     for path in entries {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -135,14 +139,13 @@ fn collect(
         if path.is_dir() {
             collect(root, &path, depth + 1, out, size)?;
         } else if path.extension().and_then(|e| e.to_str()).is_some_and(|e| SHIPPED.contains(&e)) {
-            let content = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let content = std::fs::read(&path).map_err(io_error(&path))?;
             *size += content.len() as u64;
             if *size > MAX_BUNDLE_BYTES {
-                return Err(format!(
-                    "{}: the plan's folder holds more than {} MiB of plan and data files; move the plan to a folder of its own",
-                    root.display(),
-                    MAX_BUNDLE_BYTES / (1024 * 1024)
-                ));
+                return Err(BundleError::TooLarge {
+                    dir: root.to_path_buf(),
+                    limit_mib: MAX_BUNDLE_BYTES / (1024 * 1024),
+                });
             }
             let relative = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
             out.push((relative, content));
@@ -180,8 +183,8 @@ mod tests {
     #[test]
     fn bundles_that_escape_their_folder_or_lie_are_refused() {
         let mut p = Bundle { entry: "plan.lua".into(), files: vec![("../evil.lua".into(), b"x".to_vec())] }.to_proto();
-        assert!(Bundle::from_proto(&p).unwrap_err().contains("refusing the path"));
+        assert!(matches!(Bundle::from_proto(&p), Err(BundleError::UnsafePath(_))));
         p.files[0].path = "plan.lua".into();
-        assert!(Bundle::from_proto(&p).unwrap_err().contains("digest"));
+        assert!(matches!(Bundle::from_proto(&p), Err(BundleError::Digest)));
     }
 }

@@ -4,6 +4,7 @@
 
 use swarmer_stats::{ExceptionEntry, FailureEntry, LatencyHistogram, PerSecondCounts, StatsDelta, StatsEntry};
 
+use crate::error::ReportError;
 use crate::proto;
 
 /// A delta as the `StatsReport` a worker sends, stamped with the statistics `epoch` it belongs to
@@ -65,20 +66,18 @@ fn entry_to_proto(e: &StatsEntry) -> proto::Entry {
     }
 }
 
+fn bad(entry: &proto::Entry, reason: String) -> ReportError {
+    ReportError { method: entry.method.clone(), name: entry.name.clone(), reason }
+}
+
 /// A report back into a delta; errors name what was malformed.
-pub fn report_to_delta(report: &proto::StatsReport) -> Result<StatsDelta, String> {
+pub fn report_to_delta(report: &proto::StatsReport) -> Result<StatsDelta, ReportError> {
     let mut entries = Vec::with_capacity(report.entries.len());
     for e in &report.entries {
-        let histogram = LatencyHistogram::from_bytes(&e.histogram)
-            .map_err(|err| format!("entry {} {}: bad histogram: {err}", e.method, e.name))?;
+        let histogram =
+            LatencyHistogram::from_bytes(&e.histogram).map_err(|err| bad(e, format!("bad histogram: {err}")))?;
         if histogram.count() + e.num_none_requests != e.num_requests {
-            return Err(format!(
-                "entry {} {}: {} requests but the histogram holds {}",
-                e.method,
-                e.name,
-                e.num_requests,
-                histogram.count()
-            ));
+            return Err(bad(e, format!("{} requests but the histogram holds {}", e.num_requests, histogram.count())));
         }
         let mut per_second = PerSecondCounts::default();
         for s in &e.per_second {
@@ -168,8 +167,8 @@ mod tests {
         r.record(&sample, 1.0);
         let mut report = delta_to_report(&r.take_delta(), 0);
         report.entries[0].num_requests = 99;
-        assert!(report_to_delta(&report).unwrap_err().contains("99 requests"));
+        assert!(report_to_delta(&report).unwrap_err().to_string().contains("99 requests"));
         report.entries[0].histogram = vec![1, 2, 3];
-        assert!(report_to_delta(&report).unwrap_err().contains("bad histogram"));
+        assert!(report_to_delta(&report).unwrap_err().to_string().contains("bad histogram"));
     }
 }

@@ -25,6 +25,7 @@ pub mod assign;
 pub mod auth;
 pub mod bundle;
 pub mod convert;
+pub mod error;
 pub mod master;
 pub mod worker;
 

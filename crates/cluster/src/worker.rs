@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use swarmer_engine::{
-    ClusterMessage, LocalRunner, LockExt, NodeRole, Plan, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState,
-    TestSettings, UsageMonitor,
+    ClusterMessage, LocalRunner, LockExt, NodeRole, Plan, PlanError, RunnerEvent, RunnerHandle, RunnerOptions,
+    RunnerState, TestSettings, UsageMonitor,
 };
 use swarmer_stats::StatsDelta;
 use tokio::sync::mpsc;
@@ -25,10 +25,11 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use crate::auth::{ClusterTls, ClusterToken, nonce, read};
 use crate::bundle::Bundle;
 use crate::convert::delta_to_report;
+use crate::error::ClusterError;
 use crate::proto::{self, cluster_client::ClusterClient, master_message, worker_message};
 
 /// Loads a plan by path or built-in name (the command line knows how).
-pub type PlanLoader = Box<dyn Fn(&str) -> Result<Plan, String> + Send + Sync>;
+pub type PlanLoader = Box<dyn Fn(&str) -> Result<Plan, PlanError> + Send + Sync>;
 
 /// How a worker finds and trusts its master.
 pub struct WorkerOptions {
@@ -61,7 +62,7 @@ enum SessionEnd {
 
 /// Run until the master says quit. Errors are fatal refusals (wrong token,
 /// a master that cannot prove the token, another plan, a plan that fails).
-pub async fn run(options: WorkerOptions, load: PlanLoader) -> Result<(), String> {
+pub async fn run(options: WorkerOptions, load: PlanLoader) -> Result<(), ClusterError> {
     let mut runner: Option<(RunnerHandle, mpsc::UnboundedReceiver<StatsDelta>)> = None;
     let (message_tx, mut messages) = mpsc::unbounded_channel();
     let mut reports = Reports::default();
@@ -102,7 +103,7 @@ pub async fn run(options: WorkerOptions, load: PlanLoader) -> Result<(), String>
                     }
                 }
             }
-            Err(Failure::Refused(reason)) => return Err(reason),
+            Err(Failure::Refused(error)) => return Err(error),
             Err(Failure::Retry(reason)) => {
                 attempts += 1;
                 if attempts == 1 || attempts.is_multiple_of(10) {
@@ -125,8 +126,12 @@ pub async fn run(options: WorkerOptions, load: PlanLoader) -> Result<(), String>
 }
 
 enum Failure {
-    Refused(String),
+    Refused(ClusterError),
     Retry(String),
+}
+
+fn refused(reason: String) -> Failure {
+    Failure::Refused(ClusterError::Refused(reason))
 }
 
 struct Connected {
@@ -141,7 +146,9 @@ fn msg(kind: worker_message::Kind) -> proto::WorkerMessage {
 
 async fn channel(options: &WorkerOptions, url: &str) -> Result<Channel, Failure> {
     let mut endpoint = Endpoint::from_shared(url.to_owned())
-        .map_err(|e| Failure::Refused(format!("--master-host {}: {e}", options.master_host)))?
+        .map_err(|e| {
+            Failure::Refused(ClusterError::MasterHost { host: options.master_host.clone(), reason: e.to_string() })
+        })?
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(2))
         .keep_alive_timeout(Duration::from_secs(5));
@@ -158,7 +165,7 @@ async fn channel(options: &WorkerOptions, url: &str) -> Result<Channel, Failure>
             );
             tls = tls.identity(identity);
         }
-        endpoint = endpoint.tls_config(tls).map_err(|e| Failure::Refused(format!("cluster TLS: {e}")))?;
+        endpoint = endpoint.tls_config(tls).map_err(|e| Failure::Refused(ClusterError::Tls(e.to_string())))?;
     }
     endpoint.connect().await.map_err(|e| Failure::Retry(describe(&e)))
 }
@@ -203,12 +210,12 @@ async fn connect(options: &WorkerOptions, url: &str) -> Result<Connected, Failur
     let challenge = match next(inbound.message().await)? {
         master_message::Kind::Challenge(c) => c,
         master_message::Kind::Reject(r) => {
-            return Err(Failure::Refused(format!("the master refused this worker: {}", r.reason)));
+            return Err(refused(format!("the master refused this worker: {}", r.reason)));
         }
-        other => return Err(Failure::Refused(format!("the master answered {other:?} instead of proving the token"))),
+        other => return Err(refused(format!("the master answered {other:?} instead of proving the token"))),
     };
     if !options.token.check_master_proof(&worker_nonce, &challenge.nonce, &challenge.proof) {
-        return Err(Failure::Refused(format!(
+        return Err(refused(format!(
             "the server at {url} did not prove the cluster token: refusing to run its plan (wrong --cluster-token?)"
         )));
     }
@@ -219,10 +226,8 @@ async fn connect(options: &WorkerOptions, url: &str) -> Result<Connected, Failur
         .map_err(|_| Failure::Retry("closed".into()))?;
     match next(inbound.message().await)? {
         master_message::Kind::Welcome(welcome) => Ok(Connected { client_tx, inbound, welcome }),
-        master_message::Kind::Reject(r) => {
-            Err(Failure::Refused(format!("the master refused this worker: {}", r.reason)))
-        }
-        other => Err(Failure::Refused(format!("the master answered {other:?} instead of a welcome"))),
+        master_message::Kind::Reject(r) => Err(refused(format!("the master refused this worker: {}", r.reason))),
+        other => Err(refused(format!("the master answered {other:?} instead of a welcome"))),
     }
 }
 
@@ -231,7 +236,7 @@ async fn start_runner(
     welcome: &proto::Welcome,
     load: &PlanLoader,
     messages: mpsc::UnboundedSender<ClusterMessage>,
-) -> Result<(RunnerHandle, mpsc::UnboundedReceiver<StatsDelta>), String> {
+) -> Result<(RunnerHandle, mpsc::UnboundedReceiver<StatsDelta>), ClusterError> {
     let entry = match (&options.plan, &welcome.plan) {
         (Some(own), _) => own.entry.clone(),
         (None, Some(shipped)) => {
@@ -241,7 +246,7 @@ async fn start_runner(
             tracing::info!("Received the plan {} ({} files) into {}", bundle.entry, bundle.files.len(), dir.display());
             entry
         }
-        (None, None) => return Err("the master sent no plan".into()),
+        (None, None) => return Err(ClusterError::NoPlan),
     };
     let plan = load(&entry)?;
     for (name, value) in &welcome.options {

@@ -31,6 +31,7 @@ mod client;
 mod control;
 mod cpu;
 pub mod dispatch;
+mod error;
 mod lock;
 mod outline;
 mod plan;
@@ -51,6 +52,7 @@ mod wait_time;
 pub use client::{CatchResponse, Client};
 pub use control::{TaskError, TaskResult};
 pub use cpu::{ProcessUsage, UsageMonitor};
+pub use error::{OptionValueError, PlanError, SendError, StartError, TimespanError, WaitTimeError};
 pub use lock::LockExt;
 pub use outline::ClassOutline;
 pub use plan::{

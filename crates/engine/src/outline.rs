@@ -4,6 +4,7 @@
 //! answers the runner's questions about the plan from them instead of
 //! loading the plan again; only shards build real classes.
 
+use crate::error::PlanError;
 use crate::task::TaskKind;
 use crate::{Task, TaskError, TaskSet, UserClass};
 
@@ -36,8 +37,8 @@ struct TaskOutline {
 impl ClassOutline {
     /// The outline of `class`. Its wait time is checked here, as a build
     /// of the plan would (the outline does not keep it).
-    pub fn of(class: &UserClass) -> Result<Self, String> {
-        class.wait_time.validate().map_err(|e| format!("user class {}: wait_time {e}", class.name))?;
+    pub fn of(class: &UserClass) -> Result<Self, PlanError> {
+        class.wait_time.validate().map_err(|reason| PlanError::WaitTime { class: class.name.clone(), reason })?;
         Ok(Self {
             name: class.name.clone(),
             weight: class.weight,
@@ -138,6 +139,6 @@ mod tests {
     fn an_outline_checks_the_wait_time_as_a_build_would() {
         let bad = UserClass::new("Bad").wait_time(between(2.0, 1.0)).task(Task::new("t", noop));
         let error = ClassOutline::of(&bad).unwrap_err();
-        assert!(error.starts_with("user class Bad: wait_time between(2, 1)"), "{error}");
+        assert!(error.to_string().starts_with("user class Bad: wait_time between(2, 1)"), "{error}");
     }
 }

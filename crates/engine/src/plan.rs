@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
+use crate::error::{PlanError, SendError};
 use crate::plan_options::{OptionValues, PlanOption};
 use crate::read_model::StatsReader;
 use crate::shard_context::{RequestHook, UserErrorHook};
@@ -17,7 +18,7 @@ use crate::tags::TagFilter;
 use crate::task::{LocalBoxFuture, TaskKind, TaskSet};
 use crate::user_class::UserClass;
 
-type Factory = dyn Fn(&ShardInfo) -> Result<ShardPlan, String> + Send + Sync;
+type Factory = dyn Fn(&ShardInfo) -> Result<ShardPlan, PlanError> + Send + Sync;
 type Hook = dyn Fn() + Send + Sync;
 
 /// A hook a shard runs (test start, test stop, quitting); not `Send`.
@@ -154,10 +155,10 @@ impl ShardInfo {
 
     /// Send a custom message to the master (from a worker) or to workers
     /// (from the master). Errors when this process is not in a cluster.
-    pub fn send_message(&self, message: ClusterMessage) -> Result<(), String> {
+    pub fn send_message(&self, message: ClusterMessage) -> Result<(), SendError> {
         match &self.messages {
-            Some(tx) => tx.send(message).map_err(|_| "the cluster connection is closed".to_string()),
-            None => Err("this process is not part of a distributed run (--master or --worker)".into()),
+            Some(tx) => tx.send(message).map_err(|_| SendError::Closed),
+            None => Err(SendError::NotInCluster),
         }
     }
 
@@ -238,7 +239,7 @@ impl Plan {
     /// A plan whose factory can fail (a script that does not load).
     pub fn fallible<F>(name: impl Into<String>, factory: F) -> Self
     where
-        F: Fn() -> Result<Vec<UserClass>, String> + Send + Sync + 'static,
+        F: Fn() -> Result<Vec<UserClass>, PlanError> + Send + Sync + 'static,
     {
         Self::per_shard(name, move |_| factory().map(|classes| ShardPlan { classes, hooks: ShardHooks::default() }))
     }
@@ -247,7 +248,7 @@ impl Plan {
     /// hooks (what the Lua front end uses).
     pub fn per_shard<F>(name: impl Into<String>, factory: F) -> Self
     where
-        F: Fn(&ShardInfo) -> Result<ShardPlan, String> + Send + Sync + 'static,
+        F: Fn(&ShardInfo) -> Result<ShardPlan, PlanError> + Send + Sync + 'static,
     {
         Self {
             name: name.into(),
@@ -290,29 +291,29 @@ impl Plan {
 
     /// Build the classes, keep the `selected` ones (all if empty), apply tag
     /// filtering and check the numbers. Every error names what is wrong.
-    pub fn build(&self, selected: &[String], tags: &TagFilter) -> Result<Vec<UserClass>, String> {
+    pub fn build(&self, selected: &[String], tags: &TagFilter) -> Result<Vec<UserClass>, PlanError> {
         Ok(self.build_for(&ShardInfo::probe(), selected, tags)?.classes)
     }
 
     /// [`Plan::build`] for a given shard, with the shard's hooks.
-    pub fn build_for(&self, shard: &ShardInfo, selected: &[String], tags: &TagFilter) -> Result<ShardPlan, String> {
+    pub fn build_for(&self, shard: &ShardInfo, selected: &[String], tags: &TagFilter) -> Result<ShardPlan, PlanError> {
         let ShardPlan { classes: all, hooks } = (self.factory)(shard)?;
         if all.is_empty() {
-            return Err(format!("{}: the plan defines no user class", self.name));
+            return Err(PlanError::NoClasses { plan: self.name.clone() });
         }
         let mut classes = if selected.is_empty() {
             all
         } else {
-            let unknown: Vec<&str> =
-                selected.iter().filter(|s| !all.iter().any(|c| &c.name == *s)).map(String::as_str).collect();
+            let unknown: Vec<String> =
+                selected.iter().filter(|s| !all.iter().any(|c| &c.name == *s)).cloned().collect();
             if !unknown.is_empty() {
-                let known: Vec<&str> = all.iter().map(|c| c.name.as_str()).collect();
-                return Err(format!("Unknown User(s): {}. Available: {}", unknown.join(", "), known.join(", ")));
+                let known = all.iter().map(|c| c.name.clone()).collect();
+                return Err(PlanError::UnknownClasses { unknown, known });
             }
             all.into_iter().filter(|c| selected.contains(&c.name)).collect()
         };
         for class in &mut classes {
-            class.wait_time.validate().map_err(|e| format!("user class {}: wait_time {e}", class.name))?;
+            class.wait_time.validate().map_err(|reason| PlanError::WaitTime { class: class.name.clone(), reason })?;
             if !tags.is_noop() {
                 class.tasks = tags.apply(&class.tasks);
             }
@@ -321,7 +322,7 @@ impl Plan {
     }
 
     /// Names and numbers of the classes [`Plan::build`] would give.
-    pub fn info(&self, selected: &[String], tags: &TagFilter) -> Result<Vec<ClassInfo>, String> {
+    pub fn info(&self, selected: &[String], tags: &TagFilter) -> Result<Vec<ClassInfo>, PlanError> {
         Ok(self.build(selected, tags)?.iter().map(class_info).collect())
     }
 }

@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use crate::error::OptionValueError;
+
 /// The type of an option's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OptionKind {
@@ -47,13 +49,13 @@ pub struct PlanOption {
 
 impl PlanOption {
     /// Check a value given for this option; the error names the option.
-    pub fn check(&self, value: &str) -> Result<(), String> {
+    pub fn check(&self, value: &str) -> Result<(), OptionValueError> {
         match self.kind {
             OptionKind::Number if value.trim().parse::<f64>().is_err() => {
-                Err(format!("{}: expected a number, got {value:?}", self.name))
+                Err(OptionValueError::NotANumber { option: self.name.clone(), value: value.to_owned() })
             }
             OptionKind::Boolean if !matches!(value, "true" | "false") => {
-                Err(format!("{}: expected true or false, got {value:?}", self.name))
+                Err(OptionValueError::NotABoolean { option: self.name.clone(), value: value.to_owned() })
             }
             _ => Ok(()),
         }
@@ -96,7 +98,7 @@ mod tests {
     fn numbers_and_booleans_are_checked_by_kind() {
         let number = PlanOption { name: "n".into(), help: String::new(), default: None, kind: OptionKind::Number };
         assert!(number.check("2.5").is_ok());
-        assert!(number.check("two").unwrap_err().contains("n: expected a number"));
+        assert!(number.check("two").unwrap_err().to_string().contains("n: expected a number"));
         let flag = PlanOption { kind: OptionKind::Boolean, ..number };
         assert!(flag.check("true").is_ok());
         assert!(flag.check("yes").is_err());

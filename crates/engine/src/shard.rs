@@ -18,6 +18,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::LocalSet;
 
 use crate::client::Client;
+use crate::error::StartError;
 use crate::plan::{Notice, Plan, ShardHook, ShardHooks, ShardInfo};
 use crate::shard_context::{ShardContext, ShardEvent};
 use crate::stop_signal::StopSignal;
@@ -75,7 +76,8 @@ pub(crate) fn spawn_shard(
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt,
             Err(e) => {
-                let _ = events.send(ShardEvent::Failed { shard: index, error: e.to_string() });
+                let _ = events
+                    .send(ShardEvent::Failed { error: StartError::Thread { shard: index, reason: e.to_string() } });
                 return;
             }
         };
@@ -99,7 +101,8 @@ async fn run_shard(
         match setup.plan.build_for(&info, &setup.selected, &setup.tags) {
             Ok(plan) => (plan.classes.into_iter().map(Rc::new).collect(), plan.hooks),
             Err(error) => {
-                let _ = events.send(ShardEvent::Failed { shard: index, error });
+                let _ =
+                    events.send(ShardEvent::Failed { error: StartError::ShardLoad { shard: index, reason: error } });
                 return;
             }
         };

@@ -15,6 +15,8 @@ use std::time::Instant;
 use swarmer_stats::{RequestSample, ShardRecorder, StatsDelta};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::error::StartError;
+
 /// Called for every request sample recorded on the shard (keep it cheap:
 /// it runs on the hot path, only when set).
 pub type RequestHook = Rc<dyn Fn(&RequestSample<'_>)>;
@@ -26,8 +28,7 @@ pub type UserErrorHook = Rc<dyn Fn(&str, &str)>;
 pub(crate) enum ShardEvent {
     Ready,
     Failed {
-        shard: usize,
-        error: String,
+        error: StartError,
     },
     /// Recorded since the previous delta; `epoch` is the statistics reset
     /// it was recorded after, so the runner can drop pre-reset deltas.

@@ -2,10 +2,12 @@
 
 use std::time::Duration;
 
+use crate::error::TimespanError;
+
 /// Parse a time span; the error says what was expected.
-pub fn parse_timespan(text: &str) -> Result<Duration, String> {
+pub fn parse_timespan(text: &str) -> Result<Duration, TimespanError> {
     let text = text.trim();
-    let invalid = || format!("invalid time span {text:?}: expected e.g. 20, 20s, 3m, 2h, 1h20m, 3h30m10s");
+    let invalid = || TimespanError(text.to_owned());
     if text.is_empty() {
         return Err(invalid());
     }
@@ -57,7 +59,7 @@ mod tests {
     fn nonsense_is_rejected_with_a_hint() {
         for bad in ["", "abc", "5x", "m5", "1m1h", "10s5", "-3"] {
             let err = parse_timespan(bad).unwrap_err();
-            assert!(err.contains("expected e.g."), "{bad}: {err}");
+            assert!(err.to_string().contains("expected e.g."), "{bad}: {err}");
         }
     }
 }

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
+use crate::error::WaitTimeError;
+
 /// How long a user waits after a task before picking the next one.
 #[derive(Clone, Default)]
 pub enum WaitTime {
@@ -60,18 +62,17 @@ pub fn constant_throughput(tasks_per_second: f64) -> WaitTime {
 
 impl WaitTime {
     /// Check the numbers a plan gave; the message names what is wrong.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), WaitTimeError> {
         let bad = |what: &str, v: f64| !v.is_finite() || v < 0.0 || (what == "n" && v == 0.0);
         match *self {
             WaitTime::Between(a, b) if bad("t", a) || bad("t", b) || a > b => {
-                Err(format!("between({a}, {b}): expected 0 <= min <= max"))
+                Err(WaitTimeError::Between { min: a, max: b })
             }
-            WaitTime::Constant(t) | WaitTime::ConstantPacing(t) if bad("t", t) => {
-                Err(format!("{self:?}: expected a non-negative number of seconds"))
+            WaitTime::Constant(t) if bad("t", t) => Err(WaitTimeError::Seconds { function: "constant", seconds: t }),
+            WaitTime::ConstantPacing(t) if bad("t", t) => {
+                Err(WaitTimeError::Seconds { function: "constant_pacing", seconds: t })
             }
-            WaitTime::ConstantThroughput(n) if bad("n", n) => {
-                Err(format!("constant_throughput({n}): expected a positive number of tasks per second"))
-            }
+            WaitTime::ConstantThroughput(n) if bad("n", n) => Err(WaitTimeError::Throughput(n)),
             _ => Ok(()),
         }
     }
@@ -136,7 +137,7 @@ mod tests {
 
     #[test]
     fn invalid_numbers_are_named() {
-        assert!(between(9.0, 5.0).validate().unwrap_err().contains("between(9, 5)"));
+        assert!(between(9.0, 5.0).validate().unwrap_err().to_string().contains("between(9, 5)"));
         assert!(WaitTime::ConstantThroughput(0.0).validate().is_err());
         assert!(WaitTime::Constant(-1.0).validate().is_err());
         assert!(between(0.0, 1.0).validate().is_ok());

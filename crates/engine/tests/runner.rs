@@ -4,8 +4,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use swarmer_engine::{
-    LocalBoxFuture, LocalRunner, Plan, Request, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState, TagFilter, Task,
-    TaskError, TaskResult, TaskSet, TestSettings, User, UserClass, constant, task, task_fn,
+    LocalBoxFuture, LocalRunner, Plan, PlanError, Request, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState,
+    StartError, TagFilter, Task, TaskError, TaskResult, TaskSet, TestSettings, User, UserClass, constant, task,
+    task_fn,
 };
 use swarmer_target::{DemoTarget, TargetOptions};
 
@@ -378,9 +379,14 @@ async fn unknown_classes_and_missing_hosts_are_clear_errors() {
     let plan = Plan::new("p", || vec![UserClass::new("Web").task(Task::new("root", task!(get_root)))]);
     let opts = RunnerOptions { classes: vec!["Nope".into()], host: Some("http://x".into()), ..Default::default() };
     let err = LocalRunner::start(plan.clone(), opts).await.err().unwrap();
-    assert!(err.contains("Unknown User(s): Nope") && err.contains("Web"), "{err}");
+    assert_eq!(
+        err,
+        StartError::Plan(PlanError::UnknownClasses { unknown: vec!["Nope".into()], known: vec!["Web".into()] })
+    );
+    assert!(err.to_string().contains("Unknown User(s): Nope") && err.to_string().contains("Web"), "{err}");
     let err = LocalRunner::start(plan, RunnerOptions::default()).await.err().unwrap();
-    assert!(err.contains("--host"), "{err}");
+    assert_eq!(err, StartError::NoHost { class: "Web".into() });
+    assert!(err.to_string().contains("--host"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]

@@ -37,7 +37,7 @@ mod module;
 mod raw;
 mod responses;
 mod threads;
-pub mod vm;
+pub(crate) mod vm;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -79,7 +79,7 @@ pub fn load_plan_with_options(path: &Path, values: HashMap<String, String>) -> R
             let classes = outlines.iter().map(ClassOutline::to_class).collect();
             return Ok(ShardPlan { classes, hooks: ShardHooks::default() });
         }
-        vm::load_shard_plan(&path, shard, &shard_values)
+        vm::load_shard_plan(&path, shard, &shard_values).map_err(swarmer_engine::PlanError::Load)
     });
     Ok(plan.with_options(description.options.clone(), values))
 }

@@ -148,7 +148,7 @@ pub fn describe_plan(path: &Path) -> Result<(Vec<crate::PlanOption>, Vec<ClassOu
     let lua = new_vm(path, &ShardInfo::probe()).map_err(|e| clean(&e))?;
     run_plan_file(&lua, path)?;
     let classes = classes::build(&lua).map_err(|e| format!("{}: {}", path.display(), clean(&e)))?;
-    let outlines = classes.iter().map(ClassOutline::of).collect::<Result<Vec<_>, _>>()?;
+    let outlines = classes.iter().map(ClassOutline::of).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
     Ok((declared_options(&lua)?, outlines))
 }
 

@@ -22,6 +22,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use swarmer_engine::LockExt;
 
+use crate::start_error::CredentialsError;
+
 /// Name of the session cookie.
 pub const COOKIE: &str = "swarmer_session";
 /// How long a browser session lasts without a new login.
@@ -37,25 +39,30 @@ pub struct Credentials {
 impl Credentials {
     /// Parse `user:password` lines (blank lines and `#` comments skipped).
     /// `source` names where they came from, for errors.
-    pub fn parse(text: &str, source: &str) -> Result<Self, String> {
+    pub fn parse(text: &str, source: &str) -> Result<Self, CredentialsError> {
         let mut salt = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut salt);
         let mut accounts = Vec::new();
+        let bad_line = |index: usize, reason| CredentialsError::BadLine {
+            source_name: source.to_owned(),
+            line: index + 1,
+            reason,
+        };
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
             let Some((user, password)) = line.split_once(':') else {
-                return Err(format!("{source}:{}: expected user:password", i + 1));
+                return Err(bad_line(i, "expected user:password"));
             };
             if user.is_empty() || password.is_empty() {
-                return Err(format!("{source}:{}: user name and password must not be empty", i + 1));
+                return Err(bad_line(i, "user name and password must not be empty"));
             }
             accounts.push((digest(&salt, user.as_bytes()), digest(&salt, password.as_bytes())));
         }
         if accounts.is_empty() {
-            return Err(format!("{source}: no user:password line"));
+            return Err(CredentialsError::Empty(source.to_owned()));
         }
         Ok(Self { salt, accounts })
     }
@@ -164,8 +171,9 @@ mod tests {
     #[test]
     fn malformed_lines_name_their_line() {
         let err = Credentials::parse("alice:x\nbob\n", "users.txt").err().unwrap();
-        assert_eq!(err, "users.txt:2: expected user:password");
-        assert!(Credentials::parse("\n# nothing\n", "env").is_err());
+        assert_eq!(err.to_string(), "users.txt:2: expected user:password");
+        assert!(matches!(err, CredentialsError::BadLine { line: 2, .. }));
+        assert_eq!(Credentials::parse("\n# nothing\n", "env").err(), Some(CredentialsError::Empty("env".into())));
     }
 
     #[test]

@@ -28,7 +28,9 @@ mod logs;
 mod pages;
 mod routes;
 mod server;
+mod start_error;
 mod state;
 
 pub use logs::LogBuffer;
 pub use server::{FormDefaults, TlsFiles, WebOptions, WebServer};
+pub use start_error::{CredentialsError, WebError};

@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
-use swarmer_engine::{RunnerHandle, TestSettings};
+use swarmer_engine::{RunnerHandle, StartError, TestSettings};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::Credentials;
 use crate::logs::LogBuffer;
+use crate::start_error::WebError;
 use crate::state::AppState;
 
 /// A certificate chain and its key (PEM files).
@@ -70,12 +71,9 @@ pub struct WebServer {
 impl WebServer {
     /// Bind and start serving on the current tokio runtime. Errors name the
     /// address or file that failed.
-    pub async fn start(runner: RunnerHandle, options: WebOptions) -> Result<WebServer, String> {
+    pub async fn start(runner: RunnerHandle, options: WebOptions) -> Result<WebServer, WebError> {
         if !options.base_path.is_empty() && (!options.base_path.starts_with('/') || options.base_path.ends_with('/')) {
-            return Err(format!(
-                "--web-base-path {:?}: expected a path that starts with a slash and does not end with one, e.g. /swarmer",
-                options.base_path
-            ));
+            return Err(WebError::BasePath(options.base_path.clone()));
         }
         let tls = match &options.tls {
             Some(files) => Some(TlsAcceptor::from(Arc::new(tls_config(files)?))),
@@ -87,9 +85,11 @@ impl WebServer {
         };
         let bind =
             if host.contains(':') { format!("[{host}]:{}", options.port) } else { format!("{host}:{}", options.port) };
-        let listener =
-            TcpListener::bind(&bind).await.map_err(|e| format!("web UI: could not listen on {bind}: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| format!("web UI: {e}"))?;
+        let listener = match TcpListener::bind(&bind).await {
+            Ok(listener) => listener,
+            Err(source) => return Err(WebError::Bind { addr: bind, source }),
+        };
+        let addr = listener.local_addr().map_err(|source| WebError::Bind { addr: bind, source })?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let state = Arc::new(AppState::new(runner, options, tls.is_some()));
         let router = crate::routes::router(state.clone());
@@ -111,7 +111,7 @@ impl WebServer {
 
     /// Start a test as the form would (`--autostart`), with the run time
     /// in `settings`.
-    pub fn start_test(&self, settings: TestSettings) -> Result<(), String> {
+    pub fn start_test(&self, settings: TestSettings) -> Result<(), StartError> {
         self.state.start_test(settings)
     }
 
@@ -166,24 +166,28 @@ async fn accept(listener: TcpListener, tls: Option<TlsAcceptor>, router: axum::R
     }
 }
 
-fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, String> {
+fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, WebError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let cert_error = |reason: String| WebError::TlsFile { flag: "--tls-cert", path: files.cert.clone(), reason };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("--tls-cert {}: {e}", files.cert.display()))?;
+        .map_err(|e| cert_error(e.to_string()))?;
     if certs.is_empty() {
-        return Err(format!("--tls-cert {}: no certificate in the file", files.cert.display()));
+        return Err(cert_error("no certificate in the file".into()));
     }
-    let key =
-        PrivateKeyDer::from_pem_file(&files.key).map_err(|e| format!("--tls-key {}: {e}", files.key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| WebError::TlsFile {
+        flag: "--tls-key",
+        path: files.key.clone(),
+        reason: e.to_string(),
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
+        .map_err(|e| WebError::Tls(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+        .map_err(|e| WebError::Tls(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use swarmer_engine::{RunnerHandle, TestSettings};
+use swarmer_engine::{RunnerHandle, StartError, TestSettings};
 use tokio::sync::watch;
 
 use crate::auth::Sessions;
@@ -32,7 +32,7 @@ impl AppState {
     /// Start (or re-target) a test; a run time in `settings` restarts the
     /// test's clock, none keeps a running test's. Errors name the field
     /// that was wrong.
-    pub fn start_test(&self, settings: TestSettings) -> Result<(), String> {
+    pub fn start_test(&self, settings: TestSettings) -> Result<(), StartError> {
         self.runner.start_test(settings)
     }
 

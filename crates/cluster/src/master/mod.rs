@@ -27,6 +27,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::auth::{ClusterTls, ClusterToken, read};
 use crate::bundle::Bundle;
+use crate::error::ClusterError;
 use crate::proto::cluster_server::ClusterServer;
 use service::ClusterService;
 use state::MasterLoop;
@@ -56,7 +57,7 @@ pub struct Master {
 impl Master {
     /// Check the plan, bind the cluster port, start the loop. Errors name
     /// the flag or address at fault.
-    pub async fn start(plan: Plan, runner: RunnerOptions, options: MasterOptions) -> Result<Master, String> {
+    pub async fn start(plan: Plan, runner: RunnerOptions, options: MasterOptions) -> Result<Master, ClusterError> {
         let classes = plan.info(&runner.classes, &runner.tags)?;
         let host = match options.bind_host.as_str() {
             "" | "*" => "0.0.0.0",
@@ -67,16 +68,17 @@ impl Master {
         } else {
             format!("{host}:{}", options.bind_port)
         };
-        let listener = TcpListener::bind(&bind)
-            .await
-            .map_err(|e| format!("--master-bind-port: could not listen on {bind}: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let listener = match TcpListener::bind(&bind).await {
+            Ok(listener) => listener,
+            Err(source) => return Err(ClusterError::Bind { addr: bind, source }),
+        };
+        let addr = listener.local_addr().map_err(|source| ClusterError::Bind { addr: bind, source })?;
         let mut server = Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(2)))
             .http2_keepalive_timeout(Some(Duration::from_secs(5)))
             .max_concurrent_streams(Some(4));
         if let Some(config) = server_tls(&options.tls)? {
-            server = server.tls_config(config).map_err(|e| format!("cluster TLS: {e}"))?;
+            server = server.tls_config(config).map_err(|e| ClusterError::Tls(e.to_string()))?;
         } else {
             tracing::warn!(
                 "The cluster port is not encrypted (no --cluster-tls-cert): workers prove the token, but anyone on the \
@@ -162,10 +164,10 @@ pub fn worker_count(handle: &RunnerHandle) -> usize {
     handle.stats().lock_or_recover().live_workers().count()
 }
 
-fn server_tls(tls: &ClusterTls) -> Result<Option<ServerTlsConfig>, String> {
+fn server_tls(tls: &ClusterTls) -> Result<Option<ServerTlsConfig>, ClusterError> {
     let (Some(cert), Some(key)) = (&tls.cert, &tls.key) else {
         if tls.cert.is_some() || tls.key.is_some() {
-            return Err("--cluster-tls-cert and --cluster-tls-key go together".into());
+            return Err(ClusterError::TlsPair);
         }
         return Ok(None);
     };

@@ -390,8 +390,8 @@ impl Actor {
                 self.shut_down += 1;
                 return self.shut_down == self.shard_tx.len();
             }
-            ShardEvent::Failed { shard, error } => {
-                self.emit(RunnerEvent::Warning(format!("shard {shard} failed: {error}")));
+            ShardEvent::Failed { error } => {
+                self.emit(RunnerEvent::Warning(format!("a shard failed: {error}")));
             }
             ShardEvent::Flushed { id } => {
                 if let Some(at) = self.flushes.iter().position(|(f, _, _)| *f == id) {

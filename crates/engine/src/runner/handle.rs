@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{RunnerEvent, TestSettings};
+use crate::error::StartError;
 use crate::lock::LockExt;
 use crate::plan::{ClassInfo, ClusterMessage};
 use crate::plan_options::{OptionValues, PlanOption};
@@ -99,20 +100,16 @@ impl RunnerHandle {
 
     /// [`RunnerHandle::start`] with a host and a class selection, checked
     /// first: the error names what is wrong (an unknown class, no host).
-    pub fn start_test(&self, settings: TestSettings) -> Result<(), String> {
+    pub fn start_test(&self, settings: TestSettings) -> Result<(), StartError> {
         if let Some(picked) = &settings.classes {
             if picked.is_empty() {
-                return Err("user_classes: pick at least one user class".into());
+                return Err(StartError::NoClassPicked);
             }
-            let unknown: Vec<&str> =
-                picked.iter().filter(|p| !self.classes.iter().any(|c| &c.name == *p)).map(String::as_str).collect();
+            let unknown: Vec<String> =
+                picked.iter().filter(|p| !self.classes.iter().any(|c| &c.name == *p)).cloned().collect();
             if !unknown.is_empty() {
-                let known: Vec<&str> = self.classes.iter().map(|c| c.name.as_str()).collect();
-                return Err(format!(
-                    "user_classes: unknown user class(es) {}; available: {}",
-                    unknown.join(", "),
-                    known.join(", ")
-                ));
+                let known = self.classes.iter().map(|c| c.name.clone()).collect();
+                return Err(StartError::UnknownPicked { unknown, known });
             }
         }
         let running = !matches!(self.state(), RunnerState::Ready | RunnerState::Stopped);
@@ -126,7 +123,7 @@ impl RunnerHandle {
             if host.is_none() {
                 let picked = |c: &&ClassInfo| settings.classes.as_ref().is_none_or(|p| p.contains(&c.name));
                 if let Some(c) = self.classes.iter().filter(picked).find(|c| c.host.is_none()) {
-                    return Err(format!("host: user class {} has no host; give one", c.name));
+                    return Err(StartError::NoHostForTest { class: c.name.clone() });
                 }
             }
         }

@@ -12,6 +12,7 @@ use super::handle::RunnerChannels;
 use super::{PlanSummary, RunnerHandle, RunnerOptions};
 use crate::cpu::UsageMonitor;
 use crate::dispatch::UserSequence;
+use crate::error::StartError;
 use crate::plan::{Plan, ShardInfo, SharedData};
 use crate::read_model::{RunnerState, StatsReader, StatsStore};
 use crate::shard::{ShardSetup, spawn_shard};
@@ -24,17 +25,13 @@ impl LocalRunner {
     /// Check the plan, start the shard threads and the runner task on the
     /// current tokio runtime. Errors name what is wrong (unknown class, no
     /// host, a plan that fails to load on a shard).
-    pub async fn start(plan: Plan, options: RunnerOptions) -> Result<RunnerHandle, String> {
+    pub async fn start(plan: Plan, options: RunnerOptions) -> Result<RunnerHandle, StartError> {
         let classes = plan.info(&options.classes, &options.tags)?;
         if options.host_required
             && options.host.is_none()
             && let Some(c) = classes.iter().find(|c| c.host.is_none())
         {
-            return Err(format!(
-                "You must specify the base host. Either in the host attribute in the User class ({}), \
-                 or on the command line using the --host option.",
-                c.name
-            ));
+            return Err(StartError::NoHost { class: c.name.clone() });
         }
         let shards = options.shards.max(1);
         let stats = options.stats.clone().unwrap_or_else(|| {
@@ -67,7 +64,7 @@ impl LocalRunner {
                 options.message_out.clone(),
             );
             let thread = spawn_shard(info, setup.clone(), rx, event_tx.clone())
-                .map_err(|e| format!("could not start shard thread {index}: {e}"))?;
+                .map_err(|e| StartError::Thread { shard: index, reason: e.to_string() })?;
             shard_tx.push(tx);
             threads.push(thread);
         }
@@ -76,11 +73,9 @@ impl LocalRunner {
         while ready < shards {
             match event_rx.recv().await {
                 Some(ShardEvent::Ready) => ready += 1,
-                Some(ShardEvent::Failed { shard, error }) => {
-                    return Err(format!("shard {shard} could not load the plan: {error}"));
-                }
+                Some(ShardEvent::Failed { error }) => return Err(error),
                 Some(_) => {}
-                None => return Err("shard threads ended before they were ready".into()),
+                None => return Err(StartError::ShardsEnded),
             }
         }
         let sequence = UserSequence::new(&classes.iter().map(|c| (c.weight, c.fixed_count)).collect::<Vec<_>>());

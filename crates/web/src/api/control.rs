@@ -11,8 +11,8 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use serde_json::{Value, json};
-use swarmer_engine::TestSettings;
 use swarmer_engine::timespan::parse_timespan;
+use swarmer_engine::{StartError, TestSettings};
 
 use crate::error::ApiError;
 use crate::routes::BODY_LIMIT;
@@ -69,9 +69,14 @@ pub async fn swarm(
 }
 
 /// Engine errors start with the field they are about (`host: …`).
-fn field_error(message: String) -> ApiError {
-    let field = ["user_classes", "host"].into_iter().find(|f| message.starts_with(&format!("{f}:"))).unwrap_or("form");
-    ApiError::bad_field(field, message)
+/// The form field a refused start is about.
+fn field_error(error: StartError) -> ApiError {
+    let field = match &error {
+        StartError::NoClassPicked | StartError::UnknownPicked { .. } => "user_classes",
+        StartError::NoHost { .. } | StartError::NoHostForTest { .. } => "host",
+        _ => "form",
+    };
+    ApiError::bad_field(field, error.to_string())
 }
 
 fn parse_swarm_form(fields: &[(String, String)], state: &AppState) -> Result<SwarmForm, ApiError> {
@@ -133,7 +138,9 @@ fn parse_swarm_form(fields: &[(String, String)], state: &AppState) -> Result<Swa
     for option in &state.runner.plan().options {
         let key = option.name.replace('-', "_");
         if let Some(value) = one(&option.name).or_else(|| one(&key)) {
-            option.check(&value).map_err(|e| ApiError { field: None, ..ApiError::bad_field("option", e) })?;
+            option
+                .check(&value)
+                .map_err(|e| ApiError { field: None, ..ApiError::bad_field("option", e.to_string()) })?;
             options.push((option.name.clone(), value));
         }
     }
