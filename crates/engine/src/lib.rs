@@ -60,7 +60,9 @@ pub use plan::{
     SharedData, TaskInfo,
 };
 pub use plan_options::{OptionKind, OptionValues, PlanOption};
-pub use read_model::{RunnerState, StatsGuard, StatsReader, StatsStore, StatsView, WorkerState, WorkerStatus};
+pub use read_model::{
+    RunnerState, StatsGuard, StatsReader, StatsStore, StatsView, WorkerRoster, WorkerState, WorkerStatus,
+};
 pub use runner::{
     Begin, ClassWeight, LocalRunner, PlanSummary, RunnerChannels, RunnerCommand, RunnerCore, RunnerEvent, RunnerHandle,
     RunnerOptions, TestSettings, sleep_until,

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{PlanError, SendError};
 use crate::plan_options::{OptionValues, PlanOption};
-use crate::read_model::StatsReader;
+use crate::read_model::{StatsReader, WorkerRoster};
 use crate::shard_context::{RequestHook, UserErrorHook};
 use crate::tags::TagFilter;
 use crate::task::{LocalBoxFuture, TaskKind, TaskSet};
@@ -138,6 +138,7 @@ pub struct ShardInfo {
     pub role: NodeRole,
     stop_test: Arc<dyn Fn() + Send + Sync>,
     messages: Option<tokio::sync::mpsc::UnboundedSender<ClusterMessage>>,
+    workers: Option<WorkerRoster>,
 }
 
 impl ShardInfo {
@@ -150,7 +151,13 @@ impl ShardInfo {
         role: NodeRole,
         messages: Option<tokio::sync::mpsc::UnboundedSender<ClusterMessage>>,
     ) -> Self {
-        Self { index, count, probe: false, stats, shared, role, stop_test, messages }
+        Self { index, count, probe: false, stats, shared, role, stop_test, messages, workers: None }
+    }
+
+    /// On a master: the roster [`ShardInfo::workers`] reads.
+    pub(crate) fn with_workers(mut self, workers: Option<WorkerRoster>) -> Self {
+        self.workers = workers;
+        self
     }
 
     /// Send a custom message to the master (from a worker) or to workers
@@ -162,9 +169,9 @@ impl ShardInfo {
         }
     }
 
-    /// On a master: the ids of the connected workers.
+    /// On a master: the ids of the connected workers (none elsewhere).
     pub fn workers(&self) -> Vec<String> {
-        self.stats.read().live_workers().map(|w| w.id.clone()).collect()
+        self.workers.as_ref().map(WorkerRoster::live_ids).unwrap_or_default()
     }
 
     /// For inspecting a plan outside a run.
@@ -178,6 +185,7 @@ impl ShardInfo {
             role: NodeRole::Local,
             stop_test: Arc::new(|| {}),
             messages: None,
+            workers: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The read model every surface renders: merged statistics, chart
-//! history, runner state, user counts and, on a master, its workers.
+//! history, runner state and user counts; and, beside it, a master's
+//! [`WorkerRoster`] (the only cluster-only part, kept out of the store).
 //!
 //! Runners write it (the local actor once a second, a cluster master on
 //! each worker report); surfaces (web UI, console, reports, Prometheus)
@@ -105,8 +106,6 @@ pub struct StatsStore {
     pub test_started: Option<f64>,
     /// Unix time the latest test stopped; `None` while a test runs or before the first.
     pub test_stopped: Option<f64>,
-    /// On a cluster master, its workers; `None` elsewhere.
-    pub workers: Option<Vec<WorkerStatus>>,
     /// What a reader of the results must know (a worker lost mid-test).
     pub notes: Vec<String>,
 }
@@ -129,7 +128,7 @@ pub struct WorkerStatus {
 }
 
 impl StatsStore {
-    /// A store in `state` over `stats` and `history`, with no users, tests, workers or notes.
+    /// A store in `state` over `stats` and `history`, with no users, tests or notes.
     pub fn new(state: RunnerState, stats: RequestStats, history: History) -> Self {
         Self {
             stats,
@@ -141,14 +140,8 @@ impl StatsStore {
             usage: ProcessUsage::default(),
             test_started: None,
             test_stopped: None,
-            workers: None,
             notes: Vec::new(),
         }
-    }
-
-    /// On a master: the workers connected and not missing.
-    pub fn live_workers(&self) -> impl Iterator<Item = &WorkerStatus> {
-        self.workers.iter().flatten().filter(|w| w.state != WorkerState::Missing)
     }
 
     /// Record a state change, and when a test started or stopped.
@@ -185,6 +178,33 @@ impl StatsStore {
 
 /// Shared read access to the runner's statistics.
 pub type StatsView = Arc<Mutex<StatsStore>>;
+
+/// A cluster master's workers as it last saw them (Locust's `workers[]`):
+/// written by the master's loop, read by surfaces and plans. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct WorkerRoster(Arc<Mutex<Vec<WorkerStatus>>>);
+
+impl WorkerRoster {
+    /// Replace the list (the master's loop, once a second and on changes).
+    pub fn publish(&self, workers: Vec<WorkerStatus>) {
+        *self.0.lock_or_recover() = workers;
+    }
+
+    /// Every worker known, missing ones included.
+    pub fn all(&self) -> Vec<WorkerStatus> {
+        self.0.lock_or_recover().clone()
+    }
+
+    /// The ids of the workers connected and not missing.
+    pub fn live_ids(&self) -> Vec<String> {
+        self.0.lock_or_recover().iter().filter(|w| w.state != WorkerState::Missing).map(|w| w.id.clone()).collect()
+    }
+
+    /// How many workers are connected and not missing.
+    pub fn live_count(&self) -> usize {
+        self.0.lock_or_recover().iter().filter(|w| w.state != WorkerState::Missing).count()
+    }
+}
 
 /// Read-only access to a runner's [`StatsStore`], for plans: live totals,
 /// the state, the user count. Cheap to clone.

@@ -8,7 +8,7 @@
 //! resolution and are given to the microsecond (three decimals).
 
 use serde_json::{Value, json};
-use swarmer_engine::StatsStore;
+use swarmer_engine::{StatsStore, WorkerState, WorkerStatus};
 use swarmer_stats::{HistoryPoint, RequestStats, StatsEntry};
 
 /// Percentiles of the `stats[]` rows (Locust's `PERCENTILES_TO_STATISTICS`).
@@ -63,9 +63,9 @@ pub fn request_rows(stats: &RequestStats, now: f64) -> Vec<Value> {
     rows
 }
 
-/// The whole `/stats/requests` answer (with `workers` and `worker_count`
-/// on a cluster master).
-pub fn requests_payload(store: &StatsStore, now: f64) -> Value {
+/// The whole `/stats/requests` answer, with `workers` and `worker_count`
+/// when `workers` is given (a cluster master's roster).
+pub fn requests_payload(store: &StatsStore, workers: Option<&[WorkerStatus]>, now: f64) -> Value {
     let stats = &store.stats;
     let rows = request_rows(stats, now);
     let total = rows.last().cloned().unwrap_or(Value::Null);
@@ -104,9 +104,9 @@ pub fn requests_payload(store: &StatsStore, now: f64) -> Value {
         "memory_usage": store.usage.rss_bytes,
         "notes": store.notes,
     });
-    if let Some(workers) = &store.workers {
+    if let Some(workers) = workers {
         payload["workers"] = json!(workers);
-        payload["worker_count"] = json!(store.live_workers().count());
+        payload["worker_count"] = json!(workers.iter().filter(|w| w.state != WorkerState::Missing).count());
     }
     payload
 }

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use swarmer_engine::{
-    LocalRunner, LockExt, NodeRole, Plan, PlanSummary, RunnerChannels, RunnerHandle, RunnerOptions, RunnerState,
-    StatsStore, UsageMonitor,
+    LocalRunner, NodeRole, Plan, PlanSummary, RunnerChannels, RunnerHandle, RunnerOptions, RunnerState, StatsStore,
+    UsageMonitor, WorkerRoster,
 };
 use swarmer_stats::{History, RequestStats, unix_now};
 use tokio::net::TcpListener;
@@ -90,7 +90,7 @@ impl Master {
             RequestStats::new(unix_now()),
             History::default(),
         )));
-        stats.lock_or_recover().workers = Some(Vec::new());
+        let roster = WorkerRoster::default();
         let summary = PlanSummary {
             name: plan.name.clone(),
             options: plan.options.clone(),
@@ -98,6 +98,7 @@ impl Master {
         };
         let RunnerChannels { handle, commands, events, host } =
             RunnerHandle::remote(stats.clone(), classes.clone(), runner.host.clone(), summary);
+        let handle = handle.with_workers(roster.clone());
         let (worker_tx, worker_rx) = tokio::sync::mpsc::unbounded_channel();
         let digest = options.bundle.digest();
         let epoch = Arc::new(AtomicU64::new(0));
@@ -131,13 +132,23 @@ impl Master {
             role: NodeRole::Master,
             message_out: Some(message_tx),
             stats: Some(stats.clone()),
+            workers: Some(roster.clone()),
             host_required: false,
             delta_sink: None,
             ..runner.clone()
         };
         let control = LocalRunner::start(plan.clone(), control_options).await?;
-        let master =
-            MasterLoop::new(plan, runner, classes, stats, events, host, options.heartbeat_timeout, UsageMonitor::new());
+        let master = MasterLoop::new(
+            plan,
+            runner,
+            classes,
+            stats,
+            roster,
+            events,
+            host,
+            options.heartbeat_timeout,
+            UsageMonitor::new(),
+        );
         tokio::spawn(master.run(commands, worker_rx, control, message_rx, epoch));
         tracing::info!("Cluster master listening on {addr}");
         Ok(Master { handle, addr })
@@ -161,7 +172,7 @@ impl Master {
 
 /// Workers of a master's handle that are connected and not missing.
 pub fn worker_count(handle: &RunnerHandle) -> usize {
-    handle.stats().lock_or_recover().live_workers().count()
+    handle.workers().map_or(0, WorkerRoster::live_count)
 }
 
 fn server_tls(tls: &ClusterTls) -> Result<Option<ServerTlsConfig>, ClusterError> {

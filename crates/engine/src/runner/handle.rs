@@ -9,7 +9,7 @@ use crate::error::StartError;
 use crate::lock::LockExt;
 use crate::plan::{ClassInfo, ClusterMessage};
 use crate::plan_options::{OptionValues, PlanOption};
-use crate::read_model::{RunnerState, StatsView};
+use crate::read_model::{RunnerState, StatsView, WorkerRoster};
 
 /// What a handle asks of the runner behind it.
 #[derive(Debug)]
@@ -45,6 +45,7 @@ pub struct RunnerHandle {
     classes: Arc<Vec<ClassInfo>>,
     host: Arc<Mutex<Option<String>>>,
     plan: Arc<PlanSummary>,
+    workers: Option<WorkerRoster>,
 }
 
 /// What surfaces show of the plan.
@@ -88,6 +89,7 @@ impl RunnerHandle {
             classes: Arc::new(classes),
             host: host.clone(),
             plan: Arc::new(plan),
+            workers: None,
         };
         RunnerChannels { handle, commands, events, host }
     }
@@ -129,6 +131,17 @@ impl RunnerHandle {
         }
         let _ = self.commands.send(RunnerCommand::Start(settings));
         Ok(())
+    }
+
+    /// On a cluster master, its workers; `None` for one process.
+    pub fn workers(&self) -> Option<&WorkerRoster> {
+        self.workers.as_ref()
+    }
+
+    /// This handle, reading `workers` as a master's roster.
+    pub fn with_workers(mut self, workers: WorkerRoster) -> Self {
+        self.workers = Some(workers);
+        self
     }
 
     /// The host given for the test (`--host` or the start form), if any.

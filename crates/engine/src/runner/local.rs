@@ -62,7 +62,8 @@ impl LocalRunner {
                 stop_test,
                 options.role.clone(),
                 options.message_out.clone(),
-            );
+            )
+            .with_workers(options.workers.clone());
             let thread = spawn_shard(info, setup.clone(), rx, event_tx.clone())
                 .map_err(|e| StartError::Thread { shard: index, reason: e.to_string() })?;
             shard_tx.push(tx);

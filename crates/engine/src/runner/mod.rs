@@ -31,7 +31,7 @@ use swarmer_stats::StatsDelta;
 use tokio::sync::mpsc;
 
 use crate::plan::{ClusterMessage, NodeRole};
-use crate::read_model::StatsView;
+use crate::read_model::{StatsView, WorkerRoster};
 use crate::tags::TagFilter;
 
 pub use self::core::{Begin, ClassWeight, RunnerCore, sleep_until};
@@ -68,8 +68,11 @@ pub struct RunnerOptions {
     /// Where the plan's custom messages go (a cluster connection).
     pub message_out: Option<mpsc::UnboundedSender<ClusterMessage>>,
     /// Use this store instead of a new one (a master's plan runner reads
-    /// the cluster's merged statistics and workers through it).
+    /// the cluster's merged statistics through it).
     pub stats: Option<StatsView>,
+    /// On a master: its workers, for the plan (`swarmer.workers()`) and
+    /// the handle's surfaces.
+    pub workers: Option<WorkerRoster>,
 }
 
 impl Default for RunnerOptions {
@@ -88,6 +91,7 @@ impl Default for RunnerOptions {
             role: NodeRole::Local,
             message_out: None,
             stats: None,
+            workers: None,
         }
     }
 }

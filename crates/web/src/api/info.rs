@@ -42,7 +42,7 @@ pub async fn logs(State(state): State<Arc<AppState>>) -> Json<Value> {
 }
 
 pub async fn worker_count(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let count = state.runner.stats().lock_or_recover().live_workers().count();
+    let count = state.runner.workers().map_or(0, swarmer_engine::WorkerRoster::live_count);
     Json(json!({ "worker_count": count }))
 }
 

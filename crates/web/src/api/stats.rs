@@ -7,13 +7,14 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use serde_json::Value;
-use swarmer_engine::{LockExt, unix_now};
+use swarmer_engine::{LockExt, WorkerRoster, unix_now};
 
 use crate::state::AppState;
 
 /// The `/stats/requests` answer, as the push stream also sends it.
 pub fn requests_value(state: &AppState) -> Value {
-    swarmer_report::live::requests_payload(&state.runner.stats().lock_or_recover(), unix_now())
+    let workers = state.runner.workers().map(WorkerRoster::all);
+    swarmer_report::live::requests_payload(&state.runner.stats().lock_or_recover(), workers.as_deref(), unix_now())
 }
 
 pub async fn requests(State(state): State<Arc<AppState>>) -> Json<Value> {

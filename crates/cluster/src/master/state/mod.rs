@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use swarmer_engine::{
     Begin, ClassInfo, ClusterMessage, Plan, RunnerCommand, RunnerCore, RunnerEvent, RunnerHandle, RunnerOptions,
-    RunnerState, StatsView, TestSettings, UsageMonitor, WorkerState, sleep_until,
+    RunnerState, StatsView, TestSettings, UsageMonitor, WorkerRoster, WorkerState, sleep_until,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -50,6 +50,8 @@ pub(super) struct MasterLoop {
     heartbeat_timeout: Duration,
     usage: UsageMonitor,
     workers: BTreeMap<String, Worker>,
+    /// What surfaces and the plan read of `workers`.
+    roster: WorkerRoster,
     stop_started: Option<Instant>,
     quitting: Option<(oneshot::Sender<()>, Instant)>,
     /// The plan's runner on the master (no users: listeners and handlers).
@@ -65,6 +67,7 @@ impl MasterLoop {
         options: RunnerOptions,
         classes: Vec<ClassInfo>,
         stats: StatsView,
+        roster: WorkerRoster,
         events: broadcast::Sender<RunnerEvent>,
         host: Arc<Mutex<Option<String>>>,
         heartbeat_timeout: Duration,
@@ -78,6 +81,7 @@ impl MasterLoop {
             heartbeat_timeout,
             usage,
             workers: BTreeMap::new(),
+            roster,
             stop_started: None,
             quitting: None,
             control: None,

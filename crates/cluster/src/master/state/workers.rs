@@ -210,8 +210,8 @@ impl MasterLoop {
             .collect();
         let users: usize = self.workers.values().filter(|w| !w.missing).map(|w| w.user_count).sum();
         let counts = self.class_counts();
+        self.roster.publish(statuses);
         let mut store = self.core.stats().lock_or_recover();
-        store.workers = Some(statuses);
         store.user_count = users;
         store.class_counts = counts;
     }
