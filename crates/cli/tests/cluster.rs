@@ -466,14 +466,9 @@ fn tls(name: &str) -> String {
     repo().join("tests/fixtures/tls").join(name).to_string_lossy().into_owned()
 }
 
-#[test]
-#[ignore = "fails today: workers read class counts by position and never get the tags (issue 13)"]
-fn a_distributed_run_with_a_class_and_tags_chosen_runs_only_those_tasks() {
-    // The master answers questions about the plan from the outline of one
-    // load; the workers build the real classes: both must pick the same.
-    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let plan = dir.path().join("plan.lua");
+/// A plan of two classes: Alpha (tasks tagged read and write) and Beta.
+fn two_class_plan(dir: &Path) -> PathBuf {
+    let plan = dir.join("plan.lua");
     std::fs::write(
         &plan,
         "local swarmer = require('swarmer')\n\
@@ -484,16 +479,45 @@ fn a_distributed_run_with_a_class_and_tags_chosen_runs_only_those_tasks() {
          swarmer.user('Beta', { wait_time = swarmer.constant(0.05), tasks = { get('/beta') } })\n",
     )
     .unwrap();
+    plan
+}
+
+/// The request names a `--processes 2` run of the two-class plan recorded,
+/// with `extra` arguments (classes, tags).
+fn names_run_over_two_workers(extra: &[&str]) -> Vec<String> {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = two_class_plan(dir.path());
     let json = dir.path().join("stats");
+    let mut args = vec!["--json-file", json.to_str().unwrap()];
+    args.extend_from_slice(extra);
     let mut master = start_master(
         plan.to_str().unwrap(),
         &t.url(),
         "--processes 2 --headless --expect-workers 2 -u 4 -r 100 -t 2s --only-summary",
-        &["--json-file", json.to_str().unwrap(), "-T", "read", "Alpha"],
+        &args,
         "",
     );
     assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{}", master.proc.text());
     let entries: Value = serde_json::from_str(&std::fs::read_to_string(json.with_extension("json")).unwrap()).unwrap();
-    let names: Vec<&str> = entries.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["/alpha/read"], "{}", master.proc.text());
+    let mut names: Vec<String> =
+        entries.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_owned()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_distributed_run_with_a_class_and_tags_chosen_runs_only_those_tasks() {
+    // The master answers questions about the plan from the outline of one
+    // load; the workers build the real classes: both must pick the same,
+    // and the tags reach the workers.
+    assert_eq!(names_run_over_two_workers(&["-T", "read", "Alpha"]), ["/alpha/read"]);
+    assert_eq!(names_run_over_two_workers(&["-E", "write"]), ["/alpha/read", "/beta"]);
+}
+
+#[test]
+fn workers_run_the_class_picked_by_name_not_the_one_in_its_position() {
+    // Beta is the plan's second class: shares counted over the master's
+    // pick must not land on Alpha, the first class of the whole plan.
+    assert_eq!(names_run_over_two_workers(&["Beta"]), ["/beta"]);
 }

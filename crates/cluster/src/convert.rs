@@ -2,6 +2,7 @@
 //! speak the protocol, like the simulated workers of bench/cluster.sh). The histogram travels
 //! as HdrHistogram V2 bytes, so the master's merge is exact.
 
+use swarmer_engine::TagFilter;
 use swarmer_stats::{ExceptionEntry, FailureEntry, LatencyHistogram, PerSecondCounts, StatsDelta, StatsEntry};
 
 use crate::error::ReportError;
@@ -64,6 +65,26 @@ fn entry_to_proto(e: &StatsEntry) -> proto::Entry {
         start_time: e.start_time,
         last_request_timestamp: e.last_request_timestamp,
     }
+}
+
+/// The test scope a master tells its workers.
+pub fn test_scope(classes: &[String], tags: &TagFilter) -> proto::TestScope {
+    let sorted = |set: &std::collections::HashSet<String>| {
+        let mut list: Vec<String> = set.iter().cloned().collect();
+        list.sort();
+        list
+    };
+    proto::TestScope {
+        user_classes: classes.to_vec(),
+        tags: tags.include.as_ref().map(|include| proto::TagList { tags: sorted(include) }),
+        exclude_tags: sorted(&tags.exclude),
+    }
+}
+
+/// The class selection and tag filter of a received scope.
+pub fn scope_filters(scope: &proto::TestScope) -> (Vec<String>, TagFilter) {
+    let include = scope.tags.as_ref().map(|list| list.tags.clone());
+    (scope.user_classes.clone(), TagFilter::new(include, scope.exclude_tags.clone()))
 }
 
 fn bad(entry: &proto::Entry, reason: String) -> ReportError {

@@ -259,8 +259,23 @@ async fn start_runner(
         .stop_timeout_seconds
         .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
         .unwrap_or(options.runner.stop_timeout);
+    // The master's classes and tags, so that its shares (counts by the
+    // position of each class among those picked) mean the same classes here.
+    let (classes, tags) = match &welcome.scope {
+        Some(scope) => crate::convert::scope_filters(scope),
+        None => (options.runner.classes.clone(), options.runner.tags.clone()),
+    };
+    if !classes.is_empty() || !tags.is_noop() {
+        tracing::info!(
+            "Running the master's selection: classes {classes:?}, tags {:?}, excluded tags {:?}",
+            tags.include,
+            tags.exclude
+        );
+    }
     let runner_options = RunnerOptions {
         stop_timeout,
+        classes,
+        tags,
         delta_sink: Some(sink),
         host_required: false,
         node: options.id.clone(),

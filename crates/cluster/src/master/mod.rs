@@ -111,6 +111,7 @@ impl Master {
             sessions: AtomicU64::new(0),
             epoch: epoch.clone(),
             stop_timeout: runner.stop_timeout,
+            scope: crate::convert::test_scope(&runner.classes, &runner.tags),
         });
         // Workers send heartbeats and statistics, never bundles: a smaller
         // limit on what the master reads keeps unauthenticated peers from

@@ -45,6 +45,8 @@ pub struct ClusterService {
     pub stop_timeout: Duration,
     /// The master's statistics epoch (resets so far), told to joining workers.
     pub epoch: Arc<AtomicU64>,
+    /// The classes and tags the test runs, told to joining workers.
+    pub scope: proto::TestScope,
 }
 
 type Outbound = Pin<Box<dyn Stream<Item = Result<proto::MasterMessage, Status>> + Send>>;
@@ -137,6 +139,7 @@ impl ClusterService {
             options: self.options.snapshot().into_iter().collect(),
             stats_epoch: self.epoch.load(Ordering::Relaxed),
             stop_timeout_seconds: Some(self.stop_timeout.as_secs_f64()),
+            scope: Some(self.scope.clone()),
         };
         if tx.send(message(master_message::Kind::Welcome(welcome))).is_err() {
             return;
