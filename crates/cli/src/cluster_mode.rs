@@ -74,6 +74,8 @@ pub async fn run_worker(program_plan: Option<Plan>, config: RunConfig, option_va
         plan,
         master_timeout: worker.master_timeout,
         runner: options,
+        client_tls: worker.client_tls,
+        own_client_flags: worker.own_client_flags,
     };
     match worker::run(worker_options, loader).await {
         Ok(()) => 0,

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use swarmer_cluster::auth::{ClusterTls, ClusterToken};
+use swarmer_cluster::client_settings::OwnClientFlags;
 use swarmer_engine::{ClientConfig, HttpVersionPreference, RunnerOptions, TagFilter, TestSettings, TlsOptions};
 use swarmer_web::{FormDefaults, LogBuffer, TlsFiles, WebOptions};
 
@@ -259,11 +260,19 @@ pub struct WorkerConfig {
     pub tls: ClusterTls,
     /// Without the master this long, the worker stops its users.
     pub master_timeout: Duration,
+    /// This worker's certificate files for the target.
+    pub client_tls: TlsOptions,
+    /// Client settings given on this worker's command line or environment:
+    /// they win over the master's.
+    pub own_client_flags: OwnClientFlags,
 }
 
 impl RunConfig {
-    /// Check and convert the parsed command line. Errors name the flag.
-    pub fn new(args: RunArgs) -> Result<Self, String> {
+    /// Check and convert the parsed command line. `given` tells whether a
+    /// flag (by its clap id) was set on the command line, in the
+    /// environment or in the config file rather than left at its default.
+    /// Errors name the flag.
+    pub fn new(args: RunArgs, given: &dyn Fn(&str) -> bool) -> Result<Self, String> {
         let headless = args.headless;
         args.web.check()?;
         let tags = TagFilter::new(args.tags.clone(), args.exclude_tags.clone().unwrap_or_default());
@@ -304,7 +313,7 @@ impl RunConfig {
                 autoquit: u64::try_from(web.autoquit).ok().map(Duration::from_secs),
             })
         };
-        let cluster = cluster_role(&args)?;
+        let cluster = cluster_role(&args, given)?;
         Ok(Self {
             plan: args.locustfile,
             inspect: Inspect {
@@ -328,13 +337,16 @@ impl RunConfig {
     }
 }
 
-fn runner_options(args: &RunArgs, tags: TagFilter) -> Result<RunnerOptions, String> {
-    let tls = TlsOptions {
+fn client_tls(args: &RunArgs) -> TlsOptions {
+    TlsOptions {
         insecure: args.insecure,
         ca_certs: args.ca_cert.clone(),
         client_cert: args.client_cert.clone().zip(args.client_key.clone()),
-    };
-    let mut client = ClientConfig::new(&tls, args.http_version.into()).map_err(|e| e.to_string())?;
+    }
+}
+
+fn runner_options(args: &RunArgs, tags: TagFilter) -> Result<RunnerOptions, String> {
+    let mut client = ClientConfig::new(&client_tls(args), args.http_version.into()).map_err(|e| e.to_string())?;
     client.connect_timeout = Duration::from_secs_f64(args.connect_timeout);
     client.max_body_bytes = args.max_body_size;
     client.timeout = (args.request_timeout > 0.0).then(|| Duration::from_secs_f64(args.request_timeout));
@@ -353,7 +365,7 @@ fn runner_options(args: &RunArgs, tags: TagFilter) -> Result<RunnerOptions, Stri
     })
 }
 
-fn cluster_role(args: &RunArgs) -> Result<ClusterRole, String> {
+fn cluster_role(args: &RunArgs, given: &dyn Fn(&str) -> bool) -> Result<ClusterRole, String> {
     let cluster = &args.cluster;
     let children = cluster.processes.map(|n| ChildWorkers {
         count: match n {
@@ -381,6 +393,14 @@ fn cluster_role(args: &RunArgs) -> Result<ClusterRole, String> {
                 token,
                 tls: cluster.tls(),
                 master_timeout: Duration::from_secs_f64(cluster.master_timeout),
+                client_tls: client_tls(args),
+                own_client_flags: OwnClientFlags {
+                    http_version: given("http_version"),
+                    insecure: given("insecure"),
+                    connect_timeout: given("connect_timeout"),
+                    request_timeout: given("request_timeout"),
+                    max_body: given("max_body_size"),
+                },
             }),
         });
     }
@@ -422,7 +442,7 @@ mod tests {
 
     fn config(argv: &[&str]) -> Result<RunConfig, String> {
         let cli = Cli::try_parse_from(std::iter::once("swarmer").chain(argv.iter().copied())).expect("flags parse");
-        RunConfig::new(cli.run)
+        RunConfig::new(cli.run, &|_| false)
     }
 
     #[test]

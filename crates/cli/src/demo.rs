@@ -51,7 +51,7 @@ pub async fn run_demo(plan: Plan, mut run: RunArgs, args: DemoArgs) -> i32 {
     if run.host.is_none() {
         run.host = Some(target.url());
     }
-    let code = match crate::configure(run) {
+    let code = match crate::configure(run, &|_| false) {
         Ok(config) => crate::run_with(plan, config, false).await,
         Err(code) => code,
     };

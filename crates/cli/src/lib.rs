@@ -49,6 +49,7 @@ mod web_args;
 use std::ffi::OsString;
 use std::process::ExitCode;
 
+use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 pub use swarmer_engine as engine;
 use swarmer_engine::Plan;
@@ -95,7 +96,14 @@ fn main_with(plan: Option<Plan>) -> ExitCode {
         None if cli.run.locustfile.is_some() && plan.is_some() => {
             return usage_error("-f: this program defines its own plan; -f is for the swarmer binary");
         }
-        None => runtime.block_on(run_command_line(plan, cli.run, option_values)),
+        None => {
+            // A flag is given when it did not come from its default (the
+            // config file's values arrive as command-line arguments).
+            let given = |id: &str| {
+                matches!(matches.value_source(id), Some(ValueSource::CommandLine | ValueSource::EnvVariable))
+            };
+            runtime.block_on(run_command_line(plan, cli.run, &given, option_values))
+        }
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
@@ -127,8 +135,8 @@ fn usage_error(message: &str) -> ExitCode {
 
 /// The second stage of the command line (a [`RunConfig`]), then logging;
 /// on an error, the exit code after saying what was wrong.
-pub(crate) fn configure(args: RunArgs) -> Result<RunConfig, i32> {
-    let config = RunConfig::new(args).map_err(|e| {
+pub(crate) fn configure(args: RunArgs, given: &dyn Fn(&str) -> bool) -> Result<RunConfig, i32> {
+    let config = RunConfig::new(args, given).map_err(|e| {
         eprintln!("swarmer: error: {e}");
         2
     })?;
@@ -143,9 +151,10 @@ pub(crate) fn configure(args: RunArgs) -> Result<RunConfig, i32> {
 async fn run_command_line(
     program_plan: Option<Plan>,
     args: RunArgs,
+    given: &dyn Fn(&str) -> bool,
     option_values: std::collections::HashMap<String, String>,
 ) -> i32 {
-    let config = match configure(args) {
+    let config = match configure(args, given) {
         Ok(configured) => configured,
         Err(code) => return code,
     };

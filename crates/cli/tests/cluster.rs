@@ -521,3 +521,54 @@ fn workers_run_the_class_picked_by_name_not_the_one_in_its_position() {
     // pick must not land on Alpha, the first class of the whole plan.
     assert_eq!(names_run_over_two_workers(&["Beta"]), ["/beta"]);
 }
+
+/// A plan whose users ask the target for their HTTP version, then record
+/// a request named after it (`seen HTTP/2.0`).
+fn version_plan(dir: &Path) -> PathBuf {
+    let plan = dir.join("plan.lua");
+    std::fs::write(
+        &plan,
+        "local swarmer = require('swarmer')\n\
+         swarmer.user('U', { wait_time = swarmer.constant(0.05), tasks = { function(self)\n\
+           local r = self.client:get('/version')\n\
+           self.client:get('/', { name = 'seen ' .. r.text })\n\
+         end } })\n",
+    )
+    .unwrap();
+    plan
+}
+
+fn json_names(json: &Path) -> Vec<String> {
+    let entries: Value = serde_json::from_str(&std::fs::read_to_string(json.with_extension("json")).unwrap()).unwrap();
+    entries.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn workers_speak_the_http_version_the_master_was_given() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = version_plan(dir.path());
+    let plan = plan.to_str().unwrap();
+    let seen = |names: &[String], version: &str| names.iter().any(|n| n == &format!("seen {version}"));
+
+    // --processes: the children take the master's --http-version.
+    let json = dir.path().join("local");
+    let flags = "--processes 2 --headless --expect-workers 2 -u 4 -r 100 -t 2s --only-summary --http-version 2";
+    let mut master = start_master(plan, &t.url(), flags, &["--json-file", json.to_str().unwrap()], "");
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{}", master.proc.text());
+    let names = json_names(&json);
+    assert!(seen(&names, "HTTP/2.0") && !seen(&names, "HTTP/1.1"), "{names:?}");
+    assert!(master.proc.text().contains("Users run with HTTP version 2"), "{}", master.proc.text());
+
+    // Workers of their own: the one without the flag takes the master's,
+    // the one with --http-version 1 keeps its own.
+    let json = dir.path().join("remote");
+    let flags = "--headless --expect-workers 2 -u 4 -r 100 -t 3s --only-summary --http-version 2";
+    let mut master = start_master(plan, &t.url(), flags, &["--json-file", json.to_str().unwrap()], TOKEN);
+    let _plain = worker(&master.port, &[], TOKEN);
+    let own = worker(&master.port, &["--http-version", "1"], TOKEN);
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{}", master.proc.text());
+    let names = json_names(&json);
+    assert!(seen(&names, "HTTP/2.0") && seen(&names, "HTTP/1.1"), "{names:?}");
+    assert!(own.text().contains("Users run with HTTP version 1"), "{}", own.text());
+}

@@ -24,6 +24,7 @@
 pub mod assign;
 pub mod auth;
 pub mod bundle;
+pub mod client_settings;
 pub mod convert;
 pub mod error;
 pub mod master;

@@ -11,11 +11,12 @@
 //! (wrong token, other plan) ends it with that reason.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use swarmer_engine::{
     ClusterMessage, LocalRunner, LockExt, NodeRole, Plan, PlanError, RunnerEvent, RunnerHandle, RunnerOptions,
-    RunnerState, TestSettings, UsageMonitor,
+    RunnerState, TestSettings, TlsOptions, UsageMonitor,
 };
 use swarmer_stats::StatsDelta;
 use tokio::sync::mpsc;
@@ -24,6 +25,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 use crate::auth::{ClusterTls, ClusterToken, nonce, read};
 use crate::bundle::Bundle;
+use crate::client_settings::{OwnClientFlags, apply as apply_client, describe as describe_client};
 use crate::convert::delta_to_report;
 use crate::error::ClusterError;
 use crate::proto::{self, cluster_client::ClusterClient, master_message, worker_message};
@@ -52,6 +54,11 @@ pub struct WorkerOptions {
     pub master_timeout: Duration,
     /// Shards and HTTP client settings of the local runner.
     pub runner: RunnerOptions,
+    /// The worker's own certificate files for the target (`--ca-cert`,
+    /// `--client-cert/--client-key`), used with the master's settings.
+    pub client_tls: TlsOptions,
+    /// Client settings this worker's own flags fixed (they win over the master's).
+    pub own_client_flags: OwnClientFlags,
 }
 
 /// Why a session with the master ended.
@@ -272,10 +279,18 @@ async fn start_runner(
             tags.exclude
         );
     }
+    let client = match &welcome.client {
+        Some(shipped) => {
+            Arc::new(apply_client(shipped, &options.runner.client, &options.client_tls, options.own_client_flags)?)
+        }
+        None => options.runner.client.clone(),
+    };
+    tracing::info!("Users run with {}", describe_client(&client));
     let runner_options = RunnerOptions {
         stop_timeout,
         classes,
         tags,
+        client,
         delta_sink: Some(sink),
         host_required: false,
         node: options.id.clone(),

@@ -47,6 +47,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
     pub(crate) tls: Arc<rustls::ClientConfig>,
+    insecure: bool,
     /// Which HTTP version new connections speak.
     pub version: HttpVersionPreference,
     /// Time allowed to resolve the host and open the TCP connection (the TLS
@@ -73,6 +74,7 @@ impl ClientConfig {
     pub fn new(tls: &TlsOptions, version: HttpVersionPreference) -> Result<Self, HttpError> {
         Ok(Self {
             tls: Arc::new(tls::client_config(tls, version)?),
+            insecure: tls.insecure,
             version,
             connect_timeout: Duration::from_secs(10),
             timeout: Some(Duration::from_secs(60)),
@@ -80,6 +82,12 @@ impl ClientConfig {
             user_agent: concat!("swarmer/", env!("CARGO_PKG_VERSION")).to_owned(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         })
+    }
+
+    /// True when server certificates are not verified (built with
+    /// [`TlsOptions::insecure`]).
+    pub fn insecure(&self) -> bool {
+        self.insecure
     }
 
     /// Defaults: Mozilla roots, HTTP/2 by ALPN, 10 s connect, 60 s total,

@@ -112,6 +112,7 @@ impl Master {
             epoch: epoch.clone(),
             stop_timeout: runner.stop_timeout,
             scope: crate::convert::test_scope(&runner.classes, &runner.tags),
+            client: crate::client_settings::to_proto(&runner.client),
         });
         // Workers send heartbeats and statistics, never bundles: a smaller
         // limit on what the master reads keeps unauthenticated peers from

@@ -47,6 +47,8 @@ pub struct ClusterService {
     pub epoch: Arc<AtomicU64>,
     /// The classes and tags the test runs, told to joining workers.
     pub scope: proto::TestScope,
+    /// The HTTP client settings users run with, told to joining workers.
+    pub client: proto::ClientSettings,
 }
 
 type Outbound = Pin<Box<dyn Stream<Item = Result<proto::MasterMessage, Status>> + Send>>;
@@ -140,6 +142,7 @@ impl ClusterService {
             stats_epoch: self.epoch.load(Ordering::Relaxed),
             stop_timeout_seconds: Some(self.stop_timeout.as_secs_f64()),
             scope: Some(self.scope.clone()),
+            client: Some(self.client.clone()),
         };
         if tx.send(message(master_message::Kind::Welcome(welcome))).is_err() {
             return;

@@ -1,0 +1,159 @@
+//! The HTTP client settings a master ships to its workers, and how a
+//! worker applies them: the master's, except where the worker's own flags
+//! (or environment) say otherwise. Certificate files stay each machine's.
+
+use std::time::Duration;
+
+use swarmer_engine::{ClientConfig, HttpVersionPreference, TlsOptions};
+
+use crate::error::ClusterError;
+use crate::proto;
+
+/// Which client settings a worker's own flags or environment fixed (they
+/// win over the master's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OwnClientFlags {
+    /// `--http-version` was given.
+    pub http_version: bool,
+    /// `--insecure` was given.
+    pub insecure: bool,
+    /// `--connect-timeout` was given.
+    pub connect_timeout: bool,
+    /// `--request-timeout` was given.
+    pub request_timeout: bool,
+    /// `--max-body-size` was given.
+    pub max_body: bool,
+}
+
+/// The settings of `config`, as a master ships them.
+pub fn to_proto(config: &ClientConfig) -> proto::ClientSettings {
+    proto::ClientSettings {
+        http_version: version_name(config.version).to_owned(),
+        insecure: config.insecure(),
+        connect_timeout_seconds: config.connect_timeout.as_secs_f64(),
+        request_timeout_seconds: config.timeout.map_or(0.0, |t| t.as_secs_f64()),
+        max_body_bytes: config.max_body_bytes as u64,
+    }
+}
+
+/// The client a worker runs with: `shipped` from the master, except what
+/// `own` flags fixed in `current`; `tls` holds the worker's certificate
+/// files. Errors name what could not be used.
+pub fn apply(
+    shipped: &proto::ClientSettings,
+    current: &ClientConfig,
+    tls: &TlsOptions,
+    own: OwnClientFlags,
+) -> Result<ClientConfig, ClusterError> {
+    let version = if own.http_version {
+        current.version
+    } else {
+        version_named(&shipped.http_version).ok_or_else(|| {
+            ClusterError::Refused(format!("the master sent an unknown HTTP version {:?}", shipped.http_version))
+        })?
+    };
+    let insecure = if own.insecure { current.insecure() } else { shipped.insecure };
+    let seconds = |value: f64, what: &str| {
+        Duration::try_from_secs_f64(value)
+            .map_err(|_| ClusterError::Refused(format!("the master sent an invalid {what}: {value}")))
+    };
+    let mut config = ClientConfig::new(&TlsOptions { insecure, ..tls.clone() }, version)
+        .map_err(|e| ClusterError::Tls(e.to_string()))?;
+    config.connect_timeout = if own.connect_timeout {
+        current.connect_timeout
+    } else {
+        seconds(shipped.connect_timeout_seconds, "connect timeout")?
+    };
+    config.timeout = if own.request_timeout {
+        current.timeout
+    } else {
+        let timeout = seconds(shipped.request_timeout_seconds, "request timeout")?;
+        (!timeout.is_zero()).then_some(timeout)
+    };
+    config.max_body_bytes = if own.max_body {
+        current.max_body_bytes
+    } else {
+        usize::try_from(shipped.max_body_bytes).unwrap_or(usize::MAX)
+    };
+    config.max_redirects = current.max_redirects;
+    config.user_agent = current.user_agent.clone();
+    Ok(config)
+}
+
+/// One line for the worker's log: what its users run with.
+pub fn describe(config: &ClientConfig) -> String {
+    format!(
+        "HTTP version {}, {}, connect timeout {:?}, request timeout {}, bodies up to {} bytes",
+        version_name(config.version),
+        if config.insecure() { "certificates not verified" } else { "certificates verified" },
+        config.connect_timeout,
+        config.timeout.map_or("none".to_owned(), |t| format!("{t:?}")),
+        config.max_body_bytes
+    )
+}
+
+fn version_name(version: HttpVersionPreference) -> &'static str {
+    match version {
+        HttpVersionPreference::Auto => "auto",
+        HttpVersionPreference::Http1Only => "1",
+        HttpVersionPreference::Http2Only => "2",
+    }
+}
+
+fn version_named(name: &str) -> Option<HttpVersionPreference> {
+    [HttpVersionPreference::Auto, HttpVersionPreference::Http1Only, HttpVersionPreference::Http2Only]
+        .into_iter()
+        .find(|v| version_name(*v) == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn master() -> ClientConfig {
+        let mut config =
+            ClientConfig::new(&TlsOptions { insecure: true, ..Default::default() }, HttpVersionPreference::Http2Only)
+                .expect("no files to read");
+        config.connect_timeout = Duration::from_secs(3);
+        config.timeout = None;
+        config.max_body_bytes = 1000;
+        config
+    }
+
+    #[test]
+    fn a_worker_takes_the_masters_settings() {
+        let shipped = to_proto(&master());
+        let worker = ClientConfig::default_config();
+        let applied = apply(&shipped, &worker, &TlsOptions::default(), OwnClientFlags::default()).expect("valid");
+        assert_eq!(applied.version, HttpVersionPreference::Http2Only);
+        assert!(applied.insecure());
+        assert_eq!(applied.connect_timeout, Duration::from_secs(3));
+        assert_eq!(applied.timeout, None);
+        assert_eq!(applied.max_body_bytes, 1000);
+    }
+
+    #[test]
+    fn a_workers_own_flags_win() {
+        let shipped = to_proto(&master());
+        let mut worker = ClientConfig::new(&TlsOptions::default(), HttpVersionPreference::Http1Only).expect("valid");
+        worker.timeout = Some(Duration::from_secs(5));
+        let own = OwnClientFlags { http_version: true, insecure: true, request_timeout: true, ..Default::default() };
+        let applied = apply(&shipped, &worker, &TlsOptions::default(), own).expect("valid");
+        assert_eq!(applied.version, HttpVersionPreference::Http1Only);
+        assert!(!applied.insecure());
+        assert_eq!(applied.timeout, Some(Duration::from_secs(5)));
+        assert_eq!(applied.connect_timeout, Duration::from_secs(3), "not fixed by the worker: the master's");
+    }
+
+    #[test]
+    fn nonsense_from_the_master_is_refused_by_name() {
+        let mut shipped = to_proto(&master());
+        shipped.http_version = "3".into();
+        let error = apply(&shipped, &master(), &TlsOptions::default(), OwnClientFlags::default()).unwrap_err();
+        assert!(error.to_string().contains("HTTP version \"3\""), "{error}");
+        let mut shipped = to_proto(&master());
+        shipped.connect_timeout_seconds = -1.0;
+        let error = apply(&shipped, &master(), &TlsOptions::default(), OwnClientFlags::default()).unwrap_err();
+        assert!(error.to_string().contains("connect timeout"), "{error}");
+    }
+}
