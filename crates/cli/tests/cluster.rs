@@ -572,3 +572,81 @@ fn workers_speak_the_http_version_the_master_was_given() {
     assert!(seen(&names, "HTTP/2.0") && seen(&names, "HTTP/1.1"), "{names:?}");
     assert!(own.text().contains("Users run with HTTP version 1"), "{}", own.text());
 }
+
+/// A port free on 127.0.0.1 a moment ago (for a master restarted on it).
+fn free_port() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string()
+}
+
+/// A plan in a folder of its own whose one task records `name`.
+fn named_plan(dir: &Path, name: &str) -> String {
+    let folder = dir.join(name.trim_start_matches('/'));
+    std::fs::create_dir_all(&folder).unwrap();
+    let plan = folder.join("plan.lua");
+    std::fs::write(
+        &plan,
+        format!(
+            "local swarmer = require('swarmer')\n\
+             swarmer.user('U', {{ wait_time = swarmer.constant(0.05), tasks = {{ function(self)\n\
+               self.client:get('/', {{ name = '{name}' }})\n\
+             end }} }})\n"
+        ),
+    )
+    .unwrap();
+    plan.to_string_lossy().into_owned()
+}
+
+#[test]
+fn a_master_restarted_with_another_plan_gets_it_run_and_none_of_the_old_statistics() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let first = format!("--master-bind-port {port} --headless --expect-workers 1 -u 2 -r 100");
+    let mut master = start_master(&named_plan(dir.path(), "/one"), &t.url(), &first, &[], TOKEN);
+    let w = worker(&port, &["--master-timeout", "30"], TOKEN);
+    w.wait_for("All users spawned", Duration::from_secs(20));
+    master.proc.kill9();
+    w.wait_for("Lost the master", Duration::from_secs(5));
+
+    // The new master runs another plan on the same port; the worker keeps
+    // its old users meanwhile (its master timeout is long).
+    let json = dir.path().join("stats");
+    let second = format!("--master-bind-port {port} --headless --expect-workers 1 -u 2 -r 100 -t 2s --only-summary");
+    let mut master = start_master(
+        &named_plan(dir.path(), "/two"),
+        &t.url(),
+        &second,
+        &["--json-file", json.to_str().unwrap()],
+        TOKEN,
+    );
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{}", master.proc.text());
+    assert_eq!(json_names(&json), ["/two"], "{}\n{}", master.proc.text(), w.text());
+    assert!(w.text().contains("The master runs another plan now"), "{}", w.text());
+}
+
+#[test]
+fn a_restarted_master_counts_nothing_its_workers_recorded_for_the_previous_one() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let port = free_port();
+    let first = format!("--master-bind-port {port} --headless --expect-workers 1 -u 4 -r 100");
+    let mut master = start_master(&plan(), &t.url(), &first, &[], TOKEN);
+    let w = worker(&port, &["--master-timeout", "30"], TOKEN);
+    w.wait_for("All users spawned", Duration::from_secs(20));
+    master.proc.kill9();
+    w.wait_for("Lost the master", Duration::from_secs(5));
+    // Let the worker's users record a while for a master that is gone.
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // A new master with its web UI and no test: nothing may show up.
+    let master = start_master(&plan(), &t.url(), &format!("--master-bind-port {port}"), &[], TOKEN);
+    wait_until(
+        Duration::from_secs(15),
+        || w.text().matches("Connected to the master").count() == 2,
+        "the worker joins the new master",
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let stats = get_json(&master.base, "/stats/requests");
+    assert_eq!(stats["state"], "ready", "{stats}");
+    let requests: u64 = stats["stats"].as_array().unwrap().iter().map(|e| e["num_requests"].as_u64().unwrap()).sum();
+    assert_eq!(requests, 0, "a master that ran no test counts no request\n{}", w.text());
+}

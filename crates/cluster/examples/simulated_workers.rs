@@ -55,6 +55,8 @@ async fn worker(
     tx.send(msg(worker_message::Kind::Proof(proto::Proof { proof }))).await.map_err(|e| e.to_string())?;
     let mut users = 0u32;
     let mut sent = 0u64;
+    // Statistics carry the instance of the master that welcomed this worker.
+    let mut instance = 0u64;
     let mut recorder = ShardRecorder::new(format!("sim-{index}"));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let names: Vec<String> = (0..names).map(|i| format!("/api/item/{i}")).collect();
@@ -62,6 +64,7 @@ async fn worker(
     while Instant::now() < until {
         tokio::select! {
             m = inbound.message() => match m {
+                Ok(Some(proto::MasterMessage { kind: Some(master_message::Kind::Welcome(w)) })) => instance = w.master_instance,
                 Ok(Some(proto::MasterMessage { kind: Some(master_message::Kind::Assign(a)) })) => users = a.class_counts.iter().sum(),
                 Ok(Some(proto::MasterMessage { kind: Some(master_message::Kind::Quit(_)) })) | Ok(None) | Err(_) => break,
                 _ => {}
@@ -78,7 +81,7 @@ async fn worker(
                         sent += 1;
                     }
                 }
-                let report = delta_to_report(&recorder.take_delta(), 0);
+                let report = delta_to_report(&recorder.take_delta(), 0, instance);
                 let beat = proto::Heartbeat { state: "running".into(), user_count: users, cpu_percent: 50.0, rss_bytes: 50 << 20 };
                 if tx.send(msg(worker_message::Kind::Heartbeat(beat))).await.is_err()
                     || tx.send(msg(worker_message::Kind::Stats(report))).await.is_err()

@@ -10,9 +10,10 @@ use crate::proto;
 
 /// A delta as the `StatsReport` a worker sends, stamped with the statistics `epoch` it belongs to
 /// (the master drops reports from before its latest reset).
-pub fn delta_to_report(delta: &StatsDelta, epoch: u64) -> proto::StatsReport {
+pub fn delta_to_report(delta: &StatsDelta, epoch: u64, master_instance: u64) -> proto::StatsReport {
     proto::StatsReport {
         epoch,
+        master_instance,
         entries: delta.entries.iter().map(entry_to_proto).collect(),
         failures: delta
             .failures
@@ -170,7 +171,7 @@ mod tests {
         }
         r.record_exception("oops", "plan.lua:3");
         let delta = r.take_delta();
-        let back = report_to_delta(&delta_to_report(&delta, 4)).unwrap();
+        let back = report_to_delta(&delta_to_report(&delta, 4, 7)).unwrap();
         assert_eq!(back, delta);
     }
 
@@ -186,7 +187,7 @@ mod tests {
             error: None,
         };
         r.record(&sample, 1.0);
-        let mut report = delta_to_report(&r.take_delta(), 0);
+        let mut report = delta_to_report(&r.take_delta(), 0, 7);
         report.entries[0].num_requests = 99;
         assert!(report_to_delta(&report).unwrap_err().to_string().contains("99 requests"));
         report.entries[0].histogram = vec![1, 2, 3];

@@ -70,7 +70,7 @@ enum SessionEnd {
 /// Run until the master says quit. Errors are fatal refusals (wrong token,
 /// a master that cannot prove the token, another plan, a plan that fails).
 pub async fn run(options: WorkerOptions, load: PlanLoader) -> Result<(), ClusterError> {
-    let mut runner: Option<(RunnerHandle, mpsc::UnboundedReceiver<StatsDelta>)> = None;
+    let mut runner: Option<Runner> = None;
     let (message_tx, mut messages) = mpsc::unbounded_channel();
     let mut reports = Reports::default();
     let mut lost_since: Option<Instant> = None;
@@ -86,22 +86,40 @@ pub async fn run(options: WorkerOptions, load: PlanLoader) -> Result<(), Cluster
             Ok(Connected { client_tx, inbound, welcome }) => {
                 attempts = 0;
                 tracing::info!("Connected to the master at {url} as worker {}", options.id);
-                if runner.is_none() {
-                    runner = Some(start_runner(&options, &welcome, &load, message_tx.clone()).await?);
+                let digest = plan_digest(&options, &welcome);
+                if let Some(old) = runner.take_if(|r| r.digest != digest) {
+                    // A master restarted with another plan: never run stale code.
+                    tracing::warn!(
+                        "The master runs another plan now (digest {} instead of {}): loading it",
+                        short(&digest),
+                        short(&old.digest)
+                    );
+                    old.handle.quit().await;
                 }
-                let (handle, deltas) = runner.as_mut().expect("started above");
+                if runner.is_none() {
+                    let (handle, deltas) = start_runner(&options, &welcome, &load, message_tx.clone()).await?;
+                    runner = Some(Runner { handle, deltas, digest });
+                }
+                let Runner { handle, deltas, .. } = runner.as_mut().expect("started above");
                 if matches!(handle.state(), RunnerState::Spawning | RunnerState::Running) {
                     // Users from before the break: the master (maybe a new one)
                     // assigns this worker's share again if its test runs.
                     tracing::info!("Back with the master: stopping the users from before until it assigns a share");
                     handle.stop();
                 }
-                if welcome.stats_epoch != reports.epoch {
-                    // The master reset its statistics while this worker was away.
+                let new_master = reports.master_instance.is_some_and(|known| known != welcome.master_instance);
+                if new_master {
+                    // What was recorded for the previous master is not this one's.
+                    tracing::info!("This is a new master: statistics recorded for the previous one are dropped");
+                }
+                if new_master || welcome.stats_epoch != reports.epoch {
+                    // A new master, or the master reset its statistics while
+                    // this worker was away.
                     handle.reset_stats();
                     while deltas.try_recv().is_ok() {}
                     reports.epoch = welcome.stats_epoch;
                 }
+                reports.master_instance = Some(welcome.master_instance);
                 match session(&options, handle, deltas, &mut messages, &mut reports, client_tx, inbound).await {
                     SessionEnd::Quit => return Ok(()),
                     SessionEnd::Lost(reason) => {
@@ -118,7 +136,7 @@ pub async fn run(options: WorkerOptions, load: PlanLoader) -> Result<(), Cluster
                 }
             }
         }
-        if let (Some(since), Some((handle, _))) = (lost_since, &runner)
+        if let (Some(since), Some(Runner { handle, .. })) = (lost_since, &runner)
             && since.elapsed() >= options.master_timeout
             && matches!(handle.state(), RunnerState::Spawning | RunnerState::Running)
         {
@@ -439,7 +457,7 @@ async fn send_stats(
     reports: &mut Reports,
 ) {
     while let Ok(delta) = deltas.try_recv() {
-        let report = delta_to_report(&delta, reports.epoch);
+        let report = delta_to_report(&delta, reports.epoch, reports.master_instance.unwrap_or_default());
         if tx.send(msg(worker_message::Kind::Stats(report))).await.is_err() {
             return;
         }
@@ -453,7 +471,32 @@ async fn send_stats(
 #[derive(Default)]
 struct Reports {
     epoch: u64,
+    /// The master of the current (or last) session.
+    master_instance: Option<u64>,
     requests: u64,
+}
+
+/// The worker's runner and the plan it runs.
+struct Runner {
+    handle: RunnerHandle,
+    deltas: mpsc::UnboundedReceiver<StatsDelta>,
+    /// The digest of the plan it was started with.
+    digest: String,
+}
+
+/// The digest of the plan a session runs: this worker's own, or the one
+/// the master shipped.
+fn plan_digest(options: &WorkerOptions, welcome: &proto::Welcome) -> String {
+    match (&options.plan, &welcome.plan) {
+        (Some(own), _) => own.digest(),
+        (None, Some(shipped)) => shipped.digest.clone(),
+        (None, None) => String::new(),
+    }
+}
+
+/// The first characters of a digest, for a log line.
+fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
 }
 
 /// This machine's name, for the master's log.

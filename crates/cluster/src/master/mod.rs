@@ -113,6 +113,8 @@ impl Master {
             stop_timeout: runner.stop_timeout,
             scope: crate::convert::test_scope(&runner.classes, &runner.tags),
             client: crate::client_settings::to_proto(&runner.client),
+            // Never 0: a report without the field (an older worker) carries 0.
+            instance: rand::random::<u64>().max(1),
         });
         // Workers send heartbeats and statistics, never bundles: a smaller
         // limit on what the master reads keeps unauthenticated peers from

@@ -45,6 +45,9 @@ pub struct ClusterService {
     pub stop_timeout: Duration,
     /// The master's statistics epoch (resets so far), told to joining workers.
     pub epoch: Arc<AtomicU64>,
+    /// A number drawn when the master started, told to joining workers and
+    /// carried by their statistics (see `Welcome.master_instance`).
+    pub instance: u64,
     /// The classes and tags the test runs, told to joining workers.
     pub scope: proto::TestScope,
     /// The HTTP client settings users run with, told to joining workers.
@@ -140,6 +143,7 @@ impl ClusterService {
             plan: hello.plan_digest.is_empty().then(|| self.bundle.to_proto()),
             options: self.options.snapshot().into_iter().collect(),
             stats_epoch: self.epoch.load(Ordering::Relaxed),
+            master_instance: self.instance,
             stop_timeout_seconds: Some(self.stop_timeout.as_secs_f64()),
             scope: Some(self.scope.clone()),
             client: Some(self.client.clone()),
@@ -158,6 +162,13 @@ impl ClusterService {
             let event = match next(&mut inbound).await {
                 Ok(Some(worker_message::Kind::Heartbeat(beat))) => {
                     WorkerEvent::Heartbeat { id: id.clone(), session, beat }
+                }
+                Ok(Some(worker_message::Kind::Stats(report))) if report.master_instance != self.instance => {
+                    tracing::warn!(
+                        "worker {id}: statistics recorded for another master ({} requests) dropped",
+                        report.entries.iter().map(|e| e.num_requests).sum::<u64>()
+                    );
+                    continue;
                 }
                 Ok(Some(worker_message::Kind::Stats(report))) => WorkerEvent::Stats { id: id.clone(), session, report },
                 Ok(Some(worker_message::Kind::Stopped(_))) => WorkerEvent::Stopped { id: id.clone(), session },

@@ -79,6 +79,12 @@ impl MasterLoop {
                 if report.epoch != self.core.epoch() {
                     return; // recorded before the latest reset
                 }
+                if self.core.state() == RunnerState::Ready {
+                    // No test has run here: these are a previous master's users.
+                    let requests: u64 = report.entries.iter().map(|e| e.num_requests).sum();
+                    tracing::warn!("worker {id}: {requests} requests recorded before any test of this master dropped");
+                    return;
+                }
                 match report_to_delta(&report) {
                     Ok(delta) => {
                         self.core.stats().lock_or_recover().stats.apply(&delta, unix_now());
