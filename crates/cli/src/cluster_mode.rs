@@ -76,11 +76,37 @@ pub async fn run_worker(program_plan: Option<Plan>, config: RunConfig, option_va
         runner: options,
         client_tls: worker.client_tls,
         own_client_flags: worker.own_client_flags,
+        leave: leave_on_signals(),
     };
     match worker::run(worker_options, loader).await {
         Ok(()) => 0,
         Err(e) => fail(&e.to_string()),
     }
+}
+
+/// A channel that says why this worker should leave when the process gets
+/// SIGTERM (Kubernetes scale-downs, rollouts, drains), SIGINT or SIGHUP:
+/// the worker then sends its last statistics and tells the master.
+fn leave_on_signals() -> tokio::sync::watch::Receiver<Option<String>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    let kinds =
+        [("SIGTERM", SignalKind::terminate()), ("SIGINT", SignalKind::interrupt()), ("SIGHUP", SignalKind::hangup())];
+    for (name, kind) in kinds {
+        let tx = tx.clone();
+        match signal(kind) {
+            Ok(mut stream) => {
+                tokio::spawn(async move {
+                    while stream.recv().await.is_some() {
+                        tracing::info!("Got {name}: stopping this worker's users and leaving the master");
+                        let _ = tx.send(Some(format!("stopped by {name}")));
+                    }
+                });
+            }
+            Err(e) => tracing::warn!("cannot listen for {name}: {e}"),
+        }
+    }
+    rx
 }
 
 fn fail(message: &str) -> i32 {

@@ -650,3 +650,51 @@ fn a_restarted_master_counts_nothing_its_workers_recorded_for_the_previous_one()
     let requests: u64 = stats["stats"].as_array().unwrap().iter().map(|e| e["num_requests"].as_u64().unwrap()).sum();
     assert_eq!(requests, 0, "a master that ran no test counts no request\n{}", w.text());
 }
+
+#[test]
+fn a_worker_stopped_by_sigterm_sends_its_statistics_and_leaves_without_a_loss() {
+    // Kubernetes scales a deployment down with SIGTERM: the worker's users
+    // stop, its last statistics reach the master, and the master moves its
+    // users without calling it lost.
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("stats");
+    let flags = "--headless --expect-workers 2 -u 4 -r 100 -t 4s --only-summary";
+    let mut master = start_master(&plan(), &t.url(), flags, &["--json-file", json.to_str().unwrap()], TOKEN);
+    let _stays = worker(&master.port, &[], TOKEN);
+    let mut leaves = worker(&master.port, &[], TOKEN);
+    leaves.wait_for("All users spawned", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(1500));
+    leaves.signal(libc::SIGTERM);
+    assert_eq!(leaves.wait_exit(Duration::from_secs(15)), 0, "{}", leaves.text());
+    assert!(leaves.text().contains("Left the master (stopped by SIGTERM)"), "{}", leaves.text());
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{}", master.proc.text());
+    let text = master.proc.text();
+    assert!(text.contains("left (stopped by SIGTERM)"), "{text}");
+    assert!(!text.contains("is missing") && !text.contains("was lost"), "{text}");
+    let entries: Value = serde_json::from_str(&std::fs::read_to_string(json.with_extension("json")).unwrap()).unwrap();
+    let recorded: u64 = entries.as_array().unwrap().iter().map(|e| e["num_requests"].as_u64().unwrap()).sum();
+    let served = t.requests_served();
+    assert!(served >= recorded && served - recorded <= 3, "target served {served}, recorded {recorded}");
+}
+
+#[test]
+fn a_worker_silent_then_gone_is_one_loss_with_one_note() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let mut master =
+        start_master(&plan(), &t.url(), "--autostart --expect-workers 2 -u 4 -r 100 --heartbeat-timeout 1", &[], TOKEN);
+    let mut workers: Vec<Proc> = (0..2).map(|_| worker(&master.port, &[], TOKEN)).collect();
+    master.proc.wait_for("All users spawned: 4 users over 2 workers", Duration::from_secs(20));
+    // Frozen: silent past the heartbeat timeout, its connection still open.
+    workers[0].signal(libc::SIGSTOP);
+    master.proc.wait_for("sent no heartbeat", Duration::from_secs(10));
+    // Then gone: the connection closes too. That is the same loss.
+    workers[0].kill9();
+    std::thread::sleep(Duration::from_millis(1500));
+    let stats = get_json(&master.base, "/stats/requests");
+    let notes = stats["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(master.proc.text().matches("its users move to the other").count(), 1, "{}", master.proc.text());
+    master.proc.signal(libc::SIGTERM);
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(30)), 0, "{}", master.proc.text());
+}

@@ -19,7 +19,7 @@ use swarmer_engine::{
     RunnerState, TestSettings, TlsOptions, UsageMonitor,
 };
 use swarmer_stats::StatsDelta;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
@@ -59,6 +59,10 @@ pub struct WorkerOptions {
     pub client_tls: TlsOptions,
     /// Client settings this worker's own flags fixed (they win over the master's).
     pub own_client_flags: OwnClientFlags,
+    /// Becomes `Some(reason)` when the worker is to leave on purpose (the
+    /// process got SIGTERM): it stops its users, sends its last statistics,
+    /// tells the master and returns.
+    pub leave: watch::Receiver<Option<String>>,
 }
 
 /// Why a session with the master ended.
@@ -69,7 +73,7 @@ enum SessionEnd {
 
 /// Run until the master says quit. Errors are fatal refusals (wrong token,
 /// a master that cannot prove the token, another plan, a plan that fails).
-pub async fn run(options: WorkerOptions, load: PlanLoader) -> Result<(), ClusterError> {
+pub async fn run(mut options: WorkerOptions, load: PlanLoader) -> Result<(), ClusterError> {
     let mut runner: Option<Runner> = None;
     let (message_tx, mut messages) = mpsc::unbounded_channel();
     let mut reports = Reports::default();
@@ -120,7 +124,10 @@ pub async fn run(options: WorkerOptions, load: PlanLoader) -> Result<(), Cluster
                     reports.epoch = welcome.stats_epoch;
                 }
                 reports.master_instance = Some(welcome.master_instance);
-                match session(&options, handle, deltas, &mut messages, &mut reports, client_tx, inbound).await {
+                let mut leave = options.leave.clone();
+                match session(&options, handle, deltas, &mut messages, &mut reports, client_tx, inbound, &mut leave)
+                    .await
+                {
                     SessionEnd::Quit => return Ok(()),
                     SessionEnd::Lost(reason) => {
                         tracing::warn!("Lost the master: {reason}; reconnecting");
@@ -146,7 +153,19 @@ pub async fn run(options: WorkerOptions, load: PlanLoader) -> Result<(), Cluster
             );
             handle.stop();
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            Ok(asked) = options.leave.wait_for(Option::is_some) => {
+                drop(asked);
+                // Leaving while the master is away: stop the users; their
+                // statistics have no master to go to.
+                if let Some(Runner { handle, .. }) = &runner {
+                    handle.quit().await;
+                }
+                tracing::info!("Leaving without a master to tell");
+                return Ok(());
+            }
+        }
     }
 }
 
@@ -325,6 +344,7 @@ fn plan_dir(id: &str) -> PathBuf {
     std::env::temp_dir().join(format!("swarmer-plan-{safe}"))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn session(
     options: &WorkerOptions,
     handle: &RunnerHandle,
@@ -333,6 +353,7 @@ async fn session(
     reports: &mut Reports,
     tx: mpsc::Sender<proto::WorkerMessage>,
     mut inbound: tonic::Streaming<proto::MasterMessage>,
+    leave: &mut watch::Receiver<Option<String>>,
 ) -> SessionEnd {
     let mut events = handle.subscribe();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -341,6 +362,19 @@ async fn session(
     let mut stop_requested = false;
     loop {
         tokio::select! {
+            Ok(asked) = leave.wait_for(Option::is_some) => {
+                // Let go of the channel's value before waiting on anything.
+                let reason = asked.clone().unwrap_or_default();
+                drop(asked);
+                // Stop the users (within the stop timeout), send everything
+                // they recorded, then say goodbye on the same stream.
+                handle.quit().await;
+                send_stats(deltas, &tx, reports).await;
+                let _ = tx.send(msg(worker_message::Kind::Leaving(proto::Leaving { reason: reason.clone() }))).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                tracing::info!("Left the master ({reason}); this worker reported {} requests in all", reports.requests);
+                return SessionEnd::Quit;
+            }
             message = inbound.message() => {
                 let kind = match message {
                     Ok(Some(proto::MasterMessage { kind: Some(kind) })) => kind,

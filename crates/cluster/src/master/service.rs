@@ -32,6 +32,7 @@ pub enum WorkerEvent {
     QuitAck { id: String, session: u64 },
     Custom { id: String, message: proto::CustomMessage },
     Gone { id: String, session: u64, reason: String },
+    Leaving { id: String, session: u64, reason: String },
 }
 
 pub struct ClusterService {
@@ -173,6 +174,9 @@ impl ClusterService {
                 Ok(Some(worker_message::Kind::Stats(report))) => WorkerEvent::Stats { id: id.clone(), session, report },
                 Ok(Some(worker_message::Kind::Stopped(_))) => WorkerEvent::Stopped { id: id.clone(), session },
                 Ok(Some(worker_message::Kind::QuitAck(_))) => WorkerEvent::QuitAck { id: id.clone(), session },
+                Ok(Some(worker_message::Kind::Leaving(l))) => {
+                    WorkerEvent::Leaving { id: id.clone(), session, reason: l.reason }
+                }
                 Ok(Some(worker_message::Kind::Custom(mut m))) => {
                     m.worker_id = id.clone();
                     WorkerEvent::Custom { id: id.clone(), message: m }

@@ -114,17 +114,28 @@ impl MasterLoop {
                 if !current(&self.workers, &id, session) {
                     return;
                 }
-                if let Some(w) = self.workers.get_mut(&id) {
-                    if w.quit {
-                        self.workers.remove(&id);
-                        return;
-                    }
+                let Some(w) = self.workers.get_mut(&id) else { return };
+                if w.quit {
+                    self.workers.remove(&id);
+                } else if !w.missing {
                     w.missing = true;
                     w.state = WorkerState::Missing;
                     w.user_count = 0;
+                    tracing::warn!("Worker {id} is missing ({reason}); its users move to the other workers");
+                    self.note_lost(&id, &reason);
+                    self.dispatch();
+                    self.check_stopped();
                 }
-                tracing::warn!("Worker {id} is missing ({reason}); its users move to the other workers");
-                self.note_lost(&id, &reason);
+                // A worker already missing (silent past the heartbeat
+                // timeout) was noted and its users moved then: once is enough.
+            }
+            WorkerEvent::Leaving { id, session, reason } => {
+                if !current(&self.workers, &id, session) {
+                    return;
+                }
+                // Its last statistics came before this on the same stream.
+                self.workers.remove(&id);
+                tracing::info!("Worker {id} left ({reason}); its users move to the other workers");
                 self.dispatch();
                 self.check_stopped();
             }
