@@ -698,3 +698,27 @@ fn a_worker_silent_then_gone_is_one_loss_with_one_note() {
     master.proc.signal(libc::SIGTERM);
     assert_eq!(master.proc.wait_exit(Duration::from_secs(30)), 0, "{}", master.proc.text());
 }
+
+#[test]
+fn each_worker_runs_the_plans_class_mix() {
+    // Two equal-weight classes, 4 users, 2 workers: each worker runs one
+    // user of each (dealt round robin, each ran two of one class).
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = two_class_plan(dir.path());
+    let mut master = start_master(
+        plan.to_str().unwrap(),
+        &t.url(),
+        "--processes 2 --headless --expect-workers 2 -u 4 -r 100 -t 2s --only-summary",
+        &[],
+        "",
+    );
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{}", master.proc.text());
+    let text = master.proc.text();
+    let workers: Vec<&str> =
+        text.lines().filter(|l| l.contains("[worker") && l.contains("All users spawned")).collect();
+    assert_eq!(workers.len(), 2, "{text}");
+    for line in workers {
+        assert!(line.contains("\"Alpha\": 1") && line.contains("\"Beta\": 1"), "{line}");
+    }
+}

@@ -1,64 +1,202 @@
 //! Which worker runs how many users of which class.
 //!
-//! The cluster's users are the first N positions of the plan's user
-//! sequence (fixed counts first, then weights: the same sequence one
-//! process uses, so `fixed_count` holds cluster-wide). Positions are dealt
-//! to workers in a smooth weighted round robin on their cores, so a worker
-//! with twice the cores gets twice the users and every worker gets a fair
-//! mix of classes. Deterministic: the same inputs give the same shares.
+//! 1. The cluster's users are the first N positions of the plan's user
+//!    sequence (fixed counts first, then weights: the sequence one process
+//!    uses, so `fixed_count` and the weights hold cluster-wide). That gives
+//!    each class's total.
+//! 2. Each worker's total is in proportion to its cores (largest
+//!    remainders), so a worker with twice the cores runs twice the users.
+//! 3. Each worker's mix follows the plan's: a class's users are dealt to
+//!    the workers furthest below their fair part of it (class total ×
+//!    worker total / N), within each worker's total.
+//!
+//! On a change (a new user count, a worker joining or lost) the previous
+//! shares are kept as far as they fit, and only what no longer fits moves
+//! (a worker stops its surplus newest first): users are not restarted
+//! elsewhere for nothing. Deterministic: the same inputs give the same
+//! shares.
 
 use swarmer_engine::dispatch::UserSequence;
 
 /// Users per class for each worker (`workers[i]` is worker i's cores).
 pub fn assign(classes: &[(u32, Option<u32>)], users: usize, workers: &[u32]) -> Vec<Vec<usize>> {
+    assign_keeping(classes, users, workers, &[])
+}
+
+/// [`assign`], keeping as much of `previous[i]` (worker i's current share;
+/// missing or empty for a worker that has none) as fits.
+pub fn assign_keeping(
+    classes: &[(u32, Option<u32>)],
+    users: usize,
+    workers: &[u32],
+    previous: &[Vec<usize>],
+) -> Vec<Vec<usize>> {
     let mut shares = vec![vec![0usize; classes.len()]; workers.len()];
-    if workers.is_empty() {
+    if workers.is_empty() || classes.is_empty() {
         return shares;
     }
     let sequence = UserSequence::new(classes);
     let users = sequence.capacity().map_or(users, |cap| users.min(cap));
-    let weights: Vec<i64> = workers.iter().map(|c| i64::from((*c).max(1))).collect();
-    let total: i64 = weights.iter().sum();
-    let mut current = vec![0i64; workers.len()];
+    let mut class_totals = vec![0usize; classes.len()];
     for position in 0..users {
         let Some(class) = sequence.class_at(position) else { break };
-        for (c, w) in current.iter_mut().zip(&weights) {
-            *c += w;
+        class_totals[class] += 1;
+    }
+    let users: usize = class_totals.iter().sum();
+    if users == 0 {
+        return shares;
+    }
+    let worker_totals = apportion(users, workers);
+    // The fair part of class c on worker w.
+    let fair = |w: usize, c: usize| class_totals[c] as f64 * worker_totals[w] as f64 / users as f64;
+
+    // Keep what fits of the previous shares: no worker above its total, no
+    // class above its total; the cells furthest above fair give way first.
+    for (w, share) in shares.iter_mut().enumerate() {
+        if let Some(before) = previous.get(w).filter(|p| p.len() == classes.len()) {
+            share.copy_from_slice(before);
         }
-        let (best, _) =
-            current.iter().enumerate().fold((0, i64::MIN), |acc, (i, &c)| if c > acc.1 { (i, c) } else { acc });
-        current[best] -= total;
-        shares[best][class] += 1;
+    }
+    for w in 0..workers.len() {
+        while shares[w].iter().sum::<usize>() > worker_totals[w] {
+            let c = most_above_fair((0..classes.len()).map(|c| (c, shares[w][c], fair(w, c))));
+            shares[w][c] -= 1;
+        }
+    }
+    for (c, &total) in class_totals.iter().enumerate() {
+        while shares.iter().map(|s| s[c]).sum::<usize>() > total {
+            let w = most_above_fair((0..workers.len()).map(|w| (w, shares[w][c], fair(w, c))));
+            shares[w][c] -= 1;
+        }
+    }
+
+    // Deal what is left: each user of a class to the worker with room that
+    // is furthest below its fair part of that class.
+    for (c, &total) in class_totals.iter().enumerate() {
+        let mut missing = total - shares.iter().map(|s| s[c]).sum::<usize>();
+        while missing > 0 {
+            let room = (0..workers.len()).filter(|&w| shares[w].iter().sum::<usize>() < worker_totals[w]);
+            let w = room
+                .map(|w| (w, fair(w, c) - shares[w][c] as f64))
+                .fold(None, |best: Option<(usize, f64)>, (w, deficit)| match best {
+                    Some((_, d)) if d >= deficit => best,
+                    _ => Some((w, deficit)),
+                })
+                .map(|(w, _)| w)
+                .expect("the workers' totals add up to the classes' totals");
+            shares[w][c] += 1;
+            missing -= 1;
+        }
     }
     shares
+}
+
+/// `users` split over workers in proportion to their cores, the rest by
+/// largest remainder (ties to the first).
+fn apportion(users: usize, workers: &[u32]) -> Vec<usize> {
+    let cores: Vec<u64> = workers.iter().map(|c| u64::from((*c).max(1))).collect();
+    let total: u64 = cores.iter().sum();
+    let users = users as u64;
+    let mut totals: Vec<usize> = cores.iter().map(|c| (users * c / total) as usize).collect();
+    let mut left = users as usize - totals.iter().sum::<usize>();
+    let mut order: Vec<usize> = (0..workers.len()).collect();
+    order.sort_by_key(|&w| (std::cmp::Reverse(users * cores[w] % total), w));
+    for w in order {
+        if left == 0 {
+            break;
+        }
+        totals[w] += 1;
+        left -= 1;
+    }
+    totals
+}
+
+/// Of `(index, count, fair)` cells with a count above zero, the index of the
+/// one furthest above its fair part (ties to the last).
+fn most_above_fair(cells: impl Iterator<Item = (usize, usize, f64)>) -> usize {
+    cells
+        .filter(|(_, n, _)| *n > 0)
+        .fold(None, |best: Option<(usize, f64)>, (i, n, fair)| {
+            let over = n as f64 - fair;
+            match best {
+                Some((_, b)) if b > over => best,
+                _ => Some((i, over)),
+            }
+        })
+        .map(|(i, _)| i)
+        .expect("a total above its bound has a cell above zero")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn totals(shares: &[Vec<usize>]) -> Vec<usize> {
+        shares.iter().map(|s| s.iter().sum()).collect()
+    }
+
+    fn class_total(shares: &[Vec<usize>], c: usize) -> usize {
+        shares.iter().map(|s| s[c]).sum()
+    }
+
     #[test]
     fn users_split_evenly_over_equal_workers() {
         let shares = assign(&[(1, None)], 10, &[1, 1, 1]);
-        let totals: Vec<usize> = shares.iter().map(|s| s.iter().sum()).collect();
-        assert_eq!(totals, [4, 3, 3]);
+        assert_eq!(totals(&shares), [4, 3, 3]);
     }
 
     #[test]
     fn cores_weigh_the_split_and_classes_mix() {
         let shares = assign(&[(3, None), (1, None)], 12, &[2, 1]);
-        assert_eq!(shares[0].iter().sum::<usize>(), 8);
-        assert_eq!(shares[1].iter().sum::<usize>(), 4);
-        assert_eq!(shares[0][0] + shares[1][0], 9, "weights hold over the cluster");
-        assert!(shares[1][0] > 0 && shares[0][1] > 0, "each worker gets a mix");
+        assert_eq!(totals(&shares), [8, 4]);
+        assert_eq!(class_total(&shares, 0), 9, "weights hold over the cluster");
+        assert_eq!(shares, [[6, 2], [3, 1]], "each worker runs the plan's mix");
+    }
+
+    #[test]
+    fn two_equal_classes_over_two_workers_give_each_worker_both() {
+        // Dealt round robin over the sequence A, B, A, B, each worker got
+        // one class only.
+        let shares = assign(&[(1, None), (1, None)], 4, &[1, 1]);
+        assert_eq!(shares, [[1, 1], [1, 1]]);
     }
 
     #[test]
     fn fixed_counts_hold_over_the_cluster() {
         let shares = assign(&[(1, Some(1)), (1, None)], 9, &[1, 1, 1, 1]);
-        let fixed: usize = shares.iter().map(|s| s[0]).sum();
-        assert_eq!(fixed, 1, "one user of the fixed class in the whole cluster");
-        assert_eq!(shares.iter().map(|s| s.iter().sum::<usize>()).sum::<usize>(), 9);
+        assert_eq!(class_total(&shares, 0), 1, "one user of the fixed class in the whole cluster");
+        assert_eq!(totals(&shares).iter().sum::<usize>(), 9);
+    }
+
+    #[test]
+    fn a_lost_worker_moves_only_its_users() {
+        let before = assign(&[(1, None), (1, None)], 30, &[1, 1, 1]);
+        assert_eq!(before, [[5, 5], [5, 5], [5, 5]]);
+        // The third is lost: the two others keep all they run and take its users.
+        let after = assign_keeping(&[(1, None), (1, None)], 30, &[1, 1], &before[..2]);
+        assert_eq!(after, [[8, 7], [7, 8]]);
+        for (b, a) in before.iter().zip(&after) {
+            assert!(b.iter().zip(a).all(|(b, a)| a >= b), "nobody stops: {before:?} -> {after:?}");
+        }
+        // It comes back: the two give up only their surplus.
+        let back =
+            assign_keeping(&[(1, None), (1, None)], 30, &[1, 1, 1], &[after[0].clone(), after[1].clone(), vec![]]);
+        assert_eq!(totals(&back), [10, 10, 10]);
+        assert_eq!((class_total(&back, 0), class_total(&back, 1)), (15, 15));
+        for (a, b) in after.iter().zip(&back) {
+            assert!(a.iter().zip(b).all(|(a, b)| b <= a), "nobody starts on the old two: {after:?} -> {back:?}");
+        }
+    }
+
+    #[test]
+    fn fewer_users_stop_only_the_surplus() {
+        let before = assign(&[(2, None), (1, None)], 30, &[1, 1]);
+        let after = assign_keeping(&[(2, None), (1, None)], 15, &[1, 1], &before);
+        assert_eq!(totals(&after).iter().sum::<usize>(), 15);
+        assert_eq!((class_total(&after, 0), class_total(&after, 1)), (10, 5));
+        for (b, a) in before.iter().zip(&after) {
+            assert!(b.iter().zip(a).all(|(b, a)| a <= b), "nobody starts: {before:?} -> {after:?}");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 mod workers;
 
 use super::service::WorkerEvent;
-use crate::assign::assign;
+use crate::assign::assign_keeping;
 use crate::proto::{self, master_message};
 
 /// How long stopping workers get to answer before the master stops waiting.
@@ -266,7 +266,9 @@ impl MasterLoop {
         }
         let ids = self.live_ids();
         let cores: Vec<u32> = ids.iter().map(|id| self.workers[id].cores).collect();
-        let shares = assign(self.core.weights(), self.core.target(), &cores);
+        // The shares they run now: only what no longer fits moves.
+        let current: Vec<Vec<usize>> = ids.iter().map(|id| self.workers[id].share.clone()).collect();
+        let shares = assign_keeping(self.core.weights(), self.core.target(), &cores, &current);
         let total: usize = shares.iter().flatten().sum();
         let host = self.core.host().unwrap_or_default();
         // Workers read a rate that is not finite and positive as "all at once".
