@@ -72,6 +72,7 @@ pub async fn run_worker(program_plan: Option<Plan>, config: RunConfig, option_va
         id,
         cores,
         plan,
+        plan_path: own.flatten().map(str::to_owned),
         master_timeout: worker.master_timeout,
         runner: options,
         client_tls: worker.client_tls,

@@ -722,3 +722,48 @@ fn each_worker_runs_the_plans_class_mix() {
         assert!(line.contains("\"Alpha\": 1") && line.contains("\"Beta\": 1"), "{line}");
     }
 }
+
+#[test]
+fn a_worker_runs_its_own_plan_from_any_folder() {
+    // `-f` names the plan by a path from elsewhere than its folder.
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let master = start_master(&plan(), &t.url(), "--autostart -u 2 -r 100", &[], TOKEN);
+    let w = worker(&master.port, &["-f", &plan()], TOKEN);
+    w.wait_for("All users spawned", Duration::from_secs(20));
+    wait_until(Duration::from_secs(10), || t.requests_served() > 0, "the worker's users run");
+}
+
+#[test]
+fn a_received_plan_is_private_and_removed_when_the_worker_ends() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let master = start_master(&plan(), &t.url(), "--autostart -u 2 -r 100", &[], TOKEN);
+    let mut w = worker(&master.port, &[], TOKEN);
+    let line = w.wait_for("Received the plan", Duration::from_secs(20));
+    w.wait_for("All users spawned", Duration::from_secs(20));
+    let dir = PathBuf::from(line[line.find(" into ").unwrap() + 6..].trim());
+    assert!(dir.is_dir(), "{line}");
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700, "{}", dir.display());
+    w.signal(libc::SIGTERM);
+    assert_eq!(w.wait_exit(Duration::from_secs(20)), 0, "{}", w.text());
+    assert!(!dir.exists(), "{} left behind", dir.display());
+}
+
+#[test]
+fn a_worker_that_cannot_load_the_plan_tells_the_master_why() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.lua");
+    std::fs::write(
+        &plan,
+        "local swarmer = require('swarmer')\n\
+         if swarmer.runner.role == 'worker' then error('this plan refuses workers') end\n\
+         swarmer.user('U', { tasks = { function(self) self.client:get('/') end } })\n",
+    )
+    .unwrap();
+    let master = start_master(plan.to_str().unwrap(), &t.url(), "", &[], TOKEN);
+    let mut w = worker(&master.port, &[], TOKEN);
+    assert_ne!(w.wait_exit(Duration::from_secs(20)), 0, "{}", w.text());
+    let told = master.proc.wait_for("cannot run the plan", Duration::from_secs(10));
+    assert!(told.contains("this plan refuses workers"), "{told}");
+}

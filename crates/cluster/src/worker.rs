@@ -10,7 +10,7 @@
 //! then stops them, and keeps trying to reconnect; a master that refuses it
 //! (wrong token, other plan) ends it with that reason.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,7 @@ use crate::auth::{ClusterTls, ClusterToken, nonce, read};
 use crate::bundle::Bundle;
 use crate::client_settings::{OwnClientFlags, apply as apply_client, describe as describe_client};
 use crate::convert::delta_to_report;
-use crate::error::ClusterError;
+use crate::error::{BundleError, ClusterError};
 use crate::proto::{self, cluster_client::ClusterClient, master_message, worker_message};
 
 /// Loads a plan by path or built-in name (the command line knows how).
@@ -50,6 +50,8 @@ pub struct WorkerOptions {
     pub cores: u32,
     /// This worker's own plan, or `None` to run the master's (`-f -`).
     pub plan: Option<Bundle>,
+    /// Where this worker's own plan is loaded from (its `-f`, any path).
+    pub plan_path: Option<String>,
     /// Without the master this long, stop the users (and keep reconnecting).
     pub master_timeout: Duration,
     /// Shards and HTTP client settings of the local runner.
@@ -74,6 +76,7 @@ enum SessionEnd {
 /// Run until the master says quit. Errors are fatal refusals (wrong token,
 /// a master that cannot prove the token, another plan, a plan that fails).
 pub async fn run(mut options: WorkerOptions, load: PlanLoader) -> Result<(), ClusterError> {
+    let _cleanup = PlanDirCleanup(plan_dir(&options.id));
     let mut runner: Option<Runner> = None;
     let (message_tx, mut messages) = mpsc::unbounded_channel();
     let mut reports = Reports::default();
@@ -101,8 +104,17 @@ pub async fn run(mut options: WorkerOptions, load: PlanLoader) -> Result<(), Clu
                     old.handle.quit().await;
                 }
                 if runner.is_none() {
-                    let (handle, deltas) = start_runner(&options, &welcome, &load, message_tx.clone()).await?;
-                    runner = Some(Runner { handle, deltas, digest });
+                    match start_runner(&options, &welcome, &load, message_tx.clone()).await {
+                        Ok((handle, deltas)) => runner = Some(Runner { handle, deltas, digest }),
+                        Err(e) => {
+                            // Tell the master why, rather than only vanishing.
+                            let reason = format!("cannot run the plan: {e}");
+                            let leaving = proto::Leaving { reason };
+                            let _ = client_tx.send(msg(worker_message::Kind::Leaving(leaving))).await;
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            return Err(e);
+                        }
+                    }
                 }
                 let Runner { handle, deltas, .. } = runner.as_mut().expect("started above");
                 if matches!(handle.state(), RunnerState::Spawning | RunnerState::Running) {
@@ -282,10 +294,11 @@ async fn start_runner(
     messages: mpsc::UnboundedSender<ClusterMessage>,
 ) -> Result<(RunnerHandle, mpsc::UnboundedReceiver<StatsDelta>), ClusterError> {
     let entry = match (&options.plan, &welcome.plan) {
-        (Some(own), _) => own.entry.clone(),
+        (Some(own), _) => options.plan_path.clone().unwrap_or_else(|| own.entry.clone()),
         (None, Some(shipped)) => {
             let bundle = Bundle::from_proto(shipped)?;
             let dir = plan_dir(&options.id);
+            fresh_private_dir(&dir)?;
             let entry = bundle.write_to(&dir)?;
             tracing::info!("Received the plan {} ({} files) into {}", bundle.entry, bundle.files.len(), dir.display());
             entry
@@ -337,6 +350,28 @@ async fn start_runner(
     };
     let handle = LocalRunner::start(plan, runner_options).await?;
     Ok((handle, deltas))
+}
+
+/// An empty folder at `dir` that only this user can read (0700): a plan's
+/// data files may be private. An earlier plan's files there are removed.
+fn fresh_private_dir(dir: &Path) -> Result<(), BundleError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let io = |source| BundleError::Io { path: dir.to_path_buf(), source };
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    std::fs::DirBuilder::new().mode(0o700).create(dir).map_err(io)
+}
+
+/// Removes the folder of received plans when the worker ends.
+struct PlanDirCleanup(PathBuf);
+
+impl Drop for PlanDirCleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn plan_dir(id: &str) -> PathBuf {

@@ -135,7 +135,11 @@ impl MasterLoop {
                 }
                 // Its last statistics came before this on the same stream.
                 self.workers.remove(&id);
-                tracing::info!("Worker {id} left ({reason}); its users move to the other workers");
+                if reason.starts_with("stopped by") {
+                    tracing::info!("Worker {id} left ({reason}); its users move to the other workers");
+                } else {
+                    tracing::warn!("Worker {id} left ({reason}); its users move to the other workers");
+                }
                 self.dispatch();
                 self.check_stopped();
             }
