@@ -767,3 +767,67 @@ fn a_worker_that_cannot_load_the_plan_tells_the_master_why() {
     let told = master.proc.wait_for("cannot run the plan", Duration::from_secs(10));
     assert!(told.contains("this plan refuses workers"), "{told}");
 }
+
+/// The class counts of "All users spawned: {...}" lines (a local run's, or
+/// each worker's), summed.
+fn spawned_class_counts(text: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| l.contains("All users spawned: {")) {
+        let inner = &line[line.find('{').unwrap() + 1..line.find('}').unwrap()];
+        for pair in inner.split(", ").filter(|p| !p.is_empty()) {
+            let (name, n) = pair.split_once(": ").unwrap();
+            *counts.entry(name.trim_matches('"').to_owned()).or_insert(0) += n.parse::<u64>().unwrap();
+        }
+    }
+    counts
+}
+
+#[test]
+fn the_same_plan_runs_the_same_test_locally_and_over_two_workers() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = two_class_plan(dir.path());
+    let plan = plan.to_str().unwrap();
+    let common = ["-u", "6", "-r", "100", "-t", "2s", "--only-summary", "-E", "write", "--headless"];
+
+    let url = t.url();
+    let local_json = dir.path().join("local");
+    let mut args = vec!["-f", plan, "-H", &url, "--json-file", local_json.to_str().unwrap(), "--shards", "2"];
+    args.extend(common);
+    let mut local = Proc::start(&args, "");
+    assert_eq!(local.wait_exit(Duration::from_secs(40)), 0, "{}", local.text());
+
+    let cluster_json = dir.path().join("cluster");
+    let mut extra = vec!["--json-file", cluster_json.to_str().unwrap()];
+    extra.extend(common);
+    let mut master = start_master(plan, &url, "--processes 2 --expect-workers 2", &extra, "");
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{}", master.proc.text());
+
+    let local_counts = spawned_class_counts(&local.text());
+    assert_eq!(local_counts.values().sum::<u64>(), 6, "{}", local.text());
+    assert_eq!(spawned_class_counts(&master.proc.text()), local_counts, "{}", master.proc.text());
+    let mut local_names = json_names(&local_json);
+    let mut cluster_names = json_names(&cluster_json);
+    local_names.sort();
+    cluster_names.sort();
+    assert_eq!(local_names, ["/alpha/read", "/beta"]);
+    assert_eq!(cluster_names, local_names);
+    // The tasks run in the same proportions (Alpha's read task and Beta's
+    // one task, equal weights and waits: about half each).
+    let beta_share = |json: &Path| {
+        let entries: Value =
+            serde_json::from_str(&std::fs::read_to_string(json.with_extension("json")).unwrap()).unwrap();
+        let count = |name: &str| {
+            entries
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["name"] == name)
+                .map(|e| e["num_requests"].as_u64().unwrap())
+                .sum::<u64>()
+        };
+        count("/beta") as f64 / (count("/beta") + count("/alpha/read")) as f64
+    };
+    let (local_share, cluster_share) = (beta_share(&local_json), beta_share(&cluster_json));
+    assert!((local_share - cluster_share).abs() < 0.15, "local {local_share:.2}, distributed {cluster_share:.2}");
+}
