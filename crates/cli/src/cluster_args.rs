@@ -71,6 +71,10 @@ pub struct ClusterArgs {
     #[arg(long = "cluster-server-name", env = "SWARMER_CLUSTER_SERVER_NAME")]
     pub cluster_server_name: Option<String>,
 
+    /// Files or folders (relative to the plan's folder) to ship to -f - workers besides what the plan loads, e.g. data it opens while running.
+    #[arg(long = "plan-files", env = "SWARMER_PLAN_FILES", value_name = "PATH", num_args = 1.., value_delimiter = ',')]
+    pub plan_files: Vec<PathBuf>,
+
     /// Master: seconds without a heartbeat before a worker is missing and its users move.
     #[arg(long = "heartbeat-timeout", env = "SWARMER_HEARTBEAT_TIMEOUT", default_value_t = 3.0, value_parser = parse_positive_timeout)]
     pub heartbeat_timeout: f64,

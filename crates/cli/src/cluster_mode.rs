@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,12 +15,17 @@ use swarmer_engine::{Plan, PlanError, RunnerOptions};
 
 use crate::config::{ChildWorkers, ClusterRole, MasterConfig, RunConfig};
 
-/// The plan a cluster process announces: its files, or its name.
-pub fn bundle_for(spec: Option<&str>, program_plan: Option<&Plan>) -> Result<Bundle, String> {
+/// The plan a cluster process announces: its files (the plan, what it
+/// loads, and `extra`, named relative to the plan's folder), or its name.
+pub fn bundle_for(spec: Option<&str>, program_plan: Option<&Plan>, extra: &[PathBuf]) -> Result<Bundle, String> {
     match (program_plan, spec) {
         (Some(plan), _) => Ok(Bundle::named(&plan.name)),
         (None, Some(spec)) if spec.ends_with(".lua") => {
-            Bundle::from_plan_file(std::path::Path::new(spec)).map_err(|e| e.to_string())
+            let path = std::path::Path::new(spec);
+            let mut needed = swarmer_lua::plan_files(path).map_err(|e| e.to_string())?;
+            let folder = path.parent().unwrap_or(std::path::Path::new(""));
+            needed.extend(extra.iter().map(|p| folder.join(p)));
+            Bundle::from_plan_file(path, &needed).map_err(|e| e.to_string())
         }
         (None, Some(spec)) => Ok(Bundle::named(spec)),
         (None, None) => Err("no test plan given: use -f".into()),
@@ -51,7 +57,7 @@ pub async fn run_worker(program_plan: Option<Plan>, config: RunConfig, option_va
     let own = if spec == Some("-") { None } else { Some(spec) };
     let plan = match own {
         None => None,
-        Some(spec) => match bundle_for(spec, program_plan.as_ref()) {
+        Some(spec) => match bundle_for(spec, program_plan.as_ref(), &config.plan_files) {
             Ok(b) => Some(b),
             Err(e) => return fail(&e),
         },
@@ -131,9 +137,10 @@ pub async fn start_master(
     config: MasterConfig,
     options: RunnerOptions,
     program_plan: bool,
+    plan_files: &[PathBuf],
 ) -> Result<ClusterMaster, crate::run::RunError> {
     crate::logging::set_node("master");
-    let bundle = bundle_for(plan_spec, program_plan.then_some(&plan))?;
+    let bundle = bundle_for(plan_spec, program_plan.then_some(&plan), plan_files)?;
     let master_options = MasterOptions {
         bind_host: config.bind_host,
         bind_port: config.bind_port,

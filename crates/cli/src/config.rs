@@ -110,6 +110,9 @@ impl From<HttpVersion> for HttpVersionPreference {
 pub struct RunConfig {
     /// `-f`: a Lua file, `builtin:NAME`, or `-` (a worker takes the master's).
     pub plan: Option<String>,
+    /// `--plan-files`: more files or folders (relative to the plan's
+    /// folder) shipped to `-f -` workers with the plan.
+    pub plan_files: Vec<PathBuf>,
     /// `--list`, `--show-task-ratio`, `--show-task-ratio-json`: describe and exit.
     pub inspect: Inspect,
     /// How the runner is set up (shards, host, HTTP client, tags, classes).
@@ -315,6 +318,7 @@ impl RunConfig {
         };
         let cluster = cluster_role(&args, given)?;
         Ok(Self {
+            plan_files: args.cluster.plan_files.clone(),
             plan: args.locustfile,
             inspect: Inspect {
                 list: args.list,

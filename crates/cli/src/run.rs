@@ -42,7 +42,7 @@ pub type RunError = Box<dyn std::error::Error>;
 
 /// Run the test; returns the process exit code.
 pub async fn run(plan: Plan, config: RunConfig, program_plan: bool) -> Result<i32, RunError> {
-    let RunConfig { runner, test, web, outputs, exit_code_on_error, cluster, plan: plan_spec, .. } = config;
+    let RunConfig { runner, test, web, outputs, exit_code_on_error, cluster, plan: plan_spec, plan_files, .. } = config;
     let headless = web.is_none();
     let autostart = web.as_ref().is_some_and(|w| w.autostart);
     let autoquit = web.as_ref().and_then(|w| w.autoquit);
@@ -52,8 +52,15 @@ pub async fn run(plan: Plan, config: RunConfig, program_plan: bool) -> Result<i3
     };
     let (handle, master) = match cluster {
         ClusterRole::Master(master_config) => {
-            let cluster =
-                cluster_mode::start_master(plan, plan_spec.as_deref(), master_config, runner, program_plan).await?;
+            let cluster = cluster_mode::start_master(
+                plan,
+                plan_spec.as_deref(),
+                master_config,
+                runner,
+                program_plan,
+                &plan_files,
+            )
+            .await?;
             (cluster.master.handle(), Some(cluster))
         }
         _ => (LocalRunner::start(plan, runner).await?, None),

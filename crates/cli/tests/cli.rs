@@ -745,3 +745,23 @@ fn rust_log_directives_refine_the_level_and_a_bad_one_is_a_usage_error() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad.stderr).contains("RUST_LOG=swarmer=loud"), "{}", text(&bad.stderr));
 }
+
+#[test]
+fn a_plan_in_a_subfolder_requires_modules_from_the_working_directory() {
+    // Locust puts the working directory on sys.path: `plans/api.lua` may
+    // use `common/names.lua` at the project's root.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("plans")).unwrap();
+    std::fs::create_dir_all(dir.path().join("common")).unwrap();
+    std::fs::write(dir.path().join("common/names.lua"), "return { class = 'FromRoot' }").unwrap();
+    std::fs::write(
+        dir.path().join("plans/api.lua"),
+        "local swarmer = require('swarmer')\n\
+         local names = require('common.names')\n\
+         swarmer.user(names.class, { tasks = { function(self) self.client:get('/') end } })\n",
+    )
+    .unwrap();
+    let out = run(swarmer().current_dir(dir.path()).args(["-f", "plans/api.lua", "--list"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("FromRoot"), "{}", text(&out.stdout));
+}

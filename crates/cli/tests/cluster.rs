@@ -831,3 +831,58 @@ fn the_same_plan_runs_the_same_test_locally_and_over_two_workers() {
     let (local_share, cluster_share) = (beta_share(&local_json), beta_share(&cluster_json));
     assert!((local_share - cluster_share).abs() < 0.15, "local {local_share:.2}, distributed {cluster_share:.2}");
 }
+
+#[test]
+fn workers_get_the_files_the_plan_loads_and_those_named_not_the_whole_folder() {
+    // A busy folder: the plan, a module it requires, data it reads, an old
+    // report it never opens, and data a task opens while running.
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("lib")).unwrap();
+    std::fs::write(dir.path().join("lib/paths.lua"), "return { home = '/' }").unwrap();
+    std::fs::write(dir.path().join("users.csv"), "name\nalice\n").unwrap();
+    std::fs::write(dir.path().join("old_report_stats.csv"), "Type,Name\n".repeat(1000)).unwrap();
+    std::fs::write(dir.path().join("late.json"), "{\"path\": \"/late\"}").unwrap();
+    let plan = dir.path().join("plan.lua");
+    std::fs::write(
+        &plan,
+        "local swarmer = require('swarmer')\n\
+         local paths = require('lib.paths')\n\
+         local users = swarmer.csv('users.csv')\n\
+         swarmer.user('U', { wait_time = swarmer.constant(0.05), tasks = { function(self)\n\
+           local late = swarmer.json('late.json')\n\
+           self.client:get(paths.home, { name = late.path .. '/' .. users:next().name })\n\
+         end } })\n",
+    )
+    .unwrap();
+    let plan = plan.to_str().unwrap();
+    let master = start_master(plan, &t.url(), "--autostart -u 1 -r 100", &[], TOKEN);
+    let w = worker(&master.port, &[], TOKEN);
+    let received = w.wait_for("Received the plan", Duration::from_secs(20));
+    assert!(received.contains("(3 files)"), "plan.lua, lib/paths.lua, users.csv: {received}");
+    // The task's late.json was not shipped: its users fail, saying so.
+    wait_until(
+        Duration::from_secs(15),
+        || get_json(&master.base, "/exceptions").to_string().contains("late.json"),
+        "an exception naming late.json",
+    );
+    drop(w);
+    drop(master);
+
+    // Named with --plan-files, it travels too and the users run.
+    let master = start_master(plan, &t.url(), "--autostart -u 1 -r 100", &["--plan-files", "late.json"], TOKEN);
+    let w = worker(&master.port, &[], TOKEN);
+    let received = w.wait_for("Received the plan", Duration::from_secs(20));
+    assert!(received.contains("(4 files)"), "{received}");
+    wait_until(
+        Duration::from_secs(15),
+        || {
+            get_json(&master.base, "/stats/requests")["stats"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["name"] == "/late/alice")
+        },
+        "the users run with the shipped data",
+    );
+}

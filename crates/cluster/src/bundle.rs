@@ -1,6 +1,7 @@
-//! The plan a master ships to `-f -` workers: the plan file and every Lua
-//! module and data file next to it (below its folder), and a digest that
-//! tells whether a worker with its own copy runs the same plan.
+//! The plan a master ships to `-f -` workers: the plan file, the Lua
+//! modules and data files it loads (found by describing it) and whatever
+//! else the user names, all from the plan's folder; and a digest that tells
+//! whether a worker with its own copy runs the same plan.
 
 use std::path::{Path, PathBuf};
 
@@ -9,8 +10,6 @@ use sha2::{Digest, Sha256};
 use crate::error::BundleError;
 use crate::proto;
 
-/// Files shipped with a plan, by extension.
-const SHIPPED: [&str; 6] = ["lua", "csv", "json", "txt", "tsv", "toml"];
 /// Largest bundle shipped (the protocol's message limit leaves room).
 const MAX_BUNDLE_BYTES: u64 = 24 * 1024 * 1024;
 const MAX_DEPTH: usize = 4;
@@ -31,18 +30,27 @@ impl Bundle {
         Self { entry: name.to_owned(), files: Vec::new() }
     }
 
-    /// The plan file at `path` and the files next to it.
-    pub fn from_plan_file(path: &Path) -> Result<Self, BundleError> {
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    /// The plan file at `path` and the files it needs: `needed` holds the
+    /// modules and data files it loads (what describing it found) and any
+    /// files or folders the user added; each must lie in the plan's folder.
+    pub fn from_plan_file(path: &Path, needed: &[PathBuf]) -> Result<Self, BundleError> {
         let entry = path.file_name().ok_or_else(|| BundleError::NotAFile(path.to_path_buf()))?;
+        let entry = entry.to_string_lossy().into_owned();
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let root = dir.canonicalize().map_err(io_error(dir))?;
         let mut files = Vec::new();
         let mut size = 0;
-        collect(dir, dir, 0, &mut files, &mut size)?;
-        let entry = entry.to_string_lossy().into_owned();
-        if !files.iter().any(|(p, _)| *p == entry) {
-            files.push((entry.clone(), std::fs::read(path).map_err(io_error(path))?));
+        for file in std::iter::once(&path.to_path_buf()).chain(needed) {
+            if file.is_dir() {
+                let folder = file.canonicalize().map_err(io_error(file))?;
+                inside(&root, &folder)?;
+                collect(&root, &folder, 0, &mut files, &mut size)?;
+            } else {
+                add(&root, file, &mut files, &mut size)?;
+            }
         }
         files.sort();
+        files.dedup_by(|a, b| a.0 == b.0);
         Ok(Self { entry, files })
     }
 
@@ -118,9 +126,11 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> BundleError + '_ {
     move |source| BundleError::Io { path: path.to_path_buf(), source }
 }
 
+/// `folder`'s files and those below it (hidden ones and build folders
+/// skipped), for a folder the user asked to ship.
 fn collect(
     root: &Path,
-    dir: &Path,
+    folder: &Path,
     depth: usize,
     out: &mut Vec<(String, Vec<u8>)>,
     size: &mut u64,
@@ -129,7 +139,7 @@ fn collect(
         return Ok(());
     }
     let mut entries: Vec<PathBuf> =
-        std::fs::read_dir(dir).map_err(io_error(dir))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        std::fs::read_dir(folder).map_err(io_error(folder))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
     for path in entries {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -138,20 +148,32 @@ fn collect(
         }
         if path.is_dir() {
             collect(root, &path, depth + 1, out, size)?;
-        } else if path.extension().and_then(|e| e.to_str()).is_some_and(|e| SHIPPED.contains(&e)) {
-            let content = std::fs::read(&path).map_err(io_error(&path))?;
-            *size += content.len() as u64;
-            if *size > MAX_BUNDLE_BYTES {
-                return Err(BundleError::TooLarge {
-                    dir: root.to_path_buf(),
-                    limit_mib: MAX_BUNDLE_BYTES / (1024 * 1024),
-                });
-            }
-            let relative = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
-            out.push((relative, content));
+        } else {
+            add(root, &path, out, size)?;
         }
     }
     Ok(())
+}
+
+/// One file, by its path relative to `root`.
+fn add(root: &Path, file: &Path, out: &mut Vec<(String, Vec<u8>)>, size: &mut u64) -> Result<(), BundleError> {
+    let canonical = file.canonicalize().map_err(io_error(file))?;
+    let relative = inside(root, &canonical)?;
+    let content = std::fs::read(&canonical).map_err(io_error(file))?;
+    *size += content.len() as u64;
+    if *size > MAX_BUNDLE_BYTES {
+        return Err(BundleError::TooLarge { dir: root.to_path_buf(), limit_mib: MAX_BUNDLE_BYTES / (1024 * 1024) });
+    }
+    out.push((relative, content));
+    Ok(())
+}
+
+/// `path` relative to `root` (with `/`), or an error if it lies outside.
+fn inside(root: &Path, path: &Path) -> Result<String, BundleError> {
+    let relative = path
+        .strip_prefix(root)
+        .map_err(|_| BundleError::OutsidePlanFolder { file: path.to_path_buf(), folder: root.to_path_buf() })?;
+    Ok(relative.to_string_lossy().replace('\\', "/"))
 }
 
 #[cfg(test)]
@@ -166,9 +188,10 @@ mod tests {
         std::fs::write(dir.join("common/auth.lua"), "return {}").unwrap();
         std::fs::write(dir.join("users.csv"), "name\nalice\n").unwrap();
         std::fs::write(dir.join("notes.bin"), [0u8, 1]).unwrap();
-        let bundle = Bundle::from_plan_file(&dir.join("plan.lua")).unwrap();
+        let needed = [dir.join("common/auth.lua"), dir.join("users.csv")];
+        let bundle = Bundle::from_plan_file(&dir.join("plan.lua"), &needed).unwrap();
         let paths: Vec<&str> = bundle.files.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(paths, ["common/auth.lua", "plan.lua", "users.csv"]);
+        assert_eq!(paths, ["common/auth.lua", "plan.lua", "users.csv"], "notes.bin is not needed");
         let back = Bundle::from_proto(&bundle.to_proto()).unwrap();
         assert_eq!(back, bundle);
         let out = dir.join("out");
@@ -176,7 +199,12 @@ mod tests {
         assert_eq!(std::fs::read_to_string(out.join("common/auth.lua")).unwrap(), "return {}");
         assert!(entry.ends_with("plan.lua"));
         std::fs::write(dir.join("users.csv"), "name\nbob\n").unwrap();
-        assert_ne!(Bundle::from_plan_file(&dir.join("plan.lua")).unwrap().digest(), bundle.digest());
+        assert_ne!(Bundle::from_plan_file(&dir.join("plan.lua"), &needed).unwrap().digest(), bundle.digest());
+        // A folder asked for ships whole; a file outside the plan's folder is refused.
+        let whole = Bundle::from_plan_file(&dir.join("plan.lua"), std::slice::from_ref(&dir)).unwrap();
+        assert!(whole.files.iter().any(|(p, _)| p == "notes.bin"));
+        let outside = Bundle::from_plan_file(&dir.join("plan.lua"), &[std::env::temp_dir()]);
+        assert!(matches!(outside, Err(BundleError::OutsidePlanFolder { .. })), "{outside:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

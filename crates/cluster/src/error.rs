@@ -87,6 +87,19 @@ pub enum BundleError {
         /// The limit, MiB.
         limit_mib: u64,
     },
+    /// A file the plan needs lies outside the plan's folder.
+    #[error(
+        "{}: outside the plan's folder {}: -f - workers only get files from that folder (move it there, \
+         or give workers their own copy of the plan)",
+        file.display(),
+        folder.display()
+    )]
+    OutsidePlanFolder {
+        /// The file.
+        file: PathBuf,
+        /// The plan's folder.
+        folder: PathBuf,
+    },
     /// A received file's path would leave the folder it is written to.
     #[error("plan bundle: refusing the path {0:?}")]
     UnsafePath(String),

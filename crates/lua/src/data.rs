@@ -80,11 +80,19 @@ impl UserData for LuaDataset {
     }
 }
 
+/// The data files a plan opened while it was described (kept only then).
+#[derive(Default)]
+pub struct UsedFiles(pub std::cell::RefCell<Vec<PathBuf>>);
+
 fn resolve(lua: &Lua, name: &str) -> PathBuf {
-    match lua.app_data_ref::<PlanDir>() {
+    let path = match lua.app_data_ref::<PlanDir>() {
         Some(dir) if Path::new(name).is_relative() => dir.0.join(name),
         _ => PathBuf::from(name),
+    };
+    if let Some(used) = lua.app_data_ref::<UsedFiles>() {
+        used.0.borrow_mut().push(path.clone());
     }
+    path
 }
 
 /// Install `swarmer.csv`, `swarmer.json`, `swarmer.json_decode`,

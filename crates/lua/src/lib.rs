@@ -84,6 +84,13 @@ pub fn load_plan_with_options(path: &Path, values: HashMap<String, String>) -> R
     Ok(plan.with_options(description.options.clone(), values))
 }
 
+/// The files the plan at `path` loads besides itself (the Lua modules it
+/// requires and the data files it reads while loading), for shipping it to
+/// workers.
+pub fn plan_files(path: &Path) -> Result<Vec<PathBuf>, PlanError> {
+    Ok(describe(path)?.files.clone())
+}
+
 /// The options the plan at `path` declares, to add them to the command line.
 pub fn declared_options(path: &Path) -> Result<Vec<PlanOption>, PlanError> {
     Ok(describe(path)?.options.clone())
@@ -95,6 +102,8 @@ struct Description {
     source: String,
     options: Vec<PlanOption>,
     outlines: Vec<ClassOutline>,
+    /// Modules and data files it loaded (what `-f -` workers need).
+    files: Vec<PathBuf>,
 }
 
 /// The description of the plan at `path`: loaded the first time it is
@@ -112,8 +121,8 @@ fn describe(path: &Path) -> Result<Arc<Description>, PlanError> {
     if let Some((_, found)) = described.iter().find(|(p, d)| *p == key && d.source == source) {
         return Ok(found.clone());
     }
-    let (options, outlines) = vm::describe_plan(path).map_err(PlanError)?;
-    let description = Arc::new(Description { source, options, outlines });
+    let vm::PlanDescription { options, outlines, files } = vm::describe_plan(path).map_err(PlanError)?;
+    let description = Arc::new(Description { source, options, outlines, files });
     described.retain(|(p, _)| *p != key);
     described.push((key, description.clone()));
     Ok(description)

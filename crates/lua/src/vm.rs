@@ -5,7 +5,7 @@ use std::path::Path;
 
 use std::rc::Rc;
 
-use mlua::{Function, Lua, Table};
+use mlua::{Function, Lua, Table, Value};
 use swarmer_engine::{
     ClassOutline, Notice, NoticeHook, OptionValues, RequestHook, RequestSample, ShardHook, ShardHooks, ShardInfo,
     ShardPlan, UserErrorHook,
@@ -144,12 +144,48 @@ fn report(outcome: &mlua::Result<Table>, event: &str) {
 
 /// Load the plan once to describe it: the options it declares with
 /// `swarmer.add_option` and the outlines of its user classes.
-pub fn describe_plan(path: &Path) -> Result<(Vec<crate::PlanOption>, Vec<ClassOutline>), String> {
+pub fn describe_plan(path: &Path) -> Result<PlanDescription, String> {
     let lua = new_vm(path, &ShardInfo::probe()).map_err(|e| clean(&e))?;
+    lua.set_app_data(crate::data::UsedFiles::default());
     run_plan_file(&lua, path)?;
+    let files = used_files(&lua).map_err(|e| clean(&e))?;
     let classes = classes::build(&lua).map_err(|e| format!("{}: {}", path.display(), clean(&e)))?;
     let outlines = classes.iter().map(ClassOutline::of).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
-    Ok((declared_options(&lua)?, outlines))
+    Ok(PlanDescription { options: declared_options(&lua)?, outlines, files })
+}
+
+/// What loading a plan once found.
+pub struct PlanDescription {
+    /// The options it declares.
+    pub options: Vec<crate::PlanOption>,
+    /// Its user classes.
+    pub outlines: Vec<ClassOutline>,
+    /// The files it loaded besides itself: Lua modules it required and data
+    /// files it read (`swarmer.csv`, `swarmer.json`).
+    pub files: Vec<std::path::PathBuf>,
+}
+
+/// The module files `require` loaded (found again on `package.path`) and
+/// the data files the plan read, in `lua`.
+fn used_files(lua: &Lua) -> mlua::Result<Vec<std::path::PathBuf>> {
+    let package: Table = lua.globals().get("package")?;
+    let loaded: Table = package.get("loaded")?;
+    let search_path: String = package.get("path")?;
+    let searchpath: Function = package.get("searchpath")?;
+    let mut files = Vec::new();
+    for pair in loaded.pairs::<Value, Value>() {
+        let (name, _) = pair?;
+        let Value::String(name) = name else { continue };
+        if let Some(found) = searchpath.call::<Option<String>>((name, search_path.as_str()))? {
+            files.push(std::path::PathBuf::from(found));
+        }
+    }
+    if let Some(used) = lua.app_data_ref::<crate::data::UsedFiles>() {
+        files.extend(used.0.borrow().iter().cloned());
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
 }
 
 /// The options the plan in `lua` declared with `swarmer.add_option`.
@@ -182,7 +218,9 @@ pub fn new_vm(plan: &Path, shard: &ShardInfo) -> mlua::Result<Lua> {
     let dir = plan.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let package: mlua::Table = lua.globals().get("package")?;
     let dir_text = dir.to_string_lossy();
-    package.set("path", format!("{dir_text}/?.lua;{dir_text}/?/init.lua"))?;
+    // The plan's folder first, then the working directory (as Locust puts
+    // it on `sys.path`: a plan in a subfolder can use a package at the root).
+    package.set("path", format!("{dir_text}/?.lua;{dir_text}/?/init.lua;./?.lua;./?/init.lua"))?;
     module::install(&lua, shard, dir, debug)?;
     Ok(lua)
 }
