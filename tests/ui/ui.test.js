@@ -203,6 +203,37 @@ test("a master shows its workers: header count and the Workers tab", async () =>
   }
 });
 
+test("a worker that cannot run the plan shows why in the Workers tab", async () => {
+  // Of two workers, the first to load the plan takes the marker file and
+  // runs; the other finds it gone and cannot run the plan.
+  const dir = h.tempDir();
+  const marker = path.join(dir, "marker");
+  fs.writeFileSync(marker, "");
+  const plan = path.join(dir, "plan.lua");
+  fs.writeFileSync(plan, [
+    "local swarmer = require('swarmer')",
+    "if swarmer.runner.role == 'worker' and not os.remove(" + JSON.stringify(marker) + ") then",
+    "  error('this plan refuses workers')",
+    "end",
+    "swarmer.user('U', { wait_time = swarmer.constant(0.1), tasks = { function(self) self.client:get('/') end } })",
+  ].join("\n"));
+  const swarmer = await h.startSwarmer(target.url, ["-f", plan, "--processes", "2", "--autostart", "-u", "2", "-r", "10"]);
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  try {
+    await page.goto(swarmer.url);
+    await page.waitForFunction(() => !document.getElementById("tab-workers-button").hidden, null, { timeout: 20000 });
+    await page.click("#tab-workers-button");
+    await page.waitForFunction(() => document.querySelector("#workers-table tbody")
+      .textContent.includes("this plan refuses workers"), null, { timeout: 20000 });
+    const states = await page.locator("#workers-table tbody td:nth-child(2)").allInnerTexts();
+    assert.ok(states.some((s) => s.startsWith("missing: cannot run the plan")), states.join(" | "));
+  } finally {
+    await context.close();
+    h.stop(swarmer);
+  }
+});
+
 test("the HTML report opens offline with every name and its charts", async () => {
   const dir = h.tempDir();
   const report = path.join(dir, "report.html");

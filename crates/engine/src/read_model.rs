@@ -125,6 +125,10 @@ pub struct WorkerStatus {
     pub memory_usage: u64,
     /// CPU cores the worker offers; its share of the users is weighed by them.
     pub cores: u32,
+    /// Why the worker left, when it could not run the test (it cannot load
+    /// the plan, say); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 impl StatsStore {

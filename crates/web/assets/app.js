@@ -317,7 +317,8 @@
     var body = document.createElement("tbody");
     workers.forEach(function (w) {
       var tr = document.createElement("tr");
-      cell(tr, w.id, "text"); cell(tr, w.state, "text"); cell(tr, number(w.user_count, 0));
+      cell(tr, w.id, "text"); cell(tr, w.message ? w.state + ": " + w.message : w.state, "text");
+      cell(tr, number(w.user_count, 0));
       cell(tr, number(w.cpu_usage, 1)); cell(tr, number(w.memory_usage / 1048576, 1) + " MiB");
       body.appendChild(tr);
     });

@@ -40,6 +40,8 @@ struct Worker {
     share: Vec<usize>,
     stopped: bool,
     quit: bool,
+    /// Why it left, when it could not run the test.
+    message: Option<String>,
 }
 
 pub(super) struct MasterLoop {

@@ -33,6 +33,7 @@ impl MasterLoop {
                         rss: 0,
                         last_seen: Instant::now(),
                         missing: false,
+                        message: None,
                         share: vec![0; self.classes.len()],
                         stopped: true,
                         quit: false,
@@ -134,10 +135,15 @@ impl MasterLoop {
                     return;
                 }
                 // Its last statistics came before this on the same stream.
-                self.workers.remove(&id);
                 if reason.starts_with("stopped by") {
+                    self.workers.remove(&id);
                     tracing::info!("Worker {id} left ({reason}); its users move to the other workers");
-                } else {
+                } else if let Some(w) = self.workers.get_mut(&id) {
+                    // It could not run the test: surfaces show it, and why.
+                    w.missing = true;
+                    w.state = WorkerState::Missing;
+                    w.user_count = 0;
+                    w.message = Some(reason.clone());
                     tracing::warn!("Worker {id} left ({reason}); its users move to the other workers");
                 }
                 self.dispatch();
@@ -227,6 +233,7 @@ impl MasterLoop {
                 cpu_usage: w.cpu,
                 memory_usage: w.rss,
                 cores: w.cores,
+                message: w.message.clone(),
             })
             .collect();
         let users: usize = self.workers.values().filter(|w| !w.missing).map(|w| w.user_count).sum();
