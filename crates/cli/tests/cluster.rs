@@ -31,7 +31,13 @@ struct Proc {
 
 impl Proc {
     fn start(args: &[&str], token: &str) -> Proc {
+        Self::start_in(Path::new("."), args, token)
+    }
+
+    /// [`Proc::start`] with `dir` as the working directory.
+    fn start_in(dir: &Path, args: &[&str], token: &str) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_swarmer"))
+            .current_dir(dir)
             .args(args)
             .env("SWARMER_CLUSTER_TOKEN", token)
             .env("NO_COLOR", "1")
@@ -885,4 +891,54 @@ fn workers_get_the_files_the_plan_loads_and_those_named_not_the_whole_folder() {
         },
         "the users run with the shipped data",
     );
+}
+
+#[test]
+fn a_plan_in_a_subfolder_ships_the_modules_it_requires_from_the_working_directory() {
+    // `plans/api.lua` requires `common/names.lua` at the project's root;
+    // the master runs from that root, the worker somewhere else.
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("plans")).unwrap();
+    std::fs::create_dir_all(dir.path().join("common")).unwrap();
+    std::fs::write(dir.path().join("common/names.lua"), "return { path = '/from-root' }").unwrap();
+    std::fs::write(
+        dir.path().join("plans/api.lua"),
+        "local swarmer = require('swarmer')\n\
+         local names = require('common.names')\n\
+         swarmer.user('U', { wait_time = swarmer.constant(0.05), tasks = { function(self)\n\
+           self.client:get('/', { name = names.path })\n\
+         end } })\n",
+    )
+    .unwrap();
+    let json = dir.path().join("stats");
+    let args = [
+        "-f",
+        "plans/api.lua",
+        "-H",
+        &t.url(),
+        "--master",
+        "--master-bind-host",
+        "127.0.0.1",
+        "--master-bind-port",
+        "0",
+        "--headless",
+        "--expect-workers",
+        "1",
+        "-u",
+        "2",
+        "-r",
+        "100",
+        "-t",
+        "2s",
+        "--only-summary",
+        "--json-file",
+        json.to_str().unwrap(),
+    ];
+    let mut master = Proc::start_in(dir.path(), &args, TOKEN);
+    let port = port_after(&master.wait_for("Cluster master listening on", Duration::from_secs(20)), "listening on ");
+    let w = worker(&port, &[], TOKEN);
+    assert_eq!(master.wait_exit(Duration::from_secs(40)), 0, "{}\n{}", master.text(), w.text());
+    assert!(w.text().contains("Received the plan plans/api.lua (2 files)"), "{}", w.text());
+    assert_eq!(json_names(&json), ["/from-root"], "{}", w.text());
 }

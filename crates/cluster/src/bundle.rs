@@ -32,12 +32,22 @@ impl Bundle {
 
     /// The plan file at `path` and the files it needs: `needed` holds the
     /// modules and data files it loads (what describing it found) and any
-    /// files or folders the user added; each must lie in the plan's folder.
+    /// files or folders the user added. The bundle is rooted at the plan's
+    /// folder, or at the working directory when a needed file lies outside
+    /// the plan's folder but inside it (a module of the project's root that
+    /// a plan in a subfolder requires); the worker then runs the plan from
+    /// the bundle's root as its working directory.
     pub fn from_plan_file(path: &Path, needed: &[PathBuf]) -> Result<Self, BundleError> {
-        let entry = path.file_name().ok_or_else(|| BundleError::NotAFile(path.to_path_buf()))?;
-        let entry = entry.to_string_lossy().into_owned();
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let root = dir.canonicalize().map_err(io_error(dir))?;
+        path.file_name().ok_or_else(|| BundleError::NotAFile(path.to_path_buf()))?;
+        let canonical = path.canonicalize().map_err(io_error(path))?;
+        let dir = canonical.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let all_inside = needed.iter().all(|f| f.canonicalize().map(|c| c.starts_with(&dir)).unwrap_or(true));
+        let cwd = std::env::current_dir().and_then(|d| d.canonicalize()).ok();
+        let root = match cwd {
+            Some(cwd) if !all_inside && dir.starts_with(&cwd) => cwd,
+            _ => dir,
+        };
+        let entry = inside(&root, &canonical)?;
         let mut files = Vec::new();
         let mut size = 0;
         for file in std::iter::once(&path.to_path_buf()).chain(needed) {

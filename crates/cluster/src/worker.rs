@@ -300,6 +300,9 @@ async fn start_runner(
             let dir = plan_dir(&options.id);
             fresh_private_dir(&dir)?;
             let entry = bundle.write_to(&dir)?;
+            // The plan runs from its bundle's root, as the master's plan ran
+            // from its working directory (modules there are found).
+            std::env::set_current_dir(&dir).map_err(|source| BundleError::Io { path: dir.clone(), source })?;
             tracing::info!("Received the plan {} ({} files) into {}", bundle.entry, bundle.files.len(), dir.display());
             entry
         }
