@@ -148,6 +148,7 @@ pub async fn start_master(
         tls: config.tls,
         heartbeat_timeout: config.heartbeat_timeout,
         bundle,
+        client_tls: config.client_tls,
     };
     let master = Master::start(plan, options, master_options).await?;
     let children = match &config.children {

@@ -234,6 +234,8 @@ pub struct MasterConfig {
     pub expect_workers_max_wait: Option<Duration>,
     /// Workers to start on this machine (`--processes`).
     pub children: Option<ChildWorkers>,
+    /// The certificate files for the target, shipped to workers.
+    pub client_tls: TlsOptions,
 }
 
 /// Worker processes started on this machine (`--processes`).
@@ -404,6 +406,8 @@ fn cluster_role(args: &RunArgs, given: &dyn Fn(&str) -> bool) -> Result<ClusterR
                     connect_timeout: given("connect_timeout"),
                     request_timeout: given("request_timeout"),
                     max_body: given("max_body_size"),
+                    ca_certs: given("ca_cert"),
+                    client_cert: given("client_cert"),
                 },
             }),
         });
@@ -429,6 +433,7 @@ fn cluster_role(args: &RunArgs, given: &dyn Fn(&str) -> bool) -> Result<ClusterR
         expect_workers_max_wait: (cluster.expect_workers_max_wait > 0)
             .then(|| Duration::from_secs(cluster.expect_workers_max_wait)),
         children,
+        client_tls: client_tls(args),
     }))
 }
 

@@ -942,3 +942,43 @@ fn a_plan_in_a_subfolder_ships_the_modules_it_requires_from_the_working_director
     assert!(w.text().contains("Received the plan plans/api.lua (2 files)"), "{}", w.text());
     assert_eq!(json_names(&json), ["/from-root"], "{}", w.text());
 }
+
+#[test]
+fn workers_use_the_masters_certificates_for_the_target() {
+    // The target wants TLS with a client certificate, both from the test
+    // CA. Only the master is given --ca-cert and --client-cert/--client-key;
+    // over its encrypted cluster port the workers get them.
+    let tls_files = swarmer_target::TlsFiles {
+        cert: tls("server.pem").into(),
+        key: tls("server.key").into(),
+        client_ca: Some(tls("ca.pem").into()),
+    };
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions { tls: Some(tls_files), ..Default::default() }, 1).unwrap();
+    let url = format!("https://localhost:{}", t.addr().port());
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("stats");
+    let (ca, cert, key) = (tls("ca.pem"), tls("client.pem"), tls("client.key"));
+    let (server_pem, server_key) = (tls("server.pem"), tls("server.key"));
+    let extra = [
+        "--json-file",
+        json.to_str().unwrap(),
+        "--ca-cert",
+        &ca,
+        "--client-cert",
+        &cert,
+        "--client-key",
+        &key,
+        "--cluster-tls-cert",
+        &server_pem,
+        "--cluster-tls-key",
+        &server_key,
+    ];
+    let flags = "--headless --expect-workers 1 -u 2 -r 100 -t 2s --only-summary";
+    let mut master = start_master(&plan(), &url, flags, &extra, TOKEN);
+    let w = worker(&master.port, &["--cluster-ca", &ca], TOKEN);
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{}\n{}", master.proc.text(), w.text());
+    let entries: Value = serde_json::from_str(&std::fs::read_to_string(json.with_extension("json")).unwrap()).unwrap();
+    let requests: u64 = entries.as_array().unwrap().iter().map(|e| e["num_requests"].as_u64().unwrap()).sum();
+    let failures: u64 = entries.as_array().unwrap().iter().map(|e| e["num_failures"].as_u64().unwrap()).sum();
+    assert!(requests > 0 && failures == 0, "{requests} requests, {failures} failures\n{}", w.text());
+}

@@ -76,7 +76,7 @@ enum SessionEnd {
 /// Run until the master says quit. Errors are fatal refusals (wrong token,
 /// a master that cannot prove the token, another plan, a plan that fails).
 pub async fn run(mut options: WorkerOptions, load: PlanLoader) -> Result<(), ClusterError> {
-    let _cleanup = PlanDirCleanup(plan_dir(&options.id));
+    let _cleanup = PlanDirCleanup(vec![plan_dir(&options.id), client_dir(&options.id)]);
     let mut runner: Option<Runner> = None;
     let (message_tx, mut messages) = mpsc::unbounded_channel();
     let mut reports = Reports::default();
@@ -334,7 +334,11 @@ async fn start_runner(
     }
     let client = match &welcome.client {
         Some(shipped) => {
-            Arc::new(apply_client(shipped, &options.runner.client, &options.client_tls, options.own_client_flags)?)
+            // Certificates the master sent go into a folder of this worker's own.
+            let private = client_dir(&options.id);
+            fresh_private_dir(&private)?;
+            let current = &options.runner.client;
+            Arc::new(apply_client(shipped, current, &options.client_tls, options.own_client_flags, &private)?)
         }
         None => options.runner.client.clone(),
     };
@@ -368,13 +372,21 @@ fn fresh_private_dir(dir: &Path) -> Result<(), BundleError> {
     std::fs::DirBuilder::new().mode(0o700).create(dir).map_err(io)
 }
 
-/// Removes the folder of received plans when the worker ends.
-struct PlanDirCleanup(PathBuf);
+/// Removes the folders of received plans and certificates when the worker ends.
+struct PlanDirCleanup(Vec<PathBuf>);
 
 impl Drop for PlanDirCleanup {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        for dir in &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
+}
+
+/// Where the certificates the master sends are written.
+fn client_dir(id: &str) -> PathBuf {
+    let safe: String = id.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    std::env::temp_dir().join(format!("swarmer-client-{safe}"))
 }
 
 fn plan_dir(id: &str) -> PathBuf {

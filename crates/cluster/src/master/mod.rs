@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use swarmer_engine::{
     LocalRunner, NodeRole, Plan, PlanSummary, RunnerChannels, RunnerHandle, RunnerOptions, RunnerState, StatsStore,
-    UsageMonitor, WorkerRoster,
+    TlsOptions, UsageMonitor, WorkerRoster,
 };
 use swarmer_stats::{History, RequestStats, unix_now};
 use tokio::net::TcpListener;
@@ -46,6 +46,9 @@ pub struct MasterOptions {
     pub heartbeat_timeout: Duration,
     /// The plan as workers receive it (`-f -`) or must match.
     pub bundle: Bundle,
+    /// The certificate files users present to and trust in the target,
+    /// shipped to workers with the other client settings.
+    pub client_tls: TlsOptions,
 }
 
 /// A running master.
@@ -112,7 +115,7 @@ impl Master {
             epoch: epoch.clone(),
             stop_timeout: runner.stop_timeout,
             scope: crate::convert::test_scope(&runner.classes, &runner.tags),
-            client: crate::client_settings::to_proto(&runner.client),
+            client: crate::client_settings::to_proto(&runner.client, &options.client_tls, options.tls.cert.is_some())?,
             // Never 0: a report without the field (an older worker) carries 0.
             instance: rand::random::<u64>().max(1),
         });
