@@ -488,26 +488,36 @@ fn two_class_plan(dir: &Path) -> PathBuf {
     plan
 }
 
-/// The request names a `--processes 2` run of the two-class plan recorded,
-/// with `extra` arguments (classes, tags).
-fn names_run_over_two_workers(extra: &[&str]) -> Vec<String> {
+/// How a test's two workers come about.
+#[derive(Clone, Copy, Debug)]
+enum TwoWorkers {
+    /// `--processes 2`: children of the master.
+    Processes,
+    /// `--master` and two `--worker -f -` processes of their own.
+    Separate,
+}
+
+/// The request names a run of the two-class plan over two workers
+/// recorded, with `extra` arguments (classes, tags) for the master.
+fn names_run_over_two_workers(mode: TwoWorkers, extra: &[&str]) -> Vec<String> {
     let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let plan = two_class_plan(dir.path());
     let json = dir.path().join("stats");
     let mut args = vec!["--json-file", json.to_str().unwrap()];
     args.extend_from_slice(extra);
-    let mut master = start_master(
-        plan.to_str().unwrap(),
-        &t.url(),
-        "--processes 2 --headless --expect-workers 2 -u 4 -r 100 -t 2s --only-summary",
-        &args,
-        "",
-    );
-    assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{}", master.proc.text());
-    let entries: Value = serde_json::from_str(&std::fs::read_to_string(json.with_extension("json")).unwrap()).unwrap();
-    let mut names: Vec<String> =
-        entries.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_owned()).collect();
+    let run = "--headless --expect-workers 2 -u 4 -r 100 -t 2s --only-summary";
+    let (flags, token) = match mode {
+        TwoWorkers::Processes => (format!("--processes 2 {run}"), ""),
+        TwoWorkers::Separate => (run.to_owned(), TOKEN),
+    };
+    let mut master = start_master(plan.to_str().unwrap(), &t.url(), &flags, &args, token);
+    let _workers: Vec<Proc> = match mode {
+        TwoWorkers::Processes => Vec::new(),
+        TwoWorkers::Separate => (0..2).map(|_| worker(&master.port, &[], TOKEN)).collect(),
+    };
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{mode:?}: {}", master.proc.text());
+    let mut names = json_names(&json);
     names.sort();
     names
 }
@@ -517,15 +527,19 @@ fn a_distributed_run_with_a_class_and_tags_chosen_runs_only_those_tasks() {
     // The master answers questions about the plan from the outline of one
     // load; the workers build the real classes: both must pick the same,
     // and the tags reach the workers.
-    assert_eq!(names_run_over_two_workers(&["-T", "read", "Alpha"]), ["/alpha/read"]);
-    assert_eq!(names_run_over_two_workers(&["-E", "write"]), ["/alpha/read", "/beta"]);
+    for mode in [TwoWorkers::Processes, TwoWorkers::Separate] {
+        assert_eq!(names_run_over_two_workers(mode, &["-T", "read", "Alpha"]), ["/alpha/read"], "{mode:?}");
+        assert_eq!(names_run_over_two_workers(mode, &["-E", "write"]), ["/alpha/read", "/beta"], "{mode:?}");
+    }
 }
 
 #[test]
 fn workers_run_the_class_picked_by_name_not_the_one_in_its_position() {
     // Beta is the plan's second class: shares counted over the master's
     // pick must not land on Alpha, the first class of the whole plan.
-    assert_eq!(names_run_over_two_workers(&["Beta"]), ["/beta"]);
+    for mode in [TwoWorkers::Processes, TwoWorkers::Separate] {
+        assert_eq!(names_run_over_two_workers(mode, &["Beta"]), ["/beta"], "{mode:?}");
+    }
 }
 
 /// A plan whose users ask the target for their HTTP version, then record
@@ -712,20 +726,30 @@ fn each_worker_runs_the_plans_class_mix() {
     let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let plan = two_class_plan(dir.path());
-    let mut master = start_master(
-        plan.to_str().unwrap(),
-        &t.url(),
-        "--processes 2 --headless --expect-workers 2 -u 4 -r 100 -t 2s --only-summary",
-        &[],
-        "",
-    );
-    assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{}", master.proc.text());
-    let text = master.proc.text();
-    let workers: Vec<&str> =
-        text.lines().filter(|l| l.contains("[worker") && l.contains("All users spawned")).collect();
-    assert_eq!(workers.len(), 2, "{text}");
-    for line in workers {
-        assert!(line.contains("\"Alpha\": 1") && line.contains("\"Beta\": 1"), "{line}");
+    let run = "--headless --expect-workers 2 -u 4 -r 100 -t 2s --only-summary";
+    for mode in [TwoWorkers::Processes, TwoWorkers::Separate] {
+        let (flags, token) = match mode {
+            TwoWorkers::Processes => (format!("--processes 2 {run}"), ""),
+            TwoWorkers::Separate => (run.to_owned(), TOKEN),
+        };
+        let mut master = start_master(plan.to_str().unwrap(), &t.url(), &flags, &[], token);
+        let mut workers: Vec<Proc> = match mode {
+            TwoWorkers::Processes => Vec::new(),
+            TwoWorkers::Separate => (0..2).map(|_| worker(&master.port, &[], TOKEN)).collect(),
+        };
+        assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{mode:?}: {}", master.proc.text());
+        for w in &mut workers {
+            assert_eq!(w.wait_exit(Duration::from_secs(20)), 0, "{}", w.text());
+        }
+        // The workers' lines: in the master's output for its children.
+        let text =
+            std::iter::once(master.proc.text()).chain(workers.iter().map(Proc::text)).collect::<Vec<_>>().join("\n");
+        let spawned: Vec<&str> =
+            text.lines().filter(|l| l.contains("[worker") && l.contains("All users spawned")).collect();
+        assert_eq!(spawned.len(), 2, "{mode:?}: {text}");
+        for line in spawned {
+            assert!(line.contains("\"Alpha\": 1") && line.contains("\"Beta\": 1"), "{mode:?}: {line}");
+        }
     }
 }
 
