@@ -1006,3 +1006,58 @@ fn workers_use_the_masters_certificates_for_the_target() {
     let failures: u64 = entries.as_array().unwrap().iter().map(|e| e["num_failures"].as_u64().unwrap()).sum();
     assert!(requests > 0 && failures == 0, "{requests} requests, {failures} failures\n{}", w.text());
 }
+
+#[test]
+fn a_lost_and_a_returning_worker_restart_no_other_workers_users() {
+    // Every user logs in once when it starts. 30 users of two classes over
+    // 3 workers: 30 logins. One worker lost: only its 10 users start again
+    // elsewhere (40). A worker back: it starts 10, the others stop their
+    // surplus (50). Redealing from scratch restarted whole classes.
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.lua");
+    std::fs::write(
+        &plan,
+        "local swarmer = require('swarmer')\n\
+         local function user(name) swarmer.user(name, { wait_time = swarmer.constant(0.2),\n\
+           on_start = function(self) self.client:post('/login', { name = 'login',\n\
+             data = { username = 'u', password = 'p' } }) end,\n\
+           tasks = { function(self) self.client:get('/', { name = '/' .. name }) end } }) end\n\
+         user('Alpha')\n\
+         user('Beta')\n",
+    )
+    .unwrap();
+    let mut master = start_master(
+        plan.to_str().unwrap(),
+        &t.url(),
+        "--autostart --expect-workers 3 -u 30 -r 1000 --heartbeat-timeout 2",
+        &[],
+        TOKEN,
+    );
+    let mut workers: Vec<Proc> = (0..3).map(|_| worker(&master.port, &[], TOKEN)).collect();
+    master.proc.wait_for("All users spawned: 30 users over 3 workers", Duration::from_secs(20));
+    let logins = |base: &str| {
+        let stats = get_json(base, "/stats/requests");
+        stats["stats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["name"] == "login")
+            .map(|e| e["num_requests"].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    let settle = |expected: u64, what: &str| {
+        wait_until(Duration::from_secs(15), || logins(&master.base) == expected, what);
+        std::thread::sleep(Duration::from_millis(2500));
+        assert_eq!(logins(&master.base), expected, "{what}, and no more after");
+    };
+    settle(30, "30 users logged in");
+    workers[0].kill9();
+    settle(40, "the lost worker's 10 users start elsewhere");
+    workers.push(worker(&master.port, &[], TOKEN));
+    settle(50, "the returning worker starts 10 and nobody else restarts");
+    let stats = get_json(&master.base, "/stats/requests");
+    assert_eq!(stats["user_count"], 30, "{stats}");
+    master.proc.signal(libc::SIGTERM);
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(30)), 0, "{}", master.proc.text());
+}
