@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{HttpVersion, LogLevel};
+use swarmer_engine::HttpVersionPreference;
+
+use crate::config::LogLevel;
 
 /// Swarmer: distributed, user-based load testing.
 #[derive(Debug, Parser)]
@@ -152,8 +154,9 @@ pub struct RunArgs {
 
     /// HTTP version: auto (HTTP/2 by TLS ALPN), 1 (HTTP/1.1 only) or 2 (HTTP/2 only; h2c on plain TCP).
     #[arg(long = "http-version", env = "SWARMER_HTTP_VERSION", default_value = "auto",
-          value_parser = PossibleValuesParser::new(HttpVersion::NAMES).map(HttpVersion::from_name))]
-    pub http_version: HttpVersion,
+          value_parser = PossibleValuesParser::new(HttpVersionPreference::NAMES)
+              .map(|name| HttpVersionPreference::from_name(&name).unwrap_or_default()))]
+    pub http_version: HttpVersionPreference,
 
     /// Seconds to wait for a connection.
     #[arg(long = "connect-timeout", env = "SWARMER_CONNECT_TIMEOUT", default_value_t = 10.0, value_parser = parse_timeout)]

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use swarmer_cluster::auth::{ClusterTls, ClusterToken};
 use swarmer_cluster::client_settings::OwnClientFlags;
-use swarmer_engine::{ClientConfig, HttpVersionPreference, RunnerOptions, TagFilter, TestSettings, TlsOptions};
+use swarmer_engine::{ClientConfig, RunnerOptions, TagFilter, TestSettings, TlsOptions};
 use swarmer_web::{FormDefaults, LogBuffer, TlsFiles, WebOptions};
 
 use crate::args::RunArgs;
@@ -66,42 +66,6 @@ impl LogLevel {
             Self::Info => "info",
             Self::Warning => "warn",
             Self::Error | Self::Critical => "error",
-        }
-    }
-}
-
-/// `--http-version`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HttpVersion {
-    /// HTTP/2 when TLS's ALPN offers it, else HTTP/1.1.
-    Auto,
-    /// HTTP/1.1 only.
-    Http1,
-    /// HTTP/2 only (h2c with prior knowledge on plain TCP).
-    Http2,
-}
-
-impl HttpVersion {
-    /// The names `--http-version` takes.
-    pub const NAMES: [&'static str; 3] = ["auto", "1", "2"];
-
-    /// The version named `name` (one of [`HttpVersion::NAMES`]; clap
-    /// refuses others before this is called).
-    pub fn from_name(name: String) -> Self {
-        match name.as_str() {
-            "1" => Self::Http1,
-            "2" => Self::Http2,
-            _ => Self::Auto,
-        }
-    }
-}
-
-impl From<HttpVersion> for HttpVersionPreference {
-    fn from(version: HttpVersion) -> Self {
-        match version {
-            HttpVersion::Auto => HttpVersionPreference::Auto,
-            HttpVersion::Http1 => HttpVersionPreference::Http1Only,
-            HttpVersion::Http2 => HttpVersionPreference::Http2Only,
         }
     }
 }
@@ -352,7 +316,7 @@ fn client_tls(args: &RunArgs) -> TlsOptions {
 }
 
 fn runner_options(args: &RunArgs, tags: TagFilter) -> Result<RunnerOptions, String> {
-    let mut client = ClientConfig::new(&client_tls(args), args.http_version.into()).map_err(|e| e.to_string())?;
+    let mut client = ClientConfig::new(&client_tls(args), args.http_version).map_err(|e| e.to_string())?;
     client.connect_timeout = Duration::from_secs_f64(args.connect_timeout);
     client.max_body_bytes = args.max_body_size;
     client.timeout = (args.request_timeout > 0.0).then(|| Duration::from_secs_f64(args.request_timeout));
@@ -491,7 +455,7 @@ mod tests {
     #[test]
     fn http_versions_and_autoquit_are_typed() {
         let c = config(&["--http-version", "2", "--autostart", "--autoquit", "5"]).expect("valid");
-        assert_eq!(c.runner.client.version, HttpVersionPreference::Http2Only);
+        assert_eq!(c.runner.client.version, swarmer_engine::HttpVersionPreference::Http2Only);
         assert_eq!(c.web.as_ref().expect("web UI").autoquit, Some(Duration::from_secs(5)));
         assert!(config(&["--autoquit", "5"]).err().expect("refused").contains("--autostart"));
     }

@@ -231,7 +231,7 @@ mod tests {
             err("http-version = 3"),
             "swarmer.toml: http-version: expected one of \"auto\", \"1\", \"2\", got the integer 3"
         );
-        assert_eq!(parsed("http-version = 2").http_version, crate::config::HttpVersion::Http2);
+        assert_eq!(parsed("http-version = 2").http_version, swarmer_engine::HttpVersionPreference::Http2Only);
         assert_eq!(
             parsed("run-time = \"1m30s\"\nstop-timeout = 2.5").run_time,
             Some(std::time::Duration::from_secs(90))

@@ -598,6 +598,19 @@ fn free_port() -> String {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string()
 }
 
+/// A worker (`-f -`, a 30 s master timeout) whose master, on `port` with
+/// `extra` arguments, ran 2 users of `plan` and was then killed: the worker
+/// keeps its users, waiting for a master to come back.
+fn worker_of_a_killed_master(plan: &str, target: &str, port: &str, extra: &[&str]) -> Proc {
+    let first = format!("--master-bind-port {port} --headless --expect-workers 1 -u 2 -r 100");
+    let mut master = start_master(plan, target, &first, extra, TOKEN);
+    let w = worker(port, &["--master-timeout", "30"], TOKEN);
+    w.wait_for("All users spawned", Duration::from_secs(20));
+    master.proc.kill9();
+    w.wait_for("Lost the master", Duration::from_secs(5));
+    w
+}
+
 /// A plan in a folder of its own whose one task records `name`.
 fn named_plan(dir: &Path, name: &str) -> String {
     let folder = dir.join(name.trim_start_matches('/'));
@@ -621,12 +634,7 @@ fn a_master_restarted_with_another_plan_gets_it_run_and_none_of_the_old_statisti
     let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let first = format!("--master-bind-port {port} --headless --expect-workers 1 -u 2 -r 100");
-    let mut master = start_master(&named_plan(dir.path(), "/one"), &t.url(), &first, &[], TOKEN);
-    let w = worker(&port, &["--master-timeout", "30"], TOKEN);
-    w.wait_for("All users spawned", Duration::from_secs(20));
-    master.proc.kill9();
-    w.wait_for("Lost the master", Duration::from_secs(5));
+    let w = worker_of_a_killed_master(&named_plan(dir.path(), "/one"), &t.url(), &port, &[]);
 
     // The new master runs another plan on the same port; the worker keeps
     // its old users meanwhile (its master timeout is long).
@@ -648,12 +656,7 @@ fn a_master_restarted_with_another_plan_gets_it_run_and_none_of_the_old_statisti
 fn a_restarted_master_counts_nothing_its_workers_recorded_for_the_previous_one() {
     let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
     let port = free_port();
-    let first = format!("--master-bind-port {port} --headless --expect-workers 1 -u 4 -r 100");
-    let mut master = start_master(&plan(), &t.url(), &first, &[], TOKEN);
-    let w = worker(&port, &["--master-timeout", "30"], TOKEN);
-    w.wait_for("All users spawned", Duration::from_secs(20));
-    master.proc.kill9();
-    w.wait_for("Lost the master", Duration::from_secs(5));
+    let w = worker_of_a_killed_master(&plan(), &t.url(), &port, &[]);
     // Let the worker's users record a while for a master that is gone.
     std::thread::sleep(Duration::from_millis(1500));
 
@@ -1060,4 +1063,24 @@ fn a_lost_and_a_returning_worker_restart_no_other_workers_users() {
     assert_eq!(stats["user_count"], 30, "{stats}");
     master.proc.signal(libc::SIGTERM);
     assert_eq!(master.proc.wait_exit(Duration::from_secs(30)), 0, "{}", master.proc.text());
+}
+
+#[test]
+fn a_master_restarted_with_the_same_plan_and_another_class_gets_that_class_run() {
+    // Same plan, so the same digest: the worker must still take the new
+    // master's pick (its shares count over Beta only) instead of keeping
+    // the classes it built for the first master.
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = two_class_plan(dir.path());
+    let plan = plan.to_str().unwrap();
+    let port = free_port();
+    let w = worker_of_a_killed_master(plan, &t.url(), &port, &["Alpha"]);
+
+    let json = dir.path().join("stats");
+    let second = format!("--master-bind-port {port} --headless --expect-workers 1 -u 2 -r 100 -t 2s --only-summary");
+    let mut master = start_master(plan, &t.url(), &second, &["--json-file", json.to_str().unwrap(), "Beta"], TOKEN);
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{}", master.proc.text());
+    assert_eq!(json_names(&json), ["/beta"], "{}\n{}", master.proc.text(), w.text());
+    assert!(w.text().contains("other settings now"), "{}", w.text());
 }

@@ -214,3 +214,23 @@ fn a_task_that_never_yields_still_ends_at_run_time_and_is_named() {
     assert_eq!(finished.code, Some(0), "{}", finished.stderr);
     assert!(started.elapsed() < Duration::from_secs(10), "ended at -t: {:?}", started.elapsed());
 }
+
+#[test]
+fn a_finalizer_that_reads_the_live_statistics_while_they_are_read_cannot_hang_the_shard() {
+    // swarmer.stats() reads the runner's store; the tables it fills may run
+    // finalizers, and one that calls swarmer.stats() again must not find
+    // the store still locked by the same thread (a deadlock: no report).
+    let t = target();
+    let dir = tempfile::tempdir().unwrap();
+    let body = "for _ = 1, 50 do\n\
+                  setmetatable({}, { __gc = function() local s = swarmer.stats(); assert(s.state) end })\n\
+                  local s = swarmer.stats()\n\
+                  assert(type(s.num_requests) == 'number')\n\
+                end\n\
+                collectgarbage('step')\n\
+                local r = self.client:get('/')\nlocal _ = r.status_code";
+    let plan = plan_with_task(&t.url(), body);
+    let finished = run_plan(dir.path(), "stats_from_finalizer", &plan, 5, 3);
+    ended_normally("stats_from_finalizer", &finished);
+    assert!(requests(&finished.report) > 0, "{}", finished.stderr);
+}

@@ -56,7 +56,7 @@ pub fn to_proto(
         (None, _) => (Vec::new(), Vec::new()),
     };
     Ok(proto::ClientSettings {
-        http_version: version_name(config.version).to_owned(),
+        http_version: config.version.name().to_owned(),
         insecure: config.insecure(),
         connect_timeout_seconds: config.connect_timeout.as_secs_f64(),
         request_timeout_seconds: config.timeout.map_or(0.0, |t| t.as_secs_f64()),
@@ -102,7 +102,7 @@ pub fn apply(
     let version = if own.http_version {
         current.version
     } else {
-        version_named(&shipped.http_version).ok_or_else(|| {
+        HttpVersionPreference::from_name(&shipped.http_version).ok_or_else(|| {
             ClusterError::Refused(format!("the master sent an unknown HTTP version {:?}", shipped.http_version))
         })?
     };
@@ -138,26 +138,12 @@ pub fn apply(
 pub fn describe(config: &ClientConfig) -> String {
     format!(
         "HTTP version {}, {}, connect timeout {:?}, request timeout {}, bodies up to {} bytes",
-        version_name(config.version),
+        config.version.name(),
         if config.insecure() { "certificates not verified" } else { "certificates verified" },
         config.connect_timeout,
         config.timeout.map_or("none".to_owned(), |t| format!("{t:?}")),
         config.max_body_bytes
     )
-}
-
-fn version_name(version: HttpVersionPreference) -> &'static str {
-    match version {
-        HttpVersionPreference::Auto => "auto",
-        HttpVersionPreference::Http1Only => "1",
-        HttpVersionPreference::Http2Only => "2",
-    }
-}
-
-fn version_named(name: &str) -> Option<HttpVersionPreference> {
-    [HttpVersionPreference::Auto, HttpVersionPreference::Http1Only, HttpVersionPreference::Http2Only]
-        .into_iter()
-        .find(|v| version_name(*v) == name)
 }
 
 #[cfg(test)]

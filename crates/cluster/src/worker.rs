@@ -94,18 +94,24 @@ pub async fn run(mut options: WorkerOptions, load: PlanLoader) -> Result<(), Clu
                 attempts = 0;
                 tracing::info!("Connected to the master at {url} as worker {}", options.id);
                 let digest = plan_digest(&options, &welcome);
-                if let Some(old) = runner.take_if(|r| r.digest != digest) {
-                    // A master restarted with another plan: never run stale code.
-                    tracing::warn!(
-                        "The master runs another plan now (digest {} instead of {}): loading it",
-                        short(&digest),
-                        short(&old.digest)
-                    );
+                let setup = run_setup(&digest, &welcome);
+                if let Some(old) = runner.take_if(|r| r.setup != setup) {
+                    // A master restarted with another plan or other settings:
+                    // never run stale code, nor another test than the master's.
+                    if old.digest != digest {
+                        tracing::warn!(
+                            "The master runs another plan now (digest {} instead of {}): loading it",
+                            short(&digest),
+                            short(&old.digest)
+                        );
+                    } else {
+                        tracing::warn!("The master runs the plan with other settings now: starting again with them");
+                    }
                     old.handle.quit().await;
                 }
                 if runner.is_none() {
                     match start_runner(&options, &welcome, &load, message_tx.clone()).await {
-                        Ok((handle, deltas)) => runner = Some(Runner { handle, deltas, digest }),
+                        Ok((handle, deltas)) => runner = Some(Runner { handle, deltas, digest, setup }),
                         Err(e) => {
                             // Tell the master why, rather than only vanishing.
                             let reason = format!("cannot run the plan: {e}");
@@ -383,15 +389,20 @@ impl Drop for PlanDirCleanup {
     }
 }
 
-/// Where the certificates the master sends are written.
-fn client_dir(id: &str) -> PathBuf {
-    let safe: String = id.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-    std::env::temp_dir().join(format!("swarmer-client-{safe}"))
+/// Where the plan the master ships is written.
+fn plan_dir(id: &str) -> PathBuf {
+    private_dir("plan", id)
 }
 
-fn plan_dir(id: &str) -> PathBuf {
+/// Where the certificates the master sends are written.
+fn client_dir(id: &str) -> PathBuf {
+    private_dir("client", id)
+}
+
+/// `swarmer-KIND-ID` in the temporary folder, the id made safe for a path.
+fn private_dir(kind: &str, id: &str) -> PathBuf {
     let safe: String = id.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-    std::env::temp_dir().join(format!("swarmer-plan-{safe}"))
+    std::env::temp_dir().join(format!("swarmer-{kind}-{safe}"))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -566,6 +577,16 @@ struct Runner {
     deltas: mpsc::UnboundedReceiver<StatsDelta>,
     /// The digest of the plan it was started with.
     digest: String,
+    /// The plan and the master's settings it was started with ([`run_setup`]).
+    setup: String,
+}
+
+/// Everything a runner takes from a welcome: the plan's digest, the plan
+/// options, the stop timeout, the test scope and the client settings.
+fn run_setup(digest: &str, welcome: &proto::Welcome) -> String {
+    let mut plan_options: Vec<_> = welcome.options.iter().collect();
+    plan_options.sort();
+    format!("{digest} {plan_options:?} {:?} {:?} {:?}", welcome.stop_timeout_seconds, welcome.scope, welcome.client)
 }
 
 /// The digest of the plan a session runs: this worker's own, or the one

@@ -19,6 +19,23 @@ pub enum HttpVersionPreference {
     Http2Only,
 }
 
+impl HttpVersionPreference {
+    /// Every preference, in the order of [`HttpVersionPreference::NAMES`].
+    pub const ALL: [Self; 3] = [Self::Auto, Self::Http1Only, Self::Http2Only];
+    /// The names `--http-version` takes (`auto`, `1`, `2`).
+    pub const NAMES: [&'static str; 3] = ["auto", "1", "2"];
+
+    /// The name of this preference, as `--http-version` takes it.
+    pub fn name(self) -> &'static str {
+        Self::NAMES[Self::ALL.iter().position(|v| *v == self).expect("every preference is in ALL")]
+    }
+
+    /// The preference named `name` (one of [`HttpVersionPreference::NAMES`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::NAMES.iter().position(|n| *n == name).map(|i| Self::ALL[i])
+    }
+}
+
 /// TLS settings.
 #[derive(Clone, Debug, Default)]
 pub struct TlsOptions {
@@ -95,5 +112,19 @@ impl ClientConfig {
     pub fn default_config() -> Self {
         Self::new(&TlsOptions::default(), HttpVersionPreference::Auto)
             .expect("the default TLS configuration reads no files and cannot fail")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_round_trip_through_their_flag_names() {
+        for version in HttpVersionPreference::ALL {
+            assert_eq!(HttpVersionPreference::from_name(version.name()), Some(version));
+        }
+        assert_eq!(HttpVersionPreference::Http2Only.name(), "2");
+        assert_eq!(HttpVersionPreference::from_name("3"), None);
     }
 }

@@ -245,14 +245,8 @@ impl Actor {
                 budget -= 1;
             }
         }
-        let mut index = 0;
-        let removed: Vec<Slot> = self
-            .live
-            .extract_if(.., |_| {
-                index += 1;
-                doomed[index - 1]
-            })
-            .collect();
+        let mut doomed = doomed.into_iter();
+        let removed: Vec<Slot> = self.live.extract_if(.., |_| doomed.next().unwrap_or(false)).collect();
         let mut spawned = 0;
         while budget > 0 {
             let next = (0..targets.len()).filter(|&c| counts[c] < targets[c]).max_by(|&a, &b| {
