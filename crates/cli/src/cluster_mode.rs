@@ -198,6 +198,11 @@ impl ClusterMaster {
     }
 }
 
+/// `path` from the working directory, when it is relative.
+fn absolute(path: &std::path::Path) -> std::path::PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 /// Child worker processes; waited for (5 s at most), then killed, when dropped.
 pub struct Children(Vec<Child>);
 
@@ -257,6 +262,11 @@ pub fn spawn_workers(
         }
         if let Some(name) = &children_config.cluster_server_name {
             command.args(["--cluster-server-name", name]);
+        }
+        if let Some((cert, key)) = &children_config.client_cert {
+            // Absolute: a child reading the plan from the master works in
+            // the plan's folder.
+            command.arg("--client-cert").arg(absolute(cert)).arg("--client-key").arg(absolute(key));
         }
         children.push(command.spawn().map_err(|e| format!("--processes: could not start a worker: {e}"))?);
     }

@@ -215,6 +215,9 @@ pub struct ChildWorkers {
     pub cluster_ca: Option<PathBuf>,
     /// `--cluster-server-name`, passed on.
     pub cluster_server_name: Option<String>,
+    /// `--client-cert` and `--client-key`, passed on as flags: an
+    /// unencrypted cluster port never carries them.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// A worker.
@@ -347,6 +350,7 @@ fn cluster_role(args: &RunArgs, given: &dyn Fn(&str) -> bool) -> Result<ClusterR
         log_level: args.loglevel,
         cluster_ca: cluster.cluster_ca.clone(),
         cluster_server_name: cluster.cluster_server_name.clone(),
+        client_cert: args.client_cert.clone().zip(args.client_key.clone()),
     });
     if cluster.worker {
         let token = cluster.token()?;

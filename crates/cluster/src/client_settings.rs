@@ -48,8 +48,8 @@ pub fn to_proto(
         (Some((cert, key)), true) => (read("--client-cert", cert)?, read("--client-key", key)?),
         (Some(_), false) => {
             tracing::warn!(
-                "--client-cert/--client-key are not sent to workers over an unencrypted cluster port: \
-                 give them to each worker, or use --cluster-tls-cert"
+                "--client-cert/--client-key are not sent over an unencrypted cluster port (workers of \
+                 --processes get them as flags): give them to each other worker, or use --cluster-tls-cert"
             );
             (Vec::new(), Vec::new())
         }
