@@ -707,14 +707,15 @@ fn top_level_runs(args: &[&str]) -> (usize, String) {
 #[test]
 fn a_plans_top_level_runs_once_per_process_plus_once_per_shard() {
     // One load describes the plan (its options, classes and tasks) for the
-    // whole process; each shard's VM loads it once more.
+    // whole process, and its VM stays as the process VM, where listeners
+    // run; each shard's VM loads it once more.
     assert_eq!(top_level_runs(&["--shards", "2"]).0, 1 + 2);
     assert_eq!(top_level_runs(&["--shards", "1"]).0, 1 + 1);
-    // A master (its description, and the VM its event listeners run in,
-    // as Locust's master runs them) and two worker processes of one shard
+    // A master (its process VM, where its event listeners run, as Locust's
+    // master runs them; no users) and two worker processes of one shard
     // each.
     let (runs, log) = top_level_runs(&["--processes", "2", "--shards", "1", "-L", "INFO"]);
-    assert_eq!(runs, (1 + 1) + 2 * (1 + 1));
+    assert_eq!(runs, 1 + 2 * (1 + 1));
     // Each log line says which node it comes from.
     assert!(log.lines().any(|l| l.starts_with("[master] ") && l.contains("Cluster master listening")), "{log}");
     assert!(log.lines().any(|l| l.starts_with("[worker ") && l.contains("Connected to the master")), "{log}");

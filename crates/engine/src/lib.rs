@@ -56,8 +56,8 @@ pub use error::{OptionValueError, PlanError, SendError, StartError, TimespanErro
 pub use lock::LockExt;
 pub use outline::ClassOutline;
 pub use plan::{
-    ClassInfo, ClusterMessage, NodeRole, Notice, NoticeHook, Plan, ShardHook, ShardHooks, ShardInfo, ShardPlan,
-    SharedData, TaskInfo,
+    ClassInfo, ClusterMessage, NodeRole, Notice, NoticeHook, Plan, ProcessHost, ProcessJob, ShardHook, ShardHooks,
+    ShardInfo, ShardPlan, SharedData, TaskInfo,
 };
 pub use plan_options::{OptionKind, OptionValues, PlanOption};
 pub use read_model::{

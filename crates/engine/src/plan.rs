@@ -4,6 +4,13 @@
 //! a list of classes but a `Send + Sync` *factory* of them: each shard calls
 //! it on its own thread (a Lua front end loads its VM there). The runner
 //! calls it once more on its own thread to learn names, weights and tasks.
+//!
+//! A plan may also have a *process part*: code that runs once per process
+//! (Locust's module-level state, `init` and test listeners, message
+//! handlers). When the plan has a [`ProcessHost`], the runner adds one
+//! shard without users, the process shard, built by the same factory
+//! ([`ShardInfo::process`]) on the host's thread; test and notice hooks
+//! then run there.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -23,6 +30,18 @@ type Hook = dyn Fn() + Send + Sync;
 
 /// A hook a shard runs (test start, test stop, quitting); not `Send`.
 pub type ShardHook = Rc<dyn Fn() -> LocalBoxFuture<'static, ()>>;
+
+/// Work for a [`ProcessHost`]: called on the host's thread, it makes a
+/// future that runs there to its end.
+pub type ProcessJob = Box<dyn FnOnce() -> LocalBoxFuture<'static, ()> + Send>;
+
+/// The thread a plan's process part lives on (a Lua plan's process VM is
+/// made on the thread that first loaded the plan, and cannot move).
+pub trait ProcessHost: Send + Sync {
+    /// Run `job` on the host's thread, in a tokio runtime with time and
+    /// I/O and a local task set. Errors when the thread has ended.
+    fn run(&self, job: ProcessJob) -> Result<(), String>;
+}
 
 /// Something the runner tells every shard about (Locust's events of the
 /// same names).
@@ -94,6 +113,9 @@ pub type NoticeHook = Rc<dyn Fn(Notice) -> LocalBoxFuture<'static, ()>>;
 /// Hooks a front end registers per shard (Lua's `swarmer.events`).
 #[derive(Clone, Default)]
 pub struct ShardHooks {
+    /// Run once when the shard has been built, before it reports ready
+    /// (Locust's `init`, on the process shard).
+    pub init: Vec<ShardHook>,
     /// Run on every shard when a test starts, before its users spawn.
     pub test_start: Vec<ShardHook>,
     /// Run on every shard when a test has stopped.
@@ -106,6 +128,9 @@ pub struct ShardHooks {
     pub request: Option<RequestHook>,
     /// Called with the message and location of every exception in user code on the shard.
     pub user_error: Option<UserErrorHook>,
+    /// Called last, when the shard has ended (its users, hooks and
+    /// statistics are done): a front end lets go of what it built.
+    pub close: Option<Rc<dyn Fn()>>,
 }
 
 /// What a plan factory builds for one shard.
@@ -130,6 +155,9 @@ pub struct ShardInfo {
     /// True when the plan is only being inspected (names, weights), not run:
     /// start no background work then.
     pub probe: bool,
+    /// True for the process shard: it runs no users, only the plan's
+    /// once-per-process code (see the module doc); its classes are ignored.
+    pub process: bool,
     /// The runner's merged statistics, read-only (live totals).
     pub stats: StatsReader,
     /// Data shared by all shards of this process.
@@ -151,7 +179,13 @@ impl ShardInfo {
         role: NodeRole,
         messages: Option<tokio::sync::mpsc::UnboundedSender<ClusterMessage>>,
     ) -> Self {
-        Self { index, count, probe: false, stats, shared, role, stop_test, messages, workers: None }
+        Self { index, count, probe: false, process: false, stats, shared, role, stop_test, messages, workers: None }
+    }
+
+    /// This info for the process shard.
+    pub(crate) fn for_process(mut self) -> Self {
+        self.process = true;
+        self
     }
 
     /// On a master: the roster [`ShardInfo::workers`] reads.
@@ -180,6 +214,7 @@ impl ShardInfo {
             index: 0,
             count: 1,
             probe: true,
+            process: false,
             stats: StatsReader::detached(),
             shared: SharedData::default(),
             role: NodeRole::Local,
@@ -201,6 +236,7 @@ pub struct Plan {
     /// Shown in reports (a file name, or the program's name).
     pub name: String,
     factory: Arc<Factory>,
+    process_host: Option<Arc<dyn ProcessHost>>,
     pub(crate) on_test_start: Vec<Arc<Hook>>,
     pub(crate) on_test_stop: Vec<Arc<Hook>>,
     /// Options the plan declares (shown in `--help` and the web UI's form).
@@ -261,6 +297,7 @@ impl Plan {
         Self {
             name: name.into(),
             factory: Arc::new(factory),
+            process_host: None,
             on_test_start: Vec::new(),
             on_test_stop: Vec::new(),
             options: Vec::new(),
@@ -273,6 +310,18 @@ impl Plan {
         self.options = options;
         self.option_values = values;
         self
+    }
+
+    /// Give the plan a process part, built by its factory on `host`'s
+    /// thread (see the module doc).
+    pub fn with_process_host(mut self, host: Arc<dyn ProcessHost>) -> Self {
+        self.process_host = Some(host);
+        self
+    }
+
+    /// Where the plan's process part runs, if it has one.
+    pub fn process_host(&self) -> Option<&Arc<dyn ProcessHost>> {
+        self.process_host.as_ref()
     }
 
     /// Run `hook` once when a test starts (Locust's `test_start` event).
@@ -304,8 +353,12 @@ impl Plan {
     }
 
     /// [`Plan::build`] for a given shard, with the shard's hooks.
+    /// The process shard gets no classes (it runs no users).
     pub fn build_for(&self, shard: &ShardInfo, selected: &[String], tags: &TagFilter) -> Result<ShardPlan, PlanError> {
         let ShardPlan { classes: all, hooks } = (self.factory)(shard)?;
+        if shard.process {
+            return Ok(ShardPlan { classes: Vec::new(), hooks });
+        }
         if all.is_empty() {
             return Err(PlanError::NoClasses { plan: self.name.clone() });
         }

@@ -19,7 +19,7 @@ use tokio::task::LocalSet;
 
 use crate::client::Client;
 use crate::error::StartError;
-use crate::plan::{Notice, Plan, ShardHook, ShardHooks, ShardInfo};
+use crate::plan::{Notice, Plan, ProcessHost, ShardHook, ShardHooks, ShardInfo};
 use crate::shard_context::{ShardContext, ShardEvent};
 use crate::stop_signal::StopSignal;
 use crate::tags::TagFilter;
@@ -85,6 +85,18 @@ pub(crate) fn spawn_shard(
     })
 }
 
+/// Start the process shard (no users: the plan's once-per-process code)
+/// on the plan's process host.
+pub(crate) fn spawn_process_shard(
+    info: ShardInfo,
+    setup: Arc<ShardSetup>,
+    commands: UnboundedReceiver<ShardCommand>,
+    events: UnboundedSender<ShardEvent>,
+    host: &dyn ProcessHost,
+) -> Result<(), String> {
+    host.run(Box::new(move || Box::pin(run_shard(info.for_process(), setup, commands, events))))
+}
+
 struct LiveUser {
     stop: Rc<StopSignal>,
     done: tokio::task::JoinHandle<()>,
@@ -114,6 +126,7 @@ async fn run_shard(
     let mut epoch = 0;
     let mut flush = tokio::time::interval(FLUSH_INTERVAL);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    run_hooks(&hooks.init).await;
     let _ = events.send(ShardEvent::Ready);
 
     loop {
@@ -188,6 +201,9 @@ async fn run_shard(
         let _ = events.send(ShardEvent::Stats { delta, epoch });
     }
     let _ = events.send(ShardEvent::ShutDown);
+    if let Some(close) = &hooks.close {
+        close();
+    }
 }
 
 async fn run_hooks(hooks: &[ShardHook]) {

@@ -2,7 +2,7 @@
 //! every shard (cycling or unique rows), JSON files, and random helpers.
 //!
 //! `swarmer.csv("users.csv")` reads the file next to the plan the first time
-//! any shard asks and keeps it in the runner's shared store, so 5,000 users
+//! any VM of the plan asks and keeps it in the plan's shared store, so 5,000 users
 //! on 8 shards share one copy, and `:take()` hands each row out once across
 //! the whole process (Locust's "unique test data per user").
 
@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mlua::{Lua, LuaSerdeExt, Table, UserData, UserDataMethods, Value};
 use rand::Rng;
-use swarmer_engine::{LockExt, ShardInfo};
+use swarmer_engine::LockExt;
 
 use crate::module::caller_location;
 
@@ -102,7 +102,7 @@ pub fn install(lua: &Lua, module: &Table) -> mlua::Result<()> {
         "csv",
         lua.create_function(|lua, name: String| {
             let path = resolve(lua, &name);
-            let shared = lua.app_data_ref::<ShardInfo>().map(|s| s.shared.clone());
+            let shared = lua.app_data_ref::<crate::vm::PlanData>().map(|s| s.0.clone());
             let key = format!("csv:{}", path.canonicalize().unwrap_or_else(|_| path.clone()).display());
             let fail = |e: String| mlua::Error::runtime(format!("{}swarmer.csv: {e}", caller_location(lua)));
             let dataset = match shared {

@@ -2,7 +2,8 @@
 //!
 //! A plan is an ordinary Lua 5.4 file that registers user classes with
 //! `swarmer.user(name, definition)`. Each engine shard loads the plan into a
-//! VM of its own ([`vm`]); every task call runs in a Lua coroutine, and the
+//! VM of its own ([`vm`]), and one more VM, on the plan's own thread, runs
+//! what Locust runs once per process (`process`); every task call runs in a Lua coroutine, and the
 //! calls that wait (`self.client:get`, `swarmer.sleep`) are async Rust
 //! underneath, so the plan reads as blocking code while thousands of users
 //! share one thread. This crate is a thin layer over the engine's public API:
@@ -10,7 +11,9 @@
 //!
 //! Map:
 //! - [`vm`]: creating a VM for a plan (`require` next to the plan, the
-//!   `swarmer` module) and running the plan file.
+//!   `swarmer` module), running the plan file, which hooks run where.
+//! - `process`: the plan's thread, where it is first loaded and where that
+//!   VM stays as the process VM.
 //! - `module`: the `swarmer` module (wait times, registration, control flow, sleep).
 //! - `classes`: Lua definitions → engine user classes, tasks and task sets.
 //! - `driver`: the coroutine driver (requests and sleeps as async Rust).
@@ -23,6 +26,7 @@
 //! - `responses`: how a response reaches Lua (a userdata of plain values).
 //! - `in_place`: boxing a future without copying it off the stack.
 //! - `data`: CSV datasets shared by all shards, JSON files, random helpers.
+//! - `shared`: `swarmer.shared` and `swarmer.queue`, data every VM of a plan shares.
 //!
 //! What it does not do: schedule users, record statistics, parse flags.
 
@@ -33,9 +37,11 @@ mod data;
 mod driver;
 mod in_place;
 mod module;
+mod process;
 #[allow(unsafe_code)]
 mod raw;
 mod responses;
+mod shared;
 mod threads;
 pub(crate) mod vm;
 
@@ -44,7 +50,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use swarmer_engine::OptionValues;
-use swarmer_engine::{ClassOutline, Plan, ShardHooks, ShardPlan};
+use swarmer_engine::{ClassOutline, Plan, ShardHooks, ShardPlan, SharedData};
 
 /// A plan that could not be loaded. The message names the file and line.
 #[derive(Debug, thiserror::Error)]
@@ -54,11 +60,11 @@ pub struct PlanError(pub String);
 /// A command-line option a plan declares with `swarmer.add_option`.
 pub use swarmer_engine::{OptionKind, PlanOption};
 
-/// Load the plan at `path` once to check it (syntax, definitions), then
-/// return an engine [`Plan`] that loads it again on each shard. Questions
-/// about the plan (class names, weights, tasks) are answered from what the
-/// first load found: a plan's top level runs once per process plus once
-/// per shard.
+/// Load the plan at `path` (its top level runs once, in what becomes the
+/// process VM) to check it, then return an engine [`Plan`] that loads it
+/// again on each shard. Questions about the plan (class names, weights,
+/// tasks) are answered from what that first load found: a plan's top level
+/// runs once per shard plus once per process.
 pub fn load_plan(path: &Path) -> Result<Plan, PlanError> {
     load_plan_with_options(path, HashMap::new())
 }
@@ -66,22 +72,26 @@ pub fn load_plan(path: &Path) -> Result<Plan, PlanError> {
 /// [`load_plan`] with values for the plan's own options (`--my-option`).
 /// The plan's top level sees them on the shards; the first load, which
 /// finds the options (before the command line can be parsed), does not,
-/// as with Locust.
+/// as with Locust: `init` listeners and tasks see them everywhere.
 pub fn load_plan_with_options(path: &Path, values: HashMap<String, String>) -> Result<Plan, PlanError> {
     let path: PathBuf = path.to_path_buf();
-    let description = describe(&path)?;
-    let values = OptionValues::new(values);
+    let (description, Loaded { thread, shared }) = claim(&path)?;
+    let context = vm::PlanContext { path: path.clone(), options: OptionValues::new(values), shared };
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let outlines = description.outlines.clone();
-    let shard_values = values.clone();
+    let shard_context = context.clone();
     let plan = Plan::per_shard(name, move |shard| {
-        if shard.probe {
+        let loaded = if shard.probe {
             let classes = outlines.iter().map(ClassOutline::to_class).collect();
-            return Ok(ShardPlan { classes, hooks: ShardHooks::default() });
-        }
-        vm::load_shard_plan(&path, shard, &shard_values).map_err(swarmer_engine::PlanError::Load)
+            Ok(ShardPlan { classes, hooks: ShardHooks::default() })
+        } else if shard.process {
+            vm::load_process_part(&shard_context, shard)
+        } else {
+            vm::load_users_shard(&shard_context, shard)
+        };
+        loaded.map_err(swarmer_engine::PlanError::Load)
     });
-    Ok(plan.with_options(description.options.clone(), values))
+    Ok(plan.with_options(description.options.clone(), context.options).with_process_host(thread))
 }
 
 /// The files the plan at `path` loads besides itself (the Lua modules it
@@ -106,24 +116,79 @@ struct Description {
     files: Vec<PathBuf>,
 }
 
+/// A load of a plan: its thread, holding the VM of that load until a
+/// process shard adopts it, and the data its VMs share.
+struct Loaded {
+    thread: Arc<process::PlanThread>,
+    shared: SharedData,
+}
+
+/// A plan described in this process, and its load no plan has claimed yet.
+struct Described {
+    key: PathBuf,
+    description: Arc<Description>,
+    unclaimed: Option<Loaded>,
+}
+
+/// The plans described in this process (a poisoned lock only means another
+/// thread panicked while it held the list; the list itself is always whole).
+static DESCRIBED: Mutex<Vec<Described>> = Mutex::new(Vec::new());
+
 /// The description of the plan at `path`: loaded the first time it is
 /// asked for in this process (or when the file changed), then kept.
 fn describe(path: &Path) -> Result<Arc<Description>, PlanError> {
-    static DESCRIBED: Mutex<Vec<(PathBuf, Arc<Description>)>> = Mutex::new(Vec::new());
+    let (key, source) = read_plan(path)?;
+    let mut described = DESCRIBED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(found) = described.iter().find(|d| d.key == key && d.description.source == source) {
+        return Ok(found.description.clone());
+    }
+    let (description, loaded) = load_on_new_thread(path, source)?;
+    described.retain(|d| d.key != key);
+    described.push(Described { key, description: description.clone(), unclaimed: Some(loaded) });
+    Ok(description)
+}
+
+/// The description of the plan at `path` and a load of it for a runner:
+/// the one describing it left, or a new one.
+fn claim(path: &Path) -> Result<(Arc<Description>, Loaded), PlanError> {
+    let (key, source) = read_plan(path)?;
+    let mut described = DESCRIBED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(found) = described.iter_mut().find(|d| d.key == key && d.description.source == source)
+        && let Some(loaded) = found.unclaimed.take()
+    {
+        return Ok((found.description.clone(), loaded));
+    }
+    let (description, loaded) = load_on_new_thread(path, source)?;
+    described.retain(|d| d.key != key);
+    described.push(Described { key, description: description.clone(), unclaimed: None });
+    Ok((description, loaded))
+}
+
+/// The canonical path (the cache key) and text of the plan at `path`.
+fn read_plan(path: &Path) -> Result<(PathBuf, String), PlanError> {
     if !path.is_file() {
         return Err(PlanError(format!("{}: no such plan file", path.display())));
     }
     let source = std::fs::read_to_string(path).map_err(|e| PlanError(format!("{}: {e}", path.display())))?;
-    let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    // A poisoned lock only means another thread panicked while it held
-    // the list; the list itself is always whole.
-    let mut described = DESCRIBED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some((_, found)) = described.iter().find(|(p, d)| *p == key && d.source == source) {
-        return Ok(found.clone());
-    }
-    let vm::PlanDescription { options, outlines, files } = vm::describe_plan(path).map_err(PlanError)?;
+    Ok((path.canonicalize().unwrap_or_else(|_| path.to_path_buf()), source))
+}
+
+/// Load the plan on a new plan thread, keeping its VM there.
+fn load_on_new_thread(path: &Path, source: String) -> Result<(Arc<Description>, Loaded), PlanError> {
+    let thread = process::PlanThread::start().map_err(PlanError)?;
+    let shared = SharedData::default();
+    let context =
+        vm::PlanContext { path: path.to_path_buf(), options: OptionValues::default(), shared: shared.clone() };
+    let found = thread
+        .call(move || {
+            vm::describe(&context).map(|(lua, description)| {
+                process::keep_for_adoption(lua);
+                description
+            })
+        })
+        .map_err(PlanError)?
+        .map_err(PlanError)?;
+    let vm::PlanDescription { options, outlines, files } = found;
     let description = Arc::new(Description { source, options, outlines, files });
-    described.retain(|(p, _)| *p != key);
-    described.push((key, description.clone()));
-    Ok(description)
+    Ok((description, Loaded { thread, shared }))
 }

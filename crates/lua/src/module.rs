@@ -12,20 +12,20 @@ use crate::responses::Responses;
 
 const PRELUDE: &str = include_str!("prelude.lua");
 
-/// Make `swarmer` a global and `require("swarmer")`-able, for the shard
-/// described by `shard` (or a probe VM that only inspects the plan).
-pub fn install(lua: &Lua, shard: &ShardInfo, plan_dir: &std::path::Path, debug: Table) -> mlua::Result<()> {
-    lua.set_app_data(shard.clone());
+/// Make `swarmer` a global and `require("swarmer")`-able in a new VM of
+/// the given kind, for a plan in `plan_dir`. The VM is told which process
+/// and shard it serves later ([`bind`]).
+pub fn install(lua: &Lua, kind: VmKind, plan_dir: &std::path::Path, debug: Table) -> mlua::Result<()> {
+    lua.set_app_data(kind);
+    lua.set_app_data(Background::default());
+    if kind == VmKind::Process {
+        lua.set_app_data(DeferredSpawns::default());
+    }
     lua.set_app_data(crate::data::PlanDir(plan_dir.to_path_buf()));
     let methods = crate::raw::request_methods(lua)?;
     let (request, sleep) = crate::raw::operation_codes();
     let module: Table = lua.load(PRELUDE).set_name("@swarmer").call((methods, request, sleep, debug))?;
     let responses = Responses::new(lua, module.get::<Table>("_RESPONSE")?)?;
-    if !shard.probe {
-        // A shard's VM lives on the shard's thread, where its users'
-        // responses are read: numbered heads spare comparing header lines.
-        swarmer_http::number_heads_on_this_thread();
-    }
     // Out of the plan's reach: a `__gc` added to it would give every
     // response a finalizer.
     module.set("_RESPONSE", mlua::Value::Nil)?;
@@ -35,12 +35,6 @@ pub fn install(lua: &Lua, shard: &ShardInfo, plan_dir: &std::path::Path, debug: 
         lua.create_function(|lua, name: String| Ok(lua.app_data_ref::<OptionValues>().and_then(|v| v.get(&name))))?,
     )?;
     let runner: Table = module.get("runner")?;
-    runner.set("shard", shard.index)?;
-    runner.set("shards", shard.count)?;
-    runner.set("role", shard.role.as_str())?;
-    if let swarmer_engine::NodeRole::Worker(id) = &shard.role {
-        runner.set("worker_id", id.as_str())?;
-    }
     runner.set(
         "workers",
         lua.create_function(|lua, ()| Ok(lua.app_data_ref::<ShardInfo>().map(|s| s.workers()).unwrap_or_default()))?,
@@ -65,6 +59,7 @@ pub fn install(lua: &Lua, shard: &ShardInfo, plan_dir: &std::path::Path, debug: 
         })?,
     )?;
     crate::data::install(lua, &module)?;
+    crate::shared::install(lua, &module)?;
     module.set("stats", lua.create_function(stats)?)?;
     module.set(
         "quit",
@@ -84,6 +79,54 @@ pub fn install(lua: &Lua, shard: &ShardInfo, plan_dir: &std::path::Path, debug: 
     Ok(())
 }
 
+/// Tell a VM which process and shard it serves (a probe: none yet):
+/// `swarmer.runner`'s fields, and what `swarmer.stats()`,
+/// `swarmer.send_message` and `swarmer.quit()` reach.
+pub fn bind(lua: &Lua, shard: &ShardInfo) -> mlua::Result<()> {
+    lua.set_app_data(shard.clone());
+    let runner: Table = module(lua)?.get("runner")?;
+    runner.set("shard", shard.index)?;
+    runner.set("shards", shard.count)?;
+    runner.set("process", shard.process)?;
+    runner.set("role", shard.role.as_str())?;
+    if let swarmer_engine::NodeRole::Worker(id) = &shard.role {
+        runner.set("worker_id", id.as_str())?;
+    }
+    if !shard.probe {
+        // The VM's responses are read on this thread: numbered heads spare
+        // comparing header lines.
+        swarmer_http::number_heads_on_this_thread();
+    }
+    Ok(())
+}
+
+/// What a VM hosts: the users of one shard, or the plan's once-per-process
+/// code (see `crate::process`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmKind {
+    /// The process VM: listeners, message handlers, background coroutines.
+    Process,
+    /// A shard's VM: its users.
+    Users,
+}
+
+/// Set while the plan file runs in a VM.
+pub struct Loading;
+
+/// Background coroutines a process VM's plan started while it was first
+/// loaded, before the VM served a process: started when it does.
+#[derive(Default)]
+pub struct DeferredSpawns(pub std::cell::RefCell<Vec<Function>>);
+
+/// Start the background coroutines deferred in `lua` (see [`DeferredSpawns`]).
+pub fn start_deferred(lua: &Lua) -> mlua::Result<()> {
+    let deferred = lua.app_data_ref::<DeferredSpawns>().map(|d| d.0.take()).unwrap_or_default();
+    for body in deferred {
+        start_background(lua, body)?;
+    }
+    Ok(())
+}
+
 /// This VM's users' clients and response bridge (see [`Bridge`]).
 pub fn bridge(lua: &Lua) -> mlua::Result<Rc<Bridge>> {
     lua.app_data_ref::<Rc<Bridge>>()
@@ -91,26 +134,76 @@ pub fn bridge(lua: &Lua) -> mlua::Result<Rc<Bridge>> {
         .ok_or_else(|| mlua::Error::runtime("internal: the VM has no client list"))
 }
 
-/// `swarmer.spawn(fn)`: run `fn` as a background coroutine on this shard
-/// (Locust's `gevent.spawn`). Errors inside are logged.
+/// `swarmer.spawn(fn)`: run `fn` as a background coroutine (Locust's
+/// `gevent.spawn`). Called while the plan loads, it runs once per process:
+/// in the process VM (when that VM starts serving the process), not in the
+/// shards' VMs. Called later (from a listener, `on_start` or a task), it
+/// runs in the VM it was called in. Errors inside are logged.
 fn spawn(lua: &Lua, body: Function) -> mlua::Result<()> {
-    let probe = lua.app_data_ref::<ShardInfo>().is_none_or(|s| s.probe);
-    if probe {
-        return Err(mlua::Error::runtime(format!(
+    let kind = lua.app_data_ref::<VmKind>().map(|k| *k);
+    let loading = lua.app_data_ref::<Loading>().is_some();
+    let serving = lua.app_data_ref::<ShardInfo>().is_some_and(|s| !s.probe);
+    match kind {
+        Some(VmKind::Users) if loading => {
+            tracing::debug!("swarmer.spawn at load time: the process VM runs it");
+            Ok(())
+        }
+        Some(VmKind::Process) if !serving => {
+            let deferred = lua.app_data_ref::<DeferredSpawns>();
+            deferred.ok_or_else(|| mlua::Error::runtime("internal: no deferred spawns"))?.0.borrow_mut().push(body);
+            Ok(())
+        }
+        Some(_) if serving => start_background(lua, body),
+        _ => Err(mlua::Error::runtime(format!(
             "{}swarmer.spawn: only available while a test runs (from an event listener, on_start or a task)",
             caller_location(lua)
-        )));
+        ))),
     }
+}
+
+fn start_background(lua: &Lua, body: Function) -> mlua::Result<()> {
     let mut thread = crate::raw::Coroutine::new(lua)?;
     thread.push_args(body)?;
     let bridge = bridge(lua)?;
-    tokio::task::spawn_local(async move {
+    let task = tokio::task::spawn_local(async move {
         let ended = crate::driver::drive(&bridge, &mut thread, 0, false, &Default::default()).await;
         if let Err(e) = ended.and_then(|ended| ended.into_result()) {
             tracing::error!("background coroutine failed: {}", crate::vm::clean(&e));
         }
     });
+    if let Some(background) = lua.app_data_ref::<Background>() {
+        let mut tasks = background.0.borrow_mut();
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task.abort_handle());
+    }
     Ok(())
+}
+
+/// The background coroutines a VM started, to stop them when it closes.
+#[derive(Default)]
+pub struct Background(std::cell::RefCell<Vec<tokio::task::AbortHandle>>);
+
+/// Close a VM whose shard has ended, while it is still alive: stop its
+/// background coroutines, let go of everything the plan reached (globals,
+/// loaded modules, the `swarmer` module) and collect, so that finalizers
+/// run now. Left to the VM's end, a finalizer that calls into Swarmer
+/// would find the VM half gone.
+pub fn close(lua: &Lua) {
+    if let Some(background) = lua.app_data_ref::<Background>() {
+        for task in background.0.take() {
+            task.abort();
+        }
+    }
+    let released = (|| -> mlua::Result<()> {
+        lua.named_registry_value::<Table>("_LOADED")?.clear()?;
+        lua.globals().clear()?;
+        lua.unset_named_registry_value(REGISTRY_KEY)?;
+        lua.gc_collect()?;
+        lua.gc_collect()
+    })();
+    if let Err(e) = released {
+        tracing::debug!("closing a plan VM: {}", crate::vm::clean(&e));
+    }
 }
 
 /// `plan.lua:12: ` for the Lua code that called the running Rust function.

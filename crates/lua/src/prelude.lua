@@ -277,7 +277,8 @@ function CLIENT.measure(client, request_type, name, fn)
 end
 
 -- What this process is: role "local", "master" or "worker" (with its
--- `worker_id`), `shard` (0-based) and `shards`; set from Rust for each VM.
+-- `worker_id`), `shard` (0-based) and `shards`, and `process` (true in the
+-- process VM, where listeners run); set from Rust for each VM.
 -- `swarmer.runner.workers()` lists the connected workers (on a master).
 swarmer.runner = { role = "local", shard = 0, shards = 1 }
 
@@ -300,7 +301,51 @@ function swarmer._deliver(kind, text, from)
   fn(swarmer.json_decode(text), from)
 end
 
--- Event hooks, with Locust's names. Listeners run in every shard's VM.
+-- Data every VM of the plan shares (each shard runs its own VM, and the
+-- listeners run in the process VM): swarmer.shared.key = value / value =
+-- swarmer.shared.key copy plain data in and out; swarmer.queue(name) is a
+-- list whose values each go to exactly one caller on any shard.
+swarmer.shared = setmetatable({}, {
+  __metatable = SEALED,
+  __index = function(_, key)
+    if type(key) ~= "string" then error("swarmer.shared: keys are strings, got " .. type(key), 2) end
+    return swarmer._shared_get(key)
+  end,
+  __newindex = function(_, key, value)
+    if type(key) ~= "string" then error("swarmer.shared: keys are strings, got " .. type(key), 2) end
+    local err = swarmer._shared_set(key, value)
+    if err then error("swarmer.shared." .. key .. ": " .. err, 2) end
+  end,
+})
+local QUEUE = { __metatable = SEALED }
+QUEUE.__index = QUEUE
+function QUEUE.push(q, ...)
+  local n, err = swarmer._queue_push(q.name, ...)
+  if err then error("queue " .. q.name .. ": push: " .. err, 2) end
+  return n
+end
+-- pop takes the last value (Python's list.pop()), shift the first; nil
+-- when the queue is empty.
+-- extend pushes every value of a list.
+function QUEUE.extend(q, list)
+  if type(list) ~= "table" then error("queue " .. q.name .. ": extend: expected a list", 2) end
+  local n, err = swarmer._queue_push(q.name, table.unpack(list))
+  if err then error("queue " .. q.name .. ": extend: " .. err, 2) end
+  return n
+end
+function QUEUE.pop(q) return swarmer._queue_take(q.name, false) end
+function QUEUE.shift(q) return swarmer._queue_take(q.name, true) end
+function QUEUE.len(q) return swarmer._queue_len(q.name) end
+function QUEUE.clear(q) swarmer._queue_clear(q.name) end
+QUEUE.__len = QUEUE.len
+function swarmer.queue(name)
+  if type(name) ~= "string" then error("swarmer.queue: expected a name (string)", 2) end
+  return setmetatable({ name = name }, QUEUE)
+end
+
+-- Event hooks, with Locust's names. `request` and `user_error` listeners
+-- run in the VM where the request or error happened (each shard has one
+-- for its users); all others run once per process, in the process VM.
 local Event = { __metatable = SEALED }
 Event.__index = Event
 function Event:add_listener(fn)
@@ -326,7 +371,8 @@ function swarmer._fire(name, ...)
   end
   return failed
 end
-function swarmer._listening(name) return #rawget(events, name)._listeners > 0 end
+function swarmer._listener_count(name) return #rawget(events, name)._listeners end
+function swarmer._listening(name) return swarmer._listener_count(name) > 0 end
 
 -- The per-user object (`self`): its own fields, then the class's, then
 -- these helpers.

@@ -1,44 +1,171 @@
-//! One Lua VM per shard: standard libraries, `require` resolving next to
-//! the plan, the `swarmer` module, then the plan file itself.
+//! The VMs of a plan: one per shard for its users, and the process VM for
+//! its once-per-process code (see `crate::process`). Each gets the standard
+//! libraries, `require` resolving next to the plan, the `swarmer` module,
+//! then the plan file itself.
+//!
+//! Which hooks run where: `init`, `test_start`, `test_stopping`,
+//! `test_stop`, `quitting`, `spawning_complete`, `reset_stats`,
+//! `usage_monitor`, `cpu_warning`, message handlers and background
+//! coroutines started at load run in the process VM only; `request` and
+//! `user_error` listeners run in the VM where the sample or the error
+//! happened (a shard's, for its users).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use std::rc::Rc;
 
 use mlua::{Function, Lua, Table, Value};
 use swarmer_engine::{
     ClassOutline, Notice, NoticeHook, OptionValues, RequestHook, RequestSample, ShardHook, ShardHooks, ShardInfo,
-    ShardPlan, UserErrorHook,
+    ShardPlan, SharedData, UserErrorHook,
 };
 
-use crate::{classes, module};
+use crate::module::{self, VmKind};
+use crate::{classes, process};
 
-/// Create a VM for `shard`, run the plan, build the user classes it
-/// registered and its event hooks, and fire `init` (not for a probe).
-/// Errors name the file and line (`plan.lua:12: …`).
-pub fn load_shard_plan(path: &Path, shard: &ShardInfo, options: &OptionValues) -> Result<ShardPlan, String> {
-    let lua = new_vm(path, shard).map_err(|e| clean(&e))?;
-    lua.set_app_data(options.clone());
-    run_plan_file(&lua, path)?;
-    let classes = classes::build(&lua).map_err(|e| format!("{}: {}", path.display(), clean(&e)))?;
-    let m = module::module(&lua).map_err(|e| clean(&e))?;
-    let fire: Function = m.get("_fire").map_err(|e| clean(&e))?;
-    let listening: Function = m.get("_listening").map_err(|e| clean(&e))?;
-    if !shard.probe {
-        report(&fire.call::<Table>("init"), "init");
-    }
+/// What every VM of one load of a plan shares.
+#[derive(Clone)]
+pub struct PlanContext {
+    /// The plan file.
+    pub path: PathBuf,
+    /// Values of the plan's own options.
+    pub options: OptionValues,
+    /// Data the plan's VMs share (CSV datasets, shared values and queues).
+    pub shared: SharedData,
+}
+
+/// The data a VM's plan shares with the plan's other VMs (app data).
+#[derive(Clone)]
+pub struct PlanData(pub SharedData);
+
+/// A VM of `kind` for the plan of `ctx`, not yet running it.
+pub fn new_vm(ctx: &PlanContext, kind: VmKind) -> mlua::Result<Lua> {
+    // No native code, no bytecode, no debug library for plans (see
+    // `raw::new_lua`); the prelude gets the debug functions it needs.
+    let (lua, debug) = crate::raw::new_lua()?;
+    crate::raw::install_hook(&lua)?;
+    let dir = ctx.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let package: mlua::Table = lua.globals().get("package")?;
+    let dir_text = dir.to_string_lossy();
+    // The plan's folder first, then the working directory (as Locust puts
+    // it on `sys.path`: a plan in a subfolder can use a package at the root).
+    package.set("path", format!("{dir_text}/?.lua;{dir_text}/?/init.lua;./?.lua;./?/init.lua"))?;
+    module::install(&lua, kind, dir, debug)?;
+    lua.set_app_data(ctx.options.clone());
+    lua.set_app_data(PlanData(ctx.shared.clone()));
+    Ok(lua)
+}
+
+/// The first load of a plan, in what becomes its process VM: what the
+/// process needs to know of it. The VM is returned with it, to be adopted
+/// by the process shard.
+pub fn describe(ctx: &PlanContext) -> Result<(Lua, PlanDescription), String> {
+    let lua = new_vm(ctx, VmKind::Process).map_err(|e| clean(&e))?;
+    module::bind(&lua, &ShardInfo::probe()).map_err(|e| clean(&e))?;
+    lua.set_app_data(crate::data::UsedFiles::default());
+    run_plan_file(&lua, &ctx.path)?;
+    let files = used_files(&lua).map_err(|e| clean(&e))?;
+    lua.remove_app_data::<crate::data::UsedFiles>();
+    let classes = classes::build(&lua).map_err(|e| format!("{}: {}", ctx.path.display(), clean(&e)))?;
+    let outlines = classes.iter().map(ClassOutline::of).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    drop(classes);
+    let options = declared_options(&lua)?;
+    Ok((lua, PlanDescription { options, outlines, files }))
+}
+
+/// A shard's VM: run the plan, build the user classes it registered, and
+/// hook in its per-request listeners. Errors name the file and line
+/// (`plan.lua:12: …`).
+pub fn load_users_shard(ctx: &PlanContext, shard: &ShardInfo) -> Result<ShardPlan, String> {
+    let lua = new_vm(ctx, VmKind::Users).map_err(|e| clean(&e))?;
+    module::bind(&lua, shard).map_err(|e| clean(&e))?;
+    run_plan_file(&lua, &ctx.path)?;
+    let classes = classes::build(&lua).map_err(|e| format!("{}: {}", ctx.path.display(), clean(&e)))?;
+    let fire = fire_function(&lua)?;
+    let listening: Function = module::module(&lua).and_then(|m| m.get("_listening")).map_err(|e| clean(&e))?;
     // Per-sample and per-exception listeners cost a Lua call each, so they
-    // are only hooked in when the plan has some (after init, which may add).
+    // are only hooked in when the plan has some.
     let wants = |event: &str| listening.call::<bool>(event).unwrap_or(false);
     let hooks = ShardHooks {
+        request: wants("request").then(|| request_hook(&lua, &fire)),
+        user_error: wants("user_error").then(|| user_error_hook(&fire)),
+        close: Some(closer(&lua)),
+        ..ShardHooks::default()
+    };
+    Ok(ShardPlan { classes, hooks })
+}
+
+/// The process VM, serving `shard` (the process shard): the VM of the
+/// plan's first load when it is on this thread, else a new one. Its hooks
+/// are the plan's once-per-process listeners; `init` fires first.
+pub fn load_process_part(ctx: &PlanContext, shard: &ShardInfo) -> Result<ShardPlan, String> {
+    let lua = match process::adopt() {
+        Some(lua) => {
+            lua.set_app_data(ctx.options.clone());
+            module::bind(&lua, shard).map_err(|e| clean(&e))?;
+            lua
+        }
+        None => {
+            let lua = new_vm(ctx, VmKind::Process).map_err(|e| clean(&e))?;
+            module::bind(&lua, shard).map_err(|e| clean(&e))?;
+            run_plan_file(&lua, &ctx.path)?;
+            lua
+        }
+    };
+    let fire = fire_function(&lua)?;
+    let hooks = ShardHooks {
+        init: vec![init_hook(&lua, &fire)],
         test_start: vec![hook(&lua, &fire, "test_start")],
         test_stop: vec![hook(&lua, &fire, "test_stop")],
         quitting: vec![hook(&lua, &fire, "quitting")],
         notice: Some(notice_hook(&lua, &fire)),
-        request: wants("request").then(|| request_hook(&lua, &fire)),
-        user_error: wants("user_error").then(|| user_error_hook(&fire)),
+        // The process VM's own requests (a listener's or a background
+        // coroutine's client): few, so always hooked in.
+        request: Some(request_hook(&lua, &fire)),
+        user_error: Some(user_error_hook(&fire)),
+        close: Some(closer(&lua)),
     };
-    Ok(ShardPlan { classes, hooks })
+    Ok(ShardPlan { classes: Vec::new(), hooks })
+}
+
+/// See [`module::close`].
+fn closer(lua: &Lua) -> Rc<dyn Fn()> {
+    let lua = lua.clone();
+    Rc::new(move || module::close(&lua))
+}
+
+fn fire_function(lua: &Lua) -> Result<Function, String> {
+    module::module(lua).and_then(|m| m.get("_fire")).map_err(|e| clean(&e))
+}
+
+/// `init`: background coroutines the plan started at load begin, then the
+/// init listeners run (they may wait). A `request` listener added by them
+/// sees only this VM's requests: the plan is told to add it at its top level.
+fn init_hook(lua: &Lua, fire: &Function) -> ShardHook {
+    let (lua, fire) = (lua.clone(), fire.clone());
+    Rc::new(move || {
+        let (lua, fire) = (lua.clone(), fire.clone());
+        Box::pin(async move {
+            if let Err(e) = module::start_deferred(&lua) {
+                tracing::error!("starting the plan's background coroutines failed: {}", clean(&e));
+            }
+            let count = |event: &str| {
+                module::module(&lua)
+                    .and_then(|m| m.get::<Function>("_listener_count"))
+                    .and_then(|f| f.call::<usize>(event))
+                    .unwrap_or(0)
+            };
+            let before = (count("request"), count("user_error"));
+            report(&fire_async(&lua, &fire, ("init",)).await, "init");
+            if (count("request"), count("user_error")) != before {
+                tracing::warn!(
+                    "an init listener added a request or user_error listener: it sees only the requests of \
+                     listeners and background coroutines, not the users' (each shard has its own VM). Add it at \
+                     the plan's top level to see every request."
+                );
+            }
+        })
+    })
 }
 
 /// Runner notices → `spawning_complete(user_count)`, `reset_stats()`,
@@ -58,8 +185,13 @@ fn notice_hook(lua: &Lua, fire: &Function) -> NoticeHook {
                     ("usage_monitor", args(&lua, (cpu_percent, rss_bytes)))
                 }
                 Notice::Message(m) => {
+                    // Handlers may wait (an HTTP call, a sleep).
                     let deliver = module::module(&lua).and_then(|m| m.get::<Function>("_deliver"));
-                    if let Err(e) = deliver.and_then(|f| f.call::<()>((m.kind.clone(), m.data, m.peer))) {
+                    let delivered = match deliver {
+                        Ok(deliver) => call_async(&lua, &deliver, (m.kind.clone(), m.data, m.peer)).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = delivered {
                         tracing::error!("the handler of {:?} messages failed: {}", m.kind, clean(&e));
                     }
                     return;
@@ -119,16 +251,19 @@ fn hook(lua: &Lua, fire: &Function, name: &'static str) -> ShardHook {
 
 /// Fire an event in a coroutine of its own, so listeners may wait.
 async fn fire_async(lua: &Lua, fire: &Function, args: impl mlua::IntoLuaMulti) -> mlua::Result<Table> {
-    let mut thread = crate::raw::Coroutine::new(lua)?;
-    thread.push_args(fire.clone())?;
-    let nargs = thread.push_args(args)?;
-    match crate::driver::drive(&*crate::module::bridge(lua)?, &mut thread, nargs, true, &Default::default())
-        .await?
-        .into_result()?
-    {
+    match call_async(lua, fire, args).await? {
         mlua::Value::Table(t) => Ok(t),
         _ => lua.create_table(),
     }
+}
+
+/// Call `function` in a coroutine of its own, doing what it waits for.
+async fn call_async(lua: &Lua, function: &Function, args: impl mlua::IntoLuaMulti) -> mlua::Result<Value> {
+    let mut thread = crate::raw::Coroutine::new(lua)?;
+    thread.push_args(function.clone())?;
+    let nargs = thread.push_args(args)?;
+    let bridge = crate::module::bridge(lua)?;
+    crate::driver::drive(&bridge, &mut thread, nargs, true, &Default::default()).await?.into_result()
 }
 
 fn report(outcome: &mlua::Result<Table>, event: &str) {
@@ -140,18 +275,6 @@ fn report(outcome: &mlua::Result<Table>, event: &str) {
         }
         Err(e) => tracing::error!("firing {event} failed: {}", clean(e)),
     }
-}
-
-/// Load the plan once to describe it: the options it declares with
-/// `swarmer.add_option` and the outlines of its user classes.
-pub fn describe_plan(path: &Path) -> Result<PlanDescription, String> {
-    let lua = new_vm(path, &ShardInfo::probe()).map_err(|e| clean(&e))?;
-    lua.set_app_data(crate::data::UsedFiles::default());
-    run_plan_file(&lua, path)?;
-    let files = used_files(&lua).map_err(|e| clean(&e))?;
-    let classes = classes::build(&lua).map_err(|e| format!("{}: {}", path.display(), clean(&e)))?;
-    let outlines = classes.iter().map(ClassOutline::of).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
-    Ok(PlanDescription { options: declared_options(&lua)?, outlines, files })
 }
 
 /// What loading a plan once found.
@@ -209,27 +332,14 @@ fn declared_options(lua: &Lua) -> Result<Vec<crate::PlanOption>, String> {
     Ok(out)
 }
 
-/// A VM whose `require` looks next to the plan and which has `swarmer`.
-pub fn new_vm(plan: &Path, shard: &ShardInfo) -> mlua::Result<Lua> {
-    // No native code, no bytecode, no debug library for plans (see
-    // `raw::new_lua`); the prelude gets the debug functions it needs.
-    let (lua, debug) = crate::raw::new_lua()?;
-    crate::raw::install_hook(&lua)?;
-    let dir = plan.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let package: mlua::Table = lua.globals().get("package")?;
-    let dir_text = dir.to_string_lossy();
-    // The plan's folder first, then the working directory (as Locust puts
-    // it on `sys.path`: a plan in a subfolder can use a package at the root).
-    package.set("path", format!("{dir_text}/?.lua;{dir_text}/?/init.lua;./?.lua;./?/init.lua"))?;
-    module::install(&lua, shard, dir, debug)?;
-    Ok(lua)
-}
-
 fn run_plan_file(lua: &Lua, path: &Path) -> Result<(), String> {
     let source = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let display = path.display().to_string();
     crate::raw::reset_busy();
-    lua.load(source).set_name(format!("@{display}")).exec().map_err(|e| clean(&e))
+    lua.set_app_data(module::Loading);
+    let ran = lua.load(source).set_name(format!("@{display}")).exec().map_err(|e| clean(&e));
+    lua.remove_app_data::<module::Loading>();
+    ran
 }
 
 /// The first, most useful line of a Lua error (the traceback is elsewhere).

@@ -538,25 +538,26 @@ async fn a_background_checker_stops_the_test_when_the_failure_ratio_passes_20_pe
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-async fn test_data_lifecycle_hooks_run_in_order() {
+async fn test_data_lifecycle_hooks_run_once_per_process_and_share_data_with_every_shard() {
+    // Two shards: the listeners run once (one test start, not one per
+    // shard), and the three accounts they queue go to three users, one
+    // each, whatever their shard; the fourth finds none and stops.
     let t = target();
     let handle = start(&example("test_data_lifecycle"), &t.url(), 2, TagFilter::default()).await;
-    run_until(&handle, 4, "four users started and eight profiles", |h| {
-        count(h, "lifecycle", "4-user-start-sees-init-and-test-start").0 == 4 && count(h, "GET", "/profile").0 >= 8
+    run_until(&handle, 4, "three users started and six profiles", |h| {
+        count(h, "lifecycle", "4-user-start-sees-init-and-one-test-start").0 == 3 && count(h, "GET", "/profile").0 >= 6
     })
     .await;
-    assert_eq!(count(&handle, "lifecycle", "4-user-start-sees-init-and-test-start"), (4, 0));
-    assert_eq!(count(&handle, "lifecycle", "6-user-stop"), (4, 0));
-    let (profiles, failures) = count(&handle, "GET", "/profile");
-    assert!(profiles >= 8 && failures == 0, "{profiles} {failures}");
+    assert_eq!(count(&handle, "lifecycle", "4-user-start-sees-init-and-one-test-start"), (3, 0));
+    assert_eq!(count(&handle, "lifecycle", "6-user-stop"), (3, 0));
+    assert_eq!(count(&handle, "POST", "/login"), (3, 0));
+    let (profiles, wrong_user) = count(&handle, "GET", "/profile");
+    assert!(profiles >= 6 && wrong_user == 0, "{profiles} {wrong_user}");
 }
 
 #[test]
-fn spawn_outside_a_test_and_unknown_events_are_clear_errors() {
+fn unknown_events_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_plan(dir.path(), "local s = require('swarmer')\ns.spawn(function() end)\n");
-    let err = swarmer_lua::load_plan(&path).err().unwrap().to_string();
-    assert!(err.contains("plan.lua:2:") && err.contains("only available while a test runs"), "{err}");
     let path = write_plan(dir.path(), "local s = require('swarmer')\ns.events.bogus:add_listener(print)\n");
     let err = swarmer_lua::load_plan(&path).err().unwrap().to_string();
     assert!(err.contains("plan.lua:2:") && err.contains("swarmer.events.bogus is not available"), "{err}");
@@ -599,7 +600,7 @@ async fn event_listeners_hear_locusts_events_in_order() {
             r#"local swarmer = require("swarmer")
 local log = assert(io.open("{log}", "a"))
 local function note(s) log:write(s .. "\n"); log:flush() end
-swarmer.events.init:add_listener(function() note("init " .. swarmer.runner.shard) end)
+swarmer.events.init:add_listener(function() note("init " .. tostring(swarmer.runner.process)) end)
 for _, name in ipairs({{ "test_start", "test_stopping", "test_stop", "quitting", "reset_stats" }}) do
   swarmer.events[name]:add_listener(function() note(name) end)
 end
@@ -633,7 +634,7 @@ swarmer.user("U", {{
     let position = |prefix: &str| {
         lines.iter().position(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix} missing: {log}"))
     };
-    assert!(position("init 0") < position("test_start"));
+    assert!(position("init true") < position("test_start"));
     assert!(position("test_start") < position("spawning_complete 2"));
     assert!(
         lines.contains(

@@ -6,14 +6,13 @@
 --   swarmer --worker -f - ...
 local swarmer = require("swarmer")
 
-local rows = {}      -- this worker's share of the accounts
-local taken = 0
+-- This worker's share of the accounts: each is taken by one user, on
+-- whichever shard it runs (handlers run once per process).
+local accounts = swarmer.queue("accounts")
 
 swarmer.register_message("test_users", function(data)
-  rows = data
-  if swarmer.runner.shard == 0 then
-    swarmer.send_message("acknowledge_users", { count = #data })
-  end
+  accounts:extend(data)
+  swarmer.send_message("acknowledge_users", { count = #data })
 end)
 
 swarmer.register_message("acknowledge_users", function(data, from)
@@ -35,9 +34,7 @@ end)
 swarmer.user("Member", {
   wait_time = swarmer.constant(0.2),
   on_start = function(self)
-    -- Shards of one worker take turns through its rows.
-    local account = rows[taken * swarmer.runner.shards + swarmer.runner.shard + 1]
-    taken = taken + 1
+    local account = accounts:shift()
     if not account then swarmer.stop_user() end
     self.client:post("/login", { data = { username = account.username, password = account.password },
                                  name = "login as " .. account.username })

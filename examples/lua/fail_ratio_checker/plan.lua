@@ -1,6 +1,6 @@
 -- A background checker that stops the test when more than 20% of requests
 -- fail (Locust's `gevent.spawn(checker, environment)` from an init listener).
--- Every shard runs the plan; only shard 0 runs the checker.
+-- Listeners run once per process, so one checker runs, whatever the shards.
 local swarmer = require("swarmer")
 
 local function checker()
@@ -16,9 +16,7 @@ local function checker()
   end
 end
 
-swarmer.events.init:add_listener(function()
-  if swarmer.runner.shard == 0 then swarmer.spawn(checker) end
-end)
+swarmer.events.init:add_listener(function() swarmer.spawn(checker) end)
 
 swarmer.user("FlakyUser", {
   wait_time = swarmer.constant(0.05),

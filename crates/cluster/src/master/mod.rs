@@ -135,7 +135,8 @@ impl Master {
         // test_stop listeners and message handlers (role "master").
         let (message_tx, message_rx) = tokio::sync::mpsc::unbounded_channel();
         let control_options = RunnerOptions {
-            shards: 1,
+            // A plan with a process part runs its hooks there, without users.
+            shards: if plan.process_host().is_some() { 0 } else { 1 },
             role: NodeRole::Master,
             message_out: Some(message_tx),
             stats: Some(stats.clone()),

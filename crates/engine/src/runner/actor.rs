@@ -14,7 +14,7 @@ use super::{RunnerEvent, RunnerOptions, TestSettings};
 use crate::cpu::UsageMonitor;
 use crate::dispatch::UserSequence;
 use crate::lock::LockExt;
-use crate::plan::{Notice, Plan};
+use crate::plan::{ClusterMessage, Notice, Plan};
 use crate::read_model::RunnerState;
 use crate::shard::ShardCommand;
 use crate::shard_context::ShardEvent;
@@ -39,7 +39,11 @@ pub(super) struct Actor {
     pub(super) plan: Plan,
     pub(super) options: RunnerOptions,
     pub(super) sequence: UserSequence,
+    /// The shards users are placed on.
     pub(super) shard_tx: Vec<mpsc::UnboundedSender<ShardCommand>>,
+    /// The process shard, when the plan has a process part: no users; the
+    /// plan's test and notice hooks run there.
+    pub(super) process_tx: Option<mpsc::UnboundedSender<ShardCommand>>,
     pub(super) threads: Vec<std::thread::JoinHandle<()>>,
     /// Live users per class (by the plan's class order).
     pub(super) per_class: Vec<usize>,
@@ -61,6 +65,9 @@ pub(super) struct Actor {
     /// Each flush's id, the shards still to answer it, and who waits.
     pub(super) flushes: Vec<(u64, usize, oneshot::Sender<()>)>,
     pub(super) next_flush: u64,
+    /// A test start waiting for the test_start hooks (a flush answered
+    /// after them), and the ramp to begin when they have run.
+    pub(super) hooks_pending: Option<(oneshot::Receiver<()>, Ramp)>,
 }
 
 /// Past the moment a ramp's next user is due, so that floating-point
@@ -75,11 +82,13 @@ impl Actor {
         mut self,
         mut commands: mpsc::UnboundedReceiver<RunnerCommand>,
         mut shards: mpsc::UnboundedReceiver<ShardEvent>,
+        mut to_self: Option<mpsc::UnboundedReceiver<ClusterMessage>>,
     ) {
         let mut second = tokio::time::interval(Duration::from_secs(1));
         second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let _ = self.usage.sample();
         loop {
+            let (next_ramp, deadline) = (self.next_ramp_step(), self.core.deadline());
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(RunnerCommand::Start(settings)) => self.start(settings),
@@ -88,9 +97,7 @@ impl Actor {
                     Some(RunnerCommand::Flush(reply)) => self.flush(reply),
                     Some(RunnerCommand::Deliver(message)) => self.notify_shards(Notice::Message(message)),
                     Some(RunnerCommand::TestHooks { start, done }) => {
-                        for tx in &self.shard_tx {
-                            let _ = tx.send(if start { ShardCommand::TestStart } else { ShardCommand::TestStop });
-                        }
+                        self.to_every_shard(|| if start { ShardCommand::TestStart } else { ShardCommand::TestStop });
                         // Shards take commands in order: the flush answers after the hooks ran.
                         self.flush(done);
                     }
@@ -117,8 +124,13 @@ impl Actor {
                     }
                     None => break,
                 },
-                _ = sleep_until(self.next_ramp_step()), if self.ramp.is_some() => self.ramp_step(),
-                _ = sleep_until(self.core.deadline()) => {
+                _ = hooks_done(&mut self.hooks_pending), if self.hooks_pending.is_some() => self.begin_ramp(),
+                message = message_to_self(&mut to_self), if to_self.is_some() => match message {
+                    Some(message) => self.notify_shards(Notice::Message(ClusterMessage { peer: "local".into(), ..message })),
+                    None => to_self = None,
+                },
+                _ = sleep_until(next_ramp), if next_ramp.is_some() => self.ramp_step(),
+                _ = sleep_until(deadline) => {
                     self.core.run_time_reached();
                     self.stop();
                 }
@@ -135,17 +147,26 @@ impl Actor {
     }
 
     fn flush(&mut self, reply: oneshot::Sender<()>) {
-        for tx in &self.shard_tx {
-            let _ = tx.send(ShardCommand::Flush { id: self.next_flush });
-        }
-        self.flushes.push((self.next_flush, self.shard_tx.len(), reply));
+        let id = self.next_flush;
+        self.to_every_shard(|| ShardCommand::Flush { id });
+        self.flushes.push((id, self.shard_count(), reply));
         self.next_flush += 1;
     }
 
-    fn notify_shards(&self, notice: Notice) {
-        for tx in &self.shard_tx {
-            let _ = tx.send(ShardCommand::Notice(notice.clone()));
+    /// Send a command to every shard, the process shard included.
+    fn to_every_shard(&self, command: impl Fn() -> ShardCommand) {
+        for tx in self.shard_tx.iter().chain(&self.process_tx) {
+            let _ = tx.send(command());
         }
+    }
+
+    /// Shards, the process shard included.
+    fn shard_count(&self) -> usize {
+        self.shard_tx.len() + usize::from(self.process_tx.is_some())
+    }
+
+    fn notify_shards(&self, notice: Notice) {
+        self.to_every_shard(|| ShardCommand::Notice(notice.clone()));
     }
 
     fn emit(&self, event: RunnerEvent) {
@@ -177,15 +198,34 @@ impl Actor {
             for hook in &self.plan.on_test_start {
                 hook();
             }
-            for tx in &self.shard_tx {
-                let _ = tx.send(ShardCommand::TestStart);
-            }
+            self.to_every_shard(|| ShardCommand::TestStart);
             self.core.started();
         }
         tracing::info!("Ramping to {target} users at a rate of {:.2} per second", settings.spawn_rate);
         self.core.enter_spawning(target);
         let rate = self.core.spawn_rate();
-        self.ramp = Some(Ramp { from: self.live.len(), target, rate, started: Instant::now(), done: 0 });
+        let ramp = Ramp { from: self.live.len(), target, rate, started: Instant::now(), done: 0 };
+        if let Some((_, pending)) = &mut self.hooks_pending {
+            // The test_start hooks still run: the ramp waits for them.
+            *pending = ramp;
+        } else if begin == Begin::Fresh && self.process_tx.is_some() {
+            // Users start once the process shard's test_start listeners
+            // have run (shards take commands in order: a flush answers after).
+            let (done, wait) = oneshot::channel();
+            self.flush(done);
+            self.hooks_pending = Some((wait, ramp));
+        } else {
+            self.ramp = Some(ramp);
+            self.ramp_step();
+        }
+    }
+
+    /// The test_start hooks have run: the ramp waiting for them begins.
+    fn begin_ramp(&mut self) {
+        let Some((_, mut ramp)) = self.hooks_pending.take() else { return };
+        ramp.started = Instant::now();
+        ramp.from = self.live.len();
+        self.ramp = Some(ramp);
         self.ramp_step();
     }
 
@@ -288,6 +328,9 @@ impl Actor {
     }
 
     fn spawn_class(&mut self, class: usize) {
+        if self.shard_tx.is_empty() {
+            return;
+        }
         let shard = self.live.len() % self.shard_tx.len();
         let id = self.next_user_id;
         self.next_user_id += 1;
@@ -317,6 +360,7 @@ impl Actor {
             return;
         }
         self.ramp = None;
+        self.hooks_pending = None;
         if self.core.begin_stop() {
             self.notify_shards(Notice::TestStopping);
         }
@@ -332,9 +376,7 @@ impl Actor {
         for hook in &self.plan.on_test_stop {
             hook();
         }
-        for tx in &self.shard_tx {
-            let _ = tx.send(ShardCommand::TestStop);
-        }
+        self.to_every_shard(|| ShardCommand::TestStop);
         self.core.stopped();
         self.maybe_shutdown();
     }
@@ -342,9 +384,7 @@ impl Actor {
     /// Once stopped and asked to quit, tell every shard to shut down.
     fn maybe_shutdown(&mut self) {
         if self.quitting.is_some() && self.core.is_idle() {
-            for tx in &self.shard_tx {
-                let _ = tx.send(ShardCommand::Shutdown);
-            }
+            self.to_every_shard(|| ShardCommand::Shutdown);
         }
     }
 
@@ -382,7 +422,7 @@ impl Actor {
             }
             ShardEvent::ShutDown => {
                 self.shut_down += 1;
-                return self.shut_down == self.shard_tx.len();
+                return self.shut_down == self.shard_count();
             }
             ShardEvent::Failed { error } => {
                 self.emit(RunnerEvent::Warning(format!("a shard failed: {error}")));
@@ -405,9 +445,7 @@ impl Actor {
     /// they hold, and deltas already on their way are dropped by epoch.
     fn reset_stats(&mut self) {
         let epoch = self.core.reset_stats();
-        for tx in &self.shard_tx {
-            let _ = tx.send(ShardCommand::ResetStats { epoch });
-        }
+        self.to_every_shard(|| ShardCommand::ResetStats { epoch });
         self.notify_shards(Notice::ResetStats);
     }
 
@@ -424,7 +462,7 @@ impl Actor {
 
     fn every_second(&mut self) {
         let usage = self.usage.sample().unwrap_or_default();
-        let shards = self.shard_tx.len() as f64;
+        let shards = self.shard_tx.len().max(1) as f64;
         let mut warnings = Vec::new();
         {
             let mut store = self.core.stats().lock_or_recover();
@@ -459,5 +497,24 @@ impl Actor {
             tracing::warn!("{w}");
             self.emit(RunnerEvent::Warning(w));
         }
+    }
+}
+
+/// Resolves when the pending test_start hooks have run (or can no longer
+/// answer); never when none are pending.
+async fn hooks_done(pending: &mut Option<(oneshot::Receiver<()>, Ramp)>) {
+    match pending {
+        Some((wait, _)) => {
+            let _ = wait.await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The next custom message this process sent to itself (outside a cluster).
+async fn message_to_self(to_self: &mut Option<mpsc::UnboundedReceiver<ClusterMessage>>) -> Option<ClusterMessage> {
+    match to_self {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -15,7 +15,7 @@ use crate::dispatch::UserSequence;
 use crate::error::StartError;
 use crate::plan::{Plan, ShardInfo, SharedData};
 use crate::read_model::{RunnerState, StatsReader, StatsStore};
-use crate::shard::{ShardSetup, spawn_shard};
+use crate::shard::{ShardSetup, spawn_process_shard, spawn_shard};
 use crate::shard_context::ShardEvent;
 
 /// Starts runners.
@@ -33,7 +33,10 @@ impl LocalRunner {
         {
             return Err(StartError::NoHost { class: c.name.clone() });
         }
-        let shards = options.shards.max(1);
+        // A plan with a process part may run without user shards (the
+        // master runs only its hooks).
+        let process_host = plan.process_host().cloned();
+        let shards = if process_host.is_some() { options.shards } else { options.shards.max(1) };
         let stats = options.stats.clone().unwrap_or_else(|| {
             Arc::new(Mutex::new(StatsStore::new(RunnerState::Ready, RequestStats::new(unix_now()), History::default())))
         });
@@ -45,40 +48,52 @@ impl LocalRunner {
             node: options.node.clone(),
         });
         let (event_tx, mut event_rx) = mpsc::unbounded_channel();
+        // Outside a cluster, custom messages go to this process's own
+        // handlers (as Locust's local runner delivers them).
+        let (message_out, to_self) = match &options.message_out {
+            Some(out) => (Some(out.clone()), None),
+            None => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (Some(tx), Some(rx))
+            }
+        };
         let mut shard_tx = Vec::with_capacity(shards);
         let mut threads = Vec::with_capacity(shards);
         let shared = SharedData::default();
-        for index in 0..shards {
-            let (tx, rx) = mpsc::unbounded_channel();
+        let info_for = |index: usize| {
             let stop_tx = event_tx.clone();
             let stop_test: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
                 let _ = stop_tx.send(ShardEvent::StopTestRequested);
             });
-            let info = ShardInfo::new(
+            ShardInfo::new(
                 index,
                 shards,
                 StatsReader::new(stats.clone()),
                 shared.clone(),
                 stop_test,
                 options.role.clone(),
-                options.message_out.clone(),
+                message_out.clone(),
             )
-            .with_workers(options.workers.clone());
-            let thread = spawn_shard(info, setup.clone(), rx, event_tx.clone())
+            .with_workers(options.workers.clone())
+        };
+        // The process shard first: its `init` runs before users' shards load.
+        let mut process_tx = None;
+        if let Some(host) = &process_host {
+            let (tx, rx) = mpsc::unbounded_channel();
+            spawn_process_shard(info_for(0), setup.clone(), rx, event_tx.clone(), host.as_ref())
+                .map_err(|reason| StartError::Thread { shard: 0, reason })?;
+            wait_ready(&mut event_rx, 1).await?;
+            process_tx = Some(tx);
+        }
+        for index in 0..shards {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let thread = spawn_shard(info_for(index), setup.clone(), rx, event_tx.clone())
                 .map_err(|e| StartError::Thread { shard: index, reason: e.to_string() })?;
             shard_tx.push(tx);
             threads.push(thread);
         }
         drop(event_tx);
-        let mut ready = 0;
-        while ready < shards {
-            match event_rx.recv().await {
-                Some(ShardEvent::Ready) => ready += 1,
-                Some(ShardEvent::Failed { error }) => return Err(error),
-                Some(_) => {}
-                None => return Err(StartError::ShardsEnded),
-            }
-        }
+        wait_ready(&mut event_rx, shards).await?;
         let sequence = UserSequence::new(&classes.iter().map(|c| (c.weight, c.fixed_count)).collect::<Vec<_>>());
         let summary = PlanSummary {
             name: plan.name.clone(),
@@ -93,6 +108,7 @@ impl LocalRunner {
             options,
             sequence,
             shard_tx,
+            process_tx,
             threads,
             per_class: vec![0; classes.len()],
             live: Vec::new(),
@@ -107,9 +123,25 @@ impl LocalRunner {
             seconds: 0,
             targets: None,
             flushes: Vec::new(),
+            hooks_pending: None,
             next_flush: 0,
         };
-        tokio::spawn(actor.run(commands, event_rx));
+        tokio::spawn(actor.run(commands, event_rx, to_self));
         Ok(handle)
     }
+}
+
+/// Wait until `count` shards said they are ready; the first that failed
+/// fails the start.
+async fn wait_ready(events: &mut mpsc::UnboundedReceiver<ShardEvent>, count: usize) -> Result<(), StartError> {
+    let mut ready = 0;
+    while ready < count {
+        match events.recv().await {
+            Some(ShardEvent::Ready) => ready += 1,
+            Some(ShardEvent::Failed { error }) => return Err(error),
+            Some(_) => {}
+            None => return Err(StartError::ShardsEnded),
+        }
+    }
+    Ok(())
 }
