@@ -116,6 +116,42 @@ fn record(shard: &ShardContext, method: &str, name: &str, response: &Response, e
     });
 }
 
+/// Makes clients outside users, for a front end's listeners and
+/// background work on one shard (test data set up at `test_start`, say).
+/// Their requests are recorded in the shard's statistics, or not at all.
+#[derive(Clone)]
+pub struct ClientMaker {
+    config: Arc<ClientConfig>,
+    recorded: Rc<ShardContext>,
+    /// A context whose statistics nobody reads.
+    unrecorded: Rc<ShardContext>,
+    /// The test's host: `--host`, then each test's.
+    host: Rc<RefCell<Option<String>>>,
+}
+
+impl ClientMaker {
+    pub(crate) fn new(config: Arc<ClientConfig>, shard: Rc<ShardContext>, host: Option<String>) -> Self {
+        let (events, _) = tokio::sync::mpsc::unbounded_channel();
+        let unrecorded = Rc::new(ShardContext::new("unrecorded", events));
+        Self { config, recorded: shard, unrecorded, host: Rc::new(RefCell::new(host)) }
+    }
+
+    /// The host a test started with (clients made without one use it).
+    pub(crate) fn set_host(&self, host: Option<String>) {
+        if host.is_some() {
+            *self.host.borrow_mut() = host;
+        }
+    }
+
+    /// A client for `host` (else the test's host), whose requests are
+    /// recorded if `record`. `None` when no host is known.
+    pub fn client(&self, host: Option<String>, record: bool) -> Option<Client> {
+        let host = host.or_else(|| self.host.borrow().clone())?;
+        let context = if record { &self.recorded } else { &self.unrecorded };
+        Some(Client::new(self.config.clone(), host, context.clone()))
+    }
+}
+
 /// A response whose verdict the task gives.
 pub struct CatchResponse {
     response: Response,

@@ -49,7 +49,7 @@ mod user_class;
 mod user_loop;
 mod wait_time;
 
-pub use client::{CatchResponse, Client};
+pub use client::{CatchResponse, Client, ClientMaker};
 pub use control::{TaskError, TaskResult};
 pub use cpu::{ProcessUsage, UsageMonitor};
 pub use error::{OptionValueError, PlanError, SendError, StartError, TimespanError, WaitTimeError};
@@ -69,7 +69,7 @@ pub use runner::{
 };
 pub use shard_context::{RequestHook, UserErrorHook};
 pub use swarmer_http::{ClientConfig, DEFAULT_MAX_BODY_BYTES, HttpVersionPreference, Request, Response, TlsOptions};
-pub use swarmer_stats::{RequestSample, unix_now};
+pub use swarmer_stats::{RequestSample, RequestStats, StatsEntry, unix_now};
 pub use tags::TagFilter;
 pub use task::{LocalBoxFuture, Task, TaskFn, TaskSet, task_fn};
 pub use user::User;

@@ -128,6 +128,9 @@ pub struct ShardHooks {
     pub request: Option<RequestHook>,
     /// Called with the message and location of every exception in user code on the shard.
     pub user_error: Option<UserErrorHook>,
+    /// Given, once the shard runs and before `init`, what makes clients
+    /// outside users on this shard.
+    pub clients: Option<Rc<dyn Fn(crate::client::ClientMaker)>>,
     /// Called last, when the shard has ended (its users, hooks and
     /// statistics are done): a front end lets go of what it built.
     pub close: Option<Rc<dyn Fn()>>,

@@ -17,7 +17,7 @@ use swarmer_http::ClientConfig;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::LocalSet;
 
-use crate::client::Client;
+use crate::client::{Client, ClientMaker};
 use crate::error::StartError;
 use crate::plan::{Notice, Plan, ProcessHost, ShardHook, ShardHooks, ShardInfo};
 use crate::shard_context::{ShardContext, ShardEvent};
@@ -37,13 +37,16 @@ pub(crate) struct ShardSetup {
     pub tags: TagFilter,
     pub client: Arc<ClientConfig>,
     pub node: String,
+    /// `--host`, until a test gives its own.
+    pub host: Option<String>,
 }
 
 /// Runner → shard.
 #[derive(Debug)]
 pub(crate) enum ShardCommand {
-    /// Run the plan's test-start hooks (before the users that follow spawn).
-    TestStart,
+    /// Run the plan's test-start hooks (before the users that follow spawn);
+    /// the test's host, if known.
+    TestStart { host: Option<String> },
     /// Run the plan's test-stop hooks.
     TestStop,
     /// Tell the plan's listeners what happened.
@@ -126,13 +129,20 @@ async fn run_shard(
     let mut epoch = 0;
     let mut flush = tokio::time::interval(FLUSH_INTERVAL);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let maker = ClientMaker::new(setup.client.clone(), context.clone(), setup.host.clone());
+    if let Some(give) = &hooks.clients {
+        give(maker.clone());
+    }
     run_hooks(&hooks.init).await;
     let _ = events.send(ShardEvent::Ready);
 
     loop {
         tokio::select! {
             command = commands.recv() => match command {
-                Some(ShardCommand::TestStart) => run_hooks(&hooks.test_start).await,
+                Some(ShardCommand::TestStart { host }) => {
+                    maker.set_host(host);
+                    run_hooks(&hooks.test_start).await
+                }
                 Some(ShardCommand::TestStop) => run_hooks(&hooks.test_stop).await,
                 Some(ShardCommand::Notice(notice)) => {
                     if let Some(hook) = &hooks.notice {

@@ -48,6 +48,18 @@ pub fn install(lua: &Lua, kind: VmKind, plan_dir: &std::path::Path, debug: Table
         })?,
     )?;
     module.set("spawn", lua.create_function(spawn)?)?;
+    module.set("_new_client", lua.create_function(new_client)?)?;
+    module.set(
+        "_drop_client",
+        lua.create_function(|lua, id: i64| {
+            let clients = &bridge(lua)?.clients;
+            if let Ok(core) = clients.get(id) {
+                core.finish_pending();
+            }
+            clients.remove(id);
+            Ok(())
+        })?,
+    )?;
     module.set(
         "_fire_request",
         lua.create_function(|lua, (id, t): (i64, Table)| crate::client::fire_request(&bridge(lua)?.clients, id, &t))?,
@@ -161,6 +173,21 @@ fn spawn(lua: &Lua, body: Function) -> mlua::Result<()> {
     }
 }
 
+/// `swarmer.http_client{ host =, record = }`: a client outside users (its
+/// number in this VM's client list), or `nil, why not`.
+fn new_client(lua: &Lua, (host, record): (Option<String>, bool)) -> mlua::Result<(Option<i64>, Option<String>)> {
+    let Some(maker) = lua.app_data_ref::<swarmer_engine::ClientMaker>().map(|m| m.clone()) else {
+        let why = "only available while the plan runs (in a listener, a message handler, a background coroutine or \
+                   a task), not while it loads";
+        return Ok((None, Some(why.into())));
+    };
+    let Some(client) = maker.client(host, record) else {
+        let why = "no host yet: give one (swarmer.http_client{ host = \"http://...\" }) or start the test with --host";
+        return Ok((None, Some(why.into())));
+    };
+    Ok((Some(bridge(lua)?.clients.add(client).0), None))
+}
+
 fn start_background(lua: &Lua, body: Function) -> mlua::Result<()> {
     let mut thread = crate::raw::Coroutine::new(lua)?;
     thread.push_args(body)?;
@@ -218,36 +245,97 @@ pub fn caller_location(lua: &Lua) -> String {
     .unwrap_or_default()
 }
 
-/// `swarmer.stats()`: live totals of the whole test (all shards), as
-/// Locust's `environment.runner.stats.total` and `runner.user_count`.
-fn stats(lua: &Lua, (): ()) -> mlua::Result<Table> {
-    let t = lua.create_table()?;
-    let Some(shard) = lua.app_data_ref::<ShardInfo>() else { return Ok(t) };
+/// Percentiles every statistics table of `swarmer.stats` carries (Locust's
+/// table columns), by quantile.
+const PERCENTILES: [f64; 11] = [0.5, 0.66, 0.75, 0.8, 0.9, 0.95, 0.98, 0.99, 0.999, 0.9999, 1.0];
+
+/// `swarmer.stats([name [, method]])`: live statistics of the whole test
+/// (all shards; on a master, all workers), as Locust's
+/// `environment.runner.stats`: the total without arguments, else the entry
+/// of that name (and method; without one, the only entry of that name),
+/// or nil if there is none. Every table has the counts, rates and response
+/// times (`percentiles[0.95]` and more); the total also has the runner's
+/// `state`, `user_count` and `target_user_count`. An error names the
+/// methods when several entries have the name.
+fn stats(lua: &Lua, (name, method): (Option<String>, Option<String>)) -> mlua::Result<mlua::Value> {
+    use mlua::Value;
+    let Some(shard) = lua.app_data_ref::<ShardInfo>() else { return lua.create_table().map(Value::Table) };
     // Copy what is needed and let go of the store before touching Lua: a
     // table write may run a finalizer that calls back in here.
     let now = swarmer_engine::unix_now();
-    let (state, numbers): (_, [(&str, mlua::Value); 8]) = {
+    let is_total = name.is_none();
+    let copied = {
         let store = shard.stats.read();
-        let total = store.stats.total();
-        let (rps, fps) = total.current_rates(now);
-        let numbers = [
-            ("user_count", mlua::Value::Integer(store.user_count as i64)),
-            ("num_requests", mlua::Value::Integer(total.num_requests as i64)),
-            ("num_failures", mlua::Value::Integer(total.num_failures as i64)),
-            ("fail_ratio", mlua::Value::Number(total.fail_ratio())),
-            ("current_rps", mlua::Value::Number(rps)),
-            ("current_fail_per_sec", mlua::Value::Number(fps)),
-            ("total_rps", mlua::Value::Number(total.total_rps(store.stats.run_seconds()))),
-            ("avg_response_time", mlua::Value::Number(total.avg_response_time_ms())),
-        ];
-        (store.state, numbers)
+        let entry = match &name {
+            None => Ok(Some(store.stats.total())),
+            Some(name) => find_entry(&store.stats, name, method.as_deref()),
+        };
+        entry.map(|found| {
+            found.map(|entry| {
+                let (rps, fps) = entry.current_rates(now);
+                let run_seconds = store.stats.run_seconds();
+                let numbers: [(&str, Value); 11] = [
+                    ("num_requests", Value::Integer(entry.num_requests as i64)),
+                    ("num_failures", Value::Integer(entry.num_failures as i64)),
+                    ("fail_ratio", Value::Number(entry.fail_ratio())),
+                    ("current_rps", Value::Number(rps)),
+                    ("current_fail_per_sec", Value::Number(fps)),
+                    ("total_rps", Value::Number(entry.total_rps(run_seconds))),
+                    ("avg_response_time", Value::Number(entry.avg_response_time_ms())),
+                    ("min_response_time", entry.min_response_time_ms().map_or(Value::Nil, Value::Number)),
+                    ("max_response_time", Value::Number(entry.max_response_time_ms())),
+                    ("median_response_time", Value::Number(entry.median_response_time_ms())),
+                    ("avg_content_length", Value::Number(entry.avg_content_length())),
+                ];
+                let percentiles = PERCENTILES.map(|q| (q, entry.percentile_ms(q)));
+                let runner = (store.state, store.user_count, store.target_user_count);
+                (numbers, percentiles, runner, entry.method.clone(), entry.name.clone())
+            })
+        })
     };
     drop(shard);
+    let Some((numbers, percentiles, (state, users, target), method, name)) =
+        copied.map_err(|e| mlua::Error::runtime(format!("{}swarmer.stats: {e}", caller_location(lua))))?
+    else {
+        return Ok(Value::Nil);
+    };
+    let t = lua.create_table()?;
     for (key, value) in numbers {
         t.set(key, value)?;
     }
-    t.set("state", state.as_str())?;
-    Ok(t)
+    let by_quantile = lua.create_table()?;
+    for (q, ms) in percentiles {
+        by_quantile.set(q, ms)?;
+    }
+    t.set("percentiles", by_quantile)?;
+    t.set("method", method)?;
+    t.set("name", name)?;
+    if is_total {
+        t.set("state", state.as_str())?;
+        t.set("user_count", users)?;
+        t.set("target_user_count", target)?;
+    }
+    Ok(Value::Table(t))
+}
+
+/// The entry named `name` (of `method`, or the only one of that name).
+fn find_entry<'a>(
+    stats: &'a swarmer_engine::RequestStats,
+    name: &str,
+    method: Option<&str>,
+) -> Result<Option<&'a swarmer_engine::StatsEntry>, String> {
+    if let Some(method) = method {
+        return Ok(stats.entry(method, name));
+    }
+    let matching: Vec<&swarmer_engine::StatsEntry> = stats.entries().filter(|e| e.name == name).collect();
+    match matching.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one)),
+        several => {
+            let methods: Vec<&str> = several.iter().map(|e| e.method.as_str()).collect();
+            Err(format!("several entries are named {name:?} ({}): give the method too", methods.join(", ")))
+        }
+    }
 }
 
 const REGISTRY_KEY: &str = "swarmer.module";

@@ -267,6 +267,29 @@ function CLIENT.request(client, method, url, opts)
   return r
 end
 function CLIENT.fire_request(client, t) return swarmer._fire_request(client[1], t) end
+-- A client outside users (listeners, message handlers, background
+-- coroutines): swarmer.http_client{ host = "http://...", record = true }.
+-- Without a host it uses the test's; its requests are recorded in the
+-- statistics only with record = true. Its connections and cookies go when
+-- it is garbage.
+local HOOK_CLIENT = { __index = CLIENT, __metatable = SEALED,
+                      __gc = function(client) swarmer._drop_client(client[1]) end }
+local CLIENT_OPTIONS = { host = "string", record = "boolean" }
+function swarmer.http_client(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("swarmer.http_client: expected { host = ..., record = ... }", 2) end
+  for key, value in pairs(opts) do
+    local want = CLIENT_OPTIONS[key]
+    if not want then
+      error(("swarmer.http_client: unknown option %s (options: host, record)"):format(tostring(key)), 2)
+    elseif type(value) ~= want then
+      error(("swarmer.http_client: %s must be a %s, got %s"):format(key, want, type(value)), 2)
+    end
+  end
+  local id, err = swarmer._new_client(opts.host, opts.record == true)
+  if not id then error("swarmer.http_client: " .. err, 2) end
+  return setmetatable({ id }, HOOK_CLIENT)
+end
 function CLIENT.measure(client, request_type, name, fn)
   local started = swarmer._clock()
   local ok, err = pcall(fn)
@@ -280,7 +303,12 @@ end
 -- `worker_id`), `shard` (0-based) and `shards`, and `process` (true in the
 -- process VM, where listeners run); set from Rust for each VM.
 -- `swarmer.runner.workers()` lists the connected workers (on a master).
-swarmer.runner = { role = "local", shard = 0, shards = 1 }
+-- `user_count` and `target_user_count` are read live (Locust's
+-- runner.user_count and runner.target_user_count).
+local LIVE_RUNNER = { user_count = true, target_user_count = true }
+swarmer.runner = setmetatable({ role = "local", shard = 0, shards = 1 }, { __index = function(_, key)
+  if LIVE_RUNNER[key] then return swarmer.stats()[key] end
+end })
 
 -- Custom messages between master and workers (Locust's register_message /
 -- send_message). Data is any JSON-able value; a handler gets (data, from).

@@ -89,6 +89,7 @@ pub fn load_users_shard(ctx: &PlanContext, shard: &ShardInfo) -> Result<ShardPla
     let hooks = ShardHooks {
         request: wants("request").then(|| request_hook(&lua, &fire)),
         user_error: wants("user_error").then(|| user_error_hook(&fire)),
+        clients: Some(client_maker_hook(&lua)),
         close: Some(closer(&lua)),
         ..ShardHooks::default()
     };
@@ -123,9 +124,18 @@ pub fn load_process_part(ctx: &PlanContext, shard: &ShardInfo) -> Result<ShardPl
         // coroutine's client): few, so always hooked in.
         request: Some(request_hook(&lua, &fire)),
         user_error: Some(user_error_hook(&fire)),
+        clients: Some(client_maker_hook(&lua)),
         close: Some(closer(&lua)),
     };
     Ok(ShardPlan { classes: Vec::new(), hooks })
+}
+
+/// Keeps the shard's maker of clients outside users (`swarmer.http_client`).
+fn client_maker_hook(lua: &Lua) -> Rc<dyn Fn(swarmer_engine::ClientMaker)> {
+    let lua = lua.clone();
+    Rc::new(move |maker| {
+        lua.set_app_data(maker);
+    })
 }
 
 /// See [`module::close`].

@@ -681,3 +681,104 @@ async fn the_idle_benchmark_plan_makes_one_request_per_user_then_waits() {
     handle.quit().await;
     assert_eq!(count(&handle, "GET", "/"), (3, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn listeners_and_handlers_run_once_per_process_may_wait_and_call_http_and_local_messages_arrive() {
+    // Two shards. init and test_start run once; test_start's recorded
+    // request appears once; a message sent in a local run reaches the
+    // process's own handler, which waits, makes an unrecorded request and
+    // queues four names that four users on both shards take, one each.
+    let t = target();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(
+        dir.path(),
+        r#"local swarmer = require("swarmer")
+local names = swarmer.queue("names")
+swarmer.register_message("names", function(data, from)
+  swarmer.sleep(0.01)
+  local r = swarmer.http_client():get("/")
+  assert(r.status_code == 200)
+  names:extend(data)
+  swarmer.shared.from = from
+end)
+swarmer.events.init:add_listener(function()
+  swarmer.sleep(0.01)
+  swarmer.shared.inits = (swarmer.shared.inits or 0) + 1
+end)
+swarmer.events.test_start:add_listener(function()
+  swarmer.http_client{ record = true }:get("/", { name = "setup" })
+  swarmer.send_message("names", { "a", "b", "c", "d" })
+end)
+swarmer.user("U", {
+  wait_time = swarmer.constant(0.05),
+  on_start = function(self)
+    local name
+    for _ = 1, 200 do
+      name = names:shift()
+      if name then break end
+      swarmer.sleep(0.01)
+    end
+    local seen = ("user %s from %s inits %s"):format(name, swarmer.shared.from, swarmer.shared.inits)
+    self.client:get("/", { name = seen })
+  end,
+  tasks = { function(self) swarmer.sleep(0.05) end },
+})
+"#,
+    );
+    let handle = start(&path, &t.url(), 2, TagFilter::default()).await;
+    run_until(&handle, 4, "four users took a name", |h| {
+        ["a", "b", "c", "d"].iter().all(|n| count(h, "GET", &format!("user {n} from local inits 1")).0 == 1)
+    })
+    .await;
+    for name in ["a", "b", "c", "d"] {
+        assert_eq!(count(&handle, "GET", &format!("user {name} from local inits 1")), (1, 0), "{name}");
+    }
+    assert_eq!(count(&handle, "GET", "setup"), (1, 0), "test_start ran once");
+    assert_eq!(count(&handle, "GET", "/"), (0, 0), "the handler's client is not recorded");
+}
+
+#[test]
+fn http_clients_while_the_plan_loads_and_unknown_options_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(dir.path(), "local s = require('swarmer')\nlocal c = s.http_client()\n");
+    let err = swarmer_lua::load_plan(&path).err().unwrap().to_string();
+    assert!(err.contains("plan.lua:2:") && err.contains("not while it loads"), "{err}");
+    let path = write_plan(dir.path(), "local s = require('swarmer')\nlocal c = s.http_client{ hots = 'x' }\n");
+    let err = swarmer_lua::load_plan(&path).err().unwrap().to_string();
+    assert!(err.contains("plan.lua:2:") && err.contains("unknown option hots"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn plans_read_per_name_statistics_with_percentiles_and_the_live_user_counts() {
+    let t = target();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(
+        dir.path(),
+        r#"local swarmer = require("swarmer")
+swarmer.spawn(function()
+  while true do
+    swarmer.sleep(0.1)
+    local fast = swarmer.stats("fast")
+    if fast and fast.num_requests >= 5 then
+      local p = fast.percentiles
+      local ok = fast.method == "GET" and p[0.5] <= p[0.95] and p[0.95] <= p[1.0]
+        and fast.max_response_time == p[1.0] and swarmer.stats("nothing") == nil
+        and swarmer.stats("fast", "POST") == nil
+        and swarmer.runner.user_count == 2 and swarmer.runner.target_user_count == 2
+        and swarmer.stats().num_requests >= fast.num_requests
+      swarmer.http_client{ record = true }:get("/", { name = "checked " .. tostring(ok) })
+      return
+    end
+  end
+end)
+swarmer.user("U", { wait_time = swarmer.constant(0.02),
+  tasks = { function(self) self.client:get("/", { name = "fast" }) end } })
+"#,
+    );
+    let handle = start(&path, &t.url(), 2, TagFilter::default()).await;
+    run_until(&handle, 2, "the plan checked its statistics", |h| {
+        count(h, "GET", "checked true").0 + count(h, "GET", "checked false").0 == 1
+    })
+    .await;
+    assert_eq!(count(&handle, "GET", "checked true"), (1, 0));
+}

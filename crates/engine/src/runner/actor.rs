@@ -97,7 +97,10 @@ impl Actor {
                     Some(RunnerCommand::Flush(reply)) => self.flush(reply),
                     Some(RunnerCommand::Deliver(message)) => self.notify_shards(Notice::Message(message)),
                     Some(RunnerCommand::TestHooks { start, done }) => {
-                        self.to_every_shard(|| if start { ShardCommand::TestStart } else { ShardCommand::TestStop });
+                        let host = self.core.host();
+                        self.to_every_shard(|| {
+                            if start { ShardCommand::TestStart { host: host.clone() } } else { ShardCommand::TestStop }
+                        });
                         // Shards take commands in order: the flush answers after the hooks ran.
                         self.flush(done);
                     }
@@ -198,7 +201,8 @@ impl Actor {
             for hook in &self.plan.on_test_start {
                 hook();
             }
-            self.to_every_shard(|| ShardCommand::TestStart);
+            let host = self.core.host();
+            self.to_every_shard(|| ShardCommand::TestStart { host: host.clone() });
             self.core.started();
         }
         tracing::info!("Ramping to {target} users at a rate of {:.2} per second", settings.spawn_rate);

@@ -46,6 +46,7 @@ impl LocalRunner {
             tags: options.tags.clone(),
             client: options.client.clone(),
             node: options.node.clone(),
+            host: options.host.clone(),
         });
         let (event_tx, mut event_rx) = mpsc::unbounded_channel();
         // Outside a cluster, custom messages go to this process's own
