@@ -201,6 +201,13 @@ fn finish(
     }
     let code = if store.stats.error_count() > 0 { exit_code_on_error } else { 0 };
     let code = if problems.is_empty() { code } else { code.max(1) };
+    // Locust exits with 2 after an unhandled error in a listener or a greenlet.
+    let code = if store.plan_errors > 0 {
+        tracing::error!("{} error(s) in the plan's listeners, handlers or background coroutines", store.plan_errors);
+        2
+    } else {
+        code
+    };
     tracing::info!("Shutting down (exit code {code})");
     Ok(code)
 }

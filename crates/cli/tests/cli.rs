@@ -766,3 +766,23 @@ fn a_plan_in_a_subfolder_requires_modules_from_the_working_directory() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("FromRoot"), "{}", text(&out.stdout));
 }
+
+#[test]
+fn an_error_in_a_listener_makes_the_run_exit_with_2_as_locust_does() {
+    let t = target(TargetOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.lua");
+    std::fs::write(
+        &plan,
+        "local swarmer = require('swarmer')\n\
+         swarmer.events.test_start:add_listener(function() error('setup broke') end)\n\
+         swarmer.user('U', { wait_time = swarmer.constant(0.1), tasks = { function(self) self.client:get('/') end } })\n",
+    )
+    .unwrap();
+    let out = run(swarmer()
+        .args(["-f", plan.to_str().unwrap(), "-H", &t.url(), "--headless", "-u", "1", "-r", "10", "-t", "1s"])
+        .args(["--only-summary"]));
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{log}");
+    assert!(log.contains("a test_start listener failed") && log.contains("plan.lua:2: setup broke"), "{log}");
+}

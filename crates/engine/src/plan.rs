@@ -231,6 +231,13 @@ impl ShardInfo {
     pub fn request_stop_test(&self) {
         (self.stop_test)()
     }
+
+    /// Count an error the plan's own code raised outside users (a listener,
+    /// a message handler, a background coroutine): see
+    /// [`crate::StatsStore::plan_errors`].
+    pub fn report_plan_error(&self) {
+        self.stats.record_plan_error();
+    }
 }
 
 /// The user classes of a test and its test-level hooks.

@@ -108,6 +108,10 @@ pub struct StatsStore {
     pub test_stopped: Option<f64>,
     /// What a reader of the results must know (a worker lost mid-test).
     pub notes: Vec<String>,
+    /// Errors raised by the plan's own code outside users (a listener, a
+    /// message handler, a background coroutine): the run exits with 2, as
+    /// Locust's does after an unhandled exception in such code.
+    pub plan_errors: u64,
 }
 
 /// A worker as a master sees it (Locust's `workers[]` entries).
@@ -145,6 +149,7 @@ impl StatsStore {
             test_started: None,
             test_stopped: None,
             notes: Vec::new(),
+            plan_errors: 0,
         }
     }
 
@@ -230,6 +235,11 @@ impl StatsReader {
     /// for it to merge statistics).
     pub fn read(&self) -> StatsGuard<'_> {
         StatsGuard(self.0.lock_or_recover())
+    }
+
+    /// Count one of [`StatsStore::plan_errors`] (the only write a reader may make).
+    pub(crate) fn record_plan_error(&self) {
+        self.0.lock_or_recover().plan_errors += 1;
     }
 }
 

@@ -192,10 +192,12 @@ fn start_background(lua: &Lua, body: Function) -> mlua::Result<()> {
     let mut thread = crate::raw::Coroutine::new(lua)?;
     thread.push_args(body)?;
     let bridge = bridge(lua)?;
+    let vm = lua.clone();
     let task = tokio::task::spawn_local(async move {
         let ended = crate::driver::drive(&bridge, &mut thread, 0, false, &Default::default()).await;
         if let Err(e) = ended.and_then(|ended| ended.into_result()) {
             tracing::error!("background coroutine failed: {}", crate::vm::clean(&e));
+            crate::vm::plan_error(&vm);
         }
     });
     if let Some(background) = lua.app_data_ref::<Background>() {

@@ -79,10 +79,68 @@ local function check_tags(tags, level)
   end
 end
 
+-- Typos in definitions are errors that suggest the field meant; fields
+-- that are no typo (data and helper functions) stay on the definition and
+-- users read them through `self`. Locust 0.x names get what replaced them.
+local function typo_distance(a, b)
+  -- Optimal string alignment: a swapped pair of letters counts once.
+  local d = {}
+  for i = 0, #a do d[i] = { [0] = i } end
+  for j = 0, #b do d[0][j] = j end
+  for i = 1, #a do
+    for j = 1, #b do
+      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+      d[i][j] = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+      if i > 1 and j > 1 and a:sub(i, i) == b:sub(j - 1, j - 1) and a:sub(i - 1, i - 1) == b:sub(j, j) then
+        d[i][j] = math.min(d[i][j], d[i - 2][j - 2] + 1)
+      end
+    end
+  end
+  return d[#a][#b]
+end
+local LEGACY = {
+  min_wait = "Locust 0.x's min_wait/max_wait (milliseconds) are not used: write wait_time = swarmer.between(min, max) "
+    .. "(seconds)",
+  max_wait = "Locust 0.x's min_wait/max_wait (milliseconds) are not used: write wait_time = swarmer.between(min, max) "
+    .. "(seconds)",
+  wait_function = "Locust 0.x's wait_function is not used: write wait_time = function(self) return seconds end",
+  task_set = "Locust 0.x's task_set is not used: list task sets in tasks = { swarmer.task_set(...) }",
+}
+local function check_fields(what, def, known, level)
+  for key in pairs(def) do
+    if type(key) == "string" and not known[key] then
+      if LEGACY[key] then error(what .. ": " .. LEGACY[key], level + 1) end
+      local best, best_distance
+      for name in pairs(known) do
+        local distance = typo_distance(key:lower(), name)
+        if distance < (best_distance or math.huge) or (distance == best_distance and name < best) then
+          best, best_distance = name, distance
+        end
+      end
+      if best and best_distance <= 2 and best_distance < #key / 2 then
+        error(("%s: unknown field %s (did you mean %s?)"):format(what, key, best), level + 1)
+      end
+    end
+  end
+end
+-- A `tasks` list: functions (named by their key, or by where they are),
+-- swarmer.task{...} entries and task sets.
+local function check_tasks(what, tasks, level)
+  for key, entry in pairs(tasks) do
+    local mt = metatable_of(entry)
+    if type(entry) ~= "function" and mt ~= TASK and mt ~= TASKSET then
+      local shown = type(entry) == "string" and ("the string %q"):format(entry) or ("a " .. type(entry))
+      error(("%s: tasks[%s] is %s; a task is a function, swarmer.task{...} or a task set"):format(
+        what, type(key) == "string" and ("%q"):format(key) or tostring(key), shown), level + 1)
+    end
+  end
+end
+
 --- swarmer.task(fn) | task(name, fn) | task(name, weight, fn) | task{name=, weight=, tags=, run=}
 function swarmer.task(a, b, c)
   local t
   if type(a) == "table" and metatable_of(a) == nil then
+    check_fields("swarmer.task", a, { name = true, weight = true, tags = true, run = true }, 2)
     t = { name = a.name, weight = a.weight or 1, tags = a.tags or {}, run = a.run or a[1] }
   elseif type(a) == "function" then
     t = { weight = 1, run = a, tags = {} }
@@ -101,11 +159,15 @@ function swarmer.task(a, b, c)
   return setmetatable(t, TASK)
 end
 
+local SET_FIELDS = { tasks = true, wait_time = true, on_start = true, on_stop = true, weight = true, tags = true }
 local function make_set(fname, name, def, sequential)
   if type(name) ~= "string" then error(fname .. ": expected a name, then a definition table", 3) end
   if type(def) ~= "table" or type(def.tasks) ~= "table" then
     error(fname .. "(" .. name .. "): the definition needs a `tasks` list", 3)
   end
+  local what = fname .. "(" .. name .. ")"
+  check_fields(what, def, SET_FIELDS, 2)
+  check_tasks(what, def.tasks, 2)
   local set = { name = name, tasks = def.tasks, wait_time = def.wait_time, on_start = def.on_start,
                 on_stop = def.on_stop, sequential = sequential, weight = def.weight or 1, tags = def.tags or {} }
   check_weight(set.weight, 3)
@@ -117,6 +179,8 @@ function swarmer.sequential_task_set(name, def) return make_set("swarmer.sequent
 
 -- User classes, in the order they are registered.
 swarmer._users = {}
+local USER_FIELDS = { tasks = true, weight = true, fixed_count = true, host = true, wait_time = true, on_start = true,
+                      on_stop = true, name = true }
 local registered = {}
 function swarmer.user(name, def)
   if type(name) ~= "string" or name == "" then error("swarmer.user: expected a class name, then a definition table", 2) end
@@ -135,6 +199,8 @@ function swarmer.user(name, def)
       .. "constant_throughput(...) or a function returning seconds", 2)
   end
   if type(def.tasks) ~= "table" then error("swarmer.user(" .. name .. "): the definition needs a `tasks` list", 2) end
+  check_fields("swarmer.user(" .. name .. ")", def, USER_FIELDS, 2)
+  check_tasks("swarmer.user(" .. name .. ")", def.tasks, 2)
   registered[name] = true
   def.name = name
   def.where = where(2)
@@ -237,7 +303,13 @@ local RESPONSE = { __name = "response", __metatable = SEALED, __index = function
   end
   return RESPONSE_METHODS[key]
 end }
+local function check_response(r, fname)
+  if metatable_of(r) ~= RESPONSE then
+    error(("%s: call it with a colon: response:%s()"):format(fname, fname), 3)
+  end
+end
 function RESPONSE_METHODS.json(r)
+  check_response(r, "json")
   local ok, value = pcall(swarmer.json_decode, getuservalue(r, 1)[2])
   if not ok then error("response body is not JSON: " .. tostring(value):gsub("^json_decode: ", ""), 2) end
   return value
@@ -247,8 +319,12 @@ local function verdict(r, fname, failure)
   if not seq then error(fname .. "() needs catch_response = true", 3) end
   swarmer._verdict(getuservalue(r, 6), seq, failure)
 end
-function RESPONSE_METHODS.success(r) verdict(r, "success", nil) end
+function RESPONSE_METHODS.success(r)
+  check_response(r, "success")
+  verdict(r, "success", nil)
+end
 function RESPONSE_METHODS.failure(r, message)
+  check_response(r, "failure")
   if message == nil then message = "failure" end
   verdict(r, "failure", tostring(message))
 end

@@ -88,7 +88,7 @@ pub fn load_users_shard(ctx: &PlanContext, shard: &ShardInfo) -> Result<ShardPla
     let wants = |event: &str| listening.call::<bool>(event).unwrap_or(false);
     let hooks = ShardHooks {
         request: wants("request").then(|| request_hook(&lua, &fire)),
-        user_error: wants("user_error").then(|| user_error_hook(&fire)),
+        user_error: wants("user_error").then(|| user_error_hook(&lua, &fire)),
         clients: Some(client_maker_hook(&lua)),
         close: Some(closer(&lua)),
         ..ShardHooks::default()
@@ -123,7 +123,7 @@ pub fn load_process_part(ctx: &PlanContext, shard: &ShardInfo) -> Result<ShardPl
         // The process VM's own requests (a listener's or a background
         // coroutine's client): few, so always hooked in.
         request: Some(request_hook(&lua, &fire)),
-        user_error: Some(user_error_hook(&fire)),
+        user_error: Some(user_error_hook(&lua, &fire)),
         clients: Some(client_maker_hook(&lua)),
         close: Some(closer(&lua)),
     };
@@ -166,7 +166,7 @@ fn init_hook(lua: &Lua, fire: &Function) -> ShardHook {
                     .unwrap_or(0)
             };
             let before = (count("request"), count("user_error"));
-            report(&fire_async(&lua, &fire, ("init",)).await, "init");
+            report(&lua, &fire_async(&lua, &fire, ("init",)).await, "init");
             if (count("request"), count("user_error")) != before {
                 tracing::warn!(
                     "an init listener added a request or user_error listener: it sees only the requests of \
@@ -203,6 +203,7 @@ fn notice_hook(lua: &Lua, fire: &Function) -> NoticeHook {
                     };
                     if let Err(e) = delivered {
                         tracing::error!("the handler of {:?} messages failed: {}", m.kind, clean(&e));
+                        plan_error(&lua);
                     }
                     return;
                 }
@@ -210,7 +211,7 @@ fn notice_hook(lua: &Lua, fire: &Function) -> NoticeHook {
             let mut call = mlua::MultiValue::new();
             call.push_back(mlua::Value::String(lua.create_string(name).expect("a short string")));
             call.extend(args);
-            report(&fire_async(&lua, &fire, call).await, name);
+            report(&lua, &fire_async(&lua, &fire, call).await, name);
         })
     })
 }
@@ -233,17 +234,17 @@ fn request_hook(lua: &Lua, fire: &Function) -> RequestHook {
             Ok(t)
         })();
         match table {
-            Ok(t) => report(&fire.call::<Table>(("request", t)), "request"),
+            Ok(t) => report(&lua, &fire.call::<Table>(("request", t)), "request"),
             Err(e) => tracing::error!("request event: {}", clean(&e)),
         }
     })
 }
 
 /// Every exception in user code → `user_error(message, traceback)`.
-fn user_error_hook(fire: &Function) -> UserErrorHook {
-    let fire = fire.clone();
+fn user_error_hook(lua: &Lua, fire: &Function) -> UserErrorHook {
+    let (lua, fire) = (lua.clone(), fire.clone());
     Rc::new(move |message: &str, traceback: &str| {
-        report(&fire.call::<Table>(("user_error", message, traceback)), "user_error")
+        report(&lua, &fire.call::<Table>(("user_error", message, traceback)), "user_error")
     })
 }
 
@@ -254,7 +255,7 @@ fn hook(lua: &Lua, fire: &Function, name: &'static str) -> ShardHook {
         let (lua, fire) = (lua.clone(), fire.clone());
         Box::pin(async move {
             let outcome = fire_async(&lua, &fire, (name,)).await;
-            report(&outcome, name);
+            report(&lua, &outcome, name);
         })
     })
 }
@@ -276,14 +277,28 @@ async fn call_async(lua: &Lua, function: &Function, args: impl mlua::IntoLuaMult
     crate::driver::drive(&bridge, &mut thread, nargs, true, &Default::default()).await?.into_result()
 }
 
-fn report(outcome: &mlua::Result<Table>, event: &str) {
+/// Log the listeners of `event` that failed; each counts as an error of
+/// the plan (the run then exits with 2).
+fn report(lua: &Lua, outcome: &mlua::Result<Table>, event: &str) {
     match outcome {
         Ok(failed) => {
             for message in failed.clone().sequence_values::<String>().flatten() {
                 tracing::error!("a {event} listener failed: {message}");
+                plan_error(lua);
             }
         }
-        Err(e) => tracing::error!("firing {event} failed: {}", clean(e)),
+        Err(e) => {
+            tracing::error!("firing {event} failed: {}", clean(e));
+            plan_error(lua);
+        }
+    }
+}
+
+/// Count an error of the plan's own code outside users (see
+/// `swarmer_engine::StatsStore::plan_errors`).
+pub(crate) fn plan_error(lua: &Lua) {
+    if let Some(shard) = lua.app_data_ref::<ShardInfo>() {
+        shard.report_plan_error();
     }
 }
 

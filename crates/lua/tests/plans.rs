@@ -782,3 +782,54 @@ swarmer.user("U", { wait_time = swarmer.constant(0.02),
     .await;
     assert_eq!(count(&handle, "GET", "checked true"), (1, 0));
 }
+
+#[test]
+fn definition_typos_and_locust_0x_fields_are_load_errors_that_name_the_line_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let load_error = |body: &str| {
+        let path = write_plan(dir.path(), &format!("local swarmer = require('swarmer')\n{body}\n"));
+        swarmer_lua::load_plan(&path).err().map(|e| e.to_string()).unwrap_or_default()
+    };
+    let cases = [
+        (
+            "swarmer.user('U', { wait_tiem = swarmer.constant(1), tasks = { function() end } })",
+            "did you mean wait_time?",
+        ),
+        (
+            "swarmer.user('U', { hots = 'http://x', tasks = { function() end } })",
+            "unknown field hots (did you mean host?)",
+        ),
+        ("swarmer.user('U', { min_wait = 5000, max_wait = 9000, tasks = { function() end } })", "swarmer.between"),
+        ("swarmer.user('U', { wait_function = function() return 1 end, tasks = { function() end } })", "wait_time ="),
+        ("swarmer.user('U', { tasks = { function() end, 'oops' } })", "tasks[2] is the string \"oops\""),
+        ("swarmer.user('U', { tasks = { login = 42 } })", "tasks[\"login\"] is a number"),
+        (
+            "swarmer.user('U', { tasks = { swarmer.task_set('S', { tasks = { function() end }, on_strat = print }) } })",
+            "swarmer.task_set(S): unknown field on_strat (did you mean on_start?)",
+        ),
+        ("swarmer.user('U', { tasks = { swarmer.task{ run = print, wieght = 2 } } })", "did you mean weight?"),
+    ];
+    for (body, expected) in cases {
+        let err = load_error(body);
+        assert!(err.contains("plan.lua:2:") && err.contains(expected), "{body}\n→ {err}");
+    }
+    // Data and helper functions that are no typo stay, read through self.
+    assert_eq!(load_error("swarmer.user('U', { products = { 1 }, login = print, tasks = { function() end } })"), "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_response_method_called_with_a_dot_names_the_plans_line() {
+    let t = target();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(
+        dir.path(),
+        "local swarmer = require('swarmer')\n\
+         swarmer.user('U', { wait_time = swarmer.constant(0.05), tasks = { function(self)\n\
+           local r = self.client:get('/')\n\
+           r.json()\n\
+         end } })\n",
+    );
+    let handle = start(&path, &t.url(), 1, TagFilter::default()).await;
+    run_until(&handle, 1, "the mistake reported", |h| exception_count(h, "call it with a colon") > 0).await;
+    assert!(exception_count(&handle, "plan.lua:4: json: call it with a colon: response:json()") > 0);
+}
