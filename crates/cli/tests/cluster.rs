@@ -1286,3 +1286,22 @@ fn users_running_stay_at_the_target_while_a_worker_is_lost_and_while_one_returns
     master.proc.signal(libc::SIGTERM);
     assert_eq!(master.proc.wait_exit(Duration::from_secs(30)), 0, "{}", master.proc.text());
 }
+
+#[test]
+fn a_worker_with_its_own_different_plan_is_refused_with_both_digests() {
+    // A `-f path` worker whose plan is not the master's would run other
+    // code: both sides say so, naming the two digests, and nothing runs.
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (mine, theirs) = (named_plan(dir.path(), "mine"), named_plan(dir.path(), "theirs"));
+    let mut master = start_master(&mine, &t.url(), "--autostart --expect-workers 1 -u 2 -r 100", &[], TOKEN);
+    let args = ["--worker", "-f", theirs.as_str(), "--master-port", master.port.as_str(), "--shards", "1"];
+    let w = Proc::start(&args, TOKEN);
+    let line = master.proc.wait_for("its plan differs from the master's", Duration::from_secs(20));
+    assert!(line.matches("digest ").count() == 1 && line.contains(" vs "), "{line}");
+    w.wait_for("plan differs", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(t.requests_served(), 0, "nothing ran");
+    master.proc.signal(libc::SIGTERM);
+    master.proc.wait_exit(Duration::from_secs(30));
+}
