@@ -34,6 +34,7 @@ pub fn builtin_plan(name: &str) -> Option<Plan> {
 pub fn resolve_plan(
     locustfile: Option<&str>,
     options: std::collections::HashMap<String, String>,
+    role: swarmer_engine::NodeRole,
 ) -> Result<Plan, String> {
     let names: Vec<String> = BUILTINS.iter().map(|(n, _)| format!("builtin:{n}")).collect();
     let Some(spec) = locustfile else {
@@ -44,7 +45,7 @@ pub fn resolve_plan(
             .ok_or_else(|| format!("-f {spec}: no such built-in plan (have {})", names.join(", ")));
     }
     if spec.ends_with(".lua") {
-        return swarmer_lua::load_plan_with_options(std::path::Path::new(spec), options).map_err(|e| e.to_string());
+        return swarmer_lua::load_plan_as(std::path::Path::new(spec), options, role).map_err(|e| e.to_string());
     }
     Err(format!("-f {spec}: expected a Lua plan (plan.lua) or builtin:NAME ({})", names.join(", ")))
 }

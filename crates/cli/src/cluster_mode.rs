@@ -64,11 +64,12 @@ pub async fn run_worker(program_plan: Option<Plan>, config: RunConfig, option_va
     };
     let options = config.runner;
     let cores = options.shards as u32;
+    let id = worker::new_worker_id();
+    let role = swarmer_engine::NodeRole::Worker(id.clone());
     let loader: PlanLoader = Box::new(move |entry: &str| match &program_plan {
         Some(plan) => Ok(plan.clone()),
-        None => crate::builtin::resolve_plan(Some(entry), option_values.clone()).map_err(PlanError::Load),
+        None => crate::builtin::resolve_plan(Some(entry), option_values.clone(), role.clone()).map_err(PlanError::Load),
     });
-    let id = worker::new_worker_id();
     crate::logging::set_node(format!("worker {id}"));
     let worker_options = WorkerOptions {
         master_host: worker.master_host,

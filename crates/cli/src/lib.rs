@@ -164,7 +164,11 @@ async fn run_command_line(
     let from_program = program_plan.is_some();
     let plan = match program_plan {
         Some(plan) => plan,
-        None => match builtin::resolve_plan(config.plan.as_deref(), option_values) {
+        None => match builtin::resolve_plan(
+            config.plan.as_deref(),
+            option_values,
+            if config.is_master() { swarmer_engine::NodeRole::Master } else { swarmer_engine::NodeRole::Local },
+        ) {
             Ok(plan) => plan,
             Err(e) => {
                 eprintln!("swarmer: error: {e}");

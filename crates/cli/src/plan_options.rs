@@ -18,7 +18,24 @@ pub fn declared(argv: &[OsString]) -> Vec<PlanOption> {
     if !plan.ends_with(".lua") {
         return Vec::new();
     }
-    swarmer_lua::declared_options(Path::new(&plan)).unwrap_or_default()
+    swarmer_lua::declared_options(Path::new(&plan), likely_role(argv)).unwrap_or_default()
+}
+
+/// The role the command line most likely asks for, before it is parsed
+/// (the plan's first load shows it to the plan; a wrong guess only costs
+/// another load).
+fn likely_role(argv: &[OsString]) -> swarmer_engine::NodeRole {
+    let given = |flag: &str, env: &str| {
+        argv.iter().any(|a| a.to_string_lossy() == flag || a.to_string_lossy().starts_with(&format!("{flag}=")))
+            || std::env::var(env).is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+    };
+    if given("--worker", "SWARMER_WORKER") {
+        swarmer_engine::NodeRole::Worker(String::new())
+    } else if given("--master", "SWARMER_MASTER") || given("--processes", "SWARMER_PROCESSES") {
+        swarmer_engine::NodeRole::Master
+    } else {
+        swarmer_engine::NodeRole::Local
+    }
 }
 
 fn locustfile(argv: &[OsString]) -> Option<String> {

@@ -690,7 +690,7 @@ fn top_level_runs(args: &[&str]) -> (usize, String) {
         &plan,
         "local swarmer = require('swarmer')\n\
          local log = assert(io.open(os.getenv('TOP_LEVEL_LOG'), 'a'))\n\
-         log:write('ran\\n')\n\
+         log:write(swarmer.runner.role .. '\\n')\n\
          log:close()\n\
          swarmer.user('U', { wait_time = swarmer.constant(0.2), tasks = { function(self) self.client:get('/') end } })\n",
     )
@@ -701,7 +701,8 @@ fn top_level_runs(args: &[&str]) -> (usize, String) {
         .args(["--only-summary"])
         .args(args));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    (std::fs::read_to_string(&log).unwrap().lines().count(), text(&out.stderr))
+    let roles = std::fs::read_to_string(&log).unwrap();
+    (roles.lines().count(), format!("{}\n{roles}", text(&out.stderr)))
 }
 
 #[test]
@@ -716,6 +717,9 @@ fn a_plans_top_level_runs_once_per_process_plus_once_per_shard() {
     // each.
     let (runs, log) = top_level_runs(&["--processes", "2", "--shards", "1", "-L", "INFO"]);
     assert_eq!(runs, 1 + 2 * (1 + 1));
+    // Each load knows its role, the first (which finds the plan's options) too.
+    assert_eq!(log.lines().filter(|l| *l == "master").count(), 1, "{log}");
+    assert_eq!(log.lines().filter(|l| *l == "worker").count(), 4, "{log}");
     // Each log line says which node it comes from.
     assert!(log.lines().any(|l| l.starts_with("[master] ") && l.contains("Cluster master listening")), "{log}");
     assert!(log.lines().any(|l| l.starts_with("[worker ") && l.contains("Connected to the master")), "{log}");

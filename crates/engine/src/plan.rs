@@ -133,7 +133,7 @@ pub struct ShardHooks {
     pub clients: Option<Rc<dyn Fn(crate::client::ClientMaker)>>,
     /// Called last, when the shard has ended (its users, hooks and
     /// statistics are done): a front end lets go of what it built.
-    pub close: Option<Rc<dyn Fn()>>,
+    pub close: Option<ShardHook>,
 }
 
 /// What a plan factory builds for one shard.
@@ -186,7 +186,7 @@ impl ShardInfo {
     }
 
     /// This info for the process shard.
-    pub(crate) fn for_process(mut self) -> Self {
+    pub fn for_process(mut self) -> Self {
         self.process = true;
         self
     }
@@ -225,6 +225,11 @@ impl ShardInfo {
             messages: None,
             workers: None,
         }
+    }
+
+    /// [`ShardInfo::probe`] in the role the process will have.
+    pub fn probe_as(role: NodeRole) -> Self {
+        Self { role, ..Self::probe() }
     }
 
     /// Ask the runner to stop the test (Locust's `runner.quit()` from a plan).

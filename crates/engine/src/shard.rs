@@ -212,7 +212,7 @@ async fn run_shard(
     }
     let _ = events.send(ShardEvent::ShutDown);
     if let Some(close) = &hooks.close {
-        close();
+        close().await;
     }
 }
 

@@ -50,7 +50,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use swarmer_engine::OptionValues;
-use swarmer_engine::{ClassOutline, Plan, ShardHooks, ShardPlan, SharedData};
+use swarmer_engine::{ClassOutline, NodeRole, Plan, ShardHooks, ShardInfo, ShardPlan, SharedData};
 
 /// A plan that could not be loaded. The message names the file and line.
 #[derive(Debug, thiserror::Error)]
@@ -74,8 +74,15 @@ pub fn load_plan(path: &Path) -> Result<Plan, PlanError> {
 /// finds the options (before the command line can be parsed), does not,
 /// as with Locust: `init` listeners and tasks see them everywhere.
 pub fn load_plan_with_options(path: &Path, values: HashMap<String, String>) -> Result<Plan, PlanError> {
+    load_plan_as(path, values, NodeRole::Local)
+}
+
+/// [`load_plan_with_options`] for a process of the given role: the plan's
+/// first load sees it in `swarmer.runner.role` (a first load made in
+/// another role, to find the plan's options, is not reused).
+pub fn load_plan_as(path: &Path, values: HashMap<String, String>, role: NodeRole) -> Result<Plan, PlanError> {
     let path: PathBuf = path.to_path_buf();
-    let (description, Loaded { thread, shared }) = claim(&path)?;
+    let (description, Loaded { thread, shared, .. }) = claim(&path, &role)?;
     let context = vm::PlanContext { path: path.clone(), options: OptionValues::new(values), shared };
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let outlines = description.outlines.clone();
@@ -98,12 +105,14 @@ pub fn load_plan_with_options(path: &Path, values: HashMap<String, String>) -> R
 /// requires and the data files it reads while loading), for shipping it to
 /// workers.
 pub fn plan_files(path: &Path) -> Result<Vec<PathBuf>, PlanError> {
-    Ok(describe(path)?.files.clone())
+    Ok(describe(path, &NodeRole::Master)?.files.clone())
 }
 
-/// The options the plan at `path` declares, to add them to the command line.
-pub fn declared_options(path: &Path) -> Result<Vec<PlanOption>, PlanError> {
-    Ok(describe(path)?.options.clone())
+/// The options the plan at `path` declares, to add them to the command
+/// line. `role` is the role the process will most likely have: the load
+/// made to find them is kept for the run if it has that role.
+pub fn declared_options(path: &Path, role: NodeRole) -> Result<Vec<PlanOption>, PlanError> {
+    Ok(describe(path, &role)?.options.clone())
 }
 
 /// What loading a plan once tells a process.
@@ -121,6 +130,8 @@ struct Description {
 struct Loaded {
     thread: Arc<process::PlanThread>,
     shared: SharedData,
+    /// The role the load ran in.
+    role: &'static str,
 }
 
 /// A plan described in this process, and its load no plan has claimed yet.
@@ -136,13 +147,13 @@ static DESCRIBED: Mutex<Vec<Described>> = Mutex::new(Vec::new());
 
 /// The description of the plan at `path`: loaded the first time it is
 /// asked for in this process (or when the file changed), then kept.
-fn describe(path: &Path) -> Result<Arc<Description>, PlanError> {
+fn describe(path: &Path, role: &NodeRole) -> Result<Arc<Description>, PlanError> {
     let (key, source) = read_plan(path)?;
     let mut described = DESCRIBED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(found) = described.iter().find(|d| d.key == key && d.description.source == source) {
         return Ok(found.description.clone());
     }
-    let (description, loaded) = load_on_new_thread(path, source)?;
+    let (description, loaded) = load_on_new_thread(path, source, role)?;
     described.retain(|d| d.key != key);
     described.push(Described { key, description: description.clone(), unclaimed: Some(loaded) });
     Ok(description)
@@ -150,15 +161,16 @@ fn describe(path: &Path) -> Result<Arc<Description>, PlanError> {
 
 /// The description of the plan at `path` and a load of it for a runner:
 /// the one describing it left, or a new one.
-fn claim(path: &Path) -> Result<(Arc<Description>, Loaded), PlanError> {
+fn claim(path: &Path, role: &NodeRole) -> Result<(Arc<Description>, Loaded), PlanError> {
     let (key, source) = read_plan(path)?;
     let mut described = DESCRIBED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(found) = described.iter_mut().find(|d| d.key == key && d.description.source == source)
+        && found.unclaimed.as_ref().is_some_and(|loaded| loaded.role == role.as_str())
         && let Some(loaded) = found.unclaimed.take()
     {
         return Ok((found.description.clone(), loaded));
     }
-    let (description, loaded) = load_on_new_thread(path, source)?;
+    let (description, loaded) = load_on_new_thread(path, source, role)?;
     described.retain(|d| d.key != key);
     described.push(Described { key, description: description.clone(), unclaimed: None });
     Ok((description, loaded))
@@ -174,14 +186,15 @@ fn read_plan(path: &Path) -> Result<(PathBuf, String), PlanError> {
 }
 
 /// Load the plan on a new plan thread, keeping its VM there.
-fn load_on_new_thread(path: &Path, source: String) -> Result<(Arc<Description>, Loaded), PlanError> {
+fn load_on_new_thread(path: &Path, source: String, role: &NodeRole) -> Result<(Arc<Description>, Loaded), PlanError> {
     let thread = process::PlanThread::start().map_err(PlanError)?;
     let shared = SharedData::default();
     let context =
         vm::PlanContext { path: path.to_path_buf(), options: OptionValues::default(), shared: shared.clone() };
+    let probe = ShardInfo::probe_as(role.clone()).for_process();
     let found = thread
         .call(move || {
-            vm::describe(&context).map(|(lua, description)| {
+            vm::describe(&context, &probe).map(|(lua, description)| {
                 process::keep_for_adoption(lua);
                 description
             })
@@ -190,5 +203,5 @@ fn load_on_new_thread(path: &Path, source: String) -> Result<(Arc<Description>, 
         .map_err(PlanError)?;
     let vm::PlanDescription { options, outlines, files } = found;
     let description = Arc::new(Description { source, options, outlines, files });
-    Ok((description, Loaded { thread, shared }))
+    Ok((description, Loaded { thread, shared, role: role.as_str() }))
 }

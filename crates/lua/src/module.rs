@@ -217,11 +217,18 @@ pub struct Background(std::cell::RefCell<Vec<tokio::task::AbortHandle>>);
 /// loaded modules, the `swarmer` module) and collect, so that finalizers
 /// run now. Left to the VM's end, a finalizer that calls into Swarmer
 /// would find the VM half gone.
-pub fn close(lua: &Lua) {
-    if let Some(background) = lua.app_data_ref::<Background>() {
-        for task in background.0.take() {
-            task.abort();
+pub async fn close(lua: &Lua) {
+    let stopping = lua.app_data_ref::<Background>().map(|b| b.0.take()).unwrap_or_default();
+    for task in &stopping {
+        task.abort();
+    }
+    // An aborted task lets go of its coroutine when the scheduler next
+    // sees it: give it the turns it needs before collecting.
+    for _ in 0..100 {
+        if stopping.iter().all(tokio::task::AbortHandle::is_finished) {
+            break;
         }
+        tokio::task::yield_now().await;
     }
     let released = (|| -> mlua::Result<()> {
         lua.named_registry_value::<Table>("_LOADED")?.clear()?;

@@ -117,7 +117,10 @@ local function check_fields(what, def, known, level)
           best, best_distance = name, distance
         end
       end
-      if best and best_distance <= 2 and best_distance < #key / 2 then
+      -- One edit (or a swapped pair) away, two for long names; a plural of
+      -- a known field (`hosts`, `names`) is taken as data of its own.
+      local plural = known[key:sub(1, -2)] and key:sub(-1) == "s"
+      if best and not plural and (best_distance <= 1 or (best_distance == 2 and #key >= 7)) then
         error(("%s: unknown field %s (did you mean %s?)"):format(what, key, best), level + 1)
       end
     end
@@ -401,7 +404,8 @@ function swarmer.send_message(kind, data, to)
 end
 function swarmer._deliver(kind, text, from)
   local fn = message_handlers[kind]
-  if not fn then error(("no handler for %q messages (swarmer.register_message)"):format(kind)) end
+  -- As Locust, a message nobody handles is only logged.
+  if not fn then return ("no handler for %q messages (swarmer.register_message)"):format(kind) end
   fn(swarmer.json_decode(text), from)
 end
 

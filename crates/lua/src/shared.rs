@@ -15,9 +15,18 @@ use std::sync::{Arc, Mutex};
 use mlua::{Lua, MultiValue, Table, Value};
 use swarmer_engine::LockExt;
 
-/// Tables nested deeper than this are refused (a table that contains
-/// itself would otherwise never end).
+/// Tables nested deeper than this are refused.
 const MAX_DEPTH: usize = 32;
+/// Values in one shared value at most (a table reached by many paths is
+/// counted once per path).
+const MAX_VALUES: usize = 1_000_000;
+
+/// Where a conversion is: the tables on the path to it, and values so far.
+#[derive(Default)]
+struct Walk {
+    path: Vec<*const std::ffi::c_void>,
+    values: usize,
+}
 
 /// A value that can cross from one VM to another.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,7 +60,11 @@ fn store(lua: &Lua) -> mlua::Result<Arc<SharedStore>> {
     entry.clone().downcast::<SharedStore>().map_err(|_| mlua::Error::runtime("internal: the shared store"))
 }
 
-fn to_shared(value: &Value, depth: usize) -> Result<SharedValue, String> {
+fn to_shared(value: &Value, walk: &mut Walk) -> Result<SharedValue, String> {
+    walk.values += 1;
+    if walk.values > MAX_VALUES {
+        return Err(format!("more than {MAX_VALUES} values"));
+    }
     Ok(match value {
         Value::Nil => SharedValue::Nil,
         Value::Boolean(b) => SharedValue::Boolean(*b),
@@ -59,14 +72,19 @@ fn to_shared(value: &Value, depth: usize) -> Result<SharedValue, String> {
         Value::Number(x) => SharedValue::Number(*x),
         Value::String(s) => SharedValue::String(s.as_bytes().to_vec()),
         Value::Table(t) => {
-            if depth >= MAX_DEPTH {
-                return Err(format!("tables nested more than {MAX_DEPTH} deep (does a table contain itself?)"));
+            if walk.path.contains(&t.to_pointer()) {
+                return Err("a table that contains itself cannot be shared".into());
             }
+            if walk.path.len() >= MAX_DEPTH {
+                return Err(format!("tables nested more than {MAX_DEPTH} deep"));
+            }
+            walk.path.push(t.to_pointer());
             let mut pairs = Vec::new();
             for pair in t.clone().pairs::<Value, Value>() {
                 let (key, value) = pair.map_err(|e| crate::vm::clean(&e))?;
-                pairs.push((to_shared(&key, depth + 1)?, to_shared(&value, depth + 1)?));
+                pairs.push((to_shared(&key, walk)?, to_shared(&value, walk)?));
             }
+            walk.path.pop();
             SharedValue::Table(pairs)
         }
         other => {
@@ -109,7 +127,7 @@ pub fn install(lua: &Lua, module: &Table) -> mlua::Result<()> {
     module.set(
         "_shared_set",
         lua.create_function(|lua, (key, value): (String, Value)| {
-            let value = match to_shared(&value, 0) {
+            let value = match to_shared(&value, &mut Walk::default()) {
                 Ok(value) => value,
                 Err(message) => return Ok(Some(message)),
             };
@@ -128,7 +146,7 @@ pub fn install(lua: &Lua, module: &Table) -> mlua::Result<()> {
         lua.create_function(|lua, (name, values): (String, MultiValue)| {
             let mut converted = Vec::with_capacity(values.len());
             for value in &values {
-                match to_shared(value, 0) {
+                match to_shared(value, &mut Walk::default()) {
                     Ok(SharedValue::Nil) => return Ok((None, Some("nil cannot be pushed".to_owned()))),
                     Ok(value) => converted.push(value),
                     Err(message) => return Ok((None, Some(message))),
@@ -177,7 +195,7 @@ mod tests {
     fn plain_data_round_trips_and_the_rest_is_refused_with_its_type() {
         let lua = Lua::new();
         let value: Value = lua.load("return { 'a', 2, 3.5, true, nested = { x = 'y' } }").eval().unwrap();
-        let shared = to_shared(&value, 0).unwrap();
+        let shared = to_shared(&value, &mut Walk::default()).unwrap();
         let back = to_lua(&lua, &shared).unwrap();
         let check: Function = lua
             .load(
@@ -188,8 +206,13 @@ mod tests {
             .unwrap();
         assert!(check.call::<bool>(back).unwrap());
         let function: Value = lua.load("return { f = print }").eval().unwrap();
-        assert!(to_shared(&function, 0).unwrap_err().contains("a function cannot be shared"));
+        assert!(to_shared(&function, &mut Walk::default()).unwrap_err().contains("a function cannot be shared"));
         let cycle: Value = lua.load("local t = {} t.t = t return t").eval().unwrap();
-        assert!(to_shared(&cycle, 0).unwrap_err().contains("contain itself"));
+        assert!(to_shared(&cycle, &mut Walk::default()).unwrap_err().contains("contains itself"));
+        // Reached by many paths, not a cycle: refused quickly, not walked 2^32 times.
+        let wide: Value = lua.load("local t = {} for i = 1, 25 do t = { a = t, b = t } end return t").eval().unwrap();
+        assert!(to_shared(&wide, &mut Walk::default()).unwrap_err().contains("values"));
+        let shared_twice: Value = lua.load("local leaf = { 1 } return { leaf, leaf }").eval().unwrap();
+        assert!(to_shared(&shared_twice, &mut Walk::default()).is_ok(), "the same table twice is no cycle");
     }
 }

@@ -59,9 +59,10 @@ pub fn new_vm(ctx: &PlanContext, kind: VmKind) -> mlua::Result<Lua> {
 /// The first load of a plan, in what becomes its process VM: what the
 /// process needs to know of it. The VM is returned with it, to be adopted
 /// by the process shard.
-pub fn describe(ctx: &PlanContext) -> Result<(Lua, PlanDescription), String> {
+/// `probe` says what the VM will serve, as far as is known (its role).
+pub fn describe(ctx: &PlanContext, probe: &ShardInfo) -> Result<(Lua, PlanDescription), String> {
     let lua = new_vm(ctx, VmKind::Process).map_err(|e| clean(&e))?;
-    module::bind(&lua, &ShardInfo::probe()).map_err(|e| clean(&e))?;
+    module::bind(&lua, probe).map_err(|e| clean(&e))?;
     lua.set_app_data(crate::data::UsedFiles::default());
     run_plan_file(&lua, &ctx.path)?;
     let files = used_files(&lua).map_err(|e| clean(&e))?;
@@ -139,9 +140,12 @@ fn client_maker_hook(lua: &Lua) -> Rc<dyn Fn(swarmer_engine::ClientMaker)> {
 }
 
 /// See [`module::close`].
-fn closer(lua: &Lua) -> Rc<dyn Fn()> {
+fn closer(lua: &Lua) -> ShardHook {
     let lua = lua.clone();
-    Rc::new(move || module::close(&lua))
+    Rc::new(move || {
+        let lua = lua.clone();
+        Box::pin(async move { module::close(&lua).await })
+    })
 }
 
 fn fire_function(lua: &Lua) -> Result<Function, String> {
@@ -201,9 +205,13 @@ fn notice_hook(lua: &Lua, fire: &Function) -> NoticeHook {
                         Ok(deliver) => call_async(&lua, &deliver, (m.kind.clone(), m.data, m.peer)).await,
                         Err(e) => Err(e),
                     };
-                    if let Err(e) = delivered {
-                        tracing::error!("the handler of {:?} messages failed: {}", m.kind, clean(&e));
-                        plan_error(&lua);
+                    match delivered {
+                        Ok(Value::String(unhandled)) => tracing::warn!("{}", unhandled.to_string_lossy()),
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::error!("the handler of {:?} messages failed: {}", m.kind, clean(&e));
+                            plan_error(&lua);
+                        }
                     }
                     return;
                 }

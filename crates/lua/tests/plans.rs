@@ -815,6 +815,8 @@ fn definition_typos_and_locust_0x_fields_are_load_errors_that_name_the_line_and_
     }
     // Data and helper functions that are no typo stay, read through self.
     assert_eq!(load_error("swarmer.user('U', { products = { 1 }, login = print, tasks = { function() end } })"), "");
+    let plurals = "swarmer.user('U', { hosts = {}, names = {}, pages = {}, weights = {}, tasks = { function() end } })";
+    assert_eq!(load_error(plurals), "", "data fields named like a known one");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]

@@ -96,8 +96,8 @@ impl Actor {
                     Some(RunnerCommand::ResetStats) => self.reset_stats(),
                     Some(RunnerCommand::Flush(reply)) => self.flush(reply),
                     Some(RunnerCommand::Deliver(message)) => self.notify_shards(Notice::Message(message)),
-                    Some(RunnerCommand::TestHooks { start, done }) => {
-                        let host = self.core.host();
+                    Some(RunnerCommand::TestHooks { start, host, done }) => {
+                        let host = host.or_else(|| self.core.host());
                         self.to_every_shard(|| {
                             if start { ShardCommand::TestStart { host: host.clone() } } else { ShardCommand::TestStop }
                         });
@@ -244,6 +244,11 @@ impl Actor {
 
     fn ramp_step(&mut self) {
         let Some(ramp) = &self.ramp else { return };
+        if self.shard_tx.is_empty() {
+            // A runner without user shards (a master's plan runner) places no users.
+            self.ramp = None;
+            return;
+        }
         let due = if ramp.rate.is_infinite() {
             usize::MAX
         } else {
@@ -393,7 +398,7 @@ impl Actor {
     }
 
     /// Returns true when the last shard has shut down.
-    fn on_shard_event(&mut self, event: ShardEvent) -> bool {
+    pub(super) fn on_shard_event(&mut self, event: ShardEvent) -> bool {
         match event {
             ShardEvent::Stats { delta, epoch } => {
                 if epoch != self.core.epoch() {

@@ -31,6 +31,8 @@ pub enum RunnerCommand {
     TestHooks {
         /// True: the test-start hooks; false: the test-stop hooks.
         start: bool,
+        /// The test's host, for clients the hooks make.
+        host: Option<String>,
         /// Answered once every shard ran them.
         done: oneshot::Sender<()>,
     },
@@ -189,9 +191,10 @@ impl RunnerHandle {
 
     /// Run the plan's test-start or test-stop hooks without users; resolves
     /// once every shard ran them.
-    pub async fn run_test_hooks(&self, start: bool) {
+    /// `host` is the test's (clients made by the hooks use it).
+    pub async fn run_test_hooks(&self, start: bool, host: Option<String>) {
         let (done, rx) = oneshot::channel();
-        if self.commands.send(RunnerCommand::TestHooks { start, done }).is_ok() {
+        if self.commands.send(RunnerCommand::TestHooks { start, host, done }).is_ok() {
             let _ = rx.await;
         }
     }

@@ -79,11 +79,14 @@ impl LocalRunner {
         };
         // The process shard first: its `init` runs before users' shards load.
         let mut process_tx = None;
+        // What the process shard sends while the others load (statistics of
+        // its init, a stop asked for by it) is handed to the actor after.
+        let mut early = Vec::new();
         if let Some(host) = &process_host {
             let (tx, rx) = mpsc::unbounded_channel();
             spawn_process_shard(info_for(0), setup.clone(), rx, event_tx.clone(), host.as_ref())
                 .map_err(|reason| StartError::Thread { shard: 0, reason })?;
-            wait_ready(&mut event_rx, 1).await?;
+            early.extend(wait_ready(&mut event_rx, 1).await?);
             process_tx = Some(tx);
         }
         for index in 0..shards {
@@ -94,7 +97,7 @@ impl LocalRunner {
             threads.push(thread);
         }
         drop(event_tx);
-        wait_ready(&mut event_rx, shards).await?;
+        early.extend(wait_ready(&mut event_rx, shards).await?);
         let sequence = UserSequence::new(&classes.iter().map(|c| (c.weight, c.fixed_count)).collect::<Vec<_>>());
         let summary = PlanSummary {
             name: plan.name.clone(),
@@ -127,22 +130,29 @@ impl LocalRunner {
             hooks_pending: None,
             next_flush: 0,
         };
+        let mut actor = actor;
+        for event in early {
+            actor.on_shard_event(event);
+        }
         tokio::spawn(actor.run(commands, event_rx, to_self));
         Ok(handle)
     }
 }
 
 /// Wait until `count` shards said they are ready; the first that failed
-/// fails the start.
-async fn wait_ready(events: &mut mpsc::UnboundedReceiver<ShardEvent>, count: usize) -> Result<(), StartError> {
-    let mut ready = 0;
+/// fails the start. Returns the other events that came meanwhile.
+async fn wait_ready(
+    events: &mut mpsc::UnboundedReceiver<ShardEvent>,
+    count: usize,
+) -> Result<Vec<ShardEvent>, StartError> {
+    let (mut ready, mut others) = (0, Vec::new());
     while ready < count {
         match events.recv().await {
             Some(ShardEvent::Ready) => ready += 1,
             Some(ShardEvent::Failed { error }) => return Err(error),
-            Some(_) => {}
+            Some(other) => others.push(other),
             None => return Err(StartError::ShardsEnded),
         }
     }
-    Ok(())
+    Ok(others)
 }

@@ -159,7 +159,8 @@ impl MasterLoop {
                     // The plan's test_start listeners run here first; what they
                     // send reaches each worker before its users.
                     if let Some(control) = &self.control {
-                        control.run_test_hooks(true).await;
+                        let host = settings.host.clone().or_else(|| self.core.host());
+                        control.run_test_hooks(true, host).await;
                     }
                     // Heartbeats were not read meanwhile: do not count that time.
                     let now = Instant::now();
@@ -320,7 +321,7 @@ impl MasterLoop {
             self.stop_started = None;
             self.plan.run_test_stop_hooks();
             if let Some(control) = self.control.clone() {
-                tokio::spawn(async move { control.run_test_hooks(false).await });
+                tokio::spawn(async move { control.run_test_hooks(false, None).await });
             }
             self.core.stopped();
             if self.quitting.is_some() {
