@@ -835,3 +835,32 @@ async fn a_response_method_called_with_a_dot_names_the_plans_line() {
     run_until(&handle, 1, "the mistake reported", |h| exception_count(h, "call it with a colon") > 0).await;
     assert!(exception_count(&handle, "plan.lua:4: json: call it with a colon: response:json()") > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_second_runner_of_the_same_plan_gets_a_process_vm_of_its_own_and_runs_its_hooks() {
+    // The first runner adopts the VM that described the plan; a second
+    // runner of the same Plan in this process loads a new process VM on
+    // the plan's thread. Both run their test_start listeners once and
+    // their users see what those listeners shared.
+    let t = target();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(
+        dir.path(),
+        r#"local swarmer = require("swarmer")
+swarmer.events.test_start:add_listener(function()
+  swarmer.shared.starts = (swarmer.shared.starts or 0) + 1
+end)
+swarmer.user("U", { wait_time = swarmer.constant(0.05), tasks = { function(self)
+  self.client:get("/", { name = "starts " .. tostring(swarmer.shared.starts) })
+end } })
+"#,
+    );
+    let plan = swarmer_lua::load_plan(&path).unwrap();
+    for (round, expected) in [(1, "starts 1"), (2, "starts 2")] {
+        let options = RunnerOptions { shards: 2, host: Some(t.url()), ..Default::default() };
+        let handle = LocalRunner::start(plan.clone(), options).await.unwrap();
+        run_until(&handle, 2, "users saw the test_start", |h| count(h, "GET", expected).0 >= 2).await;
+        let other = if round == 1 { "starts 2" } else { "starts 3" };
+        assert_eq!(count(&handle, "GET", other).0, 0, "round {round}: test_start ran once");
+    }
+}
