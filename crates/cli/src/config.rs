@@ -89,8 +89,6 @@ pub struct RunConfig {
     pub outputs: Outputs,
     /// `-L` and `--logfile`.
     pub log: LogConfig,
-    /// `--exit-code-on-error`: the exit code when the test had failures.
-    pub exit_code_on_error: i32,
     /// One process, a master, or a worker.
     pub cluster: ClusterRole,
 }
@@ -299,7 +297,6 @@ impl RunConfig {
             web,
             outputs,
             log: LogConfig { level: args.loglevel, file: args.logfile, lines: logs },
-            exit_code_on_error: args.exit_code_on_error,
             cluster,
         })
     }
@@ -334,6 +331,7 @@ fn runner_options(args: &RunArgs, tags: TagFilter) -> Result<RunnerOptions, Stri
         reset_stats: args.reset_stats,
         // The web UI's start form can give the host.
         host_required: args.headless,
+        exit_code_on_error: args.exit_code_on_error,
         ..defaults
     })
 }

@@ -42,7 +42,7 @@ pub type RunError = Box<dyn std::error::Error>;
 
 /// Run the test; returns the process exit code.
 pub async fn run(plan: Plan, config: RunConfig, program_plan: bool) -> Result<i32, RunError> {
-    let RunConfig { runner, test, web, outputs, exit_code_on_error, cluster, plan: plan_spec, plan_files, .. } = config;
+    let RunConfig { runner, test, web, outputs, cluster, plan: plan_spec, plan_files, .. } = config;
     let headless = web.is_none();
     let autostart = web.as_ref().is_some_and(|w| w.autostart);
     let autoquit = web.as_ref().and_then(|w| w.autoquit);
@@ -147,7 +147,7 @@ pub async fn run(plan: Plan, config: RunConfig, program_plan: bool) -> Result<i3
     if let Some(web) = &web {
         web.shutdown();
     }
-    Ok(finish(&handle, &outputs, exit_code_on_error, csv.as_mut())?)
+    Ok(finish(&handle, &outputs, csv.as_mut())?)
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
@@ -159,12 +159,7 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 
 /// Write every report from the final statistics, the files first (the
 /// console may be gone after a SIGHUP); returns the exit code.
-fn finish(
-    handle: &RunnerHandle,
-    outputs: &Outputs,
-    exit_code_on_error: i32,
-    csv: Option<&mut CsvOutput>,
-) -> Result<i32, String> {
+fn finish(handle: &RunnerHandle, outputs: &Outputs, csv: Option<&mut CsvOutput>) -> Result<i32, String> {
     let store = handle.stats().lock_or_recover();
     let now = unix_now();
     let mut problems = Vec::new();
@@ -199,15 +194,15 @@ fn finish(
     for p in &problems {
         tracing::error!("{p}");
     }
-    let code = if store.stats.error_count() > 0 { exit_code_on_error } else { 0 };
-    let code = if problems.is_empty() { code } else { code.max(1) };
-    // Locust exits with 2 after an unhandled error in a listener or a greenlet.
-    let code = if store.plan_errors > 0 {
+    // Locust's order: the plan's process_exit_code, failures
+    // (--exit-code-on-error), then 2 after an unhandled error in a
+    // listener or a background coroutine. A report that could not be
+    // written makes it at least 1.
+    if store.plan_errors > 0 {
         tracing::error!("{} error(s) in the plan's listeners, handlers or background coroutines", store.plan_errors);
-        2
-    } else {
-        code
-    };
+    }
+    let code = store.exit_code();
+    let code = if problems.is_empty() || store.process_exit_code.is_some() { code } else { code.max(1) };
     tracing::info!("Shutting down (exit code {code})");
     Ok(code)
 }

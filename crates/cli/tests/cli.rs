@@ -790,3 +790,51 @@ fn an_error_in_a_listener_makes_the_run_exit_with_2_as_locust_does() {
     assert_eq!(out.status.code(), Some(2), "{log}");
     assert!(log.contains("a test_start listener failed") && log.contains("plan.lua:2: setup broke"), "{log}");
 }
+
+/// Locust's idiom: a `quitting` listener reads the final statistics and
+/// chooses the exit code; `quit` then hears it.
+#[test]
+fn a_quitting_listener_reads_the_final_statistics_and_chooses_the_exit_code() {
+    let t = target(TargetOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.lua");
+    std::fs::write(
+        &plan,
+        r#"local swarmer = require('swarmer')
+swarmer.events.quitting:add_listener(function()
+  local total = swarmer.stats()
+  print(("quitting saw %d requests"):format(total.num_requests))
+  if total.fail_ratio > 0.2 then swarmer.runner.process_exit_code = tonumber(os.getenv("CODE")) end
+end)
+swarmer.events.quit:add_listener(function(code) print("quit " .. code) end)
+swarmer.user('U', { wait_time = swarmer.constant(0.01), tasks = {
+  function(self) self.client:get('/') end,
+  function(self) self.client:get('/status/500') end,
+} })
+"#,
+    )
+    .unwrap();
+    for (code, expected) in [("3", 3), ("0", 0)] {
+        let prefix = dir.path().join(format!("run{code}"));
+        let out = run(swarmer()
+            .env("CODE", code)
+            .args(["-f", plan.to_str().unwrap(), "-H", &t.url(), "--headless", "-u", "4", "-r", "100", "-t", "2s"])
+            .args(["--shards", "2", "--only-summary", "--csv", prefix.to_str().unwrap()]));
+        let (stdout, log) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(expected), "{stdout}{log}");
+        assert!(stdout.contains(&format!("quit {expected}\n")), "{stdout}");
+        let csv = std::fs::read_to_string(format!("{}_stats.csv", prefix.display())).unwrap();
+        let aggregated = csv.lines().find(|l| l.starts_with(",Aggregated,")).expect("an Aggregated row");
+        let total: u64 = aggregated.split(',').nth(2).unwrap().parse().unwrap();
+        assert!(total > 20, "{csv}");
+        assert!(stdout.contains(&format!("quitting saw {total} requests\n")), "every shard's last requests: {stdout}");
+    }
+    // Failures without a choice of the plan: --exit-code-on-error.
+    std::fs::write(&plan, std::fs::read_to_string(&plan).unwrap().replace("process_exit_code", "not_the_code"))
+        .unwrap();
+    let out = run(swarmer()
+        .args(["-f", plan.to_str().unwrap(), "-H", &t.url(), "--headless", "-u", "2", "-r", "100", "-t", "1s"])
+        .args(["--only-summary", "--exit-code-on-error", "5"]));
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("quit 5\n"), "{}", text(&out.stdout));
+}

@@ -1305,3 +1305,83 @@ fn a_worker_with_its_own_different_plan_is_refused_with_both_digests() {
     master.proc.signal(libc::SIGTERM);
     master.proc.wait_exit(Duration::from_secs(30));
 }
+
+/// Locust's events where Locust fires them: the master hears the test's
+/// spawning_complete, test_stopping and a heartbeat_sent per worker; each
+/// worker a heartbeat_received; every process quitting then quit(code).
+#[test]
+fn masters_and_workers_fire_the_test_heartbeat_and_quit_events_once_per_process() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.lua");
+    std::fs::write(
+        &plan,
+        r#"local swarmer = require("swarmer")
+local function say(what) print(("EVENT %s %s"):format(swarmer.runner.role, what)) end
+for _, name in ipairs({ "test_start", "spawning_complete", "test_stopping", "test_stop", "quitting" }) do
+  swarmer.events[name]:add_listener(function() say(name) end)
+end
+swarmer.events.test_start:add_listener(function()
+  if swarmer.runner.role == "worker" then say("id " .. swarmer.runner.worker_id) end
+end)
+local heard = {}
+swarmer.events.heartbeat_sent:add_listener(function(client_id, timestamp)
+  assert(math.abs(timestamp - os.time()) < 5, "a Unix time")
+  if not heard[client_id] then say("heartbeat_sent " .. client_id) end
+  heard[client_id] = true
+end)
+swarmer.events.heartbeat_received:add_listener(function(client_id, timestamp)
+  assert(math.abs(timestamp - os.time()) < 5, "a Unix time")
+  if not heard.master then say("heartbeat_received " .. (client_id == swarmer.runner.worker_id and "self" or client_id)) end
+  heard.master = true
+end)
+swarmer.events.quit:add_listener(function(code) say("quit " .. code) end)
+swarmer.user("U", { wait_time = swarmer.constant(0.05), tasks = { function(self) self.client:get("/") end } })
+"#,
+    )
+    .unwrap();
+    let mut master = start_master(
+        plan.to_str().unwrap(),
+        &t.url(),
+        "--headless --expect-workers 2 -u 4 -r 100 -t 3s --only-summary",
+        &[],
+        TOKEN,
+    );
+    let mut workers: Vec<Proc> = (0..2).map(|_| worker(&master.port, &["--shards", "2"], TOKEN)).collect();
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{}", master.proc.text());
+    let events = |text: &str| -> Vec<String> {
+        text.lines().filter_map(|l| l.find("EVENT ").map(|at| l[at + 6..].trim().to_owned())).collect()
+    };
+    let on_master = events(&master.proc.text());
+    let once_in_order = ["test_start", "spawning_complete", "test_stopping", "test_stop", "quitting", "quit 0"]
+        .map(|e| format!("master {e}"));
+    let test_events: Vec<&String> = on_master.iter().filter(|e| !e.contains("heartbeat")).collect();
+    assert_eq!(test_events, once_in_order.iter().collect::<Vec<_>>(), "{on_master:?}");
+    let mut beaten: Vec<&str> = on_master.iter().filter_map(|e| e.strip_prefix("master heartbeat_sent ")).collect();
+    beaten.sort();
+    let mut ids = Vec::new();
+    for w in &mut workers {
+        assert_eq!(w.wait_exit(Duration::from_secs(20)), 0, "{}", w.text());
+        let seen = events(&w.text());
+        let id = seen.iter().find_map(|e| e.strip_prefix("worker id ")).expect("the worker's id").to_owned();
+        let mut rest: Vec<&str> = seen.iter().filter(|e| !e.starts_with("worker id ")).map(String::as_str).collect();
+        rest.sort();
+        assert_eq!(
+            rest,
+            [
+                "worker heartbeat_received self",
+                "worker quit 0",
+                "worker quitting",
+                "worker spawning_complete",
+                "worker test_start",
+                "worker test_stop",
+                "worker test_stopping",
+            ],
+            "once per worker process (2 shards): {}",
+            w.text()
+        );
+        ids.push(id);
+    }
+    ids.sort();
+    assert_eq!(beaten, ids, "a heartbeat_sent for each worker, with its id");
+}

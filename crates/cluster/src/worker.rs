@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use swarmer_engine::{
-    ClusterMessage, LocalRunner, LockExt, NodeRole, Plan, PlanError, RunnerEvent, RunnerHandle, RunnerOptions,
+    ClusterMessage, LocalRunner, LockExt, NodeRole, Notice, Plan, PlanError, RunnerEvent, RunnerHandle, RunnerOptions,
     RunnerState, TestSettings, TlsOptions, UsageMonitor,
 };
-use swarmer_stats::StatsDelta;
+use swarmer_stats::{StatsDelta, unix_now};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -488,7 +488,10 @@ async fn session(
                         let data = String::from_utf8_lossy(&m.data).into_owned();
                         handle.deliver_message(ClusterMessage { kind: m.r#type, data, peer: "master".into() });
                     }
-                    master_message::Kind::Heartbeat(_) => {}
+                    master_message::Kind::Heartbeat(_) => {
+                        let client_id = options.id.clone();
+                        handle.notify(Notice::HeartbeatReceived { client_id, timestamp: unix_now() });
+                    }
                     other => tracing::debug!("unexpected message from the master: {other:?}"),
                 }
             }

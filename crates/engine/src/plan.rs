@@ -70,6 +70,20 @@ pub enum Notice {
     },
     /// A custom message from another process of the cluster.
     Message(ClusterMessage),
+    /// On a master: a heartbeat went to the worker `client_id` (Unix time `timestamp`).
+    HeartbeatSent {
+        /// The worker's id.
+        client_id: String,
+        /// Unix time, seconds.
+        timestamp: f64,
+    },
+    /// On a worker: the master's heartbeat arrived (`client_id` is this worker's id).
+    HeartbeatReceived {
+        /// This worker's id.
+        client_id: String,
+        /// Unix time, seconds.
+        timestamp: f64,
+    },
 }
 
 /// A custom message between master and workers (Locust's
@@ -242,6 +256,12 @@ impl ShardInfo {
     /// [`crate::StatsStore::plan_errors`].
     pub fn report_plan_error(&self) {
         self.stats.record_plan_error();
+    }
+
+    /// Choose the process's exit code (Locust's
+    /// `environment.process_exit_code`); `None` leaves it to the results.
+    pub fn set_process_exit_code(&self, code: Option<i32>) {
+        self.stats.set_process_exit_code(code);
     }
 }
 

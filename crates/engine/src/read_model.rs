@@ -112,6 +112,11 @@ pub struct StatsStore {
     /// message handler, a background coroutine): the run exits with 2, as
     /// Locust's does after an unhandled exception in such code.
     pub plan_errors: u64,
+    /// The exit code the plan asked for (Locust's
+    /// `environment.process_exit_code`); it wins over every other reason.
+    pub process_exit_code: Option<i32>,
+    /// The exit code when requests failed or users raised (`--exit-code-on-error`).
+    pub exit_code_on_error: i32,
 }
 
 /// A worker as a master sees it (Locust's `workers[]` entries).
@@ -150,6 +155,23 @@ impl StatsStore {
             test_stopped: None,
             notes: Vec::new(),
             plan_errors: 0,
+            process_exit_code: None,
+            exit_code_on_error: 1,
+        }
+    }
+
+    /// The code the process exits with, in Locust's order: the plan's own
+    /// choice, then `exit_code_on_error` after failures or exceptions, then
+    /// 2 after an error in the plan's code outside users, else 0.
+    pub fn exit_code(&self) -> i32 {
+        if let Some(code) = self.process_exit_code {
+            code
+        } else if self.stats.error_count() > 0 {
+            self.exit_code_on_error
+        } else if self.plan_errors > 0 {
+            2
+        } else {
+            0
         }
     }
 
@@ -240,6 +262,11 @@ impl StatsReader {
     /// Count one of [`StatsStore::plan_errors`] (the only write a reader may make).
     pub(crate) fn record_plan_error(&self) {
         self.0.lock_or_recover().plan_errors += 1;
+    }
+
+    /// Set (or clear) [`StatsStore::process_exit_code`].
+    pub(crate) fn set_process_exit_code(&self, code: Option<i32>) {
+        self.0.lock_or_recover().process_exit_code = code;
     }
 }
 

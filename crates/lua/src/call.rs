@@ -26,6 +26,19 @@ pub struct ClassContext {
     /// The VM's users' clients and free coroutines, shared by its classes.
     pub bridge: Rc<Bridge>,
     pub threads: Rc<ThreadPool>,
+    /// `swarmer._set_view`, which makes the `self` of a task set's functions.
+    pub set_view: Function,
+    /// How many task sets the class has numbered so far.
+    pub sets: Cell<usize>,
+}
+
+/// A task set a function belongs to: its definition and the set it is
+/// nested in. Each user makes its `self` for the set once
+/// (`swarmer._set_view`), on the first call.
+pub struct SetScope {
+    pub index: usize,
+    pub set: RegistryKey,
+    pub parent: Option<Rc<SetScope>>,
 }
 
 /// A user's Lua side, made on its first task: its `self` table (kept in
@@ -41,6 +54,8 @@ struct MadeUser {
     client_id: i64,
     core: Rc<ClientCore>,
     bridge: Rc<Bridge>,
+    /// The user's `self` in each task set it entered, by set number.
+    views: Vec<Option<RegistryKey>>,
 }
 
 impl Drop for MadeUser {
@@ -50,9 +65,15 @@ impl Drop for MadeUser {
 }
 
 /// Call `body(self)` for `user`; `body` is a registry key of the task's
-/// function, `name` the task's name.
-pub async fn run(context: &ClassContext, user: &mut User, body: &RegistryKey, name: &str) -> TaskResult {
-    let (self_id, core) = user_object(context, user).map_err(|e| lua_exception(&e))?;
+/// function, `name` the task's name, `scope` the task set it belongs to.
+pub async fn run(
+    context: &ClassContext,
+    user: &mut User,
+    body: &RegistryKey,
+    name: &str,
+    scope: Option<&SetScope>,
+) -> TaskResult {
+    let (self_id, core) = user_object(context, user, scope).map_err(|e| lua_exception(&e))?;
     let busy_since = Cell::new(None);
     let mut stuck = StuckReport { busy_since: &busy_since, core: &core, task: name, armed: true };
     let outcome = async {
@@ -103,9 +124,19 @@ impl Drop for StuckReport<'_> {
     }
 }
 
-fn user_object(context: &ClassContext, user: &mut User) -> mlua::Result<(std::ffi::c_int, Rc<ClientCore>)> {
-    if let Some(made) = user.state::<LuaUser>().and_then(|state| state.made.as_ref()) {
-        return Ok((made.self_key.id(), made.core.clone()));
+/// The registry id of the user's `self` (or its `self` in the task set
+/// `scope`), made on first use, and its client.
+fn user_object(
+    context: &ClassContext,
+    user: &mut User,
+    scope: Option<&SetScope>,
+) -> mlua::Result<(std::ffi::c_int, Rc<ClientCore>)> {
+    if let Some(made) = user.state::<LuaUser>().and_then(|state| state.made.as_mut()) {
+        let id = match scope {
+            None => made.self_key.id(),
+            Some(scope) => set_object(context, made, scope)?,
+        };
+        return Ok((id, made.core.clone()));
     }
     let (id, client) = (user.id(), user.client.clone());
     let Some(state) = user.state::<LuaUser>() else {
@@ -117,9 +148,46 @@ fn user_object(context: &ClassContext, user: &mut User) -> mlua::Result<(std::ff
         .call::<Table>((context.def.clone(), client_id, id))
         .and_then(|table| context.lua.create_registry_value(table))
         .inspect_err(|_| context.bridge.clients.remove(client_id))?;
-    let self_id = self_key.id();
-    state.made = Some(MadeUser { self_key, client_id, core: core.clone(), bridge: context.bridge.clone() });
-    Ok((self_id, core))
+    let made = state.made.insert(MadeUser {
+        self_key,
+        client_id,
+        core: core.clone(),
+        bridge: context.bridge.clone(),
+        views: Vec::new(),
+    });
+    let id = match scope {
+        None => made.self_key.id(),
+        Some(scope) => set_object(context, made, scope)?,
+    };
+    Ok((id, core))
+}
+
+/// The registry id of the user's `self` in a task set, made on first use
+/// from the set's definition and the object of what it is nested in.
+fn set_object(context: &ClassContext, made: &mut MadeUser, scope: &SetScope) -> mlua::Result<std::ffi::c_int> {
+    if let Some(Some(key)) = made.views.get(scope.index) {
+        return Ok(key.id());
+    }
+    let parent: Table = match &scope.parent {
+        None => context.lua.registry_value(&made.self_key)?,
+        Some(outer) => {
+            set_object(context, made, outer)?;
+            match made.views.get(outer.index) {
+                Some(Some(key)) => context.lua.registry_value(key)?,
+                _ => return Err(mlua::Error::runtime("internal: a task set's outer object is missing")),
+            }
+        }
+    };
+    let user: Table = context.lua.registry_value(&made.self_key)?;
+    let set: Table = context.lua.registry_value(&scope.set)?;
+    let view: Table = context.set_view.call((set, parent, user))?;
+    let key = context.lua.create_registry_value(view)?;
+    let id = key.id();
+    if made.views.len() <= scope.index {
+        made.views.resize_with(scope.index + 1, || None);
+    }
+    made.views[scope.index] = Some(key);
+    Ok(id)
 }
 
 fn table_outcome(context: &ClassContext, t: &Table, traceback: String) -> TaskError {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use mlua::{Function, Lua, Table, Value};
 use swarmer_engine::{Task, TaskFn, TaskSet, User, UserClass, WaitTime};
 
-use crate::call::{self, ClassContext, LuaUser};
+use crate::call::{self, ClassContext, LuaUser, SetScope};
 use crate::driver::Bridge;
 use crate::module;
 use crate::threads::ThreadPool;
@@ -45,6 +45,8 @@ fn build_class(
         def: def.clone(),
         bridge: bridge.clone(),
         threads: threads.clone(),
+        set_view: m.get("_set_view")?,
+        sets: Default::default(),
     });
     let mut class = UserClass::new(&name).state(LuaUser::default);
     if let Some(weight) = def.get::<Option<u32>>("weight")? {
@@ -59,10 +61,12 @@ fn build_class(
     if let Some(wait) = wait_time(m, def.get("wait_time")?)? {
         class = class.wait_time(wait);
     }
-    class.on_start = def.get::<Option<Function>>("on_start")?.map(|f| lua_fn(&context, f, "on_start")).transpose()?;
-    class.on_stop = def.get::<Option<Function>>("on_stop")?.map(|f| lua_fn(&context, f, "on_stop")).transpose()?;
+    class.on_start =
+        def.get::<Option<Function>>("on_start")?.map(|f| lua_fn(&context, f, "on_start", None)).transpose()?;
+    class.on_stop =
+        def.get::<Option<Function>>("on_stop")?.map(|f| lua_fn(&context, f, "on_stop", None)).transpose()?;
     let tasks: Table = def.get("tasks")?;
-    for task in tasks_of(lua, m, &context, &tasks)? {
+    for task in tasks_of(lua, m, &context, &None, &tasks)? {
         class = class.task(task);
     }
     if class.tasks.tasks.is_empty() {
@@ -72,8 +76,9 @@ fn build_class(
     Ok(class)
 }
 
-/// The engine body of a Lua function.
-fn lua_fn(context: &Rc<ClassContext>, function: Function, name: &str) -> mlua::Result<TaskFn> {
+/// The engine body of a Lua function; `scope` is the task set it belongs
+/// to, if any (its `self` is then the user's object for that set).
+fn lua_fn(context: &Rc<ClassContext>, function: Function, name: &str, scope: Scope) -> mlua::Result<TaskFn> {
     let context = context.clone();
     let body = Rc::new(context.lua.create_registry_value(function)?);
     let name: Rc<str> = Rc::from(name);
@@ -81,16 +86,19 @@ fn lua_fn(context: &Rc<ClassContext>, function: Function, name: &str) -> mlua::R
         let context = context.clone();
         let body = body.clone();
         let name = name.clone();
-        crate::in_place::boxed(move || async move { call::run(&context, user, &body, &name).await })
+        let scope = scope.clone();
+        crate::in_place::boxed(move || async move { call::run(&context, user, &body, &name, scope.as_deref()).await })
     }))
 }
 
+type Scope = Option<Rc<SetScope>>;
+
 /// Entries of a `tasks` list: array entries in order, then named entries
 /// (`name = function`) sorted by name so every shard builds the same list.
-fn tasks_of(lua: &Lua, m: &Table, context: &Rc<ClassContext>, tasks: &Table) -> mlua::Result<Vec<Task>> {
+fn tasks_of(lua: &Lua, m: &Table, context: &Rc<ClassContext>, scope: &Scope, tasks: &Table) -> mlua::Result<Vec<Task>> {
     let mut out = Vec::new();
     for value in tasks.clone().sequence_values::<Value>() {
-        out.push(task_of(lua, m, context, None, value?)?);
+        out.push(task_of(lua, m, context, scope, None, value?)?);
     }
     let mut named: Vec<(String, Value)> = Vec::new();
     for pair in tasks.clone().pairs::<Value, Value>() {
@@ -101,32 +109,39 @@ fn tasks_of(lua: &Lua, m: &Table, context: &Rc<ClassContext>, tasks: &Table) -> 
     }
     named.sort_by(|a, b| a.0.cmp(&b.0));
     for (name, value) in named {
-        out.push(task_of(lua, m, context, Some(name), value)?);
+        out.push(task_of(lua, m, context, scope, Some(name), value)?);
     }
     Ok(out)
 }
 
-fn task_of(lua: &Lua, m: &Table, context: &Rc<ClassContext>, name: Option<String>, value: Value) -> mlua::Result<Task> {
+fn task_of(
+    lua: &Lua,
+    m: &Table,
+    context: &Rc<ClassContext>,
+    scope: &Scope,
+    name: Option<String>,
+    value: Value,
+) -> mlua::Result<Task> {
     let task_mt: Table = m.get("_TASK")?;
     let set_mt: Table = m.get("_TASKSET")?;
     match value {
         Value::Function(f) => {
             let name = name.unwrap_or_else(|| function_name(&f));
-            let body = lua_fn(context, f, &name)?;
+            let body = lua_fn(context, f, &name, scope.clone())?;
             Ok(Task::from_fn(name, body))
         }
-        Value::Table(t) if t.metatable().as_ref() == Some(&set_mt) => task_set(lua, m, context, t),
+        Value::Table(t) if t.metatable().as_ref() == Some(&set_mt) => task_set(lua, m, context, scope, t),
         Value::Table(t) if t.metatable().as_ref() == Some(&task_mt) => {
             let weight: u32 = t.get("weight")?;
             let tags: Vec<String> = t.get("tags")?;
             let run: Value = t.get("run")?;
             let explicit: Option<String> = t.get("name")?;
             let mut task = match run {
-                Value::Table(set) => task_set(lua, m, context, set)?,
+                Value::Table(set) => task_set(lua, m, context, scope, set)?,
                 Value::Function(f) => {
                     let name = explicit.clone().or(name).unwrap_or_else(|| function_name(&f));
                     {
-                        let body = lua_fn(context, f, &name)?;
+                        let body = lua_fn(context, f, &name, scope.clone())?;
                         Task::from_fn(name, body)
                     }
                 }
@@ -148,19 +163,24 @@ fn task_of(lua: &Lua, m: &Table, context: &Rc<ClassContext>, name: Option<String
     }
 }
 
-fn task_set(lua: &Lua, m: &Table, context: &Rc<ClassContext>, t: Table) -> mlua::Result<Task> {
+fn task_set(lua: &Lua, m: &Table, context: &Rc<ClassContext>, outer: &Scope, t: Table) -> mlua::Result<Task> {
     let name: String = t.get("name")?;
     let sequential: bool = t.get("sequential")?;
+    let index = context.sets.get();
+    context.sets.set(index + 1);
+    let scope = Some(Rc::new(SetScope { index, set: lua.create_registry_value(t.clone())?, parent: outer.clone() }));
     let mut set = if sequential { TaskSet::sequential(&name) } else { TaskSet::new(&name) };
-    for task in tasks_of(lua, m, context, &t.get::<Table>("tasks")?)? {
+    for task in tasks_of(lua, m, context, &scope, &t.get::<Table>("tasks")?)? {
         set = set.task(task);
     }
     if set.tasks.is_empty() {
         return Err(mlua::Error::runtime(format!("task set {name} has no tasks")));
     }
     set.wait_time = wait_time(m, t.get("wait_time")?)?;
-    set.on_start = t.get::<Option<Function>>("on_start")?.map(|f| lua_fn(context, f, "on_start")).transpose()?;
-    set.on_stop = t.get::<Option<Function>>("on_stop")?.map(|f| lua_fn(context, f, "on_stop")).transpose()?;
+    set.on_start =
+        t.get::<Option<Function>>("on_start")?.map(|f| lua_fn(context, f, "on_start", scope.clone())).transpose()?;
+    set.on_stop =
+        t.get::<Option<Function>>("on_stop")?.map(|f| lua_fn(context, f, "on_stop", scope.clone())).transpose()?;
     let mut task = Task::set(set).weight(t.get("weight")?);
     task.tags = t.get("tags")?;
     Ok(task)

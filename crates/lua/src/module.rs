@@ -82,6 +82,7 @@ pub fn install(lua: &Lua, kind: VmKind, plan_dir: &std::path::Path, debug: Table
             Ok(())
         })?,
     )?;
+    module.set("_exit_code", lua.create_function(exit_code)?)?;
     let started = std::time::Instant::now();
     module.set("_clock", lua.create_function(move |_, ()| Ok(started.elapsed().as_secs_f64()))?)?;
     lua.set_named_registry_value(REGISTRY_KEY, module.clone())?;
@@ -171,6 +172,23 @@ fn spawn(lua: &Lua, body: Function) -> mlua::Result<()> {
             caller_location(lua)
         ))),
     }
+}
+
+/// `swarmer.runner.process_exit_code`: read with no arguments, set with a
+/// code, cleared with `(nil, true)`. Outside a run there is none to set.
+fn exit_code(lua: &Lua, (code, clear): (Option<i32>, Option<bool>)) -> mlua::Result<Option<i32>> {
+    let Some(shard) = lua.app_data_ref::<ShardInfo>() else {
+        if code.is_some() {
+            return Err(mlua::Error::runtime(
+                "swarmer.runner.process_exit_code: only settable while the plan runs (in a listener, say)",
+            ));
+        }
+        return Ok(None);
+    };
+    if code.is_some() || clear == Some(true) {
+        shard.set_process_exit_code(code);
+    }
+    Ok(shard.stats.read().process_exit_code)
 }
 
 /// `swarmer.http_client{ host =, record = }`: a client outside users (its

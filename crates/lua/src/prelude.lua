@@ -171,8 +171,15 @@ local function make_set(fname, name, def, sequential)
   local what = fname .. "(" .. name .. ")"
   check_fields(what, def, SET_FIELDS, 2)
   check_tasks(what, def.tasks, 2)
+  -- Other fields (helpers such as `login`, data) are the set's own:
+  -- its tasks reach them through `self`, before the user's.
+  local own = {}
+  for key, value in pairs(def) do
+    if not SET_FIELDS[key] then own[key] = value end
+  end
   local set = { name = name, tasks = def.tasks, wait_time = def.wait_time, on_start = def.on_start,
-                on_stop = def.on_stop, sequential = sequential, weight = def.weight or 1, tags = def.tags or {} }
+                on_stop = def.on_stop, sequential = sequential, weight = def.weight or 1, tags = def.tags or {},
+                own = own }
   check_weight(set.weight, 3)
   check_tags(set.tags, 3)
   return setmetatable(set, TASKSET)
@@ -384,10 +391,25 @@ end
 -- `swarmer.runner.workers()` lists the connected workers (on a master).
 -- `user_count` and `target_user_count` are read live (Locust's
 -- runner.user_count and runner.target_user_count).
+-- `process_exit_code` (Locust's environment.process_exit_code) chooses
+-- the exit code, typically in a `quitting` listener.
 local LIVE_RUNNER = { user_count = true, target_user_count = true }
-swarmer.runner = setmetatable({ role = "local", shard = 0, shards = 1 }, { __index = function(_, key)
-  if LIVE_RUNNER[key] then return swarmer.stats()[key] end
-end })
+swarmer.runner = setmetatable({ role = "local", shard = 0, shards = 1 }, {
+  __index = function(_, key)
+    if LIVE_RUNNER[key] then return swarmer.stats()[key] end
+    if key == "process_exit_code" then return swarmer._exit_code() end
+  end,
+  __newindex = function(runner, key, value)
+    if key == "process_exit_code" then
+      if value ~= nil and math.type(value) ~= "integer" then
+        error("swarmer.runner.process_exit_code: expected an integer or nil, got " .. tostring(value), 2)
+      end
+      return swarmer._exit_code(value, value == nil)
+    end
+    if LIVE_RUNNER[key] then error("swarmer.runner." .. key .. " is read-only", 2) end
+    rawset(runner, key, value)
+  end,
+})
 
 -- Custom messages between master and workers (Locust's register_message /
 -- send_message). Data is any JSON-able value; a handler gets (data, from).
@@ -461,8 +483,9 @@ function Event:add_listener(fn)
   table.insert(self._listeners, fn)
   return fn
 end
-local AVAILABLE = { "init", "test_start", "test_stopping", "test_stop", "quitting", "spawning_complete",
-                    "request", "user_error", "reset_stats", "usage_monitor", "cpu_warning" }
+local AVAILABLE = { "init", "test_start", "test_stopping", "test_stop", "quitting", "quit", "spawning_complete",
+                    "request", "user_error", "reset_stats", "usage_monitor", "cpu_warning", "heartbeat_sent",
+                    "heartbeat_received" }
 local events = {}
 for _, name in ipairs(AVAILABLE) do events[name] = setmetatable({ name = name, _listeners = {} }, Event) end
 swarmer.events = setmetatable(events, { __metatable = SEALED, __index = function(_, k)
@@ -491,6 +514,16 @@ local USER_METHODS = {
   reschedule = function(_) swarmer.reschedule() end,
   sleep = function(_, s) return swarmer.sleep(s) end,
 }
+-- The `self` of a task set's functions, one per user and set: the set's
+-- own fields, then what it was entered from (the user, or the outer set
+-- for a nested one). `self.user` is the user, `self.parent` the outer
+-- object; fields a set's function writes stay on this object.
+function swarmer._set_view(set, parent, user)
+  local view = {}
+  for key, value in pairs(set.own) do view[key] = value end
+  view.user, view.parent = user, parent
+  return setmetatable(view, { __metatable = SEALED, __index = parent })
+end
 function swarmer._new_user(def, client, id)
   local self = { client = setmetatable({ client }, CLIENT), id = id, class_name = def.name }
   return setmetatable(self, { __metatable = SEALED, __index = function(_, k)

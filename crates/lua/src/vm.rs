@@ -119,7 +119,7 @@ pub fn load_process_part(ctx: &PlanContext, shard: &ShardInfo) -> Result<ShardPl
         init: vec![init_hook(&lua, &fire)],
         test_start: vec![hook(&lua, &fire, "test_start")],
         test_stop: vec![hook(&lua, &fire, "test_stop")],
-        quitting: vec![hook(&lua, &fire, "quitting")],
+        quitting: vec![hook(&lua, &fire, "quitting"), quit_hook(&lua, &fire)],
         notice: Some(notice_hook(&lua, &fire)),
         // The process VM's own requests (a listener's or a background
         // coroutine's client): few, so always hooked in.
@@ -129,6 +129,21 @@ pub fn load_process_part(ctx: &PlanContext, shard: &ShardInfo) -> Result<ShardPl
         close: Some(closer(&lua)),
     };
     Ok(ShardPlan { classes: Vec::new(), hooks })
+}
+
+/// `quit(exit_code)`, after the `quitting` listeners (which may have
+/// chosen the code with `swarmer.runner.process_exit_code`).
+fn quit_hook(lua: &Lua, fire: &Function) -> ShardHook {
+    let (lua, fire) = (lua.clone(), fire.clone());
+    Rc::new(move || {
+        let (lua, fire) = (lua.clone(), fire.clone());
+        Box::pin(async move {
+            let code = lua.app_data_ref::<ShardInfo>().map(|shard| shard.stats.read().exit_code());
+            if let Some(code) = code {
+                report(&lua, &fire_async(&lua, &fire, ("quit", code)).await, "quit");
+            }
+        })
+    })
 }
 
 /// Keeps the shard's maker of clients outside users (`swarmer.http_client`).
@@ -194,6 +209,12 @@ fn notice_hook(lua: &Lua, fire: &Function) -> NoticeHook {
                 Notice::SpawningComplete { user_count } => ("spawning_complete", args(&lua, user_count)),
                 Notice::ResetStats => ("reset_stats", mlua::MultiValue::new()),
                 Notice::TestStopping => ("test_stopping", mlua::MultiValue::new()),
+                Notice::HeartbeatSent { client_id, timestamp } => {
+                    ("heartbeat_sent", args(&lua, (client_id, timestamp)))
+                }
+                Notice::HeartbeatReceived { client_id, timestamp } => {
+                    ("heartbeat_received", args(&lua, (client_id, timestamp)))
+                }
                 Notice::CpuWarning { cpu_percent } => ("cpu_warning", args(&lua, cpu_percent)),
                 Notice::UsageMonitor { cpu_percent, rss_bytes } => {
                     ("usage_monitor", args(&lua, (cpu_percent, rss_bytes)))
@@ -216,12 +237,22 @@ fn notice_hook(lua: &Lua, fire: &Function) -> NoticeHook {
                     return;
                 }
             };
+            if !listening(&lua, name) {
+                return;
+            }
             let mut call = mlua::MultiValue::new();
             call.push_back(mlua::Value::String(lua.create_string(name).expect("a short string")));
             call.extend(args);
             report(&lua, &fire_async(&lua, &fire, call).await, name);
         })
     })
+}
+
+/// Whether the plan has listeners for `event` (a heartbeat a second per
+/// worker then costs no coroutine).
+fn listening(lua: &Lua, event: &str) -> bool {
+    let count = module::module(lua).and_then(|m| m.get::<Function>("_listener_count")?.call::<usize>(event));
+    count.map_or(true, |n| n > 0)
 }
 
 fn args(lua: &Lua, values: impl mlua::IntoLuaMulti) -> mlua::MultiValue {

@@ -418,7 +418,7 @@ local checkout = swarmer.sequential_task_set("checkout", {
     function(self) self.client:get("/index.html", { name = "1-cart" }) end,
     function(self) self.client:get("/index.html", { name = "2-pay" }) end,
     function(self)
-      self.visits = (self.visits or 0) + 1
+      self.user.visits = (self.user.visits or 0) + 1
       self:interrupt()
     end,
   },
@@ -863,4 +863,66 @@ end } })
         let other = if round == 1 { "starts 2" } else { "starts 3" };
         assert_eq!(count(&handle, "GET", other).0, 0, "round {round}: test_start ran once");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_task_sets_helpers_and_fields_are_its_own_and_nested_sets_reach_their_parent() {
+    let t = target();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(
+        dir.path(),
+        r#"local swarmer = require("swarmer")
+local inner = swarmer.task_set("inner", {
+  depth = "inner",
+  tasks = {
+    function(self)
+      -- its own field first, then the outer set's helper and the user's data
+      self.client:get("/", { name = self.depth .. "-" .. self.parent:label() .. "-" .. self.user.kind })
+      self.parent.inner_visits = (self.parent.inner_visits or 0) + 1
+      self:interrupt()
+    end,
+  },
+})
+local account = swarmer.task_set("account", {
+  depth = "outer",
+  login = function(self)
+    self.token = "t" .. self.user.id
+    self.client:get("/headers", { name = "login" })
+  end,
+  label = function(self) return self.depth end,
+  on_start = function(self) self:login() end,
+  tasks = {
+    swarmer.task("profile", 3, function(self)
+      assert(self.token == "t" .. self.user.id, "the set's own field")
+      assert(self.user.token == nil, "a set's field stays on the set")
+      self.client:get("/profile", { name = "profile-" .. self.depth })
+      if (self.inner_visits or 0) >= 2 then self:interrupt() end
+    end),
+    inner,
+  },
+})
+swarmer.user("Member", {
+  kind = "member",
+  depth = "user",
+  tasks = {
+    account,
+    function(self)
+      assert(self.token == nil and self.depth == "user", "the user does not see the set's fields")
+      self.client:get("/", { name = "home-" .. self.depth })
+    end,
+  },
+})
+"#,
+    );
+    let handle = start(&path, &t.url(), 2, TagFilter::default()).await;
+    run_until(&handle, 4, "every kind of request", |h| {
+        count(h, "GET", "inner-outer-member").0 >= 4 && count(h, "GET", "home-user").0 >= 4
+    })
+    .await;
+    assert_eq!(exception_count(&handle, ""), 0, "{:?}", {
+        let store = handle.stats().lock().unwrap();
+        store.stats.exceptions().map(|e| e.msg.clone()).collect::<Vec<_>>()
+    });
+    assert!(count(&handle, "GET", "login").0 >= 4, "on_start called the set's helper");
+    assert!(count(&handle, "GET", "profile-outer").0 >= 4);
 }

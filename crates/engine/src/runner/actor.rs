@@ -95,7 +95,7 @@ impl Actor {
                     Some(RunnerCommand::Stop) => self.stop(),
                     Some(RunnerCommand::ResetStats) => self.reset_stats(),
                     Some(RunnerCommand::Flush(reply)) => self.flush(reply),
-                    Some(RunnerCommand::Deliver(message)) => self.notify_shards(Notice::Message(message)),
+                    Some(RunnerCommand::Notify(notice)) => self.notify_shards(notice),
                     Some(RunnerCommand::TestHooks { start, host, done }) => {
                         let host = host.or_else(|| self.core.host());
                         self.to_every_shard(|| {
@@ -160,6 +160,12 @@ impl Actor {
     fn to_every_shard(&self, command: impl Fn() -> ShardCommand) {
         for tx in self.shard_tx.iter().chain(&self.process_tx) {
             let _ = tx.send(command());
+        }
+    }
+
+    fn shut_down_process_shard(&self) {
+        if let Some(tx) = &self.process_tx {
+            let _ = tx.send(ShardCommand::Shutdown);
         }
     }
 
@@ -393,7 +399,14 @@ impl Actor {
     /// Once stopped and asked to quit, tell every shard to shut down.
     fn maybe_shutdown(&mut self) {
         if self.quitting.is_some() && self.core.is_idle() {
-            self.to_every_shard(|| ShardCommand::Shutdown);
+            // The process shard goes last: its `quitting` listeners read
+            // the users' final statistics (and may choose the exit code).
+            for tx in &self.shard_tx {
+                let _ = tx.send(ShardCommand::Shutdown);
+            }
+            if self.shard_tx.is_empty() {
+                self.shut_down_process_shard();
+            }
         }
     }
 
@@ -431,6 +444,9 @@ impl Actor {
             }
             ShardEvent::ShutDown => {
                 self.shut_down += 1;
+                if self.shut_down == self.shard_tx.len() {
+                    self.shut_down_process_shard();
+                }
                 return self.shut_down == self.shard_count();
             }
             ShardEvent::Failed { error } => {

@@ -7,7 +7,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::{RunnerEvent, TestSettings};
 use crate::error::StartError;
 use crate::lock::LockExt;
-use crate::plan::{ClassInfo, ClusterMessage};
+use crate::plan::{ClassInfo, ClusterMessage, Notice};
 use crate::plan_options::{OptionValues, PlanOption};
 use crate::read_model::{RunnerState, StatsView, WorkerRoster};
 
@@ -25,7 +25,7 @@ pub enum RunnerCommand {
     /// Have every shard hand over what it recorded now; answer when done.
     Flush(oneshot::Sender<()>),
     /// Hand a custom message to the plan's handlers on every shard.
-    Deliver(ClusterMessage),
+    Notify(Notice),
     /// Run the plan's test-start (true) or test-stop hooks on the shards
     /// without starting users (a master's plan); answer when they ran.
     TestHooks {
@@ -186,7 +186,13 @@ impl RunnerHandle {
 
     /// Hand a custom message to the plan's handlers.
     pub fn deliver_message(&self, message: ClusterMessage) {
-        let _ = self.commands.send(RunnerCommand::Deliver(message));
+        self.notify(Notice::Message(message));
+    }
+
+    /// Hand a notice to the plan's listeners on every shard (the cluster
+    /// tells a runner about heartbeats and the distributed test this way).
+    pub fn notify(&self, notice: Notice) {
+        let _ = self.commands.send(RunnerCommand::Notify(notice));
     }
 
     /// Run the plan's test-start or test-stop hooks without users; resolves

@@ -13,6 +13,7 @@ use super::{PlanSummary, RunnerHandle, RunnerOptions};
 use crate::cpu::UsageMonitor;
 use crate::dispatch::UserSequence;
 use crate::error::StartError;
+use crate::lock::LockExt;
 use crate::plan::{Plan, ShardInfo, SharedData};
 use crate::read_model::{RunnerState, StatsReader, StatsStore};
 use crate::shard::{ShardSetup, spawn_process_shard, spawn_shard};
@@ -40,6 +41,7 @@ impl LocalRunner {
         let stats = options.stats.clone().unwrap_or_else(|| {
             Arc::new(Mutex::new(StatsStore::new(RunnerState::Ready, RequestStats::new(unix_now()), History::default())))
         });
+        stats.lock_or_recover().exit_code_on_error = options.exit_code_on_error;
         let setup = Arc::new(ShardSetup {
             plan: plan.clone(),
             selected: options.classes.clone(),

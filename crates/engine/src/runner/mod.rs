@@ -73,6 +73,8 @@ pub struct RunnerOptions {
     /// On a master: its workers, for the plan (`swarmer.workers()`) and
     /// the handle's surfaces.
     pub workers: Option<WorkerRoster>,
+    /// The exit code after failed requests or exceptions (`--exit-code-on-error`).
+    pub exit_code_on_error: i32,
 }
 
 impl Default for RunnerOptions {
@@ -92,6 +94,7 @@ impl Default for RunnerOptions {
             message_out: None,
             stats: None,
             workers: None,
+            exit_code_on_error: 1,
         }
     }
 }

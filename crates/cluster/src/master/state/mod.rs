@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use swarmer_engine::{
-    Begin, ClassInfo, ClusterMessage, Plan, RunnerCommand, RunnerCore, RunnerEvent, RunnerHandle, RunnerOptions,
-    RunnerState, StatsView, TestSettings, UsageMonitor, WorkerRoster, WorkerState, sleep_until,
+    Begin, ClassInfo, ClusterMessage, Notice, Plan, RunnerCommand, RunnerCore, RunnerEvent, RunnerHandle,
+    RunnerOptions, RunnerState, StatsView, TestSettings, UsageMonitor, WorkerRoster, WorkerState, sleep_until,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -171,11 +171,7 @@ impl MasterLoop {
                 }
                 self.start(settings)
             }
-            RunnerCommand::Deliver(message) => {
-                if let Some(control) = &self.control {
-                    control.deliver_message(message);
-                }
-            }
+            RunnerCommand::Notify(notice) => self.notify_plan(notice),
             RunnerCommand::TestHooks { done, .. } => {
                 let _ = done.send(());
             }
@@ -304,6 +300,7 @@ impl MasterLoop {
             w.stopped = w.missing;
         }
         self.stop_started = Some(Instant::now());
+        self.notify_plan(Notice::TestStopping);
         self.broadcast(master_message::Kind::Stop(proto::Stop {}));
         self.check_stopped();
     }
@@ -330,7 +327,15 @@ impl MasterLoop {
         }
     }
 
+    /// Hand a notice to the plan's listeners on the master.
+    pub(super) fn notify_plan(&self, notice: Notice) {
+        if let Some(control) = &self.control {
+            control.notify(notice);
+        }
+    }
+
     fn reset_stats(&mut self) {
+        self.notify_plan(Notice::ResetStats);
         let epoch = self.core.reset_stats();
         self.shared_epoch.store(epoch, std::sync::atomic::Ordering::Relaxed);
         self.broadcast(master_message::Kind::ResetStats(proto::ResetStats { epoch }));

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use swarmer_engine::{ClusterMessage, LockExt, RunnerState, WorkerState, WorkerStatus};
+use swarmer_engine::{ClusterMessage, LockExt, Notice, RunnerState, WorkerState, WorkerStatus};
 use swarmer_stats::unix_now;
 
 use super::{MasterLoop, Worker};
@@ -191,6 +191,10 @@ impl MasterLoop {
             state: self.core.state().as_str().into(),
             ..Default::default()
         }));
+        let now = unix_now();
+        for id in self.live_ids() {
+            self.notify_plan(Notice::HeartbeatSent { client_id: id, timestamp: now });
+        }
         self.check_stopped();
         let live: Vec<&Worker> = self.workers.values().filter(|w| !w.missing).collect();
         let running: usize = live.iter().map(|w| w.user_count).sum();
@@ -201,6 +205,7 @@ impl MasterLoop {
             let class_counts = self.class_counts();
             tracing::info!("All users spawned: {running} users over {workers} workers");
             self.core.spawning_complete(running, class_counts);
+            self.notify_plan(Notice::SpawningComplete { user_count: running });
         }
         let usage = self.usage.sample().unwrap_or_default();
         self.publish();
