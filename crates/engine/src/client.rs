@@ -13,7 +13,7 @@ use std::ops::Deref;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use swarmer_http::{ClientConfig, Method, Request, Response, Session};
+use swarmer_http::{ClientConfig, ConnectionPool, Method, Request, Response, Session};
 use swarmer_stats::RequestSample;
 
 use crate::shard_context::ShardContext;
@@ -26,12 +26,31 @@ pub struct Client {
     config: Arc<ClientConfig>,
     base_url: Rc<str>,
     shard: Rc<ShardContext>,
+    /// Where connections come from when the class limits them.
+    pool: Option<Rc<ConnectionPool>>,
 }
 
 impl Client {
     pub(crate) fn new(config: Arc<ClientConfig>, base_url: String, shard: Rc<ShardContext>) -> Self {
-        let session = Session::new(config.clone(), base_url.as_str());
-        Self { session: Rc::new(RefCell::new(session)), config, base_url: base_url.into(), shard }
+        Self::pooled(config, base_url, shard, None)
+    }
+
+    /// A client whose sessions take connections from `pool`, if given.
+    pub(crate) fn pooled(
+        config: Arc<ClientConfig>,
+        base_url: String,
+        shard: Rc<ShardContext>,
+        pool: Option<Rc<ConnectionPool>>,
+    ) -> Self {
+        let session = Self::session_for(&config, &base_url, &pool);
+        Self { session: Rc::new(RefCell::new(session)), config, base_url: base_url.into(), shard, pool }
+    }
+
+    fn session_for(config: &Arc<ClientConfig>, base_url: &str, pool: &Option<Rc<ConnectionPool>>) -> Session {
+        match pool {
+            Some(pool) => Session::with_pool(config.clone(), base_url, pool.clone()),
+            None => Session::new(config.clone(), base_url),
+        }
     }
 
     /// `GET url` and record it under `url`.
@@ -46,7 +65,7 @@ impl Client {
         match self.session.try_borrow_mut() {
             Ok(mut session) => session.send(request).await,
             Err(_) => {
-                let mut sibling = Session::new(self.config.clone(), self.base_url.to_string());
+                let mut sibling = Self::session_for(&self.config, &self.base_url, &self.pool);
                 sibling.send(request).await
             }
         }

@@ -73,7 +73,7 @@ pub use swarmer_stats::{RequestSample, RequestStats, StatsEntry, unix_now};
 pub use tags::TagFilter;
 pub use task::{LocalBoxFuture, Task, TaskFn, TaskSet, task_fn};
 pub use user::User;
-pub use user_class::UserClass;
+pub use user_class::{Connections, UserClass};
 pub use wait_time::{WaitTime, between, constant, constant_pacing, constant_throughput};
 
 /// Wrap an `async fn(&mut User) -> TaskResult` as a task function.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use swarmer_http::ClientConfig;
+use swarmer_http::{ClientConfig, ConnectionPool};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::LocalSet;
 
@@ -24,7 +24,7 @@ use crate::shard_context::{ShardContext, ShardEvent};
 use crate::stop_signal::StopSignal;
 use crate::tags::TagFilter;
 use crate::user::User;
-use crate::user_class::UserClass;
+use crate::user_class::{Connections, UserClass};
 use crate::user_loop::run_user;
 
 /// How often a shard hands its statistics to the runner.
@@ -100,6 +100,28 @@ pub(crate) fn spawn_process_shard(
     host.run(Box::new(move || Box::pin(run_shard(info.for_process(), setup, commands, events))))
 }
 
+/// The connection pools of the classes whose users share one on this
+/// shard, by class index, made on the first user.
+#[derive(Default)]
+struct ClassPools(HashMap<usize, Rc<ConnectionPool>>);
+
+impl ClassPools {
+    fn for_user(&mut self, class: usize, def: &UserClass, info: &ShardInfo) -> Option<Rc<ConnectionPool>> {
+        match def.connections {
+            Connections::PerUser => None,
+            Connections::UserLimit { max } => Some(Rc::new(ConnectionPool::new(max))),
+            Connections::Shared { max } => Some(
+                self.0
+                    .entry(class)
+                    .or_insert_with(|| {
+                        Rc::new(ConnectionPool::new(Connections::shard_share(max, info.index, info.count)))
+                    })
+                    .clone(),
+            ),
+        }
+    }
+}
+
 struct LiveUser {
     stop: Rc<StopSignal>,
     done: tokio::task::JoinHandle<()>,
@@ -125,6 +147,7 @@ async fn run_shard(
     let context = Rc::new(ShardContext::new(&setup.node, events.clone()));
     context.set_hooks(hooks.request.clone(), hooks.user_error.clone());
     let users: Rc<RefCell<HashMap<u64, LiveUser>>> = Rc::default();
+    let mut pools = ClassPools::default();
     let mut seeds = SmallRng::from_entropy();
     let mut epoch = 0;
     let mut flush = tokio::time::interval(FLUSH_INTERVAL);
@@ -152,7 +175,8 @@ async fn run_shard(
                 Some(ShardCommand::Spawn { user_id, class, host }) => {
                     let Some(class_def) = classes.get(class).cloned() else { continue };
                     let host = host.or_else(|| class_def.host.clone()).unwrap_or_default();
-                    let client = Client::new(setup.client.clone(), host, context.clone());
+                    let pool = pools.for_user(class, &class_def, &info);
+                    let client = Client::pooled(setup.client.clone(), host, context.clone(), pool);
                     let state = class_def.state.as_ref().map(|make| make());
                     let rng = SmallRng::seed_from_u64(seeds.r#gen());
                     let user = User::new(user_id, class_names[class].clone(), client, state, rng, context.clone());

@@ -32,6 +32,38 @@ pub struct UserClass {
     pub on_stop: Option<TaskFn>,
     /// Builds each user's own state; `None`: users have none.
     pub state: Option<StateFactory>,
+    /// How users get connections (default: each its own, one per origin).
+    pub connections: Connections,
+}
+
+/// How a class's users get their HTTP connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Connections {
+    /// Each user keeps its own connection per origin; a user's concurrent
+    /// requests (coroutines of one user) each open one more.
+    #[default]
+    PerUser,
+    /// Each user has at most `max` connections open; more concurrent
+    /// requests wait for one (FastHttpUser's `concurrency`).
+    UserLimit {
+        /// Connections per user.
+        max: usize,
+    },
+    /// The class's users share a pool of at most `max` connections per
+    /// process, split over its shards (at least one each); requests wait
+    /// for a free one (Locust's `pool_manager = PoolManager(maxsize=max, block=True)`).
+    Shared {
+        /// Connections per process.
+        max: usize,
+    },
+}
+
+impl Connections {
+    /// The share of a `Shared` pool's connections shard `index` of `count` holds.
+    pub fn shard_share(max: usize, index: usize, count: usize) -> usize {
+        let count = count.max(1);
+        (max / count + usize::from(index < max % count)).max(1)
+    }
 }
 
 impl UserClass {
@@ -48,6 +80,7 @@ impl UserClass {
             on_start: None,
             on_stop: None,
             state: None,
+            connections: Connections::PerUser,
         }
     }
 
@@ -102,6 +135,12 @@ impl UserClass {
         F: for<'a> Fn(&'a mut User) -> LocalBoxFuture<'a, TaskResult> + 'static,
     {
         self.on_stop = Some(Rc::new(body));
+        self
+    }
+
+    /// Choose how the class's users get connections (see [`Connections`]).
+    pub fn connections(mut self, connections: Connections) -> Self {
+        self.connections = connections;
         self
     }
 

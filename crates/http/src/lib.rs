@@ -20,6 +20,8 @@
 //!   client certificate, timeouts, protocol choice, body limit). `Send +
 //!   Sync`, built once.
 //! - [`Session`]: one user's client. Not `Send`: it lives on its shard.
+//! - [`ConnectionPool`]: a cap on connections, shared by the sessions
+//!   given it (a user class's pool, or one user's concurrent requests).
 //! - [`Request`] / [`Response`]: what a task sends and gets back.
 //! - [`HttpError`]: why a request produced no response (connect, TLS,
 //!   timeout, protocol, body too large); the engine records these as failed
@@ -34,6 +36,7 @@ mod decode;
 mod error;
 mod h1;
 mod head_id;
+mod pool;
 mod request;
 mod response;
 mod session;
@@ -43,6 +46,7 @@ pub use config::{ClientConfig, DEFAULT_MAX_BODY_BYTES, HttpVersionPreference, Tl
 pub use error::HttpError;
 pub use head_id::number_heads_on_this_thread;
 pub use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+pub use pool::ConnectionPool;
 pub use request::{Body, Request};
 pub use response::Response;
 pub use session::Session;

@@ -5,6 +5,7 @@
 //! head, and collects the body; the per-request allocations are the URL,
 //! the header map and the body. The body limit costs integer compares.
 
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ use crate::config::ClientConfig;
 use crate::connection::{self, Connection, Origin, SendError};
 use crate::decode::decode_body;
 use crate::error::HttpError;
+use crate::pool::{ConnectionPool, Leased};
 use crate::request::Request;
 use crate::response::Response;
 
@@ -37,9 +39,18 @@ pub struct Session {
     base_host: Option<HeaderValue>,
     user_agent: Option<HeaderValue>,
     connections: Vec<(Origin, Connection)>,
+    /// When set, connections come from this pool instead (`connections` stays empty).
+    pool: Option<Rc<ConnectionPool>>,
     /// Created on the first `Set-Cookie`, so users that never get cookies
     /// pay nothing for a jar.
     cookies: Option<Box<CookieStore>>,
+}
+
+/// The connection an exchange uses: the session's own (by index), or one
+/// lent by its pool.
+enum Slot {
+    Own(usize),
+    Leased(Leased),
 }
 
 /// One hop of a possibly redirected request.
@@ -62,7 +73,22 @@ impl Session {
         let parsed_base = Url::parse(&base_url).ok().filter(|u| u.path() == "/" && u.query().is_none());
         let base_host = parsed_base.as_ref().and_then(|u| HeaderValue::try_from(host_of(u)?).ok());
         let user_agent = HeaderValue::try_from(config.user_agent.as_str()).ok();
-        Self { config, base_url, parsed_base, base_host, user_agent, connections: Vec::new(), cookies: None }
+        Self {
+            config,
+            base_url,
+            parsed_base,
+            base_host,
+            user_agent,
+            connections: Vec::new(),
+            pool: None,
+            cookies: None,
+        }
+    }
+
+    /// A session that takes its connections from `pool` for each request
+    /// (see [`ConnectionPool`]).
+    pub fn with_pool(config: Arc<ClientConfig>, base_url: impl Into<String>, pool: Rc<ConnectionPool>) -> Self {
+        Self { pool: Some(pool), ..Self::new(config, base_url) }
     }
 
     /// The base URL given to [`Session::new`], trailing slashes removed; empty if none was given.
@@ -70,9 +96,13 @@ impl Session {
         &self.base_url
     }
 
-    /// Number of open connections (for tests and diagnostics).
+    /// Number of open connections (for tests and diagnostics); a pooled
+    /// session counts its pool's.
     pub fn open_connections(&self) -> usize {
-        self.connections.iter().filter(|(_, c)| c.is_usable()).count()
+        match &self.pool {
+            Some(pool) => pool.open_connections(),
+            None => self.connections.iter().filter(|(_, c)| c.is_usable()).count(),
+        }
     }
 
     /// The value of cookie `name` for `url`, if the jar has one.
@@ -206,12 +236,24 @@ impl Session {
         let max_body = request.max_body.unwrap_or(self.config.max_body_bytes);
         let mut retried = false;
         let raw = loop {
-            let index = self.connection_for(&origin).await?;
-            let http2 = self.connections[index].1.is_http2();
+            let mut slot = self.connection_for(&origin).await?;
+            let http2 = match &slot {
+                Slot::Own(index) => self.connections[*index].1.is_http2(),
+                Slot::Leased(leased) => leased.connection.is_http2(),
+            };
             let (target, headers) = self.head(url, &origin, http2, request, content_type)?;
-            let sent = self.connections[index].1.send(method, &target, headers, body.clone(), started, max_body).await;
+            let connection = match &mut slot {
+                Slot::Own(index) => &mut self.connections[*index].1,
+                Slot::Leased(leased) => &mut leased.connection,
+            };
+            let sent = connection.send(method, &target, headers, body.clone(), started, max_body).await;
             let error = match sent {
-                Ok(raw) => break raw,
+                Ok(raw) => {
+                    if let (Slot::Leased(leased), Some(pool)) = (slot, &self.pool) {
+                        pool.give_back(leased);
+                    }
+                    break raw;
+                }
                 // Sending again is safe when the request never left, or
                 // when sending it twice means the same as once (RFC 9110
                 // §9.2.2); a POST or PATCH that may have reached the
@@ -228,7 +270,10 @@ impl Session {
                 )),
                 Err(SendError::Failed(e)) => Some(e),
             };
-            self.connections.swap_remove(index);
+            // A failed connection is not kept (a leased one frees its slot).
+            if let Slot::Own(index) = slot {
+                self.connections.swap_remove(index);
+            }
             match error {
                 None => retried = true,
                 Some(e) => return Err(e),
@@ -247,10 +292,13 @@ impl Session {
         })
     }
 
-    async fn connection_for(&mut self, origin: &Origin) -> Result<usize, HttpError> {
+    async fn connection_for(&mut self, origin: &Origin) -> Result<Slot, HttpError> {
+        if let Some(pool) = &self.pool {
+            return Ok(Slot::Leased(pool.lease(origin, &self.config).await?));
+        }
         if let Some(i) = self.connections.iter().position(|(o, _)| o == origin) {
             if self.connections[i].1.is_usable() {
-                return Ok(i);
+                return Ok(Slot::Own(i));
             }
             self.connections.swap_remove(i);
         }
@@ -259,7 +307,7 @@ impl Session {
         // copies of it) that large, although connecting is rare.
         let conn = Box::pin(connection::connect(origin, &self.config)).await?;
         self.connections.push((origin.clone(), conn));
-        Ok(self.connections.len() - 1)
+        Ok(Slot::Own(self.connections.len() - 1))
     }
 
     /// The request target and the headers to send. HTTP/1.1 wants the

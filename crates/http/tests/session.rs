@@ -258,3 +258,52 @@ async fn bodies_are_limited_by_the_configuration_and_each_request() {
         assert_eq!(s.send(&Request::get("/")).await.status_code(), 200);
     }
 }
+
+/// Sessions given one pool share its connections: never more open than
+/// its limit, requests beyond it wait their turn, each session keeps its
+/// own cookies, and a request that fails frees its slot.
+#[tokio::test(flavor = "current_thread")]
+async fn a_pool_caps_the_connections_of_the_sessions_sharing_it() {
+    use std::rc::Rc;
+    use swarmer_http::ConnectionPool;
+    let target = plain_target();
+    let config = Arc::new(ClientConfig::default_config());
+    let pool = Rc::new(ConnectionPool::new(3));
+    let mut sessions: Vec<Session> =
+        (0..10).map(|_| Session::with_pool(config.clone(), target.url(), pool.clone())).collect();
+    let login = Request::post("/login").form(&[("username", "ellen_key"), ("password", "education")]);
+    assert_eq!(sessions[0].send(&login).await.status_code(), 200);
+    let started = std::time::Instant::now();
+    let rounds = sessions.iter_mut().map(|s| async move {
+        let mut ok = 0;
+        for _ in 0..4 {
+            ok += u32::from(s.send(&Request::get("/delay/20")).await.status_code() == 200);
+        }
+        ok
+    });
+    let ok: u32 = futures_util::future::join_all(rounds).await.into_iter().sum();
+    assert_eq!(ok, 40);
+    let counts = target.connections();
+    assert_eq!(counts.most_open(), 3, "never more than the pool's limit");
+    assert_eq!(counts.accepted(), 3, "the pool's connections are kept alive and reused");
+    // 40 requests of 20 ms over 3 connections take at least 14 turns.
+    assert!(started.elapsed() >= Duration::from_millis(13 * 20), "{:?}", started.elapsed());
+    assert_eq!(sessions[0].send(&Request::get("/profile")).await.text(), "Profile of ellen_key");
+    assert_eq!(sessions[1].send(&Request::get("/profile")).await.text(), "Profile", "cookies stay per session");
+    assert_eq!(pool.open_connections(), 3);
+
+    // A timed-out request drops its connection and frees its slot.
+    let slow = sessions[2].send(&Request::get("/delay/2000").timeout(Duration::from_millis(50))).await;
+    assert!(matches!(slow.error, Some(HttpError::Timeout(_))), "{:?}", slow.error);
+    assert_eq!(sessions[3].send(&Request::get("/")).await.status_code(), 200);
+    assert!(pool.open_connections() <= 3);
+
+    // Another origin: an idle connection is closed to make room.
+    let other = plain_target();
+    let mut elsewhere: Vec<Session> =
+        (0..6).map(|_| Session::with_pool(config.clone(), other.url(), pool.clone())).collect();
+    let turns = elsewhere.iter_mut().map(|s| async move { s.send(&Request::get("/delay/10")).await.status_code() });
+    assert!(futures_util::future::join_all(turns).await.iter().all(|code| *code == 200));
+    assert!(pool.open_connections() <= 3);
+    assert!(counts.open() + other.connections().open() <= 3 + 1, "closed ones may still be closing");
+}

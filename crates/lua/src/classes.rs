@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use mlua::{Function, Lua, Table, Value};
-use swarmer_engine::{Task, TaskFn, TaskSet, User, UserClass, WaitTime};
+use swarmer_engine::{Connections, Task, TaskFn, TaskSet, User, UserClass, WaitTime};
 
 use crate::call::{self, ClassContext, LuaUser, SetScope};
 use crate::driver::Bridge;
@@ -57,6 +57,15 @@ fn build_class(
     }
     if let Some(host) = def.get::<Option<String>>("host")? {
         class = class.host(host);
+    }
+    if let Some(c) = def.get::<Option<Table>>("connections")? {
+        let max: usize = c.get("max")?;
+        let shared: Option<bool> = c.get("shared")?;
+        class = class.connections(if shared == Some(true) {
+            Connections::Shared { max }
+        } else {
+            Connections::UserLimit { max }
+        });
     }
     if let Some(wait) = wait_time(m, def.get("wait_time")?)? {
         class = class.wait_time(wait);

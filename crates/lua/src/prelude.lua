@@ -190,7 +190,21 @@ function swarmer.sequential_task_set(name, def) return make_set("swarmer.sequent
 -- User classes, in the order they are registered.
 swarmer._users = {}
 local USER_FIELDS = { tasks = true, weight = true, fixed_count = true, host = true, wait_time = true, on_start = true,
-                      on_stop = true, name = true }
+                      on_stop = true, name = true, connections = true }
+-- `connections = { max = n }`: at most n connections per user (its
+-- concurrent requests wait); `{ max = n, shared = true }`: the class's
+-- users share n connections per process.
+local function check_connections(what, c, level)
+  if c == nil then return end
+  if type(c) ~= "table" then error(what .. ": connections must be a table { max = n, shared = true|false }", level + 1) end
+  check_fields(what .. ".connections", c, { max = true, shared = true }, level + 1)
+  if math.type(c.max) ~= "integer" or c.max < 1 then
+    error(what .. ": connections.max must be a positive integer, got " .. tostring(c.max), level + 1)
+  end
+  if c.shared ~= nil and type(c.shared) ~= "boolean" then
+    error(what .. ": connections.shared must be true or false", level + 1)
+  end
+end
 local registered = {}
 function swarmer.user(name, def)
   if type(name) ~= "string" or name == "" then error("swarmer.user: expected a class name, then a definition table", 2) end
@@ -210,6 +224,7 @@ function swarmer.user(name, def)
   end
   if type(def.tasks) ~= "table" then error("swarmer.user(" .. name .. "): the definition needs a `tasks` list", 2) end
   check_fields("swarmer.user(" .. name .. ")", def, USER_FIELDS, 2)
+  check_connections("swarmer.user(" .. name .. ")", def.connections, 2)
   check_tasks("swarmer.user(" .. name .. ")", def.tasks, 2)
   registered[name] = true
   def.name = name

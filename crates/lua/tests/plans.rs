@@ -808,6 +808,18 @@ fn definition_typos_and_locust_0x_fields_are_load_errors_that_name_the_line_and_
             "swarmer.task_set(S): unknown field on_strat (did you mean on_start?)",
         ),
         ("swarmer.user('U', { tasks = { swarmer.task{ run = print, wieght = 2 } } })", "did you mean weight?"),
+        (
+            "swarmer.user('U', { connections = { mx = 2 }, tasks = { function() end } })",
+            "swarmer.user(U).connections: unknown field mx (did you mean max?)",
+        ),
+        (
+            "swarmer.user('U', { connections = { max = 0 }, tasks = { function() end } })",
+            "connections.max must be a positive integer, got 0",
+        ),
+        (
+            "swarmer.user('U', { connections = 4, tasks = { function() end } })",
+            "connections must be a table { max = n, shared = true|false }",
+        ),
     ];
     for (body, expected) in cases {
         let err = load_error(body);
@@ -925,4 +937,52 @@ swarmer.user("Member", {
     });
     assert!(count(&handle, "GET", "login").0 >= 4, "on_start called the set's helper");
     assert!(count(&handle, "GET", "profile-outer").0 >= 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn connections_are_capped_per_user_or_shared_by_a_class() {
+    let (shared_target, per_user_target) = (target(), target());
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(
+        dir.path(),
+        &format!(
+            r#"local swarmer = require("swarmer")
+swarmer.user("Pooled", {{
+  host = "{}",
+  weight = 1,
+  connections = {{ max = 2, shared = true }},
+  tasks = {{ function(self) self.client:get("/delay/5", {{ name = "pooled" }}) end }},
+}})
+swarmer.user("Capped", {{
+  host = "{}",
+  weight = 1,
+  connections = {{ max = 1 }},
+  tasks = {{ function(self)
+    -- three requests at once from one user: with one connection they take turns
+    local done = 0
+    for _ = 1, 3 do
+      swarmer.spawn(function() self.client:get("/delay/5", {{ name = "capped" }}); done = done + 1 end)
+    end
+    while done < 3 do swarmer.sleep(0.005) end
+  end }},
+}})
+"#,
+            shared_target.url(),
+            per_user_target.url()
+        ),
+    );
+    let plan = swarmer_lua::load_plan(&path).unwrap_or_else(|e| panic!("{e}"));
+    let options = RunnerOptions { shards: 2, ..Default::default() };
+    let handle = LocalRunner::start(plan, options).await.unwrap();
+    run_until(&handle, 16, "both classes' requests", |h| {
+        count(h, "GET", "pooled").0 >= 100 && count(h, "GET", "capped").0 >= 100
+    })
+    .await;
+    assert_eq!(count(&handle, "GET", "pooled").1 + count(&handle, "GET", "capped").1, 0);
+    let pooled = shared_target.connections();
+    assert!(pooled.most_open() <= 2, "8 users share 2 connections per process: {}", pooled.most_open());
+    assert!(pooled.accepted() <= 4, "and keep them: {} accepted", pooled.accepted());
+    let capped = per_user_target.connections();
+    assert!(capped.most_open() <= 8, "one connection per user: {}", capped.most_open());
+    assert!(capped.most_open() >= 2);
 }

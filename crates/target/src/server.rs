@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -60,12 +60,56 @@ pub struct TargetOptions {
     pub tls: Option<TlsFiles>,
     /// Requests answered so far (tests compare it with what a run recorded).
     pub served: Arc<AtomicU64>,
+    /// Connections accepted, open now, and the most open at once.
+    pub connections: Arc<ConnectionCounts>,
+}
+
+/// How many connections a target has had (tests check a client's limits).
+#[derive(Debug, Default)]
+pub struct ConnectionCounts {
+    accepted: AtomicU64,
+    open: AtomicUsize,
+    most_open: AtomicUsize,
+}
+
+impl ConnectionCounts {
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// The most connections that were open at once.
+    pub fn most_open(&self) -> usize {
+        self.most_open.load(Ordering::SeqCst)
+    }
+
+    fn opened(self: &Arc<Self>) -> OpenConnection {
+        self.accepted.fetch_add(1, Ordering::SeqCst);
+        let now = self.open.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_open.fetch_max(now, Ordering::SeqCst);
+        OpenConnection(self.clone())
+    }
+}
+
+/// Counts a connection as open until dropped.
+struct OpenConnection(Arc<ConnectionCounts>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A running demo target. Stops when dropped.
 pub struct DemoTarget {
     addr: SocketAddr,
     served: Arc<AtomicU64>,
+    connections: Arc<ConnectionCounts>,
     https: bool,
     accept_loop: Option<JoinHandle<()>>,
     thread: Option<(std::thread::JoinHandle<()>, tokio::sync::oneshot::Sender<()>)>,
@@ -77,9 +121,9 @@ impl DemoTarget {
         let (listener, tls) = listen(addr, &options).await?;
         let local = listener.local_addr().map_err(|source| TargetError::Bind { addr: addr.into(), source })?;
         let https = tls.is_some();
-        let served = options.served.clone();
+        let (served, connections) = (options.served.clone(), options.connections.clone());
         let handle = tokio::spawn(accept_loop(listener, tls, Arc::new(options)));
-        Ok(Self { addr: local, served, https, accept_loop: Some(handle), thread: None })
+        Ok(Self { addr: local, served, connections, https, accept_loop: Some(handle), thread: None })
     }
 
     /// Start on a thread of its own with a `threads`-worker runtime: for
@@ -93,7 +137,7 @@ impl DemoTarget {
         let (listener, tls) = listen_std(addr, &options)?;
         let local = listener.local_addr().map_err(|source| TargetError::Bind { addr: addr.into(), source })?;
         let https = tls.is_some();
-        let served = options.served.clone();
+        let (served, connections) = (options.served.clone(), options.connections.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("demo-target".into())
@@ -109,7 +153,7 @@ impl DemoTarget {
                 runtime.shutdown_timeout(Duration::from_millis(100));
             })
             .map_err(TargetError::Runtime)?;
-        Ok(Self { addr: local, served, https, accept_loop: None, thread: Some((thread, stop_tx)) })
+        Ok(Self { addr: local, served, connections, https, accept_loop: None, thread: Some((thread, stop_tx)) })
     }
 
     /// The address actually bound (with the real port when `addr` asked for port 0).
@@ -120,6 +164,11 @@ impl DemoTarget {
     /// Responses sent so far.
     pub fn requests_served(&self) -> u64 {
         self.served.load(Ordering::Relaxed)
+    }
+
+    /// Its connections so far.
+    pub fn connections(&self) -> &ConnectionCounts {
+        &self.connections
     }
 
     /// Base URL, e.g. `http://127.0.0.1:8080`.
@@ -178,7 +227,9 @@ async fn accept_loop(listener: TcpListener, tls: Option<tokio_rustls::TlsAccepto
         let _ = stream.set_nodelay(true);
         let options = options.clone();
         let tls = tls.clone();
+        let counted = options.connections.opened();
         tokio::spawn(async move {
+            let _counted = counted;
             match tls {
                 Some(acceptor) => {
                     if let Ok(stream) = acceptor.accept(stream).await {
