@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone. Installs what the tests need
-# (Debian's chromium for the browser tests, playwright-core from npm, PyYAML),
-# then checks formatting and lints, runs every test of the workspace, and
-# the web UI's browser tests against the freshly built binary.
+# (Debian's chromium for the browser tests, playwright-core from npm, PyYAML,
+# Locust from PyPI for the parity check), then checks formatting and lints,
+# runs every test of the workspace, the web UI's browser tests against the
+# freshly built binary, and Locust's examples side by side with their plans.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
@@ -39,3 +40,20 @@ CFLAGS="$CFLAGS -DLUAI_ASSERT" CARGO_TARGET_DIR=target/lua-checks cargo test -p 
 cargo build --locked --bin swarmer
 python3 tests/deploy/check_deploy.py target/debug/swarmer
 (cd tests/ui && SWARMER_BIN="$PWD/../../target/debug/swarmer" npm test)
+
+# Locust parity: Locust's own examples and their Swarmer plans print the
+# same lines, once per process (Locust from PyPI, in a venv of its own;
+# Debian's python3 needs python3-venv for that).
+venv=target/parity-venv
+if [ ! -x "$venv/bin/locust" ]; then
+  if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/pip" install --quiet --disable-pip-version-check locust==2.47.0
+fi
+python3 tests/parity/compare.py --swarmer target/debug/swarmer --locust "$venv/bin/locust"

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use swarmer_engine::{
-    Begin, ClassInfo, ClusterMessage, Notice, Plan, RunnerCommand, RunnerCore, RunnerEvent, RunnerHandle,
+    Begin, ClassInfo, ClusterMessage, LockExt, Notice, Plan, RunnerCommand, RunnerCore, RunnerEvent, RunnerHandle,
     RunnerOptions, RunnerState, StatsView, TestSettings, UsageMonitor, WorkerRoster, WorkerState, sleep_until,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -158,6 +158,8 @@ impl MasterLoop {
                 if self.core.is_idle() && !self.live_ids().is_empty() && self.quitting.is_none() {
                     // The plan's test_start listeners run here first; what they
                     // send reaches each worker before its users.
+                    // As Locust's, the listeners read the test's target user count.
+                    self.core.stats().lock_or_recover().target_user_count = settings.users;
                     if let Some(control) = &self.control {
                         let host = settings.host.clone().or_else(|| self.core.host());
                         control.run_test_hooks(true, host).await;
