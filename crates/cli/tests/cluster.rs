@@ -1385,3 +1385,65 @@ swarmer.user("U", { wait_time = swarmer.constant(0.05), tasks = { function(self)
     ids.sort();
     assert_eq!(beaten, ids, "a heartbeat_sent for each worker, with its id");
 }
+
+/// POST a form to the web UI at `base`; returns the status line.
+fn post_form(base: &str, path: &str, form: &str) -> String {
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.0\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\n\r\n{form}",
+        form.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text.lines().next().unwrap_or_default().to_owned()
+}
+
+/// A host given only in the web UI's start form reaches the clients the
+/// master's and the workers' test_start listeners make.
+#[test]
+fn test_start_clients_use_the_host_given_in_the_web_ui() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.lua");
+    std::fs::write(
+        &plan,
+        r#"local swarmer = require("swarmer")
+swarmer.events.test_start:add_listener(function()
+  local r = swarmer.http_client{ record = true }:get("/headers", { name = "setup on " .. swarmer.runner.role })
+  print(("SETUP %s %s"):format(swarmer.runner.role, r.status_code))
+end)
+swarmer.user("U", { wait_time = swarmer.constant(0.1), tasks = { function(self) self.client:get("/") end } })
+"#,
+    )
+    .unwrap();
+    let args = ["-f", plan.to_str().unwrap(), "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", "0"];
+    let master =
+        Proc::start(&[&args[..], &["--web-host", "127.0.0.1", "-P", "0", "--expect-workers", "1"]].concat(), TOKEN);
+    let port = port_after(&master.wait_for("Cluster master listening on", Duration::from_secs(20)), "listening on ");
+    let web = master.wait_for("Starting web interface at", Duration::from_secs(20));
+    let base = web[web.find("http://").unwrap()..].trim().to_owned();
+    let _worker = worker(&port, &[], TOKEN);
+    wait_until(
+        Duration::from_secs(20),
+        || get_json(&base, "/stats/requests")["workers"].as_array().is_some_and(|w| w.len() == 1),
+        "the worker joins",
+    );
+    let form = format!("user_count=2&spawn_rate=100&host={}", t.url().replace(':', "%3A").replace('/', "%2F"));
+    let status = post_form(&base, "/swarm", &form);
+    assert!(status.contains("200"), "{status}");
+    master.wait_for("SETUP master 200", Duration::from_secs(20));
+    wait_until(
+        Duration::from_secs(20),
+        || {
+            let stats = get_json(&base, "/stats/requests");
+            let names: Vec<&str> =
+                stats["stats"].as_array().unwrap().iter().filter_map(|e| e["name"].as_str()).collect();
+            names.contains(&"setup on master") && names.contains(&"setup on worker") && names.contains(&"/")
+        },
+        "both listeners' requests and the users' reach the target",
+    );
+}
