@@ -46,7 +46,7 @@ pub async fn run_worker(program_plan: Option<Plan>, config: RunConfig, option_va
                     Err(e) => return fail(&e),
                 };
             let mut code = 0;
-            for child in &mut children.0 {
+            for child in children.0.get_mut().unwrap_or_else(|e| e.into_inner()) {
                 code = code.max(child.wait().ok().and_then(|s| s.code()).unwrap_or(1));
             }
             return code;
@@ -186,6 +186,16 @@ impl ClusterMaster {
                 tracing::info!("Waiting for workers to be ready, {have} of {want} connected");
                 last = have;
             }
+            // Workers this process started that all ended (they could not
+            // load the plan, say) will never connect: say so instead of waiting.
+            if let Some(children) = &self._children
+                && children.all_exited()
+            {
+                return Err(format!(
+                    "every worker process started by --processes exited before the test could start \
+                     ({have} of the {want} expected workers connected); their errors are above"
+                ));
+            }
             if let Some(max_wait) = self.expect_workers_max_wait
                 && started.elapsed() > max_wait
             {
@@ -205,12 +215,21 @@ fn absolute(path: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// Child worker processes; waited for (5 s at most), then killed, when dropped.
-pub struct Children(Vec<Child>);
+pub struct Children(std::sync::Mutex<Vec<Child>>);
+
+impl Children {
+    /// True when every child has ended.
+    fn all_exited(&self) -> bool {
+        let mut children = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        children.iter_mut().all(|c| !matches!(c.try_wait(), Ok(None)))
+    }
+}
 
 impl Drop for Children {
     fn drop(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(5);
-        for child in &mut self.0 {
+        let children = self.0.get_mut().unwrap_or_else(|e| e.into_inner());
+        for child in children {
             while Instant::now() < deadline {
                 match child.try_wait() {
                     Ok(Some(_)) | Err(_) => break,
@@ -272,5 +291,5 @@ pub fn spawn_workers(
         children.push(command.spawn().map_err(|e| format!("--processes: could not start a worker: {e}"))?);
     }
     tracing::info!("Started {count} worker processes");
-    Ok(Children(children))
+    Ok(Children(std::sync::Mutex::new(children)))
 }

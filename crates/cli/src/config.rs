@@ -395,7 +395,9 @@ fn cluster_role(args: &RunArgs, given: &dyn Fn(&str) -> bool) -> Result<ClusterR
         token,
         tls: cluster.tls(),
         heartbeat_timeout: Duration::from_secs_f64(cluster.heartbeat_timeout),
-        expect_workers: cluster.expect_workers.max(1),
+        // As Locust's: a master starts the test once the workers it
+        // started itself are all there (more if --expect-workers says so).
+        expect_workers: cluster.expect_workers.max(children.as_ref().map_or(1, |c| c.count)),
         expect_workers_max_wait: (cluster.expect_workers_max_wait > 0)
             .then(|| Duration::from_secs(cluster.expect_workers_max_wait)),
         children,

@@ -1447,3 +1447,34 @@ swarmer.user("U", { wait_time = swarmer.constant(0.1), tasks = { function(self) 
         "both listeners' requests and the users' reach the target",
     );
 }
+
+/// `--processes N` waits for its N workers before starting (Locust sets
+/// --expect-workers to N), and when every one of them exits first (they
+/// cannot load the plan), the master says so and ends instead of waiting.
+#[test]
+fn processes_wait_for_all_their_workers_and_a_master_whose_workers_all_died_ends() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let mut master =
+        start_master(&plan(), &t.url(), "--processes 3 --headless -u 3 -r 100 -t 1s --only-summary", &[], "");
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{}", master.proc.text());
+    let text = master.proc.text();
+    let ramp = text.lines().find(|l| l.contains("[master]") && l.contains("Ramping to")).expect("a ramp line");
+    assert!(ramp.contains("over 3 workers"), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("plan.lua");
+    std::fs::write(
+        &broken,
+        "local swarmer = require('swarmer')\n\
+         if swarmer.runner.role == 'worker' then error('workers cannot load this') end\n\
+         swarmer.user('U', { tasks = { function(self) self.client:get('/') end } })\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut master = start_master(broken.to_str().unwrap(), &t.url(), "--processes 2 --headless -u 2 -t 5s", &[], "");
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(20)), 2, "{}", master.proc.text());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let text = master.proc.text();
+    assert!(text.contains("plan.lua:2: workers cannot load this"), "{text}");
+    assert!(text.contains("every worker process started by --processes exited"), "{text}");
+}
