@@ -688,30 +688,35 @@ fn a_restarted_master_counts_nothing_its_workers_recorded_for_the_previous_one()
 }
 
 #[test]
-fn a_worker_stopped_by_sigterm_sends_its_statistics_and_leaves_without_a_loss() {
-    // Kubernetes scales a deployment down with SIGTERM: the worker's users
+fn a_worker_stopped_by_sigterm_sigint_or_sighup_sends_its_statistics_and_leaves_without_a_loss() {
+    // Kubernetes scales a deployment down with SIGTERM; a terminal sends
+    // SIGINT (Ctrl-C) or SIGHUP (closed): each time the worker's users
     // stop, its last statistics reach the master, and the master moves its
     // users without calling it lost.
-    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("stats");
-    let flags = "--headless --expect-workers 2 -u 4 -r 100 -t 4s --only-summary";
-    let mut master = start_master(&plan(), &t.url(), flags, &["--json-file", json.to_str().unwrap()], TOKEN);
-    let _stays = worker(&master.port, &[], TOKEN);
-    let mut leaves = worker(&master.port, &[], TOKEN);
-    leaves.wait_for("All users spawned", Duration::from_secs(20));
-    std::thread::sleep(Duration::from_millis(1500));
-    leaves.signal(libc::SIGTERM);
-    assert_eq!(leaves.wait_exit(Duration::from_secs(15)), 0, "{}", leaves.text());
-    assert!(leaves.text().contains("Left the master (stopped by SIGTERM)"), "{}", leaves.text());
-    assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{}", master.proc.text());
-    let text = master.proc.text();
-    assert!(text.contains("left (stopped by SIGTERM)"), "{text}");
-    assert!(!text.contains("is missing") && !text.contains("was lost"), "{text}");
-    let entries: Value = serde_json::from_str(&std::fs::read_to_string(json.with_extension("json")).unwrap()).unwrap();
-    let recorded: u64 = entries.as_array().unwrap().iter().map(|e| e["num_requests"].as_u64().unwrap()).sum();
-    let served = t.requests_served();
-    assert!(served >= recorded && served - recorded <= 3, "target served {served}, recorded {recorded}");
+    for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGINT, "SIGINT"), (libc::SIGHUP, "SIGHUP")] {
+        let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("stats");
+        let flags = "--headless --expect-workers 2 -u 4 -r 100 -t 4s --only-summary";
+        let mut master = start_master(&plan(), &t.url(), flags, &["--json-file", json.to_str().unwrap()], TOKEN);
+        let _stays = worker(&master.port, &[], TOKEN);
+        let mut leaves = worker(&master.port, &[], TOKEN);
+        leaves.wait_for("All users spawned", Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(1500));
+        leaves.signal(signal);
+        assert_eq!(leaves.wait_exit(Duration::from_secs(15)), 0, "{name}: {}", leaves.text());
+        let said = format!("Left the master (stopped by {name})");
+        assert!(leaves.text().contains(&said), "{}", leaves.text());
+        assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{}", master.proc.text());
+        let text = master.proc.text();
+        assert!(text.contains(&format!("left (stopped by {name})")), "{text}");
+        assert!(!text.contains("is missing") && !text.contains("was lost"), "{name}: {text}");
+        let entries: Value =
+            serde_json::from_str(&std::fs::read_to_string(json.with_extension("json")).unwrap()).unwrap();
+        let recorded: u64 = entries.as_array().unwrap().iter().map(|e| e["num_requests"].as_u64().unwrap()).sum();
+        let served = t.requests_served();
+        assert!(served >= recorded && served - recorded <= 3, "{name}: target served {served}, recorded {recorded}");
+    }
 }
 
 #[test]
@@ -834,48 +839,60 @@ fn the_same_plan_runs_the_same_test_locally_and_over_two_workers() {
     let dir = tempfile::tempdir().unwrap();
     let plan = two_class_plan(dir.path());
     let plan = plan.to_str().unwrap();
-    let common = ["-u", "6", "-r", "100", "-t", "2s", "--only-summary", "-E", "write", "--headless"];
+    let common = ["-u", "6", "-r", "100", "-t", "2s", "--only-summary", "-E", "write"];
 
     let url = t.url();
     let local_json = dir.path().join("local");
     let mut args = vec!["-f", plan, "-H", &url, "--json-file", local_json.to_str().unwrap(), "--shards", "2"];
     args.extend(common);
+    args.push("--headless");
     let mut local = Proc::start(&args, "");
     assert_eq!(local.wait_exit(Duration::from_secs(40)), 0, "{}", local.text());
-
-    let cluster_json = dir.path().join("cluster");
-    let mut extra = vec!["--json-file", cluster_json.to_str().unwrap()];
-    extra.extend(common);
-    let mut master = start_master(plan, &url, "--processes 2 --expect-workers 2", &extra, "");
-    assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{}", master.proc.text());
-
     let local_counts = spawned_class_counts(&local.text());
     assert_eq!(local_counts.values().sum::<u64>(), 6, "{}", local.text());
-    assert_eq!(spawned_class_counts(&master.proc.text()), local_counts, "{}", master.proc.text());
     let mut local_names = json_names(&local_json);
-    let mut cluster_names = json_names(&cluster_json);
     local_names.sort();
-    cluster_names.sort();
     assert_eq!(local_names, ["/alpha/read", "/beta"]);
-    assert_eq!(cluster_names, local_names);
     // The tasks run in the same proportions (Alpha's read task and Beta's
     // one task, equal weights and waits: about half each).
     let beta_share = |json: &Path| {
-        let entries: Value =
-            serde_json::from_str(&std::fs::read_to_string(json.with_extension("json")).unwrap()).unwrap();
-        let count = |name: &str| {
-            entries
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|e| e["name"] == name)
-                .map(|e| e["num_requests"].as_u64().unwrap())
-                .sum::<u64>()
-        };
+        let outcomes = json_outcomes(json);
+        let count = |name: &str| outcomes.get(name).map_or(0, |(n, _)| *n);
         count("/beta") as f64 / (count("/beta") + count("/alpha/read")) as f64
     };
-    let (local_share, cluster_share) = (beta_share(&local_json), beta_share(&cluster_json));
-    assert!((local_share - cluster_share).abs() < 0.15, "local {local_share:.2}, distributed {cluster_share:.2}");
+    let local_share = beta_share(&local_json);
+
+    for mode in [TwoWorkers::Processes, TwoWorkers::Separate] {
+        let cluster_json = dir.path().join(format!("{mode:?}"));
+        let mut extra = vec!["--json-file", cluster_json.to_str().unwrap()];
+        extra.extend(common);
+        let (flags, token) = match mode {
+            TwoWorkers::Processes => ("--processes 2 --expect-workers 2 --headless", ""),
+            TwoWorkers::Separate => ("--expect-workers 2 --headless", TOKEN),
+        };
+        let mut master = start_master(plan, &url, flags, &extra, token);
+        let mut workers: Vec<Proc> = match mode {
+            TwoWorkers::Processes => Vec::new(),
+            TwoWorkers::Separate => (0..2).map(|_| worker(&master.port, &["--shards", "2"], TOKEN)).collect(),
+        };
+        assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{mode:?}: {}", master.proc.text());
+        // What each worker spawned (children of --processes log through the master).
+        let mut text = master.proc.text();
+        for w in &mut workers {
+            assert_eq!(w.wait_exit(Duration::from_secs(20)), 0, "{}", w.text());
+            text.push('\n');
+            text.push_str(&w.text());
+        }
+        assert_eq!(spawned_class_counts(&text), local_counts, "{mode:?}: {text}");
+        let mut cluster_names = json_names(&cluster_json);
+        cluster_names.sort();
+        assert_eq!(cluster_names, local_names, "{mode:?}");
+        let cluster_share = beta_share(&cluster_json);
+        assert!(
+            (local_share - cluster_share).abs() < 0.15,
+            "{mode:?}: local {local_share:.2}, distributed {cluster_share:.2}"
+        );
+    }
 }
 
 #[test]
@@ -1477,4 +1494,46 @@ fn processes_wait_for_all_their_workers_and_a_master_whose_workers_all_died_ends
     let text = master.proc.text();
     assert!(text.contains("plan.lua:2: workers cannot load this"), "{text}");
     assert!(text.contains("every worker process started by --processes exited"), "{text}");
+}
+
+/// What a run's result depends on reaches separate workers from the
+/// master: the plan's own options, --reset-stats (statistics from before
+/// spawning completed are dropped everywhere), and the client settings
+/// (--connect-timeout, --request-timeout), which each worker logs.
+#[test]
+fn plan_options_reset_stats_and_timeouts_reach_two_separate_workers() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.lua");
+    std::fs::write(
+        &plan,
+        "local swarmer = require('swarmer')\n\
+         swarmer.add_option{ name = 'page', default = '/', help = 'the page users read' }\n\
+         swarmer.user('U', { wait_time = swarmer.constant(0.05),\n\
+           on_start = function(self) self.client:get('/', { name = 'before spawning completed' }) end,\n\
+           tasks = { function(self) self.client:get(swarmer.options.page, { name = 'page ' .. swarmer.options.page }) end } })\n",
+    )
+    .unwrap();
+    let json = dir.path().join("stats");
+    let flags = "--headless --expect-workers 2 -u 4 -r 100 -t 3s --only-summary --reset-stats";
+    let extra = ["--json-file", json.to_str().unwrap(), "--page", "/profile", "--connect-timeout", "3"];
+    let mut master = start_master(
+        plan.to_str().unwrap(),
+        &t.url(),
+        flags,
+        &[&extra[..], &["--request-timeout", "7"]].concat(),
+        TOKEN,
+    );
+    let mut workers: Vec<Proc> = (0..2).map(|_| worker(&master.port, &[], TOKEN)).collect();
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{}", master.proc.text());
+    let mut outcomes = json_outcomes(&json);
+    // Kept with nothing counted, or gone: either way reset.
+    outcomes.retain(|_, (requests, _)| *requests > 0);
+    assert_eq!(outcomes.keys().collect::<Vec<_>>(), ["page /profile"], "{outcomes:?}");
+    assert!(outcomes["page /profile"].0 > 20, "{outcomes:?}");
+    for w in &mut workers {
+        assert_eq!(w.wait_exit(Duration::from_secs(20)), 0, "{}", w.text());
+        let text = w.text();
+        assert!(text.contains("connect timeout 3s, request timeout 7s"), "{text}");
+    }
 }

@@ -336,7 +336,7 @@ impl MasterLoop {
         }
     }
 
-    fn reset_stats(&mut self) {
+    pub(super) fn reset_stats(&mut self) {
         self.notify_plan(Notice::ResetStats);
         let epoch = self.core.reset_stats();
         self.shared_epoch.store(epoch, std::sync::atomic::Ordering::Relaxed);

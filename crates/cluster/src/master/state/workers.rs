@@ -206,6 +206,12 @@ impl MasterLoop {
             tracing::info!("All users spawned: {running} users over {workers} workers");
             self.core.spawning_complete(running, class_counts);
             self.notify_plan(Notice::SpawningComplete { user_count: running });
+            // --reset-stats: what was counted while users spawned (their
+            // on_start) is dropped on every worker too, as Locust's master does.
+            if self.options.reset_stats {
+                tracing::info!("Resetting stats");
+                self.reset_stats();
+            }
         }
         let usage = self.usage.sample().unwrap_or_default();
         self.publish();
