@@ -486,6 +486,13 @@ fn tls_target(client_ca: bool) -> (DemoTarget, String) {
 }
 
 /// A plan of two classes: Alpha (tasks tagged read and write) and Beta.
+/// `source` written as `plan.lua` in `dir`.
+fn plan_file(dir: &Path, source: &str) -> PathBuf {
+    let plan = dir.join("plan.lua");
+    std::fs::write(&plan, source).unwrap();
+    plan
+}
+
 fn two_class_plan(dir: &Path) -> PathBuf {
     let plan = dir.join("plan.lua");
     std::fs::write(
@@ -804,14 +811,12 @@ fn a_received_plan_is_private_and_removed_when_the_worker_ends() {
 fn a_worker_that_cannot_load_the_plan_tells_the_master_why() {
     let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let plan = dir.path().join("plan.lua");
-    std::fs::write(
-        &plan,
+    let plan = plan_file(
+        dir.path(),
         "local swarmer = require('swarmer')\n\
          if swarmer.runner.role == 'worker' then error('this plan refuses workers') end\n\
          swarmer.user('U', { tasks = { function(self) self.client:get('/') end } })\n",
-    )
-    .unwrap();
+    );
     let master = start_master(plan.to_str().unwrap(), &t.url(), "", &[], TOKEN);
     let mut w = worker(&master.port, &[], TOKEN);
     assert_ne!(w.wait_exit(Duration::from_secs(20)), 0, "{}", w.text());
@@ -906,9 +911,8 @@ fn workers_get_the_files_the_plan_loads_and_those_named_not_the_whole_folder() {
     std::fs::write(dir.path().join("users.csv"), "name\nalice\n").unwrap();
     std::fs::write(dir.path().join("old_report_stats.csv"), "Type,Name\n".repeat(1000)).unwrap();
     std::fs::write(dir.path().join("late.json"), "{\"path\": \"/late\"}").unwrap();
-    let plan = dir.path().join("plan.lua");
-    std::fs::write(
-        &plan,
+    let plan = plan_file(
+        dir.path(),
         "local swarmer = require('swarmer')\n\
          local paths = require('lib.paths')\n\
          local users = swarmer.csv('users.csv')\n\
@@ -916,8 +920,7 @@ fn workers_get_the_files_the_plan_loads_and_those_named_not_the_whole_folder() {
            local late = swarmer.json('late.json')\n\
            self.client:get(paths.home, { name = late.path .. '/' .. users:next().name })\n\
          end } })\n",
-    )
-    .unwrap();
+    );
     let plan = plan.to_str().unwrap();
     let master = start_master(plan, &t.url(), "--autostart -u 1 -r 100", &[], TOKEN);
     let w = worker(&master.port, &[], TOKEN);
@@ -1133,16 +1136,14 @@ fn workers_use_the_masters_insecure_timeout_and_body_limit_in_both_modes() {
     // the master's --request-timeout; `big` is past its --max-body-size.
     let (_target, url) = tls_target(false);
     let dir = tempfile::tempdir().unwrap();
-    let plan = dir.path().join("plan.lua");
-    std::fs::write(
-        &plan,
+    let plan = plan_file(
+        dir.path(),
         "local swarmer = require('swarmer')\n\
          swarmer.user('U', { wait_time = swarmer.constant(0.1), tasks = {\n\
            function(self) self.client:get('/', { name = 'root' }) end,\n\
            function(self) self.client:get('/delay/1500', { name = 'slow' }) end,\n\
            function(self) self.client:get('/bytes/5000', { name = 'big' }) end } })\n",
-    )
-    .unwrap();
+    );
     let settings = "--insecure --request-timeout 0.5 --max-body-size 1000";
     let run = format!("--headless --expect-workers 2 -u 4 -r 100 -t 4s --only-summary {settings}");
     for mode in [TwoWorkers::Processes, TwoWorkers::Separate] {
@@ -1330,9 +1331,8 @@ fn a_worker_with_its_own_different_plan_is_refused_with_both_digests() {
 fn masters_and_workers_fire_the_test_heartbeat_and_quit_events_once_per_process() {
     let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let plan = dir.path().join("plan.lua");
-    std::fs::write(
-        &plan,
+    let plan = plan_file(
+        dir.path(),
         r#"local swarmer = require("swarmer")
 local function say(what) print(("EVENT %s %s"):format(swarmer.runner.role, what)) end
 for _, name in ipairs({ "test_start", "spawning_complete", "test_stopping", "test_stop", "quitting" }) do
@@ -1355,8 +1355,7 @@ end)
 swarmer.events.quit:add_listener(function(code) say("quit " .. code) end)
 swarmer.user("U", { wait_time = swarmer.constant(0.05), tasks = { function(self) self.client:get("/") end } })
 "#,
-    )
-    .unwrap();
+    );
     let mut master = start_master(
         plan.to_str().unwrap(),
         &t.url(),
@@ -1425,9 +1424,8 @@ fn post_form(base: &str, path: &str, form: &str) -> String {
 fn test_start_clients_use_the_host_given_in_the_web_ui() {
     let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let plan = dir.path().join("plan.lua");
-    std::fs::write(
-        &plan,
+    let plan = plan_file(
+        dir.path(),
         r#"local swarmer = require("swarmer")
 swarmer.events.test_start:add_listener(function()
   local r = swarmer.http_client{ record = true }:get("/headers", { name = "setup on " .. swarmer.runner.role })
@@ -1435,8 +1433,7 @@ swarmer.events.test_start:add_listener(function()
 end)
 swarmer.user("U", { wait_time = swarmer.constant(0.1), tasks = { function(self) self.client:get("/") end } })
 "#,
-    )
-    .unwrap();
+    );
     let args = ["-f", plan.to_str().unwrap(), "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", "0"];
     let master =
         Proc::start(&[&args[..], &["--web-host", "127.0.0.1", "-P", "0", "--expect-workers", "1"]].concat(), TOKEN);
@@ -1479,14 +1476,12 @@ fn processes_wait_for_all_their_workers_and_a_master_whose_workers_all_died_ends
     assert!(ramp.contains("over 3 workers"), "{text}");
 
     let dir = tempfile::tempdir().unwrap();
-    let broken = dir.path().join("plan.lua");
-    std::fs::write(
-        &broken,
+    let broken = plan_file(
+        dir.path(),
         "local swarmer = require('swarmer')\n\
          if swarmer.runner.role == 'worker' then error('workers cannot load this') end\n\
          swarmer.user('U', { tasks = { function(self) self.client:get('/') end } })\n",
-    )
-    .unwrap();
+    );
     let started = Instant::now();
     let mut master = start_master(broken.to_str().unwrap(), &t.url(), "--processes 2 --headless -u 2 -t 5s", &[], "");
     assert_eq!(master.proc.wait_exit(Duration::from_secs(20)), 2, "{}", master.proc.text());
@@ -1504,16 +1499,14 @@ fn processes_wait_for_all_their_workers_and_a_master_whose_workers_all_died_ends
 fn plan_options_reset_stats_and_timeouts_reach_two_separate_workers() {
     let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let plan = dir.path().join("plan.lua");
-    std::fs::write(
-        &plan,
+    let plan = plan_file(
+        dir.path(),
         "local swarmer = require('swarmer')\n\
          swarmer.add_option{ name = 'page', default = '/', help = 'the page users read' }\n\
          swarmer.user('U', { wait_time = swarmer.constant(0.05),\n\
            on_start = function(self) self.client:get('/', { name = 'before spawning completed' }) end,\n\
            tasks = { function(self) self.client:get(swarmer.options.page, { name = 'page ' .. swarmer.options.page }) end } })\n",
-    )
-    .unwrap();
+    );
     let json = dir.path().join("stats");
     let flags = "--headless --expect-workers 2 -u 4 -r 100 -t 3s --only-summary --reset-stats";
     let extra = ["--json-file", json.to_str().unwrap(), "--page", "/profile", "--connect-timeout", "3"];
