@@ -179,22 +179,29 @@ impl ClusterMaster {
         let mut last = usize::MAX;
         loop {
             let have = self.master.worker_count();
-            if have >= want {
+            // Workers this process started that ended (they could not load
+            // the plan, say) will never connect: the test runs its users on
+            // the others, or, with none left, does not run at all.
+            let ended = self._children.as_ref().map_or(0, |c| c.exited());
+            let reachable = want.saturating_sub(ended);
+            if reachable == 0 && have == 0 {
+                return Err(format!(
+                    "every worker process started by --processes exited before the test could start \
+                     ({have} of the {want} expected workers connected); their errors are above"
+                ));
+            }
+            if have >= reachable.max(1) {
+                if have < want {
+                    tracing::warn!(
+                        "{ended} of the worker processes exited before the test started (their errors are above): \
+                         the test runs on {have} of the {want} expected workers"
+                    );
+                }
                 return Ok(());
             }
             if have != last {
                 tracing::info!("Waiting for workers to be ready, {have} of {want} connected");
                 last = have;
-            }
-            // Workers this process started that all ended (they could not
-            // load the plan, say) will never connect: say so instead of waiting.
-            if let Some(children) = &self._children
-                && children.all_exited()
-            {
-                return Err(format!(
-                    "every worker process started by --processes exited before the test could start \
-                     ({have} of the {want} expected workers connected); their errors are above"
-                ));
             }
             if let Some(max_wait) = self.expect_workers_max_wait
                 && started.elapsed() > max_wait
@@ -218,10 +225,10 @@ fn absolute(path: &std::path::Path) -> std::path::PathBuf {
 pub struct Children(std::sync::Mutex<Vec<Child>>);
 
 impl Children {
-    /// True when every child has ended.
-    fn all_exited(&self) -> bool {
+    /// How many children have ended.
+    fn exited(&self) -> usize {
         let mut children = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        children.iter_mut().all(|c| !matches!(c.try_wait(), Ok(None)))
+        children.iter_mut().map(|c| usize::from(!matches!(c.try_wait(), Ok(None)))).sum()
     }
 }
 

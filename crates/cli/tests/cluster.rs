@@ -1489,6 +1489,28 @@ fn processes_wait_for_all_their_workers_and_a_master_whose_workers_all_died_ends
     let text = master.proc.text();
     assert!(text.contains("plan.lua:2: workers cannot load this"), "{text}");
     assert!(text.contains("every worker process started by --processes exited"), "{text}");
+
+    // One of two cannot (the first to load takes the marker): the users
+    // run on the other, and the master says so.
+    let marker = dir.path().join("marker");
+    std::fs::write(&marker, "").unwrap();
+    let one_fails = plan_file(
+        dir.path(),
+        &format!(
+            "local swarmer = require('swarmer')\n\
+             if swarmer.runner.role == 'worker' and swarmer.runner.process and not os.remove({:?}) then\n\
+               error('only one worker may run this')\n\
+             end\n\
+             swarmer.user('U', {{ wait_time = swarmer.constant(0.1), tasks = {{ function(self) self.client:get('/') end }} }})\n",
+            marker.to_str().unwrap()
+        ),
+    );
+    let mut master =
+        start_master(one_fails.to_str().unwrap(), &t.url(), "--processes 2 --headless -u 2 -t 2s", &[], "");
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(30)), 0, "{}", master.proc.text());
+    let text = master.proc.text();
+    assert!(text.contains("the test runs on 1 of the 2 expected workers"), "{text}");
+    assert!(text.contains("Ramping to 2 users at a rate of 1.00 per second over 1 workers"), "{text}");
 }
 
 /// What a run's result depends on reaches separate workers from the

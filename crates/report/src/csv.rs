@@ -1,10 +1,12 @@
 //! Locust's CSV files: the same file names, the same headers, the same
 //! column order, so tools that read Locust's CSVs read Swarmer's.
 //!
-//! Rows end with CRLF like Python's `csv` module writes them. Response
-//! times are milliseconds with up to three decimals (integers when whole)
-//! instead of Locust's rounded values; percentiles never exceed the exact
-//! maximum (Locust's 100% can). Unlike Locust, the files are written once
+//! Rows end with CRLF like Python's `csv` module writes them. As in
+//! Locust's, medians and percentiles are whole milliseconds (readers do
+//! `int(row["95%"])`), rounded from the exact figures, which never exceed
+//! the exact maximum (Locust's 100% can); average, min and max keep up to
+//! three decimals, as Locust writes them unrounded. The exact percentiles
+//! are in the JSON outputs. Unlike Locust, the files are written once
 //! more at shutdown, so they hold the same totals as the final summary.
 
 use std::fmt::Write;
@@ -12,7 +14,7 @@ use std::fmt::Write;
 use swarmer_stats::{PERCENTILES_TO_REPORT, RequestStats, StatsEntry};
 
 use crate::console::percentile_label;
-use crate::number::{ms, trimmed};
+use crate::number::{ms, trimmed, whole_ms};
 
 /// The four file names for a `--csv PREFIX`.
 pub fn file_names(prefix: &str) -> [String; 4] {
@@ -84,7 +86,7 @@ pub fn field(text: &str) -> String {
 fn percentiles(e: &StatsEntry) -> Vec<String> {
     PERCENTILES_TO_REPORT
         .iter()
-        .map(|q| if e.num_requests > 0 { ms(e.percentile_ms(*q)) } else { "N/A".into() })
+        .map(|q| if e.num_requests > 0 { whole_ms(e.percentile_ms(*q)).to_string() } else { "N/A".into() })
         .collect()
 }
 
@@ -94,7 +96,7 @@ fn counts_and_times(e: &StatsEntry) -> [String; 7] {
     [
         e.num_requests.to_string(),
         e.num_failures.to_string(),
-        ms(e.median_response_time_ms()),
+        whole_ms(e.median_response_time_ms()).to_string(),
         ms(e.avg_response_time_ms()),
         ms(e.min_response_time_ms().unwrap_or(0.0)),
         ms(e.max_response_time_ms()),
@@ -149,7 +151,7 @@ pub fn history_rows(stats: &RequestStats, user_count: usize, now: f64, full_hist
     }
     let total = stats.total();
     let total_percentiles = if full_history && total.num_requests > 0 {
-        PERCENTILES_TO_REPORT.iter().map(|q| ms(stats.current_percentile_ms(*q, now))).collect()
+        PERCENTILES_TO_REPORT.iter().map(|q| whole_ms(stats.current_percentile_ms(*q, now)).to_string()).collect()
     } else {
         percentiles(total)
     };
@@ -229,8 +231,10 @@ mod tests {
         s.apply(&r.take_delta(), 100.0);
         let csv = stats_csv(&s);
         let rows: Vec<&str> = csv.lines().collect();
-        assert!(rows[1].starts_with("GET,\"/a,b\",1,1,12.5,12.5,12.5,12.5,100,"), "{}", rows[1]);
-        assert!(rows[1].ends_with(",12.5,12.5"), "percentiles clamp to the exact max: {}", rows[1]);
+        // Median and percentiles in whole ms (12.5 rounds to 13), the
+        // average, min and max exact, as Locust writes them.
+        assert!(rows[1].starts_with("GET,\"/a,b\",1,1,13,12.5,12.5,12.5,100,"), "{}", rows[1]);
+        assert!(rows[1].ends_with(",13,13"), "whole ms: {}", rows[1]);
         assert!(rows[2].starts_with(",Aggregated,1,1,"), "{}", rows[2]);
         assert_eq!(rows[1].split(',').count(), rows[0].split(',').count() + 1, "one quoted comma");
         assert_eq!(

@@ -1,20 +1,31 @@
 //! The final statistics as JSON, in the shape of Locust's `--json`: a list
 //! of entries with Locust's field names. Times are milliseconds;
-//! `response_times` maps each distinct response time (ms, the histogram's
-//! bucket value) to its count, `num_reqs_per_sec` maps Unix seconds to
-//! counts (the most recent seconds only).
+//! `response_times` maps response times rounded as Locust rounds them
+//! (whole ms below 100, then two significant digits) to counts,
+//! `num_reqs_per_sec` maps Unix seconds to counts (the most recent seconds
+//! only). Swarmer adds `percentiles_exact`: each reported percentile, to the
+//! microsecond.
 
 use serde_json::{Map, Value, json};
-use swarmer_stats::{RequestStats, StatsEntry};
+use swarmer_stats::{PERCENTILES_TO_REPORT, RequestStats, StatsEntry};
 
-use crate::number::ms;
+use crate::number::locust_bucket_ms;
 
 /// One entry as Locust serializes it.
 pub fn entry_json(e: &StatsEntry) -> Value {
-    let mut response_times = Map::new();
+    // Locust's buckets (whole ms below 100, then two significant digits),
+    // so readers that turn the keys into integers work.
+    let mut buckets: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
     for (micros, count) in e.histogram.buckets() {
-        response_times.insert(ms(micros as f64 / 1000.0), json!(count));
+        *buckets.entry(locust_bucket_ms(micros as f64 / 1000.0)).or_default() += count;
     }
+    let response_times: Map<String, Value> = buckets.into_iter().map(|(k, c)| (k.to_string(), json!(c))).collect();
+    // Swarmer's own: the exact percentiles (ms, to the microsecond).
+    let exact: Map<String, Value> = PERCENTILES_TO_REPORT
+        .iter()
+        .filter(|_| e.num_requests > 0)
+        .map(|q| (q.to_string(), json!(crate::live::round3(e.percentile_ms(*q)))))
+        .collect();
     let per_sec = |it: &mut dyn Iterator<Item = (u64, u64)>| -> Map<String, Value> {
         it.map(|(s, c)| (s.to_string(), json!(c))).collect()
     };
@@ -33,6 +44,7 @@ pub fn entry_json(e: &StatsEntry) -> Value {
         "response_times": response_times,
         "num_reqs_per_sec": per_sec(&mut e.per_second.requests_by_second()),
         "num_fail_per_sec": per_sec(&mut e.per_second.failures_by_second()),
+        "percentiles_exact": exact,
     })
 }
 

@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 use swarmer_engine::{StatsStore, WorkerState, WorkerStatus};
 use swarmer_stats::{HistoryPoint, RequestStats, StatsEntry};
 
+use crate::number::whole_ms;
+
 /// Percentiles of the `stats[]` rows (Locust's `PERCENTILES_TO_STATISTICS`).
 pub const ROW_PERCENTILES: [f64; 2] = [0.95, 0.99];
 /// Percentiles of `current_response_time_percentiles` (Locust charts 0.5
@@ -30,15 +32,25 @@ pub fn percentile_key(q: f64) -> String {
 /// One row of `stats[]`.
 pub fn request_row(e: &StatsEntry, run_seconds: f64, now: f64) -> Value {
     let (current_rps, current_fail_per_sec) = e.current_rates(now);
+    let (min, max) = (e.min_response_time_ms().unwrap_or(0.0), e.max_response_time_ms());
+    let median = e.median_response_time_ms();
+    // Locust's fields have Locust's types (whole milliseconds for min, max,
+    // median and percentiles); `exact` holds the same figures to the
+    // microsecond, which the UI shows.
+    let mut exact = json!({
+        "min_response_time": round3(min),
+        "max_response_time": round3(max),
+        "median_response_time": round3(median),
+    });
     let mut row = json!({
         "method": e.method,
         "name": e.name,
         "num_requests": e.num_requests,
         "num_failures": e.num_failures,
-        "min_response_time": round3(e.min_response_time_ms().unwrap_or(0.0)),
-        "max_response_time": round3(e.max_response_time_ms()),
+        "min_response_time": whole_ms(min),
+        "max_response_time": whole_ms(max),
         "avg_response_time": round3(e.avg_response_time_ms()),
-        "median_response_time": round3(e.median_response_time_ms()),
+        "median_response_time": whole_ms(median),
         "current_rps": current_rps,
         "current_fail_per_sec": current_fail_per_sec,
         "total_rps": e.total_rps(run_seconds),
@@ -46,8 +58,11 @@ pub fn request_row(e: &StatsEntry, run_seconds: f64, now: f64) -> Value {
         "avg_content_length": e.avg_content_length(),
     });
     for q in ROW_PERCENTILES {
-        row[percentile_key(q)] = json!(round3(e.percentile_ms(q)));
+        let value = e.percentile_ms(q);
+        row[percentile_key(q)] = json!(whole_ms(value));
+        exact[percentile_key(q)] = json!(round3(value));
     }
+    row["exact"] = exact;
     row
 }
 
@@ -84,7 +99,7 @@ pub fn requests_payload(store: &StatsStore, workers: Option<&[WorkerStatus]>, no
         .collect();
     let mut current = serde_json::Map::new();
     for q in CHART_PERCENTILES {
-        current.insert(percentile_key(q), json!(round3(stats.current_percentile_ms(q, now))));
+        current.insert(percentile_key(q), json!(whole_ms(stats.current_percentile_ms(q, now))));
     }
     let mut payload = json!({
         "stats": rows,

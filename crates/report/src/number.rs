@@ -8,6 +8,26 @@ pub fn ms(value: f64) -> String {
     trim(format!("{value:.3}"))
 }
 
+/// Whole milliseconds, rounded half up, as Locust writes its medians and
+/// percentiles (`int(row["95%"])` must work on every such field).
+pub fn whole_ms(value: f64) -> u64 {
+    if value.is_finite() && value > 0.0 { (value + 0.5).floor() as u64 } else { 0 }
+}
+
+/// Locust's bucket for a response time in its `response_times`: whole
+/// milliseconds below 100, then two significant digits (`147.3` → 150,
+/// `1234` → 1200, `12345` → 12000).
+pub fn locust_bucket_ms(value: f64) -> u64 {
+    let whole = whole_ms(value);
+    let step = match whole {
+        0..100 => 1,
+        100..1_000 => 10,
+        1_000..10_000 => 100,
+        _ => 1_000,
+    };
+    (whole + step / 2) / step * step
+}
+
 /// A float with up to `decimals` decimals, trailing zeros removed.
 pub fn trimmed(value: f64, decimals: usize) -> String {
     trim(format!("{value:.decimals$}"))
@@ -40,6 +60,13 @@ pub fn ms_column(value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_ms_round_half_up_and_locusts_buckets_keep_two_digits() {
+        assert_eq!([whole_ms(0.153), whole_ms(0.5), whole_ms(12.49), whole_ms(f64::NAN)], [0, 1, 12, 0]);
+        let buckets = [0.4, 99.4, 147.3, 995.0, 1234.0, 12_345.0].map(locust_bucket_ms);
+        assert_eq!(buckets, [0, 99, 150, 1000, 1200, 12_000]);
+    }
 
     #[test]
     fn trailing_zeros_are_trimmed() {

@@ -201,10 +201,16 @@
     ["avg_content_length", 0], ["current_rps", 2], ["current_fail_per_sec", 2],
   ];
 
+  // A row's value: the exact figure (to the microsecond) where the API
+  // has one, else Locust's field.
+  function field(stat, key) {
+    return stat.exact && stat.exact[key] !== undefined ? stat.exact[key] : stat[key];
+  }
+
   function row(stat) {
     var tr = document.createElement("tr");
     COLUMNS.forEach(function (c) {
-      var v = stat[c[0]];
+      var v = field(stat, c[0]);
       cell(tr, c[1] === null ? v : number(v, c[1]), c[2]);
     });
     return tr;
@@ -219,7 +225,7 @@
     }
     if (sortKey) {
       rows.sort(function (a, b) {
-        var x = a[sortKey], y = b[sortKey];
+        var x = field(a, sortKey), y = field(b, sortKey);
         return (x < y ? -1 : x > y ? 1 : 0) * sortDir;
       });
     }

@@ -199,9 +199,17 @@ async fn swarm_starts_a_test_and_stats_use_locusts_field_names() {
     ] {
         assert!(root.get(key).is_some(), "row lacks {key}: {root}");
     }
+    // Whole milliseconds where Locust writes integers; the exact figures
+    // (the demo target answers in well under a millisecond) beside them.
+    for key in ["min_response_time", "max_response_time", "median_response_time", "response_time_percentile_0.95"] {
+        assert!(root[key].is_u64(), "{key} is an integer, as Locust's: {root}");
+        assert!(root["exact"][key].is_number(), "exact {key}: {root}");
+        let exact = root["exact"][key].as_f64().unwrap();
+        assert_eq!(root[key].as_u64().unwrap(), (exact + 0.5).floor() as u64, "{key} rounds the exact figure");
+    }
     let percentiles = stats["current_response_time_percentiles"].as_object().unwrap();
     assert!(percentiles.contains_key("response_time_percentile_0.5"));
-    assert!(percentiles.contains_key("response_time_percentile_0.95"));
+    assert!(percentiles["response_time_percentile_0.95"].is_u64());
     let error = &stats["errors"].as_array().unwrap()[0];
     assert_eq!(error["name"], "/status/503");
     assert!(error["occurrences"].as_u64().unwrap() >= 1);
@@ -293,6 +301,15 @@ async fn downloads_carry_locusts_formats() {
     assert!(text.starts_with("Type,Name,Request Count,Failure Count,Median Response Time"), "{text}");
     assert!(text.contains("\r\nGET,/,"), "{text}");
     assert!(text.contains("\r\n,Aggregated,"), "{text}");
+    // Median and percentiles are whole milliseconds, as Locust writes them
+    // (`int(row["95%"])`, locust_csv2openmetrics).
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let root: Vec<&str> = text.lines().find(|l| l.starts_with("GET,/,")).unwrap().split(',').collect();
+    for (column, value) in header.iter().zip(&root) {
+        if *column == "Median Response Time" || column.ends_with('%') {
+            assert!(value.parse::<u64>().is_ok(), "{column} = {value:?} is not an integer");
+        }
+    }
     let r = s.get("/stats/failures/csv").await;
     assert!(r.text().starts_with("Method,Name,Error,Occurrences,First Seen,Last Seen\r\n"));
     assert!(r.text().contains("/status/503"));
@@ -302,7 +319,10 @@ async fn downloads_carry_locusts_formats() {
     assert_eq!((r.status_code(), r.text().as_str()), (200, "Timestamp,User Count\r\n1,2\r\n"));
     let r = s.get("/stats/json").await;
     let entries: Value = r.json().unwrap();
-    assert!(entries.as_array().unwrap().iter().any(|e| e["name"] == "/"));
+    let root = entries.as_array().unwrap().iter().find(|e| e["name"] == "/").expect("an entry for /");
+    let buckets = root["response_times"].as_object().unwrap();
+    assert!(buckets.keys().all(|k| k.parse::<u64>().is_ok()), "Locust's whole-ms keys: {buckets:?}");
+    assert!(root["percentiles_exact"]["0.95"].is_f64() || root["percentiles_exact"]["0.95"].is_u64(), "{root}");
 
     let r = s.get("/stats/report").await;
     assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
@@ -566,4 +586,43 @@ async fn login_works_under_a_base_path_that_looks_like_a_route() {
         .allow_redirects(false);
     assert_eq!(s.client.send(&login).await.header("location"), Some("/log"));
     assert_eq!(s.client.send(&Request::get(format!("{root}/log/stats/requests"))).await.status_code(), 200);
+}
+
+/// Starting a test from stopped starts from zero, as Locust does: the
+/// second test's table, failures, rates and history are its own.
+#[tokio::test]
+async fn a_new_test_starts_from_zero_with_its_own_rates_and_history() {
+    let mut s = setup().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.post("/swarm", &[("user_count", "2"), ("spawn_rate", "100")]).await;
+    s.wait_for_both_web_tasks().await;
+    s.get("/stop").await;
+    s.wait_for(RunnerState::Stopped).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let served_before = s._target.requests_served();
+    let started = std::time::Instant::now();
+    let started_unix = swarmer_engine::unix_now();
+    s.post("/swarm", &[("user_count", "2"), ("spawn_rate", "100")]).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    s.get("/stop").await;
+    s.wait_for(RunnerState::Stopped).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    s.runner.flush().await;
+    let served = s._target.requests_served() - served_before;
+
+    let stats = s.json("/stats/requests").await;
+    let total = stats["stats"].as_array().unwrap().last().unwrap();
+    assert_eq!(total["num_requests"].as_u64().unwrap(), served, "only the second test's requests: {stats}");
+    let failures: u64 = stats["errors"].as_array().unwrap().iter().map(|e| e["occurrences"].as_u64().unwrap()).sum();
+    assert_eq!(failures, total["num_failures"].as_u64().unwrap(), "only the second test's failures");
+    let rps = total["total_rps"].as_f64().unwrap();
+    let expected = served as f64 / elapsed;
+    assert!(rps >= expected * 0.85, "requests/s over the second test only: {rps:.1} for {expected:.1}");
+    let history = s.json("/stats/history").await;
+    let points = history.as_array().unwrap();
+    assert!(!points.is_empty(), "{history}");
+    for point in points {
+        assert!(point[0].as_f64().unwrap() >= started_unix - 1.0, "a point from before the second test: {point}");
+    }
 }

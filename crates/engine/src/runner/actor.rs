@@ -204,6 +204,9 @@ impl Actor {
             counts
         });
         if begin == Begin::Fresh {
+            // A new test starts from zero (its listeners' requests count in it).
+            let epoch = self.core.reset_stats();
+            self.to_every_shard(|| ShardCommand::ResetStats { epoch });
             for hook in &self.plan.on_test_start {
                 hook();
             }

@@ -244,12 +244,15 @@ impl RunnerCore {
         self.emit(RunnerEvent::TestStopped);
     }
 
-    /// Start a new statistics epoch and empty the merged statistics;
-    /// returns the epoch (deltas recorded before it are dropped).
+    /// Start a new statistics epoch and empty the merged statistics, the
+    /// chart history and the notes; returns the epoch (deltas recorded
+    /// before it are dropped). Also the start of every new test, as
+    /// Locust's: a test's numbers, rates and charts are its own.
     pub fn reset_stats(&mut self) -> u64 {
         self.epoch += 1;
         let mut store = self.stats.lock_or_recover();
         store.stats.reset(unix_now());
+        store.history.clear();
         store.notes.clear();
         self.epoch
     }

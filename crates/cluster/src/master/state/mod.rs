@@ -156,6 +156,8 @@ impl MasterLoop {
         match command {
             RunnerCommand::Start(settings) => {
                 if self.core.is_idle() && !self.live_ids().is_empty() && self.quitting.is_none() {
+                    // A new test starts from zero, on the master and every worker.
+                    self.new_epoch();
                     // The plan's test_start listeners run here first; what they
                     // send reaches each worker before its users.
                     // As Locust's, the listeners read the test's target user count.
@@ -338,6 +340,12 @@ impl MasterLoop {
 
     pub(super) fn reset_stats(&mut self) {
         self.notify_plan(Notice::ResetStats);
+        self.new_epoch();
+    }
+
+    /// Empty the statistics here and on every worker (deltas of earlier
+    /// epochs are dropped when they arrive).
+    fn new_epoch(&mut self) {
         let epoch = self.core.reset_stats();
         self.shared_epoch.store(epoch, std::sync::atomic::Ordering::Relaxed);
         self.broadcast(master_message::Kind::ResetStats(proto::ResetStats { epoch }));
