@@ -838,3 +838,31 @@ swarmer.user('U', { wait_time = swarmer.constant(0.01), tasks = {
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("quit 5\n"), "{}", text(&out.stdout));
 }
+
+/// As Locust's, an exception in a task is logged at error level with its
+/// traceback; a task failing hundreds of times a second logs a few a
+/// second and says how many it left out.
+#[test]
+fn exceptions_in_tasks_are_logged_with_their_traceback_a_few_a_second() {
+    let t = target(TargetOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.lua");
+    std::fs::write(
+        &plan,
+        "local swarmer = require('swarmer')\n\
+         local function broken(self)\n\
+           error('boom in a task')\n\
+         end\n\
+         swarmer.user('U', { wait_time = swarmer.constant(0.001), tasks = { broken } })\n",
+    )
+    .unwrap();
+    let out = run(swarmer()
+        .args(["-f", plan.to_str().unwrap(), "-H", &t.url(), "--headless", "-u", "5", "-r", "100", "-t", "2s"])
+        .args(["--shards", "1", "--only-summary"]));
+    let log = text(&out.stderr);
+    let logged: Vec<&str> = log.lines().filter(|l| l.contains("ERROR") && l.contains("boom in a task")).collect();
+    assert!(!logged.is_empty(), "{log}");
+    assert!(log.contains("plan.lua:3: in"), "the traceback follows the message: {log}");
+    assert!(logged.len() <= 5 * 4, "a few a second: {} lines", logged.len());
+    assert!(log.contains("more exceptions in user code were not logged"), "{log}");
+}

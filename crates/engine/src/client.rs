@@ -186,9 +186,10 @@ impl CatchResponse {
         self.finish(None);
     }
 
-    /// Record as a failure with `message`.
+    /// Record as a failure with `message`, which reads as Locust's
+    /// `CatchResponseError('message')` in the failures table.
     pub fn failure(mut self, message: impl AsRef<str>) {
-        self.finish(Some(message.as_ref()));
+        self.mark_failure(message.as_ref());
     }
 
     /// The response, keeping the verdict open.
@@ -202,9 +203,12 @@ impl CatchResponse {
         self.finish(None);
     }
 
-    /// Record as a failure now (later marks are ignored).
+    /// Record as a failure now (later marks are ignored), as
+    /// `CatchResponseError('message')`.
     pub fn mark_failure(&mut self, message: &str) {
-        self.finish(Some(message));
+        if !self.recorded {
+            self.finish(Some(&format!("CatchResponseError({})", python_repr(message))));
+        }
     }
 
     /// Record with Locust's default verdict unless already marked.
@@ -238,5 +242,44 @@ impl Deref for CatchResponse {
 impl Drop for CatchResponse {
     fn drop(&mut self) {
         self.finish_default();
+    }
+}
+
+/// A string as Python's `repr` writes it, the way Locust's failures table
+/// shows a `CatchResponseError`: single quotes unless the text has one and
+/// no double quote, with backslashes, the quote and control characters
+/// escaped.
+fn python_repr(text: &str) -> String {
+    let quote = if text.contains('\'') && !text.contains('"') { '"' } else { '\'' };
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push(quote);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::python_repr;
+
+    #[test]
+    fn strings_read_as_pythons_repr() {
+        assert_eq!(python_repr("No data"), "'No data'");
+        assert_eq!(python_repr("it's"), "\"it's\"");
+        assert_eq!(python_repr("say \"it's\""), "'say \"it\\'s\"'");
+        assert_eq!(python_repr("a\\b\nc\u{1}"), "'a\\\\b\\nc\\x01'");
     }
 }

@@ -32,6 +32,7 @@ mod control;
 mod cpu;
 pub mod dispatch;
 mod error;
+mod error_log;
 mod lock;
 mod outline;
 mod plan;

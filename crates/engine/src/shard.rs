@@ -212,6 +212,7 @@ async fn run_shard(
                 Some(ShardCommand::Shutdown) | None => break,
             },
             _ = flush.tick() => {
+                context.error_log.flush();
                 let delta = context.recorder.borrow_mut().take_delta();
                 if !delta.is_empty() {
                     let _ = events.send(ShardEvent::Stats { delta, epoch });

@@ -16,6 +16,7 @@ use swarmer_stats::{RequestSample, ShardRecorder, StatsDelta};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::error::StartError;
+use crate::error_log::ErrorLog;
 
 /// Called for every request sample recorded on the shard (keep it cheap:
 /// it runs on the hot path, only when set).
@@ -56,6 +57,8 @@ pub(crate) struct ShardContext {
     clock_instant: Instant,
     clock_unix: f64,
     pub events: UnboundedSender<ShardEvent>,
+    /// Exceptions written to the log, a few a second.
+    pub error_log: ErrorLog,
 }
 
 impl ShardContext {
@@ -67,6 +70,7 @@ impl ShardContext {
             clock_instant: Instant::now(),
             clock_unix: swarmer_stats::unix_now(),
             events,
+            error_log: ErrorLog::default(),
         }
     }
 
@@ -98,6 +102,7 @@ impl ShardContext {
 
     pub fn record_exception(&self, message: &str, location: &str) {
         self.recorder.borrow_mut().record_exception(message, location);
+        self.error_log.exception(self.now_unix() as u64, message, location);
         let hook = self.user_error_hook.borrow().clone();
         if let Some(hook) = hook {
             hook(message, location);

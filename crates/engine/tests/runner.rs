@@ -208,7 +208,7 @@ async fn catch_response_and_default_verdicts_are_recorded() {
     assert_eq!(s.entry("GET", "/status/500").unwrap().num_failures, 1);
     assert_eq!(s.entry("GET", "/index.html?ok=[random]").unwrap().num_requests, 3);
     let errors: Vec<(String, u64)> = s.failures().map(|f| (f.error.clone(), f.occurrences)).collect();
-    assert!(errors.contains(&("Got wrong response".into(), 1)), "{errors:?}");
+    assert!(errors.contains(&("CatchResponseError('Got wrong response')".into(), 1)), "{errors:?}");
     assert!(
         errors.contains(&("HTTPError('500 Server Error: Internal Server Error for url: /status/500')".into(), 1)),
         "{errors:?}"

@@ -255,7 +255,7 @@ swarmer.user("Careful", {
     assert_eq!(count(&handle, "GET", "/status/503"), (1, 1));
     let store = handle.stats().lock().unwrap();
     assert_eq!(store.stats.exceptions().count(), 0, "{:?}", store.stats.exceptions().collect::<Vec<_>>());
-    assert!(store.stats.failures().any(|f| f.error == "wrong page"));
+    assert!(store.stats.failures().any(|f| f.error == "CatchResponseError('wrong page')"));
 }
 
 /// Responses are made by the driver, and their strings may be reused from

@@ -20,6 +20,7 @@ const INDEX: &str = include_str!("../assets/index.html");
 const LOGIN: &str = include_str!("../assets/login.html");
 const APP_JS: &str = include_str!("../assets/app.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
+const FAVICON: &str = include_str!("../assets/favicon.svg");
 
 /// `GET /`: the page, with what it needs to know embedded as JSON.
 pub async fn index(State(state): State<Arc<AppState>>) -> Html<String> {
@@ -82,6 +83,12 @@ pub async fn asset(Path(file): Path<String>) -> Response {
         _ => return (StatusCode::NOT_FOUND, "no such asset").into_response(),
     };
     ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+/// `GET /favicon.ico`: the UI's icon (an SVG, which browsers take at this
+/// path too).
+pub async fn favicon() -> Response {
+    ([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "max-age=86400")], FAVICON).into_response()
 }
 
 #[derive(Deserialize)]

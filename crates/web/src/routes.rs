@@ -27,6 +27,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/login", get(pages::login_page).post(pages::login_submit))
         .route("/logout", post(pages::logout))
         .route("/assets/{file}", get(pages::asset))
+        .route("/favicon.ico", get(pages::favicon))
         .route("/swarm", post(control::swarm))
         .route("/stop", get(control::stop).post(control::stop))
         .route("/stats/reset", get(control::reset).post(control::reset))
@@ -123,7 +124,7 @@ async fn require_login(State(state): State<Arc<AppState>>, request: Request, nex
     };
     // Under --web-base-path the router has already stripped the prefix.
     let relative = request.uri().path().to_owned();
-    if relative == "/login" {
+    if relative == "/login" || relative == "/favicon.ico" {
         return next.run(request).await;
     }
     let headers = request.headers();

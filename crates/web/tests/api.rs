@@ -424,6 +424,10 @@ async fn login_guards_the_api_and_the_ui() {
     let r = s.client.send(&Request::get("/").allow_redirects(false)).await;
     assert_eq!((r.status_code(), r.header("location")), (303, Some("/login")));
     assert_eq!(s.get("/login").await.status_code(), 200);
+    // The tab's icon needs no login.
+    let r = s.get("/favicon.ico").await;
+    assert_eq!((r.status_code(), r.header("content-type")), (200, Some("image/svg+xml")));
+    assert!(r.text().starts_with("<svg"));
 
     let basic = |user: &str, password: &str| {
         use base64::Engine;
@@ -625,4 +629,46 @@ async fn a_new_test_starts_from_zero_with_its_own_rates_and_history() {
     for point in points {
         assert!(point[0].as_f64().unwrap() >= started_unix - 1.0, "a point from before the second test: {point}");
     }
+}
+
+/// `curl -F` and a browser's FormData send multipart forms; the answer's
+/// host is the host of the test it started, also when that host changed.
+#[tokio::test]
+async fn swarm_takes_multipart_forms_and_answers_with_the_new_tests_host() {
+    let mut s = setup().await;
+    let other = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let boundary = "----swarmer-test-boundary";
+    let part = |name: &str, value: &str| {
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+    };
+    let body = format!(
+        "{}{}{}--{boundary}--\r\n",
+        part("user_count", "3"),
+        part("spawn_rate", "100"),
+        part("host", &other.url())
+    );
+    let request =
+        Request::post("/swarm").header("content-type", &format!("multipart/form-data; boundary={boundary}")).body(body);
+    let r = s.client.send(&request).await;
+    assert_eq!(r.status_code(), 200, "{}", r.text());
+    let answer: Value = r.json().unwrap();
+    assert_eq!(answer["host"], other.url().as_str(), "the new test's host, not the previous one");
+    s.wait_for(RunnerState::Running).await;
+    assert_eq!(s.runner.stats().lock().unwrap().user_count, 3);
+    for _ in 0..100 {
+        if other.requests_served() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(other.requests_served() > 0, "the users went to the form's host");
+
+    let file = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"user_count\"; filename=\"x.txt\"\r\n\r\n3\r\n--{boundary}--\r\n"
+    );
+    let request =
+        Request::post("/swarm").header("content-type", &format!("multipart/form-data; boundary={boundary}")).body(file);
+    let r = s.client.send(&request).await;
+    assert_eq!(r.status_code(), 400, "{}", r.text());
+    assert!(r.text().contains("text fields only"), "{}", r.text());
 }

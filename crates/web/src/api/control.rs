@@ -10,9 +10,11 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::http::header::CONTENT_TYPE;
 use serde_json::{Value, json};
 use swarmer_engine::timespan::parse_timespan;
-use swarmer_engine::{StartError, TestSettings};
+use swarmer_engine::{RunnerState, StartError, TestSettings};
 
 use crate::error::ApiError;
 use crate::routes::BODY_LIMIT;
@@ -36,13 +38,18 @@ pub struct SwarmForm {
 pub async fn swarm(
     State(state): State<Arc<AppState>>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body =
         body.map_err(|_| ApiError::bad_field("body", format!("larger than the {} KiB limit", BODY_LIMIT / 1024)))?;
-    // A form in the body, or (for curl one-liners) in the query string.
+    // A form in the body (urlencoded, or multipart as `curl -F` and a
+    // browser's FormData send it), or (for curl one-liners) in the query string.
+    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let fields: Vec<(String, String)> = if body.is_empty() {
         form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect()
+    } else if let Ok(boundary) = multer::parse_boundary(content_type) {
+        multipart_fields(body, boundary).await?
     } else {
         form_urlencoded::parse(&body).into_owned().collect()
     };
@@ -52,11 +59,16 @@ pub async fn swarm(
     }
     let picked = form.settings.classes.clone();
     let run_time = form.settings.run_time;
+    // The test's host: the form's for a new test, else the one it keeps
+    // (the runner applies the form's after this answer is made, and not
+    // to a running test).
+    let running = matches!(state.runner.state(), RunnerState::Spawning | RunnerState::Running);
+    let host = form.settings.host.clone().filter(|_| !running).or_else(|| state.runner.host());
     state.start_test(form.settings).map_err(field_error)?;
     let mut answer = json!({
         "success": true,
         "message": "Swarming started",
-        "host": state.runner.host(),
+        "host": host,
     });
     if let Some(run_time) = run_time {
         answer["run_time"] = json!(run_time.as_secs());
@@ -66,6 +78,29 @@ pub async fn swarm(
         answer["user_classes"] = json!(classes);
     }
     Ok(Json(answer))
+}
+
+/// The text fields of a `multipart/form-data` body (files are refused).
+async fn multipart_fields(body: Bytes, boundary: String) -> Result<Vec<(String, String)>, ApiError> {
+    let stream = futures_util::stream::once(async move { Ok::<Bytes, std::convert::Infallible>(body) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let mut fields = Vec::new();
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => return Ok(fields),
+            Err(e) => return Err(ApiError::bad_field("body", format!("not a valid multipart form: {e}"))),
+        };
+        let name = field.name().unwrap_or_default().to_owned();
+        if field.file_name().is_some() {
+            return Err(ApiError::bad_field(
+                "body",
+                format!("{name}: a file was sent; the form takes text fields only"),
+            ));
+        }
+        let value = field.text().await.map_err(|e| ApiError::bad_field("body", format!("{name}: unreadable: {e}")))?;
+        fields.push((name, value));
+    }
 }
 
 /// Engine errors start with the field they are about (`host: …`).
