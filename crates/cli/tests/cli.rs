@@ -27,6 +27,13 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// `source` written as `plan.lua` in `dir`.
+fn plan_file(dir: &Path, source: &str) -> std::path::PathBuf {
+    let plan = dir.join("plan.lua");
+    std::fs::write(&plan, source).unwrap();
+    plan
+}
+
 fn first_line_with_ending(path: &Path) -> String {
     let content = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let end = content.find("\r\n").expect("CRLF line endings") + 2;
@@ -576,14 +583,12 @@ fn a_lua_plan_declares_its_own_command_line_options() {
 #[test]
 fn a_lua_plan_reads_environment_variables() {
     let dir = tempfile::tempdir().unwrap();
-    let plan = dir.path().join("plan.lua");
-    std::fs::write(
-        &plan,
+    let plan = plan_file(
+        dir.path(),
         "local swarmer = require('swarmer')\n\
          local page = os.getenv('SWARMER_TEST_PAGE') or '/missing-env'\n\
          swarmer.user('U', { wait_time = swarmer.constant(10), tasks = { function(self) self.client:get(page) end } })\n",
-    )
-    .unwrap();
+    );
     let t = target(TargetOptions::default());
     let out = run(swarmer()
         .env("SWARMER_TEST_PAGE", "/profile")
@@ -659,16 +664,14 @@ fn max_body_size_turns_larger_responses_into_failures_from_the_flag_and_from_a_p
     assert!(requests > 0 && failures == 0, "the default limit lets them through");
     // A plan's request option overrides the flag for that request.
     let dir = tempfile::tempdir().unwrap();
-    let plan = dir.path().join("plan.lua");
-    std::fs::write(
-        &plan,
+    let plan = plan_file(
+        dir.path(),
         "local swarmer = require('swarmer')\n\
          swarmer.user('U', { tasks = { function(self)\n\
            self.client:get('/', { name = 'small', max_body = 1 })\n\
            self.client:get('/', { name = 'default' })\n\
          end } })\n",
-    )
-    .unwrap();
+    );
     let out = run(swarmer()
         .args(["-f", plan.to_str().unwrap(), "--headless", "-u", "1", "-r", "10", "-t", "1s", "--only-summary"])
         .args(["--json", "-H", &t.url()]));
@@ -685,16 +688,14 @@ fn top_level_runs(args: &[&str]) -> (usize, String) {
     let t = target(TargetOptions::default());
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("top_level.log");
-    let plan = dir.path().join("plan.lua");
-    std::fs::write(
-        &plan,
+    let plan = plan_file(
+        dir.path(),
         "local swarmer = require('swarmer')\n\
          local log = assert(io.open(os.getenv('TOP_LEVEL_LOG'), 'a'))\n\
          log:write(swarmer.runner.role .. '\\n')\n\
          log:close()\n\
          swarmer.user('U', { wait_time = swarmer.constant(0.2), tasks = { function(self) self.client:get('/') end } })\n",
-    )
-    .unwrap();
+    );
     let out = run(swarmer()
         .env("TOP_LEVEL_LOG", &log)
         .args(["-f", plan.to_str().unwrap(), "-H", &t.url(), "--headless", "-u", "2", "-r", "20", "-t", "1s"])
@@ -775,14 +776,12 @@ fn a_plan_in_a_subfolder_requires_modules_from_the_working_directory() {
 fn an_error_in_a_listener_makes_the_run_exit_with_2_as_locust_does() {
     let t = target(TargetOptions::default());
     let dir = tempfile::tempdir().unwrap();
-    let plan = dir.path().join("plan.lua");
-    std::fs::write(
-        &plan,
+    let plan = plan_file(
+        dir.path(),
         "local swarmer = require('swarmer')\n\
          swarmer.events.test_start:add_listener(function() error('setup broke') end)\n\
          swarmer.user('U', { wait_time = swarmer.constant(0.1), tasks = { function(self) self.client:get('/') end } })\n",
-    )
-    .unwrap();
+    );
     let out = run(swarmer()
         .args(["-f", plan.to_str().unwrap(), "-H", &t.url(), "--headless", "-u", "1", "-r", "10", "-t", "1s"])
         .args(["--only-summary"]));
@@ -797,9 +796,8 @@ fn an_error_in_a_listener_makes_the_run_exit_with_2_as_locust_does() {
 fn a_quitting_listener_reads_the_final_statistics_and_chooses_the_exit_code() {
     let t = target(TargetOptions::default());
     let dir = tempfile::tempdir().unwrap();
-    let plan = dir.path().join("plan.lua");
-    std::fs::write(
-        &plan,
+    let plan = plan_file(
+        dir.path(),
         r#"local swarmer = require('swarmer')
 swarmer.events.quitting:add_listener(function()
   local total = swarmer.stats()
@@ -812,8 +810,7 @@ swarmer.user('U', { wait_time = swarmer.constant(0.01), tasks = {
   function(self) self.client:get('/status/500') end,
 } })
 "#,
-    )
-    .unwrap();
+    );
     for (code, expected) in [("3", 3), ("0", 0)] {
         let prefix = dir.path().join(format!("run{code}"));
         let out = run(swarmer()
@@ -846,16 +843,14 @@ swarmer.user('U', { wait_time = swarmer.constant(0.01), tasks = {
 fn exceptions_in_tasks_are_logged_with_their_traceback_a_few_a_second() {
     let t = target(TargetOptions::default());
     let dir = tempfile::tempdir().unwrap();
-    let plan = dir.path().join("plan.lua");
-    std::fs::write(
-        &plan,
+    let plan = plan_file(
+        dir.path(),
         "local swarmer = require('swarmer')\n\
          local function broken(self)\n\
            error('boom in a task')\n\
          end\n\
          swarmer.user('U', { wait_time = swarmer.constant(0.001), tasks = { broken } })\n",
-    )
-    .unwrap();
+    );
     let out = run(swarmer()
         .args(["-f", plan.to_str().unwrap(), "-H", &t.url(), "--headless", "-u", "5", "-r", "100", "-t", "2s"])
         .args(["--shards", "1", "--only-summary"]));
