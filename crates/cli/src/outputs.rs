@@ -1,6 +1,6 @@
 //! Files and streams a headless run writes: the CSV files (refreshed every
-//! second, history appended, written once more at the end), `--json`,
-//! `--json-file`, and the console tables.
+//! second, one set of history rows per second, the snapshots written once
+//! more at the end), `--json`, `--json-file`, and the console tables.
 //!
 //! Console output never panics (as `println!` does when its stream is
 //! closed): after a hang-up the terminal is gone, and the run must still
@@ -18,6 +18,8 @@ pub struct CsvOutput {
     prefix: String,
     full_history: bool,
     history: File,
+    /// The Unix second of the latest history rows: one set per second.
+    last_second: Option<u64>,
 }
 
 impl CsvOutput {
@@ -26,14 +28,19 @@ impl CsvOutput {
         let [_, history_name, _, _] = csv::file_names(prefix);
         let mut history = File::create(&history_name).map_err(|e| format!("--csv {prefix}: {history_name}: {e}"))?;
         write!(history, "{}\r\n", csv::history_header()).map_err(|e| format!("{history_name}: {e}"))?;
-        let out = Self { prefix: prefix.to_owned(), full_history, history };
+        let out = Self { prefix: prefix.to_owned(), full_history, history, last_second: None };
         Ok(out)
     }
 
-    /// Append this second's history rows and rewrite the other three files.
+    /// Append this second's history rows (unless this second has them
+    /// already) and rewrite the other three files.
     pub fn tick(&mut self, store: &StatsStore, now: f64) -> Result<(), String> {
-        let rows = csv::history_rows(&store.stats, store.user_count, now, self.full_history);
-        self.history.write_all(rows.as_bytes()).map_err(|e| format!("{}_stats_history.csv: {e}", self.prefix))?;
+        let second = now as u64;
+        if self.last_second != Some(second) {
+            self.last_second = Some(second);
+            let rows = csv::history_rows(&store.stats, store.user_count, now, self.full_history);
+            self.history.write_all(rows.as_bytes()).map_err(|e| format!("{}_stats_history.csv: {e}", self.prefix))?;
+        }
         self.write_snapshots(store)
     }
 

@@ -86,6 +86,12 @@ pub async fn run(plan: Plan, config: RunConfig, program_plan: bool) -> Result<i3
     {
         master.wait_for_workers().await?;
     }
+    // As Locust's, the history starts with a row from before the test (no users yet).
+    if let Some(out) = csv.as_mut()
+        && (headless || autostart)
+    {
+        out.tick(&handle.stats().lock_or_recover(), unix_now())?;
+    }
     match &web {
         // Checked start: a headless master has no host check at startup.
         None => handle.start_test(test.clone())?,
@@ -127,6 +133,8 @@ pub async fn run(plan: Plan, config: RunConfig, program_plan: bool) -> Result<i3
                 outputs::print_live(&handle.stats().lock_or_recover(), unix_now());
             }
             _ = csv_tick.tick(), if csv.is_some() => {
+                // Every shard's requests up to now: the counts advance evenly.
+                handle.flush().await;
                 if let Some(out) = csv.as_mut()
                     && let Err(e) = out.tick(&handle.stats().lock_or_recover(), unix_now())
                 {
@@ -141,6 +149,8 @@ pub async fn run(plan: Plan, config: RunConfig, program_plan: bool) -> Result<i3
         EndReason::TestStopped => tracing::info!("The test was stopped, shutting down"),
         EndReason::AutoQuit => tracing::info!("--autoquit time reached, shutting down"),
     }
+    // As Locust's, the history ends with the last second's rows of the
+    // running test; the other files get the final totals below.
     // A second signal while shutting down still lets the shards flush: the
     // quit below collects their last deltas before returning.
     handle.quit().await;
@@ -164,7 +174,7 @@ fn finish(handle: &RunnerHandle, outputs: &Outputs, csv: Option<&mut CsvOutput>)
     let now = unix_now();
     let mut problems = Vec::new();
     if let Some(out) = csv
-        && let Err(e) = out.tick(&store, now)
+        && let Err(e) = out.write_snapshots(&store)
     {
         problems.push(e);
     }

@@ -46,7 +46,7 @@ fn csv_files_have_locust_names_and_headers_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
     let prefix = dir.path().join("run");
     let out = run(swarmer()
-        .args(["-f", "builtin:hello", "--headless", "-u", "2", "-r", "100", "-t", "2s", "--shards", "1"])
+        .args(["-f", "builtin:hello", "--headless", "-u", "2", "-r", "100", "-t", "4s", "--shards", "2"])
         .args(["-H", &t.url(), "--csv", prefix.to_str().unwrap(), "--only-summary"]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let p = |suffix: &str| dir.path().join(format!("run_{suffix}.csv"));
@@ -69,9 +69,26 @@ fn csv_files_have_locust_names_and_headers_byte_for_byte() {
     assert!(rows[1].starts_with("GET,/,"), "{stats}");
     assert!(rows[2].starts_with(",Aggregated,"), "{stats}");
     let count: u64 = rows[2].split(',').nth(2).unwrap().parse().unwrap();
-    assert!(count > 100, "{count} requests in 2 s");
+    assert!(count > 100, "{count} requests in 4 s");
     let history = std::fs::read_to_string(p("stats_history")).unwrap();
-    assert!(history.lines().count() >= 3, "one row a second: {history}");
+    // As Locust's: one Aggregated row a second, from a first row before
+    // any user to the last second of the running test, with counts that
+    // advance evenly (every shard's requests up to each row).
+    let rows: Vec<Vec<u64>> = history
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let cols: Vec<&str> = l.split(',').collect();
+            vec![cols[0].parse().unwrap(), cols[1].parse().unwrap(), cols[17].parse().unwrap()]
+        })
+        .collect();
+    assert!(rows.len() >= 3, "one row a second: {history}");
+    assert_eq!((rows[0][1], rows[0][2]), (0, 0), "the first row is from before the test: {history}");
+    assert_eq!(rows.last().unwrap()[1], 2, "the last row is of the running test: {history}");
+    assert!(rows.windows(2).all(|w| w[1][0] == w[0][0] + 1), "a row each second, none twice: {history}");
+    let steps: Vec<f64> = rows.windows(2).skip(1).map(|w| (w[1][2] - w[0][2]) as f64).collect();
+    let mean = steps.iter().sum::<f64>() / steps.len() as f64;
+    assert!(steps.iter().all(|s| (0.6 * mean..=1.4 * mean).contains(s)), "even steps: {steps:?}\n{history}");
 }
 
 #[test]
