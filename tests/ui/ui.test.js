@@ -82,9 +82,118 @@ test("a test is started from the form, watched live, edited, stopped and downloa
     const shot = await page.screenshot({ fullPage: true, path: path.join(h.artifactsDir(), "dashboard.png") });
     assert.ok((await h.distinctColours(page, shot)) > 50, "the screenshot is not blank");
 
-    // New test brings the form back.
+    // New test brings the form back, in a dialog.
     await page.click("#btn-new");
-    await page.locator("#start-form").waitFor();
+    await page.locator("#new-dialog #start-form").waitFor();
+  } finally {
+    await context.close();
+    h.stop(swarmer);
+  }
+});
+
+test("a second test in the same process shows, downloads and charts only itself", async () => {
+  // Each test's requests carry its number (counted by a test_start listener).
+  const dir = h.tempDir();
+  const plan = path.join(dir, "plan.lua");
+  fs.writeFileSync(plan, [
+    "local swarmer = require('swarmer')",
+    "swarmer.events.test_start:add_listener(function() swarmer.shared.test = (swarmer.shared.test or 0) + 1 end)",
+    "local function tag() return 'test-' .. swarmer.shared.test end",
+    "swarmer.user('U', { wait_time = swarmer.constant(0.05), tasks = {",
+    "  swarmer.task('page', 4, function(self) self.client:get('/', { name = tag() .. ' page' }) end),",
+    "  swarmer.task('fail', 1, function(self) self.client:get('/status/500', { name = tag() .. ' fail' }) end),",
+    "  swarmer.task('boom', 1, function(self) error('boom in ' .. tag()) end),",
+    "} })",
+  ].join("\n"));
+  const swarmer = await h.startSwarmer(target.url, ["-f", plan]);
+  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1440, height: 900 } });
+  const page = await context.newPage();
+  const names = () => page.locator("#stats-table tbody td:nth-child(2)").allInnerTexts();
+  try {
+    await page.goto(swarmer.url);
+    await page.fill("#f-users", "3");
+    await page.fill("#f-rate", "50");
+    await page.click("#f-start");
+    await page.waitForFunction(() => document.getElementById("h-state").textContent === "RUNNING", null, { timeout: 15000 });
+    // Both badges count live while the Statistics tab shows.
+    await page.waitForFunction(() => document.getElementById("n-failures").textContent !== ""
+      && document.getElementById("n-exceptions").textContent !== "", null, { timeout: 15000 });
+    // The table fits a 1440 px screen: no sideways scrolling.
+    const fits = await page.evaluate(() => {
+      const table = document.getElementById("stats-table");
+      return table.scrollWidth <= table.parentElement.clientWidth;
+    });
+    assert.ok(fits, "the statistics table fits 1440 px");
+    await page.click("button[data-tab=failures]");
+    const seen = await page.locator("#failures-table tbody tr").first().locator("td").allInnerTexts();
+    assert.match(seen[4], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/, "first seen: " + seen.join(" | "));
+    assert.match(seen[5], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/, "last seen: " + seen.join(" | "));
+    await page.click("button[data-tab=stats]");
+    await page.click("#btn-stop");
+    await page.waitForFunction(() => document.getElementById("h-state").textContent === "STOPPED", null, { timeout: 15000 });
+
+    // "New test" is a dialog: cancelled, the first test's results stay.
+    await page.click("#btn-new");
+    await page.locator("#new-dialog #start-form").waitFor();
+    await page.click("#f-cancel");
+    await page.waitForFunction(() => !document.getElementById("new-dialog").open);
+    assert.ok((await names()).includes("test-1 page"), "the last results stay on screen");
+
+    // The second test.
+    await page.click("#btn-new");
+    await page.fill("#f-users", "2");
+    await page.click("#f-start");
+    const secondStart = Date.now() / 1000;
+    await page.waitForFunction(() => document.getElementById("h-state").textContent === "RUNNING", null, { timeout: 15000 });
+    await page.waitForFunction(() => [...document.querySelectorAll("#stats-table tbody td:nth-child(2)")]
+      .some((td) => td.textContent === "test-2 page"), null, { timeout: 15000 });
+    await page.waitForTimeout(2500);
+    await page.click("#btn-stop");
+    await page.waitForFunction(() => document.getElementById("h-state").textContent === "STOPPED", null, { timeout: 15000 });
+    const shown = await names();
+    assert.ok(shown.length > 0 && shown.every((n) => n.startsWith("test-2")), "only the second test: " + shown);
+
+    // Its downloads and report hold only it.
+    await page.click("button[data-tab=downloads]");
+    for (const link of ["#dl-requests", "#dl-failures", "#dl-exceptions", "#dl-json", "#dl-report"]) {
+      const [download] = await Promise.all([page.waitForEvent("download"), page.click(link)]);
+      const text = fs.readFileSync(await download.path(), "utf8");
+      assert.ok(text.includes("test-2"), `${link} has the second test`);
+      assert.ok(!text.includes("test-1"), `${link} has nothing of the first test`);
+    }
+    const history = await (await fetch(swarmer.url + "/stats/history")).json();
+    assert.ok(history.length > 0 && history.every((p) => p[0] >= secondStart - 1.5), "the charts' points: " + history.length);
+
+    // Charts: zoom in by dragging, reset the zoom, save one as a PNG.
+    await page.click("button[data-tab=charts]");
+    const chart = page.locator("#chart-rps");
+    const over = chart.locator(".u-over");
+    await over.waitFor();
+    const whole = await chart.screenshot();
+    const box = await over.boundingBox();
+    await page.mouse.move(box.x + box.width * 0.4, box.y + box.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width * 0.6, box.y + box.height / 2, { steps: 5 });
+    await page.mouse.up();
+    await page.mouse.move(0, 0);
+    const zoomed = await chart.screenshot();
+    assert.ok(!zoomed.equals(whole), "dragging zoomed in");
+    await chart.locator(".reset-zoom").click();
+    await page.mouse.move(0, 0);
+    const reset = await chart.screenshot();
+    assert.ok(reset.equals(whole), "Reset zoom shows the whole test again");
+    const [png] = await Promise.all([page.waitForEvent("download"), chart.locator(".save-image").click()]);
+    assert.equal(png.suggestedFilename(), "swarmer-rps.png");
+    const bytes = fs.readFileSync(await png.path());
+    assert.equal(bytes.subarray(1, 4).toString(), "PNG");
+    assert.ok((await h.distinctColours(page, bytes)) > 5, "the image has the chart");
+
+    // Reset clears the badges and the charts' history too.
+    await page.click("#btn-reset");
+    await page.waitForFunction(() => document.getElementById("n-failures").textContent === ""
+      && document.getElementById("n-exceptions").textContent === "");
+    const afterReset = await (await fetch(swarmer.url + "/stats/history")).json();
+    assert.equal(afterReset.length, 0, "no chart points after a reset");
   } finally {
     await context.close();
     h.stop(swarmer);

@@ -53,12 +53,61 @@
     return data;
   }
 
+  // The chart as a PNG: its title, plot and legend's series names on the
+  // page's background, saved as `swarmer-ID.png`.
+  function saveImage(chart) {
+    var plot = chart.plot.ctx.canvas;
+    var ratio = plot.width / (chart.plot.width || plot.width);
+    var out = document.createElement("canvas");
+    var titleHeight = Math.round(28 * ratio);
+    out.width = plot.width;
+    out.height = plot.height + titleHeight;
+    var ctx = out.getContext("2d");
+    ctx.fillStyle = cssVar("--panel", "#fff");
+    ctx.fillRect(0, 0, out.width, out.height);
+    ctx.fillStyle = cssVar("--fg", "#222");
+    ctx.font = "bold " + Math.round(15 * ratio) + "px sans-serif";
+    ctx.textBaseline = "middle";
+    var x = 8 * ratio;
+    ctx.fillText(chart.spec.title, x, titleHeight / 2);
+    x += ctx.measureText(chart.spec.title).width + 16 * ratio;
+    ctx.font = Math.round(12 * ratio) + "px sans-serif";
+    chart.spec.series.forEach(function (s) {
+      ctx.fillStyle = s.color;
+      ctx.fillRect(x, titleHeight / 2 - 5 * ratio, 10 * ratio, 10 * ratio);
+      ctx.fillStyle = cssVar("--fg", "#222");
+      ctx.fillText(s.label, x + 14 * ratio, titleHeight / 2);
+      x += ctx.measureText(s.label).width + 30 * ratio;
+    });
+    ctx.drawImage(plot, 0, titleHeight);
+    var link = document.createElement("a");
+    link.download = "swarmer-" + chart.spec.id + ".png";
+    link.href = out.toDataURL("image/png");
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+  }
+
   // Build the charts inside `container`; returns {push(point), reset(points), resize()}.
+  // A chart zoomed in (a drag across it) keeps its range while points
+  // arrive, until "Reset zoom" or a double-click shows the whole test.
   function create(container, points) {
     points = (points || []).slice();
     var charts = [];
     function width() {
       return Math.max(280, Math.min(container.clientWidth || 800, 1400) - 8);
+    }
+    function resetZoom(chart) {
+      chart.zoomed = false;
+      chart.plot.setData(columns(points, chart.spec), true);
+    }
+    function button(box, label, action) {
+      var b = document.createElement("button");
+      b.type = "button";
+      b.textContent = label;
+      b.addEventListener("click", action);
+      box.appendChild(b);
+      return b;
     }
     function build() {
       container.innerHTML = "";
@@ -67,6 +116,10 @@
         box.className = "chart";
         box.id = "chart-" + spec.id;
         container.appendChild(box);
+        var tools = document.createElement("div");
+        tools.className = "chart-tools";
+        box.appendChild(tools);
+        var chart = { spec: spec, zoomed: false };
         var opts = {
           title: spec.title,
           width: width(),
@@ -76,8 +129,24 @@
           series: [{}].concat(spec.series.map(function (s) {
             return { label: s.label, stroke: s.color, width: 2, points: { show: false } };
           })),
+          cursor: {
+            bind: {
+              dblclick: function () { return function () { resetZoom(chart); return null; }; },
+            },
+          },
+          hooks: {
+            // Zoomed in: the x scale shows less than the data's span.
+            setScale: [function (u, key) {
+              var t = u.data[0];
+              if (key !== "x" || t.length < 2) return;
+              chart.zoomed = u.scales.x.min > t[0] + 0.5 || u.scales.x.max < t[t.length - 1] - 0.5;
+            }],
+          },
         };
-        return { spec: spec, plot: new global.uPlot(opts, columns(points, spec), box) };
+        chart.plot = new global.uPlot(opts, columns(points, spec), box);
+        button(tools, "Reset zoom", function () { resetZoom(chart); }).className = "reset-zoom";
+        button(tools, "Save as image", function () { saveImage(chart); }).className = "save-image";
+        return chart;
       });
     }
     build();
@@ -85,12 +154,13 @@
       push: function (point) {
         points.push(point);
         if (points.length > 86400) points.shift();
-        charts.forEach(function (c) { c.plot.setData(columns(points, c.spec)); });
+        charts.forEach(function (c) { c.plot.setData(columns(points, c.spec), !c.zoomed); });
       },
       reset: function (newPoints) {
         points = (newPoints || []).slice();
-        charts.forEach(function (c) { c.plot.setData(columns(points, c.spec)); });
+        charts.forEach(function (c) { c.zoomed = false; c.plot.setData(columns(points, c.spec), true); });
       },
+      zoomed: function () { return charts.some(function (c) { return c.zoomed; }); },
       resize: function () {
         charts.forEach(function (c) { c.plot.setSize({ width: width(), height: 260 }); });
       },

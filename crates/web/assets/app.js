@@ -16,7 +16,6 @@
   var activeTab = "stats";
   var page = 0;
   var sortKey = null, sortDir = 1;
-  var showForm = false;       // "New test" pressed while a test is stopped
 
   // ---- helpers ---------------------------------------------------------
 
@@ -36,6 +35,15 @@
     if (!isFinite(n)) return String(v);
     if (decimals === 0) return Math.round(n).toLocaleString("en-US");
     return n.toLocaleString("en-US", { maximumFractionDigits: decimals === undefined ? 2 : decimals });
+  }
+
+  // A Unix time as the local date and time of day.
+  function clock(seconds) {
+    if (!seconds) return "";
+    var d = new Date(seconds * 1000);
+    var pad = function (n) { return String(n).padStart(2, "0"); };
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
+      pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
   }
 
   function cell(tr, text, cls) {
@@ -115,7 +123,7 @@
       $("start-error").textContent = "";
       api("/swarm", { method: "POST", body: form(fields) }).then(function (r) { return r.json(); }).then(function (answer) {
         if (!answer.success) { $("start-error").textContent = answer.message; return; }
-        showForm = false;
+        if ($("new-dialog").open) $("new-dialog").close();
         lastPointTime = 0;
         if (charts) charts.reset([]);
         render(latest && Object.assign({}, latest, { state: "spawning" }));
@@ -128,9 +136,22 @@
   function wireButtons() {
     $("btn-stop").addEventListener("click", function () { api("/stop", { method: "POST" }); });
     $("btn-reset").addEventListener("click", function () {
-      api("/stats/reset", { method: "POST" }).then(function () { lastPointTime = 0; if (charts) charts.reset([]); });
+      api("/stats/reset", { method: "POST" }).then(function () {
+        lastPointTime = 0;
+        if (charts) charts.reset([]);
+        $("n-failures").textContent = "";
+        $("n-exceptions").textContent = "";
+      });
     });
-    $("btn-new").addEventListener("click", function () { showForm = true; render(latest); });
+    // "New test": the start form in a dialog; Cancel leaves the last results.
+    $("btn-new").addEventListener("click", function () {
+      var dialog = $("new-dialog");
+      dialog.appendChild($("start-form"));
+      $("f-cancel").hidden = false;
+      $("start-error").textContent = "";
+      dialog.showModal();
+    });
+    $("f-cancel").addEventListener("click", function () { $("new-dialog").close(); });
     $("btn-edit").addEventListener("click", function () {
       $("e-users").value = latest ? latest.target_user_count || latest.user_count : config.defaults.users;
       $("e-rate").value = $("f-rate").value || config.defaults.spawn_rate;
@@ -178,9 +199,9 @@
   }
 
   function refreshTab() {
-    if (activeTab === "exceptions") {
-      api("/exceptions").then(function (r) { return r.json(); }).then(renderExceptions);
-    } else if (activeTab === "ratios") {
+    // Exceptions on every tab: their badge stays current.
+    api("/exceptions").then(function (r) { return r.json(); }).then(renderExceptions);
+    if (activeTab === "ratios") {
       api("/tasks").then(function (r) { return r.json(); }).then(renderRatios);
     } else if (activeTab === "logs") {
       api("/logs").then(function (r) { return r.json(); }).then(function (logs) {
@@ -270,6 +291,7 @@
     errors.slice().sort(function (a, b) { return b.occurrences - a.occurrences; }).forEach(function (e) {
       var tr = document.createElement("tr");
       cell(tr, number(e.occurrences, 0)); cell(tr, e.method, "text"); cell(tr, e.name, "text"); cell(tr, e.error, "text");
+      cell(tr, clock(e.first_seen)); cell(tr, clock(e.last_seen));
       body.appendChild(tr);
     });
     var table = $("failures-table");
@@ -352,13 +374,13 @@
       $("h-workers").textContent = number(message.worker_count, 0);
       renderWorkers(message.workers);
     }
-    var formVisible = state === "ready" || (state === "stopped" && showForm);
+    var formVisible = state === "ready";
     $("start").hidden = !formVisible;
     $("dashboard").hidden = formVisible;
     $("btn-edit").hidden = !running;
     $("btn-stop").hidden = !running;
     $("btn-reset").hidden = formVisible;
-    $("btn-new").hidden = !(state === "stopped" && !showForm);
+    $("btn-new").hidden = state !== "stopped";
     document.body.dataset.state = state;
     if (!formVisible) {
       renderStats(message);
