@@ -59,7 +59,9 @@ pub fn script_json(value: &Value) -> String {
 /// The report as one HTML document.
 pub fn render(store: &StatsStore, meta: &ReportMeta<'_>, now: f64) -> String {
     let stats = &store.stats;
-    let start = store.test_started.unwrap_or_else(|| stats.start_time());
+    // The period the tables and charts cover: from the test's start, or
+    // from the latest reset of its statistics when that came later.
+    let start = store.test_started.map_or(stats.start_time(), |t| t.max(stats.start_time()));
     let end = store.test_stopped.unwrap_or(now);
     let mut body = String::new();
     let title = format!("Swarmer report: {}", meta.plan);
@@ -278,6 +280,18 @@ mod tests {
         assert_eq!(duration_text(0.2), "0 seconds");
         assert_eq!(duration_text(65.0), "1 minute and 5 seconds");
         assert_eq!(duration_text(3600.0 + 120.0 + 1.0), "1 hour, 2 minutes and 1 second");
+    }
+
+    #[test]
+    fn the_period_starts_at_a_reset_during_the_test() {
+        use swarmer_engine::RunnerState;
+        use swarmer_stats::{History, RequestStats};
+        let mut store = StatsStore::new(RunnerState::Running, RequestStats::new(1000.0), History::default());
+        store.test_started = Some(1000.0);
+        store.stats.reset(1060.0);
+        let meta = ReportMeta { plan: "p", host: None, classes: &[] };
+        let html = render(&store, &meta, 1090.0);
+        assert!(html.contains("from <b>1970-01-01T00:17:40Z</b> to <b>1970-01-01T00:18:10Z</b> (30 seconds)"), "{html}");
     }
 
     #[test]
