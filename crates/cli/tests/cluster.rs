@@ -1552,3 +1552,42 @@ fn plan_options_reset_stats_and_timeouts_reach_two_separate_workers() {
         assert!(text.contains("connect timeout 3s, request timeout 7s"), "{text}");
     }
 }
+
+/// On a master too, a test started from stopped starts from zero: the
+/// second test's statistics are its own, on the master and its workers.
+#[test]
+fn a_masters_second_test_starts_from_zero() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let master = start_master(&plan(), &t.url(), "--expect-workers 2", &[], TOKEN);
+    let _workers: Vec<Proc> = (0..2).map(|_| worker(&master.port, &[], TOKEN)).collect();
+    wait_until(
+        Duration::from_secs(20),
+        || get_json(&master.base, "/stats/requests")["workers"].as_array().is_some_and(|w| w.len() == 2),
+        "two workers join",
+    );
+    assert!(post_form(&master.base, "/swarm", "user_count=4&spawn_rate=100").contains("200"));
+    wait_until(Duration::from_secs(20), || total_requests(&get_json(&master.base, "/stats/requests")) > 20, "test 1");
+    get_json(&master.base, "/stop");
+    wait_until(
+        Duration::from_secs(20),
+        || get_json(&master.base, "/stats/requests")["state"] == "stopped",
+        "test 1 stops",
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let served_before = t.requests_served();
+    assert!(post_form(&master.base, "/swarm", "user_count=2&spawn_rate=100").contains("200"));
+    std::thread::sleep(Duration::from_millis(2500));
+    get_json(&master.base, "/stop");
+    wait_until(
+        Duration::from_secs(20),
+        || get_json(&master.base, "/stats/requests")["state"] == "stopped",
+        "test 2 stops",
+    );
+    // The workers' last reports arrive within a second of the stop.
+    let served = t.requests_served() - served_before;
+    wait_until(
+        Duration::from_secs(10),
+        || total_requests(&get_json(&master.base, "/stats/requests")) == served,
+        &format!("the master counts exactly the second test's {served} requests"),
+    );
+}

@@ -291,7 +291,10 @@ mod tests {
         store.stats.reset(1060.0);
         let meta = ReportMeta { plan: "p", host: None, classes: &[] };
         let html = render(&store, &meta, 1090.0);
-        assert!(html.contains("from <b>1970-01-01T00:17:40Z</b> to <b>1970-01-01T00:18:10Z</b> (30 seconds)"), "{html}");
+        assert!(
+            html.contains("from <b>1970-01-01T00:17:40Z</b> to <b>1970-01-01T00:18:10Z</b> (30 seconds)"),
+            "{html}"
+        );
     }
 
     #[test]
