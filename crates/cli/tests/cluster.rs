@@ -1513,12 +1513,13 @@ fn processes_wait_for_all_their_workers_and_a_master_whose_workers_all_died_ends
     assert!(text.contains("Ramping to 2 users at a rate of 1.00 per second over 1 workers"), "{text}");
 }
 
-/// What a run's result depends on reaches separate workers from the
-/// master: the plan's own options, --reset-stats (statistics from before
-/// spawning completed are dropped everywhere), and the client settings
-/// (--connect-timeout, --request-timeout), which each worker logs.
+/// What a run's result depends on reaches two workers from the master, as
+/// separate processes and as --processes children: the plan's own options,
+/// --reset-stats (statistics from before spawning completed are dropped
+/// everywhere), and the client settings (--connect-timeout,
+/// --request-timeout), which each worker logs.
 #[test]
-fn plan_options_reset_stats_and_timeouts_reach_two_separate_workers() {
+fn plan_options_reset_stats_and_timeouts_reach_two_workers_in_both_modes() {
     let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let plan = plan_file(
@@ -1529,27 +1530,39 @@ fn plan_options_reset_stats_and_timeouts_reach_two_separate_workers() {
            on_start = function(self) self.client:get('/', { name = 'before spawning completed' }) end,\n\
            tasks = { function(self) self.client:get(swarmer.options.page, { name = 'page ' .. swarmer.options.page }) end } })\n",
     );
-    let json = dir.path().join("stats");
-    let flags = "--headless --expect-workers 2 -u 4 -r 100 -t 3s --only-summary --reset-stats";
-    let extra = ["--json-file", json.to_str().unwrap(), "--page", "/profile", "--connect-timeout", "3"];
-    let mut master = start_master(
-        plan.to_str().unwrap(),
-        &t.url(),
-        flags,
-        &[&extra[..], &["--request-timeout", "7"]].concat(),
-        TOKEN,
-    );
-    let mut workers: Vec<Proc> = (0..2).map(|_| worker(&master.port, &[], TOKEN)).collect();
-    assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{}", master.proc.text());
-    let mut outcomes = json_outcomes(&json);
-    // Kept with nothing counted, or gone: either way reset.
-    outcomes.retain(|_, (requests, _)| *requests > 0);
-    assert_eq!(outcomes.keys().collect::<Vec<_>>(), ["page /profile"], "{outcomes:?}");
-    assert!(outcomes["page /profile"].0 > 20, "{outcomes:?}");
-    for w in &mut workers {
-        assert_eq!(w.wait_exit(Duration::from_secs(20)), 0, "{}", w.text());
-        let text = w.text();
-        assert!(text.contains("connect timeout 3s, request timeout 7s"), "{text}");
+    for mode in [TwoWorkers::Separate, TwoWorkers::Processes] {
+        let json = dir.path().join(format!("{mode:?}"));
+        let run = "--headless --expect-workers 2 -u 4 -r 100 -t 3s --only-summary --reset-stats";
+        let (flags, token) = match mode {
+            TwoWorkers::Processes => (format!("--processes 2 {run}"), ""),
+            TwoWorkers::Separate => (run.to_owned(), TOKEN),
+        };
+        let extra = ["--json-file", json.to_str().unwrap(), "--page", "/profile", "--connect-timeout", "3"];
+        let mut master = start_master(
+            plan.to_str().unwrap(),
+            &t.url(),
+            &flags,
+            &[&extra[..], &["--request-timeout", "7"]].concat(),
+            token,
+        );
+        let mut workers: Vec<Proc> = match mode {
+            TwoWorkers::Processes => Vec::new(),
+            TwoWorkers::Separate => (0..2).map(|_| worker(&master.port, &[], TOKEN)).collect(),
+        };
+        assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{mode:?}: {}", master.proc.text());
+        let mut outcomes = json_outcomes(&json);
+        // Kept with nothing counted, or gone: either way reset.
+        outcomes.retain(|_, (requests, _)| *requests > 0);
+        assert_eq!(outcomes.keys().collect::<Vec<_>>(), ["page /profile"], "{mode:?}: {outcomes:?}");
+        assert!(outcomes["page /profile"].0 > 20, "{mode:?}: {outcomes:?}");
+        // Each worker logs what its users run with (children of
+        // --processes log through the master).
+        let mut text = master.proc.text();
+        for w in &mut workers {
+            assert_eq!(w.wait_exit(Duration::from_secs(20)), 0, "{}", w.text());
+            text.push_str(&w.text());
+        }
+        assert_eq!(text.matches("connect timeout 3s, request timeout 7s").count(), 2, "{mode:?}: {text}");
     }
 }
 
