@@ -1604,3 +1604,38 @@ fn a_masters_second_test_starts_from_zero() {
         &format!("the master counts exactly the second test's {served} requests"),
     );
 }
+
+/// A master's plan sets the class mix mid-test (`swarmer.runner.set_load`):
+/// the master deals the new counts to its workers.
+#[test]
+fn a_masters_plan_changes_the_class_mix_over_its_workers() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan_file(
+        dir.path(),
+        r#"local swarmer = require("swarmer")
+local function page(self) self.client:get("/") end
+swarmer.user("Weekday", { wait_time = swarmer.constant(0.05), tasks = { page } })
+swarmer.user("Weekend", { wait_time = swarmer.constant(0.05), tasks = { page } })
+swarmer.events.spawning_complete:add_listener(function()
+  if swarmer.runner.role == "master" and not swarmer.shared.moved then
+    swarmer.shared.moved = true
+    swarmer.runner.set_load{ users = 6, spawn_rate = 100, mix = { Weekday = 1, Weekend = 2 } }
+  end
+end)
+"#,
+    );
+    let mut master =
+        start_master(plan.to_str().unwrap(), &t.url(), "--processes 2 --headless -u 4 -r 100 -t 5s", &[], "");
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{}", master.proc.text());
+    let text = master.proc.text();
+    // Each worker's latest spawn line: their sum is the test's mix.
+    let mut latest: std::collections::BTreeMap<String, String> = Default::default();
+    for line in text.lines().filter(|l| l.starts_with("[worker ") && l.contains("All users spawned: {")) {
+        latest.insert(line[..line.find(']').unwrap()].to_owned(), line.to_owned());
+    }
+    assert_eq!(latest.len(), 2, "{text}");
+    let total = spawned_class_counts(&latest.values().cloned().collect::<Vec<_>>().join("\n"));
+    assert_eq!(total, [("Weekday".to_owned(), 2), ("Weekend".to_owned(), 4)].into(), "{text}");
+    assert!(text.contains("[master]") && text.contains("Ramping to 6 users"), "{text}");
+}

@@ -44,6 +44,7 @@ mod shard_context;
 mod stop_signal;
 mod tags;
 mod task;
+mod test_settings;
 pub mod timespan;
 mod user;
 mod user_class;
@@ -65,8 +66,8 @@ pub use read_model::{
     RunnerState, StatsGuard, StatsReader, StatsStore, StatsView, WorkerRoster, WorkerState, WorkerStatus,
 };
 pub use runner::{
-    Begin, ClassWeight, LocalRunner, PlanSummary, RunnerChannels, RunnerCommand, RunnerCore, RunnerEvent, RunnerHandle,
-    RunnerOptions, TestSettings, sleep_until,
+    Begin, ClassMix, ClassWeight, LocalRunner, PlanSummary, RunnerChannels, RunnerCommand, RunnerCore, RunnerEvent,
+    RunnerHandle, RunnerOptions, TestSettings, sleep_until,
 };
 pub use shard_context::{RequestHook, UserErrorHook};
 pub use swarmer_http::{ClientConfig, DEFAULT_MAX_BODY_BYTES, HttpVersionPreference, Request, Response, TlsOptions};

@@ -23,6 +23,7 @@ use crate::read_model::{StatsReader, WorkerRoster};
 use crate::shard_context::{RequestHook, UserErrorHook};
 use crate::tags::TagFilter;
 use crate::task::{LocalBoxFuture, TaskKind, TaskSet};
+use crate::test_settings::TestSettings;
 use crate::user_class::UserClass;
 
 type Factory = dyn Fn(&ShardInfo) -> Result<ShardPlan, PlanError> + Send + Sync;
@@ -182,6 +183,7 @@ pub struct ShardInfo {
     /// Local, master or worker.
     pub role: NodeRole,
     stop_test: Arc<dyn Fn() + Send + Sync>,
+    load: Option<Arc<dyn Fn(TestSettings) + Send + Sync>>,
     messages: Option<tokio::sync::mpsc::UnboundedSender<ClusterMessage>>,
     workers: Option<WorkerRoster>,
 }
@@ -196,7 +198,19 @@ impl ShardInfo {
         role: NodeRole,
         messages: Option<tokio::sync::mpsc::UnboundedSender<ClusterMessage>>,
     ) -> Self {
-        Self { index, count, probe: false, process: false, stats, shared, role, stop_test, messages, workers: None }
+        Self {
+            index,
+            count,
+            probe: false,
+            process: false,
+            stats,
+            shared,
+            role,
+            stop_test,
+            load: None,
+            messages,
+            workers: None,
+        }
     }
 
     /// This info for the process shard.
@@ -236,6 +250,7 @@ impl ShardInfo {
             shared: SharedData::default(),
             role: NodeRole::Local,
             stop_test: Arc::new(|| {}),
+            load: None,
             messages: None,
             workers: None,
         }
@@ -249,6 +264,21 @@ impl ShardInfo {
     /// Ask the runner to stop the test (Locust's `runner.quit()` from a plan).
     pub fn request_stop_test(&self) {
         (self.stop_test)()
+    }
+
+    /// Ask the runner for this load (users, spawn rate, class mix): it
+    /// starts a test or re-targets the running one. A worker ignores it
+    /// (its master sets the load); a master applies it over its workers.
+    pub fn request_load(&self, settings: TestSettings) {
+        if let Some(load) = &self.load {
+            load(settings)
+        }
+    }
+
+    /// This info with a way to ask the runner for a load.
+    pub(crate) fn with_load(mut self, load: Arc<dyn Fn(TestSettings) + Send + Sync>) -> Self {
+        self.load = Some(load);
+        self
     }
 
     /// Count an error the plan's own code raised outside users (a listener,

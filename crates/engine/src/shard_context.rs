@@ -41,6 +41,8 @@ pub(crate) enum ShardEvent {
         user_id: u64,
     },
     StopTestRequested,
+    /// The plan asked for this load (`swarmer.runner.set_load`).
+    LoadRequested(crate::test_settings::TestSettings),
     /// Answer to `Flush { id }`, after its statistics.
     Flushed {
         id: u64,

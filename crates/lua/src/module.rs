@@ -83,6 +83,7 @@ pub fn install(lua: &Lua, kind: VmKind, plan_dir: &std::path::Path, debug: Table
         })?,
     )?;
     module.set("_exit_code", lua.create_function(exit_code)?)?;
+    module.set("_set_load", lua.create_function(set_load)?)?;
     let started = std::time::Instant::now();
     module.set("_clock", lua.create_function(move |_, ()| Ok(started.elapsed().as_secs_f64()))?)?;
     lua.set_named_registry_value(REGISTRY_KEY, module.clone())?;
@@ -172,6 +173,35 @@ fn spawn(lua: &Lua, body: Function) -> mlua::Result<()> {
             caller_location(lua)
         ))),
     }
+}
+
+/// `swarmer.runner.set_load` (checked by the prelude): ask the runner for
+/// `users` at `rate`, with a mix of classes by name (`kind` "weights" or
+/// "counts") or the plan's weights.
+fn set_load(lua: &Lua, (users, rate, kind, by_class): (usize, f64, Option<String>, Option<Table>)) -> mlua::Result<()> {
+    let Some(shard) = lua.app_data_ref::<ShardInfo>().filter(|s| !s.probe).map(|s| s.clone()) else {
+        return Err(mlua::Error::runtime(format!(
+            "{}swarmer.runner.set_load: only available while the plan runs (in a listener, a background \
+             coroutine or a task), not while it loads",
+            caller_location(lua)
+        )));
+    };
+    let mut entries = std::collections::BTreeMap::new();
+    if let Some(table) = by_class {
+        for pair in table.pairs::<String, usize>() {
+            let (name, n) = pair?;
+            entries.insert(name, n);
+        }
+    }
+    let class_mix = match kind.as_deref() {
+        Some("weights") => {
+            Some(swarmer_engine::ClassMix::Weights(entries.into_iter().map(|(k, v)| (k, v as u32)).collect()))
+        }
+        Some("counts") => Some(swarmer_engine::ClassMix::Counts(entries)),
+        _ => None,
+    };
+    shard.request_load(swarmer_engine::TestSettings { users, spawn_rate: rate, class_mix, ..Default::default() });
+    Ok(())
 }
 
 /// `swarmer.runner.process_exit_code`: read with no arguments, set with a

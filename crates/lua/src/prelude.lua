@@ -426,6 +426,47 @@ swarmer.runner = setmetatable({ role = "local", shard = 0, shards = 1 }, {
   end,
 })
 
+-- `swarmer.runner.set_load{ users = n, spawn_rate = r, mix = { Class = weight, ... } }`
+-- (or `counts = { Class = n, ... }` instead of users and mix): start a test
+-- with this load, or change the running one. Users move between classes
+-- at the spawn rate; classes with a fixed_count keep it; classes not
+-- named get none. On a master it sets the whole test's load; a worker
+-- ignores it (its master decides).
+function swarmer.runner.set_load(load)
+  if type(load) ~= "table" then error("set_load: expected { users = n, spawn_rate = r, mix = {...} }", 2) end
+  check_fields("swarmer.runner.set_load", load, { users = true, spawn_rate = true, mix = true, counts = true }, 2)
+  local rate = load.spawn_rate
+  if type(rate) ~= "number" or rate <= 0 then
+    error("set_load: spawn_rate must be a number above 0, got " .. tostring(rate), 2)
+  end
+  if load.mix and load.counts then error("set_load: give mix (weights) or counts, not both", 2) end
+  local by_class = load.mix or load.counts
+  local known = {}
+  for _, def in ipairs(swarmer._users) do known[def.name] = true end
+  if by_class ~= nil then
+    if type(by_class) ~= "table" then error("set_load: " .. (load.mix and "mix" or "counts") .. " must be a table", 2) end
+    for name, n in pairs(by_class) do
+      if not known[name] then
+        local names = {}
+        for k in pairs(known) do names[#names + 1] = k end
+        table.sort(names)
+        error(("set_load: no user class named %s (classes: %s)"):format(tostring(name), table.concat(names, ", ")), 2)
+      end
+      if math.type(n) ~= "integer" or n < 0 then
+        error(("set_load: %s must be a whole number of 0 or more, got %s"):format(name, tostring(n)), 2)
+      end
+    end
+  end
+  local users = load.users
+  if load.counts then
+    if users ~= nil then error("set_load: with counts, the user count is their sum: leave users out", 2) end
+    users = 0
+  elseif math.type(users) ~= "integer" or users < 0 then
+    error("set_load: users must be a whole number of 0 or more, got " .. tostring(users), 2)
+  end
+  swarmer._set_load(users, rate, load.mix and "weights" or (load.counts and "counts") or nil, by_class)
+end
+
 -- Custom messages between master and workers (Locust's register_message /
 -- send_message). Data is any JSON-able value; a handler gets (data, from).
 local message_handlers = {}

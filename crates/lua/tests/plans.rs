@@ -986,3 +986,59 @@ swarmer.user("Capped", {{
     assert!(capped.most_open() <= 8, "one connection per user: {}", capped.most_open());
     assert!(capped.most_open() >= 2);
 }
+
+/// A plan sets the load and the class mix while the test runs
+/// (`swarmer.runner.set_load`): users move between classes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_plan_sets_the_user_count_and_the_class_mix_while_the_test_runs() {
+    let t = target();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(
+        dir.path(),
+        r#"local swarmer = require("swarmer")
+local function page(self) self.client:get("/") end
+swarmer.user("Weekday", { wait_time = swarmer.constant(0.05), tasks = { page } })
+swarmer.user("Weekend", { wait_time = swarmer.constant(0.05), tasks = { page } })
+swarmer.user("Admin", { fixed_count = 1, wait_time = swarmer.constant(0.05), tasks = { page } })
+swarmer.register_message("phase", function(n)
+  if n == 1 then swarmer.runner.set_load{ users = 7, spawn_rate = 100, mix = { Weekday = 1, Weekend = 2 } } end
+  if n == 2 then swarmer.runner.set_load{ spawn_rate = 100, counts = { Weekday = 5, Weekend = 0 } } end
+end)
+"#,
+    );
+    let handle = start(&path, &t.url(), 2, TagFilter::default()).await;
+    let counts = |h: &RunnerHandle| h.stats().lock().unwrap().class_counts.clone();
+    let want = |pairs: &[(&str, usize)]| pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    handle.start(3, 100.0);
+    wait_until(&handle, "the plan's weights", |h| counts(h) == want(&[("Admin", 1), ("Weekday", 1), ("Weekend", 1)]))
+        .await;
+    handle.deliver_message(swarmer_engine::ClusterMessage {
+        kind: "phase".into(),
+        data: "1".into(),
+        peer: "test".into(),
+    });
+    wait_until(&handle, "a 1:2 mix", |h| counts(h) == want(&[("Admin", 1), ("Weekday", 2), ("Weekend", 4)])).await;
+    handle.deliver_message(swarmer_engine::ClusterMessage {
+        kind: "phase".into(),
+        data: "2".into(),
+        peer: "test".into(),
+    });
+    wait_until(&handle, "exact counts", |h| counts(h) == want(&[("Admin", 1), ("Weekday", 5), ("Weekend", 0)])).await;
+    assert_eq!(handle.stats().lock().unwrap().user_count, 6);
+    handle.quit().await;
+}
+
+#[test]
+fn set_load_names_a_class_the_plan_does_not_have() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(
+        dir.path(),
+        "local swarmer = require('swarmer')\n\
+         swarmer.user('Weekday', { tasks = { function() end } })\n\
+         local ok, err = pcall(swarmer.runner.set_load, { users = 2, spawn_rate = 1, mix = { Weekdya = 1 } })\n\
+         assert(not ok and err:find('no user class named Weekdya %(classes: Weekday%)'), err)\n\
+         local ok2, err2 = pcall(swarmer.runner.set_load, { users = 2, spawn_rate = 0 })\n\
+         assert(not ok2 and err2:find('spawn_rate must be a number above 0'), err2)\n",
+    );
+    swarmer_lua::load_plan(&path).unwrap_or_else(|e| panic!("{e}"));
+}

@@ -14,7 +14,7 @@ use super::{RunnerEvent, RunnerOptions, TestSettings};
 use crate::cpu::UsageMonitor;
 use crate::dispatch::UserSequence;
 use crate::lock::LockExt;
-use crate::plan::{ClusterMessage, Notice, Plan};
+use crate::plan::{ClusterMessage, NodeRole, Notice, Plan};
 use crate::read_model::RunnerState;
 use crate::shard::ShardCommand;
 use crate::shard_context::ShardEvent;
@@ -182,7 +182,13 @@ impl Actor {
         self.core.emit(event);
     }
 
-    fn start(&mut self, settings: TestSettings) {
+    fn start(&mut self, mut settings: TestSettings) {
+        if let Some(mix) = settings.class_mix.take() {
+            // Classes by name become counts in this runner's class order.
+            let counts = mix.counts(self.core.class_names(), self.core.weights(), settings.users);
+            settings.users = counts.iter().sum();
+            settings.class_counts = Some(counts);
+        }
         let begin = self.core.begin(&settings);
         if begin == Begin::Refused {
             return;
@@ -438,6 +444,15 @@ impl Actor {
                     self.finish_stop();
                 }
             }
+            ShardEvent::LoadRequested(settings) => match self.options.role {
+                // A worker runs the share its master gives it.
+                NodeRole::Worker(_) => tracing::warn!(
+                    "swarmer.runner.set_load is ignored on a worker: the master's plan sets the load of the whole test"
+                ),
+                // A master's plan runner places no users: the master does.
+                NodeRole::Master => self.emit(RunnerEvent::LoadRequested(settings)),
+                NodeRole::Local => self.start(settings),
+            },
             ShardEvent::StopTestRequested => {
                 if !matches!(self.core.state(), RunnerState::Stopping | RunnerState::Stopped) {
                     tracing::info!("A user asked to stop the test (StopTest)");

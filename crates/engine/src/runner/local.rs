@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use super::actor::Actor;
 use super::core::RunnerCore;
 use super::handle::RunnerChannels;
-use super::{PlanSummary, RunnerHandle, RunnerOptions};
+use super::{PlanSummary, RunnerHandle, RunnerOptions, TestSettings};
 use crate::cpu::UsageMonitor;
 use crate::dispatch::UserSequence;
 use crate::error::StartError;
@@ -68,6 +68,10 @@ impl LocalRunner {
             let stop_test: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
                 let _ = stop_tx.send(ShardEvent::StopTestRequested);
             });
+            let load_tx = event_tx.clone();
+            let load: Arc<dyn Fn(TestSettings) + Send + Sync> = Arc::new(move |settings| {
+                let _ = load_tx.send(ShardEvent::LoadRequested(settings));
+            });
             ShardInfo::new(
                 index,
                 shards,
@@ -78,6 +82,7 @@ impl LocalRunner {
                 message_out.clone(),
             )
             .with_workers(options.workers.clone())
+            .with_load(load)
         };
         // The process shard first: its `init` runs before users' shards load.
         let mut process_tx = None;

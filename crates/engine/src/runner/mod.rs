@@ -38,6 +38,8 @@ pub use self::core::{Begin, ClassWeight, RunnerCore, sleep_until};
 pub use handle::{PlanSummary, RunnerChannels, RunnerCommand, RunnerHandle};
 pub use local::LocalRunner;
 
+pub use crate::test_settings::{ClassMix, TestSettings};
+
 /// How a runner is set up; fixed for its lifetime.
 #[derive(Clone)]
 pub struct RunnerOptions {
@@ -113,6 +115,9 @@ pub enum RunnerEvent {
     },
     /// A user asked to stop the whole test (`StopTest`).
     StopTestRequested,
+    /// The plan asked for this load (`swarmer.runner.set_load`) in a runner
+    /// that does not place users itself: a master's plan runner.
+    LoadRequested(TestSettings),
     /// The test's run time is up; the runner stops it.
     RunTimeReached,
     /// Every user has stopped: the test is over.
@@ -120,26 +125,4 @@ pub enum RunnerEvent {
     /// Something the operator should know, as text (high CPU, too many request
     /// names, a failed shard).
     Warning(String),
-}
-
-/// What a test is started (or re-targeted) with: Locust's start form.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct TestSettings {
-    /// Users to ramp to, placed by class weight.
-    pub users: usize,
-    /// Users started per second; 0 or less (or infinite) starts them all at once.
-    pub spawn_rate: f64,
-    /// The host for this test; `None` keeps the current one. Only applied
-    /// when no test is running.
-    pub host: Option<String>,
-    /// The classes to run (Locust's class picker); `None` keeps the current
-    /// selection. Only applied when no test is running.
-    pub classes: Option<Vec<String>>,
-    /// Exact users per class (by the plan's class order), instead of
-    /// `users` placed by weight: a cluster worker's share of the test.
-    pub class_counts: Option<Vec<usize>>,
-    /// Stop the test this long after this start (`--run-time`, the web
-    /// form's run time). `None` keeps a running test's limit (a new test
-    /// then has none); zero removes it.
-    pub run_time: Option<Duration>,
 }

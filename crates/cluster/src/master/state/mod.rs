@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use swarmer_engine::{
-    Begin, ClassInfo, ClusterMessage, LockExt, Notice, Plan, RunnerCommand, RunnerCore, RunnerEvent, RunnerHandle,
-    RunnerOptions, RunnerState, StatsView, TestSettings, UsageMonitor, WorkerRoster, WorkerState, sleep_until,
+    Begin, ClassInfo, ClassWeight, ClusterMessage, LockExt, Notice, Plan, RunnerCommand, RunnerCore, RunnerEvent,
+    RunnerHandle, RunnerOptions, RunnerState, StatsView, TestSettings, UsageMonitor, WorkerRoster, WorkerState,
+    sleep_until,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -60,6 +61,9 @@ pub(super) struct MasterLoop {
     control: Option<RunnerHandle>,
     /// `epoch`, for the gRPC side to tell joining workers.
     shared_epoch: Arc<std::sync::atomic::AtomicU64>,
+    /// Users per class the plan asked for (`swarmer.runner.set_load` with
+    /// a mix), in the plan's class order, instead of its weights.
+    mix: Option<Vec<usize>>,
 }
 
 impl MasterLoop {
@@ -88,6 +92,7 @@ impl MasterLoop {
             quitting: None,
             control: None,
             shared_epoch: Arc::default(),
+            mix: None,
         }
     }
 
@@ -131,6 +136,10 @@ impl MasterLoop {
                 event = control_events.recv(), if control_open => match event {
                     // The plan asked to stop the test (swarmer.quit() on the master).
                     Ok(RunnerEvent::StopTestRequested) => self.stop(),
+                    // The plan asked for a load (swarmer.runner.set_load): as a start form would.
+                    Ok(RunnerEvent::LoadRequested(settings)) => {
+                        self.on_command(RunnerCommand::Start(settings), &mut messages).await
+                    }
                     Err(broadcast::error::RecvError::Closed) => control_open = false,
                     _ => {}
                 },
@@ -240,9 +249,18 @@ impl MasterLoop {
         }
     }
 
-    fn start(&mut self, settings: TestSettings) {
+    fn start(&mut self, mut settings: TestSettings) {
         if self.core.is_quitting() {
             return;
+        }
+        // A mix by class name: exact users per class from now on; a start
+        // without one goes back to the plan's weights.
+        self.mix = settings
+            .class_mix
+            .take()
+            .map(|mix| mix.counts(self.core.class_names(), self.core.weights(), settings.users));
+        if let Some(counts) = &self.mix {
+            settings.users = counts.iter().sum();
         }
         if self.live_ids().is_empty() {
             tracing::warn!("No worker is connected yet: the test cannot start (start workers with --worker)");
@@ -271,7 +289,12 @@ impl MasterLoop {
         let cores: Vec<u32> = ids.iter().map(|id| self.workers[id].cores).collect();
         // The shares they run now: only what no longer fits moves.
         let current: Vec<Vec<usize>> = ids.iter().map(|id| self.workers[id].share.clone()).collect();
-        let shares = assign_keeping(self.core.weights(), self.core.target(), &cores, &current);
+        // A mix the plan asked for is a fixed count per class.
+        let weights: Vec<ClassWeight> = match &self.mix {
+            Some(counts) => counts.iter().map(|n| (0, Some(*n as u32))).collect(),
+            None => self.core.weights().to_vec(),
+        };
+        let shares = assign_keeping(&weights, self.core.target(), &cores, &current);
         let total: usize = shares.iter().flatten().sum();
         let host = self.core.host().unwrap_or_default();
         // Workers read a rate that is not finite and positive as "all at once".

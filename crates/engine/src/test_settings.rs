@@ -1,0 +1,92 @@
+//! What a test is started or re-targeted with ([`TestSettings`], Locust's
+//! start form) and a mix of classes by name ([`ClassMix`]): what surfaces,
+//! the cluster and plans hand to a runner.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::dispatch::UserSequence;
+
+/// How many users of each class, by class name, instead of the plan's
+/// weights. Classes with a `fixed_count` keep it; classes not named get none.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClassMix {
+    /// Relative weights: `users` placed as the plan's weights would be.
+    Weights(BTreeMap<String, u32>),
+    /// Exact counts: the test's user count is their sum (plus fixed ones).
+    Counts(BTreeMap<String, usize>),
+}
+
+impl ClassMix {
+    /// Users per class, in the order of `names` (whose weights and fixed
+    /// counts are `weights`), for `users` users.
+    pub fn counts(&self, names: &[String], weights: &[(u32, Option<u32>)], users: usize) -> Vec<usize> {
+        match self {
+            ClassMix::Counts(counts) => names
+                .iter()
+                .zip(weights)
+                .map(|(name, (_, fixed))| match fixed {
+                    Some(n) => *n as usize,
+                    None => counts.get(name).copied().unwrap_or(0),
+                })
+                .collect(),
+            ClassMix::Weights(mix) => {
+                let mixed: Vec<(u32, Option<u32>)> = names
+                    .iter()
+                    .zip(weights)
+                    .map(|(name, (_, fixed))| (mix.get(name).copied().unwrap_or(0), *fixed))
+                    .collect();
+                UserSequence::new(&mixed).counts(users, names.len())
+            }
+        }
+    }
+
+    /// The class names it gives.
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            ClassMix::Weights(m) => m.keys().map(String::as_str).collect(),
+            ClassMix::Counts(m) => m.keys().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// What a test is started (or re-targeted) with: Locust's start form.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TestSettings {
+    /// Users to ramp to, placed by class weight.
+    pub users: usize,
+    /// Users started per second; 0 or less (or infinite) starts them all at once.
+    pub spawn_rate: f64,
+    /// The host for this test; `None` keeps the current one. Only applied
+    /// when no test is running.
+    pub host: Option<String>,
+    /// The classes to run (Locust's class picker); `None` keeps the current
+    /// selection. Only applied when no test is running.
+    pub classes: Option<Vec<String>>,
+    /// Exact users per class (by the plan's class order), instead of
+    /// `users` placed by weight: a cluster worker's share of the test.
+    pub class_counts: Option<Vec<usize>>,
+    /// A mix of the classes by name, instead of the plan's weights (a
+    /// plan's `swarmer.runner.set_load`); resolved into `class_counts` by
+    /// the runner that places the users.
+    pub class_mix: Option<ClassMix>,
+    /// Stop the test this long after this start (`--run-time`, the web
+    /// form's run time). `None` keeps a running test's limit (a new test
+    /// then has none); zero removes it.
+    pub run_time: Option<Duration>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mix_by_name_keeps_fixed_counts_and_leaves_unnamed_classes_out() {
+        let names: Vec<String> = ["Admin", "Weekday", "Weekend"].map(String::from).into();
+        let weights = [(1, Some(1)), (1, None), (1, None)];
+        let weights_mix = ClassMix::Weights([("Weekday".into(), 1), ("Weekend".into(), 2)].into());
+        assert_eq!(weights_mix.counts(&names, &weights, 7), [1, 2, 4]);
+        let counts = ClassMix::Counts([("Weekday".into(), 5), ("Admin".into(), 9)].into());
+        assert_eq!(counts.counts(&names, &weights, 0), [1, 5, 0], "fixed stays fixed, unnamed get none");
+    }
+}
