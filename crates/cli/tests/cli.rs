@@ -878,3 +878,37 @@ fn exceptions_in_tasks_are_logged_with_their_traceback_a_few_a_second() {
     assert!(logged.len() <= 5 * 4, "a few a second: {} lines", logged.len());
     assert!(log.contains("more exceptions in user code were not logged"), "{log}");
 }
+
+/// A load shape (Locust's LoadTestShape) drives users, spawn rate and
+/// class mix over time, and ends the test; with several, --shape picks.
+#[test]
+fn a_load_shape_drives_the_test_and_ends_it() {
+    let t = target(TargetOptions::default());
+    let plan = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/plans/shape_phases.lua");
+    let started = Instant::now();
+    let out = run(swarmer()
+        .args(["-f", plan.to_str().unwrap(), "-H", &t.url(), "--headless", "-t", "30s", "--shards", "2"])
+        .args(["--only-summary", "--shape", "phases"]));
+    let log = text(&out.stderr) + &text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(started.elapsed() < Duration::from_secs(15), "the shape ended the test, not -t");
+    assert!(log.contains("The load shape ended the test"), "{log}");
+    let spawned: Vec<&str> = log.lines().filter(|l| l.contains("All users spawned")).collect();
+    assert!(spawned.iter().any(|l| l.contains(r#"{"Weekday": 4, "Weekend": 0}"#)), "{log}");
+    assert!(spawned.iter().any(|l| l.contains(r#"{"Weekday": 2, "Weekend": 4}"#)), "{log}");
+
+    // Two shapes and none chosen, or an unknown one: a clear error, no load.
+    for (args, expected) in [
+        (vec![], "several shapes (phases, flat): choose one with --shape NAME"),
+        (vec!["--shape", "steps"], "--shape steps: the plan has no such shape (shapes: phases, flat)"),
+    ] {
+        let served = t.requests_served();
+        let out = run(swarmer()
+            .args(["-f", plan.to_str().unwrap(), "-H", &t.url(), "--headless", "-t", "2s", "--only-summary"])
+            .args(args));
+        let log = text(&out.stderr);
+        assert!(log.contains(expected), "{log}");
+        assert_eq!(out.status.code(), Some(2), "{log}");
+        assert!(t.requests_served() - served <= 1, "no load ran");
+    }
+}

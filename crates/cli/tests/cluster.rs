@@ -1639,3 +1639,24 @@ end)
     assert_eq!(total, [("Weekday".to_owned(), 2), ("Weekend".to_owned(), 4)].into(), "{text}");
     assert!(text.contains("[master]") && text.contains("Ramping to 6 users"), "{text}");
 }
+
+/// A load shape runs on the master only: its steps reach the workers as
+/// the whole test's load and mix, and it ends the distributed test.
+#[test]
+fn a_load_shape_on_a_master_drives_its_workers_and_ends_the_test() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let plan = repo().join("tests/fixtures/plans/shape_phases.lua");
+    let started = Instant::now();
+    let mut master =
+        start_master(plan.to_str().unwrap(), &t.url(), "--processes 2 --headless -t 30s --shape phases", &[], "");
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{}", master.proc.text());
+    assert!(started.elapsed() < Duration::from_secs(20), "the shape ended the test");
+    let text = master.proc.text();
+    assert_eq!(text.matches("The load shape ended the test").count(), 1, "once, on the master: {text}");
+    let mut latest: std::collections::BTreeMap<String, String> = Default::default();
+    for line in text.lines().filter(|l| l.starts_with("[worker ") && l.contains("All users spawned: {")) {
+        latest.insert(line[..line.find(']').unwrap()].to_owned(), line.to_owned());
+    }
+    let total = spawned_class_counts(&latest.values().cloned().collect::<Vec<_>>().join("\n"));
+    assert_eq!(total, [("Weekday".to_owned(), 2), ("Weekend".to_owned(), 4)].into(), "{text}");
+}

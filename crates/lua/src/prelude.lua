@@ -550,10 +550,91 @@ end })
 -- Run every listener of an event with the event's arguments; returns the
 -- error messages of those that failed.
 local function on_error(e) return tostring(e) .. "\n" .. traceback(nil, 2) end
+-- Load shapes (Locust's LoadTestShape): swarmer.shape(name, { tick = function(run_time, stats) ... end }).
+-- `tick` is called when a test starts, then about once a second, with the
+-- seconds since the start and swarmer.stats(); it returns users, spawn_rate
+-- and optionally a mix of classes by name (weights), or nil to end the test.
+-- A changed answer is applied with swarmer.runner.set_load; the same answer
+-- again changes nothing. The shape runs once per process on the master (or
+-- the local runner), never on workers. `--shape NAME` picks one of several.
+local shapes, shape_order, shape_generation = {}, {}, 0
+function swarmer.shape(name, def)
+  if type(name) ~= "string" or name == "" then error("swarmer.shape: expected a name, then { tick = function }", 2) end
+  if type(def) ~= "table" then error("swarmer.shape(" .. name .. "): expected { tick = function(run_time, stats) }", 2) end
+  check_fields("swarmer.shape(" .. name .. ")", def, { tick = true }, 2)
+  if type(def.tick) ~= "function" then error("swarmer.shape(" .. name .. "): tick must be a function", 2) end
+  if shapes[name] then error("swarmer.shape: a shape named " .. name .. " already exists", 2) end
+  shapes[name] = def
+  table.insert(shape_order, name)
+  if #shape_order == 1 then
+    swarmer.add_option{ name = "shape", default = "", help = "the load shape (swarmer.shape) that sets users, spawn "
+      .. "rate and class mix over time; default: the plan's only shape" }
+  end
+end
+local function chosen_shape()
+  local name = swarmer.options.shape
+  if name == nil or name == "" then
+    if #shape_order > 1 then
+      error("the plan has several shapes (" .. table.concat(shape_order, ", ") .. "): choose one with --shape NAME", 0)
+    end
+    name = shape_order[1]
+  end
+  local shape = shapes[name]
+  if not shape then error(("--shape %s: the plan has no such shape (shapes: %s)"):format(name,
+    table.concat(shape_order, ", ")), 0) end
+  return shape
+end
+-- Called once the plan has loaded in the process VM: a --shape that names
+-- no shape, or several shapes and none chosen, is refused before any load.
+function swarmer._check_shape()
+  if #shape_order > 0 and swarmer.runner.role ~= "worker" then chosen_shape() end
+end
+local function start_shape()
+  if #shape_order == 0 or swarmer.runner.role == "worker" or not swarmer.runner.process then return end
+  local shape = chosen_shape()
+  shape_generation = shape_generation + 1
+  local mine, started, last = shape_generation, swarmer._clock(), nil
+  -- One tick: false when the shape ended the test.
+  local function step()
+    local users, rate, mix = shape.tick(swarmer._clock() - started, swarmer.stats())
+    if users == nil then
+      print("The load shape ended the test")
+      swarmer.quit()
+      return false
+    end
+    local key = tostring(users) .. "/" .. tostring(rate)
+    if type(mix) == "table" then
+      local names = {}
+      for k in pairs(mix) do names[#names + 1] = tostring(k) end
+      table.sort(names)
+      for _, k in ipairs(names) do key = key .. "/" .. k .. "=" .. tostring(mix[k]) end
+    end
+    if key ~= last then
+      last = key
+      swarmer.runner.set_load{ users = users, spawn_rate = rate, mix = mix }
+    end
+    return true
+  end
+  if not step() then return end
+  swarmer.spawn(function()
+    while true do
+      swarmer.sleep(1)
+      local state = swarmer.stats().state
+      if mine ~= shape_generation or (state ~= "spawning" and state ~= "running") then return end
+      if not step() then return end
+    end
+  end)
+end
+
 function swarmer._fire(name, ...)
   local failed = {}
   for _, fn in ipairs(rawget(events, name)._listeners) do
     local ok, err = xpcall(fn, on_error, ...)
+    if not ok then table.insert(failed, err) end
+  end
+  -- The shape's first tick, after the plan's own test_start listeners.
+  if name == "test_start" then
+    local ok, err = xpcall(start_shape, on_error)
     if not ok then table.insert(failed, err) end
   end
   return failed

@@ -114,6 +114,10 @@ pub fn load_process_part(ctx: &PlanContext, shard: &ShardInfo) -> Result<ShardPl
             lua
         }
     };
+    module::module(&lua)
+        .and_then(|m| m.get::<Function>("_check_shape"))
+        .and_then(|check| check.call::<()>(()))
+        .map_err(|e| clean(&e))?;
     let fire = fire_function(&lua)?;
     let hooks = ShardHooks {
         init: vec![init_hook(&lua, &fire)],

@@ -189,9 +189,18 @@ impl Actor {
             settings.users = counts.iter().sum();
             settings.class_counts = Some(counts);
         }
+        let was_ramping = self.core.state() == RunnerState::Spawning && self.live.len() != self.core.target();
         let begin = self.core.begin(&settings);
         if begin == Begin::Refused {
             return;
+        }
+        if begin == Begin::Retarget && was_ramping {
+            // A step shorter than its ramp is cut where it ends, and said so.
+            tracing::info!(
+                "A new target came before the ramp to {} users was done ({} running): the ramp goes to the new target",
+                self.core.target(),
+                self.live.len()
+            );
         }
         if begin == Begin::Fresh && settings.classes.is_some() {
             // The class picker's selection: the sequence follows it.
