@@ -913,3 +913,39 @@ fn a_load_shape_drives_the_test_and_ends_it() {
         assert!(t.requests_served() - served <= 1, "no load ran");
     }
 }
+
+/// A load asked for while the test stops (a listener of test_stopping, a
+/// shape step racing the run time) does not revive it: the run ends.
+#[test]
+fn set_load_while_the_test_stops_does_not_revive_it() {
+    let t = target(TargetOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan_file(
+        dir.path(),
+        "local swarmer = require('swarmer')\n\
+         swarmer.events.test_stopping:add_listener(function()\n\
+           swarmer.runner.set_load{ users = 5, spawn_rate = 100 }\n\
+         end)\n\
+         swarmer.user('U', { tasks = { function(self) self.client:get('/delay/800') end } })\n",
+    );
+    // The users' last requests keep the test stopping for a while.
+    let mut child = swarmer()
+        .args(["-f", plan.to_str().unwrap(), "-H", &t.url(), "--headless", "-u", "2", "-r", "100", "-t", "1s"])
+        .args(["--only-summary", "--stop-timeout", "5"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the run never ended: the stopping test was revived");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+}

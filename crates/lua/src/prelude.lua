@@ -452,8 +452,10 @@ function swarmer.runner.set_load(load)
         table.sort(names)
         error(("set_load: no user class named %s (classes: %s)"):format(tostring(name), table.concat(names, ", ")), 2)
       end
-      if math.type(n) ~= "integer" or n < 0 then
-        error(("set_load: %s must be a whole number of 0 or more, got %s"):format(name, tostring(n)), 2)
+      -- Weights make a cycle of their sum: keep it small.
+      local most = load.mix and 10000 or 10000000
+      if math.type(n) ~= "integer" or n < 0 or n > most then
+        error(("set_load: %s must be a whole number from 0 to %d, got %s"):format(name, most, tostring(n)), 2)
       end
     end
   end
@@ -461,8 +463,8 @@ function swarmer.runner.set_load(load)
   if load.counts then
     if users ~= nil then error("set_load: with counts, the user count is their sum: leave users out", 2) end
     users = 0
-  elseif math.type(users) ~= "integer" or users < 0 then
-    error("set_load: users must be a whole number of 0 or more, got " .. tostring(users), 2)
+  elseif math.type(users) ~= "integer" or users < 0 or users > 10000000 then
+    error("set_load: users must be a whole number from 0 to 10000000, got " .. tostring(users), 2)
   end
   swarmer._set_load(users, rate, load.mix and "weights" or (load.counts and "counts") or nil, by_class)
 end

@@ -1003,6 +1003,7 @@ swarmer.user("Admin", { fixed_count = 1, wait_time = swarmer.constant(0.05), tas
 swarmer.register_message("phase", function(n)
   if n == 1 then swarmer.runner.set_load{ users = 7, spawn_rate = 100, mix = { Weekday = 1, Weekend = 2 } } end
   if n == 2 then swarmer.runner.set_load{ spawn_rate = 100, counts = { Weekday = 5, Weekend = 0 } } end
+  if n == 3 then swarmer.runner.set_load{ users = 6, spawn_rate = 100 } end
 end)
 "#,
     );
@@ -1025,6 +1026,16 @@ end)
     });
     wait_until(&handle, "exact counts", |h| counts(h) == want(&[("Admin", 1), ("Weekday", 5), ("Weekend", 0)])).await;
     assert_eq!(handle.stats().lock().unwrap().user_count, 6);
+    // Back to the plan's weights (1:1 after the fixed Admin): users move.
+    handle.deliver_message(swarmer_engine::ClusterMessage {
+        kind: "phase".into(),
+        data: "3".into(),
+        peer: "test".into(),
+    });
+    wait_until(&handle, "the plan's weights again", |h| {
+        counts(h) == want(&[("Admin", 1), ("Weekday", 3), ("Weekend", 2)])
+    })
+    .await;
     handle.quit().await;
 }
 
@@ -1038,7 +1049,9 @@ fn set_load_names_a_class_the_plan_does_not_have() {
          local ok, err = pcall(swarmer.runner.set_load, { users = 2, spawn_rate = 1, mix = { Weekdya = 1 } })\n\
          assert(not ok and err:find('no user class named Weekdya %(classes: Weekday%)'), err)\n\
          local ok2, err2 = pcall(swarmer.runner.set_load, { users = 2, spawn_rate = 0 })\n\
-         assert(not ok2 and err2:find('spawn_rate must be a number above 0'), err2)\n",
+         assert(not ok2 and err2:find('spawn_rate must be a number above 0'), err2)\n\
+         local ok3, err3 = pcall(swarmer.runner.set_load, { users = 2, spawn_rate = 1, mix = { Weekday = 4000000000 } })\n\
+         assert(not ok3 and err3:find('Weekday must be a whole number from 0 to 10000'), err3)\n",
     );
     swarmer_lua::load_plan(&path).unwrap_or_else(|e| panic!("{e}"));
 }

@@ -214,10 +214,16 @@ impl Actor {
             }
             _ => settings.users,
         };
+        let had_targets = self.targets.is_some();
         self.targets = settings.class_counts.map(|mut counts| {
             counts.resize(self.core.class_names().len(), 0);
             counts
         });
+        if self.targets.is_none() && had_targets && begin == Begin::Retarget {
+            // Back from a mix to the plan's weights: users move to the
+            // weights' counts (as a master's do), not just the newest ones.
+            self.targets = Some(self.sequence.counts(target, self.core.class_names().len()));
+        }
         if begin == Begin::Fresh {
             // A new test starts from zero (its listeners' requests count in it).
             let epoch = self.core.reset_stats();
@@ -460,6 +466,11 @@ impl Actor {
                 ),
                 // A master's plan runner places no users: the master does.
                 NodeRole::Master => self.emit(RunnerEvent::LoadRequested(settings)),
+                // A test that is stopping stays stopped: a step that raced
+                // the stop (or a test_stopping listener) does not revive it.
+                NodeRole::Local if self.core.state() == RunnerState::Stopping => {
+                    tracing::info!("swarmer.runner.set_load while the test stops: ignored")
+                }
                 NodeRole::Local => self.start(settings),
             },
             ShardEvent::StopTestRequested => {

@@ -64,6 +64,8 @@ pub(super) struct MasterLoop {
     /// Users per class the plan asked for (`swarmer.runner.set_load` with
     /// a mix), in the plan's class order, instead of its weights.
     mix: Option<Vec<usize>>,
+    /// `--reset-stats` waits for the end of the ramp a start asked for.
+    pub(super) reset_pending: bool,
 }
 
 impl MasterLoop {
@@ -93,6 +95,7 @@ impl MasterLoop {
             control: None,
             shared_epoch: Arc::default(),
             mix: None,
+            reset_pending: false,
         }
     }
 
@@ -137,7 +140,8 @@ impl MasterLoop {
                     // The plan asked to stop the test (swarmer.quit() on the master).
                     Ok(RunnerEvent::StopTestRequested) => self.stop(),
                     // The plan asked for a load (swarmer.runner.set_load): as a start form would.
-                    Ok(RunnerEvent::LoadRequested(settings)) => {
+                    // (Not while the test stops: that would revive it.)
+                    Ok(RunnerEvent::LoadRequested(settings)) if self.core.state() != RunnerState::Stopping => {
                         self.on_command(RunnerCommand::Start(settings), &mut messages).await
                     }
                     Err(broadcast::error::RecvError::Closed) => control_open = false,
@@ -277,6 +281,7 @@ impl MasterLoop {
             self.live_ids().len()
         );
         self.core.enter_spawning(settings.users);
+        self.reset_pending = true;
         self.dispatch();
     }
 

@@ -207,8 +207,9 @@ impl MasterLoop {
             self.core.spawning_complete(running, class_counts);
             self.notify_plan(Notice::SpawningComplete { user_count: running });
             // --reset-stats: what was counted while users spawned (their
-            // on_start) is dropped on every worker too, as Locust's master does.
-            if self.options.reset_stats {
+            // on_start) is dropped on every worker too, as Locust's master
+            // does; once per ramp asked for, not when workers come and go.
+            if self.options.reset_stats && std::mem::take(&mut self.reset_pending) {
                 tracing::info!("Resetting stats");
                 self.reset_stats();
             }
