@@ -480,7 +480,16 @@ function swarmer.register_message(kind, fn)
 end
 function swarmer.send_message(kind, data, to)
   if type(kind) ~= "string" then error("send_message: expected a message type (string)", 2) end
-  swarmer._send_message(kind, swarmer.json_encode(data), to)
+  local text = swarmer.json_encode(data)
+  -- As Locust's local runner: a message sent in the process VM of a local
+  -- run is handled at once, before the sender goes on (users that start
+  -- after a test_start listener sent it see what its handler did).
+  if swarmer.runner.role == "local" and swarmer.runner.process and (to == nil or to == "local") then
+    local unhandled = swarmer._deliver(kind, text, "local")
+    if unhandled then print(unhandled) end
+    return
+  end
+  swarmer._send_message(kind, text, to)
 end
 function swarmer._deliver(kind, text, from)
   local fn = message_handlers[kind]

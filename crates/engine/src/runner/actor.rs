@@ -228,6 +228,9 @@ impl Actor {
             // A new test starts from zero (its listeners' requests count in it).
             let epoch = self.core.reset_stats();
             self.to_every_shard(|| ShardCommand::ResetStats { epoch });
+            // As Locust's, test_start listeners read the test's target (the
+            // process shard runs them on its own thread, maybe at once).
+            self.core.stats().lock_or_recover().target_user_count = target;
             for hook in &self.plan.on_test_start {
                 hook();
             }
