@@ -949,3 +949,39 @@ fn set_load_while_the_test_stops_does_not_revive_it() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+/// `print` from users on several shards (threads) writes whole lines: two
+/// users' lines never share one, as they did with Lua's own `print`,
+/// which writes each piece separately. Its arguments are shown as Lua's
+/// `print` shows them.
+#[test]
+fn print_from_many_shards_writes_whole_lines() {
+    let t = target(TargetOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan_file(
+        dir.path(),
+        r#"local swarmer = require('swarmer')
+swarmer.events.test_start:add_listener(function() print("start", 1, 2.0, true, nil) end)
+swarmer.user('U', { wait_time = swarmer.constant(0), tasks = { function(self)
+  for i = 1, 50 do print("line", swarmer.runner.shard, string.rep("x", 200), i) end
+  swarmer.sleep(0.001)
+end } })
+"#,
+    );
+    let out = run(swarmer()
+        .args(["-f", plan.to_str().unwrap(), "-H", &t.url(), "--headless", "-u", "8", "-r", "100", "-t", "1s"])
+        .args(["--shards", "2", "--only-summary"]));
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(stdout.contains("start\t1\t2.0\ttrue\tnil\n"), "{}", &stdout[..stdout.len().min(500)]);
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.contains("xxxxx")).collect();
+    assert!(lines.len() > 1000, "{} lines", lines.len());
+    let bad: Vec<&&str> = lines
+        .iter()
+        .filter(|l| {
+            let parts: Vec<&str> = l.split('\t').collect();
+            parts.len() != 4 || parts[0] != "line" || parts[2].len() != 200 || parts[3].parse::<u32>().is_err()
+        })
+        .collect();
+    assert!(bad.is_empty(), "{} mixed lines, first: {:?}", bad.len(), bad.first());
+}

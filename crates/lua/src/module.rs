@@ -47,6 +47,7 @@ pub fn install(lua: &Lua, kind: VmKind, plan_dir: &std::path::Path, debug: Table
             shard.send_message(message).map_err(|e| mlua::Error::runtime(format!("send_message: {e}")))
         })?,
     )?;
+    lua.globals().set("print", lua.create_function(print_line)?)?;
     module.set("spawn", lua.create_function(spawn)?)?;
     module.set("_new_client", lua.create_function(new_client)?)?;
     module.set(
@@ -90,6 +91,32 @@ pub fn install(lua: &Lua, kind: VmKind, plan_dir: &std::path::Path, debug: Table
     lua.globals().set("swarmer", module.clone())?;
     let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
     loaded.set("swarmer", module)?;
+    Ok(())
+}
+
+/// Lua's `print`, writing its whole line at once: the VMs of one process
+/// print from several threads, and the standard one writes piece by piece
+/// (two users' lines would mix on one line).
+fn print_line(lua: &Lua, args: mlua::MultiValue) -> mlua::Result<()> {
+    use std::io::Write;
+    let mut line = Vec::new();
+    for (i, value) in args.into_iter().enumerate() {
+        if i > 0 {
+            line.push(b'\t');
+        }
+        match &value {
+            mlua::Value::String(s) => line.extend_from_slice(&s.as_bytes()),
+            mlua::Value::Integer(_) | mlua::Value::Number(_) => match lua.coerce_string(value.clone())? {
+                Some(s) => line.extend_from_slice(&s.as_bytes()),
+                None => line.extend_from_slice(value.to_string()?.as_bytes()),
+            },
+            _ => line.extend_from_slice(value.to_string()?.as_bytes()),
+        }
+    }
+    line.push(b'\n');
+    let mut out = std::io::stdout().lock();
+    // A closed stdout is not the plan's error (Lua's own print ignores it).
+    let _ = out.write_all(&line).and_then(|()| out.flush());
     Ok(())
 }
 
