@@ -985,3 +985,26 @@ end } })
         .collect();
     assert!(bad.is_empty(), "{} mixed lines, first: {:?}", bad.len(), bad.first());
 }
+
+/// A message nobody registered a handler for is logged as a warning, in a
+/// local run as in a distributed one (Locust logs it too), not printed.
+#[test]
+fn a_message_without_a_handler_is_logged() {
+    let t = target(TargetOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan_file(
+        dir.path(),
+        r#"local swarmer = require('swarmer')
+swarmer.events.test_start:add_listener(function() swarmer.send_message("nobody_listens", { n = 1 }) end)
+swarmer.user('U', { wait_time = swarmer.constant(0.1), tasks = { function(self) self.client:get('/') end } })
+"#,
+    );
+    let out = run(swarmer()
+        .args(["-f", plan.to_str().unwrap(), "-H", &t.url(), "--headless", "-u", "1", "-r", "10", "-t", "1s"])
+        .args(["--only-summary"]));
+    let (stdout, log) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    let warning = log.lines().find(|l| l.contains("no handler for \"nobody_listens\" messages"));
+    assert!(warning.is_some_and(|l| l.contains("WARN")), "{log}");
+    assert!(!stdout.contains("nobody_listens"), "{stdout}");
+}

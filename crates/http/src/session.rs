@@ -129,6 +129,14 @@ impl Session {
             Ok(url) => url,
             Err(e) => return Response::failed(request.url.clone(), e, started.elapsed()),
         };
+        // A pooled request waits for its slot before its timeout starts.
+        let _slot = match &self.pool {
+            Some(pool) => match pool.slot().await {
+                Ok(slot) => Some(slot),
+                Err(e) => return Response::failed(url.into(), e, started.elapsed()),
+            },
+            None => None,
+        };
         let timeout = request.timeout.or(self.config.timeout);
         let outcome = match timeout {
             Some(limit) => match tokio::time::timeout(limit, self.follow(request, url.clone(), started)).await {

@@ -307,3 +307,26 @@ async fn a_pool_caps_the_connections_of_the_sessions_sharing_it() {
     assert!(pool.open_connections() <= 3);
     assert!(counts.open() + other.connections().open() <= 3 + 1, "closed ones may still be closing");
 }
+
+/// As with urllib3's blocking pool, waiting for a pooled connection counts
+/// in the response time but not against the request's timeout.
+#[tokio::test(flavor = "current_thread")]
+async fn waiting_for_a_pooled_connection_is_timed_but_not_a_timeout() {
+    use std::rc::Rc;
+    use swarmer_http::ConnectionPool;
+    let target = plain_target();
+    let config = Arc::new(ClientConfig::default_config());
+    let pool = Rc::new(ConnectionPool::new(1));
+    let mut busy = Session::with_pool(config.clone(), target.url(), pool.clone());
+    let mut waiting = Session::with_pool(config, target.url(), pool.clone());
+    let slow = Request::get("/delay/400");
+    let quick = Request::get("/").timeout(Duration::from_millis(150));
+    let (first, second) = tokio::join!(busy.send(&slow), waiting.send(&quick));
+    assert_eq!(first.status_code(), 200);
+    assert!(second.error.is_none(), "{:?}", second.error);
+    assert_eq!(second.status_code(), 200);
+    assert!(second.elapsed >= Duration::from_millis(350), "the wait is timed: {:?}", second.elapsed);
+    // Once it holds the slot, the timeout applies as ever.
+    let late = waiting.send(&Request::get("/delay/2000").timeout(Duration::from_millis(100))).await;
+    assert!(matches!(late.error, Some(HttpError::Timeout(_))), "{:?}", late.error);
+}

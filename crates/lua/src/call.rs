@@ -33,8 +33,8 @@ pub struct ClassContext {
 }
 
 /// A task set a function belongs to: its definition and the set it is
-/// nested in. Each user makes its `self` for the set once
-/// (`swarmer._set_view`), on the first call.
+/// nested in. A user's `self` for the set (`swarmer._set_view`) is made
+/// on the first call after each entry into the set.
 pub struct SetScope {
     pub index: usize,
     pub set: RegistryKey,
@@ -188,6 +188,14 @@ fn set_object(context: &ClassContext, made: &mut MadeUser, scope: &SetScope) -> 
     }
     made.views[scope.index] = Some(key);
     Ok(id)
+}
+
+/// Forget the user's `self` in task set `index`: it is made anew when
+/// the user next runs one of the set's functions.
+pub fn forget_set_object(user: &mut User, index: usize) {
+    if let Some(slot) = user.state::<LuaUser>().and_then(|s| s.made.as_mut()).and_then(|m| m.views.get_mut(index)) {
+        *slot = None;
+    }
 }
 
 fn table_outcome(context: &ClassContext, t: &Table, traceback: String) -> TaskError {

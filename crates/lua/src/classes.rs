@@ -177,7 +177,8 @@ fn task_set(lua: &Lua, m: &Table, context: &Rc<ClassContext>, outer: &Scope, t: 
     let sequential: bool = t.get("sequential")?;
     let index = context.sets.get();
     context.sets.set(index + 1);
-    let scope = Some(Rc::new(SetScope { index, set: lua.create_registry_value(t.clone())?, parent: outer.clone() }));
+    let this = Rc::new(SetScope { index, set: lua.create_registry_value(t.clone())?, parent: outer.clone() });
+    let scope = Some(this.clone());
     let mut set = if sequential { TaskSet::sequential(&name) } else { TaskSet::new(&name) };
     for task in tasks_of(lua, m, context, &scope, &t.get::<Table>("tasks")?)? {
         set = set.task(task);
@@ -186,13 +187,28 @@ fn task_set(lua: &Lua, m: &Table, context: &Rc<ClassContext>, outer: &Scope, t: 
         return Err(mlua::Error::runtime(format!("task set {name} has no tasks")));
     }
     set.wait_time = wait_time(m, t.get("wait_time")?)?;
-    set.on_start =
-        t.get::<Option<Function>>("on_start")?.map(|f| lua_fn(context, f, "on_start", scope.clone())).transpose()?;
+    set.on_start = Some(set_entry(context, &this, t.get::<Option<Function>>("on_start")?)?);
     set.on_stop =
         t.get::<Option<Function>>("on_stop")?.map(|f| lua_fn(context, f, "on_stop", scope.clone())).transpose()?;
     let mut task = Task::set(set).weight(t.get("weight")?);
     task.tags = t.get("tags")?;
     Ok(task)
+}
+
+/// What runs each time a user enters a task set: the user's `self` for
+/// the set is made anew (Locust makes a new TaskSet instance on each
+/// entry, so fields a visit wrote do not leak into the next), then the
+/// set's own `on_start`, if it has one.
+fn set_entry(context: &Rc<ClassContext>, scope: &Rc<SetScope>, on_start: Option<Function>) -> mlua::Result<TaskFn> {
+    let on_start = on_start.map(|f| lua_fn(context, f, "on_start", Some(scope.clone()))).transpose()?;
+    let index = scope.index;
+    Ok(Rc::new(move |user: &mut User| {
+        call::forget_set_object(user, index);
+        match &on_start {
+            Some(body) => body(user),
+            None => Box::pin(std::future::ready(Ok(()))),
+        }
+    }))
 }
 
 /// `task@plan.lua:12` for an anonymous function, its name otherwise.

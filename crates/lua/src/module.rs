@@ -48,6 +48,13 @@ pub fn install(lua: &Lua, kind: VmKind, plan_dir: &std::path::Path, debug: Table
         })?,
     )?;
     lua.globals().set("print", lua.create_function(print_line)?)?;
+    module.set(
+        "_warn",
+        lua.create_function(|_, text: mlua::String| {
+            tracing::warn!("{}", text.to_string_lossy());
+            Ok(())
+        })?,
+    )?;
     module.set("spawn", lua.create_function(spawn)?)?;
     module.set("_new_client", lua.create_function(new_client)?)?;
     module.set(

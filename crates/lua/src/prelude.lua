@@ -486,7 +486,7 @@ function swarmer.send_message(kind, data, to)
   -- after a test_start listener sent it see what its handler did).
   if swarmer.runner.role == "local" and swarmer.runner.process and (to == nil or to == "local") then
     local unhandled = swarmer._deliver(kind, text, "local")
-    if unhandled then print(unhandled) end
+    if unhandled then swarmer._warn(unhandled) end
     return
   end
   swarmer._send_message(kind, text, to)

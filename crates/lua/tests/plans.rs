@@ -902,7 +902,12 @@ local account = swarmer.task_set("account", {
     self.client:get("/headers", { name = "login" })
   end,
   label = function(self) return self.depth end,
-  on_start = function(self) self:login() end,
+  on_start = function(self)
+    -- each entry into the set has a new self, as Locust makes a new TaskSet
+    assert(self.entered == nil, "a field of the last visit is gone")
+    self.entered = true
+    self:login()
+  end,
   tasks = {
     swarmer.task("profile", 3, function(self)
       assert(self.token == "t" .. self.user.id, "the set's own field")
@@ -928,14 +933,16 @@ swarmer.user("Member", {
     );
     let handle = start(&path, &t.url(), 2, TagFilter::default()).await;
     run_until(&handle, 4, "every kind of request", |h| {
-        count(h, "GET", "inner-outer-member").0 >= 4 && count(h, "GET", "home-user").0 >= 4
+        count(h, "GET", "inner-outer-member").0 >= 4
+            && count(h, "GET", "home-user").0 >= 4
+            && count(h, "GET", "login").0 >= 8
     })
     .await;
     assert_eq!(exception_count(&handle, ""), 0, "{:?}", {
         let store = handle.stats().lock().unwrap();
         store.stats.exceptions().map(|e| e.msg.clone()).collect::<Vec<_>>()
     });
-    assert!(count(&handle, "GET", "login").0 >= 4, "on_start called the set's helper");
+    assert!(count(&handle, "GET", "login").0 >= 8, "on_start called the set's helper, on every entry of 4 users");
     assert!(count(&handle, "GET", "profile-outer").0 >= 4);
 }
 
