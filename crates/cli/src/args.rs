@@ -64,6 +64,13 @@ pub struct RunArgs {
     #[arg(short = 't', long = "run-time", env = "SWARMER_RUN_TIME", value_parser = parse_span)]
     pub run_time: Option<std::time::Duration>,
 
+    /// Drive the test through load phases from a TOML file ([[phases]]
+    /// tables: duration, users, spawn_rate, user_types with ratio and wait
+    /// times); -u and -r are then not used. A `phases` table in the config
+    /// file does the same.
+    #[arg(long = "phases", env = "SWARMER_PHASES", value_name = "FILE")]
+    pub phases: Option<PathBuf>,
+
     /// Run without the web UI and start the test at once.
     #[arg(long = "headless", env = "SWARMER_HEADLESS")]
     pub headless: bool,

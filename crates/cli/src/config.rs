@@ -332,6 +332,13 @@ fn runner_options(args: &RunArgs, tags: TagFilter) -> Result<RunnerOptions, Stri
         // The web UI's start form can give the host.
         host_required: args.headless,
         exit_code_on_error: args.exit_code_on_error,
+        shape: match &args.phases {
+            Some(path) => {
+                let phases = crate::phases_file::read(path)?;
+                Some(Arc::new(std::sync::Mutex::new(Box::new(phases) as Box<dyn swarmer_engine::LoadShape>)))
+            }
+            None => None,
+        },
         ..defaults
     })
 }

@@ -10,7 +10,8 @@
 //! whose environment variable is set is skipped, so the environment wins
 //! over the file; an option the command line gives is skipped too, so the
 //! command line wins, and a list given there (`--tags b`) replaces the
-//! file's list instead of adding to it.
+//! file's list instead of adding to it. `[[phases]]` tables make the
+//! file the run's phases file too (`--phases`, see `phases_file`).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -87,6 +88,13 @@ pub fn to_args(path: &Path, text: &str, env_is_set: impl Fn(&str) -> bool) -> Re
     for (key, value) in table {
         let name = key.replace('_', "-");
         if name == "config" {
+            continue;
+        }
+        // [[phases]] tables: the file is also the phases file (`--phases`).
+        if name == "phases" {
+            if !env_is_set("SWARMER_PHASES") {
+                args.push(("phases".to_owned(), vec![format!("--phases={}", path.display()).into()]));
+            }
             continue;
         }
         let Some(option) = known.iter().find(|o| o.long == name) else {

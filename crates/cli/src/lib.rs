@@ -16,6 +16,8 @@
 //! - `web_args`: the web UI's flags (`--web-port`, `--web-login`, TLS, …).
 //! - `outputs`: CSV, JSON and console output of a run.
 //! - `demo`: the `demo` and `target` subcommands (the built-in target).
+//! - [`phases_file`]: `--phases FILE` (and `[[phases]]` in the config
+//!   file): the load phases that drive a test.
 //! - `plan_options`: options a Lua plan declares (`swarmer.add_option`).
 //! - `cluster_args`, `cluster_mode`: `--master`, `--worker`, `--processes`.
 //!
@@ -41,6 +43,7 @@ mod demo;
 mod logging;
 mod option_kind;
 mod outputs;
+pub mod phases_file;
 mod plan_options;
 mod run;
 mod sources;

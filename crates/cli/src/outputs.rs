@@ -20,6 +20,10 @@ pub struct CsvOutput {
     history: File,
     /// The Unix second of the latest history rows: one set per second.
     last_second: Option<u64>,
+    /// `PREFIX_stats_history_phases.csv`: the step of the load shape (the
+    /// phase) at each history second, made when a shape first marks one
+    /// (Locust's history columns stay as they are).
+    phases: Option<File>,
 }
 
 impl CsvOutput {
@@ -28,7 +32,7 @@ impl CsvOutput {
         let [_, history_name, _, _] = csv::file_names(prefix);
         let mut history = File::create(&history_name).map_err(|e| format!("--csv {prefix}: {history_name}: {e}"))?;
         write!(history, "{}\r\n", csv::history_header()).map_err(|e| format!("{history_name}: {e}"))?;
-        let out = Self { prefix: prefix.to_owned(), full_history, history, last_second: None };
+        let out = Self { prefix: prefix.to_owned(), full_history, history, last_second: None, phases: None };
         Ok(out)
     }
 
@@ -40,8 +44,24 @@ impl CsvOutput {
             self.last_second = Some(second);
             let rows = csv::history_rows(&store.stats, store.user_count, now, self.full_history);
             self.history.write_all(rows.as_bytes()).map_err(|e| format!("{}_stats_history.csv: {e}", self.prefix))?;
+            if let Some(step) = store.step_marks.last() {
+                self.phase_row(second, &step.label)?;
+            }
         }
         self.write_snapshots(store)
+    }
+
+    fn phase_row(&mut self, second: u64, label: &str) -> Result<(), String> {
+        let name = format!("{}_stats_history_phases.csv", self.prefix);
+        if self.phases.is_none() {
+            let mut file = File::create(&name).map_err(|e| format!("{name}: {e}"))?;
+            write!(file, "Timestamp,Phase\r\n").map_err(|e| format!("{name}: {e}"))?;
+            self.phases = Some(file);
+        }
+        if let Some(file) = &mut self.phases {
+            write!(file, "{second},\"{}\"\r\n", label.replace('"', "\"\"")).map_err(|e| format!("{name}: {e}"))?;
+        }
+        Ok(())
     }
 
     /// Rewrite `_stats.csv`, `_failures.csv` and `_exceptions.csv`.
@@ -53,6 +73,9 @@ impl CsvOutput {
             (exceptions_name, csv::exceptions_csv(&store.stats)),
         ] {
             std::fs::write(&name, body).map_err(|e| format!("{name}: {e}"))?;
+        }
+        if let Some(file) = &mut self.phases {
+            file.flush().map_err(|e| format!("{}_stats_history_phases.csv: {e}", self.prefix))?;
         }
         self.history.flush().map_err(|e| format!("{}_stats_history.csv: {e}", self.prefix))
     }

@@ -43,6 +43,7 @@ pub type RunError = Box<dyn std::error::Error>;
 /// Run the test; returns the process exit code.
 pub async fn run(plan: Plan, config: RunConfig, program_plan: bool) -> Result<i32, RunError> {
     let RunConfig { runner, test, web, outputs, cluster, plan: plan_spec, plan_files, .. } = config;
+    let shaped = runner.shape.is_some();
     let headless = web.is_none();
     let autostart = web.as_ref().is_some_and(|w| w.autostart);
     let autoquit = web.as_ref().and_then(|w| w.autoquit);
@@ -78,6 +79,7 @@ pub async fn run(plan: Plan, config: RunConfig, program_plan: bool) -> Result<i3
     // headless run then ends; with the UI, the process stays.
     match (&web, test.run_time) {
         (Some(_), _) if !autostart => {}
+        (_, None) if shaped => tracing::info!("The load shape ends the test (or CTRL+C)"),
         (_, Some(d)) => tracing::info!("Run time limit set to {} seconds", d.as_secs()),
         (_, None) => tracing::info!("No run time limit set, use CTRL+C to interrupt"),
     }

@@ -1008,3 +1008,132 @@ swarmer.user('U', { wait_time = swarmer.constant(0.1), tasks = { function(self) 
     assert!(warning.is_some_and(|l| l.contains("WARN")), "{log}");
     assert!(!stdout.contains("nobody_listens"), "{stdout}");
 }
+
+/// A file of the repository, by its path from the root.
+fn repo_file(path: &str) -> String {
+    format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The per-phase totals an HTML report embeds (`<script id="phases-data">`).
+fn report_phases(html: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(html).unwrap();
+    let open = "<script id=\"phases-data\" type=\"application/json\">";
+    let start = text.find(open).expect("the phases' data") + open.len();
+    let end = start + text[start..].find("</script>").unwrap();
+    serde_json::from_str::<serde_json::Value>(&text[start..end]).unwrap().as_array().unwrap().clone()
+}
+
+/// Runs the fixture's two phases (locally, or over a master and 2 worker
+/// processes) and checks each phase's users per class and per-class
+/// request rates, the marks in the history and the end of the test.
+fn phases_follow_their_ratios_and_wait_times(extra: &[&str]) {
+    let t = target(TargetOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let (html, prefix) = (dir.path().join("report.html"), dir.path().join("run"));
+    let started = Instant::now();
+    let out = run(swarmer()
+        .args([
+            "-f",
+            &repo_file("tests/fixtures/plans/phases.lua"),
+            "--phases",
+            &repo_file("tests/fixtures/phases/swap.toml"),
+            "-H",
+            &t.url(),
+        ])
+        .args(["--headless", "--only-summary", "--html", html.to_str().unwrap(), "--csv", prefix.to_str().unwrap()])
+        .args(extra));
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(started.elapsed() < Duration::from_secs(20), "the last phase ended the test: {log}");
+    assert_eq!(log.matches("The load shape swap.toml ended the test").count(), 1, "{log}");
+    let phases = report_phases(&html);
+    let names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["fast first", "slow first"], "{phases:?}");
+    for (phase, (many, few)) in phases.iter().zip([("Fast", "Slow"), ("Slow", "Fast")]) {
+        let users = |class: &str| phase["class_counts"][class].as_u64().unwrap_or(0);
+        // 8 users at 3:1, within one user per class.
+        assert!(users(many).abs_diff(6) <= 1 && users(few).abs_diff(2) <= 1, "{phase}");
+        // The class the phase makes wait 50 ms sends ~20 requests/s per
+        // user; the other, at the plan's 1 s, ~1.
+        let per_user = |class: &str| {
+            let name = format!("GET {}", class.to_lowercase());
+            phase["requests_by_name"][&name].as_u64().unwrap_or(0) as f64 / users(class).max(1) as f64
+        };
+        assert!(per_user(many) > 5.0 * per_user(few).max(1.0), "{phase}");
+        let seconds = phase["end"].as_f64().unwrap() - phase["start"].as_f64().unwrap();
+        assert!((2.5..4.5).contains(&seconds), "{phase}");
+    }
+    let marks = std::fs::read_to_string(format!("{}_stats_history_phases.csv", prefix.display())).unwrap();
+    assert!(marks.starts_with("Timestamp,Phase\r\n"), "{marks}");
+    assert!(marks.contains(",\"fast first\"\r\n") && marks.contains(",\"slow first\"\r\n"), "{marks}");
+    let history = std::fs::read_to_string(format!("{}_stats_history.csv", prefix.display())).unwrap();
+    assert!(history.starts_with("Timestamp,User Count,"), "Locust's columns stay as they are");
+}
+
+#[test]
+fn phases_drive_a_local_test() {
+    phases_follow_their_ratios_and_wait_times(&["--shards", "2"]);
+}
+
+#[test]
+fn phases_drive_a_master_and_its_workers() {
+    phases_follow_their_ratios_and_wait_times(&["--processes", "2"]);
+}
+
+/// A phases file that names a class the plan does not have, or a negative
+/// duration, is refused before any load, naming the phase and the field.
+#[test]
+fn bad_phases_are_refused_before_any_load() {
+    let t = target(TargetOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "[[phases]]\nname = \"w\"\nduration = 5\nusers = 2\n[[phases.user_types]]\nname = \"Fats\"\n",
+            "phase 1 (w): the plan has no user class \"Fats\"",
+        ),
+        ("[[phases]]\nduration = 5\nusers = 2\n[[phases]]\nduration = -1\nusers = 2\n", "phase 2: duration: expected"),
+    ];
+    for (body, expected) in cases {
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, body).unwrap();
+        for extra in [&[][..], &["--processes", "2"][..]] {
+            let out = run(swarmer()
+                .args([
+                    "-f",
+                    &repo_file("tests/fixtures/plans/phases.lua"),
+                    "--phases",
+                    file.to_str().unwrap(),
+                    "-H",
+                    &t.url(),
+                ])
+                .args(["--headless", "--only-summary"])
+                .args(extra));
+            let log = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{extra:?}: {log}");
+            assert!(log.contains(expected), "{extra:?}: {log}");
+        }
+    }
+    assert_eq!(t.connections().accepted(), 0, "no load reached the target");
+}
+
+/// `[[phases]]` in swarmer.toml work as `--phases swarmer.toml`.
+#[test]
+fn phases_in_the_config_file() {
+    let t = target(TargetOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("swarmer.toml"),
+        "headless = true\nonly-summary = true\n[[phases]]\nname = \"only\"\nduration = \"2s\"\nusers = 3\nspawn_rate = 50\n",
+    )
+    .unwrap();
+    let out = run(swarmer().current_dir(dir.path()).args([
+        "-f",
+        &repo_file("tests/fixtures/plans/phases.lua"),
+        "-H",
+        &t.url(),
+    ]));
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(log.contains("Load shape swarmer.toml: only (3 users at 50.00/s)"), "{log}");
+    assert!(log.contains("The load shape swarmer.toml ended the test"), "{log}");
+}

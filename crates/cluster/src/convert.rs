@@ -14,6 +14,7 @@ pub fn delta_to_report(delta: &StatsDelta, epoch: u64, master_instance: u64) -> 
     proto::StatsReport {
         epoch,
         master_instance,
+        assign_sequence: 0,
         entries: delta.entries.iter().map(entry_to_proto).collect(),
         failures: delta
             .failures

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use swarmer_engine::{
     ClusterMessage, LocalRunner, LockExt, NodeRole, Notice, Plan, PlanError, RunnerEvent, RunnerHandle, RunnerOptions,
-    RunnerState, TestSettings, TlsOptions, UsageMonitor,
+    RunnerState, TestSettings, TlsOptions, UsageMonitor, WaitSpec,
 };
 use swarmer_stats::{StatsDelta, unix_now};
 use tokio::sync::{mpsc, watch};
@@ -140,6 +140,9 @@ pub async fn run(mut options: WorkerOptions, load: PlanLoader) -> Result<(), Clu
                     handle.reset_stats();
                     while deltas.try_recv().is_ok() {}
                     reports.epoch = welcome.stats_epoch;
+                }
+                if reports.master_instance != Some(welcome.master_instance) {
+                    reports.assigned = 0;
                 }
                 reports.master_instance = Some(welcome.master_instance);
                 let mut leave = options.leave.clone();
@@ -447,10 +450,21 @@ async fn session(
                 match kind {
                     master_message::Kind::Assign(a) => {
                         stop_requested = false;
+                        // What was recorded before the new load goes first,
+                        // so the master can tell a phase's requests apart.
+                        // (At least one report, empty if need be, says the
+                        // Assign was taken after these.)
+                        handle.flush().await;
+                        reports.assigned = a.sequence;
+                        if !send_stats(deltas, &tx, reports).await {
+                            let empty = StatsDelta::default();
+                            send_stats_of(&empty, &tx, reports).await;
+                        }
                         let settings = TestSettings {
                             spawn_rate: a.spawn_rate,
                             host: Some(a.host),
                             class_counts: Some(a.class_counts.iter().map(|n| *n as usize).collect()),
+                            wait_times: Some(wait_times(a.wait_times)),
                             ..Default::default()
                         };
                         if let Err(e) = handle.start_test(settings) {
@@ -549,18 +563,31 @@ async fn report_stopped(
     let _ = tx.send(msg(worker_message::Kind::Stopped(proto::Stopped {}))).await;
 }
 
+/// Send what is waiting in `deltas`; whether there was anything.
 async fn send_stats(
     deltas: &mut mpsc::UnboundedReceiver<StatsDelta>,
     tx: &mpsc::Sender<proto::WorkerMessage>,
     reports: &mut Reports,
-) {
+) -> bool {
+    let mut sent = false;
     while let Ok(delta) = deltas.try_recv() {
-        let report = delta_to_report(&delta, reports.epoch, reports.master_instance.unwrap_or_default());
-        if tx.send(msg(worker_message::Kind::Stats(report))).await.is_err() {
-            return;
+        sent = true;
+        if !send_stats_of(&delta, tx, reports).await {
+            break;
         }
-        reports.requests += delta.num_requests();
     }
+    sent
+}
+
+/// Report one delta; false when the stream is gone.
+async fn send_stats_of(delta: &StatsDelta, tx: &mpsc::Sender<proto::WorkerMessage>, reports: &mut Reports) -> bool {
+    let mut report = delta_to_report(delta, reports.epoch, reports.master_instance.unwrap_or_default());
+    report.assign_sequence = reports.assigned;
+    if tx.send(msg(worker_message::Kind::Stats(report))).await.is_err() {
+        return false;
+    }
+    reports.requests += delta.num_requests();
+    true
 }
 
 /// What this worker has reported: the statistics epoch its reports carry
@@ -572,6 +599,8 @@ struct Reports {
     /// The master of the current (or last) session.
     master_instance: Option<u64>,
     requests: u64,
+    /// The latest Assign (its sequence) from the current master.
+    assigned: u64,
 }
 
 /// The worker's runner and the plan it runs.
@@ -618,4 +647,19 @@ pub fn hostname() -> String {
 pub fn new_worker_id() -> String {
     use rand::Rng;
     format!("{}_{}_{:08x}", hostname(), std::process::id(), rand::thread_rng().r#gen::<u32>())
+}
+
+/// The wait times a master assigned, by class name; one it wrote that
+/// does not read is left out (the class waits as the plan says) and logged.
+fn wait_times(given: std::collections::HashMap<String, String>) -> std::collections::BTreeMap<String, WaitSpec> {
+    given
+        .into_iter()
+        .filter_map(|(class, text)| match WaitSpec::parse(&text) {
+            Ok(spec) => Some((class, spec)),
+            Err(e) => {
+                tracing::error!("the master's wait time for class {class}: {e}");
+                None
+            }
+        })
+        .collect()
 }

@@ -122,6 +122,9 @@ pub enum StartError {
         /// The plan's error on that shard.
         reason: PlanError,
     },
+    /// The load shape names what the plan does not have (a phase's class).
+    #[error("{0}")]
+    Shape(String),
     /// The shard threads ended before they were ready.
     #[error("shard threads ended before they were ready")]
     ShardsEnded,

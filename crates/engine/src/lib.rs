@@ -19,6 +19,8 @@
 //!   smooth weighted round robin), so ramp-down removes the newest users.
 //! - `shard`: one OS thread, one current-thread tokio runtime, many users.
 //!   Each shard records statistics into its own recorder, no locks.
+//! - [`LoadShape`], [`Phases`]: load that changes over time (Locust's
+//!   `LoadTestShape`; the seed's load phases), ticked by the runner core.
 //! - [`LocalRunner`]: the state machine that starts shards, ramps users,
 //!   merges statistics every second and stops gracefully.
 //! - [`LockExt`]: `lock_or_recover` takes a std mutex even after a panic
@@ -39,6 +41,7 @@ mod plan;
 mod plan_options;
 mod read_model;
 mod runner;
+mod shape;
 mod shard;
 mod shard_context;
 mod stop_signal;
@@ -63,12 +66,14 @@ pub use plan::{
 };
 pub use plan_options::{OptionKind, OptionValues, PlanOption};
 pub use read_model::{
-    RunnerState, StatsGuard, StatsReader, StatsStore, StatsView, WorkerRoster, WorkerState, WorkerStatus,
+    RunnerState, ShapeStatus, StatsGuard, StatsReader, StatsStore, StatsView, StepMark, WorkerRoster, WorkerState,
+    WorkerStatus,
 };
 pub use runner::{
     Begin, ClassMix, ClassWeight, LocalRunner, PlanSummary, RunnerChannels, RunnerCommand, RunnerCore, RunnerEvent,
-    RunnerHandle, RunnerOptions, TestSettings, sleep_until,
+    RunnerHandle, RunnerOptions, ShapeAction, TestSettings, sleep_until,
 };
+pub use shape::{LoadShape, Phase, Phases, ShapeStep, SharedShape};
 pub use shard_context::{RequestHook, UserErrorHook};
 pub use swarmer_http::{ClientConfig, DEFAULT_MAX_BODY_BYTES, HttpVersionPreference, Request, Response, TlsOptions};
 pub use swarmer_stats::{RequestSample, RequestStats, StatsEntry, unix_now};
@@ -76,7 +81,7 @@ pub use tags::TagFilter;
 pub use task::{LocalBoxFuture, Task, TaskFn, TaskSet, task_fn};
 pub use user::User;
 pub use user_class::{Connections, UserClass};
-pub use wait_time::{WaitTime, between, constant, constant_pacing, constant_throughput};
+pub use wait_time::{WaitSpec, WaitTime, between, constant, constant_pacing, constant_throughput};
 
 /// Wrap an `async fn(&mut User) -> TaskResult` as a task function.
 ///

@@ -117,6 +117,47 @@ pub struct StatsStore {
     pub process_exit_code: Option<i32>,
     /// The exit code when requests failed or users raised (`--exit-code-on-error`).
     pub exit_code_on_error: i32,
+    /// The load shape driving the test, while one does.
+    pub shape: Option<ShapeStatus>,
+    /// Where each step of the test's shape (each phase) began, oldest
+    /// first, with the totals at that moment: marks in the charts, and
+    /// per-step totals in the reports.
+    pub step_marks: Vec<StepMark>,
+}
+
+/// What the web UI shows of a load shape driving the test.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ShapeStatus {
+    /// The shape's name (a phases file's name).
+    pub name: String,
+    /// The current step's name (the phase's), if it has one.
+    pub step: Option<String>,
+    /// The current step's number, from 1.
+    pub step_number: usize,
+    /// Unix time the current step ends, if known.
+    pub step_ends: Option<f64>,
+    /// The load was changed by hand: the shape no longer drives it.
+    pub paused: bool,
+}
+
+/// The moment a step of the shape (a phase) began.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StepMark {
+    /// Unix time.
+    pub time: f64,
+    /// The step's name.
+    pub label: String,
+    /// Requests of the whole test so far, at that moment (a step's totals
+    /// are the difference to the next mark's).
+    pub requests: u64,
+    /// Failures so far, likewise.
+    pub failures: u64,
+    /// Summed response time so far, microseconds.
+    pub total_response_time_us: u64,
+    /// Requests so far by `"METHOD name"`, likewise.
+    pub requests_by_name: BTreeMap<String, u64>,
+    /// Users per class at the step's latest second (at its end, once it is over).
+    pub class_counts: BTreeMap<String, usize>,
 }
 
 /// A worker as a master sees it (Locust's `workers[]` entries).
@@ -157,6 +198,8 @@ impl StatsStore {
             plan_errors: 0,
             process_exit_code: None,
             exit_code_on_error: 1,
+            shape: None,
+            step_marks: Vec::new(),
         }
     }
 
@@ -188,9 +231,47 @@ impl StatsStore {
         }
     }
 
+    /// Mark the start of a step of the test's shape (a phase), now.
+    pub fn mark_step(&mut self, label: &str, now: f64) {
+        let mut mark = StepMark {
+            time: now,
+            label: label.to_owned(),
+            requests: 0,
+            failures: 0,
+            total_response_time_us: 0,
+            requests_by_name: BTreeMap::new(),
+            class_counts: self.class_counts.clone(),
+        };
+        self.count_into(&mut mark);
+        self.step_marks.push(mark);
+    }
+
+    /// Take the latest mark's totals again: once the statistics recorded
+    /// before the step began have all arrived (shards and workers hand
+    /// theirs over once a second; the runner flushes them at a step), so
+    /// none of the previous step's requests count in the new one.
+    pub fn settle_last_mark(&mut self) {
+        if let Some(mut mark) = self.step_marks.pop() {
+            self.count_into(&mut mark);
+            self.step_marks.push(mark);
+        }
+    }
+
+    fn count_into(&self, mark: &mut StepMark) {
+        let total = self.stats.total();
+        mark.requests = total.num_requests;
+        mark.failures = total.num_failures;
+        mark.total_response_time_us = total.total_response_time_us;
+        mark.requests_by_name =
+            self.stats.entries().map(|e| (format!("{} {}", e.method, e.name), e.num_requests)).collect();
+    }
+
     /// Append this second's point to the chart history (aggregated rates,
     /// current percentiles, users).
     pub fn sample_history(&mut self, now: f64) {
+        if let Some(step) = self.step_marks.last_mut() {
+            step.class_counts.clone_from(&self.class_counts);
+        }
         let total = self.stats.total();
         let (rps, fps) = total.current_rates(now);
         let point = HistoryPoint {

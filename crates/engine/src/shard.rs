@@ -25,7 +25,8 @@ use crate::stop_signal::StopSignal;
 use crate::tags::TagFilter;
 use crate::user::User;
 use crate::user_class::{Connections, UserClass};
-use crate::user_loop::run_user;
+use crate::user_loop::{WaitOverride, run_user};
+use crate::wait_time::WaitSpec;
 
 /// How often a shard hands its statistics to the runner.
 pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -57,6 +58,9 @@ pub(crate) enum ShardCommand {
         /// Overrides the class's host (`--host` or the start form).
         host: Option<String>,
     },
+    /// Wait times instead of the classes' own, by class index (`None`:
+    /// the class's own), for users running and to come.
+    WaitTimes(Vec<Option<WaitSpec>>),
     /// Ask users to stop; force them after `timeout`.
     Stop { user_ids: Vec<u64>, timeout: Duration },
     /// Drop what was recorded so far; later deltas carry `epoch`.
@@ -144,6 +148,7 @@ async fn run_shard(
             }
         };
     let class_names: Vec<Rc<str>> = classes.iter().map(|c| Rc::from(c.name.as_str())).collect();
+    let waits: Vec<Rc<WaitOverride>> = classes.iter().map(|_| Rc::default()).collect();
     let context = Rc::new(ShardContext::new(&setup.node, events.clone()));
     context.set_hooks(hooks.request.clone(), hooks.user_error.clone());
     let users: Rc<RefCell<HashMap<u64, LiveUser>>> = Rc::default();
@@ -184,12 +189,18 @@ async fn run_shard(
                     let users_ref = users.clone();
                     let events_ref = events.clone();
                     let stop_ref = stop.clone();
+                    let wait = waits[class].clone();
                     let done = tokio::task::spawn_local(async move {
-                        run_user(user, class_def, stop_ref).await;
+                        run_user(user, class_def, stop_ref, wait).await;
                         users_ref.borrow_mut().remove(&user_id);
                         let _ = events_ref.send(ShardEvent::UserStopped { user_id });
                     });
                     users.borrow_mut().insert(user_id, LiveUser { stop, done });
+                }
+                Some(ShardCommand::WaitTimes(specs)) => {
+                    for (slot, spec) in waits.iter().zip(specs) {
+                        *slot.borrow_mut() = spec.map(WaitSpec::wait_time);
+                    }
                 }
                 Some(ShardCommand::Stop { user_ids, timeout }) => {
                     let signals: Vec<Rc<StopSignal>> = {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::dispatch::UserSequence;
+use crate::wait_time::WaitSpec;
 
 /// How many users of each class, by class name, instead of the plan's
 /// weights. Classes with a `fixed_count` keep it; classes not named get none.
@@ -74,6 +75,10 @@ pub struct TestSettings {
     /// form's run time). `None` keeps a running test's limit (a new test
     /// then has none); zero removes it.
     pub run_time: Option<Duration>,
+    /// Wait times by class name instead of the plan's, from now on (a
+    /// load phase's); `None` keeps the current ones (a new test then has
+    /// the plan's), an empty map restores the plan's.
+    pub wait_times: Option<BTreeMap<String, WaitSpec>>,
 }
 
 #[cfg(test)]

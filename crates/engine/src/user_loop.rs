@@ -6,6 +6,7 @@
 //! drops the running task. Either way `on_stop` runs. A panic in user code
 //! is caught and recorded as an exception, like any other error.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -28,10 +29,14 @@ enum SetExit {
     Interrupted { reschedule: bool },
 }
 
+/// A wait time that replaces a class's own (its task sets' included)
+/// while set: a load phase's. Shared by the class's users on a shard.
+pub(crate) type WaitOverride = RefCell<Option<WaitTime>>;
+
 /// Run one user to completion.
-pub(crate) async fn run_user(mut user: User, class: Rc<UserClass>, stop: Rc<StopSignal>) {
+pub(crate) async fn run_user(mut user: User, class: Rc<UserClass>, stop: Rc<StopSignal>, wait: Rc<WaitOverride>) {
     {
-        let body = run_body(&mut user, &class, &stop);
+        let body = run_body(&mut user, &class, &stop, &wait);
         tokio::select! {
             _ = body => {}
             _ = stop.forced() => {}
@@ -43,7 +48,7 @@ pub(crate) async fn run_user(mut user: User, class: Rc<UserClass>, stop: Rc<Stop
     }
 }
 
-async fn run_body(user: &mut User, class: &UserClass, stop: &StopSignal) {
+async fn run_body(user: &mut User, class: &UserClass, stop: &StopSignal, overridden: &WaitOverride) {
     if let Some(on_start) = &class.on_start {
         match call(on_start, user).await {
             Err(TaskError::StopUser) => return,
@@ -60,7 +65,7 @@ async fn run_body(user: &mut User, class: &UserClass, stop: &StopSignal) {
         stop.requested().await;
         return;
     }
-    let _ = run_task_set(user, &class.tasks, &class.wait_time, stop, 0).await;
+    let _ = run_task_set(user, &class.tasks, &class.wait_time, overridden, stop, 0).await;
 }
 
 fn handle_hook_result(user: &User, result: TaskResult) {
@@ -79,6 +84,7 @@ fn run_task_set<'a>(
     user: &'a mut User,
     set: &'a TaskSet,
     wait: &'a WaitTime,
+    overridden: &'a WaitOverride,
     stop: &'a StopSignal,
     depth: usize,
 ) -> Pin<Box<dyn Future<Output = SetExit> + 'a>> {
@@ -114,7 +120,7 @@ fn run_task_set<'a>(
             user.task_started = Instant::now();
             let outcome = match &task.kind {
                 TaskKind::Function(body) => call(body, user).await,
-                TaskKind::Set(inner) => match run_task_set(user, inner, wait, stop, depth + 1).await {
+                TaskKind::Set(inner) => match run_task_set(user, inner, wait, overridden, stop, depth + 1).await {
                     SetExit::Stop => break SetExit::Stop,
                     SetExit::Interrupted { reschedule: true } => Err(TaskError::RescheduleNow),
                     SetExit::Interrupted { reschedule: false } => Ok(()),
@@ -140,7 +146,10 @@ fn run_task_set<'a>(
                 Err(TaskError::Exception { message, location }) => user.record_exception(&message, &location),
             }
             let started = user.task_started;
-            let delay = wait.next_wait(user.rng(), started, Instant::now());
+            let delay = match &*overridden.borrow() {
+                Some(phase_wait) => phase_wait.next_wait(user.rng(), started, Instant::now()),
+                None => wait.next_wait(user.rng(), started, Instant::now()),
+            };
             if delay.is_zero() {
                 // Even without a wait, the shard's other users, its timers
                 // and its commands get a turn now and then: a task that

@@ -60,6 +60,65 @@ pub fn constant_throughput(tasks_per_second: f64) -> WaitTime {
     WaitTime::ConstantThroughput(tasks_per_second)
 }
 
+/// A wait time that can cross threads and the network: every kind but a
+/// custom function. What a load phase or shape sets for a class instead
+/// of the plan's own wait time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum WaitSpec {
+    /// Locust's `between(min, max)`, seconds.
+    Between(f64, f64),
+    /// Locust's `constant(t)`.
+    Constant(f64),
+    /// Locust's `constant_pacing(t)`.
+    ConstantPacing(f64),
+    /// Locust's `constant_throughput(n)`.
+    ConstantThroughput(f64),
+}
+
+impl WaitSpec {
+    /// The wait time users run with.
+    pub fn wait_time(self) -> WaitTime {
+        match self {
+            WaitSpec::Between(a, b) => WaitTime::Between(a, b),
+            WaitSpec::Constant(t) => WaitTime::Constant(t),
+            WaitSpec::ConstantPacing(t) => WaitTime::ConstantPacing(t),
+            WaitSpec::ConstantThroughput(n) => WaitTime::ConstantThroughput(n),
+        }
+    }
+
+    /// Read `between(0.1, 0.2)`, `constant(1)`, `constant_pacing(2)` or
+    /// `constant_throughput(0.5)` (seconds, as in a plan); the numbers are
+    /// checked.
+    pub fn parse(text: &str) -> Result<WaitSpec, String> {
+        let text = text.trim();
+        let usage = || {
+            format!(
+                "{text:?} is not a wait time: use between(min, max), constant(s), constant_pacing(s) or \
+                 constant_throughput(n), in seconds"
+            )
+        };
+        let (kind, rest) = text.split_once('(').ok_or_else(usage)?;
+        let inner = rest.strip_suffix(')').ok_or_else(usage)?;
+        let numbers: Vec<f64> =
+            inner.split(',').map(|n| n.trim().parse::<f64>()).collect::<Result<_, _>>().map_err(|_| usage())?;
+        let spec = match (kind.trim(), numbers.as_slice()) {
+            ("between", [a, b]) => WaitSpec::Between(*a, *b),
+            ("constant", [t]) => WaitSpec::Constant(*t),
+            ("constant_pacing", [t]) => WaitSpec::ConstantPacing(*t),
+            ("constant_throughput", [n]) => WaitSpec::ConstantThroughput(*n),
+            _ => return Err(usage()),
+        };
+        spec.wait_time().validate().map_err(|e| e.to_string())?;
+        Ok(spec)
+    }
+}
+
+impl std::fmt::Display for WaitSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.wait_time())
+    }
+}
+
 impl WaitTime {
     /// Check the numbers a plan gave; the message names what is wrong.
     pub fn validate(&self) -> Result<(), WaitTimeError> {
@@ -133,6 +192,16 @@ mod tests {
         let now = Instant::now();
         assert_eq!(WaitTime::Constant(0.1).next_wait(&mut rng(), now, now), Duration::from_millis(100));
         assert_eq!(WaitTime::None.next_wait(&mut rng(), now, now), Duration::ZERO);
+    }
+
+    #[test]
+    fn wait_specs_read_as_in_a_plan() {
+        assert_eq!(WaitSpec::parse("between(0.1, 0.2)"), Ok(WaitSpec::Between(0.1, 0.2)));
+        assert_eq!(WaitSpec::parse(" constant_throughput(2) "), Ok(WaitSpec::ConstantThroughput(2.0)));
+        assert_eq!(WaitSpec::parse("constant(1)").map(|w| w.to_string()), Ok("constant(1)".to_string()));
+        assert!(WaitSpec::parse("between(2, 1)").unwrap_err().contains("between(2, 1)"));
+        assert!(WaitSpec::parse("sometimes(1)").unwrap_err().contains("not a wait time"));
+        assert!(WaitSpec::parse("constant(x)").is_err());
     }
 
     #[test]

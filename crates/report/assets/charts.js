@@ -88,12 +88,53 @@
     link.remove();
   }
 
-  // Build the charts inside `container`; returns {push(point), reset(points), resize()}.
+  // Where each phase (step of a load shape) began: a dashed line across
+  // every chart, named at its top. `marks` is [[unix seconds, name], ...].
+  function drawMarks(u, marks) {
+    if (!marks.length) return;
+    var ctx = u.ctx;
+    var ratio = u.bbox.width / (u.width || u.bbox.width) || 1;
+    ctx.save();
+    ctx.strokeStyle = cssVar("--fg", "#222");
+    ctx.fillStyle = cssVar("--fg", "#222");
+    ctx.globalAlpha = 0.7;
+    ctx.setLineDash([5 * ratio, 4 * ratio]);
+    ctx.lineWidth = ratio;
+    ctx.font = Math.round(11 * ratio) + "px sans-serif";
+    ctx.textBaseline = "top";
+    marks.forEach(function (m) {
+      var x = Math.round(u.valToPos(m[0], "x", true));
+      if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) return;
+      ctx.beginPath();
+      ctx.moveTo(x, u.bbox.top);
+      ctx.lineTo(x, u.bbox.top + u.bbox.height);
+      ctx.stroke();
+      ctx.fillText(m[1], x + 3 * ratio, u.bbox.top + 2 * ratio);
+    });
+    ctx.restore();
+  }
+
+  // The marks as text under the charts ("weekday from 10:02:03"), for
+  // readers without the picture.
+  function listMarks(list, marks) {
+    list.innerHTML = "";
+    list.hidden = marks.length === 0;
+    marks.forEach(function (m) {
+      var item = document.createElement("li");
+      item.className = "step-mark";
+      item.textContent = m[1] + " from " + new Date(m[0] * 1000).toLocaleTimeString();
+      list.appendChild(item);
+    });
+  }
+
+  // Build the charts inside `container`; returns {push(point), reset(points), resize(), setMarks(marks)}.
   // A chart zoomed in (a drag across it) keeps its range while points
   // arrive, until "Reset zoom" or a double-click shows the whole test.
-  function create(container, points) {
+  function create(container, points, marks) {
     points = (points || []).slice();
+    marks = (marks || []).slice();
     var charts = [];
+    var markList = null;
     function width() {
       return Math.max(280, Math.min(container.clientWidth || 800, 1400) - 8);
     }
@@ -136,6 +177,7 @@
           },
           hooks: {
             // Zoomed in: the x scale shows less than the data's span.
+            draw: [function (u) { drawMarks(u, marks); }],
             setScale: [function (u, key) {
               var t = u.data[0];
               if (key !== "x" || t.length < 2) return;
@@ -148,6 +190,10 @@
         button(tools, "Save as image", function () { saveImage(chart); }).className = "save-image";
         return chart;
       });
+      markList = document.createElement("ul");
+      markList.className = "step-marks";
+      container.appendChild(markList);
+      listMarks(markList, marks);
     }
     build();
     return {
@@ -160,6 +206,14 @@
         points = (newPoints || []).slice();
         charts.forEach(function (c) { c.zoomed = false; c.plot.setData(columns(points, c.spec), true); });
       },
+      setMarks: function (newMarks) {
+        newMarks = (newMarks || []).slice();
+        if (JSON.stringify(newMarks) === JSON.stringify(marks)) return;
+        marks = newMarks;
+        listMarks(markList, marks);
+        charts.forEach(function (c) { c.plot.redraw(false, false); });
+      },
+      marks: function () { return marks.slice(); },
       zoomed: function () { return charts.some(function (c) { return c.zoomed; }); },
       resize: function () {
         charts.forEach(function (c) { c.plot.setSize({ width: width(), height: 260 }); });

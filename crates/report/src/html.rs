@@ -85,6 +85,10 @@ pub fn render(store: &StatsStore, meta: &ReportMeta<'_>, now: f64) -> String {
     body.push_str(&request_table(store));
     body.push_str("<h2>Response time percentiles (ms)</h2>\n");
     body.push_str(&percentile_table(store));
+    if !store.step_marks.is_empty() {
+        body.push_str("<h2>Phases</h2>\n");
+        body.push_str(&phases_table(store));
+    }
     body.push_str("<h2>Charts</h2>\n<div id=\"charts\"></div>\n");
     body.push_str("<h2>Failures</h2>\n");
     body.push_str(&failures_table(store));
@@ -101,9 +105,41 @@ pub fn render(store: &StatsStore, meta: &ReportMeta<'_>, now: f64) -> String {
         .replace("{{TITLE}}", &escape(&title))
         .replace("{{UPLOT_CSS}}", UPLOT_CSS)
         .replace("{{HISTORY}}", &script_json(&crate::live::history_payload(store)))
+        .replace("{{PHASES}}", &script_json(&crate::live::step_marks(store)))
         .replace("{{CHARTS_JS}}", CHARTS_JS)
         .replace("{{UPLOT_JS}}", UPLOT_JS)
         .replace("{{BODY}}", &body)
+}
+
+/// Each phase's own totals (from its start to the next one's).
+fn phases_table(store: &StatsStore) -> String {
+    let mut out = String::from(
+        "<table class=\"phases\"><thead><tr><th>Phase</th><th>Start</th><th>Length</th><th>Requests</th>\
+         <th>Fails</th><th>RPS</th><th>Average (ms)</th><th>Users by class at its end</th></tr></thead><tbody>\n",
+    );
+    if let Value::Array(rows) = crate::live::step_marks(store) {
+        for row in rows {
+            let number = |key: &str| row[key].as_f64().unwrap_or(0.0);
+            let users: Vec<String> = row["class_counts"]
+                .as_object()
+                .map(|m| m.iter().map(|(class, n)| format!("{} {}", escape(class), n)).collect())
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(row["name"].as_str().unwrap_or_default()),
+                utc_timestamp(number("start")),
+                duration_text(number("end") - number("start")),
+                number("num_requests"),
+                number("num_failures"),
+                trimmed(number("requests_per_sec"), 2),
+                ms(number("avg_response_time")),
+                users.join(", "),
+            );
+        }
+    }
+    out.push_str("</tbody></table>\n");
+    out
 }
 
 /// "1 minute and 5 seconds", as Locust words a test's length.

@@ -118,6 +118,8 @@ pub fn requests_payload(store: &StatsStore, workers: Option<&[WorkerStatus]>, no
         "cpu_usage": store.usage.cpu_percent,
         "memory_usage": store.usage.rss_bytes,
         "notes": store.notes,
+        "shape": store.shape,
+        "step_marks": step_marks(store),
     });
     if let Some(workers) = workers {
         payload["workers"] = json!(workers);
@@ -139,6 +141,58 @@ pub fn history_point(p: &HistoryPoint) -> Value {
         round3(p.response_time_percentile_99),
         round3(p.total_avg_response_time),
     ])
+}
+
+/// Where each step of the load shape (each phase) began, with its totals
+/// (the next step's start, or now, ends it): the charts' marks and the
+/// reports' per-phase table.
+pub fn step_marks(store: &StatsStore) -> Value {
+    let total = store.stats.total();
+    let marks = &store.step_marks;
+    let rows: Vec<Value> = marks
+        .iter()
+        .enumerate()
+        .map(|(i, mark)| {
+            let next = marks.get(i + 1);
+            let end = next.map_or(store.test_stopped.unwrap_or_else(swarmer_stats::unix_now), |n| n.time);
+            let requests = next.map_or(total.num_requests, |n| n.requests).saturating_sub(mark.requests);
+            let failures = next.map_or(total.num_failures, |n| n.failures).saturating_sub(mark.failures);
+            let time_us = next
+                .map_or(total.total_response_time_us, |n| n.total_response_time_us)
+                .saturating_sub(mark.total_response_time_us);
+            let by_name: serde_json::Map<String, Value> = match next {
+                Some(n) => n
+                    .requests_by_name
+                    .iter()
+                    .map(|(k, v)| {
+                        (k.clone(), json!(v.saturating_sub(mark.requests_by_name.get(k).copied().unwrap_or(0))))
+                    })
+                    .collect(),
+                None => store
+                    .stats
+                    .entries()
+                    .map(|e| {
+                        let key = format!("{} {}", e.method, e.name);
+                        let before = mark.requests_by_name.get(&key).copied().unwrap_or(0);
+                        (key, json!(e.num_requests.saturating_sub(before)))
+                    })
+                    .collect(),
+            };
+            let seconds = (end - mark.time).max(0.0);
+            json!({
+                "name": mark.label,
+                "start": mark.time,
+                "end": end,
+                "num_requests": requests,
+                "num_failures": failures,
+                "requests_per_sec": if seconds > 0.0 { requests as f64 / seconds } else { 0.0 },
+                "avg_response_time": if requests > 0 { time_us as f64 / 1000.0 / requests as f64 } else { 0.0 },
+                "class_counts": mark.class_counts,
+                "requests_by_name": by_name,
+            })
+        })
+        .collect();
+    Value::Array(rows)
 }
 
 /// The chart history as a list of [`history_point`]s.

@@ -354,6 +354,24 @@
     table.replaceChild(body, table.tBodies[0]);
   }
 
+  // ---- the load shape (phases) driving the test ---------------------------
+
+  function renderShape(shape) {
+    $("h-shape-box").hidden = !shape;
+    $("edit-shape-note").hidden = !shape || shape.paused;
+    if (!shape) return;
+    $("edit-shape-name").textContent = shape.name;
+    var text = (shape.step || "step") + " (" + shape.step_number + ")";
+    if (shape.paused) {
+      text += " · paused: the load was changed by hand";
+    } else if (shape.step_ends) {
+      var left = Math.max(0, Math.round(shape.step_ends - Date.now() / 1000));
+      text += " · " + left + " s left";
+    }
+    $("h-shape").textContent = text;
+    $("h-shape").title = "Load shape " + shape.name;
+  }
+
   // ---- the whole page --------------------------------------------------
 
   function render(message) {
@@ -374,6 +392,7 @@
       $("h-workers").textContent = number(message.worker_count, 0);
       renderWorkers(message.workers);
     }
+    renderShape(message.shape);
     var formVisible = state === "ready";
     $("start").hidden = !formVisible;
     $("dashboard").hidden = formVisible;
@@ -385,6 +404,9 @@
     if (!formVisible) {
       renderStats(message);
       renderFailures(message.errors);
+      if (charts && message.step_marks) {
+        charts.setMarks(message.step_marks.map(function (m) { return [m.start, m.name]; }));
+      }
       if (charts && message.history_point && message.history_point[0] > lastPointTime) {
         lastPointTime = message.history_point[0];
         charts.push(message.history_point);

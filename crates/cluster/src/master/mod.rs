@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use swarmer_engine::{
-    LocalRunner, NodeRole, Plan, PlanSummary, RunnerChannels, RunnerHandle, RunnerOptions, RunnerState, StatsStore,
-    TlsOptions, UsageMonitor, WorkerRoster,
+    LocalRunner, LockExt, NodeRole, Plan, PlanSummary, RunnerChannels, RunnerHandle, RunnerOptions, RunnerState,
+    StartError, StatsStore, TlsOptions, UsageMonitor, WorkerRoster,
 };
 use swarmer_stats::{History, RequestStats, unix_now};
 use tokio::net::TcpListener;
@@ -62,6 +62,10 @@ impl Master {
     /// the flag or address at fault.
     pub async fn start(plan: Plan, runner: RunnerOptions, options: MasterOptions) -> Result<Master, ClusterError> {
         let classes = plan.info(&runner.classes, &runner.tags)?;
+        if let Some(shape) = &runner.shape {
+            let names: Vec<String> = classes.iter().map(|c| c.name.clone()).collect();
+            shape.lock_or_recover().check(&names).map_err(|e| ClusterError::Start(StartError::Shape(e)))?;
+        }
         let host = match options.bind_host.as_str() {
             "" | "*" => "0.0.0.0",
             h => h,
@@ -143,6 +147,8 @@ impl Master {
             workers: Some(roster.clone()),
             host_required: false,
             delta_sink: None,
+            // The master's own loop drives the load shape.
+            shape: None,
             ..runner.clone()
         };
         let control = LocalRunner::start(plan.clone(), control_options).await?;

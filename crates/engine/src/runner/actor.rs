@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use swarmer_stats::{TOO_MANY_NAMES, unix_now};
 use tokio::sync::{mpsc, oneshot};
 
-use super::core::{Begin, RunnerCore, sleep_until};
+use super::core::{Begin, RunnerCore, ShapeAction, sleep_until};
 use super::handle::RunnerCommand;
 use super::{RunnerEvent, RunnerOptions, TestSettings};
 use crate::cpu::UsageMonitor;
@@ -68,6 +68,9 @@ pub(super) struct Actor {
     /// A test start waiting for the test_start hooks (a flush answered
     /// after them), and the ramp to begin when they have run.
     pub(super) hooks_pending: Option<(oneshot::Receiver<()>, Ramp)>,
+    /// A step of the load shape began: its mark is settled once the
+    /// shards have handed over what they recorded before it.
+    pub(super) mark_flush: Option<oneshot::Receiver<()>>,
 }
 
 /// Past the moment a ramp's next user is due, so that floating-point
@@ -88,10 +91,15 @@ impl Actor {
         second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let _ = self.usage.sample();
         loop {
-            let (next_ramp, deadline) = (self.next_ramp_step(), self.core.deadline());
+            let (next_ramp, deadline, step_end) =
+                (self.next_ramp_step(), self.core.deadline(), self.core.shape_step_end());
             tokio::select! {
                 command = commands.recv() => match command {
-                    Some(RunnerCommand::Start(settings)) => self.start(settings),
+                    Some(RunnerCommand::Start(settings)) => {
+                        if let Some(settings) = self.core.shape_command(settings) {
+                            self.start(settings);
+                        }
+                    }
                     Some(RunnerCommand::Stop) => self.stop(),
                     Some(RunnerCommand::ResetStats) => self.reset_stats(),
                     Some(RunnerCommand::Flush(reply)) => self.flush(reply),
@@ -136,6 +144,11 @@ impl Actor {
                 _ = sleep_until(deadline) => {
                     self.core.run_time_reached();
                     self.stop();
+                }
+                _ = sleep_until(step_end), if step_end.is_some() => self.shape_tick(),
+                _ = flushed(&mut self.mark_flush), if self.mark_flush.is_some() => {
+                    self.mark_flush = None;
+                    self.core.stats().lock_or_recover().settle_last_mark();
                 }
                 _ = second.tick() => self.every_second(),
             }
@@ -201,6 +214,13 @@ impl Actor {
                 self.core.target(),
                 self.live.len()
             );
+        }
+        if begin == Begin::Fresh || settings.wait_times.is_some() {
+            // Shards take commands in order: users spawned next wait as told.
+            let waits = self.core.wait_times_by_class();
+            for tx in &self.shard_tx {
+                let _ = tx.send(ShardCommand::WaitTimes(waits.clone()));
+            }
         }
         if begin == Begin::Fresh && settings.classes.is_some() {
             // The class picker's selection: the sequence follows it.
@@ -474,7 +494,11 @@ impl Actor {
                 NodeRole::Local if self.core.state() == RunnerState::Stopping => {
                     tracing::info!("swarmer.runner.set_load while the test stops: ignored")
                 }
-                NodeRole::Local => self.start(settings),
+                NodeRole::Local => {
+                    if let Some(settings) = self.core.shape_command(settings) {
+                        self.start(settings);
+                    }
+                }
             },
             ShardEvent::StopTestRequested => {
                 if !matches!(self.core.state(), RunnerState::Stopping | RunnerState::Stopped) {
@@ -563,6 +587,30 @@ impl Actor {
             tracing::warn!("{w}");
             self.emit(RunnerEvent::Warning(w));
         }
+        self.shape_tick();
+    }
+
+    /// Apply what the load shape asks for now. The shards hand over what
+    /// they recorded first (they take commands in order), so the new
+    /// step's mark counts none of the previous step's requests.
+    fn shape_tick(&mut self) {
+        match self.core.shape_tick() {
+            ShapeAction::Keep => {}
+            ShapeAction::Apply(settings) => {
+                let (done, flushed) = oneshot::channel();
+                self.flush(done);
+                self.mark_flush = Some(flushed);
+                self.start(settings);
+            }
+            ShapeAction::End => self.stop(),
+        }
+    }
+}
+
+/// Resolves when the flush for a step's mark has been answered (or can no longer be).
+async fn flushed(pending: &mut Option<oneshot::Receiver<()>>) {
+    if let Some(rx) = pending {
+        let _ = rx.await;
     }
 }
 

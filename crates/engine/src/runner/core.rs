@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use swarmer_stats::unix_now;
 use tokio::sync::broadcast;
@@ -21,7 +22,9 @@ use tokio::time::Instant;
 use super::{RunnerEvent, TestSettings};
 use crate::lock::LockExt;
 use crate::plan::ClassInfo;
-use crate::read_model::{RunnerState, StatsView};
+use crate::read_model::{RunnerState, ShapeStatus, StatsView};
+use crate::shape::{ShapeStep, SharedShape};
+use crate::wait_time::WaitSpec;
 
 /// A class's `(weight, fixed_count)`, as the user sequence and the
 /// workers' shares are built from.
@@ -37,6 +40,17 @@ pub enum Begin {
     Fresh,
     /// A new target for the running test.
     Retarget,
+}
+
+/// What the test's load shape asks for at a tick.
+#[derive(Debug, PartialEq)]
+pub enum ShapeAction {
+    /// Nothing new.
+    Keep,
+    /// A new load: apply it as a start command (it never pauses the shape).
+    Apply(TestSettings),
+    /// The shape ended the test: stop it.
+    End,
 }
 
 /// The lifecycle state shared by every runner (see the module doc).
@@ -59,6 +73,19 @@ pub struct RunnerCore {
     deadline: Option<Instant>,
     epoch: u64,
     quitting: bool,
+    /// Wait times by class name instead of the plan's, for this test.
+    wait_times: BTreeMap<String, WaitSpec>,
+    /// The load shape of every test (`--phases`, a Rust plan's shape).
+    shape: Option<SharedShape>,
+    /// While the shape drives a test: when that test began (monotonic, unix).
+    shape_began: Option<(Instant, f64)>,
+    /// The load was changed by hand: the shape waits for the next test.
+    shape_paused: bool,
+    last_step: Option<ShapeStep>,
+    step_number: usize,
+    /// The step end the shape was already ticked at (a shape whose step
+    /// outlives its stated end is not ticked again and again).
+    end_ticked: Option<Duration>,
 }
 
 impl RunnerCore {
@@ -84,7 +111,20 @@ impl RunnerCore {
             deadline: None,
             epoch: 0,
             quitting: false,
+            wait_times: BTreeMap::new(),
+            shape: None,
+            shape_began: None,
+            shape_paused: false,
+            last_step: None,
+            step_number: 0,
+            end_ticked: None,
         }
+    }
+
+    /// The same core, driven by `shape` in every test.
+    pub fn with_shape(mut self, shape: Option<SharedShape>) -> Self {
+        self.shape = shape;
+        self
     }
 
     /// The runner's state.
@@ -189,6 +229,11 @@ impl RunnerCore {
             None if fresh => self.deadline = None,
             None => {}
         }
+        match &settings.wait_times {
+            Some(waits) => self.wait_times = waits.clone(),
+            None if fresh => self.wait_times.clear(),
+            None => {}
+        }
         self.spawn_rate = if settings.spawn_rate.is_finite() && settings.spawn_rate > 0.0 {
             settings.spawn_rate
         } else {
@@ -233,6 +278,7 @@ impl RunnerCore {
             return false;
         }
         self.deadline = None;
+        self.shape_began = None;
         self.set_state(RunnerState::Stopping);
         true
     }
@@ -240,6 +286,8 @@ impl RunnerCore {
     /// Every user stopped: the test is over.
     pub fn stopped(&mut self) {
         self.deadline = None;
+        self.shape_began = None;
+        self.stats.lock_or_recover().shape = None;
         self.set_state(RunnerState::Stopped);
         self.emit(RunnerEvent::TestStopped);
     }
@@ -254,8 +302,136 @@ impl RunnerCore {
         store.stats.reset(unix_now());
         store.history.clear();
         store.notes.clear();
+        store.step_marks.clear();
+        // The step under way counts from the reset.
+        if let (Some(step), Some(_)) = (&self.last_step, self.shape_began) {
+            store.mark_step(&step_label(step, self.step_number), unix_now());
+        }
         self.epoch
     }
+
+    /// Wait times by class name instead of the plan's, for this test.
+    pub fn wait_times(&self) -> &BTreeMap<String, WaitSpec> {
+        &self.wait_times
+    }
+
+    /// The same, in the plan's class order (`None`: the plan's own).
+    pub fn wait_times_by_class(&self) -> Vec<Option<WaitSpec>> {
+        self.class_names.iter().map(|name| self.wait_times.get(name).copied()).collect()
+    }
+
+    /// A start command from a surface (or the plan), as the load shape
+    /// sees it. With no shape it is taken as it is. A new test takes the
+    /// shape's first step instead of its user count, rate, mix and wait
+    /// times (`None`: the shape ends the test before it starts). A change
+    /// while the shape drives the test pauses the shape until the next
+    /// test, as editing the user count does in Locust's web UI.
+    pub fn shape_command(&mut self, settings: TestSettings) -> Option<TestSettings> {
+        let Some(shape) = self.shape.clone() else { return Some(settings) };
+        let name = shape.lock_or_recover().name().to_owned();
+        if self.is_idle() && !self.quitting {
+            let first = {
+                let store = self.stats.lock_or_recover();
+                shape.lock_or_recover().tick(Duration::ZERO, &store.stats)
+            };
+            let Some(step) = first else {
+                tracing::warn!("The load shape {name} ends the test before it starts: nothing to run");
+                return None;
+            };
+            self.shape_began = Some((Instant::now(), unix_now()));
+            self.shape_paused = false;
+            self.last_step = None;
+            self.step_number = 0;
+            tracing::info!("The load shape {name} drives the test");
+            return Some(self.take_step(&name, step, settings));
+        }
+        if self.shape_began.is_some() && !self.shape_paused && self.state != RunnerState::Stopping {
+            self.shape_paused = true;
+            tracing::info!("The load was changed by hand: the load shape {name} is paused until the next test");
+            if let Some(status) = &mut self.stats.lock_or_recover().shape {
+                status.paused = true;
+            }
+        }
+        Some(settings)
+    }
+
+    /// When the shape's current step ends (a phase's end): the loop ticks
+    /// the shape then too, so phases change on time, not up to a second late.
+    pub fn shape_step_end(&self) -> Option<Instant> {
+        let (began, _) = self.shape_began.filter(|_| !self.shape_paused)?;
+        let ends = self.last_step.as_ref()?.ends_after.filter(|e| self.end_ticked != Some(*e))?;
+        // A hair after, so the shape sees the next step's time.
+        Some(began + ends + Duration::from_millis(1))
+    }
+
+    /// Ask the shape driving the test (if one does, unpaused) for its
+    /// load now: called once a second, as Locust's shape ticks.
+    pub fn shape_tick(&mut self) -> ShapeAction {
+        let (Some(shape), Some((began, _))) = (self.shape.clone(), self.shape_began) else {
+            return ShapeAction::Keep;
+        };
+        if self.shape_paused || !matches!(self.state, RunnerState::Spawning | RunnerState::Running) {
+            return ShapeAction::Keep;
+        }
+        let step = {
+            let store = self.stats.lock_or_recover();
+            shape.lock_or_recover().tick(began.elapsed(), &store.stats)
+        };
+        let name = shape.lock_or_recover().name().to_owned();
+        let elapsed = began.elapsed();
+        if let Some(end) = step.as_ref().and_then(|s| s.ends_after).filter(|end| elapsed >= *end) {
+            self.end_ticked = Some(end);
+        }
+        match step {
+            None => {
+                tracing::info!("The load shape {name} ended the test");
+                self.shape_began = None;
+                ShapeAction::End
+            }
+            Some(step) if self.last_step.as_ref() == Some(&step) => ShapeAction::Keep,
+            Some(step) => ShapeAction::Apply(self.take_step(&name, step, TestSettings::default())),
+        }
+    }
+
+    /// `base` (host, classes, run time) with the load of `step`; the step
+    /// becomes the current one, marked where it changes.
+    fn take_step(&mut self, name: &str, step: ShapeStep, base: TestSettings) -> TestSettings {
+        let new_step = self.last_step.as_ref().is_none_or(|last| last.label != step.label || step.label.is_none());
+        if new_step {
+            self.step_number += 1;
+        }
+        let label = step_label(&step, self.step_number);
+        let began_unix = self.shape_began.map(|(_, unix)| unix).unwrap_or_else(unix_now);
+        {
+            let mut store = self.stats.lock_or_recover();
+            if new_step {
+                store.mark_step(&label, unix_now());
+                tracing::info!("Load shape {name}: {label} ({} users at {:.2}/s)", step.users, step.spawn_rate);
+            }
+            store.shape = Some(ShapeStatus {
+                name: name.to_owned(),
+                step: Some(label),
+                step_number: self.step_number,
+                step_ends: step.ends_after.map(|d| began_unix + d.as_secs_f64()),
+                paused: false,
+            });
+        }
+        let settings = TestSettings {
+            users: step.users,
+            spawn_rate: step.spawn_rate,
+            class_mix: step.mix.clone(),
+            wait_times: Some(step.wait_times.clone()),
+            class_counts: None,
+            ..base
+        };
+        self.last_step = Some(step);
+        settings
+    }
+}
+
+/// A step's name: its label, or `step N`.
+fn step_label(step: &ShapeStep, number: usize) -> String {
+    step.label.clone().unwrap_or_else(|| format!("step {number}"))
 }
 
 /// Resolves at `deadline`, never without one (for `select!` branches).

@@ -34,6 +34,10 @@ impl LocalRunner {
         {
             return Err(StartError::NoHost { class: c.name.clone() });
         }
+        if let Some(shape) = &options.shape {
+            let names: Vec<String> = classes.iter().map(|c| c.name.clone()).collect();
+            shape.lock_or_recover().check(&names).map_err(StartError::Shape)?;
+        }
         // A plan with a process part may run without user shards (the
         // master runs only its hooks).
         let process_host = plan.process_host().cloned();
@@ -114,7 +118,7 @@ impl LocalRunner {
         let RunnerChannels { handle, commands, events, host } =
             RunnerHandle::remote(stats.clone(), classes.clone(), options.host.clone(), summary);
         let actor = Actor {
-            core: RunnerCore::new(&classes, stats, events, host),
+            core: RunnerCore::new(&classes, stats, events, host).with_shape(options.shape.clone()),
             plan,
             options,
             sequence,
@@ -135,6 +139,7 @@ impl LocalRunner {
             targets: None,
             flushes: Vec::new(),
             hooks_pending: None,
+            mark_flush: None,
             next_flush: 0,
         };
         let mut actor = actor;

@@ -34,7 +34,7 @@ use crate::plan::{ClusterMessage, NodeRole};
 use crate::read_model::{StatsView, WorkerRoster};
 use crate::tags::TagFilter;
 
-pub use self::core::{Begin, ClassWeight, RunnerCore, sleep_until};
+pub use self::core::{Begin, ClassWeight, RunnerCore, ShapeAction, sleep_until};
 pub use handle::{PlanSummary, RunnerChannels, RunnerCommand, RunnerHandle};
 pub use local::LocalRunner;
 
@@ -77,6 +77,9 @@ pub struct RunnerOptions {
     pub workers: Option<WorkerRoster>,
     /// The exit code after failed requests or exceptions (`--exit-code-on-error`).
     pub exit_code_on_error: i32,
+    /// The load shape that drives every test (`--phases`, a Rust plan's
+    /// shape); a worker never has one (its master's drives it).
+    pub shape: Option<crate::shape::SharedShape>,
 }
 
 impl Default for RunnerOptions {
@@ -97,6 +100,7 @@ impl Default for RunnerOptions {
             stats: None,
             workers: None,
             exit_code_on_error: 1,
+            shape: None,
         }
     }
 }

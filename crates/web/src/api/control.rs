@@ -179,7 +179,16 @@ fn parse_swarm_form(fields: &[(String, String)], state: &AppState) -> Result<Swa
             options.push((option.name.clone(), value));
         }
     }
-    let settings = TestSettings { users, spawn_rate, host, classes, class_counts: None, class_mix: None, run_time };
+    let settings = TestSettings {
+        users,
+        spawn_rate,
+        host,
+        classes,
+        class_counts: None,
+        class_mix: None,
+        run_time,
+        wait_times: None,
+    };
     Ok(SwarmForm { settings, options })
 }
 

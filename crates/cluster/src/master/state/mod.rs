@@ -66,6 +66,11 @@ pub(super) struct MasterLoop {
     mix: Option<Vec<usize>>,
     /// `--reset-stats` waits for the end of the ramp a start asked for.
     pub(super) reset_pending: bool,
+    /// Assigns sent so far (each carries its number).
+    assign_sequence: u64,
+    /// A step of the load shape began with Assign number `.0`: its mark is
+    /// settled once each of these workers has reported since that Assign.
+    pub(super) mark_waiting: Option<(u64, std::collections::BTreeSet<String>)>,
 }
 
 impl MasterLoop {
@@ -82,7 +87,7 @@ impl MasterLoop {
         usage: UsageMonitor,
     ) -> Self {
         Self {
-            core: RunnerCore::new(&classes, stats, events, host),
+            core: RunnerCore::new(&classes, stats, events, host).with_shape(options.shape.clone()),
             plan,
             options,
             classes,
@@ -96,6 +101,8 @@ impl MasterLoop {
             shared_epoch: Arc::default(),
             mix: None,
             reset_pending: false,
+            assign_sequence: 0,
+            mark_waiting: None,
         }
     }
 
@@ -148,6 +155,7 @@ impl MasterLoop {
                     _ => {}
                 },
                 _ = second.tick() => self.every_second(),
+                _ = sleep_until(self.core.shape_step_end()) => self.shape_tick(),
                 _ = sleep_until(self.core.deadline()) => {
                     self.core.run_time_reached();
                     self.stop();
@@ -168,6 +176,12 @@ impl MasterLoop {
     async fn on_command(&mut self, command: RunnerCommand, messages: &mut mpsc::UnboundedReceiver<ClusterMessage>) {
         match command {
             RunnerCommand::Start(settings) => {
+                if self.live_ids().is_empty() && self.core.is_idle() {
+                    tracing::warn!("No worker is connected yet: the test cannot start (start workers with --worker)");
+                    return;
+                }
+                // The load shape's first step, or a change by hand that pauses it.
+                let Some(settings) = self.core.shape_command(settings) else { return };
                 if self.core.is_idle() && !self.live_ids().is_empty() && self.quitting.is_none() {
                     // A new test starts from zero, on the master and every worker.
                     self.new_epoch();
@@ -302,8 +316,11 @@ impl MasterLoop {
         let shares = assign_keeping(&weights, self.core.target(), &cores, &current);
         let total: usize = shares.iter().flatten().sum();
         let host = self.core.host().unwrap_or_default();
+        let wait_times: std::collections::HashMap<String, String> =
+            self.core.wait_times().iter().map(|(class, wait)| (class.clone(), wait.to_string())).collect();
         // Workers read a rate that is not finite and positive as "all at once".
         let spawn_rate = if self.core.spawn_rate().is_finite() { self.core.spawn_rate() } else { 1e9 };
+        self.assign_sequence += 1;
         for (id, share) in ids.iter().zip(shares) {
             let users: usize = share.iter().sum();
             let rate = if total == 0 { spawn_rate } else { (spawn_rate * users as f64 / total as f64).max(0.01) };
@@ -311,6 +328,8 @@ impl MasterLoop {
                 class_counts: share.iter().map(|n| *n as u32).collect(),
                 spawn_rate: rate,
                 host: host.clone(),
+                wait_times: wait_times.clone(),
+                sequence: self.assign_sequence,
             };
             if let Some(w) = self.workers.get_mut(id) {
                 w.share = share;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use swarmer_engine::{ClusterMessage, LockExt, Notice, RunnerState, WorkerState, WorkerStatus};
+use swarmer_engine::{ClusterMessage, LockExt, Notice, RunnerState, ShapeAction, WorkerState, WorkerStatus};
 use swarmer_stats::unix_now;
 
 use super::{MasterLoop, Worker};
@@ -92,6 +92,9 @@ impl MasterLoop {
                     }
                     Err(e) => tracing::warn!("worker {id}: malformed statistics dropped: {e}"),
                 }
+                if self.mark_waiting.as_ref().is_some_and(|(seq, _)| report.assign_sequence >= *seq) {
+                    self.settle_mark_if_reported(Some(&id));
+                }
             }
             WorkerEvent::Stopped { id, session } => {
                 if let Some(w) = self.workers.get_mut(&id).filter(|w| w.session == session) {
@@ -166,6 +169,33 @@ impl MasterLoop {
         self.core.stats().lock_or_recover().notes.push(note);
     }
 
+    /// Apply what the load shape asks for now.
+    pub(super) fn shape_tick(&mut self) {
+        match self.core.shape_tick() {
+            ShapeAction::Keep => {}
+            ShapeAction::Apply(settings) => {
+                self.start(settings);
+                self.mark_waiting = Some((self.assign_sequence, self.live_ids().into_iter().collect()));
+                self.settle_mark_if_reported(None);
+            }
+            ShapeAction::End => self.stop(),
+        }
+    }
+
+    /// Settle the latest step's mark once every live worker has reported
+    /// since the step's Assign (`reported`: the worker that just did).
+    fn settle_mark_if_reported(&mut self, reported: Option<&str>) {
+        let Some((_, waiting)) = &mut self.mark_waiting else { return };
+        if let Some(id) = reported {
+            waiting.remove(id);
+        }
+        waiting.retain(|id| self.workers.get(id).is_some_and(|w| !w.missing));
+        if waiting.is_empty() {
+            self.mark_waiting = None;
+            self.core.stats().lock_or_recover().settle_last_mark();
+        }
+    }
+
     pub(super) fn every_second(&mut self) {
         let timeout = self.heartbeat_timeout;
         let silent: Vec<String> = self
@@ -187,6 +217,7 @@ impl MasterLoop {
             self.dispatch();
             self.check_stopped();
         }
+        self.shape_tick();
         self.broadcast(master_message::Kind::Heartbeat(proto::Heartbeat {
             state: self.core.state().as_str().into(),
             ..Default::default()
