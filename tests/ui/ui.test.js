@@ -202,6 +202,63 @@ test("a second test in the same process shows, downloads and charts only itself"
   }
 });
 
+test("load phases show in the header and the charts; Edit pauses them and says so", async () => {
+  const dir = h.tempDir();
+  const phases = path.join(dir, "phases.toml");
+  fs.writeFileSync(phases, [
+    "[[phases]]", "name = \"warm\"", "duration = \"3s\"", "users = 2", "spawn_rate = 50",
+    "[[phases]]", "name = \"peak\"", "duration = \"60s\"", "users = 5", "spawn_rate = 50",
+  ].join("\n"));
+  const plan = path.join(__dirname, "..", "fixtures", "plans", "phases.lua");
+  const swarmer = await h.startSwarmer(target.url, ["-f", plan, "--phases", phases]);
+  const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+  const page = await context.newPage();
+  const header = () => page.locator("#h-shape").innerText();
+  try {
+    await page.goto(swarmer.url);
+    await page.locator("#start-form").waitFor();
+    await page.fill("#f-users", "40");
+    await page.click("#f-start");
+    // The phases, not the form's 40 users, drive the test.
+    await page.waitForFunction(() => /^warm \(1\) · \d+ s left$/.test(document.getElementById("h-shape").textContent),
+      null, { timeout: 15000 });
+    await page.waitForFunction(() => document.getElementById("h-users").textContent === "2");
+    await page.waitForFunction(() => /^peak \(2\) · \d+ s left$/.test(document.getElementById("h-shape").textContent),
+      null, { timeout: 15000 });
+    await page.waitForFunction(() => document.getElementById("h-users").textContent === "5", null, { timeout: 15000 });
+    const left = Number((await header()).match(/(\d+) s left/)[1]);
+    assert.ok(left > 40 && left <= 60, `time left in the phase: ${left}`);
+
+    // Each phase's start is marked in the charts, and listed under them.
+    await page.click("button[data-tab=charts]");
+    await page.locator("#chart-rps canvas").waitFor();
+    await page.waitForFunction(() => document.querySelectorAll("#charts .step-mark").length === 2, null, { timeout: 10000 });
+    const marks = await page.locator("#charts .step-mark").allInnerTexts();
+    assert.match(marks[0], /^warm from /);
+    assert.match(marks[1], /^peak from /);
+    await page.screenshot({ fullPage: true, path: path.join(h.artifactsDir(), "phases.png") });
+
+    // Editing the load pauses the phases: the dialog says so first.
+    await page.click("#btn-edit");
+    assert.ok(await page.locator("#edit-shape-note").isVisible(), "the Edit dialog warns that the phases pause");
+    assert.match(await page.locator("#edit-shape-note").innerText(), /phases\.toml/);
+    await page.fill("#e-users", "3");
+    await page.click("#e-apply");
+    await page.waitForFunction(() => document.getElementById("h-users").textContent === "3", null, { timeout: 15000 });
+    await page.waitForFunction(() => /paused/.test(document.getElementById("h-shape").textContent), null, { timeout: 5000 });
+    await page.click("#btn-edit");
+    assert.ok(!(await page.locator("#edit-shape-note").isVisible()), "no warning once paused");
+    await page.click("#e-cancel");
+
+    await page.click("#btn-stop");
+    await page.waitForFunction(() => document.getElementById("h-state").textContent === "STOPPED", null, { timeout: 15000 });
+    assert.ok(await page.locator("#h-shape-box").isHidden(), "no phase once the test is over");
+  } finally {
+    await context.close();
+    h.stop(swarmer);
+  }
+});
+
 test("with --web-login the UI asks for a password and the API refuses strangers", async () => {
   const swarmer = await h.startSwarmer(target.url, ["--web-login"], { SWARMER_WEB_AUTH: "alice:s3cret" });
   const context = await browser.newContext();

@@ -539,3 +539,79 @@ async fn the_runner_stops_the_test_when_its_run_time_is_up() {
     assert_eq!(handle.state(), RunnerState::Running);
     handle.quit().await;
 }
+
+/// A shape of a Rust test: its first step replaces the start's users and
+/// mix, a later step moves users between classes, `None` ends the test,
+/// and a change by hand pauses it.
+struct TwoSteps;
+
+impl swarmer_engine::LoadShape for TwoSteps {
+    fn name(&self) -> &str {
+        "two steps"
+    }
+    fn tick(&mut self, run_time: Duration, _stats: &swarmer_engine::RequestStats) -> Option<swarmer_engine::ShapeStep> {
+        let (users, a, b) = match run_time.as_millis() {
+            0..800 => (4, 3, 1),
+            800..1600 => (6, 1, 2),
+            _ => return None,
+        };
+        let mix = [("A".to_owned(), a), ("B".to_owned(), b)].into();
+        Some(swarmer_engine::ShapeStep {
+            users,
+            spawn_rate: 1000.0,
+            mix: Some(swarmer_engine::ClassMix::Weights(mix)),
+            wait_times: Default::default(),
+            label: None,
+            ends_after: None,
+        })
+    }
+}
+
+fn two_classes() -> Plan {
+    Plan::new("shape", || {
+        vec![
+            UserClass::new("A").wait_time(constant(0.1)).task(Task::new("root", task!(get_root))),
+            UserClass::new("B").wait_time(constant(0.1)).task(Task::new("root", task!(get_root))),
+        ]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_rust_shape_drives_users_and_mix_and_ends_the_test() {
+    let t = target();
+    let shape: swarmer_engine::SharedShape = Arc::new(Mutex::new(Box::new(TwoSteps)));
+    let opts = RunnerOptions { shape: Some(shape), ..options(&t.url(), 2) };
+    let handle = LocalRunner::start(two_classes(), opts).await.unwrap();
+    let mut events = handle.subscribe();
+    handle.start(1, 1.0);
+    let mut completes = Vec::new();
+    loop {
+        match events.recv().await.unwrap() {
+            RunnerEvent::SpawningComplete { class_counts, .. } => completes.push(class_counts),
+            RunnerEvent::TestStopped => break,
+            _ => {}
+        }
+    }
+    let counts: Vec<(usize, usize)> = completes.iter().map(|c| (c["A"], c["B"])).collect();
+    assert_eq!(counts, [(3, 1), (2, 4)], "each step's mix, then the end");
+    let marks: Vec<String> = handle.stats().lock().unwrap().step_marks.iter().map(|m| m.label.clone()).collect();
+    assert_eq!(marks, ["step 1", "step 2"]);
+    handle.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_change_by_hand_pauses_the_shape() {
+    let t = target();
+    let shape: swarmer_engine::SharedShape = Arc::new(Mutex::new(Box::new(TwoSteps)));
+    let opts = RunnerOptions { shape: Some(shape), ..options(&t.url(), 1) };
+    let handle = LocalRunner::start(two_classes(), opts).await.unwrap();
+    handle.start(1, 1.0);
+    wait_until(|| handle.stats().lock().unwrap().user_count == 4).await;
+    handle.start(2, 1000.0);
+    wait_until(|| handle.stats().lock().unwrap().shape.as_ref().is_some_and(|s| s.paused)).await;
+    // Past the shape's end: it no longer drives the test.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(handle.state(), RunnerState::Running);
+    assert_eq!(handle.stats().lock().unwrap().user_count, 2);
+    handle.quit().await;
+}
