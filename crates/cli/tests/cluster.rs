@@ -1653,6 +1653,11 @@ fn a_load_shape_on_a_master_drives_its_workers_and_ends_the_test() {
     assert!(started.elapsed() < Duration::from_secs(20), "the shape ended the test");
     let text = master.proc.text();
     assert_eq!(text.matches("The load shape ended the test").count(), 1, "once, on the master: {text}");
+    // The shape's first step is the test's load from the start (not -u's 1
+    // user first), and each step is marked once.
+    assert!(!text.contains("Ramping to 1 users"), "{text}");
+    assert_eq!(text.matches("Load shape phases: step 1 (4 users").count(), 1, "{text}");
+    assert_eq!(text.matches("Load shape phases: step 2 (6 users").count(), 1, "{text}");
     let mut latest: std::collections::BTreeMap<String, String> = Default::default();
     for line in text.lines().filter(|l| l.starts_with("[worker ") && l.contains("All users spawned: {")) {
         latest.insert(line[..line.find(']').unwrap()].to_owned(), line.to_owned());

@@ -79,6 +79,10 @@ pub struct TestSettings {
     /// load phase's); `None` keeps the current ones (a new test then has
     /// the plan's), an empty map restores the plan's.
     pub wait_times: Option<BTreeMap<String, WaitSpec>>,
+    /// This load is a step of the plan's own shape (a Lua `swarmer.shape`,
+    /// by name): the runner shows and marks it, and ignores it once the
+    /// load was changed by hand.
+    pub shape_step: Option<String>,
 }
 
 #[cfg(test)]

@@ -212,7 +212,10 @@ fn spawn(lua: &Lua, body: Function) -> mlua::Result<()> {
 /// `swarmer.runner.set_load` (checked by the prelude): ask the runner for
 /// `users` at `rate`, with a mix of classes by name (`kind` "weights" or
 /// "counts") or the plan's weights.
-fn set_load(lua: &Lua, (users, rate, kind, by_class): (usize, f64, Option<String>, Option<Table>)) -> mlua::Result<()> {
+fn set_load(
+    lua: &Lua,
+    (users, rate, kind, by_class, shape): (usize, f64, Option<String>, Option<Table>, Option<String>),
+) -> mlua::Result<()> {
     let Some(shard) = lua.app_data_ref::<ShardInfo>().filter(|s| !s.probe).map(|s| s.clone()) else {
         return Err(mlua::Error::runtime(format!(
             "{}swarmer.runner.set_load: only available while the plan runs (in a listener, a background \
@@ -234,7 +237,13 @@ fn set_load(lua: &Lua, (users, rate, kind, by_class): (usize, f64, Option<String
         Some("counts") => Some(swarmer_engine::ClassMix::Counts(entries)),
         _ => None,
     };
-    shard.request_load(swarmer_engine::TestSettings { users, spawn_rate: rate, class_mix, ..Default::default() });
+    shard.request_load(swarmer_engine::TestSettings {
+        users,
+        spawn_rate: rate,
+        class_mix,
+        shape_step: shape,
+        ..Default::default()
+    });
     Ok(())
 }
 

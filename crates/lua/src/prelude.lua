@@ -432,6 +432,9 @@ swarmer.runner = setmetatable({ role = "local", shard = 0, shards = 1 }, {
 -- at the spawn rate; classes with a fixed_count keep it; classes not
 -- named get none. On a master it sets the whole test's load; a worker
 -- ignores it (its master decides).
+-- Set while a shape's tick asks for its load: the runner then shows and
+-- marks the step, and ignores it once the load was changed by hand.
+local shape_step = nil
 function swarmer.runner.set_load(load)
   if type(load) ~= "table" then error("set_load: expected { users = n, spawn_rate = r, mix = {...} }", 2) end
   check_fields("swarmer.runner.set_load", load, { users = true, spawn_rate = true, mix = true, counts = true }, 2)
@@ -466,7 +469,7 @@ function swarmer.runner.set_load(load)
   elseif math.type(users) ~= "integer" or users < 0 or users > 10000000 then
     error("set_load: users must be a whole number from 0 to 10000000, got " .. tostring(users), 2)
   end
-  swarmer._set_load(users, rate, load.mix and "weights" or (load.counts and "counts") or nil, by_class)
+  swarmer._set_load(users, rate, load.mix and "weights" or (load.counts and "counts") or nil, by_class, shape_step)
 end
 
 -- Custom messages between master and workers (Locust's register_message /
@@ -593,7 +596,7 @@ local function chosen_shape()
   local shape = shapes[name]
   if not shape then error(("--shape %s: the plan has no such shape (shapes: %s)"):format(name,
     table.concat(shape_order, ", ")), 0) end
-  return shape
+  return shape, name
 end
 -- Called once the plan has loaded in the process VM: a --shape that names
 -- no shape, or several shapes and none chosen, is refused before any load.
@@ -602,7 +605,7 @@ function swarmer._check_shape()
 end
 local function start_shape()
   if #shape_order == 0 or swarmer.runner.role == "worker" or not swarmer.runner.process then return end
-  local shape = chosen_shape()
+  local shape, shape_name = chosen_shape()
   shape_generation = shape_generation + 1
   local mine, started, last = shape_generation, swarmer._clock(), nil
   -- One tick: false when the shape ended the test.
@@ -622,7 +625,10 @@ local function start_shape()
     end
     if key ~= last then
       last = key
-      swarmer.runner.set_load{ users = users, spawn_rate = rate, mix = mix }
+      shape_step = shape_name
+      local ok, err = pcall(swarmer.runner.set_load, { users = users, spawn_rate = rate, mix = mix })
+      shape_step = nil
+      if not ok then error(err, 0) end
     end
     return true
   end

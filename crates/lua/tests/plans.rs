@@ -1062,3 +1062,41 @@ fn set_load_names_a_class_the_plan_does_not_have() {
     );
     swarmer_lua::load_plan(&path).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// A Lua shape's steps are shown and marked as phases are; a change by
+/// hand pauses it (its later steps are ignored) until the next test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_lua_shape_is_shown_and_marked_and_pauses_when_changed_by_hand() {
+    let t = target();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(
+        dir.path(),
+        r#"local swarmer = require("swarmer")
+swarmer.user("U", { wait_time = swarmer.constant(0.05), tasks = { function(self) self.client:get("/") end } })
+swarmer.shape("ramp", { tick = function(run_time)
+  if run_time < 1 then return 2, 100 end
+  return 4, 100
+end })
+"#,
+    );
+    let handle = start(&path, &t.url(), 1, TagFilter::default()).await;
+    handle.start(1, 1.0);
+    wait_until(&handle, "the second step", |h| h.stats().lock().unwrap().user_count == 4).await;
+    {
+        let store = handle.stats().lock().unwrap();
+        let status = store.shape.clone().expect("the shape's status");
+        assert_eq!((status.name.as_str(), status.step.as_deref(), status.paused), ("ramp", Some("step 2"), false));
+        let marks: Vec<&str> = store.step_marks.iter().map(|m| m.label.as_str()).collect();
+        assert_eq!(marks, ["step 1", "step 2"]);
+    }
+    handle.start(1, 100.0);
+    wait_until(&handle, "the change by hand", |h| {
+        let store = h.stats().lock().unwrap();
+        store.user_count == 1 && store.shape.as_ref().is_some_and(|s| s.paused)
+    })
+    .await;
+    // The shape's next ticks (it would ask for 4 users) are ignored.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(handle.stats().lock().unwrap().user_count, 1);
+    handle.quit().await;
+}

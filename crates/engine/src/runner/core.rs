@@ -327,7 +327,13 @@ impl RunnerCore {
     /// while the shape drives the test pauses the shape until the next
     /// test, as editing the user count does in Locust's web UI.
     pub fn shape_command(&mut self, settings: TestSettings) -> Option<TestSettings> {
-        let Some(shape) = self.shape.clone() else { return Some(settings) };
+        if let Some(name) = settings.shape_step.clone() {
+            return self.plan_shape_step(&name, settings);
+        }
+        let Some(shape) = self.shape.clone() else {
+            self.pause_shape_by_hand("the plan's shape");
+            return Some(settings);
+        };
         let name = shape.lock_or_recover().name().to_owned();
         if self.is_idle() && !self.quitting {
             let first = {
@@ -345,6 +351,13 @@ impl RunnerCore {
             tracing::info!("The load shape {name} drives the test");
             return Some(self.take_step(&name, step, settings));
         }
+        self.pause_shape_by_hand(&name);
+        Some(settings)
+    }
+
+    /// A change by hand while a shape drives the test: the shape pauses
+    /// until the next test.
+    fn pause_shape_by_hand(&mut self, name: &str) {
         if self.shape_began.is_some() && !self.shape_paused && self.state != RunnerState::Stopping {
             self.shape_paused = true;
             tracing::info!("The load was changed by hand: the load shape {name} is paused until the next test");
@@ -352,7 +365,39 @@ impl RunnerCore {
                 status.paused = true;
             }
         }
-        Some(settings)
+    }
+
+    /// A step of the plan's own shape (ticked in the plan, which asks for
+    /// its load): shown and marked as a Rust shape's; dropped once the
+    /// load was changed by hand in this test.
+    fn plan_shape_step(&mut self, name: &str, settings: TestSettings) -> Option<TestSettings> {
+        if self.shape_began.is_some() && self.shape_paused {
+            tracing::debug!("load shape {name}: a step after a change by hand, ignored");
+            return None;
+        }
+        if self.shape_began.is_none() {
+            self.shape_began = Some((Instant::now(), unix_now()));
+            self.shape_paused = false;
+            self.last_step = None;
+            self.step_number = 0;
+        }
+        let step = ShapeStep {
+            users: settings.users,
+            spawn_rate: settings.spawn_rate,
+            mix: settings.class_mix.clone(),
+            wait_times: BTreeMap::new(),
+            label: None,
+            ends_after: None,
+        };
+        if self.last_step.as_ref() == Some(&step) {
+            return None; // the same step again (a master saw it early)
+        }
+        let base = TestSettings { shape_step: None, ..settings.clone() };
+        let mut taken = self.take_step(name, step, base);
+        // The plan asked for exactly this (a mix by counts stays counts; no wait times of its own).
+        taken.class_mix = settings.class_mix;
+        taken.wait_times = None;
+        Some(taken)
     }
 
     /// When the shape's current step ends (a phase's end): the loop ticks

@@ -188,6 +188,7 @@ fn parse_swarm_form(fields: &[(String, String)], state: &AppState) -> Result<Swa
         class_mix: None,
         run_time,
         wait_times: None,
+        shape_step: None,
     };
     Ok(SwarmForm { settings, options })
 }

@@ -181,7 +181,7 @@ impl MasterLoop {
                     return;
                 }
                 // The load shape's first step, or a change by hand that pauses it.
-                let Some(settings) = self.core.shape_command(settings) else { return };
+                let Some(mut settings) = self.core.shape_command(settings) else { return };
                 if self.core.is_idle() && !self.live_ids().is_empty() && self.quitting.is_none() {
                     // A new test starts from zero, on the master and every worker.
                     self.new_epoch();
@@ -189,9 +189,28 @@ impl MasterLoop {
                     // send reaches each worker before its users.
                     // As Locust's, the listeners read the test's target user count.
                     self.core.stats().lock_or_recover().target_user_count = settings.users;
-                    if let Some(control) = &self.control {
+                    if let Some(control) = self.control.clone() {
                         let host = settings.host.clone().or_else(|| self.core.host());
+                        let mut early = control.subscribe();
                         control.run_test_hooks(true, host).await;
+                        // A plan's shape took its first step in test_start:
+                        // that is the test's load, not the start's user count.
+                        loop {
+                            match early.try_recv() {
+                                Ok(RunnerEvent::LoadRequested(step)) if step.shape_step.is_some() => {
+                                    if let Some(load) = self.core.shape_command(step) {
+                                        settings = TestSettings {
+                                            host: settings.host.clone(),
+                                            classes: settings.classes.clone(),
+                                            run_time: settings.run_time,
+                                            ..load
+                                        };
+                                    }
+                                }
+                                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                                Err(_) => break,
+                            }
+                        }
                     }
                     // Heartbeats were not read meanwhile: do not count that time.
                     let now = Instant::now();
