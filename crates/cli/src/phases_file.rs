@@ -245,6 +245,25 @@ users = 60
         assert!(second.ratios.is_empty() && second.wait_times.is_empty());
     }
 
+    /// The example the docs point at is the seed's scenario.
+    #[test]
+    fn the_examples_phases_are_the_seeds() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/lua/phases/phases.toml");
+        let phases = read(&path).unwrap();
+        let shown: Vec<(&str, Vec<u32>, Vec<WaitSpec>)> = phases
+            .phases
+            .iter()
+            .map(|p| (p.name.as_str(), p.ratios.values().copied().collect(), p.wait_times.values().copied().collect()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("weekday", vec![3, 1], vec![WaitSpec::Between(0.1, 0.2); 2]),
+                ("weekend", vec![1, 2], vec![WaitSpec::Between(1.0, 2.0); 2]),
+            ]
+        );
+    }
+
     #[test]
     fn errors_name_the_phase_and_the_field() {
         let cases = [

@@ -156,6 +156,8 @@ impl Actor {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+        // The last sample (the CPU of shards shutting down is no warning).
+        self.warned_cpu = true;
         self.every_second();
         if let Some(done) = self.quitting.take() {
             let _ = done.send(());

@@ -303,9 +303,18 @@ impl MasterLoop {
             tracing::warn!("No worker is connected yet: the test cannot start (start workers with --worker)");
             return;
         }
-        if self.core.begin(&settings) == Begin::Fresh {
-            self.plan.run_test_start_hooks();
-            self.core.started();
+        let was_ramping = self.core.state() == RunnerState::Spawning;
+        match self.core.begin(&settings) {
+            Begin::Fresh => {
+                self.plan.run_test_start_hooks();
+                self.core.started();
+            }
+            // A step shorter than its ramp is cut where it ends, and said so.
+            Begin::Retarget if was_ramping => tracing::info!(
+                "A new target came before the ramp to {} users was done: the ramp goes to the new target",
+                self.core.target()
+            ),
+            _ => {}
         }
         tracing::info!(
             "Ramping to {} users at a rate of {:.2} per second over {} workers",
