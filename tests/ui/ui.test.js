@@ -217,6 +217,7 @@ test("load phases show in the header and the charts; Edit pauses them and says s
   try {
     await page.goto(swarmer.url);
     await page.locator("#start-form").waitFor();
+    assert.match(await page.locator("#f-shape-note").innerText(), /load shape phases\.toml sets the number of users/);
     await page.fill("#f-users", "40");
     await page.click("#f-start");
     // The phases, not the form's 40 users, drive the test.

@@ -119,6 +119,9 @@ pub struct StatsStore {
     pub exit_code_on_error: i32,
     /// The load shape driving the test, while one does.
     pub shape: Option<ShapeStatus>,
+    /// The name of the load shape every test of this runner follows
+    /// (`--phases`, a Rust test's), if it has one: the start form says so.
+    pub shape_name: Option<String>,
     /// Where each step of the test's shape (each phase) began, oldest
     /// first, with the totals at that moment: marks in the charts, and
     /// per-step totals in the reports.
@@ -199,6 +202,7 @@ impl StatsStore {
             process_exit_code: None,
             exit_code_on_error: 1,
             shape: None,
+            shape_name: None,
             step_marks: Vec::new(),
         }
     }

@@ -63,6 +63,10 @@
   // ---- start form ------------------------------------------------------
 
   function buildStartForm() {
+    if (config.shape) {
+      $("f-shape-note").hidden = false;
+      $("f-shape-name").textContent = config.shape;
+    }
     $("f-users").value = config.defaults.users;
     $("f-rate").value = config.defaults.spawn_rate;
     $("f-host").value = config.host || "";

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::json;
+use swarmer_engine::LockExt;
 use swarmer_report::html::{CHARTS_JS, UPLOT_CSS, UPLOT_JS, UPLOT_LICENSE, escape, script_json};
 
 use crate::auth::{self, COOKIE};
@@ -62,6 +63,7 @@ pub async fn index(State(state): State<Arc<AppState>>) -> Html<String> {
         "login": state.options.credentials.is_some(),
         "full_history": state.options.full_history_csv.is_some(),
         "is_distributed": state.runner.workers().is_some(),
+        "shape": state.runner.stats().lock_or_recover().shape_name.clone(),
     });
     Html(
         INDEX

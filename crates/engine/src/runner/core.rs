@@ -123,6 +123,8 @@ impl RunnerCore {
 
     /// The same core, driven by `shape` in every test.
     pub fn with_shape(mut self, shape: Option<SharedShape>) -> Self {
+        let name = shape.as_ref().map(|s| s.lock_or_recover().name().to_owned());
+        self.stats.lock_or_recover().shape_name = name;
         self.shape = shape;
         self
     }
