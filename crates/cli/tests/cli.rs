@@ -912,6 +912,9 @@ fn a_load_shape_drives_the_test_and_ends_it() {
         assert_eq!(out.status.code(), Some(2), "{log}");
         assert!(t.requests_served() - served <= 1, "no load ran");
     }
+    // --help (and the web UI's start form) name the shapes to choose from.
+    let help = text(&run(swarmer().args(["-f", plan.to_str().unwrap(), "--help"])).stdout);
+    assert!(help.contains("one of phases, flat"), "{help}");
 }
 
 /// A load asked for while the test stops (a listener of test_stopping, a

@@ -581,8 +581,14 @@ function swarmer.shape(name, def)
   shapes[name] = def
   table.insert(shape_order, name)
   if #shape_order == 1 then
-    swarmer.add_option{ name = "shape", default = "", help = "the load shape (swarmer.shape) that sets users, spawn "
-      .. "rate and class mix over time; default: the plan's only shape" }
+    swarmer.add_option{ name = "shape", default = "", help = "" }
+  end
+  -- The help (in --help and the web UI's start form) names the shapes.
+  for _, option in ipairs(swarmer._options) do
+    if option.name == "shape" then
+      option.help = "the load shape (swarmer.shape) that sets users, spawn rate and class mix over time: one of "
+        .. table.concat(shape_order, ", ") .. (#shape_order == 1 and " (the default)" or "")
+    end
   end
 end
 local function chosen_shape()
