@@ -454,12 +454,9 @@ async fn session(
                         // so the master can tell a phase's requests apart.
                         // (At least one report, empty if need be, says the
                         // Assign was taken after these.)
-                        handle.flush().await;
-                        reports.assigned = a.sequence;
-                        if !send_stats(deltas, &tx, reports).await {
-                            let empty = StatsDelta::default();
-                            send_stats_of(&empty, &tx, reports).await;
-                        }
+                        // The flush is asked for first, so the shards take
+                        // it before the new load; the new load does not wait.
+                        let flushed = handle.request_flush();
                         let settings = TestSettings {
                             spawn_rate: a.spawn_rate,
                             host: Some(a.host),
@@ -469,6 +466,12 @@ async fn session(
                         };
                         if let Err(e) = handle.start_test(settings) {
                             tracing::error!("cannot run the assigned users: {e}");
+                        }
+                        let _ = flushed.await;
+                        reports.assigned = a.sequence;
+                        if !send_stats(deltas, &tx, reports).await {
+                            let empty = StatsDelta::default();
+                            send_stats_of(&empty, &tx, reports).await;
                         }
                     }
                     master_message::Kind::Stop(_) => {

@@ -178,10 +178,15 @@ impl RunnerHandle {
     /// Make every shard hand over what it recorded so far (the delta sink
     /// and the statistics have it when this returns).
     pub async fn flush(&self) {
+        let _ = self.request_flush().await;
+    }
+
+    /// The same, asked for now (commands sent after it are taken after
+    /// it): the receiver answers once it is done.
+    pub fn request_flush(&self) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
-        if self.commands.send(RunnerCommand::Flush(tx)).is_ok() {
-            let _ = rx.await;
-        }
+        let _ = self.commands.send(RunnerCommand::Flush(tx));
+        rx
     }
 
     /// Hand a custom message to the plan's handlers.
