@@ -456,7 +456,7 @@ async fn session(
                         // Assign was taken after these.)
                         // The flush is asked for first, so the shards take
                         // it before the new load; the new load does not wait.
-                        let flushed = handle.request_flush();
+                        let flushed = a.flush_first.then(|| handle.request_flush());
                         let settings = TestSettings {
                             spawn_rate: a.spawn_rate,
                             host: Some(a.host),
@@ -467,11 +467,13 @@ async fn session(
                         if let Err(e) = handle.start_test(settings) {
                             tracing::error!("cannot run the assigned users: {e}");
                         }
-                        let _ = flushed.await;
                         reports.assigned = a.sequence;
-                        if !send_stats(deltas, &tx, reports).await {
-                            let empty = StatsDelta::default();
-                            send_stats_of(&empty, &tx, reports).await;
+                        if let Some(flushed) = flushed {
+                            let _ = flushed.await;
+                            if !send_stats(deltas, &tx, reports).await {
+                                let empty = StatsDelta::default();
+                                send_stats_of(&empty, &tx, reports).await;
+                            }
                         }
                     }
                     master_message::Kind::Stop(_) => {

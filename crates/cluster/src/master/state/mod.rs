@@ -68,6 +68,8 @@ pub(super) struct MasterLoop {
     pub(super) reset_pending: bool,
     /// Assigns sent so far (each carries its number).
     assign_sequence: u64,
+    /// The next dispatch is a step of the load shape: workers flush first.
+    pub(super) flush_next: bool,
     /// A step of the load shape began with Assign number `.0`: its mark is
     /// settled once each of these workers has reported since that Assign.
     pub(super) mark_waiting: Option<(u64, std::collections::BTreeSet<String>)>,
@@ -102,6 +104,7 @@ impl MasterLoop {
             mix: None,
             reset_pending: false,
             assign_sequence: 0,
+            flush_next: false,
             mark_waiting: None,
         }
     }
@@ -349,6 +352,7 @@ impl MasterLoop {
         // Workers read a rate that is not finite and positive as "all at once".
         let spawn_rate = if self.core.spawn_rate().is_finite() { self.core.spawn_rate() } else { 1e9 };
         self.assign_sequence += 1;
+        let flush_first = std::mem::take(&mut self.flush_next);
         for (id, share) in ids.iter().zip(shares) {
             let users: usize = share.iter().sum();
             let rate = if total == 0 { spawn_rate } else { (spawn_rate * users as f64 / total as f64).max(0.01) };
@@ -358,6 +362,7 @@ impl MasterLoop {
                 host: host.clone(),
                 wait_times: wait_times.clone(),
                 sequence: self.assign_sequence,
+                flush_first,
             };
             if let Some(w) = self.workers.get_mut(id) {
                 w.share = share;

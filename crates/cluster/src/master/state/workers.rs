@@ -174,7 +174,9 @@ impl MasterLoop {
         match self.core.shape_tick() {
             ShapeAction::Keep => {}
             ShapeAction::Apply(settings) => {
+                self.flush_next = true;
                 self.start(settings);
+                self.flush_next = false;
                 self.mark_waiting = Some((self.assign_sequence, self.live_ids().into_iter().collect()));
                 self.settle_mark_if_reported(None);
             }
