@@ -273,7 +273,10 @@ impl StatsStore {
     /// Append this second's point to the chart history (aggregated rates,
     /// current percentiles, users).
     pub fn sample_history(&mut self, now: f64) {
-        if let Some(step) = self.step_marks.last_mut() {
+        // A step keeps the users it ran with: the stop at the end of the
+        // test empties the counts, and the last step must not show that.
+        let running = matches!(self.state, RunnerState::Spawning | RunnerState::Running);
+        if let Some(step) = self.step_marks.last_mut().filter(|_| running) {
             step.class_counts.clone_from(&self.class_counts);
         }
         let total = self.stats.total();
@@ -363,5 +366,27 @@ impl Deref for StatsGuard<'_> {
 
     fn deref(&self) -> &StatsStore {
         &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stop at the end of a test empties the class counts; the last
+    /// step still shows the users it ran with.
+    #[test]
+    fn a_step_keeps_the_users_it_ran_with_after_the_test_stops() {
+        let mut store = StatsStore::new(RunnerState::Ready, RequestStats::new(0.0), History::default());
+        store.set_state(RunnerState::Running, 1.0);
+        store.mark_step("only", 1.0);
+        store.class_counts = BTreeMap::from([("A".to_owned(), 3)]);
+        store.sample_history(2.0);
+        store.set_state(RunnerState::Stopping, 3.0);
+        store.class_counts = BTreeMap::from([("A".to_owned(), 0)]);
+        store.sample_history(3.0);
+        store.set_state(RunnerState::Stopped, 4.0);
+        store.sample_history(4.0);
+        assert_eq!(store.step_marks[0].class_counts["A"], 3);
     }
 }

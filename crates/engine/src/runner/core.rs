@@ -346,15 +346,20 @@ impl RunnerCore {
                 tracing::warn!("The load shape {name} ends the test before it starts: nothing to run");
                 return None;
             };
-            self.shape_began = Some((Instant::now(), unix_now()));
-            self.shape_paused = false;
-            self.last_step = None;
-            self.step_number = 0;
+            self.begin_shape();
             tracing::info!("The load shape {name} drives the test");
             return Some(self.take_step(&name, step, settings));
         }
         self.pause_shape_by_hand(&name);
         Some(settings)
+    }
+
+    /// A shape starts driving a test now, from its first step.
+    fn begin_shape(&mut self) {
+        self.shape_began = Some((Instant::now(), unix_now()));
+        self.shape_paused = false;
+        self.last_step = None;
+        self.step_number = 0;
     }
 
     /// A change by hand while a shape drives the test: the shape pauses
@@ -378,10 +383,7 @@ impl RunnerCore {
             return None;
         }
         if self.shape_began.is_none() {
-            self.shape_began = Some((Instant::now(), unix_now()));
-            self.shape_paused = false;
-            self.last_step = None;
-            self.step_number = 0;
+            self.begin_shape();
         }
         let step = ShapeStep {
             users: settings.users,
@@ -396,8 +398,7 @@ impl RunnerCore {
         }
         let base = TestSettings { shape_step: None, ..settings.clone() };
         let mut taken = self.take_step(name, step, base);
-        // The plan asked for exactly this (a mix by counts stays counts; no wait times of its own).
-        taken.class_mix = settings.class_mix;
+        // A plan's shape has no wait times of its own.
         taken.wait_times = None;
         Some(taken)
     }

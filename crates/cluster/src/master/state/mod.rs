@@ -69,7 +69,6 @@ pub(super) struct MasterLoop {
     /// Assigns sent so far (each carries its number).
     assign_sequence: u64,
     /// The next dispatch is a step of the load shape: workers flush first.
-    pub(super) flush_next: bool,
     /// A step of the load shape began with Assign number `.0`: its mark is
     /// settled once each of these workers has reported since that Assign.
     pub(super) mark_waiting: Option<(u64, std::collections::BTreeSet<String>)>,
@@ -104,7 +103,6 @@ impl MasterLoop {
             mix: None,
             reset_pending: false,
             assign_sequence: 0,
-            flush_next: false,
             mark_waiting: None,
         }
     }
@@ -222,7 +220,7 @@ impl MasterLoop {
                         self.route(message);
                     }
                 }
-                self.start(settings)
+                self.start(settings, false)
             }
             RunnerCommand::Notify(notice) => self.notify_plan(notice),
             RunnerCommand::TestHooks { done, .. } => {
@@ -244,7 +242,7 @@ impl MasterLoop {
     /// (A worker that reconnects stops its users itself.)
     fn catch_up(&mut self, id: &str, silent_return: bool) {
         match self.core.state() {
-            RunnerState::Spawning | RunnerState::Running => self.dispatch(),
+            RunnerState::Spawning | RunnerState::Running => self.dispatch(false),
             _ if !silent_return => {}
             state => {
                 if state == RunnerState::Stopping
@@ -289,7 +287,9 @@ impl MasterLoop {
         }
     }
 
-    fn start(&mut self, mut settings: TestSettings) {
+    /// `flush_first`: workers hand over their statistics before the new
+    /// load (a shape's step begins, and its records must not mix).
+    fn start(&mut self, mut settings: TestSettings, flush_first: bool) {
         if self.core.is_quitting() {
             return;
         }
@@ -327,11 +327,12 @@ impl MasterLoop {
         );
         self.core.enter_spawning(settings.users);
         self.reset_pending = true;
-        self.dispatch();
+        self.dispatch(flush_first);
     }
 
-    /// Give every live worker its share of the users and of the spawn rate.
-    fn dispatch(&mut self) {
+    /// Give every live worker its share of the users and of the spawn rate
+    /// (`flush_first`: see `start`).
+    fn dispatch(&mut self, flush_first: bool) {
         if !matches!(self.core.state(), RunnerState::Spawning | RunnerState::Running) {
             return;
         }
@@ -352,7 +353,6 @@ impl MasterLoop {
         // Workers read a rate that is not finite and positive as "all at once".
         let spawn_rate = if self.core.spawn_rate().is_finite() { self.core.spawn_rate() } else { 1e9 };
         self.assign_sequence += 1;
-        let flush_first = std::mem::take(&mut self.flush_next);
         for (id, share) in ids.iter().zip(shares) {
             let users: usize = share.iter().sum();
             let rate = if total == 0 { spawn_rate } else { (spawn_rate * users as f64 / total as f64).max(0.01) };

@@ -127,7 +127,7 @@ impl MasterLoop {
                     w.user_count = 0;
                     tracing::warn!("Worker {id} is missing ({reason}); its users move to the other workers");
                     self.note_lost(&id, &reason);
-                    self.dispatch();
+                    self.dispatch(false);
                     self.check_stopped();
                 }
                 // A worker already missing (silent past the heartbeat
@@ -149,7 +149,7 @@ impl MasterLoop {
                     w.message = Some(reason.clone());
                     tracing::warn!("Worker {id} left ({reason}); its users move to the other workers");
                 }
-                self.dispatch();
+                self.dispatch(false);
                 self.check_stopped();
             }
         }
@@ -174,9 +174,7 @@ impl MasterLoop {
         match self.core.shape_tick() {
             ShapeAction::Keep => {}
             ShapeAction::Apply(settings) => {
-                self.flush_next = true;
-                self.start(settings);
-                self.flush_next = false;
+                self.start(settings, true);
                 self.mark_waiting = Some((self.assign_sequence, self.live_ids().into_iter().collect()));
                 self.settle_mark_if_reported(None);
             }
@@ -216,7 +214,7 @@ impl MasterLoop {
             self.note_lost(id, "no heartbeat");
         }
         if !silent.is_empty() {
-            self.dispatch();
+            self.dispatch(false);
             self.check_stopped();
         }
         self.shape_tick();
