@@ -1292,13 +1292,16 @@ fn users_running_stay_at_the_target_while_a_worker_is_lost_and_while_one_returns
 
     workers.push(worker(&master.port, &[], TOKEN));
     let returned = t.samples(Duration::from_secs(4));
-    // The newcomer starts 10 while the others stop their surplus: for a
-    // few milliseconds some connections may overlap, or the newcomer's
-    // may not be open yet; never more users, or fewer, for longer.
+    // The newcomer is dealt its 10 once its plan has loaded, and starts
+    // them at the pace the others stop their surplus: for a few
+    // milliseconds some connections may overlap, or the newcomer's may not
+    // be open yet; never more users, or fewer, for longer. (Dealt as soon
+    // as it connected, and stopped twice as fast as started, it dipped to
+    // 20 for 60 ms on a loaded machine.)
     let over = returned.iter().filter(|n| **n > 30).count();
     assert!(over <= 5 && returned.iter().all(|n| *n <= 33), "after the return: {returned:?}");
     let under = returned.iter().filter(|n| **n < 28).count();
-    assert!(under <= 5 && returned.iter().all(|n| *n >= 20), "after the return: {returned:?}");
+    assert!(under <= 5 && returned.iter().all(|n| *n >= 25), "after the return: {returned:?}");
     assert_eq!(*returned.last().unwrap(), 30, "after the return: {returned:?}");
     master.proc.wait_for("users over 3 workers", Duration::from_secs(5));
     master.proc.signal(libc::SIGTERM);

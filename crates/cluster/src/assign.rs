@@ -127,6 +127,33 @@ fn most_above_fair(cells: impl Iterator<Item = (usize, usize, f64)>) -> usize {
         .expect("a total above its bound has a cell above zero")
 }
 
+/// Each worker's spawn rate for a move from `previous` to `shares`, so the
+/// cluster as a whole starts (and stops) users at `rate`: a worker's rate is
+/// in proportion to the users it starts or stops. When users move between
+/// workers (one joined, one was lost), the starts on one side and the stops
+/// on the other take the same time, and the count in between stays close to
+/// the target. A fresh start gives each worker `rate` × its share / N.
+pub fn spawn_rates(rate: f64, previous: &[Vec<usize>], shares: &[Vec<usize>]) -> Vec<f64> {
+    let deltas: Vec<(usize, usize)> = shares
+        .iter()
+        .enumerate()
+        .map(|(w, share)| {
+            let before = previous.get(w).map(Vec::as_slice).unwrap_or_default();
+            share.iter().enumerate().fold((0, 0), |(up, down), (c, now)| {
+                let was = before.get(c).copied().unwrap_or(0);
+                (up + now.saturating_sub(was), down + was.saturating_sub(*now))
+            })
+        })
+        .collect();
+    let ups: usize = deltas.iter().map(|(up, _)| up).sum();
+    let downs: usize = deltas.iter().map(|(_, down)| down).sum();
+    let most = ups.max(downs);
+    deltas
+        .iter()
+        .map(|(up, down)| if most == 0 { rate } else { (rate * (up + down) as f64 / most as f64).max(0.01) })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +164,28 @@ mod tests {
 
     fn class_total(shares: &[Vec<usize>], c: usize) -> usize {
         shares.iter().map(|s| s[c]).sum()
+    }
+
+    #[test]
+    fn a_fresh_start_splits_the_rate_by_share() {
+        let shares = vec![vec![6, 2], vec![3, 1]];
+        assert_eq!(spawn_rates(12.0, &[], &shares), [8.0, 4.0]);
+    }
+
+    #[test]
+    fn users_moving_to_a_newcomer_start_and_stop_at_the_same_pace() {
+        // 30 users over 2 workers; a third joins and takes 10, 5 from each.
+        let previous = vec![vec![8, 7], vec![7, 8], vec![0, 0]];
+        let shares = vec![vec![5, 5], vec![5, 5], vec![5, 5]];
+        let rates = spawn_rates(100.0, &previous, &shares);
+        // The newcomer starts 10 at the whole rate; each of the others stops
+        // 5 at half of it: both sides take 100 ms.
+        assert_eq!(rates, [50.0, 50.0, 100.0]);
+        // A worker with nothing to change gets a token rate; one that stops
+        // a user of one class and starts one of another does both at twice
+        // the rate, so the start comes as soon as at the whole rate.
+        let still = spawn_rates(100.0, &shares, &[vec![5, 5], vec![5, 5], vec![4, 6]]);
+        assert_eq!(still, [0.01, 0.01, 200.0]);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 mod workers;
 
 use super::service::WorkerEvent;
-use crate::assign::assign_keeping;
+use crate::assign::{assign_keeping, spawn_rates};
 use crate::proto::{self, master_message};
 
 /// How long stopping workers get to answer before the master stops waiting.
@@ -43,6 +43,10 @@ struct Worker {
     quit: bool,
     /// Why it left, when it could not run the test.
     message: Option<String>,
+    /// Joined while users run: it is dealt users at its first heartbeat
+    /// (sent once its plan has loaded), so the others stop the users it
+    /// takes over only when it can start them at once.
+    joining: bool,
 }
 
 pub(super) struct MasterLoop {
@@ -273,6 +277,11 @@ impl MasterLoop {
         self.workers.iter().filter(|(_, w)| !w.missing).map(|(id, _)| id.clone()).collect()
     }
 
+    /// The live workers users are dealt to (not those still joining).
+    fn dealt_ids(&self) -> Vec<String> {
+        self.workers.iter().filter(|(_, w)| !w.missing && !w.joining).map(|(id, _)| id.clone()).collect()
+    }
+
     fn send(&self, id: &str, kind: master_message::Kind) {
         if let Some(w) = self.workers.get(id)
             && w.tx.send(proto::MasterMessage { kind: Some(kind) }).is_err()
@@ -336,7 +345,7 @@ impl MasterLoop {
         if !matches!(self.core.state(), RunnerState::Spawning | RunnerState::Running) {
             return;
         }
-        let ids = self.live_ids();
+        let ids = self.dealt_ids();
         let cores: Vec<u32> = ids.iter().map(|id| self.workers[id].cores).collect();
         // The shares they run now: only what no longer fits moves.
         let current: Vec<Vec<usize>> = ids.iter().map(|id| self.workers[id].share.clone()).collect();
@@ -346,16 +355,14 @@ impl MasterLoop {
             None => self.core.weights().to_vec(),
         };
         let shares = assign_keeping(&weights, self.core.target(), &cores, &current);
-        let total: usize = shares.iter().flatten().sum();
         let host = self.core.host().unwrap_or_default();
         let wait_times: std::collections::HashMap<String, String> =
             self.core.wait_times().iter().map(|(class, wait)| (class.clone(), wait.to_string())).collect();
         // Workers read a rate that is not finite and positive as "all at once".
         let spawn_rate = if self.core.spawn_rate().is_finite() { self.core.spawn_rate() } else { 1e9 };
+        let rates = spawn_rates(spawn_rate, &current, &shares);
         self.assign_sequence += 1;
-        for (id, share) in ids.iter().zip(shares) {
-            let users: usize = share.iter().sum();
-            let rate = if total == 0 { spawn_rate } else { (spawn_rate * users as f64 / total as f64).max(0.01) };
+        for ((id, share), rate) in ids.iter().zip(shares).zip(rates) {
             let assign = proto::Assign {
                 class_counts: share.iter().map(|n| *n as u32).collect(),
                 spawn_rate: rate,

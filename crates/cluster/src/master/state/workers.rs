@@ -21,6 +21,7 @@ impl MasterLoop {
         match event {
             WorkerEvent::Joined { id, session, cores, hostname, tx } => {
                 let rejoined = self.workers.contains_key(&id);
+                let joining = matches!(self.core.state(), RunnerState::Spawning | RunnerState::Running);
                 self.workers.insert(
                     id.clone(),
                     Worker {
@@ -37,6 +38,7 @@ impl MasterLoop {
                         share: vec![0; self.classes.len()],
                         stopped: true,
                         quit: false,
+                        joining,
                     },
                 );
                 let n = self.live_ids().len();
@@ -47,7 +49,9 @@ impl MasterLoop {
                 if self.quitting.is_some() {
                     self.send(&id, master_message::Kind::Quit(proto::Quit {}));
                 }
-                self.catch_up(&id, false);
+                if !joining {
+                    self.catch_up(&id, false);
+                }
             }
             WorkerEvent::Heartbeat { id, session, beat } => {
                 if !current(&self.workers, &id, session) {
@@ -63,9 +67,13 @@ impl MasterLoop {
                     w.user_count = beat.user_count as usize;
                     w.cpu = beat.cpu_percent;
                     w.rss = beat.rss_bytes;
-                    std::mem::replace(&mut w.missing, false)
+                    (std::mem::replace(&mut w.missing, false), std::mem::take(&mut w.joining))
                 };
-                if back {
+                let (back, ready) = back;
+                if ready {
+                    // Its plan has loaded: it takes its share now.
+                    self.catch_up(&id, false);
+                } else if back {
                     tracing::info!("Worker {id} is back");
                     // It may have missed a reset while it was silent.
                     let epoch = self.core.epoch();
@@ -175,7 +183,7 @@ impl MasterLoop {
             ShapeAction::Keep => {}
             ShapeAction::Apply(settings) => {
                 self.start(settings, true);
-                self.mark_waiting = Some((self.assign_sequence, self.live_ids().into_iter().collect()));
+                self.mark_waiting = Some((self.assign_sequence, self.dealt_ids().into_iter().collect()));
                 self.settle_mark_if_reported(None);
             }
             ShapeAction::End => self.stop(),
