@@ -721,8 +721,11 @@ fn a_worker_stopped_by_sigterm_sigint_or_sighup_sends_its_statistics_and_leaves_
         let entries: Value =
             serde_json::from_str(&std::fs::read_to_string(json.with_extension("json")).unwrap()).unwrap();
         let recorded: u64 = entries.as_array().unwrap().iter().map(|e| e["num_requests"].as_u64().unwrap()).sum();
+        // A user stopped mid-request (the leaving worker's 2, then all 4 at
+        // the end of the test) leaves that request unrecorded, as Locust's
+        // killed greenlets do: at most one each.
         let served = t.requests_served();
-        assert!(served >= recorded && served - recorded <= 3, "{name}: target served {served}, recorded {recorded}");
+        assert!(served >= recorded && served - recorded <= 6, "{name}: target served {served}, recorded {recorded}");
     }
 }
 
@@ -1210,8 +1213,10 @@ fn a_processes_worker_stopped_by_sigterm_leaves_without_a_loss_and_its_users_mov
     let text = master.proc.text();
     assert!(!text.contains("is missing") && !text.contains("was lost"), "{text}");
     let (recorded, _) = json_outcomes(&json).values().fold((0, 0), |(r, f), (r2, f2)| (r + r2, f + f2));
+    // At most one request unrecorded per user stopped mid-request (2 on
+    // the worker that left, 4 at the end).
     let served = t.requests_served();
-    assert!(served >= recorded && served - recorded <= 3, "target served {served}, recorded {recorded}");
+    assert!(served >= recorded && served - recorded <= 6, "target served {served}, recorded {recorded}");
 }
 
 /// A target that counts its open connections: each user holds one
