@@ -260,6 +260,29 @@ test("load phases show in the header and the charts; Edit pauses them and says s
   }
 });
 
+test("a plan's shapes are a list in the start form, and the one picked drives the test", async () => {
+  const plan = path.join(__dirname, "..", "fixtures", "plans", "shape_phases.lua");
+  const swarmer = await h.startSwarmer(target.url, ["-f", plan, "--shape", "flat"]);
+  const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+  const page = await context.newPage();
+  try {
+    await page.goto(swarmer.url);
+    const shape = page.locator("#f-options select[name=shape]");
+    await shape.waitFor();
+    assert.equal(await shape.inputValue(), "flat", "the --shape given is picked");
+    assert.deepEqual(await shape.locator("option").allInnerTexts(), ["phases", "flat"]);
+    await shape.selectOption("phases");
+    await page.click("#f-start");
+    // "phases" starts 4 Weekday users ("flat" holds 2), then ends the test.
+    await page.waitForFunction(() => document.getElementById("h-users").textContent === "4", null, { timeout: 15000 });
+    assert.equal(await page.locator("#h-shape").getAttribute("title"), "Load shape phases");
+    await page.waitForFunction(() => document.getElementById("h-state").textContent === "STOPPED", null, { timeout: 15000 });
+  } finally {
+    await context.close();
+    h.stop(swarmer);
+  }
+});
+
 test("with --web-login the UI asks for a password and the API refuses strangers", async () => {
   const swarmer = await h.startSwarmer(target.url, ["--web-login"], { SWARMER_WEB_AUTH: "alice:s3cret" });
   const context = await browser.newContext();

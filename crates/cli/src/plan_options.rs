@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::Path;
 
+use clap::builder::PossibleValuesParser;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use swarmer_lua::{OptionKind, PlanOption};
 
@@ -38,18 +39,21 @@ fn likely_role(argv: &[OsString]) -> swarmer_engine::NodeRole {
     }
 }
 
+/// The plan `-f` names; the last one when given more than once, as the
+/// parsed command line takes the last.
 fn locustfile(argv: &[OsString]) -> Option<String> {
     let mut args = argv.iter().skip(1).map(|a| a.to_string_lossy().into_owned());
+    let mut last = None;
     while let Some(arg) = args.next() {
         if arg == "-f" || arg == "--locustfile" {
-            return args.next();
-        }
-        if let Some(v) = arg.strip_prefix("--locustfile=").or_else(|| arg.strip_prefix("-f").filter(|v| !v.is_empty()))
+            last = args.next().or(last);
+        } else if let Some(v) =
+            arg.strip_prefix("--locustfile=").or_else(|| arg.strip_prefix("-f").filter(|v| !v.is_empty()))
         {
-            return Some(v.to_owned());
+            last = Some(v.to_owned());
         }
     }
-    std::env::var("SWARMER_LOCUSTFILE").ok()
+    last.or_else(|| std::env::var("SWARMER_LOCUSTFILE").ok())
 }
 
 fn id(option: &PlanOption) -> String {
@@ -64,8 +68,14 @@ pub fn add_to(mut command: Command, options: &[PlanOption]) -> Command {
             help.push_str(&format!(" (default: {default})"));
         }
         let arg = Arg::new(id(option)).long(option.name.clone()).help(help);
-        let arg =
-            if option.kind == OptionKind::Boolean { arg.action(ArgAction::SetTrue) } else { arg.value_name("VALUE") };
+        let arg = if option.kind == OptionKind::Boolean {
+            arg.action(ArgAction::SetTrue)
+        } else if !option.choices.is_empty() {
+            // clap refuses anything else, listing the choices (exit 2).
+            arg.value_name("VALUE").value_parser(PossibleValuesParser::new(option.choices.clone()))
+        } else {
+            arg.value_name("VALUE")
+        };
         command = command.arg(arg);
     }
     command
@@ -85,4 +95,18 @@ pub fn values(matches: &ArgMatches, options: &[PlanOption]) -> HashMap<String, S
         }
     }
     values
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_plan_named_is_the_one_whose_options_count() {
+        let argv: Vec<OsString> =
+            ["swarmer", "-f", "builtin:seed", "-H", "x", "--locustfile=a.lua", "-fb.lua"].map(OsString::from).into();
+        assert_eq!(locustfile(&argv).as_deref(), Some("b.lua"));
+        let argv: Vec<OsString> = ["swarmer", "-f", "a.lua", "-u", "2"].map(OsString::from).into();
+        assert_eq!(locustfile(&argv).as_deref(), Some("a.lua"));
+    }
 }

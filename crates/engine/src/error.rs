@@ -164,6 +164,16 @@ pub enum OptionValueError {
         /// The value given.
         value: String,
     },
+    /// An option with a list of choices got a value not on it.
+    #[error("{option}: expected one of {choices}, got {value:?}")]
+    NotAChoice {
+        /// The option's name.
+        option: String,
+        /// The value given.
+        value: String,
+        /// The allowed values, joined with `, `.
+        choices: String,
+    },
 }
 
 /// A time span (`-t 1h30m`) that does not parse.

@@ -45,6 +45,9 @@ pub struct PlanOption {
     pub default: Option<String>,
     /// The type of the option's value.
     pub kind: OptionKind,
+    /// The only values allowed (Locust's `choices=`), in order; empty when
+    /// any value of the kind is. The web UI's form offers them in a list.
+    pub choices: Vec<String>,
 }
 
 impl PlanOption {
@@ -56,6 +59,14 @@ impl PlanOption {
             }
             OptionKind::Boolean if !matches!(value, "true" | "false") => {
                 Err(OptionValueError::NotABoolean { option: self.name.clone(), value: value.to_owned() })
+            }
+            // An empty value means "the default", as when none is given.
+            _ if !value.is_empty() && !self.choices.is_empty() && !self.choices.iter().any(|c| c == value) => {
+                Err(OptionValueError::NotAChoice {
+                    option: self.name.clone(),
+                    value: value.to_owned(),
+                    choices: self.choices.join(", "),
+                })
             }
             _ => Ok(()),
         }
@@ -96,12 +107,33 @@ mod tests {
 
     #[test]
     fn numbers_and_booleans_are_checked_by_kind() {
-        let number = PlanOption { name: "n".into(), help: String::new(), default: None, kind: OptionKind::Number };
+        let number = PlanOption {
+            name: "n".into(),
+            help: String::new(),
+            default: None,
+            kind: OptionKind::Number,
+            choices: Vec::new(),
+        };
         assert!(number.check("2.5").is_ok());
         assert!(number.check("two").unwrap_err().to_string().contains("n: expected a number"));
         let flag = PlanOption { kind: OptionKind::Boolean, ..number };
         assert!(flag.check("true").is_ok());
         assert!(flag.check("yes").is_err());
+    }
+
+    #[test]
+    fn a_value_outside_the_choices_is_refused_naming_them() {
+        let shape = PlanOption {
+            name: "shape".into(),
+            help: String::new(),
+            default: None,
+            kind: OptionKind::String,
+            choices: vec!["ramp".into(), "spike".into()],
+        };
+        assert!(shape.check("spike").is_ok());
+        assert!(shape.check("").is_ok(), "empty is the default");
+        let err = shape.check("spik").unwrap_err().to_string();
+        assert_eq!(err, "shape: expected one of ramp, spike, got \"spik\"");
     }
 
     #[test]

@@ -234,9 +234,11 @@ function swarmer.user(name, def)
 end
 
 -- Custom command-line options (Locust's init_command_line_parser):
--- swarmer.add_option{ name = "my-option", default = "x", help = "...", type = "string"|"number"|"boolean" }
+-- swarmer.add_option{ name = "my-option", default = "x", help = "...", type = "string"|"number"|"boolean",
+--                     choices = { "x", "y" } }
 -- declares `--my-option` (shown in `swarmer -f plan.lua --help`); its value
--- is swarmer.options.my_option.
+-- is swarmer.options.my_option. With `choices` (Locust's choices=), only
+-- those values are accepted, and the web UI's form offers them in a list.
 swarmer._options = {}
 -- Values are looked up on every read (not copied at load), so a value set
 -- in the web UI's start form reaches the next test's users.
@@ -272,7 +274,28 @@ function swarmer.add_option(spec)
   if kind ~= "string" and kind ~= "number" and kind ~= "boolean" then
     error("swarmer.add_option(" .. spec.name .. "): type must be string, number or boolean", 2)
   end
-  table.insert(swarmer._options, { name = spec.name, help = spec.help or "", type = kind,
+  local choices = {}
+  if spec.choices ~= nil then
+    if type(spec.choices) ~= "table" or kind == "boolean" then
+      error("swarmer.add_option(" .. spec.name .. "): choices must be a list of strings or numbers", 2)
+    end
+    for i, choice in ipairs(spec.choices) do
+      if type(choice) ~= "string" and type(choice) ~= "number" then
+        error(("swarmer.add_option(%s): choice %d is a %s, not a string or number"):format(spec.name, i, type(choice)), 2)
+      end
+      choices[i] = tostring(choice)
+    end
+    local default = spec.default ~= nil and tostring(spec.default) or nil
+    if default ~= nil and default ~= "" and #choices > 0 then
+      local found = false
+      for _, choice in ipairs(choices) do found = found or choice == default end
+      if not found then
+        error(("swarmer.add_option(%s): the default %q is not one of the choices (%s)"):format(spec.name, default,
+          table.concat(choices, ", ")), 2)
+      end
+    end
+  end
+  table.insert(swarmer._options, { name = spec.name, help = spec.help or "", type = kind, choices = choices,
                                     default = spec.default ~= nil and tostring(spec.default) or nil })
   local key = spec.name:gsub("%-", "_")
   local entry = { name = spec.name, kind = kind, default = spec.default }
@@ -583,11 +606,13 @@ function swarmer.shape(name, def)
   if #shape_order == 1 then
     swarmer.add_option{ name = "shape", default = "", help = "" }
   end
-  -- The help (in --help and the web UI's start form) names the shapes.
+  -- The web UI's start form offers the shapes in a list; the command line
+  -- accepts only their names.
   for _, option in ipairs(swarmer._options) do
     if option.name == "shape" then
-      option.help = "the load shape (swarmer.shape) that sets users, spawn rate and class mix over time: one of "
-        .. table.concat(shape_order, ", ") .. (#shape_order == 1 and " (the default)" or "")
+      option.help = "the load shape (swarmer.shape) that sets users, spawn rate and class mix over time"
+        .. (#shape_order == 1 and " (one shape: the default)" or "")
+      option.choices = { table.unpack(shape_order) }
     end
   end
 end

@@ -395,6 +395,10 @@ fn declared_options(lua: &Lua) -> Result<Vec<crate::PlanOption>, String> {
                 Some("number") => crate::OptionKind::Number,
                 _ => crate::OptionKind::String,
             },
+            choices: match spec.get::<Option<Table>>("choices").map_err(|e| clean(&e))? {
+                Some(list) => list.sequence_values::<String>().collect::<Result<_, _>>().map_err(|e| clean(&e))?,
+                None => Vec::new(),
+            },
         });
     }
     Ok(out)

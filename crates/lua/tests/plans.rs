@@ -670,6 +670,35 @@ async fn plan_options_are_read_when_used_so_a_new_value_reaches_the_next_test() 
     assert!(count(&handle, "GET", "/headers").0 > 0, "the new value reached the users");
 }
 
+#[test]
+fn option_choices_are_declared_and_a_default_outside_them_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_plan(
+        dir.path(),
+        r#"local swarmer = require("swarmer")
+swarmer.add_option{ name = "region", default = "eu", choices = { "eu", "us", 3 } }
+swarmer.user("U", { tasks = { function(self) end } })
+"#,
+    );
+    let plan = swarmer_lua::load_plan(&good).unwrap();
+    assert_eq!(plan.options[0].choices, ["eu", "us", "3"]);
+    for (declaration, expected) in [
+        (
+            r#"{ name = "region", default = "mars", choices = { "eu", "us" } }"#,
+            r#"the default "mars" is not one of the choices (eu, us)"#,
+        ),
+        (r#"{ name = "region", choices = { "eu", {} } }"#, "choice 2 is a table, not a string or number"),
+        (r#"{ name = "flag", default = false, choices = { "x" } }"#, "choices must be a list of strings or numbers"),
+    ] {
+        let bad = write_plan(
+            dir.path(),
+            &format!("local swarmer = require(\"swarmer\")\n\nswarmer.add_option{declaration}\n"),
+        );
+        let err = swarmer_lua::load_plan(&bad).err().expect("refused").to_string();
+        assert!(err.contains("plan.lua:3:") && err.contains(expected), "{err}");
+    }
+}
+
 #[tokio::test]
 async fn the_idle_benchmark_plan_makes_one_request_per_user_then_waits() {
     let t = target();

@@ -99,6 +99,16 @@
           input.checked = value === "true";
           label.appendChild(input);
           label.appendChild(document.createTextNode(o.name));
+        } else if (o.choices && o.choices.length) {
+          // A list of the allowed values (Locust's choices=); an empty
+          // entry first when the plan has no default (it picks one itself).
+          var select = document.createElement("select");
+          select.name = o.name;
+          select.dataset.option = o.kind;
+          if (!value) select.appendChild(new Option("", ""));
+          o.choices.forEach(function (c) { select.appendChild(new Option(c, c, false, c === value)); });
+          label.appendChild(document.createTextNode(o.name));
+          label.appendChild(select);
         } else {
           input.type = o.kind === "number" ? "number" : "text";
           if (o.kind === "number") input.step = "any";
@@ -121,7 +131,7 @@
         ["host", $("f-host").value], ["run_time", $("f-run-time").value],
       ];
       document.querySelectorAll("#f-classes input:checked").forEach(function (i) { fields.push(["user_classes", i.value]); });
-      document.querySelectorAll("#f-options input").forEach(function (i) {
+      document.querySelectorAll("#f-options input, #f-options select").forEach(function (i) {
         fields.push([i.name, i.type === "checkbox" ? String(i.checked) : i.value]);
       });
       $("start-error").textContent = "";

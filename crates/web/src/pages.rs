@@ -36,6 +36,7 @@ pub async fn index(State(state): State<Arc<AppState>>) -> Html<String> {
                 "help": o.help,
                 "kind": o.kind.as_str(),
                 "default": o.default,
+                "choices": o.choices,
                 "value": values.get(&o.name),
             })
         })

@@ -50,7 +50,22 @@ fn plan() -> Plan {
         ]
     })
     .with_options(
-        vec![PlanOption { name: "env".into(), help: "Environment".into(), default: None, kind: OptionKind::String }],
+        vec![
+            PlanOption {
+                name: "env".into(),
+                help: "Environment".into(),
+                default: None,
+                kind: OptionKind::String,
+                choices: Vec::new(),
+            },
+            PlanOption {
+                name: "region".into(),
+                help: "Where from".into(),
+                default: Some("eu".into()),
+                kind: OptionKind::String,
+                choices: vec!["eu".into(), "us".into()],
+            },
+        ],
         values,
     )
 }
@@ -511,7 +526,11 @@ async fn the_forms_host_and_plan_options_reach_the_users() {
         ("host", host.as_str()),
         ("env", "staging"),
     ];
-    let r = s.post("/swarm", &form).await;
+    // A value outside an option's choices is refused, naming them.
+    let r = s.post("/swarm", &[&form[..], &[("region", "mars")]].concat()).await;
+    assert_eq!(r.status_code(), 400, "{}", r.text());
+    assert!(r.text().contains("region: expected one of eu, us, got \\\"mars\\\""), "{}", r.text());
+    let r = s.post("/swarm", &[&form[..], &[("region", "us")]].concat()).await;
     assert_eq!(r.status_code(), 200, "{}", r.text());
     let stats = s.wait_for_requests(3).await;
     let names: Vec<&str> = stats["stats"].as_array().unwrap().iter().filter_map(|r| r["name"].as_str()).collect();
@@ -540,6 +559,7 @@ async fn the_page_embeds_its_configuration() {
     assert_eq!(config["plan"], "api-test.rs");
     assert_eq!(config["class_picker"], true);
     assert_eq!(config["options"][0]["name"], "env");
+    assert_eq!(config["options"][1]["choices"], serde_json::json!(["eu", "us"]));
     assert_eq!(config["classes"].as_array().unwrap().len(), 2);
     for asset in ["app.js", "app.css", "charts.js", "uPlot.iife.min.js", "uPlot.min.css", "uPlot-LICENSE.txt"] {
         assert_eq!(s.get(&format!("/assets/{asset}")).await.status_code(), 200, "{asset}");
