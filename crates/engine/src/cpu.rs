@@ -3,7 +3,11 @@
 //! When the generator itself is saturated its numbers stop describing the
 //! target, so the runner warns (once) above 90% of the cores it uses.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// CPU time is counted in clock ticks (10 ms): over a shorter span one
+/// tick more or less would read as hundreds of percent.
+const SHORTEST_SPAN: Duration = Duration::from_millis(200);
 
 /// CPU and memory of this process.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -17,6 +21,8 @@ pub struct ProcessUsage {
 /// Samples [`ProcessUsage`] between successive calls.
 pub struct UsageMonitor {
     last: Option<(Instant, u64)>,
+    /// The CPU figure of the latest span long enough to measure.
+    last_percent: f64,
     ticks_per_second: f64,
     page_size: u64,
 }
@@ -37,13 +43,15 @@ impl UsageMonitor {
         let (ticks, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK), libc::sysconf(libc::_SC_PAGESIZE)) };
         Self {
             last: None,
+            last_percent: 0.0,
             ticks_per_second: if ticks > 0 { ticks as f64 } else { 100.0 },
             page_size: if page > 0 { page as u64 } else { 4096 },
         }
     }
 
     /// Usage since the previous call (CPU is 0 on the first call); `None`
-    /// where `/proc` is not available.
+    /// where `/proc` is not available. A call too soon after the previous
+    /// one gives the previous CPU figure, and the span runs on.
     pub fn sample(&mut self) -> Option<ProcessUsage> {
         let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
         // Fields after the command name, which is in parentheses and may
@@ -55,15 +63,19 @@ impl UsageMonitor {
         let rss_pages: u64 = fields.get(21)?.parse().ok()?;
         let ticks = utime + stime;
         let now = Instant::now();
-        let cpu_percent = match self.last {
+        let rss_bytes = rss_pages * self.page_size;
+        match self.last {
+            Some((then, _)) if now.duration_since(then) < SHORTEST_SPAN => {
+                return Some(ProcessUsage { cpu_percent: self.last_percent, rss_bytes });
+            }
             Some((then, last_ticks)) => {
                 let wall = now.duration_since(then).as_secs_f64();
-                if wall > 0.0 { (ticks - last_ticks) as f64 / self.ticks_per_second / wall * 100.0 } else { 0.0 }
+                self.last_percent = ticks.saturating_sub(last_ticks) as f64 / self.ticks_per_second / wall * 100.0;
             }
-            None => 0.0,
-        };
+            None => {}
+        }
         self.last = Some((now, ticks));
-        Some(ProcessUsage { cpu_percent, rss_bytes: rss_pages * self.page_size })
+        Some(ProcessUsage { cpu_percent: self.last_percent, rss_bytes })
     }
 }
 
@@ -84,6 +96,9 @@ mod tests {
         let mut m = UsageMonitor::new();
         let first = m.sample().expect("/proc is available on Linux");
         assert!(first.rss_bytes > 0);
+        // At once again (the runner's first second ticks at its start): not
+        // a span to measure, whatever tick the process just crossed.
+        assert_eq!(m.sample().unwrap().cpu_percent, 0.0);
         // Spin until this thread has used 200 ms of CPU, however long a
         // busy machine takes to give it that; the process used at least as
         // much (less the 10 ms granularity of /proc's ticks).

@@ -70,8 +70,8 @@ pub use read_model::{
     WorkerStatus,
 };
 pub use runner::{
-    Begin, ClassMix, ClassWeight, LocalRunner, PlanSummary, RunnerChannels, RunnerCommand, RunnerCore, RunnerEvent,
-    RunnerHandle, RunnerOptions, ShapeAction, TestSettings, sleep_until,
+    Begin, ClassMix, ClassWeight, LocalRunner, PlanShapeStep, PlanSummary, RunnerChannels, RunnerCommand, RunnerCore,
+    RunnerEvent, RunnerHandle, RunnerOptions, ShapeAction, TestSettings, sleep_until,
 };
 pub use shape::{LoadShape, Phase, Phases, ShapeStep, SharedShape};
 pub use shard_context::{RequestHook, UserErrorHook};

@@ -79,10 +79,22 @@ pub struct TestSettings {
     /// load phase's); `None` keeps the current ones (a new test then has
     /// the plan's), an empty map restores the plan's.
     pub wait_times: Option<BTreeMap<String, WaitSpec>>,
-    /// This load is a step of the plan's own shape (a Lua `swarmer.shape`,
-    /// by name): the runner shows and marks it, and ignores it once the
-    /// load was changed by hand.
-    pub shape_step: Option<String>,
+    /// This load is a step of the plan's own shape (a Lua `swarmer.shape`):
+    /// the runner shows and marks it, and ignores it once the load was
+    /// changed by hand.
+    pub shape_step: Option<PlanShapeStep>,
+}
+
+/// What a plan's shape says of the step it asks for.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PlanShapeStep {
+    /// The shape's name.
+    pub shape: String,
+    /// The step's name, if the shape gives one (a new name is a new step;
+    /// without one every change is).
+    pub label: Option<String>,
+    /// When the step ends, counted from the shape's start, if the shape says.
+    pub ends_after: Option<Duration>,
 }
 
 #[cfg(test)]

@@ -209,13 +209,15 @@ fn spawn(lua: &Lua, body: Function) -> mlua::Result<()> {
     }
 }
 
+/// The arguments of `swarmer._set_load`: users, rate, mix kind, mix by
+/// class; then, for a shape's step, the shape's name, the step's name and
+/// when it ends (seconds since the shape's start).
+type LoadArgs = (usize, f64, Option<String>, Option<Table>, Option<String>, Option<String>, Option<f64>);
+
 /// `swarmer.runner.set_load` (checked by the prelude): ask the runner for
 /// `users` at `rate`, with a mix of classes by name (`kind` "weights" or
 /// "counts") or the plan's weights.
-fn set_load(
-    lua: &Lua,
-    (users, rate, kind, by_class, shape): (usize, f64, Option<String>, Option<Table>, Option<String>),
-) -> mlua::Result<()> {
+fn set_load(lua: &Lua, (users, rate, kind, by_class, shape, label, ends_at): LoadArgs) -> mlua::Result<()> {
     let Some(shard) = lua.app_data_ref::<ShardInfo>().filter(|s| !s.probe).map(|s| s.clone()) else {
         return Err(mlua::Error::runtime(format!(
             "{}swarmer.runner.set_load: only available while the plan runs (in a listener, a background \
@@ -241,7 +243,12 @@ fn set_load(
         users,
         spawn_rate: rate,
         class_mix,
-        shape_step: shape,
+        shape_step: shape.map(|shape| swarmer_engine::PlanShapeStep {
+            shape,
+            label,
+            // Checked finite and not negative by the prelude.
+            ends_after: ends_at.and_then(|s| std::time::Duration::try_from_secs_f64(s).ok()),
+        }),
         ..Default::default()
     });
     Ok(())

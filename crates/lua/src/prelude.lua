@@ -457,7 +457,7 @@ swarmer.runner = setmetatable({ role = "local", shard = 0, shards = 1 }, {
 -- ignores it (its master decides).
 -- Set while a shape's tick asks for its load: the runner then shows and
 -- marks the step, and ignores it once the load was changed by hand.
-local shape_step = nil
+local shape_step, shape_label, shape_ends = nil, nil, nil
 function swarmer.runner.set_load(load)
   if type(load) ~= "table" then error("set_load: expected { users = n, spawn_rate = r, mix = {...} }", 2) end
   check_fields("swarmer.runner.set_load", load, { users = true, spawn_rate = true, mix = true, counts = true }, 2)
@@ -492,7 +492,8 @@ function swarmer.runner.set_load(load)
   elseif math.type(users) ~= "integer" or users < 0 or users > 10000000 then
     error("set_load: users must be a whole number from 0 to 10000000, got " .. tostring(users), 2)
   end
-  swarmer._set_load(users, rate, load.mix and "weights" or (load.counts and "counts") or nil, by_class, shape_step)
+  swarmer._set_load(users, rate, load.mix and "weights" or (load.counts and "counts") or nil, by_class, shape_step,
+    shape_label, shape_ends)
 end
 
 -- Custom messages between master and workers (Locust's register_message /
@@ -591,6 +592,9 @@ local function on_error(e) return tostring(e) .. "\n" .. traceback(nil, 2) end
 -- `tick` is called when a test starts, then about once a second, with the
 -- seconds since the start and swarmer.stats(); it returns users, spawn_rate
 -- and optionally a mix of classes by name (weights), or nil to end the test.
+-- A fourth value, { name = "warm", ends_at = 30 }, names the step (marked
+-- in the charts and reports under that name) and says when it ends (in
+-- seconds since the start; the web UI shows the time left).
 -- A changed answer is applied with swarmer.runner.set_load; the same answer
 -- again changes nothing. The shape runs once per process on the master (or
 -- the local runner), never on workers. `--shape NAME` picks one of several.
@@ -641,13 +645,30 @@ local function start_shape()
   local mine, started, last = shape_generation, swarmer._clock(), nil
   -- One tick: false when the shape ended the test.
   local function step()
-    local users, rate, mix = shape.tick(swarmer._clock() - started, swarmer.stats())
+    local users, rate, mix, info = shape.tick(swarmer._clock() - started, swarmer.stats())
     if users == nil then
       print("The load shape ended the test")
       swarmer.quit()
       return false
     end
-    local key = tostring(users) .. "/" .. tostring(rate)
+    local label, ends = nil, nil
+    if info ~= nil then
+      local what = "swarmer.shape(" .. shape_name .. "): tick's fourth value"
+      if type(info) ~= "table" then error(what .. " must be { name = ..., ends_at = ... }, got " .. type(info), 0) end
+      for key in pairs(info) do
+        if key ~= "name" and key ~= "ends_at" then
+          error(what .. ": unknown field " .. tostring(key) .. " (fields: name, ends_at)", 0)
+        end
+      end
+      label, ends = info.name, info.ends_at
+      if label ~= nil and (type(label) ~= "string" or label == "") then
+        error(what .. ": name must be a non-empty string, got " .. tostring(label), 0)
+      end
+      if ends ~= nil and (type(ends) ~= "number" or ends < 0 or ends ~= ends or ends == math.huge) then
+        error(what .. ": ends_at must be a number of seconds from 0, got " .. tostring(ends), 0)
+      end
+    end
+    local key = tostring(users) .. "/" .. tostring(rate) .. "/" .. tostring(label) .. "/" .. tostring(ends)
     if type(mix) == "table" then
       local names = {}
       for k in pairs(mix) do names[#names + 1] = tostring(k) end
@@ -656,9 +677,9 @@ local function start_shape()
     end
     if key ~= last then
       last = key
-      shape_step = shape_name
+      shape_step, shape_label, shape_ends = shape_name, label, ends
       local ok, err = pcall(swarmer.runner.set_load, { users = users, spawn_rate = rate, mix = mix })
-      shape_step = nil
+      shape_step, shape_label, shape_ends = nil, nil, nil
       if not ok then error(err, 0) end
     end
     return true

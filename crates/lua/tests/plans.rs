@@ -1092,6 +1092,39 @@ fn set_load_names_a_class_the_plan_does_not_have() {
     swarmer_lua::load_plan(&path).unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// A Lua shape's tick may name its step and say when it ends: marks carry
+/// the name, a new count within a named step is not a new step, and the web
+/// UI gets the step's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_lua_shapes_named_steps_are_marked_by_name_with_their_end() {
+    let t = target();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(
+        dir.path(),
+        r#"local swarmer = require("swarmer")
+swarmer.user("U", { wait_time = swarmer.constant(0.05), tasks = { function(self) self.client:get("/") end } })
+swarmer.shape("named", { tick = function(run_time)
+  if run_time < 0.5 then return 1, 100, nil, { name = "warm", ends_at = 1.5 } end
+  if run_time < 1.5 then return 2, 100, nil, { name = "warm", ends_at = 1.5 } end
+  return 3, 100, nil, { name = "peak", ends_at = 60 }
+end })
+"#,
+    );
+    let handle = start(&path, &t.url(), 1, TagFilter::default()).await;
+    handle.start(1, 1.0);
+    wait_until(&handle, "the peak", |h| h.stats().lock().unwrap().user_count == 3).await;
+    {
+        let store = handle.stats().lock().unwrap();
+        let status = store.shape.clone().expect("the shape's status");
+        assert_eq!((status.step.as_deref(), status.step_number), (Some("peak"), 2));
+        let left = status.step_ends.expect("the step's end") - store.step_marks[0].time;
+        assert!((59.0..61.0).contains(&left), "peak ends 60 s after the start: {left}");
+        let marks: Vec<&str> = store.step_marks.iter().map(|m| m.label.as_str()).collect();
+        assert_eq!(marks, ["warm", "peak"]);
+    }
+    handle.quit().await;
+}
+
 /// A Lua shape's steps are shown and marked as phases are; a change by
 /// hand pauses it (its later steps are ignored) until the next test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]

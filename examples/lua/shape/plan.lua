@@ -13,17 +13,21 @@ swarmer.user("Weekend", {
   tasks = { function(self) self.client:get("/profile") end },
 })
 
--- Each step: until this many seconds, this many users, started at this
--- rate, in this mix (weights by class name).
+-- Each step: its name, until this many seconds, this many users, started
+-- at this rate, in this mix (weights by class name).
 local steps = {
-  { until_s = 20, users = 40, rate = 10, mix = { Weekday = 3, Weekend = 1 } },
-  { until_s = 40, users = 60, rate = 10, mix = { Weekday = 1, Weekend = 2 } },
+  { name = "weekday", until_s = 20, users = 40, rate = 10, mix = { Weekday = 3, Weekend = 1 } },
+  { name = "weekend", until_s = 40, users = 60, rate = 10, mix = { Weekday = 1, Weekend = 2 } },
 }
 
 swarmer.shape("week", {
   tick = function(run_time)
     for _, step in ipairs(steps) do
-      if run_time < step.until_s then return step.users, step.rate, step.mix end
+      if run_time < step.until_s then
+        -- The fourth value names the step (in the charts and reports) and
+        -- says when it ends (the web UI shows the time left).
+        return step.users, step.rate, step.mix, { name = step.name, ends_at = step.until_s }
+      end
     end
     return nil -- the end of the test
   end,

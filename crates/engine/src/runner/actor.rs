@@ -602,7 +602,7 @@ impl Actor {
                 let (done, flushed) = oneshot::channel();
                 self.flush(done);
                 self.mark_flush = Some(flushed);
-                self.start(settings);
+                self.start(*settings);
             }
             ShapeAction::End => self.stop(),
         }

@@ -19,7 +19,7 @@ use swarmer_stats::unix_now;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use super::{RunnerEvent, TestSettings};
+use super::{PlanShapeStep, RunnerEvent, TestSettings};
 use crate::lock::LockExt;
 use crate::plan::ClassInfo;
 use crate::read_model::{RunnerState, ShapeStatus, StatsView};
@@ -48,7 +48,7 @@ pub enum ShapeAction {
     /// Nothing new.
     Keep,
     /// A new load: apply it as a start command (it never pauses the shape).
-    Apply(TestSettings),
+    Apply(Box<TestSettings>),
     /// The shape ended the test: stop it.
     End,
 }
@@ -329,8 +329,8 @@ impl RunnerCore {
     /// while the shape drives the test pauses the shape until the next
     /// test, as editing the user count does in Locust's web UI.
     pub fn shape_command(&mut self, settings: TestSettings) -> Option<TestSettings> {
-        if let Some(name) = settings.shape_step.clone() {
-            return self.plan_shape_step(&name, settings);
+        if let Some(tag) = settings.shape_step.clone() {
+            return self.plan_shape_step(tag, settings);
         }
         let Some(shape) = self.shape.clone() else {
             self.pause_shape_by_hand("the plan's shape");
@@ -377,7 +377,8 @@ impl RunnerCore {
     /// A step of the plan's own shape (ticked in the plan, which asks for
     /// its load): shown and marked as a Rust shape's; dropped once the
     /// load was changed by hand in this test.
-    fn plan_shape_step(&mut self, name: &str, settings: TestSettings) -> Option<TestSettings> {
+    fn plan_shape_step(&mut self, tag: PlanShapeStep, settings: TestSettings) -> Option<TestSettings> {
+        let name = tag.shape.as_str();
         if self.shape_began.is_some() && self.shape_paused {
             tracing::debug!("load shape {name}: a step after a change by hand, ignored");
             return None;
@@ -390,8 +391,8 @@ impl RunnerCore {
             spawn_rate: settings.spawn_rate,
             mix: settings.class_mix.clone(),
             wait_times: BTreeMap::new(),
-            label: None,
-            ends_after: None,
+            label: tag.label.clone(),
+            ends_after: tag.ends_after,
         };
         if self.last_step.as_ref() == Some(&step) {
             return None; // the same step again (a master saw it early)
@@ -406,6 +407,8 @@ impl RunnerCore {
     /// When the shape's current step ends (a phase's end): the loop ticks
     /// the shape then too, so phases change on time, not up to a second late.
     pub fn shape_step_end(&self) -> Option<Instant> {
+        // A plan's own shape ticks itself.
+        self.shape.as_ref()?;
         let (began, _) = self.shape_began.filter(|_| !self.shape_paused)?;
         let ends = self.last_step.as_ref()?.ends_after.filter(|e| self.end_ticked != Some(*e))?;
         // A hair after, so the shape sees the next step's time.
@@ -437,7 +440,7 @@ impl RunnerCore {
                 ShapeAction::End
             }
             Some(step) if self.last_step.as_ref() == Some(&step) => ShapeAction::Keep,
-            Some(step) => ShapeAction::Apply(self.take_step(&name, step, TestSettings::default())),
+            Some(step) => ShapeAction::Apply(Box::new(self.take_step(&name, step, TestSettings::default()))),
         }
     }
 

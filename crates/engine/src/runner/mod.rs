@@ -38,7 +38,7 @@ pub use self::core::{Begin, ClassWeight, RunnerCore, ShapeAction, sleep_until};
 pub use handle::{PlanSummary, RunnerChannels, RunnerCommand, RunnerHandle};
 pub use local::LocalRunner;
 
-pub use crate::test_settings::{ClassMix, TestSettings};
+pub use crate::test_settings::{ClassMix, PlanShapeStep, TestSettings};
 
 /// How a runner is set up; fixed for its lifetime.
 #[derive(Clone)]

@@ -182,7 +182,7 @@ impl MasterLoop {
         match self.core.shape_tick() {
             ShapeAction::Keep => {}
             ShapeAction::Apply(settings) => {
-                self.start(settings, true);
+                self.start(*settings, true);
                 self.mark_waiting = Some((self.assign_sequence, self.dealt_ids().into_iter().collect()));
                 self.settle_mark_if_reported(None);
             }
