@@ -127,6 +127,12 @@ pub struct RunArgs {
     #[arg(long = "exit-code-on-error", env = "SWARMER_EXIT_CODE_ON_ERROR", default_value_t = 1)]
     pub exit_code_on_error: i32,
 
+    /// A pass/fail condition over the results, repeatable: "p95<300ms",
+    /// "[GET /login] p99.9<1s", "fail_ratio<1%", "rps>=500"; "... abort"
+    /// stops the test once it is crossed. A crossed threshold exits 99.
+    #[arg(long = "threshold", value_name = "EXPR", action = clap::ArgAction::Append)]
+    pub thresholds: Vec<String>,
+
     /// List the user classes of the plan and exit.
     #[arg(short = 'l', long = "list")]
     pub list: bool,

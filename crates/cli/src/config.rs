@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use swarmer_cluster::auth::{ClusterTls, ClusterToken};
 use swarmer_cluster::client_settings::OwnClientFlags;
+use swarmer_engine::threshold::{self, Threshold};
 use swarmer_engine::{ClientConfig, RunnerOptions, TagFilter, TestSettings, TlsOptions};
 use swarmer_web::{FormDefaults, LogBuffer, TlsFiles, WebOptions};
 
@@ -136,6 +137,8 @@ pub struct Outputs {
     pub html: Option<PathBuf>,
     /// Print the table every two seconds while running.
     pub print_live: bool,
+    /// `--threshold`: the run's pass/fail conditions.
+    pub thresholds: Vec<Threshold>,
 }
 
 impl Outputs {
@@ -260,6 +263,7 @@ impl RunConfig {
             json_file: args.json_file.clone(),
             html: args.web.html.clone(),
             print_live: if headless { !args.only_summary } else { args.print_stats },
+            thresholds: threshold::parse_all(&args.thresholds).map_err(|e| e.to_string())?,
         };
         let logs = LogBuffer::default();
         let web = if headless {

@@ -10,6 +10,7 @@ use std::fs::File;
 use std::io::Write;
 
 use swarmer_engine::StatsStore;
+use swarmer_engine::threshold::Threshold;
 use swarmer_report::console::{self, Rates};
 use swarmer_report::{csv, json};
 
@@ -98,6 +99,32 @@ pub fn print_summary(store: &StatsStore, now: f64) {
         text.push_str(&format!("Note: {note}\n"));
     }
     to_stderr(&text);
+}
+
+/// The thresholds' verdicts on the final statistics, as a table after
+/// the summary; returns how many failed.
+pub fn print_thresholds(store: &StatsStore, thresholds: &[Threshold]) -> usize {
+    if thresholds.is_empty() {
+        return 0;
+    }
+    let width = thresholds.iter().map(|t| t.source.chars().count()).max().unwrap_or(0).max(10);
+    let mut text = format!("{:<width$}  {:>14}  Result\n", "Threshold", "Actual");
+    let mut failed = 0;
+    for threshold in thresholds {
+        let verdict = threshold.evaluate(&store.stats);
+        let actual = match verdict.actual {
+            Some(value) => threshold.format_value(value),
+            None => "no requests".to_owned(),
+        };
+        if !verdict.passed {
+            failed += 1;
+        }
+        let result = if verdict.passed { "passed" } else { "FAILED" };
+        text.push_str(&format!("{:<width$}  {actual:>14}  {result}\n", threshold.source));
+    }
+    text.push_str(&format!("{} of {} thresholds passed\n", thresholds.len() - failed, thresholds.len()));
+    to_stderr(&text);
+    failed
 }
 
 /// Standard error is for people watching; if it is gone (a closed

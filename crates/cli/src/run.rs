@@ -15,6 +15,7 @@
 
 use std::time::Duration;
 
+use swarmer_engine::threshold::Threshold;
 use swarmer_engine::{LocalRunner, LockExt, Plan, RunnerEvent, RunnerHandle, RunnerState};
 use swarmer_stats::unix_now;
 use swarmer_web::WebServer;
@@ -23,6 +24,8 @@ use crate::cluster_mode;
 use crate::config::{ClusterRole, Outputs, RunConfig};
 use crate::outputs::{self, CsvOutput};
 
+/// The exit code when a `--threshold` was crossed (k6's).
+pub const THRESHOLD_EXIT_CODE: i32 = 99;
 /// Console table interval (Locust's `CONSOLE_STATS_INTERVAL_SEC`).
 const CONSOLE_INTERVAL: Duration = Duration::from_secs(2);
 /// CSV interval (Locust's `CSV_STATS_INTERVAL_SEC`).
@@ -109,6 +112,9 @@ pub async fn run(plan: Plan, config: RunConfig, program_plan: bool) -> Result<i3
     let mut hangup = signal_stream(tokio::signal::unix::SignalKind::hangup())?;
     let print_live = outputs.print_live;
     let mut quit_at: Option<tokio::time::Instant> = None;
+    // Thresholds with `abort`, checked every second on the merged statistics.
+    let aborting: Vec<Threshold> = outputs.thresholds.iter().filter(|t| t.abort).cloned().collect();
+    let mut abort_tick = tokio::time::interval(Duration::from_secs(1));
 
     let reason = loop {
         let until_quit = sleep_until(quit_at);
@@ -131,6 +137,7 @@ pub async fn run(plan: Plan, config: RunConfig, program_plan: bool) -> Result<i3
                     }
                 }
             }
+            _ = abort_tick.tick(), if !aborting.is_empty() => abort_if_crossed(&handle, &aborting),
             _ = console_tick.tick(), if print_live => {
                 outputs::print_live(&handle.stats().lock_or_recover(), unix_now());
             }
@@ -165,6 +172,28 @@ pub async fn run(plan: Plan, config: RunConfig, program_plan: bool) -> Result<i3
         web.shutdown();
     }
     Ok(finish(&handle, &outputs, csv.as_mut())?)
+}
+
+/// Stop a running test once a threshold marked `abort` is crossed (one
+/// with no requests in its scope yet is not).
+fn abort_if_crossed(handle: &RunnerHandle, aborting: &[Threshold]) {
+    let crossed = {
+        let store = handle.stats().lock_or_recover();
+        if !matches!(store.state, RunnerState::Spawning | RunnerState::Running) {
+            return;
+        }
+        aborting.iter().find_map(|t| {
+            let verdict = t.evaluate(&store.stats);
+            verdict.actual.filter(|_| !verdict.passed).map(|actual| (t, actual))
+        })
+    };
+    if let Some((threshold, actual)) = crossed {
+        tracing::error!(
+            "Threshold {threshold} crossed ({}): stopping the test (abort)",
+            threshold.format_value(actual)
+        );
+        handle.stop();
+    }
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
@@ -208,6 +237,7 @@ fn finish(handle: &RunnerHandle, outputs: &Outputs, csv: Option<&mut CsvOutput>)
         problems.push(e);
     }
     outputs::print_summary(&store, now);
+    let crossed = outputs::print_thresholds(&store, &outputs.thresholds);
     for p in &problems {
         tracing::error!("{p}");
     }
@@ -218,7 +248,15 @@ fn finish(handle: &RunnerHandle, outputs: &Outputs, csv: Option<&mut CsvOutput>)
     if store.plan_errors > 0 {
         tracing::error!("{} error(s) in the plan's listeners, handlers or background coroutines", store.plan_errors);
     }
-    let code = store.exit_code();
+    let code = match store.process_exit_code {
+        // A crossed threshold is the run's verdict (k6's exit code 99);
+        // only the plan's own choice wins over it.
+        None if crossed > 0 => {
+            tracing::error!("{crossed} threshold(s) crossed");
+            THRESHOLD_EXIT_CODE
+        }
+        _ => store.exit_code(),
+    };
     let code = if problems.is_empty() || store.process_exit_code.is_some() { code } else { code.max(1) };
     tracing::info!("Shutting down (exit code {code})");
     Ok(code)

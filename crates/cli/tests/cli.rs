@@ -1142,3 +1142,64 @@ fn phases_in_the_config_file() {
     assert!(log.contains("Load shape swarmer.toml: only (3 users at 50.00/s)"), "{log}");
     assert!(log.contains("The load shape swarmer.toml ended the test"), "{log}");
 }
+
+/// `--threshold` gives a run a verdict: a table after the summary, exit
+/// 99 when one is crossed (a name with no requests counts as crossed, so a
+/// typo cannot pass a pipeline); `abort` stops the test once crossed; a
+/// bad expression is refused before any load; swarmer.toml may list them.
+#[test]
+fn thresholds_give_the_run_a_verdict_and_may_abort_it() {
+    let t = target(TargetOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan_file(
+        dir.path(),
+        r#"local swarmer = require('swarmer')
+swarmer.user('U', { wait_time = swarmer.constant(0.05), tasks = { function(self) self.client:get('/') end } })
+"#,
+    );
+    let base = |extra: &[&str]| {
+        run(swarmer()
+            .current_dir(dir.path())
+            .args(["-f", plan.to_str().unwrap(), "-H", &t.url(), "--headless", "-u", "2", "-r", "100"])
+            .args(["--only-summary"])
+            .args(extra))
+    };
+    let out = base(&["-t", "2s", "--threshold", "p95<10s", "--threshold", "rps>=1", "--threshold", "fail_ratio<1%"]);
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(log.contains("3 of 3 thresholds passed"), "{log}");
+    assert!(log.lines().any(|l| l.starts_with("rps>=1") && l.ends_with("passed")), "{log}");
+
+    let out = base(&["-t", "2s", "--threshold", "p95<10s", "--threshold", "[/typo] p95<1s"]);
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(99), "{log}");
+    assert!(log.lines().any(|l| l.starts_with("[/typo] p95<1s") && l.contains("no requests") && l.ends_with("FAILED")));
+    assert!(log.contains("1 of 2 thresholds passed"), "{log}");
+
+    // Crossed at once: the test stops long before its 30 s.
+    let started = Instant::now();
+    let out = base(&["-t", "30s", "--threshold", "max<0.001ms abort"]);
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(99), "{log}");
+    assert!(started.elapsed() < Duration::from_secs(15), "{log}");
+    assert!(log.contains("Threshold max<0.001ms abort crossed ("), "{log}");
+    // The same on a master, over the statistics its workers send.
+    let out = base(&["-t", "30s", "--processes", "2", "--threshold", "max<0.001ms abort"]);
+    let log = text(&out.stderr) + &text(&out.stdout);
+    assert_eq!(out.status.code(), Some(99), "{log}");
+    assert!(started.elapsed() < Duration::from_secs(30), "{log}");
+    assert!(log.contains("[master]") && log.contains("Threshold max<0.001ms abort crossed ("), "{log}");
+
+    let served = t.requests_served();
+    let out = base(&["-t", "2s", "--threshold", "p95<3h"]);
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{log}");
+    assert!(log.contains(r#"--threshold "p95<3h": "3h": a time is in ms (the default) or s"#), "{log}");
+    assert_eq!(t.requests_served(), served, "no load ran");
+
+    std::fs::write(dir.path().join("swarmer.toml"), "threshold = [\"[GET /] requests>=1\", \"requests<1\"]\n").unwrap();
+    let out = base(&["-t", "1s"]);
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(99), "{log}");
+    assert!(log.contains("1 of 2 thresholds passed"), "{log}");
+}

@@ -21,6 +21,8 @@
 //!   Each shard records statistics into its own recorder, no locks.
 //! - [`LoadShape`], [`Phases`]: load that changes over time (Locust's
 //!   `LoadTestShape`; the seed's load phases), ticked by the runner core.
+//! - `threshold`: pass/fail conditions over the statistics (`--threshold
+//!   p95<300ms`), parsed and evaluated for CI verdicts.
 //! - [`LocalRunner`]: the state machine that starts shards, ramps users,
 //!   merges statistics every second and stops gracefully.
 //! - [`LockExt`]: `lock_or_recover` takes a std mutex even after a panic
@@ -48,6 +50,7 @@ mod stop_signal;
 mod tags;
 mod task;
 mod test_settings;
+pub mod threshold;
 pub mod timespan;
 mod user;
 mod user_class;

@@ -1,0 +1,358 @@
+//! Thresholds: pass/fail conditions over a run's statistics (k6's
+//! thresholds, for CI verdicts), parsed from `--threshold` expressions and
+//! evaluated on the merged statistics.
+//!
+//! An expression is `[SCOPE] METRIC OP VALUE`, optionally followed by
+//! `abort` (the test stops once it is crossed), e.g. `p95<300ms`,
+//! `[GET /login] p99.9<1s`, `fail_ratio<1%`, `rps>=500 abort`. Without a
+//! scope it is about every request (the Aggregated row); `[NAME]` is about
+//! every request of that name, `[METHOD NAME]` about one row.
+
+use std::fmt;
+
+use swarmer_stats::{RequestStats, StatsEntry};
+use thiserror::Error;
+
+/// What a threshold measures.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Metric {
+    /// A response-time percentile, by its percent (95 for `p95`), in ms.
+    Percentile(f64),
+    /// Average response time, ms.
+    Avg,
+    /// Median response time, ms.
+    Median,
+    /// Shortest response time, ms.
+    Min,
+    /// Longest response time, ms.
+    Max,
+    /// Share of requests that failed, 0 to 1.
+    FailRatio,
+    /// Requests per second over the run.
+    Rps,
+    /// Number of failed requests.
+    Failures,
+    /// Number of requests.
+    Requests,
+}
+
+impl Metric {
+    fn is_time(self) -> bool {
+        matches!(self, Metric::Percentile(_) | Metric::Avg | Metric::Median | Metric::Min | Metric::Max)
+    }
+
+    /// This metric of `entry`, over a run of `run_seconds`.
+    fn of(self, entry: &StatsEntry, run_seconds: f64) -> f64 {
+        match self {
+            Metric::Percentile(percent) => entry.percentile_ms(percent / 100.0),
+            Metric::Avg => entry.avg_response_time_ms(),
+            Metric::Median => entry.median_response_time_ms(),
+            Metric::Min => entry.min_response_time_ms().unwrap_or(0.0),
+            Metric::Max => entry.max_response_time_ms(),
+            Metric::FailRatio => entry.fail_ratio(),
+            Metric::Rps => entry.total_rps(run_seconds),
+            Metric::Failures => entry.num_failures as f64,
+            Metric::Requests => entry.num_requests as f64,
+        }
+    }
+}
+
+/// A comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Comparison {
+    /// `<`
+    Less,
+    /// `<=`
+    LessOrEqual,
+    /// `>`
+    Greater,
+    /// `>=`
+    GreaterOrEqual,
+}
+
+impl Comparison {
+    fn holds(self, actual: f64, limit: f64) -> bool {
+        match self {
+            Comparison::Less => actual < limit,
+            Comparison::LessOrEqual => actual <= limit,
+            Comparison::Greater => actual > limit,
+            Comparison::GreaterOrEqual => actual >= limit,
+        }
+    }
+}
+
+/// Which requests a threshold is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every request (the Aggregated row).
+    All,
+    /// Every request of this name, whatever its method.
+    Name(String),
+    /// The requests of this method and name.
+    MethodName(String, String),
+}
+
+/// One threshold, as parsed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Threshold {
+    /// The expression as given, for tables and reports.
+    pub source: String,
+    /// Which requests.
+    pub scope: Scope,
+    /// What is measured.
+    pub metric: Metric,
+    /// How it compares.
+    pub comparison: Comparison,
+    /// The limit, in the metric's unit (ms for times, 0–1 for ratios).
+    pub limit: f64,
+    /// Stop the test once crossed.
+    pub abort: bool,
+}
+
+/// A threshold that does not parse; the message names the part.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error("--threshold {expression:?}: {problem}")]
+pub struct ThresholdError {
+    /// The expression given.
+    pub expression: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+/// A threshold's verdict on some statistics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    /// The measured value; `None` when no request is in its scope.
+    pub actual: Option<f64>,
+    /// Whether the condition holds (never without requests in scope).
+    pub passed: bool,
+}
+
+const METRICS: &str = "pNN (e.g. p95, p99.9), avg, med, min, max, fail_ratio, rps, failures, requests";
+
+impl Threshold {
+    /// Parse an expression (see the module's documentation).
+    pub fn parse(text: &str) -> Result<Threshold, ThresholdError> {
+        let fail = |problem: String| ThresholdError { expression: text.to_owned(), problem };
+        let mut rest = text.trim();
+        let scope = match rest.strip_prefix('[') {
+            Some(after) => {
+                // The last `]`: a name may hold brackets (`/item?id=[id]`); metrics and values never do.
+                let end = after.rfind(']').ok_or_else(|| fail("the scope [NAME] has no closing ]".into()))?;
+                let inside = after[..end].trim();
+                rest = after[end + 1..].trim_start();
+                scope_of(inside).ok_or_else(|| fail("the scope [] names no request".into()))?
+            }
+            None => Scope::All,
+        };
+        let abort = match rest.strip_suffix("abort") {
+            Some(before) if before.ends_with(char::is_whitespace) => {
+                rest = before.trim_end();
+                true
+            }
+            _ => false,
+        };
+        let at = rest
+            .find(['<', '>', '=', '!'])
+            .ok_or_else(|| fail("expected METRIC<VALUE, METRIC<=VALUE, METRIC>VALUE or METRIC>=VALUE".into()))?;
+        let (name, tail) = (rest[..at].trim(), &rest[at..]);
+        let (comparison, value) = if let Some(v) = tail.strip_prefix("<=") {
+            (Comparison::LessOrEqual, v)
+        } else if let Some(v) = tail.strip_prefix(">=") {
+            (Comparison::GreaterOrEqual, v)
+        } else if let Some(v) = tail.strip_prefix('<') {
+            (Comparison::Less, v)
+        } else if let Some(v) = tail.strip_prefix('>') {
+            (Comparison::Greater, v)
+        } else {
+            return Err(fail(format!("{:?}: the comparison must be <, <=, > or >=", &tail[..tail.len().min(2)])));
+        };
+        let metric = metric_of(name).ok_or_else(|| match name {
+            "" => fail(format!("no metric before the comparison (metrics: {METRICS})")),
+            _ => fail(format!("unknown metric {name:?} (metrics: {METRICS})")),
+        })?;
+        let value = value.trim();
+        if value.split_whitespace().nth(1).is_some() {
+            return Err(fail(format!("{value:?}: expected one value, then optionally `abort`")));
+        }
+        let limit = limit_of(metric, value).map_err(fail)?;
+        Ok(Threshold { source: text.trim().to_owned(), scope, metric, comparison, limit, abort })
+    }
+
+    /// Whether `stats` meet this threshold.
+    pub fn evaluate(&self, stats: &RequestStats) -> Verdict {
+        let run_seconds = stats.run_seconds();
+        let entry = match &self.scope {
+            Scope::All => Some(stats.total().clone()),
+            Scope::Name(name) => stats.entries().filter(|e| e.name == *name).fold(None, |sum, e| match sum {
+                None => Some(e.clone()),
+                Some(mut sum) => {
+                    sum.merge(e);
+                    Some(sum)
+                }
+            }),
+            Scope::MethodName(method, name) => {
+                stats.entries().find(|e| e.method == *method && e.name == *name).cloned()
+            }
+        };
+        match entry.filter(|e| e.num_requests > 0) {
+            Some(entry) => {
+                let actual = self.metric.of(&entry, run_seconds);
+                Verdict { actual: Some(actual), passed: self.comparison.holds(actual, self.limit) }
+            }
+            // A typo in a name must not pass a pipeline.
+            None => Verdict { actual: None, passed: false },
+        }
+    }
+
+    /// The measured value as the expression writes it (`312.5ms`, `0.8%`).
+    pub fn format_value(&self, value: f64) -> String {
+        match self.metric {
+            m if m.is_time() => format!("{}ms", trim(value)),
+            Metric::FailRatio => format!("{}%", trim(value * 100.0)),
+            _ => trim(value),
+        }
+    }
+}
+
+impl fmt::Display for Threshold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+/// Parse every expression; the first bad one is the error.
+pub fn parse_all(texts: &[String]) -> Result<Vec<Threshold>, ThresholdError> {
+    texts.iter().map(|t| Threshold::parse(t)).collect()
+}
+
+fn trim(value: f64) -> String {
+    let text = format!("{value:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+fn scope_of(inside: &str) -> Option<Scope> {
+    if inside.is_empty() {
+        return None;
+    }
+    const METHODS: [&str; 9] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "CONNECT", "TRACE"];
+    Some(match inside.split_once(' ') {
+        Some((method, name)) if METHODS.contains(&method) => {
+            Scope::MethodName(method.to_owned(), name.trim().to_owned())
+        }
+        _ => Scope::Name(inside.to_owned()),
+    })
+}
+
+fn metric_of(name: &str) -> Option<Metric> {
+    Some(match name {
+        "avg" => Metric::Avg,
+        "med" | "median" => Metric::Median,
+        "min" => Metric::Min,
+        "max" => Metric::Max,
+        "fail_ratio" => Metric::FailRatio,
+        "rps" => Metric::Rps,
+        "failures" => Metric::Failures,
+        "requests" => Metric::Requests,
+        _ => {
+            let percent: f64 = name.strip_prefix('p')?.parse().ok()?;
+            if !(0.0..=100.0).contains(&percent) {
+                return None;
+            }
+            Metric::Percentile(percent)
+        }
+    })
+}
+
+fn limit_of(metric: Metric, value: &str) -> Result<f64, String> {
+    let (number, unit) = match value.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-')) {
+        Some(at) => value.split_at(at),
+        None => (value, ""),
+    };
+    let n: f64 = number
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n >= 0.0)
+        .ok_or_else(|| format!("{value:?}: expected a number from 0, with a unit where it has one"))?;
+    match (metric, unit) {
+        (m, "ms" | "") if m.is_time() => Ok(n),
+        (m, "s") if m.is_time() => Ok(n * 1000.0),
+        (m, _) if m.is_time() => Err(format!("{value:?}: a time is in ms (the default) or s")),
+        (Metric::FailRatio, "%") => Ok(n / 100.0),
+        (Metric::FailRatio, "") if n <= 1.0 => Ok(n),
+        (Metric::FailRatio, _) => Err(format!("{value:?}: fail_ratio is from 0 to 1, or a percentage (1%)")),
+        (_, "") => Ok(n),
+        (_, unit) => Err(format!("{value:?}: this metric has no unit {unit:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarmer_stats::{RequestSample, ShardRecorder};
+
+    fn parse(text: &str) -> Threshold {
+        Threshold::parse(text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn expressions_parse_with_scope_units_and_abort() {
+        let t = parse("p95<300ms");
+        assert_eq!(
+            (t.scope.clone(), t.metric, t.comparison, t.limit, t.abort),
+            (Scope::All, Metric::Percentile(95.0), Comparison::Less, 300.0, false)
+        );
+        assert_eq!(parse("p99.9 < 1s").limit, 1000.0);
+        assert_eq!(parse("p99.9<1s").metric, Metric::Percentile(99.9));
+        assert_eq!(parse("fail_ratio<1%").limit, 0.01);
+        assert_eq!(parse("fail_ratio<=0.05").comparison, Comparison::LessOrEqual);
+        let t = parse("[GET /login] avg<100 abort");
+        assert_eq!(t.scope, Scope::MethodName("GET".into(), "/login".into()));
+        assert!(t.abort);
+        assert_eq!(parse("[/item?id=[id]] rps>=500").scope, Scope::Name("/item?id=[id]".into()));
+        assert_eq!(parse("[checkout] rps>=500").scope, Scope::Name("checkout".into()));
+    }
+
+    #[test]
+    fn a_bad_expression_names_the_wrong_part() {
+        for (text, expected) in [
+            ("p95", "expected METRIC<VALUE"),
+            ("p959<3", "unknown metric \"p959\""),
+            ("latency<3", "unknown metric \"latency\""),
+            ("<3", "no metric before the comparison"),
+            ("p95=<3", "\"=<\": the comparison must be"),
+            ("p95<fast", "\"fast\": expected a number"),
+            ("p95<3h", "\"3h\": a time is in ms (the default) or s"),
+            ("fail_ratio<5", "fail_ratio is from 0 to 1"),
+            ("rps>5ms", "this metric has no unit \"ms\""),
+            ("[GET /x p95<3", "no closing ]"),
+            ("p95<3 over 30s", "expected one value, then optionally `abort`"),
+        ] {
+            let err = Threshold::parse(text).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("--threshold {text:?}: ")) && err.contains(expected), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn verdicts_follow_the_statistics_of_their_scope() {
+        let mut recorder = ShardRecorder::new("local");
+        for (method, name, ms, ok) in [("GET", "/a", 10, true), ("GET", "/a", 30, true), ("POST", "/a", 500, false)] {
+            let error = if ok { None } else { Some("boom") };
+            let sample =
+                RequestSample { method, name, response_time_us: Some(ms * 1000), ttfb_us: 0, content_length: 0, error };
+            recorder.record(&sample, 1.0);
+        }
+        let mut stats = RequestStats::new(0.0);
+        stats.apply(&recorder.take_delta(), 1.0);
+        let verdict = |text: &str| parse(text).evaluate(&stats);
+        assert_eq!(verdict("max<600"), Verdict { actual: Some(500.0), passed: true });
+        assert!(!verdict("[GET /a] max>100").passed);
+        assert_eq!(verdict("[GET /a] max<100").actual, Some(30.0));
+        assert_eq!(verdict("[/a] requests>=3").actual, Some(3.0), "every method of the name");
+        let ratio = verdict("fail_ratio<10%");
+        assert!(!ratio.passed && (ratio.actual.unwrap() - 1.0 / 3.0).abs() < 1e-9);
+        assert_eq!(verdict("[/typo] p95<1s"), Verdict { actual: None, passed: false });
+        assert_eq!(parse("fail_ratio<10%").format_value(1.0 / 3.0), "33.333%");
+        assert_eq!(parse("p95<1s").format_value(12.5), "12.5ms");
+    }
+}
