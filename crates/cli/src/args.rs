@@ -133,6 +133,11 @@ pub struct RunArgs {
     #[arg(long = "threshold", value_name = "EXPR", action = clap::ArgAction::Append)]
     pub thresholds: Vec<String>,
 
+    /// Write the thresholds' verdicts to FILE as JUnit XML when the run
+    /// ends (one test case per --threshold), for CI dashboards.
+    #[arg(long = "junit", value_name = "FILE", env = "SWARMER_JUNIT")]
+    pub junit: Option<PathBuf>,
+
     /// List the user classes of the plan and exit.
     #[arg(short = 'l', long = "list")]
     pub list: bool,

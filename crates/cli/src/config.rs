@@ -139,6 +139,8 @@ pub struct Outputs {
     pub print_live: bool,
     /// `--threshold`: the run's pass/fail conditions.
     pub thresholds: Vec<Threshold>,
+    /// `--junit FILE`: the thresholds' verdicts as JUnit XML.
+    pub junit: Option<PathBuf>,
 }
 
 impl Outputs {
@@ -264,6 +266,7 @@ impl RunConfig {
             html: args.web.html.clone(),
             print_live: if headless { !args.only_summary } else { args.print_stats },
             thresholds: threshold::parse_all(&args.thresholds).map_err(|e| e.to_string())?,
+            junit: args.junit.clone(),
         };
         let logs = LogBuffer::default();
         let web = if headless {

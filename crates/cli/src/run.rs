@@ -231,6 +231,12 @@ fn finish(handle: &RunnerHandle, outputs: &Outputs, csv: Option<&mut CsvOutput>)
             problems.push(format!("--html {}: {e}", path.display()));
         }
     }
+    if let Some(path) = &outputs.junit {
+        let xml = swarmer_report::junit::render(&store, &outputs.thresholds, now);
+        if let Err(e) = std::fs::write(path, xml) {
+            problems.push(format!("--junit {}: {e}", path.display()));
+        }
+    }
     if outputs.json
         && let Err(e) = outputs::print_json(&store)
     {

@@ -1170,11 +1170,18 @@ swarmer.user('U', { wait_time = swarmer.constant(0.05), tasks = { function(self)
     assert!(log.contains("3 of 3 thresholds passed"), "{log}");
     assert!(log.lines().any(|l| l.starts_with("rps>=1") && l.ends_with("passed")), "{log}");
 
-    let out = base(&["-t", "2s", "--threshold", "p95<10s", "--threshold", "[/typo] p95<1s"]);
+    let junit = dir.path().join("junit.xml");
+    let junit_path = junit.to_str().unwrap();
+    let out = base(&["-t", "2s", "--threshold", "p95<10s", "--threshold", "[/typo] p95<1s", "--junit", junit_path]);
     let log = text(&out.stderr);
     assert_eq!(out.status.code(), Some(99), "{log}");
     assert!(log.lines().any(|l| l.starts_with("[/typo] p95<1s") && l.contains("no requests") && l.ends_with("FAILED")));
     assert!(log.contains("1 of 2 thresholds passed"), "{log}");
+    // The same verdicts for a CI dashboard.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<testsuite name=\"thresholds\" tests=\"2\" failures=\"1\""), "{xml}");
+    assert!(xml.contains("<testcase classname=\"swarmer.thresholds\" name=\"p95&lt;10s\" time=\"0\"/>"), "{xml}");
+    assert!(xml.contains("message=\"[/typo] p95&lt;1s: no requests in its scope\""), "{xml}");
 
     // Crossed at once: the test stops long before its 30 s.
     let started = Instant::now();

@@ -9,6 +9,7 @@
 //! - [`json`]: the final statistics as Locust's `--json` prints them.
 //! - [`live`]: the live statistics as Locust's web API serves them.
 //! - [`html`]: the self-contained HTML report with its charts.
+//! - [`junit`]: `--junit FILE`, the thresholds' verdicts as JUnit XML.
 //! - [`task_ratio`]: `--show-task-ratio` and `--list`.
 //!
 //! Everything here is a pure function of [`swarmer_stats::RequestStats`] (and
@@ -19,6 +20,7 @@ pub mod console;
 pub mod csv;
 pub mod html;
 pub mod json;
+pub mod junit;
 pub mod live;
 pub mod number;
 pub mod task_ratio;
