@@ -225,6 +225,7 @@ fn finish(handle: &RunnerHandle, outputs: &Outputs, csv: Option<&mut CsvOutput>)
             plan: &handle.plan().name,
             host: host.as_deref(),
             classes: handle.classes(),
+            thresholds: &outputs.thresholds,
         };
         let html = swarmer_report::html::render(&store, &meta, now);
         if let Err(e) = std::fs::write(path, html) {

@@ -1172,7 +1172,20 @@ swarmer.user('U', { wait_time = swarmer.constant(0.05), tasks = { function(self)
 
     let junit = dir.path().join("junit.xml");
     let junit_path = junit.to_str().unwrap();
-    let out = base(&["-t", "2s", "--threshold", "p95<10s", "--threshold", "[/typo] p95<1s", "--junit", junit_path]);
+    let html = dir.path().join("report.html");
+    let html_path = html.to_str().unwrap();
+    let out = base(&[
+        "-t",
+        "2s",
+        "--threshold",
+        "p95<10s",
+        "--threshold",
+        "[/typo] p95<1s",
+        "--junit",
+        junit_path,
+        "--html",
+        html_path,
+    ]);
     let log = text(&out.stderr);
     assert_eq!(out.status.code(), Some(99), "{log}");
     assert!(log.lines().any(|l| l.starts_with("[/typo] p95<1s") && l.contains("no requests") && l.ends_with("FAILED")));
@@ -1182,6 +1195,13 @@ swarmer.user('U', { wait_time = swarmer.constant(0.05), tasks = { function(self)
     assert!(xml.contains("<testsuite name=\"thresholds\" tests=\"2\" failures=\"1\""), "{xml}");
     assert!(xml.contains("<testcase classname=\"swarmer.thresholds\" name=\"p95&lt;10s\" time=\"0\"/>"), "{xml}");
     assert!(xml.contains("message=\"[/typo] p95&lt;1s: no requests in its scope\""), "{xml}");
+    // And in the HTML report.
+    let report = std::fs::read_to_string(&html).unwrap();
+    assert!(report.contains("<h2>Thresholds</h2>"), "the report judges the thresholds");
+    assert!(
+        report
+            .contains("<tr><td>[/typo] p95&lt;1s</td><td>no requests</td><td><b class=\"failed\">FAILED</b></td></tr>")
+    );
 
     // Crossed at once: the test stops long before its 30 s.
     let started = Instant::now();

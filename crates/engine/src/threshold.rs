@@ -172,6 +172,9 @@ impl Threshold {
             _ => fail(format!("unknown metric {name:?} (metrics: {METRICS})")),
         })?;
         let value = value.trim();
+        if value.split_whitespace().nth(1) == Some("over") {
+            return Err(fail("over: thresholds over a time window are not supported yet".into()));
+        }
         if value.split_whitespace().nth(1).is_some() {
             return Err(fail(format!("{value:?}: expected one value, then optionally `abort`")));
         }
@@ -326,7 +329,8 @@ mod tests {
             ("fail_ratio<5", "fail_ratio is from 0 to 1"),
             ("rps>5ms", "this metric has no unit \"ms\""),
             ("[GET /x p95<3", "no closing ]"),
-            ("p95<3 over 30s", "expected one value, then optionally `abort`"),
+            ("p95<3 over 30s", "over: thresholds over a time window are not supported yet"),
+            ("p95<3 soon", "\"3 soon\": expected one value, then optionally `abort`"),
         ] {
             let err = Threshold::parse(text).unwrap_err().to_string();
             assert!(err.starts_with(&format!("--threshold {text:?}: ")) && err.contains(expected), "{text}: {err}");

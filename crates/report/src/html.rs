@@ -7,6 +7,7 @@
 use std::fmt::Write;
 
 use serde_json::Value;
+use swarmer_engine::threshold::Threshold;
 use swarmer_engine::{ClassInfo, StatsStore};
 use swarmer_stats::PERCENTILES_TO_REPORT;
 
@@ -33,6 +34,8 @@ pub struct ReportMeta<'a> {
     pub host: Option<&'a str>,
     /// The plan's user classes, for the task ratio section.
     pub classes: &'a [ClassInfo],
+    /// The run's `--threshold`s, judged in their own section.
+    pub thresholds: &'a [Threshold],
 }
 
 /// Escape text for HTML content and attribute values.
@@ -85,6 +88,10 @@ pub fn render(store: &StatsStore, meta: &ReportMeta<'_>, now: f64) -> String {
     body.push_str(&request_table(store));
     body.push_str("<h2>Response time percentiles (ms)</h2>\n");
     body.push_str(&percentile_table(store));
+    if !meta.thresholds.is_empty() {
+        body.push_str("<h2>Thresholds</h2>\n");
+        body.push_str(&thresholds_table(store, meta.thresholds));
+    }
     if !store.step_marks.is_empty() {
         body.push_str("<h2>Phases</h2>\n");
         body.push_str(&phases_table(store));
@@ -109,6 +116,27 @@ pub fn render(store: &StatsStore, meta: &ReportMeta<'_>, now: f64) -> String {
         .replace("{{CHARTS_JS}}", CHARTS_JS)
         .replace("{{UPLOT_JS}}", UPLOT_JS)
         .replace("{{BODY}}", &body)
+}
+
+/// Each threshold with what was measured and its verdict.
+fn thresholds_table(store: &StatsStore, thresholds: &[Threshold]) -> String {
+    let mut out = String::from(
+        "<table class=\"thresholds\"><thead><tr><th>Threshold</th><th>Actual</th><th>Result</th></tr></thead>\
+         <tbody>\n",
+    );
+    for threshold in thresholds {
+        let verdict = threshold.evaluate(&store.stats);
+        let actual = verdict.actual.map_or_else(|| "no requests".to_owned(), |v| threshold.format_value(v));
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&threshold.source),
+            escape(&actual),
+            if verdict.passed { "passed" } else { "<b class=\"failed\">FAILED</b>" },
+        );
+    }
+    out.push_str("</tbody></table>\n");
+    out
 }
 
 /// Each phase's own totals (from its start to the next one's).
@@ -325,7 +353,7 @@ mod tests {
         let mut store = StatsStore::new(RunnerState::Running, RequestStats::new(1000.0), History::default());
         store.test_started = Some(1000.0);
         store.stats.reset(1060.0);
-        let meta = ReportMeta { plan: "p", host: None, classes: &[] };
+        let meta = ReportMeta { plan: "p", host: None, classes: &[], thresholds: &[] };
         let html = render(&store, &meta, 1090.0);
         assert!(
             html.contains("from <b>1970-01-01T00:17:40Z</b> to <b>1970-01-01T00:18:10Z</b> (30 seconds)"),
