@@ -112,10 +112,7 @@ pub fn print_thresholds(store: &StatsStore, thresholds: &[Threshold]) -> usize {
     let mut failed = 0;
     for threshold in thresholds {
         let verdict = threshold.evaluate(&store.stats);
-        let actual = match verdict.actual {
-            Some(value) => threshold.format_value(value),
-            None => "no requests".to_owned(),
-        };
+        let actual = threshold.actual_text(&verdict);
         if !verdict.passed {
             failed += 1;
         }

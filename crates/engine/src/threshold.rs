@@ -8,6 +8,7 @@
 //! scope it is about every request (the Aggregated row); `[NAME]` is about
 //! every request of that name, `[METHOD NAME]` about one row.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use swarmer_stats::{RequestStats, StatsEntry};
@@ -185,17 +186,18 @@ impl Threshold {
     /// Whether `stats` meet this threshold.
     pub fn evaluate(&self, stats: &RequestStats) -> Verdict {
         let run_seconds = stats.run_seconds();
-        let entry = match &self.scope {
-            Scope::All => Some(stats.total().clone()),
+        // Borrowed where one row answers; only a name over several methods is merged.
+        let entry: Option<Cow<'_, StatsEntry>> = match &self.scope {
+            Scope::All => Some(Cow::Borrowed(stats.total())),
             Scope::Name(name) => stats.entries().filter(|e| e.name == *name).fold(None, |sum, e| match sum {
-                None => Some(e.clone()),
+                None => Some(Cow::Borrowed(e)),
                 Some(mut sum) => {
-                    sum.merge(e);
+                    sum.to_mut().merge(e);
                     Some(sum)
                 }
             }),
             Scope::MethodName(method, name) => {
-                stats.entries().find(|e| e.method == *method && e.name == *name).cloned()
+                stats.entries().find(|e| e.method == *method && e.name == *name).map(Cow::Borrowed)
             }
         };
         match entry.filter(|e| e.num_requests > 0) {
@@ -206,6 +208,12 @@ impl Threshold {
             // A typo in a name must not pass a pipeline.
             None => Verdict { actual: None, passed: false },
         }
+    }
+
+    /// What `verdict` measured, for tables: the value as the expression
+    /// writes it, or "no requests".
+    pub fn actual_text(&self, verdict: &Verdict) -> String {
+        verdict.actual.map_or_else(|| "no requests".to_owned(), |v| self.format_value(v))
     }
 
     /// The measured value as the expression writes it (`312.5ms`, `0.8%`).

@@ -126,7 +126,7 @@ fn thresholds_table(store: &StatsStore, thresholds: &[Threshold]) -> String {
     );
     for threshold in thresholds {
         let verdict = threshold.evaluate(&store.stats);
-        let actual = verdict.actual.map_or_else(|| "no requests".to_owned(), |v| threshold.format_value(v));
+        let actual = threshold.actual_text(&verdict);
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
