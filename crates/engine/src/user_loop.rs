@@ -37,9 +37,13 @@ pub(crate) type WaitOverride = RefCell<Option<WaitTime>>;
 pub(crate) async fn run_user(mut user: User, class: Rc<UserClass>, stop: Rc<StopSignal>, wait: Rc<WaitOverride>) {
     {
         let body = run_body(&mut user, &class, &stop, &wait);
+        // The stop is looked at first: a user forced to stop while its
+        // request waited for a pooled connection must not go on to open
+        // one when the slot it waited for is freed by another stopped user.
         tokio::select! {
-            _ = body => {}
+            biased;
             _ = stop.forced() => {}
+            _ = body => {}
         }
     }
     if let Some(on_stop) = &class.on_stop {

@@ -1016,8 +1016,15 @@ swarmer.user("Capped", {{
     .await;
     assert_eq!(count(&handle, "GET", "pooled").1 + count(&handle, "GET", "capped").1, 0);
     let pooled = shared_target.connections();
-    assert!(pooled.most_open() <= 2, "8 users share 2 connections per process: {}", pooled.most_open());
-    assert!(pooled.accepted() <= 4, "and keep them: {} accepted", pooled.accepted());
+    assert!(
+        pooled.most_open() <= 2,
+        "8 users share 2 connections per process: {} (accepted {})",
+        pooled.most_open(),
+        pooled.accepted()
+    );
+    // Also at the end: users stopped while they waited for a connection
+    // do not open one when a stopped user frees its slot.
+    assert!(pooled.accepted() <= 2, "and keep them, to the end: {} accepted", pooled.accepted());
     let capped = per_user_target.connections();
     assert!(capped.most_open() <= 8, "one connection per user: {}", capped.most_open());
     assert!(capped.most_open() >= 2);
