@@ -77,7 +77,7 @@ test("a test is started from the form, watched live, edited, stopped and downloa
     const csv = fs.readFileSync(await download.path(), "utf8");
     assert.match(csv, /^Type,Name,Request Count,Failure Count,Median Response Time/);
     assert.match(csv, /\r\n,Aggregated,\d+/);
-    assert.match(download.suggestedFilename(), /^Swarmer_.*_requests\.csv$/);
+    assert.match(download.suggestedFilename(), /^Locust_.*_requests\.csv$/);
 
     const shot = await page.screenshot({ fullPage: true, path: path.join(h.artifactsDir(), "dashboard.png") });
     assert.ok((await h.distinctColours(page, shot)) > 50, "the screenshot is not blank");

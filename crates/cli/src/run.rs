@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use swarmer_engine::threshold::Threshold;
 use swarmer_engine::{LocalRunner, LockExt, Plan, RunnerEvent, RunnerHandle, RunnerState};
-use swarmer_stats::unix_now;
+use swarmer_stats::{unix_now, until_second_fraction};
 use swarmer_web::WebServer;
 
 use crate::cluster_mode;
@@ -106,7 +106,12 @@ pub async fn run(plan: Plan, config: RunConfig, program_plan: bool) -> Result<i3
 
     let mut console_tick = tokio::time::interval(CONSOLE_INTERVAL);
     console_tick.tick().await;
-    let mut csv_tick = tokio::time::interval(CSV_INTERVAL);
+    // A master writes its history rows half a second after its workers'
+    // whole-second reports, so each row holds every worker's second once.
+    let mut csv_tick = match &master {
+        Some(_) => tokio::time::interval_at(tokio::time::Instant::now() + until_second_fraction(0.5), CSV_INTERVAL),
+        None => tokio::time::interval(CSV_INTERVAL),
+    };
     let mut terminate = signal_stream(tokio::signal::unix::SignalKind::terminate())?;
     let mut interrupt = signal_stream(tokio::signal::unix::SignalKind::interrupt())?;
     let mut hangup = signal_stream(tokio::signal::unix::SignalKind::hangup())?;

@@ -3,6 +3,8 @@
 // The tests send signals to the processes they start (libc::kill).
 #![allow(unsafe_code)]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -71,25 +73,9 @@ fn csv_files_have_locust_names_and_headers_byte_for_byte() {
     let count: u64 = rows[2].split(',').nth(2).unwrap().parse().unwrap();
     assert!(count > 100, "{count} requests in 4 s");
     let history = std::fs::read_to_string(p("stats_history")).unwrap();
-    // As Locust's: one Aggregated row a second, from a first row before
-    // any user to the last second of the running test, with counts that
-    // advance evenly (every shard's requests up to each row).
-    let rows: Vec<Vec<u64>> = history
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let cols: Vec<&str> = l.split(',').collect();
-            vec![cols[0].parse().unwrap(), cols[1].parse().unwrap(), cols[17].parse().unwrap()]
-        })
-        .collect();
-    assert!(rows.len() >= 3, "one row a second: {history}");
-    assert_eq!((rows[0][1], rows[0][2]), (0, 0), "the first row is from before the test: {history}");
-    assert_eq!(rows.last().unwrap()[1], 2, "the last row is of the running test: {history}");
-    assert!(rows.windows(2).all(|w| w[1][0] == w[0][0] + 1), "a row each second, none twice: {history}");
-    let steps: Vec<f64> = rows.windows(2).skip(1).map(|w| (w[1][2] - w[0][2]) as f64).collect();
-    let mean = steps.iter().sum::<f64>() / steps.len() as f64;
-    // Lumps are a step near 0 next to a double one; other tests share the machine.
-    assert!(steps.iter().all(|s| (0.25 * mean..=1.75 * mean).contains(s)), "even steps: {steps:?}\n{history}");
+    // Every shard's requests up to each row. Lumps are a step near 0 next
+    // to a double one; other tests share the machine.
+    common::assert_history_is_even(&history, 2, 0.75);
 }
 
 #[test]

@@ -4,6 +4,8 @@
 // The tests send signals to the processes they start (libc::kill).
 #![allow(unsafe_code)]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -1672,4 +1674,26 @@ fn a_load_shape_on_a_master_drives_its_workers_and_ends_the_test() {
     }
     let total = spawned_class_counts(&latest.values().cloned().collect::<Vec<_>>().join("\n"));
     assert_eq!(total, [("Weekday".to_owned(), 2), ("Weekend".to_owned(), 4)].into(), "{text}");
+}
+
+/// A master's `--csv` history, as a local run's: one Aggregated row a
+/// second, none twice, whose counts advance evenly although two workers
+/// report on their own (they report at each whole second, every shard
+/// flushed, and the master writes its rows half a second later).
+#[test]
+fn a_masters_history_rows_advance_evenly_with_two_workers() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("run");
+    let mut master = start_master(
+        "builtin:hello",
+        &t.url(),
+        "--headless --expect-workers 2 -u 4 -r 100 -t 6s --only-summary",
+        &["--csv", prefix.to_str().unwrap()],
+        TOKEN,
+    );
+    let _workers: Vec<Proc> = (0..2).map(|_| worker(&master.port, &[], TOKEN)).collect();
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{}", master.proc.text());
+    let history = std::fs::read_to_string(dir.path().join("run_stats_history.csv")).unwrap();
+    common::assert_history_is_even(&history, 4, 0.5);
 }

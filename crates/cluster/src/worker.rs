@@ -18,7 +18,7 @@ use swarmer_engine::{
     ClusterMessage, LocalRunner, LockExt, NodeRole, Notice, Plan, PlanError, RunnerEvent, RunnerHandle, RunnerOptions,
     RunnerState, TestSettings, TlsOptions, UsageMonitor, WaitSpec,
 };
-use swarmer_stats::{StatsDelta, unix_now};
+use swarmer_stats::{StatsDelta, unix_now, until_second_fraction};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -29,6 +29,9 @@ use crate::client_settings::{OwnClientFlags, apply as apply_client, describe as 
 use crate::convert::delta_to_report;
 use crate::error::{BundleError, ClusterError};
 use crate::proto::{self, cluster_client::ClusterClient, master_message, worker_message};
+
+/// The longest a report waits for the shards' flush.
+const FLUSH_WAIT: Duration = Duration::from_millis(250);
 
 /// Loads a plan by path or built-in name (the command line knows how).
 pub type PlanLoader = Box<dyn Fn(&str) -> Result<Plan, PlanError> + Send + Sync>;
@@ -420,7 +423,11 @@ async fn session(
     leave: &mut watch::Receiver<Option<String>>,
 ) -> SessionEnd {
     let mut events = handle.subscribe();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // Reports go at whole seconds of the wall clock, every shard flushed
+    // first: a master's history rows (written half a second later) each
+    // hold one second of this worker's requests, not none or two.
+    let first = tokio::time::Instant::now() + until_second_fraction(0.0);
+    let mut tick = tokio::time::interval_at(first, Duration::from_secs(1));
     let mut usage = UsageMonitor::new();
     let mut last_master = Instant::now();
     let mut stop_requested = false;
@@ -550,6 +557,8 @@ async fn session(
                 if tx.send(msg(worker_message::Kind::Heartbeat(beat))).await.is_err() {
                     return SessionEnd::Lost("the stream to the master closed".into());
                 }
+                // Bounded: shards too busy to answer soon report next time.
+                let _ = tokio::time::timeout(FLUSH_WAIT, handle.flush()).await;
                 send_stats(deltas, &tx, reports).await;
             }
         }

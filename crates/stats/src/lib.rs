@@ -41,6 +41,15 @@ pub fn unix_now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
+/// How long until the wall clock is `fraction` (0 ≤ fraction < 1) of a
+/// second past a whole second: workers report at whole seconds and a master
+/// writes its history half a second later, so each of its rows holds every
+/// worker's second once, whatever their clocks' phase.
+pub fn until_second_fraction(fraction: f64) -> std::time::Duration {
+    let wait = (fraction - unix_now().fract()).rem_euclid(1.0);
+    std::time::Duration::from_secs_f64(if wait < 1e-3 { wait + 1.0 } else { wait })
+}
+
 /// Unix time as `YYYY-MM-DDTHH:MM:SSZ` (UTC), as Locust writes it.
 pub fn utc_timestamp(unix: f64) -> String {
     let secs = unix.max(0.0) as i64;
@@ -56,4 +65,20 @@ pub fn utc_timestamp(unix: f64) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_for_a_second_fraction_ends_there() {
+        for fraction in [0.0, 0.5, 0.999] {
+            let wait = until_second_fraction(fraction);
+            assert!(wait > std::time::Duration::ZERO && wait <= std::time::Duration::from_secs(1), "{wait:?}");
+            let at = (unix_now() + wait.as_secs_f64()).fract();
+            let off = (at - fraction).rem_euclid(1.0).min((fraction - at).rem_euclid(1.0));
+            assert!(off < 0.01, "{fraction}: lands at {at}");
+        }
+    }
 }

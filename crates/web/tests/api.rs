@@ -311,7 +311,7 @@ async fn downloads_carry_locusts_formats() {
     assert_eq!(r.status_code(), 200);
     assert_eq!(r.header("content-type"), Some("text/csv; charset=utf-8"));
     let disposition = r.header("content-disposition").unwrap().to_owned();
-    assert!(disposition.starts_with("attachment; filename=\"Swarmer_") && disposition.ends_with("_requests.csv\""));
+    assert!(disposition.starts_with("attachment; filename=\"Locust_") && disposition.ends_with("_requests.csv\""));
     let text = r.text();
     assert!(text.starts_with("Type,Name,Request Count,Failure Count,Median Response Time"), "{text}");
     assert!(text.contains("\r\nGET,/,"), "{text}");

@@ -13,8 +13,10 @@ use swarmer_report::html::{ReportMeta, render};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// `Swarmer_2026-11-27-09h01_plan.lua_example.com_requests.csv`: the test's
-/// start (UTC), the plan, the host, what the file holds.
+/// `Locust_2026-11-27-09h01_plan.lua_example.com_requests.csv`: the test's
+/// start (UTC), the plan, the host, what the file holds. The parts and the
+/// `Locust_` prefix are Locust's own, so that scripts which pick up
+/// Locust's downloads by name (`Locust_*_requests.csv`) find these too.
 fn file_name(state: &AppState, store: &StatsStore, suffix: &str, extension: &str) -> String {
     let stamp = swarmer_report::csv::utc_timestamp(store.test_started.unwrap_or_else(|| store.stats.start_time()));
     // 2026-11-27T09:01:02Z → 2026-11-27-09h01
@@ -25,7 +27,7 @@ fn file_name(state: &AppState, store: &StatsStore, suffix: &str, extension: &str
     let host =
         state.runner.host().map(|h| format!("_{}", safe(h.split("://").nth(1).unwrap_or(&h)))).unwrap_or_default();
     let suffix = if suffix.is_empty() { String::new() } else { format!("_{suffix}") };
-    format!("Swarmer_{stamp}_{}{host}{suffix}.{extension}", safe(&state.runner.plan().name))
+    format!("Locust_{stamp}_{}{host}{suffix}.{extension}", safe(&state.runner.plan().name))
 }
 
 fn attachment(body: String, content_type: &'static str, name: String) -> Response {
