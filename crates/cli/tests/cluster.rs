@@ -1697,3 +1697,65 @@ fn a_masters_history_rows_advance_evenly_with_two_workers() {
     let history = std::fs::read_to_string(dir.path().join("run_stats_history.csv")).unwrap();
     common::assert_history_is_even(&history, 4, 0.5);
 }
+
+/// What the plan's listeners record on the master belongs to the test they
+/// ran for, and a start while the test stops is a new test once it has
+/// stopped (as in Locust): the second test holds its own test_start
+/// request and test_stop request, not the first test's.
+#[test]
+fn a_start_while_a_master_stops_is_a_new_test_with_its_own_listener_requests() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan_file(
+        dir.path(),
+        r#"local swarmer = require("swarmer")
+swarmer.user("Reader", { tasks = { function(self) self.client:get("/delay/400", { name = "/page" }) end } })
+local function on_master(path, name)
+  return function()
+    if swarmer.runner.role == "master" then
+      print("listener " .. name)
+      swarmer.http_client{ record = true }:get(path, { name = name })
+    end
+  end
+end
+swarmer.events.test_start:add_listener(on_master("/", "/setup"))
+-- A slow cleanup: the next test is asked for before it is done.
+swarmer.events.test_stop:add_listener(on_master("/delay/700", "/cleanup"))
+"#,
+    );
+    let master = start_master(plan.to_str().unwrap(), &t.url(), "--expect-workers 1 --stop-timeout 5", &[], TOKEN);
+    let _worker = worker(&master.port, &[], TOKEN);
+    let names = || -> Vec<(String, u64)> {
+        let stats = get_json(&master.base, "/stats/requests");
+        let rows = stats["stats"].as_array().unwrap().iter();
+        rows.map(|r| (r["name"].as_str().unwrap().to_owned(), r["num_requests"].as_u64().unwrap())).collect()
+    };
+    let count = |name: &str| names().iter().find(|(n, _)| n == name).map_or(0, |(_, c)| *c);
+    let state = || get_json(&master.base, "/stats/requests")["state"].as_str().unwrap().to_owned();
+    wait_until(
+        Duration::from_secs(20),
+        || get_json(&master.base, "/stats/requests")["workers"].as_array().is_some_and(|w| w.len() == 1),
+        "the worker joins",
+    );
+    assert!(post_form(&master.base, "/swarm", "user_count=2&spawn_rate=100").contains("200"));
+    wait_until(Duration::from_secs(20), || count("/page") >= 2 && count("/setup") == 1, "test 1 runs");
+    get_json(&master.base, "/stop");
+    // Its users finish their request (--stop-timeout): the start comes meanwhile.
+    assert_eq!(state(), "stopping");
+    assert!(post_form(&master.base, "/swarm", "user_count=1&spawn_rate=100").contains("200"));
+    wait_until(Duration::from_secs(20), || state() == "running" && count("/setup") == 1, "test 2 runs");
+    wait_until(Duration::from_secs(20), || count("/page") >= 2, "test 2's users");
+    get_json(&master.base, "/stop");
+    wait_until(Duration::from_secs(20), || state() == "stopped", "test 2 stops");
+    wait_until(Duration::from_secs(10), || count("/cleanup") == 1, "test 2's cleanup is counted");
+    let rows = names();
+    assert_eq!(count("/setup"), 1, "only the second test's setup: {rows:?}");
+    assert_eq!(count("/cleanup"), 1, "only the second test's cleanup: {rows:?}");
+    let text = master.proc.text();
+    let listeners: Vec<&str> = text.lines().filter(|l| l.contains("listener /")).collect();
+    assert_eq!(
+        listeners.iter().map(|l| l.rsplit(' ').next().unwrap()).collect::<Vec<_>>(),
+        ["/setup", "/cleanup", "/setup", "/cleanup"],
+        "two whole tests, one after the other: {text}"
+    );
+}

@@ -651,6 +651,65 @@ async fn a_new_test_starts_from_zero_with_its_own_rates_and_history() {
     }
 }
 
+async fn slow_page(user: &mut User) -> TaskResult {
+    user.client.get("/delay/700").await;
+    Ok(())
+}
+
+/// A start while the last test stops (its users finish their task within
+/// the stop timeout) is a new test, as in Locust: the answer names its
+/// host, it begins once the last user stopped, and it counts only its own
+/// requests.
+#[tokio::test]
+async fn a_start_while_the_test_stops_is_a_new_test_once_stopped() {
+    let first = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let second = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let plan = Plan::new("slow.rs", || vec![UserClass::new("Slow").task(Task::new("slow", task!(slow_page)))]);
+    let options = RunnerOptions {
+        shards: 1,
+        host: Some(first.url()),
+        stop_timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let runner = LocalRunner::start(plan, options).await.unwrap();
+    let web = WebServer::start(runner.clone(), web_options()).await.unwrap();
+    let mut client = Session::new(Arc::new(ClientConfig::default_config()), web.url());
+    let mut post = async |form: &[(&str, &str)]| -> Value {
+        let r = client.send(&Request::post("/swarm").form(form)).await;
+        assert_eq!(r.status_code(), 200, "{}", r.text());
+        r.json().unwrap()
+    };
+    post(&[("user_count", "2"), ("spawn_rate", "100")]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    runner.stop();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(runner.state(), RunnerState::Stopping, "the users finish their request");
+    let answer = post(&[("user_count", "1"), ("spawn_rate", "100"), ("host", &second.url())]).await;
+    assert_eq!(answer["host"], second.url().as_str(), "the new test's host: {answer}");
+    assert_eq!(runner.state(), RunnerState::Stopping, "the new test waits for the last one to stop");
+    for _ in 0..300 {
+        if runner.state() == RunnerState::Running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(runner.state(), RunnerState::Running, "the new test runs once the last one stopped");
+    assert_eq!(runner.host().as_deref(), Some(second.url().as_str()));
+    assert_eq!(first.requests_served(), 2, "the first test's users each finished their request");
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    runner.stop();
+    for _ in 0..300 {
+        if runner.state() == RunnerState::Stopped {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    runner.flush().await;
+    let total = runner.stats().lock().unwrap().stats.total().num_requests;
+    assert_eq!(total, second.requests_served(), "only the new test's requests count");
+    assert!(total >= 2, "{total}");
+}
+
 /// `curl -F` and a browser's FormData send multipart forms; the answer's
 /// host is the host of the test it started, also when that host changed.
 #[tokio::test]

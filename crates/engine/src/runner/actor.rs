@@ -96,8 +96,8 @@ impl Actor {
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(RunnerCommand::Start(settings)) => {
-                        if let Some(settings) = self.core.shape_command(settings) {
-                            self.start(settings);
+                        if let Some(settings) = self.core.defer_start_while_stopping(settings) {
+                            self.start_command(settings);
                         }
                     }
                     Some(RunnerCommand::Stop) => self.stop(),
@@ -152,6 +152,9 @@ impl Actor {
                 }
                 _ = second.tick() => self.every_second(),
             }
+            if let Some(settings) = self.core.take_deferred_start() {
+                self.start_command(settings);
+            }
         }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
@@ -195,6 +198,13 @@ impl Actor {
 
     fn emit(&self, event: RunnerEvent) {
         self.core.emit(event);
+    }
+
+    /// A start asked for by a handle (the load shape, if any, has its say).
+    fn start_command(&mut self, settings: TestSettings) {
+        if let Some(settings) = self.core.shape_command(settings) {
+            self.start(settings);
+        }
     }
 
     fn start(&mut self, mut settings: TestSettings) {

@@ -86,6 +86,8 @@ pub struct RunnerCore {
     /// The step end the shape was already ticked at (a shape whose step
     /// outlives its stated end is not ticked again and again).
     end_ticked: Option<Duration>,
+    /// A start asked for while the test stops: a new test, once stopped.
+    deferred_start: Option<TestSettings>,
 }
 
 impl RunnerCore {
@@ -118,6 +120,7 @@ impl RunnerCore {
             last_step: None,
             step_number: 0,
             end_ticked: None,
+            deferred_start: None,
         }
     }
 
@@ -198,6 +201,29 @@ impl RunnerCore {
     /// Mark the runner quitting: no test starts from now on.
     pub fn set_quitting(&mut self) {
         self.quitting = true;
+        self.deferred_start = None;
+    }
+
+    /// A start while the test stops is a new test, as in Locust (which
+    /// starts afresh from any state but spawning and running): it is kept
+    /// until every user has stopped and the test_stop hooks ran, so the
+    /// two tests never mix. Returns the settings when nothing stops.
+    pub fn defer_start_while_stopping(&mut self, settings: TestSettings) -> Option<TestSettings> {
+        if self.state != RunnerState::Stopping {
+            return Some(settings);
+        }
+        tracing::info!("A new test was asked for while the last one stops: it starts once every user has stopped");
+        self.deferred_start = Some(settings);
+        None
+    }
+
+    /// The start [`RunnerCore::defer_start_while_stopping`] kept, once the
+    /// test it waited for has stopped.
+    pub fn take_deferred_start(&mut self) -> Option<TestSettings> {
+        if !self.is_idle() || self.quitting {
+            return None;
+        }
+        self.deferred_start.take()
     }
 
     /// Take a start command: apply the host and class selection when no
@@ -276,6 +302,8 @@ impl RunnerCore {
 
     /// Begin stopping; false when no test runs or one is already stopping.
     pub fn begin_stop(&mut self) -> bool {
+        // Stop again while stopping: the new test asked for meanwhile is off.
+        self.deferred_start = None;
         if self.is_idle() || self.state == RunnerState::Stopping {
             return false;
         }

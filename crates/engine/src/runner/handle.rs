@@ -204,10 +204,15 @@ impl RunnerHandle {
     /// once every shard ran them.
     /// `host` is the test's (clients made by the hooks use it).
     pub async fn run_test_hooks(&self, start: bool, host: Option<String>) {
+        let _ = self.request_test_hooks(start, host).await;
+    }
+
+    /// The same, asked for now (commands sent after it are taken after
+    /// it): the receiver answers once the hooks ran.
+    pub fn request_test_hooks(&self, start: bool, host: Option<String>) -> oneshot::Receiver<()> {
         let (done, rx) = oneshot::channel();
-        if self.commands.send(RunnerCommand::TestHooks { start, host, done }).is_ok() {
-            let _ = rx.await;
-        }
+        let _ = self.commands.send(RunnerCommand::TestHooks { start, host, done });
+        rx
     }
 
     /// The read model (merged statistics, history, state, user counts); hold its lock briefly.

@@ -166,6 +166,9 @@ impl MasterLoop {
                     self.stop();
                 }
             }
+            if let Some(settings) = self.core.take_deferred_start() {
+                self.on_command(RunnerCommand::Start(settings), &mut messages).await;
+            }
             if self.quit_done() {
                 break;
             }
@@ -181,6 +184,7 @@ impl MasterLoop {
     async fn on_command(&mut self, command: RunnerCommand, messages: &mut mpsc::UnboundedReceiver<ClusterMessage>) {
         match command {
             RunnerCommand::Start(settings) => {
+                let Some(settings) = self.core.defer_start_while_stopping(settings) else { return };
                 if self.live_ids().is_empty() && self.core.is_idle() {
                     tracing::warn!("No worker is connected yet: the test cannot start (start workers with --worker)");
                     return;
@@ -188,7 +192,10 @@ impl MasterLoop {
                 // The load shape's first step, or a change by hand that pauses it.
                 let Some(mut settings) = self.core.shape_command(settings) else { return };
                 if self.core.is_idle() && !self.live_ids().is_empty() && self.quitting.is_none() {
-                    // A new test starts from zero, on the master and every worker.
+                    // A new test starts from zero, on the master and every
+                    // worker: what the plan's listeners recorded here before
+                    // (the last test's test_stop) is merged before the reset.
+                    self.flush_control().await;
                     self.new_epoch();
                     // The plan's test_start listeners run here first; what they
                     // send reaches each worker before its users.
@@ -231,10 +238,15 @@ impl MasterLoop {
                 let _ = done.send(());
             }
             RunnerCommand::Stop => self.stop(),
-            RunnerCommand::ResetStats => self.reset_stats(),
+            RunnerCommand::ResetStats => {
+                self.flush_control().await;
+                self.reset_stats()
+            }
             RunnerCommand::Quit(reply) => self.begin_quit(reply),
-            // Workers report every second on their own; nothing to wait for.
+            // Workers report every second on their own; what the plan's
+            // listeners recorded here is merged now.
             RunnerCommand::Flush(reply) => {
+                self.flush_control().await;
                 let _ = reply.send(());
             }
         }
@@ -408,13 +420,22 @@ impl MasterLoop {
             }
             self.stop_started = None;
             self.plan.run_test_stop_hooks();
-            if let Some(control) = self.control.clone() {
-                tokio::spawn(async move { control.run_test_hooks(false, None).await });
+            if let Some(control) = &self.control {
+                // Asked for now, so that anything asked of the plan runner
+                // next (a new test's flush and test_start) comes after.
+                drop(control.request_test_hooks(false, None));
             }
             self.core.stopped();
             if self.quitting.is_some() {
                 self.broadcast(master_message::Kind::Quit(proto::Quit {}));
             }
+        }
+    }
+
+    /// Merge what the plan's listeners on the master recorded so far.
+    async fn flush_control(&self) {
+        if let Some(control) = &self.control {
+            control.flush().await;
         }
     }
 
