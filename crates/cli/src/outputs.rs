@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::Write;
 
 use swarmer_engine::StatsStore;
-use swarmer_engine::threshold::Threshold;
+use swarmer_engine::threshold::Judged;
 use swarmer_report::console::{self, Rates};
 use swarmer_report::{csv, json};
 
@@ -101,25 +101,23 @@ pub fn print_summary(store: &StatsStore, now: f64) {
     to_stderr(&text);
 }
 
-/// The thresholds' verdicts on the final statistics, as a table after
-/// the summary; returns how many failed.
-pub fn print_thresholds(store: &StatsStore, thresholds: &[Threshold]) -> usize {
-    if thresholds.is_empty() {
+/// The thresholds' verdicts, as a table after the summary; returns how
+/// many failed.
+pub fn print_thresholds(judged: &[Judged]) -> usize {
+    if judged.is_empty() {
         return 0;
     }
-    let width = thresholds.iter().map(|t| t.source.chars().count()).max().unwrap_or(0).max(10);
+    let width = judged.iter().map(|j| j.threshold.source.chars().count()).max().unwrap_or(0).max(10);
     let mut text = format!("{:<width$}  {:>14}  Result\n", "Threshold", "Actual");
     let mut failed = 0;
-    for threshold in thresholds {
-        let verdict = threshold.evaluate(&store.stats);
-        let actual = threshold.actual_text(&verdict);
-        if !verdict.passed {
+    for j in judged {
+        if !j.verdict.passed {
             failed += 1;
         }
-        let result = if verdict.passed { "passed" } else { "FAILED" };
-        text.push_str(&format!("{:<width$}  {actual:>14}  {result}\n", threshold.source));
+        let result = if j.verdict.passed { "passed" } else { "FAILED" };
+        text.push_str(&format!("{:<width$}  {:>14}  {result}\n", j.threshold.source, j.actual_text()));
     }
-    text.push_str(&format!("{} of {} thresholds passed\n", thresholds.len() - failed, thresholds.len()));
+    text.push_str(&format!("{} of {} thresholds passed\n", judged.len() - failed, judged.len()));
     to_stderr(&text);
     failed
 }

@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use swarmer_engine::threshold::Threshold;
+use swarmer_engine::threshold_watch::ThresholdWatch;
 use swarmer_engine::{LocalRunner, LockExt, Plan, RunnerEvent, RunnerHandle, RunnerState};
 use swarmer_stats::{unix_now, until_second_fraction};
 use swarmer_web::WebServer;
@@ -117,9 +117,10 @@ pub async fn run(plan: Plan, config: RunConfig, program_plan: bool) -> Result<i3
     let mut hangup = signal_stream(tokio::signal::unix::SignalKind::hangup())?;
     let print_live = outputs.print_live;
     let mut quit_at: Option<tokio::time::Instant> = None;
-    // Thresholds with `abort`, checked every second on the merged statistics.
-    let aborting: Vec<Threshold> = outputs.thresholds.iter().filter(|t| t.abort).cloned().collect();
-    let mut abort_tick = tokio::time::interval(Duration::from_secs(1));
+    // Thresholds over windows or with `abort`, watched every second on the
+    // merged statistics.
+    let mut watch = ThresholdWatch::new(outputs.thresholds.clone());
+    let mut threshold_tick = tokio::time::interval(Duration::from_secs(1));
 
     let reason = loop {
         let until_quit = sleep_until(quit_at);
@@ -142,7 +143,7 @@ pub async fn run(plan: Plan, config: RunConfig, program_plan: bool) -> Result<i3
                     }
                 }
             }
-            _ = abort_tick.tick(), if !aborting.is_empty() => abort_if_crossed(&handle, &aborting),
+            _ = threshold_tick.tick(), if watch.needs_ticks() => watch_thresholds(&handle, &mut watch),
             _ = console_tick.tick(), if print_live => {
                 outputs::print_live(&handle.stats().lock_or_recover(), unix_now());
             }
@@ -176,27 +177,24 @@ pub async fn run(plan: Plan, config: RunConfig, program_plan: bool) -> Result<i3
     if let Some(web) = &web {
         web.shutdown();
     }
-    Ok(finish(&handle, &outputs, csv.as_mut())?)
+    Ok(finish(&handle, &outputs, &watch, csv.as_mut())?)
 }
 
-/// Stop a running test once a threshold marked `abort` is crossed (one
-/// with no requests in its scope yet is not).
-fn abort_if_crossed(handle: &RunnerHandle, aborting: &[Threshold]) {
-    let crossed = {
-        let store = handle.stats().lock_or_recover();
-        if !matches!(store.state, RunnerState::Spawning | RunnerState::Running) {
-            return;
-        }
-        aborting.iter().find_map(|t| {
-            let verdict = t.evaluate(&store.stats);
-            verdict.actual.filter(|_| !verdict.passed).map(|actual| (t, actual))
-        })
-    };
-    if let Some((threshold, actual)) = crossed {
+/// Judge the windowed thresholds on the running test, and stop it once a
+/// threshold marked `abort` is crossed after its grace period (one with
+/// no requests in its scope yet is not).
+fn watch_thresholds(handle: &RunnerHandle, watch: &mut ThresholdWatch) {
+    let store = handle.stats().lock_or_recover();
+    if !matches!(store.state, RunnerState::Spawning | RunnerState::Running) {
+        return;
+    }
+    let started = store.test_started.unwrap_or_else(|| store.stats.start_time());
+    if let Some((threshold, actual)) = watch.tick(&store.stats, unix_now(), started) {
         tracing::error!(
             "Threshold {threshold} crossed ({}): stopping the test (abort)",
             threshold.format_value(actual)
         );
+        drop(store);
         handle.stop();
     }
 }
@@ -210,9 +208,15 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 
 /// Write every report from the final statistics, the files first (the
 /// console may be gone after a SIGHUP); returns the exit code.
-fn finish(handle: &RunnerHandle, outputs: &Outputs, csv: Option<&mut CsvOutput>) -> Result<i32, String> {
+fn finish(
+    handle: &RunnerHandle,
+    outputs: &Outputs,
+    watch: &ThresholdWatch,
+    csv: Option<&mut CsvOutput>,
+) -> Result<i32, String> {
     let store = handle.stats().lock_or_recover();
     let now = unix_now();
+    let judged = watch.verdicts(&store.stats);
     let mut problems = Vec::new();
     if let Some(out) = csv
         && let Err(e) = out.write_snapshots(&store)
@@ -230,7 +234,7 @@ fn finish(handle: &RunnerHandle, outputs: &Outputs, csv: Option<&mut CsvOutput>)
             plan: &handle.plan().name,
             host: host.as_deref(),
             classes: handle.classes(),
-            thresholds: &outputs.thresholds,
+            thresholds: &judged,
         };
         let html = swarmer_report::html::render(&store, &meta, now);
         if let Err(e) = std::fs::write(path, html) {
@@ -238,7 +242,7 @@ fn finish(handle: &RunnerHandle, outputs: &Outputs, csv: Option<&mut CsvOutput>)
         }
     }
     if let Some(path) = &outputs.junit {
-        let xml = swarmer_report::junit::render(&store, &outputs.thresholds, now);
+        let xml = swarmer_report::junit::render(&store, &judged, now);
         if let Err(e) = std::fs::write(path, xml) {
             problems.push(format!("--junit {}: {e}", path.display()));
         }
@@ -249,7 +253,7 @@ fn finish(handle: &RunnerHandle, outputs: &Outputs, csv: Option<&mut CsvOutput>)
         problems.push(e);
     }
     outputs::print_summary(&store, now);
-    let crossed = outputs::print_thresholds(&store, &outputs.thresholds);
+    let crossed = outputs::print_thresholds(&judged);
     for p in &problems {
         tracing::error!("{p}");
     }

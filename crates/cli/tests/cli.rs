@@ -1215,4 +1215,40 @@ swarmer.user('U', { wait_time = swarmer.constant(0.05), tasks = { function(self)
     let log = text(&out.stderr);
     assert_eq!(out.status.code(), Some(99), "{log}");
     assert!(log.contains("1 of 2 thresholds passed"), "{log}");
+    std::fs::remove_file(dir.path().join("swarmer.toml")).unwrap();
+
+    // Crossed at once, but not before its grace period.
+    let started = Instant::now();
+    let out = base(&["-t", "30s", "--threshold", "max<0.001ms abort after 3s"]);
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(99), "{log}");
+    assert!((3..15).contains(&started.elapsed().as_secs()), "{:?}: {log}", started.elapsed());
+    assert!(log.contains("Threshold max<0.001ms abort after 3s crossed ("), "{log}");
+}
+
+/// A threshold over a window judges every trailing window of the run: a
+/// stall a whole-run figure dilutes fails it.
+#[test]
+fn a_threshold_over_a_window_fails_on_a_stall_the_run_hides() {
+    let t = target(TargetOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    // After its 60th request, one user waits 1.5 s for one response.
+    let plan = plan_file(
+        dir.path(),
+        r#"local swarmer = require('swarmer')
+local sent = 0
+swarmer.user('U', { wait_time = swarmer.constant(0.05), tasks = { function(self)
+  sent = sent + 1
+  if sent == 60 then self.client:get('/delay/1500', { name = '/' }) else self.client:get('/') end
+end } })
+"#,
+    );
+    let out = run(swarmer()
+        .current_dir(dir.path())
+        .args(["-f", plan.to_str().unwrap(), "-H", &t.url(), "--headless", "-u", "2", "-r", "100", "-t", "7s"])
+        .args(["--shards", "1", "--only-summary", "--threshold", "avg<15ms over 2s", "--threshold", "avg<15ms"]));
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(99), "{log}");
+    assert!(log.lines().any(|l| l.starts_with("avg<15ms over 2s") && l.ends_with("FAILED")), "{log}");
+    assert!(log.lines().any(|l| l.starts_with("avg<15ms ") && l.ends_with("passed")), "{log}");
 }

@@ -51,6 +51,7 @@ mod tags;
 mod task;
 mod test_settings;
 pub mod threshold;
+pub mod threshold_watch;
 pub mod timespan;
 mod user;
 mod user_class;

@@ -3,16 +3,22 @@
 //! evaluated on the merged statistics.
 //!
 //! An expression is `[SCOPE] METRIC OP VALUE`, optionally followed by
-//! `abort` (the test stops once it is crossed), e.g. `p95<300ms`,
-//! `[GET /login] p99.9<1s`, `fail_ratio<1%`, `rps>=500 abort`. Without a
-//! scope it is about every request (the Aggregated row); `[NAME]` is about
-//! every request of that name, `[METHOD NAME]` about one row.
+//! `over DURATION` (judged on every trailing window of that length while
+//! the test runs, see [`crate::threshold_watch`]), `abort` (the test stops
+//! once it is crossed) and `after DURATION` (not before the test has run
+//! that long), e.g. `p95<300ms`, `[GET /login] p99.9<1s`, `fail_ratio<1%`,
+//! `rps>=500 abort`, `p99<1s over 30s abort after 1m`. Without a scope it
+//! is about every request (the Aggregated row); `[NAME]` is about every
+//! request of that name, `[METHOD NAME]` about one row.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::time::Duration;
 
 use swarmer_stats::{RequestStats, StatsEntry};
 use thiserror::Error;
+
+use crate::timespan::parse_timespan;
 
 /// What a threshold measures.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -108,6 +114,29 @@ pub struct Threshold {
     pub limit: f64,
     /// Stop the test once crossed.
     pub abort: bool,
+    /// How long into the test a crossing does not abort it yet (k6's
+    /// `delayAbortEval`).
+    pub abort_grace: Duration,
+    /// Judged over each trailing window of this length while the test runs
+    /// (it fails if any window crossed it), not over the whole run.
+    pub window: Option<Duration>,
+}
+
+/// A threshold with its verdict.
+#[derive(Clone, Debug)]
+pub struct Judged {
+    /// The threshold.
+    pub threshold: Threshold,
+    /// How it came out.
+    pub verdict: Verdict,
+}
+
+impl Judged {
+    /// What was measured, for tables: the value as the expression writes
+    /// it, or "no requests".
+    pub fn actual_text(&self) -> String {
+        self.threshold.actual_text(&self.verdict)
+    }
 }
 
 /// A threshold that does not parse; the message names the part.
@@ -146,13 +175,32 @@ impl Threshold {
             }
             None => Scope::All,
         };
-        let abort = match rest.strip_suffix("abort") {
-            Some(before) if before.ends_with(char::is_whitespace) => {
-                rest = before.trim_end();
-                true
+        // Optional words after the value: `over DURATION`, then `abort`,
+        // then `after DURATION` (the abort's grace period).
+        let mut words: Vec<&str> = rest.split_whitespace().collect();
+        let duration_after = |words: &mut Vec<&str>, keyword: &str| -> Result<Option<Duration>, ThresholdError> {
+            if words.len() >= 2 && words[words.len() - 2] == keyword {
+                let text = words.pop().unwrap_or_default();
+                words.pop();
+                let duration =
+                    parse_timespan(text).map_err(|e| fail(format!("{keyword} {text}: {e}")))?.max(Duration::ZERO);
+                return Ok(Some(duration));
             }
-            _ => false,
+            Ok(None)
         };
+        let grace = duration_after(&mut words, "after")?;
+        let abort = words.last() == Some(&"abort");
+        if abort {
+            words.pop();
+        } else if grace.is_some() {
+            return Err(fail("after: a grace period belongs to `abort` (`... abort after 30s`)".into()));
+        }
+        let window = duration_after(&mut words, "over")?;
+        if window.is_some_and(|w| w < Duration::from_secs(1)) {
+            return Err(fail("over: a window is at least 1s".into()));
+        }
+        let kept = words.join(" ");
+        rest = &kept;
         let at = rest
             .find(['<', '>', '=', '!'])
             .ok_or_else(|| fail("expected METRIC<VALUE, METRIC<=VALUE, METRIC>VALUE or METRIC>=VALUE".into()))?;
@@ -173,21 +221,76 @@ impl Threshold {
             _ => fail(format!("unknown metric {name:?} (metrics: {METRICS})")),
         })?;
         let value = value.trim();
-        if value.split_whitespace().nth(1) == Some("over") {
-            return Err(fail("over: thresholds over a time window are not supported yet".into()));
-        }
         if value.split_whitespace().nth(1).is_some() {
-            return Err(fail(format!("{value:?}: expected one value, then optionally `abort`")));
+            return Err(fail(format!(
+                "{value:?}: expected one value, then optionally `over DURATION`, `abort`, `after DURATION`"
+            )));
         }
         let limit = limit_of(metric, value).map_err(fail)?;
-        Ok(Threshold { source: text.trim().to_owned(), scope, metric, comparison, limit, abort })
+        Ok(Threshold {
+            source: text.trim().to_owned(),
+            scope,
+            metric,
+            comparison,
+            limit,
+            abort,
+            abort_grace: grace.unwrap_or(Duration::ZERO),
+            window,
+        })
     }
 
-    /// Whether `stats` meet this threshold.
+    /// Whether `stats` meet this threshold, over the whole run.
     pub fn evaluate(&self, stats: &RequestStats) -> Verdict {
-        let run_seconds = stats.run_seconds();
+        self.judge(self.entry(stats).as_deref(), stats.run_seconds())
+    }
+
+    /// This threshold's metric of `entry` (the requests in its scope over
+    /// `seconds`), compared with its limit.
+    fn judge(&self, entry: Option<&StatsEntry>, seconds: f64) -> Verdict {
+        match entry.filter(|e| e.num_requests > 0) {
+            Some(entry) => {
+                let actual = self.metric.of(entry, seconds);
+                Verdict { actual: Some(actual), passed: self.comparison.holds(actual, self.limit) }
+            }
+            // A typo in a name must not pass a pipeline.
+            None => Verdict { actual: None, passed: false },
+        }
+    }
+
+    /// Whether `value` of this threshold's metric meets it.
+    pub fn holds(&self, value: f64) -> bool {
+        self.comparison.holds(value, self.limit)
+    }
+
+    /// The worse of two values of this threshold's metric (the one
+    /// further on the failing side).
+    pub fn worse(&self, a: f64, b: f64) -> f64 {
+        match self.comparison {
+            Comparison::Less | Comparison::LessOrEqual => a.max(b),
+            Comparison::Greater | Comparison::GreaterOrEqual => a.min(b),
+        }
+    }
+
+    /// The requests in this threshold's scope, as one entry of its own.
+    pub(crate) fn entry_of(&self, stats: &RequestStats) -> Option<StatsEntry> {
+        self.entry(stats).map(Cow::into_owned)
+    }
+
+    /// The verdict on `recent`, the requests of a window of `seconds`; none
+    /// for a window without requests, unless the metric counts them (a
+    /// quiet window has no response times, but its `rps` is 0).
+    pub(crate) fn judge_window(&self, recent: &StatsEntry, seconds: f64) -> Option<Verdict> {
+        if recent.num_requests == 0 {
+            return matches!(self.metric, Metric::Rps | Metric::Requests | Metric::Failures)
+                .then(|| Verdict { actual: Some(0.0), passed: self.holds(0.0) });
+        }
+        Some(self.judge(Some(recent), seconds))
+    }
+
+    /// The requests in this threshold's scope.
+    fn entry<'a>(&self, stats: &'a RequestStats) -> Option<Cow<'a, StatsEntry>> {
         // Borrowed where one row answers; only a name over several methods is merged.
-        let entry: Option<Cow<'_, StatsEntry>> = match &self.scope {
+        match &self.scope {
             Scope::All => Some(Cow::Borrowed(stats.total())),
             Scope::Name(name) => stats.entries().filter(|e| e.name == *name).fold(None, |sum, e| match sum {
                 None => Some(Cow::Borrowed(e)),
@@ -199,14 +302,6 @@ impl Threshold {
             Scope::MethodName(method, name) => {
                 stats.entries().find(|e| e.method == *method && e.name == *name).map(Cow::Borrowed)
             }
-        };
-        match entry.filter(|e| e.num_requests > 0) {
-            Some(entry) => {
-                let actual = self.metric.of(&entry, run_seconds);
-                Verdict { actual: Some(actual), passed: self.comparison.holds(actual, self.limit) }
-            }
-            // A typo in a name must not pass a pipeline.
-            None => Verdict { actual: None, passed: false },
         }
     }
 
@@ -325,6 +420,19 @@ mod tests {
     }
 
     #[test]
+    fn windows_and_grace_periods_parse() {
+        let t = parse("p99<1s over 30s abort after 1m");
+        assert_eq!(
+            (t.limit, t.window, t.abort, t.abort_grace),
+            (1000.0, Some(Duration::from_secs(30)), true, Duration::from_secs(60))
+        );
+        let t = parse("[GET /a] avg < 20ms over 1m30s");
+        assert_eq!((t.window, t.abort), (Some(Duration::from_secs(90)), false));
+        assert_eq!(t.scope, Scope::MethodName("GET".into(), "/a".into()));
+        assert_eq!(parse("rps>5 abort").abort_grace, Duration::ZERO);
+    }
+
+    #[test]
     fn a_bad_expression_names_the_wrong_part() {
         for (text, expected) in [
             ("p95", "expected METRIC<VALUE"),
@@ -337,8 +445,12 @@ mod tests {
             ("fail_ratio<5", "fail_ratio is from 0 to 1"),
             ("rps>5ms", "this metric has no unit \"ms\""),
             ("[GET /x p95<3", "no closing ]"),
-            ("p95<3 over 30s", "over: thresholds over a time window are not supported yet"),
-            ("p95<3 soon", "\"3 soon\": expected one value, then optionally `abort`"),
+            ("p95<3 over soon", "over soon: "),
+            ("p95<3 over 0s", "over: a window is at least 1s"),
+            ("p95<3 after 10s", "after: a grace period belongs to `abort`"),
+            ("p95<3 abort after never", "after never: "),
+            ("p95<3 soon", "\"3 soon\": expected one value, then optionally `over DURATION`"),
+            ("p95<3 abort over 30s", "expected one value"),
         ] {
             let err = Threshold::parse(text).unwrap_err().to_string();
             assert!(err.starts_with(&format!("--threshold {text:?}: ")) && err.contains(expected), "{text}: {err}");

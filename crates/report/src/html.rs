@@ -7,7 +7,7 @@
 use std::fmt::Write;
 
 use serde_json::Value;
-use swarmer_engine::threshold::Threshold;
+use swarmer_engine::threshold::Judged;
 use swarmer_engine::{ClassInfo, StatsStore};
 use swarmer_stats::PERCENTILES_TO_REPORT;
 
@@ -35,7 +35,7 @@ pub struct ReportMeta<'a> {
     /// The plan's user classes, for the task ratio section.
     pub classes: &'a [ClassInfo],
     /// The run's `--threshold`s, judged in their own section.
-    pub thresholds: &'a [Threshold],
+    pub thresholds: &'a [Judged],
 }
 
 /// Escape text for HTML content and attribute values.
@@ -90,7 +90,7 @@ pub fn render(store: &StatsStore, meta: &ReportMeta<'_>, now: f64) -> String {
     body.push_str(&percentile_table(store));
     if !meta.thresholds.is_empty() {
         body.push_str("<h2>Thresholds</h2>\n");
-        body.push_str(&thresholds_table(store, meta.thresholds));
+        body.push_str(&thresholds_table(meta.thresholds));
     }
     if !store.step_marks.is_empty() {
         body.push_str("<h2>Phases</h2>\n");
@@ -119,20 +119,18 @@ pub fn render(store: &StatsStore, meta: &ReportMeta<'_>, now: f64) -> String {
 }
 
 /// Each threshold with what was measured and its verdict.
-fn thresholds_table(store: &StatsStore, thresholds: &[Threshold]) -> String {
+fn thresholds_table(judged: &[Judged]) -> String {
     let mut out = String::from(
         "<table class=\"thresholds\"><thead><tr><th>Threshold</th><th>Actual</th><th>Result</th></tr></thead>\
          <tbody>\n",
     );
-    for threshold in thresholds {
-        let verdict = threshold.evaluate(&store.stats);
-        let actual = threshold.actual_text(&verdict);
+    for j in judged {
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&threshold.source),
-            escape(&actual),
-            if verdict.passed { "passed" } else { "<b class=\"failed\">FAILED</b>" },
+            escape(&j.threshold.source),
+            escape(&j.actual_text()),
+            if j.verdict.passed { "passed" } else { "<b class=\"failed\">FAILED</b>" },
         );
     }
     out.push_str("</tbody></table>\n");

@@ -3,20 +3,19 @@
 //! show each one as passed or failed.
 
 use swarmer_engine::StatsStore;
-use swarmer_engine::threshold::Threshold;
+use swarmer_engine::threshold::Judged;
 use swarmer_stats::utc_timestamp;
 
 use crate::html::escape;
 
-/// The XML document for `thresholds` judged on `store`'s statistics; the
-/// suite's time is the test's duration.
-pub fn render(store: &StatsStore, thresholds: &[Threshold], now: f64) -> String {
+/// The XML document for the `judged` thresholds of the test in `store`;
+/// the suite's time is the test's duration.
+pub fn render(store: &StatsStore, judged: &[Judged], now: f64) -> String {
     let started = store.stats.start_time();
     let seconds = store.test_stopped.unwrap_or(now) - started;
     let mut cases = String::new();
     let mut failures = 0;
-    for threshold in thresholds {
-        let verdict = threshold.evaluate(&store.stats);
+    for Judged { threshold, verdict } in judged {
         let name = escape(&threshold.source);
         cases.push_str(&format!("    <testcase classname=\"swarmer.thresholds\" name=\"{name}\" time=\"0\""));
         if verdict.passed {
@@ -32,7 +31,7 @@ pub fn render(store: &StatsStore, thresholds: &[Threshold], now: f64) -> String 
         cases.push_str(&format!(">\n      <failure type=\"threshold\" message=\"{message}\">{message}</failure>\n"));
         cases.push_str("    </testcase>\n");
     }
-    let tests = thresholds.len();
+    let tests = judged.len();
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <testsuites name=\"swarmer\" tests=\"{tests}\" failures=\"{failures}\" time=\"{seconds:.3}\">\n  \
@@ -46,6 +45,8 @@ pub fn render(store: &StatsStore, thresholds: &[Threshold], now: f64) -> String 
 mod tests {
     use super::*;
     use swarmer_engine::RunnerState;
+    use swarmer_engine::threshold::Threshold;
+    use swarmer_engine::threshold_watch::ThresholdWatch;
     use swarmer_stats::{History, RequestSample, RequestStats, ShardRecorder};
 
     #[test]
@@ -65,7 +66,8 @@ mod tests {
         let store = StatsStore::new(RunnerState::Stopped, stats, History::default());
         let thresholds: Vec<Threshold> =
             ["p95<1s", "max<100ms", "[<b>] requests>0"].iter().map(|t| Threshold::parse(t).unwrap()).collect();
-        let xml = render(&store, &thresholds, 10.0);
+        let judged = ThresholdWatch::new(thresholds).verdicts(&store.stats);
+        let xml = render(&store, &judged, 10.0);
         assert!(
             xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"swarmer\" tests=\"3\"")
         );

@@ -96,6 +96,31 @@ impl StatsEntry {
         }
     }
 
+    /// What was recorded after `earlier`, a snapshot of this entry taken
+    /// at Unix time `at` (for statistics over a window of time). Minimum
+    /// and maximum are the window's own, to the histogram's 3 digits.
+    pub fn since(&self, earlier: &StatsEntry, at: f64) -> StatsEntry {
+        let mut histogram = self.histogram.clone();
+        histogram.subtract(&earlier.histogram);
+        let timed = !histogram.is_empty();
+        StatsEntry {
+            method: self.method.clone(),
+            name: self.name.clone(),
+            num_requests: self.num_requests.saturating_sub(earlier.num_requests),
+            num_none_requests: self.num_none_requests.saturating_sub(earlier.num_none_requests),
+            num_failures: self.num_failures.saturating_sub(earlier.num_failures),
+            total_response_time_us: self.total_response_time_us.saturating_sub(earlier.total_response_time_us),
+            min_response_time_us: timed.then(|| histogram.min()),
+            max_response_time_us: if timed { histogram.max().min(self.max_response_time_us) } else { 0 },
+            total_content_length: self.total_content_length.saturating_sub(earlier.total_content_length),
+            total_ttfb_us: self.total_ttfb_us.saturating_sub(earlier.total_ttfb_us),
+            histogram,
+            per_second: PerSecondCounts::default(),
+            start_time: at,
+            last_request_timestamp: self.last_request_timestamp.filter(|last| *last > at),
+        }
+    }
+
     fn timed_requests(&self) -> u64 {
         self.num_requests - self.num_none_requests
     }
@@ -200,6 +225,26 @@ mod tests {
         assert_eq!(e.total_rps(0.5), 4.0);
         assert_eq!(e.total_fail_per_sec(0.0), 0.0);
         assert_eq!(e.avg_ttfb_ms(), 0.55);
+    }
+
+    #[test]
+    fn an_entry_since_a_snapshot_holds_only_what_came_after() {
+        let mut e = StatsEntry::new("GET", "/", 100.0);
+        for _ in 0..100 {
+            e.record(Some(900_000), 0, 1, false, 100.5);
+        }
+        let snapshot = e.clone();
+        e.record(Some(2_000), 0, 1, false, 102.0);
+        e.record(Some(4_000), 0, 1, true, 102.5);
+        let window = e.since(&snapshot, 101.0);
+        assert_eq!((window.num_requests, window.num_failures), (2, 1));
+        assert_eq!(window.avg_response_time_ms(), 3.0);
+        assert!((window.max_response_time_ms() - 4.0).abs() < 0.01, "not the earlier 900 ms");
+        assert_eq!(window.min_response_time_ms(), Some(2.0));
+        assert_eq!(window.percentile_ms(0.5), 2.0);
+        assert_eq!(window.fail_ratio(), 0.5);
+        let empty = e.since(&e, 103.0);
+        assert_eq!((empty.num_requests, empty.min_response_time_us, empty.last_request_timestamp), (0, None, None));
     }
 
     #[test]

@@ -71,6 +71,14 @@ impl LatencyHistogram {
         }
     }
 
+    /// Take out every sample of `earlier`, a histogram this one grew from
+    /// (a snapshot of it): what was recorded since. Exact, bucket by bucket.
+    pub fn subtract(&mut self, earlier: &LatencyHistogram) {
+        // An error means `earlier` is not a snapshot of this one: nothing
+        // is taken out rather than a wrong difference.
+        let _ = self.inner.subtract(&earlier.inner);
+    }
+
     /// Number of recorded values.
     pub fn count(&self) -> u64 {
         self.inner.len()
