@@ -260,6 +260,42 @@ test("load phases show in the header and the charts; Edit pauses them and says s
   }
 });
 
+test("the run's thresholds show their verdicts live under the statistics and in the report", async () => {
+  const swarmer = await h.startSwarmer(target.url, [
+    "--threshold", "p95<10s", "--threshold", "[/nowhere] requests>=1", "--threshold", "max<10s over 2s",
+  ]);
+  const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+  const page = await context.newPage();
+  try {
+    await page.goto(swarmer.url);
+    await page.locator("#start-form").waitFor();
+    assert.ok(await page.locator("#thresholds-box").isHidden(), "no verdicts before a test");
+    await page.fill("#f-users", "2");
+    await page.click("#f-start");
+    await page.waitForFunction(() => document.querySelectorAll("#thresholds-table tbody tr").length === 3,
+      null, { timeout: 15000 });
+    // The window threshold is judged once a whole window has passed.
+    await page.waitForFunction(() => /^[0-9.]+ms$/.test(
+      document.querySelector("#thresholds-table tbody tr:nth-child(3) td:nth-child(2)").textContent),
+    null, { timeout: 15000 });
+    const rows = await page.locator("#thresholds-table tbody tr").evaluateAll((trs) =>
+      trs.map((tr) => Array.from(tr.cells).map((td) => td.textContent)));
+    assert.equal(rows[0][0], "p95<10s");
+    assert.equal(rows[0][2], "passed");
+    assert.deepEqual(rows[1], ["[/nowhere] requests>=1", "no requests", "FAILED"]);
+    assert.equal(rows[2][2], "passed");
+    assert.equal(await page.locator("#thresholds-summary").innerText(), "2 of 3 passed");
+    await page.screenshot({ fullPage: true, path: path.join(h.artifactsDir(), "thresholds.png") });
+    const report = await (await fetch(swarmer.url + "/stats/report")).text();
+    assert.match(report, /<h2>Thresholds<\/h2>/);
+    assert.match(report, /\[\/nowhere\] requests&gt;=1<\/td><td>no requests/);
+    await page.click("#btn-stop");
+  } finally {
+    await context.close();
+    h.stop(swarmer);
+  }
+});
+
 test("a plan's shapes are a list in the start form, and the one picked drives the test", async () => {
   const plan = path.join(__dirname, "..", "fixtures", "plans", "shape_phases.lua");
   const swarmer = await h.startSwarmer(target.url, ["-f", plan, "--shape", "flat"]);

@@ -143,7 +143,7 @@ pub async fn run(plan: Plan, config: RunConfig, program_plan: bool) -> Result<i3
                     }
                 }
             }
-            _ = threshold_tick.tick(), if watch.needs_ticks() => watch_thresholds(&handle, &mut watch),
+            _ = threshold_tick.tick(), if !watch.is_empty() => watch_thresholds(&handle, &mut watch),
             _ = console_tick.tick(), if print_live => {
                 outputs::print_live(&handle.stats().lock_or_recover(), unix_now());
             }
@@ -184,12 +184,16 @@ pub async fn run(plan: Plan, config: RunConfig, program_plan: bool) -> Result<i3
 /// threshold marked `abort` is crossed after its grace period (one with
 /// no requests in its scope yet is not).
 fn watch_thresholds(handle: &RunnerHandle, watch: &mut ThresholdWatch) {
-    let store = handle.stats().lock_or_recover();
-    if !matches!(store.state, RunnerState::Spawning | RunnerState::Running) {
-        return;
-    }
-    let started = store.test_started.unwrap_or_else(|| store.stats.start_time());
-    if let Some((threshold, actual)) = watch.tick(&store.stats, unix_now(), started) {
+    let mut store = handle.stats().lock_or_recover();
+    let Some(started) = store.test_started else { return };
+    let running = matches!(store.state, RunnerState::Spawning | RunnerState::Running);
+    let crossed = match running {
+        true => watch.tick(&store.stats, unix_now(), started).map(|(t, actual)| (t.clone(), actual)),
+        false => None,
+    };
+    // The verdicts so far, for the web UI (also those of a stopped test).
+    store.thresholds = watch.verdicts(&store.stats);
+    if let Some((threshold, actual)) = crossed {
         tracing::error!(
             "Threshold {threshold} crossed ({}): stopping the test (abort)",
             threshold.format_value(actual)
@@ -214,9 +218,10 @@ fn finish(
     watch: &ThresholdWatch,
     csv: Option<&mut CsvOutput>,
 ) -> Result<i32, String> {
-    let store = handle.stats().lock_or_recover();
+    let mut store = handle.stats().lock_or_recover();
     let now = unix_now();
     let judged = watch.verdicts(&store.stats);
+    store.thresholds = judged.clone();
     let mut problems = Vec::new();
     if let Some(out) = csv
         && let Err(e) = out.write_snapshots(&store)

@@ -16,6 +16,7 @@ use swarmer_stats::{History, HistoryPoint, RequestStats};
 
 use crate::cpu::ProcessUsage;
 use crate::lock::LockExt;
+use crate::threshold::Judged;
 
 /// Locust's runner states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -126,6 +127,9 @@ pub struct StatsStore {
     /// first, with the totals at that moment: marks in the charts, and
     /// per-step totals in the reports.
     pub step_marks: Vec<StepMark>,
+    /// The run's thresholds (`--threshold`) with their verdicts so far,
+    /// refreshed each second while a test runs and at its end.
+    pub thresholds: Vec<Judged>,
 }
 
 /// What the web UI shows of a load shape driving the test.
@@ -204,6 +208,7 @@ impl StatsStore {
             shape: None,
             shape_name: None,
             step_marks: Vec::new(),
+            thresholds: Vec::new(),
         }
     }
 

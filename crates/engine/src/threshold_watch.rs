@@ -13,6 +13,9 @@ use crate::threshold::{Judged, Threshold, Verdict};
 /// The thresholds of one run and what was seen of them so far.
 pub struct ThresholdWatch {
     watched: Vec<Watched>,
+    /// When the statistics seen last started: a reset (or a new test)
+    /// starts the windows again.
+    stats_started: f64,
 }
 
 struct Watched {
@@ -31,12 +34,12 @@ impl ThresholdWatch {
             .into_iter()
             .map(|threshold| Watched { threshold, snapshots: VecDeque::new(), worst: None })
             .collect();
-        Self { watched }
+        Self { watched, stats_started: f64::NAN }
     }
 
-    /// Whether anything is to be done while the test runs (a window or an abort).
-    pub fn needs_ticks(&self) -> bool {
-        self.watched.iter().any(|w| w.threshold.abort || w.threshold.window.is_some())
+    /// Whether there is anything to watch.
+    pub fn is_empty(&self) -> bool {
+        self.watched.is_empty()
     }
 
     /// Look at the running test's statistics at Unix time `now` (about
@@ -44,6 +47,13 @@ impl ThresholdWatch {
     /// first `abort` threshold crossed after its grace period, with the
     /// value that crossed it.
     pub fn tick(&mut self, stats: &RequestStats, now: f64, started: f64) -> Option<(&Threshold, f64)> {
+        if stats.start_time() != self.stats_started {
+            self.stats_started = stats.start_time();
+            for watched in &mut self.watched {
+                watched.snapshots.clear();
+                watched.worst = None;
+            }
+        }
         let mut abort_on = None;
         for (index, watched) in self.watched.iter_mut().enumerate() {
             let verdict = match watched.threshold.window {

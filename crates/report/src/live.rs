@@ -120,12 +120,31 @@ pub fn requests_payload(store: &StatsStore, workers: Option<&[WorkerStatus]>, no
         "notes": store.notes,
         "shape": store.shape,
         "step_marks": step_marks(store),
+        "thresholds": thresholds(store),
     });
     if let Some(workers) = workers {
         payload["workers"] = json!(workers);
         payload["worker_count"] = json!(workers.iter().filter(|w| w.state != WorkerState::Missing).count());
     }
     payload
+}
+
+/// The thresholds' verdicts so far: `[{threshold, actual, value, passed}]`
+/// (`actual` as the expression writes it, `value` in its unit, `null`
+/// without requests in scope).
+fn thresholds(store: &StatsStore) -> Vec<Value> {
+    store
+        .thresholds
+        .iter()
+        .map(|j| {
+            json!({
+                "threshold": j.threshold.source,
+                "actual": j.actual_text(),
+                "value": j.verdict.actual,
+                "passed": j.verdict.passed,
+            })
+        })
+        .collect()
 }
 
 /// One chart point: `[unix seconds, users, rps, fail/s, p50, p95, p99, avg]`

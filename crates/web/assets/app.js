@@ -313,6 +313,24 @@
     $("n-failures").textContent = errors.length ? String(errors.length) : "";
   }
 
+  // The run's --threshold verdicts so far (the command line's).
+  function renderThresholds(thresholds) {
+    var list = thresholds || [];
+    $("thresholds-box").hidden = list.length === 0;
+    var body = document.createElement("tbody");
+    var failed = 0;
+    list.forEach(function (t) {
+      var tr = document.createElement("tr");
+      cell(tr, t.threshold, "text"); cell(tr, t.actual);
+      cell(tr, t.passed ? "passed" : "FAILED", t.passed ? "text ok" : "text failed");
+      if (!t.passed) failed += 1;
+      body.appendChild(tr);
+    });
+    var table = $("thresholds-table");
+    table.replaceChild(body, table.tBodies[0]);
+    $("thresholds-summary").textContent = (list.length - failed) + " of " + list.length + " passed";
+  }
+
   function renderExceptions(answer) {
     var body = document.createElement("tbody");
     answer.exceptions.forEach(function (e) {
@@ -407,6 +425,7 @@
       renderWorkers(message.workers);
     }
     renderShape(message.shape);
+    renderThresholds(message.thresholds);
     var formVisible = state === "ready";
     $("start").hidden = !formVisible;
     $("dashboard").hidden = formVisible;

@@ -98,12 +98,12 @@ pub struct ReportQuery {
 pub async fn report(State(state): State<Arc<AppState>>, Query(query): Query<ReportQuery>) -> Response {
     let store = state.runner.stats().lock_or_recover();
     let host = state.runner.host();
-    // The web UI does not know the command line's thresholds yet.
+    // The thresholds' verdicts as the run last judged them.
     let meta = ReportMeta {
         plan: &state.runner.plan().name,
         host: host.as_deref(),
         classes: state.runner.classes(),
-        thresholds: &[],
+        thresholds: &store.thresholds,
     };
     let html = render(&store, &meta, unix_now());
     if query.download.is_some_and(|d| !d.is_empty()) {
