@@ -138,6 +138,17 @@ pub struct RunArgs {
     #[arg(long = "junit", value_name = "FILE", env = "SWARMER_JUNIT")]
     pub junit: Option<PathBuf>,
 
+    /// Compare this run with an earlier run's --json / --json-file output,
+    /// name by name; a regression beyond a tolerance exits 99.
+    #[arg(long = "compare", value_name = "BASELINE.json", env = "SWARMER_COMPARE")]
+    pub compare: Option<PathBuf>,
+
+    /// How much worse a metric may get against --compare's baseline,
+    /// repeatable: "p95 +10%" (the default), "avg +5ms", "fail_ratio +1%",
+    /// "rps -10%".
+    #[arg(long = "compare-tolerance", value_name = "EXPR", action = clap::ArgAction::Append)]
+    pub compare_tolerances: Vec<String>,
+
     /// List the user classes of the plan and exit.
     #[arg(short = 'l', long = "list")]
     pub list: bool,

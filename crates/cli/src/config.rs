@@ -17,6 +17,7 @@ use swarmer_cluster::auth::{ClusterTls, ClusterToken};
 use swarmer_cluster::client_settings::OwnClientFlags;
 use swarmer_engine::threshold::{self, Threshold};
 use swarmer_engine::{ClientConfig, RunnerOptions, TagFilter, TestSettings, TlsOptions};
+use swarmer_report::compare::{Baseline, Tolerance};
 use swarmer_web::{FormDefaults, LogBuffer, TlsFiles, WebOptions};
 
 use crate::args::RunArgs;
@@ -141,6 +142,8 @@ pub struct Outputs {
     pub thresholds: Vec<Threshold>,
     /// `--junit FILE`: the thresholds' verdicts as JUnit XML.
     pub junit: Option<PathBuf>,
+    /// `--compare BASELINE.json` (read before any load) and its tolerances.
+    pub compare: Option<(Baseline, Vec<Tolerance>)>,
 }
 
 impl Outputs {
@@ -267,6 +270,7 @@ impl RunConfig {
             print_live: if headless { !args.only_summary } else { args.print_stats },
             thresholds: threshold::parse_all(&args.thresholds).map_err(|e| e.to_string())?,
             junit: args.junit.clone(),
+            compare: compare_setup(&args)?,
         };
         let logs = LogBuffer::default();
         let web = if headless {
@@ -422,6 +426,27 @@ fn cluster_role(args: &RunArgs, given: &dyn Fn(&str) -> bool) -> Result<ClusterR
 /// Whether a cluster token was given (an empty one counts as none).
 fn token_given(cluster: &crate::cluster_args::ClusterArgs) -> bool {
     cluster.cluster_token.as_deref().is_some_and(|t| !t.trim().is_empty()) || cluster.cluster_token_file.is_some()
+}
+
+/// `--compare FILE` read and checked, with its `--compare-tolerance`s
+/// (default `p95 +10%`): a missing or malformed baseline stops the run
+/// before any load.
+fn compare_setup(args: &RunArgs) -> Result<Option<(Baseline, Vec<Tolerance>)>, String> {
+    let Some(path) = &args.compare else {
+        if !args.compare_tolerances.is_empty() {
+            return Err("--compare-tolerance needs --compare BASELINE.json".into());
+        }
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--compare {}: {e}", path.display()))?;
+    let baseline = Baseline::parse(&path.display().to_string(), &text).map_err(|e| e.to_string())?;
+    let texts: Vec<String> = match args.compare_tolerances.as_slice() {
+        [] => vec!["p95 +10%".to_owned()],
+        given => given.to_vec(),
+    };
+    let tolerances =
+        texts.iter().map(|t| Tolerance::parse(t)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    Ok(Some((baseline, tolerances)))
 }
 
 #[cfg(test)]

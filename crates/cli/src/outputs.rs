@@ -11,8 +11,10 @@ use std::io::Write;
 
 use swarmer_engine::StatsStore;
 use swarmer_engine::threshold::Judged;
+use swarmer_report::compare::{self, Baseline, Tolerance};
 use swarmer_report::console::{self, Rates};
 use swarmer_report::{csv, json};
+use swarmer_stats::RequestStats;
 
 /// `--csv PREFIX` files.
 pub struct CsvOutput {
@@ -120,6 +122,14 @@ pub fn print_thresholds(judged: &[Judged]) -> usize {
     text.push_str(&format!("{} of {} thresholds passed\n", judged.len() - failed, judged.len()));
     to_stderr(&text);
     failed
+}
+
+/// This run against the `--compare` baseline, as a table after the
+/// thresholds; returns how many regressions it found.
+pub fn print_comparison(baseline: &Baseline, stats: &RequestStats, tolerances: &[Tolerance]) -> usize {
+    let rows = compare::compare(baseline, stats, tolerances);
+    to_stderr(&compare::render(baseline, stats, tolerances, &rows));
+    rows.iter().filter(|r| r.regressed).count()
 }
 
 /// Standard error is for people watching; if it is gone (a closed

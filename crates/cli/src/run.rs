@@ -24,7 +24,8 @@ use crate::cluster_mode;
 use crate::config::{ClusterRole, Outputs, RunConfig};
 use crate::outputs::{self, CsvOutput};
 
-/// The exit code when a `--threshold` was crossed (k6's).
+/// The exit code when a `--threshold` was crossed (k6's), or a
+/// `--compare` found a regression.
 pub const THRESHOLD_EXIT_CODE: i32 = 99;
 /// Console table interval (Locust's `CONSOLE_STATS_INTERVAL_SEC`).
 const CONSOLE_INTERVAL: Duration = Duration::from_secs(2);
@@ -259,6 +260,10 @@ fn finish(
     }
     outputs::print_summary(&store, now);
     let crossed = outputs::print_thresholds(&judged);
+    let regressions = match &outputs.compare {
+        Some((baseline, tolerances)) => outputs::print_comparison(baseline, &store.stats, tolerances),
+        None => 0,
+    };
     for p in &problems {
         tracing::error!("{p}");
     }
@@ -272,8 +277,13 @@ fn finish(
     let code = match store.process_exit_code {
         // A crossed threshold is the run's verdict (k6's exit code 99);
         // only the plan's own choice wins over it.
-        None if crossed > 0 => {
-            tracing::error!("{crossed} threshold(s) crossed");
+        None if crossed > 0 || regressions > 0 => {
+            if crossed > 0 {
+                tracing::error!("{crossed} threshold(s) crossed");
+            }
+            if regressions > 0 {
+                tracing::error!("{regressions} regression(s) against the --compare baseline");
+            }
             THRESHOLD_EXIT_CODE
         }
         _ => store.exit_code(),

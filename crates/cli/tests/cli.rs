@@ -1252,3 +1252,51 @@ end } })
     assert!(log.lines().any(|l| l.starts_with("avg<15ms over 2s") && l.ends_with("FAILED")), "{log}");
     assert!(log.lines().any(|l| l.starts_with("avg<15ms ") && l.ends_with("passed")), "{log}");
 }
+
+/// `--compare` judges this run against an earlier run's JSON: the same
+/// target passes, a slower one is a regression (exit 99) shown side by
+/// side; a bad baseline stops the run before any load.
+#[test]
+fn compare_finds_a_regression_against_a_baseline_run() {
+    let fast = target(TargetOptions::default());
+    let slow = target(TargetOptions { delay: Duration::from_millis(20), ..TargetOptions::default() });
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base");
+    let run_against = |t: &DemoTarget, extra: &[&str]| {
+        run(swarmer()
+            .current_dir(dir.path())
+            .args(["-f", "builtin:hello", "-H", &t.url(), "--headless", "-u", "2", "-r", "100", "-t", "2s"])
+            .args(["--shards", "1", "--only-summary"])
+            .args(extra))
+    };
+    let out = run_against(&fast, &["--json-file", base.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let baseline = base.with_extension("json");
+    let baseline = baseline.to_str().unwrap();
+
+    let out = run_against(&fast, &["--compare", baseline, "--compare-tolerance", "p95 +1000%"]);
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(log.contains(&format!("Compared with {baseline}")), "{log}");
+    assert!(log.contains("0 regression(s) in 1 comparison(s) of p95"), "{log}");
+
+    let out = run_against(&slow, &["--compare", baseline, "--compare-tolerance", "avg +10ms"]);
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(99), "{log}");
+    assert!(
+        log.lines().any(|l| l.starts_with("GET /") && l.contains("avg +10ms") && l.ends_with("REGRESSED")),
+        "{log}"
+    );
+    assert!(log.contains("1 regression(s) against the --compare baseline"), "{log}");
+
+    let served = fast.requests_served();
+    std::fs::write(dir.path().join("bad.json"), "{\"stats\": []}").unwrap();
+    let out = run_against(&fast, &["--compare", "bad.json"]);
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{log}");
+    assert!(log.contains("--compare bad.json: expected the list of entries `--json` writes"), "{log}");
+    let out = run_against(&fast, &["--compare", baseline, "--compare-tolerance", "p95 -5%"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("gets worse going up, so write +N"));
+    assert_eq!(fast.requests_served(), served, "no load ran");
+}

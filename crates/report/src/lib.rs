@@ -16,6 +16,7 @@
 //! the plan's class info): no I/O but the writer given, no clocks but the
 //! `now` passed in, so the formats are unit-tested byte for byte.
 
+pub mod compare;
 pub mod console;
 pub mod csv;
 pub mod html;
