@@ -47,6 +47,8 @@ pub type RunError = Box<dyn std::error::Error>;
 /// Run the test; returns the process exit code.
 pub async fn run(plan: Plan, config: RunConfig, program_plan: bool) -> Result<i32, RunError> {
     let RunConfig { runner, test, web, outputs, cluster, plan: plan_spec, plan_files, .. } = config;
+    // The plan's own thresholds are judged with the command line's.
+    let plan_thresholds = plan.thresholds.clone();
     let shaped = runner.shape.is_some();
     let headless = web.is_none();
     let autostart = web.as_ref().is_some_and(|w| w.autostart);
@@ -120,7 +122,7 @@ pub async fn run(plan: Plan, config: RunConfig, program_plan: bool) -> Result<i3
     let mut quit_at: Option<tokio::time::Instant> = None;
     // Thresholds over windows or with `abort`, watched every second on the
     // merged statistics.
-    let mut watch = ThresholdWatch::new(outputs.thresholds.clone());
+    let mut watch = ThresholdWatch::new(outputs.thresholds.iter().chain(&plan_thresholds).cloned().collect());
     let mut threshold_tick = tokio::time::interval(Duration::from_secs(1));
 
     let reason = loop {

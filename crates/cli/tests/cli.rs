@@ -1300,3 +1300,42 @@ fn compare_finds_a_regression_against_a_baseline_run() {
     assert!(text(&out.stderr).contains("gets worse going up, so write +N"));
     assert_eq!(fast.requests_served(), served, "no load ran");
 }
+
+/// A plan brings its own thresholds (`swarmer.threshold`), judged with the
+/// command line's; a bad one is refused at its line before any load.
+#[test]
+fn a_plans_thresholds_are_judged_with_the_command_lines() {
+    let t = target(TargetOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan_file(
+        dir.path(),
+        r#"local swarmer = require('swarmer')
+swarmer.user('U', { wait_time = swarmer.constant(0.05), tasks = { function(self) self.client:get('/') end } })
+swarmer.threshold("p95<10s")
+swarmer.threshold("[/nowhere] requests>=1")
+"#,
+    );
+    let run_plan = |extra: &[&str]| {
+        run(swarmer()
+            .current_dir(dir.path())
+            .args(["-f", plan.to_str().unwrap(), "-H", &t.url(), "--headless", "-u", "1", "-r", "100", "-t", "1s"])
+            .args(["--only-summary"])
+            .args(extra))
+    };
+    let out = run_plan(&["--threshold", "requests>=1"]);
+    let log = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(99), "{log}");
+    assert!(log.contains("2 of 3 thresholds passed"), "{log}");
+    assert!(log.lines().any(|l| l.starts_with("[/nowhere] requests>=1") && l.ends_with("FAILED")), "{log}");
+
+    std::fs::write(&plan, "local swarmer = require('swarmer')\n\nswarmer.threshold('p95<3h')\n").unwrap();
+    let served = t.requests_served();
+    let out = run_plan(&[]);
+    let log = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{log}");
+    assert!(
+        log.contains(r#"plan.lua:3: swarmer.threshold("p95<3h"): "3h": a time is in ms (the default) or s"#),
+        "{log}"
+    );
+    assert_eq!(t.requests_served(), served, "no load ran");
+}

@@ -24,6 +24,7 @@ use crate::shard_context::{RequestHook, UserErrorHook};
 use crate::tags::TagFilter;
 use crate::task::{LocalBoxFuture, TaskKind, TaskSet};
 use crate::test_settings::TestSettings;
+use crate::threshold::Threshold;
 use crate::user_class::UserClass;
 
 type Factory = dyn Fn(&ShardInfo) -> Result<ShardPlan, PlanError> + Send + Sync;
@@ -308,6 +309,8 @@ pub struct Plan {
     pub options: Vec<PlanOption>,
     /// The values in force for those options.
     pub option_values: OptionValues,
+    /// Thresholds the plan brings, judged with `--threshold`'s.
+    pub thresholds: Vec<Threshold>,
 }
 
 /// A class as surfaces see it: names and numbers, no code.
@@ -367,6 +370,7 @@ impl Plan {
             on_test_stop: Vec::new(),
             options: Vec::new(),
             option_values: OptionValues::default(),
+            thresholds: Vec::new(),
         }
     }
 
@@ -374,6 +378,13 @@ impl Plan {
     pub fn with_options(mut self, options: Vec<PlanOption>, values: OptionValues) -> Self {
         self.options = options;
         self.option_values = values;
+        self
+    }
+
+    /// Thresholds the plan brings (a Rust test's own, Lua's
+    /// `swarmer.threshold`), judged with the command line's.
+    pub fn with_thresholds(mut self, thresholds: Vec<Threshold>) -> Self {
+        self.thresholds = thresholds;
         self
     }
 

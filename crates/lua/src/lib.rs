@@ -98,7 +98,10 @@ pub fn load_plan_as(path: &Path, values: HashMap<String, String>, role: NodeRole
         };
         loaded.map_err(swarmer_engine::PlanError::Load)
     });
-    Ok(plan.with_options(description.options.clone(), context.options).with_process_host(thread))
+    Ok(plan
+        .with_options(description.options.clone(), context.options)
+        .with_thresholds(description.thresholds.clone())
+        .with_process_host(thread))
 }
 
 /// The files the plan at `path` loads besides itself (the Lua modules it
@@ -123,6 +126,8 @@ struct Description {
     outlines: Vec<ClassOutline>,
     /// Modules and data files it loaded (what `-f -` workers need).
     files: Vec<PathBuf>,
+    /// Its `swarmer.threshold`s.
+    thresholds: Vec<swarmer_engine::threshold::Threshold>,
 }
 
 /// A load of a plan: its thread, holding the VM of that load until a
@@ -201,7 +206,7 @@ fn load_on_new_thread(path: &Path, source: String, role: &NodeRole) -> Result<(A
         })
         .map_err(PlanError)?
         .map_err(PlanError)?;
-    let vm::PlanDescription { options, outlines, files } = found;
-    let description = Arc::new(Description { source, options, outlines, files });
+    let vm::PlanDescription { options, outlines, files, thresholds } = found;
+    let description = Arc::new(Description { source, options, outlines, files, thresholds });
     Ok((description, Loaded { thread, shared, role: role.as_str() }))
 }

@@ -233,6 +233,17 @@ function swarmer.user(name, def)
   return def
 end
 
+-- Thresholds the plan brings (as `--threshold`, judged with those of the
+-- command line): swarmer.threshold("p95<300ms"), swarmer.threshold("[/login] p99<1s abort").
+-- Checked when the plan loads; a bad one is an error at its line.
+swarmer._thresholds = {}
+function swarmer.threshold(expression)
+  if type(expression) ~= "string" then
+    error("swarmer.threshold: expected an expression such as \"p95<300ms\", got a " .. type(expression), 2)
+  end
+  table.insert(swarmer._thresholds, { expression = expression, where = where(2) })
+end
+
 -- Custom command-line options (Locust's init_command_line_parser):
 -- swarmer.add_option{ name = "my-option", default = "x", help = "...", type = "string"|"number"|"boolean",
 --                     choices = { "x", "y" } }

@@ -71,7 +71,8 @@ pub fn describe(ctx: &PlanContext, probe: &ShardInfo) -> Result<(Lua, PlanDescri
     let outlines = classes.iter().map(ClassOutline::of).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
     drop(classes);
     let options = declared_options(&lua)?;
-    Ok((lua, PlanDescription { options, outlines, files }))
+    let thresholds = declared_thresholds(&lua)?;
+    Ok((lua, PlanDescription { options, outlines, files, thresholds }))
 }
 
 /// A shard's VM: run the plan, build the user classes it registered, and
@@ -354,6 +355,8 @@ pub struct PlanDescription {
     /// The files it loaded besides itself: Lua modules it required and data
     /// files it read (`swarmer.csv`, `swarmer.json`).
     pub files: Vec<std::path::PathBuf>,
+    /// The thresholds it declares (`swarmer.threshold`).
+    pub thresholds: Vec<swarmer_engine::threshold::Threshold>,
 }
 
 /// The module files `require` loaded (found again on `package.path`) and
@@ -377,6 +380,22 @@ fn used_files(lua: &Lua) -> mlua::Result<Vec<std::path::PathBuf>> {
     files.sort();
     files.dedup();
     Ok(files)
+}
+
+/// The thresholds the plan in `lua` declared with `swarmer.threshold`; a
+/// bad one names the plan's line.
+fn declared_thresholds(lua: &Lua) -> Result<Vec<swarmer_engine::threshold::Threshold>, String> {
+    let list: Table = module::module(lua).and_then(|m| m.get("_thresholds")).map_err(|e| clean(&e))?;
+    let mut out = Vec::new();
+    for spec in list.sequence_values::<Table>() {
+        let spec = spec.map_err(|e| clean(&e))?;
+        let expression: String = spec.get("expression").map_err(|e| clean(&e))?;
+        let at: String = spec.get("where").map_err(|e| clean(&e))?;
+        let threshold = swarmer_engine::threshold::Threshold::parse(&expression)
+            .map_err(|e| format!("{at}: swarmer.threshold({expression:?}): {}", e.problem))?;
+        out.push(threshold);
+    }
+    Ok(out)
 }
 
 /// The options the plan in `lua` declared with `swarmer.add_option`.
