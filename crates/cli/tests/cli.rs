@@ -1339,3 +1339,31 @@ swarmer.threshold("[/nowhere] requests>=1")
     );
     assert_eq!(t.requests_served(), served, "no load ran");
 }
+
+/// The CI example (examples/lua/ci_verdict) as a pipeline runs it: its
+/// exit code is the verdict and its JUnit file lists every threshold.
+#[test]
+fn the_ci_example_passes_and_fails_a_pipeline_by_its_thresholds() {
+    let script = format!("{}/../../examples/lua/ci_verdict/run.sh", env!("CARGO_MANIFEST_DIR"));
+    let results = std::path::PathBuf::from(&script).with_file_name("results");
+    let pipeline = |extra: &[&str]| {
+        run(Command::new("bash")
+            .arg(&script)
+            .args(["-t", "2s"])
+            .args(extra)
+            .env("SWARMER", env!("CARGO_BIN_EXE_swarmer")))
+    };
+    let out = pipeline(&[]);
+    let log = text(&out.stdout) + &text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(log.contains("5 of 5 thresholds passed") && log.contains("load test passed"), "{log}");
+    let junit = std::fs::read_to_string(results.join("junit.xml")).unwrap();
+    assert!(junit.contains("<testsuite name=\"thresholds\" tests=\"5\" failures=\"0\""), "{junit}");
+
+    let out = pipeline(&["--threshold", "p95<0.001ms"]);
+    let log = text(&out.stdout) + &text(&out.stderr);
+    assert_eq!(out.status.code(), Some(99), "the pipeline fails: {log}");
+    assert!(log.contains("load test FAILED"), "{log}");
+    let junit = std::fs::read_to_string(results.join("junit.xml")).unwrap();
+    assert!(junit.contains("failures=\"1\"") && junit.contains("p95&lt;0.001ms was "), "{junit}");
+}
