@@ -125,11 +125,13 @@ pub fn print_thresholds(judged: &[Judged]) -> usize {
 }
 
 /// This run against the `--compare` baseline, as a table after the
-/// thresholds; returns how many regressions it found.
+/// thresholds; returns how many regressions it found (one when nothing
+/// could be compared).
 pub fn print_comparison(baseline: &Baseline, stats: &RequestStats, tolerances: &[Tolerance]) -> usize {
     let rows = compare::compare(baseline, stats, tolerances);
     to_stderr(&compare::render(baseline, stats, tolerances, &rows));
-    rows.iter().filter(|r| r.regressed).count()
+    // A comparison that compared nothing must not pass a pipeline.
+    rows.iter().filter(|r| r.regressed).count().max(usize::from(rows.is_empty()))
 }
 
 /// Standard error is for people watching; if it is gone (a closed

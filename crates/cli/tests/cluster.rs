@@ -1709,7 +1709,7 @@ fn a_start_while_a_master_stops_is_a_new_test_with_its_own_listener_requests() {
     let plan = plan_file(
         dir.path(),
         r#"local swarmer = require("swarmer")
-swarmer.user("Reader", { tasks = { function(self) self.client:get("/delay/400", { name = "/page" }) end } })
+swarmer.user("Reader", { tasks = { function(self) self.client:get("/delay/2500", { name = "/page" }) end } })
 local function on_master(path, name)
   return function()
     if swarmer.runner.role == "master" then
@@ -1739,9 +1739,10 @@ swarmer.events.test_stop:add_listener(on_master("/delay/700", "/cleanup"))
     );
     assert!(post_form(&master.base, "/swarm", "user_count=2&spawn_rate=100").contains("200"));
     wait_until(Duration::from_secs(20), || count("/page") >= 2 && count("/setup") == 1, "test 1 runs");
+    // The users are in their second request now.
     get_json(&master.base, "/stop");
     // Its users finish their request (--stop-timeout): the start comes meanwhile.
-    assert_eq!(state(), "stopping");
+    wait_until(Duration::from_secs(5), || state() == "stopping", "test 1 stops");
     assert!(post_form(&master.base, "/swarm", "user_count=1&spawn_rate=100").contains("200"));
     wait_until(Duration::from_secs(20), || state() == "running" && count("/setup") == 1, "test 2 runs");
     wait_until(Duration::from_secs(20), || count("/page") >= 2, "test 2's users");

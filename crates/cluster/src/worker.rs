@@ -30,8 +30,9 @@ use crate::convert::delta_to_report;
 use crate::error::{BundleError, ClusterError};
 use crate::proto::{self, cluster_client::ClusterClient, master_message, worker_message};
 
-/// The longest a report waits for the shards' flush.
-const FLUSH_WAIT: Duration = Duration::from_millis(250);
+/// The longest a report waits for the shards' flush (a master writes its
+/// history half a second after the whole second).
+const FLUSH_WAIT: Duration = Duration::from_millis(400);
 
 /// Loads a plan by path or built-in name (the command line knows how).
 pub type PlanLoader = Box<dyn Fn(&str) -> Result<Plan, PlanError> + Send + Sync>;

@@ -10,6 +10,10 @@ use swarmer_stats::{RequestStats, StatsEntry};
 
 use crate::threshold::{Judged, Threshold, Verdict};
 
+/// Snapshots kept per window: each holds a histogram (up to ~100 KB), so a
+/// long window's start is found to within 1/60 of its length instead.
+const SNAPSHOTS_PER_WINDOW: f64 = 60.0;
+
 /// The thresholds of one run and what was seen of them so far.
 pub struct ThresholdWatch {
     watched: Vec<Watched>,
@@ -20,8 +24,9 @@ pub struct ThresholdWatch {
 
 struct Watched {
     threshold: Threshold,
-    /// For a window: snapshots of its scope's requests, a tick apart,
-    /// back to the newest one at least a window old.
+    /// For a window: snapshots of its scope's requests, at most
+    /// [`SNAPSHOTS_PER_WINDOW`] of them a window apart (a tick apart for
+    /// windows up to a minute), back to the newest one at least a window old.
     snapshots: VecDeque<(f64, StatsEntry)>,
     /// For a window: the worst value of a whole window so far.
     worst: Option<f64>,
@@ -114,7 +119,11 @@ impl Watched {
                 None => actual,
             });
         }
-        self.snapshots.push_back((now, current));
+        // Long windows keep fewer, evenly spaced snapshots.
+        let spacing = (window / SNAPSHOTS_PER_WINDOW).max(1.0) * 0.9;
+        if self.snapshots.back().is_none_or(|(at, _)| now - at >= spacing) {
+            self.snapshots.push_back((now, current));
+        }
         verdict
     }
 }
@@ -183,6 +192,21 @@ mod tests {
         assert!(w.tick(&stats, 2.9, 0.0).is_none());
         let (_, actual) = w.tick(&stats, 3.0, 0.0).expect("crossed after its grace period");
         assert!((actual - 50.0).abs() < 0.1, "{actual}");
+    }
+
+    #[test]
+    fn a_long_window_keeps_a_bounded_number_of_snapshots() {
+        let mut stats = RequestStats::new(0.0);
+        let mut w = watch(&["avg<20ms over 1h"]);
+        for second in 1..=7200 {
+            if second % 60 == 0 {
+                record(&mut stats, second as f64, 1, 5);
+            }
+            w.tick(&stats, second as f64, 0.0);
+        }
+        let kept = w.watched[0].snapshots.len();
+        assert!((60..=70).contains(&kept), "{kept} snapshots for a 1 h window");
+        assert_eq!(w.verdicts(&stats)[0].verdict.actual, Some(5.0));
     }
 
     #[test]

@@ -10,6 +10,8 @@ use std::fmt::Write as _;
 use serde_json::Value;
 use swarmer_stats::{PERCENTILES_TO_REPORT, RequestStats, StatsEntry};
 
+use crate::number::locust_bucket_ms;
+
 /// A metric compared between runs.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum CompareMetric {
@@ -117,18 +119,37 @@ struct Figures {
     rps: f64,
     /// (quantile, ms).
     percentiles: Vec<(f64, f64)>,
+    /// The percentiles come from Locust's rounded buckets.
+    rounded: bool,
 }
 
 impl Figures {
-    fn of_entry(e: &StatsEntry, run_seconds: f64) -> Self {
+    /// This run's figures of `e`, worked out as the baseline's were: its
+    /// rate over its own first to last request (as a JSON entry gives
+    /// it), its percentiles exact, or from Locust's rounded buckets when
+    /// the baseline only had those (`rounded`).
+    fn of_entry(e: &StatsEntry, rounded: bool) -> Self {
+        let seconds = e.last_request_timestamp.map_or(0.0, |last| (last - e.start_time).max(0.0));
+        let percentiles = if rounded {
+            let mut buckets = serde_json::Map::new();
+            for (micros, count) in e.histogram.buckets() {
+                let key = locust_bucket_ms(micros as f64 / 1000.0).to_string();
+                let sum = buckets.get(&key).and_then(Value::as_u64).unwrap_or(0) + count;
+                buckets.insert(key, Value::from(sum));
+            }
+            bucket_percentiles(&Value::Object(buckets), e.histogram.count())
+        } else {
+            PERCENTILES_TO_REPORT.iter().map(|q| (*q, e.percentile_ms(*q))).collect()
+        };
         Figures {
             method: e.method.clone(),
             name: e.name.clone(),
             requests: e.num_requests,
             avg_ms: e.avg_response_time_ms(),
             fail_ratio: e.fail_ratio(),
-            rps: e.total_rps(run_seconds),
-            percentiles: PERCENTILES_TO_REPORT.iter().map(|q| (*q, e.percentile_ms(*q))).collect(),
+            rps: if seconds > 0.0 { e.num_requests as f64 / seconds } else { 0.0 },
+            percentiles,
+            rounded,
         }
     }
 
@@ -177,7 +198,8 @@ fn figures_of(item: &Value) -> Result<Figures, String> {
         (Some(start), Some(last)) => (last - start).max(0.0),
         _ => 0.0,
     };
-    let percentiles = match item["percentiles_exact"].as_object() {
+    let exact = item["percentiles_exact"].as_object();
+    let percentiles = match exact {
         Some(exact) => PERCENTILES_TO_REPORT
             .iter()
             .map(|q| (*q, exact.get(&q.to_string()).and_then(Value::as_f64).unwrap_or(0.0)))
@@ -193,6 +215,7 @@ fn figures_of(item: &Value) -> Result<Figures, String> {
         fail_ratio: if requests == 0 { 0.0 } else { number("num_failures")? / requests as f64 },
         rps: if seconds > 0.0 { requests as f64 / seconds } else { 0.0 },
         percentiles,
+        rounded: exact.is_none(),
     })
 }
 
@@ -238,13 +261,13 @@ pub struct CompareRow {
 }
 
 /// This run (`stats`) against `baseline`, each name both have by each
-/// tolerance. Names in only one of the runs are listed by [`render`] as such.
+/// tolerance. Names in only one of the runs are listed by [`render`] as
+/// such. No rows at all is a failure for the caller: nothing was checked.
 pub fn compare(baseline: &Baseline, stats: &RequestStats, tolerances: &[Tolerance]) -> Vec<CompareRow> {
-    let run_seconds = stats.run_seconds();
     let mut rows = Vec::new();
     for before in &baseline.entries {
         let Some(entry) = stats.entry(&before.method, &before.name).filter(|e| e.num_requests > 0) else { continue };
-        let after = Figures::of_entry(entry, run_seconds);
+        let after = Figures::of_entry(entry, before.rounded);
         for t in tolerances {
             let (b, a) = (before.metric(t.metric), after.metric(t.metric));
             let limit = match (t.metric, t.allowance) {
@@ -312,6 +335,11 @@ pub fn render(baseline: &Baseline, stats: &RequestStats, tolerances: &[Tolerance
     let regressions = rows.iter().filter(|r| r.regressed).count();
     let metrics: Vec<&str> = tolerances.iter().map(Tolerance::name).collect();
     let _ = writeln!(out, "{regressions} regression(s) in {} comparison(s) of {}", rows.len(), metrics.join(", "));
+    if rows.is_empty() {
+        out.push_str(
+            "Nothing to compare: no request name is in both runs (a renamed endpoint, or the wrong baseline?)\n",
+        );
+    }
     out
 }
 
@@ -383,6 +411,35 @@ mod tests {
     }
 
     #[test]
+    fn rates_are_worked_out_alike_in_both_runs() {
+        // A name only on_start calls: 10 requests in its first 0.1 s.
+        let run = |offset: f64| {
+            let mut recorder = ShardRecorder::new("local");
+            for i in 0..10 {
+                let sample = RequestSample {
+                    method: "POST",
+                    name: "/login",
+                    response_time_us: Some(1_000),
+                    ttfb_us: 0,
+                    content_length: 0,
+                    error: None,
+                };
+                recorder.record(&sample, offset + 0.01 * i as f64);
+            }
+            let mut stats = RequestStats::new(offset);
+            stats.apply(&recorder.take_delta(), offset + 60.0);
+            stats
+        };
+        let baseline = Baseline::parse("base.json", &crate::json::stats_json(&run(100.0))).unwrap();
+        let rows = compare(&baseline, &run(500.0), &tolerances(&["rps -10%"]));
+        assert!(!rows[0].regressed, "the same run is no regression: {rows:?}");
+        let nothing = compare(&baseline, &stats(&[("/other", 1, false)], 10.0), &tolerances(&["rps -10%"]));
+        assert!(nothing.is_empty());
+        let table = render(&baseline, &stats(&[("/other", 1, false)], 10.0), &tolerances(&["rps -10%"]), &nothing);
+        assert!(table.contains("Nothing to compare: no request name is in both runs"), "{table}");
+    }
+
+    #[test]
     fn a_locust_baseline_is_read_from_its_buckets() {
         let locust = r#"[{"name": "/x", "method": "GET", "num_requests": 100, "num_none_requests": 0,
             "num_failures": 2, "total_response_time": 2000.0, "start_time": 10.0, "last_request_timestamp": 20.0,
@@ -392,6 +449,29 @@ mod tests {
         assert_eq!((f.avg_ms, f.fail_ratio, f.rps), (20.0, 0.02, 10.0));
         assert_eq!(f.metric(CompareMetric::Percentile(0.5)), 10.0);
         assert_eq!(f.metric(CompareMetric::Percentile(0.95)), 100.0);
+        assert!(f.rounded);
+        // This run's percentiles are rounded the same way against it: 1.45 ms
+        // is Locust's 1 ms, not a 45% regression of it.
+        let locust = r#"[{"name": "/x", "method": "GET", "num_requests": 2, "num_none_requests": 0,
+            "num_failures": 0, "total_response_time": 2.8, "start_time": 10.0, "last_request_timestamp": 20.0,
+            "response_times": {"1": 2}}]"#;
+        let baseline = Baseline::parse("locust.json", locust).unwrap();
+        let mut now_stats = RequestStats::new(90.0);
+        let mut recorder = ShardRecorder::new("local");
+        for _ in 0..2 {
+            let sample = RequestSample {
+                method: "GET",
+                name: "/x",
+                response_time_us: Some(1_450),
+                ttfb_us: 0,
+                content_length: 0,
+                error: None,
+            };
+            recorder.record(&sample, 100.0);
+        }
+        now_stats.apply(&recorder.take_delta(), 100.0);
+        let rows = compare(&baseline, &now_stats, &tolerances(&["p95 +10%"]));
+        assert_eq!((rows[0].before, rows[0].after, rows[0].regressed), (1.0, 1.0, false), "{rows:?}");
         let err = Baseline::parse("bad.json", r#"{"stats": []}"#).unwrap_err().to_string();
         assert_eq!(err, "--compare bad.json: expected the list of entries `--json` writes");
         let err = Baseline::parse("bad.json", r#"[{"name": "/x"}]"#).unwrap_err().to_string();

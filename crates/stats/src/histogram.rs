@@ -74,9 +74,17 @@ impl LatencyHistogram {
     /// Take out every sample of `earlier`, a histogram this one grew from
     /// (a snapshot of it): what was recorded since. Exact, bucket by bucket.
     pub fn subtract(&mut self, earlier: &LatencyHistogram) {
-        // An error means `earlier` is not a snapshot of this one: nothing
-        // is taken out rather than a wrong difference.
-        let _ = self.inner.subtract(&earlier.inner);
+        // `earlier` must be a snapshot of this one: otherwise nothing is
+        // taken out rather than a wrong difference (hdrhistogram changes
+        // counts before it finds out, and panics when the total would go
+        // below zero, so the difference is made on a copy after a check).
+        if earlier.count() > self.count() || earlier.max() > self.max() {
+            return;
+        }
+        let mut difference = self.inner.clone();
+        if difference.subtract(&earlier.inner).is_ok() {
+            self.inner = difference;
+        }
     }
 
     /// Number of recorded values.

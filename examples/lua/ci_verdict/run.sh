@@ -25,7 +25,8 @@ if [ -n "${BASELINE:-}" ]; then
   compare=(--compare "$BASELINE" --compare-tolerance "p95 +25%")
 fi
 status=0
-"$swarmer" -f plan.lua -H "http://127.0.0.1:$port" "${compare[@]}" "$@" || status=$?
+# (Written so that bash 3.2's `set -u` accepts an empty list.)
+"$swarmer" -f plan.lua -H "http://127.0.0.1:$port" ${compare[@]+"${compare[@]}"} "$@" || status=$?
 case $status in
   0) echo "load test passed" ;;
   99) echo "load test FAILED: a threshold was crossed or a metric regressed (see results/junit.xml)" ;;
