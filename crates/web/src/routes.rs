@@ -67,14 +67,15 @@ async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, axum::Json(json!({ "success": false, "message": "no such page" }))).into_response()
 }
 
-/// No framing by other sites, no MIME sniffing, no referrer leaks. There is
+/// No framing by other sites, no MIME sniffing, no referrer to other sites
+/// (same-origin requests keep it, so they name their origin). There is
 /// no CORS header, so other sites' pages cannot read the API's answers
 /// (what they could still *send* is refused by [`refuse_cross_site`]).
 async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     response
 }
 
@@ -91,18 +92,19 @@ async fn refuse_cross_site(request: Request, next: Next) -> Response {
         && (request.method() != Method::GET || request.uri().path() != "/login");
     if changing {
         let headers = request.headers();
-        // Browsers that send Sec-Fetch-Site are judged by it alone (with our
-        // no-referrer policy a same-origin form posts `Origin: null`); older
-        // ones by an Origin naming another host.
+        // Browsers that send Sec-Fetch-Site are judged by it alone; older
+        // ones by their Origin: another host, or `null` (a sandboxed frame,
+        // a data: URL or a redirect chain elsewhere can send that; the UI's
+        // own requests name their origin, as the referrer policy is
+        // `same-origin`).
         let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
         let cross_fetch = matches!(fetch_site, Some("cross-site" | "same-site"));
         let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
         let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
         let cross_origin = fetch_site.is_none()
             && match (origin, host) {
-                (Some(origin), Some(host)) if origin != "null" => {
-                    origin.split_once("://").map(|(_, h)| h) != Some(host)
-                }
+                (Some("null"), _) => true,
+                (Some(origin), Some(host)) => origin.split_once("://").map(|(_, h)| h) != Some(host),
                 _ => false,
             };
         if cross_fetch || cross_origin {

@@ -578,6 +578,13 @@ async fn other_sites_cannot_start_stop_or_reset_a_test() {
     assert_eq!(s.client.send(&foreign).await.status_code(), 403);
     let image = Request::get("/stop").header("sec-fetch-site", "cross-site");
     assert_eq!(s.client.send(&image).await.status_code(), 403);
+    // A sandboxed frame or a data: URL elsewhere posts `Origin: null`; a
+    // browser without Sec-Fetch-Site cannot tell more.
+    let opaque = Request::post("/stats/reset").header("origin", "null");
+    assert_eq!(s.client.send(&opaque).await.status_code(), 403);
+    // With Sec-Fetch-Site, that header decides.
+    let judged = Request::post("/swarm").form(&form).header("origin", "null").header("sec-fetch-site", "cross-site");
+    assert_eq!(s.client.send(&judged).await.status_code(), 403);
     assert_eq!(s.runner.state(), RunnerState::Ready, "nothing started");
     // The page itself (same origin) and scripts (no such headers) may.
     let origin = s.web.url();
