@@ -123,9 +123,8 @@ pub async fn login_submit(State(state): State<Arc<AppState>>, Form(form): Form<L
     let Some(credentials) = &state.options.credentials else {
         return Redirect::to(&home(&state)).into_response();
     };
-    if !credentials.verify(&form.username, &form.password) {
-        tracing::warn!("web UI: failed login for user {:?}", form.username);
-        tokio::time::sleep(FAILED_LOGIN_DELAY).await;
+    let what = format!("form, user {:?}", form.username);
+    if !state.check_password(&what, || credentials.verify(&form.username, &form.password)).await {
         return Redirect::to(&state.path("/login?error=1")).into_response();
     }
     let token = state.sessions.open();

@@ -136,17 +136,17 @@ async fn require_login(State(state): State<Arc<AppState>>, request: Request, nex
         .filter_map(|v| v.to_str().ok())
         .filter_map(auth::session_cookie)
         .any(|token| state.sessions.is_valid(token));
-    // Checked only without a valid session: a password check costs two hashes.
-    let by_basic = || {
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).is_some_and(|v| credentials.verify_basic(v))
-    };
-    if by_cookie || by_basic() {
+    if by_cookie {
         return next.run(request).await;
     }
-    if headers.contains_key(header::AUTHORIZATION) {
-        // A wrong password: answer slowly, as the login form does.
-        tokio::time::sleep(crate::pages::FAILED_LOGIN_DELAY).await;
+    // Checked only without a valid session (a password check costs two
+    // hashes), in turn with every other check, as the login form's.
+    if let Some(basic) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned)
+        && state.check_password("basic auth", || credentials.verify_basic(&basic)).await
+    {
+        return next.run(request).await;
     }
+    let headers = request.headers();
     if request.method() == Method::GET && (relative == "/" || relative.is_empty()) {
         return Redirect::to(&state.path("/login")).into_response();
     }

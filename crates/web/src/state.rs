@@ -21,12 +21,38 @@ pub struct AppState {
     pub stream: watch::Sender<Arc<str>>,
     /// A publisher task is rendering `stream` (at most one runs).
     pub publishing: std::sync::atomic::AtomicBool,
+    /// Password checks, one at a time (see [`AppState::check_password`]).
+    pub login_gate: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
+    /// Check a password (`verify`) in turn with every other check, form or
+    /// basic auth: a wrong one keeps the turn for
+    /// [`crate::pages::FAILED_LOGIN_DELAY`], so guesses are throttled in
+    /// aggregate (about 2.5 a second however many connections make them),
+    /// and a right one cannot be told apart sooner than the queue allows.
+    /// `what` names the attempt in the log of failures.
+    pub async fn check_password(&self, what: &str, verify: impl FnOnce() -> bool) -> bool {
+        let _turn = self.login_gate.lock().await;
+        let right = verify();
+        if !right {
+            tracing::warn!("web UI: failed login ({what})");
+            tokio::time::sleep(crate::pages::FAILED_LOGIN_DELAY).await;
+        }
+        right
+    }
+
     pub fn new(runner: RunnerHandle, options: WebOptions, tls: bool) -> Self {
         let (stream, _) = watch::channel(Arc::from(""));
-        Self { runner, options, sessions: Sessions::default(), tls, stream, publishing: Default::default() }
+        Self {
+            runner,
+            options,
+            sessions: Sessions::default(),
+            tls,
+            stream,
+            publishing: Default::default(),
+            login_gate: Default::default(),
+        }
     }
 
     /// Start (or re-target) a test; a run time in `settings` restarts the

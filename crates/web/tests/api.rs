@@ -603,6 +603,55 @@ async fn absurd_user_counts_are_refused() {
     assert!(r.json::<Value>().unwrap()["message"].as_str().unwrap().contains("at most"));
 }
 
+/// Wrong passwords are throttled in aggregate: many connections guessing
+/// at once get their answers one at a time, 0.4 s apart, by form and by
+/// basic auth alike; a session cookie is not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_guesses_are_throttled_across_connections() {
+    let credentials = Credentials::parse("alice:s3cret", "test").unwrap();
+    let s = setup_with(WebOptions { credentials: Some(credentials), ..web_options() }, true).await;
+    let url = s.web.url();
+    let started = std::time::Instant::now();
+    // At once, each on its own connection (the client is !Send: a LocalSet).
+    let local = tokio::task::LocalSet::new();
+    let guesses: Vec<_> = (0..6)
+        .map(|i| {
+            let url = url.clone();
+            local.spawn_local(async move {
+                let mut client = Session::new(Arc::new(ClientConfig::default_config()), url);
+                let guess = if i % 2 == 0 {
+                    let header = format!("Basic {}", b64(&format!("alice:guess{i}")));
+                    Request::get("/stats/requests").header("authorization", &header)
+                } else {
+                    let password = format!("guess{i}");
+                    Request::post("/login")
+                        .form(&[("username", "alice"), ("password", &password)])
+                        .allow_redirects(false)
+                };
+                client.send(&guess).await.status_code()
+            })
+        })
+        .collect();
+    local
+        .run_until(async {
+            for guess in guesses {
+                let status = guess.await.unwrap();
+                assert!(status == 401 || status == 303, "{status}");
+            }
+        })
+        .await;
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(2300), "6 wrong guesses answered within {elapsed:?}: not one at a time");
+    let mut client = Session::new(Arc::new(ClientConfig::default_config()), url);
+    let right = Request::get("/stats/requests").header("authorization", &format!("Basic {}", b64("alice:s3cret")));
+    assert_eq!(client.send(&right).await.status_code(), 200);
+}
+
+fn b64(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
 #[tokio::test]
 async fn login_works_under_a_base_path_that_looks_like_a_route() {
     let credentials = Credentials::parse("alice:s3cret", "test").unwrap();
