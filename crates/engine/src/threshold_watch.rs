@@ -210,6 +210,25 @@ mod tests {
     }
 
     #[test]
+    fn a_new_test_in_the_same_process_starts_its_windows_again() {
+        let mut w = watch(&["avg<20ms over 2s"]);
+        let mut first = RequestStats::new(0.0);
+        for second in 1..=4 {
+            record(&mut first, second as f64, 10, if second == 2 { 100 } else { 2 });
+            w.tick(&first, second as f64 + 0.5, 0.0);
+        }
+        assert!(!w.verdicts(&first)[0].verdict.passed, "the first test had a slow window");
+        // The second test's statistics start afresh (a new start time).
+        let mut second = RequestStats::new(100.0);
+        for s in 101..=104 {
+            record(&mut second, s as f64, 10, 2);
+            w.tick(&second, s as f64 + 0.5, 100.0);
+        }
+        let verdict = &w.verdicts(&second)[0].verdict;
+        assert!(verdict.passed && verdict.actual == Some(2.0), "only the second test's windows: {verdict:?}");
+    }
+
+    #[test]
     fn a_run_shorter_than_its_window_is_judged_whole() {
         let mut stats = RequestStats::new(0.0);
         let mut w = watch(&["avg<20ms over 1m"]);

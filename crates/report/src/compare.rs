@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 use swarmer_stats::{PERCENTILES_TO_REPORT, RequestStats, StatsEntry};
 
-use crate::number::locust_bucket_ms;
+use crate::number::locust_buckets;
 
 /// A metric compared between runs.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -131,13 +131,8 @@ impl Figures {
     fn of_entry(e: &StatsEntry, rounded: bool) -> Self {
         let seconds = e.last_request_timestamp.map_or(0.0, |last| (last - e.start_time).max(0.0));
         let percentiles = if rounded {
-            let mut buckets = serde_json::Map::new();
-            for (micros, count) in e.histogram.buckets() {
-                let key = locust_bucket_ms(micros as f64 / 1000.0).to_string();
-                let sum = buckets.get(&key).and_then(Value::as_u64).unwrap_or(0) + count;
-                buckets.insert(key, Value::from(sum));
-            }
-            bucket_percentiles(&Value::Object(buckets), e.histogram.count())
+            let buckets = locust_buckets(e).into_iter().map(|(ms, count)| (ms as f64, count)).collect();
+            bucket_percentiles(buckets, e.histogram.count())
         } else {
             PERCENTILES_TO_REPORT.iter().map(|q| (*q, e.percentile_ms(*q))).collect()
         };
@@ -205,7 +200,12 @@ fn figures_of(item: &Value) -> Result<Figures, String> {
             .map(|q| (*q, exact.get(&q.to_string()).and_then(Value::as_f64).unwrap_or(0.0)))
             .collect(),
         // Locust's own: percentiles from its rounded buckets.
-        None => bucket_percentiles(&item["response_times"], timed),
+        None => {
+            let buckets = item["response_times"]
+                .as_object()
+                .map(|m| m.iter().filter_map(|(k, v)| Some((k.parse().ok()?, v.as_u64()?))).collect());
+            bucket_percentiles(buckets.unwrap_or_default(), timed)
+        }
     };
     Ok(Figures {
         method: text("method")?,
@@ -219,12 +219,8 @@ fn figures_of(item: &Value) -> Result<Figures, String> {
     })
 }
 
-/// Percentiles as Locust computes them from `{ms: count}` buckets.
-fn bucket_percentiles(buckets: &Value, total: u64) -> Vec<(f64, f64)> {
-    let mut sorted: Vec<(f64, u64)> = buckets
-        .as_object()
-        .map(|m| m.iter().filter_map(|(k, v)| Some((k.parse().ok()?, v.as_u64()?))).collect())
-        .unwrap_or_default();
+/// Percentiles as Locust computes them from `(ms, count)` buckets.
+fn bucket_percentiles(mut sorted: Vec<(f64, u64)>, total: u64) -> Vec<(f64, f64)> {
     sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
     PERCENTILES_TO_REPORT
         .iter()
@@ -348,23 +344,26 @@ mod tests {
     use super::*;
     use swarmer_stats::{RequestSample, ShardRecorder};
 
-    fn stats(samples: &[(&'static str, u64, bool)], at: f64) -> RequestStats {
+    /// Statistics from `(method, name, µs, failed, at)` samples, started at `start`.
+    fn recorded(samples: &[(&'static str, &'static str, u64, bool, f64)], start: f64) -> RequestStats {
         let mut recorder = ShardRecorder::new("local");
-        for (name, ms, failed) in samples {
+        let mut last = start;
+        for &(method, name, micros, failed, at) in samples {
             let error = failed.then_some("boom");
-            let sample = RequestSample {
-                method: "GET",
-                name,
-                response_time_us: Some(ms * 1000),
-                ttfb_us: 0,
-                content_length: 0,
-                error,
-            };
+            let sample =
+                RequestSample { method, name, response_time_us: Some(micros), ttfb_us: 0, content_length: 0, error };
             recorder.record(&sample, at);
+            last = last.max(at);
         }
-        let mut stats = RequestStats::new(at - 10.0);
-        stats.apply(&recorder.take_delta(), at);
+        let mut stats = RequestStats::new(start);
+        stats.apply(&recorder.take_delta(), last);
         stats
+    }
+
+    /// GET requests of `(name, ms, failed)`, all at `at`.
+    fn stats(samples: &[(&'static str, u64, bool)], at: f64) -> RequestStats {
+        let all: Vec<_> = samples.iter().map(|&(name, ms, failed)| ("GET", name, ms * 1000, failed, at)).collect();
+        recorded(&all, at - 10.0)
     }
 
     fn tolerances(texts: &[&str]) -> Vec<Tolerance> {
@@ -414,25 +413,16 @@ mod tests {
     fn rates_are_worked_out_alike_in_both_runs() {
         // A name only on_start calls: 10 requests in its first 0.1 s.
         let run = |offset: f64| {
-            let mut recorder = ShardRecorder::new("local");
-            for i in 0..10 {
-                let sample = RequestSample {
-                    method: "POST",
-                    name: "/login",
-                    response_time_us: Some(1_000),
-                    ttfb_us: 0,
-                    content_length: 0,
-                    error: None,
-                };
-                recorder.record(&sample, offset + 0.01 * i as f64);
-            }
-            let mut stats = RequestStats::new(offset);
-            stats.apply(&recorder.take_delta(), offset + 60.0);
-            stats
+            let mut samples: Vec<_> =
+                (0..10).map(|i| ("POST", "/login", 1_000, false, offset + 0.01 * i as f64)).collect();
+            // The run goes on for a minute after them.
+            samples.push(("GET", "/", 1_000, false, offset + 60.0));
+            recorded(&samples, offset)
         };
         let baseline = Baseline::parse("base.json", &crate::json::stats_json(&run(100.0))).unwrap();
         let rows = compare(&baseline, &run(500.0), &tolerances(&["rps -10%"]));
-        assert!(!rows[0].regressed, "the same run is no regression: {rows:?}");
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert!(rows.iter().all(|r| !r.regressed), "the same run is no regression: {rows:?}");
         let nothing = compare(&baseline, &stats(&[("/other", 1, false)], 10.0), &tolerances(&["rps -10%"]));
         assert!(nothing.is_empty());
         let table = render(&baseline, &stats(&[("/other", 1, false)], 10.0), &tolerances(&["rps -10%"]), &nothing);
@@ -456,20 +446,7 @@ mod tests {
             "num_failures": 0, "total_response_time": 2.8, "start_time": 10.0, "last_request_timestamp": 20.0,
             "response_times": {"1": 2}}]"#;
         let baseline = Baseline::parse("locust.json", locust).unwrap();
-        let mut now_stats = RequestStats::new(90.0);
-        let mut recorder = ShardRecorder::new("local");
-        for _ in 0..2 {
-            let sample = RequestSample {
-                method: "GET",
-                name: "/x",
-                response_time_us: Some(1_450),
-                ttfb_us: 0,
-                content_length: 0,
-                error: None,
-            };
-            recorder.record(&sample, 100.0);
-        }
-        now_stats.apply(&recorder.take_delta(), 100.0);
+        let now_stats = recorded(&[("GET", "/x", 1_450, false, 100.0), ("GET", "/x", 1_450, false, 100.0)], 90.0);
         let rows = compare(&baseline, &now_stats, &tolerances(&["p95 +10%"]));
         assert_eq!((rows[0].before, rows[0].after, rows[0].regressed), (1.0, 1.0, false), "{rows:?}");
         let err = Baseline::parse("bad.json", r#"{"stats": []}"#).unwrap_err().to_string();

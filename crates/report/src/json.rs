@@ -9,17 +9,14 @@
 use serde_json::{Map, Value, json};
 use swarmer_stats::{PERCENTILES_TO_REPORT, RequestStats, StatsEntry};
 
-use crate::number::locust_bucket_ms;
+use crate::number::locust_buckets;
 
 /// One entry as Locust serializes it.
 pub fn entry_json(e: &StatsEntry) -> Value {
     // Locust's buckets (whole ms below 100, then two significant digits),
     // so readers that turn the keys into integers work.
-    let mut buckets: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
-    for (micros, count) in e.histogram.buckets() {
-        *buckets.entry(locust_bucket_ms(micros as f64 / 1000.0)).or_default() += count;
-    }
-    let response_times: Map<String, Value> = buckets.into_iter().map(|(k, c)| (k.to_string(), json!(c))).collect();
+    let response_times: Map<String, Value> =
+        locust_buckets(e).into_iter().map(|(k, c)| (k.to_string(), json!(c))).collect();
     // Swarmer's own: the exact percentiles (ms, to the microsecond).
     let exact: Map<String, Value> = PERCENTILES_TO_REPORT
         .iter()

@@ -14,6 +14,16 @@ pub fn whole_ms(value: f64) -> u64 {
     if value.is_finite() && value > 0.0 { (value + 0.5).floor() as u64 } else { 0 }
 }
 
+/// `entry`'s response times in Locust's `response_times` buckets
+/// ([`locust_bucket_ms`] → count), lowest first.
+pub fn locust_buckets(entry: &swarmer_stats::StatsEntry) -> std::collections::BTreeMap<u64, u64> {
+    let mut buckets = std::collections::BTreeMap::new();
+    for (micros, count) in entry.histogram.buckets() {
+        *buckets.entry(locust_bucket_ms(micros as f64 / 1000.0)).or_default() += count;
+    }
+    buckets
+}
+
 /// Locust's bucket for a response time in its `response_times`: whole
 /// milliseconds below 100, then two significant digits (`147.3` → 150,
 /// `1234` → 1200, `12345` → 12000).
