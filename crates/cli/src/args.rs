@@ -64,6 +64,24 @@ pub struct RunArgs {
     #[arg(short = 't', long = "run-time", env = "SWARMER_RUN_TIME", value_parser = parse_span)]
     pub run_time: Option<std::time::Duration>,
 
+    /// Start iterations (one task of a user) at this rate, e.g. 100, 100/s,
+    /// 600/m, served by a pool of users: an open model, k6's
+    /// constant-arrival-rate. -u is then the users started beforehand (k6's
+    /// preAllocatedVUs); when all are busy the pool grows to --max-users and
+    /// iterations with no free user are counted as dropped.
+    #[arg(long = "arrival-rate", env = "SWARMER_ARRIVAL_RATE", value_name = "RATE", value_parser = parse_arrival_rate)]
+    pub arrival_rate: Option<f64>,
+
+    /// Ramp the arrival rate from --arrival-rate through these stages,
+    /// DURATION:RATE each, e.g. 30s:100,1m:100,10s:0 (k6's
+    /// ramping-arrival-rate). Without --run-time the test ends after them.
+    #[arg(long = "arrival-stages", env = "SWARMER_ARRIVAL_STAGES", value_name = "STAGES", value_parser = parse_arrival_stages)]
+    pub arrival_stages: Option<Vec<swarmer_engine::RateStage>>,
+
+    /// The most users an arrival-rate pool grows to (k6's maxVUs; default: -u).
+    #[arg(long = "max-users", env = "SWARMER_MAX_USERS", value_name = "N")]
+    pub max_users: Option<usize>,
+
     /// Drive the test through load phases from a TOML file ([[phases]]
     /// tables: duration, users, spawn_rate, user_types with ratio and wait
     /// times); -u and -r are then not used. A `phases` table in the config
@@ -297,4 +315,12 @@ pub(crate) fn parse_positive_timeout(text: &str) -> Result<f64, String> {
 
 fn parse_number(text: &str) -> Result<f64, String> {
     text.trim().parse::<f64>().map_err(|e| e.to_string())
+}
+
+fn parse_arrival_rate(text: &str) -> Result<f64, String> {
+    swarmer_engine::arrival::parse_rate(text).map_err(|e| e.0)
+}
+
+fn parse_arrival_stages(text: &str) -> Result<Vec<swarmer_engine::RateStage>, String> {
+    swarmer_engine::arrival::parse_stages(text).map_err(|e| e.0)
 }

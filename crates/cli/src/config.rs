@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use swarmer_cluster::auth::{ClusterTls, ClusterToken};
 use swarmer_cluster::client_settings::OwnClientFlags;
+use swarmer_engine::ArrivalRate;
 use swarmer_engine::threshold::{self, Threshold};
 use swarmer_engine::{ClientConfig, RunnerOptions, TagFilter, TestSettings, TlsOptions};
 use swarmer_report::compare::{Baseline, Tolerance};
@@ -245,6 +246,31 @@ pub struct WorkerConfig {
     pub own_client_flags: OwnClientFlags,
 }
 
+/// `--arrival-rate`, `--arrival-stages` and `--max-users` as one setting;
+/// errors name the flag.
+fn arrival_rate(args: &RunArgs) -> Result<Option<Box<ArrivalRate>>, String> {
+    let Some(start_rate) = args.arrival_rate else {
+        if args.arrival_stages.is_some() {
+            return Err("--arrival-stages: give the starting rate with --arrival-rate (0 to start from none)".into());
+        }
+        if args.max_users.is_some() {
+            return Err("--max-users: only an arrival-rate test (--arrival-rate) has a pool to grow".into());
+        }
+        return Ok(None);
+    };
+    if args.phases.is_some() {
+        return Err("--arrival-rate: --phases drives the load; give the rate in the phases file".into());
+    }
+    let rate = ArrivalRate {
+        start_rate,
+        stages: args.arrival_stages.clone().unwrap_or_default(),
+        pre_allocated: args.users,
+        max_users: args.max_users.unwrap_or(args.users),
+    };
+    rate.check().map_err(|e| format!("--max-users / -u: {e}"))?;
+    Ok(Some(Box::new(rate)))
+}
+
 impl RunConfig {
     /// Check and convert the parsed command line. `given` tells whether a
     /// flag (by its clap id) was set on the command line, in the
@@ -259,6 +285,7 @@ impl RunConfig {
             users: args.users,
             spawn_rate: args.spawn_rate,
             run_time: args.run_time.filter(|d| !d.is_zero()),
+            arrival: arrival_rate(&args)?,
             ..Default::default()
         };
         let outputs = Outputs {

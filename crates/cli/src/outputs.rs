@@ -86,15 +86,23 @@ impl CsvOutput {
 
 /// The live table, on standard error like Locust's stats logger.
 pub fn print_live(store: &StatsStore, now: f64) {
-    to_stderr(&format!("{}\n", console::stats_table(&store.stats, Rates::Current, now)));
+    to_stderr(&format!(
+        "{}\n{}",
+        console::stats_table(&store.stats, Rates::Current, now),
+        console::iterations_line(&store.stats, Some(now))
+    ));
 }
 
 /// The final summary: stats table with whole-run rates, percentiles, errors.
 pub fn print_summary(store: &StatsStore, now: f64) {
+    let corrected = console::corrected_percentile_table(&store.stats);
     let mut text = format!(
-        "{}\n{}\n{}",
+        "{}\n{}{}\n{}{}\n{}",
         console::stats_table(&store.stats, Rates::Total, now),
+        console::iterations_line(&store.stats, None),
         console::percentile_table(&store.stats),
+        corrected,
+        if corrected.is_empty() { "" } else { "\n" },
         console::error_report(&store.stats)
     );
     for note in &store.notes {

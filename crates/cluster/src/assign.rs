@@ -93,7 +93,7 @@ pub fn assign_keeping(
 
 /// `users` split over workers in proportion to their cores, the rest by
 /// largest remainder (ties to the first).
-fn apportion(users: usize, workers: &[u32]) -> Vec<usize> {
+pub(crate) fn apportion(users: usize, workers: &[u32]) -> Vec<usize> {
     let cores: Vec<u64> = workers.iter().map(|c| u64::from((*c).max(1))).collect();
     let total: u64 = cores.iter().sum();
     let users = users as u64;

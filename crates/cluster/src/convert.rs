@@ -3,7 +3,9 @@
 //! as HdrHistogram V2 bytes, so the master's merge is exact.
 
 use swarmer_engine::TagFilter;
-use swarmer_stats::{ExceptionEntry, FailureEntry, LatencyHistogram, PerSecondCounts, StatsDelta, StatsEntry};
+use swarmer_stats::{
+    ExceptionEntry, FailureEntry, Iterations, LatencyHistogram, PerSecondCounts, StatsDelta, StatsEntry,
+};
 
 use crate::error::ReportError;
 use crate::proto;
@@ -16,6 +18,8 @@ pub fn delta_to_report(delta: &StatsDelta, epoch: u64, master_instance: u64) -> 
         master_instance,
         assign_sequence: 0,
         entries: delta.entries.iter().map(entry_to_proto).collect(),
+        corrected: delta.corrected.iter().map(entry_to_proto).collect(),
+        iterations: (!delta.iterations.is_empty()).then(|| iterations_to_proto(&delta.iterations)),
         failures: delta
             .failures
             .iter()
@@ -41,8 +45,31 @@ pub fn delta_to_report(delta: &StatsDelta, epoch: u64, master_instance: u64) -> 
     }
 }
 
+fn iterations_to_proto(i: &Iterations) -> proto::Iterations {
+    proto::Iterations { started: i.started, dropped: i.dropped, per_second: per_second_to_proto(&i.per_second) }
+}
+
+fn per_second_to_proto(counts: &PerSecondCounts) -> Vec<proto::SecondCount> {
+    let failures: std::collections::HashMap<u64, u64> = counts.failures_by_second().collect();
+    counts
+        .requests_by_second()
+        .map(|(second, requests)| proto::SecondCount {
+            second,
+            requests,
+            failures: failures.get(&second).copied().unwrap_or(0),
+        })
+        .collect()
+}
+
+fn per_second_from_proto(seconds: &[proto::SecondCount]) -> PerSecondCounts {
+    let mut counts = PerSecondCounts::default();
+    for s in seconds {
+        counts.add(s.second, s.requests, s.failures);
+    }
+    counts
+}
+
 fn entry_to_proto(e: &StatsEntry) -> proto::Entry {
-    let failures: std::collections::HashMap<u64, u64> = e.per_second.failures_by_second().collect();
     proto::Entry {
         method: e.method.clone(),
         name: e.name.clone(),
@@ -55,15 +82,7 @@ fn entry_to_proto(e: &StatsEntry) -> proto::Entry {
         total_content_length: e.total_content_length,
         total_ttfb_us: e.total_ttfb_us,
         histogram: e.histogram.to_bytes().unwrap_or_default(),
-        per_second: e
-            .per_second
-            .requests_by_second()
-            .map(|(second, requests)| proto::SecondCount {
-                second,
-                requests,
-                failures: failures.get(&second).copied().unwrap_or(0),
-            })
-            .collect(),
+        per_second: per_second_to_proto(&e.per_second),
         start_time: e.start_time,
         last_request_timestamp: e.last_request_timestamp,
     }
@@ -95,36 +114,15 @@ fn bad(entry: &proto::Entry, reason: String) -> ReportError {
 
 /// A report back into a delta; errors name what was malformed.
 pub fn report_to_delta(report: &proto::StatsReport) -> Result<StatsDelta, ReportError> {
-    let mut entries = Vec::with_capacity(report.entries.len());
-    for e in &report.entries {
-        let histogram =
-            LatencyHistogram::from_bytes(&e.histogram).map_err(|err| bad(e, format!("bad histogram: {err}")))?;
-        if histogram.count() + e.num_none_requests != e.num_requests {
-            return Err(bad(e, format!("{} requests but the histogram holds {}", e.num_requests, histogram.count())));
-        }
-        let mut per_second = PerSecondCounts::default();
-        for s in &e.per_second {
-            per_second.add(s.second, s.requests, s.failures);
-        }
-        entries.push(StatsEntry {
-            method: e.method.clone(),
-            name: e.name.clone(),
-            num_requests: e.num_requests,
-            num_none_requests: e.num_none_requests,
-            num_failures: e.num_failures,
-            total_response_time_us: e.total_response_time_us,
-            min_response_time_us: e.min_response_time_us,
-            max_response_time_us: e.max_response_time_us,
-            total_content_length: e.total_content_length,
-            total_ttfb_us: e.total_ttfb_us,
-            histogram,
-            per_second,
-            start_time: e.start_time,
-            last_request_timestamp: e.last_request_timestamp,
-        });
-    }
+    let iterations = report.iterations.as_ref().map_or_else(Iterations::default, |i| Iterations {
+        started: i.started,
+        dropped: i.dropped,
+        per_second: per_second_from_proto(&i.per_second),
+    });
     Ok(StatsDelta {
-        entries,
+        entries: entries_from_proto(&report.entries)?,
+        corrected: entries_from_proto(&report.corrected)?,
+        iterations,
         failures: report
             .failures
             .iter()
@@ -148,6 +146,35 @@ pub fn report_to_delta(report: &proto::StatsReport) -> Result<StatsDelta, Report
             })
             .collect(),
     })
+}
+
+fn entries_from_proto(list: &[proto::Entry]) -> Result<Vec<StatsEntry>, ReportError> {
+    let mut entries = Vec::with_capacity(list.len());
+    for e in list {
+        let histogram =
+            LatencyHistogram::from_bytes(&e.histogram).map_err(|err| bad(e, format!("bad histogram: {err}")))?;
+        if histogram.count() + e.num_none_requests != e.num_requests {
+            return Err(bad(e, format!("{} requests but the histogram holds {}", e.num_requests, histogram.count())));
+        }
+        let per_second = per_second_from_proto(&e.per_second);
+        entries.push(StatsEntry {
+            method: e.method.clone(),
+            name: e.name.clone(),
+            num_requests: e.num_requests,
+            num_none_requests: e.num_none_requests,
+            num_failures: e.num_failures,
+            total_response_time_us: e.total_response_time_us,
+            min_response_time_us: e.min_response_time_us,
+            max_response_time_us: e.max_response_time_us,
+            total_content_length: e.total_content_length,
+            total_ttfb_us: e.total_ttfb_us,
+            histogram,
+            per_second,
+            start_time: e.start_time,
+            last_request_timestamp: e.last_request_timestamp,
+        });
+    }
+    Ok(entries)
 }
 
 #[cfg(test)]

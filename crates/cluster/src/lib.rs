@@ -21,6 +21,7 @@
 //! What it does not do: parse flags, or load plans (the caller passes a
 //! loader), or serve the UI.
 
+pub mod arrival_split;
 pub mod assign;
 pub mod auth;
 pub mod bundle;

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use swarmer_engine::{
-    ClusterMessage, LocalRunner, LockExt, NodeRole, Notice, Plan, PlanError, RunnerEvent, RunnerHandle, RunnerOptions,
-    RunnerState, TestSettings, TlsOptions, UsageMonitor, WaitSpec,
+    ArrivalRate, ArrivalSlice, ClusterMessage, LocalRunner, LockExt, NodeRole, Notice, Plan, PlanError, RateStage,
+    RunnerEvent, RunnerHandle, RunnerOptions, RunnerState, TestSettings, TlsOptions, UsageMonitor, WaitSpec,
 };
 use swarmer_stats::{StatsDelta, unix_now, until_second_fraction};
 use tokio::sync::{mpsc, watch};
@@ -470,6 +470,11 @@ async fn session(
                             host: Some(a.host),
                             class_counts: Some(a.class_counts.iter().map(|n| *n as usize).collect()),
                             wait_times: Some(wait_times(a.wait_times)),
+                            arrival_slice: a.arrival.as_ref().map(|part| ArrivalSlice {
+                                first: part.slice_first,
+                                total: part.slice_total,
+                            }),
+                            arrival: a.arrival.map(arrival_rate),
                             ..Default::default()
                         };
                         if let Err(e) = handle.start_test(settings) {
@@ -677,4 +682,21 @@ fn wait_times(given: std::collections::HashMap<String, String>) -> std::collecti
             }
         })
         .collect()
+}
+
+/// The arrival rate of a worker's part, as the master sent it.
+fn arrival_rate(part: proto::ArrivalAssign) -> Box<ArrivalRate> {
+    Box::new(ArrivalRate {
+        start_rate: part.start_rate,
+        stages: part
+            .stages
+            .iter()
+            .map(|s| RateStage {
+                duration: Duration::try_from_secs_f64(s.seconds).unwrap_or_default(),
+                target: s.target,
+            })
+            .collect(),
+        pre_allocated: part.pre_allocated as usize,
+        max_users: part.max_users as usize,
+    })
 }

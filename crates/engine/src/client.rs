@@ -8,7 +8,7 @@
 //!
 //! HOT PATH: one recorder borrow per request, no lock, no channel.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ops::Deref;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use swarmer_http::{ClientConfig, ConnectionPool, Method, Request, Response, Session};
 use swarmer_stats::RequestSample;
 
-use crate::shard_context::ShardContext;
+use crate::shard_context::{NO_SCHEDULE, ShardContext};
 
 /// A user's HTTP client.
 #[derive(Clone)]
@@ -28,6 +28,9 @@ pub struct Client {
     shard: Rc<ShardContext>,
     /// Where connections come from when the class limits them.
     pool: Option<Rc<ConnectionPool>>,
+    /// How late (µs) the user's current iteration began against its
+    /// schedule (arrival rate, constant pacing); [`NO_SCHEDULE`] without one.
+    schedule_lag: Rc<Cell<u64>>,
 }
 
 impl Client {
@@ -43,7 +46,14 @@ impl Client {
         pool: Option<Rc<ConnectionPool>>,
     ) -> Self {
         let session = Self::session_for(&config, &base_url, &pool);
-        Self { session: Rc::new(RefCell::new(session)), config, base_url: base_url.into(), shard, pool }
+        Self {
+            session: Rc::new(RefCell::new(session)),
+            config,
+            base_url: base_url.into(),
+            shard,
+            pool,
+            schedule_lag: Rc::new(Cell::new(NO_SCHEDULE)),
+        }
     }
 
     fn session_for(config: &Arc<ClientConfig>, base_url: &str, pool: &Option<Rc<ConnectionPool>>) -> Session {
@@ -77,8 +87,15 @@ impl Client {
         let response = self.exchange(&request).await;
         let name = request.stats_name();
         let failure = response.default_failure(name);
-        record(&self.shard, request.method.as_str(), name, &response, failure.as_deref());
+        record(&self.shard, self.schedule_lag.get(), request.method.as_str(), name, &response, failure.as_deref());
         response
+    }
+
+    /// How late the current iteration began against its schedule; `None`
+    /// when it has none. Requests recorded from now on also count from
+    /// when they were due.
+    pub(crate) fn set_schedule_lag(&self, lag: Option<std::time::Duration>) {
+        self.schedule_lag.set(lag.map_or(NO_SCHEDULE, |l| (l.as_micros() as u64).min(NO_SCHEDULE - 1)));
     }
 
     /// Send, and let the task decide success or failure (Locust's
@@ -87,7 +104,14 @@ impl Client {
     pub async fn send_catch(&self, request: Request) -> CatchResponse {
         let response = self.exchange(&request).await;
         let name = request.name.unwrap_or(request.url);
-        CatchResponse { response, method: request.method, name, shard: self.shard.clone(), recorded: false }
+        CatchResponse {
+            response,
+            method: request.method,
+            name,
+            shard: self.shard.clone(),
+            lag: self.schedule_lag.get(),
+            recorded: false,
+        }
     }
 
     /// Record a sample of any request type (Locust's `events.request.fire`),
@@ -100,14 +124,15 @@ impl Client {
         length: u64,
         error: Option<&str>,
     ) {
-        self.shard.record(&RequestSample {
+        let sample = RequestSample {
             method: request_type,
             name,
             response_time_us: Some(response_time.as_micros() as u64),
             ttfb_us: 0,
             content_length: length,
             error,
-        });
+        };
+        self.shard.record_scheduled(&sample, self.schedule_lag.get());
     }
 
     /// Record an exception (an error in user code) in the shard's
@@ -124,15 +149,16 @@ impl Client {
 }
 
 #[inline]
-fn record(shard: &ShardContext, method: &str, name: &str, response: &Response, error: Option<&str>) {
-    shard.record(&RequestSample {
+fn record(shard: &ShardContext, lag_us: u64, method: &str, name: &str, response: &Response, error: Option<&str>) {
+    let sample = RequestSample {
         method,
         name,
         response_time_us: Some(response.elapsed.as_micros() as u64),
         ttfb_us: response.ttfb.as_micros() as u64,
         content_length: response.body.len() as u64,
         error,
-    });
+    };
+    shard.record_scheduled(&sample, lag_us);
 }
 
 /// Makes clients outside users, for a front end's listeners and
@@ -177,6 +203,8 @@ pub struct CatchResponse {
     method: Method,
     name: String,
     shard: Rc<ShardContext>,
+    /// The user's schedule lag when the request was sent.
+    lag: u64,
     recorded: bool,
 }
 
@@ -227,7 +255,7 @@ impl CatchResponse {
     fn finish(&mut self, error: Option<&str>) {
         if !self.recorded {
             self.recorded = true;
-            record(&self.shard, self.method.as_str(), &self.name, &self.response, error);
+            record(&self.shard, self.lag, self.method.as_str(), &self.name, &self.response, error);
         }
     }
 }

@@ -95,6 +95,9 @@ pub enum StartError {
         /// The first picked class without a host.
         class: String,
     },
+    /// The arrival rate cannot run (no users, a maximum below the pre-allocated users).
+    #[error("arrival rate: {0}")]
+    Arrival(String),
     /// The class picker was sent with no class picked.
     #[error("user_classes: pick at least one user class")]
     NoClassPicked,

@@ -31,6 +31,8 @@
 //! What it does not do: parse flags, print tables, write files, serve HTTP.
 //! Surfaces read [`StatsStore`] through the runner's handle.
 
+pub mod arrival;
+mod arrival_pool;
 mod client;
 mod control;
 mod cpu;
@@ -58,6 +60,7 @@ mod user_class;
 mod user_loop;
 mod wait_time;
 
+pub use arrival::{ArrivalRate, RateStage};
 pub use client::{CatchResponse, Client, ClientMaker};
 pub use control::{TaskError, TaskResult};
 pub use cpu::{ProcessUsage, UsageMonitor};
@@ -74,8 +77,8 @@ pub use read_model::{
     WorkerStatus,
 };
 pub use runner::{
-    Begin, ClassMix, ClassWeight, LocalRunner, PlanShapeStep, PlanSummary, RunnerChannels, RunnerCommand, RunnerCore,
-    RunnerEvent, RunnerHandle, RunnerOptions, ShapeAction, TestSettings, sleep_until,
+    ArrivalSlice, Begin, ClassMix, ClassWeight, LocalRunner, PlanShapeStep, PlanSummary, RunnerChannels, RunnerCommand,
+    RunnerCore, RunnerEvent, RunnerHandle, RunnerOptions, ShapeAction, TestSettings, shards_taking_part, sleep_until,
 };
 pub use shape::{LoadShape, Phase, Phases, ShapeStep, SharedShape};
 pub use shard_context::{RequestHook, UserErrorHook};

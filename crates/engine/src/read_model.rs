@@ -99,6 +99,8 @@ pub struct StatsStore {
     pub user_count: usize,
     /// Users the current ramp goes to.
     pub target_user_count: usize,
+    /// The latest test's arrival rate, described (`None`: a closed model).
+    pub arrival: Option<String>,
     /// Users running per class name.
     pub class_counts: BTreeMap<String, usize>,
     /// This process's CPU and memory at the latest sample.
@@ -197,6 +199,7 @@ impl StatsStore {
             state,
             user_count: 0,
             target_user_count: 0,
+            arrival: None,
             class_counts: BTreeMap::new(),
             usage: ProcessUsage::default(),
             test_started: None,

@@ -17,6 +17,7 @@ use swarmer_http::{ClientConfig, ConnectionPool};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::LocalSet;
 
+use crate::arrival_pool::{ArrivalShare, Growth, Membership, Pool};
 use crate::client::{Client, ClientMaker};
 use crate::error::StartError;
 use crate::plan::{Notice, Plan, ProcessHost, ShardHook, ShardHooks, ShardInfo};
@@ -57,10 +58,15 @@ pub(crate) enum ShardCommand {
         class: usize,
         /// Overrides the class's host (`--host` or the start form).
         host: Option<String>,
+        /// The user joins the arrival-rate pool instead of running its own loop.
+        pooled: bool,
     },
     /// Wait times instead of the classes' own, by class index (`None`:
     /// the class's own), for users running and to come.
     WaitTimes(Vec<Option<WaitSpec>>),
+    /// Run this share of an arrival-rate test from now on (its schedule
+    /// starts now), or stop pacing (`None`).
+    Arrival(Option<Box<ArrivalShare>>),
     /// Ask users to stop; force them after `timeout`.
     Stop { user_ids: Vec<u64>, timeout: Duration },
     /// Drop what was recorded so far; later deltas carry `epoch`.
@@ -131,6 +137,58 @@ struct LiveUser {
     done: tokio::task::JoinHandle<()>,
 }
 
+/// Ids of users an arrival-rate pool starts on its own: above the ids
+/// runners give, one range per shard.
+const GROWN_USER_IDS: u64 = 1 << 62;
+
+/// Builds and starts users on the shard.
+struct UserFactory {
+    info: ShardInfo,
+    setup: Arc<ShardSetup>,
+    classes: Vec<Rc<UserClass>>,
+    class_names: Vec<Rc<str>>,
+    waits: Vec<Rc<WaitOverride>>,
+    context: Rc<ShardContext>,
+    users: Rc<RefCell<HashMap<u64, LiveUser>>>,
+    events: UnboundedSender<ShardEvent>,
+    pools: ClassPools,
+    seeds: SmallRng,
+    next_grown: u64,
+}
+
+impl UserFactory {
+    /// Start user `user_id` of `class`; in the arrival-rate pool if it has
+    /// a place there.
+    fn spawn(&mut self, user_id: u64, class: usize, host: Option<String>, pool: Option<Membership>) {
+        let Some(class_def) = self.classes.get(class).cloned() else { return };
+        let host = host.or_else(|| class_def.host.clone()).unwrap_or_default();
+        let connections = self.pools.for_user(class, &class_def, &self.info);
+        let client = Client::pooled(self.setup.client.clone(), host, self.context.clone(), connections);
+        let state = class_def.state.as_ref().map(|make| make());
+        let rng = SmallRng::seed_from_u64(self.seeds.r#gen());
+        let user = User::new(user_id, self.class_names[class].clone(), client, state, rng, self.context.clone());
+        let stop = Rc::new(StopSignal::default());
+        let users_ref = self.users.clone();
+        let events_ref = self.events.clone();
+        let stop_ref = stop.clone();
+        let wait = self.waits[class].clone();
+        let done = tokio::task::spawn_local(async move {
+            run_user(user, class_def, stop_ref, wait, pool).await;
+            users_ref.borrow_mut().remove(&user_id);
+            let _ = events_ref.send(ShardEvent::UserStopped { user_id });
+        });
+        self.users.borrow_mut().insert(user_id, LiveUser { stop, done });
+    }
+
+    /// Start a user the arrival-rate pool grows by, and tell the runner.
+    fn grow(&mut self, growth: Growth) {
+        let user_id = GROWN_USER_IDS + ((self.info.index as u64) << 40) + self.next_grown;
+        self.next_grown += 1;
+        self.spawn(user_id, growth.class, growth.host, Some(growth.membership));
+        let _ = self.events.send(ShardEvent::UserGrown { user_id, class: growth.class, shard: self.info.index });
+    }
+}
+
 async fn run_shard(
     info: ShardInfo,
     setup: Arc<ShardSetup>,
@@ -152,8 +210,8 @@ async fn run_shard(
     let context = Rc::new(ShardContext::new(&setup.node, events.clone()));
     context.set_hooks(hooks.request.clone(), hooks.user_error.clone());
     let users: Rc<RefCell<HashMap<u64, LiveUser>>> = Rc::default();
-    let mut pools = ClassPools::default();
-    let mut seeds = SmallRng::from_entropy();
+    let pool: Rc<Pool> = Rc::default();
+    let (grow_tx, mut grow_rx) = tokio::sync::mpsc::unbounded_channel::<Growth>();
     let mut epoch = 0;
     let mut flush = tokio::time::interval(FLUSH_INTERVAL);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -161,6 +219,19 @@ async fn run_shard(
     if let Some(give) = &hooks.clients {
         give(maker.clone());
     }
+    let mut factory = UserFactory {
+        info,
+        setup: setup.clone(),
+        classes,
+        class_names,
+        waits: waits.clone(),
+        context: context.clone(),
+        users: users.clone(),
+        events: events.clone(),
+        pools: ClassPools::default(),
+        seeds: SmallRng::from_entropy(),
+        next_grown: 0,
+    };
     run_hooks(&hooks.init).await;
     let _ = events.send(ShardEvent::Ready);
 
@@ -177,26 +248,11 @@ async fn run_shard(
                         hook(notice).await;
                     }
                 }
-                Some(ShardCommand::Spawn { user_id, class, host }) => {
-                    let Some(class_def) = classes.get(class).cloned() else { continue };
-                    let host = host.or_else(|| class_def.host.clone()).unwrap_or_default();
-                    let pool = pools.for_user(class, &class_def, &info);
-                    let client = Client::pooled(setup.client.clone(), host, context.clone(), pool);
-                    let state = class_def.state.as_ref().map(|make| make());
-                    let rng = SmallRng::seed_from_u64(seeds.r#gen());
-                    let user = User::new(user_id, class_names[class].clone(), client, state, rng, context.clone());
-                    let stop = Rc::new(StopSignal::default());
-                    let users_ref = users.clone();
-                    let events_ref = events.clone();
-                    let stop_ref = stop.clone();
-                    let wait = waits[class].clone();
-                    let done = tokio::task::spawn_local(async move {
-                        run_user(user, class_def, stop_ref, wait).await;
-                        users_ref.borrow_mut().remove(&user_id);
-                        let _ = events_ref.send(ShardEvent::UserStopped { user_id });
-                    });
-                    users.borrow_mut().insert(user_id, LiveUser { stop, done });
+                Some(ShardCommand::Spawn { user_id, class, host, pooled }) => {
+                    let membership = pooled.then(|| pool.join());
+                    factory.spawn(user_id, class, host, membership);
                 }
+                Some(ShardCommand::Arrival(share)) => pool.run(share.map(|s| *s), &context, &grow_tx),
                 Some(ShardCommand::WaitTimes(specs)) => {
                     for (slot, spec) in waits.iter().zip(specs) {
                         *slot.borrow_mut() = spec.map(WaitSpec::wait_time);
@@ -222,6 +278,7 @@ async fn run_shard(
                 }
                 Some(ShardCommand::Shutdown) | None => break,
             },
+            Some(growth) = grow_rx.recv() => factory.grow(growth),
             _ = flush.tick() => {
                 context.error_log.flush();
                 let delta = context.recorder.borrow_mut().take_delta();
@@ -234,6 +291,7 @@ async fn run_shard(
 
     // Shutdown: stop whoever is left at once, wait for their on_stop, then
     // hand over the last statistics so none are lost.
+    pool.run(None, &context, &grow_tx);
     let remaining: Vec<LiveUser> = users.borrow_mut().drain().map(|(_, u)| u).collect();
     for user in &remaining {
         user.stop.force();

@@ -24,6 +24,9 @@ pub type RequestHook = Rc<dyn Fn(&RequestSample<'_>)>;
 /// Called for every exception raised by user code on the shard.
 pub type UserErrorHook = Rc<dyn Fn(&str, &str)>;
 
+/// The lag of a request that had no schedule (closed load without pacing).
+pub(crate) const NO_SCHEDULE: u64 = u64::MAX;
+
 /// Shard → runner.
 #[derive(Debug)]
 pub(crate) enum ShardEvent {
@@ -39,6 +42,13 @@ pub(crate) enum ShardEvent {
     },
     UserStopped {
         user_id: u64,
+    },
+    /// The arrival-rate pool started a user of `class` on its own (no
+    /// user was free for an iteration).
+    UserGrown {
+        user_id: u64,
+        class: usize,
+        shard: usize,
     },
     StopTestRequested,
     /// The plan asked for this load (`swarmer.runner.set_load`).
@@ -87,10 +97,18 @@ impl ShardContext {
         *self.user_error_hook.borrow_mut() = user_error;
     }
 
+    /// Record `sample`, and if it had a schedule (`lag_us` is not
+    /// [`NO_SCHEDULE`]) its response time from when it was due.
     #[inline]
-    pub fn record(&self, sample: &RequestSample<'_>) {
+    pub fn record_scheduled(&self, sample: &RequestSample<'_>, lag_us: u64) {
         let now = self.now_unix();
-        self.recorder.borrow_mut().record(sample, now);
+        {
+            let mut recorder = self.recorder.borrow_mut();
+            recorder.record(sample, now);
+            if lag_us != NO_SCHEDULE {
+                recorder.record_corrected(sample, lag_us, now);
+            }
+        }
         let hook = self.request_hook.borrow().clone();
         if let Some(hook) = hook {
             hook(sample);

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::arrival::ArrivalRate;
 use crate::dispatch::UserSequence;
 use crate::wait_time::WaitSpec;
 
@@ -83,6 +84,25 @@ pub struct TestSettings {
     /// the runner shows and marks it, and ignores it once the load was
     /// changed by hand.
     pub shape_step: Option<PlanShapeStep>,
+    /// Start iterations at this rate from a pool of users (an open model)
+    /// instead of keeping `users` busy; `users` is then ignored. `None`:
+    /// the closed model. A ramping rate without a run time ends after its
+    /// stages.
+    pub arrival: Option<Box<ArrivalRate>>,
+    /// On a cluster worker: the master's split of the arrival-rate
+    /// iterations (which of every `total` iterations this worker's shards
+    /// take, from `first`). `None` outside a cluster.
+    pub arrival_slice: Option<ArrivalSlice>,
+}
+
+/// Which iterations of an arrival-rate test a runner's shards take: the
+/// `first` of every `total`, one slot per shard.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArrivalSlice {
+    /// The first slot of this runner's shards.
+    pub first: u64,
+    /// Slots in the whole test (every shard of every worker).
+    pub total: u64,
 }
 
 /// What a plan's shape says of the step it asks for.

@@ -5,6 +5,12 @@
 //! request ends the loop between tasks or during a wait; a forced stop
 //! drops the running task. Either way `on_stop` runs. A panic in user code
 //! is caught and recorded as an exception, like any other error.
+//!
+//! In an arrival-rate test a user belongs to its shard's pool: instead of
+//! waiting between its own tasks it waits for the pacer to hand it the next
+//! iteration (one task of its class), and its requests count both from when
+//! they were sent and from when the iteration was due. With a pacing wait
+//! (`constant_pacing`, `constant_throughput`) the pacing is the schedule.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -14,6 +20,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use crate::arrival_pool::Membership;
 use crate::control::{TaskError, TaskResult};
 use crate::stop_signal::StopSignal;
 use crate::task::{TaskFn, TaskKind, TaskSet};
@@ -34,9 +41,15 @@ enum SetExit {
 pub(crate) type WaitOverride = RefCell<Option<WaitTime>>;
 
 /// Run one user to completion.
-pub(crate) async fn run_user(mut user: User, class: Rc<UserClass>, stop: Rc<StopSignal>, wait: Rc<WaitOverride>) {
+pub(crate) async fn run_user(
+    mut user: User,
+    class: Rc<UserClass>,
+    stop: Rc<StopSignal>,
+    wait: Rc<WaitOverride>,
+    pool: Option<Membership>,
+) {
     {
-        let body = run_body(&mut user, &class, &stop, &wait);
+        let body = run_body(&mut user, &class, &stop, &wait, pool.as_ref());
         // The stop is looked at first: a user forced to stop while its
         // request waited for a pooled connection must not go on to open
         // one when the slot it waited for is freed by another stopped user.
@@ -52,7 +65,13 @@ pub(crate) async fn run_user(mut user: User, class: Rc<UserClass>, stop: Rc<Stop
     }
 }
 
-async fn run_body(user: &mut User, class: &UserClass, stop: &StopSignal, overridden: &WaitOverride) {
+async fn run_body(
+    user: &mut User,
+    class: &UserClass,
+    stop: &StopSignal,
+    overridden: &WaitOverride,
+    pool: Option<&Membership>,
+) {
     if let Some(on_start) = &class.on_start {
         match call(on_start, user).await {
             Err(TaskError::StopUser) => return,
@@ -69,7 +88,7 @@ async fn run_body(user: &mut User, class: &UserClass, stop: &StopSignal, overrid
         stop.requested().await;
         return;
     }
-    let _ = run_task_set(user, &class.tasks, &class.wait_time, overridden, stop, 0).await;
+    let _ = run_task_set(user, &class.tasks, &class.wait_time, overridden, stop, pool, 0).await;
 }
 
 fn handle_hook_result(user: &User, result: TaskResult) {
@@ -90,6 +109,7 @@ fn run_task_set<'a>(
     wait: &'a WaitTime,
     overridden: &'a WaitOverride,
     stop: &'a StopSignal,
+    pool: Option<&'a Membership>,
     depth: usize,
 ) -> Pin<Box<dyn Future<Output = SetExit> + 'a>> {
     Box::pin(async move {
@@ -107,9 +127,22 @@ fn run_task_set<'a>(
             }
         }
         let mut next_in_sequence = 0;
+        // With a pacing wait, when the next task is due (its first at once).
+        let mut pacing_due = {
+            let phase_wait = overridden.borrow();
+            phase_wait.as_ref().unwrap_or(wait).pacing_period().map(|_| Instant::now())
+        };
         let exit = loop {
             if stop.is_requested() {
                 break SetExit::Stop;
+            }
+            if let Some(pool) = pool {
+                // An arrival-rate user: the next iteration comes from the pacer.
+                let Some(due) = pool.next_iteration(stop, &user.shard).await else { break SetExit::Stop };
+                let now = Instant::now();
+                user.client.set_schedule_lag(Some(now.saturating_duration_since(due)));
+            } else if let Some(due) = pacing_due {
+                user.client.set_schedule_lag(Some(Instant::now().saturating_duration_since(due)));
             }
             let task = if set.sequential {
                 let t = &set.tasks[next_in_sequence % set.tasks.len()];
@@ -124,11 +157,13 @@ fn run_task_set<'a>(
             user.task_started = Instant::now();
             let outcome = match &task.kind {
                 TaskKind::Function(body) => call(body, user).await,
-                TaskKind::Set(inner) => match run_task_set(user, inner, wait, overridden, stop, depth + 1).await {
-                    SetExit::Stop => break SetExit::Stop,
-                    SetExit::Interrupted { reschedule: true } => Err(TaskError::RescheduleNow),
-                    SetExit::Interrupted { reschedule: false } => Ok(()),
-                },
+                TaskKind::Set(inner) => {
+                    match run_task_set(user, inner, wait, overridden, stop, None, depth + 1).await {
+                        SetExit::Stop => break SetExit::Stop,
+                        SetExit::Interrupted { reschedule: true } => Err(TaskError::RescheduleNow),
+                        SetExit::Interrupted { reschedule: false } => Ok(()),
+                    }
+                }
             };
             match outcome {
                 Ok(()) | Err(TaskError::Reschedule) => {}
@@ -149,10 +184,19 @@ fn run_task_set<'a>(
                 }
                 Err(TaskError::Exception { message, location }) => user.record_exception(&message, &location),
             }
+            if pool.is_some() {
+                // No wait: the pacer says when the next iteration is due.
+                continue;
+            }
             let started = user.task_started;
-            let delay = match &*overridden.borrow() {
-                Some(phase_wait) => phase_wait.next_wait(user.rng(), started, Instant::now()),
-                None => wait.next_wait(user.rng(), started, Instant::now()),
+            let delay = {
+                let phase_wait = overridden.borrow();
+                let effective = phase_wait.as_ref().unwrap_or(wait);
+                pacing_due = effective.pacing_period().map(|period| started + period);
+                if pacing_due.is_none() {
+                    user.client.set_schedule_lag(None);
+                }
+                effective.next_wait(user.rng(), started, Instant::now())
             };
             if delay.is_zero() {
                 // Even without a wait, the shard's other users, its timers

@@ -136,6 +136,17 @@ impl WaitTime {
         }
     }
 
+    /// The period of a pacing wait (`constant_pacing`, `constant_throughput`):
+    /// the schedule a task is due on, for response times counted from it.
+    pub fn pacing_period(&self) -> Option<Duration> {
+        let period = match self {
+            WaitTime::ConstantPacing(t) => *t,
+            WaitTime::ConstantThroughput(n) => 1.0 / n,
+            _ => return None,
+        };
+        Duration::try_from_secs_f64(period.max(0.0)).ok()
+    }
+
     /// How long to wait now, given when the task that just ended started.
     pub fn next_wait(&self, rng: &mut impl Rng, task_started: Instant, now: Instant) -> Duration {
         let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));

@@ -88,8 +88,51 @@ pub fn percentile_label(q: f64) -> String {
 /// The percentile table printed at the end (Locust's layout: the first
 /// percentile 8 wide, the others and `# reqs` 6 wide).
 pub fn percentile_table(stats: &RequestStats) -> String {
+    percentile_table_of(
+        "Response time percentiles (HdrHistogram, 3 significant digits)",
+        stats.entries(),
+        stats.total(),
+    )
+}
+
+/// The same table for response times counted from when each request was
+/// due (arrival rate, pacing); empty when no request had a schedule.
+pub fn corrected_percentile_table(stats: &RequestStats) -> String {
+    if !stats.has_corrected() {
+        return String::new();
+    }
+    percentile_table_of(
+        "Response time percentiles from the intended start (coordinated omission corrected; ITER dropped: how long \
+         dropped iterations waited for a free user, at least)",
+        stats.corrected_entries(),
+        stats.corrected_total(),
+    )
+}
+
+/// One line on the arrival-rate iterations (empty without any): started,
+/// dropped and their share, and the current rates when `now` is given.
+pub fn iterations_line(stats: &RequestStats, now: Option<f64>) -> String {
+    let iterations = stats.iterations();
+    if iterations.is_empty() {
+        return String::new();
+    }
+    let mut line = format!(
+        "Iterations: {} started, {} dropped ({:.2}%)",
+        iterations.started,
+        iterations.dropped,
+        iterations.dropped_ratio() * 100.0
+    );
+    if let Some(now) = now {
+        let (started, dropped) = iterations.current_rates(now, stats.start_time());
+        let _ = write!(line, " | now {started:.1} started/s, {dropped:.1} dropped/s");
+    }
+    line.push('\n');
+    line
+}
+
+fn percentile_table_of<'a>(title: &str, entries: impl Iterator<Item = &'a StatsEntry>, total: &StatsEntry) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "Response time percentiles (HdrHistogram, 3 significant digits)");
+    let _ = writeln!(out, "{title}");
     let labels: Vec<String> = PERCENTILES_TO_REPORT.iter().map(|q| percentile_label(*q)).collect();
     let _ = writeln!(out, "{}", percentile_line("Type", "Name", &labels, "# reqs"));
     let mut separator = format!("{}|{}|{}", "-".repeat(TYPE_WIDTH), "-".repeat(NAME_WIDTH), "-".repeat(8));
@@ -102,12 +145,12 @@ pub fn percentile_table(stats: &RequestStats) -> String {
         let values: Vec<String> = PERCENTILES_TO_REPORT.iter().map(|q| ms_column(e.percentile_ms(*q))).collect();
         percentile_line(&e.method, &name_cell(&e.name, NAME_WIDTH), &values, &e.num_requests.to_string())
     };
-    for entry in stats.entries().filter(|e| !e.histogram.is_empty()) {
+    for entry in entries.filter(|e| !e.histogram.is_empty()) {
         let _ = writeln!(out, "{}", row(entry));
     }
     let _ = writeln!(out, "{separator}");
-    if !stats.total().histogram.is_empty() {
-        let _ = writeln!(out, "{}", row(stats.total()));
+    if !total.histogram.is_empty() {
+        let _ = writeln!(out, "{}", row(total));
     }
     out
 }

@@ -12,6 +12,9 @@
 //!   It is never shared between threads; its contents leave as a [`StatsDelta`].
 //! - [`RequestStats`]: the merged view that every surface (console, CSV, JSON,
 //!   web) reads: entries, total, failures, exceptions, windows, history.
+//! - [`Iterations`] and the *corrected* entries of an arrival-rate or paced
+//!   test: response times counted from when a request should have been
+//!   sent (coordinated omission corrected), kept beside the measured ones.
 //!
 //! What it does not do: timing, HTTP, threads, I/O. Callers give it numbers.
 
@@ -20,6 +23,7 @@ mod entry;
 mod errors;
 mod histogram;
 mod history;
+mod iterations;
 mod recorder;
 mod request_stats;
 mod window;
@@ -29,6 +33,7 @@ pub use entry::StatsEntry;
 pub use errors::{ExceptionEntry, FailureEntry};
 pub use histogram::{HistogramError, LatencyHistogram};
 pub use history::{History, HistoryPoint};
+pub use iterations::Iterations;
 pub use recorder::{RequestSample, ShardRecorder};
 pub use request_stats::{RequestStats, TOO_MANY_NAMES};
 pub use window::PerSecondCounts;

@@ -13,7 +13,35 @@ use std::collections::{BTreeSet, HashMap};
 use crate::delta::StatsDelta;
 use crate::entry::StatsEntry;
 use crate::errors::{ExceptionEntry, FailureEntry};
+use crate::iterations::Iterations;
 
+/// The method and name under which dropped iterations' waits are filed
+/// among the corrected entries.
+pub const DROPPED_METHOD: &str = "ITER";
+/// See [`DROPPED_METHOD`].
+pub const DROPPED_NAME: &str = "dropped";
+
+type EntriesByName = HashMap<Box<str>, Vec<StatsEntry>>;
+
+/// The entry of `method` and `name` in a map of entries, made if new. A
+/// known name costs one lookup with a borrowed key. (A macro: as a function
+/// returning the borrow, today's borrow checker refuses the lookup-then-insert.)
+macro_rules! entry_mut {
+    ($entries:expr, $method:expr, $name:expr, $now:expr) => {{
+        let (method, name) = ($method, $name);
+        let methods = match $entries.get_mut(name) {
+            Some(methods) => methods,
+            None => $entries.entry(name.into()).or_default(),
+        };
+        match methods.iter().position(|e| e.method == method) {
+            Some(i) => &mut methods[i],
+            None => {
+                methods.push(StatsEntry::new(method, name, $now));
+                methods.last_mut().expect("just pushed")
+            }
+        }
+    }};
+}
 /// One measured request, as borrowed views so recording needs no copies.
 #[derive(Clone, Copy, Debug)]
 pub struct RequestSample<'a> {
@@ -36,7 +64,9 @@ pub struct RequestSample<'a> {
 #[derive(Debug)]
 pub struct ShardRecorder {
     node: String,
-    entries: HashMap<Box<str>, Vec<StatsEntry>>,
+    entries: EntriesByName,
+    corrected: EntriesByName,
+    iterations: Iterations,
     failures: HashMap<(String, String, String), (u64, f64, f64)>,
     exceptions: HashMap<(String, String), u64>,
 }
@@ -44,24 +74,21 @@ pub struct ShardRecorder {
 impl ShardRecorder {
     /// `node` names this process in exception reports (`local`, a worker id).
     pub fn new(node: impl Into<String>) -> Self {
-        Self { node: node.into(), entries: HashMap::new(), failures: HashMap::new(), exceptions: HashMap::new() }
+        Self {
+            node: node.into(),
+            entries: HashMap::new(),
+            corrected: HashMap::new(),
+            iterations: Iterations::default(),
+            failures: HashMap::new(),
+            exceptions: HashMap::new(),
+        }
     }
 
     /// Record one request sample at Unix time `now`.
     #[inline]
     pub fn record(&mut self, sample: &RequestSample<'_>, now: f64) {
         let failed = sample.error.is_some();
-        let methods = match self.entries.get_mut(sample.name) {
-            Some(methods) => methods,
-            None => self.entries.entry(sample.name.into()).or_default(),
-        };
-        let entry = match methods.iter().position(|e| e.method == sample.method) {
-            Some(i) => &mut methods[i],
-            None => {
-                methods.push(StatsEntry::new(sample.method, sample.name, now));
-                methods.last_mut().expect("just pushed")
-            }
-        };
+        let entry = entry_mut!(self.entries, sample.method, sample.name, now);
         entry.record(sample.response_time_us, sample.ttfb_us, sample.content_length, failed, now);
         if let Some(error) = sample.error {
             let seen = self
@@ -71,6 +98,35 @@ impl ShardRecorder {
             seen.0 += 1;
             seen.2 = now;
         }
+    }
+
+    /// Record `sample` as also due `lag_us` before it was sent: its
+    /// corrected response time is the measured one plus the lag.
+    #[inline]
+    pub fn record_corrected(&mut self, sample: &RequestSample<'_>, lag_us: u64, now: f64) {
+        let failed = sample.error.is_some();
+        let corrected = sample.response_time_us.map(|rt| rt.saturating_add(lag_us));
+        let entry = entry_mut!(self.corrected, sample.method, sample.name, now);
+        entry.record(corrected, sample.ttfb_us, sample.content_length, failed, now);
+    }
+
+    /// An arrival-rate iteration began.
+    #[inline]
+    pub fn count_iteration_started(&mut self, now: f64) {
+        self.iterations.count_started(now);
+    }
+
+    /// An arrival-rate iteration was dropped (no free user).
+    pub fn count_iteration_dropped(&mut self, now: f64) {
+        self.iterations.count_dropped(now);
+    }
+
+    /// A dropped iteration would have waited at least `wait_us` for a user
+    /// (from when it was due until one came free): filed among the
+    /// corrected entries as [`DROPPED_METHOD`] [`DROPPED_NAME`].
+    pub fn record_dropped_wait(&mut self, wait_us: u64, now: f64) {
+        let entry = entry_mut!(self.corrected, DROPPED_METHOD, DROPPED_NAME, now);
+        entry.record(Some(wait_us), 0, 0, false, now);
     }
 
     /// Record an error raised by user code inside a task.
@@ -101,7 +157,9 @@ impl ShardRecorder {
                 nodes: BTreeSet::from([self.node.clone()]),
             })
             .collect();
-        StatsDelta { entries, failures, exceptions }
+        let corrected = std::mem::take(&mut self.corrected).into_values().flatten().collect();
+        let iterations = std::mem::take(&mut self.iterations);
+        StatsDelta { entries, failures, exceptions, corrected, iterations }
     }
 }
 
@@ -138,6 +196,25 @@ mod tests {
         f.sort_by(|a, b| (&a.method, &a.error).cmp(&(&b.method, &b.error)));
         let got: Vec<_> = f.iter().map(|f| (f.method.as_str(), f.error.as_str(), f.occurrences)).collect();
         assert_eq!(got, [("GET", "bang", 1), ("GET", "boom", 2), ("POST", "boom", 1)]);
+    }
+
+    #[test]
+    fn corrected_times_add_the_lag_and_keep_their_own_entries() {
+        let mut r = ShardRecorder::new("local");
+        let s = sample("GET", "/a", None);
+        r.record(&s, 1.0);
+        r.record_corrected(&s, 2_000, 1.0);
+        r.record_dropped_wait(500_000, 1.0);
+        r.count_iteration_started(1.0);
+        r.count_iteration_dropped(1.0);
+        let d = r.take_delta();
+        assert_eq!(d.entries[0].max_response_time_us, 1_000);
+        let mut corrected = d.corrected.clone();
+        corrected.sort_by(|a, b| a.method.cmp(&b.method));
+        assert_eq!((corrected[0].method.as_str(), corrected[0].max_response_time_us), ("GET", 3_000));
+        assert_eq!((corrected[1].method.as_str(), corrected[1].name.as_str()), (DROPPED_METHOD, DROPPED_NAME));
+        assert_eq!((d.iterations.started, d.iterations.dropped), (1, 1));
+        assert!(r.take_delta().is_empty());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::delta::StatsDelta;
 use crate::entry::StatsEntry;
 use crate::errors::{ExceptionEntry, FailureEntry};
 use crate::histogram::LatencyHistogram;
+use crate::iterations::Iterations;
 
 /// Above this many distinct request names the numbers get hard to read and
 /// memory grows; Locust warns once, and so do we.
@@ -28,6 +29,10 @@ pub struct RequestStats {
     failures: BTreeMap<(String, String, String), FailureEntry>,
     exceptions: BTreeMap<(String, String), ExceptionEntry>,
     recent: VecDeque<(u64, LatencyHistogram)>,
+    /// Response times from the intended start, where requests had one.
+    corrected: BTreeMap<(String, String), StatsEntry>,
+    corrected_total: StatsEntry,
+    iterations: Iterations,
     start_time: f64,
 }
 
@@ -40,6 +45,9 @@ impl RequestStats {
             failures: BTreeMap::new(),
             exceptions: BTreeMap::new(),
             recent: VecDeque::new(),
+            corrected: BTreeMap::new(),
+            corrected_total: StatsEntry::new("", "Aggregated", start_time),
+            iterations: Iterations::default(),
             start_time,
         }
     }
@@ -62,6 +70,12 @@ impl RequestStats {
         while self.recent.front().is_some_and(|(s, _)| *s + CURRENT_PERCENTILE_WINDOW_SECONDS <= sec) {
             self.recent.pop_front();
         }
+        for e in &delta.corrected {
+            let key = (e.name.clone(), e.method.clone());
+            self.corrected.entry(key).or_insert_with(|| StatsEntry::new(&e.method, &e.name, self.start_time)).merge(e);
+            self.corrected_total.merge(e);
+        }
+        self.iterations.merge(&delta.iterations);
         for f in &delta.failures {
             let key = (f.method.clone(), f.name.clone(), f.error.clone());
             self.failures.entry(key).and_modify(|x| x.merge(f)).or_insert_with(|| f.clone());
@@ -90,6 +104,32 @@ impl RequestStats {
     /// The "Aggregated" row.
     pub fn total(&self) -> &StatsEntry {
         &self.total
+    }
+
+    /// Corrected entries (response times from the intended start), sorted
+    /// by `(name, method)`; empty unless requests had a schedule.
+    pub fn corrected_entries(&self) -> impl Iterator<Item = &StatsEntry> {
+        self.corrected.values()
+    }
+
+    /// The corrected entry for `method` and `name`, if any.
+    pub fn corrected_entry(&self, method: &str, name: &str) -> Option<&StatsEntry> {
+        self.corrected.get(&(name.to_owned(), method.to_owned()))
+    }
+
+    /// The "Aggregated" row of the corrected entries.
+    pub fn corrected_total(&self) -> &StatsEntry {
+        &self.corrected_total
+    }
+
+    /// Whether any request had a schedule (the corrected table has rows).
+    pub fn has_corrected(&self) -> bool {
+        !self.corrected.is_empty()
+    }
+
+    /// Arrival-rate iterations started and dropped.
+    pub fn iterations(&self) -> &Iterations {
+        &self.iterations
     }
 
     /// Failures grouped and sorted by `(method, name, error)`.

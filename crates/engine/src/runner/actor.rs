@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use swarmer_stats::{TOO_MANY_NAMES, unix_now};
 use tokio::sync::{mpsc, oneshot};
 
+use super::arrival_split::shard_shares;
 use super::core::{Begin, RunnerCore, ShapeAction, sleep_until};
 use super::handle::RunnerCommand;
 use super::{RunnerEvent, RunnerOptions, TestSettings};
@@ -71,6 +72,10 @@ pub(super) struct Actor {
     /// A step of the load shape began: its mark is settled once the
     /// shards have handed over what they recorded before it.
     pub(super) mark_flush: Option<oneshot::Receiver<()>>,
+    /// The users placed now are an arrival-rate pool.
+    pub(super) pooled: bool,
+    /// An arrival-rate schedule to start once its pool's users are placed.
+    pub(super) pending_arrival: Option<TestSettings>,
 }
 
 /// Past the moment a ramp's next user is due, so that floating-point
@@ -208,6 +213,19 @@ impl Actor {
     }
 
     fn start(&mut self, mut settings: TestSettings) {
+        let switches_model = self.pooled != settings.arrival.is_some();
+        if let Some(rate) = &settings.arrival {
+            // The pool: its pre-allocated users, or as many as it grew to
+            // (up to its maximum), all at once.
+            let running = if switches_model { 0 } else { self.live.len() };
+            settings.users = running.clamp(rate.pre_allocated, rate.max_users);
+            settings.spawn_rate = f64::INFINITY;
+            if running > 0 {
+                // A new rate for a running pool (a worker's share included)
+                // keeps the users it grew to.
+                settings.class_counts = None;
+            }
+        }
         if let Some(mix) = settings.class_mix.take() {
             // Classes by name become counts in this runner's class order.
             let counts = mix.counts(self.core.class_names(), self.core.weights(), settings.users);
@@ -219,6 +237,15 @@ impl Actor {
         if begin == Begin::Refused {
             return;
         }
+        // A new load replaces the schedule; users of the other model leave
+        // (the new model's start afresh).
+        self.to_every_shard(|| ShardCommand::Arrival(None));
+        if switches_model && !self.live.is_empty() {
+            let all: Vec<Slot> = self.live.drain(..).collect();
+            self.stop_slots(all);
+        }
+        self.pooled = settings.arrival.is_some();
+        self.pending_arrival = settings.arrival.is_some().then(|| settings.clone());
         if begin == Begin::Retarget && was_ramping {
             // A step shorter than its ramp is cut where it ends, and said so.
             tracing::info!(
@@ -394,6 +421,23 @@ impl Actor {
         }
         self.notify_shards(Notice::SpawningComplete { user_count: self.live.len() });
         self.core.spawning_complete(self.live.len(), class_counts);
+        self.start_arrival();
+    }
+
+    /// The pool is placed: its schedule starts now on every shard.
+    fn start_arrival(&mut self) {
+        let Some(settings) = self.pending_arrival.take() else { return };
+        let Some(rate) = &settings.arrival else { return };
+        let weights: Vec<u32> = match &self.targets {
+            Some(counts) => counts.iter().map(|&c| c as u32).collect(),
+            None => self.core.weights().iter().map(|(w, _)| *w).collect(),
+        };
+        tracing::info!("Starting iterations at {rate}");
+        let shares =
+            shard_shares(rate, self.shard_tx.len(), settings.arrival_slice, &weights, Instant::now(), self.core.host());
+        for (tx, share) in self.shard_tx.iter().zip(shares) {
+            let _ = tx.send(ShardCommand::Arrival(share));
+        }
     }
 
     fn spawn_next(&mut self) {
@@ -409,7 +453,8 @@ impl Actor {
         let id = self.next_user_id;
         self.next_user_id += 1;
         let host = self.core.host();
-        let _ = self.shard_tx[shard].send(ShardCommand::Spawn { user_id: id, class, host });
+        let pooled = self.pooled;
+        let _ = self.shard_tx[shard].send(ShardCommand::Spawn { user_id: id, class, host, pooled });
         self.live.push(Slot { id, class, shard });
         self.per_class[class] += 1;
     }
@@ -435,6 +480,8 @@ impl Actor {
         }
         self.ramp = None;
         self.hooks_pending = None;
+        self.pending_arrival = None;
+        self.to_every_shard(|| ShardCommand::Arrival(None));
         if self.core.begin_stop() {
             self.notify_shards(Notice::TestStopping);
         }
@@ -481,6 +528,17 @@ impl Actor {
                 }
                 self.core.stats().lock_or_recover().stats.apply(&delta, unix_now());
             }
+            ShardEvent::UserGrown { user_id, class, shard } => {
+                self.live.push(Slot { id: user_id, class, shard });
+                self.per_class[class] += 1;
+                if self.core.is_active() && self.core.state() != RunnerState::Stopping {
+                    self.publish_counts();
+                } else {
+                    // Grown as the test stopped: it stops too.
+                    let slot = self.live.pop().into_iter().collect();
+                    self.stop_slots(slot);
+                }
+            }
             ShardEvent::UserStopped { user_id } => {
                 if !self.stopping.remove(&user_id) {
                     // The user ended itself (StopUser): it is not replaced.
@@ -500,7 +558,7 @@ impl Actor {
                     "swarmer.runner.set_load is ignored on a worker: the master's plan sets the load of the whole test"
                 ),
                 // A master's plan runner places no users: the master does.
-                NodeRole::Master => self.emit(RunnerEvent::LoadRequested(settings)),
+                NodeRole::Master => self.emit(RunnerEvent::LoadRequested(Box::new(settings))),
                 // A test that is stopping stays stopped: a step that raced
                 // the stop (or a test_stopping listener) does not revive it.
                 NodeRole::Local if self.core.state() == RunnerState::Stopping => {

@@ -20,6 +20,7 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use super::{PlanShapeStep, RunnerEvent, TestSettings};
+use crate::arrival::ArrivalRate;
 use crate::lock::LockExt;
 use crate::plan::ClassInfo;
 use crate::read_model::{RunnerState, ShapeStatus, StatsView};
@@ -88,6 +89,8 @@ pub struct RunnerCore {
     end_ticked: Option<Duration>,
     /// A start asked for while the test stops: a new test, once stopped.
     deferred_start: Option<TestSettings>,
+    /// The arrival rate of the current load, if it is an open model.
+    arrival: Option<ArrivalRate>,
 }
 
 impl RunnerCore {
@@ -121,6 +124,7 @@ impl RunnerCore {
             step_number: 0,
             end_ticked: None,
             deferred_start: None,
+            arrival: None,
         }
     }
 
@@ -251,7 +255,9 @@ impl RunnerCore {
                     .collect();
             }
         }
-        match settings.run_time {
+        // A ramping arrival rate without a run time lasts its stages (k6's).
+        let stages = settings.arrival.as_deref().and_then(ArrivalRate::stages_duration);
+        match settings.run_time.or(stages) {
             Some(limit) if !limit.is_zero() => self.deadline = Some(Instant::now() + limit),
             Some(_) => self.deadline = None,
             None if fresh => self.deadline = None,
@@ -262,12 +268,20 @@ impl RunnerCore {
             None if fresh => self.wait_times.clear(),
             None => {}
         }
-        self.spawn_rate = if settings.spawn_rate.is_finite() && settings.spawn_rate > 0.0 {
+        self.arrival = settings.arrival.as_deref().cloned();
+        self.stats.lock_or_recover().arrival = self.arrival.as_ref().map(ToString::to_string);
+        self.spawn_rate = if settings.arrival.is_none() && settings.spawn_rate.is_finite() && settings.spawn_rate > 0.0
+        {
             settings.spawn_rate
         } else {
             f64::INFINITY
         };
         if fresh { Begin::Fresh } else { Begin::Retarget }
+    }
+
+    /// The arrival rate of the current load; `None` for a closed model.
+    pub fn arrival(&self) -> Option<&ArrivalRate> {
+        self.arrival.as_ref()
     }
 
     /// A fresh test's start hooks ran: tell the surfaces.

@@ -105,6 +105,9 @@ impl RunnerHandle {
     /// [`RunnerHandle::start`] with a host and a class selection, checked
     /// first: the error names what is wrong (an unknown class, no host).
     pub fn start_test(&self, settings: TestSettings) -> Result<(), StartError> {
+        if let Some(rate) = &settings.arrival {
+            rate.check().map_err(|e| StartError::Arrival(e.0))?;
+        }
         if let Some(picked) = &settings.classes {
             if picked.is_empty() {
                 return Err(StartError::NoClassPicked);

@@ -140,6 +140,8 @@ impl LocalRunner {
             flushes: Vec::new(),
             hooks_pending: None,
             mark_flush: None,
+            pooled: false,
+            pending_arrival: None,
             next_flush: 0,
         };
         let mut actor = actor;

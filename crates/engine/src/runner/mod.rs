@@ -18,6 +18,7 @@
 //! and a stopped test can be started again.
 
 mod actor;
+mod arrival_split;
 mod core;
 mod handle;
 mod local;
@@ -34,11 +35,12 @@ use crate::plan::{ClusterMessage, NodeRole};
 use crate::read_model::{StatsView, WorkerRoster};
 use crate::tags::TagFilter;
 
+pub use self::arrival_split::shards_taking_part;
 pub use self::core::{Begin, ClassWeight, RunnerCore, ShapeAction, sleep_until};
 pub use handle::{PlanSummary, RunnerChannels, RunnerCommand, RunnerHandle};
 pub use local::LocalRunner;
 
-pub use crate::test_settings::{ClassMix, PlanShapeStep, TestSettings};
+pub use crate::test_settings::{ArrivalSlice, ClassMix, PlanShapeStep, TestSettings};
 
 /// How a runner is set up; fixed for its lifetime.
 #[derive(Clone)]
@@ -121,7 +123,7 @@ pub enum RunnerEvent {
     StopTestRequested,
     /// The plan asked for this load (`swarmer.runner.set_load`) in a runner
     /// that does not place users itself: a master's plan runner.
-    LoadRequested(TestSettings),
+    LoadRequested(Box<TestSettings>),
     /// The test's run time is up; the runner stops it.
     RunTimeReached,
     /// Every user has stopped: the test is over.

@@ -13,8 +13,9 @@ use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use serde_json::{Value, json};
+use swarmer_engine::arrival::{parse_rate, parse_stages};
 use swarmer_engine::timespan::parse_timespan;
-use swarmer_engine::{RunnerState, StartError, TestSettings};
+use swarmer_engine::{ArrivalRate, RunnerState, StartError, TestSettings};
 
 use crate::error::ApiError;
 use crate::routes::BODY_LIMIT;
@@ -179,6 +180,7 @@ fn parse_swarm_form(fields: &[(String, String)], state: &AppState) -> Result<Swa
             options.push((option.name.clone(), value));
         }
     }
+    let arrival = parse_arrival(&one, users)?;
     let settings = TestSettings {
         users,
         spawn_rate,
@@ -189,8 +191,37 @@ fn parse_swarm_form(fields: &[(String, String)], state: &AppState) -> Result<Swa
         run_time,
         wait_times: None,
         shape_step: None,
+        arrival,
+        arrival_slice: None,
     };
     Ok(SwarmForm { settings, options })
+}
+
+/// The form's arrival rate (`arrival_rate`, optional `arrival_stages` and
+/// `max_users`); `user_count` is then the pre-allocated users. `None`
+/// when `arrival_rate` is empty: users are kept busy (Locust's model).
+fn parse_arrival(one: &dyn Fn(&str) -> Option<String>, users: usize) -> Result<Option<Box<ArrivalRate>>, ApiError> {
+    let Some(rate) = one("arrival_rate").filter(|v| !v.is_empty()) else { return Ok(None) };
+    let start_rate = parse_rate(&rate).map_err(|e| ApiError::bad_field("arrival_rate", e.0))?;
+    let stages = match one("arrival_stages").filter(|v| !v.is_empty()) {
+        Some(text) => parse_stages(&text).map_err(|e| ApiError::bad_field("arrival_stages", e.0))?,
+        None => Vec::new(),
+    };
+    let max_users = match one("max_users").filter(|v| !v.is_empty()) {
+        None => users,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if n <= MAX_USERS => n,
+            _ => {
+                return Err(ApiError::bad_field(
+                    "max_users",
+                    format!("expected a whole number of users up to {MAX_USERS}, got {v:?}"),
+                ));
+            }
+        },
+    };
+    let arrival = ArrivalRate { start_rate, stages, pre_allocated: users, max_users };
+    arrival.check().map_err(|e| ApiError::bad_field("max_users", e.0))?;
+    Ok(Some(Box::new(arrival)))
 }
 
 /// `GET|POST /stop`.

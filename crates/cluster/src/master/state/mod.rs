@@ -19,6 +19,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 mod workers;
 
 use super::service::WorkerEvent;
+use crate::arrival_split::{WorkerArrival, worker_parts};
 use crate::assign::{assign_keeping, spawn_rates};
 use crate::proto::{self, master_message};
 
@@ -154,7 +155,7 @@ impl MasterLoop {
                     // The plan asked for a load (swarmer.runner.set_load): as a start form would.
                     // (Not while the test stops: that would revive it.)
                     Ok(RunnerEvent::LoadRequested(settings)) if self.core.state() != RunnerState::Stopping => {
-                        self.on_command(RunnerCommand::Start(settings), &mut messages).await
+                        self.on_command(RunnerCommand::Start(*settings), &mut messages).await
                     }
                     Err(broadcast::error::RecvError::Closed) => control_open = false,
                     _ => {}
@@ -210,7 +211,7 @@ impl MasterLoop {
                         loop {
                             match early.try_recv() {
                                 Ok(RunnerEvent::LoadRequested(step)) if step.shape_step.is_some() => {
-                                    if let Some(load) = self.core.shape_command(step) {
+                                    if let Some(load) = self.core.shape_command(*step) {
                                         settings = TestSettings {
                                             host: settings.host.clone(),
                                             classes: settings.classes.clone(),
@@ -318,6 +319,12 @@ impl MasterLoop {
         if self.core.is_quitting() {
             return;
         }
+        if let Some(rate) = &settings.arrival {
+            // The pool's pre-allocated users are dealt as users are; each
+            // worker's pool grows on its own (see `dispatch`).
+            settings.users = rate.pre_allocated;
+            settings.spawn_rate = f64::INFINITY;
+        }
         // A mix by class name: exact users per class from now on; a start
         // without one goes back to the plan's weights.
         self.mix = settings
@@ -377,9 +384,17 @@ impl MasterLoop {
         // Workers read a rate that is not finite and positive as "all at once".
         let spawn_rate = if self.core.spawn_rate().is_finite() { self.core.spawn_rate() } else { 1e9 };
         let rates = spawn_rates(spawn_rate, &current, &shares);
+        let arrivals: Vec<Option<proto::ArrivalAssign>> = match self.core.arrival() {
+            Some(rate) => {
+                let dealt: Vec<usize> = shares.iter().map(|share| share.iter().sum()).collect();
+                worker_parts(rate, &cores, &dealt).into_iter().map(|part| part.map(arrival_assign)).collect()
+            }
+            None => vec![None; ids.len()],
+        };
         self.assign_sequence += 1;
-        for ((id, share), rate) in ids.iter().zip(shares).zip(rates) {
+        for (((id, share), rate), arrival) in ids.iter().zip(shares).zip(rates).zip(arrivals) {
             let assign = proto::Assign {
+                arrival,
                 class_counts: share.iter().map(|n| *n as u32).collect(),
                 spawn_rate: rate,
                 host: host.clone(),
@@ -488,5 +503,22 @@ impl MasterLoop {
             return true;
         }
         all
+    }
+}
+
+/// A worker's part of an arrival-rate test, as the protocol carries it.
+fn arrival_assign(part: WorkerArrival) -> proto::ArrivalAssign {
+    proto::ArrivalAssign {
+        start_rate: part.rate.start_rate,
+        stages: part
+            .rate
+            .stages
+            .iter()
+            .map(|s| proto::RateStage { seconds: s.duration.as_secs_f64(), target: s.target })
+            .collect(),
+        pre_allocated: part.rate.pre_allocated as u32,
+        max_users: part.rate.max_users.min(u32::MAX as usize) as u32,
+        slice_first: part.slice.first,
+        slice_total: part.slice.total,
     }
 }

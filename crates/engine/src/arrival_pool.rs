@@ -1,0 +1,246 @@
+//! A shard's side of an arrival-rate test: the pool of users that serve
+//! iterations, and the pacer that hands iterations out on schedule.
+//!
+//! The pacer wakes when the shard's next iteration is due and gives it to
+//! an idle user of the pool. When every user is busy the iteration is
+//! *dropped* (counted, never delayed, as k6 does) and, below the shard's
+//! maximum, one more user is started for the iterations to come. A dropped
+//! iteration's wait (from when it was due until a user next came free) is
+//! filed among the corrected response times, a lower bound of what a
+//! client that never drops would have shown.
+//!
+//! Users join the pool when the runner spawns them as pooled (or when the
+//! pool grows); a user's [`Membership`] is how its loop asks for the next
+//! iteration.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Instant;
+
+use rand::Rng;
+use tokio::sync::Notify;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinHandle;
+
+use crate::arrival::ArrivalRate;
+use crate::shard_context::ShardContext;
+use crate::stop_signal::StopSignal;
+
+/// How late a timer may wake (tokio's timers have millisecond ticks).
+const TIMER_RESOLUTION: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Dropped iterations remembered until a user comes free; beyond this
+/// many, a dropped iteration's wait is filed at once (as waited so far).
+const MISSED_KEPT: usize = 100_000;
+
+/// What one shard runs of an arrival-rate test.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct ArrivalShare {
+    /// The whole test's rate (every shard of every worker).
+    pub rate: ArrivalRate,
+    /// How many shards share the iterations, and this shard's place among
+    /// them: it runs iterations `offset`, `offset + stride`, ...
+    pub stride: u64,
+    pub offset: u64,
+    /// This shard's share of the pool's maximum.
+    pub max_users: usize,
+    /// Class weights for users the pool grows by (the test's selection).
+    pub class_weights: Vec<u32>,
+    /// When the schedule starts (its iteration 0 is due then).
+    pub began: Instant,
+    /// The host of users the pool grows by (the test's, as the runner's own).
+    pub host: Option<String>,
+}
+
+/// A user the pacer asks the shard to start: its class and its place.
+pub(crate) struct Growth {
+    pub class: usize,
+    pub host: Option<String>,
+    pub membership: Membership,
+}
+
+/// A user's place in the pool: where the pacer puts its next iteration.
+struct Seat {
+    due: Cell<Option<Instant>>,
+    notify: Notify,
+    gone: Cell<bool>,
+}
+
+/// The pool of one shard.
+#[derive(Default)]
+pub(crate) struct Pool {
+    idle: RefCell<Vec<Rc<Seat>>>,
+    /// Users in the pool (started or about to start).
+    members: Cell<usize>,
+    max: Cell<usize>,
+    /// When the iterations dropped since a user last came free were due.
+    missed: RefCell<Vec<Instant>>,
+    pacer: RefCell<Option<JoinHandle<()>>>,
+}
+
+/// A user's membership of the pool; it leaves when dropped.
+pub(crate) struct Membership {
+    pool: Rc<Pool>,
+    seat: Rc<Seat>,
+}
+
+impl Pool {
+    /// A place for a user about to be spawned.
+    pub fn join(self: &Rc<Self>) -> Membership {
+        self.members.set(self.members.get() + 1);
+        let seat = Rc::new(Seat { due: Cell::new(None), notify: Notify::new(), gone: Cell::new(false) });
+        Membership { pool: self.clone(), seat }
+    }
+
+    /// Run `share` from now on (replacing a schedule already running), or
+    /// stop pacing if `None`.
+    pub fn run(
+        self: &Rc<Self>,
+        share: Option<ArrivalShare>,
+        context: &Rc<ShardContext>,
+        grow: &UnboundedSender<Growth>,
+    ) {
+        self.stop_pacing(context);
+        let Some(share) = share else { return };
+        self.max.set(share.max_users);
+        let pacer = tokio::task::spawn_local(pace(self.clone(), share, context.clone(), grow.clone()));
+        *self.pacer.borrow_mut() = Some(pacer);
+    }
+
+    /// End the schedule; dropped iterations still waiting are filed with
+    /// what they waited so far.
+    pub fn stop_pacing(&self, context: &ShardContext) {
+        if let Some(pacer) = self.pacer.borrow_mut().take() {
+            pacer.abort();
+        }
+        self.file_missed(context);
+    }
+
+    /// Give the iteration due at `due` to an idle user, or drop it.
+    fn hand_out(
+        self: &Rc<Self>,
+        due: Instant,
+        share: &ArrivalShare,
+        context: &ShardContext,
+        grow: &UnboundedSender<Growth>,
+    ) {
+        let now = context.now_unix();
+        loop {
+            let Some(seat) = self.idle.borrow_mut().pop() else { break };
+            if seat.gone.get() {
+                continue;
+            }
+            seat.due.set(Some(due));
+            seat.notify.notify_one();
+            context.recorder.borrow_mut().count_iteration_started(now);
+            return;
+        }
+        context.recorder.borrow_mut().count_iteration_dropped(now);
+        let mut missed = self.missed.borrow_mut();
+        if missed.len() < MISSED_KEPT {
+            missed.push(due);
+        } else {
+            let waited = due.elapsed().as_micros() as u64;
+            context.recorder.borrow_mut().record_dropped_wait(waited, now);
+        }
+        if self.members.get() < self.max.get()
+            && let Some(class) = pick_class(&share.class_weights)
+        {
+            let _ = grow.send(Growth { class, host: share.host.clone(), membership: self.join() });
+        }
+    }
+
+    /// A user came free: file the waits of the iterations dropped meanwhile.
+    fn file_missed(&self, context: &ShardContext) {
+        let missed = std::mem::take(&mut *self.missed.borrow_mut());
+        if missed.is_empty() {
+            return;
+        }
+        let now = context.now_unix();
+        let free = Instant::now();
+        let mut recorder = context.recorder.borrow_mut();
+        for due in missed {
+            recorder.record_dropped_wait(free.saturating_duration_since(due).as_micros() as u64, now);
+        }
+    }
+}
+
+impl Membership {
+    /// Wait for the next iteration; when it was due. `None` once the user
+    /// is asked to stop.
+    pub async fn next_iteration(&self, stop: &StopSignal, context: &ShardContext) -> Option<Instant> {
+        self.pool.file_missed(context);
+        self.seat.due.set(None);
+        self.pool.idle.borrow_mut().push(self.seat.clone());
+        loop {
+            let handed = self.seat.notify.notified();
+            if let Some(due) = self.seat.due.take() {
+                return Some(due);
+            }
+            tokio::select! {
+                _ = handed => {}
+                _ = stop.requested() => {
+                    self.seat.gone.set(true);
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.seat.gone.set(true);
+        self.pool.members.set(self.pool.members.get().saturating_sub(1));
+    }
+}
+
+/// Hand out the shard's iterations on schedule until it ends.
+async fn pace(pool: Rc<Pool>, share: ArrivalShare, context: Rc<ShardContext>, grow: UnboundedSender<Growth>) {
+    let began = tokio::time::Instant::from_std(share.began);
+    let stride = share.stride.max(1);
+    for k in 0u64.. {
+        let Some(at) = share.rate.due_time(k.saturating_mul(stride).saturating_add(share.offset)) else { break };
+        let due = began + at;
+        if due > tokio::time::Instant::now() + TIMER_RESOLUTION {
+            // The timer wakes up to a millisecond after its deadline: asked
+            // for one tick early, it wakes about when the iteration is due.
+            tokio::time::sleep_until(due - TIMER_RESOLUTION).await;
+        } else {
+            // Behind schedule (a burst after a busy moment): the shard's
+            // users and commands still get their turns.
+            tokio::task::coop::consume_budget().await;
+        }
+        pool.hand_out(due.into_std(), &share, &context, &grow);
+    }
+}
+
+/// A class by weight, for a user the pool grows by.
+fn pick_class(weights: &[u32]) -> Option<usize> {
+    let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut pick = rand::thread_rng().gen_range(0..total);
+    weights.iter().position(|&w| {
+        if pick < u64::from(w) {
+            return true;
+        }
+        pick -= u64::from(w);
+        false
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grown_users_follow_the_class_weights() {
+        assert_eq!(pick_class(&[0, 0]), None);
+        assert_eq!(pick_class(&[0, 3]), Some(1));
+        let picks: Vec<usize> = (0..1000).filter_map(|_| pick_class(&[1, 3])).collect();
+        let second = picks.iter().filter(|&&c| c == 1).count();
+        assert!((650..850).contains(&second), "{second} of 1000");
+    }
+}

@@ -1,0 +1,151 @@
+//! Arrival-rate load end to end: real shards, a real HTTP server on
+//! 127.0.0.1 that can stall, and the statistics the run leaves.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use swarmer_engine::{
+    ArrivalRate, LocalRunner, Plan, RequestStats, RunnerHandle, RunnerOptions, RunnerState, Task, TaskResult,
+    TestSettings, User, UserClass, task,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A keep-alive HTTP/1.1 server answering `ok`; requests that arrive
+/// inside `stall` (seconds after it started) are held until its end.
+struct StallingServer {
+    url: String,
+    served: Arc<AtomicU64>,
+}
+
+async fn stalling_server(stall: Option<(f64, f64)>) -> StallingServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let served = Arc::new(AtomicU64::new(0));
+    let counter = served.clone();
+    let began = Instant::now();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else { return };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = socket.read(&mut chunk).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buffer.drain(..end + 4);
+                        if let Some((from, to)) = stall {
+                            let at = began.elapsed().as_secs_f64();
+                            if at >= from && at < to {
+                                tokio::time::sleep(Duration::from_secs_f64(to - at)).await;
+                            }
+                        }
+                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if socket.write_all(reply).await.is_err() {
+                            return;
+                        }
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    StallingServer { url, served }
+}
+
+async fn get_root(user: &mut User) -> TaskResult {
+    user.client.get("/").await;
+    Ok(())
+}
+
+fn plan() -> Plan {
+    Plan::new("arrival", || vec![UserClass::new("U").task(Task::new("root", task!(get_root)))])
+}
+
+/// The run's merged statistics and its arrival rate as described.
+fn snapshot(handle: &RunnerHandle) -> (RequestStats, Option<String>) {
+    let store = handle.stats().lock().unwrap();
+    (store.stats.clone(), store.arrival.clone())
+}
+
+async fn run(handle: &RunnerHandle, rate: ArrivalRate, run_time: Duration) {
+    let settings = TestSettings { arrival: Some(Box::new(rate)), run_time: Some(run_time), ..Default::default() };
+    handle.start_test(settings).unwrap();
+    let deadline = Instant::now() + run_time + Duration::from_secs(10);
+    while handle.state() != RunnerState::Stopped {
+        assert!(Instant::now() < deadline, "the test never stopped: {:?}", handle.state());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    handle.flush().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn iterations_start_at_the_rate_asked_for_over_every_shard() {
+    let server = stalling_server(None).await;
+    let options = RunnerOptions {
+        shards: 2,
+        host: Some(server.url.clone()),
+        stop_timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let handle = LocalRunner::start(plan(), options).await.unwrap();
+    run(&handle, ArrivalRate::constant(200.0, 4, 20), Duration::from_secs(3)).await;
+    let (stats, arrival) = snapshot(&handle);
+    let iterations = stats.iterations();
+    // 3 s at 200/s: 600 due (the first at 0 s), give or take the last tick.
+    assert!((590..=602).contains(&iterations.due()), "due {}", iterations.due());
+    assert_eq!(iterations.dropped, 0, "a fast target never runs the pool dry");
+    assert_eq!(stats.total().num_requests, iterations.started);
+    assert_eq!(server.served.load(Ordering::Relaxed), iterations.started);
+    // Every request had a schedule: the corrected table has it too.
+    let corrected = stats.corrected_entry("GET", "/").expect("corrected row");
+    assert_eq!(corrected.num_requests, iterations.started);
+    assert!(arrival.unwrap().starts_with("200/s"));
+    handle.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_stall_shows_in_the_corrected_times_and_the_dropped_iterations() {
+    // 10 s at 200/s; the server holds every request for 2 s from 4 s on.
+    let server = stalling_server(Some((4.0, 6.0))).await;
+    let options = RunnerOptions { shards: 1, host: Some(server.url.clone()), ..Default::default() };
+    let handle = LocalRunner::start(plan(), options).await.unwrap();
+    run(&handle, ArrivalRate::constant(200.0, 5, 10), Duration::from_secs(10)).await;
+    let (stats, _) = snapshot(&handle);
+    let iterations = stats.iterations();
+    assert!(iterations.dropped >= 300, "the stall ran the pool dry: {} dropped", iterations.dropped);
+    assert!((1990..=2002).contains(&iterations.due()), "due {}", iterations.due());
+    let measured_p99 = stats.total().percentile_ms(0.99);
+    let corrected_p99 = stats.corrected_total().percentile_ms(0.99);
+    assert!(measured_p99 < 1000.0, "measured p99 {measured_p99} ms hides the stall");
+    assert!(corrected_p99 >= 1000.0, "corrected p99 {corrected_p99} ms shows it");
+    assert!(stats.total().max_response_time_ms() >= 1500.0, "a few requests did wait out the stall");
+    handle.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn the_pool_grows_to_its_maximum_and_no_further() {
+    // Each request takes 2 s (the server stalls all the time): 10 users
+    // can serve 5 iterations a second of the 50 due.
+    let server = stalling_server(Some((0.0, 2.0))).await;
+    let options = RunnerOptions { shards: 2, host: Some(server.url.clone()), ..Default::default() };
+    let handle = LocalRunner::start(plan(), options).await.unwrap();
+    let settings = TestSettings {
+        arrival: Some(Box::new(ArrivalRate::constant(50.0, 1, 10))),
+        run_time: Some(Duration::from_secs(1)),
+        ..Default::default()
+    };
+    handle.start_test(settings).unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(handle.stats().lock().unwrap().user_count, 10, "grown to the maximum");
+    let bad = TestSettings { arrival: Some(Box::new(ArrivalRate::constant(5.0, 0, 0))), ..Default::default() };
+    let error = handle.start_test(bad).unwrap_err().to_string();
+    assert!(error.contains("at least one user"), "{error}");
+    handle.quit().await;
+}
