@@ -76,7 +76,7 @@ pub struct RunArgs {
     /// DURATION:RATE each, e.g. 30s:100,1m:100,10s:0 (k6's
     /// ramping-arrival-rate). Without --run-time the test ends after them.
     #[arg(long = "arrival-stages", env = "SWARMER_ARRIVAL_STAGES", value_name = "STAGES", value_parser = parse_arrival_stages)]
-    pub arrival_stages: Option<Vec<swarmer_engine::RateStage>>,
+    pub arrival_stages: Option<RateStages>,
 
     /// The most users an arrival-rate pool grows to (k6's maxVUs; default: -u).
     #[arg(long = "max-users", env = "SWARMER_MAX_USERS", value_name = "N")]
@@ -245,6 +245,11 @@ pub struct DemoArgs {
     /// Fraction (0..1) of requests the target fails with 500.
     #[arg(long = "target-error-rate", default_value_t = 0.0)]
     pub target_error_rate: f64,
+
+    /// The target answers nothing for a while: AFTER:FOR, e.g. 10s:2s
+    /// (requests arriving then are answered when it ends).
+    #[arg(long = "target-stall", value_name = "AFTER:FOR", value_parser = parse_stall)]
+    pub target_stall: Option<(std::time::Duration, std::time::Duration)>,
 }
 
 /// `swarmer target`: where and how to serve the demo target.
@@ -261,6 +266,11 @@ pub struct TargetArgs {
     /// Fraction (0..1) of requests answered with 500.
     #[arg(long = "error-rate", default_value_t = 0.0)]
     pub error_rate: f64,
+
+    /// Answer nothing for a while: AFTER:FOR from the start, e.g. 10s:2s
+    /// (requests arriving then are answered when it ends).
+    #[arg(long = "stall", value_name = "AFTER:FOR", value_parser = parse_stall)]
+    pub stall: Option<(std::time::Duration, std::time::Duration)>,
 
     /// Worker threads serving requests.
     #[arg(long = "threads", default_value_t = 1)]
@@ -321,6 +331,15 @@ fn parse_arrival_rate(text: &str) -> Result<f64, String> {
     swarmer_engine::arrival::parse_rate(text).map_err(|e| e.0)
 }
 
-fn parse_arrival_stages(text: &str) -> Result<Vec<swarmer_engine::RateStage>, String> {
-    swarmer_engine::arrival::parse_stages(text).map_err(|e| e.0)
+/// `--arrival-stages`, read (one value: clap would take a `Vec` for many).
+#[derive(Clone, Debug)]
+pub struct RateStages(pub Vec<swarmer_engine::RateStage>);
+
+fn parse_arrival_stages(text: &str) -> Result<RateStages, String> {
+    swarmer_engine::arrival::parse_stages(text).map(RateStages).map_err(|e| e.0)
+}
+
+fn parse_stall(text: &str) -> Result<(std::time::Duration, std::time::Duration), String> {
+    let (after, lasting) = text.split_once(':').ok_or("expected AFTER:FOR, e.g. 10s:2s")?;
+    Ok((parse_span(after)?, parse_span(lasting)?))
 }

@@ -259,15 +259,19 @@ fn arrival_rate(args: &RunArgs) -> Result<Option<Box<ArrivalRate>>, String> {
         return Ok(None);
     };
     if args.phases.is_some() {
-        return Err("--arrival-rate: --phases drives the load; give the rate in the phases file".into());
+        return Err("--arrival-rate: --phases drives the load itself; the two cannot be combined".into());
     }
     let rate = ArrivalRate {
         start_rate,
-        stages: args.arrival_stages.clone().unwrap_or_default(),
+        stages: args.arrival_stages.clone().map(|s| s.0).unwrap_or_default(),
         pre_allocated: args.users,
         max_users: args.max_users.unwrap_or(args.users),
     };
     rate.check().map_err(|e| format!("--max-users / -u: {e}"))?;
+    const MOST_USERS: usize = 10_000_000;
+    if rate.max_users > MOST_USERS {
+        return Err(format!("--max-users: at most {MOST_USERS} users, got {}", rate.max_users));
+    }
     Ok(Some(Box::new(rate)))
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::ArgMatches;
 use clap::parser::ValueSource;
 use swarmer_engine::Plan;
-use swarmer_target::{DemoTarget, TargetOptions, TlsFiles};
+use swarmer_target::{DemoTarget, Stall, TargetOptions, TlsFiles};
 
 use crate::args::{DemoArgs, RunArgs, TargetArgs};
 
@@ -38,6 +38,7 @@ pub async fn run_demo(plan: Plan, mut run: RunArgs, args: DemoArgs) -> i32 {
     let options = TargetOptions {
         delay: Duration::from_millis(args.target_delay),
         error_rate: args.target_error_rate,
+        stall: args.target_stall.map(|(after, lasting)| Stall::starting_in(after, lasting)),
         ..Default::default()
     };
     let target = match DemoTarget::spawn("127.0.0.1:0", options, 1) {
@@ -65,6 +66,7 @@ pub async fn serve_target(args: TargetArgs) -> i32 {
     let options = TargetOptions {
         delay: Duration::from_millis(args.delay),
         error_rate: args.error_rate,
+        stall: args.stall.map(|(after, lasting)| Stall::starting_in(after, lasting)),
         tls,
         ..Default::default()
     };

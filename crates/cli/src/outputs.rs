@@ -27,6 +27,9 @@ pub struct CsvOutput {
     /// phase) at each history second, made when a shape first marks one
     /// (Locust's history columns stay as they are).
     phases: Option<File>,
+    /// `PREFIX_iterations_history.csv`, made when an arrival-rate test
+    /// first counts an iteration.
+    iterations: Option<File>,
 }
 
 impl CsvOutput {
@@ -35,7 +38,14 @@ impl CsvOutput {
         let [_, history_name, _, _] = csv::file_names(prefix);
         let mut history = File::create(&history_name).map_err(|e| format!("--csv {prefix}: {history_name}: {e}"))?;
         write!(history, "{}\r\n", csv::history_header()).map_err(|e| format!("{history_name}: {e}"))?;
-        let out = Self { prefix: prefix.to_owned(), full_history, history, last_second: None, phases: None };
+        let out = Self {
+            prefix: prefix.to_owned(),
+            full_history,
+            history,
+            last_second: None,
+            phases: None,
+            iterations: None,
+        };
         Ok(out)
     }
 
@@ -50,8 +60,25 @@ impl CsvOutput {
             if let Some(step) = store.step_marks.last() {
                 self.phase_row(second, &step.label)?;
             }
+            if !store.stats.iterations().is_empty() {
+                self.iterations_row(store, now)?;
+            }
         }
         self.write_snapshots(store)
+    }
+
+    fn iterations_row(&mut self, store: &StatsStore, now: f64) -> Result<(), String> {
+        let name = format!("{}_iterations_history.csv", self.prefix);
+        if self.iterations.is_none() {
+            let mut file = File::create(&name).map_err(|e| format!("{name}: {e}"))?;
+            write!(file, "{}\r\n", csv::iterations_header()).map_err(|e| format!("{name}: {e}"))?;
+            self.iterations = Some(file);
+        }
+        if let Some(file) = &mut self.iterations {
+            let row = csv::iterations_row(&store.stats, store.user_count, now);
+            file.write_all(row.as_bytes()).map_err(|e| format!("{name}: {e}"))?;
+        }
+        Ok(())
     }
 
     fn phase_row(&mut self, second: u64, label: &str) -> Result<(), String> {
@@ -76,6 +103,13 @@ impl CsvOutput {
             (exceptions_name, csv::exceptions_csv(&store.stats)),
         ] {
             std::fs::write(&name, body).map_err(|e| format!("{name}: {e}"))?;
+        }
+        if store.stats.has_corrected() {
+            let name = format!("{}_corrected_stats.csv", self.prefix);
+            std::fs::write(&name, csv::corrected_stats_csv(&store.stats)).map_err(|e| format!("{name}: {e}"))?;
+        }
+        if let Some(file) = &mut self.iterations {
+            file.flush().map_err(|e| format!("{}_iterations_history.csv: {e}", self.prefix))?;
         }
         if let Some(file) = &mut self.phases {
             file.flush().map_err(|e| format!("{}_stats_history_phases.csv: {e}", self.prefix))?;
@@ -157,8 +191,13 @@ pub fn print_json(store: &StatsStore) -> Result<(), String> {
         .map_err(|e| format!("--json: standard output: {e}"))
 }
 
-/// `--json-file NAME` writes `NAME.json`.
-pub fn write_json_file(store: &StatsStore, name: &str) -> Result<(), String> {
+/// `--json-file NAME` writes `NAME.json` (Locust's list) and
+/// `NAME_run.json` (the arrival rate, iterations, corrected figures and
+/// thresholds' verdicts).
+pub fn write_json_file(store: &StatsStore, name: &str, judged: &[Judged]) -> Result<(), String> {
     let path = format!("{name}.json");
-    std::fs::write(&path, json::stats_json(&store.stats)).map_err(|e| format!("--json-file {path}: {e}"))
+    std::fs::write(&path, json::stats_json(&store.stats)).map_err(|e| format!("--json-file {path}: {e}"))?;
+    let path = format!("{name}_run.json");
+    let run = json::run_json(&store.stats, store.arrival.as_deref(), judged);
+    std::fs::write(&path, run).map_err(|e| format!("--json-file {path}: {e}"))
 }

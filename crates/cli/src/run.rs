@@ -232,7 +232,7 @@ fn finish(
         problems.push(e);
     }
     if let Some(name) = &outputs.json_file
-        && let Err(e) = outputs::write_json_file(&store, name)
+        && let Err(e) = outputs::write_json_file(&store, name, &judged)
     {
         problems.push(e);
     }

@@ -1760,3 +1760,47 @@ swarmer.events.test_stop:add_listener(on_master("/delay/700", "/cleanup"))
         "two whole tests, one after the other: {text}"
     );
 }
+
+/// An arrival rate over two workers: the master splits the iterations,
+/// and the workers together start what was asked for, no more, no less.
+#[test]
+fn workers_together_start_the_arrival_rate_the_master_was_given() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("stats");
+    let one_request = plan_file(
+        dir.path(),
+        "local swarmer = require('swarmer')\nswarmer.user('U', { tasks = { function(self) self.client:get('/') end } })\n",
+    );
+    let mut master = start_master(
+        one_request.to_str().unwrap(),
+        &t.url(),
+        "--headless --expect-workers 2 --arrival-rate 300 -u 2 --max-users 20 -t 4s --stop-timeout 5 --only-summary",
+        &["--json-file", json.to_str().unwrap()],
+        TOKEN,
+    );
+    let workers: Vec<Proc> = (0..2).map(|_| worker(&master.port, &[], TOKEN)).collect();
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(30)), 0, "{}", master.proc.text());
+    let run: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("stats_run.json")).unwrap()).unwrap();
+    let started = run["iterations"]["started"].as_u64().unwrap();
+    let dropped = run["iterations"]["dropped"].as_u64().unwrap();
+    // 4 s at 300/s from when each worker took its part: 1,200, give or take
+    // the moments the two workers started and stopped.
+    assert!(
+        (1150..=1215).contains(&(started + dropped)),
+        "{started} started + {dropped} dropped\n{}",
+        master.proc.text()
+    );
+    assert!(dropped * 100 <= started, "a fast target keeps the pool free: {dropped} dropped");
+    let requests: u64 = json_total(&dir.path().join("stats.json"));
+    assert_eq!(requests, started, "every started iteration sent its request");
+    for w in workers {
+        drop(w);
+    }
+}
+
+fn json_total(json: &Path) -> u64 {
+    let list: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    list.as_array().unwrap().iter().map(|e| e["num_requests"].as_u64().unwrap()).sum()
+}

@@ -4,6 +4,8 @@
 //! iterations, one slot per shard taking part, so that the workers'
 //! shards together take every iteration exactly once.
 
+use std::time::Duration;
+
 use swarmer_engine::{ArrivalRate, ArrivalSlice, shards_taking_part};
 
 use crate::assign::apportion;
@@ -19,7 +21,12 @@ pub struct WorkerArrival {
 
 /// Each worker's part (`None`: it takes none), for workers with `cores`
 /// shards that were dealt `pre_allocated` users each.
-pub fn worker_parts(rate: &ArrivalRate, cores: &[u32], pre_allocated: &[usize]) -> Vec<Option<WorkerArrival>> {
+pub fn worker_parts(
+    rate: &ArrivalRate,
+    cores: &[u32],
+    pre_allocated: &[usize],
+    began_ago: Duration,
+) -> Vec<Option<WorkerArrival>> {
     let maxima: Vec<usize> =
         apportion(rate.max_users, cores).into_iter().zip(pre_allocated).map(|(max, pre)| max.max(*pre)).collect();
     let slots: Vec<usize> = maxima
@@ -42,7 +49,7 @@ pub fn worker_parts(rate: &ArrivalRate, cores: &[u32], pre_allocated: &[usize]) 
         .map(|((&max, &pre), slots)| {
             let part = (slots > 0).then(|| WorkerArrival {
                 rate: ArrivalRate { pre_allocated: pre, max_users: max, ..rate.clone() },
-                slice: ArrivalSlice { first, total },
+                slice: ArrivalSlice { first, total, began_ago },
             });
             first += slots as u64;
             part
@@ -57,7 +64,7 @@ mod tests {
     #[test]
     fn workers_take_every_slot_once_in_proportion_to_their_cores() {
         let rate = ArrivalRate::constant(1000.0, 3, 30);
-        let parts = worker_parts(&rate, &[2, 1, 3], &[1, 1, 1]);
+        let parts = worker_parts(&rate, &[2, 1, 3], &[1, 1, 1], Duration::ZERO);
         let parts: Vec<&WorkerArrival> = parts.iter().map(|p| p.as_ref().unwrap()).collect();
         assert_eq!(parts.iter().map(|p| p.rate.max_users).collect::<Vec<_>>(), [10, 5, 15]);
         assert_eq!(parts.iter().map(|p| p.slice.first).collect::<Vec<_>>(), [0, 2, 3]);
@@ -68,8 +75,8 @@ mod tests {
     #[test]
     fn a_pool_smaller_than_the_cluster_leaves_workers_out() {
         let rate = ArrivalRate::constant(10.0, 1, 1);
-        let parts = worker_parts(&rate, &[4, 4], &[1, 0]);
-        assert_eq!(parts[0].as_ref().unwrap().slice, ArrivalSlice { first: 0, total: 1 });
+        let parts = worker_parts(&rate, &[4, 4], &[1, 0], Duration::ZERO);
+        assert_eq!(parts[0].as_ref().unwrap().slice, ArrivalSlice { first: 0, total: 1, began_ago: Duration::ZERO });
         assert!(parts[1].is_none());
     }
 }

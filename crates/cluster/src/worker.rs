@@ -473,6 +473,7 @@ async fn session(
                             arrival_slice: a.arrival.as_ref().map(|part| ArrivalSlice {
                                 first: part.slice_first,
                                 total: part.slice_total,
+                                began_ago: Duration::try_from_secs_f64(part.began_seconds_ago).unwrap_or_default(),
                             }),
                             arrival: a.arrival.map(arrival_rate),
                             ..Default::default()

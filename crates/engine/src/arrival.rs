@@ -77,7 +77,7 @@ impl ArrivalRate {
 
     /// How long the stages last, if it ramps: the test's natural length.
     pub fn stages_duration(&self) -> Option<Duration> {
-        self.is_ramping().then(|| self.stages.iter().map(|s| s.duration).sum())
+        self.is_ramping().then(|| self.stages.iter().fold(Duration::ZERO, |sum, s| sum.saturating_add(s.duration)))
     }
 
     /// Iterations per second `elapsed` into the test.
@@ -123,12 +123,14 @@ impl ArrivalRate {
 /// `count` iterations have become due (`count` is below the ramp's area).
 fn time_into_ramp(r0: f64, r1: f64, d: f64, count: f64) -> f64 {
     let slope = (r1 - r0) / d;
-    if slope.abs() < 1e-12 {
-        return count / r0;
+    // r0 t + slope t^2 / 2 = count, solved in the form that stays exact
+    // for a slope near 0.
+    let root = (r0 * r0 + 2.0 * slope * count).max(0.0).sqrt();
+    let denominator = r0 + root;
+    if denominator <= 0.0 {
+        return d;
     }
-    // r0 t + slope t^2 / 2 = count
-    let discriminant = (r0 * r0 + 2.0 * slope * count).max(0.0);
-    ((discriminant.sqrt() - r0) / slope).clamp(0.0, d)
+    (2.0 * count / denominator).clamp(0.0, d)
 }
 
 /// Read a rate: `100` or `100/s` (per second), `600/m`, `6000/h`, or with

@@ -29,9 +29,10 @@ use crate::stop_signal::StopSignal;
 /// How late a timer may wake (tokio's timers have millisecond ticks).
 const TIMER_RESOLUTION: std::time::Duration = std::time::Duration::from_millis(1);
 
-/// Dropped iterations remembered until a user comes free; beyond this
-/// many, a dropped iteration's wait is filed at once (as waited so far).
-const MISSED_KEPT: usize = 100_000;
+/// Dropped iterations are remembered (until a user comes free) by the
+/// millisecond they were due: a run of drops within one millisecond is one
+/// entry, so a long stall at a high rate costs about 1,000 entries a second.
+const MISSED_RESOLUTION: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// What one shard runs of an arrival-rate test.
 #[derive(Clone, Debug, PartialEq)]
@@ -54,6 +55,9 @@ pub(crate) struct ArrivalShare {
 
 /// A user the pacer asks the shard to start: its class and its place.
 pub(crate) struct Growth {
+    /// The schedule it was asked for by (a growth asked for by an ended
+    /// schedule is not started).
+    pub generation: u64,
     pub class: usize,
     pub host: Option<String>,
     pub membership: Membership,
@@ -73,8 +77,11 @@ pub(crate) struct Pool {
     /// Users in the pool (started or about to start).
     members: Cell<usize>,
     max: Cell<usize>,
-    /// When the iterations dropped since a user last came free were due.
-    missed: RefCell<Vec<Instant>>,
+    /// When the iterations dropped since a user last came free were due:
+    /// runs of `(first due, count)` within [`MISSED_RESOLUTION`].
+    missed: RefCell<Vec<(Instant, u64)>>,
+    /// Counts the schedules run (see [`Growth::generation`]).
+    generation: Cell<u64>,
     pacer: RefCell<Option<JoinHandle<()>>>,
 }
 
@@ -101,6 +108,9 @@ impl Pool {
         grow: &UnboundedSender<Growth>,
     ) {
         self.stop_pacing(context);
+        self.generation.set(self.generation.get() + 1);
+        // Seats of users gone since are forgotten.
+        self.idle.borrow_mut().retain(|seat| !seat.gone.get());
         let Some(share) = share else { return };
         self.max.set(share.max_users);
         let pacer = tokio::task::spawn_local(pace(self.clone(), share, context.clone(), grow.clone()));
@@ -137,17 +147,22 @@ impl Pool {
         }
         context.recorder.borrow_mut().count_iteration_dropped(now);
         let mut missed = self.missed.borrow_mut();
-        if missed.len() < MISSED_KEPT {
-            missed.push(due);
-        } else {
-            let waited = due.elapsed().as_micros() as u64;
-            context.recorder.borrow_mut().record_dropped_wait(waited, now);
+        match missed.last_mut() {
+            Some((first, count)) if due.saturating_duration_since(*first) < MISSED_RESOLUTION => *count += 1,
+            _ => missed.push((due, 1)),
         }
+        drop(missed);
         if self.members.get() < self.max.get()
             && let Some(class) = pick_class(&share.class_weights)
         {
-            let _ = grow.send(Growth { class, host: share.host.clone(), membership: self.join() });
+            let generation = self.generation.get();
+            let _ = grow.send(Growth { generation, class, host: share.host.clone(), membership: self.join() });
         }
+    }
+
+    /// Whether a growth asked for by schedule `generation` is still wanted.
+    pub fn wants(&self, generation: u64) -> bool {
+        self.generation.get() == generation && self.pacer.borrow().is_some()
     }
 
     /// A user came free: file the waits of the iterations dropped meanwhile.
@@ -159,8 +174,11 @@ impl Pool {
         let now = context.now_unix();
         let free = Instant::now();
         let mut recorder = context.recorder.borrow_mut();
-        for due in missed {
-            recorder.record_dropped_wait(free.saturating_duration_since(due).as_micros() as u64, now);
+        for (due, count) in missed {
+            let waited = free.saturating_duration_since(due).as_micros() as u64;
+            for _ in 0..count {
+                recorder.record_dropped_wait(waited, now);
+            }
         }
     }
 }
@@ -199,9 +217,13 @@ impl Drop for Membership {
 async fn pace(pool: Rc<Pool>, share: ArrivalShare, context: Rc<ShardContext>, grow: UnboundedSender<Growth>) {
     let began = tokio::time::Instant::from_std(share.began);
     let stride = share.stride.max(1);
-    for k in 0u64.. {
+    // A schedule that began before this shard took it up (a worker dealt
+    // anew mid-test) goes on from now: what was due before is not made up.
+    let first = first_due_from(&share.rate, stride, share.offset, share.began.elapsed());
+    for k in first.. {
         let Some(at) = share.rate.due_time(k.saturating_mul(stride).saturating_add(share.offset)) else { break };
-        let due = began + at;
+        // Beyond any clock (a rate of almost nothing): the schedule ends.
+        let Some(due) = began.checked_add(at) else { break };
         if due > tokio::time::Instant::now() + TIMER_RESOLUTION {
             // The timer wakes up to a millisecond after its deadline: asked
             // for one tick early, it wakes about when the iteration is due.
@@ -213,6 +235,29 @@ async fn pace(pool: Rc<Pool>, share: ArrivalShare, context: Rc<ShardContext>, gr
         }
         pool.hand_out(due.into_std(), &share, &context, &grow);
     }
+}
+
+/// The first of a shard's iterations (`k` for iteration `k * stride +
+/// offset`) not due before `elapsed`.
+fn first_due_from(rate: &ArrivalRate, stride: u64, offset: u64, elapsed: std::time::Duration) -> u64 {
+    let before = |k: u64| rate.due_time(k.saturating_mul(stride).saturating_add(offset)).is_some_and(|at| at < elapsed);
+    if elapsed.is_zero() || !before(0) {
+        return 0;
+    }
+    // Double past it, then halve back: `before(low)` holds, `before(high)` does not.
+    let (mut low, mut high) = (0u64, 1u64);
+    while before(high) {
+        low = high;
+        high = high.saturating_mul(2);
+        if high == u64::MAX {
+            return high;
+        }
+    }
+    while high - low > 1 {
+        let middle = low + (high - low) / 2;
+        if before(middle) { low = middle } else { high = middle }
+    }
+    high
 }
 
 /// A class by weight, for a user the pool grows by.
@@ -234,6 +279,16 @@ fn pick_class(weights: &[u32]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_schedule_taken_up_late_goes_on_from_now() {
+        let rate = ArrivalRate::constant(10.0, 1, 1);
+        assert_eq!(first_due_from(&rate, 1, 0, std::time::Duration::ZERO), 0);
+        // At 2.05 s, iterations 0..=20 were due (0.1 s apart): 21 is next.
+        assert_eq!(first_due_from(&rate, 1, 0, std::time::Duration::from_millis(2050)), 21);
+        // Every second iteration from 1: 1, 3, ..., 19 were due; k = 10 is 21.
+        assert_eq!(first_due_from(&rate, 2, 1, std::time::Duration::from_millis(2050)), 10);
+    }
 
     #[test]
     fn grown_users_follow_the_class_weights() {

@@ -298,6 +298,10 @@ impl StatsStore {
             response_time_percentile_95: self.stats.current_percentile_ms(0.95, now),
             response_time_percentile_99: self.stats.current_percentile_ms(0.99, now),
             total_avg_response_time: total.avg_response_time_ms(),
+            current_dropped_per_sec: self
+                .arrival
+                .is_some()
+                .then(|| self.stats.iterations().current_rates(now, self.stats.start_time()).1),
         };
         self.history.push(point);
     }

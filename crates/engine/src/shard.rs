@@ -278,7 +278,9 @@ async fn run_shard(
                 }
                 Some(ShardCommand::Shutdown) | None => break,
             },
-            Some(growth) = grow_rx.recv() => factory.grow(growth),
+            // A growth asked for by a schedule since ended is not started
+            // (its place in the pool is given back as it is dropped).
+            Some(growth) = grow_rx.recv() => if pool.wants(growth.generation) { factory.grow(growth) },
             _ = flush.tick() => {
                 context.error_log.flush();
                 let delta = context.recorder.borrow_mut().take_delta();

@@ -103,6 +103,9 @@ pub struct ArrivalSlice {
     pub first: u64,
     /// Slots in the whole test (every shard of every worker).
     pub total: u64,
+    /// How long ago the test's schedule began (a worker that joins, or is
+    /// dealt anew, mid-test takes it up where it is).
+    pub began_ago: Duration,
 }
 
 /// What a plan's shape says of the step it asks for.

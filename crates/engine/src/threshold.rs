@@ -41,6 +41,9 @@ pub enum Metric {
     Failures,
     /// Number of requests.
     Requests,
+    /// Share of an arrival-rate test's due iterations that were dropped,
+    /// 0 to 1 (the whole test: no scope, no window).
+    Dropped,
 }
 
 impl Metric {
@@ -60,6 +63,8 @@ impl Metric {
             Metric::Rps => entry.total_rps(run_seconds),
             Metric::Failures => entry.num_failures as f64,
             Metric::Requests => entry.num_requests as f64,
+            // Not a property of requests: judged on the iterations (see `Threshold::evaluate`).
+            Metric::Dropped => 0.0,
         }
     }
 }
@@ -120,6 +125,10 @@ pub struct Threshold {
     /// Judged over each trailing window of this length while the test runs
     /// (it fails if any window crossed it), not over the whole run.
     pub window: Option<Duration>,
+    /// About response times from the intended start (`corrected_p99`):
+    /// the coordinated-omission-corrected figures of an arrival-rate or
+    /// paced test.
+    pub corrected: bool,
 }
 
 /// A threshold with its verdict.
@@ -158,7 +167,8 @@ pub struct Verdict {
     pub passed: bool,
 }
 
-const METRICS: &str = "pNN (e.g. p95, p99.9), avg, med, min, max, fail_ratio, rps, failures, requests";
+const METRICS: &str = "pNN (e.g. p95, p99.9), avg, med, min, max, fail_ratio, rps, failures, requests, dropped, \
+                       or a time metric from the intended start (corrected_p99, corrected_avg...)";
 
 impl Threshold {
     /// Parse an expression (see the module's documentation).
@@ -216,6 +226,10 @@ impl Threshold {
         } else {
             return Err(fail(format!("{:?}: the comparison must be <, <=, > or >=", &tail[..tail.len().min(2)])));
         };
+        let (corrected, name) = match name.strip_prefix("corrected_") {
+            Some(time) => (true, time),
+            None => (false, name),
+        };
         let metric = metric_of(name).ok_or_else(|| match name {
             "" => fail(format!("no metric before the comparison (metrics: {METRICS})")),
             _ => fail(format!("unknown metric {name:?} (metrics: {METRICS})")),
@@ -225,6 +239,12 @@ impl Threshold {
             return Err(fail(format!(
                 "{value:?}: expected one value, then optionally `over DURATION`, `abort`, `after DURATION`"
             )));
+        }
+        if corrected && !metric.is_time() {
+            return Err(fail(format!("corrected_{name}: only times are corrected (corrected_p99, corrected_avg...)")));
+        }
+        if metric == Metric::Dropped && (scope != Scope::All || window.is_some()) {
+            return Err(fail("dropped is about the whole test's iterations: no [scope], no `over`".into()));
         }
         let limit = limit_of(metric, value).map_err(fail)?;
         Ok(Threshold {
@@ -236,11 +256,21 @@ impl Threshold {
             abort,
             abort_grace: grace.unwrap_or(Duration::ZERO),
             window,
+            corrected,
         })
     }
 
     /// Whether `stats` meet this threshold, over the whole run.
     pub fn evaluate(&self, stats: &RequestStats) -> Verdict {
+        if self.metric == Metric::Dropped {
+            let iterations = stats.iterations();
+            // No iteration was due: not an arrival-rate test, which must not pass.
+            if iterations.due() == 0 {
+                return Verdict { actual: None, passed: false };
+            }
+            let actual = iterations.dropped_ratio();
+            return Verdict { actual: Some(actual), passed: self.holds(actual) };
+        }
         self.judge(self.entry(stats).as_deref(), stats.run_seconds())
     }
 
@@ -290,9 +320,17 @@ impl Threshold {
     /// The requests in this threshold's scope.
     fn entry<'a>(&self, stats: &'a RequestStats) -> Option<Cow<'a, StatsEntry>> {
         // Borrowed where one row answers; only a name over several methods is merged.
+        let (total, mut entries): (&StatsEntry, Box<dyn Iterator<Item = &'a StatsEntry>>) = if self.corrected {
+            (stats.corrected_total(), Box::new(stats.corrected_entries()))
+        } else {
+            (stats.total(), Box::new(stats.entries()))
+        };
+        if self.corrected && !stats.has_corrected() {
+            return None;
+        }
         match &self.scope {
-            Scope::All => Some(Cow::Borrowed(stats.total())),
-            Scope::Name(name) => stats.entries().filter(|e| e.name == *name).fold(None, |sum, e| match sum {
+            Scope::All => Some(Cow::Borrowed(total)),
+            Scope::Name(name) => entries.filter(|e| e.name == *name).fold(None, |sum, e| match sum {
                 None => Some(Cow::Borrowed(e)),
                 Some(mut sum) => {
                     sum.to_mut().merge(e);
@@ -300,7 +338,7 @@ impl Threshold {
                 }
             }),
             Scope::MethodName(method, name) => {
-                stats.entries().find(|e| e.method == *method && e.name == *name).map(Cow::Borrowed)
+                entries.find(|e| e.method == *method && e.name == *name).map(Cow::Borrowed)
             }
         }
     }
@@ -315,7 +353,7 @@ impl Threshold {
     pub fn format_value(&self, value: f64) -> String {
         match self.metric {
             m if m.is_time() => format!("{}ms", trim(value)),
-            Metric::FailRatio => format!("{}%", trim(value * 100.0)),
+            Metric::FailRatio | Metric::Dropped => format!("{}%", trim(value * 100.0)),
             _ => trim(value),
         }
     }
@@ -360,6 +398,7 @@ fn metric_of(name: &str) -> Option<Metric> {
         "rps" => Metric::Rps,
         "failures" => Metric::Failures,
         "requests" => Metric::Requests,
+        "dropped" => Metric::Dropped,
         _ => {
             let percent: f64 = name.strip_prefix('p')?.parse().ok()?;
             if !(0.0..=100.0).contains(&percent) {
@@ -384,9 +423,10 @@ fn limit_of(metric: Metric, value: &str) -> Result<f64, String> {
         (m, "ms" | "") if m.is_time() => Ok(n),
         (m, "s") if m.is_time() => Ok(n * 1000.0),
         (m, _) if m.is_time() => Err(format!("{value:?}: a time is in ms (the default) or s")),
-        (Metric::FailRatio, "%") => Ok(n / 100.0),
-        (Metric::FailRatio, "") if n <= 1.0 => Ok(n),
+        (Metric::FailRatio | Metric::Dropped, "%") => Ok(n / 100.0),
+        (Metric::FailRatio | Metric::Dropped, "") if n <= 1.0 => Ok(n),
         (Metric::FailRatio, _) => Err(format!("{value:?}: fail_ratio is from 0 to 1, or a percentage (1%)")),
+        (Metric::Dropped, _) => Err(format!("{value:?}: dropped is from 0 to 1, or a percentage (1%)")),
         (_, "") => Ok(n),
         (_, unit) => Err(format!("{value:?}: this metric has no unit {unit:?}")),
     }
@@ -399,6 +439,47 @@ mod tests {
 
     fn parse(text: &str) -> Threshold {
         Threshold::parse(text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn dropped_and_corrected_thresholds_judge_an_arrival_rate_test() {
+        let mut r = ShardRecorder::new("local");
+        let sample = RequestSample {
+            method: "GET",
+            name: "/",
+            response_time_us: Some(2_000),
+            ttfb_us: 0,
+            content_length: 0,
+            error: None,
+        };
+        let mut stats = RequestStats::new(0.0);
+        assert!(!parse("dropped<1%").evaluate(&stats).passed, "no iteration was due: not a pass");
+        assert!(!parse("corrected_p99<1s").evaluate(&stats).passed, "no corrected figures: not a pass");
+        for _ in 0..98 {
+            r.record(&sample, 1.0);
+            r.record_corrected(&sample, 500_000, 1.0);
+            r.count_iteration_started(1.0);
+        }
+        r.count_iteration_dropped(1.0);
+        r.count_iteration_dropped(1.0);
+        stats.apply(&r.take_delta(), 1.0);
+        let dropped = parse("dropped<1%");
+        let verdict = dropped.evaluate(&stats);
+        assert_eq!((verdict.actual, verdict.passed), (Some(0.02), false));
+        assert_eq!(dropped.actual_text(&verdict), "2%");
+        assert!(parse("dropped<=0.02").evaluate(&stats).passed);
+        assert!(parse("p99<10ms").evaluate(&stats).passed, "measured: 2 ms");
+        assert!(!parse("corrected_p99<10ms").evaluate(&stats).passed, "corrected: 502 ms");
+        assert!(parse("[GET /] corrected_max<1s").evaluate(&stats).passed);
+        for (text, part) in [
+            ("[/] dropped<1%", "no [scope]"),
+            ("dropped<1% over 10s", "no [scope], no `over`"),
+            ("corrected_rps>1", "only times are corrected"),
+            ("dropped<2", "dropped is from 0 to 1"),
+        ] {
+            let error = Threshold::parse(text).unwrap_err().to_string();
+            assert!(error.contains(part), "{text}: {error}");
+        }
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub(crate) async fn run_user(
         }
     }
     if let Some(on_stop) = &class.on_stop {
+        // on_stop is not an iteration: its requests had no schedule.
+        user.client.set_schedule_lag(None);
         let result = call(on_stop, &mut user).await;
         handle_hook_result(&user, result);
     }
@@ -193,7 +195,9 @@ fn run_task_set<'a>(
                 let phase_wait = overridden.borrow();
                 let effective = phase_wait.as_ref().unwrap_or(wait);
                 pacing_due = effective.pacing_period().map(|period| started + period);
-                if pacing_due.is_none() {
+                if pacing_due.is_none() && depth == 0 {
+                    // A nested set's tasks belong to the iteration that
+                    // entered it; only the user's own loop ends a schedule.
                     user.client.set_schedule_lag(None);
                 }
                 effective.next_wait(user.rng(), started, Instant::now())

@@ -1,62 +1,20 @@
 //! Arrival-rate load end to end: real shards, a real HTTP server on
 //! 127.0.0.1 that can stall, and the statistics the run leaves.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use swarmer_engine::{
     ArrivalRate, LocalRunner, Plan, RequestStats, RunnerHandle, RunnerOptions, RunnerState, Task, TaskResult,
     TestSettings, User, UserClass, task,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use swarmer_target::{DemoTarget, Stall, TargetOptions};
 
-/// A keep-alive HTTP/1.1 server answering `ok`; requests that arrive
-/// inside `stall` (seconds after it started) are held until its end.
-struct StallingServer {
-    url: String,
-    served: Arc<AtomicU64>,
-}
-
-async fn stalling_server(stall: Option<(f64, f64)>) -> StallingServer {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let served = Arc::new(AtomicU64::new(0));
-    let counter = served.clone();
-    let began = Instant::now();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut socket, _)) = listener.accept().await else { return };
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let mut buffer = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let Ok(n) = socket.read(&mut chunk).await else { return };
-                    if n == 0 {
-                        return;
-                    }
-                    buffer.extend_from_slice(&chunk[..n]);
-                    while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                        buffer.drain(..end + 4);
-                        if let Some((from, to)) = stall {
-                            let at = began.elapsed().as_secs_f64();
-                            if at >= from && at < to {
-                                tokio::time::sleep(Duration::from_secs_f64(to - at)).await;
-                            }
-                        }
-                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                        if socket.write_all(reply).await.is_err() {
-                            return;
-                        }
-                        counter.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            });
-        }
-    });
-    StallingServer { url, served }
+/// The demo target on 127.0.0.1; requests arriving inside `stall`
+/// (seconds from now) are answered when it ends.
+fn target(stall: Option<(f64, f64)>) -> DemoTarget {
+    let stall =
+        stall.map(|(from, to)| Stall::starting_in(Duration::from_secs_f64(from), Duration::from_secs_f64(to - from)));
+    DemoTarget::spawn("127.0.0.1:0", TargetOptions { stall, ..Default::default() }, 2).unwrap()
 }
 
 async fn get_root(user: &mut User) -> TaskResult {
@@ -87,10 +45,10 @@ async fn run(handle: &RunnerHandle, rate: ArrivalRate, run_time: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn iterations_start_at_the_rate_asked_for_over_every_shard() {
-    let server = stalling_server(None).await;
+    let server = target(None);
     let options = RunnerOptions {
         shards: 2,
-        host: Some(server.url.clone()),
+        host: Some(server.url()),
         stop_timeout: Duration::from_secs(2),
         ..Default::default()
     };
@@ -102,7 +60,7 @@ async fn iterations_start_at_the_rate_asked_for_over_every_shard() {
     assert!((590..=602).contains(&iterations.due()), "due {}", iterations.due());
     assert_eq!(iterations.dropped, 0, "a fast target never runs the pool dry");
     assert_eq!(stats.total().num_requests, iterations.started);
-    assert_eq!(server.served.load(Ordering::Relaxed), iterations.started);
+    assert_eq!(server.requests_served(), iterations.started);
     // Every request had a schedule: the corrected table has it too.
     let corrected = stats.corrected_entry("GET", "/").expect("corrected row");
     assert_eq!(corrected.num_requests, iterations.started);
@@ -113,8 +71,8 @@ async fn iterations_start_at_the_rate_asked_for_over_every_shard() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_stall_shows_in_the_corrected_times_and_the_dropped_iterations() {
     // 10 s at 200/s; the server holds every request for 2 s from 4 s on.
-    let server = stalling_server(Some((4.0, 6.0))).await;
-    let options = RunnerOptions { shards: 1, host: Some(server.url.clone()), ..Default::default() };
+    let server = target(Some((4.0, 6.0)));
+    let options = RunnerOptions { shards: 1, host: Some(server.url()), ..Default::default() };
     let handle = LocalRunner::start(plan(), options).await.unwrap();
     run(&handle, ArrivalRate::constant(200.0, 5, 10), Duration::from_secs(10)).await;
     let (stats, _) = snapshot(&handle);
@@ -133,8 +91,8 @@ async fn a_stall_shows_in_the_corrected_times_and_the_dropped_iterations() {
 async fn the_pool_grows_to_its_maximum_and_no_further() {
     // Each request takes 2 s (the server stalls all the time): 10 users
     // can serve 5 iterations a second of the 50 due.
-    let server = stalling_server(Some((0.0, 2.0))).await;
-    let options = RunnerOptions { shards: 2, host: Some(server.url.clone()), ..Default::default() };
+    let server = target(Some((0.0, 2.0)));
+    let options = RunnerOptions { shards: 2, host: Some(server.url()), ..Default::default() };
     let handle = LocalRunner::start(plan(), options).await.unwrap();
     let settings = TestSettings {
         arrival: Some(Box::new(ArrivalRate::constant(50.0, 1, 10))),

@@ -27,6 +27,8 @@
       series: [
         { label: "RPS", column: 2, color: "#2e7d32" },
         { label: "Failures/s", column: 3, color: "#c62828" },
+        // Only once an arrival-rate test has drawn a point of it.
+        { label: "Dropped iterations/s", column: 8, color: "#ff8f00", whenSeen: true },
       ],
     },
     {
@@ -45,9 +47,18 @@
     },
   ];
 
+  // A column some point has a value in.
+  function seen(points, column) {
+    return points.some(function (p) { return p[column] !== null && p[column] !== undefined; });
+  }
+
+  function shown(spec, points) {
+    return spec.series.filter(function (s) { return !s.whenSeen || seen(points, s.column); });
+  }
+
   function columns(points, spec) {
     var data = [points.map(function (p) { return p[0]; })];
-    spec.series.forEach(function (s) {
+    shown(spec, points).forEach(function (s) {
       data.push(points.map(function (p) { return p[s.column]; }));
     });
     return data;
@@ -72,7 +83,7 @@
     ctx.fillText(chart.spec.title, x, titleHeight / 2);
     x += ctx.measureText(chart.spec.title).width + 16 * ratio;
     ctx.font = Math.round(12 * ratio) + "px sans-serif";
-    chart.spec.series.forEach(function (s) {
+    chart.shown.forEach(function (s) {
       ctx.fillStyle = s.color;
       ctx.fillRect(x, titleHeight / 2 - 5 * ratio, 10 * ratio, 10 * ratio);
       ctx.fillStyle = cssVar("--fg", "#222");
@@ -160,14 +171,14 @@
         var tools = document.createElement("div");
         tools.className = "chart-tools";
         box.appendChild(tools);
-        var chart = { spec: spec, zoomed: false };
+        var chart = { spec: spec, zoomed: false, shown: shown(spec, points) };
         var opts = {
           title: spec.title,
           width: width(),
           height: 260,
           scales: { x: { time: true } },
           axes: axes(),
-          series: [{}].concat(spec.series.map(function (s) {
+          series: [{}].concat(chart.shown.map(function (s) {
             return { label: s.label, stroke: s.color, width: 2, points: { show: false } };
           })),
           cursor: {
@@ -195,15 +206,21 @@
       container.appendChild(markList);
       listMarks(markList, marks);
     }
+    // A series that shows once seen (dropped iterations) needs new plots.
+    function seriesChanged() {
+      return charts.some(function (c) { return c.shown.length !== shown(c.spec, points).length; });
+    }
     build();
     return {
       push: function (point) {
         points.push(point);
         if (points.length > 86400) points.shift();
+        if (seriesChanged()) { build(); return; }
         charts.forEach(function (c) { c.plot.setData(columns(points, c.spec), !c.zoomed); });
       },
       reset: function (newPoints) {
         points = (newPoints || []).slice();
+        if (seriesChanged()) { build(); return; }
         charts.forEach(function (c) { c.zoomed = false; c.plot.setData(columns(points, c.spec), true); });
       },
       setMarks: function (newMarks) {

@@ -123,6 +123,40 @@ pub fn stats_csv(stats: &RequestStats) -> String {
     out
 }
 
+/// `PREFIX_corrected_stats.csv`: the columns of `PREFIX_stats.csv` for
+/// response times counted from the intended start (arrival rate, pacing);
+/// `ITER dropped` rows are how long dropped iterations waited, at least.
+pub fn corrected_stats_csv(stats: &RequestStats) -> String {
+    let mut out = String::new();
+    let _ = write!(out, "{}\r\n", stats_header());
+    let run_seconds = stats.run_seconds();
+    for e in stats.corrected_entries() {
+        let _ = write!(out, "{}\r\n", stats_row(e, run_seconds));
+    }
+    let _ = write!(out, "{}\r\n", stats_row(stats.corrected_total(), run_seconds));
+    out
+}
+
+/// The header of `PREFIX_iterations_history.csv`.
+pub fn iterations_header() -> &'static str {
+    "Timestamp,User Count,Iterations/s,Dropped/s,Total Iterations,Total Dropped"
+}
+
+/// This second's row of `PREFIX_iterations_history.csv`: arrival-rate
+/// iterations started and dropped (current rates, then totals).
+pub fn iterations_row(stats: &RequestStats, user_count: usize, now: f64) -> String {
+    let iterations = stats.iterations();
+    let (started, dropped) = iterations.current_rates(now, stats.start_time());
+    format!(
+        "{},{user_count},{},{},{},{}\r\n",
+        now as u64,
+        trimmed(started, 6),
+        trimmed(dropped, 6),
+        iterations.started,
+        iterations.dropped
+    )
+}
+
 /// Rows of `PREFIX_stats_history.csv` for this second: the Aggregated row,
 /// preceded by every entry's row with `full_history`. As in Locust, the
 /// Aggregated row's percentiles are over the whole run, or over the last ten

@@ -9,7 +9,7 @@ use std::fmt::Write;
 use serde_json::Value;
 use swarmer_engine::threshold::Judged;
 use swarmer_engine::{ClassInfo, StatsStore};
-use swarmer_stats::PERCENTILES_TO_REPORT;
+use swarmer_stats::{PERCENTILES_TO_REPORT, StatsEntry};
 
 use crate::console::percentile_label;
 use crate::csv::utc_timestamp;
@@ -87,7 +87,28 @@ pub fn render(store: &StatsStore, meta: &ReportMeta<'_>, now: f64) -> String {
     body.push_str("<h2>Request statistics</h2>\n");
     body.push_str(&request_table(store));
     body.push_str("<h2>Response time percentiles (ms)</h2>\n");
-    body.push_str(&percentile_table(store));
+    body.push_str(&percentile_table("percentiles", stats.entries(), stats.total()));
+    if let Some(arrival) = &store.arrival {
+        let _ = writeln!(body, "<h2>Arrival rate</h2>\n<p class=\"meta\">{}</p>", escape(arrival));
+    }
+    let iterations = stats.iterations();
+    if !iterations.is_empty() {
+        let _ = writeln!(
+            body,
+            "<p class=\"meta\" id=\"iterations\">Iterations: <b>{}</b> started, <b>{}</b> dropped ({:.2}%)</p>",
+            iterations.started,
+            iterations.dropped,
+            iterations.dropped_ratio() * 100.0
+        );
+    }
+    if stats.has_corrected() {
+        body.push_str(
+            "<h2>Response time percentiles from the intended start (ms)</h2>\n<p class=\"meta\">Coordinated \
+             omission corrected: each request's time counts from when its iteration was due. ITER dropped: how \
+             long dropped iterations waited for a free user, at least.</p>\n",
+        );
+        body.push_str(&percentile_table("corrected", stats.corrected_entries(), stats.corrected_total()));
+    }
     if !meta.thresholds.is_empty() {
         body.push_str("<h2>Thresholds</h2>\n");
         body.push_str(&thresholds_table(meta.thresholds));
@@ -225,16 +246,15 @@ fn request_table(store: &StatsStore) -> String {
     out
 }
 
-fn percentile_table(store: &StatsStore) -> String {
-    let mut out = String::from(
-        "<div class=\"scroll\"><table id=\"percentiles\"><thead><tr><th class=\"text\">Type</th><th class=\"text\">Name</th>",
+fn percentile_table<'a>(id: &str, entries: impl Iterator<Item = &'a StatsEntry>, total: &'a StatsEntry) -> String {
+    let mut out = format!(
+        "<div class=\"scroll\"><table id=\"{id}\"><thead><tr><th class=\"text\">Type</th><th class=\"text\">Name</th>"
     );
     for q in PERCENTILES_TO_REPORT {
         let _ = write!(out, "<th>{}</th>", percentile_label(q));
     }
     out.push_str("<th># Requests</th></tr></thead><tbody>\n");
-    let total = store.stats.total();
-    for (e, is_total) in store.stats.entries().map(|e| (e, false)).chain([(total, true)]) {
+    for (e, is_total) in entries.map(|e| (e, false)).chain([(total, true)]) {
         let _ = write!(
             out,
             "<tr{}><td class=\"text\">{}</td><td class=\"text\">{}</td>",

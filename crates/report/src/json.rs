@@ -4,10 +4,17 @@
 //! (whole ms below 100, then two significant digits) to counts,
 //! `num_reqs_per_sec` maps Unix seconds to counts (the most recent seconds
 //! only). Swarmer adds `percentiles_exact`: each reported percentile, to the
-//! microsecond.
+//! microsecond, and for requests that had a schedule (arrival rate,
+//! pacing) `corrected`: the same figures counted from the intended start.
+//!
+//! What is about the whole run rather than one entry (the arrival rate,
+//! its iterations, the corrected entries, the thresholds' verdicts) is
+//! [`run_json`], an object of its own (`--json-file NAME` writes it to
+//! `NAME_run.json`), so Locust's list stays as Locust's readers expect.
 
 use serde_json::{Map, Value, json};
-use swarmer_stats::{PERCENTILES_TO_REPORT, RequestStats, StatsEntry};
+use swarmer_engine::threshold::Judged;
+use swarmer_stats::{Iterations, PERCENTILES_TO_REPORT, RequestStats, StatsEntry};
 
 use crate::number::locust_buckets;
 
@@ -17,12 +24,7 @@ pub fn entry_json(e: &StatsEntry) -> Value {
     // so readers that turn the keys into integers work.
     let response_times: Map<String, Value> =
         locust_buckets(e).into_iter().map(|(k, c)| (k.to_string(), json!(c))).collect();
-    // Swarmer's own: the exact percentiles (ms, to the microsecond).
-    let exact: Map<String, Value> = PERCENTILES_TO_REPORT
-        .iter()
-        .filter(|_| e.num_requests > 0)
-        .map(|q| (q.to_string(), json!(crate::live::round3(e.percentile_ms(*q)))))
-        .collect();
+    let exact = exact_percentiles(e);
     let per_sec = |it: &mut dyn Iterator<Item = (u64, u64)>| -> Map<String, Value> {
         it.map(|(s, c)| (s.to_string(), json!(c))).collect()
     };
@@ -45,11 +47,85 @@ pub fn entry_json(e: &StatsEntry) -> Value {
     })
 }
 
+/// Swarmer's own: the exact percentiles (ms, to the microsecond).
+fn exact_percentiles(e: &StatsEntry) -> Map<String, Value> {
+    PERCENTILES_TO_REPORT
+        .iter()
+        .filter(|_| e.num_requests > 0)
+        .map(|q| (q.to_string(), json!(crate::live::round3(e.percentile_ms(*q)))))
+        .collect()
+}
+
+/// The corrected figures of an entry (from the intended start).
+fn corrected_json(e: &StatsEntry) -> Value {
+    json!({
+        "name": e.name,
+        "method": e.method,
+        "num_requests": e.num_requests,
+        "avg_response_time": crate::live::round3(e.avg_response_time_ms()),
+        "min_response_time": e.min_response_time_ms(),
+        "max_response_time": e.max_response_time_ms(),
+        "percentiles_exact": exact_percentiles(e),
+    })
+}
+
 /// Every entry that saw a request, as a pretty-printed JSON list.
 pub fn stats_json(stats: &RequestStats) -> String {
-    let list: Vec<Value> =
-        stats.entries().filter(|e| e.num_requests > 0 || e.num_failures > 0).map(entry_json).collect();
+    let list: Vec<Value> = stats
+        .entries()
+        .filter(|e| e.num_requests > 0 || e.num_failures > 0)
+        .map(|e| {
+            let mut value = entry_json(e);
+            if let (Some(corrected), Value::Object(map)) = (stats.corrected_entry(&e.method, &e.name), &mut value) {
+                map.insert("corrected".into(), corrected_json(corrected));
+            }
+            value
+        })
+        .collect();
     serde_json::to_string_pretty(&list).unwrap_or_else(|_| "[]".into())
+}
+
+/// Iterations as JSON: totals, the dropped share and per-second counts.
+pub fn iterations_json(iterations: &Iterations) -> Value {
+    let started: Map<String, Value> =
+        iterations.per_second.requests_by_second().map(|(s, c)| (s.to_string(), json!(c))).collect();
+    let dropped: Map<String, Value> =
+        iterations.per_second.failures_by_second().map(|(s, c)| (s.to_string(), json!(c))).collect();
+    json!({
+        "started": iterations.started,
+        "dropped": iterations.dropped,
+        "dropped_ratio": iterations.dropped_ratio(),
+        "started_per_sec": started,
+        "dropped_per_sec": dropped,
+    })
+}
+
+/// The run as a whole: its arrival rate (described) and iterations, the
+/// corrected entries with their Aggregated row, and the thresholds'
+/// verdicts (`expression`, `actual`, `passed`).
+pub fn run_json(stats: &RequestStats, arrival: Option<&str>, judged: &[Judged]) -> String {
+    let mut corrected: Vec<Value> = stats.corrected_entries().map(corrected_json).collect();
+    if stats.has_corrected() {
+        corrected.push(corrected_json(stats.corrected_total()));
+    }
+    let thresholds: Vec<Value> = judged
+        .iter()
+        .map(|j| {
+            json!({
+                "expression": j.threshold.source,
+                "actual": j.verdict.actual,
+                "actual_text": j.actual_text(),
+                "passed": j.verdict.passed,
+            })
+        })
+        .collect();
+    let run = json!({
+        "arrival_rate": arrival,
+        "iterations": (!stats.iterations().is_empty()).then(|| iterations_json(stats.iterations())),
+        "corrected": corrected,
+        "thresholds": thresholds,
+    });
+    serde_json::to_string_pretty(&run).unwrap_or_else(|_| "{}".into())
 }
 
 #[cfg(test)]

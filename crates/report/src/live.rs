@@ -121,12 +121,46 @@ pub fn requests_payload(store: &StatsStore, workers: Option<&[WorkerStatus]>, no
         "shape": store.shape,
         "step_marks": step_marks(store),
         "thresholds": thresholds(store),
+        "arrival": store.arrival,
+        "iterations": iterations(stats, now),
+        "corrected": corrected_rows(stats, now),
     });
     if let Some(workers) = workers {
         payload["workers"] = json!(workers);
         payload["worker_count"] = json!(workers.iter().filter(|w| w.state != WorkerState::Missing).count());
     }
     payload
+}
+
+/// Arrival-rate iterations: totals, dropped share and current rates;
+/// `null` when none was due.
+fn iterations(stats: &RequestStats, now: f64) -> Value {
+    let iterations = stats.iterations();
+    if iterations.is_empty() {
+        return Value::Null;
+    }
+    let (started, dropped) = iterations.current_rates(now, stats.start_time());
+    json!({
+        "started": iterations.started,
+        "dropped": iterations.dropped,
+        "dropped_ratio": iterations.dropped_ratio(),
+        "current_started_per_sec": round3(started),
+        "current_dropped_per_sec": round3(dropped),
+    })
+}
+
+/// Rows of response times from the intended start (the stats rows'
+/// fields), Aggregated last; empty unless requests had a schedule.
+fn corrected_rows(stats: &RequestStats, now: f64) -> Vec<Value> {
+    if !stats.has_corrected() {
+        return Vec::new();
+    }
+    let seconds = stats.run_seconds();
+    stats
+        .corrected_entries()
+        .chain(std::iter::once(stats.corrected_total()))
+        .map(|e| request_row(e, seconds, now))
+        .collect()
 }
 
 /// The thresholds' verdicts so far: `[{threshold, actual, value, passed}]`
@@ -147,8 +181,9 @@ fn thresholds(store: &StatsStore) -> Vec<Value> {
         .collect()
 }
 
-/// One chart point: `[unix seconds, users, rps, fail/s, p50, p95, p99, avg]`
-/// (arrays keep a day of points small).
+/// One chart point: `[unix seconds, users, rps, fail/s, p50, p95, p99, avg,
+/// dropped/s]` (arrays keep a day of points small; dropped/s is `null`
+/// unless the test is an arrival-rate one).
 pub fn history_point(p: &HistoryPoint) -> Value {
     json!([
         p.timestamp,
@@ -159,6 +194,7 @@ pub fn history_point(p: &HistoryPoint) -> Value {
         round3(p.response_time_percentile_95),
         round3(p.response_time_percentile_99),
         round3(p.total_avg_response_time),
+        p.current_dropped_per_sec.map(round3),
     ])
 }
 

@@ -26,6 +26,10 @@ pub struct HistoryPoint {
     pub response_time_percentile_99: f64,
     /// Average response time of the whole run so far in milliseconds, all names.
     pub total_avg_response_time: f64,
+    /// Arrival-rate iterations dropped per second over the current window;
+    /// `None` when the test is not an arrival-rate one.
+    #[serde(default)]
+    pub current_dropped_per_sec: Option<f64>,
 }
 
 /// A bounded, decimating series of [`HistoryPoint`]s.
@@ -85,6 +89,7 @@ mod tests {
 
     fn point(t: f64) -> HistoryPoint {
         HistoryPoint {
+            current_dropped_per_sec: None,
             timestamp: t,
             user_count: 0,
             current_rps: 0.0,

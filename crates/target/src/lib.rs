@@ -17,4 +17,4 @@ pub mod routes;
 mod server;
 mod tls;
 
-pub use server::{ConnectionCounts, DemoTarget, TargetError, TargetOptions, TlsFiles};
+pub use server::{ConnectionCounts, DemoTarget, Stall, TargetError, TargetOptions, TlsFiles};

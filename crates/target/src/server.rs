@@ -62,6 +62,31 @@ pub struct TargetOptions {
     pub served: Arc<AtomicU64>,
     /// Connections accepted, open now, and the most open at once.
     pub connections: Arc<ConnectionCounts>,
+    /// A stretch of time during which the target answers nothing.
+    pub stall: Option<Stall>,
+}
+
+/// A stall: requests that arrive while it lasts are answered when it ends
+/// (a garbage-collection pause, a failover), to show what a load
+/// generator makes of it.
+#[derive(Clone, Copy, Debug)]
+pub struct Stall {
+    begins: std::time::Instant,
+    ends: std::time::Instant,
+}
+
+impl Stall {
+    /// A stall that begins `after` from now and lasts `lasting`.
+    pub fn starting_in(after: Duration, lasting: Duration) -> Self {
+        let begins = std::time::Instant::now() + after;
+        Self { begins, ends: begins + lasting }
+    }
+
+    /// How long a request arriving now waits for the stall to end.
+    fn hold(&self) -> Duration {
+        let now = std::time::Instant::now();
+        if now >= self.begins && now < self.ends { self.ends - now } else { Duration::ZERO }
+    }
 }
 
 /// How many connections a target has had (tests check a client's limits).
@@ -257,7 +282,7 @@ async fn handle(
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let req = hyper::Request::from_parts(parts, ());
-    let mut delay = options.delay;
+    let mut delay = options.delay + options.stall.map_or(Duration::ZERO, |s| s.hold());
     if let Some(ms) = routes::requested_delay_ms(req.uri().path()) {
         delay += Duration::from_millis(ms);
     }

@@ -313,6 +313,29 @@
     $("n-failures").textContent = errors.length ? String(errors.length) : "";
   }
 
+  // An arrival-rate test: its rate, iterations, and the response times
+  // counted from when each request was due.
+  function renderArrival(message) {
+    var corrected = message.corrected || [];
+    var iterations = message.iterations;
+    $("arrival-box").hidden = !message.arrival && corrected.length === 0;
+    $("arrival-rate").textContent = message.arrival || "";
+    $("iterations-line").textContent = iterations
+      ? "Iterations: " + number(iterations.started, 0) + " started, " + number(iterations.dropped, 0) +
+        " dropped (" + number(iterations.dropped_ratio * 100, 2) + "%); now " +
+        number(iterations.current_started_per_sec, 1) + " started/s, " +
+        number(iterations.current_dropped_per_sec, 1) + " dropped/s"
+      : "";
+    var body = document.createElement("tbody");
+    corrected.forEach(function (s, i) {
+      var tr = row(s);
+      if (i === corrected.length - 1) { tr.className = "total"; tr.children[1].textContent = "Aggregated"; tr.children[0].textContent = ""; }
+      body.appendChild(tr);
+    });
+    var table = $("corrected-table");
+    table.replaceChild(body, table.tBodies[0]);
+  }
+
   // The run's --threshold verdicts so far (the command line's).
   function renderThresholds(thresholds) {
     var list = thresholds || [];
@@ -426,6 +449,7 @@
     }
     renderShape(message.shape);
     renderThresholds(message.thresholds);
+    renderArrival(message);
     var formVisible = state === "ready";
     $("start").hidden = !formVisible;
     $("dashboard").hidden = formVisible;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use swarmer_stats::{TOO_MANY_NAMES, unix_now};
 use tokio::sync::{mpsc, oneshot};
 
-use super::arrival_split::shard_shares;
+use super::arrival_split::{shard_shares, shards_taking_part};
 use super::core::{Begin, RunnerCore, ShapeAction, sleep_until};
 use super::handle::RunnerCommand;
 use super::{RunnerEvent, RunnerOptions, TestSettings};
@@ -74,6 +74,8 @@ pub(super) struct Actor {
     pub(super) mark_flush: Option<oneshot::Receiver<()>>,
     /// The users placed now are an arrival-rate pool.
     pub(super) pooled: bool,
+    /// Shards taking part in the current arrival rate (0: closed model).
+    pub(super) pool_shards: usize,
     /// An arrival-rate schedule to start once its pool's users are placed.
     pub(super) pending_arrival: Option<TestSettings>,
 }
@@ -213,12 +215,25 @@ impl Actor {
     }
 
     fn start(&mut self, mut settings: TestSettings) {
-        let switches_model = self.pooled != settings.arrival.is_some();
+        // A new model, or a pool of another shape (other shards take part,
+        // or more users run than it may have), starts its users afresh.
+        let restart_pool = match &settings.arrival {
+            Some(rate) => {
+                if let Err(e) = rate.check() {
+                    tracing::error!("arrival rate: {e}; the load stays as it is");
+                    return;
+                }
+                !self.pooled
+                    || shards_taking_part(rate, self.shard_tx.len()) != self.pool_shards
+                    || self.live.len() > rate.max_users
+            }
+            None => self.pooled,
+        };
         if let Some(rate) = &settings.arrival {
             // The pool: its pre-allocated users, or as many as it grew to
             // (up to its maximum), all at once.
-            let running = if switches_model { 0 } else { self.live.len() };
-            settings.users = running.clamp(rate.pre_allocated, rate.max_users);
+            let running = if restart_pool { 0 } else { self.live.len() };
+            settings.users = running.max(rate.pre_allocated).min(rate.max_users);
             settings.spawn_rate = f64::INFINITY;
             if running > 0 {
                 // A new rate for a running pool (a worker's share included)
@@ -240,11 +255,12 @@ impl Actor {
         // A new load replaces the schedule; users of the other model leave
         // (the new model's start afresh).
         self.to_every_shard(|| ShardCommand::Arrival(None));
-        if switches_model && !self.live.is_empty() {
+        if restart_pool && !self.live.is_empty() {
             let all: Vec<Slot> = self.live.drain(..).collect();
             self.stop_slots(all);
         }
         self.pooled = settings.arrival.is_some();
+        self.pool_shards = settings.arrival.as_deref().map_or(0, |r| shards_taking_part(r, self.shard_tx.len()));
         self.pending_arrival = settings.arrival.is_some().then(|| settings.clone());
         if begin == Begin::Retarget && was_ramping {
             // A step shorter than its ramp is cut where it ends, and said so.
@@ -428,10 +444,9 @@ impl Actor {
     fn start_arrival(&mut self) {
         let Some(settings) = self.pending_arrival.take() else { return };
         let Some(rate) = &settings.arrival else { return };
-        let weights: Vec<u32> = match &self.targets {
-            Some(counts) => counts.iter().map(|&c| c as u32).collect(),
-            None => self.core.weights().iter().map(|(w, _)| *w).collect(),
-        };
+        // The pool grows by the classes' weights (of the test's selection),
+        // whatever the users it started with.
+        let weights: Vec<u32> = self.core.weights().iter().map(|(w, _)| *w).collect();
         tracing::info!("Starting iterations at {rate}");
         let shares =
             shard_shares(rate, self.shard_tx.len(), settings.arrival_slice, &weights, Instant::now(), self.core.host());
@@ -531,10 +546,10 @@ impl Actor {
             ShardEvent::UserGrown { user_id, class, shard } => {
                 self.live.push(Slot { id: user_id, class, shard });
                 self.per_class[class] += 1;
-                if self.core.is_active() && self.core.state() != RunnerState::Stopping {
+                if self.pooled && self.core.is_active() && self.core.state() != RunnerState::Stopping {
                     self.publish_counts();
                 } else {
-                    // Grown as the test stopped: it stops too.
+                    // Grown as the test stopped (or left the arrival rate): it stops too.
                     let slot = self.live.pop().into_iter().collect();
                     self.stop_slots(slot);
                 }

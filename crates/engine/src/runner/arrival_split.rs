@@ -3,7 +3,7 @@
 //! pool's maximum. Only as many shards as the pool has users take part,
 //! so that no shard is left with iterations and no user to run them.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::arrival::ArrivalRate;
 use crate::arrival_pool::ArrivalShare;
@@ -26,7 +26,8 @@ pub fn shard_shares(
     host: Option<String>,
 ) -> Vec<Option<Box<ArrivalShare>>> {
     let used = shards_taking_part(rate, shards);
-    let slice = slice.unwrap_or(ArrivalSlice { first: 0, total: used as u64 });
+    let slice = slice.unwrap_or(ArrivalSlice { first: 0, total: used as u64, began_ago: Duration::ZERO });
+    let began = began.checked_sub(slice.began_ago).unwrap_or(began);
     (0..shards)
         .map(|i| {
             (i < used).then(|| {
@@ -62,7 +63,14 @@ mod tests {
     #[test]
     fn a_small_pool_uses_as_many_shards_as_it_has_users() {
         let rate = ArrivalRate::constant(100.0, 1, 2);
-        let shares = shard_shares(&rate, 4, Some(ArrivalSlice { first: 5, total: 9 }), &[1], Instant::now(), None);
+        let shares = shard_shares(
+            &rate,
+            4,
+            Some(ArrivalSlice { first: 5, total: 9, began_ago: Duration::ZERO }),
+            &[1],
+            Instant::now(),
+            None,
+        );
         assert_eq!(shares.iter().filter(|s| s.is_some()).count(), 2);
         let first = shares[0].as_deref().unwrap();
         assert_eq!((first.offset, first.stride, first.max_users), (5, 9, 1));

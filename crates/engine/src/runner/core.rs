@@ -258,7 +258,8 @@ impl RunnerCore {
         // A ramping arrival rate without a run time lasts its stages (k6's).
         let stages = settings.arrival.as_deref().and_then(ArrivalRate::stages_duration);
         match settings.run_time.or(stages) {
-            Some(limit) if !limit.is_zero() => self.deadline = Some(Instant::now() + limit),
+            // A limit beyond any clock is no limit.
+            Some(limit) if !limit.is_zero() => self.deadline = Instant::now().checked_add(limit),
             Some(_) => self.deadline = None,
             None if fresh => self.deadline = None,
             None => {}

@@ -141,6 +141,7 @@ impl LocalRunner {
             hooks_pending: None,
             mark_flush: None,
             pooled: false,
+            pool_shards: 0,
             pending_arrival: None,
             next_flush: 0,
         };

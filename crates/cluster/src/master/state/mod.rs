@@ -73,6 +73,8 @@ pub(super) struct MasterLoop {
     pub(super) reset_pending: bool,
     /// Assigns sent so far (each carries its number).
     assign_sequence: u64,
+    /// When the current arrival rate's schedule began (`None`: closed model).
+    arrival_began: Option<Instant>,
     /// The next dispatch is a step of the load shape: workers flush first.
     /// A step of the load shape began with Assign number `.0`: its mark is
     /// settled once each of these workers has reported since that Assign.
@@ -108,6 +110,7 @@ impl MasterLoop {
             mix: None,
             reset_pending: false,
             assign_sequence: 0,
+            arrival_began: None,
             mark_waiting: None,
         }
     }
@@ -320,11 +323,17 @@ impl MasterLoop {
             return;
         }
         if let Some(rate) = &settings.arrival {
+            if let Err(e) = rate.check() {
+                tracing::error!("arrival rate: {e}; the load stays as it is");
+                return;
+            }
             // The pool's pre-allocated users are dealt as users are; each
             // worker's pool grows on its own (see `dispatch`).
             settings.users = rate.pre_allocated;
             settings.spawn_rate = f64::INFINITY;
         }
+        // Each new rate is a new schedule, from now.
+        self.arrival_began = settings.arrival.is_some().then(Instant::now);
         // A mix by class name: exact users per class from now on; a start
         // without one goes back to the plan's weights.
         self.mix = settings
@@ -387,7 +396,8 @@ impl MasterLoop {
         let arrivals: Vec<Option<proto::ArrivalAssign>> = match self.core.arrival() {
             Some(rate) => {
                 let dealt: Vec<usize> = shares.iter().map(|share| share.iter().sum()).collect();
-                worker_parts(rate, &cores, &dealt).into_iter().map(|part| part.map(arrival_assign)).collect()
+                let began_ago = self.arrival_began.map_or(Duration::ZERO, |at| at.elapsed());
+                worker_parts(rate, &cores, &dealt, began_ago).into_iter().map(|part| part.map(arrival_assign)).collect()
             }
             None => vec![None; ids.len()],
         };
@@ -520,5 +530,6 @@ fn arrival_assign(part: WorkerArrival) -> proto::ArrivalAssign {
         max_users: part.rate.max_users.min(u32::MAX as usize) as u32,
         slice_first: part.slice.first,
         slice_total: part.slice.total,
+        began_seconds_ago: part.slice.began_ago.as_secs_f64(),
     }
 }
