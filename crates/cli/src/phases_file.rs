@@ -8,6 +8,11 @@
 //! users = 40
 //! spawn_rate = 10           # optional: 1, as --spawn-rate
 //!
+//! arrival_rate = "100/s"    # optional: an arrival-rate phase (open model):
+//! arrival_target = 200      #   iterations at this rate, ramping to the
+//! max_users = 50            #   target over the phase; users pre-allocated,
+//!                           #   the pool grows to max_users (default: users)
+//!
 //! [[phases.user_types]]     # optional: the plan's weights otherwise
 //! name = "Weekday"          # a user class of the plan
 //! ratio = 3
@@ -23,11 +28,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use swarmer_engine::arrival::parse_rate;
 use swarmer_engine::timespan::parse_timespan;
-use swarmer_engine::{Phase, Phases, WaitSpec};
+use swarmer_engine::{ArrivalRate, Phase, Phases, RateStage, WaitSpec};
 use toml::Value;
 
-const PHASE_FIELDS: &[&str] = &["name", "duration", "users", "spawn_rate", "user_types"];
+const PHASE_FIELDS: &[&str] =
+    &["name", "duration", "users", "spawn_rate", "user_types", "arrival_rate", "arrival_target", "max_users"];
 const TYPE_FIELDS: &[&str] = &["name", "ratio", "min_wait_ms", "max_wait_ms", "wait_time"];
 
 /// Read the phases of `path`.
@@ -109,7 +116,40 @@ fn phase(value: &Value, name: String) -> Result<Phase, String> {
             }
         }
     }
-    Ok(Phase { name, duration, users, spawn_rate, ratios, wait_times })
+    let arrival = arrival(t, duration, users)?;
+    Ok(Phase { name, duration, users, spawn_rate, ratios, wait_times, arrival })
+}
+
+/// A phase's arrival rate (`arrival_rate`, `arrival_target`, `max_users`),
+/// if it has one.
+fn arrival(t: &toml::Table, duration: Duration, users: usize) -> Result<Option<ArrivalRate>, String> {
+    let rate = |key: &str| -> Result<Option<f64>, String> {
+        match t.get(key) {
+            None => Ok(None),
+            Some(Value::String(text)) => parse_rate(text).map(Some).map_err(|e| format!("{key}: {}", e.0)),
+            Some(v) => match number(v) {
+                Some(r) if r.is_finite() && r >= 0.0 => Ok(Some(r)),
+                _ => Err(format!("{key}: expected iterations per second (100, \"100/s\", \"600/m\"), got {v}")),
+            },
+        }
+    };
+    let Some(start_rate) = rate("arrival_rate")? else {
+        for key in ["arrival_target", "max_users"] {
+            if t.contains_key(key) {
+                return Err(format!("{key}: only an arrival-rate phase (arrival_rate) has one"));
+            }
+        }
+        return Ok(None);
+    };
+    let stages = rate("arrival_target")?.map(|target| vec![RateStage { duration, target }]).unwrap_or_default();
+    let max_users = match t.get("max_users") {
+        None => users,
+        Some(Value::Integer(n)) if *n > 0 && *n <= 10_000_000 => *n as usize,
+        Some(v) => return Err(format!("max_users: expected a whole number from 1 to 10000000, got {v}")),
+    };
+    let arrival = ArrivalRate { start_rate, stages, pre_allocated: users, max_users };
+    arrival.check().map_err(|e| format!("users / max_users: {e}"))?;
+    Ok(Some(arrival))
 }
 
 fn user_type(value: &Value) -> Result<(String, u32, Option<WaitSpec>), String> {
@@ -265,6 +305,19 @@ users = 60
     }
 
     #[test]
+    fn arrival_rate_phases_ramp_over_the_phase() {
+        let phases = read_text(
+            "[[phases]]\nname = \"warm\"\nduration = \"10s\"\nusers = 2\narrival_rate = 10\narrival_target = \"1200/m\"\nmax_users = 8\n\
+             [[phases]]\nduration = 5\nusers = 3\n",
+        )
+        .unwrap();
+        let warm = phases.phases[0].arrival.as_ref().unwrap();
+        assert_eq!((warm.start_rate, warm.pre_allocated, warm.max_users), (10.0, 2, 8));
+        assert_eq!(warm.stages, [RateStage { duration: Duration::from_secs(10), target: 20.0 }]);
+        assert_eq!(phases.phases[1].arrival, None, "a closed phase after it");
+    }
+
+    #[test]
     fn errors_name_the_phase_and_the_field() {
         let cases = [
             ("[[phases]]\nduration = -5\nusers = 1\n", "load.toml: phase 1: duration: expected"),
@@ -294,6 +347,9 @@ users = 60
             ),
             ("[[phases]]\nduration = 5\nusers = 1\n[[phases.user_types]]\nratio = 2\n", "user_types[1]: name: missing"),
             ("users = 2\n", "load.toml: no [[phases]] tables"),
+            ("[[phases]]\nduration = 5\nusers = 1\nmax_users = 4\n", "max_users: only an arrival-rate phase"),
+            ("[[phases]]\nduration = 5\nusers = 1\narrival_rate = \"fast\"\n", "arrival_rate: arrival rate 'fast'"),
+            ("[[phases]]\nduration = 5\nusers = 0\narrival_rate = 5\n", "at least one user"),
             (
                 "[[phases]]\nname = \"a\"\nduration = 5\nusers = 1\n[[phases]]\nname = \"a\"\nduration = 5\nusers = 1\n",
                 "two phases are named \"a\"",

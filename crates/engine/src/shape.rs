@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use swarmer_stats::RequestStats;
 
+use crate::arrival::ArrivalRate;
 use crate::test_settings::ClassMix;
 use crate::wait_time::WaitSpec;
 
@@ -31,6 +32,9 @@ pub struct ShapeStep {
     pub label: Option<String>,
     /// When the step ends, counted from the start of the test, if known.
     pub ends_after: Option<Duration>,
+    /// Iterations at a rate from a pool of `users` (pre-allocated) instead
+    /// of busy users; `None`: the closed model.
+    pub arrival: Option<ArrivalRate>,
 }
 
 /// A load shape: asked about once a second what load the test should
@@ -65,6 +69,9 @@ pub struct Phase {
     pub ratios: BTreeMap<String, u32>,
     /// Wait times of classes by name during the phase.
     pub wait_times: BTreeMap<String, WaitSpec>,
+    /// An arrival-rate phase: its iterations per second (ramping over the
+    /// phase when it has stages), with `users` pre-allocated.
+    pub arrival: Option<ArrivalRate>,
 }
 
 /// Phases one after another, in one continuous test: the seed's load
@@ -111,6 +118,7 @@ impl LoadShape for Phases {
             wait_times: phase.wait_times.clone(),
             label: Some(phase.name.clone()),
             ends_after: Some(end),
+            arrival: phase.arrival.clone(),
         })
     }
 
@@ -143,6 +151,7 @@ mod tests {
             spawn_rate: 10.0,
             ratios: BTreeMap::from([("Weekday".into(), 3)]),
             wait_times: BTreeMap::new(),
+            arrival: None,
         }
     }
 

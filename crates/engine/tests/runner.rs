@@ -563,6 +563,7 @@ impl swarmer_engine::LoadShape for TwoSteps {
             wait_times: Default::default(),
             label: None,
             ends_after: None,
+            arrival: None,
         })
     }
 }

@@ -255,8 +255,10 @@ impl RunnerCore {
                     .collect();
             }
         }
-        // A ramping arrival rate without a run time lasts its stages (k6's).
-        let stages = settings.arrival.as_deref().and_then(ArrivalRate::stages_duration);
+        // A ramping arrival rate without a run time lasts its stages (k6's);
+        // a load shape's step lasts what the shape says.
+        let shaped = self.shape_began.is_some() || settings.shape_step.is_some();
+        let stages = settings.arrival.as_deref().and_then(ArrivalRate::stages_duration).filter(|_| !shaped);
         match settings.run_time.or(stages) {
             // A limit beyond any clock is no limit.
             Some(limit) if !limit.is_zero() => self.deadline = Instant::now().checked_add(limit),
@@ -436,6 +438,7 @@ impl RunnerCore {
             wait_times: BTreeMap::new(),
             label: tag.label.clone(),
             ends_after: tag.ends_after,
+            arrival: settings.arrival.as_deref().cloned(),
         };
         if self.last_step.as_ref() == Some(&step) {
             return None; // the same step again (a master saw it early)
@@ -516,6 +519,7 @@ impl RunnerCore {
             class_mix: step.mix.clone(),
             wait_times: Some(step.wait_times.clone()),
             class_counts: None,
+            arrival: step.arrival.clone().map(Box::new),
             ..base
         };
         self.last_step = Some(step);
