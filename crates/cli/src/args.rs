@@ -70,7 +70,7 @@ pub struct RunArgs {
     /// preAllocatedVUs); when all are busy the pool grows to --max-users and
     /// iterations with no free user are counted as dropped.
     #[arg(long = "arrival-rate", env = "SWARMER_ARRIVAL_RATE", value_name = "RATE", value_parser = parse_arrival_rate)]
-    pub arrival_rate: Option<f64>,
+    pub arrival_rate: Option<Rate>,
 
     /// Ramp the arrival rate from --arrival-rate through these stages,
     /// DURATION:RATE each, e.g. 30s:100,1m:100,10s:0 (k6's
@@ -327,8 +327,13 @@ fn parse_number(text: &str) -> Result<f64, String> {
     text.trim().parse::<f64>().map_err(|e| e.to_string())
 }
 
-fn parse_arrival_rate(text: &str) -> Result<f64, String> {
-    swarmer_engine::arrival::parse_rate(text).map_err(|e| e.0)
+/// `--arrival-rate`, read: iterations per second (a type of its own, so
+/// that `swarmer.toml` takes it as a number or as text with a unit).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rate(pub f64);
+
+fn parse_arrival_rate(text: &str) -> Result<Rate, String> {
+    swarmer_engine::arrival::parse_rate(text).map(Rate).map_err(|e| e.0)
 }
 
 /// `--arrival-stages`, read (one value: clap would take a `Vec` for many).

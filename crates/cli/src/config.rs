@@ -249,7 +249,7 @@ pub struct WorkerConfig {
 /// `--arrival-rate`, `--arrival-stages` and `--max-users` as one setting;
 /// errors name the flag.
 fn arrival_rate(args: &RunArgs) -> Result<Option<Box<ArrivalRate>>, String> {
-    let Some(start_rate) = args.arrival_rate else {
+    let Some(crate::args::Rate(start_rate)) = args.arrival_rate else {
         if args.arrival_stages.is_some() {
             return Err("--arrival-stages: give the starting rate with --arrival-rate (0 to start from none)".into());
         }

@@ -199,6 +199,10 @@ mod tests {
         assert_eq!(err("users = 2.5"), "swarmer.toml: users: expected a non-negative integer, got the number 2.5");
         assert_eq!(err("users = [1, 2]"), "swarmer.toml: users: expected a non-negative integer, got a list");
         assert_eq!(parsed("spawn-rate = 3").spawn_rate, 3.0);
+        // A rate is a number, or text with its time unit.
+        assert_eq!(parsed("arrival-rate = 50").arrival_rate, Some(crate::args::Rate(50.0)));
+        assert_eq!(parsed("arrival-rate = \"600/m\"").arrival_rate, Some(crate::args::Rate(10.0)));
+        assert!(err("arrival-rate = true").contains("arrival-rate: expected a number of iterations per second"));
     }
 
     #[test]

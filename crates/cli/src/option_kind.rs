@@ -25,6 +25,8 @@ pub enum ValueKind {
     Integer { min: i128, max: i128 },
     /// Any number, integer or not (`--spawn-rate`).
     Number,
+    /// A number, or text with a unit (`--arrival-rate`: 100 or "600/m").
+    Rate,
     /// A time span (`--run-time`, `--stop-timeout`): seconds as a number,
     /// or text the option's parser reads, like "1h30m".
     Span,
@@ -110,6 +112,9 @@ fn value_kind(arg: &Arg) -> ValueKind {
     if type_id == TypeId::of::<Duration>() {
         return ValueKind::Span;
     }
+    if type_id == TypeId::of::<crate::args::Rate>() {
+        return ValueKind::Rate;
+    }
     let choices = arg.get_possible_values().iter().map(|v| v.get_name().to_owned()).collect();
     ValueKind::Text { choices, ignore_case: arg.is_ignore_case_set() }
 }
@@ -125,7 +130,9 @@ fn value_text(kind: &ValueKind, value: &toml::Value) -> Result<String, String> {
             }
         }
         (ValueKind::Number, toml::Value::Integer(i)) => Ok(i.to_string()),
-        (ValueKind::Number, toml::Value::Float(f)) => Ok(f.to_string()),
+        (ValueKind::Number | ValueKind::Rate, toml::Value::Float(f)) => Ok(f.to_string()),
+        (ValueKind::Rate, toml::Value::Integer(i)) if *i >= 0 => Ok(i.to_string()),
+        (ValueKind::Rate, toml::Value::String(s)) => Ok(s.clone()),
         (ValueKind::Span, toml::Value::Integer(i)) if *i >= 0 => Ok(i.to_string()),
         (ValueKind::Span, toml::Value::Float(f)) if *f >= 0.0 => Ok(f.to_string()),
         (ValueKind::Span, toml::Value::String(s)) => Ok(s.clone()),
@@ -157,6 +164,7 @@ fn expected(kind: &ValueKind) -> String {
         }
         ValueKind::Integer { min, max } => format!("an integer from {min} to {max}"),
         ValueKind::Number => "a number".to_owned(),
+        ValueKind::Rate => "a number of iterations per second, or a string like \"600/m\"".to_owned(),
         ValueKind::Span => "a non-negative number of seconds or a time span string like \"1h30m\"".to_owned(),
         ValueKind::Text { choices, .. } if choices.is_empty() => "a string".to_owned(),
         ValueKind::Text { choices, .. } => {
@@ -199,6 +207,7 @@ mod tests {
         assert_eq!(shape("web-port").kind, ValueKind::Integer { min: 0, max: 65535 });
         assert_eq!(shape("autoquit").kind, ValueKind::Integer { min: i64::MIN.into(), max: i64::MAX.into() });
         assert_eq!(shape("spawn-rate").kind, ValueKind::Number);
+        assert_eq!(shape("arrival-rate").kind, ValueKind::Rate);
         assert_eq!(shape("run-time").kind, ValueKind::Span);
         assert_eq!(shape("stop-timeout").kind, ValueKind::Span);
         assert_eq!(shape("host").kind, ValueKind::Text { choices: vec![], ignore_case: false });

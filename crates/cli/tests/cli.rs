@@ -1366,4 +1366,26 @@ fn the_ci_example_passes_and_fails_a_pipeline_by_its_thresholds() {
     assert!(log.contains("load test FAILED"), "{log}");
     let junit = std::fs::read_to_string(results.join("junit.xml")).unwrap();
     assert!(junit.contains("failures=\"1\"") && junit.contains("p95&lt;0.001ms was "), "{junit}");
+
+    // The arrival-rate job: it passes on a healthy target and fails on
+    // one that stalls, by the dropped iterations and the corrected p99,
+    // while the measured p95 still passes.
+    let arrival = |target_args: &str| {
+        run(Command::new("bash")
+            .arg(&script)
+            .env("SWARMER", env!("CARGO_BIN_EXE_swarmer"))
+            .env("CONFIG", "arrival.toml")
+            .env("TARGET_ARGS", target_args))
+    };
+    let out = arrival("");
+    let log = text(&out.stdout) + &text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(log.contains("5 of 5 thresholds passed") && log.contains("Iterations: "), "{log}");
+    let out = arrival("--stall 2s:1s");
+    let log = text(&out.stdout) + &text(&out.stderr);
+    assert_eq!(out.status.code(), Some(99), "the pipeline fails: {log}");
+    let junit = std::fs::read_to_string(results.join("junit.xml")).unwrap();
+    assert!(junit.contains("failures=\"2\""), "dropped and corrected_p99: {junit}");
+    assert!(junit.contains("dropped&lt;1% was ") && junit.contains("corrected_p99&lt;250ms was "), "{junit}");
+    assert!(std::fs::read_to_string(results.join("stats_iterations_history.csv")).is_ok());
 }
