@@ -296,6 +296,56 @@ test("the run's thresholds show their verdicts live under the statistics and in 
   }
 });
 
+test("an arrival rate is started from the form and shows its iterations, corrected times and dropped chart", async () => {
+  const swarmer = await h.startSwarmer(target.url, []);
+  const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+  const page = await context.newPage();
+  try {
+    await page.goto(swarmer.url);
+    await page.locator("#start-form").waitFor();
+    assert.ok(await page.locator("#arrival-box").isHidden(), "nothing about arrival before a test");
+    await page.fill("#f-users", "2");
+    await page.click("#f-arrival summary");
+    await page.fill("#f-arrival-rate", "50/s");
+    await page.fill("#f-max-users", "4");
+    await page.click("#f-start");
+    await page.waitForFunction(() => /Iterations: [1-9][0-9,]* started, 0 dropped/.test(
+      document.getElementById("iterations-line").textContent), null, { timeout: 15000 });
+    assert.match(await page.locator("#arrival-rate").innerText(), /^50\/s \(users: 2 pre-allocated, at most 4\)$/);
+    const corrected = await page.locator("#corrected-table tbody tr").evaluateAll((trs) =>
+      trs.map((tr) => Array.from(tr.cells).map((td) => td.textContent)));
+    assert.ok(corrected.length >= 2, "a row per name and the Aggregated row");
+    assert.equal(corrected[corrected.length - 1][1], "Aggregated");
+    await page.click("button[data-tab=charts]");
+    await page.waitForFunction(() => Array.from(document.querySelectorAll("#chart-rps .u-legend .u-label"))
+      .some((l) => l.textContent === "Dropped iterations/s"), null, { timeout: 15000 });
+    await page.screenshot({ fullPage: true, path: path.join(h.artifactsDir(), "arrival.png") });
+    const report = await (await fetch(swarmer.url + "/stats/report")).text();
+    assert.match(report, /from the intended start/);
+    // Edit keeps it an arrival-rate test, at the new rate.
+    await page.click("#btn-edit");
+    assert.equal(await page.inputValue("#e-arrival-rate"), "50/s");
+    await page.fill("#e-arrival-rate", "80");
+    await page.click("#e-apply");
+    await page.waitForFunction(() => document.getElementById("arrival-rate").textContent.startsWith("80/s"),
+      null, { timeout: 15000 });
+    // A bad rate is refused, naming the field.
+    await page.click("#btn-stop");
+    await page.waitForFunction(() => document.getElementById("h-state").textContent === "STOPPED", null, { timeout: 15000 });
+    const refused = await fetch(swarmer.url + "/swarm", {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded", Origin: swarmer.url },
+      body: "user_count=2&spawn_rate=1&arrival_rate=fast",
+    });
+    const answer = await refused.json();
+    assert.equal(answer.success, false);
+    assert.match(answer.message, /arrival rate 'fast'/);
+  } finally {
+    await context.close();
+    h.stop(swarmer);
+  }
+});
+
 test("a plan's shapes are a list in the start form, and the one picked drives the test", async () => {
   const plan = path.join(__dirname, "..", "fixtures", "plans", "shape_phases.lua");
   const swarmer = await h.startSwarmer(target.url, ["-f", plan, "--shape", "flat"]);

@@ -129,6 +129,8 @@
       var fields = [
         ["user_count", $("f-users").value], ["spawn_rate", $("f-rate").value],
         ["host", $("f-host").value], ["run_time", $("f-run-time").value],
+        ["arrival_rate", $("f-arrival-rate").value], ["arrival_stages", $("f-arrival-stages").value],
+        ["max_users", $("f-max-users").value],
       ];
       document.querySelectorAll("#f-classes input:checked").forEach(function (i) { fields.push(["user_classes", i.value]); });
       document.querySelectorAll("#f-options input, #f-options select").forEach(function (i) {
@@ -169,6 +171,11 @@
     $("btn-edit").addEventListener("click", function () {
       $("e-users").value = latest ? latest.target_user_count || latest.user_count : config.defaults.users;
       $("e-rate").value = $("f-rate").value || config.defaults.spawn_rate;
+      // An arrival-rate test stays one: its rate and pool can be changed.
+      var open = Boolean(latest && latest.arrival);
+      $("e-arrival").hidden = !open;
+      $("e-arrival-rate").value = open ? $("f-arrival-rate").value : "";
+      $("e-max-users").value = open ? $("f-max-users").value : "";
       $("edit-error").textContent = "";
       $("edit-dialog").showModal();
     });
@@ -176,6 +183,9 @@
     $("edit-form").addEventListener("submit", function (event) {
       event.preventDefault();
       var fields = [["user_count", $("e-users").value], ["spawn_rate", $("e-rate").value]];
+      if (!$("e-arrival").hidden) {
+        fields.push(["arrival_rate", $("e-arrival-rate").value], ["max_users", $("e-max-users").value]);
+      }
       api("/swarm", { method: "POST", body: form(fields) }).then(function (r) { return r.json(); }).then(function (answer) {
         if (!answer.success) { $("edit-error").textContent = answer.message; return; }
         $("edit-dialog").close();
