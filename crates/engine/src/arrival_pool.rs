@@ -2,9 +2,11 @@
 //! iterations, and the pacer that hands iterations out on schedule.
 //!
 //! The pacer wakes when the shard's next iteration is due and gives it to
-//! an idle user of the pool. When every user is busy the iteration is
-//! *dropped* (counted, never delayed, as k6 does) and, below the shard's
-//! maximum, one more user is started for the iterations to come. A dropped
+//! an idle user of the pool. When every user is busy, users whose request
+//! has just ended get one turn to come back; if still none is free, the
+//! iteration is *dropped* (counted, never delayed, as k6 does) and, below
+//! the shard's maximum, one more user is started for the iterations to
+//! come. A dropped
 //! iteration's wait (from when it was due until a user next came free) is
 //! filed among the corrected response times, a lower bound of what a
 //! client that never drops would have shown.
@@ -126,32 +128,32 @@ impl Pool {
         self.file_missed(context);
     }
 
-    /// Give the iteration due at `due` to an idle user, or drop it.
-    fn hand_out(
-        self: &Rc<Self>,
-        due: Instant,
-        share: &ArrivalShare,
-        context: &ShardContext,
-        grow: &UnboundedSender<Growth>,
-    ) {
-        let now = context.now_unix();
+    /// Give the iteration due at `due` to an idle user; false when none is.
+    fn hand_out(&self, due: Instant, context: &ShardContext) -> bool {
         loop {
-            let Some(seat) = self.idle.borrow_mut().pop() else { break };
+            let Some(seat) = self.idle.borrow_mut().pop() else { return false };
             if seat.gone.get() {
                 continue;
             }
             seat.due.set(Some(due));
             seat.notify.notify_one();
-            context.recorder.borrow_mut().count_iteration_started(now);
-            return;
+            context.recorder.borrow_mut().count_iteration_started(context.now_unix());
+            return true;
         }
-        context.recorder.borrow_mut().count_iteration_dropped(now);
+    }
+
+    /// Count the iteration due at `due` as dropped.
+    fn drop_iteration(&self, due: Instant, context: &ShardContext) {
+        context.recorder.borrow_mut().count_iteration_dropped(context.now_unix());
         let mut missed = self.missed.borrow_mut();
         match missed.last_mut() {
             Some((first, count)) if due.saturating_duration_since(*first) < MISSED_RESOLUTION => *count += 1,
             _ => missed.push((due, 1)),
         }
-        drop(missed);
+    }
+
+    /// The pool ran dry: one user more for the iterations to come, if it may.
+    fn grow(self: &Rc<Self>, share: &ArrivalShare, grow: &UnboundedSender<Growth>) {
         if self.members.get() < self.max.get()
             && let Some(class) = pick_class(&share.class_weights)
         {
@@ -233,7 +235,18 @@ async fn pace(pool: Rc<Pool>, share: ArrivalShare, context: Rc<ShardContext>, gr
             // users and commands still get their turns.
             tokio::task::coop::consume_budget().await;
         }
-        pool.hand_out(due.into_std(), &share, &context, &grow);
+        let due = due.into_std();
+        if pool.hand_out(due, &context) {
+            continue;
+        }
+        // The pool ran dry: users whose request just ended, free but not
+        // yet back (they have not run since), get one turn; if none comes,
+        // the iteration is dropped and the pool grows (k6's maxVUs).
+        tokio::task::yield_now().await;
+        if !pool.hand_out(due, &context) {
+            pool.drop_iteration(due, &context);
+            pool.grow(&share, &grow);
+        }
     }
 }
 
