@@ -111,7 +111,14 @@ def run_tool(tool, case, host, workdir):
         )
         for _ in range(2)
     ]
-    master_out, _ = master.communicate(timeout=120)
+    try:
+        master_out, _ = master.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        # Nothing may outlive the check; the caller decides whether to retry.
+        for process in [master] + workers:
+            process.kill()
+        out, _ = master.communicate()
+        raise Hung(f"{tool} master did not end within 120 s; its output:\n{out}")
     outputs = {"master": printed(master_out)}
     for i, w in enumerate(workers):
         out, _ = w.communicate(timeout=60)
@@ -119,10 +126,25 @@ def run_tool(tool, case, host, workdir):
     return outputs, master.returncode
 
 
+class Hung(Exception):
+    """A distributed run whose master did not end."""
+
+
+def locust_run(case, host, workdir):
+    """Locust's run of `case`. Locust is the reference, not what is under
+    test: a Locust master that hangs (it happened once in CI, a 4 s
+    distributed run still waiting after 120 s) is run once more."""
+    try:
+        return run_tool("locust", case, host, workdir)
+    except Hung as hung:
+        print(f"note: {case}: {hung}; running Locust once more", file=sys.stderr)
+        return run_tool("locust", case, host, workdir)
+
+
 def compare(case, host):
     repeated = CASES[case][5]
     with tempfile.TemporaryDirectory() as workdir:
-        locust, locust_code = run_tool("locust", case, host, workdir)
+        locust, locust_code = locust_run(case, host, workdir)
         swarmer, swarmer_code = run_tool("swarmer", case, host, workdir)
     problems = []
     if locust_code != swarmer_code:

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use swarmer_engine::{
     ArrivalRate, LocalRunner, Plan, RequestStats, RunnerHandle, RunnerOptions, RunnerState, Task, TaskResult,
-    TestSettings, User, UserClass, task,
+    TestSettings, User, UserClass, constant, constant_pacing, task,
 };
 use swarmer_target::{DemoTarget, Stall, TargetOptions};
 
@@ -35,7 +35,12 @@ fn snapshot(handle: &RunnerHandle) -> (RequestStats, Option<String>) {
 async fn run(handle: &RunnerHandle, rate: ArrivalRate, run_time: Duration) {
     let settings = TestSettings { arrival: Some(Box::new(rate)), run_time: Some(run_time), ..Default::default() };
     handle.start_test(settings).unwrap();
-    let deadline = Instant::now() + run_time + Duration::from_secs(10);
+    wait_stopped(handle, run_time + Duration::from_secs(10)).await;
+}
+
+/// Wait (at most `within`) until the test has stopped, then for its last statistics.
+async fn wait_stopped(handle: &RunnerHandle, within: Duration) {
+    let deadline = Instant::now() + within;
     while handle.state() != RunnerState::Stopped {
         assert!(Instant::now() < deadline, "the test never stopped: {:?}", handle.state());
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -106,4 +111,54 @@ async fn the_pool_grows_to_its_maximum_and_no_further() {
     let error = handle.start_test(bad).unwrap_err().to_string();
     assert!(error.contains("at least one user"), "{error}");
     handle.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn constant_pacing_counts_from_the_pacing_schedule_and_other_waits_do_not() {
+    // Two users paced at 0.1 s; the target holds requests from 1 s to 2 s.
+    // The task after the stalled one was due 0.1 s after that one began:
+    // about 0.9 s late, which its corrected time carries.
+    let server = target(Some((1.0, 2.0)));
+    let paced = Plan::new("paced", || {
+        vec![UserClass::new("U").wait_time(constant_pacing(0.1)).task(Task::new("root", task!(get_root)))]
+    });
+    let options = RunnerOptions { shards: 1, host: Some(server.url()), ..Default::default() };
+    let handle = LocalRunner::start(paced, options.clone()).await.unwrap();
+    handle
+        .start_test(TestSettings {
+            users: 2,
+            spawn_rate: 100.0,
+            run_time: Some(Duration::from_secs(3)),
+            ..Default::default()
+        })
+        .unwrap();
+    wait_stopped(&handle, Duration::from_secs(13)).await;
+    let (stats, _) = snapshot(&handle);
+    handle.quit().await;
+    let (measured, corrected) = (stats.total(), stats.corrected_total());
+    assert_eq!(corrected.num_requests, measured.num_requests, "every paced request has a schedule");
+    let late_us = corrected.total_response_time_us - measured.total_response_time_us;
+    assert!(late_us >= 2 * 800_000, "each user's task after the stall began ~0.9 s late: {late_us} us in all");
+    assert!(stats.iterations().is_empty(), "a closed test has no iterations");
+
+    // A wait that is not a pacing has no schedule: nothing is corrected.
+    let server = target(None);
+    let waiting = Plan::new("waiting", || {
+        vec![UserClass::new("U").wait_time(constant(0.05)).task(Task::new("root", task!(get_root)))]
+    });
+    let options = RunnerOptions { shards: 1, host: Some(server.url()), ..Default::default() };
+    let handle = LocalRunner::start(waiting, options).await.unwrap();
+    handle
+        .start_test(TestSettings {
+            users: 2,
+            spawn_rate: 100.0,
+            run_time: Some(Duration::from_secs(1)),
+            ..Default::default()
+        })
+        .unwrap();
+    wait_stopped(&handle, Duration::from_secs(11)).await;
+    let (stats, _) = snapshot(&handle);
+    handle.quit().await;
+    assert!(stats.total().num_requests > 10);
+    assert!(!stats.has_corrected());
 }
