@@ -1804,3 +1804,32 @@ fn json_total(json: &Path) -> u64 {
     let list: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
     list.as_array().unwrap().iter().map(|e| e["num_requests"].as_u64().unwrap()).sum()
 }
+
+/// A worker killed halfway up a ramp: the other takes up all its
+/// iterations where the schedule is, not from the ramp's start (which
+/// would run about half the iterations asked for).
+#[test]
+fn a_worker_killed_mid_ramp_leaves_the_other_on_the_schedule() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let one_request = plan_file(
+        dir.path(),
+        "local swarmer = require('swarmer')\nswarmer.user('U', { tasks = { function(self) self.client:get('/') end } })\n",
+    );
+    // 0 to 400/s over 6 s: 1,200 iterations.
+    let mut master = start_master(
+        one_request.to_str().unwrap(),
+        &t.url(),
+        "--headless --expect-workers 2 --arrival-rate 0 --arrival-stages 6s:400 -u 2 --max-users 40 --stop-timeout 5 \
+         --only-summary",
+        &[],
+        TOKEN,
+    );
+    let mut workers: Vec<Proc> = (0..2).map(|_| worker(&master.port, &[], TOKEN)).collect();
+    master.proc.wait_for("All users spawned", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(2500));
+    workers[0].kill9();
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(30)), 0, "{}", master.proc.text());
+    let served = t.requests_served();
+    assert!((1050..=1230).contains(&served), "{served} requests of the 1,200 iterations due\n{}", master.proc.text());
+}

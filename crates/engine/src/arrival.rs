@@ -125,6 +125,9 @@ fn time_into_ramp(r0: f64, r1: f64, d: f64, count: f64) -> f64 {
     let slope = (r1 - r0) / d;
     // r0 t + slope t^2 / 2 = count, solved in the form that stays exact
     // for a slope near 0.
+    if count <= 0.0 {
+        return 0.0;
+    }
     let root = (r0 * r0 + 2.0 * slope * count).max(0.0).sqrt();
     let denominator = r0 + root;
     if denominator <= 0.0 {
@@ -231,6 +234,7 @@ mod tests {
             max_users: 1,
         };
         let at = |n| ramp.due_time(n).unwrap().as_secs_f64();
+        assert_eq!(at(0), 0.0, "the first iteration is due at the start, even from a rate of 0");
         assert!((at(5) - 10f64.sqrt()).abs() < 1e-9);
         assert!((at(50) - 10.0).abs() < 1e-9);
         // Then 10/s holds.

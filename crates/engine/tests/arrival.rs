@@ -38,9 +38,27 @@ async fn run(handle: &RunnerHandle, rate: ArrivalRate, run_time: Duration) {
     wait_stopped(handle, run_time + Duration::from_secs(10)).await;
 }
 
+/// Two busy users of `plan` on one shard against `server` for `run_time`
+/// (the closed model); the statistics they leave.
+async fn run_closed(plan: Plan, server: &DemoTarget, run_time: Duration) -> RequestStats {
+    let options = RunnerOptions { shards: 1, host: Some(server.url()), ..Default::default() };
+    let handle = LocalRunner::start(plan, options).await.unwrap();
+    let settings = TestSettings { users: 2, spawn_rate: 100.0, run_time: Some(run_time), ..Default::default() };
+    handle.start_test(settings).unwrap();
+    wait_stopped(&handle, run_time + Duration::from_secs(10)).await;
+    let (stats, _) = snapshot(&handle);
+    handle.quit().await;
+    stats
+}
+
 /// Wait (at most `within`) until the test has stopped, then for its last statistics.
 async fn wait_stopped(handle: &RunnerHandle, within: Duration) {
     let deadline = Instant::now() + within;
+    // A second test starts from the first one's Stopped: it must begin first.
+    while matches!(handle.state(), RunnerState::Ready | RunnerState::Stopped) {
+        assert!(Instant::now() < deadline, "the test never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     while handle.state() != RunnerState::Stopped {
         assert!(Instant::now() < deadline, "the test never stopped: {:?}", handle.state());
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -70,6 +88,14 @@ async fn iterations_start_at_the_rate_asked_for_over_every_shard() {
     let corrected = stats.corrected_entry("GET", "/").expect("corrected row");
     assert_eq!(corrected.num_requests, iterations.started);
     assert!(arrival.unwrap().starts_with("200/s"));
+
+    // A second test in the same process counts only its own iterations,
+    // at its own rate, from its own pool.
+    run(&handle, ArrivalRate::constant(100.0, 2, 4), Duration::from_secs(2)).await;
+    let (stats, arrival) = snapshot(&handle);
+    assert!((195..=202).contains(&stats.iterations().due()), "due {}", stats.iterations().due());
+    assert_eq!(stats.total().num_requests, stats.iterations().started);
+    assert!(arrival.unwrap().starts_with("100/s (users: 2 pre-allocated, at most 4)"));
     handle.quit().await;
 }
 
@@ -122,19 +148,7 @@ async fn constant_pacing_counts_from_the_pacing_schedule_and_other_waits_do_not(
     let paced = Plan::new("paced", || {
         vec![UserClass::new("U").wait_time(constant_pacing(0.1)).task(Task::new("root", task!(get_root)))]
     });
-    let options = RunnerOptions { shards: 1, host: Some(server.url()), ..Default::default() };
-    let handle = LocalRunner::start(paced, options.clone()).await.unwrap();
-    handle
-        .start_test(TestSettings {
-            users: 2,
-            spawn_rate: 100.0,
-            run_time: Some(Duration::from_secs(3)),
-            ..Default::default()
-        })
-        .unwrap();
-    wait_stopped(&handle, Duration::from_secs(13)).await;
-    let (stats, _) = snapshot(&handle);
-    handle.quit().await;
+    let stats = run_closed(paced, &server, Duration::from_secs(3)).await;
     let (measured, corrected) = (stats.total(), stats.corrected_total());
     assert_eq!(corrected.num_requests, measured.num_requests, "every paced request has a schedule");
     let late_us = corrected.total_response_time_us - measured.total_response_time_us;
@@ -146,19 +160,7 @@ async fn constant_pacing_counts_from_the_pacing_schedule_and_other_waits_do_not(
     let waiting = Plan::new("waiting", || {
         vec![UserClass::new("U").wait_time(constant(0.05)).task(Task::new("root", task!(get_root)))]
     });
-    let options = RunnerOptions { shards: 1, host: Some(server.url()), ..Default::default() };
-    let handle = LocalRunner::start(waiting, options).await.unwrap();
-    handle
-        .start_test(TestSettings {
-            users: 2,
-            spawn_rate: 100.0,
-            run_time: Some(Duration::from_secs(1)),
-            ..Default::default()
-        })
-        .unwrap();
-    wait_stopped(&handle, Duration::from_secs(11)).await;
-    let (stats, _) = snapshot(&handle);
-    handle.quit().await;
+    let stats = run_closed(waiting, &server, Duration::from_secs(1)).await;
     assert!(stats.total().num_requests > 10);
     assert!(!stats.has_corrected());
 }

@@ -12,6 +12,7 @@ use super::arrival_split::{shard_shares, shards_taking_part};
 use super::core::{Begin, RunnerCore, ShapeAction, sleep_until};
 use super::handle::RunnerCommand;
 use super::{RunnerEvent, RunnerOptions, TestSettings};
+use crate::arrival::ArrivalRate;
 use crate::cpu::UsageMonitor;
 use crate::dispatch::UserSequence;
 use crate::lock::LockExt;
@@ -19,6 +20,7 @@ use crate::plan::{ClusterMessage, NodeRole, Notice, Plan};
 use crate::read_model::RunnerState;
 use crate::shard::ShardCommand;
 use crate::shard_context::ShardEvent;
+use crate::test_settings::ArrivalSlice;
 
 pub(super) struct Slot {
     id: u64,
@@ -72,12 +74,12 @@ pub(super) struct Actor {
     /// A step of the load shape began: its mark is settled once the
     /// shards have handed over what they recorded before it.
     pub(super) mark_flush: Option<oneshot::Receiver<()>>,
-    /// The users placed now are an arrival-rate pool.
-    pub(super) pooled: bool,
-    /// Shards taking part in the current arrival rate (0: closed model).
+    /// Shards taking part in the current arrival rate; 0 for the closed
+    /// model (see [`Actor::pooled`]).
     pub(super) pool_shards: usize,
-    /// An arrival-rate schedule to start once its pool's users are placed.
-    pub(super) pending_arrival: Option<TestSettings>,
+    /// An arrival-rate schedule (and a worker's slice of it) to start once
+    /// its pool's users are placed.
+    pub(super) pending_arrival: Option<(Box<ArrivalRate>, Option<ArrivalSlice>)>,
 }
 
 /// Past the moment a ramp's next user is due, so that floating-point
@@ -223,11 +225,11 @@ impl Actor {
                     tracing::error!("arrival rate: {e}; the load stays as it is");
                     return;
                 }
-                !self.pooled
+                !self.pooled()
                     || shards_taking_part(rate, self.shard_tx.len()) != self.pool_shards
                     || self.live.len() > rate.max_users
             }
-            None => self.pooled,
+            None => self.pooled(),
         };
         if let Some(rate) = &settings.arrival {
             // The pool: its pre-allocated users, or as many as it grew to
@@ -259,9 +261,8 @@ impl Actor {
             let all: Vec<Slot> = self.live.drain(..).collect();
             self.stop_slots(all);
         }
-        self.pooled = settings.arrival.is_some();
         self.pool_shards = settings.arrival.as_deref().map_or(0, |r| shards_taking_part(r, self.shard_tx.len()));
-        self.pending_arrival = settings.arrival.is_some().then(|| settings.clone());
+        self.pending_arrival = settings.arrival.clone().map(|rate| (rate, settings.arrival_slice));
         if begin == Begin::Retarget && was_ramping {
             // A step shorter than its ramp is cut where it ends, and said so.
             tracing::info!(
@@ -440,16 +441,19 @@ impl Actor {
         self.start_arrival();
     }
 
+    /// The users placed now are an arrival-rate pool.
+    fn pooled(&self) -> bool {
+        self.pool_shards > 0
+    }
+
     /// The pool is placed: its schedule starts now on every shard.
     fn start_arrival(&mut self) {
-        let Some(settings) = self.pending_arrival.take() else { return };
-        let Some(rate) = &settings.arrival else { return };
+        let Some((rate, slice)) = self.pending_arrival.take() else { return };
         // The pool grows by the classes' weights (of the test's selection),
         // whatever the users it started with.
         let weights: Vec<u32> = self.core.weights().iter().map(|(w, _)| *w).collect();
         tracing::info!("Starting iterations at {rate}");
-        let shares =
-            shard_shares(rate, self.shard_tx.len(), settings.arrival_slice, &weights, Instant::now(), self.core.host());
+        let shares = shard_shares(&rate, self.shard_tx.len(), slice, &weights, Instant::now(), self.core.host());
         for (tx, share) in self.shard_tx.iter().zip(shares) {
             let _ = tx.send(ShardCommand::Arrival(share));
         }
@@ -468,7 +472,7 @@ impl Actor {
         let id = self.next_user_id;
         self.next_user_id += 1;
         let host = self.core.host();
-        let pooled = self.pooled;
+        let pooled = self.pooled();
         let _ = self.shard_tx[shard].send(ShardCommand::Spawn { user_id: id, class, host, pooled });
         self.live.push(Slot { id, class, shard });
         self.per_class[class] += 1;
@@ -546,7 +550,7 @@ impl Actor {
             ShardEvent::UserGrown { user_id, class, shard } => {
                 self.live.push(Slot { id: user_id, class, shard });
                 self.per_class[class] += 1;
-                if self.pooled && self.core.is_active() && self.core.state() != RunnerState::Stopping {
+                if self.pooled() && self.core.is_active() && self.core.state() != RunnerState::Stopping {
                     self.publish_counts();
                 } else {
                     // Grown as the test stopped (or left the arrival rate): it stops too.

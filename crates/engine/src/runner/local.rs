@@ -140,7 +140,6 @@ impl LocalRunner {
             flushes: Vec::new(),
             hooks_pending: None,
             mark_flush: None,
-            pooled: false,
             pool_shards: 0,
             pending_arrival: None,
             next_flush: 0,
