@@ -1302,13 +1302,16 @@ fn users_running_stay_at_the_target_while_a_worker_is_lost_and_while_one_returns
     // The newcomer is dealt its 10 once its plan has loaded, and starts
     // them at the pace the others stop their surplus: for a few
     // milliseconds some connections may overlap, or the newcomer's may not
-    // be open yet; never more users, or fewer, for longer. (Dealt as soon
-    // as it connected, and stopped twice as fast as started, it dipped to
-    // 20 for 60 ms on a loaded machine.)
-    let over = returned.iter().filter(|n| **n > 30).count();
-    assert!(over <= 5 && returned.iter().all(|n| *n <= 33), "after the return: {returned:?}");
-    let under = returned.iter().filter(|n| **n < 28).count();
-    assert!(under <= 5 && returned.iter().all(|n| *n >= 25), "after the return: {returned:?}");
+    // be open yet. On a machine whose cores are busy elsewhere, one process
+    // may lag the other by a scheduler slice or two (seen: 21 for 20 ms
+    // with two spinning processes on two cores). So: the others never stop
+    // more than their surplus (20 stay) nor does anyone start more than the
+    // newcomer's share (40 at most), and the count is off 30 by more than 2
+    // for at most 40 ms in all. (Dealt as soon as it connected, and stopped
+    // twice as fast as started, it dipped to 20 for 60 ms; redealt from
+    // scratch, it overshot to 35 for a second.)
+    let off = returned.iter().filter(|n| !(28..=32).contains(*n)).count();
+    assert!(off <= 4 && returned.iter().all(|n| (20..=40).contains(n)), "after the return: {returned:?}");
     assert_eq!(*returned.last().unwrap(), 30, "after the return: {returned:?}");
     master.proc.wait_for("users over 3 workers", Duration::from_secs(5));
     master.proc.signal(libc::SIGTERM);
