@@ -36,6 +36,7 @@ mod client;
 mod data;
 mod driver;
 mod in_place;
+mod load_request;
 mod module;
 mod process;
 #[allow(unsafe_code)]

@@ -91,7 +91,7 @@ pub fn install(lua: &Lua, kind: VmKind, plan_dir: &std::path::Path, debug: Table
         })?,
     )?;
     module.set("_exit_code", lua.create_function(exit_code)?)?;
-    module.set("_set_load", lua.create_function(set_load)?)?;
+    module.set("_set_load", lua.create_function(crate::load_request::set_load)?)?;
     let started = std::time::Instant::now();
     module.set("_clock", lua.create_function(move |_, ()| Ok(started.elapsed().as_secs_f64()))?)?;
     lua.set_named_registry_value(REGISTRY_KEY, module.clone())?;
@@ -207,51 +207,6 @@ fn spawn(lua: &Lua, body: Function) -> mlua::Result<()> {
             caller_location(lua)
         ))),
     }
-}
-
-/// The arguments of `swarmer._set_load`: users, rate, mix kind, mix by
-/// class; then, for a shape's step, the shape's name, the step's name and
-/// when it ends (seconds since the shape's start).
-type LoadArgs = (usize, f64, Option<String>, Option<Table>, Option<String>, Option<String>, Option<f64>);
-
-/// `swarmer.runner.set_load` (checked by the prelude): ask the runner for
-/// `users` at `rate`, with a mix of classes by name (`kind` "weights" or
-/// "counts") or the plan's weights.
-fn set_load(lua: &Lua, (users, rate, kind, by_class, shape, label, ends_at): LoadArgs) -> mlua::Result<()> {
-    let Some(shard) = lua.app_data_ref::<ShardInfo>().filter(|s| !s.probe).map(|s| s.clone()) else {
-        return Err(mlua::Error::runtime(format!(
-            "{}swarmer.runner.set_load: only available while the plan runs (in a listener, a background \
-             coroutine or a task), not while it loads",
-            caller_location(lua)
-        )));
-    };
-    let mut entries = std::collections::BTreeMap::new();
-    if let Some(table) = by_class {
-        for pair in table.pairs::<String, usize>() {
-            let (name, n) = pair?;
-            entries.insert(name, n);
-        }
-    }
-    let class_mix = match kind.as_deref() {
-        Some("weights") => {
-            Some(swarmer_engine::ClassMix::Weights(entries.into_iter().map(|(k, v)| (k, v as u32)).collect()))
-        }
-        Some("counts") => Some(swarmer_engine::ClassMix::Counts(entries)),
-        _ => None,
-    };
-    shard.request_load(swarmer_engine::TestSettings {
-        users,
-        spawn_rate: rate,
-        class_mix,
-        shape_step: shape.map(|shape| swarmer_engine::PlanShapeStep {
-            shape,
-            label,
-            // Checked finite and not negative by the prelude.
-            ends_after: ends_at.and_then(|s| std::time::Duration::try_from_secs_f64(s).ok()),
-        }),
-        ..Default::default()
-    });
-    Ok(())
 }
 
 /// `swarmer.runner.process_exit_code`: read with no arguments, set with a

@@ -466,14 +466,37 @@ swarmer.runner = setmetatable({ role = "local", shard = 0, shards = 1 }, {
 -- at the spawn rate; classes with a fixed_count keep it; classes not
 -- named get none. On a master it sets the whole test's load; a worker
 -- ignores it (its master decides).
+-- With `arrival_rate = r` (iterations per second, or "600/m") the load is
+-- the open model instead: iterations start at that rate, served by a pool
+-- of `users` (pre-allocated) that may grow to `max_users`; `arrival_stages
+-- = "30s:300,1m:0"` ramps the rate from there, as --arrival-stages does.
+-- spawn_rate is then not needed (the pool starts at once).
 -- Set while a shape's tick asks for its load: the runner then shows and
 -- marks the step, and ignores it once the load was changed by hand.
-local shape_step, shape_label, shape_ends = nil, nil, nil
+local shape_step, shape_label, shape_ends, shape_ramp = nil, nil, nil, nil
 function swarmer.runner.set_load(load)
   if type(load) ~= "table" then error("set_load: expected { users = n, spawn_rate = r, mix = {...} }", 2) end
-  check_fields("swarmer.runner.set_load", load, { users = true, spawn_rate = true, mix = true, counts = true }, 2)
+  check_fields("swarmer.runner.set_load", load, { users = true, spawn_rate = true, mix = true, counts = true,
+    arrival_rate = true, arrival_stages = true, max_users = true }, 2)
+  local arrival = nil
+  if load.arrival_rate ~= nil then
+    local stages = load.arrival_stages
+    if stages ~= nil and type(stages) ~= "string" then
+      error("set_load: arrival_stages must be a string like \"30s:300,1m:0\", got " .. type(stages), 2)
+    end
+    local most = load.max_users
+    if most ~= nil and (math.type(most) ~= "integer" or most < 1 or most > 10000000) then
+      error("set_load: max_users must be a whole number from 1 to 10000000, got " .. tostring(most), 2)
+    end
+    arrival = { rate = load.arrival_rate, stages = stages, ramp = shape_ramp, max_users = most }
+  else
+    for _, key in ipairs({ "arrival_stages", "max_users" }) do
+      if load[key] ~= nil then error("set_load: " .. key .. " needs an arrival_rate", 2) end
+    end
+  end
   local rate = load.spawn_rate
-  if type(rate) ~= "number" or rate <= 0 then
+  if arrival and rate == nil then rate = math.huge end
+  if type(rate) ~= "number" or rate <= 0 or rate ~= rate then
     error("set_load: spawn_rate must be a number above 0, got " .. tostring(rate), 2)
   end
   if load.mix and load.counts then error("set_load: give mix (weights) or counts, not both", 2) end
@@ -503,8 +526,9 @@ function swarmer.runner.set_load(load)
   elseif math.type(users) ~= "integer" or users < 0 or users > 10000000 then
     error("set_load: users must be a whole number from 0 to 10000000, got " .. tostring(users), 2)
   end
-  swarmer._set_load(users, rate, load.mix and "weights" or (load.counts and "counts") or nil, by_class, shape_step,
-    shape_label, shape_ends)
+  local err = swarmer._set_load(users, rate, load.mix and "weights" or (load.counts and "counts") or nil, by_class,
+    shape_step, shape_label, shape_ends, arrival)
+  if err then error("set_load: " .. err, 2) end
 end
 
 -- Custom messages between master and workers (Locust's register_message /
@@ -666,9 +690,11 @@ local function start_shape()
     if info ~= nil then
       local what = "swarmer.shape(" .. shape_name .. "): tick's fourth value"
       if type(info) ~= "table" then error(what .. " must be { name = ..., ends_at = ... }, got " .. type(info), 0) end
+      local fields = { name = true, ends_at = true, arrival_rate = true, arrival_target = true, max_users = true }
       for key in pairs(info) do
-        if key ~= "name" and key ~= "ends_at" then
-          error(what .. ": unknown field " .. tostring(key) .. " (fields: name, ends_at)", 0)
+        if not fields[key] then
+          error(what .. ": unknown field " .. tostring(key)
+            .. " (fields: name, ends_at, arrival_rate, arrival_target, max_users)", 0)
         end
       end
       label, ends = info.name, info.ends_at
@@ -679,7 +705,16 @@ local function start_shape()
         error(what .. ": ends_at must be a number of seconds from 0, got " .. tostring(ends), 0)
       end
     end
-    local key = tostring(users) .. "/" .. tostring(rate) .. "/" .. tostring(label) .. "/" .. tostring(ends)
+    -- An arrival-rate step: `users` is the pool's pre-allocated users;
+    -- `arrival_target` ramps the rate to it by the step's end.
+    local arrival_rate, arrival_target, most = nil, nil, nil
+    if info ~= nil then arrival_rate, arrival_target, most = info.arrival_rate, info.arrival_target, info.max_users end
+    if arrival_target ~= nil and (arrival_rate == nil or ends == nil) then
+      error("swarmer.shape(" .. shape_name .. "): tick's fourth value: arrival_target needs an arrival_rate to ramp "
+        .. "from and an ends_at to ramp by", 0)
+    end
+    local key = tostring(users) .. "/" .. tostring(rate) .. "/" .. tostring(label) .. "/" .. tostring(ends) .. "/"
+      .. tostring(arrival_rate) .. "/" .. tostring(arrival_target) .. "/" .. tostring(most)
     if type(mix) == "table" then
       local names = {}
       for k in pairs(mix) do names[#names + 1] = tostring(k) end
@@ -689,8 +724,12 @@ local function start_shape()
     if key ~= last then
       last = key
       shape_step, shape_label, shape_ends = shape_name, label, ends
-      local ok, err = pcall(swarmer.runner.set_load, { users = users, spawn_rate = rate, mix = mix })
-      shape_step, shape_label, shape_ends = nil, nil, nil
+      if arrival_target ~= nil then
+        shape_ramp = { seconds = math.max(ends - (swarmer._clock() - started), 0), target = arrival_target }
+      end
+      local ok, err = pcall(swarmer.runner.set_load, { users = users, spawn_rate = rate, mix = mix,
+        arrival_rate = arrival_rate, max_users = most })
+      shape_step, shape_label, shape_ends, shape_ramp = nil, nil, nil, nil
       if not ok then error(err, 0) end
     end
     return true

@@ -1099,6 +1099,94 @@ fn set_load_names_a_class_the_plan_does_not_have() {
     swarmer_lua::load_plan(&path).unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// A plan asks for an arrival rate (`set_load{ arrival_rate = ... }`): the
+/// runner runs iterations at that rate from a pool, counted as iterations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_plan_sets_an_arrival_rate_while_the_test_runs() {
+    let t = target();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(
+        dir.path(),
+        r#"local swarmer = require("swarmer")
+swarmer.user("U", { wait_time = swarmer.constant(5), tasks = { function(self) self.client:get("/") end } })
+swarmer.register_message("open", function()
+  swarmer.runner.set_load{ users = 2, arrival_rate = "1200/m", max_users = 3 }
+end)
+"#,
+    );
+    let handle = start(&path, &t.url(), 1, TagFilter::default()).await;
+    handle.start(1, 100.0);
+    wait_until(&handle, "the closed test", |h| h.stats().lock().unwrap().user_count == 1).await;
+    handle.deliver_message(swarmer_engine::ClusterMessage {
+        kind: "open".into(),
+        data: "0".into(),
+        peer: "test".into(),
+    });
+    wait_until(&handle, "the arrival rate", |h| h.stats().lock().unwrap().arrival.is_some()).await;
+    let arrival = handle.stats().lock().unwrap().arrival.clone().unwrap();
+    assert_eq!(arrival, "20/s (users: 2 pre-allocated, at most 3)");
+    let started = |h: &RunnerHandle| h.stats().lock().unwrap().stats.iterations().started;
+    let before = (started(&handle), t.requests_served());
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let after = (started(&handle), t.requests_served());
+    // 20/s for 2 s; a closed user waiting 5 s would have sent none.
+    let (iterations, served) = (after.0 - before.0, after.1 - before.1);
+    assert!((36..=44).contains(&iterations), "{iterations} iterations in 2 s at 20/s");
+    assert!(served.abs_diff(iterations) <= 2, "{served} served, {iterations} iterations");
+    handle.quit().await;
+}
+
+/// A Lua shape's step may be an arrival-rate step, ramping to
+/// `arrival_target` by its `ends_at`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_lua_shapes_step_may_ramp_an_arrival_rate() {
+    let t = target();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(
+        dir.path(),
+        r#"local swarmer = require("swarmer")
+swarmer.user("U", { wait_time = swarmer.constant(5), tasks = { function(self) self.client:get("/") end } })
+swarmer.shape("open", { tick = function(run_time)
+  if run_time < 3 then return 2, nil, nil, { name = "ramp", ends_at = 3, arrival_rate = 0, arrival_target = 40 } end
+  return nil
+end })
+"#,
+    );
+    let handle = start(&path, &t.url(), 1, TagFilter::default()).await;
+    handle.start(1, 1.0);
+    wait_until(&handle, "the ramp", |h| h.stats().lock().unwrap().arrival.is_some()).await;
+    let arrival = handle.stats().lock().unwrap().arrival.clone().unwrap();
+    assert!(arrival.starts_with("0/s → 40/s over "), "{arrival}");
+    wait_until(&handle, "the shape's end", |h| h.stats().lock().unwrap().state == RunnerState::Stopped).await;
+    // 0 to 40/s over 3 s: 60 iterations.
+    let started = handle.stats().lock().unwrap().stats.iterations().started;
+    assert!((52..=64).contains(&started), "{started} iterations on a ramp of 60");
+    handle.quit().await;
+}
+
+/// Bad arrival settings in `set_load` name the field and the plan's line.
+#[test]
+fn set_load_names_a_bad_arrival_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(
+        dir.path(),
+        "local swarmer = require('swarmer')\n\
+         swarmer.user('U', { tasks = { function() end } })\n\
+         local function refused(load, why)\n\
+           local ok, err = pcall(function() swarmer.runner.set_load(load) end)\n\
+           assert(not ok and err:find(why, 1, true) and err:find('plan.lua:4:', 1, true), err)\n\
+         end\n\
+         refused({ users = 2, arrival_rate = 'fast' }, \"set_load: arrival_rate: arrival rate 'fast'\")\n\
+         refused({ users = 2, arrival_rate = -1 }, 'set_load: arrival_rate: expected iterations per second')\n\
+         refused({ users = 2, arrival_rate = 5, arrival_stages = '30s' }, 'set_load: arrival_stages: arrival stage')\n\
+         refused({ users = 4, arrival_rate = 5, max_users = 2 }, 'set_load: users / max_users:')\n\
+         refused({ users = 0, arrival_rate = 5 }, 'set_load: users / max_users:')\n\
+         refused({ users = 2, max_users = 3, spawn_rate = 1 }, 'set_load: max_users needs an arrival_rate')\n\
+         refused({ users = 2, arrival_rate = 5, max_users = 0 }, 'set_load: max_users must be a whole number')\n",
+    );
+    swarmer_lua::load_plan(&path).unwrap_or_else(|e| panic!("{e}"));
+}
+
 /// A Lua shape's tick may name its step and say when it ends: marks carry
 /// the name, a new count within a named step is not a new step, and the web
 /// UI gets the step's end.
