@@ -283,6 +283,12 @@ pub struct TargetArgs {
     /// Private key (PEM) of --tls-cert.
     #[arg(long = "tls-key", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+
+    /// Also serve the seed's prediction API over gRPC (h2c) on this
+    /// address: categorization.TextCategorization/GetPrediction (its REST
+    /// twin is POST /predict).
+    #[arg(long = "grpc-bind", value_name = "ADDR")]
+    pub grpc_bind: Option<String>,
 }
 
 fn parse_span(text: &str) -> Result<std::time::Duration, String> {

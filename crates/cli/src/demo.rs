@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::ArgMatches;
 use clap::parser::ValueSource;
 use swarmer_engine::Plan;
-use swarmer_target::{DemoTarget, Stall, TargetOptions, TlsFiles};
+use swarmer_target::{DemoTarget, PredictServer, Stall, TargetOptions, TlsFiles};
 
 use crate::args::{DemoArgs, RunArgs, TargetArgs};
 
@@ -77,7 +77,17 @@ pub async fn serve_target(args: TargetArgs) -> i32 {
             return 1;
         }
     };
+    let grpc = match args.grpc_bind.as_deref().map(|addr| PredictServer::spawn(addr, args.threads)).transpose() {
+        Ok(grpc) => grpc,
+        Err(e) => {
+            eprintln!("swarmer: error: --grpc-bind: {e}");
+            return 1;
+        }
+    };
     eprintln!("Demo target listening on {} (Ctrl-C to stop)", target.url());
+    if let Some(grpc) = &grpc {
+        eprintln!("Prediction API over gRPC on {} (categorization.TextCategorization/GetPrediction)", grpc.url());
+    }
     let _ = tokio::signal::ctrl_c().await;
     0
 }

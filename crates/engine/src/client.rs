@@ -114,6 +114,12 @@ impl Client {
         }
     }
 
+    /// The host requests without a scheme and host go to (`--host` or the
+    /// class's `host`).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
     /// Record a sample of any request type (Locust's `events.request.fire`),
     /// for protocols other than HTTP and for timed blocks of plan code.
     pub fn record_request(

@@ -36,9 +36,32 @@ pub struct ClientCore {
     /// client, so a response kept past its task cannot mark a later one;
     /// client numbers are not reused either).
     next_catch: Cell<u64>,
+    /// The user's gRPC channels by host: one HTTP/2 connection each,
+    /// opened on the first call, gone with the user.
+    grpc: RefCell<Vec<(String, swarmer_grpc::GrpcChannel)>>,
 }
 
 impl ClientCore {
+    /// The host of the user's requests (`--host`, or the class's).
+    pub fn base_url(&self) -> &str {
+        self.client.base_url()
+    }
+
+    /// Record a sample of any request type in this user's name.
+    pub fn record(&self, kind: &str, name: &str, took: std::time::Duration, length: u64, error: Option<&str>) {
+        self.client.record_request(kind, name, took, length, error);
+    }
+
+    /// The user's gRPC channel to `host`, made on first use.
+    pub fn grpc_channel(&self, host: &str) -> Result<swarmer_grpc::GrpcChannel, swarmer_grpc::ProtoError> {
+        if let Some((_, channel)) = self.grpc.borrow().iter().find(|(h, _)| h == host) {
+            return Ok(channel.clone());
+        }
+        let channel = swarmer_grpc::GrpcChannel::lazy(host)?;
+        self.grpc.borrow_mut().push((host.to_owned(), channel.clone()));
+        Ok(channel)
+    }
+
     /// Record an exception in this user's name (see `call::StuckReport`).
     pub fn record_exception(&self, message: &str, location: &str) {
         self.client.record_exception(message, location);
@@ -66,7 +89,12 @@ pub struct Clients {
 impl Clients {
     /// Add a user's client; returns its number.
     pub fn add(&self, client: Client) -> (i64, Rc<ClientCore>) {
-        let core = Rc::new(ClientCore { client, pending: RefCell::default(), next_catch: Cell::new(1) });
+        let core = Rc::new(ClientCore {
+            client,
+            pending: RefCell::default(),
+            next_catch: Cell::new(1),
+            grpc: RefCell::default(),
+        });
         (self.numbered.borrow_mut().add(core.clone()), core)
     }
 

@@ -20,7 +20,7 @@ use mlua::{Table, Value};
 use swarmer_http::Method;
 
 use crate::client::{self, Clients};
-use crate::raw::{Coroutine, Kind, Operation, Piece, Resumed, Yielded};
+use crate::raw::{Coroutine, Kind, Operation, Piece, Resumed, Slot, Yielded};
 use crate::responses::Responses;
 
 /// What the driver needs of a VM: its users' clients, and how responses
@@ -28,6 +28,8 @@ use crate::responses::Responses;
 pub struct Bridge {
     pub clients: Clients,
     pub responses: Responses,
+    /// Operations started from Rust, awaited by a yield (gRPC calls).
+    pub pending: crate::pending::Pending,
 }
 
 /// The methods of `self.client:get` ... `:options`, by the number their C
@@ -129,6 +131,18 @@ pub async fn drive(
                 tokio::time::sleep(duration).await;
                 Ok(0)
             }
+            Op::Await(id) => match bridge.pending.take(id) {
+                Some(operation) => {
+                    let finish = operation.await;
+                    match finish(coroutine.lua())
+                        .and_then(|value| Slot::new(coroutine.lua(), value).map_err(|e| crate::vm::clean(&e)))
+                    {
+                        Ok(slot) => coroutine.build(&[Piece::Slot(&slot)]),
+                        Err(message) => push_error(coroutine, &message),
+                    }
+                }
+                None => push_error(coroutine, "await: no such operation (started once, awaited once)"),
+            },
             Op::Invalid(message) => push_error(coroutine, &message),
         }?;
         resumed_at = Instant::now();
@@ -144,6 +158,8 @@ enum Op {
         opts: Option<Table>,
     },
     Sleep(Duration),
+    /// An operation filed in `Bridge::pending`, by number.
+    Await(i64),
     /// Bad operands: the coroutine is resumed with `(nil, message)`.
     Invalid(String),
 }
@@ -157,6 +173,9 @@ fn read_op(yielded: &mut Yielded) -> mlua::Result<Op> {
     match yielded.operation() {
         Some(Operation::Request) if n >= 4 => read_request(yielded),
         Some(Operation::Sleep) if n == 2 => Ok(read_sleep(yielded)),
+        Some(Operation::Await) if n == 2 => {
+            Ok(yielded.integer(0).map_or_else(|| Op::Invalid("await: expected an operation number".into()), Op::Await))
+        }
         _ => Err(mlua::Error::runtime(
             "coroutine.yield from a task, hook or background coroutine is not supported; use coroutine.wrap \
              inside your own code, or swarmer.sleep",

@@ -35,9 +35,11 @@ mod classes;
 mod client;
 mod data;
 mod driver;
+mod grpc;
 mod in_place;
 mod load_request;
 mod module;
+mod pending;
 mod process;
 #[allow(unsafe_code)]
 mod raw;

@@ -23,13 +23,13 @@ pub fn install(lua: &Lua, kind: VmKind, plan_dir: &std::path::Path, debug: Table
     }
     lua.set_app_data(crate::data::PlanDir(plan_dir.to_path_buf()));
     let methods = crate::raw::request_methods(lua)?;
-    let (request, sleep) = crate::raw::operation_codes();
-    let module: Table = lua.load(PRELUDE).set_name("@swarmer").call((methods, request, sleep, debug))?;
+    let (request, sleep, wait) = crate::raw::operation_codes();
+    let module: Table = lua.load(PRELUDE).set_name("@swarmer").call((methods, request, sleep, wait, debug))?;
     let responses = Responses::new(lua, module.get::<Table>("_RESPONSE")?)?;
     // Out of the plan's reach: a `__gc` added to it would give every
     // response a finalizer.
     module.set("_RESPONSE", mlua::Value::Nil)?;
-    lua.set_app_data(Rc::new(Bridge { clients: Clients::default(), responses }));
+    lua.set_app_data(Rc::new(Bridge { clients: Clients::default(), responses, pending: Default::default() }));
     module.set(
         "_option_value",
         lua.create_function(|lua, name: String| Ok(lua.app_data_ref::<OptionValues>().and_then(|v| v.get(&name))))?,
@@ -80,6 +80,7 @@ pub fn install(lua: &Lua, kind: VmKind, plan_dir: &std::path::Path, debug: Table
     )?;
     crate::data::install(lua, &module)?;
     crate::shared::install(lua, &module)?;
+    crate::grpc::install(lua, &module)?;
     module.set("stats", lua.create_function(stats)?)?;
     module.set(
         "quit",

@@ -8,7 +8,7 @@ local swarmer = {}
 -- The parts of the debug library the prelude needs (the library itself
 -- is out of the plans' reach): plans get locations for error messages and
 -- tracebacks for exceptions through it, indirectly.
-local request_methods, OP_REQUEST, OP_SLEEP, debug = ...
+local request_methods, OP_REQUEST, OP_SLEEP, OP_AWAIT, debug = ...
 
 local getinfo, traceback = debug.getinfo, debug.traceback
 -- Responses keep their values as user values of a userdata (see below).
@@ -402,6 +402,33 @@ function CLIENT.request(client, method, url, opts)
   return r
 end
 function CLIENT.fire_request(client, t) return swarmer._fire_request(client[1], t) end
+-- `self.client:grpc("package.Service/Method", message, { name =, metadata =,
+-- timeout =, host = })`: a unary gRPC call over the user's own HTTP/2
+-- connection to the host (h2c), its messages described by the .proto
+-- files given to swarmer.grpc.load. Returns { ok, code, status, message,
+-- reply, metadata, elapsed }; recorded as a `grpc` request.
+function CLIENT.grpc(client, method, message, opts)
+  if type(method) ~= "string" then error("client:grpc: expected a method name (package.Service/Method)", 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("client:grpc: options must be a table", 2) end
+  local id, err = swarmer._grpc_start(client[1], method, message, opts)
+  if not id then error("client:grpc: " .. err, 2) end
+  local r, err2 = yield(id, OP_AWAIT)
+  if r == nil then error("client:grpc: " .. tostring(err2), 2) end
+  return r
+end
+swarmer.grpc = {}
+-- `swarmer.grpc.load("file.proto", { includes = { "dir", ... } })`: read a
+-- .proto file (beside the plan unless the path is absolute) and the files
+-- it imports; its services can then be called with client:grpc.
+function swarmer.grpc.load(file, opts)
+  if type(file) ~= "string" then error("swarmer.grpc.load: expected a .proto file name", 2) end
+  local includes = opts and opts.includes
+  if includes ~= nil and type(includes) ~= "table" then
+    error("swarmer.grpc.load: includes must be a list of directories", 2)
+  end
+  local err = swarmer._grpc_load(file, includes)
+  if err then error("swarmer.grpc.load: " .. err, 2) end
+end
 -- A client outside users (listeners, message handlers, background
 -- coroutines): swarmer.http_client{ host = "http://...", record = true }.
 -- Without a host it uses the test's; its requests are recorded in the

@@ -88,6 +88,7 @@ mod tests {
         let bridge = Bridge {
             clients: Clients::default(),
             responses: Responses::new(&lua, lua.create_table().unwrap()).unwrap(),
+            pending: Default::default(),
         };
         let double: Function = lua.load("return function(x) return x * 2 end").eval().unwrap();
         let first_ptr = {

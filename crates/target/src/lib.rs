@@ -13,8 +13,10 @@
 //! What it is not: a production web server. It binds where it is told;
 //! tests bind it to `127.0.0.1:0`.
 
+pub mod predict;
 pub mod routes;
 mod server;
 mod tls;
 
+pub use predict::PredictServer;
 pub use server::{ConnectionCounts, DemoTarget, Stall, TargetError, TargetOptions, TlsFiles};

@@ -18,6 +18,7 @@
 //! | `GET /basic-auth/{user}/{pass}` | 200 with matching basic auth, else 401 |
 //! | `GET /version` | the HTTP version of the request |
 //! | `GET /bytes/{n}` | `n` bytes of body |
+//! | `POST /predict` | JSON `{"text": ...}` → `{"category": n}` (the seed's API; over gRPC see [`crate::predict`]) |
 //!
 //! `--delay` and `--error-rate` of the target apply to every request.
 
@@ -49,6 +50,7 @@ pub fn respond(req: &Request<()>, body: &[u8]) -> Response<Full<Bytes>> {
         (&Method::GET, "cookies", []) => json(&cookies_of(req)),
         (&Method::GET, "headers", []) => json(&headers_of(req)),
         (_, "echo", []) => echo(req, body),
+        (&Method::POST, "predict", []) => predict(body),
         (&Method::GET, "basic-auth", [user, pass]) => basic_auth(req, user, pass),
         (&Method::GET, "version", []) => text(StatusCode::OK, format!("{:?}", req.version())),
         (&Method::GET, "bytes", [n]) => match n.parse::<usize>() {
@@ -182,6 +184,17 @@ fn headers_of(req: &Request<()>) -> serde_json::Value {
         map.insert(name.as_str().to_owned(), value.to_str().unwrap_or("").into());
     }
     map.into()
+}
+
+/// The seed's REST prediction: `{"text": "..."}` gives `{"category": n}`.
+fn predict(body: &[u8]) -> Response<Full<Bytes>> {
+    let given = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("text").and_then(|t| t.as_str()).map(str::to_owned));
+    match given {
+        Some(given) => json(&serde_json::json!({ "category": crate::predict::category_of(&given) })),
+        None => text(StatusCode::UNPROCESSABLE_ENTITY, "predict: expected JSON {\"text\": \"...\"}".into()),
+    }
 }
 
 fn echo(req: &Request<()>, body: &[u8]) -> Response<Full<Bytes>> {

@@ -12,6 +12,7 @@ use super::Yielded;
 /// `coroutine.yield` is never taken for an operation.
 static OP_REQUEST_TAG: u8 = 1;
 static OP_SLEEP_TAG: u8 = 2;
+static OP_AWAIT_TAG: u8 = 3;
 
 fn op_request() -> *mut c_void {
     &OP_REQUEST_TAG as *const u8 as *mut c_void
@@ -21,9 +22,13 @@ fn op_sleep() -> *mut c_void {
     &OP_SLEEP_TAG as *const u8 as *mut c_void
 }
 
-/// The operation codes, as the prelude gets them (request, sleep).
-pub fn operation_codes() -> (LightUserData, LightUserData) {
-    (LightUserData(op_request()), LightUserData(op_sleep()))
+fn op_await() -> *mut c_void {
+    &OP_AWAIT_TAG as *const u8 as *mut c_void
+}
+
+/// The operation codes, as the prelude gets them (request, sleep, await).
+pub fn operation_codes() -> (LightUserData, LightUserData, LightUserData) {
+    (LightUserData(op_request()), LightUserData(op_sleep()), LightUserData(op_await()))
 }
 
 /// Which operation a yield is (by its last value).
@@ -31,6 +36,8 @@ pub fn operation_codes() -> (LightUserData, LightUserData) {
 pub enum Operation {
     Request,
     Sleep,
+    /// Wait for an operation started from Rust (`crate::pending`).
+    Await,
 }
 
 impl Yielded<'_> {
@@ -41,6 +48,8 @@ impl Yielded<'_> {
             Some(Operation::Request)
         } else if code == op_sleep() {
             Some(Operation::Sleep)
+        } else if code == op_await() {
+            Some(Operation::Await)
         } else {
             None
         }

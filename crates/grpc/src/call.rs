@@ -1,0 +1,193 @@
+//! One connection to a gRPC server and calls over it.
+
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use prost_reflect::{DynamicMessage, MethodDescriptor};
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::codec::DynamicCodec;
+use crate::protos::ProtoError;
+
+/// An HTTP/2 connection to one server (plaintext, `http://host:port`),
+/// opened on the first call and reopened after a failure. Clones share it.
+#[derive(Clone)]
+pub struct GrpcChannel {
+    channel: Channel,
+}
+
+/// What a call sends besides its message.
+#[derive(Clone, Debug, Default)]
+pub struct CallOptions {
+    /// Request metadata (headers), in order.
+    pub metadata: Vec<(String, String)>,
+    /// The call's deadline: sent to the server (`grpc-timeout`) and kept
+    /// here, so a server that never answers ends in DEADLINE_EXCEEDED.
+    pub timeout: Option<Duration>,
+}
+
+/// How a call ended.
+#[derive(Debug)]
+pub struct CallOutcome {
+    /// The status: `Code::Ok` or the error the server (or the transport)
+    /// gave.
+    pub code: Code,
+    /// The status message (`grpc-message`), empty on success.
+    pub message: String,
+    /// The reply, on success.
+    pub reply: Option<DynamicMessage>,
+    /// The reply's encoded size in bytes (0 without one).
+    pub reply_size: usize,
+    /// Response metadata: headers, then trailers.
+    pub metadata: Vec<(String, String)>,
+    /// From sending to the status.
+    pub elapsed: Duration,
+}
+
+impl CallOutcome {
+    /// Whether the status is OK.
+    pub fn ok(&self) -> bool {
+        self.code == Code::Ok
+    }
+
+    /// The failure as recorded: `NOT_FOUND: no such item`, or `None`.
+    pub fn failure(&self) -> Option<String> {
+        (!self.ok()).then(|| {
+            if self.message.is_empty() {
+                code_name(self.code).to_owned()
+            } else {
+                format!("{}: {}", code_name(self.code), self.message)
+            }
+        })
+    }
+}
+
+impl GrpcChannel {
+    /// A channel to `url` (`http://host:port`); nothing connects yet.
+    pub fn lazy(url: &str) -> Result<Self, ProtoError> {
+        if url.starts_with("https://") {
+            return Err(ProtoError(format!("{url}: gRPC over TLS is not supported yet; use http:// (h2c)")));
+        }
+        let endpoint = Endpoint::from_shared(url.to_owned())
+            .map_err(|e| ProtoError(format!("{url}: not a gRPC server address: {e}")))?
+            .tcp_nodelay(true);
+        Ok(Self { channel: endpoint.connect_lazy() })
+    }
+
+    /// Call a unary `method` with `request`.
+    pub async fn unary(
+        &self,
+        method: &MethodDescriptor,
+        request: DynamicMessage,
+        options: &CallOptions,
+    ) -> CallOutcome {
+        let started = Instant::now();
+        let done = match build_request(method, request, options) {
+            Ok((request, path)) => {
+                let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+                let call = async {
+                    grpc.ready().await.map_err(|e| Status::unavailable(format!("connecting: {e}")))?;
+                    grpc.unary(request, path, DynamicCodec::new(method.output())).await
+                };
+                match options.timeout {
+                    Some(limit) => tokio::time::timeout(limit, call)
+                        .await
+                        .unwrap_or_else(|_| Err(Status::deadline_exceeded("no reply within the call's timeout"))),
+                    None => call.await,
+                }
+            }
+            Err(status) => Err(status),
+        };
+        let elapsed = started.elapsed();
+        match done {
+            Ok(response) => {
+                let metadata = pairs(response.metadata());
+                let reply = response.into_inner();
+                CallOutcome {
+                    code: Code::Ok,
+                    message: String::new(),
+                    reply_size: reply.encoded_len(),
+                    reply: Some(reply),
+                    metadata,
+                    elapsed,
+                }
+            }
+            Err(status) => CallOutcome {
+                // Past its deadline a call is DEADLINE_EXCEEDED, whatever
+                // the server said as it gave up (tonic says CANCELLED), as
+                // grpc's own clients report it.
+                code: match options.timeout {
+                    Some(limit) if elapsed >= limit => Code::DeadlineExceeded,
+                    _ => status.code(),
+                },
+                message: status.message().to_owned(),
+                reply: None,
+                reply_size: 0,
+                metadata: pairs(status.metadata()),
+                elapsed,
+            },
+        }
+    }
+}
+
+/// The tonic request and the HTTP path of a call.
+fn build_request(
+    method: &MethodDescriptor,
+    message: DynamicMessage,
+    options: &CallOptions,
+) -> Result<(tonic::Request<DynamicMessage>, http::uri::PathAndQuery), Status> {
+    let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
+    let path = http::uri::PathAndQuery::from_maybe_shared(path)
+        .map_err(|e| Status::invalid_argument(format!("method path: {e}")))?;
+    let mut request = tonic::Request::new(message);
+    if let Some(timeout) = options.timeout {
+        request.set_timeout(timeout);
+    }
+    for (key, value) in &options.metadata {
+        let bad = |what: &str| Status::invalid_argument(format!("metadata {key:?}: {what}"));
+        if key.ends_with("-bin") {
+            return Err(bad("binary metadata is not supported yet"));
+        }
+        let name = MetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes()).map_err(|_| bad("not a valid key"))?;
+        let value = MetadataValue::try_from(value.as_str()).map_err(|_| bad("not a valid ASCII value"))?;
+        request.metadata_mut().append(name, value);
+    }
+    Ok((request, path))
+}
+
+/// Text metadata as pairs (binary entries left out).
+fn pairs(map: &MetadataMap) -> Vec<(String, String)> {
+    map.iter()
+        .filter_map(|entry| match entry {
+            tonic::metadata::KeyAndValueRef::Ascii(key, value) => {
+                Some((key.as_str().to_owned(), value.to_str().unwrap_or_default().to_owned()))
+            }
+            tonic::metadata::KeyAndValueRef::Binary(..) => None,
+        })
+        .collect()
+}
+
+/// gRPC's name of a status code (`NOT_FOUND`).
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}

@@ -1,0 +1,17 @@
+//! gRPC for load tests: calls to methods known only at run time.
+//!
+//! A plan names its `.proto` files (read by [`Protos`], a pure-Rust
+//! compiler, no `protoc`), builds requests from plain values, and calls
+//! methods over a [`GrpcChannel`] (one HTTP/2 connection, plaintext h2c,
+//! opened on first use). Each call ends in a [`CallOutcome`]: the status,
+//! the reply and the metadata, ready to be recorded as a request of type
+//! `grpc`. The front ends (Lua, Rust) record it; this crate only calls.
+
+mod call;
+mod codec;
+mod protos;
+
+pub use call::{CallOptions, CallOutcome, GrpcChannel, code_name};
+pub use codec::DynamicCodec;
+pub use prost_reflect::{DynamicMessage, MessageDescriptor, MethodDescriptor};
+pub use protos::{ProtoError, Protos, message_json};

@@ -1,0 +1,150 @@
+//! `swarmer.grpc` and `client:grpc(...)`: gRPC calls from a plan.
+//!
+//! `swarmer.grpc.load(file)` compiles a `.proto` file (beside the plan
+//! unless absolute) into this VM's [`Protos`]. A call converts its Lua
+//! table into the method's request message at once (so a wrong field is an
+//! error at the calling line), files the call as a pending operation, and
+//! the prelude yields until it ends. The call is recorded as a request of
+//! type `grpc` named by the method (`package.Service/Method`) or the
+//! plan's `name`; a status other than OK is a failure named by the status.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use mlua::{Lua, LuaSerdeExt, Table, Value};
+use swarmer_grpc::{CallOptions, CallOutcome, Protos, code_name, message_json};
+
+use crate::client::ClientCore;
+use crate::data::PlanDir;
+use crate::driver::Bridge;
+
+/// The `.proto` files this VM loaded.
+#[derive(Default)]
+struct VmProtos(RefCell<Protos>);
+
+/// Add `_grpc_load` and `_grpc_start` to the module.
+pub fn install(lua: &Lua, module: &Table) -> mlua::Result<()> {
+    lua.set_app_data(VmProtos::default());
+    module.set("_grpc_load", lua.create_function(load)?)?;
+    module.set("_grpc_start", lua.create_function(start)?)?;
+    Ok(())
+}
+
+/// `swarmer.grpc.load(file, { includes })`: `nil`, or what was wrong.
+fn load(lua: &Lua, (file, includes): (String, Option<Vec<String>>)) -> mlua::Result<Option<String>> {
+    let dir = lua.app_data_ref::<PlanDir>().map(|d| d.0.clone()).unwrap_or_default();
+    let resolve = |name: &str| -> PathBuf { dir.join(name) };
+    let includes: Vec<PathBuf> = includes.unwrap_or_default().iter().map(|i| resolve(i)).collect();
+    let protos = lua.app_data_ref::<VmProtos>().ok_or_else(|| mlua::Error::runtime("internal: no protos"))?;
+    let loaded = protos.0.borrow_mut().load(&resolve(&file), &includes);
+    Ok(loaded.err().map(|e| e.0))
+}
+
+/// `client:grpc(method, message, opts)`: the number of the filed call, or
+/// `nil` and what was wrong.
+fn start(
+    lua: &Lua,
+    (client, method, message, opts): (i64, String, Value, Option<Table>),
+) -> mlua::Result<(Option<i64>, Option<String>)> {
+    let bridge = lua
+        .app_data_ref::<Rc<Bridge>>()
+        .map(|b| b.clone())
+        .ok_or_else(|| mlua::Error::runtime("internal: no bridge"))?;
+    let core = bridge.clients.get(client)?;
+    let protos = lua.app_data_ref::<VmProtos>().ok_or_else(|| mlua::Error::runtime("internal: no protos"))?;
+    let found = protos.0.borrow().method(&method);
+    let descriptor = match found {
+        Ok(descriptor) => descriptor,
+        Err(e) => return Ok((None, Some(e.0))),
+    };
+    if descriptor.is_client_streaming() || descriptor.is_server_streaming() {
+        return Ok((None, Some(format!("{method}: streaming methods are not supported yet, only unary ones"))));
+    }
+    let mut json: serde_json::Value = match message {
+        Value::Nil => serde_json::Value::Object(Default::default()),
+        value @ Value::Table(_) => lua.from_value(value)?,
+        other => return Ok((None, Some(format!("the message must be a table, got {}", other.type_name())))),
+    };
+    // An empty Lua table reads as an empty list.
+    if json.as_array().is_some_and(Vec::is_empty) {
+        json = serde_json::Value::Object(Default::default());
+    }
+    let request = match Protos::request(&descriptor, &json) {
+        Ok(request) => request,
+        Err(e) => return Ok((None, Some(e.0))),
+    };
+    let (options, name, host) = match read_options(opts.as_ref()) {
+        Ok(read) => read,
+        Err(e) => return Ok((None, Some(e))),
+    };
+    let host = host.unwrap_or_else(|| core.base_url().to_owned());
+    let channel = match core.grpc_channel(&host) {
+        Ok(channel) => channel,
+        Err(e) => return Ok((None, Some(e.0))),
+    };
+    let name = name.unwrap_or_else(|| format!("{}/{}", descriptor.parent_service().full_name(), descriptor.name()));
+    let id = bridge.pending.file(async move {
+        let outcome = channel.unary(&descriptor, request, &options).await;
+        record(&core, &name, &outcome);
+        Box::new(move |lua: &Lua| outcome_table(lua, &outcome).map_err(|e| crate::vm::clean(&e)))
+            as crate::pending::Finish
+    })?;
+    Ok((Some(id), None))
+}
+
+/// The options of a call: `{ name =, metadata = { key = value }, timeout
+/// = seconds, host = "http://..." }`.
+fn read_options(opts: Option<&Table>) -> Result<(CallOptions, Option<String>, Option<String>), String> {
+    let mut options = CallOptions::default();
+    let (mut name, mut host) = (None, None);
+    let Some(opts) = opts else { return Ok((options, name, host)) };
+    for pair in opts.pairs::<String, Value>() {
+        let (key, value) = pair.map_err(|e| format!("options: {e}"))?;
+        match (key.as_str(), value) {
+            ("name", Value::String(s)) => name = Some(s.to_string_lossy()),
+            ("host", Value::String(s)) => host = Some(s.to_string_lossy()),
+            ("timeout", Value::Integer(n)) if n > 0 => options.timeout = Some(Duration::from_secs(n as u64)),
+            ("timeout", Value::Number(n)) if n > 0.0 => {
+                options.timeout = Some(Duration::try_from_secs_f64(n).map_err(|_| format!("timeout: {n}"))?)
+            }
+            ("metadata", Value::Table(t)) => {
+                for entry in t.pairs::<String, String>() {
+                    let (k, v) = entry.map_err(|e| format!("metadata: expected text keys and values ({e})"))?;
+                    options.metadata.push((k, v));
+                }
+            }
+            (key @ ("name" | "host" | "timeout" | "metadata"), value) => {
+                return Err(format!("option {key}: unexpected {}", value.type_name()));
+            }
+            (other, _) => return Err(format!("unknown option {other} (options: name, metadata, timeout, host)")),
+        }
+    }
+    Ok((options, name, host))
+}
+
+fn record(core: &ClientCore, name: &str, outcome: &CallOutcome) {
+    let failure = outcome.failure();
+    core.record("grpc", name, outcome.elapsed, outcome.reply_size as u64, failure.as_deref());
+}
+
+/// `{ ok, code, status, message, reply, metadata, elapsed }` (elapsed in
+/// milliseconds).
+fn outcome_table(lua: &Lua, outcome: &CallOutcome) -> mlua::Result<Value> {
+    let table = lua.create_table()?;
+    table.set("ok", outcome.ok())?;
+    table.set("code", outcome.code as i32)?;
+    table.set("status", code_name(outcome.code))?;
+    table.set("message", outcome.message.as_str())?;
+    if let Some(reply) = &outcome.reply {
+        table.set("reply", lua.to_value(&message_json(reply))?)?;
+    }
+    let metadata = lua.create_table()?;
+    for (key, value) in &outcome.metadata {
+        metadata.set(key.as_str(), value.as_str())?;
+    }
+    table.set("metadata", metadata)?;
+    table.set("elapsed", outcome.elapsed.as_secs_f64() * 1000.0)?;
+    Ok(Value::Table(table))
+}

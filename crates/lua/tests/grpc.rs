@@ -1,0 +1,156 @@
+//! gRPC from Lua plans, against the demo prediction server (REST and gRPC
+//! users in one run, failures from trailers, bad calls named at their line).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use swarmer_engine::{LocalRunner, RunnerHandle, RunnerOptions};
+use swarmer_target::{DemoTarget, PredictServer, TargetOptions};
+
+fn proto() -> String {
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/lua/predict/categorization.proto");
+    file.to_string_lossy().into_owned()
+}
+
+fn write_plan(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("plan.lua");
+    let text = format!("local swarmer = require('swarmer')\nswarmer.grpc.load({:?})\n{body}", proto());
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn run(path: &Path, host: &str, users: usize, until: impl Fn(&RunnerHandle) -> bool) -> RunnerHandle {
+    let plan = swarmer_lua::load_plan(path).unwrap_or_else(|e| panic!("{e}"));
+    let options = RunnerOptions { shards: 1, host: Some(host.into()), ..Default::default() };
+    let handle = LocalRunner::start(plan, options).await.unwrap();
+    handle.start(users, 1000.0);
+    let started = Instant::now();
+    loop {
+        handle.flush().await;
+        if until(&handle) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "not within 15 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    handle.quit().await;
+    handle
+}
+
+fn count(handle: &RunnerHandle, method: &str, name: &str) -> (u64, u64) {
+    let store = handle.stats().lock().unwrap();
+    store.stats.entry(method, name).map_or((0, 0), |e| (e.num_requests, e.num_failures))
+}
+
+const METHOD: &str = "categorization.TextCategorization/GetPrediction";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn rest_and_grpc_users_share_a_run_and_each_call_is_a_grpc_row() {
+    let (web, grpc) = (
+        DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap(),
+        PredictServer::spawn("127.0.0.1:0", 1).unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(
+        dir.path(),
+        &format!(
+            r#"swarmer.user("Rest", {{ wait_time = swarmer.constant(0.01), tasks = {{ function(self)
+  local r = self.client:post("/predict", {{ json = {{ text = "abc" }} }})
+  assert(r:json().category == {category})
+end }} }})
+swarmer.user("Grpc", {{ wait_time = swarmer.constant(0.01), tasks = {{ function(self)
+  local r = self.client:grpc("{METHOD}", {{ text = "abc" }}, {{ host = "{host}", metadata = {{ ["x-run"] = "1" }} }})
+  assert(r.ok and r.status == "OK" and r.code == 0, r.message)
+  assert(r.reply.category == {category} and r.reply.text == "abc" and r.reply.prediction_id:match("^p%-%d+$"))
+  assert(r.metadata["x-run"] == "1" and r.elapsed > 0)
+end }} }})
+"#,
+            category = swarmer_target::predict::category_of("abc"),
+            host = grpc.url(),
+        ),
+    );
+    let handle =
+        run(&path, &web.url(), 2, |h| count(h, "grpc", METHOD).0 >= 20 && count(h, "POST", "/predict").0 >= 20).await;
+    let (calls, failed) = count(&handle, "grpc", METHOD);
+    assert_eq!(failed, 0);
+    assert_eq!(count(&handle, "POST", "/predict").1, 0);
+    // Every call recorded reached the server (a stopped user's call in
+    // flight may have reached it unrecorded).
+    assert!(grpc.served() >= calls && grpc.served() <= calls + 1, "{} served, {calls} recorded", grpc.served());
+    let store = handle.stats().lock().unwrap();
+    assert_eq!(store.stats.exceptions().count(), 0, "no task failed its asserts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_status_in_the_trailers_is_a_failure_named_by_the_status_and_a_deadline_ends_a_call() {
+    let grpc = PredictServer::spawn("127.0.0.1:0", 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(
+        dir.path(),
+        &format!(
+            r#"swarmer.user("U", {{ wait_time = swarmer.constant(0.01), tasks = {{ function(self)
+  local r = self.client:grpc("{METHOD}", {{ text = "fail:NOT_FOUND:no such text" }}, {{ name = "missing" }})
+  assert(not r.ok and r.status == "NOT_FOUND" and r.code == 5 and r.message == "no such text" and r.reply == nil)
+  local slow = self.client:grpc("{METHOD}", {{ text = "sleep:3000" }}, {{ name = "slow", timeout = 0.1 }})
+  assert(slow.status == "DEADLINE_EXCEEDED", slow.status)
+end }} }})
+"#
+        ),
+    );
+    let handle = run(&path, &grpc.url(), 1, |h| count(h, "grpc", "slow").0 >= 3).await;
+    let (calls, failed) = count(&handle, "grpc", "missing");
+    assert!(calls >= 3 && failed == calls, "{calls} calls, {failed} failed");
+    let store = handle.stats().lock().unwrap();
+    let errors: Vec<String> = store.stats.failures().map(|f| format!("{} {}: {}", f.method, f.name, f.error)).collect();
+    assert!(errors.contains(&"grpc missing: NOT_FOUND: no such text".to_owned()), "{errors:?}");
+    assert!(errors.iter().any(|e| e.starts_with("grpc slow: DEADLINE_EXCEEDED")), "{errors:?}");
+    let slow = store.stats.entry("grpc", "slow").unwrap();
+    assert!(
+        slow.max_response_time_ms() < 1000.0,
+        "a 0.1 s deadline ended the call: {} ms",
+        slow.max_response_time_ms()
+    );
+    assert_eq!(store.stats.exceptions().count(), 0, "no task failed its asserts");
+}
+
+#[test]
+fn bad_calls_and_files_are_errors_at_the_plans_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.plan.lua");
+    std::fs::write(&missing, "local swarmer = require('swarmer')\n\nswarmer.grpc.load('missing.proto')\n").unwrap();
+    let e = swarmer_lua::load_plan(&missing).err().unwrap().to_string();
+    assert!(e.contains("nope.plan.lua:3:") && e.contains("swarmer.grpc.load:") && e.contains("missing.proto"), "{e}");
+
+    let broken = dir.path().join("broken.proto");
+    std::fs::write(&broken, "syntax = \"proto3\";\nmessage M { string a = 1 }\n").unwrap();
+    let bad = dir.path().join("bad.plan.lua");
+    std::fs::write(&bad, "local swarmer = require('swarmer')\nswarmer.grpc.load('broken.proto')\n").unwrap();
+    let e = swarmer_lua::load_plan(&bad).err().unwrap().to_string();
+    assert!(e.contains("bad.plan.lua:2:") && e.contains("broken.proto"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_wrong_field_or_method_is_an_error_at_the_calling_line() {
+    let grpc = PredictServer::spawn("127.0.0.1:0", 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(
+        dir.path(),
+        &format!(
+            r#"swarmer.user("U", {{ wait_time = swarmer.constant(0.05), tasks = {{ function(self)
+  local ok, e = pcall(function() self.client:grpc("{METHOD}", {{ txet = "a" }}) end)
+  assert(not ok and e:find("plan.lua:4: client:grpc: a categorization.TextCategorizationInput message", 1, true), e)
+  local ok2, e2 = pcall(function() self.client:grpc("categorization.TextCategorization/Predict", {{}}) end)
+  assert(not ok2 and e2:find("has no method Predict (methods: GetPrediction)", 1, true), e2)
+  local ok3, e3 = pcall(function() self.client:grpc("{METHOD}", {{}}, {{ retries = 3 }}) end)
+  assert(not ok3 and e3:find("unknown option retries", 1, true), e3)
+  self.client:fire_request({{ request_type = "check", name = "done", response_time = 1 }})
+end }} }})
+"#
+        ),
+    );
+    let handle = run(&path, &grpc.url(), 1, |h| count(h, "check", "done").0 >= 2).await;
+    let store = handle.stats().lock().unwrap();
+    let exceptions: Vec<&str> = store.stats.exceptions().map(|e| e.msg.as_str()).collect();
+    assert!(exceptions.is_empty(), "{exceptions:?}");
+    assert_eq!(grpc.served(), 0, "no bad call was sent");
+}

@@ -1,0 +1,212 @@
+//! The seed's text-classification API, served over gRPC (the REST half,
+//! `POST /predict`, is in [`crate::routes`]): service
+//! `categorization.TextCategorization`, method `GetPrediction`, messages
+//! as in `examples/lua/predict/categorization.proto`.
+//!
+//! The category is a pure function of the text ([`category_of`]), the
+//! same over REST and gRPC. A text `fail:CODE[:message]` answers with that
+//! gRPC status (a number or a name such as `NOT_FOUND`) in the trailers, so
+//! tests can see failures; `sleep:MS` answers after that many milliseconds.
+//! Request metadata named `x-...` is sent back in the reply's metadata.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tonic::server::{NamedService, UnaryService};
+use tonic::{Code, Request, Response, Status};
+
+use crate::TargetError;
+
+/// `TextCategorizationInput { string text = 2; }`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TextCategorizationInput {
+    /// The text to classify.
+    #[prost(string, tag = "2")]
+    pub text: String,
+}
+
+/// `TextCategorizationOutput { string text = 1; string prediction_id = 2;
+/// int32 category = 3; }`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TextCategorizationOutput {
+    /// The text classified.
+    #[prost(string, tag = "1")]
+    pub text: String,
+    /// A new id per prediction.
+    #[prost(string, tag = "2")]
+    pub prediction_id: String,
+    /// The category, 0 to 9.
+    #[prost(int32, tag = "3")]
+    pub category: i32,
+}
+
+/// The category of a text, 0 to 9 (the sum of its bytes, modulo 10).
+pub fn category_of(text: &str) -> i32 {
+    (text.bytes().map(u32::from).sum::<u32>() % 10) as i32
+}
+
+const PATH: &str = "/categorization.TextCategorization/GetPrediction";
+
+/// The gRPC service (a tower service, as tonic's generated servers are).
+#[derive(Clone, Default)]
+pub struct PredictService {
+    served: Arc<AtomicU64>,
+}
+
+impl NamedService for PredictService {
+    const NAME: &'static str = "categorization.TextCategorization";
+}
+
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+impl<B> tower_service::Service<http::Request<B>> for PredictService
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let handler = Predict(self.served.clone());
+        if request.uri().path() != PATH {
+            let status = Status::unimplemented(format!("no method {}", request.uri().path()));
+            return Box::pin(async move { Ok(status.into_http()) });
+        }
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
+            Ok(grpc.unary(handler, request).await)
+        })
+    }
+}
+
+/// `GetPrediction`.
+struct Predict(Arc<AtomicU64>);
+
+impl UnaryService<TextCategorizationInput> for Predict {
+    type Response = TextCategorizationOutput;
+    type Future = BoxFuture<Response<TextCategorizationOutput>, Status>;
+
+    fn call(&mut self, request: Request<TextCategorizationInput>) -> Self::Future {
+        let id = self.0.fetch_add(1, Ordering::Relaxed);
+        // Request metadata named `x-...` comes back in the reply's.
+        let echoed: Vec<_> = request
+            .metadata()
+            .iter()
+            .filter_map(|entry| match entry {
+                tonic::metadata::KeyAndValueRef::Ascii(k, v) if k.as_str().starts_with("x-") => {
+                    Some((k.clone(), v.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        Box::pin(async move {
+            let text = request.into_inner().text;
+            if let Some(ms) = text.strip_prefix("sleep:").and_then(|ms| ms.parse::<u64>().ok()) {
+                tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
+            }
+            if let Some(rest) = text.strip_prefix("fail:") {
+                let (code, message) = rest.split_once(':').unwrap_or((rest, "asked to fail"));
+                return Err(Status::new(code_from(code), message.to_owned()));
+            }
+            let mut response = Response::new(TextCategorizationOutput {
+                category: category_of(&text),
+                prediction_id: format!("p-{id}"),
+                text,
+            });
+            for (key, value) in echoed {
+                response.metadata_mut().append(key, value);
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// A status code from its number or its name (`5`, `NOT_FOUND`).
+fn code_from(text: &str) -> Code {
+    if let Ok(n) = text.parse::<i32>() {
+        return Code::from_i32(n);
+    }
+    (1..=16)
+        .map(Code::from_i32)
+        .find(|c| format!("{c:?}").to_ascii_uppercase() == text.replace('_', ""))
+        .unwrap_or(Code::Unknown)
+}
+
+/// The prediction service on its own port and thread.
+pub struct PredictServer {
+    addr: SocketAddr,
+    served: Arc<AtomicU64>,
+    thread: Option<(std::thread::JoinHandle<()>, tokio::sync::oneshot::Sender<()>)>,
+}
+
+impl PredictServer {
+    /// Serve gRPC (h2c) on `addr` with `threads` worker threads.
+    pub fn spawn(addr: &str, threads: usize) -> Result<Self, TargetError> {
+        let listener =
+            std::net::TcpListener::bind(addr).map_err(|source| TargetError::Bind { addr: addr.into(), source })?;
+        let local = listener.local_addr().map_err(|source| TargetError::Bind { addr: addr.into(), source })?;
+        listener.set_nonblocking(true).map_err(|source| TargetError::Bind { addr: addr.into(), source })?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .enable_all()
+            .build()
+            .map_err(TargetError::Runtime)?;
+        let service = PredictService::default();
+        let served = service.served.clone();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("predict-grpc".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+                    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+                    let serving = tokio::spawn(
+                        tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming),
+                    );
+                    // Stopped at once, not gracefully: a client's open
+                    // connection would hold a graceful stop forever.
+                    let _ = stop_rx.await;
+                    serving.abort();
+                });
+                runtime.shutdown_timeout(Duration::from_millis(100));
+            })
+            .map_err(TargetError::Runtime)?;
+        Ok(Self { addr: local, served, thread: Some((thread, stop_tx)) })
+    }
+
+    /// The address bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://addr`, for a plan's host.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Predictions made (calls that reached the method).
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for PredictServer {
+    fn drop(&mut self) {
+        if let Some((thread, stop)) = self.thread.take() {
+            let _ = stop.send(());
+            let _ = thread.join();
+        }
+    }
+}
