@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use swarmer_target::{DemoTarget, TargetOptions};
+use swarmer_target::{DemoTarget, PredictServer, TargetOptions};
 
 const TOKEN: &str = "test-cluster-token-0123456789";
 
@@ -1835,4 +1835,40 @@ fn a_worker_killed_mid_ramp_leaves_the_other_on_the_schedule() {
     assert_eq!(master.proc.wait_exit(Duration::from_secs(30)), 0, "{}", master.proc.text());
     let served = t.requests_served();
     assert!((1050..=1230).contains(&served), "{served} requests of the 1,200 iterations due\n{}", master.proc.text());
+}
+
+/// The seed's comparison, distributed: the predict example's REST and gRPC
+/// users on two `-f -` workers, its `.proto` file shipped with the plan,
+/// both rows in the master's summary without failures.
+#[test]
+fn the_predict_examples_rest_and_grpc_users_run_on_workers() {
+    let web = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let grpc = PredictServer::spawn("127.0.0.1:0", 1).unwrap();
+    let plan = repo().join("examples/lua/predict/plan.lua").to_string_lossy().into_owned();
+    let grpc_url = grpc.url();
+    let extra = ["--grpc-host", grpc_url.as_str()];
+    let flags = "--headless --expect-workers 2 -u 8 -r 100 -t 3s --only-summary";
+    let mut master = start_master(&plan, &web.url(), flags, &extra, TOKEN);
+    let dir = tempfile::tempdir().unwrap();
+    let port = master.port.clone();
+    let mut workers: Vec<Proc> = (0..2)
+        .map(|_| {
+            Proc::start_in(dir.path(), &["--worker", "-f", "-", "--master-port", port.as_str(), "--shards", "1"], TOKEN)
+        })
+        .collect();
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{}", master.proc.text());
+    for w in &mut workers {
+        assert_eq!(w.wait_exit(Duration::from_secs(20)), 0, "{}", w.text());
+    }
+    let text = master.proc.text();
+    let row = |start: &str| -> Vec<String> {
+        let line = text.lines().find(|l| l.contains(start)).unwrap_or_else(|| panic!("no {start} row: {text}"));
+        line.split_whitespace().map(str::to_owned).collect()
+    };
+    let grpc_row = row("grpc     categorization.TextCategorization/GetPrediction");
+    let rest_row = row("POST     /predict");
+    let requests = |r: &[String]| r[2].parse::<u64>().unwrap();
+    assert!(requests(&grpc_row) >= 4 && requests(&rest_row) >= 4, "{grpc_row:?} {rest_row:?}");
+    assert!(grpc_row[3].starts_with("0(") && rest_row[3].starts_with("0("), "{grpc_row:?} {rest_row:?}");
+    assert!(grpc.served() >= requests(&grpc_row), "{} served", grpc.served());
 }

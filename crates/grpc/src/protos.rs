@@ -18,8 +18,10 @@ pub struct Protos {
 
 impl Protos {
     /// Compile `file` (its imports found beside it and in `includes`) and
-    /// add what it describes. Loading the same file twice is harmless.
-    pub fn load(&mut self, file: &Path, includes: &[PathBuf]) -> Result<(), ProtoError> {
+    /// add what it describes; the files read (it and its imports, but not
+    /// the well-known types built in). Loading the same file twice is
+    /// harmless.
+    pub fn load(&mut self, file: &Path, includes: &[PathBuf]) -> Result<Vec<PathBuf>, ProtoError> {
         let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let name = file.file_name().ok_or_else(|| ProtoError(format!("{}: not a file", file.display())))?;
         let mut roots = vec![dir.to_path_buf()];
@@ -30,7 +32,7 @@ impl Protos {
         compiler.open_file(name).map_err(shown)?;
         let set = compiler.file_descriptor_set();
         self.pool.add_file_descriptor_set(set).map_err(|e| ProtoError(format!("{}: {e}", file.display())))?;
-        Ok(())
+        Ok(compiler.files().filter_map(|f| f.path().map(Path::to_path_buf)).collect())
     }
 
     /// A method by its full name: `package.Service/Method` (gRPC's path

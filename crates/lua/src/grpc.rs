@@ -39,7 +39,16 @@ fn load(lua: &Lua, (file, includes): (String, Option<Vec<String>>)) -> mlua::Res
     let includes: Vec<PathBuf> = includes.unwrap_or_default().iter().map(|i| resolve(i)).collect();
     let protos = lua.app_data_ref::<VmProtos>().ok_or_else(|| mlua::Error::runtime("internal: no protos"))?;
     let loaded = protos.0.borrow_mut().load(&resolve(&file), &includes);
-    Ok(loaded.err().map(|e| e.0))
+    match loaded {
+        Ok(read) => {
+            // Shipped to `-f -` workers with the plan.
+            if let Some(used) = lua.app_data_ref::<crate::data::UsedFiles>() {
+                used.0.borrow_mut().extend(read);
+            }
+            Ok(None)
+        }
+        Err(e) => Ok(Some(e.0)),
+    }
 }
 
 /// `client:grpc(method, message, opts)`: the number of the filed call, or

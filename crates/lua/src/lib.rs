@@ -108,7 +108,7 @@ pub fn load_plan_as(path: &Path, values: HashMap<String, String>, role: NodeRole
 }
 
 /// The files the plan at `path` loads besides itself (the Lua modules it
-/// requires and the data files it reads while loading), for shipping it to
+/// requires, the data and `.proto` files it reads while loading), for shipping it to
 /// workers.
 pub fn plan_files(path: &Path) -> Result<Vec<PathBuf>, PlanError> {
     Ok(describe(path, &NodeRole::Master)?.files.clone())

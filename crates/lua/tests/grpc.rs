@@ -154,3 +154,12 @@ end }} }})
     assert!(exceptions.is_empty(), "{exceptions:?}");
     assert_eq!(grpc.served(), 0, "no bad call was sent");
 }
+
+#[test]
+fn the_proto_files_a_plan_loads_ship_with_it() {
+    let plan = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/lua/predict/plan.lua");
+    let files = swarmer_lua::plan_files(&plan).unwrap();
+    let names: Vec<String> =
+        files.iter().filter_map(|f| f.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
+    assert!(names.contains(&"categorization.proto".to_owned()), "{files:?}");
+}
