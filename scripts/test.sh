@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone. Installs what the tests need
 # (Debian's chromium for the browser tests, playwright-core from npm, PyYAML,
-# Locust from PyPI for the parity check), then checks formatting and lints,
+# Locust and grpcio from PyPI for the parity and gRPC checks), then checks formatting and lints,
 # runs every test of the workspace, the web UI's browser tests against the
 # freshly built binary, and Locust's examples side by side with their plans.
 set -euo pipefail
@@ -57,3 +57,9 @@ if [ ! -x "$venv/bin/locust" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check locust==2.47.0
 fi
 python3 tests/parity/compare.py --swarmer target/debug/swarmer --locust "$venv/bin/locust"
+
+# gRPC against a server Swarmer did not write: Python's grpcio (PyPI), in
+# the same venv.
+"$venv/bin/python" -c "import grpc" 2>/dev/null ||
+  "$venv/bin/pip" install --quiet --disable-pip-version-check grpcio==1.85.3
+"$venv/bin/python" tests/grpc/interop.py --swarmer target/debug/swarmer
