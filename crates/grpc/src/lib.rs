@@ -5,13 +5,16 @@
 //! methods over a [`GrpcChannel`] (one HTTP/2 connection, plaintext h2c,
 //! opened on first use). Each call ends in a [`CallOutcome`]: the status,
 //! the reply and the metadata, ready to be recorded as a request of type
-//! `grpc`. The front ends (Lua, Rust) record it; this crate only calls.
+//! `grpc`: [`GrpcUserClient`] records it in a user's statistics, for
+//! the Lua front end and Rust plans alike.
 
 mod call;
 mod codec;
 mod protos;
+mod recorded;
 
 pub use call::{CallOptions, CallOutcome, GrpcChannel, code_name};
 pub use codec::DynamicCodec;
 pub use prost_reflect::{DynamicMessage, MessageDescriptor, MethodDescriptor};
 pub use protos::{ProtoError, Protos, message_json};
+pub use recorded::GrpcUserClient;

@@ -38,7 +38,7 @@ pub struct ClientCore {
     next_catch: Cell<u64>,
     /// The user's gRPC channels by host: one HTTP/2 connection each,
     /// opened on the first call, gone with the user.
-    grpc: RefCell<Vec<(String, swarmer_grpc::GrpcChannel)>>,
+    grpc: RefCell<Vec<(String, swarmer_grpc::GrpcUserClient)>>,
 }
 
 impl ClientCore {
@@ -47,19 +47,14 @@ impl ClientCore {
         self.client.base_url()
     }
 
-    /// Record a sample of any request type in this user's name.
-    pub fn record(&self, kind: &str, name: &str, took: std::time::Duration, length: u64, error: Option<&str>) {
-        self.client.record_request(kind, name, took, length, error);
-    }
-
-    /// The user's gRPC channel to `host`, made on first use.
-    pub fn grpc_channel(&self, host: &str) -> Result<swarmer_grpc::GrpcChannel, swarmer_grpc::ProtoError> {
-        if let Some((_, channel)) = self.grpc.borrow().iter().find(|(h, _)| h == host) {
-            return Ok(channel.clone());
+    /// The user's gRPC client of `host`, made on first use.
+    pub fn grpc_client(&self, host: &str) -> Result<swarmer_grpc::GrpcUserClient, swarmer_grpc::ProtoError> {
+        if let Some((_, client)) = self.grpc.borrow().iter().find(|(h, _)| h == host) {
+            return Ok(client.clone());
         }
-        let channel = swarmer_grpc::GrpcChannel::lazy(host)?;
-        self.grpc.borrow_mut().push((host.to_owned(), channel.clone()));
-        Ok(channel)
+        let client = swarmer_grpc::GrpcUserClient::new(&self.client, host)?;
+        self.grpc.borrow_mut().push((host.to_owned(), client.clone()));
+        Ok(client)
     }
 
     /// Record an exception in this user's name (see `call::StuckReport`).

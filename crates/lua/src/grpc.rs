@@ -16,7 +16,6 @@ use std::time::Duration;
 use mlua::{Lua, LuaSerdeExt, Table, Value};
 use swarmer_grpc::{CallOptions, CallOutcome, Protos, code_name, message_json};
 
-use crate::client::ClientCore;
 use crate::data::PlanDir;
 use crate::driver::Bridge;
 
@@ -89,14 +88,12 @@ fn start(
         Err(e) => return Ok((None, Some(e))),
     };
     let host = host.unwrap_or_else(|| core.base_url().to_owned());
-    let channel = match core.grpc_channel(&host) {
-        Ok(channel) => channel,
+    let grpc = match core.grpc_client(&host) {
+        Ok(grpc) => grpc,
         Err(e) => return Ok((None, Some(e.0))),
     };
-    let name = name.unwrap_or_else(|| format!("{}/{}", descriptor.parent_service().full_name(), descriptor.name()));
     let id = bridge.pending.file(async move {
-        let outcome = channel.unary(&descriptor, request, &options).await;
-        record(&core, &name, &outcome);
+        let outcome = grpc.unary(&descriptor, request, &options, name.as_deref()).await;
         Box::new(move |lua: &Lua| outcome_table(lua, &outcome).map_err(|e| crate::vm::clean(&e)))
             as crate::pending::Finish
     })?;
@@ -131,11 +128,6 @@ fn read_options(opts: Option<&Table>) -> Result<(CallOptions, Option<String>, Op
         }
     }
     Ok((options, name, host))
-}
-
-fn record(core: &ClientCore, name: &str, outcome: &CallOutcome) {
-    let failure = outcome.failure();
-    core.record("grpc", name, outcome.elapsed, outcome.reply_size as u64, failure.as_deref());
 }
 
 /// `{ ok, code, status, message, reply, metadata, elapsed }` (elapsed in

@@ -1,0 +1,55 @@
+//! A user's gRPC client for the engine's front ends: calls made over the
+//! user's own channel and recorded in the user's statistics as requests of
+//! type `grpc` (named by the method, or a name of the plan's), a status
+//! other than OK being the failure. The Lua front end and Rust plans use
+//! it alike.
+
+use prost_reflect::{DynamicMessage, MethodDescriptor};
+use swarmer_engine::Client;
+
+use crate::call::{CallOptions, CallOutcome, GrpcChannel};
+use crate::protos::ProtoError;
+
+/// Calls to one server, recorded for one user.
+#[derive(Clone)]
+pub struct GrpcUserClient {
+    channel: GrpcChannel,
+    client: Client,
+}
+
+impl GrpcUserClient {
+    /// A client of `host` (`http://host:port`) recording in `client`'s
+    /// user's name; nothing connects until the first call.
+    pub fn new(client: &Client, host: &str) -> Result<Self, ProtoError> {
+        Ok(Self { channel: GrpcChannel::lazy(host)?, client: client.clone() })
+    }
+
+    /// [`GrpcUserClient::new`] over an existing channel (one connection
+    /// shared by several users, when a plan asks for that).
+    pub fn with_channel(client: &Client, channel: GrpcChannel) -> Self {
+        Self { channel, client: client.clone() }
+    }
+
+    /// Call a unary method and record the call under `name` (default:
+    /// `package.Service/Method`).
+    pub async fn unary(
+        &self,
+        method: &MethodDescriptor,
+        request: DynamicMessage,
+        options: &CallOptions,
+        name: Option<&str>,
+    ) -> CallOutcome {
+        let outcome = self.channel.unary(method, request, options).await;
+        let full;
+        let name = match name {
+            Some(name) => name,
+            None => {
+                full = format!("{}/{}", method.parent_service().full_name(), method.name());
+                &full
+            }
+        };
+        let failure = outcome.failure();
+        self.client.record_request("grpc", name, outcome.elapsed, outcome.reply_size as u64, failure.as_deref());
+        outcome
+    }
+}
