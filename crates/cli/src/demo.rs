@@ -63,6 +63,15 @@ pub async fn run_demo(plan: Plan, mut run: RunArgs, args: DemoArgs) -> i32 {
 /// `swarmer target`: serve until Ctrl-C.
 pub async fn serve_target(args: TargetArgs) -> i32 {
     let tls = args.tls_cert.zip(args.tls_key).map(|(cert, key)| TlsFiles { cert, key, client_ca: None });
+    // With a certificate, the gRPC API is served over TLS too.
+    let grpc = match args.grpc_bind.as_deref().map(|addr| PredictServer::spawn(addr, args.threads, tls.as_ref())) {
+        Some(Err(e)) => {
+            eprintln!("swarmer: error: --grpc-bind: {e}");
+            return 1;
+        }
+        Some(Ok(grpc)) => Some(grpc),
+        None => None,
+    };
     let options = TargetOptions {
         delay: Duration::from_millis(args.delay),
         error_rate: args.error_rate,
@@ -74,13 +83,6 @@ pub async fn serve_target(args: TargetArgs) -> i32 {
         Ok(t) => t,
         Err(e) => {
             eprintln!("swarmer: error: {e}");
-            return 1;
-        }
-    };
-    let grpc = match args.grpc_bind.as_deref().map(|addr| PredictServer::spawn(addr, args.threads)).transpose() {
-        Ok(grpc) => grpc,
-        Err(e) => {
-            eprintln!("swarmer: error: --grpc-bind: {e}");
             return 1;
         }
     };

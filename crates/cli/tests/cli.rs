@@ -1389,3 +1389,43 @@ fn the_ci_example_passes_and_fails_a_pipeline_by_its_thresholds() {
     assert!(junit.contains("dropped&lt;1% was ") && junit.contains("corrected_p99&lt;250ms was "), "{junit}");
     assert!(std::fs::read_to_string(results.join("stats_iterations_history.csv")).is_ok());
 }
+
+/// gRPC over TLS from a plan trusts what `--ca-cert` trusts, as HTTPS does.
+#[test]
+fn a_plans_grpc_calls_over_tls_trust_the_ca_cert_given() {
+    let files = swarmer_target::TlsFiles {
+        cert: fixture("server.pem").into(),
+        key: fixture("server.key").into(),
+        client_ca: None,
+    };
+    let grpc = swarmer_target::PredictServer::spawn("127.0.0.1:0", 1, Some(&files)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let proto = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/lua/predict/categorization.proto");
+    let plan = plan_file(
+        dir.path(),
+        &format!(
+            "local swarmer = require('swarmer')\nswarmer.grpc.load({:?})\n\
+             swarmer.user('G', {{ wait_time = swarmer.constant(0.05), tasks = {{ function(self)\n\
+               self.client:grpc('categorization.TextCategorization/GetPrediction', {{ text = 'tls' }})\n\
+             end }} }})\n",
+            proto.to_string_lossy()
+        ),
+    );
+    let run_with = |extra: &[&str]| {
+        let mut cmd = swarmer();
+        cmd.args(["-f", plan.to_str().unwrap(), "-H", &grpc.url(), "--headless", "-u", "1", "-t", "1s", "--json"]);
+        cmd.args(["--only-summary"]).args(extra);
+        let out = run(&mut cmd);
+        let stdout = text(&out.stdout);
+        let rows: serde_json::Value = serde_json::from_str(&stdout[stdout.find('[').expect("JSON")..]).unwrap();
+        let row = rows.as_array().unwrap().iter().find(|r| r["method"] == "grpc").cloned().expect("a grpc row");
+        (row["num_requests"].as_u64().unwrap(), row["num_failures"].as_u64().unwrap())
+    };
+    let (calls, failed) = run_with(&["--ca-cert", &fixture("ca.pem")]);
+    assert!(calls >= 5 && failed == 0, "{calls} calls, {failed} failed");
+    // Without it the server is not trusted: every call fails, none served.
+    let served = grpc.served();
+    let (calls, failed) = run_with(&[]);
+    assert!(calls >= 1 && failed == calls, "{calls} calls, {failed} failed");
+    assert_eq!(grpc.served(), served);
+}

@@ -1843,7 +1843,7 @@ fn a_worker_killed_mid_ramp_leaves_the_other_on_the_schedule() {
 #[test]
 fn the_predict_examples_rest_and_grpc_users_run_on_workers() {
     let web = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
-    let grpc = PredictServer::spawn("127.0.0.1:0", 1).unwrap();
+    let grpc = PredictServer::spawn("127.0.0.1:0", 1, None).unwrap();
     let plan = repo().join("examples/lua/predict/plan.lua").to_string_lossy().into_owned();
     let grpc_url = grpc.url();
     let extra = ["--grpc-host", grpc_url.as_str()];

@@ -120,6 +120,11 @@ impl Client {
         &self.base_url
     }
 
+    /// The HTTP client settings the test runs with (TLS trust included).
+    pub fn http_config(&self) -> &Arc<ClientConfig> {
+        &self.config
+    }
+
     /// Record a sample of any request type (Locust's `events.request.fire`),
     /// for protocols other than HTTP and for timed blocks of plan code.
     pub fn record_request(

@@ -1,5 +1,6 @@
 //! One connection to a gRPC server and calls over it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prost::Message;
@@ -9,9 +10,10 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
 use crate::codec::DynamicCodec;
+use crate::connector::Connector;
 use crate::protos::ProtoError;
 
-/// An HTTP/2 connection to one server (plaintext, `http://host:port`),
+/// An HTTP/2 connection to one server (`http://` h2c or `https://` TLS),
 /// opened on the first call and reopened after a failure. Clones share it.
 #[derive(Clone)]
 pub struct GrpcChannel {
@@ -65,15 +67,25 @@ impl CallOutcome {
 }
 
 impl GrpcChannel {
-    /// A channel to `url` (`http://host:port`); nothing connects yet.
-    pub fn lazy(url: &str) -> Result<Self, ProtoError> {
-        if url.starts_with("https://") {
-            return Err(ProtoError(format!("{url}: gRPC over TLS is not supported yet; use http:// (h2c)")));
-        }
-        let endpoint = Endpoint::from_shared(url.to_owned())
-            .map_err(|e| ProtoError(format!("{url}: not a gRPC server address: {e}")))?
-            .tcp_nodelay(true);
-        Ok(Self { channel: endpoint.connect_lazy() })
+    /// A channel to `url`: `http://host:port` (h2c) or `https://...`
+    /// (TLS with `tls`, which should offer `h2` by ALPN; without one,
+    /// the Mozilla roots). Nothing connects yet.
+    pub fn lazy(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Self, ProtoError> {
+        let secure = match url.split_once("://").map(|(scheme, _)| scheme) {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(ProtoError(format!("{url}: expected http://host:port (h2c) or https://host:port (TLS)"))),
+        };
+        // TLS is the connector's (with the test's trust), not tonic's: the
+        // endpoint is given as http:// so that tonic, when another crate of
+        // the build enables its own TLS, does not refuse an https:// one it
+        // has no configuration for.
+        let plain = if secure { format!("http://{}", &url["https://".len()..]) } else { url.to_owned() };
+        let endpoint =
+            Endpoint::from_shared(plain).map_err(|e| ProtoError(format!("{url}: not a gRPC server address: {e}")))?;
+        let tls =
+            secure.then(|| tls.unwrap_or_else(|| swarmer_http::ClientConfig::default_config().tls_with_alpn(&[b"h2"])));
+        Ok(Self { channel: endpoint.connect_with_connector_lazy(Connector { tls }) })
     }
 
     /// Call a unary `method` with `request`.

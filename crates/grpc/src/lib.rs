@@ -2,7 +2,7 @@
 //!
 //! A plan names its `.proto` files (read by [`Protos`], a pure-Rust
 //! compiler, no `protoc`), builds requests from plain values, and calls
-//! methods over a [`GrpcChannel`] (one HTTP/2 connection, plaintext h2c,
+//! methods over a [`GrpcChannel`] (one HTTP/2 connection, h2c or TLS,
 //! opened on first use). Each call ends in a [`CallOutcome`]: the status,
 //! the reply and the metadata, ready to be recorded as a request of type
 //! `grpc`: [`GrpcUserClient`] records it in a user's statistics, for
@@ -10,6 +10,7 @@
 
 mod call;
 mod codec;
+mod connector;
 mod protos;
 mod recorded;
 

@@ -18,10 +18,12 @@ pub struct GrpcUserClient {
 }
 
 impl GrpcUserClient {
-    /// A client of `host` (`http://host:port`) recording in `client`'s
-    /// user's name; nothing connects until the first call.
+    /// A client of `host` (`http://host:port`, or `https://` with the
+    /// test's TLS trust) recording in `client`'s user's name; nothing
+    /// connects until the first call.
     pub fn new(client: &Client, host: &str) -> Result<Self, ProtoError> {
-        Ok(Self { channel: GrpcChannel::lazy(host)?, client: client.clone() })
+        let tls = client.http_config().tls_with_alpn(&[b"h2"]);
+        Ok(Self { channel: GrpcChannel::lazy(host, Some(tls))?, client: client.clone() })
     }
 
     /// [`GrpcUserClient::new`] over an existing channel (one connection

@@ -17,10 +17,10 @@ fn protos() -> Protos {
 
 #[tokio::test]
 async fn a_unary_call_returns_the_reply_and_a_failure_its_status_from_the_trailers() {
-    let server = PredictServer::spawn("127.0.0.1:0", 1).unwrap();
+    let server = PredictServer::spawn("127.0.0.1:0", 1, None).unwrap();
     let protos = protos();
     let method = protos.method("categorization.TextCategorization/GetPrediction").unwrap();
-    let channel = GrpcChannel::lazy(&server.url()).unwrap();
+    let channel = GrpcChannel::lazy(&server.url(), None).unwrap();
     let request = Protos::request(&method, &serde_json::json!({ "text": "hello" })).unwrap();
     let outcome = channel.unary(&method, request, &CallOptions::default()).await;
     assert!(outcome.ok(), "{outcome:?}");
@@ -39,10 +39,10 @@ async fn a_unary_call_returns_the_reply_and_a_failure_its_status_from_the_traile
 
 #[tokio::test]
 async fn a_deadline_and_metadata_travel_and_a_slow_reply_is_deadline_exceeded() {
-    let server = PredictServer::spawn("127.0.0.1:0", 1).unwrap();
+    let server = PredictServer::spawn("127.0.0.1:0", 1, None).unwrap();
     let protos = protos();
     let method = protos.method("categorization.TextCategorization.GetPrediction").unwrap();
-    let channel = GrpcChannel::lazy(&server.url()).unwrap();
+    let channel = GrpcChannel::lazy(&server.url(), None).unwrap();
     let options =
         CallOptions { metadata: vec![("x-user".into(), "7".into())], timeout: Some(Duration::from_millis(200)) };
     let request = Protos::request(&method, &serde_json::json!({ "text": "sleep:10" })).unwrap();
@@ -77,8 +77,42 @@ async fn a_server_that_is_not_there_is_unavailable() {
     drop(listener);
     let protos = protos();
     let method = protos.method("categorization.TextCategorization/GetPrediction").unwrap();
-    let channel = GrpcChannel::lazy(&url).unwrap();
+    let channel = GrpcChannel::lazy(&url, None).unwrap();
     let request = Protos::request(&method, &serde_json::json!({ "text": "x" })).unwrap();
     let outcome = channel.unary(&method, request, &CallOptions::default()).await;
     assert_eq!(outcome.code, Code::Unavailable, "{outcome:?}");
+}
+
+#[tokio::test]
+async fn over_tls_a_call_trusts_the_tests_ca_and_an_untrusted_server_is_refused() {
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tls");
+    let files = swarmer_target::TlsFiles {
+        cert: fixtures.join("server.pem"),
+        key: fixtures.join("server.key"),
+        client_ca: None,
+    };
+    let server = PredictServer::spawn("127.0.0.1:0", 1, Some(&files)).unwrap();
+    assert!(server.url().starts_with("https://"));
+    let protos = protos();
+    let method = protos.method("categorization.TextCategorization/GetPrediction").unwrap();
+    let options = swarmer_http::TlsOptions { ca_certs: vec![fixtures.join("ca.pem")], ..Default::default() };
+    let trusted = swarmer_http::ClientConfig::new(&options, swarmer_http::HttpVersionPreference::Auto).unwrap();
+    let channel = GrpcChannel::lazy(&server.url(), Some(trusted.tls_with_alpn(&[b"h2"]))).unwrap();
+    let request = Protos::request(&method, &serde_json::json!({ "text": "tls" })).unwrap();
+    let outcome = channel.unary(&method, request, &CallOptions::default()).await;
+    assert!(outcome.ok(), "{outcome:?}");
+    assert_eq!(serde_json::to_value(outcome.reply.unwrap()).unwrap()["text"], "tls");
+
+    // The Mozilla roots alone do not trust the test CA: no call reaches it.
+    let untrusted = GrpcChannel::lazy(&server.url(), None).unwrap();
+    let request = Protos::request(&method, &serde_json::json!({ "text": "x" })).unwrap();
+    let outcome = untrusted.unary(&method, request, &CallOptions::default()).await;
+    assert_eq!(outcome.code, Code::Unavailable, "{outcome:?}");
+    assert_eq!(server.served(), 1);
+}
+
+#[test]
+fn an_address_without_http_or_https_is_refused() {
+    let e = GrpcChannel::lazy("grpc://127.0.0.1:1", None).err().unwrap().0;
+    assert!(e.contains("expected http://host:port (h2c) or https://host:port (TLS)"), "{e}");
 }

@@ -29,7 +29,7 @@ async fn predict(user: &mut User) -> TaskResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_rust_plans_calls_are_grpc_rows_with_their_failures() {
-    let server = PredictServer::spawn("127.0.0.1:0", 1).unwrap();
+    let server = PredictServer::spawn("127.0.0.1:0", 1, None).unwrap();
     SERVER.set(server.url()).unwrap();
     let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/lua/predict/categorization.proto");
     let mut protos = Protos::default();

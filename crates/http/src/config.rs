@@ -101,6 +101,15 @@ impl ClientConfig {
         })
     }
 
+    /// The test's TLS settings (roots, `--ca-cert`, `--insecure`, client
+    /// certificate) offering only `protocols` by ALPN: for another
+    /// protocol's client over the same trust (gRPC offers `h2`).
+    pub fn tls_with_alpn(&self, protocols: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+        let mut config = (*self.tls).clone();
+        config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+
     /// True when server certificates are not verified (built with
     /// [`TlsOptions::insecure`]).
     pub fn insecure(&self) -> bool {

@@ -48,7 +48,7 @@ const METHOD: &str = "categorization.TextCategorization/GetPrediction";
 async fn rest_and_grpc_users_share_a_run_and_each_call_is_a_grpc_row() {
     let (web, grpc) = (
         DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap(),
-        PredictServer::spawn("127.0.0.1:0", 1).unwrap(),
+        PredictServer::spawn("127.0.0.1:0", 1, None).unwrap(),
     );
     let dir = tempfile::tempdir().unwrap();
     let path = write_plan(
@@ -83,7 +83,7 @@ end }} }})
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_status_in_the_trailers_is_a_failure_named_by_the_status_and_a_deadline_ends_a_call() {
-    let grpc = PredictServer::spawn("127.0.0.1:0", 1).unwrap();
+    let grpc = PredictServer::spawn("127.0.0.1:0", 1, None).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = write_plan(
         dir.path(),
@@ -131,7 +131,7 @@ fn bad_calls_and_files_are_errors_at_the_plans_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_wrong_field_or_method_is_an_error_at_the_calling_line() {
-    let grpc = PredictServer::spawn("127.0.0.1:0", 1).unwrap();
+    let grpc = PredictServer::spawn("127.0.0.1:0", 1, None).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = write_plan(
         dir.path(),

@@ -19,6 +19,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tonic::server::{NamedService, UnaryService};
+
 use tonic::{Code, Request, Response, Status};
 
 use crate::TargetError;
@@ -148,16 +149,55 @@ fn code_from(text: &str) -> Code {
 pub struct PredictServer {
     addr: SocketAddr,
     served: Arc<AtomicU64>,
+    https: bool,
     thread: Option<(std::thread::JoinHandle<()>, tokio::sync::oneshot::Sender<()>)>,
 }
 
+/// Accept connections and serve each over HTTP/2 (after a TLS handshake
+/// when there is an acceptor).
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    service: PredictService,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            // Out of descriptors, say: wait instead of spinning.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let (tls, service) = (tls.clone(), service.clone());
+        tokio::spawn(async move {
+            let service = hyper_util::service::TowerToHyperService::new(service);
+            let http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            match tls {
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(tcp).await {
+                        let _ = http2.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                }
+                None => {
+                    let _ = http2.serve_connection(TokioIo::new(tcp), service).await;
+                }
+            }
+        });
+    }
+}
+
 impl PredictServer {
-    /// Serve gRPC (h2c) on `addr` with `threads` worker threads.
-    pub fn spawn(addr: &str, threads: usize) -> Result<Self, TargetError> {
-        let listener =
-            std::net::TcpListener::bind(addr).map_err(|source| TargetError::Bind { addr: addr.into(), source })?;
-        let local = listener.local_addr().map_err(|source| TargetError::Bind { addr: addr.into(), source })?;
-        listener.set_nonblocking(true).map_err(|source| TargetError::Bind { addr: addr.into(), source })?;
+    /// Serve gRPC on `addr` with `threads` worker threads: h2c, or TLS
+    /// (ALPN `h2`) with `tls`.
+    pub fn spawn(addr: &str, threads: usize, tls: Option<&crate::TlsFiles>) -> Result<Self, TargetError> {
+        let bind = |source| TargetError::Bind { addr: addr.into(), source };
+        let acceptor = match tls {
+            Some(files) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(crate::tls::server_config(files)?))),
+            None => None,
+        };
+        let listener = std::net::TcpListener::bind(addr).map_err(bind)?;
+        let local = listener.local_addr().map_err(bind)?;
+        listener.set_nonblocking(true).map_err(bind)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .enable_all()
@@ -171,10 +211,7 @@ impl PredictServer {
             .spawn(move || {
                 runtime.block_on(async move {
                     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
-                    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-                    let serving = tokio::spawn(
-                        tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming),
-                    );
+                    let serving = tokio::spawn(accept_loop(listener, acceptor, service));
                     // Stopped at once, not gracefully: a client's open
                     // connection would hold a graceful stop forever.
                     let _ = stop_rx.await;
@@ -183,7 +220,7 @@ impl PredictServer {
                 runtime.shutdown_timeout(Duration::from_millis(100));
             })
             .map_err(TargetError::Runtime)?;
-        Ok(Self { addr: local, served, thread: Some((thread, stop_tx)) })
+        Ok(Self { addr: local, served, https: tls.is_some(), thread: Some((thread, stop_tx)) })
     }
 
     /// The address bound.
@@ -191,9 +228,9 @@ impl PredictServer {
         self.addr
     }
 
-    /// `http://addr`, for a plan's host.
+    /// `http://addr` (or `https://`), for a plan's host.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", if self.https { "https" } else { "http" }, self.addr)
     }
 
     /// Predictions made (calls that reached the method).
