@@ -1,11 +1,13 @@
 """gRPC against a server Swarmer did not write: Python's grpcio.
 
-A grpcio server (in this process, on 127.0.0.1, a generic handler with the
+A grpcio server (in this process, on 127.0.0.1, generic handlers with the
 seed's TextCategorization messages encoded by hand, so no generated code
-and no protobuf package) answers three ways: a reply; a status without a
-reply (trailers only, `context.abort`); and a reply followed by a non-OK
-status in the trailers (`set_code` then return). A Swarmer plan calls all
-three; its JSON summary must count each call, with the right failures.
+and no protobuf package) answers a unary method three ways: a reply; a
+status without a reply (trailers only, `context.abort`); and a reply
+followed by a non-OK status in the trailers (`set_code` then return). It
+also serves server-, client- and bidirectional-streaming methods
+(`streams.proto`), one of which aborts mid-stream. A Swarmer plan calls
+them all; its JSON summary must count each call, with the right failures.
 
     python3 tests/grpc/interop.py --swarmer target/debug/swarmer [--python VENV/bin/python]
 Run by scripts/test.sh with the parity venv's Python, which has grpcio.
@@ -97,8 +99,28 @@ def serve():
         "GetPrediction": grpc.unary_unary_rpc_method_handler(
             predict, request_deserializer=decode_input, response_serializer=encode_output),
     })
+    def split(text, context):
+        for i, word in enumerate(text.split()):
+            yield (word, f"split-{i}", i)
+
+    def join(words, context):
+        texts = list(words)
+        return (" ".join(texts), "join", len(texts))
+
+    def echo(words, context):
+        for i, word in enumerate(words):
+            if word == "stop":
+                context.abort(grpc.StatusCode.ABORTED, f"stopped after {i}")
+            yield (word, f"echo-{i}", i)
+
+    codec = dict(request_deserializer=decode_input, response_serializer=encode_output)
+    streams = grpc.method_handlers_generic_handler("streams.Streams", {
+        "Split": grpc.unary_stream_rpc_method_handler(split, **codec),
+        "Join": grpc.stream_unary_rpc_method_handler(join, **codec),
+        "Echo": grpc.stream_stream_rpc_method_handler(echo, **codec),
+    })
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    server.add_generic_rpc_handlers((handler,))
+    server.add_generic_rpc_handlers((handler, streams))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     return server, port, counter
@@ -107,6 +129,7 @@ def serve():
 PLAN = """
 local swarmer = require("swarmer")
 swarmer.grpc.load(%(proto)s)
+swarmer.grpc.load(%(streams)s)
 local METHOD = "categorization.TextCategorization/GetPrediction"
 swarmer.user("U", { wait_time = swarmer.constant(0.02), tasks = { function(self)
   local ok = self.client:grpc(METHOD, { text = "abc" }, { name = "ok" })
@@ -115,6 +138,15 @@ swarmer.user("U", { wait_time = swarmer.constant(0.02), tasks = { function(self)
   assert(aborted.status == "NOT_FOUND" and aborted.message == "gone", "abort: " .. aborted.status)
   local late = self.client:grpc(METHOD, { text = "late:busy" }, { name = "late" })
   assert(late.status == "RESOURCE_EXHAUSTED" and late.message == "busy", "late: " .. late.status)
+  local split = self.client:grpc("streams.Streams/Split", { text = "a bb ccc" }, { name = "split" })
+  assert(split.ok and #split.replies == 3 and split.replies[3].text == "ccc" and split.replies[3].category == 2,
+    "split: " .. split.status)
+  local join = self.client:grpc("streams.Streams/Join", { { text = "x" }, { text = "y" } }, { name = "join" })
+  assert(join.ok and join.reply.text == "x y" and join.reply.category == 2 and join.sent == 2, "join: " .. join.status)
+  local echo = self.client:grpc("streams.Streams/Echo", { { text = "p" }, { text = "q" } }, { name = "echo" })
+  assert(echo.ok and #echo.replies == 2 and echo.replies[2].text == "q", "echo: " .. echo.status)
+  local stopped = self.client:grpc("streams.Streams/Echo", { { text = "p" }, { text = "stop" } }, { name = "stopped" })
+  assert(stopped.status == "ABORTED" and stopped.message == "stopped after 1", "stopped: " .. stopped.status)
 end } })
 """
 
@@ -128,7 +160,8 @@ def main():
         with tempfile.TemporaryDirectory() as work:
             plan = os.path.join(work, "plan.lua")
             with open(plan, "w") as f:
-                f.write(PLAN % {"proto": json.dumps(os.path.abspath(PROTO)), "category": sum(b"abc") % 10})
+                f.write(PLAN % {"proto": json.dumps(os.path.abspath(PROTO)), "category": sum(b"abc") % 10,
+                                "streams": json.dumps(os.path.join(HERE, "streams.proto"))})
             run = subprocess.run(
                 [args.swarmer, "-f", plan, "-H", f"http://127.0.0.1:{port}", "--headless", "-u", "2", "-r", "100",
                  "-t", "3s", "--json", "--only-summary", "--stop-timeout", "5"],
@@ -140,18 +173,19 @@ def main():
     finally:
         server.stop(None)
     problems = []
-    for name in ("ok", "abort", "late"):
+    for name in ("ok", "abort", "late", "split", "join", "echo", "stopped"):
         if name not in rows or rows[name]["num_requests"] < 5:
             problems.append(f"{name}: too few calls: {rows.get(name)}")
     if not problems:
-        if rows["ok"]["num_failures"] != 0:
-            problems.append(f"ok: failures {rows['ok']['num_failures']}")
-        for name in ("abort", "late"):
+        for name in ("ok", "split", "join", "echo"):
+            if rows[name]["num_failures"] != 0:
+                problems.append(f"{name}: failures {rows[name]['num_failures']}")
+        for name in ("abort", "late", "stopped"):
             if rows[name]["num_failures"] != rows[name]["num_requests"]:
                 problems.append(f"{name}: {rows[name]['num_failures']} of {rows[name]['num_requests']} failed")
-        total = sum(rows[n]["num_requests"] for n in rows)
-        if counter["n"] < total:
-            problems.append(f"the server saw {counter['n']} calls, Swarmer recorded {total}")
+        unary = sum(rows[n]["num_requests"] for n in ("ok", "abort", "late"))
+        if counter["n"] < unary:
+            problems.append(f"the server saw {counter['n']} unary calls, Swarmer recorded {unary}")
     if "\nExceptions\n" in run.stdout + run.stderr:
         problems.append("a task's assert failed (see Exceptions below)")
     if problems:

@@ -38,9 +38,13 @@ pub struct CallOutcome {
     pub code: Code,
     /// The status message (`grpc-message`), empty on success.
     pub message: String,
-    /// The reply, on success.
+    /// The reply, on success of a unary or client-streaming call.
     pub reply: Option<DynamicMessage>,
-    /// The reply's encoded size in bytes (0 without one).
+    /// The replies of a server-streaming or bidirectional call, in order.
+    pub stream: Vec<DynamicMessage>,
+    /// Messages sent (1, or a stream's count).
+    pub sent: usize,
+    /// The replies' encoded size in bytes (0 without any).
     pub reply_size: usize,
     /// Response metadata: headers, then trailers.
     pub metadata: Vec<(String, String)>,
@@ -95,37 +99,84 @@ impl GrpcChannel {
         request: DynamicMessage,
         options: &CallOptions,
     ) -> CallOutcome {
+        self.call(method, vec![request], options).await
+    }
+
+    /// Call `method` of any kind: `requests` holds its one request (unary,
+    /// server streaming) or the messages its stream sends (client or
+    /// bidirectional streaming), all sent at once. A stream of replies is
+    /// read to its end (at most [`MAX_STREAM_MESSAGES`] messages and
+    /// [`MAX_STREAM_BYTES`] bytes).
+    pub async fn call(
+        &self,
+        method: &MethodDescriptor,
+        requests: Vec<DynamicMessage>,
+        options: &CallOptions,
+    ) -> CallOutcome {
         let started = Instant::now();
-        let done = match build_request(method, request, options) {
-            Ok((request, path)) => {
-                let mut grpc = tonic::client::Grpc::new(self.channel.clone());
-                let call = async {
-                    grpc.ready().await.map_err(|e| Status::unavailable(format!("connecting: {e}")))?;
-                    grpc.unary(request, path, DynamicCodec::new(method.output())).await
-                };
-                match options.timeout {
-                    Some(limit) => tokio::time::timeout(limit, call)
-                        .await
-                        .unwrap_or_else(|_| Err(Status::deadline_exceeded("no reply within the call's timeout"))),
-                    None => call.await,
+        let sent = requests.len();
+        let exchange = async {
+            let (metadata, path) = prepare(method, options)?;
+            let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+            grpc.ready().await.map_err(|e| Status::unavailable(format!("connecting: {e}")))?;
+            let codec = DynamicCodec::new(method.output());
+            let single = || requests.first().cloned().ok_or_else(|| Status::invalid_argument("no request message"));
+            let stream = || futures_util::stream::iter(requests.clone());
+            let received = match (method.is_client_streaming(), method.is_server_streaming()) {
+                (false, false) => Received::One(grpc.unary(request(single()?, &metadata, options), path, codec).await?),
+                (true, false) => {
+                    Received::One(grpc.client_streaming(request(stream(), &metadata, options), path, codec).await?)
+                }
+                (false, true) => {
+                    Received::Many(grpc.server_streaming(request(single()?, &metadata, options), path, codec).await?)
+                }
+                (true, true) => {
+                    Received::Many(grpc.streaming(request(stream(), &metadata, options), path, codec).await?)
+                }
+            };
+            match received {
+                Received::One(response) => {
+                    let metadata = pairs(response.metadata());
+                    Ok((Some(response.into_inner()), Vec::new(), metadata))
+                }
+                Received::Many(response) => {
+                    let mut metadata = pairs(response.metadata());
+                    let mut replies = response.into_inner();
+                    let (mut stream, mut bytes) = (Vec::new(), 0usize);
+                    while let Some(reply) = replies.message().await? {
+                        bytes += reply.encoded_len();
+                        stream.push(reply);
+                        if stream.len() > MAX_STREAM_MESSAGES || bytes > MAX_STREAM_BYTES {
+                            return Err(Status::resource_exhausted(format!(
+                                "the reply stream passed {MAX_STREAM_MESSAGES} messages or {MAX_STREAM_BYTES} bytes"
+                            )));
+                        }
+                    }
+                    if let Some(trailers) = replies.trailers().await? {
+                        metadata.extend(pairs(&trailers));
+                    }
+                    Ok((None, stream, metadata))
                 }
             }
-            Err(status) => Err(status),
+        };
+        let done = match options.timeout {
+            Some(limit) => tokio::time::timeout(limit, exchange)
+                .await
+                .unwrap_or_else(|_| Err(Status::deadline_exceeded("no reply within the call's timeout"))),
+            None => exchange.await,
         };
         let elapsed = started.elapsed();
         match done {
-            Ok(response) => {
-                let metadata = pairs(response.metadata());
-                let reply = response.into_inner();
-                CallOutcome {
-                    code: Code::Ok,
-                    message: String::new(),
-                    reply_size: reply.encoded_len(),
-                    reply: Some(reply),
-                    metadata,
-                    elapsed,
-                }
-            }
+            Ok((reply, stream, metadata)) => CallOutcome {
+                code: Code::Ok,
+                message: String::new(),
+                reply_size: reply.iter().chain(&stream).map(Message::encoded_len).sum(),
+                reply,
+                stream,
+                sent,
+                metadata,
+                elapsed,
+            },
             Err(status) => CallOutcome {
                 // Past its deadline a call is DEADLINE_EXCEEDED, whatever
                 // the server said as it gave up (tonic says CANCELLED), as
@@ -136,6 +187,8 @@ impl GrpcChannel {
                 },
                 message: status.message().to_owned(),
                 reply: None,
+                stream: Vec::new(),
+                sent,
                 reply_size: 0,
                 metadata: pairs(status.metadata()),
                 elapsed,
@@ -144,19 +197,33 @@ impl GrpcChannel {
     }
 }
 
-/// The tonic request and the HTTP path of a call.
-fn build_request(
-    method: &MethodDescriptor,
-    message: DynamicMessage,
-    options: &CallOptions,
-) -> Result<(tonic::Request<DynamicMessage>, http::uri::PathAndQuery), Status> {
-    let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
-    let path = http::uri::PathAndQuery::from_maybe_shared(path)
-        .map_err(|e| Status::invalid_argument(format!("method path: {e}")))?;
-    let mut request = tonic::Request::new(message);
+/// Most messages read from one reply stream.
+pub const MAX_STREAM_MESSAGES: usize = 100_000;
+/// Most bytes read from one reply stream.
+pub const MAX_STREAM_BYTES: usize = 64 << 20;
+
+/// A reply, or a stream of them.
+enum Received {
+    One(tonic::Response<DynamicMessage>),
+    Many(tonic::Response<tonic::codec::Streaming<DynamicMessage>>),
+}
+
+/// A tonic request of `body` with the call's metadata and deadline.
+fn request<T>(body: T, metadata: &MetadataMap, options: &CallOptions) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(body);
+    *request.metadata_mut() = metadata.clone();
     if let Some(timeout) = options.timeout {
         request.set_timeout(timeout);
     }
+    request
+}
+
+/// The request metadata and the HTTP path of a call.
+fn prepare(method: &MethodDescriptor, options: &CallOptions) -> Result<(MetadataMap, http::uri::PathAndQuery), Status> {
+    let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
+    let path = http::uri::PathAndQuery::from_maybe_shared(path)
+        .map_err(|e| Status::invalid_argument(format!("method path: {e}")))?;
+    let mut metadata = MetadataMap::new();
     for (key, value) in &options.metadata {
         let bad = |what: &str| Status::invalid_argument(format!("metadata {key:?}: {what}"));
         if key.ends_with("-bin") {
@@ -164,9 +231,9 @@ fn build_request(
         }
         let name = MetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes()).map_err(|_| bad("not a valid key"))?;
         let value = MetadataValue::try_from(value.as_str()).map_err(|_| bad("not a valid ASCII value"))?;
-        request.metadata_mut().append(name, value);
+        metadata.append(name, value);
     }
-    Ok((request, path))
+    Ok((metadata, path))
 }
 
 /// Text metadata as pairs (binary entries left out).

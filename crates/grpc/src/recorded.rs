@@ -41,7 +41,20 @@ impl GrpcUserClient {
         options: &CallOptions,
         name: Option<&str>,
     ) -> CallOutcome {
-        let outcome = self.channel.unary(method, request, options).await;
+        self.call(method, vec![request], options, name).await
+    }
+
+    /// Call a method of any kind (see [`GrpcChannel::call`]) and record
+    /// it once, from the first message sent to the stream's end, with the
+    /// bytes of every reply.
+    pub async fn call(
+        &self,
+        method: &MethodDescriptor,
+        requests: Vec<DynamicMessage>,
+        options: &CallOptions,
+        name: Option<&str>,
+    ) -> CallOutcome {
+        let outcome = self.channel.call(method, requests, options).await;
         let full;
         let name = match name {
             Some(name) => name,

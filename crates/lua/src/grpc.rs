@@ -67,21 +67,14 @@ fn start(
         Ok(descriptor) => descriptor,
         Err(e) => return Ok((None, Some(e.0))),
     };
-    if descriptor.is_client_streaming() || descriptor.is_server_streaming() {
-        return Ok((None, Some(format!("{method}: streaming methods are not supported yet, only unary ones"))));
-    }
-    let mut json: serde_json::Value = match message {
-        Value::Nil => serde_json::Value::Object(Default::default()),
+    let json: serde_json::Value = match message {
+        Value::Nil => serde_json::Value::Null,
         value @ Value::Table(_) => lua.from_value(value)?,
         other => return Ok((None, Some(format!("the message must be a table, got {}", other.type_name())))),
     };
-    // An empty Lua table reads as an empty list.
-    if json.as_array().is_some_and(Vec::is_empty) {
-        json = serde_json::Value::Object(Default::default());
-    }
-    let request = match Protos::request(&descriptor, &json) {
-        Ok(request) => request,
-        Err(e) => return Ok((None, Some(e.0))),
+    let requests = match requests(&descriptor, json) {
+        Ok(requests) => requests,
+        Err(e) => return Ok((None, Some(e))),
     };
     let (options, name, host) = match read_options(opts.as_ref()) {
         Ok(read) => read,
@@ -93,11 +86,39 @@ fn start(
         Err(e) => return Ok((None, Some(e.0))),
     };
     let id = bridge.pending.file(async move {
-        let outcome = grpc.unary(&descriptor, request, &options, name.as_deref()).await;
+        let outcome = grpc.call(&descriptor, requests, &options, name.as_deref()).await;
         Box::new(move |lua: &Lua| outcome_table(lua, &outcome).map_err(|e| crate::vm::clean(&e)))
             as crate::pending::Finish
     })?;
     Ok((Some(id), None))
+}
+
+/// The messages a call sends: one table, or a list of them for a method
+/// whose client streams.
+fn requests(
+    method: &swarmer_grpc::MethodDescriptor,
+    json: serde_json::Value,
+) -> Result<Vec<swarmer_grpc::DynamicMessage>, String> {
+    let empty = || serde_json::Value::Object(Default::default());
+    let one = |value: &serde_json::Value| Protos::request(method, value).map_err(|e| e.0);
+    if method.is_client_streaming() {
+        return match json {
+            serde_json::Value::Null => Ok(Vec::new()),
+            serde_json::Value::Array(list) => list.iter().map(one).collect(),
+            // A table with named fields: one message.
+            serde_json::Value::Object(_) => Err(format!(
+                "{} streams its requests: give a list of messages ({{ {{...}}, {{...}} }})",
+                method.full_name()
+            )),
+            other => Err(format!("expected a list of messages, got {other}")),
+        };
+    }
+    match json {
+        // An empty Lua table reads as an empty list.
+        serde_json::Value::Null => Ok(vec![one(&empty())?]),
+        serde_json::Value::Array(list) if list.is_empty() => Ok(vec![one(&empty())?]),
+        value => Ok(vec![one(&value)?]),
+    }
 }
 
 /// The options of a call: `{ name =, metadata = { key = value }, timeout
@@ -130,8 +151,8 @@ fn read_options(opts: Option<&Table>) -> Result<(CallOptions, Option<String>, Op
     Ok((options, name, host))
 }
 
-/// `{ ok, code, status, message, reply, metadata, elapsed }` (elapsed in
-/// milliseconds).
+/// `{ ok, code, status, message, reply, replies (a stream's), sent,
+/// metadata, elapsed }` (elapsed in milliseconds).
 fn outcome_table(lua: &Lua, outcome: &CallOutcome) -> mlua::Result<Value> {
     let table = lua.create_table()?;
     table.set("ok", outcome.ok())?;
@@ -141,6 +162,18 @@ fn outcome_table(lua: &Lua, outcome: &CallOutcome) -> mlua::Result<Value> {
     if let Some(reply) = &outcome.reply {
         table.set("reply", lua.to_value(&message_json(reply))?)?;
     }
+    // A stream of replies: `replies`, in order (and the first as `reply`).
+    if outcome.reply.is_none() && (outcome.ok() || !outcome.stream.is_empty()) {
+        let replies = lua.create_table()?;
+        for (i, reply) in outcome.stream.iter().enumerate() {
+            replies.raw_set(i + 1, lua.to_value(&message_json(reply))?)?;
+        }
+        if let Some(first) = outcome.stream.first() {
+            table.set("reply", lua.to_value(&message_json(first))?)?;
+        }
+        table.set("replies", replies)?;
+    }
+    table.set("sent", outcome.sent)?;
     let metadata = lua.create_table()?;
     for (key, value) in &outcome.metadata {
         metadata.set(key.as_str(), value.as_str())?;

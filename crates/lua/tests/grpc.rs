@@ -143,9 +143,14 @@ async fn a_wrong_field_or_method_is_an_error_at_the_calling_line() {
   assert(not ok2 and e2:find("has no method Predict (methods: GetPrediction)", 1, true), e2)
   local ok3, e3 = pcall(function() self.client:grpc("{METHOD}", {{}}, {{ retries = 3 }}) end)
   assert(not ok3 and e3:find("unknown option retries", 1, true), e3)
+  local ok4, e4 = pcall(function() self.client:grpc("streams.Streams/Join", {{ text = "a" }}) end)
+  assert(not ok4 and e4:find("streams.Streams.Join streams its requests: give a list of messages", 1, true), e4)
   self.client:fire_request({{ request_type = "check", name = "done", response_time = 1 }})
 end }} }})
-"#
+swarmer.grpc.load({streams:?})
+"#,
+            streams =
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/grpc/streams.proto").to_string_lossy(),
         ),
     );
     let handle = run(&path, &grpc.url(), 1, |h| count(h, "check", "done").0 >= 2).await;
