@@ -284,9 +284,9 @@ pub struct TargetArgs {
     #[arg(long = "tls-key", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
-    /// Also serve the seed's prediction API over gRPC (h2c) on this
-    /// address: categorization.TextCategorization/GetPrediction (its REST
-    /// twin is POST /predict).
+    /// Also serve the seed's prediction API over gRPC on this address (h2c,
+    /// or TLS with --tls-cert): categorization.TextCategorization/GetPrediction
+    /// (its REST twin is POST /predict).
     #[arg(long = "grpc-bind", value_name = "ADDR")]
     pub grpc_bind: Option<String>,
 }

@@ -85,8 +85,10 @@ impl GrpcChannel {
         // the build enables its own TLS, does not refuse an https:// one it
         // has no configuration for.
         let plain = if secure { format!("http://{}", &url["https://".len()..]) } else { url.to_owned() };
-        let endpoint =
-            Endpoint::from_shared(plain).map_err(|e| ProtoError(format!("{url}: not a gRPC server address: {e}")))?;
+        let endpoint = Endpoint::from_shared(plain)
+            .map_err(|e| ProtoError(format!("{url}: not a gRPC server address: {e}")))?
+            // As the HTTP client: 10 s to connect (and for TLS to agree).
+            .connect_timeout(Duration::from_secs(10));
         let tls =
             secure.then(|| tls.unwrap_or_else(|| swarmer_http::ClientConfig::default_config().tls_with_alpn(&[b"h2"])));
         Ok(Self { channel: endpoint.connect_with_connector_lazy(Connector { tls }) })
@@ -178,12 +180,13 @@ impl GrpcChannel {
                 elapsed,
             },
             Err(status) => CallOutcome {
-                // Past its deadline a call is DEADLINE_EXCEEDED, whatever
-                // the server said as it gave up (tonic says CANCELLED), as
-                // grpc's own clients report it.
-                code: match options.timeout {
-                    Some(limit) if elapsed >= limit => Code::DeadlineExceeded,
-                    _ => status.code(),
+                // A server that gave up at the deadline says CANCELLED
+                // (tonic does); past its deadline, the call is reported
+                // DEADLINE_EXCEEDED, as grpc's own clients report it. (The
+                // local timer above gives DEADLINE_EXCEEDED itself.)
+                code: match (options.timeout, status.code()) {
+                    (Some(limit), Code::Cancelled) if elapsed >= limit => Code::DeadlineExceeded,
+                    (_, code) => code,
                 },
                 message: status.message().to_owned(),
                 reply: None,

@@ -16,6 +16,7 @@ mod recorded;
 
 pub use call::{CallOptions, CallOutcome, GrpcChannel, code_name};
 pub use codec::DynamicCodec;
+pub use prost::Message;
 pub use prost_reflect::{DynamicMessage, MessageDescriptor, MethodDescriptor};
 pub use protos::{ProtoError, Protos, message_json};
 pub use recorded::GrpcUserClient;

@@ -54,6 +54,16 @@ impl GrpcUserClient {
         options: &CallOptions,
         name: Option<&str>,
     ) -> CallOutcome {
+        // Without a deadline of its own, a call gets the test's request
+        // timeout (60 s unless --request-timeout says otherwise), as HTTP does.
+        let defaulted;
+        let options = match (options.timeout, self.client.http_config().timeout) {
+            (None, Some(timeout)) => {
+                defaulted = CallOptions { timeout: Some(timeout), ..options.clone() };
+                &defaulted
+            }
+            _ => options,
+        };
         let outcome = self.channel.call(method, requests, options).await;
         let full;
         let name = match name {

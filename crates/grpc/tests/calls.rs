@@ -49,6 +49,9 @@ async fn a_deadline_and_metadata_travel_and_a_slow_reply_is_deadline_exceeded() 
     let outcome = channel.unary(&method, request, &options).await;
     assert!(outcome.ok(), "{outcome:?}");
     assert!(outcome.metadata.contains(&("x-user".to_owned(), "7".to_owned())), "{:?}", outcome.metadata);
+    // The deadline travels as grpc-timeout (200 ms, in tonic's unit).
+    let sent = outcome.metadata.iter().find(|(k, _)| k == "x-grpc-timeout").map(|(_, v)| v.as_str());
+    assert!(sent.is_some_and(|v| v.ends_with('m') || v.ends_with('u') || v.ends_with('n')), "{sent:?}");
     let request = Protos::request(&method, &serde_json::json!({ "text": "sleep:2000" })).unwrap();
     let outcome = channel.unary(&method, request, &options).await;
     assert_eq!(outcome.code, Code::DeadlineExceeded, "{outcome:?}");

@@ -85,11 +85,15 @@ fn start(
         Ok(grpc) => grpc,
         Err(e) => return Ok((None, Some(e.0))),
     };
-    let id = bridge.pending.file(async move {
-        let outcome = grpc.call(&descriptor, requests, &options, name.as_deref()).await;
-        Box::new(move |lua: &Lua| outcome_table(lua, &outcome).map_err(|e| crate::vm::clean(&e)))
-            as crate::pending::Finish
-    })?;
+    let bytes = requests.iter().map(swarmer_grpc::Message::encoded_len).sum();
+    let id = bridge.pending.file(
+        async move {
+            let outcome = grpc.call(&descriptor, requests, &options, name.as_deref()).await;
+            Box::new(move |lua: &Lua| outcome_table(lua, &outcome).map_err(|e| crate::vm::clean(&e)))
+                as crate::pending::Finish
+        },
+        bytes,
+    )?;
     Ok((Some(id), None))
 }
 
@@ -121,6 +125,9 @@ fn requests(
     }
 }
 
+/// The longest deadline a call may ask for, in seconds (a day).
+const MOST_TIMEOUT: i64 = 86_400;
+
 /// The options of a call: `{ name =, metadata = { key = value }, timeout
 /// = seconds, host = "http://..." }`.
 fn read_options(opts: Option<&Table>) -> Result<(CallOptions, Option<String>, Option<String>), String> {
@@ -132,9 +139,14 @@ fn read_options(opts: Option<&Table>) -> Result<(CallOptions, Option<String>, Op
         match (key.as_str(), value) {
             ("name", Value::String(s)) => name = Some(s.to_string_lossy()),
             ("host", Value::String(s)) => host = Some(s.to_string_lossy()),
-            ("timeout", Value::Integer(n)) if n > 0 => options.timeout = Some(Duration::from_secs(n as u64)),
-            ("timeout", Value::Number(n)) if n > 0.0 => {
-                options.timeout = Some(Duration::try_from_secs_f64(n).map_err(|_| format!("timeout: {n}"))?)
+            ("timeout", Value::Integer(n)) if n > 0 && n <= MOST_TIMEOUT => {
+                options.timeout = Some(Duration::from_secs(n as u64))
+            }
+            ("timeout", Value::Number(n)) if n > 0.0 && n <= MOST_TIMEOUT as f64 => {
+                options.timeout = Some(Duration::from_secs_f64(n))
+            }
+            ("timeout", Value::Integer(_) | Value::Number(_)) => {
+                return Err(format!("option timeout: seconds above 0, at most {MOST_TIMEOUT}"));
             }
             ("metadata", Value::Table(t)) => {
                 for entry in t.pairs::<String, String>() {

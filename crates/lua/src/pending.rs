@@ -8,12 +8,12 @@
 //! future's output (a closure given the `Lua`): nothing is built on the
 //! suspended coroutine (see `crate::raw`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 
 use mlua::{Lua, Value};
-use slab::Slab;
 
 /// What a finished operation gives: a function making its Lua value (a
 /// table or a string), or the error message to resume with.
@@ -21,29 +21,45 @@ pub type Finish = Box<dyn FnOnce(&Lua) -> Result<Value, String>>;
 
 type Operation = Pin<Box<dyn Future<Output = Finish>>>;
 
-/// More filed and not awaited than this is a plan misusing the module's
-/// internals; refused rather than kept.
-const MOST: usize = 100_000;
+/// Most operations filed and not yet awaited in one VM, and most bytes of
+/// requests they hold: a plan that starts calls and never waits for them
+/// (its own `coroutine.wrap` catching the yield, a stopped user) cannot
+/// grow memory outside Lua's limit without bound; beyond either, new calls
+/// are refused with an error.
+const MOST: usize = 10_000;
+const MOST_BYTES: usize = 256 << 20;
 
-/// The operations filed and not yet awaited, by number.
+/// The operations filed and not yet awaited, by number (never reused, so a
+/// number kept by a plan cannot reach a later operation).
 #[derive(Default)]
 pub struct Pending {
-    operations: RefCell<Slab<Operation>>,
+    operations: RefCell<HashMap<i64, (Operation, usize)>>,
+    next: Cell<i64>,
+    bytes: Cell<usize>,
 }
 
 impl Pending {
-    /// File `operation`; its number for the yield.
-    pub fn file(&self, operation: impl Future<Output = Finish> + 'static) -> mlua::Result<i64> {
+    /// File `operation`, holding about `bytes` of request; its number for
+    /// the yield.
+    pub fn file(&self, operation: impl Future<Output = Finish> + 'static, bytes: usize) -> mlua::Result<i64> {
         let mut operations = self.operations.borrow_mut();
-        if operations.len() >= MOST {
-            return Err(mlua::Error::runtime("too many operations started and not awaited"));
+        if operations.len() >= MOST || self.bytes.get().saturating_add(bytes) > MOST_BYTES {
+            return Err(mlua::Error::runtime(format!(
+                "too many calls started and not awaited (at most {MOST}, {} MiB of requests)",
+                MOST_BYTES >> 20
+            )));
         }
-        Ok(operations.insert(Box::pin(operation)) as i64)
+        let id = self.next.get() + 1;
+        self.next.set(id);
+        self.bytes.set(self.bytes.get() + bytes);
+        operations.insert(id, (Box::pin(operation), bytes));
+        Ok(id)
     }
 
     /// Take operation `id` out, to await it.
     pub fn take(&self, id: i64) -> Option<Operation> {
-        let id = usize::try_from(id).ok()?;
-        self.operations.borrow_mut().try_remove(id)
+        let (operation, bytes) = self.operations.borrow_mut().remove(&id)?;
+        self.bytes.set(self.bytes.get().saturating_sub(bytes));
+        Some(operation)
     }
 }

@@ -410,6 +410,10 @@ function CLIENT.fire_request(client, t) return swarmer._fire_request(client[1], 
 function CLIENT.grpc(client, method, message, opts)
   if type(method) ~= "string" then error("client:grpc: expected a method name (package.Service/Method)", 2) end
   if opts ~= nil and type(opts) ~= "table" then error("client:grpc: options must be a table", 2) end
+  if not coroutine.isyieldable() then
+    error("client:grpc: cannot wait here (a request listener, or a function called from C such as a sort "
+      .. "comparator); call it from a task, on_start, or a coroutine of swarmer.spawn", 2)
+  end
   local id, err = swarmer._grpc_start(client[1], method, message, opts)
   if not id then error("client:grpc: " .. err, 2) end
   local r, err2 = yield(id, OP_AWAIT)

@@ -7,7 +7,8 @@
 //! same over REST and gRPC. A text `fail:CODE[:message]` answers with that
 //! gRPC status (a number or a name such as `NOT_FOUND`) in the trailers, so
 //! tests can see failures; `sleep:MS` answers after that many milliseconds.
-//! Request metadata named `x-...` is sent back in the reply's metadata.
+//! Request metadata named `x-...` is sent back in the reply's metadata, and
+//! the `grpc-timeout` received as `x-grpc-timeout`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -108,6 +109,10 @@ impl UnaryService<TextCategorizationInput> for Predict {
             .filter_map(|entry| match entry {
                 tonic::metadata::KeyAndValueRef::Ascii(k, v) if k.as_str().starts_with("x-") => {
                     Some((k.clone(), v.clone()))
+                }
+                // The deadline the client sent, for tests to see.
+                tonic::metadata::KeyAndValueRef::Ascii(k, v) if k.as_str() == "grpc-timeout" => {
+                    Some((tonic::metadata::MetadataKey::from_static("x-grpc-timeout"), v.clone()))
                 }
                 _ => None,
             })

@@ -30,7 +30,10 @@
 //!   error could unwind with `longjmp` hold only references and plain
 //!   values, never a destructor: values to build are described by
 //!   [`Piece`]s and pushed by an interpreter in this module, so no code
-//!   from elsewhere runs inside those frames.
+//!   from elsewhere runs inside those frames. (A pending operation's value,
+//!   `crate::pending`, is built by mlua on the main state between resumes,
+//!   where mlua protects its own allocations, then handed over as a
+//!   [`Slot`].)
 //! - **The stack is checked, not assumed.** Room is made with
 //!   `lua_checkstack` before pushes; reads of yielded values check their
 //!   index against the top, and a coroutine whose stack changed under the
