@@ -85,13 +85,13 @@ impl GrpcChannel {
         // the build enables its own TLS, does not refuse an https:// one it
         // has no configuration for.
         let plain = if secure { format!("http://{}", &url["https://".len()..]) } else { url.to_owned() };
-        let endpoint = Endpoint::from_shared(plain)
-            .map_err(|e| ProtoError(format!("{url}: not a gRPC server address: {e}")))?
-            // As the HTTP client: 10 s to connect (and for TLS to agree).
-            .connect_timeout(Duration::from_secs(10));
+        let endpoint =
+            Endpoint::from_shared(plain).map_err(|e| ProtoError(format!("{url}: not a gRPC server address: {e}")))?;
         let tls =
             secure.then(|| tls.unwrap_or_else(|| swarmer_http::ClientConfig::default_config().tls_with_alpn(&[b"h2"])));
-        Ok(Self { channel: endpoint.connect_with_connector_lazy(Connector { tls }) })
+        // As the HTTP client: 10 s to connect (TLS agreeing included).
+        let connector = Connector { tls, connect_timeout: Duration::from_secs(10) };
+        Ok(Self { channel: endpoint.connect_with_connector_lazy(connector) })
     }
 
     /// Call a unary `method` with `request`.

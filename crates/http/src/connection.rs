@@ -3,6 +3,7 @@
 //! (hyper; its driver runs as a task on the same thread).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -162,25 +163,36 @@ async fn collect_limited(mut incoming: hyper::body::Incoming, limit: usize) -> R
 
 /// Open a connection to `origin`, negotiating the protocol.
 pub(crate) async fn connect(origin: &Origin, config: &ClientConfig) -> Result<Connection, HttpError> {
-    let tcp = tcp_connect(origin, config.connect_timeout).await?;
+    let tls = origin.https.then(|| config.tls.clone());
     let prior_knowledge = config.version == HttpVersionPreference::Http2Only;
-    if origin.https {
-        let server_name = ServerName::try_from(origin.host.clone())
-            .map_err(|e| HttpError::InvalidUrl(format!("{}: {e}", origin.host)))?;
-        let tls = tokio_rustls::TlsConnector::from(config.tls.clone())
-            .connect(server_name, tcp)
-            .await
-            .map_err(|e| HttpError::Tls(format!("{}:{}: {e}", origin.host, origin.port)))?;
-        if tls.get_ref().1.alpn_protocol() == Some(b"h2") || prior_knowledge {
-            http2_handshake(TokioIo::new(tls)).await
-        } else {
-            Ok(Connection::Http1(H1Connection::new(Stream::Tls(Box::new(tls)))))
+    match open_stream(&origin.host, origin.port, tls, config.connect_timeout).await? {
+        Stream::Tls(tls) if prior_knowledge || tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
+            http2_handshake(TokioIo::new(*tls)).await
         }
-    } else if prior_knowledge {
-        http2_handshake(TokioIo::new(tcp)).await
-    } else {
-        Ok(Connection::Http1(H1Connection::new(Stream::Tcp(tcp))))
+        Stream::Tcp(tcp) if prior_knowledge => http2_handshake(TokioIo::new(tcp)).await,
+        stream => Ok(Connection::Http1(H1Connection::new(stream))),
     }
+}
+
+/// A TCP connection to `host:port` (resolved, within `connect_timeout`,
+/// with TCP_NODELAY), then TLS with `tls` when given: how the HTTP client
+/// connects, for clients of other protocols over the same trust (gRPC).
+pub async fn open_stream(
+    host: &str,
+    port: u16,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    connect_timeout: Duration,
+) -> Result<Stream, HttpError> {
+    let origin = Origin { https: tls.is_some(), host: host.to_owned(), port };
+    let tcp = tcp_connect(&origin, connect_timeout).await?;
+    let Some(tls) = tls else { return Ok(Stream::Tcp(tcp)) };
+    let server_name =
+        ServerName::try_from(origin.host.clone()).map_err(|e| HttpError::InvalidUrl(format!("{host}: {e}")))?;
+    let tls = tokio_rustls::TlsConnector::from(tls)
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| HttpError::Tls(format!("{host}:{port}: {e}")))?;
+    Ok(Stream::Tls(Box::new(tls)))
 }
 
 async fn http2_handshake<T>(io: TokioIo<T>) -> Result<Connection, HttpError>

@@ -90,8 +90,10 @@ fn give_back(mut buf: Vec<u8>) {
 }
 
 /// A plain or TLS byte stream.
-pub(crate) enum Stream {
+pub enum Stream {
+    /// Plaintext.
     Tcp(TcpStream),
+    /// TLS.
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     /// Bytes arriving in given pieces, for tests of split reads.
     #[cfg(test)]

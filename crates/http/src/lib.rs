@@ -43,7 +43,9 @@ mod session;
 mod tls;
 
 pub use config::{ClientConfig, DEFAULT_MAX_BODY_BYTES, HttpVersionPreference, TlsOptions};
+pub use connection::open_stream;
 pub use error::HttpError;
+pub use h1::Stream;
 pub use head_id::number_heads_on_this_thread;
 pub use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 pub use pool::ConnectionPool;

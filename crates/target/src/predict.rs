@@ -19,8 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tonic::server::{NamedService, UnaryService};
-
+use tonic::server::UnaryService;
 use tonic::{Code, Request, Response, Status};
 
 use crate::TargetError;
@@ -59,10 +58,6 @@ const PATH: &str = "/categorization.TextCategorization/GetPrediction";
 #[derive(Clone, Default)]
 pub struct PredictService {
     served: Arc<AtomicU64>,
-}
-
-impl NamedService for PredictService {
-    const NAME: &'static str = "categorization.TextCategorization";
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;

@@ -16,7 +16,7 @@ use super::*;
 
 /// A stream whose reads return the given pieces one by one, then end;
 /// writes are accepted and dropped. It never waits.
-pub(crate) struct Scripted {
+pub struct Scripted {
     pieces: VecDeque<Vec<u8>>,
 }
 
