@@ -1125,9 +1125,13 @@ end)
     wait_until(&handle, "the arrival rate", |h| h.stats().lock().unwrap().arrival.is_some()).await;
     let arrival = handle.stats().lock().unwrap().arrival.clone().unwrap();
     assert_eq!(arrival, "20/s (users: 2 pre-allocated, at most 3)");
+    // Each reading after a flush: shards hand their counts over about once
+    // a second, and a stale reading is off by up to a second's iterations.
     let started = |h: &RunnerHandle| h.stats().lock().unwrap().stats.iterations().started;
+    handle.flush().await;
     let before = (started(&handle), t.requests_served());
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    handle.flush().await;
     let after = (started(&handle), t.requests_served());
     // 20/s for 2 s; a closed user waiting 5 s would have sent none.
     let (iterations, served) = (after.0 - before.0, after.1 - before.1);
@@ -1159,6 +1163,7 @@ end })
     assert!(arrival.starts_with("0/s → 40/s over "), "{arrival}");
     wait_until(&handle, "the shape's end", |h| h.stats().lock().unwrap().state == RunnerState::Stopped).await;
     // 0 to 40/s over 3 s: 60 iterations.
+    handle.flush().await;
     let started = handle.stats().lock().unwrap().stats.iterations().started;
     assert!((52..=64).contains(&started), "{started} iterations on a ramp of 60");
     handle.quit().await;
