@@ -289,6 +289,12 @@ pub struct TargetArgs {
     /// (its REST twin is POST /predict).
     #[arg(long = "grpc-bind", value_name = "ADDR")]
     pub grpc_bind: Option<String>,
+
+    /// Also serve a Redis-like key-value store over raw TCP on this
+    /// address (PING, SET, GET, DEL, INCR, SLEEP): the target of
+    /// examples/lua/own_protocol.
+    #[arg(long = "kv-bind", value_name = "ADDR")]
+    pub kv_bind: Option<String>,
 }
 
 fn parse_span(text: &str) -> Result<std::time::Duration, String> {

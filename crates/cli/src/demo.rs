@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::ArgMatches;
 use clap::parser::ValueSource;
 use swarmer_engine::Plan;
-use swarmer_target::{DemoTarget, PredictServer, Stall, TargetOptions, TlsFiles};
+use swarmer_target::{DemoTarget, KvServer, PredictServer, Stall, TargetOptions, TlsFiles};
 
 use crate::args::{DemoArgs, RunArgs, TargetArgs};
 
@@ -72,6 +72,14 @@ pub async fn serve_target(args: TargetArgs) -> i32 {
         Some(Ok(grpc)) => Some(grpc),
         None => None,
     };
+    let kv = match args.kv_bind.as_deref().map(KvServer::spawn) {
+        Some(Err(e)) => {
+            eprintln!("swarmer: error: --kv-bind: {e}");
+            return 1;
+        }
+        Some(Ok(kv)) => Some(kv),
+        None => None,
+    };
     let options = TargetOptions {
         delay: Duration::from_millis(args.delay),
         error_rate: args.error_rate,
@@ -90,6 +98,10 @@ pub async fn serve_target(args: TargetArgs) -> i32 {
     if let Some(grpc) = &grpc {
         eprintln!("Prediction API over gRPC on {} (categorization.TextCategorization/GetPrediction)", grpc.url());
     }
+    if let Some(kv) = &kv {
+        eprintln!("Key-value store over TCP on {} (PING, SET, GET, DEL, INCR, SLEEP)", kv.addr());
+    }
+    eprintln!("WebSocket echo on /ws, Server-Sent Events on /sse");
     let _ = tokio::signal::ctrl_c().await;
     0
 }

@@ -1429,3 +1429,69 @@ fn a_plans_grpc_calls_over_tls_trust_the_ca_cert_given() {
     assert!(calls >= 1 && failed == calls, "{calls} calls, {failed} failed");
     assert_eq!(grpc.served(), served);
 }
+
+/// The WebSocket and SSE example against the demo target, over plain TCP
+/// and over TLS (wss, https) trusting `--ca-cert`: every row has its
+/// requests and no failures.
+#[test]
+fn the_live_example_runs_over_plain_and_tls() {
+    let plan = format!("{}/../../examples/lua/live/plan.lua", env!("CARGO_MANIFEST_DIR"));
+    let plain = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let files = swarmer_target::TlsFiles {
+        cert: fixture("server.pem").into(),
+        key: fixture("server.key").into(),
+        client_ca: None,
+    };
+    let tls_options = TargetOptions { tls: Some(files), ..Default::default() };
+    let tls = DemoTarget::spawn("127.0.0.1:0", tls_options, 1).unwrap();
+    let ca = fixture("ca.pem");
+    for (host, extra) in [(plain.url(), vec![]), (tls.url(), vec!["--ca-cert", ca.as_str()])] {
+        let mut cmd = swarmer();
+        cmd.args(["-f", &plan, "-H", &host, "--headless", "-u", "8", "-r", "100", "-t", "2s", "--json"]);
+        cmd.args(["--only-summary"]).args(&extra);
+        let out = run(&mut cmd);
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{host}: {}\n{stdout}", text(&out.stderr));
+        let rows: serde_json::Value = serde_json::from_str(&stdout[stdout.find('[').expect("JSON")..]).unwrap();
+        let row = |method: &str, name: &str| {
+            let found = rows.as_array().unwrap().iter().find(|r| r["method"] == method && r["name"] == name);
+            let found = found.unwrap_or_else(|| panic!("{host}: no {method} {name} row in {stdout}"));
+            (found["num_requests"].as_u64().unwrap(), found["num_failures"].as_u64().unwrap())
+        };
+        let (opened, failed) = row("WS", "/ws");
+        assert!(opened >= 1 && failed == 0, "{host}: {opened} openings, {failed} failed");
+        let (pairs, failed) = row("WSR", "echo");
+        assert!(pairs >= 10 && failed == 0, "{host}: {pairs} pairs, {failed} failed");
+        let (subscribed, failed) = row("SSE", "/sse");
+        assert!(subscribed >= 1 && failed == 0, "{host}: {subscribed} subscriptions, {failed} failed");
+        let (events, failed) = row("SSE", "event price");
+        assert!(events >= 5 && failed == 0, "{host}: {events} events, {failed} failed");
+    }
+}
+
+/// The own-protocol example (a Redis-like store over raw TCP, timed by the
+/// plan) against the target's key-value server, given as the host
+/// (`-H tcp://...`): each command is a `kv` row, none failed, and the server
+/// answered as many commands as were recorded.
+#[test]
+fn the_own_protocol_example_times_each_command() {
+    let plan = format!("{}/../../examples/lua/own_protocol/plan.lua", env!("CARGO_MANIFEST_DIR"));
+    let kv = swarmer_target::KvServer::spawn("127.0.0.1:0").unwrap();
+    let mut cmd = swarmer();
+    let host = format!("tcp://{}", kv.addr());
+    cmd.args(["-f", &plan, "-H", &host, "--headless", "-u", "4", "-r", "100", "-t", "2s"]);
+    cmd.args(["--json", "--only-summary", "--stop-timeout", "5s"]);
+    let out = run(&mut cmd);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", text(&out.stderr));
+    let rows: serde_json::Value = serde_json::from_str(&stdout[stdout.find('[').expect("JSON")..]).unwrap();
+    let mut recorded = 0;
+    for name in ["SET", "GET", "INCR"] {
+        let row = rows.as_array().unwrap().iter().find(|r| r["method"] == "kv" && r["name"] == name);
+        let row = row.unwrap_or_else(|| panic!("no kv {name} row in {stdout}"));
+        let (requests, failures) = (row["num_requests"].as_u64().unwrap(), row["num_failures"].as_u64().unwrap());
+        assert!(requests >= 5 && failures == 0, "{name}: {requests} requests, {failures} failed");
+        recorded += requests;
+    }
+    assert_eq!(kv.served(), recorded);
+}

@@ -39,6 +39,9 @@ pub struct ClientCore {
     /// The user's gRPC channels by host: one HTTP/2 connection each,
     /// opened on the first call, gone with the user.
     grpc: RefCell<Vec<(String, swarmer_grpc::GrpcUserClient)>>,
+    /// The user's open WebSockets and event streams, by number: closed
+    /// when the plan closes them or when the user goes.
+    live: RefCell<Numbered<crate::realtime::Live>>,
 }
 
 impl ClientCore {
@@ -55,6 +58,26 @@ impl ClientCore {
         let client = swarmer_grpc::GrpcUserClient::new(&self.client, host)?;
         self.grpc.borrow_mut().push((host.to_owned(), client.clone()));
         Ok(client)
+    }
+
+    /// The user's engine client (for protocol clients that record samples).
+    pub fn engine_client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Keep an open connection of the user's; its number.
+    pub fn keep_live(&self, live: crate::realtime::Live) -> i64 {
+        self.live.borrow_mut().add(live)
+    }
+
+    /// An open connection of the user's, by number.
+    pub fn live(&self, id: i64) -> Option<crate::realtime::Live> {
+        self.live.borrow().get(id).cloned()
+    }
+
+    /// Forget an open connection (it closes when no call holds it).
+    pub fn drop_live(&self, id: i64) {
+        self.live.borrow_mut().remove(id);
     }
 
     /// Record an exception in this user's name (see `call::StuckReport`).
@@ -89,6 +112,7 @@ impl Clients {
             pending: RefCell::default(),
             next_catch: Cell::new(1),
             grpc: RefCell::default(),
+            live: RefCell::default(),
         });
         (self.numbered.borrow_mut().add(core.clone()), core)
     }

@@ -43,6 +43,7 @@ mod pending;
 mod process;
 #[allow(unsafe_code)]
 mod raw;
+mod realtime;
 mod responses;
 mod shared;
 mod threads;

@@ -420,6 +420,131 @@ function CLIENT.grpc(client, method, message, opts)
   if r == nil then error("client:grpc: " .. tostring(err2), 2) end
   return r
 end
+-- WebSocket and Server-Sent Events (crate::realtime). Openings and the
+-- request/reply pairs of ws:request are recorded (WS, WSR, SSE rows), as
+-- is each event received; failures come back as nil and a message.
+local function must_wait(what)
+  if not coroutine.isyieldable() then
+    error(what .. ": cannot wait here (a request listener, or a function called from C such as a sort "
+      .. "comparator); call it from a task, on_start, or a coroutine of swarmer.spawn", 3)
+  end
+end
+local function await(what, id, err)
+  if not id then error(what .. ": " .. err, 3) end
+  return yield(id, OP_AWAIT)
+end
+local WEBSOCKET, EVENTS = {}, {}
+WEBSOCKET.__index, EVENTS.__index = WEBSOCKET, EVENTS
+local function opener(what, open, class, optional)
+  return function(client, url, opts)
+    if optional and url == nil then -- the user's host
+    elseif type(url) ~= "string" then error(what .. ": expected " .. (optional and "an address" or "a URL or a path"), 2) end
+    if opts ~= nil and type(opts) ~= "table" then error(what .. ": options must be a table", 2) end
+    must_wait(what)
+    local r, err = await(what, swarmer[open](client[1], url, opts))
+    if r == nil then return nil, err end
+    return setmetatable({ _client = client[1], _id = r.id, _timeout = r.timeout, url = r.url,
+                          status = r.status, protocol = r.protocol }, class)
+  end
+end
+-- `self.client:websocket(url, { name =, headers =, protocols =, timeout = })`
+CLIENT.websocket = opener("client:websocket", "_ws_open", WEBSOCKET)
+-- `self.client:sse(url, { name =, headers =, last_event_id =, timeout = })`
+CLIENT.sse = opener("client:sse", "_sse_open", EVENTS)
+local function send(ws, data, binary, what)
+  if type(data) ~= "string" then error(what .. ": expected a string", 3) end
+  must_wait(what)
+  local r, err = await(what, swarmer._live_send(ws._client, ws._id, data, binary))
+  if r == nil then return nil, err end
+  return true
+end
+function WEBSOCKET.send(ws, text) return send(ws, text, false, "websocket:send") end
+function WEBSOCKET.send_binary(ws, bytes) return send(ws, bytes, true, "websocket:send_binary") end
+local function receive(conn, timeout, what, wanted)
+  if timeout ~= nil and type(timeout) ~= "number" then error(what .. ": the timeout is in seconds", 3) end
+  must_wait(what)
+  local r, err = await(what, swarmer._live_receive(conn._client, conn._id, timeout, wanted))
+  if r == nil then return nil, err end
+  return r
+end
+-- ws:receive(timeout): data and "text" or "binary"; nil and "timeout";
+-- nil, "closed", code, reason; nil and what broke.
+function WEBSOCKET.receive(ws, timeout)
+  local r, err = receive(ws, timeout, "websocket:receive")
+  if r == nil then return nil, err end
+  if r.kind == "text" or r.kind == "binary" then return r.data, r.kind end
+  return nil, r.kind, r.code, r.reason
+end
+-- ws:request(message, { name =, timeout =, binary =, match = function(data, kind) }):
+-- send, then wait for the first reply `match` accepts; recorded as WSR.
+function WEBSOCKET.request(ws, message, opts)
+  if opts ~= nil and type(opts) ~= "table" then error("websocket:request: options must be a table", 2) end
+  opts = opts or {}
+  if opts.match ~= nil and type(opts.match) ~= "function" then error("websocket:request: match must be a function", 2) end
+  local timeout = opts.timeout or ws._timeout
+  if type(timeout) ~= "number" or timeout <= 0 then error("websocket:request: the timeout is in seconds", 2) end
+  local started = swarmer._clock()
+  local ok, err = send(ws, message, opts.binary and true or false, "websocket:request")
+  local data, kind
+  while ok do
+    local left = timeout - (swarmer._clock() - started)
+    if left <= 0 then err = "timed out after " .. timeout .. " s"; break end
+    data, kind = ws:receive(left)
+    if data == nil then
+      err = (kind == "timeout") and ("timed out after " .. timeout .. " s") or
+            (kind == "closed") and "the connection is closed" or kind
+      break
+    end
+    if opts.match == nil or opts.match(data, kind) then break end
+  end
+  swarmer._fire_request(ws._client, { request_type = "WSR", name = opts.name or "request",
+    response_time = (swarmer._clock() - started) * 1000, response_length = err == nil and #data or 0,
+    exception = err })
+  if err ~= nil then return nil, err end
+  return data, kind
+end
+function WEBSOCKET.close(ws, code, reason)
+  if code ~= nil and math.type(code) ~= "integer" then error("websocket:close: the code is an integer", 2) end
+  must_wait("websocket:close")
+  local r, err = await("websocket:close", swarmer._live_close(ws._client, ws._id, code, reason))
+  if r == nil then return nil, err end
+  return true
+end
+-- events:receive(timeout): { event =, data =, id =, retry = }; nil and
+-- "timeout" or "ended"; nil and what broke.
+function EVENTS.receive(events, timeout)
+  local r, err = receive(events, timeout, "events:receive")
+  if r == nil then return nil, err end
+  if r.kind == "event" then r.kind = nil; return r end
+  return nil, r.kind
+end
+function EVENTS.close(events) swarmer._live_forget(events._client, events._id) end
+-- `self.client:tcp("host:port", { tls =, timeout = })` ("tls://host:port"
+-- for TLS; no address: the user's host, e.g. -H tcp://host:port): bytes for a protocol of the plan's own; nothing is recorded,
+-- the plan times its exchanges (self.client:measure). Receives give the
+-- bytes, or nil and "timeout", "closed" or what broke.
+local TCP = {}
+TCP.__index = TCP
+CLIENT.tcp = opener("client:tcp", "_tcp_open", TCP, true)
+function TCP.send(conn, bytes) return send(conn, bytes, true, "tcp:send") end
+local function take(conn, timeout, what, wanted)
+  local r, err = receive(conn, timeout, what, wanted)
+  if r == nil then return nil, err end
+  if r.kind == "binary" then return r.data end
+  return nil, r.kind
+end
+function TCP.receive_line(conn, timeout) return take(conn, timeout, "tcp:receive_line", "line") end
+function TCP.receive(conn, n, timeout)
+  if math.type(n) ~= "integer" or n <= 0 then error("tcp:receive: expected a count of bytes above 0", 2) end
+  return take(conn, timeout, "tcp:receive", n)
+end
+function TCP.receive_any(conn, timeout) return take(conn, timeout, "tcp:receive_any", "any") end
+function TCP.close(conn)
+  must_wait("tcp:close")
+  local r, err = await("tcp:close", swarmer._live_close(conn._client, conn._id))
+  if r == nil then return nil, err end
+  return true
+end
 swarmer.grpc = {}
 -- `swarmer.grpc.load("file.proto", { includes = { "dir", ... } })`: read a
 -- .proto file (beside the plan unless the path is absolute) and the files

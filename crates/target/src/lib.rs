@@ -13,10 +13,13 @@
 //! What it is not: a production web server. It binds where it is told;
 //! tests bind it to `127.0.0.1:0`.
 
+pub mod kv;
+pub mod live;
 pub mod predict;
 pub mod routes;
 mod server;
 mod tls;
 
+pub use kv::KvServer;
 pub use predict::PredictServer;
 pub use server::{ConnectionCounts, DemoTarget, Stall, TargetError, TargetOptions, TlsFiles};

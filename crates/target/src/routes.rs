@@ -20,6 +20,8 @@
 //! | `GET /bytes/{n}` | `n` bytes of body |
 //! | `POST /predict` | JSON `{"text": ...}` → `{"category": n}` (the seed's API; over gRPC see [`crate::predict`]) |
 //!
+//! WebSocket (`/ws`) and Server-Sent Events (`/sse`): see [`crate::live`].
+//!
 //! `--delay` and `--error-rate` of the target apply to every request.
 
 use std::io::Write;

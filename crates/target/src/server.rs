@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -272,13 +272,21 @@ where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let service = service_fn(move |req| handle(req, options.clone()));
-    let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(io, service).await;
+    let _ = auto::Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(io, service).await;
 }
 
-async fn handle(
-    req: hyper::Request<Incoming>,
-    options: Arc<TargetOptions>,
-) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+/// A response: whole (every route but the live ones), or streamed.
+type Answer = hyper::Response<Either<Full<Bytes>, crate::live::LiveBody>>;
+
+async fn handle(req: hyper::Request<Incoming>, options: Arc<TargetOptions>) -> Result<Answer, Infallible> {
+    if crate::live::is_live(req.uri().path()) {
+        options.served.fetch_add(1, Ordering::Relaxed);
+        return Ok(crate::live::respond(req).map(Either::Right));
+    }
+    Ok(whole(req, options).await.map(Either::Left))
+}
+
+async fn whole(req: hyper::Request<Incoming>, options: Arc<TargetOptions>) -> hyper::Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let req = hyper::Request::from_parts(parts, ());
@@ -293,10 +301,10 @@ async fn handle(
     if routes::should_inject_error(options.error_rate) {
         let mut r = hyper::Response::new(Full::new(Bytes::from_static(b"injected error")));
         *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-        return Ok(r);
+        return r;
     }
     if routes::requested_delay_ms(req.uri().path()).is_some() {
-        return Ok(hyper::Response::new(Full::new(Bytes::from_static(b"delayed"))));
+        return hyper::Response::new(Full::new(Bytes::from_static(b"delayed")));
     }
-    Ok(routes::respond(&req, &body))
+    routes::respond(&req, &body)
 }

@@ -1,0 +1,264 @@
+//! WebSocket clients: open (recorded), send, receive with a timeout,
+//! request/reply pairs (recorded), close.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use swarmer_engine::Client;
+use swarmer_http::Stream;
+use tokio::sync::Mutex;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{WebSocketConfig, frame::coding::CloseCode};
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use crate::{RealtimeError, opening};
+
+/// How a WebSocket is opened.
+#[derive(Debug, Clone, Default)]
+pub struct WsOptions {
+    /// The name the opening is recorded under (default: the URL as given).
+    pub name: Option<String>,
+    /// Extra headers of the opening request.
+    pub headers: Vec<(String, String)>,
+    /// Subprotocols offered (`Sec-WebSocket-Protocol`).
+    pub subprotocols: Vec<String>,
+    /// Time allowed to connect and open (default: the test's request timeout).
+    pub timeout: Option<Duration>,
+}
+
+/// A message of the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WsMessage {
+    /// A text message.
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+}
+
+impl WsMessage {
+    /// Its bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            WsMessage::Text(text) => text.as_bytes(),
+            WsMessage::Binary(bytes) => bytes,
+        }
+    }
+}
+
+/// What a receive found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// A message.
+    Message(WsMessage),
+    /// The server closed the connection (with its close code and reason,
+    /// when it sent a close frame), or the connection ended.
+    Closed {
+        /// The close code, when a close frame came.
+        code: Option<u16>,
+        /// The close reason (may be empty).
+        reason: String,
+    },
+    /// Nothing came within the time allowed.
+    TimedOut,
+}
+
+type Socket = WebSocketStream<Stream>;
+
+struct Inner {
+    reader: Mutex<SplitStream<Socket>>,
+    writer: Mutex<SplitSink<Socket, Message>>,
+    client: Client,
+    url: String,
+    status: u16,
+    protocol: Option<String>,
+    closed: Cell<bool>,
+}
+
+/// One open WebSocket of a user. Cheap to clone: clones share the
+/// connection, so one task may receive while another sends.
+#[derive(Clone)]
+pub struct WebSocket {
+    inner: Rc<Inner>,
+}
+
+impl WebSocket {
+    /// Open `url` (`ws://`, `wss://`, or a path on the user's host) and
+    /// record the opening as type `WS`, named `options.name` or `url`.
+    pub async fn connect(client: &Client, url: &str, options: &WsOptions) -> Result<Self, RealtimeError> {
+        let name = options.name.as_deref().unwrap_or(url);
+        let opened = opening::recorded(client, "WS", name, options.timeout, open(client, url, options)).await;
+        let (socket, url, status, protocol) = opened?;
+        let (writer, reader) = socket.split();
+        Ok(Self {
+            inner: Rc::new(Inner {
+                reader: Mutex::new(reader),
+                writer: Mutex::new(writer),
+                client: client.clone(),
+                url,
+                status,
+                protocol,
+                closed: Cell::new(false),
+            }),
+        })
+    }
+
+    /// The URL opened (`ws://host:port/path`).
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// The opening's status (101).
+    pub fn status(&self) -> u16 {
+        self.inner.status
+    }
+
+    /// The subprotocol the server chose, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.inner.protocol.as_deref()
+    }
+
+    /// Send a message (waiting until it is written).
+    pub async fn send(&self, message: WsMessage) -> Result<(), RealtimeError> {
+        if self.inner.closed.get() {
+            return Err(RealtimeError::Closed);
+        }
+        let frame = match message {
+            WsMessage::Text(text) => Message::text(text),
+            WsMessage::Binary(bytes) => Message::binary(bytes),
+        };
+        self.inner.writer.lock().await.send(frame).await.map_err(broken)
+    }
+
+    /// The next message, waiting at most `timeout`. Pings are answered and
+    /// skipped.
+    pub async fn receive(&self, timeout: Duration) -> Result<Received, RealtimeError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut reader = match tokio::time::timeout_at(deadline, self.inner.reader.lock()).await {
+            Ok(reader) => reader,
+            Err(_) => return Ok(Received::TimedOut),
+        };
+        loop {
+            let next = match tokio::time::timeout_at(deadline, reader.next()).await {
+                Ok(next) => next,
+                Err(_) => return Ok(Received::TimedOut),
+            };
+            match next {
+                Some(Ok(Message::Text(text))) => return Ok(Received::Message(WsMessage::Text(text.to_string()))),
+                Some(Ok(Message::Binary(bytes))) => return Ok(Received::Message(WsMessage::Binary(bytes.to_vec()))),
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                Some(Ok(Message::Close(frame))) => {
+                    self.inner.closed.set(true);
+                    let (code, reason) = match frame {
+                        Some(frame) => (Some(u16::from(frame.code)), frame.reason.to_string()),
+                        None => (None, String::new()),
+                    };
+                    return Ok(Received::Closed { code, reason });
+                }
+                None
+                | Some(Err(
+                    tungstenite::Error::ConnectionClosed
+                    | tungstenite::Error::AlreadyClosed
+                    | tungstenite::Error::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake),
+                )) => {
+                    self.inner.closed.set(true);
+                    return Ok(Received::Closed { code: None, reason: String::new() });
+                }
+                Some(Err(e)) => {
+                    self.inner.closed.set(true);
+                    return Err(RealtimeError::Protocol(e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Send `message` and wait for the first reply `accept` takes (others
+    /// are skipped), within `timeout`; recorded as type `WSR` named `name`,
+    /// from the send to the reply, with the reply's size.
+    pub async fn request(
+        &self,
+        message: WsMessage,
+        name: &str,
+        timeout: Duration,
+        mut accept: impl FnMut(&WsMessage) -> bool,
+    ) -> Result<WsMessage, RealtimeError> {
+        let started = Instant::now();
+        let outcome = async {
+            self.send(message).await?;
+            loop {
+                let left = timeout.saturating_sub(started.elapsed());
+                match self.receive(left).await? {
+                    Received::Message(reply) if accept(&reply) => return Ok(reply),
+                    Received::Message(_) => continue,
+                    Received::Closed { .. } => return Err(RealtimeError::Closed),
+                    Received::TimedOut => return Err(RealtimeError::TimedOut(timeout)),
+                }
+            }
+        }
+        .await;
+        let size = outcome.as_ref().map_or(0, |reply| reply.bytes().len() as u64);
+        let failure = outcome.as_ref().err().map(ToString::to_string);
+        self.inner.client.record_request("WSR", name, started.elapsed(), size, failure.as_deref());
+        outcome
+    }
+
+    /// Close with `code` (1000 when `None`) and `reason`; closing a closed
+    /// socket does nothing.
+    pub async fn close(&self, code: Option<u16>, reason: &str) -> Result<(), RealtimeError> {
+        if self.inner.closed.replace(true) {
+            return Ok(());
+        }
+        let frame = CloseFrame { code: CloseCode::from(code.unwrap_or(1000)), reason: reason.to_owned().into() };
+        let mut writer = self.inner.writer.lock().await;
+        match writer.send(Message::Close(Some(frame))).await {
+            Ok(()) | Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => Ok(()),
+            Err(e) => Err(broken(e)),
+        }
+    }
+}
+
+fn broken(e: tungstenite::Error) -> RealtimeError {
+    match e {
+        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => RealtimeError::Closed,
+        other => RealtimeError::Protocol(other.to_string()),
+    }
+}
+
+/// Connect and do the opening handshake: the socket, the URL, the status
+/// and the chosen subprotocol.
+async fn open(
+    client: &Client,
+    url: &str,
+    options: &WsOptions,
+) -> Result<(Socket, String, u16, Option<String>), RealtimeError> {
+    let (endpoint, stream) = opening::connect(client, url, true).await?;
+    let mut request = endpoint
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| RealtimeError::InvalidUrl { url: url.to_owned(), why: e.to_string() })?;
+    let config = client.http_config();
+    let headers = request.headers_mut();
+    opening::set_header(headers, url, "user-agent", &config.user_agent)?;
+    if !options.subprotocols.is_empty() {
+        opening::set_header(headers, url, "sec-websocket-protocol", &options.subprotocols.join(", "))?;
+    }
+    for (name, value) in &options.headers {
+        opening::set_header(headers, url, name, value)?;
+    }
+    let limits = WebSocketConfig::default().max_message_size(Some(config.max_body_bytes));
+    let (socket, response) =
+        tokio_tungstenite::client_async_with_config(request, stream, Some(limits)).await.map_err(|e| match e {
+            tungstenite::Error::Http(response) => RealtimeError::Refused(format!(
+                "the server answered {} instead of opening a WebSocket",
+                response.status()
+            )),
+            other => RealtimeError::Protocol(other.to_string()),
+        })?;
+    let protocol = response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    Ok((socket, endpoint.url, response.status().as_u16(), protocol))
+}
