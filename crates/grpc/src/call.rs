@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use prost_reflect::{DynamicMessage, MethodDescriptor};
+use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
@@ -25,9 +26,15 @@ pub struct GrpcChannel {
 pub struct CallOptions {
     /// Request metadata (headers), in order.
     pub metadata: Vec<(String, String)>,
+    /// Binary request metadata (keys ending in `-bin`), sent base64-encoded
+    /// as gRPC says.
+    pub binary_metadata: Vec<(String, Vec<u8>)>,
     /// The call's deadline: sent to the server (`grpc-timeout`) and kept
     /// here, so a server that never answers ends in DEADLINE_EXCEEDED.
     pub timeout: Option<Duration>,
+    /// Compress the request messages with this encoding (and accept
+    /// replies compressed with it); `None` sends them as they are.
+    pub compression: Option<CompressionEncoding>,
 }
 
 /// How a call ended.
@@ -46,8 +53,10 @@ pub struct CallOutcome {
     pub sent: usize,
     /// The replies' encoded size in bytes (0 without any).
     pub reply_size: usize,
-    /// Response metadata: headers, then trailers.
+    /// Response metadata: headers, then trailers (text entries).
     pub metadata: Vec<(String, String)>,
+    /// Binary response metadata (`-bin` keys), decoded.
+    pub binary_metadata: Vec<(String, Vec<u8>)>,
     /// From sending to the status.
     pub elapsed: Duration,
 }
@@ -120,6 +129,9 @@ impl GrpcChannel {
         let exchange = async {
             let (metadata, path) = prepare(method, options)?;
             let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+            if let Some(encoding) = options.compression {
+                grpc = grpc.send_compressed(encoding).accept_compressed(encoding);
+            }
             grpc.ready().await.map_err(|e| Status::unavailable(format!("connecting: {e}")))?;
             let codec = DynamicCodec::new(method.output());
             let single = || requests.first().cloned().ok_or_else(|| Status::invalid_argument("no request message"));
@@ -138,11 +150,11 @@ impl GrpcChannel {
             };
             match received {
                 Received::One(response) => {
-                    let metadata = pairs(response.metadata());
+                    let metadata = Metadata::of(response.metadata());
                     Ok((Some(response.into_inner()), Vec::new(), metadata))
                 }
                 Received::Many(response) => {
-                    let mut metadata = pairs(response.metadata());
+                    let mut metadata = Metadata::of(response.metadata());
                     let mut replies = response.into_inner();
                     let (mut stream, mut bytes) = (Vec::new(), 0usize);
                     while let Some(reply) = replies.message().await? {
@@ -155,7 +167,7 @@ impl GrpcChannel {
                         }
                     }
                     if let Some(trailers) = replies.trailers().await? {
-                        metadata.extend(pairs(&trailers));
+                        metadata.extend(&trailers);
                     }
                     Ok((None, stream, metadata))
                 }
@@ -176,26 +188,31 @@ impl GrpcChannel {
                 reply,
                 stream,
                 sent,
-                metadata,
+                metadata: metadata.text,
+                binary_metadata: metadata.binary,
                 elapsed,
             },
-            Err(status) => CallOutcome {
-                // A server that gave up at the deadline says CANCELLED
-                // (tonic does); past its deadline, the call is reported
-                // DEADLINE_EXCEEDED, as grpc's own clients report it. (The
-                // local timer above gives DEADLINE_EXCEEDED itself.)
-                code: match (options.timeout, status.code()) {
-                    (Some(limit), Code::Cancelled) if elapsed >= limit => Code::DeadlineExceeded,
-                    (_, code) => code,
-                },
-                message: status.message().to_owned(),
-                reply: None,
-                stream: Vec::new(),
-                sent,
-                reply_size: 0,
-                metadata: pairs(status.metadata()),
-                elapsed,
-            },
+            Err(status) => {
+                let metadata = Metadata::of(status.metadata());
+                CallOutcome {
+                    // A server that gave up at the deadline says CANCELLED
+                    // (tonic does); past its deadline, the call is reported
+                    // DEADLINE_EXCEEDED, as grpc's own clients report it. (The
+                    // local timer above gives DEADLINE_EXCEEDED itself.)
+                    code: match (options.timeout, status.code()) {
+                        (Some(limit), Code::Cancelled) if elapsed >= limit => Code::DeadlineExceeded,
+                        (_, code) => code,
+                    },
+                    message: status.message().to_owned(),
+                    reply: None,
+                    stream: Vec::new(),
+                    sent,
+                    reply_size: 0,
+                    metadata: metadata.text,
+                    binary_metadata: metadata.binary,
+                    elapsed,
+                }
+            }
         }
     }
 }
@@ -230,25 +247,50 @@ fn prepare(method: &MethodDescriptor, options: &CallOptions) -> Result<(Metadata
     for (key, value) in &options.metadata {
         let bad = |what: &str| Status::invalid_argument(format!("metadata {key:?}: {what}"));
         if key.ends_with("-bin") {
-            return Err(bad("binary metadata is not supported yet"));
+            return Err(bad("a binary key (-bin) takes bytes: give it among the binary metadata"));
         }
         let name = MetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes()).map_err(|_| bad("not a valid key"))?;
         let value = MetadataValue::try_from(value.as_str()).map_err(|_| bad("not a valid ASCII value"))?;
         metadata.append(name, value);
     }
+    for (key, value) in &options.binary_metadata {
+        let bad = |what: &str| Status::invalid_argument(format!("metadata {key:?}: {what}"));
+        let name = MetadataKey::<tonic::metadata::Binary>::from_bytes(key.to_ascii_lowercase().as_bytes())
+            .map_err(|_| bad("not a valid binary key (it must end in -bin)"))?;
+        metadata.append_bin(name, MetadataValue::from_bytes(value));
+    }
     Ok((metadata, path))
 }
 
-/// Text metadata as pairs (binary entries left out).
-fn pairs(map: &MetadataMap) -> Vec<(String, String)> {
-    map.iter()
-        .filter_map(|entry| match entry {
-            tonic::metadata::KeyAndValueRef::Ascii(key, value) => {
-                Some((key.as_str().to_owned(), value.to_str().unwrap_or_default().to_owned()))
+/// Response metadata, text and binary entries apart.
+#[derive(Default)]
+struct Metadata {
+    text: Vec<(String, String)>,
+    binary: Vec<(String, Vec<u8>)>,
+}
+
+impl Metadata {
+    fn of(map: &MetadataMap) -> Self {
+        let mut metadata = Self::default();
+        metadata.extend(map);
+        metadata
+    }
+
+    fn extend(&mut self, map: &MetadataMap) {
+        for entry in map.iter() {
+            match entry {
+                tonic::metadata::KeyAndValueRef::Ascii(key, value) => {
+                    self.text.push((key.as_str().to_owned(), value.to_str().unwrap_or_default().to_owned()))
+                }
+                tonic::metadata::KeyAndValueRef::Binary(key, value) => {
+                    // A value that is not valid base64 is left out.
+                    if let Ok(bytes) = value.to_bytes() {
+                        self.binary.push((key.as_str().to_owned(), bytes.to_vec()));
+                    }
+                }
             }
-            tonic::metadata::KeyAndValueRef::Binary(..) => None,
-        })
-        .collect()
+        }
+    }
 }
 
 /// gRPC's name of a status code (`NOT_FOUND`).

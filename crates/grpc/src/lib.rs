@@ -20,3 +20,4 @@ pub use prost::Message;
 pub use prost_reflect::{DynamicMessage, MessageDescriptor, MethodDescriptor};
 pub use protos::{ProtoError, Protos, message_json};
 pub use recorded::GrpcUserClient;
+pub use tonic::codec::CompressionEncoding;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use swarmer_grpc::{CallOptions, GrpcChannel, Protos};
+use swarmer_grpc::{CallOptions, CompressionEncoding, GrpcChannel, Protos};
 use swarmer_target::PredictServer;
 use swarmer_target::predict::category_of;
 use tonic::Code;
@@ -43,8 +43,11 @@ async fn a_deadline_and_metadata_travel_and_a_slow_reply_is_deadline_exceeded() 
     let protos = protos();
     let method = protos.method("categorization.TextCategorization.GetPrediction").unwrap();
     let channel = GrpcChannel::lazy(&server.url(), None).unwrap();
-    let options =
-        CallOptions { metadata: vec![("x-user".into(), "7".into())], timeout: Some(Duration::from_millis(200)) };
+    let options = CallOptions {
+        metadata: vec![("x-user".into(), "7".into())],
+        timeout: Some(Duration::from_millis(200)),
+        ..Default::default()
+    };
     let request = Protos::request(&method, &serde_json::json!({ "text": "sleep:10" })).unwrap();
     let outcome = channel.unary(&method, request, &options).await;
     assert!(outcome.ok(), "{outcome:?}");
@@ -118,4 +121,39 @@ async fn over_tls_a_call_trusts_the_tests_ca_and_an_untrusted_server_is_refused(
 fn an_address_without_http_or_https_is_refused() {
     let e = GrpcChannel::lazy("grpc://127.0.0.1:1", None).err().unwrap().0;
     assert!(e.contains("expected http://host:port (h2c) or https://host:port (TLS)"), "{e}");
+}
+
+#[tokio::test]
+async fn compressed_calls_and_binary_metadata_travel_both_ways() {
+    let server = PredictServer::spawn("127.0.0.1:0", 1, None).unwrap();
+    let protos = protos();
+    let method = protos.method("categorization.TextCategorization/GetPrediction").unwrap();
+    let channel = GrpcChannel::lazy(&server.url(), None).unwrap();
+    let raw = vec![0u8, 255, 10, 13, b'x'];
+    for (encoding, name) in [(CompressionEncoding::Gzip, "gzip"), (CompressionEncoding::Deflate, "deflate")] {
+        let options = CallOptions {
+            binary_metadata: vec![("x-trace-bin".into(), raw.clone())],
+            compression: Some(encoding),
+            ..Default::default()
+        };
+        let text = "a long text that compresses well ".repeat(20);
+        let request = Protos::request(&method, &serde_json::json!({ "text": text })).unwrap();
+        let outcome = channel.unary(&method, request, &options).await;
+        assert!(outcome.ok(), "{outcome:?}");
+        let reply = serde_json::to_value(outcome.reply.as_ref().unwrap()).unwrap();
+        assert_eq!(reply["text"], text.as_str());
+        // The server saw the request compressed, and the bytes came back intact.
+        let seen = outcome.metadata.iter().find(|(k, _)| k == "x-grpc-encoding").map(|(_, v)| v.as_str());
+        assert_eq!(seen, Some(name), "{:?}", outcome.metadata);
+        assert_eq!(outcome.binary_metadata, vec![("x-trace-bin".to_owned(), raw.clone())]);
+    }
+    // Uncompressed by default.
+    let request = Protos::request(&method, &serde_json::json!({ "text": "plain" })).unwrap();
+    let outcome = channel.unary(&method, request, &CallOptions::default()).await;
+    assert!(outcome.metadata.iter().all(|(k, _)| k != "x-grpc-encoding"), "{:?}", outcome.metadata);
+    // A text value under a binary key is refused before sending.
+    let options = CallOptions { metadata: vec![("x-trace-bin".into(), "text".into())], ..Default::default() };
+    let request = Protos::request(&method, &serde_json::json!({ "text": "x" })).unwrap();
+    let outcome = channel.unary(&method, request, &options).await;
+    assert_eq!(outcome.code, Code::InvalidArgument, "{outcome:?}");
 }

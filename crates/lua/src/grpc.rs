@@ -129,7 +129,8 @@ fn requests(
 const MOST_TIMEOUT: i64 = 86_400;
 
 /// The options of a call: `{ name =, metadata = { key = value }, timeout
-/// = seconds, host = "http://..." }`.
+/// = seconds, host = "http://...", compression = "gzip" }` (a metadata
+/// key ending in `-bin` takes bytes).
 fn read_options(opts: Option<&Table>) -> Result<(CallOptions, Option<String>, Option<String>), String> {
     let mut options = CallOptions::default();
     let (mut name, mut host) = (None, None);
@@ -149,15 +150,31 @@ fn read_options(opts: Option<&Table>) -> Result<(CallOptions, Option<String>, Op
                 return Err(format!("option timeout: seconds above 0, at most {MOST_TIMEOUT}"));
             }
             ("metadata", Value::Table(t)) => {
-                for entry in t.pairs::<String, String>() {
+                for entry in t.pairs::<String, mlua::String>() {
                     let (k, v) = entry.map_err(|e| format!("metadata: expected text keys and values ({e})"))?;
-                    options.metadata.push((k, v));
+                    if k.to_ascii_lowercase().ends_with("-bin") {
+                        // Binary metadata: the Lua string's bytes.
+                        options.binary_metadata.push((k, v.as_bytes().to_vec()));
+                    } else {
+                        options
+                            .metadata
+                            .push((k, v.to_str().map_err(|_| "metadata: text values must be UTF-8")?.to_owned()));
+                    }
                 }
             }
-            (key @ ("name" | "host" | "timeout" | "metadata"), value) => {
+            ("compression", Value::String(s)) => {
+                options.compression = Some(match s.as_bytes().as_ref() {
+                    b"gzip" => swarmer_grpc::CompressionEncoding::Gzip,
+                    b"deflate" => swarmer_grpc::CompressionEncoding::Deflate,
+                    _ => return Err("option compression: \"gzip\" or \"deflate\"".into()),
+                })
+            }
+            (key @ ("name" | "host" | "timeout" | "metadata" | "compression"), value) => {
                 return Err(format!("option {key}: unexpected {}", value.type_name()));
             }
-            (other, _) => return Err(format!("unknown option {other} (options: name, metadata, timeout, host)")),
+            (other, _) => {
+                return Err(format!("unknown option {other} (options: name, metadata, timeout, host, compression)"));
+            }
         }
     }
     Ok((options, name, host))
@@ -189,6 +206,9 @@ fn outcome_table(lua: &Lua, outcome: &CallOutcome) -> mlua::Result<Value> {
     let metadata = lua.create_table()?;
     for (key, value) in &outcome.metadata {
         metadata.set(key.as_str(), value.as_str())?;
+    }
+    for (key, value) in &outcome.binary_metadata {
+        metadata.set(key.as_str(), lua.create_string(value)?)?;
     }
     table.set("metadata", metadata)?;
     table.set("elapsed", outcome.elapsed.as_secs_f64() * 1000.0)?;

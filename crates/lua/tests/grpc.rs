@@ -63,6 +63,11 @@ swarmer.user("Grpc", {{ wait_time = swarmer.constant(0.01), tasks = {{ function(
   assert(r.ok and r.status == "OK" and r.code == 0, r.message)
   assert(r.reply.category == {category} and r.reply.text == "abc" and r.reply.prediction_id:match("^p%-%d+$"))
   assert(r.metadata["x-run"] == "1" and r.elapsed > 0)
+  -- Compressed, with binary metadata (raw bytes both ways).
+  local z = self.client:grpc("{METHOD}", {{ text = "abc" }}, {{ host = "{host}", compression = "gzip",
+    metadata = {{ ["x-trace-bin"] = "\0\255\n" }} }})
+  assert(z.ok and z.reply.category == {category}, z.message)
+  assert(z.metadata["x-grpc-encoding"] == "gzip" and z.metadata["x-trace-bin"] == "\0\255\n")
 end }} }})
 "#,
             category = swarmer_target::predict::category_of("abc"),
@@ -145,6 +150,8 @@ async fn a_wrong_field_or_method_is_an_error_at_the_calling_line() {
   assert(not ok3 and e3:find("unknown option retries", 1, true), e3)
   local ok5, e5 = pcall(function() self.client:grpc("{METHOD}", {{}}, {{ timeout = 1e12 }}) end)
   assert(not ok5 and e5:find("option timeout: seconds above 0, at most 86400", 1, true), e5)
+  local ok7, e7 = pcall(function() self.client:grpc("{METHOD}", {{}}, {{ compression = "brotli" }}) end)
+  assert(not ok7 and e7:find('option compression: "gzip" or "deflate"', 1, true), e7)
   local ok6, e6 = pcall(function() table.sort({{ 1, 2 }}, function() return self.client:grpc("{METHOD}", {{}}) end) end)
   assert(not ok6 and e6:find("client:grpc: cannot wait here", 1, true), e6)
   local ok4, e4 = pcall(function() self.client:grpc("streams.Streams/Join", {{ text = "a" }}) end)

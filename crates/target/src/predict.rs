@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tonic::codec::CompressionEncoding;
 use tonic::server::UnaryService;
 use tonic::{Code, Request, Response, Status};
 
@@ -82,7 +83,13 @@ where
             return Box::pin(async move { Ok(status.into_http()) });
         }
         Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
+            // Compressed requests are read, and replies compressed when the
+            // client accepts it.
+            let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default())
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Deflate)
+                .send_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Deflate);
             Ok(grpc.unary(handler, request).await)
         })
     }
@@ -90,6 +97,15 @@ where
 
 /// `GetPrediction`.
 struct Predict(Arc<AtomicU64>);
+
+/// Request metadata sent back in the reply.
+enum Echo {
+    Text(tonic::metadata::MetadataKey<tonic::metadata::Ascii>, tonic::metadata::MetadataValue<tonic::metadata::Ascii>),
+    Binary(
+        tonic::metadata::MetadataKey<tonic::metadata::Binary>,
+        tonic::metadata::MetadataValue<tonic::metadata::Binary>,
+    ),
+}
 
 impl UnaryService<TextCategorizationInput> for Predict {
     type Response = TextCategorizationOutput;
@@ -103,11 +119,18 @@ impl UnaryService<TextCategorizationInput> for Predict {
             .iter()
             .filter_map(|entry| match entry {
                 tonic::metadata::KeyAndValueRef::Ascii(k, v) if k.as_str().starts_with("x-") => {
-                    Some((k.clone(), v.clone()))
+                    Some(Echo::Text(k.clone(), v.clone()))
+                }
+                tonic::metadata::KeyAndValueRef::Binary(k, v) if k.as_str().starts_with("x-") => {
+                    Some(Echo::Binary(k.clone(), v.clone()))
+                }
+                // The encoding the request came in, for tests to see.
+                tonic::metadata::KeyAndValueRef::Ascii(k, v) if k.as_str() == "grpc-encoding" => {
+                    Some(Echo::Text(tonic::metadata::MetadataKey::from_static("x-grpc-encoding"), v.clone()))
                 }
                 // The deadline the client sent, for tests to see.
                 tonic::metadata::KeyAndValueRef::Ascii(k, v) if k.as_str() == "grpc-timeout" => {
-                    Some((tonic::metadata::MetadataKey::from_static("x-grpc-timeout"), v.clone()))
+                    Some(Echo::Text(tonic::metadata::MetadataKey::from_static("x-grpc-timeout"), v.clone()))
                 }
                 _ => None,
             })
@@ -126,8 +149,11 @@ impl UnaryService<TextCategorizationInput> for Predict {
                 prediction_id: format!("p-{id}"),
                 text,
             });
-            for (key, value) in echoed {
-                response.metadata_mut().append(key, value);
+            for echo in echoed {
+                match echo {
+                    Echo::Text(key, value) => response.metadata_mut().append(key, value),
+                    Echo::Binary(key, value) => response.metadata_mut().append_bin(key, value),
+                };
             }
             Ok(response)
         })
