@@ -4,7 +4,8 @@ A grpcio server (in this process, on 127.0.0.1, generic handlers with the
 seed's TextCategorization messages encoded by hand, so no generated code
 and no protobuf package) answers a unary method three ways: a reply; a
 status without a reply (trailers only, `context.abort`); and a reply
-followed by a non-OK status in the trailers (`set_code` then return). It
+followed by a non-OK status in the trailers (`set_code` then return);
+asked for reflection, which it does not offer, it says UNIMPLEMENTED. It
 also serves server-, client- and bidirectional-streaming methods
 (`streams.proto`), one of which aborts mid-stream. A Swarmer plan calls
 them all; its JSON summary must count each call, with the right failures.
@@ -130,6 +131,9 @@ PLAN = """
 local swarmer = require("swarmer")
 swarmer.grpc.load(%(proto)s)
 swarmer.grpc.load(%(streams)s)
+-- This server offers no reflection: asking says so.
+local reflected, why = pcall(swarmer.grpc.reflect, %(host)s, { timeout = 5 })
+assert(not reflected and why:find("does not offer reflection (UNIMPLEMENTED)", 1, true), why)
 local METHOD = "categorization.TextCategorization/GetPrediction"
 swarmer.user("U", { wait_time = swarmer.constant(0.02), tasks = { function(self)
   local ok = self.client:grpc(METHOD, { text = "abc" }, { name = "ok" })
@@ -161,6 +165,7 @@ def main():
             plan = os.path.join(work, "plan.lua")
             with open(plan, "w") as f:
                 f.write(PLAN % {"proto": json.dumps(os.path.abspath(PROTO)), "category": sum(b"abc") % 10,
+                                "host": json.dumps(f"http://127.0.0.1:{port}"),
                                 "streams": json.dumps(os.path.join(HERE, "streams.proto"))})
             run = subprocess.run(
                 [args.swarmer, "-f", plan, "-H", f"http://127.0.0.1:{port}", "--headless", "-u", "2", "-r", "100",

@@ -103,6 +103,12 @@ impl GrpcChannel {
         Ok(Self { channel: endpoint.connect_with_connector_lazy(connector) })
     }
 
+    /// The underlying channel (for clients of fixed services, such as
+    /// reflection).
+    pub(crate) fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
     /// Call a unary `method` with `request`.
     pub async fn unary(
         &self,

@@ -35,6 +35,19 @@ impl Protos {
         Ok(compiler.files().filter_map(|f| f.path().map(Path::to_path_buf)).collect())
     }
 
+    /// Add files described by a server (reflection): each file not yet
+    /// known, in any order, as long as together with the files already
+    /// known they define every type they use.
+    pub fn add_files(&mut self, files: Vec<prost_reflect::prost_types::FileDescriptorProto>) -> Result<(), ProtoError> {
+        let new: Vec<_> = files.into_iter().filter(|f| self.pool.get_file_by_name(f.name()).is_none()).collect();
+        self.pool.add_file_descriptor_protos(new).map_err(|e| ProtoError(e.to_string()))
+    }
+
+    /// The services known, by full name.
+    pub fn services(&self) -> Vec<String> {
+        self.pool.services().map(|s| s.full_name().to_owned()).collect()
+    }
+
     /// A method by its full name: `package.Service/Method` (gRPC's path
     /// without the leading slash) or `package.Service.Method`.
     pub fn method(&self, full_name: &str) -> Result<MethodDescriptor, ProtoError> {

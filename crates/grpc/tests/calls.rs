@@ -157,3 +157,30 @@ async fn compressed_calls_and_binary_metadata_travel_both_ways() {
     let outcome = channel.unary(&method, request, &options).await;
     assert_eq!(outcome.code, Code::InvalidArgument, "{outcome:?}");
 }
+
+#[tokio::test]
+async fn reflection_describes_a_servers_services_without_a_proto_file() {
+    let server = PredictServer::spawn("127.0.0.1:0", 1, None).unwrap();
+    let channel = GrpcChannel::lazy(&server.url(), None).unwrap();
+    let mut protos = Protos::default();
+    let services = swarmer_grpc::reflect(&channel, &mut protos, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(services, ["categorization.TextCategorization"]);
+    let method = protos.method("categorization.TextCategorization/GetPrediction").unwrap();
+    let request = Protos::request(&method, &serde_json::json!({ "text": "reflected" })).unwrap();
+    let outcome = channel.unary(&method, request, &CallOptions::default()).await;
+    assert!(outcome.ok(), "{outcome:?}");
+    let reply = serde_json::to_value(outcome.reply.as_ref().unwrap()).unwrap();
+    assert_eq!(reply["category"], category_of("reflected"));
+    // Asking again (another VM of the plan, say) is harmless.
+    swarmer_grpc::reflect(&channel, &mut protos, Duration::from_secs(5)).await.unwrap();
+
+    // A server without reflection says so; one that is not there is unavailable.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let e = swarmer_grpc::reflect(&GrpcChannel::lazy(&gone, None).unwrap(), &mut protos, Duration::from_secs(5))
+        .await
+        .unwrap_err()
+        .0;
+    assert!(e.starts_with("reflection: UNAVAILABLE"), "{e}");
+}

@@ -28,6 +28,7 @@ pub fn install(lua: &Lua, module: &Table) -> mlua::Result<()> {
     lua.set_app_data(VmProtos::default());
     module.set("_grpc_load", lua.create_function(load)?)?;
     module.set("_grpc_start", lua.create_function(start)?)?;
+    module.set("_grpc_reflect", lua.create_function(reflect)?)?;
     Ok(())
 }
 
@@ -47,6 +48,40 @@ fn load(lua: &Lua, (file, includes): (String, Option<Vec<String>>)) -> mlua::Res
             Ok(None)
         }
         Err(e) => Ok(Some(e.0)),
+    }
+}
+
+/// `swarmer.grpc.reflect(host, { timeout })`: the services the server at
+/// `host` describes by reflection (their files added to this VM's), or
+/// `nil` and what was wrong. It waits (on a thread of its own: plans load
+/// outside any user), so it belongs at the plan's top level.
+fn reflect(lua: &Lua, (host, timeout): (String, Option<f64>)) -> mlua::Result<(Option<Vec<String>>, Option<String>)> {
+    let timeout = match timeout {
+        None => Duration::from_secs(10),
+        Some(s) if s > 0.0 && s <= MOST_TIMEOUT as f64 => Duration::from_secs_f64(s),
+        Some(_) => return Ok((None, Some(format!("option timeout: seconds above 0, at most {MOST_TIMEOUT}")))),
+    };
+    let protos = lua.app_data_ref::<VmProtos>().ok_or_else(|| mlua::Error::runtime("internal: no protos"))?;
+    let mut known = protos.0.borrow().clone();
+    let asked = std::thread::scope(|scope| {
+        let asking = scope.spawn(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            // The channel's tasks run on this runtime (the caller's thread waits).
+            Ok::<_, std::io::Error>(runtime.block_on(async {
+                let channel = swarmer_grpc::GrpcChannel::lazy(&host, None)?;
+                swarmer_grpc::reflect(&channel, &mut known, timeout).await
+            }))
+        });
+        asking.join()
+    });
+    match asked {
+        Ok(Ok(Ok(services))) => {
+            *protos.0.borrow_mut() = known;
+            Ok((Some(services), None))
+        }
+        Ok(Ok(Err(e))) => Ok((None, Some(e.0))),
+        Ok(Err(e)) => Ok((None, Some(format!("reflection: {e}")))),
+        Err(_) => Ok((None, Some("reflection: its thread failed".into()))),
     }
 }
 

@@ -549,6 +549,16 @@ swarmer.grpc = {}
 -- `swarmer.grpc.load("file.proto", { includes = { "dir", ... } })`: read a
 -- .proto file (beside the plan unless the path is absolute) and the files
 -- it imports; its services can then be called with client:grpc.
+-- `swarmer.grpc.reflect("http://host:port", { timeout = 10 })`: ask the
+-- server for its services by reflection (no .proto needed); returns their
+-- names. At the plan's top level: it waits for the answer.
+function swarmer.grpc.reflect(host, opts)
+  if type(host) ~= "string" then error("swarmer.grpc.reflect: expected the server's address (http://host:port)", 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("swarmer.grpc.reflect: options must be a table", 2) end
+  local services, err = swarmer._grpc_reflect(host, opts and opts.timeout)
+  if not services then error("swarmer.grpc.reflect: " .. err, 2) end
+  return services
+end
 function swarmer.grpc.load(file, opts)
   if type(file) ~= "string" then error("swarmer.grpc.load: expected a .proto file name", 2) end
   local includes = opts and opts.includes

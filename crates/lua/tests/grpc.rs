@@ -179,3 +179,30 @@ fn the_proto_files_a_plan_loads_ship_with_it() {
         files.iter().filter_map(|f| f.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
     assert!(names.contains(&"categorization.proto".to_owned()), "{files:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_plan_without_a_proto_file_calls_what_reflection_describes() {
+    let grpc = PredictServer::spawn("127.0.0.1:0", 1, None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.lua");
+    let plan = format!(
+        r#"local swarmer = require('swarmer')
+local services = swarmer.grpc.reflect("{host}")
+assert(#services == 1 and services[1] == "categorization.TextCategorization", tostring(services[1]))
+local ok, e = pcall(swarmer.grpc.reflect, "http://127.0.0.1:1", {{ timeout = 2 }})
+assert(not ok and e:find("swarmer.grpc.reflect: reflection: UNAVAILABLE", 1, true), e)
+swarmer.user("Reflected", {{ wait_time = swarmer.constant(0.01), tasks = {{ function(self)
+  local r = self.client:grpc("{METHOD}", {{ text = "abc" }}, {{ host = "{host}" }})
+  assert(r.ok and r.reply.category == {category}, r.message)
+end }} }})
+"#,
+        host = grpc.url(),
+        category = swarmer_target::predict::category_of("abc"),
+    );
+    std::fs::write(&path, plan).unwrap();
+    let handle = run(&path, "http://127.0.0.1:1", 1, |h| count(h, "grpc", METHOD).0 >= 5).await;
+    let (calls, failed) = count(&handle, "grpc", METHOD);
+    assert!(calls >= 5 && failed == 0, "{calls} calls, {failed} failed");
+    let store = handle.stats().lock().unwrap();
+    assert_eq!(store.stats.exceptions().count(), 0, "{:?}", store.stats.exceptions().collect::<Vec<_>>());
+}

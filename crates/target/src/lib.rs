@@ -16,6 +16,7 @@
 pub mod kv;
 pub mod live;
 pub mod predict;
+mod predict_reflection;
 pub mod routes;
 mod server;
 mod tls;

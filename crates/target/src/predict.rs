@@ -8,7 +8,9 @@
 //! gRPC status (a number or a name such as `NOT_FOUND`) in the trailers, so
 //! tests can see failures; `sleep:MS` answers after that many milliseconds.
 //! Request metadata named `x-...` is sent back in the reply's metadata, and
-//! the `grpc-timeout` received as `x-grpc-timeout`.
+//! the `grpc-timeout` received as `x-grpc-timeout`. Server reflection
+//! (v1 and v1alpha) describes the service, for clients without the
+//! `.proto`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -56,16 +58,23 @@ pub fn category_of(text: &str) -> i32 {
 const PATH: &str = "/categorization.TextCategorization/GetPrediction";
 
 /// The gRPC service (a tower service, as tonic's generated servers are).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct PredictService {
     served: Arc<AtomicU64>,
+    reflection: crate::predict_reflection::Route,
+}
+
+impl Default for PredictService {
+    fn default() -> Self {
+        Self { served: Arc::default(), reflection: crate::predict_reflection::route() }
+    }
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
 
 impl<B> tower_service::Service<http::Request<B>> for PredictService
 where
-    B: http_body::Body + Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
 {
     type Response = http::Response<tonic::body::Body>;
@@ -78,6 +87,9 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let handler = Predict(self.served.clone());
+        if request.uri().path().starts_with("/grpc.reflection.") {
+            return (self.reflection)(request.map(tonic::body::Body::new));
+        }
         if request.uri().path() != PATH {
             let status = Status::unimplemented(format!("no method {}", request.uri().path()));
             return Box::pin(async move { Ok(status.into_http()) });
