@@ -39,9 +39,13 @@ pub struct ClientCore {
     /// The user's gRPC channels by host: one HTTP/2 connection each,
     /// opened on the first call, gone with the user.
     grpc: RefCell<Vec<(String, swarmer_grpc::GrpcUserClient)>>,
-    /// The user's open WebSockets and event streams, by number: closed
-    /// when the plan closes them or when the user goes.
+    /// The user's open WebSockets, event streams and TCP connections, by
+    /// number: closed when the plan closes them, when their Lua object is
+    /// garbage, or when the user goes.
     live: RefCell<Numbered<crate::realtime::Live>>,
+    /// Set when the user goes: operations still waiting on its
+    /// connections end at once (their connections close).
+    gone: tokio::sync::watch::Sender<bool>,
 }
 
 impl ClientCore {
@@ -65,9 +69,20 @@ impl ClientCore {
         &self.client
     }
 
-    /// Keep an open connection of the user's; its number.
-    pub fn keep_live(&self, live: crate::realtime::Live) -> i64 {
-        self.live.borrow_mut().add(live)
+    /// Keep an open connection of the user's; its number, or `None` when
+    /// the user has [`MOST_LIVE`] open already.
+    pub fn keep_live(&self, live: crate::realtime::Live) -> Option<i64> {
+        let mut kept = self.live.borrow_mut();
+        (kept.slots.len() < MOST_LIVE).then(|| kept.add(live))
+    }
+
+    /// Resolves when the user goes.
+    pub fn gone(&self) -> impl Future<Output = ()> + 'static {
+        let mut gone = self.gone.subscribe();
+        async move {
+            // Sent, or the sender dropped: either way the user is gone.
+            let _ = gone.wait_for(|gone| *gone).await;
+        }
     }
 
     /// An open connection of the user's, by number.
@@ -77,7 +92,12 @@ impl ClientCore {
 
     /// Forget an open connection (it closes when no call holds it).
     pub fn drop_live(&self, id: i64) {
-        self.live.borrow_mut().remove(id);
+        // Also called by a Lua finalizer, which may run while this is
+        // borrowed (an allocation inside a borrow): then the connection
+        // stays until the user goes.
+        if let Ok(mut live) = self.live.try_borrow_mut() {
+            live.remove(id);
+        }
     }
 
     /// Record an exception in this user's name (see `call::StuckReport`).
@@ -113,18 +133,34 @@ impl Clients {
             next_catch: Cell::new(1),
             grpc: RefCell::default(),
             live: RefCell::default(),
+            gone: tokio::sync::watch::Sender::new(false),
         });
         (self.numbered.borrow_mut().add(core.clone()), core)
     }
 
     pub fn remove(&self, id: i64) {
-        self.numbered.borrow_mut().remove(id);
+        let removed = self.numbered.borrow_mut().take(id);
+        if let Some(core) = removed {
+            // Its connections close, and operations waiting on them end.
+            core.gone.send_replace(true);
+            let live = std::mem::take(&mut *core.live.borrow_mut());
+            drop(live);
+        }
+    }
+
+    /// Client `id`, if it is there and the list is not being changed
+    /// (for finalizers, which may run at any allocation).
+    pub fn find(&self, id: i64) -> Option<Rc<ClientCore>> {
+        self.numbered.try_borrow().ok()?.get(id).cloned()
     }
 
     pub fn get(&self, id: i64) -> mlua::Result<Rc<ClientCore>> {
         self.numbered.borrow().get(id).cloned().ok_or_else(|| mlua::Error::runtime("this client's user has stopped"))
     }
 }
+
+/// Most connections one user may hold open at once.
+pub const MOST_LIVE: usize = 256;
 
 /// Values by number. A number is a slot and a generation, so a number kept
 /// after its value was removed is refused rather than reaching the value
@@ -158,9 +194,12 @@ impl<T> Numbered<T> {
     }
 
     fn remove(&mut self, id: i64) {
-        if let Some(slot) = self.slot(id) {
-            self.slots.remove(slot);
-        }
+        self.take(id);
+    }
+
+    fn take(&mut self, id: i64) -> Option<T> {
+        let slot = self.slot(id)?;
+        Some(self.slots.remove(slot).1)
     }
 }
 

@@ -433,8 +433,11 @@ local function await(what, id, err)
   if not id then error(what .. ": " .. err, 3) end
   return yield(id, OP_AWAIT)
 end
-local WEBSOCKET, EVENTS = {}, {}
-WEBSOCKET.__index, EVENTS.__index = WEBSOCKET, EVENTS
+local WEBSOCKET, EVENTS, TCP = {}, {}, {}
+WEBSOCKET.__index, EVENTS.__index, TCP.__index = WEBSOCKET, EVENTS, TCP
+-- A connection whose object is garbage closes.
+local function forget(conn) swarmer._live_forget(conn._client, conn._id) end
+WEBSOCKET.__gc, EVENTS.__gc, TCP.__gc = forget, forget, forget
 local function opener(what, open, class, optional)
   return function(client, url, opts)
     if optional and url == nil then -- the user's host
@@ -443,6 +446,7 @@ local function opener(what, open, class, optional)
     must_wait(what)
     local r, err = await(what, swarmer[open](client[1], url, opts))
     if r == nil then return nil, err end
+    if r.refused then return nil, r.refused end
     return setmetatable({ _client = client[1], _id = r.id, _timeout = r.timeout, url = r.url,
                           status = r.status, protocol = r.protocol }, class)
   end
@@ -523,8 +527,6 @@ function EVENTS.close(events) swarmer._live_forget(events._client, events._id) e
 -- for TLS; no address: the user's host, e.g. -H tcp://host:port): bytes for a protocol of the plan's own; nothing is recorded,
 -- the plan times its exchanges (self.client:measure). Receives give the
 -- bytes, or nil and "timeout", "closed" or what broke.
-local TCP = {}
-TCP.__index = TCP
 CLIENT.tcp = opener("client:tcp", "_tcp_open", TCP, true)
 function TCP.send(conn, bytes) return send(conn, bytes, true, "tcp:send") end
 local function take(conn, timeout, what, wanted)

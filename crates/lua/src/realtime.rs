@@ -20,7 +20,7 @@ use swarmer_realtime::{
     EventStream, RealtimeError, Received, SseOptions, TcpConnection, TcpOptions, WebSocket, WsMessage, WsOptions,
 };
 
-use crate::client::ClientCore;
+use crate::client::{ClientCore, MOST_LIVE};
 use crate::driver::Bridge;
 use crate::pending::Finish;
 
@@ -50,7 +50,10 @@ pub fn install(lua: &Lua, module: &Table) -> mlua::Result<()> {
     module.set(
         "_live_forget",
         lua.create_function(|lua, (client, id): (i64, i64)| {
-            if let Ok(core) = bridge(lua)?.clients.get(client) {
+            // Also a finalizer's: it must not fail or borrow what may be borrowed.
+            if let Some(bridge) = lua.app_data_ref::<Rc<Bridge>>()
+                && let Some(core) = bridge.clients.find(client)
+            {
                 core.drop_live(id);
             }
             Ok(())
@@ -177,8 +180,29 @@ fn opened_table(lua: &Lua, core: &ClientCore, live: Live) -> mlua::Result<Value>
     table.set("status", status)?;
     table.set("protocol", protocol)?;
     table.set("timeout", default_wait(core).as_secs_f64())?;
-    table.set("id", core.keep_live(live))?;
+    match core.keep_live(live) {
+        Some(id) => table.set("id", id)?,
+        None => table.set(
+            "refused",
+            format!("a user may hold at most {MOST_LIVE} connections open: close those it is done with"),
+        )?,
+    }
     Ok(Value::Table(table))
+}
+
+/// The user of `client`, or `None` when it has gone (its connections are
+/// closed then: operations on them say so rather than raise).
+fn user(lua: &Lua, client: i64) -> mlua::Result<Option<Rc<ClientCore>>> {
+    Ok(bridge(lua)?.clients.get(client).ok())
+}
+
+/// `operation`, ended early (with `closed`) when the user goes.
+async fn unless_gone<T>(core: Option<&ClientCore>, closed: T, operation: impl Future<Output = T>) -> T {
+    let Some(core) = core else { return closed };
+    tokio::select! {
+        done = operation => done,
+        () = core.gone() => closed,
+    }
 }
 
 fn done(lua: &Lua) -> Result<Value, String> {
@@ -188,8 +212,8 @@ fn done(lua: &Lua) -> Result<Value, String> {
 /// `_live_send(client, id, data, binary)`: the number of the send (a
 /// WebSocket message, text unless `binary`; bytes on a TCP connection).
 fn send(lua: &Lua, (client, id, data, binary): (i64, i64, mlua::String, bool)) -> Answer {
-    let core = bridge(lua)?.clients.get(client)?;
-    let found = core.live(id);
+    let core = user(lua, client)?;
+    let found = core.as_ref().and_then(|core| core.live(id));
     let bytes = data.as_bytes().to_vec();
     let size = bytes.len();
     let message = match (&found, binary) {
@@ -203,12 +227,15 @@ fn send(lua: &Lua, (client, id, data, binary): (i64, i64, mlua::String, bool)) -
     let id = file(
         lua,
         async move {
-            let sent = match found {
-                Some(Live::Socket(socket)) => socket.send(message).await,
-                Some(Live::Tcp(connection)) => connection.send(message.bytes()).await,
-                // Closed by the plan: the send fails as on a connection the peer closed.
-                Some(Live::Events(_)) | None => Err(RealtimeError::Closed),
+            let sending = async {
+                match found {
+                    Some(Live::Socket(socket)) => socket.send(message).await,
+                    Some(Live::Tcp(connection)) => connection.send(message.bytes()).await,
+                    // Closed by the plan: the send fails as on a connection the peer closed.
+                    Some(Live::Events(_)) | None => Err(RealtimeError::Closed),
+                }
             };
+            let sent = unless_gone(core.as_deref(), Err(RealtimeError::Closed), sending).await;
             Box::new(move |lua: &Lua| match sent {
                 Ok(()) => done(lua),
                 Err(e) => Err(e.to_string()),
@@ -222,17 +249,22 @@ fn send(lua: &Lua, (client, id, data, binary): (i64, i64, mlua::String, bool)) -
 /// `_live_close(client, id, code, reason)`: the number of the close (a
 /// WebSocket's close frame carries `code` and `reason`).
 fn close(lua: &Lua, (client, id, code, reason): (i64, i64, Option<u16>, Option<String>)) -> Answer {
-    let core = bridge(lua)?.clients.get(client)?;
-    let found = core.live(id);
-    core.drop_live(id);
+    let core = user(lua, client)?;
+    let found = core.as_ref().and_then(|core| core.live(id));
+    if let Some(core) = &core {
+        core.drop_live(id);
+    }
     let id = file(
         lua,
         async move {
-            let closed = match found {
-                Some(Live::Socket(socket)) => socket.close(code, reason.as_deref().unwrap_or("")).await,
-                Some(Live::Tcp(connection)) => connection.close().await,
-                Some(Live::Events(_)) | None => Ok(()),
+            let closing = async {
+                match found {
+                    Some(Live::Socket(socket)) => socket.close(code, reason.as_deref().unwrap_or("")).await,
+                    Some(Live::Tcp(connection)) => connection.close().await,
+                    Some(Live::Events(_)) | None => Ok(()),
+                }
             };
+            let closed = unless_gone(core.as_deref(), Ok(()), closing).await;
             Box::new(move |lua: &Lua| match closed {
                 Ok(()) | Err(RealtimeError::Closed) => done(lua),
                 Err(e) => Err(e.to_string()),
@@ -295,8 +327,8 @@ enum Got {
 
 /// `_live_receive(client, id, timeout)`: the number of the receive.
 fn receive(lua: &Lua, (client, id, timeout, until): (i64, i64, Option<f64>, Value)) -> Answer {
-    let core = bridge(lua)?.clients.get(client)?;
-    let found = core.live(id);
+    let core = user(lua, client)?;
+    let found = core.as_ref().and_then(|core| core.live(id));
     let until = match until {
         Value::Nil => Until::Any,
         Value::String(s) if s.as_bytes() == b"line" => Until::Line,
@@ -305,31 +337,36 @@ fn receive(lua: &Lua, (client, id, timeout, until): (i64, i64, Option<f64>, Valu
         _ => return Ok((None, Some("expected a count of bytes above 0".into()))),
     };
     let wait = match seconds("timeout", timeout) {
-        Ok(wait) => wait.unwrap_or_else(|| default_wait(&core)),
+        Ok(wait) => wait.or_else(|| core.as_deref().map(default_wait)).unwrap_or(Duration::ZERO),
         Err(e) => return Ok((None, Some(e))),
     };
     let id = file(
         lua,
         async move {
-            let got = match found {
-                // Closed by the plan.
-                None => Ok(Got::Closed(None, String::new())),
-                Some(Live::Socket(socket)) => socket.receive(wait).await.map(|received| match received {
-                    Received::Message(message) => Got::Message(message),
-                    Received::Closed { code, reason } => Got::Closed(code, reason),
-                    Received::TimedOut => Got::TimedOut,
-                }),
-                Some(Live::Events(events)) => events.next(wait).await.map(|next| match next {
-                    Next::Event(event) => Got::Event(event),
-                    Next::Ended => Got::Ended,
-                    Next::TimedOut => Got::TimedOut,
-                }),
-                Some(Live::Tcp(connection)) => connection.receive(until, wait).await.map(|received| match received {
-                    TcpReceived::Data(bytes) => Got::Message(WsMessage::Binary(bytes)),
-                    TcpReceived::Closed => Got::Closed(None, String::new()),
-                    TcpReceived::TimedOut => Got::TimedOut,
-                }),
+            let receiving = async {
+                match found {
+                    // Closed by the plan.
+                    None => Ok(Got::Closed(None, String::new())),
+                    Some(Live::Socket(socket)) => socket.receive(wait).await.map(|received| match received {
+                        Received::Message(message) => Got::Message(message),
+                        Received::Closed { code, reason } => Got::Closed(code, reason),
+                        Received::TimedOut => Got::TimedOut,
+                    }),
+                    Some(Live::Events(events)) => events.next(wait).await.map(|next| match next {
+                        Next::Event(event) => Got::Event(event),
+                        Next::Ended => Got::Ended,
+                        Next::TimedOut => Got::TimedOut,
+                    }),
+                    Some(Live::Tcp(connection)) => {
+                        connection.receive(until, wait).await.map(|received| match received {
+                            TcpReceived::Data(bytes) => Got::Message(WsMessage::Binary(bytes)),
+                            TcpReceived::Closed => Got::Closed(None, String::new()),
+                            TcpReceived::TimedOut => Got::TimedOut,
+                        })
+                    }
+                }
             };
+            let got = unless_gone(core.as_deref(), Ok(Got::Closed(None, String::new())), receiving).await;
             Box::new(move |lua: &Lua| got_table(lua, got.map_err(|e| e.to_string())?).map_err(|e| e.to_string()))
                 as Finish
         },

@@ -132,6 +132,8 @@ swarmer.user("Bad", { wait_time = swarmer.constant(0.01), tasks = { function(sel
   elseif step == 2 then self.client:sse("/sse", { timeout = -1 })
   elseif step == 3 then
     local ws = assert(self.client:websocket("/ws"))
+    local c, bad = ws:close(999)
+    assert(c == nil and bad:find("close code 999: 1000-1003", 1, true), tostring(bad))
     ws:close()
     local ok, err = ws:send("after")
     assert(ok == nil and err == "the connection is closed", tostring(err))
@@ -148,7 +150,7 @@ end } })
     let find = |part: &str| errors.iter().find(|e| e.contains(part)).unwrap_or_else(|| panic!("{part}: {errors:?}"));
     assert!(find("unknown option nmae").contains("plan.lua:6"), "{errors:?}");
     assert!(find("option timeout: seconds above 0").contains("plan.lua:7"), "{errors:?}");
-    assert!(find("the timeout is in seconds").contains("plan.lua:13"), "{errors:?}");
+    assert!(find("the timeout is in seconds").contains("plan.lua:15"), "{errors:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
@@ -168,7 +170,9 @@ swarmer.user("Kv", {{ wait_time = swarmer.constant(0.01), tasks = {{ function(se
     assert(conn:send("GET greeting\nPING\n"))
     assert(conn:receive_line(2) == "$11")
     assert(conn:receive(13, 2) == "hello world\r\n")
-    assert(conn:receive_any(2) == "+PONG\r\n")
+    local pong = ""
+    while #pong < 7 do pong = pong .. assert(conn:receive_any(2)) end   -- it may come in pieces
+    assert(pong == "+PONG\r\n")
   end)
   -- A slow reply times out; the bytes stay for the next read.
   assert(conn:send("SLEEP 300\r\n"))
@@ -204,4 +208,50 @@ end }} }})
     let store = handle.stats().lock().unwrap();
     let failure = store.stats.failures().map(|e| e.error.clone()).collect::<Vec<_>>();
     assert!(failure.iter().any(|e| e.contains("unknown command 'FLY'")), "{failure:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn connections_close_with_their_objects_and_their_user_and_are_bounded() {
+    let target = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = r#"
+swarmer.user("Many", { wait_time = swarmer.constant(0.01), tasks = { function(self)
+  -- Garbage connections close.
+  for _ = 1, 20 do assert(self.client:websocket("/ws")) end
+  collectgarbage(); collectgarbage()
+  -- Kept ones are bounded.
+  local kept, last_error = {}, nil
+  for _ = 1, 300 do
+    local ws, err = self.client:websocket("/ws")
+    if not ws then last_error = err break end
+    kept[#kept + 1] = ws
+  end
+  assert(#kept == 256 and last_error:find("at most 256 connections"), #kept .. " " .. tostring(last_error))
+  for _, ws in ipairs(kept) do ws:close() end
+  -- A pump still waiting when its user stops ends quietly.
+  local ws = assert(self.client:websocket("/ws"))
+  swarmer.spawn(function()
+    local probe = swarmer.http_client{ record = true }   -- self.client goes with the user
+    local m, why = ws:receive(60)
+    assert(m == nil and why == "closed", tostring(why))
+    probe:fire_request{ request_type = "CHECK", name = "pump ended", response_time = 0 }
+  end)
+  self.client:fire_request{ request_type = "CHECK", name = "done", response_time = 0 }
+  swarmer.stop_user()
+end } })
+"#;
+    let handle =
+        run(dir.path(), plan, &target.url(), |h| count(h, "CHECK", "pump ended").0 == 1 || !errors(h).is_empty()).await;
+    assert_eq!(errors(&handle), Vec::<String>::new());
+    assert_eq!(count(&handle, "CHECK", "done"), (1, 0));
+    // 20 + 256 + 1 opened; the 257th kept was closed at once, unrecorded
+    // as a failure (it opened).
+    let (opened, failed) = count(&handle, "WS", "/ws");
+    assert_eq!((opened, failed), (20 + 257 + 1, 0));
+    // Every connection closed: the garbage ones, the closed ones, the pump's with its user.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while target.connections().open() > 0 {
+        assert!(std::time::Instant::now() < deadline, "{} still open", target.connections().open());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

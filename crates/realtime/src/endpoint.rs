@@ -24,7 +24,11 @@ impl Endpoint {
     /// to the host. `websocket` chooses the scheme pair of the result.
     pub fn resolve(base: &str, url: &str, websocket: bool) -> Result<Self, RealtimeError> {
         let invalid = |why: String| RealtimeError::InvalidUrl { url: url.to_owned(), why };
-        let parsed = if url.contains("://") {
+        // Absolute when it begins with a scheme (a query may hold "://").
+        let absolute = url.split_once("://").is_some_and(|(scheme, _)| {
+            !scheme.is_empty() && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        });
+        let parsed = if absolute {
             url::Url::parse(url).map_err(|e| invalid(e.to_string()))?
         } else {
             if base.is_empty() {
@@ -85,6 +89,12 @@ mod tests {
         assert_eq!(e.authority(), "example.test");
         let e = Endpoint::resolve("", "wss://[::1]:9/x", true).unwrap();
         assert_eq!((e.host.as_str(), e.authority().as_str()), ("::1", "[::1]:9"));
+    }
+
+    #[test]
+    fn a_path_whose_query_holds_a_url_is_a_path() {
+        let e = Endpoint::resolve("http://h:1", "/cb?u=http://x/y", true).unwrap();
+        assert_eq!(e.url, "ws://h:1/cb?u=http://x/y");
     }
 
     #[test]

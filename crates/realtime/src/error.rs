@@ -25,6 +25,9 @@ pub enum RealtimeError {
     /// Nothing came within the time allowed.
     #[error("timed out after {0:?}")]
     TimedOut(std::time::Duration),
+    /// An argument the protocol does not allow (a close code, say).
+    #[error("{0}")]
+    Invalid(String),
     /// The connection was closed before the operation.
     #[error("the connection is closed")]
     Closed,

@@ -62,8 +62,16 @@ struct Inner {
     reader: Mutex<Reader>,
     client: Client,
     url: String,
+    /// When the previous event arrived (or the subscription was answered).
     last: Cell<Instant>,
+    /// The event types recorded under their own row (at most
+    /// [`MOST_EVENT_TYPES`]; the server chooses them).
+    types: std::cell::RefCell<Vec<String>>,
 }
+
+/// Most event types of one stream recorded under their own rows; events
+/// of further types share the row `event (other types)`.
+const MOST_EVENT_TYPES: usize = 32;
 
 /// A subscription to an event stream. Clones share it.
 #[derive(Clone)]
@@ -86,6 +94,7 @@ impl EventStream {
                 client: client.clone(),
                 url,
                 last: Cell::new(Instant::now()),
+                types: Default::default(),
             }),
         })
     }
@@ -96,8 +105,9 @@ impl EventStream {
     }
 
     /// The next event, waiting at most `timeout`; recorded as type `SSE`
-    /// named `event <type>`, with the time since the previous event (or
-    /// the subscription) and the data's size.
+    /// named `event <type>` (the first 32 types; later ones share `event
+    /// (other types)`), with the time between its arrival and the previous
+    /// event's (or the subscription's answer) and the data's size.
     pub async fn next(&self, timeout: Duration) -> Result<Next, RealtimeError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut reader = match tokio::time::timeout_at(deadline, self.inner.reader.lock()).await {
@@ -105,11 +115,10 @@ impl EventStream {
             Err(_) => return Ok(Next::TimedOut),
         };
         loop {
-            if let Some(event) = reader.parser.next_event() {
-                let now = Instant::now();
-                let waited = now.duration_since(self.inner.last.replace(now));
-                let name = format!("event {}", event.event);
-                self.inner.client.record_request("SSE", &name, waited, event.data.len() as u64, None);
+            if let Some((event, arrived)) = reader.parser.next_event() {
+                let apart = arrived.saturating_duration_since(self.inner.last.replace(arrived));
+                let name = self.row_of(&event.event);
+                self.inner.client.record_request("SSE", &name, apart, event.data.len() as u64, None);
                 return Ok(Next::Event(event));
             }
             if reader.ended {
@@ -121,8 +130,12 @@ impl EventStream {
             };
             match frame {
                 Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        reader.parser.feed(&data)?;
+                    if let Ok(data) = frame.into_data()
+                        && let Err(e) = reader.parser.feed(&data)
+                    {
+                        // What follows cannot be read in step: the stream ends.
+                        reader.ended = true;
+                        return Err(e);
                     }
                 }
                 Some(Err(e)) => {
@@ -132,6 +145,21 @@ impl EventStream {
                 None => reader.ended = true,
             }
         }
+    }
+}
+
+impl EventStream {
+    /// The row an event of type `kind` is recorded under.
+    fn row_of(&self, kind: &str) -> String {
+        let mut types = self.inner.types.borrow_mut();
+        if types.iter().any(|known| known == kind) {
+            return format!("event {kind}");
+        }
+        if types.len() < MOST_EVENT_TYPES {
+            types.push(kind.to_owned());
+            return format!("event {kind}");
+        }
+        "event (other types)".to_owned()
     }
 }
 
@@ -163,7 +191,8 @@ async fn open(client: &Client, url: &str, options: &SseOptions) -> Result<(Incom
     if status != http::StatusCode::OK {
         return Err(RealtimeError::Refused(format!("the server answered {status} instead of an event stream")));
     }
-    if !kind.trim_start().to_ascii_lowercase().starts_with("text/event-stream") {
+    let essence = kind.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if essence != "text/event-stream" {
         return Err(RealtimeError::Refused(format!(
             "the server answered with content type {kind:?}, not text/event-stream"
         )));
@@ -181,7 +210,8 @@ struct Parser {
     has_data: bool,
     id: Option<String>,
     retry: Option<u64>,
-    ready: std::collections::VecDeque<Event>,
+    /// Events complete, with when their last byte arrived.
+    ready: std::collections::VecDeque<(Event, Instant)>,
     /// Most bytes of one line or of one event's data.
     limit: usize,
 }
@@ -201,7 +231,7 @@ impl Parser {
         }
     }
 
-    fn next_event(&mut self) -> Option<Event> {
+    fn next_event(&mut self) -> Option<(Event, Instant)> {
         self.ready.pop_front()
     }
 
@@ -263,7 +293,7 @@ impl Parser {
         }
         data.pop();
         let event = if event.is_empty() { "message".to_owned() } else { event };
-        self.ready.push_back(Event { event, data, id: self.id.clone(), retry: self.retry });
+        self.ready.push_back((Event { event, data, id: self.id.clone(), retry: self.retry }, Instant::now()));
     }
 }
 
@@ -276,7 +306,7 @@ mod tests {
         for chunk in chunks {
             parser.feed(chunk.as_bytes()).unwrap();
         }
-        std::iter::from_fn(|| parser.next_event()).collect()
+        std::iter::from_fn(|| parser.next_event().map(|(event, _)| event)).collect()
     }
 
     #[test]

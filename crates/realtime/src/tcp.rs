@@ -59,6 +59,8 @@ struct Inner {
     peer: String,
     /// Most bytes one receive may wait for (the test's `--max-body-size`).
     limit: usize,
+    /// Longest a send may wait for the peer to read (the test's request timeout).
+    write_timeout: Duration,
 }
 
 /// One connection of a user. Clones share it.
@@ -89,8 +91,11 @@ impl TcpConnection {
         let config = client.http_config();
         let tls = tls.then(|| config.tls_with_alpn(&[]));
         let allowed = options.timeout.unwrap_or(config.connect_timeout);
-        let stream = swarmer_http::open_stream(host, port, tls, allowed)
+        // The TLS handshake within the same time as the TCP connect.
+        let connecting = swarmer_http::open_stream(host, port, tls, allowed);
+        let stream = tokio::time::timeout(allowed, connecting)
             .await
+            .map_err(|_| RealtimeError::TimedOut(allowed))?
             .map_err(|e| RealtimeError::Connect(e.to_string()))?;
         let (read, write) = tokio::io::split(stream);
         Ok(Self {
@@ -99,6 +104,7 @@ impl TcpConnection {
                 writer: Mutex::new(write),
                 peer: format!("{host}:{port}"),
                 limit: config.max_body_bytes,
+                write_timeout: config.timeout.unwrap_or(crate::opening::DEFAULT_TIMEOUT),
             }),
         })
     }
@@ -108,11 +114,15 @@ impl TcpConnection {
         &self.inner.peer
     }
 
-    /// Write `bytes` (all of them).
+    /// Write `bytes` (all of them), within the test's request timeout.
     pub async fn send(&self, bytes: &[u8]) -> Result<(), RealtimeError> {
-        let mut writer = self.inner.writer.lock().await;
-        writer.write_all(bytes).await.map_err(gone)?;
-        writer.flush().await.map_err(gone)
+        let allowed = self.inner.write_timeout;
+        let sending = async {
+            let mut writer = self.inner.writer.lock().await;
+            writer.write_all(bytes).await.map_err(gone)?;
+            writer.flush().await.map_err(gone)
+        };
+        tokio::time::timeout(allowed, sending).await.map_err(|_| RealtimeError::TimedOut(allowed))?
     }
 
     /// Wait at most `timeout` for what `until` asks.
@@ -150,11 +160,14 @@ impl TcpConnection {
 
     /// Close the writing side (the peer reads the end); the connection
     /// goes when its last clone does.
+    /// A send still waiting keeps the connection writing: then only the
+    /// last clone's going closes it.
     pub async fn close(&self) -> Result<(), RealtimeError> {
-        match self.inner.writer.lock().await.shutdown().await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotConnected => Ok(()),
-            Err(e) => Err(gone(e)),
+        let Ok(mut writer) = self.inner.writer.try_lock() else { return Ok(()) };
+        match tokio::time::timeout(self.inner.write_timeout, writer.shutdown()).await {
+            Ok(Ok(())) | Err(_) => Ok(()),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotConnected => Ok(()),
+            Ok(Err(e)) => Err(gone(e)),
         }
     }
 }

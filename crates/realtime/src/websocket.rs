@@ -77,6 +77,9 @@ struct Inner {
     status: u16,
     protocol: Option<String>,
     closed: Cell<bool>,
+    /// Longest a send or close may wait for the peer to read (the test's
+    /// request timeout).
+    write_timeout: Duration,
 }
 
 /// One open WebSocket of a user. Cheap to clone: clones share the
@@ -103,6 +106,7 @@ impl WebSocket {
                 status,
                 protocol,
                 closed: Cell::new(false),
+                write_timeout: client.http_config().timeout.unwrap_or(opening::DEFAULT_TIMEOUT),
             }),
         })
     }
@@ -131,7 +135,9 @@ impl WebSocket {
             WsMessage::Text(text) => Message::text(text),
             WsMessage::Binary(bytes) => Message::binary(bytes),
         };
-        self.inner.writer.lock().await.send(frame).await.map_err(broken)
+        let allowed = self.inner.write_timeout;
+        let sending = async { self.inner.writer.lock().await.send(frame).await.map_err(broken) };
+        tokio::time::timeout(allowed, sending).await.map_err(|_| RealtimeError::TimedOut(allowed))?
     }
 
     /// The next message, waiting at most `timeout`. Pings are answered and
@@ -206,17 +212,27 @@ impl WebSocket {
         outcome
     }
 
-    /// Close with `code` (1000 when `None`) and `reason`; closing a closed
-    /// socket does nothing.
+    /// Close with `code` (1000 when `None`; 1000–1003, 1007–1014 or
+    /// 3000–4999) and `reason` (at most 123 bytes); closing a closed socket
+    /// does nothing. While a send is still waiting, no close frame is sent:
+    /// the connection goes with its last clone.
     pub async fn close(&self, code: Option<u16>, reason: &str) -> Result<(), RealtimeError> {
+        let code = code.unwrap_or(1000);
+        if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
+            return Err(RealtimeError::Invalid(format!("close code {code}: 1000-1003, 1007-1014 or 3000-4999")));
+        }
+        if reason.len() > 123 {
+            return Err(RealtimeError::Invalid("a close reason has at most 123 bytes".into()));
+        }
         if self.inner.closed.replace(true) {
             return Ok(());
         }
-        let frame = CloseFrame { code: CloseCode::from(code.unwrap_or(1000)), reason: reason.to_owned().into() };
-        let mut writer = self.inner.writer.lock().await;
-        match writer.send(Message::Close(Some(frame))).await {
-            Ok(()) | Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => Ok(()),
-            Err(e) => Err(broken(e)),
+        let Ok(mut writer) = self.inner.writer.try_lock() else { return Ok(()) };
+        let frame = CloseFrame { code: CloseCode::from(code), reason: reason.to_owned().into() };
+        match tokio::time::timeout(self.inner.write_timeout, writer.send(Message::Close(Some(frame)))).await {
+            Err(_) => Ok(()),
+            Ok(Ok(()) | Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed)) => Ok(()),
+            Ok(Err(e)) => Err(broken(e)),
         }
     }
 }

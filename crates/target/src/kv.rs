@@ -7,7 +7,8 @@
 //! `SLEEP ms` → `+OK` after that long (at most 60 s); anything else →
 //! `-ERR …`. A thread serves each connection (at most 256 at once; more
 //! are told `-ERR busy` and closed); a line over 64 KiB closes the
-//! connection. It is a demo, not a database.
+//! connection, as does a minute without a command or ten seconds without
+//! reading; at most 100,000 keys. It is a demo, not a database.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -22,6 +23,8 @@ use crate::TargetError;
 const MOST_CONNECTIONS: usize = 256;
 /// Longest command line.
 const MOST_LINE: usize = 64 << 10;
+/// Most keys stored.
+const MOST_KEYS: usize = 100_000;
 
 #[derive(Default)]
 struct Shared {
@@ -104,6 +107,8 @@ fn serve(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     // An idle client is let go after a minute.
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    // A client that sends and never reads is let go too.
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
     let mut out = stream.try_clone()?;
     let mut lines = BufReader::new(stream);
     let mut line = Vec::new();
@@ -135,6 +140,9 @@ fn answer(line: &str, store: &Mutex<HashMap<String, String>>) -> String {
     };
     match (command.as_str(), key, rest) {
         ("PING", None, _) => "+PONG\r\n".into(),
+        ("SET", Some(key), Some(_)) if store.len() >= MOST_KEYS && !store.contains_key(key) => {
+            format!("-ERR full (at most {MOST_KEYS} keys)\r\n")
+        }
         ("SET", Some(key), Some(value)) => {
             store.insert(key.to_owned(), value.to_owned());
             "+OK\r\n".into()
@@ -147,6 +155,9 @@ fn answer(line: &str, store: &Mutex<HashMap<String, String>>) -> String {
         ("INCR", Some(key), None) => {
             let now = store.get(key).map_or(Ok(0), |v| v.parse::<i64>());
             match now.ok().and_then(|n| n.checked_add(1)) {
+                Some(_) if store.len() >= MOST_KEYS && !store.contains_key(key) => {
+                    format!("-ERR full (at most {MOST_KEYS} keys)\r\n")
+                }
                 Some(n) => {
                     store.insert(key.to_owned(), n.to_string());
                     format!(":{n}\r\n")

@@ -1,12 +1,14 @@
 //! The demo target's long-lived endpoints, for WebSocket and Server-Sent
-//! Events clients:
+//! Events clients (the target's `--delay` and `--error-rate` do not apply
+//! to them):
 //!
 //! | path | what it does |
 //! |---|---|
-//! | `GET /ws` (WebSocket, HTTP/1.1) | echoes each message; `delay:MS:text` echoes `text` after `MS` ms; `burst:N` sends `1` … `N`; `close` closes with 1000 "bye"; the first offered subprotocol is chosen |
+//! | `GET /ws` (WebSocket, HTTP/1.1) | echoes each message; `delay:MS:text` echoes `text` after `MS` ms; `burst:N` sends `1` … `N`; `close` closes with 1000 "bye"; the first offered subprotocol is chosen; a client silent for 5 minutes is closed |
 //! | `GET /sse?count=N&interval_ms=M&event=NAME` | `N` events (default 5, at most 100,000) `M` ms apart (default 100), IDs from 1 (after `Last-Event-ID` when sent), data the ID; then the stream ends |
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,6 +19,8 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::server::{ConnectionCounts, OpenConnection};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, frame::coding::CloseCode};
 
@@ -29,9 +33,10 @@ pub fn is_live(path: &str) -> bool {
 }
 
 /// Answer a request for `/ws` or `/sse`.
-pub fn respond(req: Request<Incoming>) -> Response<LiveBody> {
+/// A WebSocket counts in `connections` as open while its echo runs.
+pub(crate) fn respond(req: Request<Incoming>, connections: &Arc<ConnectionCounts>) -> Response<LiveBody> {
     match req.uri().path() {
-        "/ws" => websocket(req),
+        "/ws" => websocket(req, connections.held()),
         _ => events(&req),
     }
 }
@@ -43,7 +48,7 @@ fn plain(status: StatusCode, text: &str) -> Response<LiveBody> {
 }
 
 /// The opening handshake (RFC 6455 §4.2), then the echo on its own task.
-fn websocket(mut req: Request<Incoming>) -> Response<LiveBody> {
+fn websocket(mut req: Request<Incoming>, counted: OpenConnection) -> Response<LiveBody> {
     let headers = req.headers();
     let upgrade = headers.get(header::UPGRADE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let key = headers.get("sec-websocket-key").map(|v| derive_accept_key(v.as_bytes()));
@@ -58,6 +63,7 @@ fn websocket(mut req: Request<Incoming>) -> Response<LiveBody> {
         .map(|first| first.trim().to_owned());
     let upgrading = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
+        let _counted = counted;
         if let Ok(upgraded) = upgrading.await {
             let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
             echo(socket).await;
@@ -77,12 +83,16 @@ fn websocket(mut req: Request<Incoming>) -> Response<LiveBody> {
     response
 }
 
+/// How long the echo waits for a silent client.
+const IDLE: Duration = Duration::from_secs(300);
+
 async fn echo<S>(socket: WebSocketStream<S>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let (mut out, mut incoming) = socket.split();
-    while let Some(Ok(message)) = incoming.next().await {
+    // A client silent for five minutes is let go.
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(IDLE, incoming.next()).await {
         let replies: Vec<Message> = match message {
             Message::Text(text) => match text.as_str() {
                 "close" => {
@@ -128,6 +138,7 @@ fn events(req: &Request<Incoming>) -> Response<LiveBody> {
     let event = read("event").filter(|e| e.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
     let after: u64 =
         req.headers().get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let after = after.min(u64::MAX - count - 1);
     let ids = (after + 1)..=(after + count);
     let frames = futures_util::stream::iter(ids).then(move |id| {
         let event = event.clone();

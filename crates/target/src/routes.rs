@@ -22,7 +22,8 @@
 //!
 //! WebSocket (`/ws`) and Server-Sent Events (`/sse`): see [`crate::live`].
 //!
-//! `--delay` and `--error-rate` of the target apply to every request.
+//! `--delay` and `--error-rate` of the target apply to every request but
+//! those two.
 
 use std::io::Write;
 

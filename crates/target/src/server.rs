@@ -115,6 +115,12 @@ impl ConnectionCounts {
 
     fn opened(self: &Arc<Self>) -> OpenConnection {
         self.accepted.fetch_add(1, Ordering::SeqCst);
+        self.held()
+    }
+
+    /// Count a connection open (again: an upgraded one outlives its HTTP
+    /// connection) until the result is dropped.
+    pub(crate) fn held(self: &Arc<Self>) -> OpenConnection {
         let now = self.open.fetch_add(1, Ordering::SeqCst) + 1;
         self.most_open.fetch_max(now, Ordering::SeqCst);
         OpenConnection(self.clone())
@@ -122,7 +128,7 @@ impl ConnectionCounts {
 }
 
 /// Counts a connection as open until dropped.
-struct OpenConnection(Arc<ConnectionCounts>);
+pub(crate) struct OpenConnection(Arc<ConnectionCounts>);
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
@@ -281,7 +287,7 @@ type Answer = hyper::Response<Either<Full<Bytes>, crate::live::LiveBody>>;
 async fn handle(req: hyper::Request<Incoming>, options: Arc<TargetOptions>) -> Result<Answer, Infallible> {
     if crate::live::is_live(req.uri().path()) {
         options.served.fetch_add(1, Ordering::Relaxed);
-        return Ok(crate::live::respond(req).map(Either::Right));
+        return Ok(crate::live::respond(req, &options.connections).map(Either::Right));
     }
     Ok(whole(req, options).await.map(Either::Left))
 }

@@ -24,7 +24,10 @@ swarmer.user("Chatter", {
         return
       end
       local reply = self.ws:request("hello", { name = "echo", timeout = 2 })
-      if reply == nil then self.ws = nil end  -- failed (recorded): reopen next time
+      if reply == nil then  -- failed (recorded): reopen next time
+        self.ws:close()
+        self.ws = nil
+      end
     end,
   },
 })
