@@ -26,6 +26,7 @@ struct VmProtos(RefCell<Protos>);
 /// Add `_grpc_load` and `_grpc_start` to the module.
 pub fn install(lua: &Lua, module: &Table) -> mlua::Result<()> {
     lua.set_app_data(VmProtos::default());
+    lua.set_app_data(SharedChannels::default());
     module.set("_grpc_load", lua.create_function(load)?)?;
     module.set("_grpc_start", lua.create_function(start)?)?;
     module.set("_grpc_reflect", lua.create_function(reflect)?)?;
@@ -111,12 +112,17 @@ fn start(
         Ok(requests) => requests,
         Err(e) => return Ok((None, Some(e))),
     };
-    let (options, name, host) = match read_options(opts.as_ref()) {
+    let (options, name, host, shared) = match read_options(opts.as_ref()) {
         Ok(read) => read,
         Err(e) => return Ok((None, Some(e))),
     };
     let host = host.unwrap_or_else(|| core.base_url().to_owned());
-    let grpc = match core.grpc_client(&host) {
+    let grpc = match shared {
+        None => core.grpc_client(&host),
+        Some(shared) => shared_channel(lua, &shared, &host, core.engine_client())
+            .map(|channel| swarmer_grpc::GrpcUserClient::with_channel(core.engine_client(), channel)),
+    };
+    let grpc = match grpc {
         Ok(grpc) => grpc,
         Err(e) => return Ok((None, Some(e.0))),
     };
@@ -160,21 +166,55 @@ fn requests(
     }
 }
 
+/// A call's settings: its options, row name, host and shared channel.
+type Settings = (CallOptions, Option<String>, Option<String>, Option<String>);
+
+/// Channels shared by the users of this VM (a shard), by the name calls
+/// give them and the host: one HTTP/2 connection for all their calls.
+#[derive(Default)]
+struct SharedChannels(RefCell<Vec<(String, String, swarmer_grpc::GrpcChannel)>>);
+
+/// Most shared channels one VM keeps (names are the plan's).
+const MOST_SHARED: usize = 1_000;
+
+fn shared_channel(
+    lua: &Lua,
+    name: &str,
+    host: &str,
+    client: &swarmer_engine::Client,
+) -> Result<swarmer_grpc::GrpcChannel, swarmer_grpc::ProtoError> {
+    let channels = lua
+        .app_data_ref::<SharedChannels>()
+        .ok_or_else(|| swarmer_grpc::ProtoError("internal: no shared channels".into()))?;
+    let mut channels = channels.0.borrow_mut();
+    if let Some((_, _, channel)) = channels.iter().find(|(n, h, _)| n == name && h == host) {
+        return Ok(channel.clone());
+    }
+    if channels.len() >= MOST_SHARED {
+        return Err(swarmer_grpc::ProtoError(format!("at most {MOST_SHARED} shared channels")));
+    }
+    let channel = swarmer_grpc::GrpcChannel::lazy(host, Some(client.http_config().tls_with_alpn(&[b"h2"])))?;
+    channels.push((name.to_owned(), host.to_owned(), channel.clone()));
+    Ok(channel)
+}
+
 /// The longest deadline a call may ask for, in seconds (a day).
 const MOST_TIMEOUT: i64 = 86_400;
 
 /// The options of a call: `{ name =, metadata = { key = value }, timeout
-/// = seconds, host = "http://...", compression = "gzip" }` (a metadata
-/// key ending in `-bin` takes bytes).
-fn read_options(opts: Option<&Table>) -> Result<(CallOptions, Option<String>, Option<String>), String> {
+/// = seconds, host = "http://...", compression = "gzip", channel = "name"
+/// }` (a metadata key ending in `-bin` takes bytes; calls naming the same
+/// channel share one connection per shard).
+fn read_options(opts: Option<&Table>) -> Result<Settings, String> {
     let mut options = CallOptions::default();
-    let (mut name, mut host) = (None, None);
-    let Some(opts) = opts else { return Ok((options, name, host)) };
+    let (mut name, mut host, mut shared) = (None, None, None);
+    let Some(opts) = opts else { return Ok((options, name, host, shared)) };
     for pair in opts.pairs::<String, Value>() {
         let (key, value) = pair.map_err(|e| format!("options: {e}"))?;
         match (key.as_str(), value) {
             ("name", Value::String(s)) => name = Some(s.to_string_lossy()),
             ("host", Value::String(s)) => host = Some(s.to_string_lossy()),
+            ("channel", Value::String(s)) => shared = Some(s.to_string_lossy()),
             ("timeout", Value::Integer(n)) if n > 0 && n <= MOST_TIMEOUT => {
                 options.timeout = Some(Duration::from_secs(n as u64))
             }
@@ -204,15 +244,17 @@ fn read_options(opts: Option<&Table>) -> Result<(CallOptions, Option<String>, Op
                     _ => return Err("option compression: \"gzip\" or \"deflate\"".into()),
                 })
             }
-            (key @ ("name" | "host" | "timeout" | "metadata" | "compression"), value) => {
+            (key @ ("name" | "host" | "timeout" | "metadata" | "compression" | "channel"), value) => {
                 return Err(format!("option {key}: unexpected {}", value.type_name()));
             }
             (other, _) => {
-                return Err(format!("unknown option {other} (options: name, metadata, timeout, host, compression)"));
+                return Err(format!(
+                    "unknown option {other} (options: name, metadata, timeout, host, compression, channel)"
+                ));
             }
         }
     }
-    Ok((options, name, host))
+    Ok((options, name, host, shared))
 }
 
 /// `{ ok, code, status, message, reply, replies (a stream's), sent,

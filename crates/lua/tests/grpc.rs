@@ -206,3 +206,39 @@ end }} }})
     let store = handle.stats().lock().unwrap();
     assert_eq!(store.stats.exceptions().count(), 0, "{:?}", store.stats.exceptions().collect::<Vec<_>>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn users_naming_a_channel_share_one_connection() {
+    let grpc = PredictServer::spawn("127.0.0.1:0", 1, None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_plan(
+        dir.path(),
+        &format!(
+            r#"swarmer.user("Shared", {{ wait_time = swarmer.constant(0.01), tasks = {{ function(self)
+  local r = self.client:grpc("{METHOD}", {{ text = "abc" }}, {{ host = "{host}", channel = "pool", name = "shared" }})
+  assert(r.ok, r.message)
+end }} }})
+"#,
+            host = grpc.url(),
+        ),
+    );
+    let handle = run(&path, "http://127.0.0.1:1", 4, |h| count(h, "grpc", "shared").0 >= 40).await;
+    assert_eq!(count(&handle, "grpc", "shared").1, 0);
+    // Four users, one shard: one connection.
+    assert_eq!(grpc.connections(), 1);
+
+    // Without a channel name, each user has its own.
+    let own = PredictServer::spawn("127.0.0.1:0", 1, None).unwrap();
+    let path = write_plan(
+        dir.path(),
+        &format!(
+            r#"swarmer.user("Own", {{ wait_time = swarmer.constant(0.01), tasks = {{ function(self)
+  assert(self.client:grpc("{METHOD}", {{ text = "abc" }}, {{ host = "{host}" }}).ok)
+end }} }})
+"#,
+            host = own.url(),
+        ),
+    );
+    run(&path, "http://127.0.0.1:1", 4, |h| count(h, "grpc", METHOD).0 >= 40).await;
+    assert_eq!(own.connections(), 4);
+}

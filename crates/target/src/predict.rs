@@ -187,6 +187,7 @@ fn code_from(text: &str) -> Code {
 pub struct PredictServer {
     addr: SocketAddr,
     served: Arc<AtomicU64>,
+    accepted: Arc<AtomicU64>,
     https: bool,
     thread: Option<(std::thread::JoinHandle<()>, tokio::sync::oneshot::Sender<()>)>,
 }
@@ -197,6 +198,7 @@ async fn accept_loop(
     listener: tokio::net::TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     service: PredictService,
+    accepted: Arc<AtomicU64>,
 ) {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     loop {
@@ -205,6 +207,7 @@ async fn accept_loop(
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
+        accepted.fetch_add(1, Ordering::Relaxed);
         let _ = tcp.set_nodelay(true);
         let (tls, service) = (tls.clone(), service.clone());
         tokio::spawn(async move {
@@ -243,13 +246,15 @@ impl PredictServer {
             .map_err(TargetError::Runtime)?;
         let service = PredictService::default();
         let served = service.served.clone();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let counting = accepted.clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("predict-grpc".into())
             .spawn(move || {
                 runtime.block_on(async move {
                     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
-                    let serving = tokio::spawn(accept_loop(listener, acceptor, service));
+                    let serving = tokio::spawn(accept_loop(listener, acceptor, service, counting));
                     // Stopped at once, not gracefully: a client's open
                     // connection would hold a graceful stop forever.
                     let _ = stop_rx.await;
@@ -258,7 +263,7 @@ impl PredictServer {
                 runtime.shutdown_timeout(Duration::from_millis(100));
             })
             .map_err(TargetError::Runtime)?;
-        Ok(Self { addr: local, served, https: tls.is_some(), thread: Some((thread, stop_tx)) })
+        Ok(Self { addr: local, served, accepted, https: tls.is_some(), thread: Some((thread, stop_tx)) })
     }
 
     /// The address bound.
@@ -274,6 +279,11 @@ impl PredictServer {
     /// Predictions made (calls that reached the method).
     pub fn served(&self) -> u64 {
         self.served.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
     }
 }
 
