@@ -57,6 +57,9 @@ pub(super) struct Actor {
     pub(super) ramp: Option<Ramp>,
     pub(super) usage: UsageMonitor,
     pub(super) warned_cpu: bool,
+    /// Consecutive seconds the CPU has been above the warning level, and
+    /// the sum of their figures (for the average the warning gives).
+    pub(super) busy: (u32, f64),
     pub(super) warned_names: bool,
     pub(super) quitting: Option<oneshot::Sender<()>>,
     pub(super) shut_down: usize,
@@ -663,13 +666,23 @@ impl Actor {
         if self.seconds.is_multiple_of(USAGE_MONITOR_SECONDS) {
             self.notify_shards(Notice::UsageMonitor { cpu_percent: usage.cpu_percent, rss_bytes: usage.rss_bytes });
         }
-        if !self.warned_cpu && usage.cpu_percent > CPU_WARNING_PERCENT * shards {
+        // A sustained condition, never one sample: each figure is a whole
+        // second's (see `cpu::UsageMonitor`), and only a run of them warns.
+        self.busy = if usage.cpu_percent > CPU_WARNING_PERCENT * shards {
+            (self.busy.0 + 1, self.busy.1 + usage.cpu_percent)
+        } else {
+            (0, 0.0)
+        };
+        let after = u32::try_from(self.options.cpu_warning_after.as_secs()).unwrap_or(u32::MAX).max(1);
+        if !self.warned_cpu && self.busy.0 >= after {
             self.warned_cpu = true;
-            self.notify_shards(Notice::CpuWarning { cpu_percent: usage.cpu_percent });
+            let average = self.busy.1 / f64::from(self.busy.0);
+            self.notify_shards(Notice::CpuWarning { cpu_percent: average });
             warnings.push(format!(
-                "CPU usage above {CPU_WARNING_PERCENT}% of the {shards} core(s) in use ({:.0}%)! The load generator \
-                 may be the bottleneck and response times may be inflated. Use more shards, processes or workers.",
-                usage.cpu_percent
+                "CPU usage above {CPU_WARNING_PERCENT}% of the {shards} core(s) in use for {} s (on average \
+                 {average:.0}%)! The load generator may be the bottleneck and response times may be inflated. Use \
+                 more shards, processes or workers.",
+                self.busy.0
             ));
         }
         for w in warnings {

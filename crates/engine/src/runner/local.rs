@@ -131,6 +131,7 @@ impl LocalRunner {
             next_user_id: 0,
             ramp: None,
             usage: UsageMonitor::new(),
+            busy: (0, 0.0),
             warned_cpu: false,
             warned_names: false,
             quitting: None,

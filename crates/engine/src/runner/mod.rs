@@ -42,6 +42,9 @@ pub use local::LocalRunner;
 
 pub use crate::test_settings::{ArrivalSlice, ClassMix, PlanShapeStep, TestSettings};
 
+/// How long the CPU must stay high before the runner warns, unless told.
+pub const DEFAULT_CPU_WARNING_AFTER: Duration = Duration::from_secs(10);
+
 /// How a runner is set up; fixed for its lifetime.
 #[derive(Clone)]
 pub struct RunnerOptions {
@@ -82,6 +85,9 @@ pub struct RunnerOptions {
     /// The load shape that drives every test (`--phases`, a Rust plan's
     /// shape); a worker never has one (its master's drives it).
     pub shape: Option<crate::shape::SharedShape>,
+    /// How long the process's CPU must stay above 90% of its shards' cores
+    /// before the runner warns (one busy second is no bottleneck).
+    pub cpu_warning_after: Duration,
 }
 
 impl Default for RunnerOptions {
@@ -103,6 +109,7 @@ impl Default for RunnerOptions {
             workers: None,
             exit_code_on_error: 1,
             shape: None,
+            cpu_warning_after: DEFAULT_CPU_WARNING_AFTER,
         }
     }
 }

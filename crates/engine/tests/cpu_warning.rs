@@ -1,0 +1,91 @@
+//! The generator's CPU warning: only a sustained spell above 90% of the
+//! shards' cores warns, never a short sample at start-up or shutdown.
+//! (The figure is the whole process's: these tests take turns, and no
+//! other test shares their binary.)
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use swarmer_engine::{
+    LocalRunner, Plan, RunnerEvent, RunnerOptions, Task, TaskResult, TestSettings, User, UserClass, constant, task,
+};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+async fn idle(_: &mut User) -> TaskResult {
+    Ok(())
+}
+
+/// Busy for 100 ms without yielding (a plan that computes), then yield.
+async fn spin(_: &mut User) -> TaskResult {
+    let until = Instant::now() + Duration::from_millis(100);
+    let mut x = 0u64;
+    while Instant::now() < until {
+        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+    }
+    tokio::task::yield_now().await;
+    Ok(())
+}
+
+fn options(after: Duration) -> RunnerOptions {
+    RunnerOptions { shards: 1, host: Some("http://127.0.0.1:1".into()), cpu_warning_after: after, ..Default::default() }
+}
+
+fn cpu_warnings(events: &mut tokio::sync::broadcast::Receiver<RunnerEvent>) -> Vec<String> {
+    let mut found = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let RunnerEvent::Warning(w) = event
+            && w.contains("CPU usage")
+        {
+            found.push(w);
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_generator_never_warns_through_start_up_and_shutdown() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // 20 runs, five at a time, each warning after a single busy second
+    // (the most sensitive setting): start, users, stop, quit.
+    for _ in 0..4 {
+        let runs = (0..5).map(|_| async {
+            let plan = Plan::new("idle", || {
+                vec![UserClass::new("U").wait_time(constant(0.2)).task(Task::new("idle", task!(idle)))]
+            });
+            let handle = LocalRunner::start(plan, options(Duration::from_secs(1))).await.unwrap();
+            let mut events = handle.subscribe();
+            let settings = TestSettings { users: 20, spawn_rate: 100.0, ..Default::default() };
+            handle.start_test(settings).unwrap();
+            tokio::time::sleep(Duration::from_millis(1300)).await;
+            handle.quit().await;
+            cpu_warnings(&mut events)
+        });
+        for warnings in futures_util::future::join_all(runs).await {
+            assert!(warnings.is_empty(), "{warnings:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_generator_warns_once_after_a_sustained_spell() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let plan = Plan::new("busy", || vec![UserClass::new("U").task(Task::new("spin", task!(spin)))]);
+    let handle = LocalRunner::start(plan, options(Duration::from_secs(2))).await.unwrap();
+    let mut events = handle.subscribe();
+    let started = Instant::now();
+    handle.start_test(TestSettings { users: 1, spawn_rate: 10.0, ..Default::default() }).unwrap();
+    let warning = loop {
+        assert!(started.elapsed() < Duration::from_secs(20), "no CPU warning while a shard spun");
+        match tokio::time::timeout(Duration::from_secs(1), events.recv()).await {
+            Ok(Ok(RunnerEvent::Warning(w))) if w.contains("CPU usage") => break w,
+            _ => continue,
+        }
+    };
+    // Not before two whole busy seconds.
+    assert!(started.elapsed() >= Duration::from_secs(2), "warned after {:?}", started.elapsed());
+    assert!(warning.contains("CPU usage above 90% of the 1 core(s) in use for 2 s"), "{warning}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    handle.quit().await;
+    assert_eq!(cpu_warnings(&mut events), Vec::<String>::new(), "warned twice");
+}
