@@ -3,14 +3,13 @@
 //! (The figure is the whole process's: these tests take turns, and no
 //! other test shares their binary.)
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use swarmer_engine::{
     LocalRunner, Plan, RunnerEvent, RunnerOptions, Task, TaskResult, TestSettings, User, UserClass, constant, task,
 };
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn idle(_: &mut User) -> TaskResult {
     Ok(())
@@ -45,7 +44,7 @@ fn cpu_warnings(events: &mut tokio::sync::broadcast::Receiver<RunnerEvent>) -> V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_generator_never_warns_through_start_up_and_shutdown() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = ONE_AT_A_TIME.lock().await;
     // 20 runs, five at a time, each warning after a single busy second
     // (the most sensitive setting): start, users, stop, quit.
     for _ in 0..4 {
@@ -69,7 +68,7 @@ async fn an_idle_generator_never_warns_through_start_up_and_shutdown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_generator_warns_once_after_a_sustained_spell() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = ONE_AT_A_TIME.lock().await;
     let plan = Plan::new("busy", || vec![UserClass::new("U").task(Task::new("spin", task!(spin)))]);
     let handle = LocalRunner::start(plan, options(Duration::from_secs(2))).await.unwrap();
     let mut events = handle.subscribe();
