@@ -235,7 +235,7 @@ enum Received {
 }
 
 /// A tonic request of `body` with the call's metadata and deadline.
-fn request<T>(body: T, metadata: &MetadataMap, options: &CallOptions) -> tonic::Request<T> {
+pub(crate) fn request<T>(body: T, metadata: &MetadataMap, options: &CallOptions) -> tonic::Request<T> {
     let mut request = tonic::Request::new(body);
     *request.metadata_mut() = metadata.clone();
     if let Some(timeout) = options.timeout {
@@ -245,7 +245,10 @@ fn request<T>(body: T, metadata: &MetadataMap, options: &CallOptions) -> tonic::
 }
 
 /// The request metadata and the HTTP path of a call.
-fn prepare(method: &MethodDescriptor, options: &CallOptions) -> Result<(MetadataMap, http::uri::PathAndQuery), Status> {
+pub(crate) fn prepare(
+    method: &MethodDescriptor,
+    options: &CallOptions,
+) -> Result<(MetadataMap, http::uri::PathAndQuery), Status> {
     let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
     let path = http::uri::PathAndQuery::from_maybe_shared(path)
         .map_err(|e| Status::invalid_argument(format!("method path: {e}")))?;
@@ -270,9 +273,9 @@ fn prepare(method: &MethodDescriptor, options: &CallOptions) -> Result<(Metadata
 
 /// Response metadata, text and binary entries apart.
 #[derive(Default)]
-struct Metadata {
-    text: Vec<(String, String)>,
-    binary: Vec<(String, Vec<u8>)>,
+pub(crate) struct Metadata {
+    pub(crate) text: Vec<(String, String)>,
+    pub(crate) binary: Vec<(String, Vec<u8>)>,
 }
 
 impl Metadata {
@@ -282,7 +285,7 @@ impl Metadata {
         metadata
     }
 
-    fn extend(&mut self, map: &MetadataMap) {
+    pub(crate) fn extend(&mut self, map: &MetadataMap) {
         for entry in map.iter() {
             match entry {
                 tonic::metadata::KeyAndValueRef::Ascii(key, value) => {

@@ -14,6 +14,7 @@ mod connector;
 mod protos;
 mod recorded;
 mod reflection;
+mod stream;
 
 pub use call::{CallOptions, CallOutcome, GrpcChannel, code_name};
 pub use codec::DynamicCodec;
@@ -22,4 +23,5 @@ pub use prost_reflect::{DynamicMessage, MessageDescriptor, MethodDescriptor};
 pub use protos::{ProtoError, Protos, message_json};
 pub use recorded::GrpcUserClient;
 pub use reflection::reflect;
+pub use stream::{GrpcStream, StreamReceived};
 pub use tonic::codec::CompressionEncoding;

@@ -7,6 +7,7 @@
 use prost_reflect::{DynamicMessage, MethodDescriptor};
 use swarmer_engine::Client;
 
+use crate::GrpcStream;
 use crate::call::{CallOptions, CallOutcome, GrpcChannel};
 use crate::protos::ProtoError;
 
@@ -56,15 +57,21 @@ impl GrpcUserClient {
     ) -> CallOutcome {
         // Without a deadline of its own, a call gets the test's request
         // timeout (60 s unless --request-timeout says otherwise), as HTTP does.
-        let defaulted;
-        let options = match (options.timeout, self.client.http_config().timeout) {
-            (None, Some(timeout)) => {
-                defaulted = CallOptions { timeout: Some(timeout), ..options.clone() };
-                &defaulted
-            }
-            _ => options,
-        };
-        let outcome = self.channel.call(method, requests, options).await;
+        let outcome = self.channel.call(method, requests, &self.defaulted(options)).await;
+        self.record(method, &outcome, name);
+        outcome
+    }
+
+    /// Start an interactive call (see [`GrpcStream`]); record its outcome
+    /// with [`Self::record`] once it is finished.
+    pub fn open_stream(&self, method: &MethodDescriptor, options: &CallOptions) -> Result<GrpcStream, tonic::Status> {
+        self.channel.open_stream(method, &self.defaulted(options))
+    }
+
+    /// Record a call's outcome under `name` (default:
+    /// `package.Service/Method`): type `grpc`, its reply bytes, a status
+    /// other than OK as the failure.
+    pub fn record(&self, method: &MethodDescriptor, outcome: &CallOutcome, name: Option<&str>) {
         let full;
         let name = match name {
             Some(name) => name,
@@ -75,6 +82,18 @@ impl GrpcUserClient {
         };
         let failure = outcome.failure();
         self.client.record_request("grpc", name, outcome.elapsed, outcome.reply_size as u64, failure.as_deref());
-        outcome
+    }
+
+    /// The user's HTTP settings behind this client (timeouts).
+    pub fn request_timeout(&self) -> Option<std::time::Duration> {
+        self.client.http_config().timeout
+    }
+
+    /// `options` with the test's request timeout when they have no deadline.
+    fn defaulted(&self, options: &CallOptions) -> CallOptions {
+        match (options.timeout, self.client.http_config().timeout) {
+            (None, Some(timeout)) => CallOptions { timeout: Some(timeout), ..options.clone() },
+            _ => options.clone(),
+        }
     }
 }

@@ -184,3 +184,60 @@ async fn reflection_describes_a_servers_services_without_a_proto_file() {
         .0;
     assert!(e.starts_with("reflection: UNAVAILABLE"), "{e}");
 }
+
+fn streams() -> Protos {
+    let mut protos = protos();
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/grpc/streams.proto");
+    protos.load(&file, &[]).unwrap();
+    protos
+}
+
+#[tokio::test]
+async fn an_interactive_stream_sends_and_receives_as_it_goes() {
+    use swarmer_grpc::StreamReceived;
+    let server = PredictServer::spawn("127.0.0.1:0", 1, None).unwrap();
+    let protos = streams();
+    let method = protos.method("streams.Streams/Echo").unwrap();
+    let channel = GrpcChannel::lazy(&server.url(), None).unwrap();
+    let word = |text: &str| Protos::request(&method, &serde_json::json!({ "text": text })).unwrap();
+    let second = Duration::from_secs(5);
+    let stream = channel.open_stream(&method, &CallOptions::default()).unwrap();
+    // Nothing sent, nothing back yet.
+    assert!(matches!(stream.receive(Duration::from_millis(50)).await, StreamReceived::TimedOut));
+    for text in ["one", "two"] {
+        stream.send(word(text), second).await.unwrap();
+        let StreamReceived::Message(reply) = stream.receive(second).await else { panic!("no reply to {text}") };
+        assert_eq!(serde_json::to_value(&reply).unwrap()["text"], text);
+    }
+    stream.send(word("three"), second).await.unwrap();
+    let outcome = stream.finish(second).await;
+    assert!(outcome.ok(), "{outcome:?}");
+    // The reply to "three" was read by finish, and counted.
+    assert_eq!((outcome.sent, stream.received()), (3, 3));
+    assert!(stream.send(word("late"), second).await.is_err());
+
+    // A failure the server ends the stream with is the call's status.
+    let stream = channel.open_stream(&method, &CallOptions::default()).unwrap();
+    stream.send(word("fine"), second).await.unwrap();
+    stream.send(word("fail:NOT_FOUND:gone"), second).await.unwrap();
+    assert!(matches!(stream.receive(second).await, StreamReceived::Message(_)));
+    assert!(matches!(stream.receive(second).await, StreamReceived::Ended));
+    let outcome = stream.finish(second).await;
+    assert_eq!(outcome.failure().as_deref(), Some("NOT_FOUND: gone"));
+
+    // The call's deadline ends a stream the server leaves open.
+    let options = CallOptions { timeout: Some(Duration::from_millis(300)), ..Default::default() };
+    let stream = channel.open_stream(&method, &options).unwrap();
+    stream.send(word("x"), second).await.unwrap();
+    assert!(matches!(stream.receive(second).await, StreamReceived::Message(_)));
+    let started = std::time::Instant::now();
+    assert!(matches!(stream.receive(second).await, StreamReceived::Ended));
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    let outcome = stream.finish(second).await;
+    assert!(
+        matches!(outcome.code, Code::DeadlineExceeded | Code::Cancelled),
+        "{:?}: {}",
+        outcome.code,
+        outcome.message
+    );
+}

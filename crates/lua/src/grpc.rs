@@ -97,11 +97,9 @@ fn start(
         .map(|b| b.clone())
         .ok_or_else(|| mlua::Error::runtime("internal: no bridge"))?;
     let core = bridge.clients.get(client)?;
-    let protos = lua.app_data_ref::<VmProtos>().ok_or_else(|| mlua::Error::runtime("internal: no protos"))?;
-    let found = protos.0.borrow().method(&method);
-    let descriptor = match found {
+    let descriptor = match method_of(lua, &method)? {
         Ok(descriptor) => descriptor,
-        Err(e) => return Ok((None, Some(e.0))),
+        Err(e) => return Ok((None, Some(e))),
     };
     let json: serde_json::Value = match message {
         Value::Nil => serde_json::Value::Null,
@@ -116,13 +114,7 @@ fn start(
         Ok(read) => read,
         Err(e) => return Ok((None, Some(e))),
     };
-    let host = host.unwrap_or_else(|| core.base_url().to_owned());
-    let grpc = match shared {
-        None => core.grpc_client(&host),
-        Some(shared) => shared_channel(lua, &shared, &host, core.engine_client())
-            .map(|channel| swarmer_grpc::GrpcUserClient::with_channel(core.engine_client(), channel)),
-    };
-    let grpc = match grpc {
+    let grpc = match user_client(lua, &core, host, shared) {
         Ok(grpc) => grpc,
         Err(e) => return Ok((None, Some(e.0))),
     };
@@ -166,8 +158,31 @@ fn requests(
     }
 }
 
+/// The user's client of `host` (default: the user's host): its own
+/// channel, or the shared channel named `shared`.
+pub fn user_client(
+    lua: &Lua,
+    core: &crate::client::ClientCore,
+    host: Option<String>,
+    shared: Option<String>,
+) -> Result<swarmer_grpc::GrpcUserClient, swarmer_grpc::ProtoError> {
+    let host = host.unwrap_or_else(|| core.base_url().to_owned());
+    match shared {
+        None => core.grpc_client(&host),
+        Some(shared) => shared_channel(lua, &shared, &host, core.engine_client())
+            .map(|channel| swarmer_grpc::GrpcUserClient::with_channel(core.engine_client(), channel)),
+    }
+}
+
+/// The method `name` among the `.proto` files this VM loaded.
+pub fn method_of(lua: &Lua, name: &str) -> mlua::Result<Result<swarmer_grpc::MethodDescriptor, String>> {
+    let protos = lua.app_data_ref::<VmProtos>().ok_or_else(|| mlua::Error::runtime("internal: no protos"))?;
+    let found = protos.0.borrow().method(name);
+    Ok(found.map_err(|e| e.0))
+}
+
 /// A call's settings: its options, row name, host and shared channel.
-type Settings = (CallOptions, Option<String>, Option<String>, Option<String>);
+pub type Settings = (CallOptions, Option<String>, Option<String>, Option<String>);
 
 /// Channels shared by the users of this VM (a shard), by the name calls
 /// give them and the host: one HTTP/2 connection for all their calls.
@@ -205,7 +220,7 @@ const MOST_TIMEOUT: i64 = 86_400;
 /// = seconds, host = "http://...", compression = "gzip", channel = "name"
 /// }` (a metadata key ending in `-bin` takes bytes; calls naming the same
 /// channel share one connection per shard).
-fn read_options(opts: Option<&Table>) -> Result<Settings, String> {
+pub fn read_options(opts: Option<&Table>) -> Result<Settings, String> {
     let mut options = CallOptions::default();
     let (mut name, mut host, mut shared) = (None, None, None);
     let Some(opts) = opts else { return Ok((options, name, host, shared)) };
@@ -259,7 +274,7 @@ fn read_options(opts: Option<&Table>) -> Result<Settings, String> {
 
 /// `{ ok, code, status, message, reply, replies (a stream's), sent,
 /// metadata, elapsed }` (elapsed in milliseconds).
-fn outcome_table(lua: &Lua, outcome: &CallOutcome) -> mlua::Result<Value> {
+pub fn outcome_table(lua: &Lua, outcome: &CallOutcome) -> mlua::Result<Value> {
     let table = lua.create_table()?;
     table.set("ok", outcome.ok())?;
     table.set("code", outcome.code as i32)?;

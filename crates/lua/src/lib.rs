@@ -36,6 +36,7 @@ mod client;
 mod data;
 mod driver;
 mod grpc;
+mod grpc_stream;
 mod in_place;
 mod load_request;
 mod module;

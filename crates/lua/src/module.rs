@@ -81,6 +81,7 @@ pub fn install(lua: &Lua, kind: VmKind, plan_dir: &std::path::Path, debug: Table
     crate::data::install(lua, &module)?;
     crate::shared::install(lua, &module)?;
     crate::grpc::install(lua, &module)?;
+    crate::grpc_stream::install(lua, &module)?;
     crate::realtime::install(lua, &module)?;
     module.set("stats", lua.create_function(stats)?)?;
     module.set(

@@ -547,6 +547,46 @@ function TCP.close(conn)
   if r == nil then return nil, err end
   return true
 end
+-- `self.client:grpc_stream(method, { name =, metadata =, timeout =, host =,
+-- compression =, channel = })`: an interactive call. stream:send(message)
+-- (true, or nil and why), stream:receive(timeout) (a reply; nil and
+-- "ended", "timeout" or "closed"), stream:close_send(), stream:finish()
+-- (the outcome, as client:grpc's, with `received`; the call is recorded
+-- then, once).
+local GRPC_STREAM = {}
+GRPC_STREAM.__index, GRPC_STREAM.__gc = GRPC_STREAM, forget
+function CLIENT.grpc_stream(client, method, opts)
+  if type(method) ~= "string" then error("client:grpc_stream: expected a method name (package.Service/Method)", 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("client:grpc_stream: options must be a table", 2) end
+  local id, err = swarmer._grpc_open(client[1], method, opts)
+  if not id then error("client:grpc_stream: " .. err, 2) end
+  return setmetatable({ _client = client[1], _id = id, method = method }, GRPC_STREAM)
+end
+function GRPC_STREAM.send(stream, message)
+  if type(message) ~= "table" then error("grpc_stream:send: the message must be a table", 2) end
+  must_wait("grpc_stream:send")
+  local id, err = swarmer._grpc_send(stream._client, stream._id, message)
+  if not id then
+    if err == "the stream is finished" or err == "the user has stopped" then return nil, err end
+    error("grpc_stream:send: " .. err, 2)
+  end
+  local r, err2 = yield(id, OP_AWAIT)
+  if r == nil then return nil, err2 end
+  return true
+end
+function GRPC_STREAM.receive(stream, timeout)
+  local r, err = receive(stream, timeout, "grpc_stream:receive")
+  if r == nil then return nil, err end
+  if r.kind == "reply" then return r.reply end
+  return nil, r.kind
+end
+function GRPC_STREAM.close_send(stream) swarmer._grpc_close_send(stream._client, stream._id) end
+function GRPC_STREAM.finish(stream)
+  must_wait("grpc_stream:finish")
+  local r, err = await("grpc_stream:finish", swarmer._grpc_finish(stream._client, stream._id))
+  if r == nil then error("grpc_stream:finish: " .. tostring(err), 2) end
+  return r
+end
 swarmer.grpc = {}
 -- `swarmer.grpc.load("file.proto", { includes = { "dir", ... } })`: read a
 -- .proto file (beside the plan unless the path is absolute) and the files

@@ -13,7 +13,8 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use mlua::{Lua, Table, Value};
+use mlua::{Lua, LuaSerdeExt, Table, Value};
+use swarmer_grpc::StreamReceived;
 use swarmer_realtime::sse::Next;
 use swarmer_realtime::tcp::{TcpReceived, Until};
 use swarmer_realtime::{
@@ -33,6 +34,8 @@ pub enum Live {
     Events(EventStream),
     /// A raw TCP (or TLS) connection.
     Tcp(TcpConnection),
+    /// An interactive gRPC call.
+    Grpc(Rc<crate::grpc_stream::StreamCall>),
 }
 
 /// What the functions filing an operation return: its number, or nil and
@@ -175,6 +178,7 @@ fn opened_table(lua: &Lua, core: &ClientCore, live: Live) -> mlua::Result<Value>
         Live::Socket(socket) => (socket.url().to_owned(), Some(socket.status()), socket.protocol().map(str::to_owned)),
         Live::Events(events) => (events.url().to_owned(), None, None),
         Live::Tcp(connection) => (connection.peer().to_owned(), None, None),
+        Live::Grpc(_) => (String::new(), None, None),
     };
     table.set("url", url)?;
     table.set("status", status)?;
@@ -218,6 +222,7 @@ fn send(lua: &Lua, (client, id, data, binary): (i64, i64, mlua::String, bool)) -
     let size = bytes.len();
     let message = match (&found, binary) {
         (Some(Live::Events(_)), _) => return Ok((None, Some("an event stream cannot send".into()))),
+        (Some(Live::Grpc(_)), _) => return Ok((None, Some("a gRPC stream sends with stream:send".into()))),
         (_, true) => WsMessage::Binary(bytes),
         (_, false) => match String::from_utf8(bytes) {
             Ok(text) => WsMessage::Text(text),
@@ -232,7 +237,7 @@ fn send(lua: &Lua, (client, id, data, binary): (i64, i64, mlua::String, bool)) -
                     Some(Live::Socket(socket)) => socket.send(message).await,
                     Some(Live::Tcp(connection)) => connection.send(message.bytes()).await,
                     // Closed by the plan: the send fails as on a connection the peer closed.
-                    Some(Live::Events(_)) | None => Err(RealtimeError::Closed),
+                    Some(Live::Events(_) | Live::Grpc(_)) | None => Err(RealtimeError::Closed),
                 }
             };
             let sent = unless_gone(core.as_deref(), Err(RealtimeError::Closed), sending).await;
@@ -261,7 +266,7 @@ fn close(lua: &Lua, (client, id, code, reason): (i64, i64, Option<u16>, Option<S
                 match found {
                     Some(Live::Socket(socket)) => socket.close(code, reason.as_deref().unwrap_or("")).await,
                     Some(Live::Tcp(connection)) => connection.close().await,
-                    Some(Live::Events(_)) | None => Ok(()),
+                    Some(Live::Events(_) | Live::Grpc(_)) | None => Ok(()),
                 }
             };
             let closed = unless_gone(core.as_deref(), Ok(()), closing).await;
@@ -321,6 +326,7 @@ enum Got {
     Message(WsMessage),
     Closed(Option<u16>, String),
     Event(swarmer_realtime::Event),
+    Reply(swarmer_grpc::DynamicMessage),
     TimedOut,
     Ended,
 }
@@ -356,6 +362,11 @@ fn receive(lua: &Lua, (client, id, timeout, until): (i64, i64, Option<f64>, Valu
                         Next::Event(event) => Got::Event(event),
                         Next::Ended => Got::Ended,
                         Next::TimedOut => Got::TimedOut,
+                    }),
+                    Some(Live::Grpc(call)) => Ok(match call.stream.receive(wait).await {
+                        StreamReceived::Message(reply) => Got::Reply(reply),
+                        StreamReceived::Ended => Got::Ended,
+                        StreamReceived::TimedOut => Got::TimedOut,
                     }),
                     Some(Live::Tcp(connection)) => {
                         connection.receive(until, wait).await.map(|received| match received {
@@ -397,6 +408,10 @@ fn got_table(lua: &Lua, got: Got) -> mlua::Result<Value> {
             table.set("data", lua.create_string(event.data)?)?;
             table.set("id", event.id)?;
             table.set("retry", event.retry)?;
+        }
+        Got::Reply(reply) => {
+            table.set("kind", "reply")?;
+            table.set("reply", lua.to_value(&swarmer_grpc::message_json(&reply))?)?;
         }
         Got::TimedOut => table.set("kind", "timeout")?,
         Got::Ended => table.set("kind", "ended")?,

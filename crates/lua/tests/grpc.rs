@@ -242,3 +242,54 @@ end }} }})
     run(&path, "http://127.0.0.1:1", 4, |h| count(h, "grpc", METHOD).0 >= 40).await;
     assert_eq!(own.connections(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_plan_holds_a_conversation_over_an_interactive_stream() {
+    let grpc = PredictServer::spawn("127.0.0.1:0", 1, None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let streams = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/grpc/streams.proto");
+    let path = write_plan(
+        dir.path(),
+        &format!(
+            r#"swarmer.grpc.load({streams:?})
+swarmer.user("Chat", {{ wait_time = swarmer.constant(0.01), tasks = {{ function(self)
+  local stream = self.client:grpc_stream("streams.Streams/Echo", {{ host = "{host}", name = "chat" }})
+  local none, why = stream:receive(0.05)
+  assert(none == nil and why == "timeout", tostring(why))
+  for _, word in ipairs({{ "one", "two" }}) do
+    assert(stream:send({{ text = word }}))
+    local reply = assert(stream:receive(5))
+    assert(reply.text == word and reply.prediction_id:match("^p%-%d+$"), reply.text)
+  end
+  assert(stream:send({{ text = "three" }}))
+  local r = stream:finish()
+  assert(r.ok and r.sent == 3 and r.received == 3, r.status .. " " .. r.sent .. " " .. r.received)
+  local late, gone = stream:send({{ text = "late" }})
+  assert(late == nil and gone == "the stream is finished", tostring(gone))
+  -- A status the server ends with.
+  local failing = self.client:grpc_stream("streams.Streams/Echo", {{ host = "{host}", name = "failing" }})
+  assert(failing:send({{ text = "fail:NOT_FOUND:gone" }}))
+  local nothing, ended = failing:receive(5)
+  assert(nothing == nil and ended == "ended", tostring(ended))
+  local f = failing:finish()
+  assert(not f.ok and f.status == "NOT_FOUND" and f.message == "gone", f.status)
+  local ok, e = pcall(function() stream:send({{ txet = "x" }}) end)
+  assert(ok, e)  -- finished: nil and why, before the message is looked at
+  local open = self.client:grpc_stream("streams.Streams/Echo", {{ host = "{host}" }})
+  local ok2, e2 = pcall(function() open:send({{ txet = "x" }}) end)
+  assert(not ok2 and e2:find("txet", 1, true), e2)
+  open:close_send()
+  assert(open:finish().ok)
+end }} }})
+"#,
+            host = grpc.url(),
+        ),
+    );
+    let handle = run(&path, "http://127.0.0.1:1", 1, |h| count(h, "grpc", "failing").0 >= 3).await;
+    let store = handle.stats().lock().unwrap();
+    assert_eq!(store.stats.exceptions().count(), 0, "{:?}", store.stats.exceptions().collect::<Vec<_>>());
+    let chat = store.stats.entry("grpc", "chat").unwrap();
+    assert!(chat.num_requests >= 3 && chat.num_failures == 0);
+    let failing = store.stats.entry("grpc", "failing").unwrap();
+    assert_eq!(failing.num_failures, failing.num_requests);
+}

@@ -8,7 +8,8 @@
 //! gRPC status (a number or a name such as `NOT_FOUND`) in the trailers, so
 //! tests can see failures; `sleep:MS` answers after that many milliseconds.
 //! Request metadata named `x-...` is sent back in the reply's metadata, and
-//! the `grpc-timeout` received as `x-grpc-timeout`. Server reflection
+//! the `grpc-timeout` received as `x-grpc-timeout`. `streams.Streams/Echo`
+//! answers each message of a bidirectional stream as it comes. Server reflection
 //! (v1 and v1alpha) describes the service, for clients without the
 //! `.proto`.
 
@@ -90,6 +91,13 @@ where
         if request.uri().path().starts_with("/grpc.reflection.") {
             return (self.reflection)(request.map(tonic::body::Body::new));
         }
+        if request.uri().path() == ECHO_PATH {
+            let echo = EchoWords(self.served.clone());
+            return Box::pin(async move {
+                let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
+                Ok(grpc.streaming(echo, request).await)
+            });
+        }
         if request.uri().path() != PATH {
             let status = Status::unimplemented(format!("no method {}", request.uri().path()));
             return Box::pin(async move { Ok(status.into_http()) });
@@ -109,6 +117,44 @@ where
 
 /// `GetPrediction`.
 struct Predict(Arc<AtomicU64>);
+
+/// `streams.Streams/Echo` (tests/grpc/streams.proto, the same wire
+/// shapes as the prediction messages): each word back as it comes, as a
+/// prediction; a word `fail:CODE:message` ends the call with that status.
+const ECHO_PATH: &str = "/streams.Streams/Echo";
+
+struct EchoWords(Arc<AtomicU64>);
+
+type Replies = Pin<Box<dyn futures_util::Stream<Item = Result<TextCategorizationOutput, Status>> + Send>>;
+
+impl tonic::server::StreamingService<TextCategorizationInput> for EchoWords {
+    type Response = TextCategorizationOutput;
+    type ResponseStream = Replies;
+    type Future = BoxFuture<Response<Replies>, Status>;
+
+    fn call(&mut self, request: Request<tonic::Streaming<TextCategorizationInput>>) -> Self::Future {
+        use futures_util::StreamExt;
+        let served = self.0.clone();
+        let words = request.into_inner();
+        let replies = words
+            .map(move |word| {
+                let text = word?.text;
+                if let Some(rest) = text.strip_prefix("fail:") {
+                    let (code, message) = rest.split_once(':').unwrap_or((rest, "asked to fail"));
+                    return Err(Status::new(code_from(code), message.to_owned()));
+                }
+                let id = served.fetch_add(1, Ordering::Relaxed);
+                Ok(TextCategorizationOutput { category: category_of(&text), prediction_id: format!("p-{id}"), text })
+            })
+            // The stream ends after the first failure.
+            .scan(false, |failed, reply| {
+                let stop = *failed;
+                *failed |= reply.is_err();
+                std::future::ready((!stop).then_some(reply))
+            });
+        Box::pin(async move { Ok(Response::new(Box::pin(replies) as Replies)) })
+    }
+}
 
 /// Request metadata sent back in the reply.
 enum Echo {
