@@ -7,7 +7,8 @@ status without a reply (trailers only, `context.abort`); and a reply
 followed by a non-OK status in the trailers (`set_code` then return);
 asked for reflection, which it does not offer, it says UNIMPLEMENTED. It
 also serves server-, client- and bidirectional-streaming methods
-(`streams.proto`), one of which aborts mid-stream. A Swarmer plan calls
+(`streams.proto`), one of which aborts mid-stream, and the bidirectional
+one also as a conversation (an interactive stream). A Swarmer plan calls
 them all; its JSON summary must count each call, with the right failures.
 
     python3 tests/grpc/interop.py --swarmer target/debug/swarmer [--python VENV/bin/python]
@@ -151,6 +152,15 @@ swarmer.user("U", { wait_time = swarmer.constant(0.02), tasks = { function(self)
   assert(echo.ok and #echo.replies == 2 and echo.replies[2].text == "q", "echo: " .. echo.status)
   local stopped = self.client:grpc("streams.Streams/Echo", { { text = "p" }, { text = "stop" } }, { name = "stopped" })
   assert(stopped.status == "ABORTED" and stopped.message == "stopped after 1", "stopped: " .. stopped.status)
+  -- A conversation: each word answered before the next is sent.
+  local talk = self.client:grpc_stream("streams.Streams/Echo", { name = "talk" })
+  for i, word in ipairs({ "r", "s" }) do
+    assert(talk:send({ text = word }))
+    local reply = talk:receive(5)
+    assert(reply and reply.text == word and reply.prediction_id == "echo-" .. (i - 1), "talk: no reply to " .. word)
+  end
+  local done = talk:finish()
+  assert(done.ok and done.sent == 2 and done.received == 2, "talk: " .. done.status)
 end } })
 """
 
@@ -178,11 +188,11 @@ def main():
     finally:
         server.stop(None)
     problems = []
-    for name in ("ok", "abort", "late", "split", "join", "echo", "stopped"):
+    for name in ("ok", "abort", "late", "split", "join", "echo", "stopped", "talk"):
         if name not in rows or rows[name]["num_requests"] < 5:
             problems.append(f"{name}: too few calls: {rows.get(name)}")
     if not problems:
-        for name in ("ok", "split", "join", "echo"):
+        for name in ("ok", "split", "join", "echo", "talk"):
             if rows[name]["num_failures"] != 0:
                 problems.append(f"{name}: failures {rows[name]['num_failures']}")
         for name in ("abort", "late", "stopped"):
