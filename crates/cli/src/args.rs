@@ -109,6 +109,12 @@ pub struct RunArgs {
     #[arg(long = "reset-stats", env = "SWARMER_RESET_STATS")]
     pub reset_stats: bool,
 
+    /// While this process's CPU stays saturated (above 90% of its shards'
+    /// cores for 3 s), add no users; resume once it recovers. Said in the
+    /// log, the notes of the console summary and the report.
+    #[arg(long = "cpu-guard", env = "SWARMER_CPU_GUARD")]
+    pub cpu_guard: bool,
+
     /// Write statistics to PREFIX_stats.csv, PREFIX_stats_history.csv, PREFIX_failures.csv, PREFIX_exceptions.csv.
     #[arg(long = "csv", env = "SWARMER_CSV", value_name = "PREFIX")]
     pub csv: Option<String>,

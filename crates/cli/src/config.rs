@@ -371,6 +371,7 @@ fn runner_options(args: &RunArgs, tags: TagFilter) -> Result<RunnerOptions, Stri
         classes: args.user_classes.clone(),
         stop_timeout: args.stop_timeout,
         reset_stats: args.reset_stats,
+        cpu_guard: args.cpu_guard,
         // The web UI's start form can give the host.
         host_required: args.headless,
         exit_code_on_error: args.exit_code_on_error,

@@ -88,3 +88,61 @@ async fn a_busy_generator_warns_once_after_a_sustained_spell() {
     handle.quit().await;
     assert_eq!(cpu_warnings(&mut events), Vec::<String>::new(), "warned twice");
 }
+
+static SPINNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Spins while [`SPINNING`] is set, else waits.
+async fn spin_while_asked(user: &mut User) -> TaskResult {
+    if SPINNING.load(std::sync::atomic::Ordering::Relaxed) {
+        spin(user).await
+    } else {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cpu_guard_holds_the_ramp_while_saturated_and_resumes_after() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let plan = Plan::new("guarded", || vec![UserClass::new("U").task(Task::new("spin", task!(spin_while_asked)))]);
+    let options = RunnerOptions { cpu_guard: true, ..options(Duration::from_secs(60)) };
+    let handle = LocalRunner::start(plan, options).await.unwrap();
+    let mut events = handle.subscribe();
+    // 40 users at 2 a second: 20 s of ramp, far longer than the guard takes.
+    handle.start_test(TestSettings { users: 40, spawn_rate: 2.0, ..Default::default() }).unwrap();
+    let started = Instant::now();
+    let next_guard_event = |events: &mut tokio::sync::broadcast::Receiver<RunnerEvent>| {
+        let mut events = events.resubscribe();
+        async move {
+            loop {
+                match tokio::time::timeout(Duration::from_secs(20), events.recv()).await {
+                    Ok(Ok(RunnerEvent::Warning(w))) if w.starts_with("CPU guard") => return w,
+                    Ok(Ok(_)) => continue,
+                    other => panic!("no CPU guard event: {other:?}"),
+                }
+            }
+        }
+    };
+    let paused = next_guard_event(&mut events).await;
+    assert!(paused.contains("spawning paused at"), "{paused}");
+    let held = handle.stats().lock().unwrap().user_count;
+    assert!(held < 40 && started.elapsed() < Duration::from_secs(15), "{held} users after {:?}", started.elapsed());
+    // Held: no user added while it stays saturated.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(handle.stats().lock().unwrap().user_count, held);
+    // The users stop spinning: the ramp goes on where it was.
+    let mut later = events.resubscribe();
+    SPINNING.store(false, std::sync::atomic::Ordering::Relaxed);
+    let resumed = next_guard_event(&mut later).await;
+    assert!(resumed.contains("spawning resumed at"), "{resumed}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let now = handle.stats().lock().unwrap().user_count;
+    assert!(now > held, "{now} users, {held} when held");
+    let notes = handle.stats().lock().unwrap().notes.clone();
+    assert!(
+        notes.iter().any(|n| n.contains("spawning paused")) && notes.iter().any(|n| n.contains("resumed")),
+        "{notes:?}"
+    );
+    handle.quit().await;
+    SPINNING.store(true, std::sync::atomic::Ordering::Relaxed);
+}

@@ -60,6 +60,8 @@ pub(super) struct Actor {
     /// Consecutive seconds the CPU has been above the warning level, and
     /// the sum of their figures (for the average the warning gives).
     pub(super) busy: (u32, f64),
+    /// `--cpu-guard` holds the ramp up (since when).
+    pub(super) guard_paused: Option<Instant>,
     pub(super) warned_names: bool,
     pub(super) quitting: Option<oneshot::Sender<()>>,
     pub(super) shut_down: usize,
@@ -89,6 +91,8 @@ pub(super) struct Actor {
 /// rounding never wakes the actor a hair before it.
 const RAMP_MARGIN: Duration = Duration::from_micros(50);
 const CPU_WARNING_PERCENT: f64 = 90.0;
+/// Seconds of saturated CPU before `--cpu-guard` pauses spawning.
+const GUARD_AFTER_SECONDS: u32 = 3;
 /// How often shards hear the process's CPU and memory (Locust's `usage_monitor`).
 const USAGE_MONITOR_SECONDS: u64 = 5;
 
@@ -332,6 +336,7 @@ impl Actor {
             self.hooks_pending = Some((wait, ramp));
         } else {
             self.ramp = Some(ramp);
+            self.guard_paused = None;
             self.ramp_step();
         }
     }
@@ -342,12 +347,16 @@ impl Actor {
         ramp.started = Instant::now();
         ramp.from = self.live.len();
         self.ramp = Some(ramp);
+        self.guard_paused = None;
         self.ramp_step();
     }
 
     /// When the ramp's next user is due: after `n` changes since it began,
     /// the next is due `n / rate` seconds after its start.
     fn next_ramp_step(&self) -> Option<tokio::time::Instant> {
+        if self.guard_holds() {
+            return None;
+        }
         let ramp = self.ramp.as_ref()?;
         let done = if self.targets.is_some() { ramp.done } else { self.live.len().abs_diff(ramp.from) };
         let after = Duration::try_from_secs_f64(done as f64 / ramp.rate).unwrap_or(Duration::ZERO);
@@ -355,6 +364,9 @@ impl Actor {
     }
 
     fn ramp_step(&mut self) {
+        if self.guard_holds() {
+            return;
+        }
         let Some(ramp) = &self.ramp else { return };
         if self.shard_tx.is_empty() {
             // A runner without user shards (a master's plan runner) places no users.
@@ -685,11 +697,57 @@ impl Actor {
                 self.busy.0
             ));
         }
+        if let Some(said) = self.cpu_guard(usage.cpu_percent) {
+            let mut store = self.core.stats().lock_or_recover();
+            let at = store.test_started.map_or(0.0, |started| (unix_now() - started).max(0.0));
+            store.notes.push(format!("{said} ({at:.0} s into the test)"));
+            warnings.push(said);
+        }
         for w in warnings {
             tracing::warn!("{w}");
             self.emit(RunnerEvent::Warning(w));
         }
         self.shape_tick();
+    }
+
+    /// Whether `--cpu-guard` holds the ramp: paused, and the ramp adds users.
+    fn guard_holds(&self) -> bool {
+        self.guard_paused.is_some() && self.ramp.as_ref().is_some_and(|ramp| ramp.target > self.live.len())
+    }
+
+    /// `--cpu-guard`: pause a ramp that adds users once the CPU has been
+    /// saturated for [`GUARD_AFTER_SECONDS`]; resume it, where it left off,
+    /// after the first calm second. What to say, when it changes.
+    fn cpu_guard(&mut self, percent: f64) -> Option<String> {
+        if !self.options.cpu_guard {
+            return None;
+        }
+        let target = self.ramp.as_ref().map(|ramp| ramp.target)?;
+        match self.guard_paused {
+            None if self.busy.0 >= GUARD_AFTER_SECONDS && target > self.live.len() => {
+                self.guard_paused = Some(Instant::now());
+                Some(format!(
+                    "CPU guard: the load generator has been saturated for {} s ({percent:.0}% CPU); spawning paused \
+                     at {} of {target} users",
+                    self.busy.0,
+                    self.live.len()
+                ))
+            }
+            Some(since) if self.busy.0 == 0 => {
+                self.guard_paused = None;
+                let paused = since.elapsed();
+                if let Some(ramp) = &mut self.ramp {
+                    ramp.started += paused;
+                }
+                Some(format!(
+                    "CPU guard: the load generator recovered ({percent:.0}% CPU); spawning resumed at {} of {target} \
+                     users after a pause of {:.0} s",
+                    self.live.len(),
+                    paused.as_secs_f64()
+                ))
+            }
+            _ => None,
+        }
     }
 
     /// Apply what the load shape asks for now. The shards hand over what

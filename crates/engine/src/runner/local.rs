@@ -132,6 +132,7 @@ impl LocalRunner {
             ramp: None,
             usage: UsageMonitor::new(),
             busy: (0, 0.0),
+            guard_paused: None,
             warned_cpu: false,
             warned_names: false,
             quitting: None,

@@ -88,6 +88,8 @@ pub struct RunnerOptions {
     /// How long the process's CPU must stay above 90% of its shards' cores
     /// before the runner warns (one busy second is no bottleneck).
     pub cpu_warning_after: Duration,
+    /// `--cpu-guard`: no users are added while the CPU stays saturated.
+    pub cpu_guard: bool,
 }
 
 impl Default for RunnerOptions {
@@ -110,6 +112,7 @@ impl Default for RunnerOptions {
             exit_code_on_error: 1,
             shape: None,
             cpu_warning_after: DEFAULT_CPU_WARNING_AFTER,
+            cpu_guard: false,
         }
     }
 }
