@@ -139,12 +139,17 @@ impl Clients {
     }
 
     pub fn remove(&self, id: i64) {
-        let removed = self.numbered.borrow_mut().take(id);
+        // A finalizer may call this at any allocation: if the list is being
+        // changed just then, the entry stays until the VM goes.
+        let Ok(mut numbered) = self.numbered.try_borrow_mut() else { return };
+        let removed = numbered.take(id);
+        drop(numbered);
         if let Some(core) = removed {
             // Its connections close, and operations waiting on them end.
             core.gone.send_replace(true);
-            let live = std::mem::take(&mut *core.live.borrow_mut());
-            drop(live);
+            if let Ok(mut live) = core.live.try_borrow_mut() {
+                drop(std::mem::take(&mut *live));
+            }
         }
     }
 

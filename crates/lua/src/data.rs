@@ -85,11 +85,11 @@ impl UserData for LuaDataset {
 pub struct UsedFiles(pub std::cell::RefCell<Vec<PathBuf>>);
 
 fn resolve(lua: &Lua, name: &str) -> PathBuf {
-    let path = match lua.app_data_ref::<PlanDir>() {
+    let path = match crate::vm::app_data::<PlanDir>(lua) {
         Some(dir) if Path::new(name).is_relative() => dir.0.join(name),
         _ => PathBuf::from(name),
     };
-    if let Some(used) = lua.app_data_ref::<UsedFiles>() {
+    if let Some(used) = crate::vm::app_data::<UsedFiles>(lua) {
         used.0.borrow_mut().push(path.clone());
     }
     path
@@ -102,7 +102,7 @@ pub fn install(lua: &Lua, module: &Table) -> mlua::Result<()> {
         "csv",
         lua.create_function(|lua, name: String| {
             let path = resolve(lua, &name);
-            let shared = lua.app_data_ref::<crate::vm::PlanData>().map(|s| s.0.clone());
+            let shared = crate::vm::app_data::<crate::vm::PlanData>(lua).map(|s| s.0.clone());
             let key = format!("csv:{}", path.canonicalize().unwrap_or_else(|_| path.clone()).display());
             let fail = |e: String| mlua::Error::runtime(format!("{}swarmer.csv: {e}", caller_location(lua)));
             let dataset = match shared {

@@ -35,15 +35,15 @@ pub fn install(lua: &Lua, module: &Table) -> mlua::Result<()> {
 
 /// `swarmer.grpc.load(file, { includes })`: `nil`, or what was wrong.
 fn load(lua: &Lua, (file, includes): (String, Option<Vec<String>>)) -> mlua::Result<Option<String>> {
-    let dir = lua.app_data_ref::<PlanDir>().map(|d| d.0.clone()).unwrap_or_default();
+    let dir = crate::vm::app_data::<PlanDir>(lua).map(|d| d.0.clone()).unwrap_or_default();
     let resolve = |name: &str| -> PathBuf { dir.join(name) };
     let includes: Vec<PathBuf> = includes.unwrap_or_default().iter().map(|i| resolve(i)).collect();
-    let protos = lua.app_data_ref::<VmProtos>().ok_or_else(|| mlua::Error::runtime("internal: no protos"))?;
+    let protos = crate::vm::app_data::<VmProtos>(lua).ok_or_else(|| mlua::Error::runtime("internal: no protos"))?;
     let loaded = protos.0.borrow_mut().load(&resolve(&file), &includes);
     match loaded {
         Ok(read) => {
             // Shipped to `-f -` workers with the plan.
-            if let Some(used) = lua.app_data_ref::<crate::data::UsedFiles>() {
+            if let Some(used) = crate::vm::app_data::<crate::data::UsedFiles>(lua) {
                 used.0.borrow_mut().extend(read);
             }
             Ok(None)
@@ -62,7 +62,7 @@ fn reflect(lua: &Lua, (host, timeout): (String, Option<f64>)) -> mlua::Result<(O
         Some(s) if s > 0.0 && s <= MOST_TIMEOUT as f64 => Duration::from_secs_f64(s),
         Some(_) => return Ok((None, Some(format!("option timeout: seconds above 0, at most {MOST_TIMEOUT}")))),
     };
-    let protos = lua.app_data_ref::<VmProtos>().ok_or_else(|| mlua::Error::runtime("internal: no protos"))?;
+    let protos = crate::vm::app_data::<VmProtos>(lua).ok_or_else(|| mlua::Error::runtime("internal: no protos"))?;
     let mut known = protos.0.borrow().clone();
     let asked = std::thread::scope(|scope| {
         let asking = scope.spawn(|| {
@@ -92,8 +92,7 @@ fn start(
     lua: &Lua,
     (client, method, message, opts): (i64, String, Value, Option<Table>),
 ) -> mlua::Result<(Option<i64>, Option<String>)> {
-    let bridge = lua
-        .app_data_ref::<Rc<Bridge>>()
+    let bridge = crate::vm::app_data::<Rc<Bridge>>(lua)
         .map(|b| b.clone())
         .ok_or_else(|| mlua::Error::runtime("internal: no bridge"))?;
     let core = bridge.clients.get(client)?;
@@ -176,7 +175,7 @@ pub fn user_client(
 
 /// The method `name` among the `.proto` files this VM loaded.
 pub fn method_of(lua: &Lua, name: &str) -> mlua::Result<Result<swarmer_grpc::MethodDescriptor, String>> {
-    let protos = lua.app_data_ref::<VmProtos>().ok_or_else(|| mlua::Error::runtime("internal: no protos"))?;
+    let protos = crate::vm::app_data::<VmProtos>(lua).ok_or_else(|| mlua::Error::runtime("internal: no protos"))?;
     let found = protos.0.borrow().method(name);
     Ok(found.map_err(|e| e.0))
 }
@@ -198,8 +197,7 @@ fn shared_channel(
     host: &str,
     client: &swarmer_engine::Client,
 ) -> Result<swarmer_grpc::GrpcChannel, swarmer_grpc::ProtoError> {
-    let channels = lua
-        .app_data_ref::<SharedChannels>()
+    let channels = crate::vm::app_data::<SharedChannels>(lua)
         .ok_or_else(|| swarmer_grpc::ProtoError("internal: no shared channels".into()))?;
     let mut channels = channels.0.borrow_mut();
     if let Some((_, _, channel)) = channels.iter().find(|(n, h, _)| n == name && h == host) {

@@ -39,7 +39,7 @@ pub fn install(lua: &Lua, module: &Table) -> mlua::Result<()> {
 type Answer = mlua::Result<(Option<i64>, Option<String>)>;
 
 fn bridge(lua: &Lua) -> mlua::Result<Rc<Bridge>> {
-    lua.app_data_ref::<Rc<Bridge>>().map(|b| b.clone()).ok_or_else(|| mlua::Error::runtime("internal: no bridge"))
+    crate::vm::app_data::<Rc<Bridge>>(lua).map(|b| b.clone()).ok_or_else(|| mlua::Error::runtime("internal: no bridge"))
 }
 
 /// The user's call `id`, or what to tell the plan.

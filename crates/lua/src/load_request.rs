@@ -37,7 +37,7 @@ pub fn set_load(lua: &Lua, args: LoadArgs) -> mlua::Result<Option<String>> {
         Ok(arrival) => arrival,
         Err(why) => return Ok(Some(why)),
     };
-    let Some(shard) = lua.app_data_ref::<ShardInfo>().filter(|s| !s.probe).map(|s| s.clone()) else {
+    let Some(shard) = crate::vm::app_data::<ShardInfo>(lua).filter(|s| !s.probe).map(|s| s.clone()) else {
         return Err(mlua::Error::runtime(format!(
             "{}swarmer.runner.set_load: only available while the plan runs (in a listener, a background \
              coroutine or a task), not while it loads",

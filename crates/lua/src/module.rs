@@ -32,17 +32,21 @@ pub fn install(lua: &Lua, kind: VmKind, plan_dir: &std::path::Path, debug: Table
     lua.set_app_data(Rc::new(Bridge { clients: Clients::default(), responses, pending: Default::default() }));
     module.set(
         "_option_value",
-        lua.create_function(|lua, name: String| Ok(lua.app_data_ref::<OptionValues>().and_then(|v| v.get(&name))))?,
+        lua.create_function(|lua, name: String| {
+            Ok(crate::vm::app_data::<OptionValues>(lua).and_then(|v| v.get(&name)))
+        })?,
     )?;
     let runner: Table = module.get("runner")?;
     runner.set(
         "workers",
-        lua.create_function(|lua, ()| Ok(lua.app_data_ref::<ShardInfo>().map(|s| s.workers()).unwrap_or_default()))?,
+        lua.create_function(|lua, ()| {
+            Ok(crate::vm::app_data::<ShardInfo>(lua).map(|s| s.workers()).unwrap_or_default())
+        })?,
     )?;
     module.set(
         "_send_message",
         lua.create_function(|lua, (kind, data, to): (String, String, Option<String>)| {
-            let shard = lua.app_data_ref::<ShardInfo>().ok_or_else(|| mlua::Error::runtime("no shard"))?;
+            let shard = crate::vm::app_data::<ShardInfo>(lua).ok_or_else(|| mlua::Error::runtime("no shard"))?;
             let message = swarmer_engine::ClusterMessage { kind, data, peer: to.unwrap_or_default() };
             shard.send_message(message).map_err(|e| mlua::Error::runtime(format!("send_message: {e}")))
         })?,
@@ -57,14 +61,18 @@ pub fn install(lua: &Lua, kind: VmKind, plan_dir: &std::path::Path, debug: Table
     )?;
     module.set("spawn", lua.create_function(spawn)?)?;
     module.set("_new_client", lua.create_function(new_client)?)?;
+    // A finalizer's (an http_client that is garbage): finalizers also run
+    // while the VM closes, when nothing may reach the `Lua` any more (not
+    // even its app data), so the bridge is held here, weakly.
+    let bridge_of_vm = Rc::downgrade(&bridge(lua)?);
     module.set(
         "_drop_client",
-        lua.create_function(|lua, id: i64| {
-            let clients = &bridge(lua)?.clients;
-            if let Ok(core) = clients.get(id) {
+        lua.create_function(move |_, id: i64| {
+            let Some(bridge) = bridge_of_vm.upgrade() else { return Ok(()) };
+            if let Some(core) = bridge.clients.find(id) {
                 core.finish_pending();
             }
-            clients.remove(id);
+            bridge.clients.remove(id);
             Ok(())
         })?,
     )?;
@@ -87,7 +95,7 @@ pub fn install(lua: &Lua, kind: VmKind, plan_dir: &std::path::Path, debug: Table
     module.set(
         "quit",
         lua.create_function(|lua, ()| {
-            if let Some(shard) = lua.app_data_ref::<ShardInfo>() {
+            if let Some(shard) = crate::vm::app_data::<ShardInfo>(lua) {
                 shard.request_stop_test();
             }
             Ok(())
@@ -171,7 +179,7 @@ pub struct DeferredSpawns(pub std::cell::RefCell<Vec<Function>>);
 
 /// Start the background coroutines deferred in `lua` (see [`DeferredSpawns`]).
 pub fn start_deferred(lua: &Lua) -> mlua::Result<()> {
-    let deferred = lua.app_data_ref::<DeferredSpawns>().map(|d| d.0.take()).unwrap_or_default();
+    let deferred = crate::vm::app_data::<DeferredSpawns>(lua).map(|d| d.0.take()).unwrap_or_default();
     for body in deferred {
         start_background(lua, body)?;
     }
@@ -180,7 +188,7 @@ pub fn start_deferred(lua: &Lua) -> mlua::Result<()> {
 
 /// This VM's users' clients and response bridge (see [`Bridge`]).
 pub fn bridge(lua: &Lua) -> mlua::Result<Rc<Bridge>> {
-    lua.app_data_ref::<Rc<Bridge>>()
+    crate::vm::app_data::<Rc<Bridge>>(lua)
         .map(|c| c.clone())
         .ok_or_else(|| mlua::Error::runtime("internal: the VM has no client list"))
 }
@@ -191,16 +199,16 @@ pub fn bridge(lua: &Lua) -> mlua::Result<Rc<Bridge>> {
 /// shards' VMs. Called later (from a listener, `on_start` or a task), it
 /// runs in the VM it was called in. Errors inside are logged.
 fn spawn(lua: &Lua, body: Function) -> mlua::Result<()> {
-    let kind = lua.app_data_ref::<VmKind>().map(|k| *k);
-    let loading = lua.app_data_ref::<Loading>().is_some();
-    let serving = lua.app_data_ref::<ShardInfo>().is_some_and(|s| !s.probe);
+    let kind = crate::vm::app_data::<VmKind>(lua).map(|k| *k);
+    let loading = crate::vm::app_data::<Loading>(lua).is_some();
+    let serving = crate::vm::app_data::<ShardInfo>(lua).is_some_and(|s| !s.probe);
     match kind {
         Some(VmKind::Users) if loading => {
             tracing::debug!("swarmer.spawn at load time: the process VM runs it");
             Ok(())
         }
         Some(VmKind::Process) if !serving => {
-            let deferred = lua.app_data_ref::<DeferredSpawns>();
+            let deferred = crate::vm::app_data::<DeferredSpawns>(lua);
             deferred.ok_or_else(|| mlua::Error::runtime("internal: no deferred spawns"))?.0.borrow_mut().push(body);
             Ok(())
         }
@@ -215,7 +223,7 @@ fn spawn(lua: &Lua, body: Function) -> mlua::Result<()> {
 /// `swarmer.runner.process_exit_code`: read with no arguments, set with a
 /// code, cleared with `(nil, true)`. Outside a run there is none to set.
 fn exit_code(lua: &Lua, (code, clear): (Option<i32>, Option<bool>)) -> mlua::Result<Option<i32>> {
-    let Some(shard) = lua.app_data_ref::<ShardInfo>() else {
+    let Some(shard) = crate::vm::app_data::<ShardInfo>(lua) else {
         if code.is_some() {
             return Err(mlua::Error::runtime(
                 "swarmer.runner.process_exit_code: only settable while the plan runs (in a listener, say)",
@@ -232,7 +240,7 @@ fn exit_code(lua: &Lua, (code, clear): (Option<i32>, Option<bool>)) -> mlua::Res
 /// `swarmer.http_client{ host =, record = }`: a client outside users (its
 /// number in this VM's client list), or `nil, why not`.
 fn new_client(lua: &Lua, (host, record): (Option<String>, bool)) -> mlua::Result<(Option<i64>, Option<String>)> {
-    let Some(maker) = lua.app_data_ref::<swarmer_engine::ClientMaker>().map(|m| m.clone()) else {
+    let Some(maker) = crate::vm::app_data::<swarmer_engine::ClientMaker>(lua).map(|m| m.clone()) else {
         let why = "only available while the plan runs (in a listener, a message handler, a background coroutine or \
                    a task), not while it loads";
         return Ok((None, Some(why.into())));
@@ -256,7 +264,7 @@ fn start_background(lua: &Lua, body: Function) -> mlua::Result<()> {
             crate::vm::plan_error(&vm);
         }
     });
-    if let Some(background) = lua.app_data_ref::<Background>() {
+    if let Some(background) = crate::vm::app_data::<Background>(lua) {
         let mut tasks = background.0.borrow_mut();
         tasks.retain(|t| !t.is_finished());
         tasks.push(task.abort_handle());
@@ -274,7 +282,7 @@ pub struct Background(std::cell::RefCell<Vec<tokio::task::AbortHandle>>);
 /// run now. Left to the VM's end, a finalizer that calls into Swarmer
 /// would find the VM half gone.
 pub async fn close(lua: &Lua) {
-    let stopping = lua.app_data_ref::<Background>().map(|b| b.0.take()).unwrap_or_default();
+    let stopping = crate::vm::app_data::<Background>(lua).map(|b| b.0.take()).unwrap_or_default();
     for task in &stopping {
         task.abort();
     }
@@ -324,7 +332,7 @@ const PERCENTILES: [f64; 11] = [0.5, 0.66, 0.75, 0.8, 0.9, 0.95, 0.98, 0.99, 0.9
 /// methods when several entries have the name.
 fn stats(lua: &Lua, (name, method): (Option<String>, Option<String>)) -> mlua::Result<mlua::Value> {
     use mlua::Value;
-    let Some(shard) = lua.app_data_ref::<ShardInfo>() else { return lua.create_table().map(Value::Table) };
+    let Some(shard) = crate::vm::app_data::<ShardInfo>(lua) else { return lua.create_table().map(Value::Table) };
     // Copy what is needed and let go of the store before touching Lua: a
     // table write may run a finalizer that calls back in here.
     let now = swarmer_engine::unix_now();

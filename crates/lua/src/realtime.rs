@@ -50,13 +50,14 @@ pub fn install(lua: &Lua, module: &Table) -> mlua::Result<()> {
     module.set("_live_close", lua.create_function(close)?)?;
     module.set("_sse_open", lua.create_function(sse_open)?)?;
     module.set("_live_receive", lua.create_function(receive)?)?;
+    // A finalizer's: it must not fail, borrow what may be borrowed, or
+    // touch the `Lua` (finalizers also run while the VM closes, when even
+    // its app data is out of reach): the bridge is held here, weakly.
+    let bridge_of_vm = Rc::downgrade(&bridge(lua)?);
     module.set(
         "_live_forget",
-        lua.create_function(|lua, (client, id): (i64, i64)| {
-            // Also a finalizer's: it must not fail or borrow what may be borrowed.
-            if let Some(bridge) = lua.app_data_ref::<Rc<Bridge>>()
-                && let Some(core) = bridge.clients.find(client)
-            {
+        lua.create_function(move |_, (client, id): (i64, i64)| {
+            if let Some(core) = bridge_of_vm.upgrade().and_then(|bridge| bridge.clients.find(client)) {
                 core.drop_live(id);
             }
             Ok(())
@@ -69,7 +70,7 @@ pub fn install(lua: &Lua, module: &Table) -> mlua::Result<()> {
 const MOST_WAIT: f64 = 86_400.0;
 
 fn bridge(lua: &Lua) -> mlua::Result<Rc<Bridge>> {
-    lua.app_data_ref::<Rc<Bridge>>().map(|b| b.clone()).ok_or_else(|| mlua::Error::runtime("internal: no bridge"))
+    crate::vm::app_data::<Rc<Bridge>>(lua).map(|b| b.clone()).ok_or_else(|| mlua::Error::runtime("internal: no bridge"))
 }
 
 /// File `operation` and return its number for the prelude to yield on.

@@ -51,8 +51,7 @@ const STORE_KEY: &str = "lua:shared";
 
 /// The store of the plan `lua` runs.
 fn store(lua: &Lua) -> mlua::Result<Arc<SharedStore>> {
-    let data = lua
-        .app_data_ref::<crate::vm::PlanData>()
+    let data = crate::vm::app_data::<crate::vm::PlanData>(lua)
         .map(|d| d.0.clone())
         .ok_or_else(|| mlua::Error::runtime("internal: the VM has no plan data"))?;
     let mut data = data.lock_or_recover();

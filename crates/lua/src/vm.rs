@@ -39,6 +39,18 @@ pub struct PlanContext {
 pub struct PlanData(pub SharedData);
 
 /// A VM of `kind` for the plan of `ctx`, not yet running it.
+/// The VM's app data `T`, unless the VM is closing. A VM runs the
+/// finalizers of what is left (a plan's `__gc`, a connection's) while it
+/// closes, when its handle is being dropped: reaching the app data then
+/// would revive that handle (undefined behaviour in mlua), so callbacks
+/// find none and fail with an error the closing VM ignores.
+#[allow(clippy::disallowed_methods)]
+pub fn app_data<T: 'static>(lua: &Lua) -> Option<mlua::AppDataRef<'_, T>> {
+    // A closing VM cannot be upgraded to (its last strong handle is going).
+    lua.weak().try_upgrade()?;
+    lua.app_data_ref::<T>()
+}
+
 pub fn new_vm(ctx: &PlanContext, kind: VmKind) -> mlua::Result<Lua> {
     // No native code, no bytecode, no debug library for plans (see
     // `raw::new_lua`); the prelude gets the debug functions it needs.
@@ -143,7 +155,7 @@ fn quit_hook(lua: &Lua, fire: &Function) -> ShardHook {
     Rc::new(move || {
         let (lua, fire) = (lua.clone(), fire.clone());
         Box::pin(async move {
-            let code = lua.app_data_ref::<ShardInfo>().map(|shard| shard.stats.read().exit_code());
+            let code = crate::vm::app_data::<ShardInfo>(&lua).map(|shard| shard.stats.read().exit_code());
             if let Some(code) = code {
                 report(&lua, &fire_async(&lua, &fire, ("quit", code)).await, "quit");
             }
@@ -341,7 +353,7 @@ fn report(lua: &Lua, outcome: &mlua::Result<Table>, event: &str) {
 /// Count an error of the plan's own code outside users (see
 /// `swarmer_engine::StatsStore::plan_errors`).
 pub(crate) fn plan_error(lua: &Lua) {
-    if let Some(shard) = lua.app_data_ref::<ShardInfo>() {
+    if let Some(shard) = crate::vm::app_data::<ShardInfo>(lua) {
         shard.report_plan_error();
     }
 }
@@ -374,7 +386,7 @@ fn used_files(lua: &Lua) -> mlua::Result<Vec<std::path::PathBuf>> {
             files.push(std::path::PathBuf::from(found));
         }
     }
-    if let Some(used) = lua.app_data_ref::<crate::data::UsedFiles>() {
+    if let Some(used) = crate::vm::app_data::<crate::data::UsedFiles>(lua) {
         files.extend(used.0.borrow().iter().cloned());
     }
     files.sort();

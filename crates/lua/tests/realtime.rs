@@ -255,3 +255,37 @@ end } })
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Finalizers of connections, clients and a plan's own objects still alive
+/// when a VM closes run inside the VM's teardown: they must not reach the
+/// dying VM (once an abort on a violated precondition in the CLI tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_vm_closing_with_open_connections_and_clients_closes_cleanly() {
+    let target = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let kv = swarmer_target::KvServer::spawn("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = format!(
+        r#"
+-- A plan's own finalizers call into Swarmer too (at close they get errors).
+kept = setmetatable({{}}, {{ __gc = function() swarmer.stats() end }})
+swarmer.user("Holder", {{ wait_time = swarmer.constant(0.05),
+  on_start = function(self)
+    self.finalized = setmetatable({{}}, {{ __gc = function() swarmer.stats(); self.client:get("/") end }})
+    self.ws = assert(self.client:websocket("/ws"))
+    self.events = assert(self.client:sse("/sse?count=1000&interval_ms=10"))
+    self.conn = assert(self.client:tcp("{kv}"))
+    self.other = swarmer.http_client{{ record = true }}
+  end,
+  tasks = {{ function(self)
+    assert(self.ws:request("x"))
+    self.other:get("/")
+    self.client:fire_request{{ request_type = "CHECK", name = "held", response_time = 0 }}
+  end }} }})
+"#,
+        kv = kv.addr()
+    );
+    let handle = run(dir.path(), &plan, &target.url(), |h| count(h, "CHECK", "held").0 >= 5).await;
+    // `run` quit the runner: its shards have closed their VMs.
+    assert_eq!(errors(&handle), Vec::<String>::new());
+    drop(handle);
+}

@@ -69,7 +69,9 @@ impl Default for MemoryLimit {
 }
 
 impl MemoryLimit {
-    /// The flag of `lua`'s VM.
+    /// The flag of `lua`'s VM (read while building values, never by a
+    /// finalizer).
+    #[allow(clippy::disallowed_methods)]
     pub(super) fn of(lua: &Lua) -> Rc<Cell<bool>> {
         match lua.app_data_ref::<MemoryLimit>() {
             Some(limit) => limit.0.clone(),
