@@ -26,6 +26,18 @@ async fn spin(_: &mut User) -> TaskResult {
     Ok(())
 }
 
+/// Another thread of the process spinning while `flag` is set: the
+/// process's figure stays well above one core's 90% even when the shard
+/// is descheduled now and then on a busy machine.
+fn spinner(flag: &'static std::sync::atomic::AtomicBool) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut x = 0u64;
+        while flag.load(std::sync::atomic::Ordering::Relaxed) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+    })
+}
+
 fn options(after: Duration) -> RunnerOptions {
     RunnerOptions { shards: 1, host: Some("http://127.0.0.1:1".into()), cpu_warning_after: after, ..Default::default() }
 }
@@ -69,6 +81,9 @@ async fn an_idle_generator_never_warns_through_start_up_and_shutdown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_generator_warns_once_after_a_sustained_spell() {
     let _turn = ONE_AT_A_TIME.lock().await;
+    static HELPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+    HELPING.store(true, std::sync::atomic::Ordering::Relaxed);
+    let helper = spinner(&HELPING);
     let plan = Plan::new("busy", || vec![UserClass::new("U").task(Task::new("spin", task!(spin)))]);
     let handle = LocalRunner::start(plan, options(Duration::from_secs(2))).await.unwrap();
     let mut events = handle.subscribe();
@@ -86,6 +101,8 @@ async fn a_busy_generator_warns_once_after_a_sustained_spell() {
     assert!(warning.contains("CPU usage above 90% of the 1 core(s) in use for 2 s"), "{warning}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     handle.quit().await;
+    HELPING.store(false, std::sync::atomic::Ordering::Relaxed);
+    let _ = helper.join();
     assert_eq!(cpu_warnings(&mut events), Vec::<String>::new(), "warned twice");
 }
 
@@ -105,6 +122,8 @@ async fn spin_while_asked(user: &mut User) -> TaskResult {
 async fn the_cpu_guard_holds_the_ramp_while_saturated_and_resumes_after() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let plan = Plan::new("guarded", || vec![UserClass::new("U").task(Task::new("spin", task!(spin_while_asked)))]);
+    SPINNING.store(true, std::sync::atomic::Ordering::Relaxed);
+    let helper = spinner(&SPINNING);
     let options = RunnerOptions { cpu_guard: true, ..options(Duration::from_secs(60)) };
     let handle = LocalRunner::start(plan, options).await.unwrap();
     let mut events = handle.subscribe();
@@ -131,9 +150,9 @@ async fn the_cpu_guard_holds_the_ramp_while_saturated_and_resumes_after() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(handle.stats().lock().unwrap().user_count, held);
     // The users stop spinning: the ramp goes on where it was.
-    let mut later = events.resubscribe();
     SPINNING.store(false, std::sync::atomic::Ordering::Relaxed);
-    let resumed = next_guard_event(&mut later).await;
+    let _ = helper.join();
+    let resumed = next_guard_event(&mut events).await;
     assert!(resumed.contains("spawning resumed at"), "{resumed}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let now = handle.stats().lock().unwrap().user_count;

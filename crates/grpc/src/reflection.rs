@@ -21,8 +21,10 @@ use crate::{GrpcChannel, ProtoError, Protos};
 const V1: &str = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
 const V1ALPHA: &str = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
 
-/// Most files one server may describe (a bound against a hostile server).
+/// Most files, and bytes of files, one server may describe (bounds against
+/// a hostile server).
 const MOST_FILES: usize = 10_000;
+const MOST_BYTES: usize = 64 << 20;
 
 /// Ask the server behind `channel` for its services and add the files
 /// describing them to `protos`; the services it offers (reflection's own
@@ -49,9 +51,10 @@ async fn files_of(channel: &GrpcChannel) -> Result<(Vec<String>, Vec<FileDescrip
     };
     let services: Vec<String> = services.into_iter().filter(|s| !s.starts_with("grpc.reflection.")).collect();
     let mut files: HashMap<String, FileDescriptorProto> = HashMap::new();
+    let mut total = 0usize;
     for service in &services {
         let answer = ask(channel, path, MessageRequest::FileContainingSymbol(service.clone())).await;
-        take_files(answer.map_err(failed)?, &mut files)?;
+        take_files(answer.map_err(failed)?, &mut files, &mut total)?;
     }
     // Imports that did not come along, asked for by name.
     loop {
@@ -63,7 +66,7 @@ async fn files_of(channel: &GrpcChannel) -> Result<(Vec<String>, Vec<FileDescrip
         for name in missing {
             let answer = ask(channel, path, MessageRequest::FileByFilename(name.clone())).await;
             let before = files.len();
-            take_files(answer.map_err(failed)?, &mut files)?;
+            take_files(answer.map_err(failed)?, &mut files, &mut total)?;
             if !files.contains_key(&name) && files.len() == before {
                 return Err(ProtoError(format!("reflection: the server did not describe {name}")));
             }
@@ -95,11 +98,22 @@ async fn ask(
     }
 }
 
-fn take_files(answer: MessageResponse, files: &mut HashMap<String, FileDescriptorProto>) -> Result<(), ProtoError> {
+fn take_files(
+    answer: MessageResponse,
+    files: &mut HashMap<String, FileDescriptorProto>,
+    total: &mut usize,
+) -> Result<(), ProtoError> {
     let MessageResponse::FileDescriptorResponse(described) = answer else {
         return Err(unexpected(&answer));
     };
     for bytes in described.file_descriptor_proto {
+        *total += bytes.len();
+        if *total > MOST_BYTES {
+            return Err(ProtoError(format!(
+                "reflection: the server described more than {} MiB of files",
+                MOST_BYTES >> 20
+            )));
+        }
         let file = FileDescriptorProto::decode(bytes.as_slice())
             .map_err(|e| ProtoError(format!("reflection: a file the server sent does not decode: {e}")))?;
         files.insert(file.name().to_owned(), file);

@@ -54,6 +54,9 @@ pub struct GrpcStream {
     sent: Cell<usize>,
     received: Cell<usize>,
     reply_bytes: Cell<usize>,
+    /// When the status came (the call's time ends there, not when the
+    /// plan finished it).
+    ended_at: Cell<Option<Instant>>,
 }
 
 impl Drop for GrpcStream {
@@ -90,10 +93,12 @@ impl GrpcChannel {
             sender: RefCell::new(Some(sender)),
             replies: Mutex::new(Replies { state: State::Opening(opening), metadata: Metadata::default() }),
             started,
-            deadline: options.timeout.map(|limit| started + limit),
+            // A deadline too far to represent is no deadline.
+            deadline: options.timeout.and_then(|limit| started.checked_add(limit)),
             sent: Cell::new(0),
             received: Cell::new(0),
             reply_bytes: Cell::new(0),
+            ended_at: Cell::new(None),
         })
     }
 }
@@ -124,7 +129,8 @@ impl GrpcStream {
     /// The next reply, waiting at most `timeout` (and never past the
     /// call's deadline).
     pub async fn receive(&self, timeout: Duration) -> StreamReceived {
-        let mut until = tokio::time::Instant::now() + timeout;
+        let now = tokio::time::Instant::now();
+        let mut until = now.checked_add(timeout).unwrap_or(now + Duration::from_secs(86_400 * 365));
         if let Some(deadline) = self.deadline {
             until = until.min(tokio::time::Instant::from_std(deadline));
         }
@@ -141,7 +147,10 @@ impl GrpcStream {
                         metadata.extend(response.metadata());
                         Some(State::Open(Box::new(response.into_inner())))
                     }
-                    Ok(Ok(Err(status))) => Some(State::Ended(status)),
+                    Ok(Ok(Err(status))) => {
+                        metadata.extend(status.metadata());
+                        Some(State::Ended(status))
+                    }
                     Ok(Err(e)) => Some(State::Ended(Status::internal(format!("the call's task: {e}")))),
                 },
                 State::Open(stream) => match tokio::time::timeout_at(until, stream.message()).await {
@@ -163,12 +172,24 @@ impl GrpcStream {
                             Err(status) => status,
                         }))
                     }
-                    Ok(Err(status)) => Some(State::Ended(status)),
+                    Ok(Err(status)) => {
+                        metadata.extend(status.metadata());
+                        Some(State::Ended(status))
+                    }
                 },
             };
             match step {
-                Some(next) => *state = next,
+                Some(next) => {
+                    if matches!(next, State::Ended(_)) {
+                        self.ended_at.set(Some(Instant::now()));
+                    }
+                    *state = next;
+                }
                 None if self.deadline.is_some_and(|d| Instant::now() >= d) => {
+                    if let State::Opening(opening) = state {
+                        opening.abort();
+                    }
+                    self.ended_at.set(Some(Instant::now()));
                     *state = State::Ended(Status::deadline_exceeded("no end within the call's timeout"));
                 }
                 None => return StreamReceived::TimedOut,
@@ -181,29 +202,40 @@ impl GrpcStream {
     /// outcome: its status, metadata, messages sent and reply bytes.
     pub async fn finish(&self, timeout: Duration) -> CallOutcome {
         self.close_send();
-        let until = Instant::now() + timeout;
+        let now = Instant::now();
+        let until = now.checked_add(timeout).unwrap_or(now + Duration::from_secs(86_400 * 365));
         loop {
             match self.receive(until.saturating_duration_since(Instant::now())).await {
                 StreamReceived::Message(_) => continue,
                 StreamReceived::Ended => break,
                 StreamReceived::TimedOut => {
-                    let mut replies = self.replies.lock().await;
+                    // Another receive of the plan's may hold the replies:
+                    // wait for it no longer than a second.
+                    let Ok(mut replies) = tokio::time::timeout(Duration::from_secs(1), self.replies.lock()).await
+                    else {
+                        break;
+                    };
                     if let State::Opening(opening) = &replies.state {
                         opening.abort();
                     }
-                    replies.state = State::Ended(Status::deadline_exceeded(format!(
-                        "the stream did not end within {timeout:?} of finishing"
-                    )));
+                    if !matches!(replies.state, State::Ended(_)) {
+                        replies.state = State::Ended(Status::deadline_exceeded(format!(
+                            "the stream did not end within {timeout:?} of finishing"
+                        )));
+                        self.ended_at.set(Some(Instant::now()));
+                    }
                     break;
                 }
             }
         }
-        let replies = self.replies.lock().await;
-        let status = match &replies.state {
-            State::Ended(status) => status.clone(),
-            _ => Status::internal("the stream did not end"),
+        let replies = tokio::time::timeout(Duration::from_secs(1), self.replies.lock()).await.ok();
+        let status = match replies.as_deref().map(|r| &r.state) {
+            Some(State::Ended(status)) => status.clone(),
+            _ => Status::deadline_exceeded("the stream did not end (another receive still held it)"),
         };
-        let elapsed = self.started.elapsed();
+        let metadata = replies.as_deref().map(|r| (r.metadata.text.clone(), r.metadata.binary.clone()));
+        let (metadata, binary_metadata) = metadata.unwrap_or_default();
+        let elapsed = self.ended_at.get().unwrap_or_else(Instant::now).duration_since(self.started);
         CallOutcome {
             code: status.code(),
             message: if status.code() == Code::Ok { String::new() } else { status.message().to_owned() },
@@ -211,8 +243,8 @@ impl GrpcStream {
             stream: Vec::new(),
             sent: self.sent.get(),
             reply_size: self.reply_bytes.get(),
-            metadata: replies.metadata.text.clone(),
-            binary_metadata: replies.metadata.binary.clone(),
+            metadata,
+            binary_metadata,
             elapsed,
         }
     }

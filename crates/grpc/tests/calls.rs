@@ -222,8 +222,11 @@ async fn an_interactive_stream_sends_and_receives_as_it_goes() {
     stream.send(word("fail:NOT_FOUND:gone"), second).await.unwrap();
     assert!(matches!(stream.receive(second).await, StreamReceived::Message(_)));
     assert!(matches!(stream.receive(second).await, StreamReceived::Ended));
+    // The call's time ends with its status, not when the plan finishes it.
+    tokio::time::sleep(Duration::from_millis(400)).await;
     let outcome = stream.finish(second).await;
     assert_eq!(outcome.failure().as_deref(), Some("NOT_FOUND: gone"));
+    assert!(outcome.elapsed < Duration::from_millis(350), "{:?}", outcome.elapsed);
 
     // The call's deadline ends a stream the server leaves open.
     let options = CallOptions { timeout: Some(Duration::from_millis(300)), ..Default::default() };

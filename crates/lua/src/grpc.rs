@@ -57,6 +57,10 @@ fn load(lua: &Lua, (file, includes): (String, Option<Vec<String>>)) -> mlua::Res
 /// `nil` and what was wrong. It waits (on a thread of its own: plans load
 /// outside any user), so it belongs at the plan's top level.
 fn reflect(lua: &Lua, (host, timeout): (String, Option<f64>)) -> mlua::Result<(Option<Vec<String>>, Option<String>)> {
+    if crate::vm::app_data::<crate::module::Loading>(lua).is_none() {
+        let why = "call it at the plan's top level (it waits, and would hold up every user of the shard)";
+        return Ok((None, Some(why.into())));
+    }
     let timeout = match timeout {
         None => Duration::from_secs(10),
         Some(s) if s > 0.0 && s <= MOST_TIMEOUT as f64 => Duration::from_secs_f64(s),

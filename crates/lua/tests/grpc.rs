@@ -194,6 +194,8 @@ assert(not ok and e:find("swarmer.grpc.reflect: reflection: UNAVAILABLE", 1, tru
 swarmer.user("Reflected", {{ wait_time = swarmer.constant(0.01), tasks = {{ function(self)
   local r = self.client:grpc("{METHOD}", {{ text = "abc" }}, {{ host = "{host}" }})
   assert(r.ok and r.reply.category == {category}, r.message)
+  local ok, e = pcall(swarmer.grpc.reflect, "{host}")
+  assert(not ok and e:find("call it at the plan's top level", 1, true), e)
 end }} }})
 "#,
         host = grpc.url(),

@@ -336,7 +336,7 @@ impl Actor {
             self.hooks_pending = Some((wait, ramp));
         } else {
             self.ramp = Some(ramp);
-            self.guard_paused = None;
+            self.keep_guard_for_new_ramp();
             self.ramp_step();
         }
     }
@@ -347,7 +347,7 @@ impl Actor {
         ramp.started = Instant::now();
         ramp.from = self.live.len();
         self.ramp = Some(ramp);
-        self.guard_paused = None;
+        self.keep_guard_for_new_ramp();
         self.ramp_step();
     }
 
@@ -708,6 +708,15 @@ impl Actor {
             self.emit(RunnerEvent::Warning(w));
         }
         self.shape_tick();
+    }
+
+    /// A new ramp (a new start, a shape step, a master's new share) while
+    /// `--cpu-guard` holds: the pause goes on, timed from the new ramp's
+    /// start (which its resume shifts).
+    fn keep_guard_for_new_ramp(&mut self) {
+        if self.guard_paused.is_some() {
+            self.guard_paused = Some(Instant::now());
+        }
     }
 
     /// Whether `--cpu-guard` holds the ramp: paused, and the ramp adds users.
