@@ -90,10 +90,10 @@ impl GrpcUserClient {
     }
 
     /// `options` with the test's request timeout when they have no deadline.
-    fn defaulted(&self, options: &CallOptions) -> CallOptions {
+    fn defaulted<'a>(&self, options: &'a CallOptions) -> std::borrow::Cow<'a, CallOptions> {
         match (options.timeout, self.client.http_config().timeout) {
-            (None, Some(timeout)) => CallOptions { timeout: Some(timeout), ..options.clone() },
-            _ => options.clone(),
+            (None, Some(timeout)) => std::borrow::Cow::Owned(CallOptions { timeout: Some(timeout), ..options.clone() }),
+            _ => std::borrow::Cow::Borrowed(options),
         }
     }
 }

@@ -10,14 +10,12 @@
 
 use std::cell::RefCell;
 use std::path::PathBuf;
-use std::rc::Rc;
 use std::time::Duration;
 
 use mlua::{Lua, LuaSerdeExt, Table, Value};
 use swarmer_grpc::{CallOptions, CallOutcome, Protos, code_name, message_json};
 
 use crate::data::PlanDir;
-use crate::driver::Bridge;
 
 /// The `.proto` files this VM loaded.
 #[derive(Default)]
@@ -96,9 +94,7 @@ fn start(
     lua: &Lua,
     (client, method, message, opts): (i64, String, Value, Option<Table>),
 ) -> mlua::Result<(Option<i64>, Option<String>)> {
-    let bridge = crate::vm::app_data::<Rc<Bridge>>(lua)
-        .map(|b| b.clone())
-        .ok_or_else(|| mlua::Error::runtime("internal: no bridge"))?;
+    let bridge = crate::module::bridge(lua)?;
     let core = bridge.clients.get(client)?;
     let descriptor = match method_of(lua, &method)? {
         Ok(descriptor) => descriptor,

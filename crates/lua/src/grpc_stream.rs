@@ -14,9 +14,9 @@ use std::time::Duration;
 use mlua::{Lua, LuaSerdeExt, Table, Value};
 use swarmer_grpc::{GrpcStream, GrpcUserClient, MethodDescriptor, Protos};
 
-use crate::driver::Bridge;
+use crate::module::bridge;
 use crate::pending::Finish;
-use crate::realtime::Live;
+use crate::realtime::{Answer, Live};
 
 /// An interactive call and what recording it needs.
 pub struct StreamCall {
@@ -34,12 +34,6 @@ pub fn install(lua: &Lua, module: &Table) -> mlua::Result<()> {
     module.set("_grpc_close_send", lua.create_function(close_send)?)?;
     module.set("_grpc_finish", lua.create_function(finish)?)?;
     Ok(())
-}
-
-type Answer = mlua::Result<(Option<i64>, Option<String>)>;
-
-fn bridge(lua: &Lua) -> mlua::Result<Rc<Bridge>> {
-    crate::vm::app_data::<Rc<Bridge>>(lua).map(|b| b.clone()).ok_or_else(|| mlua::Error::runtime("internal: no bridge"))
 }
 
 /// The user's call `id`, or what to tell the plan.

@@ -22,7 +22,7 @@ use swarmer_realtime::{
 };
 
 use crate::client::{ClientCore, MOST_LIVE};
-use crate::driver::Bridge;
+use crate::module::bridge;
 use crate::pending::Finish;
 
 /// An open connection of a user.
@@ -40,7 +40,7 @@ pub enum Live {
 
 /// What the functions filing an operation return: its number, or nil and
 /// what was wrong.
-type Answer = mlua::Result<(Option<i64>, Option<String>)>;
+pub type Answer = mlua::Result<(Option<i64>, Option<String>)>;
 
 /// Add the `_ws_*`, `_sse_*`, `_tcp_*` and `_live_*` functions to the module.
 pub fn install(lua: &Lua, module: &Table) -> mlua::Result<()> {
@@ -68,10 +68,6 @@ pub fn install(lua: &Lua, module: &Table) -> mlua::Result<()> {
 
 /// The longest wait a plan may ask for, in seconds (a day).
 const MOST_WAIT: f64 = 86_400.0;
-
-fn bridge(lua: &Lua) -> mlua::Result<Rc<Bridge>> {
-    crate::vm::app_data::<Rc<Bridge>>(lua).map(|b| b.clone()).ok_or_else(|| mlua::Error::runtime("internal: no bridge"))
-}
 
 /// File `operation` and return its number for the prelude to yield on.
 fn file(lua: &Lua, operation: impl Future<Output = Finish> + 'static, bytes: usize) -> mlua::Result<i64> {
