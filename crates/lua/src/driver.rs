@@ -111,12 +111,15 @@ pub async fn drive(
         let op = read_op(&mut yielded);
         yielded.pop();
         nargs = match op? {
-            Op::Request { client, method, url, opts } => {
+            Op::Request { client, method, url, opts, discard } => {
                 let performed = match bridge.clients.get(client) {
                     Ok(core) => {
                         let coroutine = &*coroutine;
-                        let hand_over = |response: &_, seq: Option<u64>| {
-                            bridge.responses.push(coroutine, response, seq.map(|seq| (seq, client)))
+                        let hand_over = |response: &_, seq: Option<u64>| match seq {
+                            // A statement's response (not a catch one,
+                            // which the plan may still settle) is not built.
+                            None if discard => coroutine.push_discarded(),
+                            _ => bridge.responses.push(coroutine, response, seq.map(|seq| (seq, client))),
                         };
                         client::perform(coroutine.lua(), &core, method, url, opts, hand_over).await
                     }
@@ -156,6 +159,8 @@ enum Op {
         method: Method,
         url: String,
         opts: Option<Table>,
+        /// The caller wants no result (a negated method number).
+        discard: bool,
     },
     Sleep(Duration),
     /// An operation filed in `Bridge::pending`, by number.
@@ -193,9 +198,12 @@ fn read_request(yielded: &mut Yielded) -> mlua::Result<Op> {
     let Some(client) = yielded.integer(id_at) else {
         return Ok(Op::Invalid("request: call it on self.client (client:get(...))".into()));
     };
+    let mut discard = false;
     let method = if yielded.kind(method_at) == Kind::Number {
         let code = yielded.integer(method_at);
-        match code.and_then(|c| usize::try_from(c).ok()).and_then(|c| METHODS.get(c.wrapping_sub(1))) {
+        discard = code.is_some_and(|c| c < 0);
+        let number = code.and_then(|c| usize::try_from(c.unsigned_abs()).ok());
+        match number.and_then(|c| METHODS.get(c.wrapping_sub(1))) {
             Some(method) => method.clone(),
             None => return Ok(Op::Invalid(format!("request: no method numbered {}", code.unwrap_or_default()))),
         }
@@ -227,7 +235,7 @@ fn read_request(yielded: &mut Yielded) -> mlua::Result<Op> {
         },
         Some((_, kind)) => return Ok(Op::Invalid(format!("expected an options table, got {}", kind.name()))),
     };
-    Ok(Op::Request { client, method, url, opts })
+    Ok(Op::Request { client, method, url, opts, discard })
 }
 
 fn read_sleep(yielded: &Yielded) -> Op {

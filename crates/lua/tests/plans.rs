@@ -330,6 +330,17 @@ swarmer.user("Keeper", {
       local failed = self.client:get("http://127.0.0.1:9/", { timeout = 2 })
       check(failed.status_code == 0 and not failed.ok and failed.error ~= nil, "failed request " .. tostring(failed.error))
       check(failed.text == "" and next(failed.headers) == nil, "failed request body and headers")
+      -- However many results the caller wants, it gets the response (a
+      -- statement's is not built: nothing could read it).
+      check(select('#', self.client:get("/")) == 1, "all results: one")
+      local function tail() return self.client:get("/") end
+      check(tail().status_code == 200, "a tail call")
+      local x, y = self.client:get("/")
+      check(x.status_code == 200 and y == nil, "two wanted")
+      check(({ self.client:get("/") })[1].text == "Our example home page.", "in a table")
+      self.client:get("/", { name = "statement" })
+      self.client:get("http://127.0.0.1:9/", { name = "statement failed", timeout = 2 })
+      self.client:get("/status/503", { name = "statement caught", catch_response = true })
       self.client:get("/", { name = "checked" })
     end,
   },
@@ -338,6 +349,9 @@ swarmer.user("Keeper", {
     );
     let handle = start(&path, &t.url(), 1, TagFilter::default()).await;
     run_until(&handle, 1, "the last request", |h| count(h, "GET", "checked").0 == 1).await;
+    assert_eq!(count(&handle, "GET", "statement"), (1, 0));
+    assert_eq!(count(&handle, "GET", "statement failed"), (1, 1));
+    assert_eq!(count(&handle, "GET", "statement caught"), (1, 1));
     let store = handle.stats().lock().unwrap();
     assert_eq!(store.stats.exceptions().count(), 0, "{:?}", store.stats.exceptions().collect::<Vec<_>>());
     drop(store);

@@ -174,6 +174,21 @@ impl Coroutine {
         Ok(())
     }
 
+    /// Push the tag that resumes a request whose caller wants no result
+    /// (see `super::wanted`): its continuation then returns nothing.
+    /// Returns how many values were pushed (1).
+    pub fn push_discarded(&self) -> mlua::Result<c_int> {
+        // SAFETY: the state is alive; `lua_checkstack` makes room without
+        // running a collector step; a light userdata allocates nothing.
+        unsafe {
+            if ffi::lua_checkstack(self.state, 1) == 0 {
+                return Err(mlua::Error::StackError);
+            }
+            ffi::lua_pushlightuserdata(self.state, super::requests::discarded());
+        }
+        Ok(1)
+    }
+
     /// Push `args` (converted by mlua on the VM's running state, then
     /// moved across). Returns how many values were pushed.
     pub fn push_args(&self, args: impl IntoLuaMulti) -> mlua::Result<c_int> {

@@ -43,12 +43,17 @@
 //!   `package.loadlib`, the C searchers and binary chunks.
 //! - **The count hook** yields only the coroutine being driven, only where
 //!   `lua_isyieldable` allows, with no values, as Lua requires of hooks.
+//! - **One private field is read**, never written: how many results the
+//!   caller of `client:get` wants (`wanted`), at a place checked once per
+//!   process against calls whose counts are known; unchecked, it is not
+//!   read.
 
 mod coroutine;
 mod hook;
 mod pieces;
 mod requests;
 mod vm;
+mod wanted;
 
 pub use coroutine::{Coroutine, Kind, Resumed, Yielded};
 pub use hook::{install_hook, reset_busy};

@@ -13,6 +13,9 @@ use super::Yielded;
 static OP_REQUEST_TAG: u8 = 1;
 static OP_SLEEP_TAG: u8 = 2;
 static OP_AWAIT_TAG: u8 = 3;
+/// What the driver resumes a request with when its caller wants no
+/// result (`self.client:get(url)` as a statement).
+static DISCARDED_TAG: u8 = 4;
 
 fn op_request() -> *mut c_void {
     &OP_REQUEST_TAG as *const u8 as *mut c_void
@@ -24,6 +27,10 @@ fn op_sleep() -> *mut c_void {
 
 fn op_await() -> *mut c_void {
     &OP_AWAIT_TAG as *const u8 as *mut c_void
+}
+
+pub(super) fn discarded() -> *mut c_void {
+    &DISCARDED_TAG as *const u8 as *mut c_void
 }
 
 /// The operation codes, as the prelude gets them (request, sleep, await).
@@ -82,7 +89,9 @@ pub fn request_methods(lua: &Lua) -> mlua::Result<Table> {
 /// CODE, OP_REQUEST)` to the driver (the prelude's `request` yields the
 /// same with a method name; `client[1]` is the client's number), which
 /// resumes it with the response, or with `(nil, message)`, raised here at
-/// the caller's line.
+/// the caller's line. When the caller wants no result (a statement), the
+/// code is negated and the driver may resume it with the
+/// [`discarded`] tag instead of a response (`super::wanted`).
 ///
 /// Only `lua_yieldk` can raise (where a yield is not allowed), which
 /// longjmps out of this frame: it holds nothing that needs dropping.
@@ -101,24 +110,33 @@ unsafe extern "C-unwind" fn request_method<const CODE: ffi::lua_Integer>(l: *mut
         } else {
             ffi::lua_pushnil(l);
         }
-        ffi::lua_pushinteger(l, CODE);
+        let code = if super::wanted::wanted_results(l) == Some(0) { -CODE } else { CODE };
+        ffi::lua_pushinteger(l, code);
         ffi::lua_pushlightuserdata(l, op_request());
         ffi::lua_yieldk(l, n + 3, 0, Some(request_resumed))
     }
 }
 
 /// The continuation of [`request_method`]: its stack holds what the driver
-/// resumed it with: a response, `(nil, message)`, or (when a plan resumed
-/// a coroutine of its own that made a request) anything else.
+/// resumed it with: a response, the [`discarded`] tag (nothing is
+/// returned), `(nil, message)`, or (when a plan resumed a coroutine of
+/// its own that made a request) anything else.
 unsafe extern "C-unwind" fn request_resumed(l: *mut ffi::lua_State, _: c_int, _: ffi::lua_KContext) -> c_int {
     // SAFETY: Lua calls this on the running `l`; it keeps at most two of
     // the values it was resumed with and pushes at most two more, within
     // the 20 free slots of a C function call; it allocates and raises as
     // any C function may (it holds nothing that needs dropping).
     unsafe {
-        if ffi::lua_type(l, 1) == ffi::LUA_TUSERDATA {
-            ffi::lua_settop(l, 1);
-            return 1;
+        match ffi::lua_type(l, 1) {
+            ffi::LUA_TUSERDATA => {
+                ffi::lua_settop(l, 1);
+                return 1;
+            }
+            ffi::LUA_TLIGHTUSERDATA if ffi::lua_touserdata(l, 1) == discarded() => {
+                ffi::lua_settop(l, 0);
+                return 0;
+            }
+            _ => {}
         }
         let failed = ffi::lua_type(l, 1) == ffi::LUA_TNIL && ffi::lua_type(l, 2) == ffi::LUA_TSTRING;
         ffi::lua_settop(l, 2);

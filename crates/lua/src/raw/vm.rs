@@ -49,6 +49,7 @@ pub fn new_lua() -> mlua::Result<(Lua, Table)> {
     )
     .set_name("=swarmer")
     .exec()?;
+    super::wanted::check_layout(&lua);
     Ok((lua, kept))
 }
 
