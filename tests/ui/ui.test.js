@@ -319,6 +319,13 @@ test("an arrival rate is started from the form and shows its iterations, correct
     await page.click("button[data-tab=charts]");
     await page.waitForFunction(() => Array.from(document.querySelectorAll("#chart-rps .u-legend .u-label"))
       .some((l) => l.textContent === "Dropped iterations/s"), null, { timeout: 15000 });
+    // The response-time chart adds the corrected percentiles beside the measured ones.
+    await page.waitForFunction(() => {
+      const labels = Array.from(document.querySelectorAll("#chart-response-times .u-legend .u-label"))
+        .map((l) => l.textContent);
+      return labels.includes("99th percentile") && labels.includes("95th from intended start")
+        && labels.includes("99th from intended start");
+    }, null, { timeout: 15000 });
     await page.screenshot({ fullPage: true, path: path.join(h.artifactsDir(), "arrival.png") });
     const report = await (await fetch(swarmer.url + "/stats/report")).text();
     assert.match(report, /from the intended start/);

@@ -302,6 +302,8 @@ impl StatsStore {
                 .arrival
                 .is_some()
                 .then(|| self.stats.iterations().current_rates(now, self.stats.start_time()).1),
+            corrected_percentile_95: self.stats.current_corrected_percentile_ms(0.95, now),
+            corrected_percentile_99: self.stats.current_corrected_percentile_ms(0.99, now),
         };
         self.history.push(point);
     }

@@ -115,6 +115,15 @@ async fn a_stall_shows_in_the_corrected_times_and_the_dropped_iterations() {
     assert!(measured_p99 < 1000.0, "measured p99 {measured_p99} ms hides the stall");
     assert!(corrected_p99 >= 1000.0, "corrected p99 {corrected_p99} ms shows it");
     assert!(stats.total().max_response_time_ms() >= 1500.0, "a few requests did wait out the stall");
+    // The charts' corrected line shows it too, from the first point on.
+    let points = handle.stats().lock().unwrap().history.points().to_vec();
+    assert!(points.len() >= 8, "a point a second: {}", points.len());
+    // Once the first statistics arrived, every point has the line.
+    let first = points.iter().position(|p| p.corrected_percentile_99.is_some()).expect("a corrected line");
+    assert!(first <= 3, "the line starts late: {points:?}");
+    assert!(points[first..].iter().all(|p| p.corrected_percentile_99.is_some()), "{points:?}");
+    let peak = points.iter().filter_map(|p| p.corrected_percentile_99).fold(0.0, f64::max);
+    assert!(peak >= 1000.0, "the corrected p99 line peaks at {peak} ms");
     handle.quit().await;
 }
 

@@ -81,7 +81,6 @@ pub async fn drive(
     busy_since: &Cell<Option<Instant>>,
 ) -> mlua::Result<Ended> {
     let mut nargs = nargs;
-    let mut resumed_at = Instant::now();
     loop {
         let nres = match coroutine.resume(nargs) {
             Resumed::Returned(nres) => return coroutine.finish_returned(nres, want_result).map(Ended::Returned),
@@ -97,8 +96,10 @@ pub async fn drive(
             Resumed::Paused => {
                 // The hook paused a coroutine that runs without waiting:
                 // the shard's other tasks get a turn, then it goes on.
+                // (Since the first pause: a thousand instructions after
+                // the resume, not worth a clock read per request.)
                 if busy_since.get().is_none() {
-                    busy_since.set(Some(resumed_at));
+                    busy_since.set(Some(Instant::now()));
                 }
                 tokio::task::yield_now().await;
                 nargs = 0;
@@ -148,7 +149,6 @@ pub async fn drive(
             },
             Op::Invalid(message) => push_error(coroutine, &message),
         }?;
-        resumed_at = Instant::now();
     }
 }
 

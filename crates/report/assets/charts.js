@@ -38,6 +38,10 @@
         { label: "50th percentile", column: 4, color: "#1565c0" },
         { label: "95th percentile", column: 5, color: "#ef6c00" },
         { label: "99th percentile", column: 6, color: "#6a1b9a" },
+        // Only once requests with a schedule (arrival rate, pacing) drew
+        // a point: their times from the intended start.
+        { label: "95th from intended start", column: 9, color: "#ad1457", whenSeen: true },
+        { label: "99th from intended start", column: 10, color: "#4e342e", whenSeen: true },
       ],
     },
     {

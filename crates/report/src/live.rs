@@ -182,8 +182,9 @@ fn thresholds(store: &StatsStore) -> Vec<Value> {
 }
 
 /// One chart point: `[unix seconds, users, rps, fail/s, p50, p95, p99, avg,
-/// dropped/s]` (arrays keep a day of points small; dropped/s is `null`
-/// unless the test is an arrival-rate one).
+/// dropped/s, corrected p95, corrected p99]` (arrays keep a day of points
+/// small; dropped/s is `null` unless the test is an arrival-rate one, the
+/// corrected percentiles unless requests had a schedule).
 pub fn history_point(p: &HistoryPoint) -> Value {
     json!([
         p.timestamp,
@@ -195,6 +196,8 @@ pub fn history_point(p: &HistoryPoint) -> Value {
         round3(p.response_time_percentile_99),
         round3(p.total_avg_response_time),
         p.current_dropped_per_sec.map(round3),
+        p.corrected_percentile_95.map(round3),
+        p.corrected_percentile_99.map(round3),
     ])
 }
 

@@ -30,6 +30,14 @@ pub struct HistoryPoint {
     /// `None` when the test is not an arrival-rate one.
     #[serde(default)]
     pub current_dropped_per_sec: Option<f64>,
+    /// Current 95th percentile (ms) of the response times from the
+    /// intended start (coordinated omission corrected); `None` unless
+    /// requests had a schedule (arrival rate, pacing).
+    #[serde(default)]
+    pub corrected_percentile_95: Option<f64>,
+    /// The same at the 99th percentile.
+    #[serde(default)]
+    pub corrected_percentile_99: Option<f64>,
 }
 
 /// A bounded, decimating series of [`HistoryPoint`]s.
@@ -90,6 +98,8 @@ mod tests {
     fn point(t: f64) -> HistoryPoint {
         HistoryPoint {
             current_dropped_per_sec: None,
+            corrected_percentile_95: None,
+            corrected_percentile_99: None,
             timestamp: t,
             user_count: 0,
             current_rps: 0.0,

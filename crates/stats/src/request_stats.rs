@@ -4,7 +4,8 @@
 //! [`RequestStats::apply`]. Entries are kept sorted by `(name, method)`, the
 //! order Locust prints them in. The "Aggregated" total is maintained
 //! alongside, and a ring of the last ten seconds of aggregated histograms
-//! gives the *current* (windowed) percentiles that charts show.
+//! gives the *current* (windowed) percentiles that charts show (one ring
+//! for the measured times, one for the corrected ones).
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -28,10 +29,11 @@ pub struct RequestStats {
     total: StatsEntry,
     failures: BTreeMap<(String, String, String), FailureEntry>,
     exceptions: BTreeMap<(String, String), ExceptionEntry>,
-    recent: VecDeque<(u64, LatencyHistogram)>,
+    recent: Recent,
     /// Response times from the intended start, where requests had one.
     corrected: BTreeMap<(String, String), StatsEntry>,
     corrected_total: StatsEntry,
+    recent_corrected: Recent,
     iterations: Iterations,
     start_time: f64,
 }
@@ -44,9 +46,10 @@ impl RequestStats {
             total: StatsEntry::new("", "Aggregated", start_time),
             failures: BTreeMap::new(),
             exceptions: BTreeMap::new(),
-            recent: VecDeque::new(),
+            recent: Recent::default(),
             corrected: BTreeMap::new(),
             corrected_total: StatsEntry::new("", "Aggregated", start_time),
+            recent_corrected: Recent::default(),
             iterations: Iterations::default(),
             start_time,
         }
@@ -60,21 +63,16 @@ impl RequestStats {
             let key = (e.name.clone(), e.method.clone());
             self.entries.entry(key).or_insert_with(|| StatsEntry::new(&e.method, &e.name, self.start_time)).merge(e);
             self.total.merge(e);
-            match self.recent.back_mut() {
-                Some((s, h)) if *s == sec => h.merge(&e.histogram),
-                _ => {
-                    self.recent.push_back((sec, e.histogram.clone()));
-                }
-            }
+            self.recent.add(sec, &e.histogram);
         }
-        while self.recent.front().is_some_and(|(s, _)| *s + CURRENT_PERCENTILE_WINDOW_SECONDS <= sec) {
-            self.recent.pop_front();
-        }
+        self.recent.trim(sec);
         for e in &delta.corrected {
             let key = (e.name.clone(), e.method.clone());
             self.corrected.entry(key).or_insert_with(|| StatsEntry::new(&e.method, &e.name, self.start_time)).merge(e);
             self.corrected_total.merge(e);
+            self.recent_corrected.add(sec, &e.histogram);
         }
+        self.recent_corrected.trim(sec);
         self.iterations.merge(&delta.iterations);
         for f in &delta.failures {
             let key = (f.method.clone(), f.name.clone(), f.error.clone());
@@ -154,14 +152,13 @@ impl RequestStats {
 
     /// Response time (ms) at `quantile` over the last ten seconds, all names.
     pub fn current_percentile_ms(&self, quantile: f64, now: f64) -> f64 {
-        let sec = now as u64;
-        let mut merged = LatencyHistogram::new();
-        for (s, h) in &self.recent {
-            if *s + CURRENT_PERCENTILE_WINDOW_SECONDS > sec {
-                merged.merge(h);
-            }
-        }
-        merged.value_at_quantile(quantile) as f64 / 1000.0
+        self.recent.percentile_ms(quantile, now)
+    }
+
+    /// The same over the corrected times (from the intended start), all
+    /// names; `None` unless requests had a schedule.
+    pub fn current_corrected_percentile_ms(&self, quantile: f64, now: f64) -> Option<f64> {
+        self.has_corrected().then(|| self.recent_corrected.percentile_ms(quantile, now))
     }
 
     /// Seconds from the start (or last reset) to the latest request: the
@@ -176,6 +173,39 @@ impl RequestStats {
     }
 }
 
+/// The last ten seconds of aggregated histograms, one per second.
+#[derive(Clone, Debug, Default)]
+struct Recent(VecDeque<(u64, LatencyHistogram)>);
+
+impl Recent {
+    /// File `histogram` under second `sec`.
+    fn add(&mut self, sec: u64, histogram: &LatencyHistogram) {
+        match self.0.back_mut() {
+            Some((s, h)) if *s == sec => h.merge(histogram),
+            _ => self.0.push_back((sec, histogram.clone())),
+        }
+    }
+
+    /// Forget the seconds that left the window at `sec`.
+    fn trim(&mut self, sec: u64) {
+        while self.0.front().is_some_and(|(s, _)| *s + CURRENT_PERCENTILE_WINDOW_SECONDS <= sec) {
+            self.0.pop_front();
+        }
+    }
+
+    /// Response time (ms) at `quantile` over the window that ends at `now`.
+    fn percentile_ms(&self, quantile: f64, now: f64) -> f64 {
+        let sec = now as u64;
+        let mut merged = LatencyHistogram::new();
+        for (s, h) in &self.0 {
+            if *s + CURRENT_PERCENTILE_WINDOW_SECONDS > sec {
+                merged.merge(h);
+            }
+        }
+        merged.value_at_quantile(quantile) as f64 / 1000.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +213,30 @@ mod tests {
 
     fn sample(name: &str, rt: u64) -> RequestSample<'_> {
         RequestSample { method: "GET", name, response_time_us: Some(rt), ttfb_us: 0, content_length: 0, error: None }
+    }
+
+    #[test]
+    fn corrected_times_have_their_own_ten_second_window() {
+        let mut stats = RequestStats::new(0.0);
+        let mut r = ShardRecorder::new("local");
+        r.record(&sample("/", 5_000), 1.0);
+        stats.apply(&r.take_delta(), 1.0);
+        assert_eq!(stats.current_corrected_percentile_ms(0.99, 1.0), None, "no schedule, no corrected line");
+        // A stall: measured 5 ms, but sent 2 s late.
+        for _ in 0..10 {
+            r.record(&sample("/", 5_000), 2.0);
+            r.record_corrected(&sample("/", 5_000), 2_000_000, 2.0);
+        }
+        stats.apply(&r.take_delta(), 2.0);
+        assert!((5.0..5.01).contains(&stats.current_percentile_ms(0.99, 2.0)));
+        let corrected = stats.current_corrected_percentile_ms(0.99, 2.0).unwrap();
+        assert!((2000.0..2010.0).contains(&corrected), "{corrected}");
+        // Ten seconds later the stall has left the window.
+        r.record_corrected(&sample("/", 1_000), 0, 12.0);
+        stats.apply(&r.take_delta(), 12.0);
+        let after = stats.current_corrected_percentile_ms(0.99, 12.0).unwrap();
+        assert!((1.0..1.01).contains(&after), "{after}");
+        assert!(stats.corrected_total().percentile_ms(0.99) >= 2000.0, "the whole run keeps it");
     }
 
     #[test]
