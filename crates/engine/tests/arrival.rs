@@ -1,6 +1,7 @@
 //! Arrival-rate load end to end: real shards, a real HTTP server on
 //! 127.0.0.1 that can stall, and the statistics the run leaves.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use swarmer_engine::{
@@ -145,6 +146,58 @@ async fn the_pool_grows_to_its_maximum_and_no_further() {
     let bad = TestSettings { arrival: Some(Box::new(ArrivalRate::constant(5.0, 0, 0))), ..Default::default() };
     let error = handle.start_test(bad).unwrap_err().to_string();
     assert!(error.contains("at least one user"), "{error}");
+    handle.quit().await;
+}
+
+/// Users started by [`a_smaller_pool_keeps_its_users_up_to_the_new_maximum`].
+static POOL_STARTS: AtomicUsize = AtomicUsize::new(0);
+
+async fn count_start(_: &mut User) -> TaskResult {
+    POOL_STARTS.fetch_add(1, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Waits (at most 10 s) until the runner has `users` users.
+async fn wait_users(handle: &RunnerHandle, users: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while handle.stats().lock().unwrap().user_count != users {
+        assert!(Instant::now() < deadline, "never {users} users: {}", handle.stats().lock().unwrap().user_count);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_smaller_pool_keeps_its_users_up_to_the_new_maximum() {
+    // Every request is held for the whole test: the pool grows to its
+    // maximum at once.
+    let server = target(Some((0.0, 30.0)));
+    let counted = Plan::new("counted", || {
+        vec![UserClass::new("U").on_start(task!(count_start)).task(Task::new("root", task!(get_root)))]
+    });
+    let options = RunnerOptions { shards: 2, host: Some(server.url()), ..Default::default() };
+    let handle = LocalRunner::start(counted, options).await.unwrap();
+    let rate = |max_users| TestSettings {
+        arrival: Some(Box::new(ArrivalRate::constant(50.0, 1, max_users))),
+        ..Default::default()
+    };
+    handle.start_test(rate(10)).unwrap();
+    wait_users(&handle, 10).await;
+    assert_eq!(POOL_STARTS.load(Ordering::SeqCst), 10);
+    // A smaller maximum: the users over it leave, the others go on (none
+    // starts afresh), and the pool stays at its new maximum.
+    handle.start_test(rate(6)).unwrap();
+    wait_users(&handle, 6).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(handle.stats().lock().unwrap().user_count, 6);
+    assert_eq!(POOL_STARTS.load(Ordering::SeqCst), 10, "no user was started afresh");
+    // A maximum below the shards: one shard takes part, with one user.
+    handle.start_test(rate(1)).unwrap();
+    wait_users(&handle, 1).await;
+    assert_eq!(POOL_STARTS.load(Ordering::SeqCst), 10, "no user was started afresh");
+    // Back to a larger maximum: the pool grows again from the user it kept.
+    handle.start_test(rate(4)).unwrap();
+    wait_users(&handle, 4).await;
+    assert_eq!(POOL_STARTS.load(Ordering::SeqCst), 13);
     handle.quit().await;
 }
 

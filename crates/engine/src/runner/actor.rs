@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use swarmer_stats::{TOO_MANY_NAMES, unix_now};
 use tokio::sync::{mpsc, oneshot};
 
-use super::arrival_split::{shard_shares, shards_taking_part};
+use super::arrival_split::{shard_max_users, shard_shares, shards_taking_part};
 use super::core::{Begin, RunnerCore, ShapeAction, sleep_until};
 use super::handle::RunnerCommand;
 use super::{RunnerEvent, RunnerOptions, TestSettings};
@@ -224,8 +224,9 @@ impl Actor {
     }
 
     fn start(&mut self, mut settings: TestSettings) {
-        // A new model, or a pool of another shape (other shards take part,
-        // or more users run than it may have), starts its users afresh.
+        // A new model starts its users afresh; a running pool given a new
+        // rate or shape keeps its users, but for those over a shard's new
+        // maximum.
         let restart_pool = match &settings.arrival {
             Some(rate) => {
                 if let Err(e) = rate.check() {
@@ -233,11 +234,12 @@ impl Actor {
                     return;
                 }
                 !self.pooled()
-                    || shards_taking_part(rate, self.shard_tx.len()) != self.pool_shards
-                    || self.live.len() > rate.max_users
             }
             None => self.pooled(),
         };
+        if let Some(rate) = settings.arrival.as_deref().filter(|_| !restart_pool) {
+            self.trim_pool(rate);
+        }
         if let Some(rate) = &settings.arrival {
             // The pool: its pre-allocated users, or as many as it grew to
             // (up to its maximum), all at once.
@@ -454,6 +456,29 @@ impl Actor {
         self.notify_shards(Notice::SpawningComplete { user_count: self.live.len() });
         self.core.spawning_complete(self.live.len(), class_counts);
         self.start_arrival();
+    }
+
+    /// Stop the pool's users over each shard's maximum under `rate` (the
+    /// newest of a shard first; a shard that no longer takes part loses
+    /// them all). The others keep running, and the pool grows back on
+    /// drops as always.
+    fn trim_pool(&mut self, rate: &ArrivalRate) {
+        let shards = self.shard_tx.len();
+        let mut kept_on = vec![0usize; shards];
+        let mut surplus = Vec::new();
+        let live = std::mem::take(&mut self.live);
+        for slot in live {
+            if kept_on[slot.shard] < shard_max_users(rate, shards, slot.shard) {
+                kept_on[slot.shard] += 1;
+                self.live.push(slot);
+            } else {
+                surplus.push(slot);
+            }
+        }
+        if !surplus.is_empty() {
+            tracing::info!("The pool's new maximum is {}: {} users leave it", rate.max_users, surplus.len());
+            self.stop_slots(surplus);
+        }
     }
 
     /// The users placed now are an arrival-rate pool.

@@ -14,6 +14,13 @@ pub fn shards_taking_part(rate: &ArrivalRate, shards: usize) -> usize {
     shards.min(rate.max_users).max(1)
 }
 
+/// The most users shard `i` of `shards` may have in the pool (0 for a
+/// shard that takes no part): the maximum shared as evenly as it goes.
+pub fn shard_max_users(rate: &ArrivalRate, shards: usize, i: usize) -> usize {
+    let used = shards_taking_part(rate, shards);
+    if i < used { rate.max_users / used + usize::from(i < rate.max_users % used) } else { 0 }
+}
+
 /// Each shard's share (`None`: the shard takes no part), for a runner
 /// whose shards take `slice` of the test's iterations (all of them when
 /// `None`). `weights` picks the classes of users the pools grow by.
@@ -31,7 +38,7 @@ pub fn shard_shares(
     (0..shards)
         .map(|i| {
             (i < used).then(|| {
-                let max_users = rate.max_users / used + usize::from(i < rate.max_users % used);
+                let max_users = shard_max_users(rate, shards, i);
                 Box::new(ArrivalShare {
                     rate: rate.clone(),
                     stride: slice.total.max(1),
