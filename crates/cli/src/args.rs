@@ -115,6 +115,14 @@ pub struct RunArgs {
     #[arg(long = "cpu-guard", env = "SWARMER_CPU_GUARD")]
     pub cpu_guard: bool,
 
+    /// Memory each Lua VM of the plan may use (one per shard, one per
+    /// process): a size (512MiB, 2G), a share of this machine's or
+    /// container's memory (10%), `auto` (four fifths of it, shared among
+    /// the VMs) or `none`. A plan past it gets an error naming it, and the
+    /// user that met it stops, instead of the process running out of memory.
+    #[arg(long = "lua-memory-limit", env = "SWARMER_LUA_MEMORY_LIMIT", value_name = "SIZE", default_value = "auto")]
+    pub lua_memory_limit: String,
+
     /// Write statistics to PREFIX_stats.csv, PREFIX_stats_history.csv, PREFIX_failures.csv, PREFIX_exceptions.csv.
     #[arg(long = "csv", env = "SWARMER_CSV", value_name = "PREFIX")]
     pub csv: Option<String>,

@@ -284,6 +284,8 @@ pub fn spawn_workers(
                 Ok(())
             });
         }
+        let lua_memory = children_config.lua_memory_limit.map_or_else(|| "none".to_owned(), |b| b.to_string());
+        command.args(["--lua-memory-limit", &lua_memory]);
         if let Some(ca) = &children_config.cluster_ca {
             command.arg("--cluster-ca").arg(ca);
         }

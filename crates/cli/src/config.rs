@@ -94,6 +94,9 @@ pub struct RunConfig {
     pub log: LogConfig,
     /// One process, a master, or a worker.
     pub cluster: ClusterRole,
+    /// `--lua-memory-limit`: bytes each Lua VM of this process may use
+    /// (`None`: no limit).
+    pub lua_memory_limit: Option<u64>,
 }
 
 /// What to print about the plan instead of running it.
@@ -225,6 +228,9 @@ pub struct ChildWorkers {
     /// `--client-cert` and `--client-key`, passed on as flags: an
     /// unencrypted cluster port never carries them.
     pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// Each child's `--lua-memory-limit` in bytes (`None`: no limit): by
+    /// default the machine's share is split among every child's VMs.
+    pub lua_memory_limit: Option<u64>,
 }
 
 /// A worker.
@@ -326,6 +332,14 @@ impl RunConfig {
             })
         };
         let cluster = cluster_role(&args, given)?;
+        // This process's VMs: one per shard and the process's own.
+        let lua_memory_limit = match &cluster {
+            // With children on this machine, the same share as theirs.
+            ClusterRole::Master(MasterConfig { children: Some(children), .. })
+            | ClusterRole::WorkerProcesses { children, .. } => children.lua_memory_limit,
+            ClusterRole::Master(_) => lua_memory_limit(&args.lua_memory_limit, 1)?,
+            ClusterRole::Local | ClusterRole::Worker(_) => lua_memory_limit(&args.lua_memory_limit, runner.shards + 1)?,
+        };
         Ok(Self {
             plan_files: args.cluster.plan_files.clone(),
             plan: args.locustfile,
@@ -340,6 +354,7 @@ impl RunConfig {
             outputs,
             log: LogConfig { level: args.loglevel, file: args.logfile, lines: logs },
             cluster,
+            lua_memory_limit,
         })
     }
 
@@ -386,20 +401,46 @@ fn runner_options(args: &RunArgs, tags: TagFilter) -> Result<RunnerOptions, Stri
     })
 }
 
+/// Bytes each Lua VM may use, from `--lua-memory-limit` (`auto` shares
+/// the default among `vms` VMs).
+pub(crate) fn lua_memory_limit(text: &str, vms: usize) -> Result<Option<u64>, String> {
+    const LEAST: u64 = 4 << 20;
+    let bytes = match text.trim() {
+        "auto" => return Ok(swarmer_lua::memory_limit::default_limit(vms)),
+        "none" | "0" => return Ok(None),
+        size => swarmer_engine::memory::parse_size(size, swarmer_engine::memory::memory_budget())
+            .map_err(|e| format!("--lua-memory-limit: {e}"))?,
+    };
+    if bytes < LEAST {
+        return Err(format!("--lua-memory-limit: at least 4MiB (a VM needs that much to start), got {text}"));
+    }
+    Ok(Some(bytes))
+}
+
 fn cluster_role(args: &RunArgs, given: &dyn Fn(&str) -> bool) -> Result<ClusterRole, String> {
     let cluster = &args.cluster;
-    let children = cluster.processes.map(|n| ChildWorkers {
-        count: match n {
-            -1 => std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1),
-            // parse_processes admits -1 and positive numbers only.
-            n => n.max(1) as usize,
-        },
-        shards: args.shards.unwrap_or(1).max(1),
-        log_level: args.loglevel,
-        cluster_ca: cluster.cluster_ca.clone(),
-        cluster_server_name: cluster.cluster_server_name.clone(),
-        client_cert: args.client_cert.clone().zip(args.client_key.clone()),
-    });
+    let children = match cluster.processes {
+        Some(n) => {
+            let count = match n {
+                -1 => std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1),
+                // parse_processes admits -1 and positive numbers only.
+                n => n.max(1) as usize,
+            };
+            let shards = args.shards.unwrap_or(1).max(1);
+            // The children's VMs and this process's one share the machine.
+            let vms = count.saturating_mul(shards + 1).saturating_add(1);
+            Some(ChildWorkers {
+                count,
+                shards,
+                log_level: args.loglevel,
+                cluster_ca: cluster.cluster_ca.clone(),
+                cluster_server_name: cluster.cluster_server_name.clone(),
+                client_cert: args.client_cert.clone().zip(args.client_key.clone()),
+                lua_memory_limit: lua_memory_limit(&args.lua_memory_limit, vms)?,
+            })
+        }
+        None => None,
+    };
     if cluster.worker {
         let token = cluster.token()?;
         return Ok(match children {

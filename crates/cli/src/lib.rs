@@ -143,6 +143,7 @@ pub(crate) fn configure(args: RunArgs, given: &dyn Fn(&str) -> bool) -> Result<R
         eprintln!("swarmer: error: {e}");
         2
     })?;
+    swarmer_lua::memory_limit::set(config.lua_memory_limit);
     if let Err(e) = logging::init(&config.log) {
         eprintln!("swarmer: error: {e}");
         return Err(2);

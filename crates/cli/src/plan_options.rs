@@ -19,6 +19,9 @@ pub fn declared(argv: &[OsString]) -> Vec<PlanOption> {
     if !plan.ends_with(".lua") {
         return Vec::new();
     }
+    if !provisional_memory_limit(argv) {
+        return Vec::new();
+    }
     swarmer_lua::declared_options(Path::new(&plan), likely_role(argv)).unwrap_or_default()
 }
 
@@ -42,18 +45,42 @@ fn likely_role(argv: &[OsString]) -> swarmer_engine::NodeRole {
 /// The plan `-f` names; the last one when given more than once, as the
 /// parsed command line takes the last.
 fn locustfile(argv: &[OsString]) -> Option<String> {
+    flag_value(argv, "--locustfile", Some("-f"), "SWARMER_LOCUSTFILE")
+}
+
+/// The value of a flag before the command line is parsed: the last one
+/// given (`--long V`, `--long=V`, `-s V`, `-sV`), else the environment's.
+fn flag_value(argv: &[OsString], long: &str, short: Option<&str>, env: &str) -> Option<String> {
     let mut args = argv.iter().skip(1).map(|a| a.to_string_lossy().into_owned());
     let mut last = None;
+    let long_eq = format!("{long}=");
     while let Some(arg) = args.next() {
-        if arg == "-f" || arg == "--locustfile" {
+        if arg == long || Some(arg.as_str()) == short {
             last = args.next().or(last);
-        } else if let Some(v) =
-            arg.strip_prefix("--locustfile=").or_else(|| arg.strip_prefix("-f").filter(|v| !v.is_empty()))
+        } else if let Some(v) = arg
+            .strip_prefix(long_eq.as_str())
+            .or_else(|| short.and_then(|s| arg.strip_prefix(s)).filter(|v| !v.is_empty()))
         {
             last = Some(v.to_owned());
         }
     }
-    last.or_else(|| std::env::var("SWARMER_LOCUSTFILE").ok())
+    last.or_else(|| std::env::var(env).ok())
+}
+
+/// Set the VMs' memory limit for the plan's first load, which runs before
+/// the command line is parsed (the parsed one is set afterwards). False
+/// when the flag's value is refused: the plan is then not run, and the
+/// command line's check says what was wrong.
+fn provisional_memory_limit(argv: &[OsString]) -> bool {
+    let Some(text) = flag_value(argv, "--lua-memory-limit", None, "SWARMER_LUA_MEMORY_LIMIT") else { return true };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match crate::config::lua_memory_limit(&text, cores + 1) {
+        Ok(limit) => {
+            swarmer_lua::memory_limit::set(limit);
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 fn id(option: &PlanOption) -> String {

@@ -27,6 +27,11 @@ struct Finished {
 /// Run `plan` for `seconds` with `users` on one shard; the run must end by
 /// itself within `seconds` + 20 s.
 fn run_plan(dir: &Path, name: &str, plan: &str, users: u32, seconds: u32) -> Finished {
+    run_plan_with(dir, name, plan, users, seconds, &[])
+}
+
+/// [`run_plan`] with more flags.
+fn run_plan_with(dir: &Path, name: &str, plan: &str, users: u32, seconds: u32, flags: &[&str]) -> Finished {
     let path = dir.join(format!("{name}.lua"));
     std::fs::write(&path, plan).unwrap();
     // Locust's --json-file takes a prefix and adds `.json`.
@@ -38,6 +43,7 @@ fn run_plan(dir: &Path, name: &str, plan: &str, users: u32, seconds: u32) -> Fin
         .args(["-f", path.to_str().unwrap(), "--headless", "--only-summary", "--shards", "1"])
         .args(["-u", &users.to_string(), "-r", "1000", "-t", &format!("{seconds}s")])
         .args(["--json-file", report.to_str().unwrap()])
+        .args(flags)
         .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
         .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).unwrap()))
         .spawn()
@@ -236,4 +242,62 @@ fn a_finalizer_that_reads_the_live_statistics_while_they_are_read_cannot_hang_th
     let finished = run_plan(dir.path(), "stats_from_finalizer", &plan, 5, 3);
     ended_normally("stats_from_finalizer", &finished);
     assert!(requests(&finished.report) > 0, "{}", finished.stderr);
+}
+
+#[test]
+fn a_plan_that_allocates_without_bound_meets_its_vm_limit_and_the_run_goes_on() {
+    // Two users keep all they make; two others only send requests. Each
+    // leaking user is stopped when the VM is full, which frees what it
+    // held: the others go on, and the process is never at risk.
+    let t = target();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = format!(
+        "local swarmer = require('swarmer')\n\
+         swarmer.user('Leaky', {{ host = '{host}', fixed_count = 2, wait_time = swarmer.constant(0.01), tasks = {{\n\
+           function(self)\n\
+             self.kept = self.kept or {{}}\n\
+             for i = 1, 200 do self.kept[#self.kept + 1] = string.rep('x', 1000) .. i end\n\
+           end }} }})\n\
+         swarmer.user('Steady', {{ host = '{host}', wait_time = swarmer.constant(0.02), tasks = {{\n\
+           function(self) self.client:get('/', {{ name = 'steady' }}) end }} }})\n",
+        host = t.url()
+    );
+    let finished = run_plan_with(dir.path(), "leak", &plan, 4, 4, &["--lua-memory-limit", "48MiB"]);
+    ended_normally("leak", &finished);
+    let stopped = "out of memory: this Lua VM reached its limit of 48 MiB (--lua-memory-limit)";
+    assert!(finished.stderr.contains(stopped), "the limit is named\n{}", finished.stderr);
+    assert!(finished.stderr.contains("its user was stopped"), "{}", finished.stderr);
+    let steady = finished.report.as_array().unwrap().iter().find(|r| r["name"] == "steady").unwrap();
+    // 2 users, a request each 20 ms, for 4 s: about 400 if nothing stalls.
+    assert!(steady["num_requests"].as_u64().unwrap() > 200, "the others went on: {steady}");
+    assert_eq!(steady["num_failures"].as_u64(), Some(0));
+}
+
+#[test]
+fn a_plan_whose_top_level_allocates_without_bound_is_refused_naming_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("top.lua");
+    std::fs::write(
+        &path,
+        "local swarmer = require('swarmer')\nlocal t = {}\nfor i = 1, 1e9 do t[i] = string.rep('y', 100) .. i end\n\
+         swarmer.user('U', { tasks = { function(self) end } })\n",
+    )
+    .unwrap();
+    let swarmer = |limit: &str| {
+        Command::new(env!("CARGO_BIN_EXE_swarmer"))
+            .args(["-f", path.to_str().unwrap(), "--headless", "-H", "http://127.0.0.1:9", "-t", "1s"])
+            .args(["--lua-memory-limit", limit])
+            .output()
+            .unwrap()
+    };
+    let out = swarmer("32MiB");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("top.lua: out of memory: this Lua VM reached its limit of 32 MiB"), "{err}");
+    for (bad, said) in [("1k", "at least 4MiB"), ("lots", "expected a size"), ("50%%", "expected a percentage")] {
+        let out = swarmer(bad);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains("--lua-memory-limit") && err.contains(said), "{bad}: {err}");
+    }
 }

@@ -40,6 +40,7 @@ pub mod dispatch;
 mod error;
 mod error_log;
 mod lock;
+pub mod memory;
 mod outline;
 mod plan;
 mod plan_options;

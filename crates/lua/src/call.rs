@@ -84,14 +84,20 @@ pub async fn run(
     .await;
     stuck.armed = false;
     core.finish_pending();
-    match outcome {
-        Ok(Ended::Returned(_)) => Ok(()),
-        Ok(Ended::Raised { error: Value::Table(t), traceback }) => Err(table_outcome(context, &t, traceback)),
-        Ok(Ended::Raised { error, traceback }) => {
-            Err(TaskError::exception_at(driver::error_message(&error), traceback))
-        }
-        Err(e) => Err(lua_exception(&e)),
+    let (message, location) = match outcome {
+        Ok(Ended::Returned(_)) => return Ok(()),
+        Ok(Ended::Raised { error: Value::Table(t), traceback }) => return Err(table_outcome(context, &t, traceback)),
+        Ok(Ended::Raised { error, traceback }) => (driver::error_message(&error), traceback),
+        Err(e) => (crate::vm::clean(&e), String::new()),
+    };
+    if crate::memory_limit::is_limit_error(&message) {
+        // The VM is full: this user stops (what it holds can be taken
+        // back), said once per user in the exceptions table.
+        let plan = crate::vm::plan_name(&context.lua);
+        core.record_exception(&format!("{}; its user was stopped", crate::memory_limit::explain(&plan)), name);
+        return Err(TaskError::StopUser);
     }
+    Err(TaskError::exception_at(message, location))
 }
 
 /// Reports a task whose user was stopped while it ran Lua code that had

@@ -39,6 +39,7 @@ mod grpc;
 mod grpc_stream;
 mod in_place;
 mod load_request;
+pub mod memory_limit;
 mod module;
 mod pending;
 mod process;

@@ -55,6 +55,7 @@ pub fn new_vm(ctx: &PlanContext, kind: VmKind) -> mlua::Result<Lua> {
     // No native code, no bytecode, no debug library for plans (see
     // `raw::new_lua`); the prelude gets the debug functions it needs.
     let (lua, debug) = crate::raw::new_lua()?;
+    crate::memory_limit::apply(&lua)?;
     crate::raw::install_hook(&lua)?;
     let dir = ctx.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let package: mlua::Table = lua.globals().get("package")?;
@@ -65,7 +66,16 @@ pub fn new_vm(ctx: &PlanContext, kind: VmKind) -> mlua::Result<Lua> {
     module::install(&lua, kind, dir, debug)?;
     lua.set_app_data(ctx.options.clone());
     lua.set_app_data(PlanData(ctx.shared.clone()));
+    lua.set_app_data(PlanName(ctx.path.display().to_string()));
     Ok(lua)
+}
+
+/// The plan file a VM runs, as messages name it.
+pub struct PlanName(pub String);
+
+/// The plan file `lua` runs, for messages ("the plan" if unknown).
+pub fn plan_name(lua: &Lua) -> String {
+    app_data::<PlanName>(lua).map_or_else(|| "the plan".to_owned(), |name| name.0.clone())
 }
 
 /// The first load of a plan, in what becomes its process VM: what the
@@ -116,6 +126,8 @@ pub fn load_users_shard(ctx: &PlanContext, shard: &ShardInfo) -> Result<ShardPla
 pub fn load_process_part(ctx: &PlanContext, shard: &ShardInfo) -> Result<ShardPlan, String> {
     let lua = match process::adopt() {
         Some(lua) => {
+            // Made before the command line set the VMs' memory limit.
+            crate::memory_limit::apply(&lua).map_err(|e| clean(&e))?;
             lua.set_app_data(ctx.options.clone());
             module::bind(&lua, shard).map_err(|e| clean(&e))?;
             lua
@@ -440,7 +452,10 @@ fn run_plan_file(lua: &Lua, path: &Path) -> Result<(), String> {
     let display = path.display().to_string();
     crate::raw::reset_busy();
     lua.set_app_data(module::Loading);
-    let ran = lua.load(source).set_name(format!("@{display}")).exec().map_err(|e| clean(&e));
+    let ran = lua.load(source).set_name(format!("@{display}")).exec().map_err(|e| {
+        let message = clean(&e);
+        if crate::memory_limit::is_limit_error(&message) { crate::memory_limit::explain(&display) } else { message }
+    });
     lua.remove_app_data::<module::Loading>();
     ran
 }
@@ -451,6 +466,7 @@ pub(crate) fn clean(e: &mlua::Error) -> String {
         mlua::Error::SyntaxError { message, .. } => message.clone(),
         mlua::Error::RuntimeError(m) => m.clone(),
         mlua::Error::CallbackError { cause, .. } => clean(cause),
+        mlua::Error::MemoryError(_) => "not enough memory".to_owned(),
         other => other.to_string(),
     }
 }

@@ -59,6 +59,4 @@ pub use coroutine::{Coroutine, Kind, Resumed, Yielded};
 pub use hook::{install_hook, reset_busy};
 pub use pieces::{Piece, Slot};
 pub use requests::{Operation, operation_codes, request_methods};
-pub use vm::new_lua;
-#[cfg(test)]
-pub use vm::set_memory_limit;
+pub use vm::{new_lua, set_memory_limit};

@@ -84,9 +84,8 @@ impl MemoryLimit {
 /// Limit the memory `lua`'s VM may use to `bytes` (0: no limit); returns
 /// the previous limit. Past the limit, allocations raise Lua's memory
 /// error. The flag that makes value building protected is raised before
-/// a limit is set and lowered only after it is lifted. (Only tests set a
-/// limit today; the resource guard of issue 19 will.)
-#[cfg(test)]
+/// a limit is set and lowered only after it is lifted
+/// (`crate::memory_limit` gives each VM the process's limit).
 #[allow(clippy::disallowed_methods)]
 pub fn set_memory_limit(lua: &Lua, bytes: usize) -> mlua::Result<usize> {
     let flag = match lua.app_data_ref::<MemoryLimit>() {

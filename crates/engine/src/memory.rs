@@ -1,0 +1,119 @@
+//! How much memory this process may use: the machine's, or its
+//! container's (the cgroup's limit) when that is lower; and sizes as
+//! people write them (`512MiB`, `2G`, `25%`). Read by the Lua VMs'
+//! default memory limit and the memory flags.
+
+use std::path::Path;
+
+/// Bytes of memory this process may count on: the machine's total, or its
+/// cgroup's limit when lower (v2 `memory.max`, v1
+/// `memory.limit_in_bytes`); `None` where neither can be read.
+pub fn memory_budget() -> Option<u64> {
+    let total = machine_total();
+    match (total, cgroup_limit()) {
+        (Some(total), Some(limit)) => Some(total.min(limit)),
+        (total, limit) => total.or(limit),
+    }
+}
+
+/// `MemTotal` of `/proc/meminfo`, in bytes.
+fn machine_total() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// The limit of this process's memory cgroup, when it has one (`max` and
+/// v1's "no limit" sentinel, near `i64::MAX`, are none).
+fn cgroup_limit() -> Option<u64> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut candidates = Vec::new();
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let path = path.trim_start_matches('/');
+        if controllers.is_empty() {
+            // v2: the unified hierarchy.
+            candidates.push(Path::new("/sys/fs/cgroup").join(path).join("memory.max"));
+        } else if controllers.split(',').any(|c| c == "memory") {
+            candidates.push(Path::new("/sys/fs/cgroup/memory").join(path).join("memory.limit_in_bytes"));
+            // Inside a container the hierarchy is often mounted at its root.
+            candidates.push(Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").to_path_buf());
+        }
+    }
+    candidates
+        .iter()
+        .filter_map(|file| std::fs::read_to_string(file).ok())
+        .filter_map(|text| text.trim().parse::<u64>().ok())
+        .filter(|&limit| limit < (1 << 60))
+        .min()
+}
+
+/// A size as people write it: bytes (`1048576`), with a unit (`512k`,
+/// `512KiB`, `64M`, `64MB`, `2G`, `2GiB`, `1T`; powers of 1024, as memory
+/// is counted; a fraction such as `1.5G` is taken), or a share of
+/// `budget` (`25%`).
+pub fn parse_size(text: &str, budget: Option<u64>) -> Result<u64, String> {
+    let text = text.trim();
+    if let Some(share) = text.strip_suffix('%') {
+        let share: f64 = share.trim().parse().map_err(|_| format!("{text:?}: expected a percentage such as 25%"))?;
+        if !(share > 0.0 && share <= 100.0) {
+            return Err(format!("{text:?}: the percentage must be above 0 and at most 100"));
+        }
+        let budget = budget.ok_or_else(|| format!("{text:?}: this machine's memory cannot be read; give a size"))?;
+        return Ok((budget as f64 * share / 100.0) as u64);
+    }
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| format!("{text:?}: expected a size such as 512MiB or 2G"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => return Err(format!("{text:?}: unknown unit {other:?} (use k, M, G or T, or a percentage)")),
+    };
+    let bytes = number * scale as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(format!("{text:?}: too large"));
+    }
+    Ok(bytes as u64)
+}
+
+/// `bytes` in MiB or GiB, for messages.
+pub fn show_size(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+    } else {
+        format!("{:.0} MiB", bytes as f64 / (1u64 << 20) as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_written() {
+        assert_eq!(parse_size("1048576", None), Ok(1 << 20));
+        assert_eq!(parse_size("512k", None), Ok(512 << 10));
+        assert_eq!(parse_size("64MiB", None), Ok(64 << 20));
+        assert_eq!(parse_size("2G", None), Ok(2 << 30));
+        assert_eq!(parse_size("1.5g", None), Ok(3 << 29));
+        assert_eq!(parse_size("25%", Some(4 << 30)), Ok(1 << 30));
+        assert!(parse_size("25%", None).unwrap_err().contains("give a size"));
+        assert!(parse_size("0%", Some(1)).unwrap_err().contains("above 0"));
+        assert!(parse_size("12 parsecs", None).unwrap_err().contains("unknown unit"));
+        assert!(parse_size("lots", None).unwrap_err().contains("expected a size"));
+        assert!(parse_size("1e30T", None).is_err());
+    }
+
+    #[test]
+    fn the_budget_is_known_here_and_shown_in_units() {
+        assert!(memory_budget().is_some_and(|b| b > 1 << 20));
+        assert_eq!(show_size(512 << 20), "512 MiB");
+        assert_eq!(show_size(3 << 29), "1.5 GiB");
+    }
+}
