@@ -115,6 +115,15 @@ pub struct RunArgs {
     #[arg(long = "cpu-guard", env = "SWARMER_CPU_GUARD")]
     pub cpu_guard: bool,
 
+    /// Resident memory this process keeps under: a size (4G, 512MiB) or a
+    /// share of the machine's or container's memory (80%). At 80% of it a
+    /// warning, at 90% no more users are added, at 95% the newest users are
+    /// shed (noted in the log, the console summary and the report), so the
+    /// process is not killed for running out of memory. With --processes N,
+    /// each child gets an Nth.
+    #[arg(long = "memory-limit", env = "SWARMER_MEMORY_LIMIT", value_name = "SIZE")]
+    pub memory_limit: Option<String>,
+
     /// Memory each Lua VM of the plan may use (one per shard, one per
     /// process): a size (512MiB, 2G), a share of this machine's or
     /// container's memory (10%), `auto` (four fifths of it, shared among

@@ -286,6 +286,10 @@ pub fn spawn_workers(
         }
         let lua_memory = children_config.lua_memory_limit.map_or_else(|| "none".to_owned(), |b| b.to_string());
         command.args(["--lua-memory-limit", &lua_memory]);
+        command.env_remove("SWARMER_MEMORY_LIMIT");
+        if let Some(bytes) = children_config.memory_limit {
+            command.args(["--memory-limit", &bytes.to_string()]);
+        }
         if let Some(ca) = &children_config.cluster_ca {
             command.arg("--cluster-ca").arg(ca);
         }

@@ -231,6 +231,8 @@ pub struct ChildWorkers {
     /// Each child's `--lua-memory-limit` in bytes (`None`: no limit): by
     /// default the machine's share is split among every child's VMs.
     pub lua_memory_limit: Option<u64>,
+    /// Each child's `--memory-limit` in bytes: an Nth of this one's.
+    pub memory_limit: Option<u64>,
 }
 
 /// A worker.
@@ -387,6 +389,13 @@ fn runner_options(args: &RunArgs, tags: TagFilter) -> Result<RunnerOptions, Stri
         stop_timeout: args.stop_timeout,
         reset_stats: args.reset_stats,
         cpu_guard: args.cpu_guard,
+        memory_limit: match &args.memory_limit {
+            Some(text) => Some(
+                swarmer_engine::memory::parse_size(text, swarmer_engine::memory::memory_budget())
+                    .map_err(|e| format!("--memory-limit: {e}"))?,
+            ),
+            None => None,
+        },
         // The web UI's start form can give the host.
         host_required: args.headless,
         exit_code_on_error: args.exit_code_on_error,
@@ -437,6 +446,14 @@ fn cluster_role(args: &RunArgs, given: &dyn Fn(&str) -> bool) -> Result<ClusterR
                 cluster_server_name: cluster.cluster_server_name.clone(),
                 client_cert: args.client_cert.clone().zip(args.client_key.clone()),
                 lua_memory_limit: lua_memory_limit(&args.lua_memory_limit, vms)?,
+                memory_limit: match &args.memory_limit {
+                    Some(text) => Some(
+                        swarmer_engine::memory::parse_size(text, swarmer_engine::memory::memory_budget())
+                            .map_err(|e| format!("--memory-limit: {e}"))?
+                            / count as u64,
+                    ),
+                    None => None,
+                },
             })
         }
         None => None,

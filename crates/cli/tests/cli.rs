@@ -93,6 +93,11 @@ fn invalid_values_name_the_flag() {
     let err = text(&out.stderr);
     assert!(err.contains("--run-time") && err.contains("expected e.g. 20, 20s"), "{err}");
 
+    let out = run(swarmer().args(["-f", "builtin:hello", "--memory-limit", "lots"]));
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("--memory-limit") && err.contains("expected a size"), "{err}");
+
     let out = run(swarmer().args(["-f", "builtin:hello", "--csv-full-history"]));
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--csv"), "{}", text(&out.stderr));

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::arrival_split::{shard_max_users, shard_shares, shards_taking_part};
 use super::core::{Begin, RunnerCore, ShapeAction, sleep_until};
 use super::handle::RunnerCommand;
+use super::memory_guard::{MemoryAction, MemoryGuard};
 use super::{RunnerEvent, RunnerOptions, TestSettings};
 use crate::arrival::ArrivalRate;
 use crate::cpu::UsageMonitor;
@@ -62,6 +63,8 @@ pub(super) struct Actor {
     pub(super) busy: (u32, f64),
     /// `--cpu-guard` holds the ramp up (since when).
     pub(super) guard_paused: Option<Instant>,
+    /// `--memory-limit`.
+    pub(super) memory_guard: Option<MemoryGuard>,
     pub(super) warned_names: bool,
     pub(super) quitting: Option<oneshot::Sender<()>>,
     pub(super) shut_down: usize,
@@ -722,7 +725,8 @@ impl Actor {
                 self.busy.0
             ));
         }
-        if let Some(said) = self.cpu_guard(usage.cpu_percent) {
+        let guards = [self.cpu_guard(usage.cpu_percent), self.memory_guard(usage.rss_bytes)];
+        for said in guards.into_iter().flatten() {
             let mut store = self.core.stats().lock_or_recover();
             let at = store.test_started.map_or(0.0, |started| (unix_now() - started).max(0.0));
             store.notes.push(format!("{said} ({at:.0} s into the test)"));
@@ -742,11 +746,60 @@ impl Actor {
         if self.guard_paused.is_some() {
             self.guard_paused = Some(Instant::now());
         }
+        if let Some(guard) = &mut self.memory_guard {
+            guard.restart_pause();
+        }
     }
 
-    /// Whether `--cpu-guard` holds the ramp: paused, and the ramp adds users.
+    /// Whether `--cpu-guard` or `--memory-limit` holds the ramp: paused,
+    /// and the ramp adds users.
     fn guard_holds(&self) -> bool {
-        self.guard_paused.is_some() && self.ramp.as_ref().is_some_and(|ramp| ramp.target > self.live.len())
+        let paused = self.guard_paused.is_some() || self.memory_guard.as_ref().is_some_and(MemoryGuard::holds);
+        paused && self.ramp.as_ref().is_some_and(|ramp| ramp.target > self.live.len())
+    }
+
+    /// `--memory-limit`: this second's resident memory against the limit;
+    /// what to say, if anything.
+    fn memory_guard(&mut self, rss: u64) -> Option<String> {
+        let guard = self.memory_guard.as_mut()?;
+        if rss == 0 || !self.core.is_active() {
+            return None;
+        }
+        match guard.observe(rss, self.live.len()) {
+            MemoryAction::Keep => None,
+            MemoryAction::Warn(said) | MemoryAction::Pause(said) => Some(said),
+            MemoryAction::Resume(said, paused) => {
+                if let Some(ramp) = &mut self.ramp {
+                    ramp.started += paused;
+                }
+                Some(said)
+            }
+            MemoryAction::Shed(n) => {
+                let shed = self.shed_newest(n);
+                let left = self.live.len();
+                self.memory_guard.as_ref().map(|g| g.shed_said(rss, shed, left))
+            }
+        }
+    }
+
+    /// Stop the `n` newest users for good: the test goes on with those
+    /// left (the ramp's target and the class targets follow). Returns how
+    /// many were stopped.
+    fn shed_newest(&mut self, n: usize) -> usize {
+        let keep = self.live.len().saturating_sub(n);
+        let shed: Vec<Slot> = self.live.split_off(keep);
+        let count = shed.len();
+        self.stop_slots(shed);
+        if self.targets.is_some() {
+            self.targets = Some(self.per_class.clone());
+        }
+        self.core.lower_target(keep);
+        // A ramp under way ends where it is (its next step completes it).
+        if let Some(ramp) = &mut self.ramp {
+            ramp.target = ramp.target.min(keep);
+        }
+        self.publish_counts();
+        count
     }
 
     /// `--cpu-guard`: pause a ramp that adds users once the CPU has been

@@ -299,6 +299,13 @@ impl RunnerCore {
         self.stats.lock_or_recover().target_user_count = self.target;
     }
 
+    /// Fewer users than the ramp's target will run (the memory guard shed
+    /// some): the target follows, the state stays.
+    pub fn lower_target(&mut self, target: usize) {
+        self.target = self.target.min(target);
+        self.stats.lock_or_recover().target_user_count = self.target;
+    }
+
     /// When the run time is up, while a test with one runs.
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline.filter(|_| matches!(self.state, RunnerState::Spawning | RunnerState::Running))

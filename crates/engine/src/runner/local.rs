@@ -117,6 +117,7 @@ impl LocalRunner {
         };
         let RunnerChannels { handle, commands, events, host } =
             RunnerHandle::remote(stats.clone(), classes.clone(), options.host.clone(), summary);
+        let memory_guard = options.memory_limit.map(super::memory_guard::MemoryGuard::new);
         let actor = Actor {
             core: RunnerCore::new(&classes, stats, events, host).with_shape(options.shape.clone()),
             plan,
@@ -133,6 +134,7 @@ impl LocalRunner {
             usage: UsageMonitor::new(),
             busy: (0, 0.0),
             guard_paused: None,
+            memory_guard,
             warned_cpu: false,
             warned_names: false,
             quitting: None,

@@ -22,6 +22,7 @@ mod arrival_split;
 mod core;
 mod handle;
 mod local;
+mod memory_guard;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -90,6 +91,9 @@ pub struct RunnerOptions {
     pub cpu_warning_after: Duration,
     /// `--cpu-guard`: no users are added while the CPU stays saturated.
     pub cpu_guard: bool,
+    /// `--memory-limit`: bytes of resident memory this process keeps
+    /// under, warning, then adding no users, then shedding the newest.
+    pub memory_limit: Option<u64>,
 }
 
 impl Default for RunnerOptions {
@@ -113,6 +117,7 @@ impl Default for RunnerOptions {
             shape: None,
             cpu_warning_after: DEFAULT_CPU_WARNING_AFTER,
             cpu_guard: false,
+            memory_limit: None,
         }
     }
 }
