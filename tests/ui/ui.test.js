@@ -296,6 +296,28 @@ test("the run's thresholds show their verdicts live under the statistics and in 
   }
 });
 
+test("the test's notes show above the statistics: a memory guard that sheds users says so", async () => {
+  // A limit below what the process already holds: the guard sheds at once.
+  const swarmer = await h.startSwarmer(target.url, ["--memory-limit", "16MiB", "--lua-memory-limit", "none"]);
+  const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+  const page = await context.newPage();
+  try {
+    await page.goto(swarmer.url);
+    await page.locator("#start-form").waitFor();
+    await page.fill("#f-users", "4");
+    await page.click("#f-start");
+    await page.locator("#notes-box").waitFor({ state: "visible", timeout: 15000 });
+    await page.waitForFunction(() => /Memory guard: .* of --memory-limit 16 MiB; shed the (newest user|\d+ newest users) \(\d+ left; the guard adds none back\).* s into the test\)/
+      .test(document.getElementById("notes-list").textContent), null, { timeout: 15000 });
+    await page.waitForFunction(() => document.getElementById("h-users").textContent === "0", null, { timeout: 15000 });
+    await page.screenshot({ fullPage: true, path: path.join(h.artifactsDir(), "notes.png") });
+    await page.click("#btn-stop");
+  } finally {
+    await context.close();
+    h.stop(swarmer);
+  }
+});
+
 test("an arrival rate is started from the form and shows its iterations, corrected times and dropped chart", async () => {
   const swarmer = await h.startSwarmer(target.url, []);
   const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });

@@ -389,13 +389,7 @@ fn runner_options(args: &RunArgs, tags: TagFilter) -> Result<RunnerOptions, Stri
         stop_timeout: args.stop_timeout,
         reset_stats: args.reset_stats,
         cpu_guard: args.cpu_guard,
-        memory_limit: match &args.memory_limit {
-            Some(text) => Some(
-                swarmer_engine::memory::parse_size(text, swarmer_engine::memory::memory_budget())
-                    .map_err(|e| format!("--memory-limit: {e}"))?,
-            ),
-            None => None,
-        },
+        memory_limit: memory_limit(args.memory_limit.as_deref(), 1)?,
         // The web UI's start form can give the host.
         host_required: args.headless,
         exit_code_on_error: args.exit_code_on_error,
@@ -410,12 +404,36 @@ fn runner_options(args: &RunArgs, tags: TagFilter) -> Result<RunnerOptions, Stri
     })
 }
 
+/// The least `--memory-limit` (of each child, with `--processes`): below
+/// it a process is shedding users from its start.
+const LEAST_PROCESS_MEMORY: u64 = 16 << 20;
+
+/// Bytes of resident memory each of `processes` processes keeps under,
+/// from `--memory-limit` (an even share of it).
+fn memory_limit(text: Option<&str>, processes: usize) -> Result<Option<u64>, String> {
+    let Some(text) = text else { return Ok(None) };
+    let bytes = swarmer_engine::memory::parse_size(text, swarmer_engine::memory::memory_budget())
+        .map_err(|e| format!("--memory-limit: {e}"))?;
+    let each = bytes / processes.max(1) as u64;
+    if each < LEAST_PROCESS_MEMORY {
+        let whose = if processes > 1 { format!(" for each of {processes} processes") } else { String::new() };
+        return Err(format!("--memory-limit: at least 16MiB{whose}, got {text}"));
+    }
+    Ok(Some(each))
+}
+
+/// The least memory a Lua VM gets (`auto` included): a VM needs about
+/// 4 MiB to start, and a plan's data more.
+const LEAST_VM_MEMORY: u64 = 16 << 20;
+
 /// Bytes each Lua VM may use, from `--lua-memory-limit` (`auto` shares
-/// the default among `vms` VMs).
+/// the default among `vms` VMs, never below [`LEAST_VM_MEMORY`]).
 pub(crate) fn lua_memory_limit(text: &str, vms: usize) -> Result<Option<u64>, String> {
     const LEAST: u64 = 4 << 20;
     let bytes = match text.trim() {
-        "auto" => return Ok(swarmer_lua::memory_limit::default_limit(vms)),
+        "auto" => {
+            return Ok(swarmer_lua::memory_limit::default_limit(vms).map(|b| b.max(LEAST_VM_MEMORY)));
+        }
         "none" | "0" => return Ok(None),
         size => swarmer_engine::memory::parse_size(size, swarmer_engine::memory::memory_budget())
             .map_err(|e| format!("--lua-memory-limit: {e}"))?,
@@ -446,14 +464,7 @@ fn cluster_role(args: &RunArgs, given: &dyn Fn(&str) -> bool) -> Result<ClusterR
                 cluster_server_name: cluster.cluster_server_name.clone(),
                 client_cert: args.client_cert.clone().zip(args.client_key.clone()),
                 lua_memory_limit: lua_memory_limit(&args.lua_memory_limit, vms)?,
-                memory_limit: match &args.memory_limit {
-                    Some(text) => Some(
-                        swarmer_engine::memory::parse_size(text, swarmer_engine::memory::memory_budget())
-                            .map_err(|e| format!("--memory-limit: {e}"))?
-                            / count as u64,
-                    ),
-                    None => None,
-                },
+                memory_limit: memory_limit(args.memory_limit.as_deref(), count)?,
             })
         }
         None => None,
@@ -575,6 +586,26 @@ mod tests {
         assert_eq!((master.bind_host.as_str(), master.bind_port), ("127.0.0.1", 0));
         let children = master.children.expect("children");
         assert_eq!((children.count, children.shards), (2, 3));
+    }
+
+    #[test]
+    fn memory_limits_are_shared_among_processes_and_vms() {
+        let local = config(&["--shards", "3", "--memory-limit", "1G", "--lua-memory-limit", "auto"]).expect("valid");
+        assert_eq!(local.runner.memory_limit, Some(1 << 30));
+        let four_vms = swarmer_lua::memory_limit::default_limit(4).unwrap().max(LEAST_VM_MEMORY);
+        assert_eq!(local.lua_memory_limit, Some(four_vms), "3 shards and the process VM");
+        let c = config(&["--processes", "2", "--shards", "3", "--memory-limit", "1G"]).expect("valid");
+        let ClusterRole::Master(master) = c.cluster else { panic!("a master") };
+        let children = master.children.expect("children");
+        assert_eq!(children.memory_limit, Some(1 << 29), "each child an even share");
+        // Two children of 4 VMs, and the master's process VM.
+        let nine_vms = swarmer_lua::memory_limit::default_limit(9).unwrap().max(LEAST_VM_MEMORY);
+        assert_eq!((children.lua_memory_limit, c.lua_memory_limit), (Some(nine_vms), Some(nine_vms)));
+        let sized = config(&["--lua-memory-limit", "64MiB"]).expect("valid");
+        assert_eq!(sized.lua_memory_limit, Some(64 << 20));
+        assert_eq!(config(&["--lua-memory-limit", "none"]).expect("valid").lua_memory_limit, None);
+        let error = config(&["--processes", "4", "--memory-limit", "40MiB"]).err().expect("refused");
+        assert!(error.contains("at least 16MiB for each of 4 processes"), "{error}");
     }
 
     #[test]

@@ -19,9 +19,7 @@ pub fn declared(argv: &[OsString]) -> Vec<PlanOption> {
     if !plan.ends_with(".lua") {
         return Vec::new();
     }
-    if !provisional_memory_limit(argv) {
-        return Vec::new();
-    }
+    provisional_memory_limit(argv);
     swarmer_lua::declared_options(Path::new(&plan), likely_role(argv)).unwrap_or_default()
 }
 
@@ -68,18 +66,14 @@ fn flag_value(argv: &[OsString], long: &str, short: Option<&str>, env: &str) -> 
 }
 
 /// Set the VMs' memory limit for the plan's first load, which runs before
-/// the command line is parsed (the parsed one is set afterwards). False
-/// when the flag's value is refused: the plan is then not run, and the
-/// command line's check says what was wrong.
-fn provisional_memory_limit(argv: &[OsString]) -> bool {
-    let Some(text) = flag_value(argv, "--lua-memory-limit", None, "SWARMER_LUA_MEMORY_LIMIT") else { return true };
+/// the command line is parsed (the parsed one is set afterwards). A value
+/// refused leaves the default: the command line's check says what was
+/// wrong once the plan's own options are known.
+fn provisional_memory_limit(argv: &[OsString]) {
+    let Some(text) = flag_value(argv, "--lua-memory-limit", None, "SWARMER_LUA_MEMORY_LIMIT") else { return };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    match crate::config::lua_memory_limit(&text, cores + 1) {
-        Ok(limit) => {
-            swarmer_lua::memory_limit::set(limit);
-            true
-        }
-        Err(_) => false,
+    if let Ok(limit) = crate::config::lua_memory_limit(&text, cores + 1) {
+        swarmer_lua::memory_limit::set(limit);
     }
 }
 

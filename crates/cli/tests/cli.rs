@@ -97,6 +97,10 @@ fn invalid_values_name_the_flag() {
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(err.contains("--memory-limit") && err.contains("expected a size"), "{err}");
+    let out = run(swarmer().args(["-f", "builtin:hello", "--memory-limit", "0"]));
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("--memory-limit: at least 16MiB"), "{err}");
 
     let out = run(swarmer().args(["-f", "builtin:hello", "--csv-full-history"]));
     assert_eq!(out.status.code(), Some(2));

@@ -295,7 +295,11 @@ fn a_plan_whose_top_level_allocates_without_bound_is_refused_naming_the_limit() 
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("top.lua: out of memory: this Lua VM reached its limit of 32 MiB"), "{err}");
     for (bad, said) in [("1k", "at least 4MiB"), ("lots", "expected a size"), ("50%%", "expected a percentage")] {
-        let out = swarmer(bad);
+        let out = Command::new(env!("CARGO_BIN_EXE_swarmer"))
+            .args(["-f", "builtin:hello", "--headless", "-H", "http://127.0.0.1:9", "-t", "1s"])
+            .args(["--lua-memory-limit", bad])
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
         assert!(err.contains("--lua-memory-limit") && err.contains(said), "{bad}: {err}");

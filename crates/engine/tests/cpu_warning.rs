@@ -99,6 +99,9 @@ async fn a_busy_generator_warns_once_after_a_sustained_spell() {
     // Not before two whole busy seconds.
     assert!(started.elapsed() >= Duration::from_secs(2), "warned after {:?}", started.elapsed());
     assert!(warning.contains("CPU usage above 90% of the 1 core(s) in use for 2 s"), "{warning}");
+    // The report lists it too, with its time.
+    let notes = handle.stats().lock().unwrap().notes.clone();
+    assert!(notes.iter().any(|n| n.starts_with(&warning) && n.ends_with("s into the test)")), "{notes:?}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     handle.quit().await;
     HELPING.store(false, std::sync::atomic::Ordering::Relaxed);

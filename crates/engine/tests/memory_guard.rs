@@ -72,8 +72,10 @@ async fn users_that_keep_what_they_make_are_shed_and_the_test_goes_on() {
         let store = handle.stats().lock().unwrap();
         (store.notes.join("\n"), store.stats.total().num_requests)
     };
-    assert!(notes.contains("Memory guard") && notes.contains("newest users"), "shed, and said so: {notes}");
+    assert!(notes.contains("Memory guard") && notes.contains("newest user"), "shed, and said so: {notes}");
     assert!(fewest < 5, "the test went on with fewer users ({fewest})");
+    // A shed settles before the next: the leak costs users, not all of them.
+    assert!(fewest >= 1, "every user was shed");
     assert!(requests > 100, "requests went on: {requests}");
     handle.quit().await;
 }

@@ -52,9 +52,9 @@ pub fn apply(lua: &Lua) -> mlua::Result<()> {
 }
 
 /// Whether `message` (a Lua error's text) is the memory error of a VM
-/// with a limit.
+/// with a limit (Lua raises it bare, with no position).
 pub fn is_limit_error(message: &str) -> bool {
-    current().is_some() && (message == LUA_MEMORY_ERROR || message.ends_with(&format!(": {LUA_MEMORY_ERROR}")))
+    current().is_some() && message == LUA_MEMORY_ERROR
 }
 
 /// What a plan is told when its VM met the limit.

@@ -158,7 +158,9 @@ impl RequestStats {
     /// The same over the corrected times (from the intended start), all
     /// names; `None` unless requests had a schedule.
     pub fn current_corrected_percentile_ms(&self, quantile: f64, now: f64) -> Option<f64> {
-        self.has_corrected().then(|| self.recent_corrected.percentile_ms(quantile, now))
+        // An empty window (no scheduled request for ten seconds) is a gap.
+        (self.has_corrected() && self.recent_corrected.any(now))
+            .then(|| self.recent_corrected.percentile_ms(quantile, now))
     }
 
     /// Seconds from the start (or last reset) to the latest request: the
@@ -191,6 +193,12 @@ impl Recent {
         while self.0.front().is_some_and(|(s, _)| *s + CURRENT_PERCENTILE_WINDOW_SECONDS <= sec) {
             self.0.pop_front();
         }
+    }
+
+    /// Whether the window that ends at `now` has a sample.
+    fn any(&self, now: f64) -> bool {
+        let sec = now as u64;
+        self.0.iter().any(|(s, h)| *s + CURRENT_PERCENTILE_WINDOW_SECONDS > sec && !h.is_empty())
     }
 
     /// Response time (ms) at `quantile` over the window that ends at `now`.
@@ -237,6 +245,8 @@ mod tests {
         let after = stats.current_corrected_percentile_ms(0.99, 12.0).unwrap();
         assert!((1.0..1.01).contains(&after), "{after}");
         assert!(stats.corrected_total().percentile_ms(0.99) >= 2000.0, "the whole run keeps it");
+        // Ten quiet seconds later the window is empty: a gap, not a 0 ms line.
+        assert_eq!(stats.current_corrected_percentile_ms(0.99, 23.0), None);
     }
 
     #[test]

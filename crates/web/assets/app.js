@@ -346,6 +346,24 @@
     table.replaceChild(body, table.tBodies[0]);
   }
 
+  // The test's notes (warnings with their time, guards, lost workers),
+  // redrawn only when they change.
+  var shownNotes = "";
+  function renderNotes(notes) {
+    var list = notes || [];
+    var key = list.join("\n");
+    if (key === shownNotes) return;
+    shownNotes = key;
+    $("notes-box").hidden = list.length === 0;
+    var ul = $("notes-list");
+    ul.textContent = "";
+    list.forEach(function (n) {
+      var li = document.createElement("li");
+      li.textContent = n;
+      ul.appendChild(li);
+    });
+  }
+
   // The run's --threshold verdicts so far (the command line's).
   function renderThresholds(thresholds) {
     var list = thresholds || [];
@@ -459,6 +477,7 @@
     }
     renderShape(message.shape);
     renderThresholds(message.thresholds);
+    renderNotes(message.notes);
     renderArrival(message);
     var formVisible = state === "ready";
     $("start").hidden = !formVisible;

@@ -251,8 +251,9 @@ impl Actor {
             settings.spawn_rate = f64::INFINITY;
             if running > 0 {
                 // A new rate for a running pool (a worker's share included)
-                // keeps the users it grew to.
+                // keeps the users it grew to, whatever their classes.
                 settings.class_counts = None;
+                self.targets = None;
             }
         }
         if let Some(mix) = settings.class_mix.take() {
@@ -313,6 +314,9 @@ impl Actor {
             self.targets = Some(self.sequence.counts(target, self.core.class_names().len()));
         }
         if begin == Begin::Fresh {
+            if let Some(guard) = &mut self.memory_guard {
+                guard.reset();
+            }
             // A new test starts from zero (its listeners' requests count in it).
             let epoch = self.core.reset_stats();
             self.to_every_shard(|| ShardCommand::ResetStats { epoch });
@@ -461,6 +465,19 @@ impl Actor {
         self.start_arrival();
     }
 
+    /// The shard with the most room under its share of `rate`'s maximum
+    /// (the first of equals): where a pool's next user goes.
+    fn roomiest_shard(&self, rate: &ArrivalRate) -> usize {
+        let shards = self.shard_tx.len();
+        let mut on = vec![0usize; shards];
+        for slot in &self.live {
+            on[slot.shard] += 1;
+        }
+        (0..shards)
+            .max_by_key(|&i| (shard_max_users(rate, shards, i) as i64 - on[i] as i64, std::cmp::Reverse(i)))
+            .unwrap_or(0)
+    }
+
     /// Stop the pool's users over each shard's maximum under `rate` (the
     /// newest of a shard first; a shard that no longer takes part loses
     /// them all). The others keep running, and the pool grows back on
@@ -511,7 +528,10 @@ impl Actor {
         if self.shard_tx.is_empty() {
             return;
         }
-        let shard = self.live.len() % self.shard_tx.len();
+        let shard = match self.pending_arrival.as_ref().filter(|_| self.pooled()) {
+            Some((rate, _)) => self.roomiest_shard(rate),
+            None => self.live.len() % self.shard_tx.len(),
+        };
         let id = self.next_user_id;
         self.next_user_id += 1;
         let host = self.core.host();
@@ -593,10 +613,13 @@ impl Actor {
             ShardEvent::UserGrown { user_id, class, shard } => {
                 self.live.push(Slot { id: user_id, class, shard });
                 self.per_class[class] += 1;
-                if self.pooled() && self.core.is_active() && self.core.state() != RunnerState::Stopping {
+                let memory_holds = self.memory_guard.as_ref().is_some_and(MemoryGuard::holds);
+                if self.pooled() && self.core.is_active() && self.core.state() != RunnerState::Stopping && !memory_holds
+                {
                     self.publish_counts();
                 } else {
-                    // Grown as the test stopped (or left the arrival rate): it stops too.
+                    // Grown as the test stopped (or left the arrival rate), or
+                    // while the memory guard holds: it stops too.
                     let slot = self.live.pop().into_iter().collect();
                     self.stop_slots(slot);
                 }
@@ -725,12 +748,14 @@ impl Actor {
                 self.busy.0
             ));
         }
-        let guards = [self.cpu_guard(usage.cpu_percent), self.memory_guard(usage.rss_bytes)];
-        for said in guards.into_iter().flatten() {
+        warnings.extend(self.cpu_guard(usage.cpu_percent));
+        warnings.extend(self.memory_guard(usage.rss_bytes));
+        if !warnings.is_empty() {
+            // Every warning is also a note of the test, with its time: the
+            // console summary, the web UI and the report list them.
             let mut store = self.core.stats().lock_or_recover();
             let at = store.test_started.map_or(0.0, |started| (unix_now() - started).max(0.0));
-            store.notes.push(format!("{said} ({at:.0} s into the test)"));
-            warnings.push(said);
+            store.notes.extend(warnings.iter().map(|w| format!("{w} ({at:.0} s into the test)")));
         }
         for w in warnings {
             tracing::warn!("{w}");
@@ -769,7 +794,8 @@ impl Actor {
             MemoryAction::Keep => None,
             MemoryAction::Warn(said) | MemoryAction::Pause(said) => Some(said),
             MemoryAction::Resume(said, paused) => {
-                if let Some(ramp) = &mut self.ramp {
+                // Only a ramp that adds users was held.
+                if let Some(ramp) = self.ramp.as_mut().filter(|ramp| ramp.target > self.live.len()) {
                     ramp.started += paused;
                 }
                 Some(said)
@@ -790,8 +816,11 @@ impl Actor {
         let shed: Vec<Slot> = self.live.split_off(keep);
         let count = shed.len();
         self.stop_slots(shed);
-        if self.targets.is_some() {
-            self.targets = Some(self.per_class.clone());
+        if let Some(targets) = &mut self.targets {
+            // A ramp down under way keeps going to its lower counts.
+            for (target, &live) in targets.iter_mut().zip(&self.per_class) {
+                *target = (*target).min(live);
+            }
         }
         self.core.lower_target(keep);
         // A ramp under way ends where it is (its next step completes it).

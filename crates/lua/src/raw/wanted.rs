@@ -18,6 +18,10 @@ use mlua::{Lua, ffi};
 // The layout below is Lua 5.4's: mlua's `lua54` feature (this crate's
 // Cargo.toml) builds 5.4 from the `lua-src` crate.
 
+/// `lua_Debug`'s size on a 64-bit target (its last field, the call
+/// record's pointer, ends it).
+const LUA_DEBUG_SIZE: usize = 136;
+
 /// Where `nresults` (a C `short`) lies in a 5.4 `CallInfo`: after four
 /// pointers (`func`, `top`, `previous`, `next`), the 24-byte union `u`
 /// and the 4-byte union `u2`. The record is 64 bytes long.
@@ -91,6 +95,11 @@ unsafe extern "C-unwind" fn probe(l: *mut ffi::lua_State) -> c_int {
 /// by calls whose wanted counts are known. Cheap after the first VM.
 pub fn check_layout(lua: &Lua) {
     if LAYOUT.load(Ordering::Relaxed) != UNCHECKED {
+        return;
+    }
+    if !cfg!(target_pointer_width = "64") || size_of::<ffi::lua_Debug>() != LUA_DEBUG_SIZE {
+        // Another layout: not even probed.
+        LAYOUT.store(REFUSED, Ordering::Relaxed);
         return;
     }
     SEEN.with(|seen| seen.borrow_mut().clear());
