@@ -144,6 +144,7 @@ pub(crate) fn configure(args: RunArgs, given: &dyn Fn(&str) -> bool) -> Result<R
         2
     })?;
     swarmer_lua::memory_limit::set(config.lua_memory_limit);
+    swarmer_lua::trust::set(config.runner.client.clone());
     if let Err(e) = logging::init(&config.log) {
         eprintln!("swarmer: error: {e}");
         return Err(2);

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use clap::builder::PossibleValuesParser;
 use clap::{Arg, ArgAction, ArgMatches, Command};
@@ -20,6 +20,7 @@ pub fn declared(argv: &[OsString]) -> Vec<PlanOption> {
         return Vec::new();
     }
     provisional_memory_limit(argv);
+    provisional_trust(argv);
     swarmer_lua::declared_options(Path::new(&plan), likely_role(argv)).unwrap_or_default()
 }
 
@@ -49,20 +50,25 @@ fn locustfile(argv: &[OsString]) -> Option<String> {
 /// The value of a flag before the command line is parsed: the last one
 /// given (`--long V`, `--long=V`, `-s V`, `-sV`), else the environment's.
 fn flag_value(argv: &[OsString], long: &str, short: Option<&str>, env: &str) -> Option<String> {
+    flag_values(argv, long, short).pop().or_else(|| std::env::var(env).ok())
+}
+
+/// Every value given to a flag on the command line, in order.
+fn flag_values(argv: &[OsString], long: &str, short: Option<&str>) -> Vec<String> {
     let mut args = argv.iter().skip(1).map(|a| a.to_string_lossy().into_owned());
-    let mut last = None;
+    let mut values = Vec::new();
     let long_eq = format!("{long}=");
     while let Some(arg) = args.next() {
         if arg == long || Some(arg.as_str()) == short {
-            last = args.next().or(last);
+            values.extend(args.next());
         } else if let Some(v) = arg
             .strip_prefix(long_eq.as_str())
             .or_else(|| short.and_then(|s| arg.strip_prefix(s)).filter(|v| !v.is_empty()))
         {
-            last = Some(v.to_owned());
+            values.push(v.to_owned());
         }
     }
-    last.or_else(|| std::env::var(env).ok())
+    values
 }
 
 /// Set the VMs' memory limit for the plan's first load, which runs before
@@ -74,6 +80,28 @@ fn provisional_memory_limit(argv: &[OsString]) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if let Ok(limit) = crate::config::lua_memory_limit(&text, cores + 1) {
         swarmer_lua::memory_limit::set(limit);
+    }
+}
+
+/// The test's TLS trust for the plan's first load (gRPC reflection at its
+/// top level), from the raw flags; the parsed one is set afterwards.
+/// Files that do not load leave the default: the parsed command line
+/// reports them.
+fn provisional_trust(argv: &[OsString]) {
+    let mut ca_certs: Vec<_> = flag_values(argv, "--ca-cert", None).into_iter().map(PathBuf::from).collect();
+    if ca_certs.is_empty()
+        && let Ok(path) = std::env::var("SWARMER_CA_CERT")
+    {
+        ca_certs.push(PathBuf::from(path));
+    }
+    let insecure = argv.iter().any(|a| a == "--insecure")
+        || std::env::var("SWARMER_INSECURE").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    let client_cert = flag_value(argv, "--client-cert", None, "SWARMER_CLIENT_CERT")
+        .zip(flag_value(argv, "--client-key", None, "SWARMER_CLIENT_KEY"))
+        .map(|(cert, key)| (PathBuf::from(cert), PathBuf::from(key)));
+    let options = swarmer_engine::TlsOptions { insecure, ca_certs, client_cert };
+    if let Ok(config) = swarmer_engine::ClientConfig::new(&options, swarmer_engine::HttpVersionPreference::Auto) {
+        swarmer_lua::trust::set(std::sync::Arc::new(config));
     }
 }
 

@@ -1399,15 +1399,20 @@ fn the_ci_example_passes_and_fails_a_pipeline_by_its_thresholds() {
     assert!(std::fs::read_to_string(results.join("stats_iterations_history.csv")).is_ok());
 }
 
-/// gRPC over TLS from a plan trusts what `--ca-cert` trusts, as HTTPS does.
-#[test]
-fn a_plans_grpc_calls_over_tls_trust_the_ca_cert_given() {
+/// The prediction server over TLS, with the test CA's certificate.
+fn tls_predict_server() -> swarmer_target::PredictServer {
     let files = swarmer_target::TlsFiles {
         cert: fixture("server.pem").into(),
         key: fixture("server.key").into(),
         client_ca: None,
     };
-    let grpc = swarmer_target::PredictServer::spawn("127.0.0.1:0", 1, Some(&files)).unwrap();
+    swarmer_target::PredictServer::spawn("127.0.0.1:0", 1, Some(&files)).unwrap()
+}
+
+/// gRPC over TLS from a plan trusts what `--ca-cert` trusts, as HTTPS does.
+#[test]
+fn a_plans_grpc_calls_over_tls_trust_the_ca_cert_given() {
+    let grpc = tls_predict_server();
     let dir = tempfile::tempdir().unwrap();
     let proto = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/lua/predict/categorization.proto");
     let plan = plan_file(
@@ -1437,6 +1442,45 @@ fn a_plans_grpc_calls_over_tls_trust_the_ca_cert_given() {
     let (calls, failed) = run_with(&[]);
     assert!(calls >= 1 && failed == calls, "{calls} calls, {failed} failed");
     assert_eq!(grpc.served(), served);
+}
+
+/// Server reflection at a plan's top level (before any user, and in the
+/// plan's first load, made before the command line is parsed) trusts what
+/// `--ca-cert` trusts too.
+#[test]
+fn reflection_over_tls_at_a_plans_top_level_trusts_the_ca_cert_given() {
+    let grpc = tls_predict_server();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan_file(
+        dir.path(),
+        &format!(
+            "local swarmer = require('swarmer')\n\
+             local services = swarmer.grpc.reflect({host:?})\n\
+             swarmer.add_option{{ name = 'text', default = 'x' }}\n\
+             swarmer.user('G', {{ wait_time = swarmer.constant(0.05), tasks = {{ function(self)\n\
+               self.client:grpc('categorization.TextCategorization/GetPrediction', {{ text = 'tls' }})\n\
+             end }} }})\n",
+            host = grpc.url()
+        ),
+    );
+    let mut cmd = swarmer();
+    cmd.args(["-f", plan.to_str().unwrap(), "-H", &grpc.url(), "--headless", "-u", "1", "-t", "1s", "--json"]);
+    // The plan's own option is known only if its first load succeeded.
+    cmd.args(["--only-summary", "--ca-cert", &fixture("ca.pem"), "--text", "tls"]);
+    let out = run(&mut cmd);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    let rows: serde_json::Value = serde_json::from_str(&stdout[stdout.find('[').expect("JSON")..]).unwrap();
+    let row = rows.as_array().unwrap().iter().find(|r| r["method"] == "grpc").cloned().expect("a grpc row");
+    assert!(row["num_requests"].as_u64().unwrap() >= 5 && row["num_failures"] == 0, "{row}");
+
+    // Without it, the plan's top level is refused, naming the certificate problem.
+    let mut cmd = swarmer();
+    cmd.args(["-f", plan.to_str().unwrap(), "-H", &grpc.url(), "--headless", "-u", "1", "-t", "1s"]);
+    let out = run(&mut cmd);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("swarmer.grpc.reflect") && stderr.contains("UNAVAILABLE"), "{stderr}");
 }
 
 /// The WebSocket and SSE example against the demo target, over plain TCP

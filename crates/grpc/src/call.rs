@@ -93,9 +93,13 @@ impl GrpcChannel {
         // endpoint is given as http:// so that tonic, when another crate of
         // the build enables its own TLS, does not refuse an https:// one it
         // has no configuration for.
+        // Requests still say `:scheme https` (the origin below).
         let plain = if secure { format!("http://{}", &url["https://".len()..]) } else { url.to_owned() };
-        let endpoint =
-            Endpoint::from_shared(plain).map_err(|e| ProtoError(format!("{url}: not a gRPC server address: {e}")))?;
+        let invalid = |e: &dyn std::fmt::Display| ProtoError(format!("{url}: not a gRPC server address: {e}"));
+        let mut endpoint = Endpoint::from_shared(plain).map_err(|e| invalid(&e))?;
+        if secure {
+            endpoint = endpoint.origin(url.parse().map_err(|e| invalid(&e))?);
+        }
         let tls =
             secure.then(|| tls.unwrap_or_else(|| swarmer_http::ClientConfig::default_config().tls_with_alpn(&[b"h2"])));
         // As the HTTP client: 10 s to connect (TLS agreeing included).

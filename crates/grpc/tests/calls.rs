@@ -89,8 +89,10 @@ async fn a_server_that_is_not_there_is_unavailable() {
     assert_eq!(outcome.code, Code::Unavailable, "{outcome:?}");
 }
 
+/// The server refuses a `:scheme` that is not its connection's, as strict
+/// proxies do: a call over TLS must say `https`.
 #[tokio::test]
-async fn over_tls_a_call_trusts_the_tests_ca_and_an_untrusted_server_is_refused() {
+async fn over_tls_a_call_says_https_trusts_the_tests_ca_and_an_untrusted_server_is_refused() {
     let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tls");
     let files = swarmer_target::TlsFiles {
         cert: fixtures.join("server.pem"),

@@ -53,7 +53,8 @@ fn load(lua: &Lua, (file, includes): (String, Option<Vec<String>>)) -> mlua::Res
 /// `swarmer.grpc.reflect(host, { timeout })`: the services the server at
 /// `host` describes by reflection (their files added to this VM's), or
 /// `nil` and what was wrong. It waits (on a thread of its own: plans load
-/// outside any user), so it belongs at the plan's top level.
+/// outside any user), so it belongs at the plan's top level. TLS trusts
+/// what the test does (`--ca-cert`, `--insecure`: see [`crate::trust`]).
 fn reflect(lua: &Lua, (host, timeout): (String, Option<f64>)) -> mlua::Result<(Option<Vec<String>>, Option<String>)> {
     if crate::vm::app_data::<crate::module::Loading>(lua).is_none() {
         let why = "call it at the plan's top level (it waits, and would hold up every user of the shard)";
@@ -71,7 +72,8 @@ fn reflect(lua: &Lua, (host, timeout): (String, Option<f64>)) -> mlua::Result<(O
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             // The channel's tasks run on this runtime (the caller's thread waits).
             Ok::<_, std::io::Error>(runtime.block_on(async {
-                let channel = swarmer_grpc::GrpcChannel::lazy(&host, None)?;
+                let tls = crate::trust::current().map(|config| config.tls_with_alpn(&[b"h2"]));
+                let channel = swarmer_grpc::GrpcChannel::lazy(&host, tls)?;
                 swarmer_grpc::reflect(&channel, &mut known, timeout).await
             }))
         });

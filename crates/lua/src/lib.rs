@@ -49,6 +49,7 @@ mod realtime;
 mod responses;
 mod shared;
 mod threads;
+pub mod trust;
 pub(crate) mod vm;
 
 use std::collections::HashMap;

@@ -11,7 +11,9 @@
 //! the `grpc-timeout` received as `x-grpc-timeout`. `streams.Streams/Echo`
 //! answers each message of a bidirectional stream as it comes. Server reflection
 //! (v1 and v1alpha) describes the service, for clients without the
-//! `.proto`.
+//! `.proto`. A request whose `:scheme` is not the connection's (`http`
+//! over TLS, `https` over h2c) is refused with INVALID_ARGUMENT, as strict
+//! proxies do.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -63,11 +65,20 @@ const PATH: &str = "/categorization.TextCategorization/GetPrediction";
 pub struct PredictService {
     served: Arc<AtomicU64>,
     reflection: crate::predict_reflection::Route,
+    /// Whether the connection is TLS: the `:scheme` a request must carry.
+    secure: bool,
 }
 
 impl Default for PredictService {
     fn default() -> Self {
-        Self { served: Arc::default(), reflection: crate::predict_reflection::route() }
+        Self { served: Arc::default(), reflection: crate::predict_reflection::route(), secure: false }
+    }
+}
+
+impl PredictService {
+    /// The same service, for a connection that is (or is not) TLS.
+    fn over(&self, secure: bool) -> Self {
+        Self { secure, ..self.clone() }
     }
 }
 
@@ -88,6 +99,11 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let handler = Predict(self.served.clone());
+        let expected = if self.secure { "https" } else { "http" };
+        if let Some(scheme) = request.uri().scheme_str().filter(|scheme| *scheme != expected) {
+            let status = Status::invalid_argument(format!(":scheme {scheme} on a connection that is {expected}"));
+            return Box::pin(async move { Ok(status.into_http()) });
+        }
         if request.uri().path().starts_with("/grpc.reflection.") {
             return (self.reflection)(request.map(tonic::body::Body::new));
         }
@@ -255,7 +271,7 @@ async fn accept_loop(
         };
         accepted.fetch_add(1, Ordering::Relaxed);
         let _ = tcp.set_nodelay(true);
-        let (tls, service) = (tls.clone(), service.clone());
+        let (tls, service) = (tls.clone(), service.over(tls.is_some()));
         tokio::spawn(async move {
             let service = hyper_util::service::TowerToHyperService::new(service);
             let http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
