@@ -1,5 +1,8 @@
 //! Server-Sent Events: subscribe (recorded), then read events as they
-//! come, each recorded with the time since the one before.
+//! come, each recorded with the time since the one before. A stream cut
+//! before its end (or one that cannot be parsed) is recorded once as a
+//! failure of type `SSE` named `<name> (connection)`, its time the
+//! stream's life; a stream the server ends cleanly is not a failure.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -67,6 +70,9 @@ struct Inner {
     /// The event types recorded under their own row (at most
     /// [`MOST_EVENT_TYPES`]; the server chooses them).
     types: std::cell::RefCell<Vec<String>>,
+    /// The row a broken stream is recorded in: `<name> (connection)`.
+    connection_row: String,
+    opened: Instant,
 }
 
 /// Most event types of one stream recorded under their own rows; events
@@ -95,6 +101,8 @@ impl EventStream {
                 url,
                 last: Cell::new(Instant::now()),
                 types: Default::default(),
+                connection_row: format!("{name} (connection)"),
+                opened: Instant::now(),
             }),
         })
     }
@@ -135,12 +143,15 @@ impl EventStream {
                     {
                         // What follows cannot be read in step: the stream ends.
                         reader.ended = true;
+                        self.broke(&e.to_string());
                         return Err(e);
                     }
                 }
                 Some(Err(e)) => {
                     reader.ended = true;
-                    return Err(RealtimeError::Protocol(e.to_string()));
+                    let why = e.to_string();
+                    self.broke(&why);
+                    return Err(RealtimeError::Protocol(why));
                 }
                 None => reader.ended = true,
             }
@@ -149,6 +160,13 @@ impl EventStream {
 }
 
 impl EventStream {
+    /// Record the stream's break (once: the reader has ended then).
+    fn broke(&self, why: &str) {
+        let failure = format!("the stream broke: {why}");
+        let (row, opened) = (&self.inner.connection_row, self.inner.opened);
+        self.inner.client.record_request("SSE", row, opened.elapsed(), 0, Some(&failure));
+    }
+
     /// The row an event of type `kind` is recorded under.
     fn row_of(&self, kind: &str) -> String {
         let mut types = self.inner.types.borrow_mut();

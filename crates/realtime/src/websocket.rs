@@ -1,5 +1,6 @@
 //! WebSocket clients: open (recorded), send, receive with a timeout,
-//! request/reply pairs (recorded), close.
+//! request/reply pairs (recorded), close; a reading task per connection
+//! that answers pings and records a broken connection as a failure.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -9,9 +10,10 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use swarmer_engine::Client;
 use swarmer_http::Stream;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, mpsc};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::{WebSocketConfig, frame::coding::CloseCode};
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -69,43 +71,142 @@ pub enum Received {
 
 type Socket = WebSocketStream<Stream>;
 
-struct Inner {
-    reader: Mutex<SplitStream<Socket>>,
-    writer: Mutex<SplitSink<Socket, Message>>,
+/// What the pump passes on to receivers.
+enum Arrival {
+    Message(WsMessage),
+    /// A close frame came (or the closing handshake ended).
+    Closed {
+        code: Option<u16>,
+        reason: String,
+    },
+    /// The connection ended without a close frame (`None`) or with a
+    /// protocol error (its text).
+    Broken(Option<String>),
+}
+
+/// Messages the pump may hold for receivers before it stops reading (and
+/// so stops answering pings) until the plan receives.
+const HELD_MESSAGES: usize = 64;
+
+/// What the pump and the clients share (not the pump's own handle, so the
+/// connection goes with its last clone).
+struct Shared {
     client: Client,
+    /// The row a broken connection is recorded in.
+    connection_row: String,
+    opened: Instant,
+    /// Closed by the plan (`close`) or seen closed by a receive.
+    closed: Cell<bool>,
+}
+
+struct Inner {
+    arrivals: Mutex<mpsc::Receiver<Arrival>>,
+    writer: Mutex<SplitSink<Socket, Message>>,
+    shared: Rc<Shared>,
+    pump: tokio::task::AbortHandle,
     url: String,
     status: u16,
     protocol: Option<String>,
-    closed: Cell<bool>,
     /// Longest a send or close may wait for the peer to read (the test's
     /// request timeout).
     write_timeout: Duration,
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.pump.abort();
+    }
+}
+
 /// One open WebSocket of a user. Cheap to clone: clones share the
 /// connection, so one task may receive while another sends.
+///
+/// A task of the shard reads the connection all the time, so pings are
+/// answered even while nobody receives; it holds up to 64 messages for
+/// receivers, then waits for one. A connection that ends without a
+/// closing handshake (or with a protocol error) is recorded once, as a
+/// failure of type `WS` named `<name> (connection)`, its time the
+/// connection's life, unless the plan had closed it.
 #[derive(Clone)]
 pub struct WebSocket {
     inner: Rc<Inner>,
 }
 
+/// Read `reader` until the connection ends, passing messages on and
+/// recording a break.
+async fn pump(mut reader: SplitStream<Socket>, arrivals: mpsc::Sender<Arrival>, shared: Rc<Shared>) {
+    loop {
+        let arrival = match reader.next().await {
+            Some(Ok(Message::Text(text))) => Arrival::Message(WsMessage::Text(text.to_string())),
+            Some(Ok(Message::Binary(bytes))) => Arrival::Message(WsMessage::Binary(bytes.to_vec())),
+            // Reading on answers a ping (tungstenite queues the pong and
+            // sends it before its next read).
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+            Some(Ok(Message::Close(frame))) => {
+                let (code, reason) = match frame {
+                    Some(frame) => (Some(u16::from(frame.code)), frame.reason.to_string()),
+                    None => (None, String::new()),
+                };
+                Arrival::Closed { code, reason }
+            }
+            // After a closing handshake.
+            Some(Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed)) => {
+                Arrival::Closed { code: None, reason: String::new() }
+            }
+            None | Some(Err(tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => {
+                shared.broke("closed without a close frame (1006)");
+                Arrival::Broken(None)
+            }
+            Some(Err(e)) => {
+                let why = e.to_string();
+                shared.broke(&why);
+                Arrival::Broken(Some(why))
+            }
+        };
+        let last = !matches!(arrival, Arrival::Message(_));
+        if arrivals.send(arrival).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+impl Shared {
+    /// Record the connection's break, unless the plan closed it.
+    fn broke(&self, why: &str) {
+        if !self.closed.get() {
+            let failure = format!("the connection broke: {why}");
+            self.client.record_request("WS", &self.connection_row, self.opened.elapsed(), 0, Some(&failure));
+        }
+    }
+}
+
 impl WebSocket {
     /// Open `url` (`ws://`, `wss://`, or a path on the user's host) and
     /// record the opening as type `WS`, named `options.name` or `url`.
+    /// Call it on a shard (inside tokio's `LocalSet`, as users and
+    /// background tasks run): its reading task runs there.
     pub async fn connect(client: &Client, url: &str, options: &WsOptions) -> Result<Self, RealtimeError> {
         let name = options.name.as_deref().unwrap_or(url);
         let opened = opening::recorded(client, "WS", name, options.timeout, open(client, url, options)).await;
         let (socket, url, status, protocol) = opened?;
         let (writer, reader) = socket.split();
+        let shared = Rc::new(Shared {
+            client: client.clone(),
+            connection_row: format!("{name} (connection)"),
+            opened: Instant::now(),
+            closed: Cell::new(false),
+        });
+        let (sender, arrivals) = mpsc::channel(HELD_MESSAGES);
+        let pump = tokio::task::spawn_local(pump(reader, sender, shared.clone())).abort_handle();
         Ok(Self {
             inner: Rc::new(Inner {
-                reader: Mutex::new(reader),
+                arrivals: Mutex::new(arrivals),
                 writer: Mutex::new(writer),
-                client: client.clone(),
+                shared,
+                pump,
                 url,
                 status,
                 protocol,
-                closed: Cell::new(false),
                 write_timeout: client.http_config().timeout.unwrap_or(opening::DEFAULT_TIMEOUT),
             }),
         })
@@ -128,7 +229,7 @@ impl WebSocket {
 
     /// Send a message (waiting until it is written).
     pub async fn send(&self, message: WsMessage) -> Result<(), RealtimeError> {
-        if self.inner.closed.get() {
+        if self.inner.shared.closed.get() {
             return Err(RealtimeError::Closed);
         }
         let frame = match message {
@@ -140,45 +241,27 @@ impl WebSocket {
         tokio::time::timeout(allowed, sending).await.map_err(|_| RealtimeError::TimedOut(allowed))?
     }
 
-    /// The next message, waiting at most `timeout`. Pings are answered and
-    /// skipped.
+    /// The next message, waiting at most `timeout`.
     pub async fn receive(&self, timeout: Duration) -> Result<Received, RealtimeError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut reader = match tokio::time::timeout_at(deadline, self.inner.reader.lock()).await {
-            Ok(reader) => reader,
+        let mut arrivals = match tokio::time::timeout_at(deadline, self.inner.arrivals.lock()).await {
+            Ok(arrivals) => arrivals,
             Err(_) => return Ok(Received::TimedOut),
         };
-        loop {
-            let next = match tokio::time::timeout_at(deadline, reader.next()).await {
-                Ok(next) => next,
-                Err(_) => return Ok(Received::TimedOut),
-            };
-            match next {
-                Some(Ok(Message::Text(text))) => return Ok(Received::Message(WsMessage::Text(text.to_string()))),
-                Some(Ok(Message::Binary(bytes))) => return Ok(Received::Message(WsMessage::Binary(bytes.to_vec()))),
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                Some(Ok(Message::Close(frame))) => {
-                    self.inner.closed.set(true);
-                    let (code, reason) = match frame {
-                        Some(frame) => (Some(u16::from(frame.code)), frame.reason.to_string()),
-                        None => (None, String::new()),
-                    };
-                    return Ok(Received::Closed { code, reason });
-                }
-                None
-                | Some(Err(
-                    tungstenite::Error::ConnectionClosed
-                    | tungstenite::Error::AlreadyClosed
-                    | tungstenite::Error::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake),
-                )) => {
-                    self.inner.closed.set(true);
-                    return Ok(Received::Closed { code: None, reason: String::new() });
-                }
-                Some(Err(e)) => {
-                    self.inner.closed.set(true);
-                    return Err(RealtimeError::Protocol(e.to_string()));
-                }
-            }
+        let closed = Received::Closed { code: None, reason: String::new() };
+        let arrival = match tokio::time::timeout_at(deadline, arrivals.recv()).await {
+            Ok(arrival) => arrival,
+            Err(_) => return Ok(Received::TimedOut),
+        };
+        if !matches!(arrival, Some(Arrival::Message(_))) {
+            self.inner.shared.closed.set(true);
+        }
+        match arrival {
+            Some(Arrival::Message(message)) => Ok(Received::Message(message)),
+            Some(Arrival::Closed { code, reason }) => Ok(Received::Closed { code, reason }),
+            // The pump has ended (after passing on how): closed.
+            Some(Arrival::Broken(None)) | None => Ok(closed),
+            Some(Arrival::Broken(Some(why))) => Err(RealtimeError::Protocol(why)),
         }
     }
 
@@ -208,7 +291,7 @@ impl WebSocket {
         .await;
         let size = outcome.as_ref().map_or(0, |reply| reply.bytes().len() as u64);
         let failure = outcome.as_ref().err().map(ToString::to_string);
-        self.inner.client.record_request("WSR", name, started.elapsed(), size, failure.as_deref());
+        self.inner.shared.client.record_request("WSR", name, started.elapsed(), size, failure.as_deref());
         outcome
     }
 
@@ -224,7 +307,7 @@ impl WebSocket {
         if reason.len() > 123 {
             return Err(RealtimeError::Invalid("a close reason has at most 123 bytes".into()));
         }
-        if self.inner.closed.replace(true) {
+        if self.inner.shared.closed.replace(true) {
             return Ok(());
         }
         let Ok(mut writer) = self.inner.writer.try_lock() else { return Ok(()) };

@@ -1,12 +1,12 @@
 //! WebSocket and Server-Sent Events from a Rust plan, against the demo
 //! target's `/ws` and `/sse`: what a user sees, and the rows recorded.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+mod common;
 
-use swarmer_engine::{
-    LocalRunner, Plan, RunnerOptions, Task, TaskError, TaskResult, TestSettings, User, UserClass, task,
-};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use swarmer_engine::{Plan, Task, TaskError, TaskResult, User, UserClass, task};
 use swarmer_realtime::sse::Next;
 use swarmer_realtime::{EventStream, Received, SseOptions, WebSocket, WsMessage, WsOptions};
 use swarmer_target::{DemoTarget, TargetOptions};
@@ -98,15 +98,7 @@ async fn converse(user: &mut User) -> TaskResult {
 async fn a_user_converses_over_a_websocket_and_follows_an_event_stream() {
     let target = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
     let plan = Plan::new("live", || vec![UserClass::new("Live").task(Task::new("converse", task!(converse)))]);
-    let options = RunnerOptions { shards: 1, host: Some(target.url()), ..Default::default() };
-    let handle = LocalRunner::start(plan, options).await.unwrap();
-    handle.start_test(TestSettings { users: 1, spawn_rate: 10.0, ..Default::default() }).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while handle.state() != swarmer_engine::RunnerState::Stopped {
-        assert!(Instant::now() < deadline, "the user never stopped the test; saw {:?}", SEEN.lock().unwrap());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    handle.flush().await;
+    let handle = common::run_one_user(plan, &target, &SEEN).await;
     let seen = SEEN.lock().unwrap().clone();
     let port = target.addr().port();
     let expected = [

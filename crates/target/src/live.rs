@@ -4,8 +4,8 @@
 //!
 //! | path | what it does |
 //! |---|---|
-//! | `GET /ws` (WebSocket, HTTP/1.1) | echoes each message; `delay:MS:text` echoes `text` after `MS` ms; `burst:N` sends `1` … `N`; `close` closes with 1000 "bye"; the first offered subprotocol is chosen; a client silent for 5 minutes is closed |
-//! | `GET /sse?count=N&interval_ms=M&event=NAME` | `N` events (default 5, at most 100,000) `M` ms apart (default 100), IDs from 1 (after `Last-Event-ID` when sent), data the ID; then the stream ends |
+//! | `GET /ws` (WebSocket, HTTP/1.1) | echoes each message; `delay:MS:text` echoes `text` after `MS` ms; `burst:N` sends `1` … `N`; `close` closes with 1000 "bye"; `drop` drops the connection without a close frame; `ping:MS` pings and answers `pong` when the client's pong comes within `MS` ms, else closes with 1008 (as servers do with clients that stop answering); the first offered subprotocol is chosen; a client silent for 5 minutes is closed |
+//! | `GET /sse?count=N&interval_ms=M&event=NAME&broken=1` | `N` events (default 5, at most 100,000) `M` ms apart (default 100), IDs from 1 (after `Last-Event-ID` when sent), data the ID; then the stream ends (with `broken=1`, the connection is cut instead, without the body's end) |
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, frame::coding::CloseCode};
 
 /// A streamed body.
-pub type LiveBody = BoxBody<Bytes, Infallible>;
+pub type LiveBody = BoxBody<Bytes, std::io::Error>;
 
 /// Whether `path` is one of these endpoints.
 pub fn is_live(path: &str) -> bool {
@@ -42,9 +42,13 @@ pub(crate) fn respond(req: Request<Incoming>, connections: &Arc<ConnectionCounts
 }
 
 fn plain(status: StatusCode, text: &str) -> Response<LiveBody> {
-    let mut response = Response::new(Full::new(Bytes::from(text.to_owned())).boxed());
+    let mut response = Response::new(Full::new(Bytes::from(text.to_owned())).map_err(never).boxed());
     *response.status_mut() = status;
     response
+}
+
+fn never(never: Infallible) -> std::io::Error {
+    match never {}
 }
 
 /// The opening handshake (RFC 6455 §4.2), then the echo on its own task.
@@ -69,7 +73,7 @@ fn websocket(mut req: Request<Incoming>, counted: OpenConnection) -> Response<Li
             echo(socket).await;
         }
     });
-    let mut response = Response::new(Full::new(Bytes::new()).boxed());
+    let mut response = Response::new(Full::new(Bytes::new()).map_err(never).boxed());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let out = response.headers_mut();
     out.insert(header::UPGRADE, http::HeaderValue::from_static("websocket"));
@@ -100,7 +104,21 @@ where
                     let _ = out.send(Message::Close(Some(bye))).await;
                     return;
                 }
+                "drop" => return,
                 text => match text.split_once(':') {
+                    Some(("ping", ms)) => {
+                        let allowed = Duration::from_millis(ms.parse::<u64>().unwrap_or(0).min(60_000));
+                        if out.send(Message::Ping("check".into())).await.is_err() {
+                            return;
+                        }
+                        if !pong_within(&mut incoming, allowed).await {
+                            let late = format!("no pong within {} ms", allowed.as_millis());
+                            let frame = CloseFrame { code: CloseCode::Policy, reason: late.into() };
+                            let _ = out.send(Message::Close(Some(frame))).await;
+                            return;
+                        }
+                        vec![Message::text("pong")]
+                    }
                     Some(("delay", rest)) => {
                         let (ms, said) = rest.split_once(':').unwrap_or((rest, ""));
                         tokio::time::sleep(Duration::from_millis(ms.parse::<u64>().unwrap_or(0).min(60_000))).await;
@@ -127,6 +145,22 @@ where
     }
 }
 
+/// Whether a pong comes from `incoming` within `allowed` (other messages
+/// meanwhile are dropped).
+async fn pong_within<S>(incoming: &mut S, allowed: Duration) -> bool
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + allowed;
+    loop {
+        match tokio::time::timeout_at(deadline, incoming.next()).await {
+            Ok(Some(Ok(Message::Pong(_)))) => return true,
+            Ok(Some(Ok(_))) => continue,
+            _ => return false,
+        }
+    }
+}
+
 /// `/sse`: a finite event stream paced by the query.
 fn events(req: &Request<Incoming>) -> Response<LiveBody> {
     let query = req.uri().query().unwrap_or("");
@@ -140,6 +174,7 @@ fn events(req: &Request<Incoming>) -> Response<LiveBody> {
         req.headers().get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
     let after = after.min(u64::MAX - count - 1);
     let ids = (after + 1)..=(after + count);
+    let broken = read("broken").is_some_and(|b| b == "1");
     let frames = futures_util::stream::iter(ids).then(move |id| {
         let event = event.clone();
         async move {
@@ -147,10 +182,16 @@ fn events(req: &Request<Incoming>) -> Response<LiveBody> {
                 tokio::time::sleep(interval).await;
             }
             let named = event.map(|e| format!("event: {e}\n")).unwrap_or_default();
-            Ok::<_, Infallible>(Frame::data(Bytes::from(format!("{named}id: {id}\ndata: {id}\n\n"))))
+            Ok(Frame::data(Bytes::from(format!("{named}id: {id}\ndata: {id}\n\n"))))
         }
     });
-    let mut response = Response::new(BodyExt::boxed(StreamBody::new(frames)));
+    // A body that fails makes hyper cut the connection before its end
+    // (a moment after the last event, which is sent first).
+    let cut = futures_util::stream::iter(broken.then_some(())).then(|()| async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Err(std::io::Error::other("cut on purpose (broken=1)"))
+    });
+    let mut response = Response::new(BodyExt::boxed(StreamBody::new(frames.chain(cut))));
     let out = response.headers_mut();
     out.insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/event-stream"));
     out.insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
