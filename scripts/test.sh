@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone. Installs what the tests need
 # (Debian's chromium for the browser tests, playwright-core from npm, PyYAML,
-# Locust and grpcio from PyPI for the parity and gRPC checks), then checks formatting and lints,
-# runs every test of the workspace, the web UI's browser tests against the
-# freshly built binary, and Locust's examples side by side with their plans.
+# Locust, grpcio and websockets from PyPI for the parity, gRPC and WebSocket
+# checks), then checks formatting and lints, runs every test of the
+# workspace, the web UI's browser tests against the freshly built binary,
+# Locust's examples side by side with their plans, and Swarmer against
+# gRPC and WebSocket servers it did not write.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
@@ -63,3 +65,9 @@ python3 tests/parity/compare.py --swarmer target/debug/swarmer --locust "$venv/b
 "$venv/bin/python" -c "import grpc" 2>/dev/null ||
   "$venv/bin/pip" install --quiet --disable-pip-version-check grpcio==1.85.3
 "$venv/bin/python" tests/grpc/interop.py --swarmer target/debug/swarmer
+
+# WebSocket against a server Swarmer did not write: Python's websockets
+# (PyPI), in the same venv.
+"$venv/bin/python" -c "import websockets" 2>/dev/null ||
+  "$venv/bin/pip" install --quiet --disable-pip-version-check websockets==15.0.1
+"$venv/bin/python" tests/realtime/interop.py --swarmer target/debug/swarmer
