@@ -670,6 +670,61 @@ fn web_flags_that_cannot_work_are_refused_before_anything_runs() {
     assert!(text(&out.stderr).contains("--web-base-path \"nope/\""), "{}", text(&out.stderr));
 }
 
+/// An Apache/nginx password file serves `--web-login-file` as it is: a
+/// bcrypt line (this one made by glibc's crypt, not by Swarmer's crate)
+/// and a `{SHA}` line let their users in, by basic auth, and nobody else.
+#[test]
+fn an_htpasswd_file_with_bcrypt_and_sha_lines_guards_the_web_ui() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("htpasswd");
+    std::fs::write(
+        &file,
+        "seed:$2y$05$abcdefghijklmnopqrstuuvy/xekwREmTVfHxy5g7pw2qI0RiiN06\nops:{SHA}t6h1/B6iKLkGEEG3zsS9PFKrPOM=\n",
+    )
+    .unwrap();
+    let mut child = swarmer()
+        .args(["-f", "builtin:hello", "-H", "http://127.0.0.1:9", "--web-host", "127.0.0.1", "-P", "0"])
+        .args(["--web-login", "--web-login-file", file.to_str().unwrap()])
+        .env_remove("SWARMER_WEB_AUTH")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let address = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| line.split("Starting web interface at http://").nth(1).map(|a| a.trim().to_owned()))
+        .expect("the web UI starts");
+    let status_with = |credentials: &str| {
+        use base64::Engine as _;
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        let auth = base64::engine::general_purpose::STANDARD.encode(credentials);
+        write!(stream, "GET /stats/requests HTTP/1.1\r\nHost: {address}\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer.split(' ').nth(1).unwrap_or_default().to_owned()
+    };
+    let statuses: Vec<String> = ["seed:swarm", "seed:swarm", "ops:letmein", "seed:letmein", "nobody:swarm"]
+        .iter()
+        .map(|c| status_with(c))
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(statuses, ["200", "200", "200", "401", "401"]);
+
+    // A line it cannot use is refused at start, naming the file and line.
+    std::fs::write(&file, "a:s3cret\nb:$apr1$lZL6V/ci$eIMz/iKDkbtys/uU7LEK00\n").unwrap();
+    let out = run(swarmer()
+        .args(["-f", "builtin:hello", "-H", "http://127.0.0.1:9", "--web-host", "127.0.0.1", "-P", "0"])
+        .args(["--web-login-file", file.to_str().unwrap()]));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("{}:2: MD5 and SHA-crypt hashes", file.display())), "{stderr}");
+}
+
 #[test]
 fn max_body_size_turns_larger_responses_into_failures_from_the_flag_and_from_a_plan() {
     let t = target(TargetOptions::default());

@@ -120,11 +120,12 @@ pub(crate) const FAILED_LOGIN_DELAY: Duration = Duration::from_millis(400);
 
 /// `POST /login`: check, open a session, set its cookie.
 pub async fn login_submit(State(state): State<Arc<AppState>>, Form(form): Form<LoginForm>) -> Response {
-    let Some(credentials) = &state.options.credentials else {
+    if state.options.credentials.is_none() {
         return Redirect::to(&home(&state)).into_response();
-    };
+    }
     let what = format!("form, user {:?}", form.username);
-    if !state.check_password(&what, || credentials.verify(&form.username, &form.password)).await {
+    let (user, password) = (form.username, form.password);
+    if !state.check_password(&what, move |credentials| credentials.verify(&user, &password)).await {
         return Redirect::to(&state.path("/login?error=1")).into_response();
     }
     let token = state.sessions.open();

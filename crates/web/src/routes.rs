@@ -121,9 +121,9 @@ async fn refuse_cross_site(request: Request, next: Next) -> Response {
 /// With `--web-login`: a valid session cookie or basic-auth header, else
 /// the login page (a browser asking for the UI) or 401 (anything else).
 async fn require_login(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let Some(credentials) = &state.options.credentials else {
+    if state.options.credentials.is_none() {
         return next.run(request).await;
-    };
+    }
     // Under --web-base-path the router has already stripped the prefix.
     let relative = request.uri().path().to_owned();
     if relative == "/login" || relative == "/favicon.ico" {
@@ -142,7 +142,7 @@ async fn require_login(State(state): State<Arc<AppState>>, request: Request, nex
     // Checked only without a valid session (a password check costs two
     // hashes), in turn with every other check, as the login form's.
     if let Some(basic) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned)
-        && state.check_password("basic auth", || credentials.verify_basic(&basic)).await
+        && state.check_password("basic auth", move |credentials| credentials.verify_basic(&basic)).await
     {
         return next.run(request).await;
     }

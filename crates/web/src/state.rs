@@ -7,7 +7,7 @@ use std::sync::Arc;
 use swarmer_engine::{RunnerHandle, StartError, TestSettings};
 use tokio::sync::watch;
 
-use crate::auth::Sessions;
+use crate::auth::{Credentials, Sessions};
 use crate::server::WebOptions;
 
 pub struct AppState {
@@ -32,9 +32,17 @@ impl AppState {
     /// aggregate (about 2.5 a second however many connections make them),
     /// and a right one cannot be told apart sooner than the queue allows.
     /// `what` names the attempt in the log of failures.
-    pub async fn check_password(&self, what: &str, verify: impl FnOnce() -> bool) -> bool {
+    /// `verify` runs on a blocking thread (a bcrypt hash takes its cost
+    /// in time); without credentials it is never right.
+    pub async fn check_password(
+        self: &Arc<Self>,
+        what: &str,
+        verify: impl FnOnce(&Credentials) -> bool + Send + 'static,
+    ) -> bool {
         let _turn = self.login_gate.lock().await;
-        let right = verify();
+        let state = self.clone();
+        let checking = tokio::task::spawn_blocking(move || state.options.credentials.as_ref().is_some_and(verify));
+        let right = checking.await.unwrap_or(false);
         if !right {
             tracing::warn!("web UI: failed login ({what})");
             tokio::time::sleep(crate::pages::FAILED_LOGIN_DELAY).await;
