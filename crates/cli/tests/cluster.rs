@@ -38,9 +38,14 @@ impl Proc {
 
     /// [`Proc::start`] with `dir` as the working directory.
     fn start_in(dir: &Path, args: &[&str], token: &str) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_swarmer"))
-            .current_dir(dir)
-            .args(args)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_swarmer"));
+        command.current_dir(dir).args(args);
+        Self::spawn(command, token)
+    }
+
+    /// Run `command` (swarmer, or a program that runs it) with `token`.
+    fn spawn(mut command: Command, token: &str) -> Proc {
+        let mut child = command
             .env("SWARMER_CLUSTER_TOKEN", token)
             .env("NO_COLOR", "1")
             .env_remove("SWARMER_USERS")
@@ -166,6 +171,8 @@ fn start_master(plan: &str, target: &str, flags: &str, extra: &[&str], token: &s
 fn get_json(base: &str, path: &str) -> Value {
     let addr = base.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    // A UI that cannot answer fails the test rather than hanging it.
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
     let mut text = String::new();
     stream.read_to_string(&mut text).unwrap();
@@ -380,6 +387,64 @@ fn wrong_tokens_missing_tls_and_garbage_are_refused_and_nothing_runs() {
     good.wait_for("Connected to the master", Duration::from_secs(15));
     wait_until(Duration::from_secs(15), || t.requests_served() > 0, "the TLS worker runs users");
     plain.kill9();
+}
+
+/// Idle connections cannot take the master: under an open-file limit of
+/// 256, 300 sockets that never send a byte are bounded (the ones over the
+/// limit closed at once, the rest after 10 s), the web UI answers all the
+/// while, and a real worker joins and runs.
+#[test]
+fn idle_connections_to_the_cluster_port_are_bounded_and_closed() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let plan = plan();
+    let mut command = Command::new("prlimit");
+    command.args(["--nofile=256:256", "--", env!("CARGO_BIN_EXE_swarmer")]);
+    command.args(["-f", &plan, "-H", &t.url(), "--master", "--master-bind-host", "127.0.0.1"]);
+    command.args([
+        "--master-bind-port",
+        "0",
+        "--autostart",
+        "-u",
+        "2",
+        "-r",
+        "100",
+        "--web-host",
+        "127.0.0.1",
+        "-P",
+        "0",
+    ]);
+    let master = Proc::spawn(command, TOKEN);
+    let port = port_after(&master.wait_for("Cluster master listening on", Duration::from_secs(20)), "listening on ");
+    let web = master.wait_for("Starting web interface at", Duration::from_secs(20));
+    let base = web[web.find("http://").unwrap()..].trim().to_owned();
+
+    let started = Instant::now();
+    let idle: Vec<std::net::TcpStream> =
+        (0..300).filter_map(|_| std::net::TcpStream::connect(format!("127.0.0.1:{port}")).ok()).collect();
+    assert!(idle.len() >= 250, "only {} connected", idle.len());
+    master.wait_for("refused a connection from 127.0.0.1", Duration::from_secs(5));
+    // The web UI keeps its descriptors.
+    assert_eq!(get_json(&base, "/stats/requests")["state"], "ready");
+    let good = worker(&port, &[], TOKEN);
+    good.wait_for("Connected to the master", Duration::from_secs(40));
+    wait_until(Duration::from_secs(20), || t.requests_served() > 0, "the worker runs users");
+    // Every idle socket was closed by the master, none later than ~10 s.
+    for mut socket in idle {
+        socket.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        // (The master's HTTP/2 settings may come first.)
+        let mut sent = Vec::new();
+        match socket.read_to_end(&mut sent) {
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                panic!("an idle socket is still open after {:?}", started.elapsed())
+            }
+            Err(_) => {} // reset
+        }
+        let closed_by = started.elapsed();
+        assert!(closed_by < Duration::from_secs(30), "{closed_by:?}");
+    }
+    assert!(master.text().contains("nothing to start HTTP/2 or TLS in time"), "{}", master.text());
+    assert_eq!(get_json(&base, "/stats/requests")["worker_count"], 1);
 }
 
 #[test]

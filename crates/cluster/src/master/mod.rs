@@ -8,6 +8,7 @@
 //! worker reports its share running, "stopped" once every worker has
 //! stopped and sent its last statistics.
 
+mod incoming;
 mod service;
 mod state;
 
@@ -22,7 +23,6 @@ use swarmer_engine::{
 };
 use swarmer_stats::{History, RequestStats, unix_now};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::auth::{ClusterTls, ClusterToken, read};
@@ -129,7 +129,7 @@ impl Master {
         let svc = ClusterServer::new(service)
             .max_decoding_message_size(crate::MAX_REPORT_BYTES)
             .max_encoding_message_size(crate::MAX_MESSAGE_BYTES);
-        let incoming = TcpListenerStream::new(listener);
+        let incoming = incoming::incoming(listener, incoming::Limits::for_this_process());
         tokio::spawn(async move {
             if let Err(e) = server.add_service(svc).serve_with_incoming(incoming).await {
                 tracing::error!("the cluster server stopped: {e}");
@@ -197,7 +197,8 @@ fn server_tls(tls: &ClusterTls) -> Result<Option<ServerTlsConfig>, ClusterError>
         return Ok(None);
     };
     let identity = Identity::from_pem(read(cert, "--cluster-tls-cert")?, read(key, "--cluster-tls-key")?);
-    let mut config = ServerTlsConfig::new().identity(identity);
+    // A handshake that has not ended in 10 s closes the connection.
+    let mut config = ServerTlsConfig::new().identity(identity).timeout(Duration::from_secs(10));
     if let Some(ca) = &tls.ca {
         config = config.client_ca_root(Certificate::from_pem(read(ca, "--cluster-ca")?));
     }

@@ -81,6 +81,15 @@ fn message(kind: master_message::Kind) -> proto::MasterMessage {
     proto::MasterMessage { kind: Some(kind) }
 }
 
+/// A worker id as logged: quoted, its first 64 characters only (a refused
+/// peer's text is not copied into the log whole).
+fn shown_id(id: &str) -> String {
+    match id.char_indices().nth(64) {
+        Some((cut, _)) => format!("{:?}... ({} bytes)", &id[..cut], id.len()),
+        None => format!("{id:?}"),
+    }
+}
+
 impl ClusterService {
     async fn refuse(
         &self,
@@ -107,7 +116,7 @@ impl ClusterService {
             Ok(_) => return self.refuse(&tx, peer, "a connection", "the first message was not a hello").await,
             Err(e) => return self.refuse(&tx, peer, "a connection", &e).await,
         };
-        let who = format!("worker {:?}", hello.worker_id);
+        let who = format!("worker {}", shown_id(&hello.worker_id));
         if hello.protocol != crate::PROTOCOL {
             let reason = format!("protocol version {} (this master speaks {})", hello.protocol, crate::PROTOCOL);
             return self.refuse(&tx, peer, &who, &reason).await;
@@ -211,5 +220,18 @@ async fn next(inbound: &mut Streaming<proto::WorkerMessage>) -> Result<Option<wo
         Ok(Some(m)) => m.kind.map(Some).ok_or_else(|| "an empty message".to_string()),
         Ok(None) => Ok(None),
         Err(status) => Err(format!("stream error: {}", status.message())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_id;
+
+    #[test]
+    fn a_long_worker_id_is_cut_in_the_log() {
+        assert_eq!(shown_id("w-1"), "\"w-1\"");
+        let long = "x".repeat(10_000);
+        let shown = shown_id(&long);
+        assert!(shown.len() < 100 && shown.ends_with("... (10000 bytes)"), "{shown}");
     }
 }
