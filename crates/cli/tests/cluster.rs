@@ -447,6 +447,123 @@ fn idle_connections_to_the_cluster_port_are_bounded_and_closed() {
     assert_eq!(get_json(&base, "/stats/requests")["worker_count"], 1);
 }
 
+/// A worker that holds the token, built on the crate's own protocol code,
+/// sends the master valid reports, one with a per-second count at
+/// `u64::MAX` (which used to pin the current rate at 0) and one with more
+/// failures than requests. The master keeps exactly the valid requests,
+/// refuses the bad report with a note in the results, and its current rate
+/// still moves.
+#[test]
+fn a_hostile_worker_with_the_token_cannot_corrupt_the_masters_statistics() {
+    use swarmer_cluster::proto::{self, cluster_client::ClusterClient, master_message, worker_message};
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let master = start_master("builtin:hello", &t.url(), "--autostart -u 1 -r 100", &[], TOKEN);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let port = master.port.clone();
+    let sent = runtime.block_on(async move {
+        let msg = |kind| proto::WorkerMessage { kind: Some(kind) };
+        let token = swarmer_cluster::auth::ClusterToken::new(TOKEN).unwrap();
+        let mut client = ClusterClient::connect(format!("http://127.0.0.1:{port}")).await.unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let my_nonce = swarmer_cluster::auth::nonce();
+        let hello = proto::Hello {
+            protocol: swarmer_cluster::PROTOCOL,
+            worker_id: "hostile".into(),
+            hostname: "h".into(),
+            cores: 1,
+            plan_digest: swarmer_cluster::bundle::Bundle::named("builtin:hello").digest(),
+            nonce: my_nonce.clone(),
+        };
+        tx.send(msg(worker_message::Kind::Hello(hello))).await.unwrap();
+        let mut inbound = client.join(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+        let Some(proto::MasterMessage { kind: Some(master_message::Kind::Challenge(c)) }) =
+            inbound.message().await.unwrap()
+        else {
+            panic!("no challenge")
+        };
+        let proof = token.worker_proof(&c.nonce, &my_nonce);
+        tx.send(msg(worker_message::Kind::Proof(proto::Proof { proof }))).await.unwrap();
+        let mut instance = 0;
+        while instance == 0 {
+            if let Some(proto::MasterMessage { kind: Some(master_message::Kind::Welcome(w)) }) =
+                inbound.message().await.unwrap()
+            {
+                instance = w.master_instance;
+            }
+        }
+        // The statistics epoch (a new test resets it), and whether a test has assigned users.
+        let epoch = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+        let seen = epoch.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(message)) = inbound.message().await {
+                match message.kind {
+                    Some(master_message::Kind::ResetStats(r)) => {
+                        seen.store(r.epoch, std::sync::atomic::Ordering::SeqCst)
+                    }
+                    Some(master_message::Kind::Assign(_)) => {
+                        let _ = seen.compare_exchange(
+                            u64::MAX,
+                            0,
+                            std::sync::atomic::Ordering::SeqCst,
+                            std::sync::atomic::Ordering::SeqCst,
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        });
+        while epoch.load(std::sync::atomic::Ordering::SeqCst) == u64::MAX {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut valid = 0u64;
+        for round in 0..8u64 {
+            let mut recorder = swarmer_stats::ShardRecorder::new("hostile");
+            let now = swarmer_stats::unix_now();
+            for _ in 0..10 {
+                let sample = swarmer_stats::RequestSample {
+                    method: "GET",
+                    name: "/h",
+                    response_time_us: Some(2_000),
+                    ttfb_us: 1_000,
+                    content_length: 10,
+                    error: None,
+                };
+                recorder.record(&sample, now);
+            }
+            let current = epoch.load(std::sync::atomic::Ordering::SeqCst);
+            let mut report = swarmer_cluster::convert::delta_to_report(&recorder.take_delta(), current, instance);
+            match round {
+                2 => {
+                    report.entries[0].per_second.push(proto::SecondCount { second: u64::MAX, requests: 1, failures: 0 })
+                }
+                4 => report.entries[0].num_failures = 11,
+                _ => {}
+            }
+            if round != 4 {
+                valid += 10;
+            }
+            let beat = proto::Heartbeat { state: "running".into(), user_count: 1, cpu_percent: f64::NAN, rss_bytes: 1 };
+            tx.send(msg(worker_message::Kind::Heartbeat(beat))).await.unwrap();
+            tx.send(msg(worker_message::Kind::Stats(report))).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(700)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        valid
+    });
+    let stats = get_json(&master.base, "/stats/requests");
+    let row = stats["stats"].as_array().unwrap().iter().find(|r| r["name"] == "/h").cloned();
+    let row = row.unwrap_or_else(|| panic!("no /h row: {}", master.proc.text()));
+    assert_eq!(row["num_requests"].as_u64(), Some(sent), "{row}");
+    assert_eq!(row["num_failures"].as_u64(), Some(0), "{row}");
+    assert!(stats["current_rps"].as_f64().unwrap() > 0.0, "the current rate moves: {}", stats["current_rps"]);
+    let notes = stats["notes"].to_string();
+    assert!(notes.contains("Worker hostile sent statistics that do not hold together"), "{notes}");
+    let log = master.proc.text();
+    assert!(log.contains("malformed statistics refused: entry GET /h: 11 failures of 10 requests"), "{log}");
+    assert!(log.contains("per-second counts left out"), "{log}");
+}
+
 #[test]
 fn processes_starts_local_workers_under_a_master() {
     let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();

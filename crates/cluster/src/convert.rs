@@ -61,10 +61,21 @@ fn per_second_to_proto(counts: &PerSecondCounts) -> Vec<proto::SecondCount> {
         .collect()
 }
 
-fn per_second_from_proto(seconds: &[proto::SecondCount]) -> PerSecondCounts {
+/// Per-second counts from a report, leaving out (and counting) seconds
+/// outside `plausible`, which would otherwise prune the master's window
+/// (a second far ahead pins the current rate at 0).
+fn per_second_from_proto(
+    seconds: &[proto::SecondCount],
+    plausible: &std::ops::RangeInclusive<u64>,
+    left_out: &mut usize,
+) -> PerSecondCounts {
     let mut counts = PerSecondCounts::default();
     for s in seconds {
-        counts.add(s.second, s.requests, s.failures);
+        if plausible.contains(&s.second) && s.failures <= s.requests && s.requests <= MOST_PER_REPORT {
+            counts.add(s.second, s.requests, s.failures);
+        } else {
+            *left_out += 1;
+        }
     }
     counts
 }
@@ -112,21 +123,60 @@ fn bad(entry: &proto::Entry, reason: String) -> ReportError {
     ReportError { method: entry.method.clone(), name: entry.name.clone(), reason }
 }
 
-/// A report back into a delta; errors name what was malformed.
-pub fn report_to_delta(report: &proto::StatsReport) -> Result<StatsDelta, ReportError> {
-    let iterations = report.iterations.as_ref().map_or_else(Iterations::default, |i| Iterations {
-        started: i.started,
-        dropped: i.dropped,
-        per_second: per_second_from_proto(&i.per_second),
-    });
-    Ok(StatsDelta {
-        entries: entries_from_proto(&report.entries)?,
-        corrected: entries_from_proto(&report.corrected)?,
-        iterations,
-        failures: report
-            .failures
-            .iter()
-            .map(|f| FailureEntry {
+/// Most requests (or occurrences, iterations) one report may count: far
+/// above what a worker records in the second between reports, and low
+/// enough that a test's sums can never overflow.
+const MOST_PER_REPORT: u64 = 1_000_000_000_000;
+/// Seconds a worker's clock may run ahead of the master's.
+const MOST_AHEAD: u64 = 60;
+/// Seconds back a per-second count may be for (a day).
+const MOST_BEHIND: u64 = 86_400;
+
+/// A report checked and turned into a delta.
+#[derive(Debug)]
+pub struct CheckedReport {
+    /// What the report counts.
+    pub delta: StatsDelta,
+    /// Per-second counts left out: implausible seconds (a clock far ahead
+    /// of `now`, or a day behind) or counts; the totals keep them.
+    pub seconds_left_out: usize,
+}
+
+/// A report back into a delta, checked against what a worker of ours can
+/// send when the master's clock reads `now` (Unix seconds): counts that
+/// hold together and cannot overflow, finite times, histograms of our own
+/// precision and range. Errors name what was malformed; implausible
+/// per-second counts are left out rather than refusing the report.
+pub fn report_to_delta(report: &proto::StatsReport, now: f64) -> Result<CheckedReport, ReportError> {
+    let now_sec = if now.is_finite() && now > 0.0 { now as u64 } else { 0 };
+    let plausible = now_sec.saturating_sub(MOST_BEHIND)..=now_sec.saturating_add(MOST_AHEAD);
+    let mut left_out = 0;
+    let whole = |what: &str, reason: String| ReportError { method: String::new(), name: what.into(), reason };
+    let iterations = match &report.iterations {
+        None => Iterations::default(),
+        Some(i) => {
+            if i.started > MOST_PER_REPORT || i.dropped > MOST_PER_REPORT {
+                return Err(whole("(iterations)", format!("{} started, {} dropped: too many", i.started, i.dropped)));
+            }
+            Iterations {
+                started: i.started,
+                dropped: i.dropped,
+                per_second: per_second_from_proto(&i.per_second, &plausible, &mut left_out),
+            }
+        }
+    };
+    let latest = now + MOST_AHEAD as f64;
+    let failures = report
+        .failures
+        .iter()
+        .map(|f| {
+            if f.occurrences > MOST_PER_REPORT
+                || !plausible_time(f.first_seen, latest)
+                || !plausible_time(f.last_seen, latest)
+            {
+                return Err(whole("(failures)", format!("{:?}: implausible count or times", f.error)));
+            }
+            Ok(FailureEntry {
                 method: f.method.clone(),
                 name: f.name.clone(),
                 error: f.error.clone(),
@@ -134,29 +184,72 @@ pub fn report_to_delta(report: &proto::StatsReport) -> Result<StatsDelta, Report
                 first_seen: f.first_seen,
                 last_seen: f.last_seen,
             })
-            .collect(),
-        exceptions: report
-            .exceptions
-            .iter()
-            .map(|e| ExceptionEntry {
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let exceptions = report
+        .exceptions
+        .iter()
+        .map(|e| {
+            if e.count > MOST_PER_REPORT {
+                return Err(whole("(exceptions)", format!("a count of {}", e.count)));
+            }
+            Ok(ExceptionEntry {
                 count: e.count,
                 msg: e.msg.clone(),
                 traceback: e.traceback.clone(),
                 nodes: e.nodes.iter().cloned().collect(),
             })
-            .collect(),
-    })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let delta = StatsDelta {
+        entries: entries_from_proto(&report.entries, latest, &plausible, &mut left_out)?,
+        corrected: entries_from_proto(&report.corrected, latest, &plausible, &mut left_out)?,
+        iterations,
+        failures,
+        exceptions,
+    };
+    Ok(CheckedReport { delta, seconds_left_out: left_out })
 }
 
-fn entries_from_proto(list: &[proto::Entry]) -> Result<Vec<StatsEntry>, ReportError> {
+/// A Unix time that is a number, not before 2000 and not after `latest`.
+fn plausible_time(t: f64, latest: f64) -> bool {
+    t.is_finite() && (946_684_800.0..=latest).contains(&t)
+}
+
+fn entries_from_proto(
+    list: &[proto::Entry],
+    latest: f64,
+    plausible: &std::ops::RangeInclusive<u64>,
+    left_out: &mut usize,
+) -> Result<Vec<StatsEntry>, ReportError> {
+    let most_micros = swarmer_stats::MOST_MICROS;
     let mut entries = Vec::with_capacity(list.len());
     for e in list {
+        if e.num_requests > MOST_PER_REPORT {
+            return Err(bad(e, format!("{} requests in one report", e.num_requests)));
+        }
+        if e.num_failures > e.num_requests || e.num_none_requests > e.num_requests {
+            return Err(bad(e, format!("{} failures of {} requests", e.num_failures, e.num_requests)));
+        }
         let histogram =
             LatencyHistogram::from_bytes(&e.histogram).map_err(|err| bad(e, format!("bad histogram: {err}")))?;
-        if histogram.count() + e.num_none_requests != e.num_requests {
+        if histogram.count().checked_add(e.num_none_requests) != Some(e.num_requests) {
             return Err(bad(e, format!("{} requests but the histogram holds {}", e.num_requests, histogram.count())));
         }
-        let per_second = per_second_from_proto(&e.per_second);
+        // Each time at most the largest kept, so a sum at most that many times it.
+        let most_total = e.num_requests.saturating_mul(most_micros + most_micros / 1000 + 1);
+        let times_fit = e.total_response_time_us <= most_total
+            && e.total_ttfb_us <= most_total
+            && e.max_response_time_us <= histogram.max().max(most_micros)
+            && e.min_response_time_us.is_none_or(|min| min <= e.max_response_time_us);
+        if !times_fit || e.total_content_length > e.num_requests.saturating_mul(swarmer_stats::MOST_CONTENT_LENGTH) {
+            return Err(bad(e, "response times or sizes out of range".into()));
+        }
+        let start_ok = e.num_requests == 0 || plausible_time(e.start_time, latest);
+        if !start_ok || !e.last_request_timestamp.is_none_or(|t| plausible_time(t, latest)) {
+            return Err(bad(e, format!("implausible times ({}, {:?})", e.start_time, e.last_request_timestamp)));
+        }
+        let per_second = per_second_from_proto(&e.per_second, plausible, left_out);
         entries.push(StatsEntry {
             method: e.method.clone(),
             name: e.name.clone(),
@@ -182,43 +275,84 @@ mod tests {
     use super::*;
     use swarmer_stats::{RequestSample, ShardRecorder};
 
+    /// A Unix time of this decade, as the master's clock.
+    const NOW: f64 = 1_796_000_000.0;
+
+    fn sample(rt: u64, error: Option<&'static str>) -> RequestSample<'static> {
+        RequestSample { method: "GET", name: "/x", response_time_us: Some(rt), ttfb_us: 3, content_length: 7, error }
+    }
+
     #[test]
     fn a_delta_survives_the_wire_exactly() {
         let mut r = ShardRecorder::new("w1");
         for (i, rt) in [1_200u64, 3_400, 98_000, 15].iter().enumerate() {
-            let error = (i == 2).then_some("boom");
-            let sample = RequestSample {
-                method: "GET",
-                name: "/x",
-                response_time_us: Some(*rt),
-                ttfb_us: 3,
-                content_length: 7,
-                error,
-            };
-            r.record(&sample, 1_000.0 + i as f64);
+            r.record(&sample(*rt, (i == 2).then_some("boom")), NOW - 3.0 + i as f64);
         }
         r.record_exception("oops", "plan.lua:3");
         let delta = r.take_delta();
-        let back = report_to_delta(&delta_to_report(&delta, 4, 7)).unwrap();
-        assert_eq!(back, delta);
+        let back = report_to_delta(&delta_to_report(&delta, 4, 7), NOW).unwrap();
+        assert_eq!(back.delta, delta);
+        assert_eq!(back.seconds_left_out, 0);
+    }
+
+    fn one_request() -> proto::StatsReport {
+        let mut r = ShardRecorder::new("w1");
+        r.record(&sample(5, None), NOW);
+        delta_to_report(&r.take_delta(), 0, 7)
+    }
+
+    fn refused(report: &proto::StatsReport) -> String {
+        report_to_delta(report, NOW).unwrap_err().to_string()
     }
 
     #[test]
     fn a_report_whose_counts_disagree_is_refused() {
-        let mut r = ShardRecorder::new("w1");
-        let sample = RequestSample {
-            method: "GET",
-            name: "/x",
-            response_time_us: Some(5),
-            ttfb_us: 0,
-            content_length: 0,
-            error: None,
-        };
-        r.record(&sample, 1.0);
-        let mut report = delta_to_report(&r.take_delta(), 0, 7);
+        let mut report = one_request();
         report.entries[0].num_requests = 99;
-        assert!(report_to_delta(&report).unwrap_err().to_string().contains("99 requests"));
+        assert!(refused(&report).contains("99 requests"));
         report.entries[0].histogram = vec![1, 2, 3];
-        assert!(report_to_delta(&report).unwrap_err().to_string().contains("bad histogram"));
+        assert!(refused(&report).contains("bad histogram"));
+    }
+
+    /// What a worker holding the token could send to corrupt the master:
+    /// counts that wrap, more failures than requests, times that are not
+    /// numbers or far away, a histogram of another precision and range.
+    #[test]
+    fn hostile_reports_are_refused_and_far_seconds_left_out() {
+        let mut wraps = one_request();
+        wraps.entries[0].num_none_requests = u64::MAX;
+        wraps.entries[0].num_requests = u64::MAX;
+        assert!(refused(&wraps).contains("requests in one report"));
+        let mut wraps = one_request();
+        wraps.entries[0].num_none_requests = u64::MAX;
+        assert!(refused(&wraps).contains("failures of"), "{}", refused(&wraps));
+
+        let mut failures = one_request();
+        failures.entries[0].num_failures = 2;
+        assert!(refused(&failures).contains("2 failures of 1 requests"));
+
+        for bad_time in [f64::NAN, f64::INFINITY, 1.0, NOW + 86_400.0] {
+            let mut times = one_request();
+            times.entries[0].last_request_timestamp = Some(bad_time);
+            assert!(refused(&times).contains("implausible times"), "{bad_time}");
+        }
+        let mut total = one_request();
+        total.entries[0].total_response_time_us = u64::MAX;
+        assert!(refused(&total).contains("out of range"));
+
+        // Five significant digits announced: refused before decoding.
+        let mut precise = one_request();
+        precise.entries[0].histogram[12..16].copy_from_slice(&5u32.to_be_bytes());
+        assert!(refused(&precise).contains("5 significant digits"), "{}", refused(&precise));
+
+        // A second at u64::MAX would prune every real second from the
+        // master's window: it is left out, the totals kept.
+        let mut far = one_request();
+        far.entries[0].per_second.push(proto::SecondCount { second: u64::MAX, requests: 1, failures: 0 });
+        far.entries[0].per_second.push(proto::SecondCount { second: NOW as u64 + 3_600, requests: 1, failures: 0 });
+        let checked = report_to_delta(&far, NOW).unwrap();
+        assert_eq!(checked.seconds_left_out, 2);
+        assert_eq!(checked.delta.entries[0].num_requests, 1);
+        assert_eq!(checked.delta.entries[0].per_second.requests_by_second().collect::<Vec<_>>(), [(NOW as u64, 1)]);
     }
 }

@@ -53,7 +53,9 @@ impl StatsEntry {
     #[inline]
     pub fn record(&mut self, response_time_us: Option<u64>, ttfb_us: u64, content_length: u64, failed: bool, now: f64) {
         self.num_requests += 1;
-        match response_time_us {
+        // Times beyond the histogram's range, and sizes beyond a terabyte,
+        // are kept at those (what a master accepts from a worker).
+        match response_time_us.map(|rt| rt.min(crate::MOST_MICROS)) {
             Some(rt) => {
                 self.total_response_time_us += rt;
                 self.min_response_time_us = Some(self.min_response_time_us.map_or(rt, |m| m.min(rt)));
@@ -62,8 +64,8 @@ impl StatsEntry {
             }
             None => self.num_none_requests += 1,
         }
-        self.total_ttfb_us += ttfb_us;
-        self.total_content_length += content_length;
+        self.total_ttfb_us += ttfb_us.min(crate::MOST_MICROS);
+        self.total_content_length += content_length.min(crate::MOST_CONTENT_LENGTH);
         if failed {
             self.num_failures += 1;
         }

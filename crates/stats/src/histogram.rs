@@ -11,6 +11,20 @@ use serde::{Deserialize, Deserializer as SerdeDeserializer, Serialize, Serialize
 
 const SIGNIFICANT_DIGITS: u8 = 3;
 
+/// The largest response time kept, in microseconds (2^40: about 12.7
+/// days); larger ones are recorded as this.
+pub const MOST_MICROS: u64 = 1 << 40;
+/// The largest response size kept, in bytes (a terabyte).
+pub const MOST_CONTENT_LENGTH: u64 = 1 << 40;
+/// The highest trackable value a histogram of ours can reach by growing to
+/// hold [`MOST_MICROS`] (hdrhistogram grows by powers of two).
+const MOST_HIGH: u64 = 1 << 42;
+/// HdrHistogram's V2 cookie (uncompressed, 8-byte counts): the only
+/// encoding [`LatencyHistogram::to_bytes`] writes.
+const V2_COOKIE: u32 = 0x1c84_9313;
+/// Bytes before a V2 encoding's counts.
+const V2_HEADER: usize = 40;
+
 /// Failure to (de)serialize a histogram.
 #[derive(Debug, thiserror::Error)]
 pub enum HistogramError {
@@ -52,6 +66,7 @@ impl LatencyHistogram {
     /// Record one response time in microseconds.
     #[inline]
     pub fn record(&mut self, micros: u64) {
+        let micros = micros.min(MOST_MICROS);
         // Auto-resize is on, so recording cannot fail for any u64 value that
         // fits the histogram's maximum range; the error branch is unreachable
         // in practice but we clamp instead of panicking.
@@ -136,9 +151,31 @@ impl LatencyHistogram {
         Ok(out)
     }
 
-    /// Decode a V2 encoding produced by [`LatencyHistogram::to_bytes`] or any
-    /// HdrHistogram implementation.
+    /// Decode a V2 encoding (uncompressed) with the settings
+    /// [`LatencyHistogram::to_bytes`] writes: 3 significant digits, lowest
+    /// value 1, a range no wider than [`MOST_MICROS`] needs. Anything else
+    /// is refused before it is decoded, so hostile bytes cannot make it
+    /// allocate more than such a histogram.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, HistogramError> {
+        let refused = |why: String| Err(HistogramError::Decode(why));
+        if bytes.len() < V2_HEADER {
+            return refused(format!("{} bytes, shorter than a header", bytes.len()));
+        }
+        let word = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap_or_default());
+        let long = |at: usize| u64::from_be_bytes(bytes[at..at + 8].try_into().unwrap_or_default());
+        let (cookie, payload, digits, low, high) = (word(0), word(4), word(12), long(16), long(24));
+        if cookie != V2_COOKIE {
+            return refused(format!("cookie {cookie:#x}: only uncompressed V2 ({V2_COOKIE:#x}) is read"));
+        }
+        if payload as usize > bytes.len() - V2_HEADER {
+            return refused(format!("{payload} bytes of counts announced, {} given", bytes.len() - V2_HEADER));
+        }
+        if digits != u32::from(SIGNIFICANT_DIGITS) || low != 1 || high > MOST_HIGH {
+            return refused(format!(
+                "{digits} significant digits, values {low} to {high}: Swarmer's have {SIGNIFICANT_DIGITS}, 1 to at most \
+                 {MOST_HIGH}"
+            ));
+        }
         let mut inner: Histogram<u64> =
             Deserializer::new().deserialize(&mut &bytes[..]).map_err(|e| HistogramError::Decode(format!("{e:?}")))?;
         inner.auto(true);
@@ -184,6 +221,37 @@ mod tests {
             assert_eq!(a.value_at_quantile(q), all.value_at_quantile(q), "quantile {q}");
         }
         assert_eq!(a, all);
+    }
+
+    /// What a hostile peer could send: other precisions and ranges (which
+    /// would make the decoder allocate gigabytes), a compressed encoding,
+    /// a header announcing more counts than it carries.
+    #[test]
+    fn only_histograms_with_our_settings_are_decoded() {
+        let mut ours = LatencyHistogram::new();
+        ours.record(u64::MAX);
+        let clamped = ours.max();
+        assert!((MOST_MICROS..=MOST_MICROS + MOST_MICROS / 1000).contains(&clamped), "{clamped}");
+        let bytes = ours.to_bytes().unwrap();
+        assert_eq!(LatencyHistogram::from_bytes(&bytes).unwrap(), ours);
+
+        let encode = |h: &Histogram<u64>| {
+            let mut out = Vec::new();
+            V2Serializer::new().serialize(h, &mut out).unwrap();
+            out
+        };
+        let five_digits = Histogram::<u64>::new_with_bounds(1, u64::MAX, 5).unwrap();
+        let err = LatencyHistogram::from_bytes(&encode(&five_digits)).unwrap_err().to_string();
+        assert!(err.contains("5 significant digits"), "{err}");
+        let wide = Histogram::<u64>::new_with_bounds(1, 1 << 50, 3).unwrap();
+        assert!(LatencyHistogram::from_bytes(&encode(&wide)).is_err());
+        let mut compressed = Vec::new();
+        hdrhistogram::serialization::V2DeflateSerializer::new().serialize(&ours.inner, &mut compressed).unwrap();
+        assert!(LatencyHistogram::from_bytes(&compressed).unwrap_err().to_string().contains("cookie"));
+        let mut lying = bytes.clone();
+        lying[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(LatencyHistogram::from_bytes(&lying).unwrap_err().to_string().contains("announced"));
+        assert!(LatencyHistogram::from_bytes(&bytes[..10]).is_err());
     }
 
     #[test]

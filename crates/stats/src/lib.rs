@@ -31,7 +31,7 @@ mod window;
 pub use delta::StatsDelta;
 pub use entry::StatsEntry;
 pub use errors::{ExceptionEntry, FailureEntry};
-pub use histogram::{HistogramError, LatencyHistogram};
+pub use histogram::{HistogramError, LatencyHistogram, MOST_CONTENT_LENGTH, MOST_MICROS};
 pub use history::{History, HistoryPoint};
 pub use iterations::Iterations;
 pub use recorder::{RequestSample, ShardRecorder};

@@ -79,6 +79,8 @@ pub(super) struct MasterLoop {
     /// A step of the load shape began with Assign number `.0`: its mark is
     /// settled once each of these workers has reported since that Assign.
     pub(super) mark_waiting: Option<(u64, std::collections::BTreeSet<String>)>,
+    /// Workers whose malformed statistics the results already note.
+    refused_reports: std::collections::BTreeSet<String>,
 }
 
 impl MasterLoop {
@@ -112,6 +114,7 @@ impl MasterLoop {
             assign_sequence: 0,
             arrival_began: None,
             mark_waiting: None,
+            refused_reports: Default::default(),
         }
     }
 

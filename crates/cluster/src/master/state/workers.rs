@@ -65,7 +65,8 @@ impl MasterLoop {
                         None => tracing::debug!("worker {id}: unknown state {:?} in a heartbeat ignored", beat.state),
                     }
                     w.user_count = beat.user_count as usize;
-                    w.cpu = beat.cpu_percent;
+                    // A number, within what a machine's cores can use.
+                    w.cpu = if beat.cpu_percent.is_finite() { beat.cpu_percent.clamp(0.0, 100_000.0) } else { 0.0 };
                     w.rss = beat.rss_bytes;
                     (std::mem::replace(&mut w.missing, false), std::mem::take(&mut w.joining))
                 };
@@ -90,15 +91,23 @@ impl MasterLoop {
                 }
                 if self.core.state() == RunnerState::Ready {
                     // No test has run here: these are a previous master's users.
-                    let requests: u64 = report.entries.iter().map(|e| e.num_requests).sum();
+                    let requests = report.entries.iter().fold(0u64, |sum, e| sum.saturating_add(e.num_requests));
                     tracing::warn!("worker {id}: {requests} requests recorded before any test of this master dropped");
                     return;
                 }
-                match report_to_delta(&report) {
-                    Ok(delta) => {
-                        self.core.stats().lock_or_recover().stats.apply(&delta, unix_now());
+                let now = unix_now();
+                match report_to_delta(&report, now) {
+                    Ok(checked) => {
+                        if checked.seconds_left_out > 0 {
+                            tracing::warn!(
+                                "worker {id}: {} per-second counts left out of the current rates (seconds more than \
+                                 a minute ahead of this master's clock, or a day behind; is its clock set?)",
+                                checked.seconds_left_out
+                            );
+                        }
+                        self.core.stats().lock_or_recover().stats.apply(&checked.delta, now);
                     }
-                    Err(e) => tracing::warn!("worker {id}: malformed statistics dropped: {e}"),
+                    Err(e) => self.refuse_report(&id, &e.to_string()),
                 }
                 if self.mark_waiting.as_ref().is_some_and(|(seq, _)| report.assign_sequence >= *seq) {
                     self.settle_mark_if_reported(Some(&id));
@@ -162,6 +171,20 @@ impl MasterLoop {
             }
         }
         self.publish();
+    }
+
+    /// Drop a report that does not hold together: logged, and said once per
+    /// worker in the results (its statistics are missing from them).
+    fn refuse_report(&mut self, id: &str, why: &str) {
+        tracing::warn!("worker {id}: malformed statistics refused: {why}");
+        if self.refused_reports.insert(id.to_owned()) {
+            let note = format!(
+                "Worker {id} sent statistics that do not hold together at {} ({why}); they were refused and are \
+                 missing from these results.",
+                swarmer_stats::utc_timestamp(unix_now())
+            );
+            self.core.stats().lock_or_recover().notes.push(note);
+        }
     }
 
     /// Say in the results that a worker's last second may be missing.
