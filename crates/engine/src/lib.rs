@@ -75,7 +75,7 @@ pub use plan::{
 pub use plan_options::{OptionKind, OptionValues, PlanOption};
 pub use read_model::{
     RunnerState, ShapeStatus, StatsGuard, StatsReader, StatsStore, StatsView, StepMark, WorkerRoster, WorkerState,
-    WorkerStatus,
+    WorkerStatus, folding_note,
 };
 pub use runner::{
     ArrivalSlice, Begin, ClassMix, ClassWeight, LocalRunner, PlanShapeStep, PlanSummary, RunnerChannels, RunnerCommand,

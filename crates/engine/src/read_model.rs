@@ -383,6 +383,17 @@ impl Deref for StatsGuard<'_> {
     }
 }
 
+/// The note the results carry once samples of names past
+/// [`swarmer_stats::MOST_NAMES`] are folded into one row.
+pub fn folding_note() -> String {
+    format!(
+        "More than {} different request names: the samples of further names are counted together in the row \
+         {:?}. Group dynamic URLs with a request name (e.g. /item?id=[id]).",
+        swarmer_stats::MOST_NAMES,
+        swarmer_stats::FOLDED_NAME
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -459,6 +459,42 @@ async fn too_many_request_names_warn_once() {
     handle.quit().await;
 }
 
+/// Past 2,000 names, further names share one row (the totals stay exact)
+/// and the results say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn names_past_the_bound_are_folded_into_one_row_and_noted() {
+    let t = target();
+    let plan = Plan::new("names", || {
+        vec![UserClass::new("U").task(Task::new("many", |user: &mut User| -> LocalBoxFuture<'_, TaskResult> {
+            Box::pin(async move {
+                for i in 0..swarmer_stats::MOST_NAMES + 10 {
+                    user.client.get(&format!("/index.html?id={i}")).await;
+                }
+                Err(TaskError::StopTest)
+            })
+        }))]
+    });
+    let handle = LocalRunner::start(plan, options(&t.url(), 1)).await.unwrap();
+    handle.start(1, 10.0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        handle.flush().await;
+        let noted = handle.stats().lock().unwrap().notes.iter().any(|n| n.contains("different request names"));
+        if noted && handle.state() == RunnerState::Stopped {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no note within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let store = handle.stats().lock().unwrap();
+    assert_eq!(store.stats.total().num_requests, swarmer_stats::MOST_NAMES as u64 + 10);
+    assert_eq!(store.stats.num_names(), swarmer_stats::MOST_NAMES + 1);
+    let folded = store.stats.entry("GET", swarmer_stats::FOLDED_NAME).expect("the folded row");
+    assert!(folded.num_requests >= 10, "{}", folded.num_requests);
+    let note = store.notes.iter().find(|n| n.contains("different request names")).unwrap();
+    assert!(note.contains("More than 2000 different request names"), "{note}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn exact_class_counts_are_reached_and_changed_by_stopping_the_surplus() {
     let t = target();

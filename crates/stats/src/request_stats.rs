@@ -19,6 +19,13 @@ use crate::iterations::Iterations;
 /// memory grows; Locust warns once, and so do we.
 pub const TOO_MANY_NAMES: usize = 500;
 
+/// The most request names kept apart (each costs about 19 KiB): samples of
+/// further names are counted in one row per method, [`FOLDED_NAME`], on a
+/// worker and on its master alike.
+pub const MOST_NAMES: usize = 2_000;
+/// The row that counts the samples of names past [`MOST_NAMES`].
+pub const FOLDED_NAME: &str = "(other names, past the first 2000)";
+
 /// Seconds of aggregated histograms kept for current percentiles.
 const CURRENT_PERCENTILE_WINDOW_SECONDS: u64 = 10;
 
@@ -60,23 +67,31 @@ impl RequestStats {
     pub fn apply(&mut self, delta: &StatsDelta, now: f64) {
         let sec = now as u64;
         for e in &delta.entries {
-            let key = (e.name.clone(), e.method.clone());
-            self.entries.entry(key).or_insert_with(|| StatsEntry::new(&e.method, &e.name, self.start_time)).merge(e);
+            let key = Self::kept_key(&self.entries, &e.name, &e.method);
+            let name = key.0.clone();
+            self.entries.entry(key).or_insert_with(|| StatsEntry::new(&e.method, &name, self.start_time)).merge(e);
             self.total.merge(e);
             self.recent.add(sec, &e.histogram);
         }
         self.recent.trim(sec);
         for e in &delta.corrected {
-            let key = (e.name.clone(), e.method.clone());
-            self.corrected.entry(key).or_insert_with(|| StatsEntry::new(&e.method, &e.name, self.start_time)).merge(e);
+            let key = Self::kept_key(&self.corrected, &e.name, &e.method);
+            let name = key.0.clone();
+            self.corrected.entry(key).or_insert_with(|| StatsEntry::new(&e.method, &name, self.start_time)).merge(e);
             self.corrected_total.merge(e);
             self.recent_corrected.add(sec, &e.histogram);
         }
         self.recent_corrected.trim(sec);
         self.iterations.merge(&delta.iterations);
         for f in &delta.failures {
-            let key = (f.method.clone(), f.name.clone(), f.error.clone());
-            self.failures.entry(key).and_modify(|x| x.merge(f)).or_insert_with(|| f.clone());
+            // A failure is listed under its row's name (folded or not).
+            let name = match self.entries.contains_key(&(f.name.clone(), f.method.clone())) {
+                true => f.name.clone(),
+                false => FOLDED_NAME.to_owned(),
+            };
+            let key = (f.method.clone(), name.clone(), f.error.clone());
+            let folded = || FailureEntry { name: name.clone(), ..f.clone() };
+            self.failures.entry(key).and_modify(|x| x.merge(f)).or_insert_with(folded);
         }
         for x in &delta.exceptions {
             let key = (x.msg.clone(), x.traceback.clone());
@@ -138,6 +153,23 @@ impl RequestStats {
     /// Exceptions grouped and sorted by `(message, location)`.
     pub fn exceptions(&self) -> impl Iterator<Item = &ExceptionEntry> {
         self.exceptions.values()
+    }
+
+    /// The key a sample of `(name, method)` is counted under in `rows`:
+    /// its own, or the folded row's once [`MOST_NAMES`] names are kept.
+    fn kept_key(rows: &BTreeMap<(String, String), StatsEntry>, name: &str, method: &str) -> (String, String) {
+        let own = (name.to_owned(), method.to_owned());
+        if rows.len() < MOST_NAMES || rows.contains_key(&own) {
+            return own;
+        }
+        // The folded rows (one per method) sort together: not names kept.
+        let folded = rows.range((FOLDED_NAME.to_owned(), String::new())..).take_while(|((n, _), _)| n == FOLDED_NAME);
+        if rows.len() - folded.count() < MOST_NAMES { own } else { (FOLDED_NAME.to_owned(), method.to_owned()) }
+    }
+
+    /// Whether samples of names past [`MOST_NAMES`] were folded into one row.
+    pub fn folded_names(&self) -> bool {
+        self.entries.keys().any(|(name, _)| name == FOLDED_NAME)
     }
 
     /// Number of distinct `(method, name)` entries, compared with [`TOO_MANY_NAMES`].
@@ -298,5 +330,50 @@ mod tests {
         assert_eq!(s.current_percentile_ms(1.0, 111.0), 1.0);
         // The total still remembers the slow one.
         assert_eq!(s.total().max_response_time_ms(), 900.0);
+    }
+
+    /// Names past the bound share one row per method, with their failures;
+    /// names kept before go on being counted apart.
+    #[test]
+    fn names_past_the_bound_fold_into_one_row() {
+        let mut stats = RequestStats::new(0.0);
+        let mut recorder = crate::ShardRecorder::new("s");
+        for i in 0..MOST_NAMES + 10 {
+            let name = format!("/item/{i}");
+            let error = (i >= MOST_NAMES).then_some("boom");
+            let sample = crate::RequestSample {
+                method: "GET",
+                name: &name,
+                response_time_us: Some(1_000),
+                ttfb_us: 0,
+                content_length: 0,
+                error,
+            };
+            recorder.record(&sample, 1.0);
+            // (Within one delta, which names come first is not defined.)
+            if i + 1 == MOST_NAMES {
+                stats.apply(&recorder.take_delta(), 1.0);
+            }
+        }
+        stats.apply(&recorder.take_delta(), 1.0);
+        assert_eq!(stats.num_names(), MOST_NAMES + 1);
+        assert!(stats.folded_names());
+        let folded = stats.entry("GET", FOLDED_NAME).expect("the folded row");
+        assert_eq!((folded.num_requests, folded.num_failures), (10, 10));
+        assert_eq!(stats.total().num_requests, MOST_NAMES as u64 + 10);
+        let failure = stats.failures().next().unwrap();
+        assert_eq!((failure.name.as_str(), failure.occurrences), (FOLDED_NAME, 10));
+        // A kept name is still its own row.
+        let sample = crate::RequestSample {
+            method: "GET",
+            name: "/item/0",
+            response_time_us: Some(1),
+            ttfb_us: 0,
+            content_length: 0,
+            error: None,
+        };
+        recorder.record(&sample, 2.0);
+        stats.apply(&recorder.take_delta(), 2.0);
+        assert_eq!(stats.entry("GET", "/item/0").unwrap().num_requests, 2);
     }
 }

@@ -18,7 +18,7 @@ use crate::cpu::UsageMonitor;
 use crate::dispatch::UserSequence;
 use crate::lock::LockExt;
 use crate::plan::{ClusterMessage, NodeRole, Notice, Plan};
-use crate::read_model::RunnerState;
+use crate::read_model::{RunnerState, folding_note};
 use crate::shard::ShardCommand;
 use crate::shard_context::ShardEvent;
 use crate::test_settings::ArrivalSlice;
@@ -66,6 +66,8 @@ pub(super) struct Actor {
     /// `--memory-limit`.
     pub(super) memory_guard: Option<MemoryGuard>,
     pub(super) warned_names: bool,
+    /// The results say that names past the bound are folded.
+    pub(super) noted_folding: bool,
     pub(super) quitting: Option<oneshot::Sender<()>>,
     pub(super) shut_down: usize,
     pub(super) seconds: u64,
@@ -716,6 +718,12 @@ impl Actor {
             if self.core.is_active() {
                 store.sample_history(now);
             }
+            // Once per test (a reset clears the rows and the notes).
+            let folded = store.stats.folded_names();
+            if folded && !self.noted_folding {
+                warnings.push(folding_note());
+            }
+            self.noted_folding = folded;
             if !self.warned_names && store.stats.num_names() > TOO_MANY_NAMES {
                 self.warned_names = true;
                 warnings.push(format!(

@@ -137,6 +137,7 @@ impl LocalRunner {
             memory_guard,
             warned_cpu: false,
             warned_names: false,
+            noted_folding: false,
             quitting: None,
             shut_down: 0,
             seconds: 0,

@@ -81,6 +81,8 @@ pub(super) struct MasterLoop {
     pub(super) mark_waiting: Option<(u64, std::collections::BTreeSet<String>)>,
     /// Workers whose malformed statistics the results already note.
     refused_reports: std::collections::BTreeSet<String>,
+    /// The results say that names past the bound are folded.
+    noted_folding: bool,
 }
 
 impl MasterLoop {
@@ -115,6 +117,7 @@ impl MasterLoop {
             arrival_began: None,
             mark_waiting: None,
             refused_reports: Default::default(),
+            noted_folding: false,
         }
     }
 

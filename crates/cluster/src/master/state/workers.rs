@@ -105,7 +105,14 @@ impl MasterLoop {
                                 checked.seconds_left_out
                             );
                         }
-                        self.core.stats().lock_or_recover().stats.apply(&checked.delta, now);
+                        let mut store = self.core.stats().lock_or_recover();
+                        store.stats.apply(&checked.delta, now);
+                        // Once per test (a reset clears the rows and the notes).
+                        let folded = store.stats.folded_names();
+                        if folded && !self.noted_folding {
+                            store.notes.push(swarmer_engine::folding_note());
+                        }
+                        self.noted_folding = folded;
                     }
                     Err(e) => self.refuse_report(&id, &e.to_string()),
                 }
