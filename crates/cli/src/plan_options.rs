@@ -94,8 +94,8 @@ fn provisional_trust(argv: &[OsString]) {
     {
         ca_certs.push(PathBuf::from(path));
     }
-    let insecure = argv.iter().any(|a| a == "--insecure")
-        || std::env::var("SWARMER_INSECURE").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    let insecure =
+        argv.iter().any(|a| a == "--insecure") || std::env::var("SWARMER_INSECURE").is_ok_and(|v| v == "true");
     let client_cert = flag_value(argv, "--client-cert", None, "SWARMER_CLIENT_CERT")
         .zip(flag_value(argv, "--client-key", None, "SWARMER_CLIENT_KEY"))
         .map(|(cert, key)| (PathBuf::from(cert), PathBuf::from(key)));

@@ -127,6 +127,9 @@ fn bad(entry: &proto::Entry, reason: String) -> ReportError {
 /// above what a worker records in the second between reports, and low
 /// enough that a test's sums can never overflow.
 const MOST_PER_REPORT: u64 = 1_000_000_000_000;
+/// What the histograms of one report may take once decoded (the master
+/// decodes a whole report before merging it).
+const MOST_DECODED_BYTES: usize = 256 << 20;
 /// Seconds a worker's clock may run ahead of the master's.
 const MOST_AHEAD: u64 = 60;
 /// Seconds back a per-second count may be for (a day).
@@ -165,7 +168,19 @@ pub fn report_to_delta(report: &proto::StatsReport, now: f64) -> Result<CheckedR
             }
         }
     };
-    let latest = now + MOST_AHEAD as f64;
+    // A clock set a day or a month wrong still counts; a time past a year is not one.
+    let latest = now + 366.0 * 86_400.0;
+    let decoded: usize = report
+        .entries
+        .iter()
+        .chain(&report.corrected)
+        .map(|e| LatencyHistogram::decoded_size(&e.histogram))
+        .fold(0, usize::saturating_add);
+    if decoded > MOST_DECODED_BYTES {
+        let reason =
+            format!("its histograms would take {} MiB decoded (at most {})", decoded >> 20, MOST_DECODED_BYTES >> 20);
+        return Err(whole("(report)", reason));
+    }
     let failures = report
         .failures
         .iter()
@@ -211,7 +226,8 @@ pub fn report_to_delta(report: &proto::StatsReport, now: f64) -> Result<CheckedR
     Ok(CheckedReport { delta, seconds_left_out: left_out })
 }
 
-/// A Unix time that is a number, not before 2000 and not after `latest`.
+/// A Unix time that is a number, not before 2000 and not after `latest`
+/// (a year ahead of the master).
 fn plausible_time(t: f64, latest: f64) -> bool {
     t.is_finite() && (946_684_800.0..=latest).contains(&t)
 }
@@ -237,7 +253,7 @@ fn entries_from_proto(
             return Err(bad(e, format!("{} requests but the histogram holds {}", e.num_requests, histogram.count())));
         }
         // Each time at most the largest kept, so a sum at most that many times it.
-        let most_total = e.num_requests.saturating_mul(most_micros + most_micros / 1000 + 1);
+        let most_total = e.num_requests.saturating_mul(most_micros + most_micros / 1000 + 1).min(1 << 56);
         let times_fit = e.total_response_time_us <= most_total
             && e.total_ttfb_us <= most_total
             && e.max_response_time_us <= histogram.max().max(most_micros)
@@ -331,7 +347,7 @@ mod tests {
         failures.entries[0].num_failures = 2;
         assert!(refused(&failures).contains("2 failures of 1 requests"));
 
-        for bad_time in [f64::NAN, f64::INFINITY, 1.0, NOW + 86_400.0] {
+        for bad_time in [f64::NAN, f64::INFINITY, 1.0, NOW + 400.0 * 86_400.0] {
             let mut times = one_request();
             times.entries[0].last_request_timestamp = Some(bad_time);
             assert!(refused(&times).contains("implausible times"), "{bad_time}");
@@ -339,6 +355,22 @@ mod tests {
         let mut total = one_request();
         total.entries[0].total_response_time_us = u64::MAX;
         assert!(refused(&total).contains("out of range"));
+        // Many untimed requests do not lift the bound on the sums past 2^56.
+        let mut untimed = one_request();
+        untimed.entries[0].histogram = LatencyHistogram::new().to_bytes().unwrap();
+        (untimed.entries[0].num_requests, untimed.entries[0].num_none_requests) = (1 << 25, 1 << 25);
+        untimed.entries[0].total_ttfb_us = u64::MAX;
+        assert!(refused(&untimed).contains("out of range"));
+        // Histograms that would take more than 256 MiB decoded, refused
+        // from their headers before any is decoded.
+        let mut wide = one_request();
+        let mut header = wide.entries[0].histogram.clone();
+        header[24..32].copy_from_slice(&(1u64 << 42).to_be_bytes());
+        let entry = wide.entries[0].clone();
+        wide.entries = (0..1_000)
+            .map(|i| proto::Entry { name: format!("/{i}"), histogram: header.clone(), ..entry.clone() })
+            .collect();
+        assert!(refused(&wide).contains("MiB decoded"), "{}", refused(&wide));
 
         // Five significant digits announced: refused before decoding.
         let mut precise = one_request();

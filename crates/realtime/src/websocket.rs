@@ -164,7 +164,15 @@ async fn pump(mut reader: SplitStream<Socket>, arrivals: mpsc::Sender<Arrival>, 
             }
         };
         let last = !matches!(arrival, Arrival::Message(_));
+        let closing = matches!(arrival, Arrival::Closed { .. });
         if arrivals.send(arrival).await.is_err() || last {
+            if closing {
+                // Reading on sends tungstenite's reply to the close frame
+                // (queued, written by the next read), so the server sees
+                // a clean close.
+                let finish = async { while let Some(Ok(_)) = reader.next().await {} };
+                let _ = tokio::time::timeout(Duration::from_secs(1), finish).await;
+            }
             return;
         }
     }

@@ -75,18 +75,19 @@ impl StatsEntry {
 
     /// Add everything `other` recorded. Names are not compared: the caller
     /// decides which entries belong together (e.g. all of them for the total).
+    /// Sums saturate rather than wrap (a master merges what workers send).
     pub fn merge(&mut self, other: &StatsEntry) {
-        self.num_requests += other.num_requests;
-        self.num_none_requests += other.num_none_requests;
-        self.num_failures += other.num_failures;
-        self.total_response_time_us += other.total_response_time_us;
+        self.num_requests = self.num_requests.saturating_add(other.num_requests);
+        self.num_none_requests = self.num_none_requests.saturating_add(other.num_none_requests);
+        self.num_failures = self.num_failures.saturating_add(other.num_failures);
+        self.total_response_time_us = self.total_response_time_us.saturating_add(other.total_response_time_us);
         self.min_response_time_us = match (self.min_response_time_us, other.min_response_time_us) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         self.max_response_time_us = self.max_response_time_us.max(other.max_response_time_us);
-        self.total_content_length += other.total_content_length;
-        self.total_ttfb_us += other.total_ttfb_us;
+        self.total_content_length = self.total_content_length.saturating_add(other.total_content_length);
+        self.total_ttfb_us = self.total_ttfb_us.saturating_add(other.total_ttfb_us);
         self.histogram.merge(&other.histogram);
         self.per_second.merge(&other.per_second);
         self.last_request_timestamp = match (self.last_request_timestamp, other.last_request_timestamp) {
@@ -276,5 +277,17 @@ mod tests {
         e.record(None, 0, 0, false, 1.0);
         assert_eq!(e.num_requests, 2);
         assert_eq!(e.avg_response_time_ms(), 2.0);
+    }
+
+    #[test]
+    fn merged_sums_saturate_instead_of_wrapping() {
+        let mut a = StatsEntry::new("GET", "/", 0.0);
+        a.num_requests = u64::MAX - 1;
+        a.total_content_length = u64::MAX;
+        let mut b = StatsEntry::new("GET", "/", 0.0);
+        b.num_requests = 5;
+        b.total_content_length = 5;
+        a.merge(&b);
+        assert_eq!((a.num_requests, a.total_content_length), (u64::MAX, u64::MAX));
     }
 }

@@ -29,7 +29,7 @@ pub struct FailureEntry {
 impl FailureEntry {
     /// Fold another occurrence group of the same failure into this one.
     pub fn merge(&mut self, other: &FailureEntry) {
-        self.occurrences += other.occurrences;
+        self.occurrences = self.occurrences.saturating_add(other.occurrences);
         self.first_seen = self.first_seen.min(other.first_seen);
         self.last_seen = self.last_seen.max(other.last_seen);
     }
@@ -51,7 +51,7 @@ pub struct ExceptionEntry {
 impl ExceptionEntry {
     /// Fold another occurrence group of the same exception into this one.
     pub fn merge(&mut self, other: &ExceptionEntry) {
-        self.count += other.count;
+        self.count = self.count.saturating_add(other.count);
         self.nodes.extend(other.nodes.iter().cloned());
     }
 }

@@ -151,6 +151,18 @@ impl LatencyHistogram {
         Ok(out)
     }
 
+    /// Bytes the counts of the histogram encoded in `bytes` take once
+    /// decoded (from its header's range; 0 for bytes that are not one), so
+    /// a receiver can bound what a message of many histograms costs before
+    /// decoding any.
+    pub fn decoded_size(bytes: &[u8]) -> usize {
+        let Some(high) = bytes.get(24..32).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes) else { return 0 };
+        // 3 digits: 2048 sub-buckets, then one bucket (of 1024 more counts)
+        // per power of two up to `high`.
+        let buckets = (64 - high.max(1).leading_zeros()).saturating_sub(11) as usize + 1;
+        (buckets + 1) * 1024 * 8
+    }
+
     /// Decode a V2 encoding (uncompressed) with the settings
     /// [`LatencyHistogram::to_bytes`] writes: 3 significant digits, lowest
     /// value 1, a range no wider than [`MOST_MICROS`] needs. Anything else

@@ -34,8 +34,8 @@ impl Iterations {
 
     /// Add what `other` counted.
     pub fn merge(&mut self, other: &Iterations) {
-        self.started += other.started;
-        self.dropped += other.dropped;
+        self.started = self.started.saturating_add(other.started);
+        self.dropped = self.dropped.saturating_add(other.dropped);
         self.per_second.merge(&other.per_second);
     }
 

@@ -44,8 +44,8 @@ impl PerSecondCounts {
         let mut newest = 0;
         for (&sec, &(r, f)) in &other.seconds {
             let c = self.seconds.entry(sec).or_insert((0, 0));
-            c.0 += r;
-            c.1 += f;
+            c.0 = c.0.saturating_add(r);
+            c.1 = c.1.saturating_add(f);
             newest = newest.max(sec);
         }
         self.prune(newest.max(self.newest()));

@@ -89,10 +89,15 @@ impl Credentials {
         if accounts.is_empty() {
             return Err(CredentialsError::Empty(source.to_owned()));
         }
-        let decoy = accounts.iter().find_map(|(_, secret)| match secret {
-            Secret::Bcrypt(hash) => Some(hash.clone()),
-            _ => None,
-        });
+        // The costliest hash, so no user's check takes longer than a decoy's.
+        let decoy = accounts
+            .iter()
+            .filter_map(|(_, secret)| match secret {
+                Secret::Bcrypt(hash) => Some(hash),
+                _ => None,
+            })
+            .max_by_key(|hash| bcrypt::HashParts::from_str(hash).map_or(0, |parts| parts.get_cost()))
+            .cloned();
         Ok(Self { salt, accounts, decoy, verified: Mutex::default() })
     }
 

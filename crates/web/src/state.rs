@@ -39,15 +39,23 @@ impl AppState {
         what: &str,
         verify: impl FnOnce(&Credentials) -> bool + Send + 'static,
     ) -> bool {
-        let _turn = self.login_gate.lock().await;
-        let state = self.clone();
-        let checking = tokio::task::spawn_blocking(move || state.options.credentials.as_ref().is_some_and(verify));
-        let right = checking.await.unwrap_or(false);
-        if !right {
-            tracing::warn!("web UI: failed login ({what})");
-            tokio::time::sleep(crate::pages::FAILED_LOGIN_DELAY).await;
-        }
-        right
+        // On a task of its own, holding the turn to its end: a request
+        // dropped by its client cannot free the turn early (nor leave a
+        // hash running outside it).
+        let (state, what) = (self.clone(), what.to_owned());
+        let check = tokio::spawn(async move {
+            let _turn = state.login_gate.lock().await;
+            let checking = state.clone();
+            let verified =
+                tokio::task::spawn_blocking(move || checking.options.credentials.as_ref().is_some_and(verify));
+            let right = verified.await.unwrap_or(false);
+            if !right {
+                tracing::warn!("web UI: failed login ({what})");
+                tokio::time::sleep(crate::pages::FAILED_LOGIN_DELAY).await;
+            }
+            right
+        });
+        check.await.unwrap_or(false)
     }
 
     pub fn new(runner: RunnerHandle, options: WebOptions, tls: bool) -> Self {

@@ -12,16 +12,20 @@
 //! - An accept error (out of descriptors, say) waits a moment instead of
 //!   spinning.
 //!
-//! Refusals are logged with their reason, at most once a second.
+//! Refusals and closes are logged with their reason, at most one line a
+//! second. A peer that completes HTTP/2 and answers its pings without
+//! authenticating keeps its slot: the bounds per address and in total
+//! are what limit such peers.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::Stream;
 use swarmer_engine::LockExt;
@@ -72,13 +76,8 @@ type PerPeer = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
 /// Accepted connections within `limits`, as tonic's incoming stream.
 pub fn incoming(listener: TcpListener, limits: Limits) -> impl Stream<Item = io::Result<Guarded>> {
-    let state = Accepting {
-        listener,
-        limits,
-        open: Arc::new(Semaphore::new(limits.total)),
-        per_peer: PerPeer::default(),
-        last_warning: None,
-    };
+    let state =
+        Accepting { listener, limits, open: Arc::new(Semaphore::new(limits.total)), per_peer: PerPeer::default() };
     futures_util::stream::unfold(state, |mut state| async move {
         let guarded = state.next().await;
         Some((Ok(guarded), state))
@@ -90,7 +89,6 @@ struct Accepting {
     limits: Limits,
     open: Arc<Semaphore>,
     per_peer: PerPeer,
-    last_warning: Option<Instant>,
 }
 
 impl Accepting {
@@ -121,13 +119,18 @@ impl Accepting {
         }
     }
 
-    /// Log `what`, unless something was logged within the last second.
     fn warn(&mut self, what: std::fmt::Arguments<'_>) {
-        let now = Instant::now();
-        if self.last_warning.is_none_or(|last| now.duration_since(last) >= Duration::from_secs(1)) {
-            self.last_warning = Some(now);
-            tracing::warn!("{what}");
-        }
+        warn_limited(what);
+    }
+}
+
+/// Log `what`, unless this module logged within the last second (one
+/// line a second, however many peers misbehave).
+fn warn_limited(what: std::fmt::Arguments<'_>) {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = swarmer_stats::unix_now() as u64;
+    if LAST.swap(now, Ordering::Relaxed) != now {
+        tracing::warn!("{what}");
     }
 }
 
@@ -182,7 +185,10 @@ impl AsyncRead for Guarded {
             if self.read >= FIRST_BYTES {
                 self.started = None;
             } else if polled.is_pending() && self.started.as_mut().is_some_and(|s| s.as_mut().poll(cx).is_ready()) {
-                tracing::warn!("closed a connection from {}: nothing to start HTTP/2 or TLS in time", self.peer);
+                warn_limited(format_args!(
+                    "closed a connection from {}: nothing to start HTTP/2 or TLS in time",
+                    self.peer
+                ));
                 return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "no first bytes in time")));
             }
         }

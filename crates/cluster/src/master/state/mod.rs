@@ -482,6 +482,9 @@ impl MasterLoop {
     }
 
     pub(super) fn reset_stats(&mut self) {
+        // The notes go with the statistics: say these again if they recur.
+        self.refused_reports.clear();
+        self.noted_folding = false;
         self.notify_plan(Notice::ResetStats);
         self.new_epoch();
     }
