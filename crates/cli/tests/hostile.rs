@@ -268,8 +268,12 @@ fn a_plan_that_allocates_without_bound_meets_its_vm_limit_and_the_run_goes_on() 
     assert!(finished.stderr.contains(stopped), "the limit is named\n{}", finished.stderr);
     assert!(finished.stderr.contains("its user was stopped"), "{}", finished.stderr);
     let steady = finished.report.as_array().unwrap().iter().find(|r| r["name"] == "steady").unwrap();
-    // 2 users, a request each 20 ms, for 4 s: about 400 if nothing stalls.
-    assert!(steady["num_requests"].as_u64().unwrap() > 200, "the others went on: {steady}");
+    // 2 users, a request each 20 ms, for 4 s: about 400 on an idle machine.
+    // What matters is that they went on: requests in several seconds (a
+    // loaded machine, a debug build, and the leaky users' collections take
+    // a share of the shard, so no rate is asserted).
+    let seconds = steady["num_reqs_per_sec"].as_object().map_or(0, |m| m.len());
+    assert!(steady["num_requests"].as_u64().unwrap() > 50 && seconds >= 2, "the others went on: {steady}");
     assert_eq!(steady["num_failures"].as_u64(), Some(0));
 }
 
