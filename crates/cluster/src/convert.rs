@@ -61,23 +61,46 @@ fn per_second_to_proto(counts: &PerSecondCounts) -> Vec<proto::SecondCount> {
         .collect()
 }
 
-/// Per-second counts from a report, leaving out (and counting) seconds
-/// outside `plausible`, which would otherwise prune the master's window
-/// (a second far ahead pins the current rate at 0).
-fn per_second_from_proto(
-    seconds: &[proto::SecondCount],
-    plausible: &std::ops::RangeInclusive<u64>,
-    left_out: &mut usize,
-) -> PerSecondCounts {
-    let mut counts = PerSecondCounts::default();
-    for s in seconds {
-        if plausible.contains(&s.second) && s.failures <= s.requests && s.requests <= MOST_PER_REPORT {
-            counts.add(s.second, s.requests, s.failures);
-        } else {
-            *left_out += 1;
+/// What a report's times are checked against, by the master's clock.
+struct Bounds {
+    /// The seconds a per-second count may be for.
+    seconds: std::ops::RangeInclusive<u64>,
+    /// The latest plausible Unix time.
+    latest: f64,
+    /// Per-second counts left out so far.
+    left_out: usize,
+}
+
+impl Bounds {
+    fn at(now: f64) -> Self {
+        let now_sec = if now.is_finite() && now > 0.0 { now as u64 } else { 0 };
+        Self {
+            seconds: now_sec.saturating_sub(MOST_BEHIND)..=now_sec.saturating_add(MOST_AHEAD),
+            // A clock set a day or a month wrong still counts; a time past a year is not one.
+            latest: now + 366.0 * 86_400.0,
+            left_out: 0,
         }
     }
-    counts
+
+    /// A Unix time that is a number, not before 2000 and not after `latest`.
+    fn plausible(&self, t: f64) -> bool {
+        t.is_finite() && (946_684_800.0..=self.latest).contains(&t)
+    }
+
+    /// Per-second counts from a report, leaving out (and counting) seconds
+    /// outside `seconds`, which would otherwise prune the master's window
+    /// (a second far ahead pins the current rate at 0).
+    fn per_second(&mut self, seconds: &[proto::SecondCount]) -> PerSecondCounts {
+        let mut counts = PerSecondCounts::default();
+        for s in seconds {
+            if self.seconds.contains(&s.second) && s.failures <= s.requests && s.requests <= MOST_PER_REPORT {
+                counts.add(s.second, s.requests, s.failures);
+            } else {
+                self.left_out += 1;
+            }
+        }
+        counts
+    }
 }
 
 fn entry_to_proto(e: &StatsEntry) -> proto::Entry {
@@ -124,8 +147,8 @@ fn bad(entry: &proto::Entry, reason: String) -> ReportError {
 }
 
 /// Most requests (or occurrences, iterations) one report may count: far
-/// above what a worker records in the second between reports, and low
-/// enough that a test's sums can never overflow.
+/// above what a worker records in the second between reports (the merged
+/// sums saturate besides).
 const MOST_PER_REPORT: u64 = 1_000_000_000_000;
 /// What the histograms of one report may take once decoded (the master
 /// decodes a whole report before merging it).
@@ -151,9 +174,7 @@ pub struct CheckedReport {
 /// precision and range. Errors name what was malformed; implausible
 /// per-second counts are left out rather than refusing the report.
 pub fn report_to_delta(report: &proto::StatsReport, now: f64) -> Result<CheckedReport, ReportError> {
-    let now_sec = if now.is_finite() && now > 0.0 { now as u64 } else { 0 };
-    let plausible = now_sec.saturating_sub(MOST_BEHIND)..=now_sec.saturating_add(MOST_AHEAD);
-    let mut left_out = 0;
+    let mut bounds = Bounds::at(now);
     let whole = |what: &str, reason: String| ReportError { method: String::new(), name: what.into(), reason };
     let iterations = match &report.iterations {
         None => Iterations::default(),
@@ -161,15 +182,9 @@ pub fn report_to_delta(report: &proto::StatsReport, now: f64) -> Result<CheckedR
             if i.started > MOST_PER_REPORT || i.dropped > MOST_PER_REPORT {
                 return Err(whole("(iterations)", format!("{} started, {} dropped: too many", i.started, i.dropped)));
             }
-            Iterations {
-                started: i.started,
-                dropped: i.dropped,
-                per_second: per_second_from_proto(&i.per_second, &plausible, &mut left_out),
-            }
+            Iterations { started: i.started, dropped: i.dropped, per_second: bounds.per_second(&i.per_second) }
         }
     };
-    // A clock set a day or a month wrong still counts; a time past a year is not one.
-    let latest = now + 366.0 * 86_400.0;
     let decoded: usize = report
         .entries
         .iter()
@@ -185,10 +200,7 @@ pub fn report_to_delta(report: &proto::StatsReport, now: f64) -> Result<CheckedR
         .failures
         .iter()
         .map(|f| {
-            if f.occurrences > MOST_PER_REPORT
-                || !plausible_time(f.first_seen, latest)
-                || !plausible_time(f.last_seen, latest)
-            {
+            if f.occurrences > MOST_PER_REPORT || !bounds.plausible(f.first_seen) || !bounds.plausible(f.last_seen) {
                 return Err(whole("(failures)", format!("{:?}: implausible count or times", f.error)));
             }
             Ok(FailureEntry {
@@ -217,27 +229,16 @@ pub fn report_to_delta(report: &proto::StatsReport, now: f64) -> Result<CheckedR
         })
         .collect::<Result<Vec<_>, _>>()?;
     let delta = StatsDelta {
-        entries: entries_from_proto(&report.entries, latest, &plausible, &mut left_out)?,
-        corrected: entries_from_proto(&report.corrected, latest, &plausible, &mut left_out)?,
+        entries: entries_from_proto(&report.entries, &mut bounds)?,
+        corrected: entries_from_proto(&report.corrected, &mut bounds)?,
         iterations,
         failures,
         exceptions,
     };
-    Ok(CheckedReport { delta, seconds_left_out: left_out })
+    Ok(CheckedReport { delta, seconds_left_out: bounds.left_out })
 }
 
-/// A Unix time that is a number, not before 2000 and not after `latest`
-/// (a year ahead of the master).
-fn plausible_time(t: f64, latest: f64) -> bool {
-    t.is_finite() && (946_684_800.0..=latest).contains(&t)
-}
-
-fn entries_from_proto(
-    list: &[proto::Entry],
-    latest: f64,
-    plausible: &std::ops::RangeInclusive<u64>,
-    left_out: &mut usize,
-) -> Result<Vec<StatsEntry>, ReportError> {
+fn entries_from_proto(list: &[proto::Entry], bounds: &mut Bounds) -> Result<Vec<StatsEntry>, ReportError> {
     let most_micros = swarmer_stats::MOST_MICROS;
     let mut entries = Vec::with_capacity(list.len());
     for e in list {
@@ -261,11 +262,11 @@ fn entries_from_proto(
         if !times_fit || e.total_content_length > e.num_requests.saturating_mul(swarmer_stats::MOST_CONTENT_LENGTH) {
             return Err(bad(e, "response times or sizes out of range".into()));
         }
-        let start_ok = e.num_requests == 0 || plausible_time(e.start_time, latest);
-        if !start_ok || !e.last_request_timestamp.is_none_or(|t| plausible_time(t, latest)) {
+        let start_ok = e.num_requests == 0 || bounds.plausible(e.start_time);
+        if !start_ok || !e.last_request_timestamp.is_none_or(|t| bounds.plausible(t)) {
             return Err(bad(e, format!("implausible times ({}, {:?})", e.start_time, e.last_request_timestamp)));
         }
-        let per_second = per_second_from_proto(&e.per_second, plausible, left_out);
+        let per_second = bounds.per_second(&e.per_second);
         entries.push(StatsEntry {
             method: e.method.clone(),
             name: e.name.clone(),

@@ -8,6 +8,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use swarmer_engine::LockExt;
 use swarmer_http::ClientConfig;
 
 /// The trust set last; `None` until the binary sets one (the Mozilla roots).
@@ -15,13 +16,11 @@ static TRUST: Mutex<Option<Arc<ClientConfig>>> = Mutex::new(None);
 
 /// Use `config`'s TLS settings for top-level connections from now on.
 pub fn set(config: Arc<ClientConfig>) {
-    // A poisoned lock only means a panic elsewhere while it was held; the
-    // value itself is always whole.
-    *TRUST.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(config);
+    *TRUST.lock_or_recover() = Some(config);
 }
 
 /// The trust set last; `None` until the binary sets one (the caller's
 /// default then: the Mozilla roots).
 pub fn current() -> Option<Arc<ClientConfig>> {
-    TRUST.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    TRUST.lock_or_recover().clone()
 }

@@ -1,6 +1,7 @@
 //! What opening a WebSocket and subscribing to an event stream share: the
 //! connection (the HTTP client's own connect, TLS offering HTTP/1.1), the
-//! headers a plan adds, and the time limit and record of the opening.
+//! headers a plan adds, the time limit and record of the opening, and the
+//! record of a break.
 
 use std::time::{Duration, Instant};
 
@@ -53,4 +54,28 @@ pub async fn recorded<T>(
     let failure = opened.as_ref().err().map(ToString::to_string);
     client.record_request(kind, name, started.elapsed(), 0, failure.as_deref());
     opened
+}
+
+/// The life of an open connection, for recording its break: once, as a
+/// failure of type `kind` in the row `<name> (connection)`, its time the
+/// connection's life.
+pub struct Life {
+    client: Client,
+    kind: &'static str,
+    row: String,
+    opened: Instant,
+}
+
+impl Life {
+    /// A connection of type `kind` opened now under `name`.
+    pub fn begin(client: &Client, kind: &'static str, name: &str) -> Self {
+        Self { client: client.clone(), kind, row: format!("{name} (connection)"), opened: Instant::now() }
+    }
+
+    /// Record that the connection broke (`what` broke: the connection, the
+    /// stream) and why.
+    pub fn broke(&self, what: &str, why: &str) {
+        let failure = format!("the {what} broke: {why}");
+        self.client.record_request(self.kind, &self.row, self.opened.elapsed(), 0, Some(&failure));
+    }
 }

@@ -70,9 +70,8 @@ struct Inner {
     /// The event types recorded under their own row (at most
     /// [`MOST_EVENT_TYPES`]; the server chooses them).
     types: std::cell::RefCell<Vec<String>>,
-    /// The row a broken stream is recorded in: `<name> (connection)`.
-    connection_row: String,
-    opened: Instant,
+    /// For recording a break.
+    life: opening::Life,
 }
 
 /// Most event types of one stream recorded under their own rows; events
@@ -101,8 +100,7 @@ impl EventStream {
                 url,
                 last: Cell::new(Instant::now()),
                 types: Default::default(),
-                connection_row: format!("{name} (connection)"),
-                opened: Instant::now(),
+                life: opening::Life::begin(client, "SSE", name),
             }),
         })
     }
@@ -143,14 +141,14 @@ impl EventStream {
                     {
                         // What follows cannot be read in step: the stream ends.
                         reader.ended = true;
-                        self.broke(&e.to_string());
+                        self.inner.life.broke("stream", &e.to_string());
                         return Err(e);
                     }
                 }
                 Some(Err(e)) => {
                     reader.ended = true;
                     let why = e.to_string();
-                    self.broke(&why);
+                    self.inner.life.broke("stream", &why);
                     return Err(RealtimeError::Protocol(why));
                 }
                 None => reader.ended = true,
@@ -160,13 +158,6 @@ impl EventStream {
 }
 
 impl EventStream {
-    /// Record the stream's break (once: the reader has ended then).
-    fn broke(&self, why: &str) {
-        let failure = format!("the stream broke: {why}");
-        let (row, opened) = (&self.inner.connection_row, self.inner.opened);
-        self.inner.client.record_request("SSE", row, opened.elapsed(), 0, Some(&failure));
-    }
-
     /// The row an event of type `kind` is recorded under.
     fn row_of(&self, kind: &str) -> String {
         let mut types = self.inner.types.borrow_mut();

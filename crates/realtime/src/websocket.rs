@@ -92,9 +92,8 @@ const HELD_MESSAGES: usize = 64;
 /// connection goes with its last clone).
 struct Shared {
     client: Client,
-    /// The row a broken connection is recorded in.
-    connection_row: String,
-    opened: Instant,
+    /// For recording a break.
+    life: opening::Life,
     /// Closed by the plan (`close`) or seen closed by a receive.
     closed: Cell<bool>,
 }
@@ -182,8 +181,7 @@ impl Shared {
     /// Record the connection's break, unless the plan closed it.
     fn broke(&self, why: &str) {
         if !self.closed.get() {
-            let failure = format!("the connection broke: {why}");
-            self.client.record_request("WS", &self.connection_row, self.opened.elapsed(), 0, Some(&failure));
+            self.life.broke("connection", why);
         }
     }
 }
@@ -200,8 +198,7 @@ impl WebSocket {
         let (writer, reader) = socket.split();
         let shared = Rc::new(Shared {
             client: client.clone(),
-            connection_row: format!("{name} (connection)"),
-            opened: Instant::now(),
+            life: opening::Life::begin(client, "WS", name),
             closed: Cell::new(false),
         });
         let (sender, arrivals) = mpsc::channel(HELD_MESSAGES);

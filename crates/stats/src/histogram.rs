@@ -156,7 +156,7 @@ impl LatencyHistogram {
     /// a receiver can bound what a message of many histograms costs before
     /// decoding any.
     pub fn decoded_size(bytes: &[u8]) -> usize {
-        let Some(high) = bytes.get(24..32).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes) else { return 0 };
+        let Some(V2Header { high, .. }) = V2Header::read(bytes) else { return 0 };
         // 3 digits: 2048 sub-buckets, then one bucket (of 1024 more counts)
         // per power of two up to `high`.
         let buckets = (64 - high.max(1).leading_zeros()).saturating_sub(11) as usize + 1;
@@ -170,12 +170,9 @@ impl LatencyHistogram {
     /// allocate more than such a histogram.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, HistogramError> {
         let refused = |why: String| Err(HistogramError::Decode(why));
-        if bytes.len() < V2_HEADER {
+        let Some(V2Header { cookie, payload, digits, low, high }) = V2Header::read(bytes) else {
             return refused(format!("{} bytes, shorter than a header", bytes.len()));
-        }
-        let word = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap_or_default());
-        let long = |at: usize| u64::from_be_bytes(bytes[at..at + 8].try_into().unwrap_or_default());
-        let (cookie, payload, digits, low, high) = (word(0), word(4), word(12), long(16), long(24));
+        };
         if cookie != V2_COOKIE {
             return refused(format!("cookie {cookie:#x}: only uncompressed V2 ({V2_COOKIE:#x}) is read"));
         }
@@ -192,6 +189,26 @@ impl LatencyHistogram {
             Deserializer::new().deserialize(&mut &bytes[..]).map_err(|e| HistogramError::Decode(format!("{e:?}")))?;
         inner.auto(true);
         Ok(Self { inner })
+    }
+}
+
+/// The fields of a V2 encoding's header that say what decoding it costs.
+struct V2Header {
+    cookie: u32,
+    /// Bytes of counts that follow.
+    payload: u32,
+    digits: u32,
+    low: u64,
+    high: u64,
+}
+
+impl V2Header {
+    /// The header at the start of `bytes`, if they are long enough.
+    fn read(bytes: &[u8]) -> Option<Self> {
+        let header = bytes.get(..V2_HEADER)?;
+        let word = |at: usize| header[at..at + 4].try_into().ok().map(u32::from_be_bytes);
+        let long = |at: usize| header[at..at + 8].try_into().ok().map(u64::from_be_bytes);
+        Some(Self { cookie: word(0)?, payload: word(4)?, digits: word(12)?, low: long(16)?, high: long(24)? })
     }
 }
 

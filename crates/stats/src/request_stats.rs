@@ -68,16 +68,16 @@ impl RequestStats {
         let sec = now as u64;
         for e in &delta.entries {
             let key = Self::kept_key(&self.entries, &e.name, &e.method);
-            let name = key.0.clone();
-            self.entries.entry(key).or_insert_with(|| StatsEntry::new(&e.method, &name, self.start_time)).merge(e);
+            let start = self.start_time;
+            self.entries.entry(key).or_insert_with_key(|(name, _)| StatsEntry::new(&e.method, name, start)).merge(e);
             self.total.merge(e);
             self.recent.add(sec, &e.histogram);
         }
         self.recent.trim(sec);
         for e in &delta.corrected {
             let key = Self::kept_key(&self.corrected, &e.name, &e.method);
-            let name = key.0.clone();
-            self.corrected.entry(key).or_insert_with(|| StatsEntry::new(&e.method, &name, self.start_time)).merge(e);
+            let start = self.start_time;
+            self.corrected.entry(key).or_insert_with_key(|(name, _)| StatsEntry::new(&e.method, name, start)).merge(e);
             self.corrected_total.merge(e);
             self.recent_corrected.add(sec, &e.histogram);
         }

@@ -288,7 +288,8 @@ mod tests {
         let text = format!("{bcrypt_line}\nops:{{SHA}}t6h1/B6iKLkGEEG3zsS9PFKrPOM=\nalice:s3cret\n{other}\n");
         let creds = Credentials::parse(&text, "htpasswd").unwrap();
         assert!(creds.verify("seed", "swarm"));
-        assert!(creds.verify("seed", "swarm"), "again, remembered");
+        assert_eq!(creds.verified.lock().unwrap().len(), 1, "the pair is remembered");
+        assert!(creds.verify("seed", "swarm"), "again, from memory");
         assert!(!creds.verify("seed", "swarm!"));
         assert!(!creds.verify("ops", "swarm"));
         assert!(creds.verify("ops", "letmein"));

@@ -98,29 +98,25 @@ impl Accepting {
             let (tcp, peer) = match self.listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    self.warn(format_args!("the cluster port could not accept a connection: {e}"));
+                    warn_limited(format_args!("the cluster port could not accept a connection: {e}"));
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             };
             let Ok(permit) = self.open.clone().try_acquire_owned() else {
                 let total = self.limits.total;
-                self.warn(format_args!("refused a connection from {peer}: {total} are open (the most at once)"));
+                warn_limited(format_args!("refused a connection from {peer}: {total} are open (the most at once)"));
                 continue;
             };
             let Some(slot) = PeerSlot::take(&self.per_peer, peer.ip(), self.limits.per_peer) else {
                 let most = self.limits.per_peer;
-                self.warn(format_args!("refused a connection from {peer}: {most} are open from it (the most)"));
+                warn_limited(format_args!("refused a connection from {peer}: {most} are open from it (the most)"));
                 continue;
             };
             let _ = tcp.set_nodelay(true);
             let started = Box::pin(tokio::time::sleep(self.limits.first_bytes));
             return Guarded { tcp, peer, started: Some(started), read: 0, _permit: permit, _slot: slot };
         }
-    }
-
-    fn warn(&mut self, what: std::fmt::Arguments<'_>) {
-        warn_limited(what);
     }
 }
 
