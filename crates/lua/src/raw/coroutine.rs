@@ -124,6 +124,11 @@ impl Coroutine {
         if state.is_null() || vm.is_null() {
             return Err(mlua::Error::runtime("internal: a coroutine without a state"));
         }
+        if hook::preempted_on_demand() {
+            // SAFETY: the new coroutine is alive (held by `thread`) and
+            // has not run; the watchdog sets the hook when it is needed.
+            unsafe { ffi::lua_sethook(state, None, 0, 0) };
+        }
         Ok(Self { lua: lua.clone(), _thread: thread, state, vm, limited: MemoryLimit::of(lua) })
     }
 

@@ -43,6 +43,8 @@
 //!   `package.loadlib`, the C searchers and binary chunks.
 //! - **The count hook** yields only the coroutine being driven, only where
 //!   `lua_isyieldable` allows, with no values, as Lua requires of hooks.
+//!   On the coroutines the driver resumes it is set from a signal handler
+//!   (`preempt`), the one use Lua documents `lua_sethook` for there.
 //! - **One private field is read**, never written: how many results the
 //!   caller of `client:get` wants (`wanted`), at a place checked once per
 //!   process against calls whose counts are known; unchecked, it is not
@@ -51,6 +53,7 @@
 mod coroutine;
 mod hook;
 mod pieces;
+mod preempt;
 mod requests;
 mod vm;
 mod wanted;
