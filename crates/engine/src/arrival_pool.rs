@@ -16,13 +16,18 @@
 //! iteration.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::Instant;
 
 use rand::Rng;
 use tokio::sync::Notify;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
+use tokio::time::Sleep;
 
 use crate::arrival::ArrivalRate;
 use crate::shard_context::ShardContext;
@@ -30,6 +35,15 @@ use crate::stop_signal::StopSignal;
 
 /// How late a timer may wake (tokio's timers have millisecond ticks).
 const TIMER_RESOLUTION: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// How far ahead of an iteration the pacer sets timers: two ticks, so an
+/// iteration handed out at once (its timer would fire with this one's)
+/// still leaves the next one's set.
+const AHEAD_BY: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Most timers the pacer sets ahead (at rates above this many per
+/// millisecond it seldom sleeps).
+const MOST_AHEAD: usize = 64;
 
 /// Dropped iterations are remembered (until a user comes free) by the
 /// millisecond they were due: a run of drops within one millisecond is one
@@ -222,15 +236,27 @@ async fn pace(pool: Rc<Pool>, share: ArrivalShare, context: Rc<ShardContext>, gr
     // A schedule that began before this shard took it up (a worker dealt
     // anew mid-test) goes on from now: what was due before is not made up.
     let first = first_due_from(&share.rate, stride, share.offset, share.began.elapsed());
+    // Beyond any clock (a rate of almost nothing): the schedule ends.
+    let due_of = |k: u64| {
+        let at = share.rate.due_time(k.saturating_mul(stride).saturating_add(share.offset))?;
+        began.checked_add(at)
+    };
+    // Timers of the iterations after this one, set before this one fires.
+    let mut ahead = Ahead::default();
     for k in first.. {
-        let Some(at) = share.rate.due_time(k.saturating_mul(stride).saturating_add(share.offset)) else { break };
-        // Beyond any clock (a rate of almost nothing): the schedule ends.
-        let Some(due) = began.checked_add(at) else { break };
-        if due > tokio::time::Instant::now() + TIMER_RESOLUTION {
+        let Some(due) = due_of(k) else { break };
+        let own = ahead.take(k);
+        let now = tokio::time::Instant::now();
+        if due > now + TIMER_RESOLUTION {
             // The timer wakes up to a millisecond after its deadline: asked
             // for one tick early, it wakes about when the iteration is due.
-            tokio::time::sleep_until(due - TIMER_RESOLUTION).await;
+            let timer = own.unwrap_or_else(|| Box::pin(tokio::time::sleep_until(due - TIMER_RESOLUTION)));
+            ahead.extend(k, due + AHEAD_BY, &due_of).await;
+            timer.await;
         } else {
+            if !ahead.is_empty() {
+                ahead.extend(k, due + AHEAD_BY, &due_of).await;
+            }
             // Behind schedule (a burst after a busy moment): the shard's
             // users and commands still get their turns.
             tokio::task::coop::consume_budget().await;
@@ -248,6 +274,67 @@ async fn pace(pool: Rc<Pool>, share: ArrivalShare, context: Rc<ShardContext>, gr
             pool.grow(&share, &grow);
         }
     }
+}
+
+/// The timers of iterations to come, set while the pacer's current timer
+/// is pending. Tokio wakes its own driver (an eventfd write, then one more
+/// `epoll_wait`) for every timer set earlier than the earliest it knew of
+/// when it last slept or fired timers, which a pacer's next timer always
+/// is when set after the last one fired: twice the system calls per
+/// iteration at low rates. Set ahead, while the current one is pending, up
+/// to [`AHEAD_BY`] past it, no timer is.
+#[derive(Default)]
+struct Ahead {
+    /// Iteration, when it is due, its timer; in order.
+    timers: VecDeque<(u64, tokio::time::Instant, Pin<Box<Sleep>>)>,
+}
+
+impl Ahead {
+    /// The timer set for iteration `k`, if any; those of earlier ones
+    /// (handed out without waiting) are dropped.
+    fn take(&mut self, k: u64) -> Option<Pin<Box<Sleep>>> {
+        while self.timers.front().is_some_and(|(j, _, _)| *j < k) {
+            self.timers.pop_front();
+        }
+        match self.timers.front() {
+            Some((j, _, _)) if *j == k => self.timers.pop_front().map(|(_, _, timer)| timer),
+            _ => None,
+        }
+    }
+
+    /// Whether no timer is set ahead.
+    fn is_empty(&self) -> bool {
+        self.timers.is_empty()
+    }
+
+    /// Set timers for the iterations after `k` (and those already set), up
+    /// to the first one due at `until` or later.
+    async fn extend(
+        &mut self,
+        k: u64,
+        until: tokio::time::Instant,
+        due_of: &impl Fn(u64) -> Option<tokio::time::Instant>,
+    ) {
+        let mut j = self.timers.back().map_or(k, |(j, _, _)| *j) + 1;
+        while self.timers.len() < MOST_AHEAD && self.timers.back().is_none_or(|(_, due, _)| *due < until) {
+            let Some(due) = due_of(j) else { return };
+            let mut timer = Box::pin(tokio::time::sleep_until(due - TIMER_RESOLUTION));
+            arm(timer.as_mut()).await;
+            self.timers.push_back((j, due, timer));
+            j += 1;
+        }
+    }
+}
+
+/// Register `timer` with the runtime's timer wheel now (a sleep registers
+/// on its first poll), with the calling task's waker.
+async fn arm(mut timer: Pin<&mut Sleep>) {
+    std::future::poll_fn(|cx| {
+        // Pending, or already past: either way it is in the wheel or done.
+        let _ = timer.as_mut().poll(cx);
+        Poll::Ready(())
+    })
+    .await;
 }
 
 /// The first of a shard's iterations (`k` for iteration `k * stride +
@@ -292,6 +379,31 @@ fn pick_class(weights: &[u32]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn timers_are_set_ahead_up_to_two_ticks_and_handed_over_in_order() {
+        let base = tokio::time::Instant::now() + std::time::Duration::from_millis(20);
+        // An iteration every half millisecond.
+        let due_of = |k: u64| Some(base + std::time::Duration::from_micros(500 * k));
+        let mut ahead = Ahead::default();
+        ahead.extend(0, base + AHEAD_BY, &due_of).await;
+        let set: Vec<u64> = ahead.timers.iter().map(|(k, _, _)| *k).collect();
+        assert_eq!(set, [1, 2, 3, 4], "up to the first due two ticks later");
+        // Extending again from a later iteration adds only what is missing.
+        ahead.extend(1, due_of(1).unwrap() + AHEAD_BY, &due_of).await;
+        assert_eq!(ahead.timers.back().map(|(k, _, _)| *k), Some(5));
+        assert!(ahead.take(1).is_some());
+        // Iteration 2 was handed out without waiting: its timer is dropped.
+        assert!(ahead.take(3).is_some());
+        assert_eq!(ahead.timers.front().map(|(k, _, _)| *k), Some(4));
+        assert!(ahead.take(9).is_none() && ahead.is_empty());
+        // A timer set ahead fires when its iteration's own would.
+        let mut ahead = Ahead::default();
+        ahead.extend(0, base + AHEAD_BY, &due_of).await;
+        let timer = ahead.take(2).unwrap();
+        timer.await;
+        assert!(tokio::time::Instant::now() >= due_of(2).unwrap() - TIMER_RESOLUTION);
+    }
 
     #[test]
     fn a_schedule_taken_up_late_goes_on_from_now() {
