@@ -66,9 +66,15 @@ pub async fn run_worker(program_plan: Option<Plan>, config: RunConfig, option_va
     let cores = options.shards as u32;
     let id = worker::new_worker_id();
     let role = swarmer_engine::NodeRole::Worker(id.clone());
-    let loader: PlanLoader = Box::new(move |entry: &str| match &program_plan {
-        Some(plan) => Ok(plan.clone()),
-        None => crate::builtin::resolve_plan(Some(entry), option_values.clone(), role.clone()).map_err(PlanError::Load),
+    let loader: PlanLoader = Box::new(move |entry: &str, client: &std::sync::Arc<swarmer_engine::ClientConfig>| {
+        // A plan's top level (gRPC reflection) trusts what its users will.
+        swarmer_lua::trust::set(client.clone());
+        match &program_plan {
+            Some(plan) => Ok(plan.clone()),
+            None => {
+                crate::builtin::resolve_plan(Some(entry), option_values.clone(), role.clone()).map_err(PlanError::Load)
+            }
+        }
     });
     crate::logging::set_node(format!("worker {id}"));
     let worker_options = WorkerOptions {

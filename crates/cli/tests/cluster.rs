@@ -2054,3 +2054,36 @@ fn the_predict_examples_rest_and_grpc_users_run_on_workers() {
     assert!(grpc_row[3].starts_with("0(") && rest_row[3].starts_with("0("), "{grpc_row:?} {rest_row:?}");
     assert!(grpc.served() >= requests(&grpc_row), "{} served", grpc.served());
 }
+
+/// A shipped plan whose top level asks a gRPC server over TLS what it
+/// serves (server reflection): the worker loads it trusting the CA the
+/// master was given (`--ca-cert`), as the worker's users do; the worker
+/// itself has no `--ca-cert`.
+#[test]
+fn a_shipped_plans_top_level_reflection_over_tls_trusts_the_masters_ca_cert() {
+    let files =
+        swarmer_target::TlsFiles { cert: tls("server.pem").into(), key: tls("server.key").into(), client_ca: None };
+    let grpc = PredictServer::spawn("127.0.0.1:0", 1, Some(&files)).unwrap();
+    let host = format!("https://localhost:{}", grpc.addr().port());
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan_file(
+        dir.path(),
+        &format!(
+            "local swarmer = require('swarmer')\n\
+             swarmer.grpc.reflect({host:?})\n\
+             swarmer.user('G', {{ wait_time = swarmer.constant(0.05), tasks = {{ function(self)\n\
+               self.client:grpc('categorization.TextCategorization/GetPrediction', {{ text = 'tls' }})\n\
+             end }} }})\n"
+        ),
+    );
+    let ca = tls("ca.pem");
+    let flags = "--headless --expect-workers 1 -u 1 -r 10 -t 2s --only-summary";
+    let mut master = start_master(plan.to_str().unwrap(), &host, flags, &["--ca-cert", &ca], TOKEN);
+    let mut w = worker(&master.port, &[], TOKEN);
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(40)), 0, "{}\n{}", master.proc.text(), w.text());
+    assert_eq!(w.wait_exit(Duration::from_secs(20)), 0, "{}", w.text());
+    let text = master.proc.text();
+    let line = text.lines().find(|l| l.contains("GetPrediction")).unwrap_or_else(|| panic!("no grpc row: {text}"));
+    let row: Vec<&str> = line.split_whitespace().collect();
+    assert!(row[2].parse::<u64>().unwrap() >= 5 && row[3].starts_with("0("), "{row:?}\n{}", w.text());
+}

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use swarmer_engine::{
-    ArrivalRate, ArrivalSlice, ClusterMessage, LocalRunner, LockExt, NodeRole, Notice, Plan, PlanError, RateStage,
-    RunnerEvent, RunnerHandle, RunnerOptions, RunnerState, TestSettings, TlsOptions, UsageMonitor, WaitSpec,
+    ArrivalRate, ArrivalSlice, ClientConfig, ClusterMessage, LocalRunner, LockExt, NodeRole, Notice, Plan, PlanError,
+    RateStage, RunnerEvent, RunnerHandle, RunnerOptions, RunnerState, TestSettings, TlsOptions, UsageMonitor, WaitSpec,
 };
 use swarmer_stats::{StatsDelta, unix_now, until_second_fraction};
 use tokio::sync::{mpsc, watch};
@@ -34,8 +34,11 @@ use crate::proto::{self, cluster_client::ClusterClient, master_message, worker_m
 /// history half a second after the whole second).
 const FLUSH_WAIT: Duration = Duration::from_millis(400);
 
-/// Loads a plan by path or built-in name (the command line knows how).
-pub type PlanLoader = Box<dyn Fn(&str) -> Result<Plan, PlanError> + Send + Sync>;
+/// Loads a plan by path or built-in name (the command line knows how),
+/// given the client its users will run with (the master's settings, with
+/// the worker's own flags): what the plan's top level connects to (gRPC
+/// server reflection) trusts the same certificates.
+pub type PlanLoader = Box<dyn Fn(&str, &Arc<ClientConfig>) -> Result<Plan, PlanError> + Send + Sync>;
 
 /// How a worker finds and trusts its master.
 pub struct WorkerOptions {
@@ -321,7 +324,17 @@ async fn start_runner(
         }
         (None, None) => return Err(ClusterError::NoPlan),
     };
-    let plan = load(&entry)?;
+    let client = match &welcome.client {
+        Some(shipped) => {
+            // Certificates the master sent go into a folder of this worker's own.
+            let private = client_dir(&options.id);
+            fresh_private_dir(&private)?;
+            let current = &options.runner.client;
+            Arc::new(apply_client(shipped, current, &options.client_tls, options.own_client_flags, &private)?)
+        }
+        None => options.runner.client.clone(),
+    };
+    let plan = load(&entry, &client)?;
     for (name, value) in &welcome.options {
         plan.option_values.set(name, value.clone());
     }
@@ -345,16 +358,6 @@ async fn start_runner(
             tags.exclude
         );
     }
-    let client = match &welcome.client {
-        Some(shipped) => {
-            // Certificates the master sent go into a folder of this worker's own.
-            let private = client_dir(&options.id);
-            fresh_private_dir(&private)?;
-            let current = &options.runner.client;
-            Arc::new(apply_client(shipped, current, &options.client_tls, options.own_client_flags, &private)?)
-        }
-        None => options.runner.client.clone(),
-    };
     tracing::info!("Users run with {}", describe_client(&client));
     let runner_options = RunnerOptions {
         stop_timeout,
