@@ -3,9 +3,7 @@
 //! processes on this machine).
 
 use std::collections::HashMap;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use swarmer_cluster::bundle::Bundle;
@@ -13,7 +11,8 @@ use swarmer_cluster::master::{Master, MasterOptions};
 use swarmer_cluster::worker::{self, PlanLoader, WorkerOptions};
 use swarmer_engine::{Plan, PlanError, RunnerOptions};
 
-use crate::config::{ChildWorkers, ClusterRole, MasterConfig, RunConfig};
+use crate::config::{ClusterRole, MasterConfig, RunConfig};
+use crate::worker_processes::{Children, spawn_workers};
 
 /// The plan a cluster process announces: its files (the plan, what it
 /// loads, and `extra`, named relative to the plan's folder), or its name.
@@ -40,16 +39,11 @@ pub async fn run_worker(program_plan: Option<Plan>, config: RunConfig, option_va
         ClusterRole::WorkerProcesses { master_host, master_port, token, children } => {
             // `--worker --processes N`: N worker processes, this one only waits.
             let exposed = token.expose();
-            let mut children =
-                match spawn_workers(&children, &master_host, master_port, &exposed, program_plan.is_some()) {
-                    Ok(children) => children,
-                    Err(e) => return fail(&e),
-                };
-            let mut code = 0;
-            for child in children.0.get_mut().unwrap_or_else(|e| e.into_inner()) {
-                code = code.max(child.wait().ok().and_then(|s| s.code()).unwrap_or(1));
-            }
-            return code;
+            let children = match spawn_workers(&children, &master_host, master_port, &exposed, program_plan.is_some()) {
+                Ok(children) => children,
+                Err(e) => return fail(&e),
+            };
+            return children.wait();
         }
         ClusterRole::Local | ClusterRole::Master(_) => return fail("not a worker: --worker is not set"),
     };
@@ -220,95 +214,4 @@ impl ClusterMaster {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-}
-
-/// `path` from the working directory, when it is relative.
-fn absolute(path: &std::path::Path) -> std::path::PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
-/// Child worker processes; waited for (5 s at most), then killed, when dropped.
-pub struct Children(std::sync::Mutex<Vec<Child>>);
-
-impl Children {
-    /// How many children have ended.
-    fn exited(&self) -> usize {
-        let mut children = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        children.iter_mut().map(|c| usize::from(!matches!(c.try_wait(), Ok(None)))).sum()
-    }
-}
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let children = self.0.get_mut().unwrap_or_else(|e| e.into_inner());
-        for child in children {
-            while Instant::now() < deadline {
-                match child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-                }
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Start `children.count` workers connected to `host:port`.
-#[allow(unsafe_code)] // prctl(PR_SET_PDEATHSIG) in the child, below
-pub fn spawn_workers(
-    children_config: &ChildWorkers,
-    host: &str,
-    port: u16,
-    token: &str,
-    program_plan: bool,
-) -> Result<Children, String> {
-    let count = children_config.count;
-    let exe = std::env::current_exe().map_err(|e| format!("--processes: cannot find this program: {e}"))?;
-    let mut children = Vec::with_capacity(count);
-    for _ in 0..count {
-        let mut command = Command::new(&exe);
-        command
-            .args(["--worker", "--master-host", host, "--master-port", &port.to_string()])
-            .args(["--shards", &children_config.shards.to_string(), "-L", children_config.log_level.as_str()])
-            .env("SWARMER_CLUSTER_TOKEN", token)
-            .env_remove("SWARMER_MASTER")
-            .env_remove("SWARMER_PROCESSES")
-            .env_remove("SWARMER_CONFIG")
-            .stdin(Stdio::null());
-        if !program_plan {
-            command.args(["-f", "-"]);
-        }
-        // The children end with this process, even if it is killed (the
-        // other libc call of the workspace: std has no parent-death signal).
-        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches
-        // no memory of the parent; it runs between fork and exec.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
-        let lua_memory = children_config.lua_memory_limit.map_or_else(|| "none".to_owned(), |b| b.to_string());
-        command.args(["--lua-memory-limit", &lua_memory]);
-        command.env_remove("SWARMER_MEMORY_LIMIT");
-        if let Some(bytes) = children_config.memory_limit {
-            command.args(["--memory-limit", &bytes.to_string()]);
-        }
-        if let Some(ca) = &children_config.cluster_ca {
-            command.arg("--cluster-ca").arg(ca);
-        }
-        if let Some(name) = &children_config.cluster_server_name {
-            command.args(["--cluster-server-name", name]);
-        }
-        if let Some((cert, key)) = &children_config.client_cert {
-            // Absolute: a child reading the plan from the master works in
-            // the plan's folder.
-            command.arg("--client-cert").arg(absolute(cert)).arg("--client-key").arg(absolute(key));
-        }
-        children.push(command.spawn().map_err(|e| format!("--processes: could not start a worker: {e}"))?);
-    }
-    tracing::info!("Started {count} worker processes");
-    Ok(Children(std::sync::Mutex::new(children)))
 }

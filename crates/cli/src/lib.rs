@@ -48,6 +48,7 @@ mod plan_options;
 mod run;
 mod sources;
 mod web_args;
+mod worker_processes;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

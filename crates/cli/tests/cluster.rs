@@ -313,14 +313,7 @@ fn a_killed_worker_goes_missing_and_the_others_carry_its_users() {
     // reports to the master every second). Its share of the first 8 s
     // (about a third of `before`, which itself lags by up to two seconds)
     // stays.
-    let final_total: u64 =
-        serde_json::from_str::<Value>(&std::fs::read_to_string(json.with_extension("json")).unwrap())
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["num_requests"].as_u64().unwrap())
-            .sum();
+    let final_total = json_total(&json.with_extension("json"));
     let lost = t.requests_served() - final_total;
     assert!(final_total >= after && lost * 6 < before, "lost {lost} of the killed worker's ~{} requests", before / 3);
 }
@@ -1371,12 +1364,6 @@ fn processes_workers_present_the_masters_client_certificate() {
     assert!(requests > 0 && failures == 0, "{outcomes:?}\n{}", master.proc.text());
 }
 
-/// The pids of `parent`'s children (from /proc).
-fn children_of(parent: u32) -> Vec<i32> {
-    let path = format!("/proc/{parent}/task/{parent}/children");
-    std::fs::read_to_string(path).unwrap_or_default().split_whitespace().filter_map(|p| p.parse().ok()).collect()
-}
-
 #[test]
 fn a_processes_worker_stopped_by_sigterm_leaves_without_a_loss_and_its_users_move() {
     let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
@@ -2086,4 +2073,77 @@ fn a_shipped_plans_top_level_reflection_over_tls_trusts_the_masters_ca_cert() {
     let line = text.lines().find(|l| l.contains("GetPrediction")).unwrap_or_else(|| panic!("no grpc row: {text}"));
     let row: Vec<&str> = line.split_whitespace().collect();
     assert!(row[2].parse::<u64>().unwrap() >= 5 && row[3].starts_with("0("), "{row:?}\n{}", w.text());
+}
+
+/// The processes whose parent is `pid` (any of its threads: a worker
+/// started again is the supervisor thread's child).
+fn children_of(pid: u32) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // After the command's name in parentheses: state, then the parent.
+        let after = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+        if after.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+            found.push(child);
+        }
+    }
+    found
+}
+
+/// `--processes 2`: a worker process killed mid-test is started again,
+/// rejoins and takes users again; what it had reported before it died
+/// stays in the totals, and the results say a worker was lost.
+#[test]
+fn a_killed_worker_process_is_started_again_and_takes_users_again() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("stats");
+    let flags = "--processes 2 --autostart --expect-workers 2 -u 4 -r 100 --heartbeat-timeout 2 --stop-timeout 5";
+    let web_and_json = ["--json-file", json.to_str().unwrap(), "--web-host", "127.0.0.1", "-P", "0"];
+    let mut master = start_master(&plan(), &t.url(), flags, &web_and_json, "");
+    let web = master.proc.wait_for("Starting web interface at", Duration::from_secs(20));
+    let base = web[web.find("http://").unwrap()..].trim().to_owned();
+    master.proc.wait_for("All users spawned: 4 users over 2 workers", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(4));
+    let first: Vec<String> = get_json(&base, "/stats/requests")["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(first.len(), 2);
+    let before = total_requests(&get_json(&base, "/stats/requests"));
+    let children = children_of(master.proc.child.id());
+    assert_eq!(children.len(), 2, "two worker processes: {children:?}");
+    // SAFETY: kill(2) on a process of this test's own.
+    unsafe { libc::kill(children[0], libc::SIGKILL) };
+    master.proc.wait_for("started it again", Duration::from_secs(15));
+    wait_until(
+        Duration::from_secs(30),
+        || {
+            let s = get_json(&base, "/stats/requests");
+            let workers = s["workers"].as_array().unwrap().clone();
+            let live: Vec<&Value> = workers.iter().filter(|w| w["state"] != "missing").collect();
+            let users: u64 = live.iter().map(|w| w["user_count"].as_u64().unwrap()).sum();
+            let new_one_busy = live
+                .iter()
+                .any(|w| !first.iter().any(|id| w["id"] == id.as_str()) && w["user_count"].as_u64().unwrap() > 0);
+            live.len() == 2 && users == 4 && new_one_busy
+        },
+        "the worker started again runs users, the two live workers all 4",
+    );
+    assert_eq!(children_of(master.proc.child.id()).len(), 2, "two worker processes again");
+    let notes = get_json(&base, "/stats/requests")["notes"].clone();
+    assert!(notes.to_string().contains("was lost during the test"), "the results say so: {notes}");
+    assert!(master.proc.text().contains("killed by signal 9"), "and why: {}", master.proc.text());
+    let after = total_requests(&get_json(&base, "/stats/requests"));
+    assert!(after >= before, "the killed worker's reported samples stay: {before} -> {after}");
+    master.proc.signal(libc::SIGTERM);
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(30)), 0, "{}", master.proc.text());
+    let final_total = json_total(&json.with_extension("json"));
+    // Only what the killed worker had not yet sent (its last second or two)
+    // is missing.
+    let lost = t.requests_served() - final_total;
+    assert!(final_total >= after && lost * 6 < before, "lost {lost} of {before} before the kill");
 }
