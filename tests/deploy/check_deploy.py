@@ -43,12 +43,30 @@ def check_manifests(flags):
             spec = doc.get("spec", {}).get("template", {}).get("spec", {})
             for container in spec.get("containers", []):
                 check_flags(f"{path.name} {doc['metadata']['name']}", container.get("args", []), flags)
+                if "--worker" in container.get("args", []):
+                    check_worker_probes(f"{path.name} {doc['metadata']['name']}", container)
                 if spec.get("securityContext", {}).get("runAsNonRoot") is not True:
                     fail(f"{path.name} {doc['metadata']['name']}: pods must run as non-root")
     for wanted in [("Deployment", "swarmer-master"), ("Service", "swarmer-master"), ("Deployment", "swarmer-worker"),
                    ("ConfigMap", "swarmer-plan"), ("Secret", "swarmer-token")]:
         if wanted not in kinds:
             fail(f"deploy/kubernetes: no {wanted[0]} {wanted[1]}")
+
+
+def check_worker_probes(where, container):
+    """A worker serves its health checks (--health-port) on the port its
+    liveness (/healthz) and readiness (/readyz) probes ask."""
+    args = container.get("args", [])
+    if "--health-port" not in args:
+        fail(f"{where}: a worker without --health-port cannot be probed")
+        return
+    port = args[args.index("--health-port") + 1]
+    named = {p.get("name"): str(p.get("containerPort")) for p in container.get("ports", [])}
+    for probe, path in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")]:
+        get = container.get(probe, {}).get("httpGet", {})
+        asked = named.get(get.get("port"), str(get.get("port")))
+        if get.get("path") != path or asked != port:
+            fail(f"{where}: {probe} should GET {path} on the --health-port ({port}), not {get}")
 
 
 def has_path(values, dotted):
@@ -76,9 +94,14 @@ def check_chart(flags):
         opens, closes = text.count("{{"), text.count("}}")
         if opens != closes:
             fail(f"{template.name}: {opens} '{{{{' but {closes} '}}}}'")
-    for key in ["replicas", "nodeSelector", "tolerations", "resources"]:
+    for key in ["replicas", "nodeSelector", "tolerations", "resources", "healthPort"]:
         if key not in values["worker"]:
             fail(f"values.yaml: worker.{key} missing")
+    worker = (chart / "templates/worker-deployment.yaml").read_text()
+    for needed in ['"--health-port"', "livenessProbe:", "path: /healthz", "readinessProbe:", "path: /readyz",
+                   "containerPort: {{ .Values.worker.healthPort }}"]:
+        if needed not in worker:
+            fail(f"worker-deployment.yaml: no {needed} (workers are probed on their --health-port)")
     if "existingSecret" not in values["clusterToken"]:
         fail("values.yaml: the token must be able to come from a Secret")
 

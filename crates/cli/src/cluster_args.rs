@@ -82,6 +82,11 @@ pub struct ClusterArgs {
     /// Worker: seconds without the master before its users stop (it keeps reconnecting).
     #[arg(long = "master-timeout", env = "SWARMER_MASTER_TIMEOUT", default_value_t = 10.0, value_parser = parse_positive_timeout)]
     pub master_timeout: f64,
+
+    /// Worker: serve health checks on this port, all interfaces (GET /healthz: the
+    /// worker answers; GET /readyz: it is connected to its master), for Kubernetes probes.
+    #[arg(long = "health-port", env = "SWARMER_HEALTH_PORT", value_name = "PORT")]
+    pub health_port: Option<u16>,
 }
 
 impl ClusterArgs {

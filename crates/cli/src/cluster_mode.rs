@@ -71,6 +71,17 @@ pub async fn run_worker(program_plan: Option<Plan>, config: RunConfig, option_va
         }
     });
     crate::logging::set_node(format!("worker {id}"));
+    let (connected, connected_rx) = tokio::sync::watch::channel(false);
+    let _health = match worker.health_port {
+        Some(port) => match swarmer_web::serve_health(([0, 0, 0, 0], port).into(), connected_rx).await {
+            Ok((addr, task)) => {
+                tracing::info!("Health checks on http://{addr}/healthz and /readyz");
+                Some(AbortOnDrop(task))
+            }
+            Err(e) => return fail(&format!("--health-port: {e}")),
+        },
+        None => None,
+    };
     let worker_options = WorkerOptions {
         master_host: worker.master_host,
         master_port: worker.master_port,
@@ -85,10 +96,20 @@ pub async fn run_worker(program_plan: Option<Plan>, config: RunConfig, option_va
         client_tls: worker.client_tls,
         own_client_flags: worker.own_client_flags,
         leave: leave_on_signals(),
+        connected,
     };
     match worker::run(worker_options, loader).await {
         Ok(()) => 0,
         Err(e) => fail(&e.to_string()),
+    }
+}
+
+/// A task ended when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -252,6 +252,8 @@ pub struct WorkerConfig {
     /// Client settings given on this worker's command line or environment:
     /// they win over the master's.
     pub own_client_flags: OwnClientFlags,
+    /// Where health checks are served (`--health-port`).
+    pub health_port: Option<u16>,
 }
 
 /// `--arrival-rate`, `--arrival-stages` and `--max-users` as one setting;
@@ -484,6 +486,7 @@ fn cluster_role(args: &RunArgs, given: &dyn Fn(&str) -> bool) -> Result<ClusterR
                 token,
                 tls: cluster.tls(),
                 master_timeout: Duration::from_secs_f64(cluster.master_timeout),
+                health_port: cluster.health_port,
                 client_tls: client_tls(args),
                 own_client_flags: OwnClientFlags {
                     http_version: given("http_version"),

@@ -2147,3 +2147,36 @@ fn a_killed_worker_process_is_started_again_and_takes_users_again() {
     let lost = t.requests_served() - final_total;
     assert!(final_total >= after && lost * 6 < before, "lost {lost} of {before} before the kill");
 }
+
+/// The status code of `GET path` on 127.0.0.1:`port` (HTTP/1.0).
+fn status_of(port: &str, path: &str) -> u16 {
+    let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("{text:?}"))
+}
+
+/// `--health-port`, for Kubernetes probes: a worker's liveness check
+/// answers from the start, its readiness follows its master, and garbage
+/// on the port changes neither.
+#[test]
+fn a_workers_health_checks_answer_and_readiness_follows_its_master() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let (port, health) = (free_port(), free_port());
+    let w = worker(&port, &["--health-port", &health, "--master-timeout", "30"], TOKEN);
+    w.wait_for("Health checks on", Duration::from_secs(20));
+    assert_eq!(status_of(&health, "/healthz"), 200);
+    assert_eq!(status_of(&health, "/readyz"), 503, "no master yet");
+    let flags = format!("--master-bind-port {port} --headless --expect-workers 1 -u 1 -r 10");
+    let mut master = start_master(&plan(), &t.url(), &flags, &[], TOKEN);
+    w.wait_for("Connected to the master", Duration::from_secs(20));
+    wait_until(Duration::from_secs(10), || status_of(&health, "/readyz") == 200, "ready once connected");
+    let mut garbage = std::net::TcpStream::connect(format!("127.0.0.1:{health}")).unwrap();
+    garbage.write_all(b"\x16\x03\x01\x00\xffnot http at all\r\n\r\n").unwrap();
+    master.proc.kill9();
+    w.wait_for("Lost the master", Duration::from_secs(10));
+    wait_until(Duration::from_secs(10), || status_of(&health, "/readyz") == 503, "not ready without its master");
+    assert_eq!(status_of(&health, "/healthz"), 200, "alive all the same");
+}

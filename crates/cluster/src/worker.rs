@@ -72,6 +72,9 @@ pub struct WorkerOptions {
     /// process got SIGTERM): it stops its users, sends its last statistics,
     /// tells the master and returns.
     pub leave: watch::Receiver<Option<String>>,
+    /// Set to whether the worker is connected to its master (for a
+    /// readiness check).
+    pub connected: watch::Sender<bool>,
 }
 
 /// Why a session with the master ended.
@@ -153,9 +156,12 @@ pub async fn run(mut options: WorkerOptions, load: PlanLoader) -> Result<(), Clu
                 }
                 reports.master_instance = Some(welcome.master_instance);
                 let mut leave = options.leave.clone();
-                match session(&options, handle, deltas, &mut messages, &mut reports, client_tx, inbound, &mut leave)
-                    .await
-                {
+                options.connected.send_replace(true);
+                let ended =
+                    session(&options, handle, deltas, &mut messages, &mut reports, client_tx, inbound, &mut leave)
+                        .await;
+                options.connected.send_replace(false);
+                match ended {
                     SessionEnd::Quit => return Ok(()),
                     SessionEnd::Lost(reason) => {
                         tracing::warn!("Lost the master: {reason}; reconnecting");

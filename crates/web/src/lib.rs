@@ -24,6 +24,7 @@
 mod api;
 pub mod auth;
 mod error;
+mod health;
 mod logs;
 mod pages;
 mod routes;
@@ -31,6 +32,7 @@ mod server;
 mod start_error;
 mod state;
 
+pub use health::serve_health;
 pub use logs::LogBuffer;
 pub use server::{FormDefaults, TlsFiles, WebOptions, WebServer};
 pub use start_error::{CredentialsError, WebError};

@@ -130,7 +130,7 @@ impl Drop for WebServer {
 /// How long a client gets to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn accept(listener: TcpListener, tls: Option<TlsAcceptor>, router: axum::Router) {
+pub(crate) async fn accept(listener: TcpListener, tls: Option<TlsAcceptor>, router: axum::Router) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
