@@ -2180,3 +2180,25 @@ fn a_workers_health_checks_answer_and_readiness_follows_its_master() {
     wait_until(Duration::from_secs(10), || status_of(&health, "/readyz") == 503, "not ready without its master");
     assert_eq!(status_of(&health, "/healthz"), 200, "alive all the same");
 }
+
+/// A worker that does not trust the master's certificate (the wrong
+/// `--cluster-ca`) says so and what to give, and stops after about ten
+/// tries instead of retrying for ever; nothing runs.
+#[test]
+fn a_worker_that_does_not_trust_the_masters_certificate_says_why_and_stops() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let tls_flags = ["--cluster-tls-cert", &tls("server.pem"), "--cluster-tls-key", &tls("server.key")];
+    let master = start_master(&plan(), &t.url(), "--autostart -u 2 -r 100", &tls_flags, TOKEN);
+    // A certificate that did not sign the master's, as the CA.
+    let mut w =
+        worker(&master.port, &["--cluster-ca", &tls("client.pem"), "--cluster-server-name", "localhost"], TOKEN);
+    let code = w.wait_exit(Duration::from_secs(40));
+    let text = w.text();
+    assert_ne!(code, 0, "{text}");
+    assert!(
+        text.contains("presents a certificate this worker does not trust") && text.contains("--cluster-ca"),
+        "{text}"
+    );
+    assert_eq!(text.matches("does not trust").count(), 3, "said once, then once when it stops (log and exit): {text}");
+    assert_eq!(t.requests_served(), 0);
+}

@@ -92,6 +92,8 @@ pub async fn run(mut options: WorkerOptions, load: PlanLoader) -> Result<(), Clu
     let mut reports = Reports::default();
     let mut lost_since: Option<Instant> = None;
     let mut attempts = 0u64;
+    // Tries in a row that met a certificate this worker does not trust.
+    let mut untrusted = 0u64;
     let url = format!(
         "{}://{}:{}",
         if options.tls.is_enabled() { "https" } else { "http" },
@@ -102,6 +104,7 @@ pub async fn run(mut options: WorkerOptions, load: PlanLoader) -> Result<(), Clu
         match connect(&options, &url).await {
             Ok(Connected { client_tx, inbound, welcome }) => {
                 attempts = 0;
+                untrusted = 0;
                 tracing::info!("Connected to the master at {url} as worker {}", options.id);
                 let digest = plan_digest(&options, &welcome);
                 let setup = run_setup(&digest, &welcome);
@@ -172,8 +175,25 @@ pub async fn run(mut options: WorkerOptions, load: PlanLoader) -> Result<(), Clu
             Err(Failure::Refused(error)) => return Err(error),
             Err(Failure::Retry(reason)) => {
                 attempts += 1;
+                untrusted = 0;
                 if attempts == 1 || attempts.is_multiple_of(10) {
                     tracing::warn!("Could not reach the master at {url}: {reason} (retrying every second)");
+                }
+            }
+            Err(Failure::Untrusted(reason)) => {
+                untrusted += 1;
+                let hint = "give the CA that signed the master's --cluster-tls-cert with --cluster-ca, and \
+                            --cluster-server-name if the certificate names another host";
+                if untrusted >= MOST_UNTRUSTED {
+                    return Err(ClusterError::Tls(format!(
+                        "the master at {url} presents a certificate this worker does not trust ({reason}), {untrusted} \
+                         times in a row: {hint}"
+                    )));
+                }
+                if untrusted == 1 {
+                    tracing::error!(
+                        "The master at {url} presents a certificate this worker does not trust: {reason}; {hint}"
+                    );
                 }
             }
         }
@@ -206,7 +226,16 @@ pub async fn run(mut options: WorkerOptions, load: PlanLoader) -> Result<(), Clu
 enum Failure {
     Refused(ClusterError),
     Retry(String),
+    /// The master's certificate is not one this worker trusts.
+    Untrusted(String),
 }
+
+/// Tries in a row with a master certificate this worker does not trust
+/// (about a second apart) before it gives up: long enough for a master
+/// whose certificate is being replaced, short enough that a worker
+/// configured with the wrong CA says so and stops instead of retrying
+/// for ever.
+const MOST_UNTRUSTED: u64 = 10;
 
 fn refused(reason: String) -> Failure {
     Failure::Refused(ClusterError::Refused(reason))
@@ -245,15 +274,35 @@ async fn channel(options: &WorkerOptions, url: &str) -> Result<Channel, Failure>
         }
         endpoint = endpoint.tls_config(tls).map_err(|e| Failure::Refused(ClusterError::Tls(e.to_string())))?;
     }
-    endpoint.connect().await.map_err(|e| Failure::Retry(describe(&e)))
+    endpoint.connect().await.map_err(|e| {
+        if untrusted_certificate(&e) { Failure::Untrusted(describe(&e)) } else { Failure::Retry(describe(&e)) }
+    })
 }
 
+/// Whether `e` comes from a certificate the TLS client did not accept
+/// (an I/O error holds it as its inner error, not as its source).
+fn untrusted_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |e| e.source()).any(|e| {
+        let inner =
+            e.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref).map(|i| i as &dyn std::error::Error);
+        [Some(e), inner]
+            .into_iter()
+            .flatten()
+            .any(|e| matches!(e.downcast_ref::<rustls::Error>(), Some(rustls::Error::InvalidCertificate(_))))
+    })
+}
+
+/// An error and its sources, each said once (an error's text often
+/// repeats its source's).
 fn describe(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
+        let said = s.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
         source = s.source();
     }
     text
