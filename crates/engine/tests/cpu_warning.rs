@@ -168,3 +168,26 @@ async fn the_cpu_guard_holds_the_ramp_while_saturated_and_resumes_after() {
     handle.quit().await;
     SPINNING.store(true, std::sync::atomic::Ordering::Relaxed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_saturated_shard_warns_though_the_process_is_not() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    // Two shards, one user: one shard spins, the other idles, so the
+    // process stays near one core of two (below 90% of both).
+    let plan = Plan::new("one hot shard", || vec![UserClass::new("U").task(Task::new("spin", task!(spin)))]);
+    let options = RunnerOptions { shards: 2, ..options(Duration::from_secs(2)) };
+    let handle = LocalRunner::start(plan, options).await.unwrap();
+    let mut events = handle.subscribe();
+    let started = Instant::now();
+    handle.start_test(TestSettings { users: 1, spawn_rate: 10.0, ..Default::default() }).unwrap();
+    let warning = loop {
+        assert!(started.elapsed() < Duration::from_secs(20), "no CPU warning while one shard spun");
+        match tokio::time::timeout(Duration::from_secs(1), events.recv()).await {
+            Ok(Ok(RunnerEvent::Warning(w))) if w.contains("CPU usage") => break w,
+            _ => continue,
+        }
+    };
+    handle.quit().await;
+    assert!(started.elapsed() >= Duration::from_secs(2), "warned after {:?}", started.elapsed());
+    assert!(warning.contains("CPU usage of a shard thread above 90% of its core for 2 s"), "{warning}");
+}

@@ -58,9 +58,10 @@ pub(super) struct Actor {
     pub(super) ramp: Option<Ramp>,
     pub(super) usage: UsageMonitor,
     pub(super) warned_cpu: bool,
-    /// Consecutive seconds the CPU has been above the warning level, and
-    /// the sum of their figures (for the average the warning gives).
-    pub(super) busy: (u32, f64),
+    /// Consecutive seconds the CPU has been above the warning level (the
+    /// process's, or one shard thread's), the sum of the process's figures
+    /// (for the average the warning gives), and the busiest shard's highest.
+    pub(super) busy: (u32, f64, f64),
     /// `--cpu-guard` holds the ramp up (since when).
     pub(super) guard_paused: Option<Instant>,
     /// `--memory-limit`.
@@ -739,22 +740,36 @@ impl Actor {
         }
         // A sustained condition, never one sample: each figure is a whole
         // second's (see `cpu::UsageMonitor`), and only a run of them warns.
-        self.busy = if usage.cpu_percent > CPU_WARNING_PERCENT * shards {
-            (self.busy.0 + 1, self.busy.1 + usage.cpu_percent)
+        // A shard thread at its core's limit starves its own users even
+        // when the others idle (users spread unevenly, a heavy class).
+        let shard_hot = usage.busiest_shard_percent > CPU_WARNING_PERCENT;
+        self.busy = if usage.cpu_percent > CPU_WARNING_PERCENT * shards || shard_hot {
+            (self.busy.0 + 1, self.busy.1 + usage.cpu_percent, self.busy.2.max(usage.busiest_shard_percent))
         } else {
-            (0, 0.0)
+            (0, 0.0, 0.0)
         };
         let after = u32::try_from(self.options.cpu_warning_after.as_secs()).unwrap_or(u32::MAX).max(1);
         if !self.warned_cpu && self.busy.0 >= after {
             self.warned_cpu = true;
             let average = self.busy.1 / f64::from(self.busy.0);
             self.notify_shards(Notice::CpuWarning { cpu_percent: average });
-            warnings.push(format!(
-                "CPU usage above {CPU_WARNING_PERCENT}% of the {shards} core(s) in use for {} s (on average \
-                 {average:.0}%)! The load generator may be the bottleneck and response times may be inflated. Use \
-                 more shards, processes or workers.",
-                self.busy.0
-            ));
+            let whole = average > CPU_WARNING_PERCENT * shards;
+            warnings.push(if whole || shards <= 1.0 {
+                format!(
+                    "CPU usage above {CPU_WARNING_PERCENT}% of the {shards} core(s) in use for {} s (on average \
+                     {average:.0}%)! The load generator may be the bottleneck and response times may be inflated. \
+                     Use more shards, processes or workers.",
+                    self.busy.0
+                )
+            } else {
+                format!(
+                    "CPU usage of a shard thread above {CPU_WARNING_PERCENT}% of its core for {} s (up to {:.0}%; \
+                     the process at {average:.0}% of {shards} cores)! That shard's users wait for CPU and their \
+                     response times may be inflated. Spread the load (more users per shard evenly, lighter tasks) \
+                     or use more shards, processes or workers.",
+                    self.busy.0, self.busy.2
+                )
+            });
         }
         warnings.extend(self.cpu_guard(usage.cpu_percent));
         warnings.extend(self.memory_guard(usage.rss_bytes));

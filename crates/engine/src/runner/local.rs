@@ -132,7 +132,7 @@ impl LocalRunner {
             next_user_id: 0,
             ramp: None,
             usage: UsageMonitor::new(),
-            busy: (0, 0.0),
+            busy: (0, 0.0, 0.0),
             guard_paused: None,
             memory_guard,
             warned_cpu: false,
