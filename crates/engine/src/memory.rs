@@ -25,21 +25,38 @@ fn machine_total() -> Option<u64> {
 }
 
 /// The limit of this process's memory cgroup, when it has one (`max` and
-/// v1's "no limit" sentinel, near `i64::MAX`, are none).
+/// v1's "no limit" sentinel, near `i64::MAX`, are none): the lowest of
+/// its own and its ancestors' (a pod's limit is often set on a parent of
+/// the container's group).
 fn cgroup_limit() -> Option<u64> {
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    cgroup_limit_under(Path::new("/sys/fs/cgroup"), &own)
+}
+
+/// [`cgroup_limit`] for the hierarchy mounted at `root`, given the text of
+/// `/proc/self/cgroup`.
+fn cgroup_limit_under(root: &Path, own: &str) -> Option<u64> {
     let mut candidates = Vec::new();
     for line in own.lines() {
         let mut parts = line.splitn(3, ':');
         let (_, controllers, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        let path = path.trim_start_matches('/');
-        if controllers.is_empty() {
+        let (dir, file) = if controllers.is_empty() {
             // v2: the unified hierarchy.
-            candidates.push(Path::new("/sys/fs/cgroup").join(path).join("memory.max"));
+            (root.to_path_buf(), "memory.max")
         } else if controllers.split(',').any(|c| c == "memory") {
-            candidates.push(Path::new("/sys/fs/cgroup/memory").join(path).join("memory.limit_in_bytes"));
-            // Inside a container the hierarchy is often mounted at its root.
-            candidates.push(Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").to_path_buf());
+            (root.join("memory"), "memory.limit_in_bytes")
+        } else {
+            continue;
+        };
+        // The group and every ancestor up to the mount point (inside a
+        // container the hierarchy is often mounted at the group itself,
+        // so the path's own folders may not exist: the root is read too).
+        let mut at = dir.join(path.trim_start_matches('/'));
+        loop {
+            candidates.push(at.join(file));
+            if at == dir || !at.pop() || !at.starts_with(&dir) {
+                break;
+            }
         }
     }
     candidates
@@ -108,6 +125,30 @@ mod tests {
         assert!(parse_size("12 parsecs", None).unwrap_err().contains("unknown unit"));
         assert!(parse_size("lots", None).unwrap_err().contains("expected a size"));
         assert!(parse_size("1e30T", None).is_err());
+    }
+
+    #[test]
+    fn a_limit_set_on_a_parent_group_counts() {
+        let root = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| {
+            let file = root.path().join(path);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, text).unwrap();
+        };
+        // v2: the container's group has no limit, its pod's has 1 GiB.
+        write("memory.max", "max\n");
+        write("kubepods/pod1/memory.max", "1073741824\n");
+        write("kubepods/pod1/c1/memory.max", "max\n");
+        assert_eq!(cgroup_limit_under(root.path(), "0::/kubepods/pod1/c1\n"), Some(1 << 30));
+        // Its own lower limit wins.
+        write("kubepods/pod1/c1/memory.max", "536870912\n");
+        assert_eq!(cgroup_limit_under(root.path(), "0::/kubepods/pod1/c1\n"), Some(1 << 29));
+        // v1, mounted at the group itself inside a container: the root's file.
+        write("memory/memory.limit_in_bytes", "268435456\n");
+        assert_eq!(cgroup_limit_under(root.path(), "9:memory:/docker/abc\n"), Some(1 << 28));
+        // v1's "no limit" sentinel is none.
+        write("memory/memory.limit_in_bytes", "9223372036854771712\n");
+        assert_eq!(cgroup_limit_under(root.path(), "9:memory:/docker/abc\n"), None);
     }
 
     #[test]
