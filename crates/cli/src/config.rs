@@ -471,6 +471,11 @@ fn cluster_role(args: &RunArgs, given: &dyn Fn(&str) -> bool) -> Result<ClusterR
         }
         None => None,
     };
+    if cluster.health_port.is_some() && !(cluster.worker && children.is_none()) {
+        return Err("--health-port: only a single worker process serves health checks (--worker without \
+                    --processes; run one worker per pod or container)"
+            .into());
+    }
     if cluster.worker {
         let token = cluster.token()?;
         return Ok(match children {
@@ -589,6 +594,19 @@ mod tests {
         assert_eq!((master.bind_host.as_str(), master.bind_port), ("127.0.0.1", 0));
         let children = master.children.expect("children");
         assert_eq!((children.count, children.shards), (2, 3));
+    }
+
+    #[test]
+    fn health_checks_are_for_a_single_worker_process() {
+        let token = "test-cluster-token-0123456789";
+        let c = config(&["--worker", "--cluster-token", token, "--health-port", "8080"]).expect("valid");
+        let ClusterRole::Worker(worker) = c.cluster else { panic!("a worker") };
+        assert_eq!(worker.health_port, Some(8080));
+        let processes = ["--worker", "--cluster-token", token, "--processes", "2", "--health-port", "8080"];
+        for refused in [&processes[..], &["--health-port", "8080"]] {
+            let error = config(refused).err().expect("refused");
+            assert!(error.contains("--health-port") && error.contains("single worker"), "{error}");
+        }
     }
 
     #[test]

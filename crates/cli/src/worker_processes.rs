@@ -5,8 +5,9 @@
 //! fails after it had run for a while, is started again and rejoins the
 //! master, which deals it users again; the master notes in the report that
 //! the old one was lost, and this process logs why. One that fails at
-//! once (it cannot load the plan, say) is not: it would fail again. Nor
-//! is one started again more than [`MOST_RESTARTS`] times in
+//! once (it cannot load the plan, say) or with a configuration error (exit
+//! code 2: a master certificate it does not trust) is not: it would fail
+//! again. Nor is one started again more than [`MOST_RESTARTS`] times in
 //! [`RESTART_WINDOW`] (a crash loop).
 
 use std::collections::VecDeque;
@@ -76,21 +77,31 @@ impl Children {
 impl Drop for Children {
     fn drop(&mut self) {
         self.supervised.closing.store(true, Ordering::SeqCst);
-        if let Some(supervisor) = self.supervisor.take() {
-            let _ = supervisor.join();
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut slots = self.supervised.slots.lock_or_recover();
-        for slot in slots.iter_mut() {
-            while Instant::now() < deadline {
-                match slot.child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-                }
+        // The supervisor ends the workers before it returns: a worker it
+        // started again gets its parent-death signal when that thread ends.
+        match self.supervisor.take() {
+            Some(supervisor) => {
+                let _ = supervisor.join();
             }
-            let _ = slot.child.kill();
-            let _ = slot.child.wait();
+            None => end_workers(&self.supervised),
         }
+    }
+}
+
+/// Give the workers 5 s to end (they were told to quit, or their master
+/// is gone), then kill those still running.
+fn end_workers(supervised: &Supervised) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut slots = supervised.slots.lock_or_recover();
+    for slot in slots.iter_mut() {
+        while Instant::now() < deadline {
+            match slot.child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        let _ = slot.child.kill();
+        let _ = slot.child.wait();
     }
 }
 
@@ -105,13 +116,24 @@ fn cause(status: ExitStatus) -> String {
     }
 }
 
+/// The exit code of a worker refused by what it was given (a usage or
+/// configuration error, such as a master certificate it does not trust):
+/// starting it again would fail again.
+const CONFIGURATION_ERROR: i32 = 2;
+
 /// Whether a worker that ended with `status` after `ran` is started again.
 fn restartable(status: ExitStatus, ran: Duration) -> bool {
-    status.signal().is_some() || (!status.success() && ran >= RAN_FOR)
+    status.signal().is_some()
+        || (!status.success() && status.code() != Some(CONFIGURATION_ERROR) && ran >= RAN_FOR)
 }
 
-/// Look after the workers until this process ends them.
+/// Look after the workers until this process ends them, then end them.
 fn supervise(supervised: &Supervised) {
+    watch_over(supervised);
+    end_workers(supervised);
+}
+
+fn watch_over(supervised: &Supervised) {
     while !supervised.closing.load(Ordering::SeqCst) {
         std::thread::sleep(LOOK_EVERY);
         let mut slots = supervised.slots.lock_or_recover();
@@ -214,6 +236,7 @@ fn worker_command(
         .env_remove("SWARMER_MASTER")
         .env_remove("SWARMER_PROCESSES")
         .env_remove("SWARMER_CONFIG")
+        .env_remove("SWARMER_HEALTH_PORT")
         .stdin(Stdio::null());
     if !program_plan {
         command.args(["-f", "-"]);
@@ -261,6 +284,8 @@ mod tests {
         assert!(restartable(failed, RAN_FOR));
         assert!(!restartable(failed, Duration::from_secs(1)), "it could not start: it would fail again");
         assert!(!restartable(quit, RAN_FOR * 10));
+        let refused = ExitStatus::from_raw(CONFIGURATION_ERROR << 8);
+        assert!(!restartable(refused, RAN_FOR * 10), "a configuration error would come again");
         assert_eq!(cause(signalled), "killed by signal 9");
         assert_eq!(cause(failed), "exited with code 1");
     }

@@ -27,6 +27,10 @@ pub struct ProcessUsage {
 /// of a thread's name, so threads are told apart by id, not by name.
 const SHARD_THREAD: &str = "swarmer-shard";
 
+/// How many samples (about seconds) before threads found not to be shards
+/// are looked at again.
+const RECHECK_EVERY: u32 = 10;
+
 /// Samples [`ProcessUsage`] between successive calls.
 pub struct UsageMonitor {
     last: Option<(Instant, u64)>,
@@ -34,8 +38,12 @@ pub struct UsageMonitor {
     last_percent: f64,
     /// The shard threads' CPU ticks at the last span's start, by thread id.
     shard_ticks: HashMap<u32, u64>,
-    /// Threads known not to be shards (their names do not change).
+    /// Threads found not to be shards, by id. A new thread takes its
+    /// name from inside, just after it starts: one seen before that is
+    /// looked at again after [`RECHECK_EVERY`] samples.
     not_shards: HashSet<u32>,
+    /// Samples since `not_shards` was last emptied.
+    since_recheck: u32,
     /// The busiest shard's figure of the latest span.
     last_busiest: f64,
     ticks_per_second: f64,
@@ -61,6 +69,7 @@ impl UsageMonitor {
             last_percent: 0.0,
             shard_ticks: HashMap::new(),
             not_shards: HashSet::new(),
+            since_recheck: 0,
             last_busiest: 0.0,
             ticks_per_second: if ticks > 0 { ticks as f64 } else { 100.0 },
             page_size: if page > 0 { page as u64 } else { 4096 },
@@ -101,6 +110,11 @@ impl UsageMonitor {
 
     /// The CPU ticks of each of this process's shard threads, by id.
     fn shard_thread_ticks(&mut self) -> HashMap<u32, u64> {
+        self.since_recheck += 1;
+        if self.since_recheck >= RECHECK_EVERY {
+            self.since_recheck = 0;
+            self.not_shards.clear();
+        }
         let mut found = HashMap::new();
         let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return found };
         let mut present = HashSet::new();

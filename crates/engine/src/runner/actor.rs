@@ -62,6 +62,9 @@ pub(super) struct Actor {
     /// process's, or one shard thread's), the sum of the process's figures
     /// (for the average the warning gives), and the busiest shard's highest.
     pub(super) busy: (u32, f64, f64),
+    /// Consecutive seconds the whole process has been above the warning
+    /// level (what `--cpu-guard` goes by).
+    pub(super) saturated: u32,
     /// `--cpu-guard` holds the ramp up (since when).
     pub(super) guard_paused: Option<Instant>,
     /// `--memory-limit`.
@@ -743,7 +746,11 @@ impl Actor {
         // A shard thread at its core's limit starves its own users even
         // when the others idle (users spread unevenly, a heavy class).
         let shard_hot = usage.busiest_shard_percent > CPU_WARNING_PERCENT;
-        self.busy = if usage.cpu_percent > CPU_WARNING_PERCENT * shards || shard_hot {
+        let process_hot = usage.cpu_percent > CPU_WARNING_PERCENT * shards;
+        // `--cpu-guard` holds the ramp only while the whole process is
+        // saturated: new users also go to shards that have room.
+        self.saturated = if process_hot { self.saturated.saturating_add(1) } else { 0 };
+        self.busy = if process_hot || shard_hot {
             (self.busy.0 + 1, self.busy.1 + usage.cpu_percent, self.busy.2.max(usage.busiest_shard_percent))
         } else {
             (0, 0.0, 0.0)
@@ -863,16 +870,16 @@ impl Actor {
         }
         let target = self.ramp.as_ref().map(|ramp| ramp.target)?;
         match self.guard_paused {
-            None if self.busy.0 >= GUARD_AFTER_SECONDS && target > self.live.len() => {
+            None if self.saturated >= GUARD_AFTER_SECONDS && target > self.live.len() => {
                 self.guard_paused = Some(Instant::now());
                 Some(format!(
                     "CPU guard: the load generator has been saturated for {} s ({percent:.0}% CPU); spawning paused \
                      at {} of {target} users",
-                    self.busy.0,
+                    self.saturated,
                     self.live.len()
                 ))
             }
-            Some(since) if self.busy.0 == 0 => {
+            Some(since) if self.saturated == 0 => {
                 self.guard_paused = None;
                 let paused = since.elapsed();
                 if let Some(ramp) = &mut self.ramp {

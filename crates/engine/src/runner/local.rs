@@ -133,6 +133,7 @@ impl LocalRunner {
             ramp: None,
             usage: UsageMonitor::new(),
             busy: (0, 0.0, 0.0),
+            saturated: 0,
             guard_paused: None,
             memory_guard,
             warned_cpu: false,

@@ -269,6 +269,10 @@ impl Coroutine {
             let traceback = self.lua.exec_raw::<mlua::String>((), |s| ffi::luaL_traceback(s, l, ptr::null(), 0));
             let status = ffi::lua_status(l);
             if status != ffi::LUA_OK && status != ffi::LUA_YIELD {
+                // Its pending `__close` handlers run now, outside any
+                // resume the watchdog sees: with the always-on hook, so an
+                // endless one is stopped (the next resume takes it off).
+                hook::hook_always(l);
                 ffi::lua_closethread(l, ptr::null_mut());
             }
             if self.is_idle() {

@@ -105,6 +105,18 @@ unsafe extern "C-unwind" fn hooked_wrap(l: *mut ffi::lua_State) -> c_int {
     }
 }
 
+/// Set the always-on count hook on `l`, for code about to run on it
+/// outside a resume (a dead coroutine's `__close` handlers), and count
+/// its runs from zero.
+///
+/// # Safety
+/// `l` is a live state of a VM.
+pub(super) unsafe fn hook_always(l: *mut ffi::lua_State) {
+    BUSY.set(0);
+    // SAFETY: per the contract; setting a hook cannot fail.
+    unsafe { ffi::lua_sethook(l, Some(count_hook), ffi::LUA_MASKCOUNT, HOOK_EVERY) };
+}
+
 /// The coroutine this thread's driver is resuming, if any (read by the
 /// signal handler of `super::preempt`).
 pub(super) fn driven() -> *mut ffi::lua_State {
