@@ -123,8 +123,7 @@ const CONFIGURATION_ERROR: i32 = 2;
 
 /// Whether a worker that ended with `status` after `ran` is started again.
 fn restartable(status: ExitStatus, ran: Duration) -> bool {
-    status.signal().is_some()
-        || (!status.success() && status.code() != Some(CONFIGURATION_ERROR) && ran >= RAN_FOR)
+    status.signal().is_some() || (!status.success() && status.code() != Some(CONFIGURATION_ERROR) && ran >= RAN_FOR)
 }
 
 /// Look after the workers until this process ends them, then end them.
