@@ -696,7 +696,11 @@ async fn a_new_test_starts_from_zero_with_its_own_rates_and_history() {
 
     let stats = s.json("/stats/requests").await;
     let total = stats["stats"].as_array().unwrap().last().unwrap();
-    assert_eq!(total["num_requests"].as_u64().unwrap(), served, "only the second test's requests: {stats}");
+    // Only the second test's requests: all the target served since, less
+    // at most one per user (a request the stop cut after the target had
+    // answered it but before its user recorded it).
+    let recorded = total["num_requests"].as_u64().unwrap();
+    assert!(recorded <= served && recorded + 2 >= served, "{recorded} recorded, {served} served: {stats}");
     let failures: u64 = stats["errors"].as_array().unwrap().iter().map(|e| e["occurrences"].as_u64().unwrap()).sum();
     assert_eq!(failures, total["num_failures"].as_u64().unwrap(), "only the second test's failures");
     let rps = total["total_rps"].as_f64().unwrap();
