@@ -10,7 +10,8 @@
 # shard; the figure is (instructions of the long run - of the short run) /
 # (requests of the long run - of the short run), so start-up and shutdown
 # cancel out. `ANNOTATE=1` also keeps the long runs' callgrind files in
-# target/instructions/ for `callgrind_annotate`.
+# target/instructions/ for `callgrind_annotate`, with their
+# `--json` statistics beside them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHORT=${SHORT:-4}
@@ -46,7 +47,7 @@ measure() {
   ir=$(grep -m1 '^totals:' "$file" | awk '{print $2}')
   requests=$(python3 -c 'import json,sys; print(sum(x["num_requests"] for x in json.load(open(sys.argv[1]))))' \
     "$work/$name.json")
-  [ "${ANNOTATE:-0}" = 1 ] && [ "$seconds" = "$LONG" ] && cp "$file" "$out/$name.callgrind"
+  [ "${ANNOTATE:-0}" = 1 ] && [ "$seconds" = "$LONG" ] && { cp "$file" "$out/$name.callgrind"; cp "$work/$name.json" "$out/$name.json"; }
   echo "$ir $requests"
 }
 per_request() { # $1 a name, rest the program

@@ -88,16 +88,28 @@ fn build_class(
 /// The engine body of a Lua function; `scope` is the task set it belongs
 /// to, if any (its `self` is then the user's object for that set).
 fn lua_fn(context: &Rc<ClassContext>, function: Function, name: &str, scope: Scope) -> mlua::Result<TaskFn> {
-    let context = context.clone();
-    let body = Rc::new(context.lua.create_registry_value(function)?);
-    let name: Rc<str> = Rc::from(name);
+    let task = Rc::new(LuaTask {
+        body: context.lua.create_registry_value(function)?,
+        context: context.clone(),
+        name: name.into(),
+        scope,
+    });
     Ok(Rc::new(move |user: &mut User| {
-        let context = context.clone();
-        let body = body.clone();
-        let name = name.clone();
-        let scope = scope.clone();
-        crate::in_place::boxed(move || async move { call::run(&context, user, &body, &name, scope.as_deref()).await })
+        // One reference counted per call, whatever the task holds.
+        let task = task.clone();
+        crate::in_place::boxed(move || async move {
+            call::run(&task.context, user, &task.body, &task.name, task.scope.as_deref()).await
+        })
     }))
+}
+
+/// What a Lua task's engine body calls: its function (a registry key),
+/// its class, its name and the task set it belongs to.
+struct LuaTask {
+    body: mlua::RegistryKey,
+    context: Rc<ClassContext>,
+    name: Box<str>,
+    scope: Scope,
 }
 
 type Scope = Option<Rc<SetScope>>;

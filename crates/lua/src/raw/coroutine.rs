@@ -21,6 +21,10 @@ pub struct Coroutine {
     pub(super) vm: *const c_void,
     /// Whether its VM has a memory limit (see [`super::vm::MemoryLimit`]).
     pub(super) limited: Rc<Cell<bool>>,
+    /// Known idle with an empty stack: new, or emptied by `finish_*` after
+    /// its last resume (no Lua code runs between that and the pool's
+    /// check, see [`Coroutine::is_reusable`]).
+    idle: bool,
 }
 
 /// How a resume ended.
@@ -129,7 +133,7 @@ impl Coroutine {
             // has not run; the watchdog sets the hook when it is needed.
             unsafe { ffi::lua_sethook(state, None, 0, 0) };
         }
-        Ok(Self { lua: lua.clone(), _thread: thread, state, vm, limited: MemoryLimit::of(lua) })
+        Ok(Self { lua: lua.clone(), _thread: thread, state, vm, limited: MemoryLimit::of(lua), idle: true })
     }
 
     /// The VM this coroutine belongs to.
@@ -144,9 +148,15 @@ impl Coroutine {
 
     /// Whether it can run something new: it returned (or is new) and its
     /// stack is empty, rather than died, is suspended or is running.
+    ///
+    /// Known from the last `finish_*` (which checked, or knew, that no call
+    /// is active), without asking Lua again: only Lua code could change
+    /// that since, and none runs between a `finish_*` and this check (the
+    /// driver returns at once, and the pool checks as the loan ends).
+    /// Values pushed since are seen by the stack's height.
     pub fn is_reusable(&self) -> bool {
-        // SAFETY: the state is alive (see the type); these only read.
-        unsafe { self.is_idle() && ffi::lua_gettop(self.state) == 0 }
+        // SAFETY: the state is alive (see the type); this only reads.
+        self.idle && unsafe { ffi::lua_gettop(self.state) } == 0
     }
 
     /// Status OK with no active call: neither suspended, nor running,
@@ -225,6 +235,7 @@ impl Coroutine {
             if nargs < 0 || ffi::lua_gettop(l) < needed {
                 return Resumed::Refused;
             }
+            self.idle = false;
             let mut nres: c_int = 0;
             let (status, paused) = hook::driving(l, || ffi::lua_resume(l, ptr::null_mut(), nargs, &mut nres));
             match status {
@@ -241,12 +252,17 @@ impl Coroutine {
     pub fn finish_returned(&mut self, nres: c_int, want: bool) -> mlua::Result<Value> {
         let l = self.state;
         // SAFETY: the state is alive; the index read is checked against
-        // the top; the stack is emptied only when no call is active.
+        // the top; the stack is emptied only when no call is active: known
+        // when nothing ran since the resume returned (Lua's protocol: a
+        // coroutine that returned has no call), else asked.
         unsafe {
             let top = ffi::lua_gettop(l);
             let first = top - nres.clamp(0, top) + 1;
             let value = if want && nres > 0 && first <= top { self.value_at(first) } else { Ok(Value::Nil) };
-            if self.is_idle() {
+            // Reading the value may run a finalizer, which may resume it.
+            let ran_lua = want && nres > 0;
+            self.idle = !ran_lua || self.is_idle();
+            if self.idle {
                 ffi::lua_settop(l, 0);
             }
             value
@@ -275,7 +291,8 @@ impl Coroutine {
                 hook::hook_always(l);
                 ffi::lua_closethread(l, ptr::null_mut());
             }
-            if self.is_idle() {
+            self.idle = self.is_idle();
+            if self.idle {
                 ffi::lua_settop(l, 0);
             }
             (error, traceback.map(|t| t.to_string_lossy()).unwrap_or_default())
