@@ -440,6 +440,99 @@ fn idle_connections_to_the_cluster_port_are_bounded_and_closed() {
     assert_eq!(get_json(&base, "/stats/requests")["worker_count"], 1);
 }
 
+/// The master's resident memory, in bytes.
+fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// Peers without the token can neither make the master buffer nor hold a
+/// connection: over TLS, 8 connections of 4 streams, each sending an 8 MiB
+/// hello, are closed after 64 KiB and the master's memory stays flat (it
+/// used to buffer each message whole); a connection that completes TLS and
+/// HTTP/2 and answers the master's pings but never proves the token is
+/// closed at 30 s; a real worker proves it and stays connected and running.
+#[test]
+fn peers_without_the_token_can_neither_make_the_master_buffer_nor_hold_a_connection() {
+    use swarmer_cluster::proto::{self, cluster_client::ClusterClient, worker_message};
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let tls_flags = ["--cluster-tls-cert", &tls("server.pem"), "--cluster-tls-key", &tls("server.key")];
+    let master = start_master(&plan(), &t.url(), "--autostart -u 2 -r 100", &tls_flags, TOKEN);
+    let good = worker(&master.port, &["--cluster-ca", &tls("ca.pem")], TOKEN);
+    good.wait_for("Connected to the master", Duration::from_secs(15));
+    let started = Instant::now();
+    let before = rss_of(master.proc.child.id());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let port = master.port.clone();
+    let log = master.proc.output.clone();
+    let refused = runtime.block_on(async move {
+        let ca = Certificate::from_pem(std::fs::read(tls("ca.pem")).unwrap());
+        let endpoint = Endpoint::from_shared(format!("https://localhost:{port}"))
+            .unwrap()
+            .tls_config(ClientTlsConfig::new().ca_certificate(ca).domain_name("localhost"))
+            .unwrap();
+        // TLS and HTTP/2, then nothing but answers to the master's pings.
+        let idle = endpoint.connect().await.unwrap();
+        let mut calls = Vec::new();
+        for _ in 0..8 {
+            let channel = endpoint.connect().await.unwrap();
+            for _ in 0..4 {
+                let mut client = ClusterClient::new(channel.clone()).max_encoding_message_size(64 << 20);
+                calls.push(tokio::spawn(async move {
+                    let hello = proto::Hello {
+                        protocol: swarmer_cluster::PROTOCOL,
+                        worker_id: "x".repeat(8 << 20),
+                        hostname: "h".into(),
+                        cores: 1,
+                        plan_digest: String::new(),
+                        nonce: swarmer_cluster::auth::nonce(),
+                    };
+                    let first = proto::WorkerMessage { kind: Some(worker_message::Kind::Hello(hello)) };
+                    // The hello, then the stream stays open.
+                    let outbound =
+                        tokio_stream::StreamExt::chain(tokio_stream::iter(vec![first]), tokio_stream::pending());
+                    match client.join(outbound).await {
+                        Err(_) => true,
+                        Ok(response) => response.into_inner().message().await.is_err(),
+                    }
+                }));
+            }
+        }
+        let mut refused = 0;
+        for call in calls {
+            let ended = tokio::time::timeout(Duration::from_secs(20), call).await;
+            refused += usize::from(matches!(ended, Ok(Ok(true))));
+        }
+        // The idle connection answers pings for as long as this runs.
+        let closed = "it did not prove the cluster token in time";
+        let waited = Instant::now();
+        while !log.lock().unwrap().iter().any(|l| l.contains(closed)) && waited.elapsed() < Duration::from_secs(45) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        drop(idle);
+        refused
+    });
+    let after = rss_of(master.proc.child.id());
+    assert_eq!(refused, 32, "every flooding stream ends in an error: {}", master.proc.text());
+    assert!(
+        after < before + 64 * 1024 * 1024,
+        "the master buffered the floods: {} MiB before, {} MiB after",
+        before >> 20,
+        after >> 20
+    );
+    master.proc.wait_for("before proving the cluster token", Duration::from_secs(5));
+    // The connection that only answered pings was closed at 30 s.
+    master.proc.wait_for("it did not prove the cluster token in time", Duration::from_secs(1));
+    assert!(started.elapsed() > Duration::from_secs(25), "{:?}", started.elapsed());
+    // The worker proved the token: still connected, still running users.
+    let served = t.requests_served();
+    wait_until(Duration::from_secs(10), || t.requests_served() > served, "the worker still runs users");
+    assert_eq!(get_json(&master.base, "/stats/requests")["worker_count"], 1);
+    assert!(!good.text().contains("Lost the master"), "{}", good.text());
+}
+
 /// A worker that holds the token, built on the crate's own protocol code,
 /// sends the master valid reports, one with a per-second count at
 /// `u64::MAX` (which used to pin the current rate at 0) and one with more

@@ -12,17 +12,21 @@
 //! - An accept error (out of descriptors, say) waits a moment instead of
 //!   spinning.
 //!
+//! - Until a worker on the connection has proved the cluster token (the
+//!   service says so through [`Trusted`]), the connection may send at
+//!   most [`PRE_AUTH_BYTES`] and must prove it within
+//!   [`Limits::to_prove`]: a peer without the token can neither make the
+//!   master buffer a large message nor hold its slot by answering pings.
+//!
 //! Refusals and closes are logged with their reason, at most one line a
-//! second. A peer that completes HTTP/2 and answers its pings without
-//! authenticating keeps its slot: the bounds per address and in total
-//! are what limit such peers.
+//! second.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -43,7 +47,14 @@ pub struct Limits {
     pub per_peer: usize,
     /// Time for a connection's first bytes.
     pub first_bytes: Duration,
+    /// Time from its start for a connection to prove the token.
+    pub to_prove: Duration,
 }
+
+/// What a connection may send before it has proved the token: room for
+/// the TLS handshake (client certificates included), HTTP/2's preface and
+/// settings, and a hello, many times over; far below one report.
+pub const PRE_AUTH_BYTES: usize = 64 * 1024;
 
 /// Descriptors left for everything but the cluster port (the web UI, the
 /// plan's files, logs).
@@ -59,7 +70,13 @@ impl Limits {
     pub fn for_this_process() -> Self {
         let files = open_file_limit().unwrap_or(1024);
         let total = files.saturating_sub(RESERVED_FILES).clamp(16, 16_384);
-        Self { total, per_peer: total.min(256), first_bytes: Duration::from_secs(10) }
+        // The first bytes, then a hello and a proof, each with 10 s.
+        Self {
+            total,
+            per_peer: total.min(256),
+            first_bytes: Duration::from_secs(10),
+            to_prove: Duration::from_secs(30),
+        }
     }
 }
 
@@ -74,10 +91,62 @@ fn open_file_limit() -> Option<usize> {
 /// The open connections per address.
 type PerPeer = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
+/// The open connections that have not proved the token yet, by peer
+/// address, shared by the accept loop and the service: the service marks
+/// a connection trusted once a worker on it proved the token.
+#[derive(Clone, Default)]
+pub struct Trusted {
+    pending: Arc<Mutex<HashMap<SocketAddr, Arc<AtomicBool>>>>,
+}
+
+impl Trusted {
+    /// The connection from `peer` proved the token: its pre-authentication
+    /// bounds no longer apply.
+    pub fn prove(&self, peer: SocketAddr) {
+        if let Some(flag) = self.pending.lock_or_recover().remove(&peer) {
+            flag.store(true, Ordering::Release);
+        }
+    }
+
+    fn watch(&self, peer: SocketAddr) -> Watched {
+        let flag = Arc::new(AtomicBool::new(false));
+        self.pending.lock_or_recover().insert(peer, flag.clone());
+        Watched { trusted: self.clone(), peer, flag }
+    }
+}
+
+/// A connection's entry in [`Trusted`], removed with the connection.
+struct Watched {
+    trusted: Trusted,
+    peer: SocketAddr,
+    flag: Arc<AtomicBool>,
+}
+
+impl Watched {
+    fn is_proved(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        let mut pending = self.trusted.pending.lock_or_recover();
+        // (The address may be a later connection's by now.)
+        if pending.get(&self.peer).is_some_and(|flag| Arc::ptr_eq(flag, &self.flag)) {
+            pending.remove(&self.peer);
+        }
+    }
+}
+
 /// Accepted connections within `limits`, as tonic's incoming stream.
-pub fn incoming(listener: TcpListener, limits: Limits) -> impl Stream<Item = io::Result<Guarded>> {
-    let state =
-        Accepting { listener, limits, open: Arc::new(Semaphore::new(limits.total)), per_peer: PerPeer::default() };
+pub fn incoming(listener: TcpListener, limits: Limits, trusted: Trusted) -> impl Stream<Item = io::Result<Guarded>> {
+    let state = Accepting {
+        listener,
+        limits,
+        open: Arc::new(Semaphore::new(limits.total)),
+        per_peer: PerPeer::default(),
+        trusted,
+    };
     futures_util::stream::unfold(state, |mut state| async move {
         let guarded = state.next().await;
         Some((Ok(guarded), state))
@@ -89,6 +158,7 @@ struct Accepting {
     limits: Limits,
     open: Arc<Semaphore>,
     per_peer: PerPeer,
+    trusted: Trusted,
 }
 
 impl Accepting {
@@ -115,7 +185,19 @@ impl Accepting {
             };
             let _ = tcp.set_nodelay(true);
             let started = Box::pin(tokio::time::sleep(self.limits.first_bytes));
-            return Guarded { tcp, peer, started: Some(started), read: 0, _permit: permit, _slot: slot };
+            let unproved = Unproved {
+                watched: self.trusted.watch(peer),
+                deadline: Box::pin(tokio::time::sleep(self.limits.to_prove)),
+            };
+            return Guarded {
+                tcp,
+                peer,
+                started: Some(started),
+                unproved: Some(unproved),
+                read: 0,
+                _permit: permit,
+                _slot: slot,
+            };
         }
     }
 }
@@ -161,23 +243,66 @@ impl Drop for PeerSlot {
 }
 
 /// An accepted connection holding its places in the limits; it fails
-/// (and so closes) if its first bytes do not come in time.
+/// (and so closes) if its first bytes do not come in time, or if it sends
+/// too much or takes too long before it proves the token.
 pub struct Guarded {
     tcp: TcpStream,
     peer: SocketAddr,
     /// The deadline for the first bytes, until they came.
     started: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The bounds before the token is proved, until it is.
+    unproved: Option<Unproved>,
+    /// Bytes read so far (counted until the token is proved).
     read: usize,
     _permit: OwnedSemaphorePermit,
     _slot: PeerSlot,
+}
+
+/// A connection's state until it proves the token.
+struct Unproved {
+    watched: Watched,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Guarded {
+    /// The pre-authentication bounds, after a read: an error closes the
+    /// connection.
+    fn check_unproved(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let Some(unproved) = &mut self.unproved else { return Ok(()) };
+        if unproved.watched.is_proved() {
+            self.unproved = None;
+            return Ok(());
+        }
+        if self.read > PRE_AUTH_BYTES {
+            warn_limited(format_args!(
+                "closed a connection from {}: it sent more than {} KiB before proving the cluster token",
+                self.peer,
+                PRE_AUTH_BYTES / 1024
+            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "too much before proving the token"));
+        }
+        if unproved.deadline.as_mut().poll(cx).is_ready() {
+            warn_limited(format_args!(
+                "closed a connection from {}: it did not prove the cluster token in time",
+                self.peer
+            ));
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "the token was not proved in time"));
+        }
+        Ok(())
+    }
 }
 
 impl AsyncRead for Guarded {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.tcp).poll_read(cx, buf);
-        if self.started.is_some() {
+        if self.started.is_some() || self.unproved.is_some() {
             self.read += buf.filled().len() - before;
+        }
+        if let Err(e) = self.check_unproved(cx) {
+            return Poll::Ready(Err(e));
+        }
+        if self.started.is_some() {
             if self.read >= FIRST_BYTES {
                 self.started = None;
             } else if polled.is_pending() && self.started.as_mut().is_some_and(|s| s.as_mut().poll(cx).is_ready()) {
@@ -236,6 +361,69 @@ mod tests {
         let limits = Limits::for_this_process();
         assert!(limits.total <= files.saturating_sub(RESERVED_FILES).max(16), "{limits:?} of {files}");
         assert!(limits.per_peer <= limits.total);
+    }
+
+    /// Reads `guarded` until `bytes` came or it fails.
+    async fn read_from(guarded: &mut Guarded, bytes: usize) -> io::Result<usize> {
+        use tokio::io::AsyncReadExt;
+        let mut got = 0;
+        let mut buf = vec![0u8; 16 * 1024];
+        while got < bytes {
+            match guarded.read(&mut buf).await? {
+                0 => break,
+                n => got += n,
+            }
+        }
+        Ok(got)
+    }
+
+    #[tokio::test]
+    async fn a_connection_sends_little_and_proves_the_token_in_time_or_is_closed() {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = Limits {
+            total: 16,
+            per_peer: 16,
+            first_bytes: Duration::from_secs(5),
+            to_prove: Duration::from_millis(300),
+        };
+        let trusted = Trusted::default();
+        let accepted = incoming(listener, limits, trusted.clone());
+        tokio::pin!(accepted);
+        let big = vec![7u8; 2 * PRE_AUTH_BYTES];
+
+        // Proved: past the deadline and the byte budget, it goes on.
+        let mut proved = TcpStream::connect(addr).await.unwrap();
+        let mut guarded = accepted.next().await.unwrap().unwrap();
+        proved.write_all(b"a hello of a few bytes, enough to start").await.unwrap();
+        assert!(read_from(&mut guarded, 24).await.unwrap() >= 24);
+        trusted.prove(proved.local_addr().unwrap());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        proved.write_all(&big).await.unwrap();
+        assert!(read_from(&mut guarded, big.len()).await.unwrap() >= big.len());
+
+        // Not proved in time: closed, though it sent its first bytes.
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        let mut guarded = accepted.next().await.unwrap().unwrap();
+        slow.write_all(b"a hello of a few bytes, enough to start").await.unwrap();
+        let err = read_from(&mut guarded, usize::MAX).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        drop((guarded, slow));
+
+        // Too much before the proof: closed.
+        let mut flood = TcpStream::connect(addr).await.unwrap();
+        let mut guarded = accepted.next().await.unwrap().unwrap();
+        let writer = tokio::spawn(async move {
+            let _ = flood.write_all(&big).await;
+            flood
+        });
+        let err = read_from(&mut guarded, usize::MAX).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        drop(guarded);
+        drop(writer.await);
+        assert!(trusted.pending.lock_or_recover().is_empty(), "closed connections leave no entry");
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub struct ClusterService {
     pub scope: proto::TestScope,
     /// The HTTP client settings users run with, told to joining workers.
     pub client: proto::ClientSettings,
+    /// The connections that have not proved the token yet: a proof lifts
+    /// their connection's pre-authentication bounds.
+    pub trusted: super::incoming::Trusted,
 }
 
 type Outbound = Pin<Box<dyn Stream<Item = Result<proto::MasterMessage, Status>> + Send>>;
@@ -133,7 +136,12 @@ impl ClusterService {
         }
         match step(&mut inbound).await {
             Ok(Some(worker_message::Kind::Proof(p)))
-                if self.token.check_worker_proof(&master_nonce, &hello.nonce, &p.proof) => {}
+                if self.token.check_worker_proof(&master_nonce, &hello.nonce, &p.proof) =>
+            {
+                if let Some(peer) = peer {
+                    self.trusted.prove(peer);
+                }
+            }
             Ok(Some(worker_message::Kind::Proof(_))) => {
                 return self.refuse(&tx, peer, &who, "wrong cluster token").await;
             }
