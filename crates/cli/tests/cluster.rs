@@ -355,14 +355,26 @@ fn wrong_tokens_missing_tls_and_garbage_are_refused_and_nothing_runs() {
         TOKEN,
     );
 
-    // Garbage on the cluster port: dropped, the master carries on.
-    let mut raw = std::net::TcpStream::connect(format!("127.0.0.1:{}", master.port)).unwrap();
-    raw.write_all(b"\x16\x03\x01 this is not a TLS hello nor HTTP/2 \x00\xff\x00\xff").unwrap();
-    drop(raw);
+    // Garbage on the cluster port: dropped, the master carries on and says
+    // what came (one line a second at most, hence the pauses), never the bytes.
+    for (bytes, said) in [
+        (&b"\x16\x03\x01 this is not a TLS hello nor HTTP/2 \x00\xff\x00\xff"[..], "during the TLS handshake"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "plain HTTP/1 (the cluster port is for workers"),
+        (b"\x00\xffSECRET-LOOKING BYTES", "bytes that are neither TLS nor HTTP/2"),
+    ] {
+        let mut raw = std::net::TcpStream::connect(format!("127.0.0.1:{}", master.port)).unwrap();
+        raw.write_all(bytes).unwrap();
+        drop(raw);
+        master.proc.wait_for(said, Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    assert!(!master.proc.text().contains("SECRET-LOOKING"), "{}", master.proc.text());
 
-    // No TLS against a TLS master: never connects.
+    // No TLS against a TLS master: never connects, and the master says why.
     let mut plain = worker(&master.port, &[], TOKEN);
     plain.wait_for("Could not reach the master", Duration::from_secs(10));
+    master.proc.wait_for("HTTP/2 without TLS, but the cluster port needs TLS", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(1100));
 
     // TLS, but the wrong token: the worker sees the master cannot prove its
     // token and refuses to run anything.
@@ -723,6 +735,9 @@ fn mutual_tls_admits_only_workers_with_a_certificate_from_the_ca() {
     let mut anonymous = worker(&master.port, &["--cluster-ca", &tls("ca.pem")], TOKEN);
     anonymous.wait_for("Could not reach the master", Duration::from_secs(10));
     assert_eq!(get_json(&master.base, "/stats/requests")["worker_count"], 0, "no client certificate, no entry");
+    master
+        .proc
+        .wait_for("no client certificate (this master wants one signed by its --cluster-ca)", Duration::from_secs(5));
     let client = [
         "--cluster-ca",
         &tls("ca.pem"),
@@ -2294,4 +2309,6 @@ fn a_worker_that_does_not_trust_the_masters_certificate_says_why_and_stops() {
     );
     assert_eq!(text.matches("does not trust").count(), 3, "said once, then once when it stops (log and exit): {text}");
     assert_eq!(t.requests_served(), 0);
+    // The master says why too.
+    master.proc.wait_for("the worker does not trust this master's certificate", Duration::from_secs(5));
 }

@@ -31,12 +31,16 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use swarmer_engine::LockExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
+
+use super::opening::{DECIDING_BYTES, Expect, Verdict, judge};
 
 /// Bounds on the cluster port's connections.
 #[derive(Clone, Copy, Debug)]
@@ -59,9 +63,6 @@ pub const PRE_AUTH_BYTES: usize = 64 * 1024;
 /// Descriptors left for everything but the cluster port (the web UI, the
 /// plan's files, logs).
 const RESERVED_FILES: usize = 96;
-/// Bytes that count as a start: the HTTP/2 preface's length (a TLS
-/// ClientHello is longer).
-const FIRST_BYTES: usize = 24;
 
 impl Limits {
     /// Limits for this process: as many connections as its open-file limit
@@ -139,23 +140,116 @@ impl Drop for Watched {
 }
 
 /// Accepted connections within `limits`, as tonic's incoming stream.
-pub fn incoming(listener: TcpListener, limits: Limits, trusted: Trusted) -> impl Stream<Item = io::Result<Guarded>> {
+/// With `tls`, each connection's handshake is done here, several at once,
+/// and one that fails is logged and dropped (`super::tls`).
+pub fn incoming(
+    listener: TcpListener,
+    limits: Limits,
+    tls: Option<TlsAcceptor>,
+    trusted: Trusted,
+) -> impl Stream<Item = io::Result<Connection>> {
+    let expect = if tls.is_some() { Expect::Tls } else { Expect::Http2 };
     let state = Accepting {
         listener,
         limits,
+        expect,
         open: Arc::new(Semaphore::new(limits.total)),
         per_peer: PerPeer::default(),
         trusted,
     };
-    futures_util::stream::unfold(state, |mut state| async move {
+    let accepted = futures_util::stream::unfold(state, |mut state| async move {
         let guarded = state.next().await;
-        Some((Ok(guarded), state))
-    })
+        Some((guarded, state))
+    });
+    accepted
+        .map(move |guarded| {
+            let tls = tls.clone();
+            async move {
+                match tls {
+                    None => Some(Connection::Plain(Box::new(guarded))),
+                    Some(acceptor) => {
+                        let peer = guarded.peer;
+                        super::tls::handshake(acceptor, guarded, peer).await.map(|s| Connection::Tls(Box::new(s)))
+                    }
+                }
+            }
+        })
+        // Every connection the limits allow may be in its handshake.
+        .buffer_unordered(limits.total)
+        .filter_map(|connection| std::future::ready(connection.map(Ok)))
+}
+
+/// A connection as tonic serves it: as accepted, or after its TLS handshake.
+pub enum Connection {
+    Plain(Box<Guarded>),
+    Tls(Box<TlsStream<Guarded>>),
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Connection::Plain(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Connection::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Connection::Plain(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Connection::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Connection::Plain(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Connection::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Connection::Plain(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Connection::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Connection::Plain(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Connection::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Connection::Plain(s) => s.is_write_vectored(),
+            Connection::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+impl Connected for Connection {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        match self {
+            Connection::Plain(s) => s.connect_info(),
+            Connection::Tls(s) => s.get_ref().0.connect_info(),
+        }
+    }
 }
 
 struct Accepting {
     listener: TcpListener,
     limits: Limits,
+    expect: Expect,
     open: Arc<Semaphore>,
     per_peer: PerPeer,
     trusted: Trusted,
@@ -193,6 +287,8 @@ impl Accepting {
                 tcp,
                 peer,
                 started: Some(started),
+                expect: self.expect,
+                head: Vec::new(),
                 unproved: Some(unproved),
                 read: 0,
                 _permit: permit,
@@ -204,7 +300,7 @@ impl Accepting {
 
 /// Log `what`, unless this module logged within the last second (one
 /// line a second, however many peers misbehave).
-fn warn_limited(what: std::fmt::Arguments<'_>) {
+pub(super) fn warn_limited(what: std::fmt::Arguments<'_>) {
     static LAST: AtomicU64 = AtomicU64::new(0);
     let now = swarmer_stats::unix_now() as u64;
     if LAST.swap(now, Ordering::Relaxed) != now {
@@ -250,6 +346,9 @@ pub struct Guarded {
     peer: SocketAddr,
     /// The deadline for the first bytes, until they came.
     started: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// What its first bytes should be, and those seen until they decide.
+    expect: Expect,
+    head: Vec<u8>,
     /// The bounds before the token is proved, until it is.
     unproved: Option<Unproved>,
     /// Bytes read so far (counted until the token is proved).
@@ -303,14 +402,28 @@ impl AsyncRead for Guarded {
             return Poll::Ready(Err(e));
         }
         if self.started.is_some() {
-            if self.read >= FIRST_BYTES {
-                self.started = None;
-            } else if polled.is_pending() && self.started.as_mut().is_some_and(|s| s.as_mut().poll(cx).is_ready()) {
-                warn_limited(format_args!(
-                    "closed a connection from {}: nothing to start HTTP/2 or TLS in time",
-                    self.peer
-                ));
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "no first bytes in time")));
+            let fresh = &buf.filled()[before..];
+            let wanted = DECIDING_BYTES.saturating_sub(self.head.len()).min(fresh.len());
+            let fresh = fresh[..wanted].to_vec();
+            self.head.extend_from_slice(&fresh);
+            match judge(self.expect, &self.head) {
+                Verdict::Expected => {
+                    self.started = None;
+                    self.head = Vec::new();
+                }
+                Verdict::Refused(why) => {
+                    warn_limited(format_args!("refused a connection from {}: {why}", self.peer));
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, why)));
+                }
+                Verdict::Undecided => {
+                    if polled.is_pending() && self.started.as_mut().is_some_and(|s| s.as_mut().poll(cx).is_ready()) {
+                        warn_limited(format_args!(
+                            "closed a connection from {}: nothing to start HTTP/2 or TLS in time",
+                            self.peer
+                        ));
+                        return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "no first bytes in time")));
+                    }
+                }
             }
         }
         polled
@@ -390,14 +503,15 @@ mod tests {
             to_prove: Duration::from_millis(300),
         };
         let trusted = Trusted::default();
-        let accepted = incoming(listener, limits, trusted.clone());
+        let accepted = incoming(listener, limits, None, trusted.clone());
         tokio::pin!(accepted);
-        let big = vec![7u8; 2 * PRE_AUTH_BYTES];
+        let mut big = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        big.resize(2 * PRE_AUTH_BYTES, 7);
 
         // Proved: past the deadline and the byte budget, it goes on.
         let mut proved = TcpStream::connect(addr).await.unwrap();
-        let mut guarded = accepted.next().await.unwrap().unwrap();
-        proved.write_all(b"a hello of a few bytes, enough to start").await.unwrap();
+        let Connection::Plain(mut guarded) = accepted.next().await.unwrap().unwrap() else { panic!("no TLS here") };
+        proved.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
         assert!(read_from(&mut guarded, 24).await.unwrap() >= 24);
         trusted.prove(proved.local_addr().unwrap());
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -406,15 +520,15 @@ mod tests {
 
         // Not proved in time: closed, though it sent its first bytes.
         let mut slow = TcpStream::connect(addr).await.unwrap();
-        let mut guarded = accepted.next().await.unwrap().unwrap();
-        slow.write_all(b"a hello of a few bytes, enough to start").await.unwrap();
+        let Connection::Plain(mut guarded) = accepted.next().await.unwrap().unwrap() else { panic!("no TLS here") };
+        slow.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
         let err = read_from(&mut guarded, usize::MAX).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         drop((guarded, slow));
 
         // Too much before the proof: closed.
         let mut flood = TcpStream::connect(addr).await.unwrap();
-        let mut guarded = accepted.next().await.unwrap().unwrap();
+        let Connection::Plain(mut guarded) = accepted.next().await.unwrap().unwrap() else { panic!("no TLS here") };
         let writer = tokio::spawn(async move {
             let _ = flood.write_all(&big).await;
             flood

@@ -9,8 +9,10 @@
 //! stopped and sent its last statistics.
 
 mod incoming;
+mod opening;
 mod service;
 mod state;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -23,9 +25,9 @@ use swarmer_engine::{
 };
 use swarmer_stats::{History, RequestStats, unix_now};
 use tokio::net::TcpListener;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 
-use crate::auth::{ClusterTls, ClusterToken, read};
+use crate::auth::{ClusterTls, ClusterToken};
 use crate::bundle::Bundle;
 use crate::error::ClusterError;
 use crate::proto::cluster_server::ClusterServer;
@@ -84,9 +86,8 @@ impl Master {
             .http2_keepalive_interval(Some(Duration::from_secs(2)))
             .http2_keepalive_timeout(Some(Duration::from_secs(5)))
             .max_concurrent_streams(Some(4));
-        if let Some(config) = server_tls(&options.tls)? {
-            server = server.tls_config(config).map_err(|e| ClusterError::Tls(e.to_string()))?;
-        } else {
+        let acceptor = tls::acceptor(&options.tls)?;
+        if acceptor.is_none() {
             tracing::warn!(
                 "The cluster port is not encrypted (no --cluster-tls-cert): workers prove the token, but anyone on the \
                  network can read the traffic"
@@ -131,7 +132,7 @@ impl Master {
         let svc = ClusterServer::new(service)
             .max_decoding_message_size(crate::MAX_REPORT_BYTES)
             .max_encoding_message_size(crate::MAX_MESSAGE_BYTES);
-        let incoming = incoming::incoming(listener, incoming::Limits::for_this_process(), trusted);
+        let incoming = incoming::incoming(listener, incoming::Limits::for_this_process(), acceptor, trusted);
         tokio::spawn(async move {
             if let Err(e) = server.add_service(svc).serve_with_incoming(incoming).await {
                 tracing::error!("the cluster server stopped: {e}");
@@ -189,20 +190,4 @@ impl Master {
 /// Workers of a master's handle that are connected and not missing.
 pub fn worker_count(handle: &RunnerHandle) -> usize {
     handle.workers().map_or(0, WorkerRoster::live_count)
-}
-
-fn server_tls(tls: &ClusterTls) -> Result<Option<ServerTlsConfig>, ClusterError> {
-    let (Some(cert), Some(key)) = (&tls.cert, &tls.key) else {
-        if tls.cert.is_some() || tls.key.is_some() {
-            return Err(ClusterError::TlsPair);
-        }
-        return Ok(None);
-    };
-    let identity = Identity::from_pem(read(cert, "--cluster-tls-cert")?, read(key, "--cluster-tls-key")?);
-    // A handshake that has not ended in 10 s closes the connection.
-    let mut config = ServerTlsConfig::new().identity(identity).timeout(Duration::from_secs(10));
-    if let Some(ca) = &tls.ca {
-        config = config.client_ca_root(Certificate::from_pem(read(ca, "--cluster-ca")?));
-    }
-    Ok(Some(config))
 }
