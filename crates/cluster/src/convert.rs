@@ -249,7 +249,7 @@ fn entries_from_proto(list: &[proto::Entry], bounds: &mut Bounds) -> Result<Vec<
             return Err(bad(e, format!("{} failures of {} requests", e.num_failures, e.num_requests)));
         }
         let histogram =
-            LatencyHistogram::from_bytes(&e.histogram).map_err(|err| bad(e, format!("bad histogram: {err}")))?;
+            LatencyHistogram::received(&e.histogram).map_err(|err| bad(e, format!("bad histogram: {err}")))?;
         if histogram.count().checked_add(e.num_none_requests) != Some(e.num_requests) {
             return Err(bad(e, format!("{} requests but the histogram holds {}", e.num_requests, histogram.count())));
         }

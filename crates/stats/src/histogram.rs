@@ -37,9 +37,27 @@ pub enum HistogramError {
 }
 
 /// Response times in microseconds, 3 significant digits.
+///
+/// One received from another process ([`LatencyHistogram::received`]) is
+/// kept as the list of its recorded counts until something needs more
+/// than its count and maximum: merging it into another then costs one
+/// step per distinct value rather than one per bucket of the whole range
+/// (a second's report of 20 requests a name against ~11,000 buckets for
+/// times up to half a second), which is what lets a master merge a
+/// thousand workers' reports.
 #[derive(Clone, Debug)]
 pub struct LatencyHistogram {
     inner: Histogram<u64>,
+    /// When set, the histogram's contents (and `inner` is empty).
+    received: Option<Box<Received>>,
+}
+
+/// The recorded counts of a decoded V2 encoding.
+#[derive(Clone, Debug)]
+struct Received {
+    /// (lowest value of the bucket, count), lowest first, counts > 0.
+    counts: Vec<(u64, u64)>,
+    total: u64,
 }
 
 impl Default for LatencyHistogram {
@@ -50,7 +68,7 @@ impl Default for LatencyHistogram {
 
 impl PartialEq for LatencyHistogram {
     fn eq(&self, other: &Self) -> bool {
-        self.inner == other.inner
+        *self.dense() == *other.dense()
     }
 }
 
@@ -60,13 +78,47 @@ impl LatencyHistogram {
         let mut inner =
             Histogram::new(SIGNIFICANT_DIGITS).expect("3 significant digits is within HdrHistogram's supported range");
         inner.auto(true);
-        Self { inner }
+        Self { inner, received: None }
+    }
+
+    /// The histogram with its counts in buckets (made from a received
+    /// list when needed, for reading).
+    fn dense(&self) -> std::borrow::Cow<'_, Histogram<u64>> {
+        match &self.received {
+            None => std::borrow::Cow::Borrowed(&self.inner),
+            Some(received) => {
+                let mut dense = Self::new();
+                dense.add_received(received);
+                std::borrow::Cow::Owned(dense.inner)
+            }
+        }
+    }
+
+    /// `inner`, holding every count (a received list moved into it first).
+    fn dense_mut(&mut self) -> &mut Histogram<u64> {
+        if let Some(received) = self.received.take() {
+            self.add_received(&received);
+        }
+        &mut self.inner
+    }
+
+    /// Add a received list's counts to `inner` (the same bucketing, so
+    /// each lands in the bucket it came from: exact).
+    fn add_received(&mut self, received: &Received) {
+        for &(value, count) in &received.counts {
+            if self.inner.record_n(value, count).is_err() {
+                let _ = self.inner.record_n(self.inner.high(), count);
+            }
+        }
     }
 
     /// Record one response time in microseconds.
     #[inline]
     pub fn record(&mut self, micros: u64) {
         let micros = micros.min(MOST_MICROS);
+        if self.received.is_some() {
+            self.dense_mut();
+        }
         // Auto-resize is on, so recording cannot fail for any u64 value that
         // fits the histogram's maximum range; the error branch is unreachable
         // in practice but we clamp instead of panicking.
@@ -78,6 +130,11 @@ impl LatencyHistogram {
     /// Add every sample of `other` to this histogram. Exact: no rounding
     /// beyond the shared 3-significant-digit bucketing.
     pub fn merge(&mut self, other: &LatencyHistogram) {
+        self.dense_mut();
+        if let Some(received) = &other.received {
+            self.add_received(received);
+            return;
+        }
         if self.inner.add(&other.inner).is_err() {
             // Only possible when auto-resize is off, which never happens here.
             for v in other.inner.iter_recorded() {
@@ -96,58 +153,76 @@ impl LatencyHistogram {
         if earlier.count() > self.count() || earlier.max() > self.max() {
             return;
         }
-        let mut difference = self.inner.clone();
-        if difference.subtract(&earlier.inner).is_ok() {
+        let earlier = earlier.dense();
+        let mut difference = self.dense_mut().clone();
+        if difference.subtract(&*earlier).is_ok() {
             self.inner = difference;
         }
     }
 
     /// Number of recorded values.
     pub fn count(&self) -> u64 {
-        self.inner.len()
+        match &self.received {
+            Some(received) => received.total,
+            None => self.inner.len(),
+        }
     }
 
     /// True when nothing has been recorded.
     pub fn is_empty(&self) -> bool {
-        self.inner.is_empty()
+        self.count() == 0
     }
 
     /// Value at `quantile` (0.0..=1.0) in microseconds; 0 when empty.
     pub fn value_at_quantile(&self, quantile: f64) -> u64 {
-        if self.inner.is_empty() {
+        let inner = self.dense();
+        if inner.is_empty() {
             return 0;
         }
         if quantile >= 1.0 {
-            return self.inner.max();
+            return inner.max();
         }
-        self.inner.value_at_quantile(quantile)
+        inner.value_at_quantile(quantile)
     }
 
     /// Smallest recorded value in microseconds (to 3 significant digits); 0 when empty.
     pub fn min(&self) -> u64 {
-        if self.inner.is_empty() { 0 } else { self.inner.min() }
+        let inner = self.dense();
+        if inner.is_empty() { 0 } else { inner.min() }
     }
 
     /// Largest recorded value in microseconds (to 3 significant digits); 0 when empty.
     pub fn max(&self) -> u64 {
-        self.inner.max()
+        match &self.received {
+            // The highest value of the last bucket, as hdrhistogram reports it.
+            Some(received) => received.counts.last().map_or(0, |&(value, _)| self.inner.highest_equivalent(value)),
+            None => self.inner.max(),
+        }
     }
 
     /// Every distinct recorded value (highest equivalent, microseconds) with
     /// its count, lowest first.
     pub fn buckets(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        self.inner.iter_recorded().map(|v| (self.inner.highest_equivalent(v.value_iterated_to()), v.count_at_value()))
+        let inner = self.dense();
+        let listed: Vec<(u64, u64)> = inner
+            .iter_recorded()
+            .map(|v| (inner.highest_equivalent(v.value_iterated_to()), v.count_at_value()))
+            .collect();
+        listed.into_iter()
     }
 
     /// Remove every recorded value; min and max read 0 again.
     pub fn clear(&mut self) {
+        self.received = None;
         self.inner.reset();
     }
 
     /// Encode with the HdrHistogram V2 format.
     pub fn to_bytes(&self) -> Result<Vec<u8>, HistogramError> {
         let mut out = Vec::new();
-        V2Serializer::new().serialize(&self.inner, &mut out).map_err(|e| HistogramError::Encode(format!("{e:?}")))?;
+        V2Serializer::new()
+            .serialize(&*self.dense(), &mut out)
+            .map_err(|e| HistogramError::Encode(format!("{e:?}")))?;
         Ok(out)
     }
 
@@ -169,27 +244,103 @@ impl LatencyHistogram {
     /// is refused before it is decoded, so hostile bytes cannot make it
     /// allocate more than such a histogram.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, HistogramError> {
+        Self::checked_header(bytes)?;
+        let mut inner: Histogram<u64> =
+            Deserializer::new().deserialize(&mut &bytes[..]).map_err(|e| HistogramError::Decode(format!("{e:?}")))?;
+        inner.auto(true);
+        Ok(Self { inner, received: None })
+    }
+
+    /// [`LatencyHistogram::from_bytes`] for a histogram about to be merged
+    /// into another (a worker's report on a master): its counts are read
+    /// as a list, without laying out the buckets of its whole range (see
+    /// the type). Refuses what `from_bytes` refuses, and counts that do
+    /// not fit the range its header gives or that overflow.
+    pub fn received(bytes: &[u8]) -> Result<Self, HistogramError> {
         let refused = |why: String| Err(HistogramError::Decode(why));
-        let Some(V2Header { cookie, payload, digits, low, high }) = V2Header::read(bytes) else {
+        let header = Self::checked_header(bytes)?;
+        // Indexes of a histogram of 3 digits whose range reaches `high`
+        // (as `decoded_size` counts them).
+        let slots = Self::decoded_size(bytes) / 8;
+        let payload = &bytes[V2_HEADER..V2_HEADER + header.payload as usize];
+        let mut counts = Vec::new();
+        let (mut at, mut index, mut total) = (0usize, 0usize, 0u64);
+        while at < payload.len() {
+            let Some((encoded, used)) = read_varint(&payload[at..]) else {
+                return refused(format!("counts cut short at byte {at}"));
+            };
+            at += used;
+            // Zig-zag: a negative number is a run of empty buckets.
+            let number = ((encoded >> 1) as i64) ^ -((encoded & 1) as i64);
+            if number < 0 {
+                index = index.saturating_add(number.unsigned_abs().try_into().unwrap_or(usize::MAX));
+                continue;
+            }
+            if index >= slots {
+                return refused(format!("a count past the range its header gives ({} values)", header.high));
+            }
+            if number > 0 {
+                let count = number as u64;
+                total = match total.checked_add(count) {
+                    Some(total) => total,
+                    None => return refused("counts that overflow".into()),
+                };
+                counts.push((value_at_index(index), count));
+            }
+            index += 1;
+        }
+        Ok(Self { inner: Self::new().inner, received: Some(Box::new(Received { counts, total })) })
+    }
+
+    /// The header of a V2 encoding with our settings, or why not.
+    fn checked_header(bytes: &[u8]) -> Result<V2Header, HistogramError> {
+        let refused = |why: String| Err(HistogramError::Decode(why));
+        let Some(header) = V2Header::read(bytes) else {
             return refused(format!("{} bytes, shorter than a header", bytes.len()));
         };
+        let V2Header { cookie, payload, offset, digits, low, high } = header;
         if cookie != V2_COOKIE {
             return refused(format!("cookie {cookie:#x}: only uncompressed V2 ({V2_COOKIE:#x}) is read"));
         }
         if payload as usize > bytes.len() - V2_HEADER {
             return refused(format!("{payload} bytes of counts announced, {} given", bytes.len() - V2_HEADER));
         }
-        if digits != u32::from(SIGNIFICANT_DIGITS) || low != 1 || high > MOST_HIGH {
+        if digits != u32::from(SIGNIFICANT_DIGITS) || low != 1 || high > MOST_HIGH || offset != 0 {
             return refused(format!(
-                "{digits} significant digits, values {low} to {high}: Swarmer's have {SIGNIFICANT_DIGITS}, 1 to at most \
-                 {MOST_HIGH}"
+                "{digits} significant digits, values {low} to {high}, index offset {offset}: Swarmer's have \
+                 {SIGNIFICANT_DIGITS}, 1 to at most {MOST_HIGH}, 0"
             ));
         }
-        let mut inner: Histogram<u64> =
-            Deserializer::new().deserialize(&mut &bytes[..]).map_err(|e| HistogramError::Decode(format!("{e:?}")))?;
-        inner.auto(true);
-        Ok(Self { inner })
+        Ok(header)
     }
+}
+
+/// The lowest value of the bucket at `index` for 3 significant digits from
+/// 1: 2,048 sub-buckets, the upper 1,024 of each further bucket twice as
+/// wide as the last (hdrhistogram's layout).
+fn value_at_index(index: usize) -> u64 {
+    const HALF_MAGNITUDE: u32 = 10;
+    const HALF: usize = 1 << HALF_MAGNITUDE;
+    let bucket = (index >> HALF_MAGNITUDE) as i64 - 1;
+    let sub = (index & (HALF - 1)) + HALF;
+    if bucket < 0 { (sub - HALF) as u64 } else { (sub as u64) << bucket }
+}
+
+/// A LEB128 number of at most 9 bytes (the 9th holds 8 bits), as V2
+/// encodings write counts: the number and the bytes it took, or `None`
+/// if `bytes` end first.
+fn read_varint(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, &byte) in bytes.iter().enumerate().take(9) {
+        if i == 8 {
+            return Some((value | (u64::from(byte) << 56), 9));
+        }
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
 }
 
 /// The fields of a V2 encoding's header that say what decoding it costs.
@@ -197,6 +348,8 @@ struct V2Header {
     cookie: u32,
     /// Bytes of counts that follow.
     payload: u32,
+    /// The normalizing index offset (ours write 0).
+    offset: u32,
     digits: u32,
     low: u64,
     high: u64,
@@ -208,7 +361,14 @@ impl V2Header {
         let header = bytes.get(..V2_HEADER)?;
         let word = |at: usize| header[at..at + 4].try_into().ok().map(u32::from_be_bytes);
         let long = |at: usize| header[at..at + 8].try_into().ok().map(u64::from_be_bytes);
-        Some(Self { cookie: word(0)?, payload: word(4)?, digits: word(12)?, low: long(16)?, high: long(24)? })
+        Some(Self {
+            cookie: word(0)?,
+            payload: word(4)?,
+            offset: word(8)?,
+            digits: word(12)?,
+            low: long(16)?,
+            high: long(24)?,
+        })
     }
 }
 
@@ -229,6 +389,72 @@ impl<'de> Deserialize<'de> for LatencyHistogram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_received_histogram_merges_and_reads_exactly_as_a_decoded_one() {
+        let mut rng = 12345u64;
+        let mut next = move || {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            rng >> 20
+        };
+        let (mut decoded_sum, mut received_sum) = (LatencyHistogram::new(), LatencyHistogram::new());
+        for round in 0..40 {
+            let mut h = LatencyHistogram::new();
+            // Each round reaches another range: up to the largest kept.
+            let top = 1u64 << (4 + round);
+            for _ in 0..(1 + next() % 300) {
+                h.record(1 + next() % top.min(MOST_MICROS));
+            }
+            if round % 7 == 0 {
+                h.record(MOST_MICROS);
+            }
+            let bytes = h.to_bytes().unwrap();
+            let decoded = LatencyHistogram::from_bytes(&bytes).unwrap();
+            let received = LatencyHistogram::received(&bytes).unwrap();
+            assert_eq!(received.count(), decoded.count());
+            assert_eq!(received.max(), decoded.max(), "round {round}");
+            assert_eq!(received.min(), decoded.min());
+            assert_eq!(received.value_at_quantile(0.95), decoded.value_at_quantile(0.95));
+            assert!(received == decoded);
+            assert_eq!(received.to_bytes().unwrap(), bytes);
+            decoded_sum.merge(&decoded);
+            received_sum.merge(&received);
+            assert!(decoded_sum == received_sum, "round {round}");
+        }
+        // A received one merged into, or recorded into, becomes whole.
+        let mut grown = LatencyHistogram::received(&decoded_sum.to_bytes().unwrap()).unwrap();
+        grown.merge(&received_sum);
+        grown.record(5);
+        let mut expected = decoded_sum.clone();
+        expected.merge(&received_sum);
+        expected.record(5);
+        assert!(grown == expected);
+    }
+
+    #[test]
+    fn received_counts_out_of_range_cut_short_or_overflowing_are_refused() {
+        let mut h = LatencyHistogram::new();
+        h.record(100);
+        let good = h.to_bytes().unwrap();
+        let with_counts = |counts: &[u8]| {
+            let mut bytes = good[..V2_HEADER].to_vec();
+            bytes[4..8].copy_from_slice(&(counts.len() as u32).to_be_bytes());
+            bytes.extend_from_slice(counts);
+            bytes
+        };
+        // A run of empty buckets (zig-zag -1,000,000), then a count: past the range.
+        let far = with_counts(&[0xff, 0x88, 0x7a, 0x02]);
+        assert!(LatencyHistogram::received(&far).is_err());
+        // A varint whose bytes end too soon.
+        assert!(LatencyHistogram::received(&with_counts(&[0x02, 0x80])).is_err());
+        // Two counts of 2^62 each: their sum overflows u64's half, then u64.
+        let huge = [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80];
+        let overflow = with_counts(&[&huge[..], &huge[..], &huge[..], &huge[..]].concat());
+        assert!(LatencyHistogram::received(&overflow).is_err());
+        // What from_bytes refuses.
+        assert!(LatencyHistogram::received(b"garbage").is_err());
+        assert_eq!(LatencyHistogram::received(&good).unwrap().count(), 1);
+    }
 
     #[test]
     fn merge_equals_recording_everything_in_one_histogram() {
