@@ -47,9 +47,15 @@ pub enum HistogramError {
 /// thousand workers' reports.
 #[derive(Clone, Debug)]
 pub struct LatencyHistogram {
-    inner: Histogram<u64>,
-    /// When set, the histogram's contents (and `inner` is empty).
-    received: Option<Box<Received>>,
+    repr: Repr,
+}
+
+#[derive(Clone, Debug)]
+enum Repr {
+    /// Counts in hdrhistogram's buckets.
+    Dense(Histogram<u64>),
+    /// The recorded counts of a decoded V2 encoding.
+    Received(Box<Received>),
 }
 
 /// The recorded counts of a decoded V2 encoding.
@@ -58,6 +64,28 @@ struct Received {
     /// (lowest value of the bucket, count), lowest first, counts > 0.
     counts: Vec<(u64, u64)>,
     total: u64,
+}
+
+/// An empty histogram with our settings, for what depends on the buckets'
+/// layout only (the highest value of a bucket).
+static LAYOUT: std::sync::LazyLock<Histogram<u64>> = std::sync::LazyLock::new(empty);
+
+/// An empty histogram with our settings.
+fn empty() -> Histogram<u64> {
+    let mut inner =
+        Histogram::new(SIGNIFICANT_DIGITS).expect("3 significant digits is within HdrHistogram's supported range");
+    inner.auto(true);
+    inner
+}
+
+/// Add a received list's counts to `dense` (the same bucketing, so each
+/// lands in the bucket it came from: exact).
+fn add_received(dense: &mut Histogram<u64>, received: &Received) {
+    for &(value, count) in &received.counts {
+        if dense.record_n(value, count).is_err() {
+            let _ = dense.record_n(dense.high(), count);
+        }
+    }
 }
 
 impl Default for LatencyHistogram {
@@ -75,40 +103,33 @@ impl PartialEq for LatencyHistogram {
 impl LatencyHistogram {
     /// An empty histogram that grows as larger values arrive.
     pub fn new() -> Self {
-        let mut inner =
-            Histogram::new(SIGNIFICANT_DIGITS).expect("3 significant digits is within HdrHistogram's supported range");
-        inner.auto(true);
-        Self { inner, received: None }
+        Self { repr: Repr::Dense(empty()) }
     }
 
     /// The histogram with its counts in buckets (made from a received
     /// list when needed, for reading).
     fn dense(&self) -> std::borrow::Cow<'_, Histogram<u64>> {
-        match &self.received {
-            None => std::borrow::Cow::Borrowed(&self.inner),
-            Some(received) => {
-                let mut dense = Self::new();
-                dense.add_received(received);
-                std::borrow::Cow::Owned(dense.inner)
+        match &self.repr {
+            Repr::Dense(inner) => std::borrow::Cow::Borrowed(inner),
+            Repr::Received(received) => {
+                let mut dense = empty();
+                add_received(&mut dense, received);
+                std::borrow::Cow::Owned(dense)
             }
         }
     }
 
-    /// `inner`, holding every count (a received list moved into it first).
+    /// The histogram with its counts in buckets, a received list moved
+    /// into them first.
     fn dense_mut(&mut self) -> &mut Histogram<u64> {
-        if let Some(received) = self.received.take() {
-            self.add_received(&received);
+        if let Repr::Received(received) = &self.repr {
+            let mut dense = empty();
+            add_received(&mut dense, received);
+            self.repr = Repr::Dense(dense);
         }
-        &mut self.inner
-    }
-
-    /// Add a received list's counts to `inner` (the same bucketing, so
-    /// each lands in the bucket it came from: exact).
-    fn add_received(&mut self, received: &Received) {
-        for &(value, count) in &received.counts {
-            if self.inner.record_n(value, count).is_err() {
-                let _ = self.inner.record_n(self.inner.high(), count);
-            }
+        match &mut self.repr {
+            Repr::Dense(inner) => inner,
+            Repr::Received(_) => unreachable!("made dense above"),
         }
     }
 
@@ -116,29 +137,28 @@ impl LatencyHistogram {
     #[inline]
     pub fn record(&mut self, micros: u64) {
         let micros = micros.min(MOST_MICROS);
-        if self.received.is_some() {
-            self.dense_mut();
-        }
+        let inner = self.dense_mut();
         // Auto-resize is on, so recording cannot fail for any u64 value that
         // fits the histogram's maximum range; the error branch is unreachable
         // in practice but we clamp instead of panicking.
-        if self.inner.record(micros).is_err() {
-            let _ = self.inner.record(self.inner.high());
+        if inner.record(micros).is_err() {
+            let _ = inner.record(inner.high());
         }
     }
 
     /// Add every sample of `other` to this histogram. Exact: no rounding
     /// beyond the shared 3-significant-digit bucketing.
     pub fn merge(&mut self, other: &LatencyHistogram) {
-        self.dense_mut();
-        if let Some(received) = &other.received {
-            self.add_received(received);
-            return;
-        }
-        if self.inner.add(&other.inner).is_err() {
-            // Only possible when auto-resize is off, which never happens here.
-            for v in other.inner.iter_recorded() {
-                let _ = self.inner.record_n(v.value_iterated_to(), v.count_at_value());
+        let inner = self.dense_mut();
+        match &other.repr {
+            Repr::Received(received) => add_received(inner, received),
+            Repr::Dense(other) => {
+                if inner.add(other).is_err() {
+                    // Only possible when auto-resize is off, which never happens here.
+                    for v in other.iter_recorded() {
+                        let _ = inner.record_n(v.value_iterated_to(), v.count_at_value());
+                    }
+                }
             }
         }
     }
@@ -156,15 +176,15 @@ impl LatencyHistogram {
         let earlier = earlier.dense();
         let mut difference = self.dense_mut().clone();
         if difference.subtract(&*earlier).is_ok() {
-            self.inner = difference;
+            self.repr = Repr::Dense(difference);
         }
     }
 
     /// Number of recorded values.
     pub fn count(&self) -> u64 {
-        match &self.received {
-            Some(received) => received.total,
-            None => self.inner.len(),
+        match &self.repr {
+            Repr::Received(received) => received.total,
+            Repr::Dense(inner) => inner.len(),
         }
     }
 
@@ -193,10 +213,12 @@ impl LatencyHistogram {
 
     /// Largest recorded value in microseconds (to 3 significant digits); 0 when empty.
     pub fn max(&self) -> u64 {
-        match &self.received {
+        match &self.repr {
             // The highest value of the last bucket, as hdrhistogram reports it.
-            Some(received) => received.counts.last().map_or(0, |&(value, _)| self.inner.highest_equivalent(value)),
-            None => self.inner.max(),
+            Repr::Received(received) => {
+                received.counts.last().map_or(0, |&(value, _)| LAYOUT.highest_equivalent(value))
+            }
+            Repr::Dense(inner) => inner.max(),
         }
     }
 
@@ -213,8 +235,10 @@ impl LatencyHistogram {
 
     /// Remove every recorded value; min and max read 0 again.
     pub fn clear(&mut self) {
-        self.received = None;
-        self.inner.reset();
+        match &mut self.repr {
+            Repr::Dense(inner) => inner.reset(),
+            Repr::Received(_) => self.repr = Repr::Dense(empty()),
+        }
     }
 
     /// Encode with the HdrHistogram V2 format.
@@ -248,7 +272,7 @@ impl LatencyHistogram {
         let mut inner: Histogram<u64> =
             Deserializer::new().deserialize(&mut &bytes[..]).map_err(|e| HistogramError::Decode(format!("{e:?}")))?;
         inner.auto(true);
-        Ok(Self { inner, received: None })
+        Ok(Self { repr: Repr::Dense(inner) })
     }
 
     /// [`LatencyHistogram::from_bytes`] for a histogram about to be merged
@@ -289,7 +313,7 @@ impl LatencyHistogram {
             }
             index += 1;
         }
-        Ok(Self { inner: Self::new().inner, received: Some(Box::new(Received { counts, total })) })
+        Ok(Self { repr: Repr::Received(Box::new(Received { counts, total })) })
     }
 
     /// The header of a V2 encoding with our settings, or why not.
@@ -501,7 +525,7 @@ mod tests {
         let wide = Histogram::<u64>::new_with_bounds(1, 1 << 50, 3).unwrap();
         assert!(LatencyHistogram::from_bytes(&encode(&wide)).is_err());
         let mut compressed = Vec::new();
-        hdrhistogram::serialization::V2DeflateSerializer::new().serialize(&ours.inner, &mut compressed).unwrap();
+        hdrhistogram::serialization::V2DeflateSerializer::new().serialize(&*ours.dense(), &mut compressed).unwrap();
         assert!(LatencyHistogram::from_bytes(&compressed).unwrap_err().to_string().contains("cookie"));
         let mut lying = bytes.clone();
         lying[4..8].copy_from_slice(&u32::MAX.to_be_bytes());

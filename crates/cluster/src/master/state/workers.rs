@@ -18,6 +18,7 @@ impl MasterLoop {
         let current = |workers: &BTreeMap<String, Worker>, id: &str, session: u64| {
             workers.get(id).is_some_and(|w| w.session == session)
         };
+        let mut quiet = false;
         match event {
             WorkerEvent::Joined { id, session, cores, hostname, tx } => {
                 let rejoined = self.workers.contains_key(&id);
@@ -59,6 +60,7 @@ impl MasterLoop {
                 }
                 let back = {
                     let w = self.workers.get_mut(&id).expect("checked above");
+                    let before = (w.state, w.user_count);
                     w.last_seen = Instant::now();
                     match RunnerState::parse(&beat.state) {
                         Some(state) => w.state = state.into(),
@@ -68,6 +70,11 @@ impl MasterLoop {
                     // A number, within what a machine's cores can use.
                     w.cpu = if beat.cpu_percent.is_finite() { beat.cpu_percent.clamp(0.0, 100_000.0) } else { 0.0 };
                     w.rss = beat.rss_bytes;
+                    // The surfaces' copy follows at the next second's tick
+                    // unless what a heartbeat usually repeats changed: copying
+                    // every worker's numbers on each of a thousand workers'
+                    // heartbeats would cost the master more than the merging.
+                    quiet = before == (w.state, w.user_count) && !w.missing && !w.joining;
                     (std::mem::replace(&mut w.missing, false), std::mem::take(&mut w.joining))
                 };
                 let (back, ready) = back;
@@ -83,6 +90,9 @@ impl MasterLoop {
                 }
             }
             WorkerEvent::Stats { id, session, report } => {
+                // Statistics go straight to the store; the workers' numbers
+                // did not change.
+                quiet = true;
                 if !current(&self.workers, &id, session) && !self.workers.contains_key(&id) {
                     return;
                 }
@@ -177,7 +187,9 @@ impl MasterLoop {
                 self.check_stopped();
             }
         }
-        self.publish();
+        if !quiet {
+            self.publish();
+        }
     }
 
     /// Drop a report that does not hold together: logged, and said once per
