@@ -13,13 +13,13 @@
 //!   spinning.
 //!
 //! - Until a worker on the connection has proved the cluster token (the
-//!   service says so through [`Trusted`]), the connection may send at
+//!   service says so through [`PeerInfo::prove`]), the connection may send at
 //!   most [`PRE_AUTH_BYTES`] and must prove it within
 //!   [`Limits::to_prove`]: a peer without the token can neither make the
 //!   master buffer a large message nor hold its slot by answering pings.
 //!
 //! Refusals and closes are logged with their reason, at most one line a
-//! second.
+//! second of each kind.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -38,7 +38,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::Connected;
 
 use super::opening::{DECIDING_BYTES, Expect, Verdict, judge};
 
@@ -92,50 +92,21 @@ fn open_file_limit() -> Option<usize> {
 /// The open connections per address.
 type PerPeer = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
-/// The open connections that have not proved the token yet, by peer
-/// address, shared by the accept loop and the service: the service marks
-/// a connection trusted once a worker on it proved the token.
-#[derive(Clone, Default)]
-pub struct Trusted {
-    pending: Arc<Mutex<HashMap<SocketAddr, Arc<AtomicBool>>>>,
+/// What the service knows of the connection a request came on (tonic
+/// puts it in each request's extensions): the peer's address, and the
+/// connection's flag the service sets once a worker on it proved the token,
+/// which lifts the connection's pre-authentication bounds.
+#[derive(Clone, Debug)]
+pub struct PeerInfo {
+    /// The peer's address.
+    pub remote: SocketAddr,
+    proved: Arc<AtomicBool>,
 }
 
-impl Trusted {
-    /// The connection from `peer` proved the token: its pre-authentication
-    /// bounds no longer apply.
-    pub fn prove(&self, peer: SocketAddr) {
-        if let Some(flag) = self.pending.lock_or_recover().remove(&peer) {
-            flag.store(true, Ordering::Release);
-        }
-    }
-
-    fn watch(&self, peer: SocketAddr) -> Watched {
-        let flag = Arc::new(AtomicBool::new(false));
-        self.pending.lock_or_recover().insert(peer, flag.clone());
-        Watched { trusted: self.clone(), peer, flag }
-    }
-}
-
-/// A connection's entry in [`Trusted`], removed with the connection.
-struct Watched {
-    trusted: Trusted,
-    peer: SocketAddr,
-    flag: Arc<AtomicBool>,
-}
-
-impl Watched {
-    fn is_proved(&self) -> bool {
-        self.flag.load(Ordering::Acquire)
-    }
-}
-
-impl Drop for Watched {
-    fn drop(&mut self) {
-        let mut pending = self.trusted.pending.lock_or_recover();
-        // (The address may be a later connection's by now.)
-        if pending.get(&self.peer).is_some_and(|flag| Arc::ptr_eq(flag, &self.flag)) {
-            pending.remove(&self.peer);
-        }
+impl PeerInfo {
+    /// A worker on this connection proved the token.
+    pub fn prove(&self) {
+        self.proved.store(true, Ordering::Release);
     }
 }
 
@@ -146,7 +117,6 @@ pub fn incoming(
     listener: TcpListener,
     limits: Limits,
     tls: Option<TlsAcceptor>,
-    trusted: Trusted,
 ) -> impl Stream<Item = io::Result<Connection>> {
     let expect = if tls.is_some() { Expect::Tls } else { Expect::Http2 };
     let state = Accepting {
@@ -155,7 +125,6 @@ pub fn incoming(
         expect,
         open: Arc::new(Semaphore::new(limits.total)),
         per_peer: PerPeer::default(),
-        trusted,
     };
     let accepted = futures_util::stream::unfold(state, |mut state| async move {
         let guarded = state.next().await;
@@ -236,9 +205,9 @@ impl AsyncWrite for Connection {
 }
 
 impl Connected for Connection {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = PeerInfo;
 
-    fn connect_info(&self) -> TcpConnectInfo {
+    fn connect_info(&self) -> PeerInfo {
         match self {
             Connection::Plain(s) => s.connect_info(),
             Connection::Tls(s) => s.get_ref().0.connect_info(),
@@ -252,7 +221,6 @@ struct Accepting {
     expect: Expect,
     open: Arc<Semaphore>,
     per_peer: PerPeer,
-    trusted: Trusted,
 }
 
 impl Accepting {
@@ -262,30 +230,37 @@ impl Accepting {
             let (tcp, peer) = match self.listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    warn_limited(format_args!("the cluster port could not accept a connection: {e}"));
+                    warn_limited(
+                        Kind::AcceptError,
+                        format_args!("the cluster port could not accept a connection: {e}"),
+                    );
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             };
             let Ok(permit) = self.open.clone().try_acquire_owned() else {
                 let total = self.limits.total;
-                warn_limited(format_args!("refused a connection from {peer}: {total} are open (the most at once)"));
+                warn_limited(
+                    Kind::OverLimit,
+                    format_args!("refused a connection from {peer}: {total} are open (the most at once)"),
+                );
                 continue;
             };
             let Some(slot) = PeerSlot::take(&self.per_peer, peer.ip(), self.limits.per_peer) else {
                 let most = self.limits.per_peer;
-                warn_limited(format_args!("refused a connection from {peer}: {most} are open from it (the most)"));
+                warn_limited(
+                    Kind::OverLimit,
+                    format_args!("refused a connection from {peer}: {most} are open from it (the most)"),
+                );
                 continue;
             };
             let _ = tcp.set_nodelay(true);
             let started = Box::pin(tokio::time::sleep(self.limits.first_bytes));
-            let unproved = Unproved {
-                watched: self.trusted.watch(peer),
-                deadline: Box::pin(tokio::time::sleep(self.limits.to_prove)),
-            };
+            let unproved = Unproved { deadline: Box::pin(tokio::time::sleep(self.limits.to_prove)) };
             return Guarded {
                 tcp,
                 peer,
+                proved: Arc::default(),
                 started: Some(started),
                 expect: self.expect,
                 head: Vec::new(),
@@ -298,12 +273,24 @@ impl Accepting {
     }
 }
 
-/// Log `what`, unless this module logged within the last second (one
-/// line a second, however many peers misbehave).
-pub(super) fn warn_limited(what: std::fmt::Arguments<'_>) {
-    static LAST: AtomicU64 = AtomicU64::new(0);
+/// Why the accept loop logs: each kind is logged at most once a second, so
+/// a flood of one kind (refusals over the limit) never hides another (the
+/// idle connections closed meanwhile).
+#[derive(Clone, Copy)]
+pub(super) enum Kind {
+    AcceptError,
+    OverLimit,
+    FirstBytes,
+    Unproved,
+    Refused,
+}
+
+/// Log `what`, unless this module logged the same kind within the last
+/// second (one line a second per kind, however many peers misbehave).
+pub(super) fn warn_limited(kind: Kind, what: std::fmt::Arguments<'_>) {
+    static LAST: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
     let now = swarmer_stats::unix_now() as u64;
-    if LAST.swap(now, Ordering::Relaxed) != now {
+    if LAST[kind as usize].swap(now, Ordering::Relaxed) != now {
         tracing::warn!("{what}");
     }
 }
@@ -349,6 +336,8 @@ pub struct Guarded {
     /// What its first bytes should be, and those seen until they decide.
     expect: Expect,
     head: Vec<u8>,
+    /// Set by the service once a worker on it proved the token.
+    proved: Arc<AtomicBool>,
     /// The bounds before the token is proved, until it is.
     unproved: Option<Unproved>,
     /// Bytes read so far (counted until the token is proved).
@@ -359,7 +348,6 @@ pub struct Guarded {
 
 /// A connection's state until it proves the token.
 struct Unproved {
-    watched: Watched,
     deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
@@ -368,23 +356,26 @@ impl Guarded {
     /// connection.
     fn check_unproved(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         let Some(unproved) = &mut self.unproved else { return Ok(()) };
-        if unproved.watched.is_proved() {
+        if self.proved.load(Ordering::Acquire) {
             self.unproved = None;
             return Ok(());
         }
         if self.read > PRE_AUTH_BYTES {
-            warn_limited(format_args!(
-                "closed a connection from {}: it sent more than {} KiB before proving the cluster token",
-                self.peer,
-                PRE_AUTH_BYTES / 1024
-            ));
+            warn_limited(
+                Kind::Unproved,
+                format_args!(
+                    "closed a connection from {}: it sent more than {} KiB before proving the cluster token",
+                    self.peer,
+                    PRE_AUTH_BYTES / 1024
+                ),
+            );
             return Err(io::Error::new(io::ErrorKind::InvalidData, "too much before proving the token"));
         }
         if unproved.deadline.as_mut().poll(cx).is_ready() {
-            warn_limited(format_args!(
-                "closed a connection from {}: it did not prove the cluster token in time",
-                self.peer
-            ));
+            warn_limited(
+                Kind::Unproved,
+                format_args!("closed a connection from {}: it did not prove the cluster token in time", self.peer),
+            );
             return Err(io::Error::new(io::ErrorKind::TimedOut, "the token was not proved in time"));
         }
         Ok(())
@@ -412,15 +403,18 @@ impl AsyncRead for Guarded {
                     self.head = Vec::new();
                 }
                 Verdict::Refused(why) => {
-                    warn_limited(format_args!("refused a connection from {}: {why}", self.peer));
+                    warn_limited(Kind::Refused, format_args!("refused a connection from {}: {why}", self.peer));
                     return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, why)));
                 }
                 Verdict::Undecided => {
                     if polled.is_pending() && self.started.as_mut().is_some_and(|s| s.as_mut().poll(cx).is_ready()) {
-                        warn_limited(format_args!(
-                            "closed a connection from {}: nothing to start HTTP/2 or TLS in time",
-                            self.peer
-                        ));
+                        warn_limited(
+                            Kind::FirstBytes,
+                            format_args!(
+                                "closed a connection from {}: nothing to start HTTP/2 or TLS in time",
+                                self.peer
+                            ),
+                        );
                         return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "no first bytes in time")));
                     }
                 }
@@ -457,10 +451,10 @@ impl AsyncWrite for Guarded {
 }
 
 impl Connected for Guarded {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = PeerInfo;
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.tcp.connect_info()
+    fn connect_info(&self) -> PeerInfo {
+        PeerInfo { remote: self.peer, proved: self.proved.clone() }
     }
 }
 
@@ -502,8 +496,7 @@ mod tests {
             first_bytes: Duration::from_secs(5),
             to_prove: Duration::from_millis(300),
         };
-        let trusted = Trusted::default();
-        let accepted = incoming(listener, limits, None, trusted.clone());
+        let accepted = incoming(listener, limits, None);
         tokio::pin!(accepted);
         let mut big = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
         big.resize(2 * PRE_AUTH_BYTES, 7);
@@ -513,7 +506,9 @@ mod tests {
         let Connection::Plain(mut guarded) = accepted.next().await.unwrap().unwrap() else { panic!("no TLS here") };
         proved.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
         assert!(read_from(&mut guarded, 24).await.unwrap() >= 24);
-        trusted.prove(proved.local_addr().unwrap());
+        let info = guarded.connect_info();
+        assert_eq!(info.remote, proved.local_addr().unwrap());
+        info.prove();
         tokio::time::sleep(Duration::from_millis(500)).await;
         proved.write_all(&big).await.unwrap();
         assert!(read_from(&mut guarded, big.len()).await.unwrap() >= big.len());
@@ -537,7 +532,6 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         drop(guarded);
         drop(writer.await);
-        assert!(trusted.pending.lock_or_recover().is_empty(), "closed connections leave no entry");
     }
 
     #[test]

@@ -110,9 +110,7 @@ impl Master {
         let (worker_tx, worker_rx) = tokio::sync::mpsc::unbounded_channel();
         let digest = options.bundle.digest();
         let epoch = Arc::new(AtomicU64::new(0));
-        let trusted = incoming::Trusted::default();
         let service = Arc::new(ClusterService {
-            trusted: trusted.clone(),
             events: worker_tx,
             token: options.token.clone(),
             bundle: Arc::new(options.bundle),
@@ -132,7 +130,7 @@ impl Master {
         let svc = ClusterServer::new(service)
             .max_decoding_message_size(crate::MAX_REPORT_BYTES)
             .max_encoding_message_size(crate::MAX_MESSAGE_BYTES);
-        let incoming = incoming::incoming(listener, incoming::Limits::for_this_process(), acceptor, trusted);
+        let incoming = incoming::incoming(listener, incoming::Limits::for_this_process(), acceptor);
         tokio::spawn(async move {
             if let Err(e) = server.add_service(svc).serve_with_incoming(incoming).await {
                 tracing::error!("the cluster server stopped: {e}");

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::incoming::PeerInfo;
 use crate::auth::{ClusterToken, nonce};
 use crate::bundle::Bundle;
 use crate::proto::{self, master_message, worker_message};
@@ -53,9 +54,6 @@ pub struct ClusterService {
     pub scope: proto::TestScope,
     /// The HTTP client settings users run with, told to joining workers.
     pub client: proto::ClientSettings,
-    /// The connections that have not proved the token yet: a proof lifts
-    /// their connection's pre-authentication bounds.
-    pub trusted: super::incoming::Trusted,
 }
 
 type Outbound = Pin<Box<dyn Stream<Item = Result<proto::MasterMessage, Status>> + Send>>;
@@ -68,14 +66,15 @@ impl proto::cluster_server::Cluster for Arc<ClusterService> {
         &self,
         request: Request<Streaming<proto::WorkerMessage>>,
     ) -> Result<Response<Self::JoinStream>, Status> {
-        let peer = request.remote_addr();
+        // The connection's: its address, and what lifts its bounds once proved.
+        let connection = request.extensions().get::<PeerInfo>().cloned();
         let inbound = request.into_inner();
         // Unbounded: control messages (assign, stop, quit) are never dropped;
         // a worker that stops reading is found by its missing heartbeats.
         let (tx, rx) = mpsc::unbounded_channel();
         let service = self.clone();
         let session = self.sessions.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(async move { service.session(peer, session, inbound, tx).await });
+        tokio::spawn(async move { service.session(connection, session, inbound, tx).await });
         Ok(Response::new(Box::pin(futures_util::StreamExt::map(UnboundedReceiverStream::new(rx), Ok))))
     }
 }
@@ -108,11 +107,12 @@ impl ClusterService {
 
     async fn session(
         self: Arc<Self>,
-        peer: Option<SocketAddr>,
+        connection: Option<PeerInfo>,
         session: u64,
         mut inbound: Streaming<proto::WorkerMessage>,
         tx: mpsc::UnboundedSender<proto::MasterMessage>,
     ) {
+        let peer = connection.as_ref().map(|c| c.remote);
         // 1. Hello.
         let hello = match step(&mut inbound).await {
             Ok(Some(worker_message::Kind::Hello(h))) => h,
@@ -138,8 +138,8 @@ impl ClusterService {
             Ok(Some(worker_message::Kind::Proof(p)))
                 if self.token.check_worker_proof(&master_nonce, &hello.nonce, &p.proof) =>
             {
-                if let Some(peer) = peer {
-                    self.trusted.prove(peer);
+                if let Some(connection) = &connection {
+                    connection.prove();
                 }
             }
             Ok(Some(worker_message::Kind::Proof(_))) => {

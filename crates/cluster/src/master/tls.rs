@@ -73,7 +73,10 @@ where
         Ok(Err(e)) => reason(&e),
         Err(_) => format!("the TLS handshake did not end within {} s", HANDSHAKE_TIMEOUT.as_secs()),
     };
-    super::incoming::warn_limited(format_args!("refused a connection from {peer}: {why}"));
+    super::incoming::warn_limited(
+        super::incoming::Kind::Refused,
+        format_args!("refused a connection from {peer}: {why}"),
+    );
     None
 }
 
