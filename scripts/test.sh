@@ -33,9 +33,13 @@ cargo fmt --all -- --check
 # No dependency a crate does not use (cargo-machete, from crates.io).
 command -v cargo-machete >/dev/null 2>&1 || cargo install --locked --quiet cargo-machete
 cargo machete
-# Every dependency under a permissive licence (an SPDX allow list; no
-# advisory check: the RustSec database is on GitHub, out of CI's reach).
+# Every dependency under a permissive licence (an SPDX allow list), and
+# none affected by a RustSec advisory (the database is on GitHub, out of
+# CI's reach: the check reads a snapshot of its version ranges kept in
+# scripts/advisories.json; the script says how to refresh it).
 python3 scripts/check_licenses.py
+python3 scripts/check_advisories.py --self-test
+python3 scripts/check_advisories.py
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 CFLAGS="$CFLAGS -DLUAI_ASSERT" CARGO_TARGET_DIR=target/lua-checks cargo test -p swarmer-lua --locked
