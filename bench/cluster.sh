@@ -5,8 +5,9 @@
 #     process for all) each sending a heartbeat and a 1 s report with NAMES
 #     request names. For each count: the master's CPU (% of one core), its
 #     memory and how it grows, and whether its total equals what the
-#     workers reported. Goal: 1,000 workers x 50 names merged exactly at
-#     < 25% of one core with flat memory.
+#     workers reported, and how often the master asked for reports (past
+#     its capacity it asks for fewer: backpressure). Goal: 1,000 workers x
+#     50 names merged exactly at < 25% of one core with flat memory.
 #  2. Requests/s of 2 worker processes (--processes 2) against one process
 #     with 2 shards, same plan, same target. Goal: >= 0.9.
 # Run: bash bench/cluster.sh   (SWEEP="100 300 1000" NAMES=50 DURATION=20; PART=1 or PART=2 for one part)
@@ -46,7 +47,14 @@ for workers in $SWEEP; do
   sim=$!; pids+=("$sim")
   sleep 10   # every worker connected and assigned
   t0=$(cpu_ticks "$master"); s0=$(date +%s.%N); r0=$(rss_kib "$master")
-  sleep "$DURATION"
+  # The master's RSS every 10 s (MiB), to tell warm-up from growth.
+  series=""; rh=""; sh=""
+  for ((i = 0; i < DURATION; i += 10)); do
+    step=$((DURATION - i < 10 ? DURATION - i : 10))
+    sleep "$step"
+    series="$series $(( $(rss_kib "$master") / 1024 ))"
+    if [ -z "$rh" ] && [ $((i + step)) -ge $((DURATION / 2)) ]; then rh=$(rss_kib "$master"); sh=$(date +%s.%N); fi
+  done
   t1=$(cpu_ticks "$master"); s1=$(date +%s.%N); r1=$(rss_kib "$master")
   wait "$master" || true
   wait "$sim" || true
@@ -54,14 +62,18 @@ for workers in $SWEEP; do
   merged=$(python3 -c 'import json,sys; print(sum(x["num_requests"] for x in json.load(open(sys.argv[1]))))' \
     "$work/master-$workers.json" 2>/dev/null || echo 0)
   failed=$(grep -c "simulated worker failed" "$work/sim-$workers.log" || true)
+  pace=$(grep -o "they now report every [0-9]* s" "$work/master.log" | tail -1 | grep -o "[0-9]* s" || echo "1 s")
   python3 -c "
-t0, t1, s0, s1, hz, r0, r1 = $t0, $t1, $s0, $s1, $hz, $r0, $r1
+t0, t1, s0, s1, hz, r0, r1, rh, sh = $t0, $t1, $s0, $s1, $hz, $r0, $r1, $rh, $sh
 sent, merged = $sent, $merged
 cpu = 100 * (t1 - t0) / hz / (s1 - s0)
 growth = (r1 - r0) / 1024 / (s1 - s0)
+late = (r1 - rh) / 1024 / max(s1 - sh, 1)
 exact = 'exact' if sent == merged and sent > 0 else f'NOT exact ({merged - sent:+d})'
-print(f'master, $workers workers x $NAMES names (1 s reports): {cpu:.1f}% of one core, RSS {r1 // 1024} MiB '
-      f'({growth:+.2f} MiB/s), merged {merged} of {sent} reported requests: {exact}; {$failed} workers failed to run')
+print(f'master, $workers workers x $NAMES names (reports every $pace at the end): {cpu:.1f}% of one core, '
+      f'RSS {r1 // 1024} MiB ({growth:+.2f} MiB/s; {late:+.2f} MiB/s over the second half), merged {merged} of '
+      f'{sent} reported requests: {exact}; {$failed} workers failed to run')
+print('  RSS every 10 s (MiB):$series')
 "
 done
 

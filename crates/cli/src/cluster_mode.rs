@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use swarmer_cluster::bundle::Bundle;
 use swarmer_cluster::master::{Master, MasterOptions};
 use swarmer_cluster::worker::{self, PlanLoader, WorkerOptions};
-use swarmer_engine::{Plan, PlanError, RunnerOptions};
+use swarmer_engine::{LockExt, Plan, PlanError, RunnerOptions};
 
 use crate::config::{ClusterRole, MasterConfig, RunConfig};
-use crate::worker_processes::{Children, spawn_workers};
+use crate::worker_processes::{Children, Incidents, spawn_workers};
 
 /// The plan a cluster process announces: its files (the plan, what it
 /// loads, and `extra`, named relative to the plan's folder), or its name.
@@ -39,10 +39,12 @@ pub async fn run_worker(program_plan: Option<Plan>, config: RunConfig, option_va
         ClusterRole::WorkerProcesses { master_host, master_port, token, children } => {
             // `--worker --processes N`: N worker processes, this one only waits.
             let exposed = token.expose();
-            let children = match spawn_workers(&children, &master_host, master_port, &exposed, program_plan.is_some()) {
-                Ok(children) => children,
-                Err(e) => return fail(&e),
-            };
+            // No results here: the master, elsewhere, notes its losses.
+            let children =
+                match spawn_workers(&children, &master_host, master_port, &exposed, program_plan.is_some(), None) {
+                    Ok(children) => children,
+                    Err(e) => return fail(&e),
+                };
             return children.wait();
         }
         ClusterRole::Local | ClusterRole::Master(_) => return fail("not a worker: --worker is not set"),
@@ -174,13 +176,19 @@ pub async fn start_master(
     };
     let master = Master::start(plan, options, master_options).await?;
     let children = match &config.children {
-        Some(children) => Some(spawn_workers(
-            children,
-            "127.0.0.1",
-            master.local_addr().port(),
-            &config.token.expose(),
-            program_plan,
-        )?),
+        Some(children) => {
+            // The report lists each incident with its time and cause.
+            let stats = master.handle().stats().clone();
+            let note: Incidents = Box::new(move |incident| stats.lock_or_recover().notes.push(incident));
+            Some(spawn_workers(
+                children,
+                "127.0.0.1",
+                master.local_addr().port(),
+                &config.token.expose(),
+                program_plan,
+                Some(note),
+            )?)
+        }
         None => None,
     };
     Ok(ClusterMaster {

@@ -4,7 +4,8 @@
 //! A worker process that is killed or crashes (ended by a signal), or that
 //! fails after it had run for a while, is started again and rejoins the
 //! master, which deals it users again; the master notes in the report that
-//! the old one was lost, and this process logs why. One that fails at
+//! the old one was lost, and this process logs why and (under a master)
+//! adds the incident, its time and cause, to the results. One that fails at
 //! once (it cannot load the plan, say) or with a configuration error (exit
 //! code 2: a master certificate it does not trust) is not: it would fail
 //! again. Nor is one started again more than [`MOST_RESTARTS`] times in
@@ -46,7 +47,12 @@ struct Supervised {
     /// Set when this process ends its workers: none is started again.
     closing: AtomicBool,
     command: Box<dyn Fn() -> Command + Send + Sync>,
+    /// Where incidents go besides the log (the master's results).
+    note: Option<Incidents>,
 }
+
+/// Adds a line to the results (the master's notes).
+pub type Incidents = Box<dyn Fn(String) + Send + Sync>;
 
 /// The worker processes; waited for (5 s at most), then killed, when dropped.
 pub struct Children {
@@ -135,55 +141,70 @@ fn supervise(supervised: &Supervised) {
 fn watch_over(supervised: &Supervised) {
     while !supervised.closing.load(Ordering::SeqCst) {
         std::thread::sleep(LOOK_EVERY);
-        let mut slots = supervised.slots.lock_or_recover();
-        for (number, slot) in slots.iter_mut().enumerate() {
-            if slot.ended.is_some() || supervised.closing.load(Ordering::SeqCst) {
-                continue;
-            }
-            let Ok(Some(status)) = slot.child.try_wait() else { continue };
-            let (pid, ran) = (slot.child.id(), slot.started.elapsed());
-            while slot.restarts.front().is_some_and(|at| at.elapsed() > RESTART_WINDOW) {
-                slot.restarts.pop_front();
-            }
-            if !restartable(status, ran) {
-                if !status.success() {
-                    tracing::warn!("Worker process {} (pid {pid}) {}; not started again", number + 1, cause(status));
-                }
-                slot.ended = Some(status);
-                continue;
-            }
-            if slot.restarts.len() >= MOST_RESTARTS {
-                tracing::error!(
-                    "Worker process {} (pid {pid}) {}, its {} restart in {} minutes: not started again",
-                    number + 1,
-                    cause(status),
-                    MOST_RESTARTS + 1,
-                    RESTART_WINDOW.as_secs() / 60
-                );
-                slot.ended = Some(status);
-                continue;
-            }
-            match (supervised.command)().spawn() {
-                Ok(child) => {
-                    tracing::warn!(
-                        "Worker process {} (pid {pid}) {} after {:.1} s; started it again (pid {}): it rejoins the \
-                         master and takes users again",
-                        number + 1,
-                        cause(status),
-                        ran.as_secs_f64(),
-                        child.id()
-                    );
-                    slot.child = child;
-                    slot.started = Instant::now();
-                    slot.restarts.push_back(Instant::now());
-                }
-                Err(e) => {
-                    tracing::error!("Worker process {} {}; could not start it again: {e}", number + 1, cause(status));
-                    slot.ended = Some(status);
-                }
+        let incidents = look_once(supervised);
+        if let Some(note) = &supervised.note {
+            for incident in incidents {
+                note(incident);
             }
         }
     }
+}
+
+/// Restart the workers that ended and should run again; what happened,
+/// for the results.
+fn look_once(supervised: &Supervised) -> Vec<String> {
+    let mut incidents = Vec::new();
+    let mut slots = supervised.slots.lock_or_recover();
+    for (index, slot) in slots.iter_mut().enumerate() {
+        if slot.ended.is_some() || supervised.closing.load(Ordering::SeqCst) {
+            continue;
+        }
+        let Ok(Some(status)) = slot.child.try_wait() else { continue };
+        let (pid, ran, number) = (slot.child.id(), slot.started.elapsed(), index + 1);
+        while slot.restarts.front().is_some_and(|at| at.elapsed() > RESTART_WINDOW) {
+            slot.restarts.pop_front();
+        }
+        // "Worker process 2 (pid 123) killed by signal 9 (crashed) after 12.3 s"
+        let what = format!("Worker process {number} (pid {pid}) {} after {:.1} s", cause(status), ran.as_secs_f64());
+        let when = swarmer_stats::utc_timestamp(swarmer_stats::unix_now());
+        if !restartable(status, ran) {
+            if !status.success() {
+                tracing::warn!("{what}; not started again");
+                incidents.push(format!("{what}, at {when}; not started again."));
+            }
+            slot.ended = Some(status);
+            continue;
+        }
+        if slot.restarts.len() >= MOST_RESTARTS {
+            let why = format!(
+                "its {} restart in {} minutes: not started again",
+                MOST_RESTARTS + 1,
+                RESTART_WINDOW.as_secs() / 60
+            );
+            tracing::error!("{what}, {why}");
+            incidents.push(format!("{what}, at {when}, {why}."));
+            slot.ended = Some(status);
+            continue;
+        }
+        match (supervised.command)().spawn() {
+            Ok(child) => {
+                tracing::warn!(
+                    "{what}; started it again (pid {}): it rejoins the master and takes users again",
+                    child.id()
+                );
+                incidents.push(format!("{what}, at {when}; started again (pid {}).", child.id()));
+                slot.child = child;
+                slot.started = Instant::now();
+                slot.restarts.push_back(Instant::now());
+            }
+            Err(e) => {
+                tracing::error!("{what}; could not start it again: {e}");
+                incidents.push(format!("{what}, at {when}; could not start it again: {e}."));
+                slot.ended = Some(status);
+            }
+        }
+    }
+    incidents
 }
 
 /// `path` from the working directory, when it is relative.
@@ -191,13 +212,15 @@ fn absolute(path: &std::path::Path) -> std::path::PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// Start `children.count` workers connected to `host:port`, supervised.
+/// Start `children.count` workers connected to `host:port`, supervised;
+/// incidents (a worker killed, crashed or failed) also go to `note`.
 pub fn spawn_workers(
     children_config: &ChildWorkers,
     host: &str,
     port: u16,
     token: &str,
     program_plan: bool,
+    note: Option<Incidents>,
 ) -> Result<Children, String> {
     let exe = std::env::current_exe().map_err(|e| format!("--processes: cannot find this program: {e}"))?;
     let (config, host, token) = (children_config.clone(), host.to_owned(), token.to_owned());
@@ -208,7 +231,7 @@ pub fn spawn_workers(
         slots.push(Slot { child, started: Instant::now(), restarts: VecDeque::new(), ended: None });
     }
     tracing::info!("Started {} worker processes", children_config.count);
-    let supervised = Arc::new(Supervised { slots: Mutex::new(slots), closing: AtomicBool::new(false), command });
+    let supervised = Arc::new(Supervised { slots: Mutex::new(slots), closing: AtomicBool::new(false), command, note });
     let watched = supervised.clone();
     let supervisor = std::thread::Builder::new()
         .name("swarmer-supervisor".into())

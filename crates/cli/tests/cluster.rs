@@ -141,6 +141,18 @@ struct MasterProc {
 /// `swarmer -f PLAN --master -H TARGET` on 127.0.0.1 with `flags` (split on
 /// spaces) and `extra` arguments (which may hold spaces).
 fn start_master(plan: &str, target: &str, flags: &str, extra: &[&str], token: &str) -> MasterProc {
+    start_master_with_env(plan, target, flags, extra, token, &[])
+}
+
+/// [`start_master`] with environment variables set for the master.
+fn start_master_with_env(
+    plan: &str,
+    target: &str,
+    flags: &str,
+    extra: &[&str],
+    token: &str,
+    env: &[(&str, &str)],
+) -> MasterProc {
     let mut args: Vec<&str> =
         vec!["-f", plan, "-H", target, "--master-bind-host", "127.0.0.1", "--master-bind-port", "0"];
     if !flags.contains("--processes") {
@@ -152,7 +164,9 @@ fn start_master(plan: &str, target: &str, flags: &str, extra: &[&str], token: &s
         args.extend(["--web-host", "127.0.0.1", "-P", "0"]);
     }
     args.extend_from_slice(extra);
-    let proc = Proc::start(&args, token);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_swarmer"));
+    command.args(&args).envs(env.iter().copied());
+    let proc = Proc::spawn(command, token);
     let port = if flags.contains("--processes") {
         String::new()
     } else {
@@ -182,6 +196,17 @@ fn get_json(base: &str, path: &str) -> Value {
 
 fn total_requests(stats: &Value) -> u64 {
     stats["stats"].as_array().unwrap().last().unwrap()["num_requests"].as_u64().unwrap()
+}
+
+/// The requests the workers say they reported in all, when they quit.
+fn reported_by(workers: &[Proc]) -> u64 {
+    workers
+        .iter()
+        .map(|w| {
+            let line = w.wait_for("it reported", Duration::from_secs(10));
+            line.split("it reported ").nth(1).unwrap().split(' ').next().unwrap().parse::<u64>().unwrap()
+        })
+        .sum()
 }
 
 fn wait_until(within: Duration, mut check: impl FnMut() -> bool, what: &str) {
@@ -220,13 +245,7 @@ fn master_and_three_workers_split_users_ship_the_plan_and_count_every_request() 
     let names: Vec<&str> = entries.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"/ (browse)") && names.contains(&"/login"), "{names:?}: the shipped module ran");
     assert!(recorded > 100, "{recorded}");
-    let reported: u64 = workers
-        .iter()
-        .map(|w| {
-            let line = w.wait_for("it reported", Duration::from_secs(5));
-            line.split("it reported ").nth(1).unwrap().split(' ').next().unwrap().parse::<u64>().unwrap()
-        })
-        .sum();
+    let reported = reported_by(&workers);
     assert_eq!(recorded, reported, "master total = sum of the workers' reports");
     // And that is every request the target answered: the master's
     // --stop-timeout reached the workers, so no user was cut off mid-request.
@@ -641,7 +660,13 @@ fn a_hostile_worker_with_the_token_cannot_corrupt_the_masters_statistics() {
             if round != 4 {
                 valid += 10;
             }
-            let beat = proto::Heartbeat { state: "running".into(), user_count: 1, cpu_percent: f64::NAN, rss_bytes: 1 };
+            let beat = proto::Heartbeat {
+                state: "running".into(),
+                user_count: 1,
+                cpu_percent: f64::NAN,
+                rss_bytes: 1,
+                ..Default::default()
+            };
             tx.send(msg(worker_message::Kind::Heartbeat(beat))).await.unwrap();
             tx.send(msg(worker_message::Kind::Stats(report))).await.unwrap();
             tokio::time::sleep(Duration::from_millis(700)).await;
@@ -1033,6 +1058,43 @@ fn a_worker_silent_then_gone_is_one_loss_with_one_note() {
     assert_eq!(master.proc.text().matches("its users move to the other").count(), 1, "{}", master.proc.text());
     master.proc.signal(libc::SIGTERM);
     assert_eq!(master.proc.wait_exit(Duration::from_secs(30)), 0, "{}", master.proc.text());
+}
+
+#[test]
+fn a_busy_master_asks_workers_to_report_less_often_and_still_counts_every_request() {
+    // A merge budget of almost nothing makes this small test past the
+    // master's capacity: it asks for a report every 2, then 4, then 8 s.
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let mut master = start_master_with_env(
+        &plan(),
+        &t.url(),
+        "--autostart --expect-workers 2 -u 6 -r 100 -t 14s --stop-timeout 5",
+        &[],
+        TOKEN,
+        &[("SWARMER_MASTER_MERGE_BUDGET", "0.0001")],
+    );
+    let workers: Vec<Proc> = (0..2).map(|_| worker(&master.port, &[], TOKEN)).collect();
+    master.proc.wait_for("they now report every 2 s", Duration::from_secs(20));
+    for w in &workers {
+        w.wait_for("The master asks for statistics every 2 s", Duration::from_secs(10));
+        w.wait_for("The master asks for statistics every 4 s", Duration::from_secs(15));
+    }
+    wait_until(
+        Duration::from_secs(40),
+        || get_json(&master.base, "/stats/requests")["state"] == "stopped",
+        "the test stops at its run time",
+    );
+    let stats = get_json(&master.base, "/stats/requests");
+    let notes = stats["notes"].to_string();
+    assert!(notes.contains("workers were asked to report every"), "the results say so: {notes}");
+    let recorded = total_requests(&stats);
+    master.proc.signal(libc::SIGTERM);
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(30)), 0, "{}", master.proc.text());
+    // Fewer, larger reports: nothing lost, the total is exact.
+    let reported = reported_by(&workers);
+    assert!(recorded > 100, "{recorded}");
+    assert_eq!(recorded, reported, "master total = sum of the workers' reports");
+    assert_eq!(t.requests_served(), recorded, "target served = recorded");
 }
 
 #[test]
@@ -2201,7 +2263,8 @@ fn children_of(pid: u32) -> Vec<i32> {
 
 /// `--processes 2`: a worker process killed mid-test is started again,
 /// rejoins and takes users again; what it had reported before it died
-/// stays in the totals, and the results say a worker was lost.
+/// stays in the totals, and the results say a worker was lost and list
+/// the incident (process, time, cause).
 #[test]
 fn a_killed_worker_process_is_started_again_and_takes_users_again() {
     let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
@@ -2245,6 +2308,10 @@ fn a_killed_worker_process_is_started_again_and_takes_users_again() {
     let notes = get_json(&base, "/stats/requests")["notes"].clone();
     assert!(notes.to_string().contains("was lost during the test"), "the results say so: {notes}");
     assert!(master.proc.text().contains("killed by signal 9"), "and why: {}", master.proc.text());
+    // The report lists the incident itself: which process, when, why.
+    let incident = format!("(pid {}) killed by signal 9", children[0]);
+    assert!(notes.to_string().contains(&incident), "{incident:?} in {notes}");
+    assert!(notes.to_string().contains("Z; started again (pid "), "with its time: {notes}");
     let after = total_requests(&get_json(&base, "/stats/requests"));
     assert!(after >= before, "the killed worker's reported samples stay: {before} -> {after}");
     master.proc.signal(libc::SIGTERM);

@@ -2,7 +2,8 @@
 //! (bench/cluster.sh): each connects, proves the token, and every second
 //! sends a heartbeat and a realistic statistics report (`--names` request
 //! names with a histogram each, about 20 requests a name), as a real worker
-//! under load does.
+//! under load does; a report every few seconds when the master asks for
+//! fewer (backpressure).
 //!
 //! The reports are made once, before the workers start (a few distinct
 //! ones, their times moved to the second they are sent), so that a
@@ -127,6 +128,9 @@ async fn worker(
     // statistics epoch, the assignment they follow.
     let (mut instance, mut epoch, mut sequence) = (0u64, 0u64, 0u64);
     let mut running = false;
+    // Report every this many seconds, as the master asks (backpressure);
+    // a report then stands for all of them.
+    let (mut every, mut since_report) = (1u32, 0u32);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut turn = index;
     while Instant::now() < until {
@@ -149,19 +153,27 @@ async fn worker(
                         let _ = tx.send(msg(worker_message::Kind::Stopped(proto::Stopped {}))).await;
                     }
                     master_message::Kind::Quit(_) => break,
+                    master_message::Kind::Heartbeat(h) => {
+                        every = h.report_every_seconds.clamp(1, swarmer_cluster::MAX_REPORT_EVERY_SECONDS);
+                    }
                     _ => {}
                 },
                 Ok(_) | Err(_) => break,
             },
             _ = tick.tick() => {
                 let state = if running { "running" } else { "ready" };
-                let beat = proto::Heartbeat { state: state.into(), user_count: users, cpu_percent: 50.0, rss_bytes: 50 << 20 };
+                let beat = proto::Heartbeat { state: state.into(), user_count: users, cpu_percent: 50.0, rss_bytes: 50 << 20, ..Default::default() };
                 if tx.send(msg(worker_message::Kind::Heartbeat(beat))).await.is_err() {
                     break;
                 }
                 if !running || instance == 0 {
                     continue;
                 }
+                since_report += 1;
+                if since_report < every {
+                    continue;
+                }
+                since_report = 0;
                 turn += 1;
                 let report = retimed(&templates[turn % templates.len()], epoch, instance, sequence);
                 let requests: u64 = report.entries.iter().map(|e| e.num_requests).sum();

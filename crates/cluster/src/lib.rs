@@ -44,3 +44,7 @@ pub const PROTOCOL: u32 = 1;
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 /// Largest message a master reads from a worker (a second of statistics).
 pub const MAX_REPORT_BYTES: usize = 16 * 1024 * 1024;
+/// The longest a master asks workers to wait between two reports when it
+/// cannot merge them as fast as they come (backpressure). Within the
+/// current-rate window (`PerSecondCounts::KEEP_SECONDS`) of every report.
+pub const MAX_REPORT_EVERY_SECONDS: u32 = 8;

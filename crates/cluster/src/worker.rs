@@ -490,6 +490,7 @@ async fn session(
     let mut usage = UsageMonitor::new();
     let mut last_master = Instant::now();
     let mut stop_requested = false;
+    let mut since_report = 0;
     loop {
         tokio::select! {
             Ok(asked) = leave.wait_for(Option::is_some) => {
@@ -579,7 +580,12 @@ async fn session(
                         let data = String::from_utf8_lossy(&m.data).into_owned();
                         handle.deliver_message(ClusterMessage { kind: m.r#type, data, peer: "master".into() });
                     }
-                    master_message::Kind::Heartbeat(_) => {
+                    master_message::Kind::Heartbeat(beat) => {
+                        let every = beat.report_every_seconds.clamp(1, crate::MAX_REPORT_EVERY_SECONDS);
+                        if every != reports.every {
+                            tracing::info!("The master asks for statistics every {every} s");
+                            reports.every = every;
+                        }
                         let client_id = options.id.clone();
                         handle.notify(Notice::HeartbeatReceived { client_id, timestamp: unix_now() });
                     }
@@ -618,10 +624,18 @@ async fn session(
                     user_count: users as u32,
                     cpu_percent: u.cpu_percent,
                     rss_bytes: u.rss_bytes,
+                    ..Default::default()
                 };
                 if tx.send(msg(worker_message::Kind::Heartbeat(beat))).await.is_err() {
                     return SessionEnd::Lost("the stream to the master closed".into());
                 }
+                // Every second, or every few when the master asks for fewer
+                // reports: what was recorded meanwhile goes as one report.
+                since_report += 1;
+                if since_report < reports.every {
+                    continue;
+                }
+                since_report = 0;
                 // Bounded: shards too busy to answer soon report next time.
                 let _ = tokio::time::timeout(FLUSH_WAIT, handle.flush()).await;
                 send_stats(deltas, &tx, reports).await;
@@ -642,20 +656,19 @@ async fn report_stopped(
     let _ = tx.send(msg(worker_message::Kind::Stopped(proto::Stopped {}))).await;
 }
 
-/// Send what is waiting in `deltas`; whether there was anything.
+/// Send what is waiting in `deltas`, merged into one report; whether
+/// there was anything.
 async fn send_stats(
     deltas: &mut mpsc::UnboundedReceiver<StatsDelta>,
     tx: &mpsc::Sender<proto::WorkerMessage>,
     reports: &mut Reports,
 ) -> bool {
-    let mut sent = false;
+    let Ok(mut merged) = deltas.try_recv() else { return false };
     while let Ok(delta) = deltas.try_recv() {
-        sent = true;
-        if !send_stats_of(&delta, tx, reports).await {
-            break;
-        }
+        merged.absorb(delta);
     }
-    sent
+    send_stats_of(&merged, tx, reports).await;
+    true
 }
 
 /// Report one delta; false when the stream is gone.
@@ -672,7 +685,6 @@ async fn send_stats_of(delta: &StatsDelta, tx: &mpsc::Sender<proto::WorkerMessag
 /// What this worker has reported: the statistics epoch its reports carry
 /// (it survives reconnects, so reports recorded meanwhile keep it) and how
 /// many requests they held in all.
-#[derive(Default)]
 struct Reports {
     epoch: u64,
     /// The master of the current (or last) session.
@@ -680,6 +692,14 @@ struct Reports {
     requests: u64,
     /// The latest Assign (its sequence) from the current master.
     assigned: u64,
+    /// Send statistics every this many seconds (the master's latest ask).
+    every: u32,
+}
+
+impl Default for Reports {
+    fn default() -> Self {
+        Self { epoch: 0, master_instance: None, requests: 0, assigned: 0, every: 1 }
+    }
 }
 
 /// The worker's runner and the plan it runs.

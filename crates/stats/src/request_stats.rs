@@ -43,6 +43,8 @@ pub struct RequestStats {
     recent_corrected: Recent,
     iterations: Iterations,
     start_time: f64,
+    /// See [`RequestStats::set_rate_lag`].
+    rate_lag: u64,
 }
 
 impl RequestStats {
@@ -59,7 +61,28 @@ impl RequestStats {
             recent_corrected: Recent::default(),
             iterations: Iterations::default(),
             start_time,
+            rate_lag: 0,
         }
+    }
+
+    /// End the current-rate windows `seconds` earlier than Locust's two
+    /// seconds ago, in every row and in rows made later: a master whose
+    /// workers report every few seconds (backpressure) has the latest
+    /// seconds only in part. Kept across resets.
+    pub fn set_rate_lag(&mut self, seconds: u64) {
+        self.rate_lag = seconds;
+        let rows = self.entries.values_mut().chain(self.corrected.values_mut());
+        for entry in rows.chain([&mut self.total, &mut self.corrected_total]) {
+            entry.per_second.set_lag(seconds);
+        }
+        self.iterations.per_second.set_lag(seconds);
+    }
+
+    /// A new row, with the current-rate lag.
+    fn row(method: &str, name: &str, start: f64, lag: u64) -> StatsEntry {
+        let mut entry = StatsEntry::new(method, name, start);
+        entry.per_second.set_lag(lag);
+        entry
     }
 
     /// Fold a delta in. `now` (Unix seconds) files the delta's histogram
@@ -68,16 +91,16 @@ impl RequestStats {
         let sec = now as u64;
         for e in &delta.entries {
             let key = Self::kept_key(&self.entries, &e.name, &e.method);
-            let start = self.start_time;
-            self.entries.entry(key).or_insert_with_key(|(name, _)| StatsEntry::new(&e.method, name, start)).merge(e);
+            let (start, lag) = (self.start_time, self.rate_lag);
+            self.entries.entry(key).or_insert_with_key(|(name, _)| Self::row(&e.method, name, start, lag)).merge(e);
             self.total.merge(e);
             self.recent.add(sec, &e.histogram);
         }
         self.recent.trim(sec);
         for e in &delta.corrected {
             let key = Self::kept_key(&self.corrected, &e.name, &e.method);
-            let start = self.start_time;
-            self.corrected.entry(key).or_insert_with_key(|(name, _)| StatsEntry::new(&e.method, name, start)).merge(e);
+            let (start, lag) = (self.start_time, self.rate_lag);
+            self.corrected.entry(key).or_insert_with_key(|(name, _)| Self::row(&e.method, name, start, lag)).merge(e);
             self.corrected_total.merge(e);
             self.recent_corrected.add(sec, &e.histogram);
         }
@@ -101,7 +124,9 @@ impl RequestStats {
 
     /// Forget everything (Locust's `--reset-stats` and "Reset stats" button).
     pub fn reset(&mut self, now: f64) {
+        let lag = self.rate_lag;
         *self = Self::new(now);
+        self.set_rate_lag(lag);
     }
 
     /// Entries sorted by `(name, method)`.

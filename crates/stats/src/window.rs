@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PerSecondCounts {
     seconds: BTreeMap<u64, (u64, u64)>,
+    /// Seconds the current-rate window ends earlier than usual: a master
+    /// whose workers report every few seconds has the last ones late.
+    #[serde(skip)]
+    lag: u64,
 }
 
 impl PerSecondCounts {
@@ -51,6 +55,12 @@ impl PerSecondCounts {
         self.prune(newest.max(self.newest()));
     }
 
+    /// End the current-rate window `seconds` earlier (at most
+    /// `KEEP_SECONDS - WINDOW_SECONDS - 2`, so the window stays kept).
+    pub fn set_lag(&mut self, seconds: u64) {
+        self.lag = seconds.min(Self::KEEP_SECONDS - Self::WINDOW_SECONDS - 2);
+    }
+
     fn newest(&self) -> u64 {
         self.seconds.keys().next_back().copied().unwrap_or(0)
     }
@@ -64,8 +74,8 @@ impl PerSecondCounts {
     /// seconds before `now_sec`, starting no earlier than `start_sec`
     /// (Locust's `current_rps`).
     pub fn current_rates(&self, now_sec: u64, start_sec: u64) -> (f64, f64) {
-        let end = now_sec.saturating_sub(2);
-        let begin = now_sec.saturating_sub(Self::WINDOW_SECONDS + 2).max(start_sec);
+        let end = now_sec.saturating_sub(2 + self.lag);
+        let begin = end.saturating_sub(Self::WINDOW_SECONDS).max(start_sec);
         if end <= begin {
             return (0.0, 0.0);
         }
@@ -104,6 +114,19 @@ mod tests {
         // Seconds newer than now-2 are not counted yet.
         w.add(119, 1000, 0);
         assert_eq!(w.current_rates(120, 0), (5.0, 1.0));
+    }
+
+    #[test]
+    fn a_lag_ends_the_window_earlier() {
+        let mut w = PerSecondCounts::default();
+        for sec in 100..112 {
+            w.add(sec, 5, 0);
+        }
+        // Seconds 112 to 119 have not been reported yet (reports every 8 s).
+        assert_eq!(w.current_rates(120, 0), (2.0, 0.0));
+        w.set_lag(6);
+        // Window [102, 112): every second reported.
+        assert_eq!(w.current_rates(120, 0), (5.0, 0.0));
     }
 
     #[test]

@@ -107,7 +107,10 @@ impl Master {
         let RunnerChannels { handle, commands, events, host } =
             RunnerHandle::remote(stats.clone(), classes.clone(), runner.host.clone(), summary);
         let handle = handle.with_workers(roster.clone());
-        let (worker_tx, worker_rx) = tokio::sync::mpsc::unbounded_channel();
+        // Bounded: a master that cannot keep up stops reading workers'
+        // streams (HTTP/2 flow control holds their reports back) and asks
+        // them to report less often, instead of queueing without end.
+        let (worker_tx, worker_rx) = tokio::sync::mpsc::channel(state::EVENT_QUEUE);
         let digest = options.bundle.digest();
         let epoch = Arc::new(AtomicU64::new(0));
         let service = Arc::new(ClusterService {

@@ -37,7 +37,7 @@ pub enum WorkerEvent {
 }
 
 pub struct ClusterService {
-    pub events: mpsc::UnboundedSender<WorkerEvent>,
+    pub events: mpsc::Sender<WorkerEvent>,
     pub token: ClusterToken,
     pub bundle: Arc<Bundle>,
     pub digest: String,
@@ -172,7 +172,7 @@ impl ClusterService {
         let id = hello.worker_id.clone();
         let joined =
             WorkerEvent::Joined { id: id.clone(), session, cores: hello.cores.max(1), hostname: hello.hostname, tx };
-        if self.events.send(joined).is_err() {
+        if self.events.send(joined).await.is_err() {
             return;
         }
         // 4. The worker's life.
@@ -205,11 +205,11 @@ impl ClusterService {
                 Ok(None) => break "disconnected".to_string(),
                 Err(e) => break e,
             };
-            if self.events.send(event).is_err() {
+            if self.events.send(event).await.is_err() {
                 return;
             }
         };
-        let _ = self.events.send(WorkerEvent::Gone { id, session, reason });
+        let _ = self.events.send(WorkerEvent::Gone { id, session, reason }).await;
     }
 }
 

@@ -16,7 +16,11 @@ use swarmer_engine::{
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+mod pace;
 mod workers;
+
+/// Workers' events waiting for the loop, at most.
+pub(super) const EVENT_QUEUE: usize = 256;
 
 use super::service::WorkerEvent;
 use crate::arrival_split::{WorkerArrival, worker_parts};
@@ -83,6 +87,10 @@ pub(super) struct MasterLoop {
     refused_reports: std::collections::BTreeSet<String>,
     /// The results say that names past the bound are folded.
     noted_folding: bool,
+    /// How often workers are asked to report (backpressure).
+    pace: pace::ReportPace,
+    /// The results say that workers were asked to report less often.
+    noted_pace: bool,
 }
 
 impl MasterLoop {
@@ -118,13 +126,15 @@ impl MasterLoop {
             mark_waiting: None,
             refused_reports: Default::default(),
             noted_folding: false,
+            pace: pace::ReportPace::new(Instant::now()),
+            noted_pace: false,
         }
     }
 
     pub(super) async fn run(
         mut self,
         mut commands: mpsc::UnboundedReceiver<RunnerCommand>,
-        mut workers: mpsc::UnboundedReceiver<WorkerEvent>,
+        mut workers: mpsc::Receiver<WorkerEvent>,
         control: RunnerHandle,
         mut messages: mpsc::UnboundedReceiver<ClusterMessage>,
         epoch: Arc<std::sync::atomic::AtomicU64>,
@@ -151,7 +161,17 @@ impl MasterLoop {
                     }
                 },
                 event = workers.recv() => match event {
-                    Some(event) => self.on_worker(event),
+                    // Reports are timed: what fewer reports would save.
+                    Some(event @ WorkerEvent::Stats { .. }) => {
+                        self.pace.queue(workers.len(), EVENT_QUEUE);
+                        let began = Instant::now();
+                        self.on_worker(event);
+                        self.pace.spent(began.elapsed());
+                    }
+                    Some(event) => {
+                        self.pace.queue(workers.len(), EVENT_QUEUE);
+                        self.on_worker(event);
+                    }
                     None => break,
                 },
                 message = messages.recv(), if messages_open => match message {
@@ -482,9 +502,6 @@ impl MasterLoop {
     }
 
     pub(super) fn reset_stats(&mut self) {
-        // The notes go with the statistics: say these again if they recur.
-        self.refused_reports.clear();
-        self.noted_folding = false;
         self.notify_plan(Notice::ResetStats);
         self.new_epoch();
     }
@@ -492,6 +509,10 @@ impl MasterLoop {
     /// Empty the statistics here and on every worker (deltas of earlier
     /// epochs are dropped when they arrive).
     fn new_epoch(&mut self) {
+        // The notes go with the statistics: say these again if they recur.
+        self.refused_reports.clear();
+        self.noted_folding = false;
+        self.noted_pace = false;
         let epoch = self.core.reset_stats();
         self.shared_epoch.store(epoch, std::sync::atomic::Ordering::Relaxed);
         self.broadcast(master_message::Kind::ResetStats(proto::ResetStats { epoch }));

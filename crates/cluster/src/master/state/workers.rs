@@ -61,6 +61,8 @@ impl MasterLoop {
                 let back = {
                     let w = self.workers.get_mut(&id).expect("checked above");
                     let before = (w.state, w.user_count);
+                    // When the loop takes it, not when it arrived: a loop
+                    // slow to take events must not find workers silent.
                     w.last_seen = Instant::now();
                     match RunnerState::parse(&beat.state) {
                         Some(state) => w.state = state.into(),
@@ -211,12 +213,50 @@ impl MasterLoop {
         if !self.core.is_active() {
             return;
         }
+        let last = match self.pace.every() {
+            1 => "its last second".to_owned(),
+            every => format!("its last {every} seconds"),
+        };
         let note = format!(
-            "Worker {id} was lost during the test at {} ({why}): the statistics it had not yet sent (at most its last \
-             second) are missing from these results.",
+            "Worker {id} was lost during the test at {} ({why}): the statistics it had not yet sent (at most {last}) \
+             are missing from these results.",
             swarmer_stats::utc_timestamp(unix_now())
         );
         self.core.stats().lock_or_recover().notes.push(note);
+    }
+
+    /// Once a second: ask workers to report less (or again more) often
+    /// when merging their reports takes much of the loop's time; said in
+    /// the log, and once per test in the results.
+    fn pace_reports(&mut self) {
+        let (changed, busy) = self.pace.decide(Instant::now());
+        let workers = self.live_ids().len();
+        match changed {
+            Some(1) => tracing::info!("The master keeps up again: {workers} workers report every second"),
+            Some(every) => tracing::warn!(
+                "The master's loop spent {:.0}% of its time on {workers} workers' reports: they now report every \
+                 {every} s (nothing is lost; per-second charts get coarser)",
+                busy * 100.0
+            ),
+            None => {}
+        }
+        let every = self.pace.every();
+        if changed.is_some() {
+            // The latest seconds are late by up to a report's interval.
+            self.core.stats().lock_or_recover().stats.set_rate_lag(u64::from(every - 1));
+        }
+        if every > 1 && !self.noted_pace && self.core.is_active() {
+            self.noted_pace = true;
+            let note = format!(
+                "From {} the master could not merge {workers} workers' reports every second (its loop was {:.0}% \
+                 busy): workers were asked to report every {every} s or less often. Totals and percentiles are exact; \
+                 from then on requests per second over time are coarser, and current rates cover a window ending \
+                 a report's interval earlier.",
+                swarmer_stats::utc_timestamp(unix_now()),
+                busy * 100.0
+            );
+            self.core.stats().lock_or_recover().notes.push(note);
+        }
     }
 
     /// Apply what the load shape asks for now.
@@ -268,8 +308,10 @@ impl MasterLoop {
             self.check_stopped();
         }
         self.shape_tick();
+        self.pace_reports();
         self.broadcast(master_message::Kind::Heartbeat(proto::Heartbeat {
             state: self.core.state().as_str().into(),
+            report_every_seconds: self.pace.every(),
             ..Default::default()
         }));
         let now = unix_now();
