@@ -39,7 +39,7 @@ for workers in $SWEEP; do
   port=$(free_port)
   "$bin" -f builtin:hello --master --headless --expect-workers "$workers" -u $((workers * 10)) -r 100000 \
     -t $((DURATION + 15))s -H http://127.0.0.1:9 --master-bind-host 127.0.0.1 --master-bind-port "$port" \
-    --only-summary --json-file "$work/master-$workers" -L WARNING >"$work/master.log" 2>&1 &
+    --only-summary --json-file "$work/master-$workers" -L INFO >"$work/master.log" 2>&1 &
   master=$!; pids+=("$master")
   sleep 1
   target/release/examples/simulated_workers --master "127.0.0.1:$port" --workers "$workers" --names "$NAMES" \
@@ -62,7 +62,10 @@ for workers in $SWEEP; do
   merged=$(python3 -c 'import json,sys; print(sum(x["num_requests"] for x in json.load(open(sys.argv[1]))))' \
     "$work/master-$workers.json" 2>/dev/null || echo 0)
   failed=$(grep -c "simulated worker failed" "$work/sim-$workers.log" || true)
-  pace=$(grep -o "they now report every [0-9]* s" "$work/master.log" | tail -1 | grep -o "[0-9]* s" || echo "1 s")
+  # The master's last word on the report pace (backpressure), if any.
+  pace=$(grep -o -e "they now report every [0-9]* s" -e "report every second" "$work/master.log" | tail -1 |
+    sed -e 's/.*every \([0-9]*\) s/\1 s/' -e 's/.*every second/1 s/')
+  pace=${pace:-1 s}
   python3 -c "
 t0, t1, s0, s1, hz, r0, r1, rh, sh = $t0, $t1, $s0, $s1, $hz, $r0, $r1, $rh, $sh
 sent, merged = $sent, $merged

@@ -1097,6 +1097,64 @@ fn a_busy_master_asks_workers_to_report_less_often_and_still_counts_every_reques
     assert_eq!(t.requests_served(), recorded, "target served = recorded");
 }
 
+/// Users that keep 64 KiB a request, on the worker started with
+/// `SWARMER_TEST_LEAK` set; the same plan keeps nothing elsewhere.
+const LEAKY_PLAN: &str = r#"
+local swarmer = require("swarmer")
+local leak = os.getenv("SWARMER_TEST_LEAK") ~= nil
+swarmer.user("Leaky", {
+  wait_time = swarmer.constant(0.02),
+  on_start = function(self) self.kept = {} end,
+  tasks = {
+    get = function(self)
+      self.client:get("/")
+      if leak then self.kept[#self.kept + 1] = string.rep("x", 65536) .. #self.kept end
+    end,
+  },
+})
+"#;
+
+#[test]
+fn users_a_worker_sheds_under_its_memory_limit_move_to_a_worker_with_room() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan_file(dir.path(), LEAKY_PLAN);
+    let mut master = start_master(
+        plan.to_str().unwrap(),
+        &t.url(),
+        "--autostart --expect-workers 2 -u 8 -r 100 --heartbeat-timeout 5",
+        &[],
+        TOKEN,
+    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_swarmer"));
+    command.args(["--worker", "-f", "-", "--master-port", &master.port, "--shards", "1", "--memory-limit", "160MiB"]);
+    command.env("SWARMER_TEST_LEAK", "1");
+    let leaky = Proc::spawn(command, TOKEN);
+    let roomy = worker(&master.port, &[], TOKEN);
+    master.proc.wait_for("All users spawned: 8 users over 2 workers", Duration::from_secs(30));
+    leaky.wait_for("Memory guard", Duration::from_secs(40));
+    leaky.wait_for("shed the", Duration::from_secs(40));
+    master.proc.wait_for("shed users under its memory limit", Duration::from_secs(10));
+    // The test goes on with all 8 users: those shed run on the other worker.
+    wait_until(
+        Duration::from_secs(20),
+        || {
+            let s = get_json(&master.base, "/stats/requests");
+            let users: Vec<u64> =
+                s["workers"].as_array().unwrap().iter().map(|w| w["user_count"].as_u64().unwrap()).collect();
+            users.iter().sum::<u64>() == 8 && users.iter().any(|&n| n > 4)
+        },
+        "8 users run, more than half on the worker with room",
+    );
+    let notes = get_json(&master.base, "/stats/requests")["notes"].to_string();
+    assert!(notes.contains("shed users under its memory limit"), "the results say so: {notes}");
+    assert!(notes.contains("moved to workers with room"), "{notes}");
+    drop(roomy);
+    drop(leaky);
+    master.proc.signal(libc::SIGTERM);
+    assert_eq!(master.proc.wait_exit(Duration::from_secs(30)), 0, "{}", master.proc.text());
+}
+
 #[test]
 fn each_worker_runs_the_plans_class_mix() {
     // Two equal-weight classes, 4 users, 2 workers: each worker runs one

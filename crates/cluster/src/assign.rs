@@ -10,6 +10,10 @@
 //!    the workers furthest below their fair part of it (class total ×
 //!    worker total / N), within each worker's total.
 //!
+//! A worker whose memory guard shed users has a cap: it is dealt at most
+//! that many, and the rest go to the others in proportion to their cores
+//! (fewer users run in all only when every worker is capped).
+//!
 //! On a change (a new user count, a worker joining or lost) the previous
 //! shares are kept as far as they fit, and only what no longer fits moves
 //! (a worker stops its surplus newest first): users are not restarted
@@ -20,16 +24,18 @@ use swarmer_engine::dispatch::UserSequence;
 
 /// Users per class for each worker (`workers[i]` is worker i's cores).
 pub fn assign(classes: &[(u32, Option<u32>)], users: usize, workers: &[u32]) -> Vec<Vec<usize>> {
-    assign_keeping(classes, users, workers, &[])
+    assign_keeping(classes, users, workers, &[], &[])
 }
 
 /// [`assign`], keeping as much of `previous[i]` (worker i's current share;
-/// missing or empty for a worker that has none) as fits.
+/// missing or empty for a worker that has none) as fits, and giving worker
+/// i at most `caps[i]` users (missing or `None`: no cap).
 pub fn assign_keeping(
     classes: &[(u32, Option<u32>)],
     users: usize,
     workers: &[u32],
     previous: &[Vec<usize>],
+    caps: &[Option<usize>],
 ) -> Vec<Vec<usize>> {
     let mut shares = vec![vec![0usize; classes.len()]; workers.len()];
     if workers.is_empty() || classes.is_empty() {
@@ -37,6 +43,10 @@ pub fn assign_keeping(
     }
     let sequence = UserSequence::new(classes);
     let users = sequence.capacity().map_or(users, |cap| users.min(cap));
+    let cap_of = |w: usize| caps.get(w).copied().flatten();
+    // Every worker capped: no more than their caps run.
+    let room: Option<usize> = (0..workers.len()).map(cap_of).sum();
+    let users = room.map_or(users, |room| users.min(room));
     let mut class_totals = vec![0usize; classes.len()];
     for position in 0..users {
         let Some(class) = sequence.class_at(position) else { break };
@@ -46,7 +56,7 @@ pub fn assign_keeping(
     if users == 0 {
         return shares;
     }
-    let worker_totals = apportion(users, workers);
+    let worker_totals = apportion_capped(users, workers, &(0..workers.len()).map(cap_of).collect::<Vec<_>>());
     // The fair part of class c on worker w.
     let fair = |w: usize, c: usize| class_totals[c] as f64 * worker_totals[w] as f64 / users as f64;
 
@@ -107,6 +117,38 @@ pub(crate) fn apportion(users: usize, workers: &[u32]) -> Vec<usize> {
         }
         totals[w] += 1;
         left -= 1;
+    }
+    totals
+}
+
+/// [`apportion`], no worker above its cap: a capped worker whose part
+/// would pass its cap gets its cap, and the rest is apportioned again over
+/// the others. `users` must fit (some worker uncapped, or the caps' sum).
+fn apportion_capped(users: usize, workers: &[u32], caps: &[Option<usize>]) -> Vec<usize> {
+    let mut totals = vec![0usize; workers.len()];
+    let mut open: Vec<usize> = (0..workers.len()).collect();
+    let mut left = users;
+    while !open.is_empty() {
+        let cores: Vec<u32> = open.iter().map(|&w| workers[w]).collect();
+        let parts = apportion(left, &cores);
+        let over: Vec<usize> = open
+            .iter()
+            .zip(&parts)
+            .filter(|&(&w, &part)| caps[w].is_some_and(|cap| part > cap))
+            .map(|(&w, _)| w)
+            .collect();
+        if over.is_empty() {
+            for (&w, part) in open.iter().zip(parts) {
+                totals[w] = part;
+            }
+            break;
+        }
+        for w in over {
+            let cap = caps[w].unwrap_or_default();
+            totals[w] = cap;
+            left -= cap;
+            open.retain(|&o| o != w);
+        }
     }
     totals
 }
@@ -218,18 +260,35 @@ mod tests {
     }
 
     #[test]
+    fn a_capped_worker_keeps_what_fits_and_the_others_take_the_rest() {
+        let classes = [(1, None), (1, None)];
+        let before = assign(&classes, 30, &[1, 1, 1]);
+        // The first shed users under its memory limit: it runs at most 4.
+        let caps = [Some(4), None, None];
+        let after = assign_keeping(&classes, 30, &[1, 1, 1], &before, &caps);
+        assert_eq!(totals(&after), [4, 13, 13], "its users move to the workers with room");
+        assert_eq!(class_total(&after, 0) + class_total(&after, 1), 30);
+        // Every worker capped: what their caps allow, no more.
+        let all = assign_keeping(&classes, 30, &[1, 1, 1], &after, &[Some(4), Some(6), Some(5)]);
+        assert_eq!(totals(&all), [4, 6, 5]);
+        // Caps count users, not cores: a capped big worker gives way too.
+        let cored = assign_keeping(&classes, 12, &[4, 1, 1], &[], &[Some(2), None, None]);
+        assert_eq!(totals(&cored), [2, 5, 5]);
+    }
+
+    #[test]
     fn a_lost_worker_moves_only_its_users() {
         let before = assign(&[(1, None), (1, None)], 30, &[1, 1, 1]);
         assert_eq!(before, [[5, 5], [5, 5], [5, 5]]);
         // The third is lost: the two others keep all they run and take its users.
-        let after = assign_keeping(&[(1, None), (1, None)], 30, &[1, 1], &before[..2]);
+        let after = assign_keeping(&[(1, None), (1, None)], 30, &[1, 1], &before[..2], &[]);
         assert_eq!(after, [[8, 7], [7, 8]]);
         for (b, a) in before.iter().zip(&after) {
             assert!(b.iter().zip(a).all(|(b, a)| a >= b), "nobody stops: {before:?} -> {after:?}");
         }
         // It comes back: the two give up only their surplus.
         let back =
-            assign_keeping(&[(1, None), (1, None)], 30, &[1, 1, 1], &[after[0].clone(), after[1].clone(), vec![]]);
+            assign_keeping(&[(1, None), (1, None)], 30, &[1, 1, 1], &[after[0].clone(), after[1].clone(), vec![]], &[]);
         assert_eq!(totals(&back), [10, 10, 10]);
         assert_eq!((class_total(&back, 0), class_total(&back, 1)), (15, 15));
         for (a, b) in after.iter().zip(&back) {
@@ -240,7 +299,7 @@ mod tests {
     #[test]
     fn fewer_users_stop_only_the_surplus() {
         let before = assign(&[(2, None), (1, None)], 30, &[1, 1]);
-        let after = assign_keeping(&[(2, None), (1, None)], 15, &[1, 1], &before);
+        let after = assign_keeping(&[(2, None), (1, None)], 15, &[1, 1], &before, &[]);
         assert_eq!(totals(&after).iter().sum::<usize>(), 15);
         assert_eq!((class_total(&after, 0), class_total(&after, 1)), (10, 5));
         for (b, a) in before.iter().zip(&after) {

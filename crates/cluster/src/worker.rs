@@ -615,15 +615,16 @@ async fn session(
                     return SessionEnd::Lost(format!("no heartbeat for {:.0?}", options.master_timeout));
                 }
                 let u = usage.sample().unwrap_or_default();
-                let (state, users) = {
+                let (state, users, cap) = {
                     let store = handle.stats().lock_or_recover();
-                    (store.state, store.user_count)
+                    (store.state, store.user_count, store.user_cap)
                 };
                 let beat = proto::Heartbeat {
                     state: state.as_str().into(),
                     user_count: users as u32,
                     cpu_percent: u.cpu_percent,
                     rss_bytes: u.rss_bytes,
+                    user_cap: cap.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
                     ..Default::default()
                 };
                 if tx.send(msg(worker_message::Kind::Heartbeat(beat))).await.is_err() {

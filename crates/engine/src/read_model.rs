@@ -132,6 +132,10 @@ pub struct StatsStore {
     /// The run's thresholds (`--threshold`) with their verdicts so far,
     /// refreshed each second while a test runs and at its end.
     pub thresholds: Vec<Judged>,
+    /// The most users this process runs for the rest of the test: set
+    /// when `--memory-limit` shed users (a worker tells its master, which
+    /// moves them to workers with room); `None` otherwise.
+    pub user_cap: Option<usize>,
 }
 
 /// What the web UI shows of a load shape driving the test.
@@ -212,6 +216,7 @@ impl StatsStore {
             shape_name: None,
             step_marks: Vec::new(),
             thresholds: Vec::new(),
+            user_cap: None,
         }
     }
 

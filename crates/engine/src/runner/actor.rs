@@ -322,6 +322,7 @@ impl Actor {
         if begin == Begin::Fresh {
             if let Some(guard) = &mut self.memory_guard {
                 guard.reset();
+                self.core.stats().lock_or_recover().user_cap = None;
             }
             // A new test starts from zero (its listeners' requests count in it).
             let epoch = self.core.reset_stats();
@@ -853,6 +854,7 @@ impl Actor {
             }
         }
         self.core.lower_target(keep);
+        self.core.stats().lock_or_recover().user_cap = Some(keep);
         // A ramp under way ends where it is (its next step completes it).
         if let Some(ramp) = &mut self.ramp {
             ramp.target = ramp.target.min(keep);

@@ -48,6 +48,8 @@ struct Worker {
     quit: bool,
     /// Why it left, when it could not run the test.
     message: Option<String>,
+    /// The most users it can run: its memory guard shed users this test.
+    cap: Option<usize>,
     /// Joined while users run: it is dealt users at its first heartbeat
     /// (sent once its plan has loaded), so the others stop the users it
     /// takes over only when it can start them at once.
@@ -227,6 +229,8 @@ impl MasterLoop {
                     // (the last test's test_stop) is merged before the reset.
                     self.flush_control().await;
                     self.new_epoch();
+                    // Memory guards start the new test afresh too.
+                    self.workers.values_mut().for_each(|w| w.cap = None);
                     // The plan's test_start listeners run here first; what they
                     // send reaches each worker before its users.
                     // As Locust's, the listeners read the test's target user count.
@@ -412,7 +416,9 @@ impl MasterLoop {
             Some(counts) => counts.iter().map(|n| (0, Some(*n as u32))).collect(),
             None => self.core.weights().to_vec(),
         };
-        let shares = assign_keeping(&weights, self.core.target(), &cores, &current);
+        // A worker whose memory guard shed users runs no more than it kept.
+        let caps: Vec<Option<usize>> = ids.iter().map(|id| self.workers[id].cap).collect();
+        let shares = assign_keeping(&weights, self.core.target(), &cores, &current, &caps);
         let host = self.core.host().unwrap_or_default();
         let wait_times: std::collections::HashMap<String, String> =
             self.core.wait_times().iter().map(|(class, wait)| (class.clone(), wait.to_string())).collect();

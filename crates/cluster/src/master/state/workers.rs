@@ -39,6 +39,7 @@ impl MasterLoop {
                         share: vec![0; self.classes.len()],
                         stopped: true,
                         quit: false,
+                        cap: None,
                         joining,
                     },
                 );
@@ -77,9 +78,14 @@ impl MasterLoop {
                     // every worker's numbers on each of a thousand workers'
                     // heartbeats would cost the master more than the merging.
                     quiet = before == (w.state, w.user_count) && !w.missing && !w.joining;
-                    (std::mem::replace(&mut w.missing, false), std::mem::take(&mut w.joining))
+                    let cap = beat.user_cap.map(|n| n as usize);
+                    let capped = (cap != w.cap).then(|| std::mem::replace(&mut w.cap, cap));
+                    (std::mem::replace(&mut w.missing, false), std::mem::take(&mut w.joining), capped)
                 };
-                let (back, ready) = back;
+                let (back, ready, capped) = back;
+                if let Some(before) = capped {
+                    self.on_cap(&id, before);
+                }
                 if ready {
                     // Its plan has loaded: it takes its share now.
                     self.catch_up(&id, false);
@@ -206,6 +212,42 @@ impl MasterLoop {
             );
             self.core.stats().lock_or_recover().notes.push(note);
         }
+    }
+
+    /// A worker's cap changed (its memory guard shed users, or a new test
+    /// lifted it): its users beyond the cap move to workers with room,
+    /// and the results say so.
+    fn on_cap(&mut self, id: &str, before: Option<usize>) {
+        let Some(cap) = self.workers.get(id).and_then(|w| w.cap) else { return };
+        if before.is_some_and(|b| b <= cap) || !self.core.is_active() {
+            return;
+        }
+        let dealt = self.dealt_ids();
+        // Room: a worker without a cap, or the others' caps above their shares.
+        let room: Option<usize> = dealt
+            .iter()
+            .filter(|other| other.as_str() != id)
+            .map(|other| {
+                let w = &self.workers[other];
+                w.cap.map(|c| c.saturating_sub(w.share.iter().sum()))
+            })
+            .sum();
+        let share: usize = self.workers.get(id).map_or(0, |w| w.share.iter().sum());
+        let moved = share.saturating_sub(cap);
+        let whither = match room {
+            Some(room) if room < moved => {
+                format!("{} moved to workers with room; no worker had room for {}", room, moved - room)
+            }
+            _ => format!("{moved} moved to workers with room"),
+        };
+        tracing::warn!("Worker {id} shed users under its memory limit: it runs at most {cap} now; {whither}");
+        let note = format!(
+            "Worker {id} shed users under its memory limit (--memory-limit) at {}: it runs at most {cap} users for \
+             the rest of the test; of its {share}, {whither}.",
+            swarmer_stats::utc_timestamp(unix_now())
+        );
+        self.core.stats().lock_or_recover().notes.push(note);
+        self.dispatch(false);
     }
 
     /// Say in the results that a worker's last second may be missing.
