@@ -64,7 +64,7 @@ for workers in $SWEEP; do
   failed=$(grep -c "simulated worker failed" "$work/sim-$workers.log" || true)
   # The master's last word on the report pace (backpressure), if any.
   pace=$(grep -o -e "they now report every [0-9]* s" -e "report every second" "$work/master.log" | tail -1 |
-    sed -e 's/.*every \([0-9]*\) s/\1 s/' -e 's/.*every second/1 s/')
+    sed -e 's/.*every \([0-9]*\) s/\1 s/' -e 's/.*every second/1 s/' || true)
   pace=${pace:-1 s}
   python3 -c "
 t0, t1, s0, s1, hz, r0, r1, rh, sh = $t0, $t1, $s0, $s1, $hz, $r0, $r1, $rh, $sh

@@ -506,6 +506,16 @@ test("a master shows its workers: header count and the Workers tab", async () =>
     await page.waitForFunction(() => Array.from(document.querySelectorAll("#workers-table tbody td:nth-child(3)"))
       .reduce((sum, td) => sum + Number(td.textContent), 0) === 4, null, { timeout: 15000 });
     assert.ok(states.every((s) => ["ready", "spawning", "running"].includes(s)), states.join(","));
+    // Under the table, each worker's CPU and memory over time: a line each.
+    await page.waitForFunction(() => Number(document.getElementById("worker-charts").dataset.samples) >= 3, null, { timeout: 15000 });
+    const lines = (await page.locator("#worker-charts").getAttribute("data-lines")).split(" ");
+    const ids = await page.locator("#workers-table tbody td:nth-child(1)").allInnerTexts();
+    assert.deepEqual(lines, [...ids].sort());
+    const memory = (await page.locator("#worker-charts").getAttribute("data-memory")).split(" ").map(Number);
+    assert.ok(memory.length === 2 && memory.every((mib) => mib > 1), memory.join(","));
+    assert.equal(await page.locator("#chart-worker-cpu canvas").count(), 1);
+    assert.equal(await page.locator("#chart-worker-memory canvas").count(), 1);
+    assert.ok((await page.locator("#chart-worker-cpu").innerText()).includes("CPU per worker"));
   } finally {
     await context.close();
     h.stop(swarmer);

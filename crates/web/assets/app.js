@@ -12,6 +12,7 @@
   var $ = function (id) { return document.getElementById(id); };
   var latest = null;          // the newest /stats/requests message
   var charts = null;          // SwarmerCharts, built when the tab first shows
+  var workerCharts = null;    // SwarmerWorkerCharts, from the first message with workers
   var lastPointTime = 0;      // newest chart point drawn
   var activeTab = "stats";
   var page = 0;
@@ -212,6 +213,7 @@
       if (!charts) { charts = window.SwarmerCharts.create($("charts"), []); reloadHistory(); }
       else charts.resize();
     }
+    if (name === "workers" && workerCharts) workerCharts.resize();
     refreshTab();
   }
 
@@ -474,6 +476,8 @@
       $("tab-workers-button").hidden = false;
       $("h-workers").textContent = number(message.worker_count, 0);
       renderWorkers(message.workers);
+      if (!workerCharts) workerCharts = window.SwarmerWorkerCharts.create($("worker-charts"));
+      workerCharts.push(Math.floor(Date.now() / 1000), message.workers);
     }
     renderShape(message.shape);
     renderThresholds(message.thresholds);
@@ -525,5 +529,8 @@
     render(m);
     connect();
   });
-  window.addEventListener("resize", function () { if (charts && activeTab === "charts") charts.resize(); });
+  window.addEventListener("resize", function () {
+    if (charts && activeTab === "charts") charts.resize();
+    if (workerCharts && activeTab === "workers") workerCharts.resize();
+  });
 })();

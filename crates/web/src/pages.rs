@@ -20,6 +20,7 @@ use crate::state::AppState;
 const INDEX: &str = include_str!("../assets/index.html");
 const LOGIN: &str = include_str!("../assets/login.html");
 const APP_JS: &str = include_str!("../assets/app.js");
+const WORKER_CHARTS_JS: &str = include_str!("../assets/worker-charts.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
 const FAVICON: &str = include_str!("../assets/favicon.svg");
 
@@ -80,6 +81,7 @@ pub async fn asset(Path(file): Path<String>) -> Response {
         "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
         "app.css" => (APP_CSS, "text/css; charset=utf-8"),
         "charts.js" => (CHARTS_JS, "text/javascript; charset=utf-8"),
+        "worker-charts.js" => (WORKER_CHARTS_JS, "text/javascript; charset=utf-8"),
         "uPlot.iife.min.js" => (UPLOT_JS, "text/javascript; charset=utf-8"),
         "uPlot.min.css" => (UPLOT_CSS, "text/css; charset=utf-8"),
         "uPlot-LICENSE.txt" => (UPLOT_LICENSE, "text/plain; charset=utf-8"),
