@@ -516,6 +516,10 @@ test("a master shows its workers: header count and the Workers tab", async () =>
     assert.equal(await page.locator("#chart-worker-cpu canvas").count(), 1);
     assert.equal(await page.locator("#chart-worker-memory canvas").count(), 1);
     assert.ok((await page.locator("#chart-worker-cpu").innerText()).includes("CPU per worker"));
+    // The Charts tab (and the report) add the workers' lowest, mean and highest.
+    await page.click("button[data-tab=charts]");
+    await page.waitForSelector("#chart-workers-cpu canvas", { timeout: 15000 });
+    assert.ok((await page.locator("#chart-workers-memory").innerText()).includes("Workers' memory (MiB)"));
   } finally {
     await context.close();
     h.stop(swarmer);

@@ -12,7 +12,7 @@ use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
-use swarmer_stats::{History, HistoryPoint, RequestStats};
+use swarmer_stats::{History, HistoryPoint, NodeUsage, RequestStats};
 
 use crate::cpu::ProcessUsage;
 use crate::lock::LockExt;
@@ -286,6 +286,12 @@ impl StatsStore {
     /// Append this second's point to the chart history (aggregated rates,
     /// current percentiles, users).
     pub fn sample_history(&mut self, now: f64) {
+        self.sample_history_of_nodes(now, None);
+    }
+
+    /// [`StatsStore::sample_history`], with the CPU and memory of the
+    /// nodes the test runs on (a master's workers).
+    pub fn sample_history_of_nodes(&mut self, now: f64, nodes: Option<NodeUsage>) {
         // A step keeps the users it ran with: the stop at the end of the
         // test empties the counts, and the last step must not show that.
         let running = matches!(self.state, RunnerState::Spawning | RunnerState::Running);
@@ -309,6 +315,7 @@ impl StatsStore {
                 .then(|| self.stats.iterations().current_rates(now, self.stats.start_time()).1),
             corrected_percentile_95: self.stats.current_corrected_percentile_ms(0.95, now),
             corrected_percentile_99: self.stats.current_corrected_percentile_ms(0.99, now),
+            nodes,
         };
         self.history.push(point);
     }

@@ -1,8 +1,9 @@
 // Swarmer's three charts (requests/s with failures/s, response-time
 // percentiles, users), drawn with uPlot. Shared by the web UI (live) and
 // the HTML report (static). A point is
-// [unix seconds, users, rps, fail/s, p50, p95, p99, avg] (see
-// crates/report/src/live.rs, history_point).
+// [unix seconds, users, rps, fail/s, p50, p95, p99, avg, ...] (see
+// crates/report/src/live.rs, history_point). A chart whose series all
+// show only once seen (the workers' CPU and memory) is left out until then.
 (function (global) {
   "use strict";
 
@@ -18,6 +19,19 @@
       { stroke: text, grid: grid, ticks: grid, space: 110 },
       { stroke: text, grid: grid, ticks: grid, size: 60 },
     ];
+  }
+
+  // A chart of the lowest, mean and highest of a figure over the nodes,
+  // in columns `first` to `first + 2`, drawn once a point has them.
+  function summary(id, title, first) {
+    var colors = ["#2e7d32", "#1565c0", "#c62828"];
+    return {
+      id: id,
+      title: title,
+      series: ["Lowest", "Mean", "Highest"].map(function (label, i) {
+        return { label: label, column: first + i, color: colors[i], whenSeen: true };
+      }),
+    };
   }
 
   var SPECS = [
@@ -49,6 +63,9 @@
       title: "Number of users",
       series: [{ label: "Users", column: 1, color: "#00838f" }],
     },
+    // On a master: its workers' CPU and memory (lowest, mean, highest).
+    summary("workers-cpu", "Workers' CPU (% of one core)", 11),
+    summary("workers-memory", "Workers' memory (MiB)", 14),
   ];
 
   // A column some point has a value in.
@@ -167,7 +184,7 @@
     }
     function build() {
       container.innerHTML = "";
-      charts = SPECS.map(function (spec) {
+      charts = SPECS.filter(function (spec) { return shown(spec, points).length > 0; }).map(function (spec) {
         var box = document.createElement("div");
         box.className = "chart";
         box.id = "chart-" + spec.id;
@@ -212,7 +229,9 @@
     }
     // A series that shows once seen (dropped iterations) needs new plots.
     function seriesChanged() {
-      return charts.some(function (c) { return c.shown.length !== shown(c.spec, points).length; });
+      var drawn = SPECS.filter(function (spec) { return shown(spec, points).length > 0; }).length;
+      return drawn !== charts.length ||
+        charts.some(function (c) { return c.shown.length !== shown(c.spec, points).length; });
     }
     build();
     return {

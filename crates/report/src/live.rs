@@ -182,10 +182,15 @@ fn thresholds(store: &StatsStore) -> Vec<Value> {
 }
 
 /// One chart point: `[unix seconds, users, rps, fail/s, p50, p95, p99, avg,
-/// dropped/s, corrected p95, corrected p99]` (arrays keep a day of points
-/// small; dropped/s is `null` unless the test is an arrival-rate one, the
-/// corrected percentiles unless requests had a schedule).
+/// dropped/s, corrected p95, corrected p99, workers' CPU % lowest, mean,
+/// highest, workers' memory MiB lowest, mean, highest]` (arrays keep a day
+/// of points small; dropped/s is `null` unless the test is an arrival-rate
+/// one, the corrected percentiles unless requests had a schedule, the
+/// workers' figures unless a master ran the test).
 pub fn history_point(p: &HistoryPoint) -> Value {
+    let node = |pick: fn(&swarmer_stats::NodeUsage) -> [f64; 3], i: usize| p.nodes.as_ref().map(|n| round3(pick(n)[i]));
+    let cpu = |n: &swarmer_stats::NodeUsage| n.cpu_percent;
+    let memory = |n: &swarmer_stats::NodeUsage| n.memory_mib;
     json!([
         p.timestamp,
         p.user_count,
@@ -198,6 +203,12 @@ pub fn history_point(p: &HistoryPoint) -> Value {
         p.current_dropped_per_sec.map(round3),
         p.corrected_percentile_95.map(round3),
         p.corrected_percentile_99.map(round3),
+        node(cpu, 0),
+        node(cpu, 1),
+        node(cpu, 2),
+        node(memory, 0),
+        node(memory, 1),
+        node(memory, 2),
     ])
 }
 

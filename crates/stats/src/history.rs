@@ -38,6 +38,44 @@ pub struct HistoryPoint {
     /// The same at the 99th percentile.
     #[serde(default)]
     pub corrected_percentile_99: Option<f64>,
+    /// The nodes' CPU and memory at that moment (a master's workers);
+    /// `None` in a single process.
+    #[serde(default)]
+    pub nodes: Option<NodeUsage>,
+}
+
+/// CPU and memory over several nodes at one moment: the lowest, the mean
+/// and the highest of each.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeUsage {
+    /// Percent of one core: lowest, mean, highest.
+    pub cpu_percent: [f64; 3],
+    /// Resident memory in MiB: lowest, mean, highest.
+    pub memory_mib: [f64; 3],
+}
+
+impl NodeUsage {
+    /// Of `(cpu percent, resident bytes)` per node; `None` without nodes.
+    pub fn of(nodes: impl IntoIterator<Item = (f64, u64)>) -> Option<Self> {
+        let mut cpu = [f64::INFINITY, 0.0, f64::NEG_INFINITY];
+        let mut memory = cpu;
+        let mut n = 0usize;
+        for (percent, bytes) in nodes {
+            let mib = bytes as f64 / 1_048_576.0;
+            for (summary, value) in [(&mut cpu, percent), (&mut memory, mib)] {
+                summary[0] = summary[0].min(value);
+                summary[1] += value;
+                summary[2] = summary[2].max(value);
+            }
+            n += 1;
+        }
+        if n == 0 {
+            return None;
+        }
+        cpu[1] /= n as f64;
+        memory[1] /= n as f64;
+        Some(Self { cpu_percent: cpu, memory_mib: memory })
+    }
 }
 
 /// A bounded, decimating series of [`HistoryPoint`]s.
@@ -93,6 +131,14 @@ impl History {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn node_usage_is_the_lowest_mean_and_highest_of_each() {
+        let usage = super::NodeUsage::of([(10.0, 100 << 20), (30.0, 300 << 20), (20.0, 200 << 20)]).unwrap();
+        assert_eq!(usage.cpu_percent, [10.0, 20.0, 30.0]);
+        assert_eq!(usage.memory_mib, [100.0, 200.0, 300.0]);
+        assert_eq!(super::NodeUsage::of([]), None);
+    }
+
     use super::*;
 
     fn point(t: f64) -> HistoryPoint {
@@ -100,6 +146,7 @@ mod tests {
             current_dropped_per_sec: None,
             corrected_percentile_95: None,
             corrected_percentile_99: None,
+            nodes: None,
             timestamp: t,
             user_count: 0,
             current_rps: 0.0,

@@ -32,7 +32,7 @@ pub use delta::StatsDelta;
 pub use entry::StatsEntry;
 pub use errors::{ExceptionEntry, FailureEntry};
 pub use histogram::{HistogramError, LatencyHistogram, MOST_CONTENT_LENGTH, MOST_MICROS};
-pub use history::{History, HistoryPoint};
+pub use history::{History, HistoryPoint, NodeUsage};
 pub use iterations::Iterations;
 pub use recorder::{RequestSample, ShardRecorder};
 pub use request_stats::{FOLDED_NAME, MOST_NAMES, RequestStats, TOO_MANY_NAMES};

@@ -232,15 +232,17 @@ async fn swarm_starts_a_test_and_stats_use_locusts_field_names() {
         assert!(error.get(key).is_some(), "error lacks {key}");
     }
     // The chart history: one point a second, [time, users, rps, fail/s, p50, p95, p99, avg,
-    // dropped/s, corrected p95, corrected p99], the last three null in a closed test.
+    // dropped/s, corrected p95, corrected p99, then the workers' CPU and memory (lowest,
+    // mean, highest)], those last ones null in a closed test of one process.
     let history = s
         .poll("/stats/history", "a point with 4 users", |h| h.as_array().unwrap().last().is_some_and(|p| p[1] == 4))
         .await;
     let point = history.as_array().unwrap().last().unwrap().as_array().unwrap().clone();
-    assert_eq!(point.len(), 11);
+    assert_eq!(point.len(), 17);
     assert_eq!(point[1], 4, "users");
     assert!(point[8].is_null(), "no dropped iterations in a closed test");
     assert!(point[9].is_null() && point[10].is_null(), "no corrected times in a closed test");
+    assert!(point[11..].iter().all(Value::is_null), "no workers in one process: {point:?}");
     // Edit: the same endpoint changes the user count of the running test.
     s.post("/swarm", &[("user_count", "2"), ("spawn_rate", "100")]).await;
     for _ in 0..200 {

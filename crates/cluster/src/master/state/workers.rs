@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use swarmer_engine::{ClusterMessage, LockExt, Notice, RunnerState, ShapeAction, WorkerState, WorkerStatus};
-use swarmer_stats::unix_now;
+use swarmer_stats::{NodeUsage, unix_now};
 
 use super::{MasterLoop, Worker};
 use crate::convert::report_to_delta;
@@ -381,10 +381,11 @@ impl MasterLoop {
         }
         let usage = self.usage.sample().unwrap_or_default();
         self.publish();
+        let nodes = NodeUsage::of(self.workers.values().filter(|w| !w.missing).map(|w| (w.cpu, w.rss)));
         let mut store = self.core.stats().lock_or_recover();
         store.usage = usage;
         if self.core.is_active() {
-            store.sample_history(unix_now());
+            store.sample_history_of_nodes(unix_now(), nodes);
         }
     }
 
