@@ -581,7 +581,6 @@ fn a_hostile_worker_with_the_token_cannot_corrupt_the_masters_statistics() {
         let msg = |kind| proto::WorkerMessage { kind: Some(kind) };
         let token = swarmer_cluster::auth::ClusterToken::new(TOKEN).unwrap();
         let mut client = ClusterClient::connect(format!("http://127.0.0.1:{port}")).await.unwrap();
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
         let my_nonce = swarmer_cluster::auth::nonce();
         let hello = proto::Hello {
             protocol: swarmer_cluster::PROTOCOL,
@@ -591,6 +590,20 @@ fn a_hostile_worker_with_the_token_cannot_corrupt_the_masters_statistics() {
             plan_digest: swarmer_cluster::bundle::Bundle::named("builtin:hello").digest(),
             nonce: my_nonce.clone(),
         };
+        // First a proof that is not the token's: refused, and the log says so.
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tx.send(msg(worker_message::Kind::Hello(hello.clone()))).await.unwrap();
+        let mut inbound = client.join(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+        let _challenge = inbound.message().await.unwrap();
+        tx.send(msg(worker_message::Kind::Proof(proto::Proof { proof: vec![7; 32] }))).await.unwrap();
+        let Some(proto::MasterMessage { kind: Some(master_message::Kind::Reject(r)) }) =
+            inbound.message().await.unwrap()
+        else {
+            panic!("a wrong proof was not rejected")
+        };
+        assert_eq!(r.reason, "wrong cluster token");
+        // Then the token's own.
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
         tx.send(msg(worker_message::Kind::Hello(hello))).await.unwrap();
         let mut inbound = client.join(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
         let Some(proto::MasterMessage { kind: Some(master_message::Kind::Challenge(c)) }) =
@@ -682,7 +695,14 @@ fn a_hostile_worker_with_the_token_cannot_corrupt_the_masters_statistics() {
     assert!(stats["current_rps"].as_f64().unwrap() > 0.0, "the current rate moves: {}", stats["current_rps"]);
     let notes = stats["notes"].to_string();
     assert!(notes.contains("Worker hostile sent statistics that do not hold together"), "{notes}");
+    // Its heartbeats' CPU was not a number: shown as 0, not NaN.
+    let hostile = stats["workers"].as_array().unwrap().iter().find(|w| w["id"] == "hostile").cloned().unwrap();
+    assert_eq!(hostile["cpu_usage"].as_f64(), Some(0.0), "{hostile}");
     let log = master.proc.text();
+    assert!(
+        log.contains("refused worker \"hostile\" from 127.0.0.1:") && log.contains(": wrong cluster token"),
+        "{log}"
+    );
     assert!(log.contains("malformed statistics refused: entry GET /h: 11 failures of 10 requests"), "{log}");
     assert!(log.contains("per-second counts left out"), "{log}");
 }
@@ -758,11 +778,15 @@ fn mutual_tls_admits_only_workers_with_a_certificate_from_the_ca() {
         TOKEN,
     );
     let mut anonymous = worker(&master.port, &["--cluster-ca", &tls("ca.pem")], TOKEN);
-    anonymous.wait_for("Could not reach the master", Duration::from_secs(10));
+    anonymous.wait_for("does not accept this worker's client certificate", Duration::from_secs(10));
     assert_eq!(get_json(&master.base, "/stats/requests")["worker_count"], 0, "no client certificate, no entry");
     master
         .proc
         .wait_for("no client certificate (this master wants one signed by its --cluster-ca)", Duration::from_secs(5));
+    // It says why and stops, instead of retrying for ever (exit code 2:
+    // a configuration error, which --processes does not restart).
+    assert_eq!(anonymous.wait_exit(Duration::from_secs(30)), 2, "{}", anonymous.text());
+    assert!(anonymous.text().contains("give this worker --cluster-tls-cert and --cluster-tls-key"));
     let client = [
         "--cluster-ca",
         &tls("ca.pem"),
@@ -774,7 +798,6 @@ fn mutual_tls_admits_only_workers_with_a_certificate_from_the_ca() {
     let good = worker(&master.port, &client, TOKEN);
     good.wait_for("Connected to the master", Duration::from_secs(15));
     wait_until(Duration::from_secs(15), || t.requests_served() > 0, "the worker with a certificate runs users");
-    anonymous.kill9();
 }
 
 /// The path of a test TLS file (`tests/fixtures/tls`).

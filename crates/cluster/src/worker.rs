@@ -174,26 +174,21 @@ pub async fn run(mut options: WorkerOptions, load: PlanLoader) -> Result<(), Clu
             }
             Err(Failure::Refused(error)) => return Err(error),
             Err(Failure::Retry(reason)) => {
+                // (A mismatch may also show as a broken pipe, the alert
+                // unread: only a connection that works clears the count.)
                 attempts += 1;
-                untrusted = 0;
                 if attempts == 1 || attempts.is_multiple_of(10) {
                     tracing::warn!("Could not reach the master at {url}: {reason} (retrying every second)");
                 }
             }
-            Err(Failure::Untrusted(reason)) => {
+            Err(Failure::Untrusted(problem, reason)) => {
                 untrusted += 1;
-                let hint = "give the CA that signed the master's --cluster-tls-cert with --cluster-ca, and \
-                            --cluster-server-name if the certificate names another host";
+                let (what, hint) = problem.said(&url);
                 if untrusted >= MOST_UNTRUSTED {
-                    return Err(ClusterError::Tls(format!(
-                        "the master at {url} presents a certificate this worker does not trust ({reason}), {untrusted} \
-                         times in a row: {hint}"
-                    )));
+                    return Err(ClusterError::Tls(format!("{what} ({reason}), {untrusted} times in a row: {hint}")));
                 }
                 if untrusted == 1 {
-                    tracing::error!(
-                        "The master at {url} presents a certificate this worker does not trust: {reason}; {hint}"
-                    );
+                    tracing::error!("{what}: {reason}; {hint}");
                 }
             }
         }
@@ -226,8 +221,36 @@ pub async fn run(mut options: WorkerOptions, load: PlanLoader) -> Result<(), Clu
 enum Failure {
     Refused(ClusterError),
     Retry(String),
+    /// The certificates do not match: which side refused, and the error.
+    Untrusted(Mismatch, String),
+}
+
+/// Which side of the TLS handshake refused the other's certificate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mismatch {
     /// The master's certificate is not one this worker trusts.
-    Untrusted(String),
+    MasterNotTrusted,
+    /// The master wants a client certificate signed by its CA, and this
+    /// worker has none, or another.
+    WorkerRefused,
+}
+
+impl Mismatch {
+    /// What happened, and what to do about it.
+    fn said(self, url: &str) -> (String, &'static str) {
+        match self {
+            Mismatch::MasterNotTrusted => (
+                format!("the master at {url} presents a certificate this worker does not trust"),
+                "give the CA that signed the master's --cluster-tls-cert with --cluster-ca, and \
+                 --cluster-server-name if the certificate names another host",
+            ),
+            Mismatch::WorkerRefused => (
+                format!("the master at {url} does not accept this worker's client certificate (or its lack of one)"),
+                "give this worker --cluster-tls-cert and --cluster-tls-key signed by the CA the master was given \
+                 with --cluster-ca",
+            ),
+        }
+    }
 }
 
 /// Tries in a row with a master certificate this worker does not trust
@@ -274,21 +297,45 @@ async fn channel(options: &WorkerOptions, url: &str) -> Result<Channel, Failure>
         }
         endpoint = endpoint.tls_config(tls).map_err(|e| Failure::Refused(ClusterError::Tls(e.to_string())))?;
     }
-    endpoint.connect().await.map_err(|e| {
-        if untrusted_certificate(&e) { Failure::Untrusted(describe(&e)) } else { Failure::Retry(describe(&e)) }
-    })
+    endpoint.connect().await.map_err(|e| transport_failure(&e, describe(&e)))
 }
 
-/// Whether `e` comes from a certificate the TLS client did not accept
-/// (an I/O error holds it as its inner error, not as its source).
-fn untrusted_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
-    std::iter::successors(Some(e), |e| e.source()).any(|e| {
+/// A transport error as a failure: a certificate mismatch, or one to retry.
+fn transport_failure(e: &(dyn std::error::Error + 'static), said: String) -> Failure {
+    match certificate_mismatch(e) {
+        Some(mismatch) => Failure::Untrusted(mismatch, said),
+        None => Failure::Retry(said),
+    }
+}
+
+/// Whether `e` comes from a certificate one side did not accept: this
+/// worker the master's, or the master this worker's (a TLS alert it sent;
+/// with TLS 1.3 it comes after the handshake, on the first request). An
+/// I/O error holds it as its inner error, not as its source.
+fn certificate_mismatch(e: &(dyn std::error::Error + 'static)) -> Option<Mismatch> {
+    use rustls::AlertDescription as Alert;
+    std::iter::successors(Some(e), |e| e.source()).find_map(|e| {
         let inner =
             e.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref).map(|i| i as &dyn std::error::Error);
-        [Some(e), inner]
-            .into_iter()
-            .flatten()
-            .any(|e| matches!(e.downcast_ref::<rustls::Error>(), Some(rustls::Error::InvalidCertificate(_))))
+        const REFUSED: [Alert; 7] = [
+            Alert::CertificateRequired,
+            Alert::BadCertificate,
+            Alert::UnknownCA,
+            Alert::UnsupportedCertificate,
+            Alert::CertificateRevoked,
+            Alert::CertificateExpired,
+            Alert::CertificateUnknown,
+        ];
+        [Some(e), inner].into_iter().flatten().find_map(|e| match e.downcast_ref::<rustls::Error>() {
+            Some(rustls::Error::InvalidCertificate(_)) => Some(Mismatch::MasterNotTrusted),
+            Some(rustls::Error::AlertReceived(alert)) if REFUSED.contains(alert) => Some(Mismatch::WorkerRefused),
+            // The HTTP/2 layer may pass the alert on as text only.
+            _ => {
+                let text = e.to_string();
+                let alert = text.strip_prefix("received fatal alert: ")?;
+                REFUSED.iter().any(|a| format!("{a:?}") == alert).then_some(Mismatch::WorkerRefused)
+            }
+        })
     })
 }
 
@@ -327,7 +374,11 @@ async fn connect(options: &WorkerOptions, url: &str) -> Result<Connected, Failur
     let mut inbound = client
         .join(ReceiverStream::new(rx))
         .await
-        .map_err(|status| Failure::Retry(status.message().to_string()))?
+        .map_err(|status| {
+            // A status's own text repeats its source's in Debug form.
+            let said = std::error::Error::source(&status).map_or_else(|| status.message().to_owned(), describe);
+            transport_failure(&status, said)
+        })?
         .into_inner();
     let next = |m: Result<Option<proto::MasterMessage>, tonic::Status>| match m {
         Ok(Some(proto::MasterMessage { kind: Some(kind) })) => Ok(kind),
