@@ -714,6 +714,9 @@ fn an_htpasswd_file_with_bcrypt_and_sha_lines_guards_the_web_ui() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(statuses, ["200", "200", "200", "401", "401"]);
+    // Each refused basic-auth attempt is in the log, as a form's is.
+    let failed = lines.map_while(Result::ok).filter(|line| line.contains("web UI: failed login")).count();
+    assert_eq!(failed, 2, "the two wrong attempts are logged");
 
     // A line it cannot use is refused at start, naming the file and line.
     std::fs::write(&file, "a:s3cret\nb:$apr1$lZL6V/ci$eIMz/iKDkbtys/uU7LEK00\n").unwrap();

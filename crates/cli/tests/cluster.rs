@@ -684,6 +684,24 @@ fn a_hostile_worker_with_the_token_cannot_corrupt_the_masters_statistics() {
             tx.send(msg(worker_message::Kind::Stats(report))).await.unwrap();
             tokio::time::sleep(Duration::from_millis(700)).await;
         }
+        // More names than the master keeps apart: the rest fold into one row.
+        let mut recorder = swarmer_stats::ShardRecorder::new("hostile");
+        let now = swarmer_stats::unix_now();
+        for i in 0..swarmer_stats::MOST_NAMES + 50 {
+            let name = format!("/many/{i}");
+            let sample = swarmer_stats::RequestSample {
+                method: "GET",
+                name: &name,
+                response_time_us: Some(1_000),
+                ttfb_us: 0,
+                content_length: 0,
+                error: None,
+            };
+            recorder.record(&sample, now);
+        }
+        let current = epoch.load(std::sync::atomic::Ordering::SeqCst);
+        let report = swarmer_cluster::convert::delta_to_report(&recorder.take_delta(), current, instance);
+        tx.send(msg(worker_message::Kind::Stats(report))).await.unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
         valid
     });
@@ -695,6 +713,14 @@ fn a_hostile_worker_with_the_token_cannot_corrupt_the_masters_statistics() {
     assert!(stats["current_rps"].as_f64().unwrap() > 0.0, "the current rate moves: {}", stats["current_rps"]);
     let notes = stats["notes"].to_string();
     assert!(notes.contains("Worker hostile sent statistics that do not hold together"), "{notes}");
+    // Names past the bound: one folded row, and the results say so.
+    let rows = stats["stats"].as_array().unwrap();
+    assert_eq!(rows.len(), swarmer_stats::MOST_NAMES + 2, "the kept names, the folded row, Aggregated");
+    let folded = rows.iter().find(|r| r["name"] == swarmer_stats::FOLDED_NAME).unwrap();
+    let total: u64 =
+        rows.iter().filter(|r| r["name"] != "Aggregated").map(|r| r["num_requests"].as_u64().unwrap()).sum();
+    assert_eq!(total, sent + swarmer_stats::MOST_NAMES as u64 + 50, "folded, not lost: {folded}");
+    assert!(notes.contains(swarmer_stats::FOLDED_NAME), "{notes}");
     // Its heartbeats' CPU was not a number: shown as 0, not NaN.
     let hostile = stats["workers"].as_array().unwrap().iter().find(|w| w["id"] == "hostile").cloned().unwrap();
     assert_eq!(hostile["cpu_usage"].as_f64(), Some(0.0), "{hostile}");

@@ -35,7 +35,9 @@ pub use histogram::{HistogramError, LatencyHistogram, MOST_CONTENT_LENGTH, MOST_
 pub use history::{History, HistoryPoint, NodeUsage};
 pub use iterations::Iterations;
 pub use recorder::{RequestSample, ShardRecorder};
-pub use request_stats::{FOLDED_NAME, MOST_NAMES, RequestStats, TOO_MANY_NAMES};
+pub use request_stats::{
+    FOLDED_ERROR, FOLDED_METHOD, FOLDED_NAME, MOST_ERRORS, MOST_NAMES, RequestStats, TOO_MANY_NAMES,
+};
 pub use window::PerSecondCounts;
 
 /// The percentiles Locust prints and writes to CSV, in order.

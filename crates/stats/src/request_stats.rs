@@ -7,6 +7,7 @@
 //! gives the *current* (windowed) percentiles that charts show (one ring
 //! for the measured times, one for the corrected ones).
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::delta::StatsDelta;
@@ -25,6 +26,18 @@ pub const TOO_MANY_NAMES: usize = 500;
 pub const MOST_NAMES: usize = 2_000;
 /// The row that counts the samples of names past [`MOST_NAMES`].
 pub const FOLDED_NAME: &str = "(other names, past the first 2000)";
+/// Folded rows are one per method, for this many methods; further
+/// methods share the row of [`FOLDED_METHOD`] (a peer could invent any).
+const MOST_FOLDED_METHODS: usize = 16;
+/// The method of the folded row past [`MOST_FOLDED_METHODS`].
+pub const FOLDED_METHOD: &str = "(other)";
+/// The most failure rows (method, name, error) and exception rows
+/// (message, location) kept apart: an error text can carry anything (a
+/// server's message, a time); further ones are counted under the
+/// [`FOLDED_ERROR`] row of their name, or the [`FOLDED_ERROR`] exception.
+pub const MOST_ERRORS: usize = 2_000;
+/// The error (or exception message) of the rows past [`MOST_ERRORS`].
+pub const FOLDED_ERROR: &str = "(other errors, past the first 2000)";
 
 /// Seconds of aggregated histograms kept for current percentiles.
 const CURRENT_PERCENTILE_WINDOW_SECONDS: u64 = 10;
@@ -92,7 +105,7 @@ impl RequestStats {
         for e in &delta.entries {
             let key = Self::kept_key(&self.entries, &e.name, &e.method);
             let (start, lag) = (self.start_time, self.rate_lag);
-            self.entries.entry(key).or_insert_with_key(|(name, _)| Self::row(&e.method, name, start, lag)).merge(e);
+            self.entries.entry(key).or_insert_with_key(|(name, method)| Self::row(method, name, start, lag)).merge(e);
             self.total.merge(e);
             self.recent.add(sec, &e.histogram);
         }
@@ -100,25 +113,42 @@ impl RequestStats {
         for e in &delta.corrected {
             let key = Self::kept_key(&self.corrected, &e.name, &e.method);
             let (start, lag) = (self.start_time, self.rate_lag);
-            self.corrected.entry(key).or_insert_with_key(|(name, _)| Self::row(&e.method, name, start, lag)).merge(e);
+            self.corrected.entry(key).or_insert_with_key(|(name, method)| Self::row(method, name, start, lag)).merge(e);
             self.corrected_total.merge(e);
             self.recent_corrected.add(sec, &e.histogram);
         }
         self.recent_corrected.trim(sec);
         self.iterations.merge(&delta.iterations);
         for f in &delta.failures {
-            // A failure is listed under its row's name (folded or not).
-            let name = match self.entries.contains_key(&(f.name.clone(), f.method.clone())) {
-                true => f.name.clone(),
-                false => FOLDED_NAME.to_owned(),
+            // A failure is listed under its row's name and method (folded or not).
+            let (name, method) = match self.entries.contains_key(&(f.name.clone(), f.method.clone())) {
+                true => (f.name.clone(), f.method.clone()),
+                false => Self::kept_key(&self.entries, &f.name, &f.method),
             };
-            let key = (f.method.clone(), name.clone(), f.error.clone());
-            let folded = || FailureEntry { name: name.clone(), ..f.clone() };
-            self.failures.entry(key).and_modify(|x| x.merge(f)).or_insert_with(folded);
+            let mut key = (method, name, f.error.clone());
+            if self.failures.len() >= MOST_ERRORS && !self.failures.contains_key(&key) {
+                key.2 = FOLDED_ERROR.to_owned();
+            }
+            match self.failures.entry(key) {
+                Entry::Occupied(mut row) => row.get_mut().merge(f),
+                Entry::Vacant(row) => {
+                    let (method, name, error) = row.key().clone();
+                    row.insert(FailureEntry { method, name, error, ..f.clone() });
+                }
+            }
         }
         for x in &delta.exceptions {
-            let key = (x.msg.clone(), x.traceback.clone());
-            self.exceptions.entry(key).and_modify(|e| e.merge(x)).or_insert_with(|| x.clone());
+            let mut key = (x.msg.clone(), x.traceback.clone());
+            if self.exceptions.len() >= MOST_ERRORS && !self.exceptions.contains_key(&key) {
+                key = (FOLDED_ERROR.to_owned(), String::new());
+            }
+            match self.exceptions.entry(key) {
+                Entry::Occupied(mut row) => row.get_mut().merge(x),
+                Entry::Vacant(row) => {
+                    let (msg, traceback) = row.key().clone();
+                    row.insert(ExceptionEntry { msg, traceback, ..x.clone() });
+                }
+            }
         }
     }
 
@@ -189,7 +219,16 @@ impl RequestStats {
         }
         // The folded rows (one per method) sort together: not names kept.
         let folded = rows.range((FOLDED_NAME.to_owned(), String::new())..).take_while(|((n, _), _)| n == FOLDED_NAME);
-        if rows.len() - folded.count() < MOST_NAMES { own } else { (FOLDED_NAME.to_owned(), method.to_owned()) }
+        let folded = folded.count();
+        if rows.len() - folded < MOST_NAMES {
+            return own;
+        }
+        let row = (FOLDED_NAME.to_owned(), method.to_owned());
+        if folded < MOST_FOLDED_METHODS || rows.contains_key(&row) {
+            row
+        } else {
+            (FOLDED_NAME.to_owned(), FOLDED_METHOD.to_owned())
+        }
     }
 
     /// Whether samples of names past [`MOST_NAMES`] were folded into one row.
@@ -400,5 +439,54 @@ mod tests {
         recorder.record(&sample, 2.0);
         stats.apply(&recorder.take_delta(), 2.0);
         assert_eq!(stats.entry("GET", "/item/0").unwrap().num_requests, 2);
+
+        // Past the bound, methods a peer invents fold too: at most
+        // MOST_FOLDED_METHODS rows of their own and one for the rest.
+        for i in 0..40 {
+            let method = format!("M{i}");
+            let sample = crate::RequestSample {
+                method: &method,
+                name: "/new",
+                response_time_us: Some(1),
+                ttfb_us: 0,
+                content_length: 0,
+                error: Some("bad"),
+            };
+            recorder.record(&sample, 3.0);
+            stats.apply(&recorder.take_delta(), 3.0);
+        }
+        let folded_rows = stats.entries().filter(|e| e.name == FOLDED_NAME).count();
+        assert_eq!(folded_rows, MOST_FOLDED_METHODS + 1, "GET's and 15 more, then the other methods' row");
+        let other = stats.entry(FOLDED_METHOD, FOLDED_NAME).expect("the row of the other methods");
+        assert_eq!(other.num_requests, 40 - (MOST_FOLDED_METHODS as u64 - 1));
+        let other_failures = stats.failures().find(|f| f.method == FOLDED_METHOD).unwrap();
+        assert_eq!((other_failures.name.as_str(), other_failures.occurrences), (FOLDED_NAME, other.num_requests));
+    }
+
+    #[test]
+    fn failure_and_exception_rows_past_the_bound_fold_into_one() {
+        let mut stats = RequestStats::new(0.0);
+        let mut recorder = crate::ShardRecorder::new("s");
+        for i in 0..MOST_ERRORS + 25 {
+            let error = format!("error {i}");
+            let sample = crate::RequestSample {
+                method: "GET",
+                name: "/a",
+                response_time_us: Some(1),
+                ttfb_us: 0,
+                content_length: 0,
+                error: Some(&error),
+            };
+            recorder.record(&sample, 1.0);
+            recorder.record_exception(&format!("raised {i}"), "plan.lua:1");
+            stats.apply(&recorder.take_delta(), 1.0);
+        }
+        assert_eq!(stats.failures().count(), MOST_ERRORS + 1);
+        let folded = stats.failures().find(|f| f.error == FOLDED_ERROR).unwrap();
+        assert_eq!((folded.name.as_str(), folded.occurrences), ("/a", 25));
+        assert_eq!(stats.failures().map(|f| f.occurrences).sum::<u64>(), MOST_ERRORS as u64 + 25);
+        assert_eq!(stats.exceptions().count(), MOST_ERRORS + 1);
+        let folded = stats.exceptions().find(|x| x.msg == FOLDED_ERROR).unwrap();
+        assert_eq!(folded.count, 25);
     }
 }
