@@ -413,6 +413,58 @@ fn wrong_tokens_missing_tls_and_garbage_are_refused_and_nothing_runs() {
     plain.kill9();
 }
 
+/// Out of file descriptors (the web port's idle connections took them),
+/// the master's accept loops wait between tries instead of spinning, and
+/// once descriptors are free again a worker joins.
+#[test]
+fn out_of_descriptors_the_master_waits_instead_of_spinning_and_recovers() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let plan = plan();
+    let mut command = Command::new("prlimit");
+    command.args(["--nofile=128:128", "--", env!("CARGO_BIN_EXE_swarmer")]);
+    command.args(["-f", &plan, "-H", &t.url(), "--master", "--master-bind-host", "127.0.0.1"]);
+    command.args([
+        "--master-bind-port",
+        "0",
+        "--autostart",
+        "-u",
+        "2",
+        "-r",
+        "100",
+        "--web-host",
+        "127.0.0.1",
+        "-P",
+        "0",
+    ]);
+    let master = Proc::spawn(command, TOKEN);
+    let port = port_after(&master.wait_for("Cluster master listening on", Duration::from_secs(20)), "listening on ");
+    let web = master.wait_for("Starting web interface at", Duration::from_secs(20));
+    let web_addr = web[web.find("http://").unwrap() + 7..].trim().to_owned();
+    let hog: Vec<std::net::TcpStream> = (0..200).filter_map(|_| std::net::TcpStream::connect(&web_addr).ok()).collect();
+    master.wait_for("web UI: accept failed", Duration::from_secs(10));
+    let waiting: Vec<std::net::TcpStream> =
+        (0..5).filter_map(|_| std::net::TcpStream::connect(format!("127.0.0.1:{port}")).ok()).collect();
+    assert!(!waiting.is_empty() && hog.len() > 100);
+    master.wait_for("the cluster port could not accept a connection", Duration::from_secs(10));
+    // Both loops keep failing while the descriptors stay taken: CPU stays low.
+    let pid = master.child.id();
+    let ticks = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<u64> =
+            stat.rsplit(')').next().unwrap().split_whitespace().filter_map(|f| f.parse().ok()).collect();
+        fields[10] + fields[11] // utime, stime (fields 14 and 15 of the line)
+    };
+    let before = ticks();
+    std::thread::sleep(Duration::from_secs(3));
+    let used = (ticks() - before) as f64 / 100.0 / 3.0;
+    assert!(used < 0.3, "the master used {:.0}% of a core while out of descriptors", used * 100.0);
+    drop(hog);
+    drop(waiting);
+    let good = worker(&port, &[], TOKEN);
+    good.wait_for("Connected to the master", Duration::from_secs(30));
+    wait_until(Duration::from_secs(20), || t.requests_served() > 0, "the worker runs users");
+}
+
 /// Idle connections cannot take the master: under an open-file limit of
 /// 256, 300 sockets that never send a byte are bounded (the ones over the
 /// limit closed at once, the rest after 10 s), the web UI answers all the
