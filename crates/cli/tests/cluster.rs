@@ -465,6 +465,52 @@ fn out_of_descriptors_the_master_waits_instead_of_spinning_and_recovers() {
     wait_until(Duration::from_secs(20), || t.requests_served() > 0, "the worker runs users");
 }
 
+/// Connections are bounded per address too: past 256 open from one
+/// address, further ones from it are closed at once while another
+/// address still gets in.
+#[test]
+fn connections_from_one_address_are_bounded_and_others_still_get_in() {
+    let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
+    let plan = plan();
+    let mut command = Command::new("prlimit");
+    command.args(["--nofile=1024:1024", "--", env!("CARGO_BIN_EXE_swarmer")]);
+    command.args(["-f", &plan, "-H", &t.url(), "--master", "--headless", "--master-bind-host", "127.0.0.1"]);
+    command.args(["--master-bind-port", "0", "-u", "2", "-r", "100"]);
+    let master = Proc::spawn(command, TOKEN);
+    let port = port_after(&master.wait_for("Cluster master listening on", Duration::from_secs(20)), "listening on ");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let first: Vec<std::net::TcpStream> = (0..300).filter_map(|_| std::net::TcpStream::connect(addr).ok()).collect();
+    master.wait_for("are open from it (the most)", Duration::from_secs(5));
+    // From 127.0.0.2 (a second host, as far as the master can tell).
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let second: Vec<std::net::TcpStream> = runtime.block_on(async {
+        let mut streams = Vec::new();
+        for _ in 0..20 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+            streams.push(socket.connect(addr).await.unwrap().into_std().unwrap());
+        }
+        streams
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    // A socket the master closed reads its end (or a reset) at once; an
+    // open one waits (the master waits for the client's first bytes).
+    let closed = |socket: &std::net::TcpStream| {
+        socket.set_nonblocking(false).unwrap();
+        socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut byte = [0u8; 1];
+        match (&*socket).read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+        }
+    };
+    let closed_first = first.iter().filter(|s| closed(s)).count();
+    let closed_second = second.iter().filter(|s| closed(s)).count();
+    assert_eq!(closed_first, first.len() - 256, "past 256 from 127.0.0.1, closed at once");
+    assert_eq!(closed_second, 0, "127.0.0.2 still gets in");
+}
+
 /// Idle connections cannot take the master: under an open-file limit of
 /// 256, 300 sockets that never send a byte are bounded (the ones over the
 /// limit closed at once, the rest after 10 s), the web UI answers all the
