@@ -131,12 +131,17 @@ impl Drop for WebServer {
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) async fn accept(listener: TcpListener, tls: Option<TlsAcceptor>, router: axum::Router) {
+    let mut last_said = None;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
-                // Out of file descriptors and the like: wait, do not spin.
-                tracing::warn!("web UI: accept failed: {e}");
+                // Out of file descriptors and the like: wait, do not spin;
+                // said once a second at most (it may go on for a while).
+                if last_said.is_none_or(|at: std::time::Instant| at.elapsed() >= Duration::from_secs(1)) {
+                    tracing::warn!("web UI: accept failed: {e}");
+                    last_said = Some(std::time::Instant::now());
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
