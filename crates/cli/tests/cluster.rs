@@ -389,6 +389,17 @@ fn wrong_tokens_missing_tls_and_garbage_are_refused_and_nothing_runs() {
     }
     assert!(!master.proc.text().contains("SECRET-LOOKING"), "{}", master.proc.text());
 
+    // A TLS handshake begun and never ended: closed after its 10 s.
+    let mut stalled = std::net::TcpStream::connect(format!("127.0.0.1:{}", master.port)).unwrap();
+    stalled.write_all(b"\x16\x03\x01\x00\xf0\x01\x00\x00\xec\x03\x03").unwrap();
+    let began = Instant::now();
+    master.proc.wait_for("the TLS handshake did not end within 10 s", Duration::from_secs(15));
+    stalled.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rest = Vec::new();
+    let _ = stalled.read_to_end(&mut rest);
+    assert!(began.elapsed() < Duration::from_secs(16), "closed after {:?}", began.elapsed());
+    std::thread::sleep(Duration::from_millis(1100));
+
     // No TLS against a TLS master: never connects, and the master says why.
     let mut plain = worker(&master.port, &[], TOKEN);
     plain.wait_for("Could not reach the master", Duration::from_secs(10));
@@ -679,6 +690,15 @@ fn a_hostile_worker_with_the_token_cannot_corrupt_the_masters_statistics() {
         let msg = |kind| proto::WorkerMessage { kind: Some(kind) };
         let token = swarmer_cluster::auth::ClusterToken::new(TOKEN).unwrap();
         let mut client = ClusterClient::connect(format!("http://127.0.0.1:{port}")).await.unwrap();
+        // Meanwhile, a stream that never says hello: refused after 10 s.
+        let mut silent = client.clone();
+        let stalled = tokio::spawn(async move {
+            let (keep, rx) = tokio::sync::mpsc::channel::<proto::WorkerMessage>(1);
+            let mut inbound = silent.join(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+            let answer = inbound.message().await;
+            drop(keep);
+            answer
+        });
         let my_nonce = swarmer_cluster::auth::nonce();
         let hello = proto::Hello {
             protocol: swarmer_cluster::PROTOCOL,
@@ -801,6 +821,12 @@ fn a_hostile_worker_with_the_token_cannot_corrupt_the_masters_statistics() {
         let report = swarmer_cluster::convert::delta_to_report(&recorder.take_delta(), current, instance);
         tx.send(msg(worker_message::Kind::Stats(report))).await.unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
+        match stalled.await.unwrap() {
+            Ok(Some(proto::MasterMessage { kind: Some(master_message::Kind::Reject(r)) })) => {
+                assert_eq!(r.reason, "handshake timed out")
+            }
+            other => panic!("a stream without a hello was not refused: {other:?}"),
+        }
         valid
     });
     let stats = get_json(&master.base, "/stats/requests");
