@@ -25,6 +25,7 @@
     var charts = [];
     var labels = [];
     var seen = {};  // every worker id drawn so far
+    var summarizedOnly = false;  // past EACH workers: samples keep summaries only
 
     // The lines: each worker's id (few workers) or lowest, mean, highest.
     function lines() {
@@ -92,6 +93,12 @@
           seen[w.id] = true;
         });
         var summary = SPECS.map(function (spec) { return summarize(spec, byId); });
+        if (Object.keys(seen).length > EACH) {
+          // Past EACH workers only the summaries are drawn: keep no more.
+          if (!summarizedOnly) samples.forEach(function (s) { s.workers = {}; });
+          summarizedOnly = true;
+          byId = {};
+        }
         samples.push({ t: t, workers: byId, summary: summary });
         if (samples.length > KEEP) samples.shift();
         if (!charts.length || lines().join("\n") !== labels.join("\n")) build();

@@ -78,7 +78,11 @@ impl MasterLoop {
                     // every worker's numbers on each of a thousand workers'
                     // heartbeats would cost the master more than the merging.
                     quiet = before == (w.state, w.user_count) && !w.missing && !w.joining;
-                    let cap = beat.user_cap.map(|n| n as usize);
+                    // A cap holds while the worker runs the test it shed
+                    // users in (a heartbeat from before a new test's start
+                    // may still carry the last test's).
+                    let running = matches!(w.state, WorkerState::Spawning | WorkerState::Running);
+                    let cap = beat.user_cap.filter(|_| running).map(|n| n as usize);
                     let capped = (cap != w.cap).then(|| std::mem::replace(&mut w.cap, cap));
                     (std::mem::replace(&mut w.missing, false), std::mem::take(&mut w.joining), capped)
                 };
@@ -218,8 +222,17 @@ impl MasterLoop {
     /// lifted it): its users beyond the cap move to workers with room,
     /// and the results say so.
     fn on_cap(&mut self, id: &str, before: Option<usize>) {
-        let Some(cap) = self.workers.get(id).and_then(|w| w.cap) else { return };
-        if before.is_some_and(|b| b <= cap) || !self.core.is_active() {
+        if !self.core.is_active() {
+            return;
+        }
+        let Some(cap) = self.workers.get(id).and_then(|w| w.cap) else {
+            // Lifted (its test ended, or it came back afresh): it may take
+            // users again.
+            self.dispatch(false);
+            return;
+        };
+        if before.is_some_and(|b| b <= cap) {
+            self.dispatch(false);
             return;
         }
         let dealt = self.dealt_ids();
