@@ -424,33 +424,30 @@ fn wrong_tokens_missing_tls_and_garbage_are_refused_and_nothing_runs() {
     plain.kill9();
 }
 
+/// A master (web UI, autostart, 2 users) under an open-file limit of
+/// `files`: the process, its cluster port and its web UI's base URL.
+fn master_with_file_limit(files: u32, target: &str) -> (Proc, String, String) {
+    let plan = plan();
+    let limit = format!("--nofile={files}:{files}");
+    let mut command = Command::new("prlimit");
+    command.args([&limit, "--", env!("CARGO_BIN_EXE_swarmer")]);
+    command.args(["-f", &plan, "-H", target, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port"]);
+    command.args(["0", "--autostart", "-u", "2", "-r", "100", "--web-host", "127.0.0.1", "-P", "0"]);
+    let master = Proc::spawn(command, TOKEN);
+    let port = port_after(&master.wait_for("Cluster master listening on", Duration::from_secs(20)), "listening on ");
+    let web = master.wait_for("Starting web interface at", Duration::from_secs(20));
+    let base = web[web.find("http://").unwrap()..].trim().to_owned();
+    (master, port, base)
+}
+
 /// Out of file descriptors (the web port's idle connections took them),
 /// the master's accept loops wait between tries instead of spinning, and
 /// once descriptors are free again a worker joins.
 #[test]
 fn out_of_descriptors_the_master_waits_instead_of_spinning_and_recovers() {
     let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
-    let plan = plan();
-    let mut command = Command::new("prlimit");
-    command.args(["--nofile=128:128", "--", env!("CARGO_BIN_EXE_swarmer")]);
-    command.args(["-f", &plan, "-H", &t.url(), "--master", "--master-bind-host", "127.0.0.1"]);
-    command.args([
-        "--master-bind-port",
-        "0",
-        "--autostart",
-        "-u",
-        "2",
-        "-r",
-        "100",
-        "--web-host",
-        "127.0.0.1",
-        "-P",
-        "0",
-    ]);
-    let master = Proc::spawn(command, TOKEN);
-    let port = port_after(&master.wait_for("Cluster master listening on", Duration::from_secs(20)), "listening on ");
-    let web = master.wait_for("Starting web interface at", Duration::from_secs(20));
-    let web_addr = web[web.find("http://").unwrap() + 7..].trim().to_owned();
+    let (master, port, web) = master_with_file_limit(128, &t.url());
+    let web_addr = web.trim_start_matches("http://").to_owned();
     let hog: Vec<std::net::TcpStream> = (0..200).filter_map(|_| std::net::TcpStream::connect(&web_addr).ok()).collect();
     master.wait_for("web UI: accept failed", Duration::from_secs(10));
     let waiting: Vec<std::net::TcpStream> =
@@ -529,27 +526,8 @@ fn connections_from_one_address_are_bounded_and_others_still_get_in() {
 #[test]
 fn idle_connections_to_the_cluster_port_are_bounded_and_closed() {
     let t = DemoTarget::spawn("127.0.0.1:0", TargetOptions::default(), 1).unwrap();
-    let plan = plan();
-    let mut command = Command::new("prlimit");
-    command.args(["--nofile=256:256", "--", env!("CARGO_BIN_EXE_swarmer")]);
-    command.args(["-f", &plan, "-H", &t.url(), "--master", "--master-bind-host", "127.0.0.1"]);
-    command.args([
-        "--master-bind-port",
-        "0",
-        "--autostart",
-        "-u",
-        "2",
-        "-r",
-        "100",
-        "--web-host",
-        "127.0.0.1",
-        "-P",
-        "0",
-    ]);
-    let master = Proc::spawn(command, TOKEN);
-    let port = port_after(&master.wait_for("Cluster master listening on", Duration::from_secs(20)), "listening on ");
-    let web = master.wait_for("Starting web interface at", Duration::from_secs(20));
-    let base = web[web.find("http://").unwrap()..].trim().to_owned();
+    let (master, port, web) = master_with_file_limit(256, &t.url());
+    let base = web;
 
     let started = Instant::now();
     let idle: Vec<std::net::TcpStream> =
