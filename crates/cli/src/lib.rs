@@ -140,6 +140,7 @@ fn usage_error(message: &str) -> ExitCode {
 /// The second stage of the command line (a [`RunConfig`]), then logging;
 /// on an error, the exit code after saying what was wrong.
 pub(crate) fn configure(args: RunArgs, given: &dyn Fn(&str) -> bool) -> Result<RunConfig, i32> {
+    let memory_share = args.memory_limit.as_deref().is_some_and(|text| text.trim().ends_with('%'));
     let config = RunConfig::new(args, given).map_err(|e| {
         eprintln!("swarmer: error: {e}");
         2
@@ -149,6 +150,9 @@ pub(crate) fn configure(args: RunArgs, given: &dyn Fn(&str) -> bool) -> Result<R
     if let Err(e) = logging::init(&config.log) {
         eprintln!("swarmer: error: {e}");
         return Err(2);
+    }
+    if memory_share && let Some(note) = swarmer_engine::memory::hidden_limit_note() {
+        tracing::warn!("--memory-limit: {note}");
     }
     Ok(config)
 }

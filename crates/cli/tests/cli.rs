@@ -1606,3 +1606,38 @@ fn the_own_protocol_example_times_each_command() {
     }
     assert_eq!(kv.served(), recorded);
 }
+
+/// In a container with its own cgroup namespace, the groups above its own
+/// are hidden: a `--memory-limit` share is then of the machine's memory,
+/// and the user is told so (unless the namespace's root group shows a
+/// limit of its own). The namespace is made with `unshare -C`.
+#[test]
+fn a_memory_share_in_a_cgroup_namespace_says_limits_above_are_hidden() {
+    let unshare_works = Command::new("unshare").args(["-C", "true"]).status().is_ok_and(|s| s.success());
+    if !unshare_works {
+        eprintln!("skipped: `unshare -C` (util-linux, as root) cannot make a cgroup namespace here");
+        return;
+    }
+    let t = target(TargetOptions::default());
+    let in_namespace = |limit: &str| {
+        run(Command::new("unshare")
+            .arg("-C")
+            .arg(env!("CARGO_BIN_EXE_swarmer"))
+            .args(["-f", "builtin:hello", "--headless", "-u", "1", "-r", "10", "-t", "1s", "--only-summary"])
+            .args(["-H", &t.url(), "--memory-limit", limit])
+            .env("NO_COLOR", "1"))
+    };
+    let out = in_namespace("80%");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let root_limit = ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+        .iter()
+        .filter_map(|file| std::fs::read_to_string(file).ok())
+        .filter_map(|value| value.trim().parse::<u64>().ok())
+        .any(|limit| limit < 1 << 60);
+    let warned = err.contains("--memory-limit: this process's memory cgroup is the root of its cgroup namespace");
+    assert!(warned || root_limit, "a share of the machine's memory, said: {err}");
+    // A size is taken as given: nothing to say.
+    let sized = in_namespace("4G");
+    assert!(!text(&sized.stderr).contains("cgroup namespace"), "{}", text(&sized.stderr));
+}

@@ -16,6 +16,42 @@ pub fn memory_budget() -> Option<u64> {
     }
 }
 
+/// Why [`memory_budget`] may be too high, when that can be told: the
+/// process's memory group is the root of what it sees (a container with
+/// its own cgroup namespace) and has no limit, so a limit set on a group
+/// above it (a Kubernetes pod's, when its container has none of its
+/// own) is hidden by the kernel, and the budget is the machine's.
+pub fn hidden_limit_note() -> Option<String> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    if !at_namespace_root(&own) || cgroup_limit().is_some() {
+        return None;
+    }
+    let total = machine_total()?;
+    Some(format!(
+        "this process's memory cgroup is the root of its cgroup namespace and has no limit of its own; a limit \
+         set on a group above it (such as a Kubernetes pod's) is hidden from it, so shares of memory are of the \
+         machine's {}: give a size to be sure",
+        show_size(total)
+    ))
+}
+
+/// Whether the group that governs memory (v1's `memory` line, else the v2
+/// line) is `/` in the text of `/proc/self/cgroup`.
+fn at_namespace_root(own: &str) -> bool {
+    let mut v2 = None;
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        if controllers.split(',').any(|c| c == "memory") {
+            return path.trim() == "/";
+        }
+        if controllers.is_empty() {
+            v2 = Some(path.trim() == "/");
+        }
+    }
+    v2.unwrap_or(false)
+}
+
 /// `MemTotal` of `/proc/meminfo`, in bytes.
 fn machine_total() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -111,6 +147,18 @@ pub fn show_size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_group_that_governs_memory_tells_a_namespace_root() {
+        // A container of its own under cgroup v2.
+        assert!(at_namespace_root("0::/\n"));
+        // A service on a host.
+        assert!(!at_namespace_root("0::/system.slice/swarmer.service\n"));
+        // v1 memory controller beside a v2 root (as on hybrid hosts): v1 governs.
+        assert!(!at_namespace_root("4:memory:/process_api/0604\n0::/\n"));
+        assert!(at_namespace_root("4:memory:/\n0::/\n"));
+        assert!(!at_namespace_root(""));
+    }
 
     #[test]
     fn sizes_read_as_written() {

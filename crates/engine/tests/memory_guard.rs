@@ -1,7 +1,8 @@
 //! `--memory-limit` end to end, alone in its test binary (the process's
 //! resident memory is what it watches): users that keep what they make
-//! trip the guard, which stops adding users and sheds the newest, and the
-//! test goes on to its end with those left and a note of each step.
+//! trip the guard, which stops adding users and sheds the newest (whose
+//! memory is given back), and the test goes on to its end with those
+//! left and a note of each step.
 
 use std::time::{Duration, Instant};
 
@@ -57,12 +58,15 @@ async fn users_that_keep_what_they_make_are_shed_and_the_test_goes_on() {
         TestSettings { users: 5, spawn_rate: 100.0, run_time: Some(Duration::from_secs(8)), ..Default::default() };
     handle.start_test(settings).unwrap();
     let mut fewest = 5;
+    // (when, resident bytes, users) every 20 ms, to see memory given back.
+    let mut samples = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while handle.state() != RunnerState::Stopping && handle.state() != RunnerState::Stopped {
         assert!(Instant::now() < deadline, "the run never ended");
         let users = handle.stats().lock().unwrap().user_count;
         if handle.state() == RunnerState::Running {
             fewest = fewest.min(users);
+            samples.push((Instant::now(), resident(), users));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -77,5 +81,23 @@ async fn users_that_keep_what_they_make_are_shed_and_the_test_goes_on() {
     // A shed settles before the next: the leak costs users, not all of them.
     assert!(fewest >= 1, "every user was shed");
     assert!(requests > 100, "requests went on: {requests}");
+    // The first shed gives the process's memory back: a shed user's
+    // ~20 MiB is freed, so resident memory falls below its peak before
+    // the shed (the four left then keep making more).
+    let shed_at = samples.iter().position(|&(_, _, users)| users < 5).expect("a sample after the shed");
+    let peak = samples[..shed_at].iter().map(|&(_, rss, _)| rss).max().unwrap_or(0);
+    let since = samples[shed_at].0;
+    let low = samples[shed_at..]
+        .iter()
+        .take_while(|&&(at, _, _)| at.duration_since(since) < Duration::from_secs(1))
+        .map(|&(_, rss, _)| rss)
+        .min()
+        .unwrap();
+    assert!(
+        low + (8 << 20) < peak,
+        "resident memory should fall after the shed: {} MiB at the peak, then {} MiB",
+        peak >> 20,
+        low >> 20
+    );
     handle.quit().await;
 }

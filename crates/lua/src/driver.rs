@@ -20,7 +20,7 @@ use mlua::{Table, Value};
 use swarmer_http::Method;
 
 use crate::client::{self, Clients};
-use crate::raw::{Coroutine, Kind, Operation, Piece, Resumed, Slot, Yielded};
+use crate::raw::{CheckedRequest, Coroutine, Kind, Operation, Piece, Resumed, Slot, Yielded};
 use crate::responses::Responses;
 
 /// What the driver needs of a VM: its users' clients, and how responses
@@ -108,9 +108,15 @@ pub async fn drive(
             Resumed::Yielded(nres) => nres,
         };
         busy_since.set(None);
-        let mut yielded = coroutine.yielded(nres);
-        let op = read_op(&mut yielded);
-        yielded.pop();
+        let op = match coroutine.checked_request(nres) {
+            Some(request) => request.map(checked_op),
+            None => {
+                let mut yielded = coroutine.yielded(nres);
+                let op = read_op(&mut yielded);
+                yielded.pop();
+                op
+            }
+        };
         nargs = match op? {
             Op::Request { client, method, url, opts, discard } => {
                 let performed = match bridge.clients.get(client) {
@@ -200,12 +206,12 @@ fn read_request(yielded: &mut Yielded) -> mlua::Result<Op> {
     };
     let mut discard = false;
     let method = if yielded.kind(method_at) == Kind::Number {
-        let code = yielded.integer(method_at);
-        discard = code.is_some_and(|c| c < 0);
-        let number = code.and_then(|c| usize::try_from(c.unsigned_abs()).ok());
-        match number.and_then(|c| METHODS.get(c.wrapping_sub(1))) {
-            Some(method) => method.clone(),
-            None => return Ok(Op::Invalid(format!("request: no method numbered {}", code.unwrap_or_default()))),
+        match numbered_method(yielded.integer(method_at)) {
+            Ok((method, discarded)) => {
+                discard = discarded;
+                method
+            }
+            Err(invalid) => return Ok(invalid),
         }
     } else {
         let Some(name) = yielded.string(method_at) else {
@@ -236,6 +242,31 @@ fn read_request(yielded: &mut Yielded) -> mlua::Result<Op> {
         Some((_, kind)) => return Ok(Op::Invalid(format!("expected an options table, got {}", kind.name()))),
     };
     Ok(Op::Request { client, method, url, opts, discard })
+}
+
+/// The method of a request method's code (1-based in [`METHODS`],
+/// negated when the caller wants no result), and whether it is negated.
+fn numbered_method(code: Option<i64>) -> Result<(Method, bool), Op> {
+    let number = code.and_then(|c| usize::try_from(c.unsigned_abs()).ok());
+    match number.and_then(|c| METHODS.get(c.wrapping_sub(1))) {
+        Some(method) => Ok((method.clone(), code.is_some_and(|c| c < 0))),
+        None => Err(Op::Invalid(format!("request: no method numbered {}", code.unwrap_or_default()))),
+    }
+}
+
+/// The operation of a request whose operands its C function checked.
+fn checked_op(request: CheckedRequest) -> Op {
+    let CheckedRequest { client, code, url, opts } = request;
+    let Some(client) = client else {
+        return Op::Invalid("request: call it on self.client (client:get(...))".into());
+    };
+    let Some(url) = url else {
+        return Op::Invalid("request: the URL is not valid UTF-8".into());
+    };
+    match numbered_method(Some(code)) {
+        Ok((method, discard)) => Op::Request { client, method, url, opts, discard },
+        Err(invalid) => invalid,
+    }
 }
 
 fn read_sleep(yielded: &Yielded) -> Op {

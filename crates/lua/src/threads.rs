@@ -19,10 +19,12 @@ use crate::raw::Coroutine;
 /// thousands after a burst.
 const KEEP: usize = 256;
 
-/// The free coroutines of one VM.
+/// The free coroutines of one VM (boxed: a loan then moves a pointer,
+/// not the whole handle, on every task call).
 #[derive(Default)]
 pub struct ThreadPool {
-    free: RefCell<Vec<Coroutine>>,
+    #[allow(clippy::vec_box, reason = "a loan moves the box's pointer out of the vector, not the handle")]
+    free: RefCell<Vec<Box<Coroutine>>>,
 }
 
 impl ThreadPool {
@@ -32,7 +34,7 @@ impl ThreadPool {
         let reused = self.free.borrow_mut().pop();
         let coroutine = match reused {
             Some(coroutine) => coroutine,
-            None => Coroutine::new(lua)?,
+            None => Box::new(Coroutine::new(lua)?),
         };
         Ok(Pooled { pool: self, coroutine: Some(coroutine) })
     }
@@ -42,7 +44,7 @@ impl ThreadPool {
 /// to its end.
 pub struct Pooled<'a> {
     pool: &'a ThreadPool,
-    coroutine: Option<Coroutine>,
+    coroutine: Option<Box<Coroutine>>,
 }
 
 impl std::ops::Deref for Pooled<'_> {

@@ -256,11 +256,15 @@ impl Coroutine {
         // when nothing ran since the resume returned (Lua's protocol: a
         // coroutine that returned has no call), else asked.
         unsafe {
-            let top = ffi::lua_gettop(l);
-            let first = top - nres.clamp(0, top) + 1;
-            let value = if want && nres > 0 && first <= top { self.value_at(first) } else { Ok(Value::Nil) };
-            // Reading the value may run a finalizer, which may resume it.
             let ran_lua = want && nres > 0;
+            let value = if ran_lua {
+                let top = ffi::lua_gettop(l);
+                let first = top - nres.clamp(0, top) + 1;
+                // Reading the value may run a finalizer, which may resume it.
+                if first <= top { self.value_at(first) } else { Ok(Value::Nil) }
+            } else {
+                Ok(Value::Nil)
+            };
             self.idle = !ran_lua || self.is_idle();
             if self.idle {
                 ffi::lua_settop(l, 0);
@@ -311,7 +315,7 @@ impl Coroutine {
     ///
     /// # Safety
     /// None beyond the type's: the index is checked.
-    unsafe fn value_at(&self, idx: c_int) -> mlua::Result<Value> {
+    pub(super) unsafe fn value_at(&self, idx: c_int) -> mlua::Result<Value> {
         let l = self.state;
         // SAFETY: a copy of the value is pushed (no allocation) and moved
         // to the running state inside a protected call, where mlua takes

@@ -61,5 +61,5 @@ mod wanted;
 pub use coroutine::{Coroutine, Kind, Resumed, Yielded};
 pub use hook::{install_hook, reset_busy};
 pub use pieces::{Piece, Slot};
-pub use requests::{Operation, operation_codes, request_methods};
+pub use requests::{CheckedRequest, Operation, operation_codes, request_methods};
 pub use vm::{new_lua, set_memory_limit};
