@@ -6,6 +6,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use crate::memory::{CgroupMemory, cgroup_memory};
+
 /// CPU time is counted in clock ticks (10 ms): over a shorter span one
 /// tick more or less would read as hundreds of percent.
 const SHORTEST_SPAN: Duration = Duration::from_millis(200);
@@ -21,6 +23,9 @@ pub struct ProcessUsage {
     /// 100% starves its users even while the process as a whole is not
     /// (users spread unevenly, one heavy class).
     pub busiest_shard_percent: f64,
+    /// The memory cgroup's usage and limit (a container's), where it can
+    /// be read.
+    pub cgroup: Option<CgroupMemory>,
 }
 
 /// The name shard threads start with (`shard.rs`); Linux keeps 15 bytes
@@ -46,6 +51,8 @@ pub struct UsageMonitor {
     since_recheck: u32,
     /// The busiest shard's figure of the latest span.
     last_busiest: f64,
+    /// The memory cgroup, as read at the latest span's end.
+    last_cgroup: Option<CgroupMemory>,
     ticks_per_second: f64,
     page_size: u64,
 }
@@ -71,6 +78,7 @@ impl UsageMonitor {
             not_shards: HashSet::new(),
             since_recheck: 0,
             last_busiest: 0.0,
+            last_cgroup: None,
             ticks_per_second: if ticks > 0 { ticks as f64 } else { 100.0 },
             page_size: if page > 0 { page as u64 } else { 4096 },
         }
@@ -88,6 +96,7 @@ impl UsageMonitor {
             cpu_percent: this.last_percent,
             rss_bytes,
             busiest_shard_percent: this.last_busiest,
+            cgroup: this.last_cgroup,
         };
         if let Some((then, _)) = self.last
             && now.duration_since(then) < SHORTEST_SPAN
@@ -104,6 +113,7 @@ impl UsageMonitor {
                 .fold(0.0, f64::max);
         }
         self.shard_ticks = shards;
+        self.last_cgroup = cgroup_memory();
         self.last = Some((now, ticks));
         Some(usage(self))
     }

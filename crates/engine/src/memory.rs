@@ -3,7 +3,7 @@
 //! people write them (`512MiB`, `2G`, `25%`). Read by the Lua VMs'
 //! default memory limit and the memory flags.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Bytes of memory this process may count on: the machine's total, or its
 /// cgroup's limit when lower (v2 `memory.max`, v1
@@ -60,6 +60,69 @@ fn machine_total() -> Option<u64> {
     kib.checked_mul(1024)
 }
 
+/// What this process's memory cgroup (in a container, the container's)
+/// uses, and its limit: the lowest of its own and its ancestors' that can
+/// be seen, `None` for none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CgroupMemory {
+    /// `memory.current` (v2) or `memory.usage_in_bytes` (v1), in bytes:
+    /// every process of the group, page cache included.
+    pub usage_bytes: u64,
+    /// The limit, in bytes.
+    pub limit_bytes: Option<u64>,
+}
+
+/// This process's [`CgroupMemory`], or `None` where its group's usage
+/// cannot be read (no cgroup, or the host's root group, which has none).
+pub fn cgroup_memory() -> Option<CgroupMemory> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    cgroup_memory_under(Path::new("/sys/fs/cgroup"), &own)
+}
+
+/// [`cgroup_memory`] for the hierarchy mounted at `root`.
+fn cgroup_memory_under(root: &Path, own: &str) -> Option<CgroupMemory> {
+    let usage_bytes = memory_groups(root, own)
+        .iter()
+        .find_map(|(group, version)| {
+            let file = if *version == 2 { "memory.current" } else { "memory.usage_in_bytes" };
+            std::fs::read_to_string(group.join(file)).ok()
+        })?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(CgroupMemory { usage_bytes, limit_bytes: cgroup_limit_under(root, own) })
+}
+
+/// The folders of this process's memory groups, each group's before its
+/// ancestors', with the cgroup version of each (from the text of
+/// `/proc/self/cgroup`).
+fn memory_groups(root: &Path, own: &str) -> Vec<(PathBuf, u8)> {
+    let mut groups = Vec::new();
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let (dir, version) = if controllers.is_empty() {
+            // v2: the unified hierarchy.
+            (root.to_path_buf(), 2)
+        } else if controllers.split(',').any(|c| c == "memory") {
+            (root.join("memory"), 1)
+        } else {
+            continue;
+        };
+        // The group and every ancestor up to the mount point (inside a
+        // container the hierarchy is often mounted at the group itself,
+        // so the path's own folders may not exist: the root is read too).
+        let mut at = dir.join(path.trim().trim_start_matches('/'));
+        loop {
+            groups.push((at.clone(), version));
+            if at == dir || !at.pop() || !at.starts_with(&dir) {
+                break;
+            }
+        }
+    }
+    groups
+}
+
 /// The limit of this process's memory cgroup, when it has one (`max` and
 /// v1's "no limit" sentinel, near `i64::MAX`, are none): the lowest of
 /// its own and its ancestors' (a pod's limit is often set on a parent of
@@ -72,31 +135,9 @@ fn cgroup_limit() -> Option<u64> {
 /// [`cgroup_limit`] for the hierarchy mounted at `root`, given the text of
 /// `/proc/self/cgroup`.
 fn cgroup_limit_under(root: &Path, own: &str) -> Option<u64> {
-    let mut candidates = Vec::new();
-    for line in own.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        let (dir, file) = if controllers.is_empty() {
-            // v2: the unified hierarchy.
-            (root.to_path_buf(), "memory.max")
-        } else if controllers.split(',').any(|c| c == "memory") {
-            (root.join("memory"), "memory.limit_in_bytes")
-        } else {
-            continue;
-        };
-        // The group and every ancestor up to the mount point (inside a
-        // container the hierarchy is often mounted at the group itself,
-        // so the path's own folders may not exist: the root is read too).
-        let mut at = dir.join(path.trim_start_matches('/'));
-        loop {
-            candidates.push(at.join(file));
-            if at == dir || !at.pop() || !at.starts_with(&dir) {
-                break;
-            }
-        }
-    }
-    candidates
+    memory_groups(root, own)
         .iter()
+        .map(|(group, version)| group.join(if *version == 2 { "memory.max" } else { "memory.limit_in_bytes" }))
         .filter_map(|file| std::fs::read_to_string(file).ok())
         .filter_map(|text| text.trim().parse::<u64>().ok())
         .filter(|&limit| limit < (1 << 60))
@@ -175,14 +216,17 @@ mod tests {
         assert!(parse_size("1e30T", None).is_err());
     }
 
+    /// Write `text` to `path` under `root`, making its folders.
+    fn write_under(root: &Path, path: &str, text: &str) {
+        let file = root.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, text).unwrap();
+    }
+
     #[test]
     fn a_limit_set_on_a_parent_group_counts() {
         let root = tempfile::tempdir().unwrap();
-        let write = |path: &str, text: &str| {
-            let file = root.path().join(path);
-            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-            std::fs::write(file, text).unwrap();
-        };
+        let write = |path: &str, text: &str| write_under(root.path(), path, text);
         // v2: the container's group has no limit, its pod's has 1 GiB.
         write("memory.max", "max\n");
         write("kubepods/pod1/memory.max", "1073741824\n");
@@ -197,6 +241,30 @@ mod tests {
         // v1's "no limit" sentinel is none.
         write("memory/memory.limit_in_bytes", "9223372036854771712\n");
         assert_eq!(cgroup_limit_under(root.path(), "9:memory:/docker/abc\n"), None);
+    }
+
+    #[test]
+    fn a_groups_usage_is_read_with_its_limit() {
+        let root = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| write_under(root.path(), path, text);
+        // A host's root group has no usage file: nothing to show.
+        write("memory.max", "max\n");
+        assert_eq!(cgroup_memory_under(root.path(), "0::/\n"), None);
+        // v2: the container's own usage, the pod's limit.
+        write("kubepods/pod1/memory.max", "1073741824\n");
+        write("kubepods/pod1/memory.current", "999999999\n");
+        write("kubepods/pod1/c1/memory.current", "12345678\n");
+        assert_eq!(
+            cgroup_memory_under(root.path(), "0::/kubepods/pod1/c1\n"),
+            Some(CgroupMemory { usage_bytes: 12345678, limit_bytes: Some(1 << 30) })
+        );
+        // v1, mounted at the group itself inside a container, no limit.
+        write("memory/memory.usage_in_bytes", "4096\n");
+        write("memory/memory.limit_in_bytes", "9223372036854771712\n");
+        assert_eq!(
+            cgroup_memory_under(root.path(), "9:memory:/docker/abc\n"),
+            Some(CgroupMemory { usage_bytes: 4096, limit_bytes: None })
+        );
     }
 
     #[test]

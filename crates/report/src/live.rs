@@ -117,6 +117,8 @@ pub fn requests_payload(store: &StatsStore, workers: Option<&[WorkerStatus]>, no
         "class_counts": store.class_counts,
         "cpu_usage": store.usage.cpu_percent,
         "memory_usage": store.usage.rss_bytes,
+        "cgroup_memory_usage": store.usage.cgroup.map(|c| c.usage_bytes),
+        "cgroup_memory_limit": store.usage.cgroup.and_then(|c| c.limit_bytes),
         "notes": store.notes,
         "shape": store.shape,
         "step_marks": step_marks(store),

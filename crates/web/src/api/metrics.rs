@@ -7,7 +7,8 @@
 //!
 //! Per request name: request and failure counters, and the response time
 //! as a summary (quantiles from the HdrHistogram, sum and count). Per run:
-//! users, state, current RPS, failure ratio, CPU and memory.
+//! users, state, current RPS, failure ratio, CPU and memory, and the
+//! memory cgroup's usage and limit where they can be read.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -87,12 +88,46 @@ pub fn render(store: &StatsStore, now: f64) -> String {
     let _ = writeln!(out, "swarmer_cpu_percent {}", store.usage.cpu_percent);
     family(&mut out, "swarmer_memory_bytes", "gauge", "Resident memory of this process.");
     let _ = writeln!(out, "swarmer_memory_bytes {}", store.usage.rss_bytes);
+    if let Some(cgroup) = store.usage.cgroup {
+        family(
+            &mut out,
+            "swarmer_cgroup_memory_bytes",
+            "gauge",
+            "Memory used by this process's cgroup (a container's: all its processes, page cache included).",
+        );
+        let _ = writeln!(out, "swarmer_cgroup_memory_bytes {}", cgroup.usage_bytes);
+        if let Some(limit) = cgroup.limit_bytes {
+            family(
+                &mut out,
+                "swarmer_cgroup_memory_limit_bytes",
+                "gauge",
+                "The memory limit of this process's cgroup.",
+            );
+            let _ = writeln!(out, "swarmer_cgroup_memory_limit_bytes {limit}");
+        }
+    }
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_containers_memory_is_shown_when_it_can_be_read() {
+        use swarmer_engine::memory::CgroupMemory;
+        use swarmer_stats::{History, RequestStats};
+        let mut store = StatsStore::new(RunnerState::Running, RequestStats::new(0.0), History::default());
+        store.usage.rss_bytes = 5 << 20;
+        let without = render(&store, 1.0);
+        assert!(without.contains("swarmer_memory_bytes 5242880") && !without.contains("cgroup"), "{without}");
+        store.usage.cgroup = Some(CgroupMemory { usage_bytes: 7 << 20, limit_bytes: Some(1 << 30) });
+        let with = render(&store, 1.0);
+        assert!(with.contains("\nswarmer_cgroup_memory_bytes 7340032\n"), "{with}");
+        assert!(with.contains("\nswarmer_cgroup_memory_limit_bytes 1073741824\n"), "{with}");
+        store.usage.cgroup = Some(CgroupMemory { usage_bytes: 7 << 20, limit_bytes: None });
+        assert!(!render(&store, 1.0).contains("limit_bytes"));
+    }
 
     #[test]
     fn label_values_are_escaped() {
