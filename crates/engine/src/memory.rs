@@ -23,7 +23,7 @@ pub fn memory_budget() -> Option<u64> {
 /// own) is hidden by the kernel, and the budget is the machine's.
 pub fn hidden_limit_note() -> Option<String> {
     let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    if !at_namespace_root(&own) || cgroup_limit().is_some() {
+    if !at_namespace_root(&own) || cgroup_limit_under(Path::new("/sys/fs/cgroup"), &own).is_some() {
         return None;
     }
     let total = machine_total()?;
@@ -38,18 +38,25 @@ pub fn hidden_limit_note() -> Option<String> {
 /// Whether the group that governs memory (v1's `memory` line, else the v2
 /// line) is `/` in the text of `/proc/self/cgroup`.
 fn at_namespace_root(own: &str) -> bool {
-    let mut v2 = None;
-    for line in own.lines() {
+    let lines: Vec<_> = memory_lines(own).collect();
+    let governing = lines.iter().find(|(version, _)| *version == 1).or_else(|| lines.first());
+    governing.is_some_and(|(_, path)| *path == "/")
+}
+
+/// The lines of `/proc/self/cgroup`'s text that can hold memory: the v2
+/// line and v1's `memory` line, as (cgroup version, the group's path).
+fn memory_lines(own: &str) -> impl Iterator<Item = (u8, &str)> {
+    own.lines().filter_map(|line| {
         let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        if controllers.split(',').any(|c| c == "memory") {
-            return path.trim() == "/";
-        }
+        let (_, controllers, path) = (parts.next(), parts.next()?, parts.next()?.trim());
         if controllers.is_empty() {
-            v2 = Some(path.trim() == "/");
+            Some((2, path))
+        } else if controllers.split(',').any(|c| c == "memory") {
+            Some((1, path))
+        } else {
+            None
         }
-    }
-    v2.unwrap_or(false)
+    })
 }
 
 /// `MemTotal` of `/proc/meminfo`, in bytes.
@@ -98,21 +105,12 @@ fn cgroup_memory_under(root: &Path, own: &str) -> Option<CgroupMemory> {
 /// `/proc/self/cgroup`).
 fn memory_groups(root: &Path, own: &str) -> Vec<(PathBuf, u8)> {
     let mut groups = Vec::new();
-    for line in own.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        let (dir, version) = if controllers.is_empty() {
-            // v2: the unified hierarchy.
-            (root.to_path_buf(), 2)
-        } else if controllers.split(',').any(|c| c == "memory") {
-            (root.join("memory"), 1)
-        } else {
-            continue;
-        };
+    for (version, path) in memory_lines(own) {
+        let dir = if version == 2 { root.to_path_buf() } else { root.join("memory") };
         // The group and every ancestor up to the mount point (inside a
         // container the hierarchy is often mounted at the group itself,
         // so the path's own folders may not exist: the root is read too).
-        let mut at = dir.join(path.trim().trim_start_matches('/'));
+        let mut at = dir.join(path.trim_start_matches('/'));
         loop {
             groups.push((at.clone(), version));
             if at == dir || !at.pop() || !at.starts_with(&dir) {

@@ -37,6 +37,11 @@ pub struct Bridge {
 const METHODS: [Method; 7] =
     [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::HEAD, Method::OPTIONS];
 
+/// What a request made other than on `self.client` is told.
+const NOT_ON_A_CLIENT: &str = "request: call it on self.client (client:get(...))";
+/// What a request whose URL is not text is told.
+const URL_NOT_UTF8: &str = "request: the URL is not valid UTF-8";
+
 /// How a coroutine ended.
 pub enum Ended {
     /// Its function returned: the first value it returned.
@@ -202,7 +207,7 @@ fn read_request(yielded: &mut Yielded) -> mlua::Result<Op> {
     let opts_at = (given >= 3).then_some(2);
     let (id_at, method_at) = (n - 3, n - 2);
     let Some(client) = yielded.integer(id_at) else {
-        return Ok(Op::Invalid("request: call it on self.client (client:get(...))".into()));
+        return Ok(Op::Invalid(NOT_ON_A_CLIENT.into()));
     };
     let mut discard = false;
     let method = if yielded.kind(method_at) == Kind::Number {
@@ -227,7 +232,7 @@ fn read_request(yielded: &mut Yielded) -> mlua::Result<Op> {
     };
     let url = match url_at.and_then(|at| yielded.string(at)).map(String::from_utf8) {
         Some(Ok(url)) => url,
-        Some(Err(_)) => return Ok(Op::Invalid("request: the URL is not valid UTF-8".into())),
+        Some(Err(_)) => return Ok(Op::Invalid(URL_NOT_UTF8.into())),
         None => {
             let kind = url_at.map_or(Kind::None, |at| yielded.kind(at));
             return Ok(Op::Invalid(format!("expected a URL string, got {}", kind.name())));
@@ -258,10 +263,10 @@ fn numbered_method(code: Option<i64>) -> Result<(Method, bool), Op> {
 fn checked_op(request: CheckedRequest) -> Op {
     let CheckedRequest { client, code, url, opts } = request;
     let Some(client) = client else {
-        return Op::Invalid("request: call it on self.client (client:get(...))".into());
+        return Op::Invalid(NOT_ON_A_CLIENT.into());
     };
     let Some(url) = url else {
-        return Op::Invalid("request: the URL is not valid UTF-8".into());
+        return Op::Invalid(URL_NOT_UTF8.into());
     };
     match numbered_method(Some(code)) {
         Ok((method, discard)) => Op::Request { client, method, url, opts, discard },

@@ -175,25 +175,35 @@ async fn a_plans_own_yields_and_resumes_are_not_taken_for_operations() {
         dir.path(),
         r#"local swarmer = require("swarmer")
 local function check(cond, what) if not cond then error("check failed: " .. what, 2) end end
+local runs = 0
 swarmer.user("Yielder", {
   wait_time = swarmer.constant(0.02),
   tasks = {
     function(self)
-      -- A request inside a coroutine of the plan's own yields to the plan.
+      -- A request inside a coroutine of the plan's own yields to the plan
+      -- (what it yields is the request's tag).
       local co = coroutine.wrap(function() return self.client:get("/") end)
-      co()
+      local tag = co()
       local ok, err = pcall(co)
       check(not ok and tostring(err):match("plan.lua:%d+: a request was resumed without a response"),
         "own coroutine " .. tostring(err))
-      -- Values shaped like the driver's operations are still a plan's own yield.
-      coroutine.yield(0.01, 2)
+      -- Values shaped like the driver's operations are still a plan's own
+      -- yield, the request's tag included, alone or over a request's frame.
+      runs = runs + 1
+      if runs % 3 == 1 then
+        coroutine.yield(0.01, 2)
+      elseif runs % 3 == 2 then
+        coroutine.yield(tag)
+      else
+        coroutine.yield(self.client, "/", nil, self.client[1], -1, tag)
+      end
     end,
   },
 })
 "#,
     );
     let handle = start(&path, &t.url(), 1, TagFilter::default()).await;
-    run_until(&handle, 1, "two refused yields", |h| exception_count(h, "coroutine.yield from a task") >= 2).await;
+    run_until(&handle, 1, "three refused yields", |h| exception_count(h, "coroutine.yield from a task") >= 3).await;
     let store = handle.stats().lock().unwrap();
     let exceptions: Vec<_> = store.stats.exceptions().collect();
     assert_eq!(exceptions.len(), 1, "{exceptions:?}");

@@ -277,6 +277,20 @@ mod tests {
     use swarmer_stats::{RequestSample, ShardRecorder};
 
     #[test]
+    fn a_containers_memory_is_in_the_payload_when_it_can_be_read() {
+        use swarmer_engine::RunnerState;
+        use swarmer_engine::memory::CgroupMemory;
+        use swarmer_stats::History;
+        let mut store = StatsStore::new(RunnerState::Running, RequestStats::new(0.0), History::default());
+        let payload = requests_payload(&store, None, 1.0);
+        assert!(payload["cgroup_memory_usage"].is_null() && payload["cgroup_memory_limit"].is_null(), "{payload}");
+        store.usage.cgroup = Some(CgroupMemory { usage_bytes: 7 << 20, limit_bytes: Some(1 << 30) });
+        let payload = requests_payload(&store, None, 1.0);
+        assert_eq!(payload["cgroup_memory_usage"], 7 << 20);
+        assert_eq!(payload["cgroup_memory_limit"], 1u64 << 30);
+    }
+
+    #[test]
     fn rows_carry_locusts_field_names_and_end_with_aggregated() {
         let mut r = ShardRecorder::new("local");
         for (name, rt) in [("/b", 1_500), ("/a", 2_000), ("/a", 4_000)] {
